@@ -1,0 +1,186 @@
+"""The parameter catalogue: every knob the model reads, its default, unit, versions and source.
+
+A parameter key is ``<component>.<knob_in_snake_case>`` after the real flag or field
+(``kube_controller_manager.node_monitor_grace_period``). Defaults live here and nowhere
+else; a mechanism that reads a key the catalogue does not define fails its tests.
+
+A *profile* is a named set of values for a real version or vendor (``k8s-1.10``,
+``haproxy``). Profiles belong to a *component family* (``k8s``, ``lb``, ...); an
+experiment picks at most one profile per family, and each family has a default profile
+whose values are the catalogue defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chaoslab.params.dists import Dist, ParseError, parse_value
+
+__all__ = [
+    "CATALOGUE",
+    "PROFILES",
+    "Param",
+    "Profile",
+    "Setting",
+    "UnknownParameter",
+    "UnknownProfile",
+    "lookup",
+    "register",
+    "register_profile",
+]
+
+#: What a parameter's value is. Durations are seconds and may be distributions; counts,
+#: ratios and rates are numbers (counts may be distributions too); flags are booleans;
+#: choices are one of ``Param.choices``.
+Kind = Literal["duration", "count", "ratio", "rate", "flag", "choice"]
+
+_UNIT_OF_KIND: dict[str, str] = {
+    "duration": "s",
+    "count": "count",
+    "ratio": "ratio",
+    "rate": "1/s",
+    "flag": "bool",
+    "choice": "choice",
+}
+
+Value = Dist | bool | str
+
+
+class UnknownParameter(KeyError):
+    """A key that is not in the catalogue (the message suggests the nearest keys)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+class UnknownProfile(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One knob. ``default`` is the value of the family's default profile."""
+
+    key: str
+    kind: Kind
+    default: Value
+    versions: str
+    source: str
+    doc: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def unit(self) -> str:
+        return _UNIT_OF_KIND[self.kind]
+
+    @property
+    def component(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    def parse(self, raw: object) -> Value:
+        """Read a value given in an experiment file or on the command line."""
+        if self.kind == "flag":
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in {"true", "false", "yes", "no", "on", "off"}:
+                return raw.lower() in {"true", "yes", "on"}
+            raise ParseError(f"{self.key} is a flag: write true or false, got {raw!r}")
+        if self.kind == "choice":
+            if raw not in self.choices:
+                raise ParseError(f"{self.key} must be one of {', '.join(self.choices)}; got {raw!r}")
+            return str(raw)
+        if isinstance(raw, bool):
+            raise ParseError(f"{self.key} takes a {self.kind}, not {raw!r}")
+        dist = parse_value(raw, unit=self.unit)  # type: ignore[arg-type]
+        lo, _ = dist.bounds()
+        if lo < 0:
+            raise ParseError(f"{self.key} cannot be negative (got {raw!r})")
+        if self.kind == "ratio" and dist.bounds()[1] > 1:
+            raise ParseError(f"{self.key} is a ratio between 0 and 1 (got {raw!r})")
+        return dist
+
+    def text(self, value: Value | None = None) -> str:
+        v = self.default if value is None else value
+        if isinstance(v, Dist):
+            return v.text("s" if self.kind == "duration" else self.unit)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A profile's value for one key, with its own source."""
+
+    value: Value
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    family: str
+    doc: str
+    settings: Mapping[str, Setting] = field(default_factory=dict)
+    default: bool = False
+
+
+#: key -> Param, filled by the ``params.*`` modules at import time
+CATALOGUE: dict[str, Param] = {}
+#: name -> Profile
+PROFILES: dict[str, Profile] = {}
+
+
+def register(params: Iterable[Param]) -> None:
+    for p in params:
+        if p.key in CATALOGUE:
+            raise ValueError(f"parameter {p.key} defined twice")
+        if not p.source.strip():
+            raise ValueError(f"parameter {p.key} has no source")
+        # the default must be readable as a value of its own kind
+        if p.kind == "choice" and p.default not in p.choices:
+            raise ValueError(f"{p.key}: default {p.default!r} not among its choices")
+        CATALOGUE[p.key] = p
+
+
+def register_profile(
+    name: str,
+    family: str,
+    doc: str,
+    settings: Mapping[str, tuple[object, str]] | None = None,
+    *,
+    default: bool = False,
+) -> Profile:
+    """Register a profile; ``settings`` maps key -> (value as written in YAML, source)."""
+    if name in PROFILES:
+        raise ValueError(f"profile {name} defined twice")
+    parsed: dict[str, Setting] = {}
+    for key, (raw, source) in (settings or {}).items():
+        param = lookup(key)
+        parsed[key] = Setting(param.parse(raw), source)
+    prof = Profile(name, family, doc, parsed, default)
+    PROFILES[name] = prof
+    return prof
+
+
+def lookup(key: str) -> Param:
+    try:
+        return CATALOGUE[key]
+    except KeyError:
+        near = difflib.get_close_matches(key, CATALOGUE, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+        raise UnknownParameter(f"unknown parameter {key!r}{hint}") from None
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        near = difflib.get_close_matches(name, PROFILES, n=3, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+        known = ", ".join(sorted(PROFILES))
+        raise UnknownProfile(f"unknown profile {name!r}{hint}; known: {known}") from None

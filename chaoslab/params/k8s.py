@@ -1,0 +1,436 @@
+"""Kubernetes control-plane, kubelet, kube-proxy and workload knobs, and the k8s profiles.
+
+Facts and sources: ``reference/kubernetes-timing.md`` (sections 1-7 and the table in 10).
+Values marked ``[assumption]`` have no published default; the source says what bounds them.
+"""
+
+from __future__ import annotations
+
+from chaoslab.params.catalogue import Param, register, register_profile
+from chaoslab.params.dists import Fixed, LogNormal
+
+KK = "kubernetes/kubernetes"
+
+register(
+    [
+        # ---------------------------------------------------------------- kubelet
+        Param(
+            "kubelet.node_lease",
+            "flag",
+            True,
+            "Lease heartbeats: alpha 1.13 (off), beta 1.14 (on), GA 1.17; none in 1.10",
+            "KEP-589 (kubernetes/enhancements keps/sig-node/589-efficient-node-heartbeats)",
+            "Heartbeat is a Lease renewal (true) or, before NodeLease, a NodeStatus post (false).",
+        ),
+        Param(
+            "kubelet.node_status_update_frequency",
+            "duration",
+            Fixed(10.0),
+            "10 s since 2015 (pre-1.0) to now",
+            f"{KK} pkg/kubelet/apis/config/v1beta1/defaults.go; PR #6535",
+            "How often the kubelet computes node status; the heartbeat itself before NodeLease.",
+        ),
+        Param(
+            "kubelet.node_status_report_frequency",
+            "duration",
+            Fixed(300.0),
+            "1m in 1.13-1.16, 5m from 1.17",
+            f"{KK} pkg/kubelet/apis/config/v1beta1/defaults.go; PR #84007 (CHANGELOG-1.17)",
+            "With NodeLease, unchanged status is posted only this often (not a heartbeat).",
+        ),
+        Param(
+            "kubelet.node_lease_duration_seconds",
+            "duration",
+            Fixed(40.0),
+            "40 s since NodeLease (1.13)",
+            f"{KK} pkg/kubelet/apis/config/v1beta1/defaults.go (NodeLeaseDurationSeconds = 40)",
+            "Lease duration; the kubelet renews every node_lease_renew_interval_fraction of it.",
+        ),
+        Param(
+            "kubelet.node_lease_renew_interval_fraction",
+            "ratio",
+            Fixed(0.25),
+            "constant since 1.13",
+            f"{KK} pkg/kubelet/kubelet.go (nodeLeaseRenewIntervalFraction = 0.25)",
+            "Renew interval = fraction x lease duration (10 s by default).",
+        ),
+        Param(
+            "kubelet.pleg_relist_period",
+            "duration",
+            Fixed(1.0),
+            "current",
+            f"{KK} pkg/kubelet/kubelet.go (genericPlegRelistPeriod = 1 s)",
+            "How often the kubelet relists containers and notices that one died.",
+        ),
+        Param(
+            "kubelet.container_restart_backoff_initial",
+            "duration",
+            Fixed(10.0),
+            "all versions (new gates alpha 1.32/1.33 change it)",
+            f"{KK} pkg/kubelet/kubelet.go (containerBackOffPeriod); docs pod-lifecycle.md",
+            "Back-off before the second restart; the first restart is immediate, then it doubles.",
+        ),
+        Param(
+            "kubelet.container_restart_backoff_max",
+            "duration",
+            Fixed(300.0),
+            "all versions (KubeletCrashLoopBackOffMax alpha 1.32 makes it configurable)",
+            f"{KK} pkg/kubelet/apis/config/v1beta1/defaults.go (MaxContainerBackOff = 300 s)",
+            "Cap of the restart back-off.",
+        ),
+        Param(
+            "kubelet.status_sync_period",
+            "duration",
+            Fixed(10.0),
+            "current",
+            f"{KK} pkg/kubelet/status/status_manager.go (syncPeriod = 10 s)",
+            "Period of the kubelet's status reconciliation: after a partition heals, pods the "
+            "controller marked NotReady are set Ready again within this period.",
+        ),
+        Param(
+            "kubelet.node_boot_time",
+            "duration",
+            LogNormal(60.0, 180.0),
+            "[assumption] any version",
+            "[assumption] power-on to a running kubelet depends on the hardware/VM; "
+            "measure yours and set it (empirical(...) takes measured values)",
+            "Time from a crashed node's power-on to its kubelet heartbeating again.",
+        ),
+        # ------------------------------------------------ kube-controller-manager
+        Param(
+            "kube_controller_manager.node_monitor_period",
+            "duration",
+            Fixed(5.0),
+            "5 s in 1.10 and now",
+            f"{KK} KubeCloudShared defaults (SetDefaults_KubeCloudSharedConfiguration)",
+            "Period of monitorNodeHealth passes.",
+        ),
+        Param(
+            "kube_controller_manager.node_monitor_grace_period",
+            "duration",
+            Fixed(50.0),
+            "40 s up to 1.31; 50 s from 1.32",
+            f"{KK} PR #126287; CHANGELOG-1.32; "
+            "pkg/controller/nodelifecycle/config/v1alpha1/defaults.go",
+            "A node whose heartbeat was last seen this long ago goes Ready -> Unknown.",
+        ),
+        Param(
+            "kube_controller_manager.node_startup_grace_period",
+            "duration",
+            Fixed(60.0),
+            "60 s in 1.10 and now",
+            f"{KK} pkg/controller/nodelifecycle/config/v1alpha1/defaults.go",
+            "Grace period of a node that never posted Ready (after a reboot of a new node).",
+        ),
+        Param(
+            "kube_controller_manager.pod_eviction_timeout",
+            "duration",
+            Fixed(300.0),
+            "effective <=1.12 (legacy path); ignored with taint eviction; removed 1.27",
+            f"{KK} node_lifecycle_controller.go (processNoTaintBaseEviction); "
+            "PR #113710, PR #115840",
+            "Legacy eviction: pods deleted when now > last heartbeat seen + this timeout.",
+        ),
+        Param(
+            "kube_controller_manager.taint_based_evictions",
+            "flag",
+            True,
+            "alpha 1.6-1.12 (off), beta 1.13-1.17 (on), GA 1.18, gate removed 1.20",
+            "kubernetes/website feature-gates-removed (TaintBasedEvictions); PR #87487",
+            "Evict through unreachable:NoExecute taints and tolerationSeconds (true) or the "
+            "legacy pod_eviction_timeout path (false).",
+        ),
+        Param(
+            "kube_controller_manager.node_eviction_rate",
+            "rate",
+            Fixed(0.1),
+            "1.10 to now",
+            f"{KK} cmd/kube-controller-manager/app/options/nodelifecyclecontroller.go",
+            "Nodes per second per healthy zone that get NoExecute taints (or legacy evictions).",
+        ),
+        Param(
+            "kube_controller_manager.secondary_node_eviction_rate",
+            "rate",
+            Fixed(0.01),
+            "1.10 to now",
+            f"{KK} options/nodelifecyclecontroller.go; node_lifecycle_controller.go "
+            "(ReducedQPSFunc)",
+            "Rate in a partially disrupted zone larger than large_cluster_size_threshold "
+            "(0 in smaller zones).",
+        ),
+        Param(
+            "kube_controller_manager.unhealthy_zone_threshold",
+            "ratio",
+            Fixed(0.55),
+            "1.10 to now",
+            f"{KK} node_lifecycle_controller.go (ComputeZoneState: notReady > 2 and ratio >= t)",
+            "A zone with more than 2 NotReady nodes making up at least this share is "
+            "PartialDisruption.",
+        ),
+        Param(
+            "kube_controller_manager.large_cluster_size_threshold",
+            "count",
+            Fixed(50.0),
+            "1.10 to now",
+            f"{KK} options/nodelifecyclecontroller.go; ReducedQPSFunc",
+            "Zones up to this size stop evicting entirely when partially disrupted.",
+        ),
+        Param(
+            "kube_controller_manager.node_eviction_period",
+            "duration",
+            Fixed(0.1),
+            "1.10 to now (constant)",
+            f"{KK} pkg/controller/nodelifecycle/node_lifecycle_controller.go (NodeEvictionPeriod);"
+            " scheduler/rate_limited_queue.go",
+            "The NoExecute tainting (or legacy eviction) queue is worked every 100 ms, "
+            "token bucket burst 1.",
+        ),
+        Param(
+            "kube_controller_manager.endpointslice_updates_batch_period",
+            "duration",
+            Fixed(0.0),
+            "added 1.18, default 0 (no batching)",
+            f"{KK} PR #88745; CHANGELOG-1.18",
+            "Delay the EndpointSlice controller adds before syncing a Service after a pod change.",
+        ),
+        Param(
+            "kube_controller_manager.controller_reaction",
+            "duration",
+            LogNormal(0.02, 0.1),
+            "[assumption] any version",
+            "[assumption] watch delivery + controller work queue; not published. Bounded by the "
+            "sig-scalability API call latency SLO (mutating calls p99 <= 1 s)",
+            "Time from an API object change to a controller acting on it (one hop).",
+        ),
+        Param(
+            "kube_controller_manager.taint_manager_delay",
+            "duration",
+            Fixed(0.0),
+            "[assumption] any version",
+            "[assumption] the taint manager reacts to node updates from its informer at once "
+            f"({KK} pkg/controller/tainteviction/taint_eviction.go); one controller hop is "
+            "already counted in controller_reaction",
+            "Extra delay between a NoExecute taint and the taint manager scheduling evictions.",
+        ),
+        # ------------------------------------------------------- kube-apiserver
+        Param(
+            "kube_apiserver.default_unreachable_toleration_seconds",
+            "duration",
+            Fixed(300.0),
+            "admission plugin enabled by default since 1.6",
+            f"{KK} plugin/pkg/admission/defaulttolerationseconds/admission.go; "
+            "docs taint-and-toleration.md",
+            "tolerationSeconds added to pods for node.kubernetes.io/unreachable:NoExecute.",
+        ),
+        Param(
+            "kube_apiserver.default_not_ready_toleration_seconds",
+            "duration",
+            Fixed(300.0),
+            "admission plugin enabled by default since 1.6",
+            f"{KK} plugin/pkg/admission/defaulttolerationseconds/admission.go",
+            "tolerationSeconds added to pods for node.kubernetes.io/not-ready:NoExecute.",
+        ),
+        # ------------------------------------------------------------ kube-proxy
+        Param(
+            "kube_proxy.iptables_min_sync_period",
+            "duration",
+            Fixed(1.0),
+            "0 up to 1.18; 1 s from 1.19",
+            f"{KK} PR #92836 (1.19 release notes); pkg/proxy/apis/config/v1alpha1/defaults.go",
+            "Minimum time between the starts of two rule syncs (BoundedFrequencyRunner).",
+        ),
+        Param(
+            "kube_proxy.iptables_sync_period",
+            "duration",
+            Fixed(30.0),
+            "30 s in 1.10 and now",
+            f"{KK} pkg/proxy/apis/config/v1alpha1/defaults.go",
+            "Periodic full resync; sets the phase of the last sync before a change.",
+        ),
+        Param(
+            "kube_proxy.sync_duration",
+            "duration",
+            LogNormal(0.05, 0.3),
+            "[assumption] any version",
+            "[assumption] iptables-restore time as seen in sync_proxy_rules_duration_seconds of "
+            "small clusters; no published default",
+            "Time one rule sync takes before the new rules are in the kernel.",
+        ),
+        Param(
+            "kube_proxy.proxy_terminating_endpoints",
+            "flag",
+            True,
+            "alpha 1.22 (off), beta 1.26 (on), GA 1.28",
+            "KEP-1669 (kubernetes/enhancements keps/sig-network/1669-proxy-terminating-endpoints)",
+            "With externalTrafficPolicy Local and only terminating-but-serving local endpoints, "
+            "forward to them instead of dropping.",
+        ),
+        # ------------------------------------------------------ scheduling & pods
+        Param(
+            "kube_scheduler.scheduling_latency",
+            "duration",
+            LogNormal(0.05, 0.5),
+            "[assumption] any version",
+            "[assumption] bounded by the sig-scalability pod startup SLO (p99 <= 5 s from "
+            "creation to started, kubernetes/community sig-scalability/slos/slos.md)",
+            "Time from pod creation to binding.",
+        ),
+        Param(
+            "pod.image_pull_time",
+            "duration",
+            Fixed(0.0),
+            "any version",
+            "IfNotPresent with a cached image pulls nothing (k8s docs images.md); "
+            "set a distribution for uncached images",
+            "Image pull time of a replacement pod.",
+        ),
+        Param(
+            "pod.container_start_time",
+            "duration",
+            LogNormal(1.0, 3.0),
+            "[assumption] any version",
+            "[assumption] within the sig-scalability pod startup SLO: p99 <= 5 s excluding "
+            "image pull (sig-scalability/slos/pod_startup_latency.md)",
+            "Sandbox + container start until the container runs (scheduling excluded).",
+        ),
+        Param(
+            "pod.readiness_probe",
+            "flag",
+            True,
+            "any version",
+            "chaoslab choice: the article's charts define readiness probes; without one a pod "
+            "is Ready when its containers start (pod-lifecycle.md)",
+            "Whether the app container has a readiness probe.",
+        ),
+        Param(
+            "probe.period_seconds",
+            "duration",
+            Fixed(10.0),
+            "all versions",
+            f"{KK} pkg/apis/core/v1/defaults.go (SetDefaults_Probe)",
+            "Readiness probe period.",
+        ),
+        Param(
+            "probe.timeout_seconds",
+            "duration",
+            Fixed(1.0),
+            "all versions",
+            f"{KK} pkg/apis/core/v1/defaults.go (SetDefaults_Probe)",
+            "Readiness probe timeout.",
+        ),
+        Param(
+            "probe.success_threshold",
+            "count",
+            Fixed(1.0),
+            "all versions",
+            f"{KK} pkg/apis/core/v1/defaults.go (SetDefaults_Probe)",
+            "Consecutive successes to become Ready.",
+        ),
+        Param(
+            "probe.failure_threshold",
+            "count",
+            Fixed(3.0),
+            "all versions",
+            f"{KK} pkg/apis/core/v1/defaults.go (SetDefaults_Probe)",
+            "Consecutive failures to become NotReady.",
+        ),
+        Param(
+            "probe.initial_delay_seconds",
+            "duration",
+            Fixed(0.0),
+            "all versions",
+            f"{KK} pkg/apis/core/v1/defaults.go (SetDefaults_Probe)",
+            "Delay after container start before the first readiness probe.",
+        ),
+        Param(
+            "pod.termination_grace_period_seconds",
+            "duration",
+            Fixed(30.0),
+            "all versions",
+            f"{KK} pkg/apis/core/v1/defaults.go (SetDefaults_PodSpec); docs pod-lifecycle.md",
+            "Time between the start of a graceful delete and SIGKILL.",
+        ),
+        Param(
+            "pod.prestop_sleep",
+            "duration",
+            Fixed(0.0),
+            "no preStop hook unless the chart defines one",
+            "docs pod-lifecycle.md (Pod termination flow); a preStop sleep is the usual "
+            "mitigation of the endpoint-removal race",
+            "preStop hook duration before SIGTERM.",
+        ),
+        Param(
+            "app.stop_accepting_after_sigterm",
+            "duration",
+            Fixed(0.0),
+            "[assumption] any version",
+            "[assumption] most servers close their listener on SIGTERM at once (Go "
+            "http.Server.Shutdown, nginx -s quit); set it for apps that keep serving",
+            "How long the app keeps accepting new connections after SIGTERM.",
+        ),
+        Param(
+            "app.exit_after_sigterm",
+            "duration",
+            Fixed(1.0),
+            "[assumption] any version",
+            "[assumption] draining in-flight requests; capped by the termination grace period",
+            "Time from SIGTERM until the app process exits (the pod object then goes away).",
+        ),
+        Param(
+            "client.timeout",
+            "duration",
+            Fixed(10.0),
+            "chaoslab convention",
+            "chaoslab choice: a common HTTP client deadline; set it to your clients' timeout",
+            "A request counts as a success only if answered within this time.",
+        ),
+        Param(
+            "cluster.force_delete_after",
+            "duration",
+            Fixed(float("inf")),
+            "operator action",
+            "k8s docs force-delete-stateful-set-pod.md and node-shutdown.md: pods on an "
+            "unreachable node stay Terminating until an operator force-deletes them or adds "
+            "the out-of-service taint; default: nobody does",
+            "Time after the fault at which an operator force-deletes pods stuck on a lost node.",
+        ),
+    ]
+)
+
+_1_10 = "reference/kubernetes-timing.md section 0 (v1.10-era defaults)"
+
+register_profile(
+    "k8s-1.32",
+    "k8s",
+    "Kubernetes 1.32 and later: Lease heartbeats, grace 50 s, taint-based eviction after "
+    "300 s, kube-proxy min sync 1 s, terminating endpoints.",
+    {},
+    default=True,
+)
+register_profile(
+    "k8s-1.31",
+    "k8s",
+    "Kubernetes 1.19-1.31: as 1.32 but node-monitor-grace-period 40 s.",
+    {
+        "kube_controller_manager.node_monitor_grace_period": (
+            "40s",
+            f"{KK} pkg/controller/nodelifecycle/config/v1alpha1/defaults.go before PR #126287",
+        ),
+    },
+)
+register_profile(
+    "k8s-1.10",
+    "k8s",
+    "Kubernetes 1.10 (the article's era): NodeStatus heartbeats, legacy eviction counted "
+    "from the last heartbeat, kube-proxy min sync 0, no terminating endpoints.",
+    {
+        "kubelet.node_lease": (False, "KEP-589: NodeLease alpha only in 1.13"),
+        "kube_controller_manager.node_monitor_grace_period": ("40s", _1_10),
+        "kube_controller_manager.taint_based_evictions": (
+            False,
+            "TaintBasedEvictions alpha (off) 1.6-1.12 (k8s docs feature-gates-removed)",
+        ),
+        "kube_proxy.iptables_min_sync_period": ("0s", f"{KK} PR #92836 (0 before 1.19)"),
+        "kube_proxy.proxy_terminating_endpoints": (False, "KEP-1669: alpha from 1.22"),
+    },
+)
