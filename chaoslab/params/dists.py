@@ -276,6 +276,8 @@ def parse_duration(text: str | float | int, *, unit: str = "s") -> float:
         if unit == "s" and text != 0:
             raise ParseError(f"{text!r} has no unit; write it as {text}s or {text}ms")
         return float(text)
+    if str(text).strip().lower() in {"inf", "never"}:
+        return math.inf
     m = _DURATION.match(str(text))
     if not m:
         raise ParseError(f"cannot read {text!r} as a {'duration' if unit == 's' else 'number'}")

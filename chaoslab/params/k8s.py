@@ -55,6 +55,15 @@ register(
             "Renew interval = fraction x lease duration (10 s by default).",
         ),
         Param(
+            "kubelet.node_lease_retry_max",
+            "duration",
+            Fixed(7.0),
+            "since NodeLease (1.13)",
+            "kubernetes/website content/en/docs/reference/node/node-status.md (Heartbeats: "
+            "failed renewals retried with exponential backoff from 200 ms capped at 7 s)",
+            "After a partition heals, the first Lease renewal lands within this cap.",
+        ),
+        Param(
             "kubelet.pleg_relist_period",
             "duration",
             Fixed(1.0),

@@ -1,0 +1,12 @@
+"""Exposure designs: how outside clients reach the service, and what fails over.
+
+``DESIGNS`` maps the YAML key of each design to its `Design`. Families live in their own
+modules (``nodeport`` here; the network designs in ``network``) and are merged below.
+"""
+
+from chaoslab.designs.base import Design, Flow, ImpossibleTarget, Topology, initial_app_nodes
+from chaoslab.designs.nodeport import DESIGNS as _NODEPORT
+
+DESIGNS: dict[str, Design] = {**_NODEPORT}
+
+__all__ = ["DESIGNS", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]

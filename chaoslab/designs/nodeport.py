@@ -1,0 +1,185 @@
+"""The article's Service-level designs: ClusterIP, NodePort direct, NodePort behind an LB.
+
+Request paths (a(t) is the share of new requests that reach a live server):
+
+- ``clusterip``: an in-cluster client on a healthy node -> its kube-proxy -> 1/k to each
+  programmed endpoint.
+- ``nodeport-direct``: clients use one node's IP -> that node's kube-proxy -> 1/k to each
+  programmed endpoint. Nothing moves when the entry node dies.
+- ``nodeport-lb``: LB -> any in-rotation node (``externalTrafficPolicy: Cluster``) -> that
+  node's kube-proxy -> 1/k to each programmed endpoint anywhere.
+- ``nodeport-lb-local``: LB health-checks the health-check node port -> nodes with local
+  ready endpoints -> only local endpoints; a node with none DROPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chaoslab.designs.base import Design, Flow, Topology
+from chaoslab.mechanisms.base import Trial
+from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
+from chaoslab.mechanisms.k8s import KubernetesCluster
+from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker
+
+__all__ = ["DESIGNS"]
+
+
+def share_serving(via: Node | None, endpoints: Sequence[Pod]) -> float:
+    """Share of DNAT choices (uniform over programmed endpoints) that reach a live server."""
+    if not endpoints:
+        return 0.0
+    return sum(1 for p in endpoints if p.serves_from(via)) / len(endpoints)
+
+
+class ClusterIpTopology(Topology):
+    def __init__(self, trial: Trial, cluster: KubernetesCluster, design: Design) -> None:
+        super().__init__(trial, cluster, design)
+        workers = [n for n in cluster.nodes if n.role != "master"]
+        app_nodes = set(cluster.app_nodes())
+        # the client pod runs on a worker without app pods if there is one
+        self.client = next((n for n in workers if n not in app_nodes), workers[0])
+
+    def targets_resolved(self, nodes: list[Node], pods: list[Pod]) -> None:
+        if self.client in nodes:
+            others = [n for n in self.cluster.nodes if n.role != "master" and n not in nodes]
+            if others:
+                self.client = others[-1]
+
+    def availability(self) -> float:
+        c = self.client
+        if not c.reachable or c.proxy is None:
+            return 0.0
+        return share_serving(c, c.proxy.programmed)
+
+    def flows(self) -> list[Flow]:
+        c = self.client
+        eps = c.proxy.programmed if c.proxy else ()
+        return [(1.0 / len(eps), c, p) for p in eps]
+
+
+class NodePortDirectTopology(Topology):
+    def __init__(self, trial: Trial, cluster: KubernetesCluster, design: Design) -> None:
+        super().__init__(trial, cluster, design)
+        # the article: clients use the IP of a node that also hosts an app pod
+        self.entry = cluster.app_nodes()[0]
+
+    def availability(self) -> float:
+        e = self.entry
+        assert e is not None
+        if not e.reachable or e.proxy is None:
+            return 0.0
+        return share_serving(e, e.proxy.external_endpoints())
+
+    def flows(self) -> list[Flow]:
+        e = self.entry
+        assert e is not None and e.proxy is not None
+        eps = e.proxy.external_endpoints()
+        return [(1.0 / len(eps), e, p) for p in eps]
+
+
+class NodePortLbTopology(Topology):
+    def __init__(
+        self, trial: Trial, cluster: KubernetesCluster, design: Design, *, local: bool
+    ) -> None:
+        super().__init__(trial, cluster, design)
+        self.local = local
+        which = trial.p.choice("lb.targets")
+        if which == "all":
+            targets = list(cluster.nodes)
+        elif which == "app-nodes":
+            targets = cluster.app_nodes()
+        else:
+            targets = [n for n in cluster.nodes if n.role != "master"]
+        self.lb = LbHealthChecker(trial, targets, self._check)
+
+    def _check(self, node: Node) -> CheckResult:
+        if not node.reachable:
+            return (False, False)
+        if self.local:
+            return (node.proxy is not None and node.proxy.healthy_local, True)
+        return (True, True)
+
+    def availability(self) -> float:
+        rotation = self.lb.in_rotation()
+        if not rotation:
+            return 0.0
+        total = 0.0
+        for n in rotation:
+            if n.reachable and n.proxy is not None:
+                total += share_serving(n, n.proxy.external_endpoints())
+        return total / len(rotation)
+
+    def flows(self) -> list[Flow]:
+        rotation = self.lb.in_rotation()
+        out: list[Flow] = []
+        for n in rotation:
+            eps = n.proxy.external_endpoints() if n.proxy else ()
+            out += [(1.0 / len(rotation) / len(eps), n, p) for p in eps]
+        return out
+
+
+def _build_clusterip(trial: Trial, spec: ClusterSpec) -> Topology:
+    workers = [n for n, role in spec.node_names() if role != "master"]
+    cluster = KubernetesCluster(trial, spec, proxy_nodes=workers)
+    return ClusterIpTopology(trial, cluster, DESIGNS["clusterip"])
+
+
+def _build_direct(trial: Trial, spec: ClusterSpec) -> Topology:
+    from chaoslab.designs.base import initial_app_nodes
+
+    entry = initial_app_nodes(spec)[:1]
+    cluster = KubernetesCluster(trial, spec, proxy_nodes=entry)
+    return NodePortDirectTopology(trial, cluster, DESIGNS["nodeport-direct"])
+
+
+def _lb_builder(local: bool):
+    key = "nodeport-lb-local" if local else "nodeport-lb"
+
+    def build(trial: Trial, spec: ClusterSpec) -> Topology:
+        cluster = KubernetesCluster(
+            trial, spec, external_traffic_policy="Local" if local else "Cluster"
+        )
+        return NodePortLbTopology(trial, cluster, DESIGNS[key], local=local)
+
+    return build
+
+
+DESIGNS: dict[str, Design] = {
+    d.key: d
+    for d in [
+        Design(
+            "clusterip",
+            "In-cluster client -> ClusterIP -> kube-proxy DNAT to the endpoints.",
+            "article",
+            "ClusterIP from a pod on a healthy node",
+            "endpoints + kube-proxy",
+            _build_clusterip,
+        ),
+        Design(
+            "nodeport-direct",
+            "Clients use one node's IP:NodePort; that node also hosts an app pod.",
+            "article",
+            "one node's IP:NodePort",
+            "nothing: the entry node's death is an outage until it returns",
+            _build_direct,
+            targets=("app-pod", "app-pod-node", "app-pod-nodes", "entry-node", "idle-node"),
+        ),
+        Design(
+            "nodeport-lb",
+            "External LB -> NodePort on every worker (externalTrafficPolicy: Cluster).",
+            "article",
+            "external LB -> NodePort on all workers",
+            "LB health check + endpoints/kube-proxy on surviving nodes",
+            _lb_builder(False),
+        ),
+        Design(
+            "nodeport-lb-local",
+            "External LB -> NodePort, only nodes with local pods (externalTrafficPolicy: Local).",
+            "article",
+            "external LB -> NodePort on nodes with local pods",
+            "LB health check on the health-check node port (200/503)",
+            _lb_builder(True),
+        ),
+    ]
+}

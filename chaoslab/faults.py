@@ -1,0 +1,191 @@
+"""Fault scenarios: what breaks at t = 0, where, and for how long.
+
+A `Fault` is a value (kind, target, options) written the same way for simulation and
+live mode: ``{kind: node-crash, target: app-pod-node, repair: 10m}``. Its options map to
+``fault.*`` catalogue keys (their defaults and sources live there), so a fault never
+carries a hidden default. `FAULTS` holds each kind's injection over a `Topology`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chaoslab.designs.base import ImpossibleTarget, Topology
+from chaoslab.mechanisms.cluster import Node, Pod
+
+__all__ = ["FAULTS", "Fault", "FaultKind", "ImpossibleFault", "TargetKind"]
+
+TargetKind = Literal["node", "pod", "daemon", "link"]
+
+
+class ImpossibleFault(ValueError):
+    """A fault that cannot apply to a design or target; the message says why."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    target: str | tuple[str, ...] = ""
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        if isinstance(self.target, tuple):
+            return self.target
+        return (self.target or FAULTS[self.kind].default_target,)
+
+    @property
+    def label(self) -> str:
+        """Target text for result tables: ``app-pod-node`` or ``controller-1+controller-2``."""
+        return "+".join(self.targets)
+
+    def overrides(self) -> dict[str, object]:
+        """Catalogue overrides this fault's options stand for."""
+        kind = FAULTS[self.kind]
+        out: dict[str, object] = {}
+        for opt, raw in self.options.items():
+            if opt not in kind.options:
+                known = ", ".join(kind.options) or "none"
+                raise ImpossibleFault(f"{self.kind} has no option {opt!r} (options: {known})")
+            out[kind.options[opt]] = raw
+        return out
+
+
+Inject = Callable[[Topology, list[Node], list[Pod]], None]
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    kind: str
+    doc: str
+    target_kind: TargetKind
+    default_target: str
+    inject: Inject
+    #: YAML option -> catalogue key
+    options: Mapping[str, str] = field(default_factory=dict)
+    multi: bool = False
+
+    def resolve(self, topo: Topology, fault: Fault) -> tuple[list[Node], list[Pod]]:
+        nodes: list[Node] = []
+        pods: list[Pod] = []
+        for t in fault.targets:
+            what, found = topo.resolve(t)
+            if what != self.target_kind:
+                hint = "app-pod-node" if self.target_kind == "node" else "app-pod"
+                raise ImpossibleTarget(
+                    f"{self.kind} acts on a {self.target_kind}, but {t!r} names a {what} "
+                    f"(try target: {hint})"
+                )
+            if what == "node":
+                nodes += [n for n in found if isinstance(n, Node) and n not in nodes]
+            else:
+                pods += [p for p in found if isinstance(p, Pod) and p not in pods]
+        for n in nodes:
+            if n.role == "master":
+                raise ImpossibleTarget(
+                    f"{n.name} is a control-plane node: the model assumes the API server and "
+                    "controllers stay up; target a worker"
+                )
+        if len(nodes) > 1 and not self.multi:
+            raise ImpossibleTarget(f"{self.kind} takes one node")
+        return nodes, pods
+
+
+# ----------------------------------------------------------------------------- injections
+
+
+def _pod_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    crashes = topo.trial.p.count("fault.crash_count")
+    for pod in pods:
+        topo.cluster.kubelet.kill_container(pod, crashes=max(1, crashes))
+
+
+def _pod_delete(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    for pod in pods:
+        topo.cluster.delete_pod(pod)
+
+
+def _node_crash(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    c = topo.cluster
+    for node in nodes:
+        c.power_off(node)
+        repair = topo.trial.p.draw("fault.repair_time")
+        topo.trial.at(repair, c.power_on, node)
+
+
+def _node_partition(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    c = topo.cluster
+    for node in nodes:
+        c.cut_off(node)
+        topo.trial.at(topo.trial.p.draw("fault.partition_duration"), c.reconnect, node)
+
+
+def _kubelet_stop(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    c = topo.cluster
+    for node in nodes:
+        c.stop_kubelet(node)
+        topo.trial.at(topo.trial.p.draw("fault.kubelet_down_time"), c.start_kubelet, node)
+
+
+def _node_drain(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    for node in nodes:
+        topo.cluster.drain(node)
+
+
+FAULTS: dict[str, FaultKind] = {
+    f.kind: f
+    for f in [
+        FaultKind(
+            "pod-kill",
+            "SIGKILL of the app container's main process; it restarts in place.",
+            "pod",
+            "app-pod",
+            _pod_kill,
+            {"crashes": "fault.crash_count"},
+        ),
+        FaultKind(
+            "pod-delete",
+            "Graceful API delete of a pod (preStop, SIGTERM, endpoint removal race).",
+            "pod",
+            "app-pod",
+            _pod_delete,
+        ),
+        FaultKind(
+            "node-crash",
+            "Power off a node; it returns after the repair time (default: never).",
+            "node",
+            "app-pod-node",
+            _node_crash,
+            {"repair": "fault.repair_time"},
+            multi=True,
+        ),
+        FaultKind(
+            "node-partition",
+            "Cut a node off the network and the API server; heals after a duration.",
+            "node",
+            "app-pod-node",
+            _node_partition,
+            {"duration": "fault.partition_duration"},
+            multi=True,
+        ),
+        FaultKind(
+            "kubelet-stop",
+            "Stop the kubelet: the data plane keeps serving while the control plane gives up.",
+            "node",
+            "app-pod-node",
+            _kubelet_stop,
+            {"duration": "fault.kubelet_down_time"},
+            multi=True,
+        ),
+        FaultKind(
+            "node-drain",
+            "Planned maintenance: cordon, then evict the node's pods gracefully.",
+            "node",
+            "app-pod-node",
+            _node_drain,
+            multi=True,
+        ),
+    ]
+}

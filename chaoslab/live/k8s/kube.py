@@ -1,0 +1,246 @@
+"""A thin JSON layer over the official ``kubernetes`` client, with a clock-offset estimate.
+
+The client's configuration (kubeconfig, context, TLS, auth plugins) and its HTTP stack are
+used as they are; requests and answers are plain dicts (``_preload_content=False`` style)
+so the drill does not depend on the generated models' strict validation of every field a
+real server may leave out. TLS verification must be on: a context that disables it is
+refused. Credentials never leave the client's configuration: errors carry the status and
+the server's message only, never request headers.
+
+Every answer's ``Date`` header feeds :class:`ClockOffset`, which bounds the API server's
+clock against the local monotonic clock (Kubernetes timestamps are whole seconds; the
+``Date`` header is too, so many requests at different sub-second phases narrow it down).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["ClockOffset", "Kube", "KubeError", "load_kube", "parse_time"]
+
+Obj = dict[str, Any]
+
+
+class KubeError(Exception):
+    """An API call failed; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def parse_time(text: str | None) -> float | None:
+    """A Kubernetes timestamp (RFC 3339, seconds or microseconds) as POSIX seconds."""
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class ClockOffset:
+    """Bounds on ``server_time - time.monotonic()`` from answers with a ``Date`` header.
+
+    One answer generated at server time s, with s in [D, D + 1) for a Date of D whole
+    seconds, received between local monotonic m0 and m1, bounds the offset to
+    [D - m1, D + 1 - m0]; the estimate is the middle of the intersection of all bounds.
+    """
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    samples: int = 0
+    conflicts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, date_header: str | None, m0: float, m1: float) -> None:
+        if not date_header:
+            return
+        try:
+            d = email.utils.parsedate_to_datetime(date_header).timestamp()
+        except (TypeError, ValueError):
+            return
+        lo, hi = d - m1, d + 1.0 - m0
+        with self._lock:
+            self.samples += 1
+            nlo, nhi = max(self.lo, lo), min(self.hi, hi)
+            if nlo > nhi:
+                # the server clock stepped (NTP) or our bound was wrong: start over from here
+                self.conflicts += 1
+                nlo, nhi = lo, hi
+            self.lo, self.hi = nlo, nhi
+
+    @property
+    def offset(self) -> float:
+        """server POSIX time - local monotonic time (nan before the first sample)."""
+        if not self.samples:
+            return math.nan
+        return (self.lo + self.hi) / 2
+
+    @property
+    def uncertainty(self) -> float:
+        return (self.hi - self.lo) / 2 if self.samples else math.inf
+
+    def to_local(self, server_posix: float | None) -> float | None:
+        """A server timestamp on the local monotonic clock."""
+        if server_posix is None or not self.samples:
+            return None
+        return server_posix - self.offset
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"server_minus_monotonic_s": self.offset, "uncertainty_s": self.uncertainty,
+                "samples": self.samples, "conflicts": self.conflicts,
+                # the local wall clock against the monotonic one, to relate both to UTC
+                "wall_minus_monotonic_s": time.time() - time.monotonic()}
+
+
+class Kube:
+    """JSON requests against the API server of one kubeconfig context."""
+
+    def __init__(self, api_client: Any, *, context: str | None, timeout: float) -> None:
+        self.api = api_client
+        self.context = context
+        self.timeout = timeout  # per request; watches use their own
+        self.clock = ClockOffset()
+        if not getattr(api_client.configuration, "verify_ssl", True):
+            raise KubeError(0, f"context {context!r} turns TLS verification off "
+                               "(insecure-skip-tls-verify); chaoslab refuses to drive a "
+                               "cluster it cannot authenticate")
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
+        q = ""
+        if query:
+            q = "?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items()
+                               if v is not None)
+        return self.api.configuration.host + path + q
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        h = {"Accept": "application/json", "User-Agent": "chaoslab-drill"}
+        if content_type:
+            h["Content-Type"] = content_type
+        # auth headers come from the client configuration (token, plugins, refresh)
+        self.api.update_params_for_auth(h, [], ["BearerToken"], "", "GET", None)
+        return h
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str | None = None,
+                timeout: float | None = None) -> Obj:
+        if body is not None and content_type is None:
+            content_type = "application/json"
+        m0 = time.monotonic()
+        try:
+            resp = self.api.call_api(method, self._url(path, query),
+                                     header_params=self._headers(content_type),
+                                     body=body, _request_timeout=timeout or self.timeout)
+            data = resp.read()
+        except Exception as exc:  # no answer: connection refused, TLS, timeout
+            raise KubeError(0, f"{method} {path}: {type(exc).__name__}: {_first_line(exc)}") \
+                from None
+        m1 = time.monotonic()
+        self.clock.add(resp.getheader("Date"), m0, m1)
+        try:
+            obj = json.loads(data) if data else {}
+        except ValueError:
+            obj = {}
+        if not 200 <= resp.status < 300:
+            msg = obj.get("message") if isinstance(obj, dict) else None
+            raise KubeError(resp.status, f"{method} {path}: {msg or resp.reason}",
+                            obj.get("reason", "") if isinstance(obj, dict) else "")
+        return obj if isinstance(obj, dict) else {"items": obj}
+
+    # ---------------------------------------------------------------- conveniences
+    def get(self, path: str, **query: Any) -> Obj:
+        return self.request("GET", path, query=query or None)
+
+    def get_or_none(self, path: str) -> Obj | None:
+        try:
+            return self.get(path)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def merge_patch(self, path: str, body: Obj) -> Obj:
+        return self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+    def delete(self, path: str, body: Obj | None = None) -> Obj | None:
+        """DELETE; a missing object is not an error (every undo step is idempotent)."""
+        try:
+            return self.request("DELETE", path, body=body or {})
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def version(self) -> Obj:
+        return self.get("/version")
+
+    def sample_clock(self, n: int, spacing: float) -> ClockOffset:
+        """``n`` quick requests ``spacing`` s apart at different sub-second phases."""
+        for i in range(n):
+            self.version()
+            if i + 1 < n:
+                time.sleep(spacing)
+        return self.clock
+
+    def watch_lines(self, path: str, query: Mapping[str, Any], read_timeout: float,
+                    stop: threading.Event) -> Iterator[Obj]:
+        """One watch request: yields watch events (dicts) until the server ends the stream.
+
+        Raises KubeError for an error answer; a dropped connection ends the iterator with
+        an exception the caller turns into a resume."""
+        url = self._url(path, {**query, "watch": "true"})
+        resp = self.api.call_api("GET", url, header_params=self._headers(None),
+                                 _request_timeout=(self.timeout, read_timeout))
+        if not 200 <= resp.status < 300:
+            data = resp.read()
+            try:
+                msg = json.loads(data).get("message", "")
+            except ValueError:
+                msg = ""
+            raise KubeError(resp.status, f"watch {path}: {msg or resp.reason}")
+        raw = resp.response
+        buf = b""
+        try:
+            for chunk in raw.stream(4096, decode_content=True):
+                if stop.is_set():
+                    return
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            raw.release_conn()
+            raw.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def load_kube(kubeconfig: str | None, context: str | None, timeout: float) -> Kube:
+    """Load a kubeconfig context (``KUBECONFIG`` / ``~/.kube/config`` when not given)."""
+    from kubernetes import config as kconfig
+
+    try:
+        api = kconfig.new_client_from_config(config_file=kubeconfig, context=context)
+    except Exception as exc:  # bad file, unknown context, missing credentials
+        where = kubeconfig or "KUBECONFIG/~/.kube/config"
+        raise KubeError(0, f"cannot load kubeconfig {where} context {context!r}: "
+                           f"{_first_line(exc)}") from None
+    return Kube(api, context=context, timeout=timeout)

@@ -1,0 +1,207 @@
+"""The ``live:`` section of an experiment file for drills on a Kubernetes cluster.
+
+Only the *file shape* lives here (pydantic v2, ``extra="forbid"``, frozen); the drill
+turns it into plain values. Durations are written with units (``30s``, ``500ms``) and read
+with :func:`chaoslab.params.dists.parse_duration`, the same reader as the parameter
+catalogue. Timing values a drill needs and the catalogue does not define (how long to
+wait, how often to probe, when to give up) have no default here: an experiment states
+them, so a drill never runs on a hidden timer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from chaoslab.params.dists import ParseError, parse_duration
+
+__all__ = [
+    "FAULT_KINDS",
+    "NODE_FAULTS",
+    "Duration",
+    "FaultSpec",
+    "HookSpec",
+    "LimitsSpec",
+    "LiveSpec",
+    "PreflightSpec",
+    "ProbeSpec",
+    "TargetSpec",
+    "WorkloadRef",
+]
+
+#: faults a drill can inject on Kubernetes
+FAULT_KINDS = (
+    "pod-delete",
+    "pod-kill",
+    "node-drain",
+    "node-crash",
+    "kubelet-stop",
+    "node-partition",
+)
+#: faults that hit a whole node (subject to the node safety rules)
+NODE_FAULTS = frozenset({"node-drain", "node-crash", "kubelet-stop", "node-partition"})
+
+
+def _duration(raw: object) -> float:
+    if isinstance(raw, float) and not isinstance(raw, bool) and math.isinf(raw):
+        return raw
+    try:
+        return parse_duration(raw)  # type: ignore[arg-type]
+    except ParseError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: seconds, written in the file with a unit
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkloadRef(_Model):
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"]
+    name: str = Field(min_length=1)
+
+
+class TargetSpec(_Model):
+    """Which node or pod the fault hits.
+
+    ``select`` follows the model's fault targets: ``app-pod`` (a pod of the workload),
+    ``app-pod-node`` (a node running one), ``idle-node`` (a schedulable worker running
+    none), ``ingress-node`` (the node of a pod matching ``ingress_selector``). ``node`` or
+    ``pod`` names the target directly.
+    """
+
+    select: Literal["app-pod", "app-pod-node", "idle-node", "ingress-node"] | None = None
+    node: str | None = None
+    pod: str | None = None
+    ingress_namespace: str | None = None
+    ingress_selector: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TargetSpec:
+        given = [x for x in (self.select, self.node, self.pod) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of select, node, pod")
+        if self.select == "ingress-node" and not self.ingress_selector:
+            raise ValueError("select: ingress-node needs ingress_selector (a label selector)")
+        return self
+
+
+class HookSpec(_Model):
+    """Commands run on the machine running chaoslab, as argv lists.
+
+    Each argument is a template: ``{node}``, ``{address}`` (the node's InternalIP),
+    ``{pod}``, ``{namespace}``, ``{container_id}``, ``{duration}`` (seconds) are filled in.
+    There is never a default command: power-off and power-on are what the operator writes.
+    """
+
+    inject: list[str] = Field(min_length=1)
+    recover: list[str] | None = None
+    timeout: Duration
+
+
+class FaultSpec(_Model):
+    kind: Literal[
+        "pod-delete", "pod-kill", "node-drain", "node-crash", "kubelet-stop", "node-partition"
+    ]
+    target: TargetSpec
+    #: api: Kubernetes API only (pod-delete, node-drain); pod: a privileged chaos pod pinned
+    #: to the node; hook: the operator's command
+    method: Literal["api", "pod", "hook"]
+    #: pod-delete: grace period given to the API delete (None = the pod's own)
+    grace_period: Duration | None = None
+    #: kubelet-stop / node-partition: how long the fault lasts; the chaos pod undoes it by
+    #: itself after this, so it heals even if chaoslab dies
+    duration: Duration | None = None
+    hook: HookSpec | None = None
+    #: image of the chaos pod (needs sh, nsenter, iptables for node-partition)
+    image: str | None = None
+    #: node-partition: CIDRs that stay reachable (e.g. your SSH jump host)
+    partition_exempt_cidrs: list[str] = Field(default_factory=list)
+    #: node-drain: give up evicting a pod after this (PDB blocking)
+    eviction_timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaultSpec:
+        k, m = self.kind, self.method
+        if m == "api" and k not in {"pod-delete", "node-drain"}:
+            raise ValueError(f"{k} cannot be done through the API alone; use method pod or hook")
+        if m != "api" and k in {"pod-delete", "node-drain"}:
+            raise ValueError(f"{k} is an API action; use method: api")
+        if m == "hook" and self.hook is None:
+            raise ValueError("method: hook needs a hook: {inject: [...], timeout: ...}")
+        if m == "pod" and not self.image:
+            raise ValueError("method: pod needs image: (the chaos pod's image)")
+        if k in {"kubelet-stop", "node-partition"} and self.duration is None:
+            raise ValueError(f"{k} needs duration: (the fault heals itself after it)")
+        if k == "node-drain" and self.eviction_timeout is None:
+            raise ValueError("node-drain needs eviction_timeout:")
+        if k in NODE_FAULTS and self.target.select == "app-pod":
+            raise ValueError(f"{k} hits a node: target select app-pod-node, idle-node, ...")
+        if k in {"pod-delete", "pod-kill"} and (
+            self.target.node is not None or self.target.select not in (None, "app-pod")
+        ):
+            raise ValueError(f"{k} hits a pod: target select: app-pod or pod: NAME")
+        return self
+
+
+class ProbeSpec(_Model):
+    """How the service URLs are probed from where chaoslab runs (the shared prober,
+    ``chaoslab.live.probe``): ``probers`` new-connection probers at ``rate`` probes/s each,
+    phase-shifted, plus ``long`` long-lived connections."""
+
+    rate: float = Field(gt=0)
+    probers: int = Field(ge=1)
+    timeout: Duration
+    long: int = Field(default=0, ge=0)
+    long_interval: Duration = 0.0
+    #: width of the bins a(t) is estimated in (chaoslab.outage.availability_from_probes)
+    bin: Duration
+
+
+class LimitsSpec(_Model):
+    #: abort the trial (and recover at once) when one outage lasts longer than this
+    max_outage: Duration
+    #: end the trial when it has not finished after this (the node never came back ...)
+    trial_timeout: Duration
+    allow_control_plane: bool = False
+    #: how many nodes a drill may fault at once
+    max_nodes: int = Field(default=1, ge=1)
+
+
+class PreflightSpec(_Model):
+    #: probes must all succeed over this window before a trial starts
+    window: Duration
+    #: give up when the steady state is not reached after this
+    timeout: Duration
+
+
+class LiveSpec(_Model):
+    """The ``live:`` section of an experiment, for ``target: kubernetes``."""
+
+    target: Literal["kubernetes"] = "kubernetes"
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = Field(min_length=1)
+    urls: list[str] = Field(min_length=1)
+    workload: WorkloadRef
+    service: str = Field(min_length=1)
+    fault: FaultSpec
+    trials: int = Field(ge=1)
+    cooldown: Duration
+    probe: ProbeSpec
+    limits: LimitsSpec
+    preflight: PreflightSpec
+    #: after recovery, keep observing this long (late milestones, flapping)
+    settle: Duration
+    #: model design the prediction is run for (the experiment's design by default)
+    design: str | None = None
+    #: k8s profile to use instead of the one derived from the server version
+    profile: str | None = None
+    #: trials of the prediction run before injecting
+    predict_trials: int = Field(default=1000, ge=1)
+    seed: int = 0

@@ -1,0 +1,158 @@
+"""``ingress-vip-vrrp``: keepalived on every node holding a VIP on the shared segment.
+
+::
+
+    client (10.0.0.200) ──┐
+    n1 (10.0.0.1) ────────┤ br0 in namespace "sw"        VIP 10.0.0.100/32 on the master
+    n2 (10.0.0.2) ────────┘
+
+Each node runs keepalived (``vrrp.version``, ``vrrp.advert_int``, ``vrrp.nopreempt`` from
+the parameters, priorities from ``lab.vrrp.priorities``) and the HTTP service on port 80,
+which answers with the node's name. With ``lab.vrrp.track_script`` keepalived runs a
+``vrrp_script`` that checks the local service (``vrrp.script_*`` parameters). Milestones:
+keepalived's "Entering MASTER STATE" (``vrrp.master_changed``) and ``ip -ts monitor
+address`` per node (``vip.added`` / ``vip.removed``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from chaoslab.live.lab.base import Topology, _fmt
+from chaoslab.live.lab.spec import LabFault, SpecError
+from chaoslab.live.lab.watch import LogEvent, Rule
+
+SUBNET = "10.0.0"
+VIP = f"{SUBNET}.100"
+CLIENT = f"{SUBNET}.200"
+
+
+class VrrpTopology(Topology):
+    design = "ingress-vip-vrrp"
+
+    def build(self) -> None:
+        st = self.state
+        assert self.spec.vrrp is not None
+        st.add_ns("sw")
+        st.add_ns(self.client_role)
+        st.veth("sw", "c", self.client_role, "eth0")
+        ports = ["c"]
+        for i, n in enumerate(self.nodes(), start=1):
+            st.add_ns(n)
+            st.veth("sw", n, n, "eth0")
+            ports.append(n)
+            st.ip(n, "addr", "add", f"{SUBNET}.{i}/24", "dev", "eth0")
+            self.uplinks[n] = "eth0"
+        st.bridge("sw", "br0", ports)
+        st.ip(self.client_role, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        st.save()
+        for i, n in enumerate(self.nodes(), start=1):
+            self.monitor(n, "address")
+            self.start_server(f"srv-{n}", n, 80)
+            conf = self.write(f"keepalived-{n}.conf", self.keepalived_conf(n, i))
+            pid, vpid = str(self.dir / f"keepalived-{n}.pid"), str(self.dir / f"vrrp-{n}.pid")
+            st.spawn(
+                f"keepalived-{n}",
+                n,
+                ["keepalived", "-n", "-l", "-D", "-G", "-f", conf, "-p", pid, "-r", vpid],
+                pidfiles=[pid, vpid],
+            )
+        for i, _ in enumerate(self.nodes(), start=1):
+            self.wait_port(self.client_role, f"{SUBNET}.{i}", 80)
+        st.info.update(vip=VIP, url=self.target_url())
+        st.save()
+
+    def keepalived_conf(self, node: str, index: int) -> str:
+        p = self.params
+        assert self.spec.vrrp is not None
+        prio = self.spec.vrrp.priorities[index - 1]
+        version = p.count("vrrp.version")
+        if version not in (2, 3):
+            raise SpecError(f"vrrp.version must be 2 or 3, got {version}")
+        advert = p.seconds("vrrp.advert_int")
+        if version == 2 and advert != int(advert):
+            raise SpecError("vrrp.advert_int: VRRPv2 adverts are whole seconds; use version 3")
+        lines = [
+            "global_defs {",
+            f"  router_id {node}",
+            f"  vrrp_version {version}",
+            "  script_user root",
+            "  enable_script_security",
+            "}",
+        ]
+        track = []
+        if self.spec.vrrp.track_script:
+            lines += [
+                "vrrp_script chk_service {",
+                "  script \"/bin/bash -c ': </dev/tcp/127.0.0.1/80'\"",
+                f"  interval {_fmt(p.seconds('vrrp.script_interval'))}",
+                f"  timeout {_fmt(p.seconds('vrrp.script_timeout'))}",
+                f"  fall {p.count('vrrp.script_fall')}",
+                f"  rise {p.count('vrrp.script_rise')}",
+                f"  weight {p.count('vrrp.script_weight')}",
+                "}",
+            ]
+            track = ["  track_script {", "    chk_service", "  }"]
+        lines += [
+            "vrrp_instance VI_1 {",
+            # BACKUP everywhere: nopreempt needs it, and the priorities elect the master
+            "  state BACKUP",
+            "  interface eth0",
+            "  virtual_router_id 51",
+            f"  priority {prio}",
+            f"  advert_int {_fmt(advert)}",
+            *(["  nopreempt"] if p.flag("vrrp.nopreempt") else []),
+            "  virtual_ipaddress {",
+            f"    {VIP}/32 dev eth0",
+            "  }",
+            *track,
+            "}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def target_url(self) -> str:
+        return f"http://{VIP}/"
+
+    def rules(self) -> list[Rule]:
+        v = VIP.replace(".", r"\.")
+        return [
+            Rule("vrrp.master_changed", r"^keepalived-", r"Entering MASTER STATE"),
+            Rule("vip.removed", r"^mon-address-", rf"^\S*\s*Deleted .*inet {v}/"),
+            Rule("vip.added", r"^mon-address-", rf"^(?!.*Deleted).*inet {v}/"),
+        ]
+
+    def milestone_filter(self, fault: LabFault, victim: str, rule: Rule, ev: LogEvent) -> bool:
+        on_victim = ev.source.endswith(f"-{victim}")
+        if rule.milestone in ("vrrp.master_changed", "vip.added"):
+            return not on_victim  # the takeover by another node
+        if rule.milestone == "vip.removed":
+            return on_victim
+        return True
+
+    def holder(self, recent: pd.DataFrame) -> str | None:
+        """The node answering on the VIP now (the probes' server name)."""
+        servers = recent.server[recent.outcome == "ok"]
+        return None if servers.empty else str(servers.mode().iloc[0])
+
+    def extra_steady_problem(self, recent: pd.DataFrame) -> str | None:
+        servers = set(recent.server[recent.outcome == "ok"])
+        if len(servers) > 1:
+            return f"VIP answered by several nodes: {', '.join(sorted(servers))}"
+        assert self.spec.vrrp is not None
+        if not self.params.flag("vrrp.nopreempt"):
+            prios = self.spec.vrrp.priorities
+            best = self.nodes()[prios.index(max(prios))]
+            if servers and servers != {best}:
+                return f"VIP on {next(iter(servers))}, waiting for {best} to preempt"
+        return None
+
+    def resolve_target(self, fault: LabFault, recent: pd.DataFrame) -> str:
+        if fault.target == "vip-holder":
+            h = self.holder(recent)
+            if h is None:
+                raise SpecError("no node answers on the VIP: cannot find the vip-holder")
+            return h
+        if fault.target == "backup":
+            h = self.holder(recent)
+            return next(n for n in self.nodes() if n != h)
+        return super().resolve_target(fault, recent)

@@ -1,0 +1,141 @@
+"""What every mechanism shares inside one trial.
+
+Concepts
+--------
+A *trial* is one fault injection. The fault happens at t = 0 in a cluster that was in
+steady state; every periodic timer starts at a random phase drawn from its stationary
+distribution, so nothing before the fault is simulated.
+
+Mechanisms are small objects holding a reference to the `Trial` and to the cluster
+state they act on. They schedule their reactions on the SimPy environment, either as
+processes (generators) or as plain callbacks (`Trial.at`), which cost fewer events. A
+periodic timer that only matters when it crosses a threshold (the first monitor pass
+after the grace period, the first health check after a target died) is *computed*, not
+stepped tick by tick.
+
+Whenever a mechanism changes state that a request's path depends on, it calls
+`Trial.changed()`. The trial then re-evaluates availability a(t) through the design's
+function and records a change point if it moved, and tells the listeners (e.g. an LB
+health checker that must start checking a target whose health flipped).
+
+Milestones (``node.not_ready``, ``endpoints.removed``, ...) are named instants; the first
+occurrence after the fault is kept. Their names are registered in `MILESTONES`; the same
+names are emitted by the live mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import simpy
+
+from chaoslab.params import Sampler
+
+__all__ = ["MILESTONES", "Trial", "milestone_column", "register_milestones"]
+
+#: milestone name -> what it marks. Columns ``at_<name with dots as underscores>``.
+MILESTONES: dict[str, str] = {}
+
+
+def register_milestones(names: dict[str, str]) -> None:
+    for k, v in names.items():
+        MILESTONES.setdefault(k, v)
+
+
+def milestone_column(name: str) -> str:
+    return "at_" + name.replace(".", "_").replace("-", "_")
+
+
+register_milestones(
+    {
+        "service.recovered": "availability back to 1 for good (= recovery_s)",
+    }
+)
+
+
+class Trial:
+    """One trial's environment, random stream, parameters, milestones and a(t)."""
+
+    __slots__ = (
+        "_availability",
+        "_in_change",
+        "a_t",
+        "a_v",
+        "env",
+        "horizon",
+        "listeners",
+        "milestones",
+        "p",
+        "rng",
+    )
+
+    def __init__(self, p: Sampler, rng: np.random.Generator, horizon: float) -> None:
+        self.env = simpy.Environment()
+        self.rng = rng
+        self.p = p
+        self.horizon = horizon
+        self.milestones: dict[str, float] = {}
+        self.a_t: list[float] = [0.0]
+        self.a_v: list[float] = [1.0]
+        self.listeners: list[Callable[[], None]] = []
+        self._availability: Callable[[], float] = lambda: 1.0
+        self._in_change = 0  # 0 idle, 1 notifying listeners, 2 dirty again
+
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    def at(self, delay: float, fn: Callable[..., Any], *args: Any) -> simpy.Timeout | None:
+        """Call ``fn(*args)`` after ``delay`` seconds (nothing if beyond the horizon)."""
+        if delay < 0:
+            delay = 0.0
+        if self.env.now + delay > self.horizon or delay == float("inf"):
+            return None
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: fn(*args))
+        return ev
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.rng.random()
+
+    def phase(self, period: float) -> float:
+        """Offset of a periodic timer's next tick after t=0, stationary: U(0, period)."""
+        return period * self.rng.random()
+
+    def milestone(self, name: str) -> None:
+        if name not in self.milestones:
+            self.milestones[name] = self.env.now
+
+    def set_availability(self, fn: Callable[[], float]) -> None:
+        self._availability = fn
+        self.a_v[0] = fn()
+
+    def changed(self) -> None:
+        """Re-evaluate a(t) after a state change and notify listeners."""
+        a = self._availability()
+        t = self.env.now
+        if a != self.a_v[-1]:
+            if self.a_t[-1] == t:
+                self.a_v[-1] = a
+                # merging may make two neighbours equal
+                if len(self.a_v) > 1 and self.a_v[-2] == a:
+                    self.a_t.pop()
+                    self.a_v.pop()
+            else:
+                self.a_t.append(t)
+                self.a_v.append(a)
+        if self._in_change:
+            self._in_change = 2  # a listener changed state: run the listeners once more
+            return
+        self._in_change = 1
+        try:
+            for _ in range(10):
+                for listener in self.listeners:
+                    listener()
+                if self._in_change == 1:
+                    break
+                self._in_change = 1
+        finally:
+            self._in_change = 0

@@ -1,0 +1,170 @@
+"""EndpointSlice controller and kube-proxy (iptables mode).
+
+Covers: a pod's Ready condition or deletionTimestamp changes -> the EndpointSlice
+controller rewrites the Service's slice after ``endpointslice_updates_batch_period`` (0)
+and one controller hop -> every kube-proxy syncs no earlier than
+``iptables_min_sync_period`` after its previous sync *start* (BoundedFrequencyRunner),
+and the new rules are in the kernel after the sync's own duration.
+
+Until a node's kube-proxy has synced, it keeps DNATing 1/k of new connections to each of
+its k programmed endpoints — dead ones included (``statistic mode random``).
+
+``externalTrafficPolicy: Local``: a node forwards external traffic only to its own ready
+endpoints; with none it DROPs (``"<svc> has no local endpoints"``), and its health-check
+node port answers 503 instead of 200. With ``proxy_terminating_endpoints`` (1.26+), when
+every local endpoint is terminating but still serving, those are used instead of a DROP;
+the health check still fails (KEP-1669).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chaoslab.mechanisms.base import Trial, register_milestones
+from chaoslab.mechanisms.cluster import Node, Pod, Service
+
+if TYPE_CHECKING:
+    from chaoslab.mechanisms.k8s import KubernetesCluster
+
+__all__ = ["EndpointSliceController", "KubeProxy"]
+
+register_milestones(
+    {
+        "endpoints.removed": "EndpointSlice no longer lists a failed pod as ready",
+        "endpoints.added": "EndpointSlice lists a new or recovered pod as ready",
+        "proxy.synced": "every live kube-proxy on the path has programmed the removal",
+    }
+)
+
+
+class EndpointSliceController:
+    __slots__ = ("_pending", "batch", "cluster", "service", "trial")
+
+    def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
+        self.trial = trial
+        self.cluster = cluster
+        self.service = service
+        self.batch = trial.p.draw("kube_controller_manager.endpointslice_updates_batch_period")
+        self._pending = False
+        self._publish(initial=True)
+
+    def pod_changed(self) -> None:
+        """A pod's readiness or deletion changed: sync the Service's slice soon."""
+        if self._pending:
+            return  # the queued sync will read the latest state (work-queue dedup)
+        self._pending = True
+        delay = self.batch + self.trial.p.draw("kube_controller_manager.controller_reaction")
+        self.trial.at(delay, self._sync)
+
+    def _sync(self) -> None:
+        self._pending = False
+        self._publish(initial=False)
+
+    def _publish(self, initial: bool) -> None:
+        svc = self.service
+        pods = self.cluster.app.pods
+        ready = tuple(p for p in pods if p.ready and not p.deleting and not p.gone)
+        terminating = tuple(p for p in pods if p.deleting and not p.gone and p.ready)
+        if ready == svc.ready and terminating == svc.serving_terminating and not initial:
+            return
+        if not initial:
+            old = set(svc.ready)
+            new = set(ready)
+            if old - new:
+                self.trial.milestone("endpoints.removed")
+            if new - old:
+                self.trial.milestone("endpoints.added")
+        svc.ready = ready
+        svc.serving_terminating = terminating
+        svc.version += 1
+        if not initial:
+            for proxy in self.cluster.proxies:
+                proxy.slice_changed()
+
+
+class KubeProxy:
+    """One node's kube-proxy: what its iptables rules currently send traffic to."""
+
+    __slots__ = (
+        "_last_start",
+        "_pending",
+        "_synced_version",
+        "cluster",
+        "local",
+        "local_terminating",
+        "min_sync",
+        "node",
+        "programmed",
+        "service",
+        "trial",
+    )
+
+    def __init__(self, trial: Trial, cluster: KubernetesCluster, node: Node, svc: Service) -> None:
+        self.trial = trial
+        self.cluster = cluster
+        self.node = node
+        self.service = svc
+        p = trial.p
+        self.min_sync = p.draw("kube_proxy.iptables_min_sync_period")
+        # the last sync before the fault was the periodic one, at a random phase
+        self._last_start = -trial.phase(p.draw("kube_proxy.iptables_sync_period"))
+        self._pending = False
+        self._synced_version = svc.version
+        self.programmed: tuple[Pod, ...] = svc.ready
+        self.local: tuple[Pod, ...] = ()
+        self.local_terminating: tuple[Pod, ...] = ()
+        self._split_local(svc.ready, svc.serving_terminating)
+
+    def _split_local(self, ready: tuple[Pod, ...], terminating: tuple[Pod, ...]) -> None:
+        n = self.node
+        self.local = tuple(p for p in ready if p.node is n)
+        self.local_terminating = tuple(p for p in terminating if p.node is n)
+
+    @property
+    def healthy_local(self) -> bool:
+        """The health-check node port answers 200 (local ready endpoints > 0)."""
+        return bool(self.local)
+
+    def external_endpoints(self) -> tuple[Pod, ...]:
+        """Where external traffic arriving at this node goes (empty: DROP)."""
+        if self.service.external_traffic_policy == "Local":
+            if self.local:
+                return self.local
+            if self.cluster.proxy_terminating_endpoints:
+                return self.local_terminating
+            return ()
+        return self.programmed
+
+    def slice_changed(self) -> None:
+        if self._pending or not self.node.reachable:
+            return  # a dead or cut-off kube-proxy sees nothing; it resyncs when back
+        self._pending = True
+        now = self.trial.now
+        start = max(now, self._last_start + self.min_sync)
+        self.trial.at(start - now, self._start_sync)
+
+    def resync(self) -> None:
+        """The node is back (boot or heal): re-list and sync once."""
+        self._pending = False
+        if self._synced_version != self.service.version:
+            self.slice_changed()
+
+    def _start_sync(self) -> None:
+        self._pending = False
+        if not self.node.reachable:
+            return
+        self._last_start = self.trial.now
+        svc = self.service
+        snapshot = (svc.ready, svc.serving_terminating, svc.version)
+        duration = self.trial.p.draw("kube_proxy.sync_duration")
+        self.trial.at(duration, self._finish_sync, snapshot)
+
+    def _finish_sync(self, snapshot: tuple[tuple[Pod, ...], tuple[Pod, ...], int]) -> None:
+        if not self.node.powered:
+            return
+        ready, terminating, version = snapshot
+        self.programmed = ready
+        self._split_local(ready, terminating)
+        self._synced_version = version
+        self.cluster.proxy_synced(self)
+        self.trial.changed()

@@ -1,0 +1,214 @@
+"""The kubelet's side of a pod: start, readiness, crash and restart, graceful termination.
+
+Covers:
+- start: image pull + container start, then the readiness probe worker (ticking every
+  ``probe.period_seconds`` from when the pod reached the kubelet) passes
+  ``success_threshold`` times -> Ready, written to the API;
+- crash (SIGKILL of the main process): refused at once; PLEG relist (1 s) notices it ->
+  pod NotReady; restart immediately the first time, then back-off 10 s doubling to 300 s;
+- graceful delete: the kubelet sees the deletionTimestamp -> preStop -> SIGTERM -> the app
+  stops accepting (``app.stop_accepting_after_sigterm``) and exits
+  (``app.exit_after_sigterm``, at most the grace period) -> the object goes away. The
+  EndpointSlice controller removes the endpoint at the same time: whichever kube-proxy
+  is slower than SIGTERM keeps sending new connections to a closed port (the race);
+- reconcile after the kubelet can talk to the API again (partition healed, kubelet
+  restarted): pod statuses are rewritten within ``kubelet.status_sync_period``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chaoslab.mechanisms.base import Trial, register_milestones
+from chaoslab.mechanisms.cluster import Node, Pod
+from chaoslab.mechanisms.node import next_tick
+
+if TYPE_CHECKING:
+    from chaoslab.mechanisms.k8s import KubernetesCluster
+
+__all__ = ["Kubelet"]
+
+register_milestones(
+    {
+        "container.died": "the killed container's death was noticed by the kubelet (PLEG)",
+        "container.restarted": "the killed container runs again",
+        "pod.not_ready": "the failed pod's Ready condition is False in the API",
+        "pod.ready": "a pod of the app became Ready again (in place or replacement)",
+        "pod.sigterm": "SIGTERM delivered to the deleted pod's container",
+        "pod.gone": "the deleted pod object is removed from the API",
+    }
+)
+
+
+class Kubelet:
+    """Pod lifecycle on any node (one object serves all nodes; node state lives on Node)."""
+
+    def __init__(self, trial: Trial, cluster: KubernetesCluster) -> None:
+        self.trial = trial
+        self.cluster = cluster
+        p = trial.p
+        self.readiness_probe = p.flag("pod.readiness_probe")
+        self.probe_period = p.draw("probe.period_seconds")
+        self.success_threshold = max(1, p.count("probe.success_threshold"))
+        self.initial_delay = p.draw("probe.initial_delay_seconds")
+        self.pleg = p.draw("kubelet.pleg_relist_period")
+        self.backoff0 = p.draw("kubelet.container_restart_backoff_initial")
+        self.backoff_max = p.draw("kubelet.container_restart_backoff_max")
+        self.status_sync = p.draw("kubelet.status_sync_period")
+        self._pleg_phase: dict[str, float] = {}
+
+    def _api(self) -> float:
+        return self.trial.p.draw("kube_controller_manager.controller_reaction")
+
+    def _can_act(self, node: Node | None) -> bool:
+        return node is not None and node.powered and node.kubelet_up
+
+    # ------------------------------------------------------------------ start
+    def start_pod(self, pod: Pod, *, restart: bool = False) -> None:
+        """The pod is bound (or its node came back): pull, start, then probe to Ready."""
+        node = pod.node
+        if not self._can_act(node):
+            return
+        pod.epoch += 1
+        epoch = pod.epoch
+        p = self.trial.p
+        delay = p.draw("pod.container_start_time")
+        if not restart:
+            delay += p.draw("pod.image_pull_time")
+            pod.probe_phase = self.trial.now % self.probe_period
+        self.trial.at(delay, self._container_running, pod, epoch)
+
+    def _container_running(self, pod: Pod, epoch: int) -> None:
+        if epoch != pod.epoch or pod.gone or not self._can_act(pod.node):
+            return
+        if pod.crashes_left > 0:  # crash loop: dies right after starting
+            pod.crashes_left -= 1
+            pod.restarts += 1
+            self._died(pod, epoch)
+            return
+        pod.running = True
+        if pod.restarts:
+            self.trial.milestone("container.restarted")
+        self.trial.changed()
+        if pod.deleting:
+            return
+        if not self.readiness_probe:
+            self._report_ready(pod, epoch)
+            return
+        first = next_tick(pod.probe_phase, self.probe_period, self.trial.now + self.initial_delay)
+        ready_at = first + (self.success_threshold - 1) * self.probe_period
+        self.trial.at(ready_at - self.trial.now, self._report_ready, pod, epoch)
+
+    def _report_ready(self, pod: Pod, epoch: int) -> None:
+        if epoch != pod.epoch or not pod.running or pod.deleting:
+            return
+        node = pod.node
+        if node is None or not node.net_up:
+            return  # status can't reach the API; reconcile() writes it later
+        self.trial.at(self._api(), self._set_ready, pod, epoch)
+
+    def _set_ready(self, pod: Pod, epoch: int) -> None:
+        if epoch != pod.epoch or not pod.running or pod.deleting or pod.ready:
+            return
+        pod.ready = True
+        self.trial.milestone("pod.ready")
+        self.cluster.pod_ready_changed(pod)
+
+    # ------------------------------------------------------------------ crash
+    def kill_container(self, pod: Pod, crashes: int = 1) -> None:
+        """SIGKILL of the main process; the container then dies ``crashes - 1`` more times."""
+        pod.running = False
+        pod.crashes_left = max(0, crashes - 1)
+        pod.restarts += 1
+        pod.epoch += 1
+        self.trial.changed()
+        self._died(pod, pod.epoch)
+
+    def _died(self, pod: Pod, epoch: int) -> None:
+        node = pod.node
+        if not self._can_act(node):
+            return
+        assert node is not None
+        phase = self._pleg_phase.setdefault(node.name, self.trial.phase(self.pleg))
+        seen = next_tick(phase, self.pleg, self.trial.now)
+        self.trial.at(seen - self.trial.now, self._death_seen, pod, epoch)
+
+    def _death_seen(self, pod: Pod, epoch: int) -> None:
+        if epoch != pod.epoch or pod.gone:
+            return
+        self.trial.milestone("container.died")
+        if pod.ready and pod.node is not None and pod.node.net_up:
+            self.trial.at(self._api(), self._set_not_ready, pod, epoch)
+        # first restart immediate, then 10 s, 20 s, ... capped (CrashLoopBackOff)
+        n = pod.restarts - 1
+        backoff = 0.0 if n <= 0 else min(self.backoff_max, self.backoff0 * 2 ** (n - 1))
+        self.trial.at(backoff, self._restart, pod, epoch)
+
+    def _set_not_ready(self, pod: Pod, epoch: int) -> None:
+        # not tied to the container epoch: the restart may already be under way
+        if pod.running or not pod.ready or pod.gone:
+            return
+        pod.ready = False
+        self.trial.milestone("pod.not_ready")
+        self.cluster.pod_ready_changed(pod)
+
+    def _restart(self, pod: Pod, epoch: int) -> None:
+        if epoch != pod.epoch or pod.gone or pod.deleting:
+            return
+        self.start_pod(pod, restart=True)
+
+    # ------------------------------------------------------------------ delete
+    def graceful_stop(self, pod: Pod) -> None:
+        """The kubelet learned of the pod's deletionTimestamp: preStop, SIGTERM, exit."""
+        node = pod.node
+        if not self._can_act(node) or (node is not None and not node.net_up):
+            return  # it learns when it can reach the API again (reconcile)
+        p = self.trial.p
+        grace = p.draw("pod.termination_grace_period_seconds")
+        prestop = min(p.draw("pod.prestop_sleep"), grace + 2.0)  # +2 s one-off extension
+        watch = self._api()
+        self.trial.at(watch + prestop, self._sigterm, pod, max(grace - prestop, 0.0))
+
+    def _sigterm(self, pod: Pod, remaining: float) -> None:
+        if pod.gone:
+            return
+        self.trial.milestone("pod.sigterm")
+        p = self.trial.p
+        stop = min(p.draw("app.stop_accepting_after_sigterm"), remaining)
+        exit_ = min(max(p.draw("app.exit_after_sigterm"), stop), remaining)
+        self.trial.at(stop, self._stop_accepting, pod)
+        self.trial.at(exit_, self._exited, pod)
+
+    def _stop_accepting(self, pod: Pod) -> None:
+        if pod.running:
+            pod.running = False
+            pod.epoch += 1
+            self.trial.changed()
+
+    def _exited(self, pod: Pod) -> None:
+        self._stop_accepting(pod)
+        self.trial.at(self._api(), self.cluster.pod_gone, pod)
+
+    # ------------------------------------------------------------------ reconcile
+    def reconcile(self, node: Node, *, restarted: bool) -> None:
+        """The kubelet talks to the API again: finish deletions, rewrite pod statuses."""
+        for pod in list(node.pods):
+            if pod.gone:
+                continue
+            if pod.deleting:
+                if pod.running:
+                    self.graceful_stop(pod)
+                else:
+                    self.trial.at(self._api(), self.cluster.pod_gone, pod)
+                continue
+            if not pod.running:
+                self.start_pod(pod, restart=True)
+                continue
+            if restarted:
+                # new probe workers: readiness starts as Failure until the first probe
+                pod.epoch += 1
+                delay = self.trial.phase(self.probe_period)
+                self.trial.at(delay, self._report_ready, pod, pod.epoch)
+            elif not pod.ready:
+                delay = self.trial.phase(self.status_sync)
+                self.trial.at(delay, self._report_ready, pod, pod.epoch)

@@ -1,0 +1,256 @@
+"""Node heartbeats and the node lifecycle controller.
+
+Covers: kubelet heartbeat (Lease renewal every 0.25 x lease duration, or NodeStatus posts
+before NodeLease); ``monitorNodeHealth`` passes every ``node_monitor_period``;
+Ready -> Unknown once ``now >= probeTimestamp + node_monitor_grace_period``;
+MarkPodsNotReady in the same pass; ``unreachable:NoExecute`` taints through a per-zone
+rate-limited queue (token bucket, ``node_eviction_rate``, burst 1, worked every 100 ms);
+zone disruption (PartialDisruption stops tainting in small zones, all zones fully
+disrupted removes every taint); the taint manager deleting pods after
+``tolerationSeconds``; and the legacy path (<= 1.12) evicting at
+``probeTimestamp + pod_eviction_timeout``.
+
+Causal chain for a crashed node (reference/kubernetes-timing.md section 0)::
+
+    last heartbeat  -> observed at the next monitor pass (probeTimestamp)
+    probe + grace   -> first pass after it: node.not_ready, pods.not_ready
+    token available -> node.tainted -> + tolerationSeconds -> pod.evicted
+
+``probeTimestamp`` is the time of the monitor pass that saw the last renewal, so with a
+renew interval h and monitor period P, NotReady falls in [G - h, G + P] after the crash.
+Monitor passes are modelled on a fixed grid; the real loop (``wait.Until``, sliding)
+drifts by the pass duration, which is why ``>=`` is used at the grace boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from chaoslab.mechanisms.base import Trial, register_milestones
+from chaoslab.mechanisms.cluster import Node, Pod
+
+if TYPE_CHECKING:
+    from chaoslab.mechanisms.k8s import KubernetesCluster
+
+__all__ = ["NodeLifecycleController", "RateLimitedQueue", "next_tick"]
+
+register_milestones(
+    {
+        "node.not_ready": "node lifecycle controller sets Ready=Unknown on the failed node",
+        "pods.not_ready": "MarkPodsNotReady has set the failed node's pods NotReady",
+        "node.tainted": "node.kubernetes.io/unreachable:NoExecute taint added",
+        "pod.evicted": "a pod of the app on the failed node got its deletionTimestamp",
+        "node.ready": "a failed node is Ready again (it came back)",
+    }
+)
+
+_EPS = 1e-9
+
+
+def next_tick(phase: float, period: float, t: float) -> float:
+    """First tick of the grid ``phase + k * period`` at or after ``t``."""
+    k = math.ceil((t - phase) / period - _EPS)
+    return phase + k * period
+
+
+def last_tick(phase: float, period: float, t: float) -> float:
+    """Last tick of the grid at or before ``t``."""
+    k = math.floor((t - phase) / period + _EPS)
+    return phase + k * period
+
+
+class RateLimitedQueue:
+    """A zone's NoExecute-taint (or legacy eviction) queue.
+
+    Token bucket with ``qps`` and burst 1, worked every ``period`` (100 ms) on a random
+    phase. The bucket is full at the fault (a quiet cluster took no tokens recently).
+    A qps of 0 (a partially disrupted small zone) holds every item until the rate returns.
+    """
+
+    __slots__ = ("_last_grant", "_pending", "_phase", "_version", "period", "qps", "trial")
+
+    def __init__(self, trial: Trial, qps: float, period: float) -> None:
+        self.trial = trial
+        self.qps = qps
+        self.period = period
+        self._phase = trial.phase(period)
+        self._last_grant = -math.inf
+        self._pending: list[tuple[Node, Callable[[Node], None]]] = []
+        self._version = 0
+
+    def add(self, node: Node, action: Callable[[Node], None]) -> None:
+        if any(n is node for n, _ in self._pending):
+            return
+        self._pending.append((node, action))
+        if len(self._pending) == 1:
+            self._schedule()
+
+    def remove(self, node: Node) -> None:
+        self._pending = [(n, a) for n, a in self._pending if n is not node]
+
+    def set_rate(self, qps: float) -> None:
+        if qps != self.qps:
+            self.qps = qps
+            self._version += 1
+            if self._pending:
+                self._schedule()
+
+    def _schedule(self) -> None:
+        if self.qps <= 0 or not self._pending:
+            return
+        now = self.trial.now
+        t = max(now, self._last_grant + 1.0 / self.qps)
+        t = next_tick(self._phase, self.period, t)
+        self.trial.at(t - now, self._grant, self._version)
+
+    def _grant(self, version: int) -> None:
+        if version != self._version or not self._pending or self.qps <= 0:
+            return
+        node, action = self._pending.pop(0)
+        self._last_grant = self.trial.now
+        action(node)
+        if self._pending:
+            self._version += 1
+            self._schedule()
+
+
+class NodeLifecycleController:
+    """kube-controller-manager's node lifecycle controller (one instance per cluster)."""
+
+    def __init__(self, trial: Trial, cluster: KubernetesCluster) -> None:
+        p = trial.p
+        self.trial = trial
+        self.cluster = cluster
+        self.period = p.draw("kube_controller_manager.node_monitor_period")
+        self.phase = trial.phase(self.period)
+        self.grace = p.draw("kube_controller_manager.node_monitor_grace_period")
+        self.taint_based = p.flag("kube_controller_manager.taint_based_evictions")
+        self.eviction_timeout = p.draw("kube_controller_manager.pod_eviction_timeout")
+        self.rate = p.draw("kube_controller_manager.node_eviction_rate")
+        self.secondary_rate = p.draw("kube_controller_manager.secondary_node_eviction_rate")
+        self.unhealthy_threshold = p.draw("kube_controller_manager.unhealthy_zone_threshold")
+        self.large_cluster = p.draw("kube_controller_manager.large_cluster_size_threshold")
+        queue_period = p.draw("kube_controller_manager.node_eviction_period")
+        zones = sorted({n.zone for n in cluster.nodes})
+        self.queues = {z: RateLimitedQueue(trial, self.rate, queue_period) for z in zones}
+        self.zone_state = dict.fromkeys(zones, "Normal")
+        self.master_disruption = False
+        # probeTimestamp per node, only for nodes whose heartbeat stopped
+        self.probe: dict[str, float] = {}
+        self.epoch: dict[str, int] = {n.name: 0 for n in cluster.nodes}
+
+    # ------------------------------------------------------------------ heartbeats
+    def heartbeat_stopped(self, node: Node) -> None:
+        """The node's heartbeats stop now (crash, partition, kubelet stop)."""
+        now = self.trial.now
+        last_hb = last_tick(node.hb_phase, node.hb_period, now)
+        probe = next_tick(self.phase, self.period, last_hb)
+        self.probe[node.name] = probe
+        self.epoch[node.name] += 1
+        if not node.ready:
+            return
+        t_nr = next_tick(self.phase, self.period, probe + self.grace)
+        epoch = self.epoch[node.name]
+        self.trial.at(t_nr - now, self._grace_expired, node, epoch)
+        if not self.taint_based:
+            t_ev = next_tick(self.phase, self.period, probe + self.eviction_timeout)
+            self.trial.at(t_ev - now, self._legacy_eviction_due, node, epoch)
+
+    def heartbeat_resumed(self, node: Node, first_heartbeat: float) -> None:
+        """Heartbeats are possible again; the first one lands at ``first_heartbeat``."""
+        self.epoch[node.name] += 1
+        epoch = self.epoch[node.name]
+        node.hb_phase = first_heartbeat % node.hb_period
+        seen = next_tick(self.phase, self.period, first_heartbeat)
+        self.trial.at(seen - self.trial.now, self._heartbeat_seen, node, epoch)
+
+    def _heartbeat_seen(self, node: Node, epoch: int) -> None:
+        if epoch != self.epoch[node.name]:
+            return
+        self.probe.pop(node.name, None)
+        if node.ready:
+            return
+        node.ready = True
+        self.trial.milestone("node.ready")
+        queue = self.queues[node.zone]
+        queue.remove(node)
+        if node.tainted:
+            node.tainted = False
+            self.cluster.taint_removed(node)
+        self._update_zone(node.zone)
+        self.cluster.node_ready_changed(node)
+
+    # ------------------------------------------------------------------ NotReady
+    def _grace_expired(self, node: Node, epoch: int) -> None:
+        if epoch != self.epoch[node.name] or not node.ready:
+            return
+        node.ready = False
+        self.trial.milestone("node.not_ready")
+        # MarkPodsNotReady runs in the same pass; the pod status updates are API writes
+        self.cluster.mark_pods_not_ready(node)
+        self._update_zone(node.zone)
+        if self.taint_based and not self.master_disruption:
+            self.queues[node.zone].add(node, self._taint)
+        self.cluster.node_ready_changed(node)
+
+    def _taint(self, node: Node) -> None:
+        if node.ready or node.tainted or self.master_disruption:
+            return
+        node.tainted = True
+        self.trial.milestone("node.tainted")
+        self.cluster.taint_added(node)
+
+    def _requeue_taint(self, node: Node, epoch: int) -> None:
+        if epoch == self.epoch[node.name] and not node.ready and not self.master_disruption:
+            self.queues[node.zone].add(node, self._taint)
+
+    def _legacy_eviction_due(self, node: Node, epoch: int) -> None:
+        if epoch != self.epoch[node.name] or self.master_disruption:
+            return
+        self.queues[node.zone].add(node, self._legacy_evict)
+
+    def _legacy_evict(self, node: Node) -> None:
+        if node.name not in self.probe or self.master_disruption:
+            return
+        self.cluster.evict_pods(node)
+
+    # ------------------------------------------------------------------ zones
+    def _update_zone(self, zone: str) -> None:
+        nodes = [n for n in self.cluster.nodes if n.zone == zone]
+        not_ready = sum(1 for n in nodes if not n.ready)
+        if not_ready == len(nodes):
+            state = "FullDisruption"
+        elif not_ready > 2 and not_ready / len(nodes) >= self.unhealthy_threshold:
+            state = "PartialDisruption"
+        else:
+            state = "Normal"
+        self.zone_state[zone] = state
+        all_full = all(s == "FullDisruption" for s in self.zone_state.values())
+        if all_full and not self.master_disruption:
+            # every zone down: the controller assumes its own connectivity is the problem
+            self.master_disruption = True
+            for q in self.queues.values():
+                q.set_rate(0.0)
+            for n in self.cluster.nodes:
+                if n.tainted:
+                    n.tainted = False
+                    self.cluster.taint_removed(n)
+            return
+        if self.master_disruption and not all_full:
+            self.master_disruption = False
+            # on exit the controller resets probe and transition timestamps: grace restarts
+            for n in self.cluster.nodes:
+                if n.name in self.probe and not n.ready and self.taint_based:
+                    self.probe[n.name] = self.trial.now
+                    self.trial.at(self.grace, self._requeue_taint, n, self.epoch[n.name])
+        if state == "PartialDisruption":
+            rate = self.secondary_rate if len(nodes) > self.large_cluster else 0.0
+        else:
+            rate = self.rate
+        self.queues[zone].set_rate(0.0 if self.master_disruption else rate)
+
+
+def pods_on(node: Node) -> list[Pod]:
+    return [p for p in node.pods if not p.gone]

@@ -1,0 +1,115 @@
+"""The one definition of an outage, shared by the model and by live measurements.
+
+Availability a(t) is the probability that a new request issued at t succeeds within the
+client's timeout. Before the fault (t < 0) it is 1. It is represented by *change points*:
+sorted times ``t[i]`` with values ``a[i]`` holding on ``[t[i], t[i+1])``; the first change
+point is at t = 0 and the last value holds until the horizon.
+
+From a(t) on ``[0, horizon]`` (DESIGN.md, "Model semantics"):
+
+- ``recovery_s``: the start of the final stretch with a = 1; ``inf`` (and
+  ``recovered = False``) if a(t) is below 1 at the horizon; 0 if a(t) never dropped.
+- ``downtime_s``: total time with a = 0.
+- ``degraded_s``: total time with 0 < a < 1.
+- ``lost_s``: integral of (1 - a) dt, the error-budget cost in seconds of traffic.
+
+A live run estimates a(t) from probes (`availability_from_probes`) and then uses the same
+function, so a prediction and a measurement are comparable by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["OutageMetrics", "availability_from_probes", "metrics"]
+
+#: availability values closer than this to 1 or 0 count as 1 or 0 (float noise)
+EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class OutageMetrics:
+    recovery_s: float
+    recovered: bool
+    downtime_s: float
+    degraded_s: float
+    lost_s: float
+
+
+def metrics(times: Sequence[float], values: Sequence[float], horizon: float) -> OutageMetrics:
+    """Outage metrics of the availability step function given by change points."""
+    n = len(times)
+    if n == 0:
+        return OutageMetrics(0.0, True, 0.0, 0.0, 0.0)
+    down = degraded = lost = 0.0
+    last_drop_end = 0.0  # end of the last stretch with a < 1
+    for i in range(n):
+        t0 = times[i]
+        if t0 >= horizon:
+            break
+        t1 = times[i + 1] if i + 1 < n else horizon
+        t1 = min(t1, horizon)
+        span = t1 - t0
+        if span <= 0:
+            continue
+        a = values[i]
+        if a < 1 - EPS:
+            lost += (1 - a) * span
+            if a <= EPS:
+                down += span
+            else:
+                degraded += span
+            last_drop_end = t1
+    final = values[-1] if times[-1] < horizon else _value_at(times, values, horizon)
+    if final < 1 - EPS:
+        return OutageMetrics(math.inf, False, down, degraded, lost)
+    return OutageMetrics(last_drop_end, True, down, degraded, lost)
+
+
+def _value_at(times: Sequence[float], values: Sequence[float], t: float) -> float:
+    i = int(np.searchsorted(np.asarray(times), t, side="right")) - 1
+    return values[i] if i >= 0 else 1.0
+
+
+def availability_from_probes(
+    t: np.ndarray,
+    ok: np.ndarray,
+    *,
+    t_fault: float,
+    bin_s: float = 0.1,
+    horizon: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Estimate a(t) change points from probe records.
+
+    ``t`` are probe send times (seconds, any clock), ``ok`` whether each probe succeeded
+    within the client timeout. Probes are grouped in bins of ``bin_s`` seconds starting at
+    the fault; a(t) in a bin is the fraction of successful probes sent in it (bins without
+    probes carry the previous value). Returns (times, values) relative to the fault,
+    merged so consecutive equal values form one change point.
+    """
+    t = np.asarray(t, dtype=float) - t_fault
+    ok = np.asarray(ok, dtype=bool)
+    keep = t >= 0
+    if horizon is not None:
+        keep &= t < horizon
+    t, ok = t[keep], ok[keep]
+    if t.size == 0:
+        return np.array([0.0]), np.array([1.0])
+    idx = np.floor(t / bin_s).astype(np.int64)
+    nbins = int(idx.max()) + 1
+    total = np.bincount(idx, minlength=nbins)
+    good = np.bincount(idx, weights=ok.astype(float), minlength=nbins)
+    out_t: list[float] = []
+    out_a: list[float] = []
+    prev = 1.0
+    for b in range(nbins):
+        a = good[b] / total[b] if total[b] else prev
+        if not out_a or a != out_a[-1]:
+            out_t.append(b * bin_s)
+            out_a.append(a)
+        prev = a
+    return np.asarray(out_t), np.asarray(out_a)

@@ -1,0 +1,353 @@
+"""Run folders: one versioned format for simulated and live runs.
+
+A run folder holds
+
+- ``meta.json``     format version, versions of chaoslab and its dependencies, mode
+                    (``simulate`` | ``live``), target (``model`` | ``lab`` | ``kubernetes``),
+                    seed, profiles, status (``partial`` until the run finished, then
+                    ``complete``), timing;
+- ``experiment.yaml`` the experiment with every parameter's effective value and source
+                    (written by the experiment layer: the core knows no YAML);
+- ``trials.parquet`` one row per trial (see `TRIAL_COLUMNS` and the ``at_*`` milestones);
+- ``summary.csv``   one row per design x fault x target x sweep point;
+- live runs add ``probes.parquet``, ``milestones.parquet``, ``comparison.csv`` ...
+
+Every file is written to a temporary name and renamed, so a reader never sees half a file.
+While a run is going, finished chunks of trials are in ``trials.parts/``; an interrupted run
+keeps them and ``meta.json`` says ``partial``; `load_run` reads either layout.
+
+Format history (pyperf-style):
+    1  first version (chaoslab 0.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import socket
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KEY_COLUMNS",
+    "METRIC_COLUMNS",
+    "Run",
+    "RunFormatError",
+    "RunWriter",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "environment_meta",
+    "load_run",
+    "summarize",
+]
+
+FORMAT_VERSION = 1
+
+#: columns identifying a cell (plus one column per swept parameter, named by its key)
+KEY_COLUMNS = ("design", "fault", "target")
+#: per-trial metrics, as defined in chaoslab.outage
+METRIC_COLUMNS = (
+    "recovery_s",
+    "recovered",
+    "downtime_s",
+    "degraded_s",
+    "lost_s",
+    "connections_reset",
+    "connections_hung",
+)
+#: optional compact a(t): change-point times and values per trial (list columns)
+AVAILABILITY_COLUMNS = ("a_t", "a_v")
+
+_DEPS = ("simpy", "numpy", "pandas", "pyarrow", "pydantic")
+
+
+class RunFormatError(ValueError):
+    """A folder that is not a readable run, or one of an unsupported format version."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _atomic_parquet(path: Path, df: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment_meta() -> dict[str, Any]:
+    """Versions and platform, recorded in every run (pyperf/chaostoolkit journal style)."""
+    return {
+        "chaoslab_version": _version("chaoslab") or "unknown",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "dependencies": {d: _version(d) for d in _DEPS},
+    }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot store {type(o).__name__} in meta.json")
+
+
+def _dump_json(obj: Mapping[str, Any]) -> str:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)  # JSON has no inf; keep it readable
+        if isinstance(v, Mapping):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(dict(obj)), indent=2, default=_json_default) + "\n"
+
+
+@dataclass
+class RunWriter:
+    """Writes one run folder incrementally; everything on disk is always readable.
+
+    >>> w = RunWriter(path, mode="simulate", target="model", meta={...})
+    >>> w.add_trials(df)      # as chunks finish
+    >>> run = w.finish()      # merges chunks, writes summary.csv, status complete
+    """
+
+    path: Path
+    mode: str = "simulate"
+    target: str = "model"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._parts = self.path / "trials.parts"
+        existing = sorted(self._parts.glob("part-*.parquet")) if self._parts.exists() else []
+        self._n_parts = len(existing)
+        self._started = _dt.datetime.now(_dt.UTC)
+        base = {
+            "format_version": FORMAT_VERSION,
+            "mode": self.mode,
+            "target": self.target,
+            "status": "partial",
+            "started_utc": _now(),
+            **environment_meta(),
+        }
+        old = self.path / "meta.json"
+        if old.exists():  # resuming: keep what the first attempt recorded
+            with contextlib.suppress(ValueError):
+                prev = json.loads(old.read_text())
+                base["started_utc"] = prev.get("started_utc", base["started_utc"])
+                base["resumed"] = int(prev.get("resumed", 0)) + 1
+        self.meta = {**base, **self.meta}
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        atomic_write_text(self.path / "meta.json", _dump_json(self.meta))
+
+    def update_meta(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        self._write_meta()
+
+    def add_trials(self, df: pd.DataFrame) -> Path:
+        """Store a finished chunk of trials (kept if the run is interrupted)."""
+        p = self._parts / f"part-{self._n_parts:05d}.parquet"
+        _atomic_parquet(p, df)
+        self._n_parts += 1
+        return p
+
+    def add_table(self, name: str, df: pd.DataFrame) -> Path:
+        """Store an extra table: ``.parquet`` or ``.csv`` by the name's suffix."""
+        p = self.path / name
+        if name.endswith(".csv"):
+            atomic_write_text(p, df.to_csv(index=False))
+        else:
+            _atomic_parquet(p, df)
+        return p
+
+    def write_text(self, name: str, text: str) -> Path:
+        p = self.path / name
+        atomic_write_text(p, text)
+        return p
+
+    def finish(self, status: str = "complete", **fields: Any) -> Run:
+        """Merge the chunks into trials.parquet, write summary.csv and the final meta."""
+        trials = _read_parts(self._parts)
+        _atomic_parquet(self.path / "trials.parquet", trials)
+        for part in sorted(self._parts.glob("part-*.parquet")) if self._parts.exists() else []:
+            part.unlink()
+        with contextlib.suppress(OSError):
+            self._parts.rmdir()
+        summary = summarize(trials)
+        atomic_write_text(self.path / "summary.csv", summary.to_csv(index=False))
+        elapsed = (_dt.datetime.now(_dt.UTC) - self._started).total_seconds()
+        self.meta.update(
+            status=status, finished_utc=_now(), elapsed_s=round(elapsed, 3), n_trials=len(trials)
+        )
+        self.meta.update(fields)
+        self._write_meta()
+        return Run(self.path, dict(self.meta), trials)
+
+    def finish_partial(self, **fields: Any) -> None:
+        """Mark the run partial (interrupted) and keep its finished chunks readable."""
+        trials = _read_parts(self._parts)
+        if len(trials):
+            atomic_write_text(self.path / "summary.csv", summarize(trials).to_csv(index=False))
+        self.meta.update(status="partial", interrupted_utc=_now(), n_trials=len(trials))
+        self.meta.update(fields)
+        self._write_meta()
+
+
+def _read_parts(parts_dir: Path) -> pd.DataFrame:
+    files = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.exists() else []
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+@dataclass
+class Run:
+    """A loaded run folder."""
+
+    path: Path
+    meta: dict[str, Any]
+    trials: pd.DataFrame
+
+    @property
+    def complete(self) -> bool:
+        return self.meta.get("status") == "complete"
+
+    @property
+    def sweep_columns(self) -> list[str]:
+        return list(self.meta.get("sweep", {}).keys())
+
+    def summary(self) -> pd.DataFrame:
+        return summarize(self.trials, sweep=self.sweep_columns)
+
+    def table(self, name: str) -> pd.DataFrame:
+        p = self.path / name
+        if not p.exists():
+            raise RunFormatError(f"{self.path}: this run has no {name}")
+        return pd.read_csv(p) if name.endswith(".csv") else pd.read_parquet(p)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run folder written by `RunWriter` (complete or partial)."""
+    p = Path(path)
+    meta_path = p / "meta.json"
+    if not meta_path.exists():
+        raise RunFormatError(f"{p}: not a chaoslab run folder (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as e:
+        raise RunFormatError(f"{meta_path}: unreadable ({e})") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RunFormatError(
+            f"{p}: results format version {version}, this chaoslab reads {FORMAT_VERSION}"
+        )
+    trials_path = p / "trials.parquet"
+    trials = pd.read_parquet(trials_path) if trials_path.exists() else _read_parts(
+        p / "trials.parts"
+    )
+    return Run(p, meta, trials)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _q(x: np.ndarray, q: float) -> float:
+    if x.size == 0:
+        return math.nan
+    # 'inverted_cdf' keeps inf (unrecovered trials) meaningful: no interpolation with inf
+    return float(np.quantile(x, q, method="inverted_cdf"))
+
+
+def summarize(trials: pd.DataFrame, sweep: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per design x fault x target x sweep point."""
+    if trials.empty:
+        return pd.DataFrame(columns=[*KEY_COLUMNS, "trials"])
+    if sweep is None:
+        known = set(KEY_COLUMNS) | set(METRIC_COLUMNS) | set(AVAILABILITY_COLUMNS) | {"trial"}
+        sweep = [c for c in trials.columns if c not in known and not c.startswith("at_")]
+    keys = [c for c in (*KEY_COLUMNS, *sweep) if c in trials.columns]
+    rows: list[dict[str, Any]] = []
+    for key, g in trials.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rec = np.asarray(g["recovery_s"], dtype=float)
+        down = np.asarray(g["downtime_s"], dtype=float)
+        lost = np.asarray(g["lost_s"], dtype=float)
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row.update(
+            trials=len(g),
+            recovered=float(np.mean(g["recovered"].astype(bool))),
+            recovery_p50=_q(rec, 0.5),
+            recovery_p95=_q(rec, 0.95),
+            recovery_p99=_q(rec, 0.99),
+            recovery_max=float(rec.max()),
+            downtime_mean=float(down.mean()),
+            downtime_p95=_q(down, 0.95),
+            degraded_mean=float(np.asarray(g["degraded_s"], dtype=float).mean()),
+            lost_mean=float(lost.mean()),
+            lost_p95=_q(lost, 0.95),
+        )
+        for extra in ("connections_reset", "connections_hung"):
+            if extra in g and g[extra].notna().any():
+                row[f"{extra}_mean"] = float(g[extra].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def milestone_columns(columns: Iterable[str]) -> list[str]:
+    return [c for c in columns if c.startswith("at_")]

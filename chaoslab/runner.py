@@ -1,0 +1,202 @@
+"""Monte Carlo runner: cells of design x fault x sweep point, trials, seeds, workers.
+
+Reproducibility: trial ``i`` of a cell draws from
+``SeedSequence(seed, spawn_key=(crc32(cell key), i))``, so its result depends only on the
+seed, the cell and ``i`` — never on how trials are split across workers or chunks.
+
+The runner returns DataFrames; where they go is the caller's business (the CLI streams
+them into a run folder with `chaoslab.results.RunWriter`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.faults import FAULTS, Fault, ImpossibleFault
+from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
+from chaoslab.mechanisms.cluster import ClusterSpec
+from chaoslab.outage import metrics
+from chaoslab.params import ParamSet, lookup
+
+__all__ = ["Cell", "Chunk", "run_cells", "run_chunk", "run_trial"]
+
+#: trials per unit of work handed to a worker
+DEFAULT_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One design x fault x sweep point, with its fully resolved parameters."""
+
+    design: str
+    fault: Fault
+    params: ParamSet
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    sweep: Mapping[str, object] = field(default_factory=dict)
+    horizon: float = 1800.0
+
+    @property
+    def key(self) -> str:
+        sweep = ",".join(f"{k}={v}" for k, v in sorted(self.sweep.items()))
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.fault.options.items()))
+        return f"{self.design}|{self.fault.kind}|{self.fault.label}|{opts}|{sweep}"
+
+    def check(self) -> None:
+        """Raise ImpossibleFault/ImpossibleTarget if this cell cannot run (build one trial)."""
+        design = DESIGNS[self.design]
+        if self.fault.kind in design.refuses:
+            raise ImpossibleFault(
+                f"{self.fault.kind} makes no sense for {self.design}: "
+                f"{design.refuses[self.fault.kind]}"
+            )
+        run_trial(self, 0, seed=0, probe_only=True)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    cell: Cell
+    seed: int
+    start: int
+    stop: int
+    index: int = 0  # position in the run, for ordered reassembly
+
+
+def _rng(seed: int, cell_key: str, trial: int) -> np.random.Generator:
+    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(cell_key.encode()), trial))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+def run_trial(cell: Cell, trial_index: int, *, seed: int, probe_only: bool = False) -> dict[str, Any]:
+    """Run one trial and return its row (without the cell's key columns)."""
+    rng = _rng(seed, cell.key, trial_index)
+    ps = cell.params.with_overrides(cell.fault.overrides(), source="fault options")
+    trial = Trial(ps.sampler(rng), rng, cell.horizon)
+    design = DESIGNS[cell.design]
+    topo = design.build(trial, cell.cluster)
+    kind = FAULTS[cell.fault.kind]
+    nodes, pods = kind.resolve(topo, cell.fault)
+    topo.targets_resolved(nodes, pods)
+    trial.set_availability(topo.availability)
+    if probe_only:
+        return {}
+    flows = topo.flows()
+    kind.inject(topo, nodes, pods)
+    reset, hung = _classify_flows(flows)
+    trial.changed()
+    trial.env.run(until=cell.horizon)
+    m = metrics(trial.a_t, trial.a_v, cell.horizon)
+    row: dict[str, Any] = {
+        "trial": trial_index,
+        "recovery_s": m.recovery_s,
+        "recovered": m.recovered,
+        "downtime_s": m.downtime_s,
+        "degraded_s": m.degraded_s,
+        "lost_s": m.lost_s,
+        "connections_reset": reset,
+        "connections_hung": hung,
+    }
+    ms = trial.milestones
+    if m.recovered and m.recovery_s > 0:
+        ms.setdefault("service.recovered", m.recovery_s)
+    for name in MILESTONES:
+        row[milestone_column(name)] = ms.get(name, math.nan)
+    row["a_t"] = trial.a_t
+    row["a_v"] = trial.a_v
+    return row
+
+
+def _classify_flows(flows: Sequence[tuple[float, Any, Any]]) -> tuple[float, float]:
+    """Share of established connections reset (dead process, live node) or hung (dead path)."""
+    if not flows:
+        return (math.nan, math.nan)
+    reset = hung = 0.0
+    for weight, via, pod in flows:
+        node = pod.node
+        if (via is not None and not via.reachable) or node is None or not node.reachable:
+            hung += weight
+        elif not pod.running:
+            reset += weight
+    return (reset, hung)
+
+
+def run_chunk(chunk: Chunk) -> pd.DataFrame:
+    cell = chunk.cell
+    rows = [run_trial(cell, i, seed=chunk.seed) for i in range(chunk.start, chunk.stop)]
+    df = pd.DataFrame(rows)
+    df.insert(0, "design", cell.design)
+    df.insert(1, "fault", cell.fault.kind)
+    df.insert(2, "target", cell.fault.label)
+    for j, (key, raw) in enumerate(cell.sweep.items()):
+        df.insert(3 + j, key, _sweep_value(key, raw))
+    return df
+
+
+def _sweep_value(key: str, raw: object) -> object:
+    """Swept values as numbers (seconds for durations) when fixed, else their text."""
+    p = lookup(key)
+    v = p.parse(raw)
+    from chaoslab.params.dists import Dist
+
+    if isinstance(v, Dist) and v.is_fixed:
+        return v.mean()
+    return p.text(v)
+
+
+def chunks_for(cells: Sequence[Cell], trials: int, seed: int, chunk_size: int) -> list[Chunk]:
+    out: list[Chunk] = []
+    for cell in cells:
+        for start in range(0, trials, chunk_size):
+            out.append(Chunk(cell, seed, start, min(trials, start + chunk_size), len(out)))
+    return out
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    *,
+    trials: int,
+    seed: int,
+    workers: int = 1,
+    chunk_size: int = DEFAULT_CHUNK,
+    skip: set[int] | None = None,
+    on_chunk: Callable[[Chunk, pd.DataFrame], None] | None = None,
+) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    """Run every cell's trials; yields finished chunks in run order.
+
+    ``skip`` holds chunk indexes already done (resume). Results are identical for any
+    ``workers``: each trial's random stream depends on (seed, cell, trial) only.
+    """
+    work = [c for c in chunks_for(cells, trials, seed, chunk_size) if c.index not in (skip or ())]
+    if workers <= 1 or len(work) <= 1:
+        for chunk in work:
+            df = run_chunk(chunk)
+            if on_chunk:
+                on_chunk(chunk, df)
+            yield chunk, df
+        return
+    workers = min(workers, os.cpu_count() or 1, len(work))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for chunk, df in zip(work, pool.map(run_chunk, work), strict=True):
+            if on_chunk:
+                on_chunk(chunk, df)
+            yield chunk, df
+
+
+def check_cells(cells: Sequence[Cell]) -> list[tuple[Cell, str]]:
+    """Cells that cannot run, with the reason (impossible design/fault/target pairs)."""
+    bad: list[tuple[Cell, str]] = []
+    for cell in cells:
+        try:
+            cell.check()
+        except (ImpossibleFault, ImpossibleTarget, ValueError) as e:
+            bad.append((cell, str(e)))
+    return bad
