@@ -76,7 +76,9 @@ def _rng(seed: int, cell_key: str, trial: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(ss))
 
 
-def run_trial(cell: Cell, trial_index: int, *, seed: int, probe_only: bool = False) -> dict[str, Any]:
+def run_trial(
+    cell: Cell, trial_index: int, *, seed: int, probe_only: bool = False
+) -> dict[str, Any]:
     """Run one trial and return its row (without the cell's key columns)."""
     rng = _rng(seed, cell.key, trial_index)
     ps = cell.params.with_overrides(cell.fault.overrides(), source="fault options")
@@ -94,6 +96,8 @@ def run_trial(cell: Cell, trial_index: int, *, seed: int, probe_only: bool = Fal
     reset, hung = _classify_flows(flows)
     trial.changed()
     trial.env.run(until=cell.horizon)
+    if trial.connections is not None:
+        reset, hung = trial.connections
     m = metrics(trial.a_t, trial.a_v, cell.horizon)
     row: dict[str, Any] = {
         "trial": trial_index,

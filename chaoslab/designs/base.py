@@ -67,6 +67,7 @@ class Topology(ABC):
 
     def targets_resolved(self, nodes: list[Node], pods: list[Pod]) -> None:
         """Called once the fault's targets are known (e.g. to keep a client off them)."""
+        return None
 
     def flows(self) -> list[Flow]:
         """Established connections at the fault; by default the same spread as requests."""

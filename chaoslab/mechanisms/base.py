@@ -63,6 +63,7 @@ class Trial:
         "_in_change",
         "a_t",
         "a_v",
+        "connections",
         "env",
         "horizon",
         "listeners",
@@ -81,6 +82,9 @@ class Trial:
         self.a_v: list[float] = [1.0]
         self.listeners: list[Callable[[], None]] = []
         self._availability: Callable[[], float] = lambda: 1.0
+        #: (reset, hung) shares of established connections, if the design computed them
+        #: over the trial itself (e.g. an ECMP re-hash long after the fault)
+        self.connections: tuple[float, float] | None = None
         self._in_change = 0  # 0 idle, 1 notifying listeners, 2 dirty again
 
     @property

@@ -57,7 +57,9 @@ class KubernetesCluster:
         self.proxy_terminating_endpoints = p.flag("kube_proxy.proxy_terminating_endpoints")
         self.lease = p.flag("kubelet.node_lease")
 
-        self.app = Workload("app", spec.app_kind, spec.replicas, spec.app_roles(), spec.anti_affinity)
+        self.app = Workload(
+            "app", spec.app_kind, spec.replicas, spec.app_roles(), spec.anti_affinity
+        )
         self._place_initial_pods()
         self.service = Service(external_traffic_policy)
 

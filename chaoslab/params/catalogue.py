@@ -91,7 +91,8 @@ class Param:
             raise ParseError(f"{self.key} is a flag: write true or false, got {raw!r}")
         if self.kind == "choice":
             if raw not in self.choices:
-                raise ParseError(f"{self.key} must be one of {', '.join(self.choices)}; got {raw!r}")
+                choices = ", ".join(self.choices)
+                raise ParseError(f"{self.key} must be one of {choices}; got {raw!r}")
             return str(raw)
         if isinstance(raw, bool):
             raise ParseError(f"{self.key} takes a {self.kind}, not {raw!r}")
