@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,6 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-import chaoslab
 from chaoslab.live.lab.netns import LabError, LabState, Proc, run
 from chaoslab.live.lab.spec import LabFault, LabSpec, SpecError, fixed_seconds
 from chaoslab.live.lab.watch import LogEvent, Rule
@@ -26,7 +26,7 @@ from chaoslab.live.lab.watch import LogEvent, Rule
 __all__ = ["LabParams", "Topology"]
 
 #: the repository root, so daemons started with `ip netns exec python -m ...` import chaoslab
-_ROOT = str(Path(chaoslab.__file__).resolve().parent.parent)
+_ROOT = str(Path(__file__).resolve().parents[3])
 
 #: kinds of the catalogue keys the lab reads (to read values given in ``params:`` for keys
 #: the catalogue does not define yet; nothing here is a default)
@@ -34,6 +34,7 @@ LAB_KEYS: dict[str, str] = {
     "vrrp.version": "count",
     "vrrp.advert_int": "duration",
     "vrrp.nopreempt": "flag",
+    "vrrp.priority": "count",
     "vrrp.script_interval": "duration",
     "vrrp.script_timeout": "duration",
     "vrrp.script_fall": "count",
@@ -113,7 +114,7 @@ class LabParams:
         return fixed_seconds(self._raw(key), key)
 
     def count(self, key: str) -> int:
-        return int(round(fixed_seconds(self._raw(key), key)))
+        return round(fixed_seconds(self._raw(key), key))
 
     def flag(self, key: str) -> bool:
         v = self._raw(key)
@@ -167,11 +168,14 @@ class Topology:
         self.state.ip(role, "route", "replace", *args)
         self.state.save()
 
-    def start_server(self, name: str, role: str, port: int, *extra: str) -> Proc:
+    def start_server(self, name: str, role: str, port: int, *extra: str, answer: str = "") -> Proc:
+        """The HTTP service; it answers with ``answer`` (default: the namespace role)."""
         return self.state.spawn(
             name,
             role,
-            self.python("chaoslab.live.lab.server", "--port", str(port), "--name", name, *extra),
+            self.python(
+                "chaoslab.live.lab.server", "--port", str(port), "--name", answer or role, *extra
+            ),
         )
 
     def monitor(self, role: str, what: str) -> Proc:
@@ -181,17 +185,9 @@ class Topology:
     def wait_port(self, role: str, host: str, port: int, timeout: float = 10.0) -> None:
         """Wait until something accepts TCP on host:port from inside ``role``."""
         deadline = time.monotonic() + timeout
-        code = (
-            "import socket,sys\n"
-            f"s=socket.create_connection(({host!r},{port}),timeout=0.5)\n"
-            "s.close()\n"
-        )
-        while True:
-            r = os.system(
-                f"ip netns exec {self.state.ns(role)} {sys.executable} -c '{code}' 2>/dev/null"
-            )
-            if r == 0:
-                return
+        code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=0.5).close()"
+        argv = ["ip", "netns", "exec", self.state.ns(role), sys.executable, "-c", code]
+        while subprocess.run(argv, capture_output=True).returncode != 0:
             if time.monotonic() > deadline:
                 raise LabError(f"nothing answers on {host}:{port} in {self.state.ns(role)}")
             time.sleep(0.1)
@@ -216,8 +212,9 @@ class Topology:
     def steady_problem(self, recent: pd.DataFrame) -> str | None:
         """Why the lab is not in steady state now (None if it is). ``recent`` are the probe
         records of the last ``trial.steady`` seconds."""
-        dead = [n for n, p in self.state.procs.items()
-                if not n.startswith("probe") and not p.alive()]
+        dead = [
+            n for n, p in self.state.procs.items() if not n.startswith("probe") and not p.alive()
+        ]
         if dead:
             return f"not running: {', '.join(sorted(dead))}"
         if recent.empty:
@@ -235,8 +232,10 @@ class Topology:
         t = fault.target
         if t in self.nodes() or t in self.pods():
             return t
-        raise SpecError(f"lab.faults: target {t!r} is not known in design {self.design} "
-                        f"(nodes {', '.join(self.nodes())})")
+        raise SpecError(
+            f"lab.faults: target {t!r} is not known in design {self.design} "
+            f"(nodes {', '.join(self.nodes())})"
+        )
 
     def pods(self) -> list[str]:
         return []
@@ -314,5 +313,9 @@ class Topology:
             for pf in proc.pidfiles:
                 with contextlib.suppress(OSError):
                     Path(pf).unlink()
-            self.state.spawn(name, proc.ns.removeprefix(self.state.prefix + "-"), proc.argv,
-                             pidfiles=proc.pidfiles)
+            self.state.spawn(
+                name,
+                proc.ns.removeprefix(self.state.prefix + "-"),
+                proc.argv,
+                pidfiles=proc.pidfiles,
+            )

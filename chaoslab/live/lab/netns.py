@@ -200,7 +200,9 @@ class LabState:
             raise LabError(
                 f"a lab named {name!r} is already recorded in {d}; run 'chaoslab lab down' first"
             )
-        d.mkdir(parents=True, exist_ok=True)
+        # a lab that was torn down left its logs: a new lab of that name starts clean
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
         st = cls(name=name, prefix=prefix, design=design, dir=str(d))
         st.save()
         return st
@@ -232,8 +234,23 @@ class LabState:
     def veth(self, a_role: str, a_if: str, b_role: str, b_if: str) -> None:
         """A veth pair with one end in each namespace (created inside ``a``'s namespace, so
         the root namespace never holds a lab interface, even for an instant)."""
-        run(["ip", "-n", self.ns(a_role), "link", "add", a_if, "type", "veth", "peer", "name",
-             b_if, "netns", self.ns(b_role)])
+        run(
+            [
+                "ip",
+                "-n",
+                self.ns(a_role),
+                "link",
+                "add",
+                a_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_if,
+                "netns",
+                self.ns(b_role),
+            ]
+        )
         self.ip(a_role, "link", "set", a_if, "up")
         self.ip(b_role, "link", "set", b_if, "up")
 
@@ -262,9 +279,14 @@ class LabState:
         full = ["ip", "netns", "exec", self.ns(role), *argv]
         try:
             # `ip netns exec` execs the command after setns(), so the PID is the daemon's own
-            p = subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                 env={**os.environ, **(env or {})})
+            p = subprocess.Popen(
+                full,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
         finally:
             fh.close()
         proc = Proc(name, self.ns(role), p.pid, None, list(argv), str(log), list(pidfiles))

@@ -40,8 +40,10 @@ def _handler(name: str, health: int | None):  # type: ignore[no-untyped-def]
                     low = h.lower()
                     if low.startswith(b"connection:"):
                         keep = b"close" not in low
-                w.write(f"{head}\r\nConnection: {'keep-alive' if keep else 'close'}\r\n\r\n"
-                        .encode() + body)
+                w.write(
+                    f"{head}\r\nConnection: {'keep-alive' if keep else 'close'}\r\n\r\n".encode()
+                    + body
+                )
                 await w.drain()
                 if not keep:
                     break
@@ -55,8 +57,9 @@ def _handler(name: str, health: int | None):  # type: ignore[no-untyped-def]
 
 
 async def _serve(bind: str, port: int, name: str, health: int | None) -> None:
-    srv = await asyncio.start_server(_handler(name, health), bind, port, reuse_address=True,
-                                     backlog=1024)
+    srv = await asyncio.start_server(
+        _handler(name, health), bind, port, reuse_address=True, backlog=1024
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

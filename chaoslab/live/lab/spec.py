@@ -206,8 +206,9 @@ class LabSpec(_Model):
         if getattr(self, need) is None:
             raise ValueError(f"design {self.design} needs a '{need}:' section")
         if self.vrrp and len(self.vrrp.priorities) != self.nodes:
-            raise ValueError(f"vrrp.priorities has {len(self.vrrp.priorities)} entries "
-                             f"for {self.nodes} nodes")
+            raise ValueError(
+                f"vrrp.priorities has {len(self.vrrp.priorities)} entries for {self.nodes} nodes"
+            )
         if self.lb and len(self.lb.pods) != self.nodes:
             raise ValueError(f"lb.pods has {len(self.lb.pods)} entries for {self.nodes} nodes")
         return self
@@ -260,8 +261,9 @@ def _find_line(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None
 
 def _top_level(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Pick the keys the lab reads; the experiment schema owns the others."""
-    out: dict[str, Any] = {k: doc[k] for k in ("title", "description", "params", "seed", "lab")
-                           if k in doc}
+    out: dict[str, Any] = {
+        k: doc[k] for k in ("title", "description", "params", "seed", "lab") if k in doc
+    }
     prof = doc.get("profile")
     if prof is not None:
         out["profile"] = [prof] if isinstance(prof, str) else prof
