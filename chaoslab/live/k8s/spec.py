@@ -99,8 +99,10 @@ class HookSpec(_Model):
     There is never a default command: power-off and power-on are what the operator writes.
     """
 
-    inject: list[str] = Field(min_length=1)
-    recover: list[str] | None = None
+    #: the fault (method: hook); with method: pod only ``recover`` is used
+    inject: list[str] | None = Field(default=None, min_length=1)
+    #: undo step run in every rollback (power on); must be safe to run twice
+    recover: list[str] | None = Field(default=None, min_length=1)
     timeout: Duration
 
 
@@ -124,6 +126,10 @@ class FaultSpec(_Model):
     partition_exempt_cidrs: list[str] = Field(default_factory=list)
     #: node-drain: give up evicting a pod after this (PDB blocking)
     eviction_timeout: Duration | None = None
+    #: node-drain: wait between eviction attempts a PDB refused (429)
+    eviction_retry: Duration | None = None
+    #: node-crash with method pod: sysrq reboot (b), poweroff (o) or panic (c)
+    crash: Literal["reboot", "poweroff", "panic"] = "reboot"
 
     @model_validator(mode="after")
     def _consistent(self) -> FaultSpec:
@@ -132,14 +138,16 @@ class FaultSpec(_Model):
             raise ValueError(f"{k} cannot be done through the API alone; use method pod or hook")
         if m != "api" and k in {"pod-delete", "node-drain"}:
             raise ValueError(f"{k} is an API action; use method: api")
-        if m == "hook" and self.hook is None:
-            raise ValueError("method: hook needs a hook: {inject: [...], timeout: ...}")
+        if m == "hook" and (self.hook is None or self.hook.inject is None):
+            raise ValueError("method: hook needs hook: {inject: [...], timeout: ...}")
+        if m == "api" and self.hook is not None:
+            raise ValueError("hook is only used with method hook or pod")
         if m == "pod" and not self.image:
             raise ValueError("method: pod needs image: (the chaos pod's image)")
         if k in {"kubelet-stop", "node-partition"} and self.duration is None:
             raise ValueError(f"{k} needs duration: (the fault heals itself after it)")
-        if k == "node-drain" and self.eviction_timeout is None:
-            raise ValueError("node-drain needs eviction_timeout:")
+        if k == "node-drain" and (self.eviction_timeout is None or self.eviction_retry is None):
+            raise ValueError("node-drain needs eviction_timeout: and eviction_retry:")
         if k in NODE_FAULTS and self.target.select == "app-pod":
             raise ValueError(f"{k} hits a node: target select app-pod-node, idle-node, ...")
         if k in {"pod-delete", "pod-kill"} and (
@@ -168,6 +176,8 @@ class LimitsSpec(_Model):
     max_outage: Duration
     #: end the trial when it has not finished after this (the node never came back ...)
     trial_timeout: Duration
+    #: how long a rollback waits for a faulted node to be Ready again
+    node_return: Duration
     allow_control_plane: bool = False
     #: how many nodes a drill may fault at once
     max_nodes: int = Field(default=1, ge=1)
@@ -198,6 +208,10 @@ class LiveSpec(_Model):
     preflight: PreflightSpec
     #: after recovery, keep observing this long (late milestones, flapping)
     settle: Duration
+    #: how often the drill polls what it does not watch (chaos pod phase, node Ready)
+    poll: Duration
+    #: per API request
+    api_timeout: Duration
     #: model design the prediction is run for (the experiment's design by default)
     design: str | None = None
     #: k8s profile to use instead of the one derived from the server version

@@ -1,0 +1,509 @@
+"""Fault injection on Kubernetes, and the idempotent undo steps that revert it.
+
+Methods (recorded per trial; they decide which timers run):
+
+- ``api``: ``pod-delete`` is a DELETE with the grace period; ``node-drain`` cordons the
+  node and evicts its pods through the Eviction API, which answers 429 while a
+  PodDisruptionBudget forbids the eviction (retried, never forced).
+- ``pod``: a privileged pod pinned to the node (``nodeName``, host PID and network,
+  tolerating every taint) runs the fault on the node itself:
+  ``node-crash`` writes to ``/proc/sysrq-trigger`` (reboot, power off or panic; the
+  kernel goes down without shutting anything down cleanly); ``kubelet-stop`` stops the
+  kubelet through ``nsenter`` into the host and starts it again after ``duration``;
+  ``node-partition`` inserts iptables DROP rules (INPUT, OUTPUT, FORWARD; loopback and
+  ``partition_exempt_cidrs`` excepted) tagged with the run id and deletes them after
+  ``duration`` — from the node, so the partition heals even if chaoslab dies or cannot
+  reach the node; ``pod-kill`` SIGKILLs the container's main process from the host PID
+  namespace (found by its container id in ``/proc/*/cgroup``), because a SIGKILL from
+  inside the container's own PID namespace to its PID 1 is ignored by the kernel.
+- ``hook``: the operator's command with ``{node}``, ``{address}``, ``{pod}``,
+  ``{namespace}``, ``{container_id}``, ``{duration}`` filled in (``virsh destroy {node}``,
+  ``docker stop {node}`` for kind, an ssh command ...). Its ``recover`` command is the
+  undo step (power on).
+
+Every change is announced in the journal with its undo step before it is made.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaoslab.live.k8s.discover import Discovery, NodeInfo, PodInfo, node_info, pod_info
+from chaoslab.live.k8s.journal import Journal, UndoStep
+from chaoslab.live.k8s.kube import Kube, KubeError
+from chaoslab.live.k8s.spec import NODE_FAULTS, FaultSpec, LiveSpec
+
+__all__ = [
+    "MANAGED_BY",
+    "DrillRefused",
+    "HookFailed",
+    "InjectionError",
+    "Injector",
+    "Target",
+    "chaos_pod",
+    "choose_target",
+    "run_undo",
+]
+
+Obj = dict[str, Any]
+MANAGED_BY = "chaoslab"
+
+
+class InjectionError(RuntimeError):
+    """The fault could not be injected (the trial is aborted and rolled back)."""
+
+
+class HookFailed(InjectionError):
+    pass
+
+
+class DrillRefused(ValueError):
+    """The plan breaks a safety rule (control-plane node, too many nodes ...)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    node: NodeInfo | None
+    pod: PodInfo | None
+    #: pods of the workload the fault hits directly (on the node, or the pod itself)
+    affected: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.pod.name if self.pod and not self.node else (self.node.name if self.node
+                                                                  else "")
+
+
+def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Random) -> Target:
+    """Resolve the fault's target now (pods move between trials) and apply the safety rules."""
+    f, t = spec.fault, spec.fault.target
+    ns = spec.namespace
+    pods = [pod_info(p) for p in kube.get(f"/api/v1/namespaces/{ns}/pods",
+                                          labelSelector=disc.selector)["items"]
+            if not p["metadata"].get("deletionTimestamp")]
+    nodes = {n.name: n for n in (node_info(x) for x in kube.get("/api/v1/nodes")["items"])}
+    ready_pods = sorted((p for p in pods if p.ready and p.node), key=lambda p: p.name)
+    node: NodeInfo | None = None
+    pod: PodInfo | None = None
+    if t.pod is not None:
+        pod = next((p for p in pods if p.name == t.pod), None)
+        if pod is None:
+            raise DrillRefused(f"pod {t.pod} is not a live pod of {disc.workload_kind}/"
+                               f"{disc.workload_name}")
+    elif t.node is not None:
+        if t.node not in nodes:
+            raise DrillRefused(f"no node named {t.node}")
+        node = nodes[t.node]
+    elif t.select == "app-pod":
+        if not ready_pods:
+            raise DrillRefused("no Ready pod of the workload to target")
+        pod = rng.choice(ready_pods)
+    elif t.select == "app-pod-node":
+        cands = sorted({p.node for p in ready_pods if not nodes[p.node].control_plane})
+        if not cands:
+            raise DrillRefused("no worker node runs a Ready pod of the workload")
+        node = nodes[rng.choice(cands)]
+    elif t.select == "idle-node":
+        busy = {p.node for p in pods}
+        cands = sorted(n.name for n in nodes.values()
+                       if n.ready and not n.control_plane and not n.unschedulable
+                       and n.name not in busy)
+        if not cands:
+            raise DrillRefused("no Ready schedulable worker without a pod of the workload")
+        node = nodes[rng.choice(cands)]
+    else:  # ingress-node
+        ins = t.ingress_namespace or ns
+        ing = [pod_info(p) for p in kube.get(f"/api/v1/namespaces/{ins}/pods",
+                                             labelSelector=t.ingress_selector)["items"]]
+        cands = sorted({p.node for p in ing if p.ready and p.node})
+        if not cands:
+            raise DrillRefused(f"no Ready pod matches {t.ingress_selector} in {ins}")
+        node = nodes[rng.choice(cands)]
+    if f.kind in NODE_FAULTS:
+        assert node is not None
+        if node.control_plane and not spec.limits.allow_control_plane:
+            raise DrillRefused(f"{node.name} is a control-plane node; set "
+                               "limits.allow_control_plane: true to allow it")
+        if not node.ready:
+            raise DrillRefused(f"{node.name} is not Ready before the fault")
+        faulted = [n for n in nodes.values() if not n.ready or n.unschedulable]
+        if len(faulted) + 1 > spec.limits.max_nodes:
+            raise DrillRefused(
+                f"{len(faulted)} node(s) already NotReady or cordoned "
+                f"({', '.join(n.name for n in faulted)}); faulting {node.name} too exceeds "
+                f"limits.max_nodes = {spec.limits.max_nodes}")
+        affected = tuple(p.name for p in pods if p.node == node.name)
+        return Target(node, None, affected)
+    assert pod is not None
+    return Target(nodes.get(pod.node), pod, (pod.name,))
+
+
+# ------------------------------------------------------------------ chaos pod scripts
+
+
+def _partition_script(tag: str, duration: float, exempt: list[str]) -> str:
+    ipt = "nsenter -t 1 -m -n -- iptables"
+    rules = ["INPUT -j DROP", "OUTPUT -j DROP", "FORWARD -j DROP"]
+    accept = ["INPUT -i lo -j ACCEPT", "OUTPUT -o lo -j ACCEPT"]
+    for c in exempt:
+        q = shlex.quote(c)
+        accept += [f"INPUT -s {q} -j ACCEPT", f"OUTPUT -d {q} -j ACCEPT"]
+    com = f"-m comment --comment {tag}"
+    # inserted at position 1 in this order: the ACCEPTs end up above the DROPs
+    add = "; ".join(f"{ipt} -I {r.split(' ', 1)[0]} 1 {r.split(' ', 1)[1]} {com}"
+                    for r in rules + accept)
+    delete = " ; ".join(
+        f"while {ipt} -D {r.split(' ', 1)[0]} {r.split(' ', 1)[1]} {com} 2>/dev/null; do :; done"
+        for r in accept + rules)
+    return (f"heal() {{ {delete}; echo healed; }}\n"
+            "trap 'heal; exit 0' TERM INT\n"
+            f"{add}\n"
+            "echo partitioned\n"
+            f"sleep {duration:g} & wait $!\n"
+            "heal\n")
+
+
+def _kubelet_script(duration: float) -> str:
+    host = "nsenter -t 1 -m -u -i -n -p --"
+    return (f"start() {{ {host} systemctl start kubelet; echo kubelet started; }}\n"
+            "trap 'start; exit 0' TERM INT\n"
+            f"{host} systemctl stop kubelet\n"
+            "echo kubelet stopped\n"
+            f"sleep {duration:g} & wait $!\n"
+            "start\n")
+
+
+_SYSRQ = {"reboot": "b", "poweroff": "o", "panic": "c"}
+
+
+def _crash_script(mode: str) -> str:
+    return ("echo 1 > /proc/sys/kernel/sysrq\n"
+            f"echo crashing node: sysrq {mode}\n"
+            f"echo {_SYSRQ[mode]} > /proc/sysrq-trigger\n"
+            "sleep 3600\n")
+
+
+def _kill_script(container_id: str) -> str:
+    # the container's main process: in the container's cgroup, with a parent outside it
+    cid = shlex.quote(container_id)
+    return (f"CID={cid}\n"
+            "for d in /proc/[0-9]*; do\n"
+            "  grep -q \"$CID\" \"$d/cgroup\" 2>/dev/null || continue\n"
+            "  pp=$(awk '/^PPid:/{print $2}' \"$d/status\" 2>/dev/null)\n"
+            "  grep -q \"$CID\" \"/proc/$pp/cgroup\" 2>/dev/null && continue\n"
+            "  echo \"SIGKILL ${d#/proc/}\"; kill -9 \"${d#/proc/}\"; exit 0\n"
+            "done\n"
+            "echo \"no process of container $CID on this node\" >&2; exit 1\n")
+
+
+def chaos_pod(*, name: str, namespace: str, node: str, action: str, image: str, script: str,
+              run_id: str, duration: float | None = None,
+              annotations: dict[str, str] | None = None) -> Obj:
+    ann = dict(annotations or {})
+    if duration is not None:
+        ann["chaoslab.io/duration"] = f"{duration:g}"
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY,
+                                "chaoslab.io/run": run_id, "chaoslab.io/action": action},
+                     "annotations": ann},
+        "spec": {
+            "nodeName": node,  # bypasses the scheduler: runs even on a cordoned node
+            "hostPID": True, "hostNetwork": True, "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "chaos", "image": image, "command": ["sh", "-c", script],
+                            "securityContext": {"privileged": True}}],
+        },
+    }
+
+
+# ------------------------------------------------------------------ hooks
+
+
+def render(argv: list[str], values: dict[str, str]) -> list[str]:
+    try:
+        return [a.format(**values) for a in argv]
+    except (KeyError, IndexError, ValueError) as e:
+        raise InjectionError(f"hook template {argv!r}: unknown or bad placeholder {e}") from None
+
+
+def run_hook(argv: list[str], timeout: float) -> str:
+    try:
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise HookFailed(f"hook command not found: {argv[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise HookFailed(f"hook {argv[0]} did not finish within {timeout:g}s") from None
+    if cp.returncode != 0:
+        err = (cp.stderr or cp.stdout).strip().splitlines()
+        raise HookFailed(f"hook {argv[0]} exited {cp.returncode}: "
+                         f"{err[-1][:200] if err else 'no output'}")
+    return cp.stdout.strip()[-500:]
+
+
+# ------------------------------------------------------------------ injection
+
+
+@dataclass
+class Injector:
+    kube: Kube
+    spec: LiveSpec
+    journal: Journal
+    run_id: str
+    trial: int
+    target: Target
+    log: Callable[[str], None] = print
+    details: dict[str, Any] = field(default_factory=dict)
+    _drain: threading.Thread | None = None
+    _drain_error: BaseException | None = None
+
+    @property
+    def fault(self) -> FaultSpec:
+        return self.spec.fault
+
+    def _values(self) -> dict[str, str]:
+        t = self.target
+        return {"node": t.node.name if t.node else "", "address": t.node.address if t.node
+                else "", "pod": t.pod.name if t.pod else "", "namespace": self.spec.namespace,
+                "container_id": t.pod.container_id if t.pod else "",
+                "duration": f"{self.fault.duration:g}" if self.fault.duration else ""}
+
+    def inject(self) -> float:
+        """Inject the fault; returns the local monotonic time of the fault instant."""
+        f = self.fault
+        self.journal.write("inject.start", trial=self.trial, fault=f.kind, method=f.method,
+                           node=self.target.node.name if self.target.node else None,
+                           pod=self.target.pod.name if self.target.pod else None)
+        if f.method == "hook":
+            return self._hook()
+        if f.kind == "pod-delete":
+            return self._pod_delete()
+        if f.kind == "node-drain":
+            return self._node_drain()
+        return self._chaos_pod()
+
+    def _hook(self) -> float:
+        hook = self.fault.hook
+        assert hook is not None
+        vals = self._values()
+        assert hook.inject is not None
+        argv = render(hook.inject, vals)
+        # undo runs newest first: power on, then wait for the node
+        if self.target.node is not None and self.fault.kind in NODE_FAULTS:
+            self.journal.add_undo({"op": "wait-node-ready", "node": self.target.node.name},
+                                  trial=self.trial)
+        if hook.recover:
+            self.journal.add_undo({"op": "hook", "argv": render(hook.recover, vals),
+                                   "timeout": hook.timeout}, trial=self.trial)
+        t0 = time.monotonic()
+        out = run_hook(argv, hook.timeout)
+        self.details.update(hook=argv, hook_output=out)
+        self.journal.write("inject.done", trial=self.trial, method="hook", argv=argv, output=out)
+        return t0
+
+    def _pod_delete(self) -> float:
+        pod = self.target.pod
+        assert pod is not None
+        body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if self.fault.grace_period is not None:
+            body["gracePeriodSeconds"] = round(self.fault.grace_period)
+        t0 = time.monotonic()
+        self.kube.delete(f"/api/v1/namespaces/{self.spec.namespace}/pods/{pod.name}", body)
+        self.journal.write("inject.done", trial=self.trial, method="api", deleted=pod.name,
+                           grace=body.get("gracePeriodSeconds"))
+        return t0
+
+    def _chaos_pod(self) -> float:
+        f, t = self.fault, self.target
+        assert f.image is not None
+        ns = self.spec.namespace
+        if f.kind == "pod-kill":
+            assert t.pod is not None
+            if not t.pod.container_id:
+                raise InjectionError(f"pod {t.pod.name} reports no containerID yet")
+            node = t.pod.node
+            script = _kill_script(t.pod.container_id)
+            ann = {"chaoslab.io/target-pod": t.pod.name, "chaoslab.io/target-namespace": ns}
+        else:
+            assert t.node is not None
+            node = t.node.name
+            ann = {"chaoslab.io/target-node": node}
+            if f.kind == "node-crash":
+                script = _crash_script(f.crash)
+            elif f.kind == "kubelet-stop":
+                assert f.duration is not None
+                script = _kubelet_script(f.duration)
+            else:
+                assert f.duration is not None
+                script = _partition_script(f"chaoslab-{self.run_id}", f.duration,
+                                           f.partition_exempt_cidrs)
+        name = f"chaoslab-{self.run_id}-t{self.trial}-{f.kind}"[:63].rstrip("-")
+        body = chaos_pod(name=name, namespace=ns, node=node, action=f.kind, image=f.image,
+                         script=script, run_id=self.run_id, duration=f.duration,
+                         annotations=ann)
+        # undo runs newest first: remove the chaos pod, power on, wait for the node
+        if t.node is not None and f.kind in NODE_FAULTS:
+            self.journal.add_undo({"op": "wait-node-ready", "node": t.node.name},
+                                  trial=self.trial)
+            if f.hook and f.hook.recover:
+                self.journal.add_undo({"op": "hook", "argv": render(f.hook.recover,
+                                                                    self._values()),
+                                       "timeout": f.hook.timeout}, trial=self.trial)
+        self.journal.add_undo({"op": "delete-pod", "namespace": ns, "name": name},
+                              trial=self.trial)
+        self.kube.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
+        self.journal.write("inject.pod_created", trial=self.trial, pod=name, node=node)
+        # the fault starts when the pod's script runs: wait until the pod is Running
+        # (node faults) or done (pod-kill); the instant is when we saw that
+        deadline = time.monotonic() + self.spec.limits.trial_timeout
+        while time.monotonic() < deadline:
+            p = self.kube.get_or_none(f"/api/v1/namespaces/{ns}/pods/{name}")
+            phase = ((p or {}).get("status") or {}).get("phase", "")
+            if phase in ("Running", "Succeeded"):
+                t0 = time.monotonic()
+                self.details.update(chaos_pod=name, chaos_node=node)
+                self.journal.write("inject.done", trial=self.trial, method="pod", pod=name,
+                                   phase=phase)
+                return t0
+            if phase == "Failed" or p is None:
+                raise InjectionError(f"chaos pod {name} on {node}: {phase or 'gone'}")
+            time.sleep(self.spec.poll)
+        raise InjectionError(f"chaos pod {name} never started on {node}")
+
+    # -------------------------------------------------------------- drain
+    def _node_drain(self) -> float:
+        node = self.target.node
+        assert node is not None
+        n = self.kube.get(f"/api/v1/nodes/{node.name}")
+        if not (n.get("spec") or {}).get("unschedulable"):
+            self.journal.add_undo({"op": "uncordon", "node": node.name}, trial=self.trial)
+        t0 = time.monotonic()
+        self.kube.merge_patch(f"/api/v1/nodes/{node.name}", {"spec": {"unschedulable": True}})
+        self.journal.write("inject.cordoned", trial=self.trial, node=node.name)
+        self._drain = threading.Thread(target=self._evict_all, args=(node.name,),
+                                       name="chaoslab-drain", daemon=True)
+        self._drain.start()
+        return t0
+
+    def _evict_all(self, node: str) -> None:
+        try:
+            pods = self.kube.get("/api/v1/pods", fieldSelector=f"spec.nodeName={node}")["items"]
+            todo = []
+            for p in pods:
+                md = p["metadata"]
+                owners = md.get("ownerReferences") or []
+                if any(o.get("kind") == "DaemonSet" for o in owners):
+                    continue  # kubectl drain --ignore-daemonsets: they would come right back
+                if "kubernetes.io/config.mirror" in (md.get("annotations") or {}):
+                    continue  # static pods cannot be evicted
+                if (md.get("labels") or {}).get("app.kubernetes.io/managed-by") == MANAGED_BY:
+                    continue
+                todo.append((md["namespace"], md["name"]))
+            f = self.fault
+            assert f.eviction_timeout is not None and f.eviction_retry is not None
+            deadline = time.monotonic() + f.eviction_timeout
+            while todo:
+                left = []
+                for ns, name in todo:
+                    body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                            "metadata": {"name": name, "namespace": ns}}
+                    try:
+                        self.kube.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/eviction",
+                                          body=body)
+                        self.journal.write("drain.evicted", trial=self.trial, pod=f"{ns}/{name}")
+                    except KubeError as e:
+                        if e.status == 404:
+                            continue
+                        if e.status == 429:  # a PodDisruptionBudget says not now
+                            left.append((ns, name))
+                            continue
+                        raise
+                if left:
+                    if time.monotonic() > deadline:
+                        self.journal.write("drain.gave_up", trial=self.trial,
+                                           pods=[f"{a}/{b}" for a, b in left])
+                        return
+                    self.journal.write("drain.blocked_by_pdb", trial=self.trial,
+                                       pods=[f"{a}/{b}" for a, b in left])
+                    time.sleep(f.eviction_retry)
+                todo = left
+            self.journal.write("drain.done", trial=self.trial, node=node)
+        except BaseException as e:  # surfaced by the drill loop
+            self._drain_error = e
+            self.journal.write("drain.error", trial=self.trial, error=str(e))
+
+    def check(self) -> None:
+        """Raise what a background part of the injection hit (drain errors)."""
+        if self._drain_error is not None:
+            err, self._drain_error = self._drain_error, None
+            raise InjectionError(f"drain failed: {err}")
+
+
+# ------------------------------------------------------------------ undo
+
+
+def run_undo(kube: Kube | None, journal: Journal, step: UndoStep, *, node_ready_timeout: float,
+             poll: float, log: Callable[[str], None] = print) -> bool:
+    """Run one undo step; True when done (journaled), False when it must be retried."""
+    s = step.step
+    op = s["op"]
+    try:
+        if op == "hook":
+            out = run_hook(list(s["argv"]), float(s["timeout"]))
+            journal.undo_done(step.id, op=op, output=out)
+            return True
+        if kube is None:
+            log(f"  cannot {op} without the API (step {step.id})")
+            return False
+        if op == "uncordon":
+            n = kube.get_or_none(f"/api/v1/nodes/{s['node']}")
+            if n is not None and (n.get("spec") or {}).get("unschedulable"):
+                kube.merge_patch(f"/api/v1/nodes/{s['node']}",
+                                 {"spec": {"unschedulable": None}})
+            journal.undo_done(step.id, op=op, node=s["node"])
+            return True
+        if op == "delete-pod":
+            kube.delete(f"/api/v1/namespaces/{s['namespace']}/pods/{s['name']}",
+                        {"kind": "DeleteOptions", "apiVersion": "v1"})
+            journal.undo_done(step.id, op=op, pod=s["name"])
+            return True
+        if op == "remove-taint":
+            n = kube.get_or_none(f"/api/v1/nodes/{s['node']}")
+            if n is not None:
+                taints = (n.get("spec") or {}).get("taints") or []
+                keep = [t for t in taints if t.get("key") != s["key"]]
+                if len(keep) != len(taints):
+                    kube.merge_patch(f"/api/v1/nodes/{s['node']}", {
+                        "metadata": {"resourceVersion": n["metadata"]["resourceVersion"]},
+                        "spec": {"taints": keep}})
+            journal.undo_done(step.id, op=op, node=s["node"], key=s["key"])
+            return True
+        if op == "wait-node-ready":
+            deadline = time.monotonic() + node_ready_timeout
+            while True:
+                n = kube.get_or_none(f"/api/v1/nodes/{s['node']}")
+                if n is None or node_info(n).ready:
+                    journal.undo_done(step.id, op=op, node=s["node"])
+                    return True
+                if time.monotonic() > deadline:
+                    journal.write("attention", node=s["node"],
+                                  message=f"node {s['node']} is still not Ready; power it on or "
+                                  "repair it, then run chaoslab drill --recover RUN_DIR")
+                    log(f"  node {s['node']} is still not Ready (needs attention)")
+                    return False
+                time.sleep(poll)
+        journal.write("undo.unknown", id=step.id, op=op)
+        return False
+    except (KubeError, InjectionError) as e:
+        journal.write("undo.failed", id=step.id, op=op, error=str(e))
+        log(f"  undo {op} failed: {e}")
+        return False
