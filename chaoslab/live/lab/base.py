@@ -133,6 +133,21 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:g}"
 
 
+def _ms(seconds: float) -> str:
+    """Whole milliseconds with unit (HAProxy and nginx take no fractional values)."""
+    return f"{round(seconds * 1000)}ms"
+
+
+def _last_line(path: str) -> str:
+    """The last meaningful line of a daemon's log (why it exited)."""
+    try:
+        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    alerts = [ln for ln in lines if "ALERT" in ln or "emerg" in ln or "rror" in ln]
+    return (alerts or lines or ["empty log"])[0 if alerts else -1].strip()[:200]
+
+
 class Topology:
     """Base class of the lab topologies."""
 
@@ -188,8 +203,13 @@ class Topology:
         code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=0.5).close()"
         argv = ["ip", "netns", "exec", self.state.ns(role), sys.executable, "-c", code]
         while subprocess.run(argv, capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise LabError(f"nothing answers on {host}:{port} in {self.state.ns(role)}")
+            dead = [p for p in self.state.procs.values() if not p.alive()]
+            if dead or time.monotonic() > deadline:
+                why = "; ".join(f"{p.name} exited: {_last_line(p.log)}" for p in dead)
+                raise LabError(
+                    f"nothing answers on {host}:{port} in {self.state.ns(role)}"
+                    + (f" ({why})" if why else "")
+                )
             time.sleep(0.1)
 
     # -- interface for the drill ---------------------------------------------------------------
@@ -202,6 +222,10 @@ class Topology:
 
     def rules(self) -> list[Rule]:
         raise NotImplementedError
+
+    def model_cluster(self) -> dict[str, object] | None:
+        """The model's cluster description matching this lab (None: the model's default)."""
+        return None
 
     def nodes(self) -> list[str]:
         return [f"n{i + 1}" for i in range(self.spec.nodes)]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from chaoslab.live.lab.base import LabParams, Topology
 from chaoslab.live.lab.netns import STATE_ROOT, LabError, LabState, cleanup, list_labs
-from chaoslab.live.lab.spec import LabExperiment, LabFault
+from chaoslab.live.lab.spec import LabExperiment, LabFault, SpecError
 from chaoslab.live.lab.watch import LogWatcher, match_rules
 from chaoslab.live.probe import read_records
 
@@ -254,8 +254,11 @@ def comparison_table(
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def predict(exp: LabExperiment, fault: LabFault, seed: int) -> pd.DataFrame | str:
-    """The model's trials for this lab fault, or why there are none."""
+def predict(
+    exp: LabExperiment, fault: LabFault, seed: int, cluster: dict[str, Any] | None = None
+) -> pd.DataFrame | str:
+    """The model's trials for this lab fault, or why there are none. The horizon is the
+    drill's observation window, so "not recovered" means the same on both sides."""
     try:
         import chaoslab
 
@@ -273,6 +276,8 @@ def predict(exp: LabExperiment, fault: LabFault, seed: int) -> pd.DataFrame | st
             params=params,
             trials=exp.lab.predict_trials,
             seed=seed,
+            horizon=exp.lab.trial.observe,
+            **({"cluster": cluster} if cluster is not None else {}),
         )
     except Exception as exc:  # the model may not know this design or fault yet
         first = str(exc).splitlines()[0] if str(exc) else ""
@@ -477,9 +482,17 @@ def run_drill(
             writer.finish_partial(notes=notes)
     measured = pd.DataFrame(rows)
     predicted: dict[tuple[str, str], pd.DataFrame | str] = {}
+    try:
+        cluster = (
+            spec.cluster
+            if spec.cluster is not None
+            else (topo.model_cluster() if topo is not None else None)
+        )
+    except SpecError as exc:
+        cluster, notes = None, [*notes, str(exc)]
     for j, fault in enumerate(spec.faults):
         log(f"predicting {fault.label}")
-        predicted[(spec.design, fault.label)] = predict(exp, fault, exp.seed + j)
+        predicted[(spec.design, fault.label)] = predict(exp, fault, exp.seed + j, cluster)
     comp = comparison_table(measured, predicted)
     writer.add_table("comparison.csv", comp)
     run = writer.finish(notes=notes)

@@ -188,6 +188,8 @@ class LabSpec(_Model):
     faults: list[LabFault] = Field(min_length=1)
     trials: int = Field(5, ge=1, le=1000)
     predict_trials: int = Field(2000, ge=10, le=100000)
+    #: the model's cluster for the prediction (default: derived from the lab's layout)
+    cluster: dict[str, Any] | None = None
     vrrp: VrrpLab | None = None
     bgp: BgpLab | None = None
     lb: LbLab | None = None
