@@ -107,12 +107,19 @@ def _pod_delete(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
         topo.cluster.delete_pod(pod)
 
 
+def _operator(topo: Topology, node: Node) -> None:
+    """An operator force-deletes the lost node's pods (if the scenario has one)."""
+    t = topo.trial.p.draw("cluster.force_delete_after")
+    topo.trial.at(t, topo.cluster.force_delete_pods, node)
+
+
 def _node_crash(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     c = topo.cluster
     for node in nodes:
         c.power_off(node)
         repair = topo.trial.p.draw("fault.repair_time")
         topo.trial.at(repair, c.power_on, node)
+        _operator(topo, node)
 
 
 def _node_partition(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
@@ -120,6 +127,7 @@ def _node_partition(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     for node in nodes:
         c.cut_off(node)
         topo.trial.at(topo.trial.p.draw("fault.partition_duration"), c.reconnect, node)
+        _operator(topo, node)
 
 
 def _kubelet_stop(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
@@ -127,6 +135,7 @@ def _kubelet_stop(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     for node in nodes:
         c.stop_kubelet(node)
         topo.trial.at(topo.trial.p.draw("fault.kubelet_down_time"), c.start_kubelet, node)
+        _operator(topo, node)
 
 
 def _node_drain(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:

@@ -200,12 +200,23 @@ class RunWriter:
         self.meta.update(fields)
         self._write_meta()
 
-    def add_trials(self, df: pd.DataFrame) -> Path:
-        """Store a finished chunk of trials (kept if the run is interrupted)."""
-        p = self._parts / f"part-{self._n_parts:05d}.parquet"
+    def add_trials(self, df: pd.DataFrame, index: int | None = None) -> Path:
+        """Store a finished chunk of trials (kept if the run is interrupted).
+
+        ``index`` is the chunk's position in the run: chunks are merged in index order, so
+        the final trials.parquet does not depend on the order chunks finished in.
+        """
+        i = self._n_parts if index is None else index
+        p = self._parts / f"part-{i:06d}.parquet"
         _atomic_parquet(p, df)
         self._n_parts += 1
         return p
+
+    def done_chunks(self) -> set[int]:
+        """Indexes of the chunks already stored (for --resume)."""
+        if not self._parts.exists():
+            return set()
+        return {int(f.stem.split("-")[1]) for f in self._parts.glob("part-*.parquet")}
 
     def add_table(self, name: str, df: pd.DataFrame) -> Path:
         """Store an extra table: ``.parquet`` or ``.csv`` by the name's suffix."""
@@ -298,8 +309,8 @@ def load_run(path: str | Path) -> Run:
             f"{p}: results format version {version}, this chaoslab reads {FORMAT_VERSION}"
         )
     trials_path = p / "trials.parquet"
-    trials = pd.read_parquet(trials_path) if trials_path.exists() else _read_parts(
-        p / "trials.parts"
+    trials = (
+        pd.read_parquet(trials_path) if trials_path.exists() else _read_parts(p / "trials.parts")
     )
     return Run(p, meta, trials)
 

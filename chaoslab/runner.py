@@ -147,6 +147,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
 
 def _sweep_value(key: str, raw: object) -> object:
     """Swept values as numbers (seconds for durations) when fixed, else their text."""
+    if key == "profile":
+        return raw if isinstance(raw, str) else "+".join(map(str, raw))  # type: ignore[call-overload]
     p = lookup(key)
     v = p.parse(raw)
     from chaoslab.params.dists import Dist

@@ -26,6 +26,7 @@ register_milestones(
         "node.powered_on": "a crashed node was powered on again",
         "node.reconnected": "a partitioned node is reachable again",
         "kubelet.started": "a stopped kubelet runs again",
+        "pod.force_deleted": "an operator force-deleted the pods of a lost node",
     }
 )
 
@@ -194,8 +195,15 @@ class KubernetesCluster:
         self.trial.changed()
 
     def force_delete_pods(self, node: Node) -> None:
+        """``kubectl delete pod --force`` of every app pod bound to a lost node."""
+        if node.heartbeating:
+            return  # the node is back; nothing is stuck
         for pod in list(node.pods):
-            if not pod.gone and pod.deleting:
+            if not pod.gone:
+                if not pod.deleting:
+                    pod.deleting = True
+                    self.controller.pod_deleting(pod)
+                self.trial.milestone("pod.force_deleted")
                 self.pod_gone(pod)
 
     # ------------------------------------------------------------ fault primitives

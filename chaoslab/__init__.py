@@ -1,0 +1,91 @@
+"""chaoslab: predict and measure how long users are cut off when a pod, node or network
+element fails, for each way of exposing a Kubernetes service.
+
+Python API::
+
+    import chaoslab
+    df = chaoslab.simulate("nodeport-lb", "node-crash", profile="k8s-1.10", trials=1000)
+    run = chaoslab.load_run("results/seed-designs/20261126T...")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+from chaoslab.designs import DESIGNS
+from chaoslab.faults import FAULTS, Fault
+from chaoslab.mechanisms.cluster import ClusterSpec
+from chaoslab.params import CATALOGUE, PROFILES, ParamSet
+from chaoslab.results import Run, load_run
+from chaoslab.runner import Cell, run_cells
+
+try:
+    __version__ = metadata.version("chaoslab")
+except metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CATALOGUE",
+    "DESIGNS",
+    "FAULTS",
+    "PROFILES",
+    "ClusterSpec",
+    "Fault",
+    "ParamSet",
+    "Run",
+    "__version__",
+    "load_run",
+    "simulate",
+]
+
+
+def _fault(fault: str | Mapping[str, Any] | Fault) -> Fault:
+    if isinstance(fault, Fault):
+        return fault
+    if isinstance(fault, str):
+        return Fault(fault)
+    f = dict(fault)
+    kind = f.pop("kind")
+    target = f.pop("target", "")
+    if isinstance(target, list):
+        target = tuple(target)
+    return Fault(kind, target, f)
+
+
+def simulate(
+    design: str,
+    fault: str | Mapping[str, Any] | Fault,
+    *,
+    profile: str | Sequence[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    cluster: ClusterSpec | Mapping[str, Any] | None = None,
+    trials: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+    horizon: float = 1800.0,
+) -> pd.DataFrame:
+    """Monte Carlo trials of one design under one fault; same columns as trials.parquet.
+
+    ``fault`` is a kind (``"node-crash"``, default target) or a mapping like
+    ``{"kind": "node-crash", "target": "app-pod-node", "repair": "10m"}``.
+    """
+    if design not in DESIGNS:
+        raise KeyError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
+    f = _fault(fault)
+    if f.kind not in FAULTS:
+        raise KeyError(f"unknown fault {f.kind!r}; known: {', '.join(FAULTS)}")
+    ps = ParamSet.resolve(profile, params or {}, override_source="simulate(params=...)")
+    if cluster is None:
+        spec = ClusterSpec()
+    elif isinstance(cluster, ClusterSpec):
+        spec = cluster
+    else:
+        spec = ClusterSpec(**dict(cluster))
+    cell = Cell(design, f, ps, spec, {}, horizon)
+    cell.check()
+    frames = [df for _, df in run_cells([cell], trials=trials, seed=seed, workers=workers)]
+    return pd.concat(frames, ignore_index=True)

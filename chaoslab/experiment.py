@@ -1,0 +1,470 @@
+"""Experiment files: YAML -> validated model -> cells the runner can execute.
+
+This is the only module that knows YAML and the file schema. Every error names the file,
+the line and the key (``experiments/x.yaml:12: params.lb.intreval: unknown parameter
+'lb.intreval' (did you mean lb.interval?)``).
+
+Shape (JSON Schema in ``experiments/schema.json``, written by ``chaoslab schema``)::
+
+    title: Node crash under NodePort designs
+    description: What an outside client sees when a controller node dies.
+    profile: k8s-1.32                      # or a list, one per family
+    cluster:
+      nodes: {master: 3, controller: 3, compute: 2}
+      app: {kind: Deployment, replicas: 3, spread: controller}
+    designs: [nodeport-lb, nodeport-lb-local]
+    faults:
+      - {kind: node-crash, target: app-pod-node, repair: 10m}
+      - {kind: pod-kill, target: app-pod}
+    params:
+      kube_controller_manager.node_monitor_grace_period: 40s
+    sweep:
+      lb.interval: [1s, 2s, 5s]
+    client: {timeout: 5s}
+    trials: 1000
+    seed: 7
+    horizon: 30m
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.faults import FAULTS, Fault, ImpossibleFault
+from chaoslab.mechanisms.cluster import ClusterSpec
+from chaoslab.params import (
+    ParamSet,
+    ParseError,
+    ProfileConflict,
+    UnknownParameter,
+    UnknownProfile,
+    lookup,
+    parse_duration,
+    profile,
+)
+from chaoslab.runner import Cell
+
+__all__ = [
+    "Experiment",
+    "ExperimentError",
+    "ExperimentFile",
+    "load_experiment",
+    "parse_set_option",
+    "write_schema",
+]
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "experiments" / "schema.json"
+
+
+class ExperimentError(ValueError):
+    """Bad input, located: ``file:line: key: message``."""
+
+    def __init__(self, path: str, line: int | None, key: str, message: str) -> None:
+        self.path, self.line, self.key, self.message = path, line, key, message
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+# --------------------------------------------------------------------------- file shape
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeCounts(_Strict):
+    master: int = Field(3, ge=0, description="control-plane nodes (never fault targets)")
+    controller: int = Field(3, ge=0, description="nodes labelled for the app (the article's)")
+    compute: int = Field(2, ge=0, description="other worker nodes")
+
+
+class AppSpec(_Strict):
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
+    replicas: int = Field(3, ge=1)
+    spread: Literal["controller", "compute", "worker", "any"] = Field(
+        "controller", description="node roles the app's pods may run on"
+    )
+    anti_affinity: Literal["preferred", "required", "none"] = "preferred"
+
+
+class ClusterModel(_Strict):
+    nodes: NodeCounts = NodeCounts()
+    app: AppSpec = AppSpec()
+    zones: int = Field(1, ge=1, description="nodes are spread round-robin over this many zones")
+
+
+class FaultModel(BaseModel):
+    """A fault: kind, target and the kind's options (see ``chaoslab faults``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+    target: str | list[str] | None = None
+    designs: list[str] | None = Field(
+        None, description="apply this fault only to these designs (default: all)"
+    )
+
+
+class ExperimentFile(_Strict):
+    title: str
+    description: str = ""
+    profile: str | list[str] | None = Field(
+        None, description="profiles, at most one per family (k8s, lb, vrrp, bgp, ...)"
+    )
+    cluster: ClusterModel = ClusterModel()
+    designs: list[str] = Field(min_length=1)
+    faults: list[FaultModel] = Field(min_length=1)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="catalogue key -> value (`chaoslab params`)"
+    )
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="catalogue key (or 'profile') -> values; the grid of all combinations",
+    )
+    client: dict[str, Any] = Field(
+        default_factory=dict, description="client.* parameters without the prefix, e.g. timeout"
+    )
+    trials: int = Field(1000, ge=1)
+    seed: int = Field(0, ge=0)
+    horizon: str | float = Field("30m", description="how long after the fault a trial runs")
+    lab: dict[str, Any] | None = Field(None, description="live lab section (chaoslab lab)")
+    live: dict[str, Any] | None = Field(None, description="Kubernetes drill section")
+
+    @field_validator("sweep")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for k, vals in v.items():
+            if not vals:
+                raise ValueError(f"sweep {k} has no values")
+        return v
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records the line of every mapping key and sequence item."""
+
+
+def _compose_lines(text: str) -> dict[tuple[Any, ...], int]:
+    lines: dict[tuple[Any, ...], int] = {}
+    root = yaml.compose(text, Loader=_LineLoader)
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value
+                lines[(*path, key)] = k.start_mark.line + 1
+                walk(v, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _key_text(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+@dataclass
+class Experiment:
+    """A validated experiment file with its source, ready to expand into cells."""
+
+    path: str
+    model: ExperimentFile
+    text: str
+    lines: dict[tuple[Any, ...], int]
+
+    # ------------------------------------------------------------------ errors
+    def line(self, *loc: Any) -> int | None:
+        loc_t = tuple(loc)
+        while loc_t and loc_t not in self.lines:
+            loc_t = loc_t[:-1]
+        return self.lines.get(loc_t)
+
+    def error(self, loc: Sequence[Any], message: str) -> ExperimentError:
+        return ExperimentError(self.path, self.line(*loc), _key_text(loc), message)
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def profiles(self) -> list[str]:
+        p = self.model.profile
+        return [p] if isinstance(p, str) else list(p or [])
+
+    def profiles_for(self, point: Mapping[str, Any]) -> list[str]:
+        """The file's profiles with a swept ``profile`` replacing those of its family."""
+        swept = point.get("profile")
+        if swept is None:
+            return self.profiles
+        names = [swept] if isinstance(swept, str) else list(swept)
+        families = {profile(n).family for n in names}
+        return [n for n in self.profiles if profile(n).family not in families] + names
+
+    @property
+    def horizon(self) -> float:
+        return parse_duration(self.model.horizon)
+
+    def cluster_spec(self) -> ClusterSpec:
+        c = self.model.cluster
+        return ClusterSpec(
+            masters=c.nodes.master,
+            controllers=c.nodes.controller,
+            computes=c.nodes.compute,
+            app_kind=c.app.kind,
+            replicas=c.app.replicas,
+            spread=c.app.spread,
+            anti_affinity=c.app.anti_affinity,
+            zones=c.zones,
+        )
+
+    def overrides(self) -> dict[str, Any]:
+        out = dict(self.model.params)
+        for k, v in self.model.client.items():
+            out[f"client.{k}"] = v
+        return out
+
+    def faults(self) -> list[Fault]:
+        out = []
+        for f in self.model.faults:
+            extra = dict(f.model_extra or {})
+            target: str | tuple[str, ...] = (
+                tuple(f.target) if isinstance(f.target, list) else (f.target or "")
+            )
+            out.append(Fault(f.kind, target, extra))
+        return out
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        import itertools
+
+        sweep = self.model.sweep
+        keys = list(sweep)
+        return [dict(zip(keys, c, strict=True)) for c in itertools.product(*sweep.values())]
+
+    def cells(self, extra_overrides: Mapping[str, Any] | None = None) -> list[Cell]:
+        """design x fault x sweep point, each with its resolved ParamSet."""
+        base = self.overrides()
+        base.update(extra_overrides or {})
+        spec = self.cluster_spec()
+        out = []
+        for point in self.sweep_points():
+            params = {k: v for k, v in point.items() if k != "profile"}
+            ps = ParamSet.resolve(self.profiles_for(point), {**base, **params})
+            for design in self.model.designs:
+                for fm, fault in zip(self.model.faults, self.faults(), strict=True):
+                    if fm.designs is None or design in fm.designs:
+                        out.append(Cell(design, fault, ps, spec, point, self.horizon))
+        return out
+
+    def slug(self) -> str:
+        stem = Path(self.path).stem if self.path != "<string>" else self.model.title
+        return re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "experiment"
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, extra_overrides: Mapping[str, Any] | None = None) -> None:
+        """Semantic checks beyond the file shape; raises ExperimentError at the first problem."""
+        m = self.model
+        for i, name in enumerate(self.profiles):
+            loc: tuple[Any, ...] = ("profile", i) if isinstance(m.profile, list) else ("profile",)
+            try:
+                profile(name)
+            except UnknownProfile as e:
+                raise self.error(loc, str(e)) from None
+        try:
+            ParamSet.resolve(self.profiles)
+        except ProfileConflict as e:
+            raise self.error(("profile",), str(e)) from None
+        for section, mapping in (("params", m.params), ("client", m.client)):
+            for key, raw in mapping.items():
+                full = key if section == "params" else f"client.{key}"
+                self._check_param((section, key), full, raw)
+        for key, values in m.sweep.items():
+            for j, raw in enumerate(values):
+                if key == "profile":
+                    for name in [raw] if isinstance(raw, str) else list(raw):
+                        try:
+                            profile(name)
+                        except UnknownProfile as e:
+                            raise self.error(("sweep", key, j), str(e)) from None
+                    try:
+                        ParamSet.resolve(self.profiles_for({"profile": raw}))
+                    except ProfileConflict as e:
+                        raise self.error(("sweep", key, j), str(e)) from None
+                    continue
+                self._check_param(("sweep", key, j), key, raw)
+        for key, raw in (extra_overrides or {}).items():
+            try:
+                lookup(key).parse(raw)
+            except (UnknownParameter, ParseError) as e:
+                raise ExperimentError("--set", None, key, str(e)) from None
+        try:
+            parse_duration(m.horizon)
+        except ParseError as e:
+            raise self.error(("horizon",), str(e)) from None
+        for i, name in enumerate(m.designs):
+            if name not in DESIGNS:
+                near = difflib.get_close_matches(name, DESIGNS, n=2)
+                hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+                raise self.error(
+                    ("designs", i),
+                    f"unknown design {name!r}{hint}; known: {', '.join(DESIGNS)}",
+                )
+        for i, f in enumerate(m.faults):
+            if f.kind not in FAULTS:
+                near = difflib.get_close_matches(f.kind, FAULTS, n=2)
+                hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+                raise self.error(
+                    ("faults", i, "kind"),
+                    f"unknown fault {f.kind!r}{hint}; known: {', '.join(FAULTS)}",
+                )
+            kind = FAULTS[f.kind]
+            for opt, raw in (f.model_extra or {}).items():
+                if opt not in kind.options:
+                    known = ", ".join(kind.options) or "none"
+                    raise self.error(
+                        ("faults", i, opt), f"{f.kind} has no option {opt!r} (options: {known})"
+                    )
+                self._check_param(("faults", i, opt), kind.options[opt], raw)
+        spec = self.cluster_spec()
+        try:
+            from chaoslab.designs.base import initial_app_nodes
+
+            if not initial_app_nodes(spec):
+                raise ValueError(f"no node of role {'/'.join(spec.app_roles())} for the app")
+        except ValueError as e:
+            raise self.error(("cluster",), str(e)) from None
+        ps = ParamSet.resolve(self.profiles, {**self.overrides(), **(extra_overrides or {})})
+        faults = self.faults()
+        for i, fm in enumerate(m.faults):
+            for j, name in enumerate(fm.designs or []):
+                if name not in m.designs:
+                    raise self.error(
+                        ("faults", i, "designs", j),
+                        f"{name!r} is not among the experiment's designs ({', '.join(m.designs)})",
+                    )
+        for design in m.designs:
+            for i, fault in enumerate(faults):
+                if m.faults[i].designs is not None and design not in m.faults[i].designs:
+                    continue
+                cell = Cell(design, fault, ps, spec, {}, self.horizon)
+                try:
+                    cell.check()
+                except (ImpossibleTarget, ImpossibleFault, ValueError) as e:
+                    loc = ("faults", i, "target") if m.faults[i].target else ("faults", i)
+                    raise self.error(loc, f"{design} x {fault.kind}: {e}") from None
+
+    def _check_param(self, loc: tuple[Any, ...], key: str, raw: Any) -> None:
+        try:
+            lookup(key).parse(raw)
+        except UnknownParameter as e:
+            raise self.error(loc, str(e)) from None
+        except ParseError as e:
+            raise self.error(loc, str(e)) from None
+
+    # ------------------------------------------------------------------ output
+    def effective_yaml(self, extra_overrides: Mapping[str, Any] | None = None) -> str:
+        """The experiment plus every parameter's effective value and source."""
+        ps = ParamSet.resolve(self.profiles, {**self.overrides(), **(extra_overrides or {})})
+        data = self.model.model_dump(mode="json", exclude_none=True)
+        data["effective_params"] = {
+            k: {"value": ps.text(k), "unit": lookup(k).unit, "source": ps.sources[k]}
+            for k in sorted(ps.values)
+        }
+        if extra_overrides:
+            data["command_line_overrides"] = {k: str(v) for k, v in extra_overrides.items()}
+        data["profiles_applied"] = list(ps.profiles)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
+    """Read and validate the file's shape; `Experiment.validate` checks the meaning."""
+    p = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ExperimentError(p, None, "", "no such file") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+            raise ExperimentError(p, None, "", f"cannot read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _compose_lines(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ExperimentError(p, line, "", f"malformed YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ExperimentError(
+            p, 1, "", "an experiment file is a YAML mapping (title:, designs:...)"
+        )
+    try:
+        model = ExperimentFile.model_validate(data)
+    except ValidationError as e:
+        # a typo'd key also makes the real one "missing": report the typo first
+        errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
+        err = errs[0]
+        loc = tuple(err["loc"])
+        exp = Experiment(p, ExperimentFile.model_construct(), text, lines)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            near = _near_field(loc)
+            msg = f"unknown key{near}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        raise exp.error(loc, msg) from None
+    return Experiment(p, model, text, lines)
+
+
+def _near_field(loc: Sequence[Any]) -> str:
+    model: type[BaseModel] = ExperimentFile
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    near = difflib.get_close_matches(str(loc[-1]), model.model_fields, n=1)
+    return f" (did you mean {near[0]}?)" if near else f"; known: {', '.join(model.model_fields)}"
+
+
+def parse_set_option(items: Sequence[str]) -> dict[str, str]:
+    """``--set key=value`` pairs -> mapping (values stay text; the catalogue parses them)."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ExperimentError("--set", None, item, "expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    schema = ExperimentFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://chaoslab.dev/schema/experiment.json"
+    return schema
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> Path:
+    import json
+
+    path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    return path

@@ -1,0 +1,132 @@
+"""The outage metrics shared by simulation and live mode, and model-wide invariants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chaoslab.faults import Fault
+from chaoslab.mechanisms.cluster import ClusterSpec
+from chaoslab.outage import availability_from_probes, metrics
+from chaoslab.params import ParamSet
+from chaoslab.runner import Cell, run_trial
+
+
+def test_a_clean_blip() -> None:
+    m = metrics([0.0, 2.0, 5.0], [0.0, 0.5, 1.0], horizon=100)
+    assert m.recovered and m.recovery_s == 5.0
+    assert m.downtime_s == 2.0 and m.degraded_s == 3.0
+    assert m.lost_s == pytest.approx(2.0 + 1.5)
+
+
+def test_no_drop_is_zero() -> None:
+    m = metrics([0.0], [1.0], horizon=100)
+    assert m == metrics([], [], horizon=100)
+    assert m.recovery_s == 0 and m.lost_s == 0
+
+
+def test_recovery_is_for_good() -> None:
+    m = metrics([0.0, 1.0, 10.0, 12.0], [0.5, 1.0, 0.0, 1.0], horizon=100)
+    assert m.recovery_s == 12.0 and m.lost_s == pytest.approx(0.5 + 2.0)
+
+
+def test_not_recovered_within_the_horizon() -> None:
+    m = metrics([0.0, 5.0], [1.0, 0.0], horizon=60)
+    assert not m.recovered and math.isinf(m.recovery_s)
+    assert m.downtime_s == 55.0 and m.lost_s == 55.0
+
+
+steps = st.lists(
+    st.tuples(st.floats(0.0, 500.0), st.sampled_from([0.0, 0.25, 0.5, 2 / 3, 1.0])),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(steps)
+def test_metric_invariants(points: list[tuple[float, float]]) -> None:
+    pts = sorted(points)
+    t = [0.0] + [p[0] for p in pts]
+    a = [1.0] + [p[1] for p in pts]
+    m = metrics(t, a, horizon=600.0)
+    assert 0 <= m.lost_s <= m.downtime_s + m.degraded_s + 1e-9
+    if m.recovered:
+        assert m.lost_s <= m.recovery_s + 1e-9
+        assert m.downtime_s + m.degraded_s <= m.recovery_s + 1e-9
+    else:
+        assert a[-1] < 1
+
+
+def test_availability_from_probes_matches_the_step_function() -> None:
+    """Probes every 10 ms over a known a(t): the estimate reproduces the metrics."""
+    rng = np.random.default_rng(0)
+    t = np.arange(0.0, 20.0, 0.01) + 100.0  # any clock; fault at 100 s
+    truth = np.where(t - 100 < 3, 0.0, np.where(t - 100 < 6, 0.5, 1.0))
+    ok = rng.random(t.size) < truth
+    ts, vs = availability_from_probes(t, ok, t_fault=100.0, bin_s=0.5)
+    m = metrics(ts, vs, horizon=20.0)
+    assert m.downtime_s == pytest.approx(3.0, abs=0.01)
+    assert m.recovery_s == pytest.approx(6.0, abs=0.01)
+    assert m.lost_s == pytest.approx(3.0 + 1.5, abs=0.3)
+
+
+# ---------------------------------------------------------------- model-wide invariants
+
+_DESIGNS = ["clusterip", "nodeport-direct", "nodeport-lb", "nodeport-lb-local"]
+_FAULTS = ["pod-kill", "pod-delete", "node-crash", "node-partition", "kubelet-stop", "node-drain"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    design=st.sampled_from(_DESIGNS),
+    kind=st.sampled_from(_FAULTS),
+    seed=st.integers(0, 2**31),
+    profile=st.sampled_from(["k8s-1.10", "k8s-1.32"]),
+)
+def test_trial_invariants(design: str, kind: str, seed: int, profile: str) -> None:
+    """0 <= lost <= recovery; downtime + degraded <= recovery; milestones after the fault."""
+    cell = Cell(design, Fault(kind), ParamSet.resolve(profile), ClusterSpec(), {}, 1800.0)
+    row = run_trial(cell, 0, seed=seed)
+    assert row["lost_s"] >= 0
+    if row["recovered"]:
+        assert row["lost_s"] <= row["recovery_s"] + 1e-9
+        assert row["downtime_s"] + row["degraded_s"] <= row["recovery_s"] + 1e-9
+    for k, v in row.items():
+        if k.startswith("at_") and not math.isnan(v):
+            assert 0 <= v <= 1800.0, k
+    assert all(0.0 <= a <= 1.0 for a in row["a_v"])
+    assert row["a_t"] == sorted(row["a_t"])
+
+
+_FIXED = {
+    "kube_controller_manager.controller_reaction": "0s",
+    "kube_proxy.sync_duration": "0s",
+    "kube_scheduler.scheduling_latency": "0s",
+    "pod.container_start_time": "1s",
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    grace=st.integers(20, 80),
+    extra=st.integers(1, 60),
+    design=st.sampled_from(_DESIGNS),
+)
+def test_recovery_never_shrinks_when_grace_grows(
+    seed: int, grace: int, extra: int, design: str
+) -> None:
+    """Same trial (same random phases), longer node-monitor-grace-period: no faster recovery."""
+    key = "kube_controller_manager.node_monitor_grace_period"
+
+    def recovery(g: int) -> float:
+        ps = ParamSet.resolve(None, {**_FIXED, key: f"{g}s"})
+        cell = Cell(design, Fault("node-crash"), ps, ClusterSpec(), {}, 1800.0)
+        # the cell key includes no parameter values, so both runs share the random stream
+        return float(run_trial(cell, 0, seed=seed)["recovery_s"])
+
+    assert recovery(grace + extra) >= recovery(grace) - 1e-9
