@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,18 +58,22 @@ class ParseError(ValueError):
     """A value could not be read; the message says what was expected."""
 
 
-class Dist:
+class Dist(ABC):
     """A distribution of a scalar parameter (seconds for durations)."""
 
+    __slots__ = ()
+
+    @abstractmethod
     def sample(self, rng: np.random.Generator) -> float:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """One draw."""
 
+    @abstractmethod
     def mean(self) -> float:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Expected value."""
 
+    @abstractmethod
     def bounds(self) -> tuple[float, float]:
         """Smallest and largest value the distribution can produce (inf if unbounded)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     @property
     def is_fixed(self) -> bool:
@@ -77,8 +82,9 @@ class Dist:
     def __add__(self, other: Dist) -> Dist:
         return Sum((self, other))
 
+    @abstractmethod
     def text(self, unit: str = "s") -> str:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The value in the experiment-file syntax."""
 
     def __str__(self) -> str:
         return self.text()
