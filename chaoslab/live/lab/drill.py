@@ -422,6 +422,9 @@ def run_drill(
                         rules,
                         accept=lambda r, e, f=fault, v=victim: topo.milestone_filter(f, v, r, e),
                     ):
+                        if name in seen:  # the first occurrence is the milestone
+                            continue
+                        seen[name] = ev.t - t_fault
                         milestone_rows.append(
                             {
                                 "design": spec.design,
@@ -433,7 +436,6 @@ def run_drill(
                                 "line": ev.line,
                             }
                         )
-                        seen.setdefault(name, ev.t - t_fault)
                     for name in {r.milestone for r in rules}:
                         row["at_" + name.replace(".", "_")] = seen.get(name, math.nan)
                     row["at_service_recovered"] = m["recovery_s"] if m["recovered"] else math.nan

@@ -143,7 +143,7 @@ class Proc:
         """The process, its descendants, and PIDs its own pid files name (daemons that fork)."""
         pids = [self.pid, *descendants(self.pid)] if self.alive() else []
         for pf in self.pidfiles:
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 p = int(Path(pf).read_text().split()[0])
                 if p not in pids and pid_alive(p) and p in netns_pids_cached(self.ns):
                     pids.append(p)

@@ -110,6 +110,9 @@ class VrrpLab(_Model):
 class BgpLab(_Model):
     router_asn: int = Field(64512, ge=1, le=4294967295)
     node_asn: int = Field(64601, ge=1, le=4294967295)
+    #: BIRD's connect delay/retry and error wait between trials (how fast a session comes
+    #: back after a fault is undone); the drill's pace, not a model parameter
+    reconnect: Duration = Field(description="session re-establishment pace between trials")
 
 
 class LbLab(_Model):

@@ -1,0 +1,212 @@
+"""``ingress-vip-bgp`` and ``metallb-bgp``: nodes announce a /32 VIP by BGP, the router does ECMP.
+
+::
+
+    client 10.0.2.2 ── 10.0.2.1 rt (BIRD, ECMP) 10.0.1.254 ── br0 ("sw") ─┬─ n1 10.0.1.1
+                                                                         ├─ n2 10.0.1.2
+                                                                         └─ n3 10.0.1.3
+    every node: VIP 10.0.3.100/32 on lo, BIRD announcing it, the HTTP service on :80
+
+The kernel here has no ``dummy`` interface type, so the VIP sits on ``lo`` (the article's
+chart uses a dummy interface; for routing the difference does not matter). The router's
+BIRD installs the VIP route with one next hop per node (``merge paths on`` in its kernel
+protocol) and hashes flows over them with ``net.ipv4.fib_multipath_hash_policy=1`` (L4:
+every new client connection picks a path by its ports). ``bgp.hold_time``,
+``bgp.keepalive_time``, ``bgp.graceful_restart``, ``bfd.enabled``, ``bfd.interval`` and
+``bfd.multiplier`` configure both sides. Milestones: the router's BIRD log
+(``bgp.session_down``, ``bfd.down``, ``bgp.withdrawn``) and ``ip -ts monitor route`` in the
+router namespace (``ecmp.rehashed``: the kernel's VIP route changed).
+
+``metallb-bgp`` is the same wiring (MetalLB speakers are BGP speakers announcing a /32 from
+every node with a ready endpoint); its defaults come from its profile.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from chaoslab.live.lab.base import Topology, _fmt
+from chaoslab.live.lab.spec import LabFault
+from chaoslab.live.lab.watch import LogEvent, Rule
+
+NODE_NET = "10.0.1"
+RT = f"{NODE_NET}.254"
+CLIENT = "10.0.2.2"
+RT_CLIENT = "10.0.2.1"
+VIP = "10.0.3.100"
+
+
+class BgpTopology(Topology):
+    design = "ingress-vip-bgp"
+
+    def build(self) -> None:
+        st = self.state
+        st.add_ns("sw")
+        st.add_ns("rt")
+        st.add_ns(self.client_role)
+        st.veth("rt", "c0", self.client_role, "eth0")
+        st.ip("rt", "addr", "add", f"{RT_CLIENT}/24", "dev", "c0")
+        st.ip(self.client_role, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        self.route(self.client_role, f"{VIP}/32", "via", RT_CLIENT)
+        st.veth("sw", "rt", "rt", "eth0")
+        st.ip("rt", "addr", "add", f"{RT}/24", "dev", "eth0")
+        st.sysctl("rt", "net.ipv4.ip_forward", 1)
+        # L4 hash: with the default L3 policy one client address always takes one path
+        st.sysctl("rt", "net.ipv4.fib_multipath_hash_policy", 1)
+        ports = ["rt"]
+        for k, n in enumerate(self.nodes(), start=1):
+            st.add_ns(n)
+            st.veth("sw", n, n, "eth0")
+            ports.append(n)
+            self.uplinks[n] = "eth0"
+            st.ip(n, "addr", "add", f"{NODE_NET}.{k}/24", "dev", "eth0")
+            st.ip(n, "addr", "add", f"{VIP}/32", "dev", "lo")
+            self.route(n, f"{CLIENT.rsplit('.', 1)[0]}.0/24", "via", RT)
+        st.bridge("sw", "br0", ports)
+        self.monitor("rt", "route")
+        self.start_bird("rt", self.router_conf())
+        for k, n in enumerate(self.nodes(), start=1):
+            self.start_server(f"srv-{n}", n, 80)
+            self.start_bird(n, self.node_conf(k))
+        for k in range(1, len(self.nodes()) + 1):
+            self.wait_port("rt", f"{NODE_NET}.{k}", 80)
+        st.info.update(vip=VIP, url=self.target_url())
+        st.save()
+
+    def start_bird(self, role: str, conf: str) -> None:
+        path = self.write(f"bird-{role}.conf", conf)
+        sock, pid = str(self.dir / f"bird-{role}.ctl"), str(self.dir / f"bird-{role}.pid")
+        self.state.spawn(
+            f"bird-{role}", role, ["bird", "-f", "-c", path, "-s", sock, "-P", pid], pidfiles=[pid]
+        )
+
+    # -- configs ------------------------------------------------------------------------------
+
+    def _timers(self) -> list[str]:
+        p = self.params
+        assert self.spec.bgp is not None
+        hold, keep = p.seconds("bgp.hold_time"), p.seconds("bgp.keepalive_time")
+        retry = self.spec.bgp.reconnect
+        # BIRD takes whole seconds for BGP timers
+        lines = [
+            f"  hold time {round(hold)};",
+            f"  keepalive time {round(keep)};",
+            # the drill's own pace for re-establishing sessions after a fault is undone;
+            # it does not act during a trial
+            f"  connect delay time {round(retry)};",
+            f"  connect retry time {round(retry)};",
+            f"  error wait time {round(retry)}, {round(retry)};",
+            f"  graceful restart {'on' if p.flag('bgp.graceful_restart') else 'off'};",
+        ]
+        if p.flag("bfd.enabled"):
+            lines.append("  bfd on;")
+        return lines
+
+    def _bfd(self) -> list[str]:
+        p = self.params
+        if not p.flag("bfd.enabled"):
+            return []
+        iv = _fmt(p.seconds("bfd.interval") * 1000)
+        return [
+            "protocol bfd {",
+            '  interface "eth0" {',
+            f"    min rx interval {iv} ms;",
+            f"    min tx interval {iv} ms;",
+            f"    multiplier {p.count('bfd.multiplier')};",
+            "  };",
+            "}",
+        ]
+
+    def router_conf(self) -> str:
+        assert self.spec.bgp is not None
+        lines = [
+            f"router id {RT};",
+            "log stderr all;",
+            "debug protocols { states, routes, events };",
+            "protocol device { }",
+            "protocol kernel {",
+            "  ipv4 { import none; export all; };",
+            "  merge paths on;",
+            "}",
+            *self._bfd(),
+        ]
+        for k, n in enumerate(self.nodes(), start=1):
+            lines += [
+                f"protocol bgp {n} {{",
+                f"  local {RT} as {self.spec.bgp.router_asn};",
+                f"  neighbor {NODE_NET}.{k} as {self.spec.bgp.node_asn};",
+                *self._timers(),
+                "  ipv4 { import all; export none; };",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def node_conf(self, k: int) -> str:
+        assert self.spec.bgp is not None
+        return "\n".join(
+            [
+                f"router id {NODE_NET}.{k};",
+                "log stderr all;",
+                "debug protocols { states, events };",
+                "protocol device { }",
+                "protocol direct {",
+                f"  ipv4 {{ import where net = {VIP}/32; }};",
+                '  interface "lo";',
+                "}",
+                *self._bfd(),
+                "protocol bgp upstream {",
+                f"  local {NODE_NET}.{k} as {self.spec.bgp.node_asn};",
+                f"  neighbor {RT} as {self.spec.bgp.router_asn};",
+                *self._timers(),
+                f"  ipv4 {{ import none; export where net = {VIP}/32; }};",
+                "}",
+                "",
+            ]
+        )
+
+    # -- drill interface -------------------------------------------------------------------
+
+    def target_url(self) -> str:
+        return f"http://{VIP}/"
+
+    def rules(self) -> list[Rule]:
+        v = VIP.replace(".", r"\.")
+        return [
+            Rule(
+                "bgp.session_down",
+                r"^bird-rt$",
+                r"(Hold timer expired|Connection closed|BFD session down|State changed to stop)",
+            ),
+            Rule(
+                "bfd.down",
+                r"^bird-rt$",
+                r"(?i)(session to \S+ (changed state from \w+ )?to Down|"
+                r"BFD session down)",
+            ),
+            Rule("bgp.withdrawn", r"^bird-rt$", rf"(removed|withdrawn?)\b.*{v}/32"),
+            Rule("ecmp.rehashed", r"^mon-route-rt$", rf"{v}"),
+        ]
+
+    def milestone_filter(self, fault: LabFault, victim: str, rule: Rule, ev: LogEvent) -> bool:
+        if rule.milestone in ("bgp.session_down", "bgp.withdrawn"):
+            return f"{victim}:" in ev.line or f"{victim}.ipv4" in ev.line
+        if rule.milestone == "bfd.down":
+            k = victim.removeprefix("n")
+            return f"{NODE_NET}.{k}" in ev.line or f"{victim}:" in ev.line
+        return True
+
+    def extra_steady_problem(self, recent: pd.DataFrame) -> str | None:
+        servers = set(recent.server[recent.outcome == "ok"])
+        missing = set(self.nodes()) - servers
+        if missing and len(recent) >= 10 * len(self.nodes()):
+            return f"no probe reached {', '.join(sorted(missing))} (ECMP path not installed)"
+        return None
+
+    def resolve_target(self, fault: LabFault, recent: pd.DataFrame) -> str:
+        if fault.target in ("ingress-node", "vip-holder", "app-pod-node"):
+            return self.nodes()[0]
+        return super().resolve_target(fault, recent)
+
+
+class MetallbBgpTopology(BgpTopology):
+    design = "metallb-bgp"
