@@ -1,0 +1,199 @@
+"""Trial throughput of the simulation core, per design x fault, against bare SimPy.
+
+For every cell (design x fault x sweep point) of an experiment this reports
+
+- ``trials/s``: trials per second on one core, through `run_chunk` (trial + row +
+  DataFrame: everything a worker does except writing Parquet);
+- ``events/trial``: SimPy events the trial processed (mean);
+- ``us/event``: the model's wall time per trial divided by its events;
+- ``bare us/event``: a bare SimPy loop (one process yielding ``env.timeout``) with the same
+  number of events per trial and the same number of trials, measured right after the cell
+  in the same process — so machine load hits both alike;
+- ``x bare``: model cost per event / bare cost per event.
+
+The machine is shared: every figure is the best of ``--repeat`` rounds (the least
+disturbed one), and the load average is printed with the table.
+
+    python benchmarks/bench_trials.py                       # seed-designs, markdown table
+    python benchmarks/bench_trials.py --trials 1000 --repeat 5 --json out.json
+    python benchmarks/bench_trials.py --scaling --workers 2 # run_cells speed-up on N cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import simpy
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from chaoslab.experiment import load_experiment  # noqa: E402
+from chaoslab.runner import Cell, Chunk, run_cells, run_chunk, run_trial  # noqa: E402
+
+
+@dataclass
+class Row:
+    design: str
+    fault: str
+    target: str
+    sweep: str
+    trials_per_s: float
+    events_per_trial: float
+    us_per_event: float
+    bare_us_per_event: float
+    x_bare: float
+
+
+def bare_simpy(trials: int, events: int) -> float:
+    """Seconds for ``trials`` bare SimPy runs of ``events`` timeouts each."""
+
+    def loop(env: simpy.Environment, n: int):  # type: ignore[no-untyped-def]
+        for _ in range(n):
+            yield env.timeout(1.0)
+
+    t0 = time.perf_counter()
+    for _ in range(trials):
+        env = simpy.Environment()
+        env.process(loop(env, events - 1))  # the process' Initialize event is the n-th
+        env.run()
+    return time.perf_counter() - t0
+
+
+def events_per_trial(cell: Cell, trials: int, seed: int) -> float:
+    stats: dict[str, int] = {}
+    for i in range(trials):
+        run_trial(cell, i, seed=seed, stats=stats)
+    return stats["events"] / trials
+
+
+def bench_cell(cell: Cell, trials: int, seed: int, repeat: int) -> Row:
+    ev = events_per_trial(cell, trials, seed)
+    n_events = max(1, round(ev))
+    best_model = best_bare = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run_chunk(Chunk(cell, seed, 0, trials))
+        best_model = min(best_model, time.perf_counter() - t0)
+        best_bare = min(best_bare, bare_simpy(trials, n_events))
+    us_event = best_model / trials / ev * 1e6
+    bare_event = best_bare / trials / n_events * 1e6
+    sweep = ",".join(f"{k}={v}" for k, v in sorted(cell.sweep.items()))
+    return Row(
+        cell.design,
+        cell.fault.kind,
+        cell.fault.label,
+        sweep,
+        trials / best_model,
+        ev,
+        us_event,
+        bare_event,
+        us_event / bare_event,
+    )
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "simpy": simpy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def table(rows: list[Row]) -> str:
+    out = [
+        "| design | fault | target | sweep | trials/s/core | events/trial | µs/event "
+        "| bare µs/event | × bare |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.design} | {r.fault} | {r.target} | {r.sweep} | {r.trials_per_s:,.0f} "
+            f"| {r.events_per_trial:.1f} | {r.us_per_event:.2f} | {r.bare_us_per_event:.2f} "
+            f"| {r.x_bare:.1f} |"
+        )
+    return "\n".join(out)
+
+
+def scaling(cells: list[Cell], trials: int, seed: int, workers: int, repeat: int) -> str:
+    """Wall time of run_cells with 1 and ``workers`` processes on the same chunks."""
+    best: dict[int, float] = {}
+    for n in (1, workers):
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            total = sum(len(df) for _, df in run_cells(cells, trials=trials, seed=seed, workers=n))
+            dt = time.perf_counter() - t0
+            best[n] = min(best.get(n, float("inf")), dt)
+    lines = [f"{total:,} trials in {len(cells)} cells"]
+    for n, dt in best.items():
+        lines.append(f"workers={n}: {dt:.2f} s, {total / dt:,.0f} trials/s")
+    lines.append(f"speed-up x{best[1] / best[workers]:.2f} with {workers} workers")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("experiment", nargs="?", default=str(ROOT / "experiments/seed-designs.yaml"))
+    ap.add_argument("--trials", type=int, default=500, help="trials per cell and round")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the best one counts")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--design", action="append", help="only these designs (repeatable)")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--scaling", action="store_true", help="measure run_cells speed-up instead")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    exp = load_experiment(args.experiment)
+    cells = exp.cells()
+    if args.design:
+        cells = [c for c in cells if c.design in args.design]
+    load0 = os.getloadavg()
+    if args.scaling:
+        print(scaling(cells, args.trials, args.seed, args.workers, args.repeat))
+        print(f"load average before: {load0[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
+        return 0
+    rows = [bench_cell(c, args.trials, args.seed, args.repeat) for c in cells]
+    load1 = os.getloadavg()
+    m = machine()
+    print(table(rows))
+    worst = min(r.trials_per_s for r in rows)
+    print(
+        f"\nworst cell {worst:,.0f} trials/s/core; median x bare "
+        f"{statistics.median(r.x_bare for r in rows):.1f}, worst x bare "
+        f"{max(r.x_bare for r in rows):.1f}"
+    )
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, SimPy {m['simpy']}; "
+        f"load average {load0[0]:.2f} before, {load1[0]:.2f} after; "
+        f"{args.trials} trials x best of {args.repeat}"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"machine": m, "load": [load0[0], load1[0]], "rows": [asdict(r) for r in rows]},
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
