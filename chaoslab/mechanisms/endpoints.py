@@ -138,9 +138,14 @@ class KubeProxy:
     def slice_changed(self) -> None:
         if self._pending or not self.node.reachable:
             return  # a dead or cut-off kube-proxy sees nothing; it resyncs when back
+        now = self.trial.env._now
+        start = self._last_start + self.min_sync
+        if start <= now:
+            # no min-sync wait: start the sync in this very instant instead of through a
+            # zero-delay event (the slice it reads is the one just published either way)
+            self._start_sync()
+            return
         self._pending = True
-        now = self.trial.now
-        start = max(now, self._last_start + self.min_sync)
         self.trial.at(start - now, self._start_sync)
 
     def resync(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -91,6 +92,26 @@ class ParamSet:
     def sampler(self, rng: np.random.Generator) -> Sampler:
         return Sampler(self, rng)
 
+    @cached_property
+    def _split(self) -> tuple[dict[str, float], dict[str, Dist], dict[str, bool | str]]:
+        """Values split by kind, once per ParamSet: every trial's Sampler shares them.
+
+        (A cached_property writes the instance __dict__ directly, which a frozen
+        dataclass allows; the tables are read-only afterwards.)
+        """
+        fixed: dict[str, float] = {}
+        dists: dict[str, Dist] = {}
+        other: dict[str, bool | str] = {}
+        for k, v in self.values.items():
+            if isinstance(v, Dist):
+                if v.is_fixed:
+                    fixed[k] = v.mean()
+                else:
+                    dists[k] = v
+            else:
+                other[k] = v
+        return fixed, dists, other
+
 
 class Sampler:
     """Fast read access for mechanisms: ``draw`` samples a fresh value at each call."""
@@ -99,20 +120,9 @@ class Sampler:
 
     def __init__(self, ps: ParamSet, rng: np.random.Generator) -> None:
         self.rng = rng
-        fixed: dict[str, float] = {}
-        dists: dict[str, Dist] = {}
-        other: dict[str, bool | str] = {}
-        for k, v in ps.values.items():
-            if isinstance(v, Dist):
-                if v.is_fixed:
-                    fixed[k] = v.mean()
-                else:
-                    dists[k] = v
-            else:
-                other[k] = v
-        self._fixed = fixed
-        self._dists = dists
-        self._other = other
+        # shared, read-only tables of the ParamSet: building them per trial cost more
+        # than a short trial's whole simulation
+        self._fixed, self._dists, self._other = ps._split
 
     def draw(self, key: str) -> float:
         """A value of a numeric parameter (a fresh sample if it is a distribution)."""
