@@ -66,6 +66,8 @@ class FaultKind:
     #: YAML option -> catalogue key
     options: Mapping[str, str] = field(default_factory=dict)
     multi: bool = False
+    #: raises ImpossibleFault when the fault cannot apply to the resolved targets
+    check: Callable[[Topology, list[Node], list[Pod]], None] | None = None
 
     def resolve(self, topo: Topology, fault: Fault) -> tuple[list[Node], list[Pod]]:
         nodes: list[Node] = []
@@ -90,6 +92,8 @@ class FaultKind:
                 )
         if len(nodes) > 1 and not self.multi:
             raise ImpossibleTarget(f"{self.kind} takes one node")
+        if self.check is not None:
+            self.check(topo, nodes, pods)
         return nodes, pods
 
 
@@ -143,6 +147,46 @@ def _node_drain(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
         topo.cluster.drain(node)
 
 
+def _daemon_check(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    daemon = topo.trial.p.choice("fault.daemon")
+    for node in nodes:
+        have = topo.daemons(node)
+        if daemon not in have:
+            runs = ", ".join(have) if have else "no daemon daemon-kill can stop"
+            raise ImpossibleFault(
+                f"{topo.design.key} runs no {daemon} on {node.name} (it runs {runs}); "
+                "pick another daemon or target"
+            )
+
+
+def _daemon_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    p = topo.trial.p
+    daemon, signal = p.choice("fault.daemon"), p.choice("fault.signal")
+    for node in nodes:
+        topo.kill_daemon(node, daemon, signal)
+        topo.trial.at(p.draw("fault.daemon_restart_time"), topo.start_daemon, node, daemon)
+
+
+def _link_down(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    c = topo.cluster
+
+    def up(node: Node) -> None:
+        c.reconnect(node)
+        topo.link_event(node, True)
+
+    for node in nodes:
+        c.cut_off(node)
+        topo.link_event(node, False)
+        topo.trial.at(topo.trial.p.draw("fault.link_down_duration"), up, node)
+
+
+def _transient_blip(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    c = topo.cluster
+    for node in nodes:
+        c.cut_off(node)
+        topo.trial.at(topo.trial.p.draw("fault.blip_duration"), c.reconnect, node)
+
+
 FAULTS: dict[str, FaultKind] = {
     f.kind: f
     for f in [
@@ -194,6 +238,39 @@ FAULTS: dict[str, FaultKind] = {
             "node",
             "app-pod-node",
             _node_drain,
+            multi=True,
+        ),
+        FaultKind(
+            "daemon-kill",
+            "Kill keepalived, the BGP speaker, the MetalLB speaker or kube-vip on a node "
+            "(SIGKILL: silent; SIGTERM: priority-0 advert, Cease, leave, lease release).",
+            "node",
+            "vip-holder",
+            _daemon_kill,
+            {
+                "daemon": "fault.daemon",
+                "signal": "fault.signal",
+                "restart": "fault.daemon_restart_time",
+            },
+            check=_daemon_check,
+        ),
+        FaultKind(
+            "link-down",
+            "The node's uplink loses carrier: the node is cut off and knows it (keepalived "
+            "goes FAULT); the link comes back after a duration.",
+            "node",
+            "router-link",
+            _link_down,
+            {"duration": "fault.link_down_duration"},
+            multi=True,
+        ),
+        FaultKind(
+            "transient-blip",
+            "A short network loss of a node (to look for false failovers).",
+            "node",
+            "vip-holder",
+            _transient_blip,
+            {"duration": "fault.blip_duration"},
             multi=True,
         ),
     ]

@@ -5,8 +5,9 @@ modules (``nodeport`` here; the network designs in ``network``) and are merged b
 """
 
 from chaoslab.designs.base import Design, Flow, ImpossibleTarget, Topology, initial_app_nodes
+from chaoslab.designs.network import DESIGNS as _NETWORK
 from chaoslab.designs.nodeport import DESIGNS as _NODEPORT
 
-DESIGNS: dict[str, Design] = {**_NODEPORT}
+DESIGNS: dict[str, Design] = {**_NODEPORT, **_NETWORK}
 
 __all__ = ["DESIGNS", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]

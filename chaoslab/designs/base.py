@@ -73,6 +73,22 @@ class Topology(ABC):
         """Established connections at the fault; by default the same spread as requests."""
         return []
 
+    # ------------------------------------------------------------------ network faults
+    def daemons(self, node: Node) -> tuple[str, ...]:
+        """Daemons a ``daemon-kill`` fault can stop on ``node`` (keepalived, bgp, ...)."""
+        return ()
+
+    def kill_daemon(self, node: Node, daemon: str, signal: str) -> None:
+        raise ImpossibleTarget(f"{self.design.key} runs no {daemon} on {node.name}")
+
+    def start_daemon(self, node: Node, daemon: str) -> None:
+        """The killed daemon runs again (its container was restarted)."""
+        return None
+
+    def link_event(self, node: Node, up: bool) -> None:
+        """The node's uplink went down or up (daemons tracking the interface react)."""
+        return None
+
     # ------------------------------------------------------------------ targets
     def resolve(self, target: str) -> tuple[Literal["node", "pod"], list[Node] | list[Pod]]:
         c = self.cluster

@@ -1,0 +1,763 @@
+"""Network knobs: VIP/ARP, VRRP (keepalived), BGP, BFD, ECMP, ingress-nginx, clients,
+MetalLB (memberlist), kube-vip, cloud LB; and their profiles.
+
+Facts and sources: ``reference/network-timing.md`` (sections 1-9) and
+``reference/kubernetes-timing.md`` section 8 (ingress-nginx). Values marked
+``[assumption]`` have no published default; the source says what bounds them.
+
+Profile families (pick at most one per family in an experiment):
+
+- ``vrrp``: ``keepalived`` (default: keepalived's own defaults), ``keepalived-osh``
+  (the article's chart in keepalived mode);
+- ``bgp``: ``bird2`` (default), ``calico-bird``, ``frr-traditional``, ``frr-datacenter``,
+  ``gobgp``, ``metallb-native``, ``metallb-frr`` — the BGP speaker on the nodes, with its
+  BFD defaults;
+- ``ingress-nginx``: ``ingress-nginx`` (default, dynamic Lua balancer),
+  ``ingress-nginx-2018`` (0.15: reload on endpoint change, unlimited tries);
+- ``kube-vip``: ``kube-vip-1.1`` (default), ``kube-vip-1.0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chaoslab.params.catalogue import Param, register, register_profile
+from chaoslab.params.dists import Empirical, Fixed, Uniform
+from chaoslab.params.paramset import Sampler
+
+__all__ = ["per_node"]
+
+NT = "reference/network-timing.md"
+KA_MAN = "acassen/keepalived doc/man/man5/keepalived.conf.5.in"
+KA_H = "acassen/keepalived keepalived/include/vrrp.h"
+BIRD = "CZ-NIC/bird v2.19.2 doc/bird.sgml"
+FRR = "FRRouting/frr bgpd/bgpd.h and doc/user/basic.rst (frr defaults traditional)"
+FRR_DC = "FRRouting/frr bgpd/bgp_vty.h FRR_CFG_DEFAULT_ULONG (frr defaults datacenter)"
+CALICO = "projectcalico/calico node/filesystem/etc/calico/confd/templates/bird.cfg.template"
+GOBGP = "osrg/gobgp pkg/config/oc/default.go"
+ML = "metallb/metallb"
+ML_LIST = "hashicorp/memberlist config.go DefaultLANConfig (used by metallb speakerlist.go)"
+KVIP = "kube-vip/kube-vip cmd/kube-vip.go flag defaults"
+ING = "kubernetes/ingress-nginx"
+ARP7 = "man-pages man7/arp.7; kernel Documentation/networking/ip-sysctl.rst"
+OSH = "openstack/openstack-helm ingress chart @67fae419b^ (network-timing.md section 9)"
+_CONV = "chaoslab convention"
+
+
+def per_node(p: Sampler, key: str, n: int) -> list[float]:
+    """One value per node: a list in YAML (``[150, 100]``) gives the nodes' values in
+    order (cycled), a single value or distribution is drawn once and shared by all."""
+    dist = p._dists.get(key)
+    if isinstance(dist, Empirical) and n > 0:
+        vals: Sequence[float] = dist.values
+        return [vals[i % len(vals)] for i in range(n)]
+    v = p.draw(key)
+    return [v] * n
+
+
+register(
+    [
+        # ------------------------------------------------------------ ARP / VIP
+        Param(
+            "arp.neighbor",
+            "choice",
+            "linux",
+            _CONV,
+            f"{NT} section 2: a Linux host or gateway on the VIP's segment (NUD algorithm); "
+            "'router' is a router/switch ARP cache with a fixed timeout (Cisco IOS 4 h)",
+            "Who resolves the VIP to a MAC for the clients: a Linux neighbour cache or a router.",
+            choices=("linux", "router"),
+        ),
+        Param(
+            "arp.base_reachable_time",
+            "duration",
+            Fixed(30.0),
+            "Linux 2.2+",
+            f"{ARP7}: base_reachable_time_ms 30000; entry valid U(base/2, 3*base/2)",
+            "Linux neighbour: REACHABLE lasts U(base/2, 3 base/2) after the last confirmation.",
+        ),
+        Param(
+            "arp.delay_first_probe_time",
+            "duration",
+            Fixed(5.0),
+            "Linux 2.2+",
+            f"{ARP7}: delay_first_probe_time 5 s",
+            "Linux neighbour: DELAY state before the first unicast probe of a STALE entry.",
+        ),
+        Param(
+            "arp.ucast_solicit",
+            "count",
+            Fixed(3.0),
+            "Linux 2.2+",
+            f"{ARP7}: ucast_solicit 3",
+            "Linux neighbour: unicast probes before the entry FAILS and is re-resolved.",
+        ),
+        Param(
+            "arp.retrans_time",
+            "duration",
+            Fixed(1.0),
+            "Linux 2.2+",
+            f"{ARP7}: retrans_time_ms 1000",
+            "Linux neighbour: time between probes.",
+        ),
+        Param(
+            "arp.router_timeout",
+            "duration",
+            Fixed(14400.0),
+            "Cisco IOS (all)",
+            f"{NT} section 2.2: Cisco IOS 'arp timeout' default 14400 s (Cisco IOS in a "
+            "Nutshell); HPE Comware 20 min, FortiSwitch 180 s",
+            "Router ARP cache: an entry is refreshed only when it times out (no NUD).",
+        ),
+        Param(
+            "vip.garp",
+            "flag",
+            True,
+            "openstack-helm ingress chart 2018-2024",
+            f"{OSH}: ingress-vip.sh start runs 'arping -U -c 3' (only when a scope-link "
+            "route to the VIP exists: set false for a /32 without one)",
+            "ingress-vip-pod: the init container announces the VIP by gratuitous ARP.",
+        ),
+        # ------------------------------------------------------------ VRRP / keepalived
+        Param(
+            "vrrp.version",
+            "count",
+            Fixed(2.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}: vrrp_version '(default: 2, but IPv6 instances will use version 3)'",
+            "VRRP version: 2 (RFC 3768, skew independent of the advert) or 3 (RFC 5798).",
+        ),
+        Param(
+            "vrrp.advert_int",
+            "duration",
+            Fixed(1.0),
+            "keepalived 1.x-2.x; RFC 3768/5798",
+            f"{KA_H}: VRRP_ADVER_DFL 1; RFC 5798 section 6.1 (100 centiseconds)",
+            "Advertisement interval of the master.",
+        ),
+        Param(
+            "vrrp.priority",
+            "count",
+            Fixed(100.0),
+            "keepalived 1.x-2.x",
+            f"{KA_H}: VRRP_PRIO_DFL 100",
+            "Priority of each keepalived instance; a list gives one per node in order.",
+        ),
+        Param(
+            "vrrp.nopreempt",
+            "flag",
+            False,
+            "keepalived 1.x-2.x; RFC 5798 Preempt_Mode True",
+            f"{KA_MAN}: nopreempt (off by default)",
+            "A higher-priority router that returns does not take the VIP back.",
+        ),
+        Param(
+            "vrrp.preempt_delay",
+            "duration",
+            Fixed(0.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}: preempt_delay default 0 (range 0-1000 s)",
+            "Extra wait before a returning higher-priority router preempts.",
+        ),
+        Param(
+            "vrrp.down_timer_adverts",
+            "count",
+            Fixed(3.0),
+            "keepalived 2.x; RFC 3768/5798 (3 x advert)",
+            f"{KA_H}: VRRP_DOWN_TIMER_ADVERTS 3",
+            "Master_Down_Interval = this x Master_Adver_Interval + Skew_Time.",
+        ),
+        Param(
+            "vrrp.garp_master_repeat",
+            "count",
+            Fixed(5.0),
+            "keepalived 1.x-2.x",
+            f"{KA_H}: VRRP_GARP_REP 5; {KA_MAN} garp_master_repeat",
+            "Gratuitous ARPs sent on becoming MASTER (0: none; neighbours learn by ARP).",
+        ),
+        Param(
+            "vrrp.garp_master_delay",
+            "duration",
+            Fixed(5.0),
+            "keepalived 1.x-2.x",
+            f"{KA_H}: VRRP_GARP_DELAY 5 s; {KA_MAN} garp_master_delay",
+            "Delay of the second GARP burst after becoming MASTER (0: no second burst).",
+        ),
+        Param(
+            "vrrp.track_script",
+            "flag",
+            False,
+            "keepalived (vrrp_script configured or not); osixia/keepalived 1.4.5 has none",
+            f"{KA_MAN} section 'VRRP script(s)'; {NT} section 9 (the chart's config has no "
+            "track_script)",
+            "keepalived runs a vrrp_script checking the local ingress (nginx) process.",
+        ),
+        Param(
+            "vrrp.script_interval",
+            "duration",
+            Fixed(1.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}; vrrp_parser.c VRRP_SCRIPT_DI 1",
+            "vrrp_script: time between two runs.",
+        ),
+        Param(
+            "vrrp.script_timeout",
+            "duration",
+            Fixed(1.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}: timeout defaults to the interval",
+            "vrrp_script: a run that takes longer counts as failed (a hung check).",
+        ),
+        Param(
+            "vrrp.script_fall",
+            "count",
+            Fixed(1.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}; vrrp_data.c new->fall = 1",
+            "vrrp_script: consecutive failures for the KO transition.",
+        ),
+        Param(
+            "vrrp.script_rise",
+            "count",
+            Fixed(1.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}; vrrp_data.c rise 1",
+            "vrrp_script: consecutive successes for the OK transition.",
+        ),
+        Param(
+            "vrrp.script_weight",
+            "count",
+            Fixed(0.0),
+            "keepalived 1.x-2.x",
+            f"{KA_MAN}: weight default 0, range -253..253",
+            "vrrp_script: 0 -> FAULT (priority-0 advert); otherwise the priority drops by this "
+            "much while the script fails (give the magnitude).",
+        ),
+        # ------------------------------------------------------------ BGP
+        Param(
+            "bgp.hold_time",
+            "duration",
+            Fixed(240.0),
+            "BIRD 1.6-2.x",
+            f"{BIRD}: hold time 240 s",
+            "Hold time the node's BGP speaker proposes (negotiated to the lower of both ends).",
+        ),
+        Param(
+            "bgp.peer_hold_time",
+            "duration",
+            Fixed(240.0),
+            "the router's BGP; BIRD 2 as in the lab",
+            f"{BIRD}: hold time 240 s (the router is BIRD 2, like chaoslab's lab); "
+            "Cisco IOS and FRR traditional propose 180 s, RFC 4271 section 10 suggests 90 s",
+            "Hold time the router proposes; the session uses min(hold_time, peer_hold_time).",
+        ),
+        Param(
+            "bgp.keepalive_time",
+            "duration",
+            Fixed(0.0),
+            "BIRD 2; RFC 4271 section 10",
+            f"{BIRD}: keepalive time = 1/3 of hold time; RFC 4271 section 10",
+            "Keepalive interval of the speaker; 0 = one third of the negotiated hold time.",
+        ),
+        Param(
+            "bgp.keepalive_jitter",
+            "ratio",
+            Fixed(0.25),
+            "RFC 4271; BIRD (bgp_start_timer randomizes by up to 25 %)",
+            "RFC 4271 section 10: timers jittered by a factor uniform in 0.75-1.0",
+            "Each keepalive interval is shortened by up to this share.",
+        ),
+        Param(
+            "bgp.graceful_restart",
+            "flag",
+            False,
+            "BIRD 2 (aware only); FRR (helper only); Calico sets it on",
+            f"{BIRD}: graceful restart aware; {CALICO}: 'graceful restart;'",
+            "The speaker advertises graceful restart: the router keeps its routes as stale "
+            "after the session drops.",
+        ),
+        Param(
+            "bgp.graceful_restart_time",
+            "duration",
+            Fixed(120.0),
+            "BIRD 1.6-2.x, FRR",
+            f"{BIRD}: graceful restart time 120 s; FRR BGP_DEFAULT_RESTART_TIME 120; "
+            "RFC 4724 section 4.2",
+            "Restart Time: the router deletes the stale routes if the session is not back.",
+        ),
+        Param(
+            "bgp.connect_delay",
+            "duration",
+            Fixed(5.0),
+            "BIRD 2",
+            f"{BIRD}: connect delay time 5 s",
+            "Time from the speaker starting (or its path returning) to an Established session.",
+        ),
+        Param(
+            "bgp.error_wait_time",
+            "duration",
+            Fixed(60.0),
+            "BIRD 2",
+            f"{BIRD}: error wait time 60, 300 (the minimum applies after a first error)",
+            "After a session error with both ends alive, wait this long before reconnecting.",
+        ),
+        Param(
+            "bgp.withdraw_delay",
+            "duration",
+            Fixed(0.0),
+            "BIRD 2 on Linux (netlink notifications)",
+            f"{BIRD}: the device/direct protocols follow netlink address events at once",
+            "From the VIP leaving the node's interface to the speaker sending the withdrawal.",
+        ),
+        Param(
+            "router.fib_update_time",
+            "duration",
+            Uniform(0.01, 0.1),
+            "[assumption] any router",
+            "[assumption] RIB to FIB programming of one prefix; tens of ms on Linux/FRR, "
+            "bounded above by a scan interval on older software routers",
+            "From a route change in the router's RIB to its forwarding table.",
+        ),
+        # ------------------------------------------------------------ BFD
+        Param(
+            "bfd.enabled",
+            "flag",
+            False,
+            "BIRD 2, FRR, GoBGP: off unless configured; Calico: no BFD",
+            f"{BIRD}: bfd disabled; {CALICO}: no bfd line; {NT} section 4",
+            "BFD runs between each node and the router and tears BGP down on loss.",
+        ),
+        Param(
+            "bfd.interval",
+            "duration",
+            Fixed(0.1),
+            "BIRD 2",
+            f"{BIRD}: min tx interval 100 ms",
+            "Desired min TX interval of each end.",
+        ),
+        Param(
+            "bfd.min_rx",
+            "duration",
+            Fixed(0.01),
+            "BIRD 2",
+            f"{BIRD}: min rx interval 10 ms",
+            "Required min RX interval of each end.",
+        ),
+        Param(
+            "bfd.multiplier",
+            "count",
+            Fixed(5.0),
+            "BIRD 2",
+            f"{BIRD}: multiplier 5",
+            "Detect multiplier; detection = remote mult x max(local rx, remote tx).",
+        ),
+        # ------------------------------------------------------------ ECMP
+        Param(
+            "ecmp.mode",
+            "choice",
+            "hash-threshold",
+            "Linux legacy multipath; most routers",
+            "kernel Documentation/networking/nexthop-group-resilient.rst (the legacy "
+            "multipath group uses hash-threshold); RFC 2991 section 4, RFC 2992",
+            "How the router maps flows to next hops: modulo-N, hash-threshold or resilient.",
+            choices=("modulo", "hash-threshold", "resilient"),
+        ),
+        # ------------------------------------------------------------ ingress-nginx
+        Param(
+            "nginx.dynamic_configuration",
+            "flag",
+            True,
+            "ingress-nginx default from 0.18.0 (2018-08), only mode from 0.21.0",
+            f"{ING} Changelog.md (PR #2794, #3198)",
+            "Endpoints reach nginx through the Lua balancer (true) or by reloading nginx.conf.",
+        ),
+        Param(
+            "nginx.sync_rate_limit",
+            "rate",
+            Fixed(0.3),
+            "ingress-nginx 2018-now",
+            f"{ING} pkg/flags/flags.go --sync-rate-limit 0.3",
+            "Controller syncs per second at most (one sync every 1/rate s).",
+        ),
+        Param(
+            "nginx.backends_sync_interval",
+            "duration",
+            Fixed(1.0),
+            "ingress-nginx 0.18+",
+            f"{ING} rootfs/etc/nginx/lua/balancer.lua BACKENDS_SYNC_INTERVAL = 1",
+            "Dynamic mode: nginx workers pick up new backends on this tick.",
+        ),
+        Param(
+            "nginx.reload_time",
+            "duration",
+            Uniform(0.1, 1.0),
+            "[assumption] ingress-nginx before dynamic configuration",
+            "[assumption] render nginx.conf, 'nginx -t' and reload; new workers serve with "
+            "the new upstreams once started (sub-second for small configs)",
+            "Reload mode: from the controller's sync to new workers using the new upstreams.",
+        ),
+        Param(
+            "nginx.proxy_connect_timeout",
+            "duration",
+            Fixed(5.0),
+            "ingress-nginx 2017-now",
+            f"{ING} internal/ingress/controller/config/config.go proxy-connect-timeout 5",
+            "A connect to a black-holed upstream (dead node) fails after this.",
+        ),
+        Param(
+            "nginx.proxy_next_upstream_tries",
+            "count",
+            Fixed(3.0),
+            "ingress-nginx 0.16.0+ (0 = unlimited before)",
+            f"{ING} config.go proxy-next-upstream-tries 3; commit 7d8a0130a (PR #2554)",
+            "Upstreams tried per request on 'error timeout' (0 = all of them).",
+        ),
+        Param(
+            "client.non_idempotent_share",
+            "ratio",
+            Fixed(0.0),
+            _CONV,
+            f"{_CONV}: probes are GETs; nginx does not pass a non-idempotent request that was "
+            "sent to the next upstream (proxy_next_upstream, nginx 1.9.13+)",
+            "Share of requests (POST, PATCH) that nginx does not retry on another upstream.",
+        ),
+        Param(
+            "client.long_lived_share",
+            "ratio",
+            Fixed(0.0),
+            _CONV,
+            f"{_CONV}: probes open a new connection each (chaoslab.live.probe)",
+            "Share of requests sent over an established keep-alive connection opened before "
+            "the fault (it fails while its path is hung; a reset one reconnects).",
+        ),
+        Param(
+            "ingress.nodes",
+            "choice",
+            "controller",
+            "openstack-helm ingress chart",
+            f"{OSH}: node_selector openstack-control-plane=enabled (the controller nodes)",
+            "Nodes the ingress (nginx, keepalived, BGP VIP) runs on.",
+            choices=("controller", "compute", "worker"),
+        ),
+        Param(
+            "ingress.replicas",
+            "count",
+            Fixed(1.0),
+            "openstack-helm ingress chart",
+            f"{OSH}: pod.replicas.ingress 1",
+            "ingress-vip-pod: replicas of the ingress Deployment (the VIP follows the first).",
+        ),
+        Param(
+            "ingress.namespace_replicas",
+            "count",
+            Fixed(2.0),
+            _CONV,
+            f"{_CONV}: two namespace-level ingress pods (ingress-tiered, the article's "
+            "per-namespace ingress), spread over the workers",
+            "ingress-tiered: replicas of the namespace-level (second tier) ingress.",
+        ),
+        # ------------------------------------------------------------ MetalLB L2
+        Param(
+            "memberlist.probe_interval",
+            "duration",
+            Fixed(1.0),
+            "memberlist DefaultLANConfig (MetalLB 0.9+)",
+            f"{ML_LIST}: ProbeInterval 1 s",
+            "Each member probes one other member per interval (round robin).",
+        ),
+        Param(
+            "memberlist.probe_timeout",
+            "duration",
+            Fixed(0.5),
+            "memberlist DefaultLANConfig",
+            f"{ML_LIST}: ProbeTimeout 500 ms",
+            "Wait for a direct ack before indirect probes.",
+        ),
+        Param(
+            "memberlist.suspicion_mult",
+            "count",
+            Fixed(4.0),
+            "memberlist DefaultLANConfig",
+            f"{ML_LIST}: SuspicionMult 4; util.go suspicionTimeout",
+            "Suspicion min = mult x max(1, log10(n)) x probe interval.",
+        ),
+        Param(
+            "memberlist.suspicion_max_timeout_mult",
+            "count",
+            Fixed(6.0),
+            "memberlist DefaultLANConfig",
+            f"{ML_LIST}: SuspicionMaxTimeoutMult 6",
+            "Suspicion max = this x suspicion min (shrinks with confirmations).",
+        ),
+        Param(
+            "memberlist.gossip_interval",
+            "duration",
+            Fixed(0.2),
+            "memberlist DefaultLANConfig",
+            f"{ML_LIST}: GossipInterval 200 ms",
+            "Suspicions and deaths spread by gossip on this tick.",
+        ),
+        Param(
+            "metallb.garp_interval",
+            "duration",
+            Fixed(1.1),
+            "MetalLB 0.7+",
+            f"{ML} internal/layer2/announcer.go spamLoop (1100 ms, issue #172)",
+            "The new leader's gratuitous ARPs are spaced this far apart.",
+        ),
+        Param(
+            "metallb.garp_duration",
+            "duration",
+            Fixed(5.0),
+            "MetalLB 0.7+",
+            f"{ML} internal/layer2/announcer.go spamLoop (5 s)",
+            "...for this long after taking over the IP.",
+        ),
+        # ------------------------------------------------------------ kube-vip
+        Param(
+            "kube_vip.lease_duration",
+            "duration",
+            Fixed(15.0),
+            "kube-vip v1.1.0+ (5 s before)",
+            f"{KVIP} --leaseDuration; PR #1429",
+            "Candidates force-acquire the lease this long after the last observed renewal.",
+        ),
+        Param(
+            "kube_vip.renew_deadline",
+            "duration",
+            Fixed(10.0),
+            "kube-vip v1.1.0+ (3 s before)",
+            f"{KVIP} --leaseRenewDuration; PR #1429",
+            "A leader that cannot renew for this long gives the VIP up.",
+        ),
+        Param(
+            "kube_vip.retry_period",
+            "duration",
+            Fixed(2.0),
+            "kube-vip v1.1.0+ (1 s before)",
+            f"{KVIP} --leaseRetry; PR #1429",
+            "Leader renews, candidates retry, every RetryPeriod (candidates jittered).",
+        ),
+        Param(
+            "kube_vip.retry_jitter_factor",
+            "count",
+            Fixed(1.2),
+            "client-go leaderelection (all)",
+            "kubernetes/client-go tools/leaderelection JitterFactor = 1.2 with wait.Jitter "
+            "(RetryPeriod to (1 + 1.2) x RetryPeriod)",
+            "Candidate retry interval = RetryPeriod x U(1, 1 + factor).",
+        ),
+        Param(
+            "kube_vip.arp_rate",
+            "duration",
+            Fixed(3.0),
+            "kube-vip (all)",
+            "kube-vip/kube-vip pkg/kubevip/config_environment.go vip_arpRate 3000 ms",
+            "The leader broadcasts a gratuitous ARP every this long (the first at once).",
+        ),
+        # ------------------------------------------------------------ cloud LB
+        Param(
+            "cloud_lb.external_traffic_policy",
+            "choice",
+            "Cluster",
+            "Kubernetes Service default",
+            "kubernetes/kubernetes Service spec.externalTrafficPolicy defaults to Cluster",
+            "cloud-lb: Cluster (every node forwards) or Local (health-check node port).",
+            choices=("Cluster", "Local"),
+        ),
+        # ------------------------------------------------------------ network faults
+        Param(
+            "fault.daemon",
+            "choice",
+            "keepalived",
+            "scenario",
+            f"{_CONV}: the daemon a daemon-kill fault stops",
+            "daemon-kill: which daemon (keepalived, bgp speaker, metallb speaker, kube-vip).",
+            choices=("keepalived", "bgp", "metallb-speaker", "kube-vip"),
+        ),
+        Param(
+            "fault.signal",
+            "choice",
+            "KILL",
+            "scenario",
+            f"{_CONV}: SIGKILL (crash) unless TERM (orderly stop) is asked for",
+            "daemon-kill: KILL (no goodbye) or TERM (priority-0 advert, Cease, lease release).",
+            choices=("KILL", "TERM"),
+        ),
+        Param(
+            "fault.daemon_restart_time",
+            "duration",
+            Uniform(1.0, 2.0),
+            "[assumption] daemon in a container",
+            "[assumption] the daemon is a container: PLEG relist (1 s) notices the exit and "
+            "the first restart is immediate (kubernetes-timing.md section 5)",
+            "daemon-kill: time until the killed daemon runs again (inf = never).",
+        ),
+        Param(
+            "fault.link_down_duration",
+            "duration",
+            Fixed(60.0),
+            "scenario",
+            f"{_CONV}: a link that stays down for a minute (longer than every detector "
+            "except BGP hold timers)",
+            "link-down: time until the link is up again.",
+        ),
+    ]
+)
+
+# ============================================================================== profiles
+register_profile(
+    "keepalived",
+    "vrrp",
+    "keepalived defaults: VRRPv2, advert 1 s, priority 100, preempt, GARP 5 + 5 after 5 s.",
+    {},
+    default=True,
+)
+register_profile(
+    "keepalived-osh",
+    "vrrp",
+    "The article's chart in keepalived mode (osixia/keepalived 1.4.5): state BACKUP, "
+    "priority 150 on every replica, nopreempt, advert 1 s, VRRPv2, no track script.",
+    {
+        "vrrp.priority": (150, "osixia/docker-keepalived v1.4.5 KEEPALIVED_PRIORITY: 150"),
+        "vrrp.nopreempt": (True, "osixia/docker-keepalived v1.4.5 keepalived.conf 'nopreempt'"),
+        "vrrp.version": (2, f"{KA_MAN}: not set in the template, keepalived default 2"),
+        "vrrp.advert_int": ("1s", f"{KA_H}: not set in the template, VRRP_ADVER_DFL 1"),
+    },
+)
+
+register_profile(
+    "bird2",
+    "bgp",
+    "BIRD 2 defaults: hold 240 s, keepalive hold/3, connect delay 5 s, error wait 60 s, no "
+    "BFD (BFD when enabled: tx 100 ms, rx 10 ms, multiplier 5).",
+    {},
+    default=True,
+)
+register_profile(
+    "calico-bird",
+    "bgp",
+    "Calico's generated BIRD config: graceful restart on (120 s), no hold time (BIRD's 240 s "
+    "applies), connect delay 2 s, error wait 5 s, device scan every 2 s, no BFD.",
+    {
+        "bgp.graceful_restart": (True, f"{CALICO}: 'graceful restart;'"),
+        "bgp.graceful_restart_time": ("120s", f"{CALICO}: nodeMeshMaxRestartTime unset"),
+        "bgp.connect_delay": ("2s", f"{CALICO}: connect delay time 2"),
+        "bgp.error_wait_time": ("5s", f"{CALICO}: error wait time 5,30"),
+        "bgp.withdraw_delay": ("uniform(0s, 2s)", f"{CALICO}: protocol device scan time 2"),
+        "bfd.enabled": (False, f"{CALICO}: no bfd in the templates"),
+    },
+)
+register_profile(
+    "frr-traditional",
+    "bgp",
+    "FRR bgpd 'frr defaults traditional': keepalive 60 s, hold 180 s, connect retry 30 s; "
+    "BFD (bfdd) 300 ms x 3.",
+    {
+        "bgp.hold_time": ("180s", f"{FRR}: BGP_DEFAULT_HOLDTIME 180"),
+        "bgp.keepalive_time": ("60s", f"{FRR}: BGP_DEFAULT_KEEPALIVE 60"),
+        "bgp.connect_delay": ("uniform(0s, 30s)", f"{FRR}: BGP_DEFAULT_CONNECT_RETRY 30"),
+        "bgp.error_wait_time": ("uniform(0s, 30s)", f"{FRR}: reconnect on the connect timer"),
+        "bfd.interval": ("300ms", "FRRouting/frr doc/user/bfd.rst transmit-interval 300"),
+        "bfd.min_rx": ("300ms", "FRRouting/frr doc/user/bfd.rst receive-interval 300"),
+        "bfd.multiplier": (3, "FRRouting/frr doc/user/bfd.rst detect-multiplier 3"),
+    },
+)
+register_profile(
+    "frr-datacenter",
+    "bgp",
+    "FRR bgpd 'frr defaults datacenter': keepalive 3 s, hold 9 s, connect 10 s; BFD 300 ms x 3.",
+    {
+        "bgp.hold_time": ("9s", f"{FRR_DC}: holdtime 9"),
+        "bgp.keepalive_time": ("3s", f"{FRR_DC}: keepalive 3"),
+        "bgp.connect_delay": ("uniform(0s, 10s)", f"{FRR_DC}: connect retry 10"),
+        "bgp.error_wait_time": ("uniform(0s, 10s)", f"{FRR_DC}: reconnect on the connect timer"),
+        "bfd.interval": ("300ms", "FRRouting/frr doc/user/bfd.rst transmit-interval 300"),
+        "bfd.min_rx": ("300ms", "FRRouting/frr doc/user/bfd.rst receive-interval 300"),
+        "bfd.multiplier": (3, "FRRouting/frr doc/user/bfd.rst detect-multiplier 3"),
+    },
+)
+register_profile(
+    "gobgp",
+    "bgp",
+    "GoBGP defaults: hold 90 s, keepalive 30 s, connect retry 120 s, idle hold after reset "
+    "30 s; BFD 1 s x 3.",
+    {
+        "bgp.hold_time": ("90s", f"{GOBGP}: DEFAULT_HOLDTIME 90"),
+        "bgp.keepalive_time": ("30s", f"{GOBGP}: keepalive = hold/3"),
+        "bgp.connect_delay": ("uniform(0s, 120s)", f"{GOBGP}: connect-retry 120"),
+        "bgp.error_wait_time": ("30s", f"{GOBGP}: idle-hold-time-after-reset 30"),
+        "bgp.graceful_restart_time": ("90s", f"{GOBGP}: restart-time defaults to the hold time"),
+        "bfd.interval": ("1s", f"{GOBGP}: BFD desired-minimum-tx-interval 1 s"),
+        "bfd.min_rx": ("1s", f"{GOBGP}: BFD required-minimum-receive 1 s"),
+        "bfd.multiplier": (3, f"{GOBGP}: BFD detection-multiplier 3"),
+    },
+)
+register_profile(
+    "metallb-native",
+    "bgp",
+    "MetalLB native BGP speaker: hold 90 s explicitly (keepalive 30 s), no BFD.",
+    {
+        "bgp.hold_time": (
+            "90s",
+            f"{ML} internal/bgp/native/native.go ('explicitly set it to 90s')",
+        ),
+        "bgp.keepalive_time": ("30s", f"{ML} native.go parseTimers: keepalive = hold/3"),
+        "bfd.enabled": (False, f"{ML} BFD only in the FRR modes"),
+    },
+)
+register_profile(
+    "metallb-frr",
+    "bgp",
+    "MetalLB FRR mode: 'frr defaults traditional' (180/60 unless set on the BGPPeer); BFD "
+    "profile 300/300 ms, multiplier 3 (FRR's) when a bfdProfile is set.",
+    {
+        "bgp.hold_time": ("180s", f"{ML} config/frr/frr-cm.yaml 'frr defaults traditional'"),
+        "bgp.keepalive_time": ("60s", f"{FRR}: BGP_DEFAULT_KEEPALIVE 60"),
+        "bgp.connect_delay": ("uniform(0s, 30s)", f"{FRR}: BGP_DEFAULT_CONNECT_RETRY 30"),
+        "bgp.error_wait_time": ("uniform(0s, 30s)", f"{FRR}: reconnect on the connect timer"),
+        "bfd.interval": ("300ms", f"{ML} api/v1beta1/bfdprofile_types.go transmitInterval 300"),
+        "bfd.min_rx": ("300ms", f"{ML} api/v1beta1/bfdprofile_types.go receiveInterval 300"),
+        "bfd.multiplier": (3, f"{ML} bfdprofile_types.go: no default, FRR's 3 applies"),
+    },
+)
+
+register_profile(
+    "ingress-nginx",
+    "ingress-nginx",
+    "ingress-nginx 0.21+: dynamic Lua balancer (1 s worker sync), proxy_next_upstream "
+    "'error timeout', tries 3, connect timeout 5 s.",
+    {},
+    default=True,
+)
+register_profile(
+    "ingress-nginx-2018",
+    "ingress-nginx",
+    "ingress-nginx 0.15 (spring 2018, the article's era): nginx.conf upstreams with "
+    "max_fails=0 fail_timeout=0, reload on every endpoint change, unlimited tries.",
+    {
+        "nginx.dynamic_configuration": (False, f"{ING} Changelog: dynamic default only from 0.18"),
+        "nginx.proxy_next_upstream_tries": (
+            0,
+            f"{ING} config.go before commit 7d8a0130a (0.16.0): tries 0 = unlimited",
+        ),
+    },
+)
+
+register_profile(
+    "kube-vip-1.1",
+    "kube-vip",
+    "kube-vip v1.1.0+: lease 15 s, renew deadline 10 s, retry 2 s; GARP every 3 s.",
+    {},
+    default=True,
+)
+register_profile(
+    "kube-vip-1.0",
+    "kube-vip",
+    "kube-vip before v1.1.0: lease 5 s, renew deadline 3 s, retry 1 s; GARP every 3 s.",
+    {
+        "kube_vip.lease_duration": ("5s", f"{KVIP} before PR #1429"),
+        "kube_vip.renew_deadline": ("3s", f"{KVIP} before PR #1429"),
+        "kube_vip.retry_period": ("1s", f"{KVIP} before PR #1429"),
+    },
+)
