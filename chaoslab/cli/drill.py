@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(drill)
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: click returns the code of typer.Exit instead of exiting
+        rc = app(args=argv, standalone_mode=False)
     except typer.Exit as e:
         return int(e.exit_code)
     except SystemExit as e:  # click usage errors
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # click.UsageError and friends: one line
         _err(str(e))
         return 2
-    return 0
+    return int(rc or 0) if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

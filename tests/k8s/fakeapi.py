@@ -25,6 +25,7 @@ backend on a dead node black-holes the request, a killed container refuses it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime as dt
 import itertools
@@ -246,6 +247,7 @@ class FakeCluster:
     def compact(self) -> None:
         """Forget history: watches resuming from before now get 410 Gone."""
         with self.cond:
+            self.rv += 1  # a new revision: every version a client holds is now too old
             self.compacted = self.rv
             self.history.clear()
 
@@ -919,7 +921,8 @@ class _Handler(BaseHTTPRequestHandler):
             if dropped:
                 # an abrupt end: no terminating chunk, the client sees a broken stream
                 self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
                 return
             for rv, t, o in batch:
                 self._chunk({"type": t, "object": o})
@@ -1083,7 +1086,8 @@ class _TargetHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif state in ("refuse", "down"):
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
         else:
             data = f"{backend}\n".encode()
             self.send_response(200)

@@ -331,7 +331,8 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
     })
     journal = Journal(run_dir)
     writer.write_text("experiment.yaml", plan.exp.effective_yaml(plan.overrides))
-    writer.write_text("live.json", spec.model_dump_json(indent=2) + "\n")
+    # the section as written (durations with units), so --recover can read it back
+    writer.write_text("live.json", json.dumps(exp.model.live, indent=2, default=str) + "\n")
     writer.write_text("plan.txt", "\n".join(plan.lines) + "\n")
     writer.write_text("discovery.json", json.dumps({
         "server_version": disc.server_version, "profile": disc.profile,
@@ -415,6 +416,7 @@ def _trial(i: int, plan: DrillPlan, journal: Journal, run_id: str, obs: Observat
     t0 = math.nan
     end = math.nan
     tracker: MilestoneTracker | None = None
+    inj: Injector | None = None
     try:
         _preflight(plan, probers, log)
         kube.sample_clock(_CLOCK_SAMPLES, 1.0 / _CLOCK_SAMPLES)
@@ -459,6 +461,8 @@ def _trial(i: int, plan: DrillPlan, journal: Journal, run_id: str, obs: Observat
             frames.append(df)
         if not math.isfinite(end) or end < t0:
             end = time.monotonic()
+        if inj is not None:
+            inj.stop(spec.api_timeout)  # no eviction may follow the uncordon
         # the trial's own undo steps now: its node must be back before the next preflight
         if not rollback(kube, journal, spec, state, log):
             info["rollback_incomplete"] = True
@@ -748,9 +752,10 @@ def recover(run_dir: Path, *, kubeconfig: str | None = None, context: str | None
     if not journal.path.exists():
         raise FileNotFoundError(f"{run_dir}: no journal.jsonl (not a drill run folder)")
     try:
-        spec = LiveSpec.model_validate_json((run_dir / "live.json").read_text())
-    except (OSError, ValidationError) as e:
-        raise FileNotFoundError(f"{run_dir}/live.json unreadable: {e}") from None
+        spec = LiveSpec.model_validate(json.loads((run_dir / "live.json").read_text()))
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0]
+        raise FileNotFoundError(f"{run_dir}/live.json unreadable: {first}") from None
     steps = journal.pending()
     if not steps:
         log("nothing to roll back")

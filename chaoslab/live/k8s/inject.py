@@ -26,6 +26,7 @@ Every change is announced in the journal with its undo step before it is made.
 
 from __future__ import annotations
 
+import json
 import random
 import shlex
 import subprocess
@@ -265,6 +266,13 @@ class Injector:
     details: dict[str, Any] = field(default_factory=dict)
     _drain: threading.Thread | None = None
     _drain_error: BaseException | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, timeout: float) -> None:
+        """Stop background work (the drain's evictions) before a rollback undoes it."""
+        self._stop.set()
+        if self._drain is not None:
+            self._drain.join(timeout)
 
     @property
     def fault(self) -> FaultSpec:
@@ -306,7 +314,7 @@ class Injector:
                                    "timeout": hook.timeout}, trial=self.trial)
         t0 = time.monotonic()
         out = run_hook(argv, hook.timeout)
-        self.details.update(hook=argv, hook_output=out)
+        self.details.update(hook=json.dumps(argv), hook_output=out)
         self.journal.write("inject.done", trial=self.trial, method="hook", argv=argv, output=out)
         return t0
 
@@ -411,9 +419,11 @@ class Injector:
             f = self.fault
             assert f.eviction_timeout is not None and f.eviction_retry is not None
             deadline = time.monotonic() + f.eviction_timeout
-            while todo:
+            while todo and not self._stop.is_set():
                 left = []
                 for ns, name in todo:
+                    if self._stop.is_set():
+                        return
                     body = {"apiVersion": "policy/v1", "kind": "Eviction",
                             "metadata": {"name": name, "namespace": ns}}
                     try:
@@ -434,9 +444,12 @@ class Injector:
                         return
                     self.journal.write("drain.blocked_by_pdb", trial=self.trial,
                                        pods=[f"{a}/{b}" for a, b in left])
-                    time.sleep(f.eviction_retry)
+                    if self._stop.wait(f.eviction_retry):
+                        self.journal.write("drain.stopped", trial=self.trial, node=node)
+                        return
                 todo = left
-            self.journal.write("drain.done", trial=self.trial, node=node)
+            if not self._stop.is_set():
+                self.journal.write("drain.done", trial=self.trial, node=node)
         except BaseException as e:  # surfaced by the drill loop
             self._drain_error = e
             self.journal.write("drain.error", trial=self.trial, error=str(e))

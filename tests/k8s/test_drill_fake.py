@@ -1,0 +1,375 @@
+"""End-to-end drills with the real ``kubernetes`` client against the wire-level fake server.
+
+discovery -> prediction -> injection -> watches -> milestones -> rollback -> results ->
+comparison, and the failure paths (API errors, a failing hook, Ctrl-C/SIGTERM, watches
+that drop or expire, a node that never comes back). Timelines are compressed to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from chaoslab.cli.drill import main
+from chaoslab.live.k8s.drill import COMPARISON_COLUMNS
+from chaoslab.results import load_run
+
+from .conftest import SKEW, Env
+from .fakeapi import FakeApi, Timing
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _drill(env: Env, exp: Path, *extra: str) -> int:
+    return main([str(exp), "--yes", "--out", str(env.tmp / "results"), *extra])
+
+
+def _milestones(run: Path) -> dict[str, float]:
+    ms = pd.read_parquet(run / "milestones.parquet")
+    return dict(zip(ms["milestone"], ms["t"], strict=True))
+
+
+def _chaos_pods(env: Env) -> list[str]:
+    return [p["metadata"]["name"] for p in env.cluster.items("pods")
+            if p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "chaoslab"]
+
+
+def _node(env: Env, name: str) -> dict:
+    n = env.cluster.get("nodes", "", name)
+    assert n is not None
+    return n
+
+
+def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
+    env = make_env()
+    exp = env.experiment(
+        {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
+         "image": "busybox:1.36", "crash": "poweroff",
+         "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    loaded = load_run(run)
+    assert loaded.meta["mode"] == "live" and loaded.meta["target"] == "kubernetes"
+    assert loaded.complete and len(loaded.trials) == 1
+    tr = loaded.trials.iloc[0]
+    assert tr["design"] == "clusterip" and tr["fault"] == "node-crash"
+    # one of two replicas black-holed until the endpoint is removed after the grace period:
+    # degraded, never fully down, recovered once kube-proxy dropped the endpoint
+    t = env.cluster.timing
+    assert tr["recovered"] and tr["downtime_s"] == 0
+    assert t.grace - 0.2 <= tr["recovery_s"] <= t.grace + 0.6
+    ms = _milestones(run)
+    order = ["node.not_ready", "node.tainted", "pod.evicted", "replacement.created",
+             "replacement.scheduled", "replacement.ready"]
+    assert all(name in ms for name in order), ms
+    assert ms["endpoints.added"] >= ms["replacement.scheduled"]
+    assert [ms[n] for n in order] == sorted(ms[n] for n in order)
+    assert ms["node.not_ready"] == pytest.approx(t.grace, abs=0.35)
+    assert ms["pod.evicted"] - ms["node.tainted"] == pytest.approx(1.0, abs=0.3)
+    assert ms["endpoints.removed"] <= ms["pod.evicted"]
+    assert "service.recovered" in ms
+    # clock offset: the fake server runs SKEW seconds ahead
+    info = pd.read_csv(run / "trial_info.csv").iloc[0]
+    offset = info["server_minus_monotonic_s"] - info["wall_minus_monotonic_s"]
+    assert offset == pytest.approx(SKEW, abs=0.15)
+    assert info["method"] == "pod" and info["node"] in ("worker-1", "worker-2")
+    # the prediction used what was discovered: tolerationSeconds 1 s on the pods
+    pred = pd.read_parquet(run / "prediction.parquet")
+    gap = (pred["at_pod_evicted"] - pred["at_node_tainted"]).dropna()
+    assert len(gap) and gap.median() == pytest.approx(1.0, abs=0.2)
+    disc = json.loads((run / "discovery.json").read_text())
+    assert disc["discovered"]["kube_apiserver.default_unreachable_toleration_seconds"][
+        "value"] == "1s"
+    assert "kube_controller_manager.node_monitor_grace_period" in disc["assumed"]
+    comp = pd.read_csv(run / "comparison.csv")
+    assert tuple(comp.columns) == COMPARISON_COLUMNS
+    assert {"recovery_s", "downtime_s", "lost_s", "at_node_not_ready"} <= set(comp["metric"])
+    # compressed timeline vs real defaults: far outside the predicted band, and it says so
+    row = comp.set_index("metric").loc["at_node_not_ready"]
+    assert row["n"] == 1 and not row["inside"] and row["measured_max"] < row["predicted_p5"]
+    probes = pd.read_parquet(run / "probes.parquet")
+    assert {"trial", "url", "t", "t_rel", "outcome"} <= set(probes.columns)
+    assert (probes["outcome"] != "ok").any() and (probes["outcome"] == "ok").any()
+    # rollback: chaos pod gone, the node powered on again and Ready
+    assert _chaos_pods(env) == []
+    ready = [c for c in _node(env, info["node"])["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "True"
+    j = env.journal(run)
+    assert [e["event"] for e in j][-1] == "run.end" and j[-1]["pending_undo"] == []
+    # the chaos pod was privileged, pinned, host PID/network, and wrote sysrq poweroff
+    posts = [p for m, p in env.cluster.calls if m == "POST" and p.endswith("/pods")]
+    assert len(posts) == 1
+
+
+def test_token_never_written(make_env) -> None:
+    env = make_env()
+    exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"},
+                          "method": "api", "grace_period": "1s"})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    for f in run.rglob("*"):
+        if f.is_file():
+            assert FakeApi.TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_pod_delete_api(make_env) -> None:
+    env = make_env()
+    exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"},
+                          "method": "api", "grace_period": "2s"})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    ms = _milestones(run)
+    for name in ("pod.deleted", "endpoints.removed", "replacement.created",
+                 "replacement.ready", "endpoints.added", "pod.gone"):
+        assert name in ms, (name, ms)
+    assert ms["pod.deleted"] < 0.3
+    deletes = [p for m, p in env.cluster.calls if m == "DELETE" and "/pods/web-" in p]
+    assert len(deletes) == 1
+    tr = load_run(run).trials.iloc[0]
+    assert tr["recovered"]
+
+
+def test_pod_kill_by_chaos_pod(make_env) -> None:
+    env = make_env()
+    exp = env.experiment({"kind": "pod-kill", "target": {"select": "app-pod"},
+                          "method": "pod", "image": "busybox:1.36"})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    ms = _milestones(run)
+    for name in ("pod.not_ready", "endpoints.removed", "container.restarted", "pod.ready",
+                 "endpoints.added"):
+        assert name in ms, (name, ms)
+    assert "replacement.created" not in ms  # restarted in place
+    tr = load_run(run).trials.iloc[0]
+    assert tr["recovered"] and tr["lost_s"] > 0
+    body = next(o for o in env.cluster.history if o[1] == "pods" and o[2] == "ADDED"
+            and o[3]["metadata"]["name"].startswith("chaoslab-"))[3]
+    spec = body["spec"]
+    assert spec["hostPID"] and spec["hostNetwork"]
+    assert spec["containers"][0]["securityContext"]["privileged"]
+    assert "kill -9" in spec["containers"][0]["command"][-1]
+    assert _chaos_pods(env) == []
+
+
+def test_node_drain_respects_pdb_and_uncordons(make_env) -> None:
+    env = make_env(pdb_min_available=1)
+    exp = env.experiment({"kind": "node-drain", "target": {"node": "worker-1"},
+                          "method": "api", "eviction_timeout": "5s",
+                          "eviction_retry": "200ms"})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    j = env.journal(run)
+    events = [e["event"] for e in j]
+    assert "drain.evicted" in events and "drain.done" in events
+    assert "uncordon" in [e["step"]["op"] for e in j if e["event"] == "undo.add"]
+    assert not _node(env, "worker-1")["spec"].get("unschedulable")
+    ms = _milestones(run)
+    assert "pod.deleted" in ms and "replacement.ready" in ms
+    assert not any(p["spec"].get("nodeName") == "worker-1" for p in env.cluster.app_pods())
+
+
+def test_node_drain_blocked_by_pdb(make_env) -> None:
+    env = make_env(pdb_min_available=2)
+    exp = env.experiment({"kind": "node-drain", "target": {"node": "worker-1"},
+                          "method": "api", "eviction_timeout": "1s",
+                          "eviction_retry": "200ms"}, settle="1500ms")
+    _drill(env, exp)
+    run = env.only_run()
+    events = [e["event"] for e in env.journal(run)]
+    assert "drain.blocked_by_pdb" in events and "drain.gave_up" in events
+    evictions = [p for m, p in env.cluster.calls if p.endswith("/eviction")]
+    assert len(evictions) >= 2  # retried, never forced
+    assert len(env.cluster.app_pods()) == 2 and not any(
+        p["metadata"].get("deletionTimestamp") for p in env.cluster.app_pods())
+    assert not _node(env, "worker-1")["spec"].get("unschedulable")
+
+
+def test_partition_by_hook_heals_itself(make_env) -> None:
+    env = make_env()
+    exp = env.experiment({"kind": "node-partition", "target": {"select": "app-pod-node"},
+                          "method": "hook", "duration": "2s",
+                          "hook": {"inject": env.control_hook("partition",
+                                                              duration="{duration}"),
+                                   "timeout": "5s"}})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    ms = _milestones(run)
+    assert {"node.not_ready", "node.tainted", "node.ready"} <= set(ms)
+    info = pd.read_csv(run / "trial_info.csv").iloc[0]
+    assert info["method"] == "hook"
+    hook = json.loads(info["hook"])
+    assert hook[0] == sys.executable and info["node"] in hook[-1]
+
+
+def test_failing_hook_fails_the_drill_and_rolls_back(make_env) -> None:
+    env = make_env()
+    bad = [sys.executable, "-c", "import sys; print('no such VM', file=sys.stderr); sys.exit(3)"]
+    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
+                          "method": "hook", "hook": {"inject": bad, "timeout": "5s"}})
+    assert _drill(env, exp) == 1
+    run = env.only_run()
+    j = env.journal(run)
+    err = [e for e in j if e["event"] == "run.error"]
+    assert err and "exited 3" in err[0]["error"] and "no such VM" in err[0]["error"]
+    assert j[-1]["event"] == "run.end" and j[-1]["status"] == "failed"
+    assert j[-1]["pending_undo"] == []
+    assert env.cluster.node_down == {}
+
+
+def test_api_error_mid_drill(make_env) -> None:
+    env = make_env()
+    env.cluster.fail("POST", r"/namespaces/demo/pods$", 500)
+    exp = env.experiment({"kind": "kubelet-stop", "target": {"select": "app-pod-node"},
+                          "method": "pod", "image": "busybox:1.36", "duration": "1s"})
+    assert _drill(env, exp) == 1
+    run = env.only_run()
+    j = env.journal(run)
+    assert any(e["event"] == "run.error" and "500" in e["error"] for e in j)
+    # the chaos pod's undo was journaled before the failed POST and ran anyway (404 is fine)
+    assert any(e["event"] == "undo.done" and e.get("op") == "delete-pod" for e in j)
+    assert j[-1]["status"] == "failed" and j[-1]["pending_undo"] == []
+    assert _chaos_pods(env) == []
+
+
+def test_watch_drops_and_expires_midtrial(make_env) -> None:
+    env = make_env(timing=Timing(grace=1.0))
+    cl = env.cluster
+
+    def sabotage() -> None:
+        cl.drop_watches()
+
+    def expire() -> None:
+        cl.compact()
+        cl.drop_watches()
+
+    # first chaos pod starts the fault; the watches are cut twice while the node dies
+    orig = cl.start_node_fault
+
+    def fault_and_sabotage(node: str, kind: str, duration: float | None) -> None:
+        orig(node, kind, duration)
+        cl.after(0.3, sabotage)
+        cl.after(0.9, expire)
+
+    cl.start_node_fault = fault_and_sabotage  # type: ignore[method-assign]
+    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
+                          "method": "pod", "image": "busybox:1.36", "crash": "reboot",
+                          "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}})
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    ms = _milestones(run)
+    for name in ("node.not_ready", "node.tainted", "pod.evicted", "replacement.ready",
+                 "endpoints.added"):
+        assert name in ms, (name, ms)
+    obs = pd.read_parquet(run / "observations.parquet")
+    assert (obs["type"] == "DROPPED").sum() >= 4  # every watch, twice
+    assert (obs["type"] == "GONE").sum() + (obs["type"] == "RELIST").sum() >= 1
+
+
+def test_node_never_comes_back_then_recover(make_env) -> None:
+    env = make_env(replicas_on=("worker-1",), toleration=None)
+    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
+                          "method": "pod", "image": "busybox:1.36", "crash": "poweroff"},
+                         limits={"trial_timeout": "3s", "node_return": "500ms",
+                                 "max_outage": "30s"})
+    assert _drill(env, exp) == 1
+    run = env.only_run()
+    tr = load_run(run).trials.iloc[0]
+    assert not tr["recovered"] and math.isinf(tr["recovery_s"])
+    assert tr["downtime_s"] > 2
+    j = env.journal(run)
+    assert any(e["event"] == "attention" and e["node"] == "worker-1" for e in j)
+    assert j[-1]["pending_undo"]  # wait-node-ready is still open
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "needs-recovery"
+    # the operator powers the node on; --recover finishes the rollback
+    env.cluster.heal_node("worker-1")
+    assert main(["--recover", str(run)]) == 0
+    j = env.journal(run)
+    assert j[-1]["event"] == "recover.end" and j[-1]["ok"]
+    assert main(["--recover", str(run)]) == 0  # idempotent: nothing left
+
+
+def test_abort_at_outage_limit(make_env) -> None:
+    env = make_env(replicas_on=("worker-1",), toleration=30)
+    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
+                          "method": "pod", "image": "busybox:1.36", "crash": "poweroff",
+                          "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}},
+                         limits={"max_outage": "1s"}, trials=3)
+    t = time.monotonic()
+    assert _drill(env, exp) == 1
+    assert time.monotonic() - t < 15
+    run = env.only_run()
+    info = pd.read_csv(run / "trial_info.csv")
+    assert len(info) == 1 and info.iloc[0]["aborted"]
+    j = env.journal(run)
+    abort = next(e for e in j if e["event"] == "trial.abort")
+    power_on = next(e for e in j if e["event"] == "undo.done" and e.get("op") == "hook")
+    assert power_on["mono"] - abort["mono"] < 1.0  # recovery started at once
+    assert json.loads((run / "meta.json").read_text())["status"] == "aborted"
+
+
+def test_dry_run_injects_nothing(make_env, capsys) -> None:
+    env = make_env()
+    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
+                          "method": "pod", "image": "busybox:1.36"})
+    assert main([str(exp), "--out", str(env.tmp / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and "prediction" in out and "assumed" in out
+    assert all(m == "GET" for m, _ in env.cluster.calls)
+    assert not (env.tmp / "results").exists()
+
+
+def test_refuses_control_plane(make_env, capsys) -> None:
+    env = make_env()
+    exp = env.experiment({"kind": "node-crash", "target": {"node": "cp-1"},
+                          "method": "pod", "image": "busybox:1.36"})
+    assert _drill(env, exp) == 1
+    run = env.only_run()
+    j = env.journal(run)
+    assert any("control-plane" in e.get("error", "") for e in j if e["event"] == "run.error")
+    assert not any(m == "POST" for m, _ in env.cluster.calls)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_trial_rolls_back(make_env, sig: signal.Signals) -> None:
+    env = make_env(pdb_min_available=2)  # the drain blocks: the node stays cordoned
+    exp = env.experiment({"kind": "node-drain", "target": {"node": "worker-1"},
+                          "method": "api", "eviction_timeout": "30s",
+                          "eviction_retry": "200ms"}, limits={"trial_timeout": "30s"})
+    out = env.tmp / "results"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chaoslab.cli.drill", str(exp), "--yes", "--out", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if _node(env, "worker-1")["spec"].get("unschedulable"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the drill never cordoned the node")
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        text, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, text
+    assert not _node(env, "worker-1")["spec"].get("unschedulable")
+    run = env.only_run()
+    j = env.journal(run)
+    assert j[-1]["event"] == "run.end" and j[-1]["status"] == "interrupted"
+    assert j[-1]["pending_undo"] == []
+    assert any(e["event"] == "undo.done" and e.get("op") == "uncordon" for e in j)
+    # what was measured until the signal is kept
+    assert (run / "probes.parquet").exists()
