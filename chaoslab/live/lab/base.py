@@ -281,6 +281,13 @@ class Topology:
         if not targets:
             raise LabError(f"{', '.join(names)}: not running, nothing to kill")
         t = time.monotonic()
+        if sig == signal.SIGKILL:
+            # freeze them all first: keepalived's VRRP child has PR_SET_PDEATHSIG=SIGTERM, so
+            # if its parent died first it would shut down gracefully (priority-0 advert, VIP
+            # removed) in the microseconds before its own SIGKILL arrived
+            for pid in targets:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
         for pid in targets:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from chaoslab.live.lab.base import LabParams, Topology
-from chaoslab.live.lab.netns import STATE_ROOT, LabError, LabState, cleanup, list_labs
+from chaoslab.live.lab.netns import LabError, LabState, cleanup, list_labs, state_root
 from chaoslab.live.lab.spec import LabExperiment, LabFault, SpecError
 from chaoslab.live.lab.watch import LogWatcher, match_rules
 from chaoslab.live.probe import read_records
@@ -80,7 +80,7 @@ def topology_class(design: str) -> type[Topology]:
     return cls
 
 
-class _Interrupted(BaseException):
+class _Interrupted(KeyboardInterrupt):
     """SIGTERM during a lab operation: unwinds like Ctrl-C so cleanup runs."""
 
 
@@ -125,7 +125,7 @@ def lab_up(exp: LabExperiment, *, prefix: str | None = None) -> Topology:
 
 def open_lab(name: str, exp: LabExperiment | None = None) -> Topology:
     """A topology object for a lab that is up (from its state file)."""
-    path = STATE_ROOT / name / "state.json"
+    path = state_root() / name / "state.json"
     if not path.exists():
         raise LabError(f"no lab named {name!r} is up (no {path})")
     state = LabState.load(path)
@@ -139,14 +139,14 @@ def lab_down(name: str | None = None) -> list[str]:
     notes: list[str] = []
     labs = [s for s in list_labs() if name is None or s.name == name]
     if name is not None and not labs:
-        raise LabError(f"no lab named {name!r} is recorded under {STATE_ROOT}")
+        raise LabError(f"no lab named {name!r} is recorded under {state_root()}")
     for st in labs:
         notes += [f"{st.name}: {n}" for n in cleanup(st)]
     return notes
 
 
 def lab_status(name: str) -> dict[str, Any]:
-    path = STATE_ROOT / name / "state.json"
+    path = state_root() / name / "state.json"
     if not path.exists():
         raise LabError(f"no lab named {name!r} is up")
     st = LabState.load(path)

@@ -34,12 +34,19 @@ __all__ = [
     "descendants",
     "kill_pid",
     "list_labs",
+    "namespaces_with_prefix",
     "netns_pids",
     "pid_alive",
     "run",
+    "state_root",
 ]
 
-STATE_ROOT = Path(os.environ.get("CHAOSLAB_LAB_STATE", "/run/chaoslab-lab"))
+#: where labs record their state; ``CHAOSLAB_LAB_STATE`` moves it (tests use a private one)
+STATE_ROOT = Path("/run/chaoslab-lab")
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("CHAOSLAB_LAB_STATE", str(STATE_ROOT)))
 
 
 class LabError(RuntimeError):
@@ -195,7 +202,7 @@ class LabState:
 
     @classmethod
     def create(cls, name: str, prefix: str, design: str) -> LabState:
-        d = STATE_ROOT / name
+        d = state_root() / name
         if (d / "state.json").exists():
             raise LabError(
                 f"a lab named {name!r} is already recorded in {d}; run 'chaoslab lab down' first"
@@ -362,11 +369,18 @@ def cleanup(state: LabState, *, remove_dir: bool = False) -> list[str]:
     return notes
 
 
+def namespaces_with_prefix(prefix: str) -> list[str]:
+    """Network namespaces whose names start with ``prefix`` (a lab's, or leftovers)."""
+    out = run(["ip", "netns", "list"], check=False)
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(prefix)]
+
+
 def list_labs() -> list[LabState]:
-    if not STATE_ROOT.exists():
+    root = state_root()
+    if not root.exists():
         return []
     out = []
-    for p in sorted(STATE_ROOT.glob("*/state.json")):
+    for p in sorted(root.glob("*/state.json")):
         with contextlib.suppress(OSError, ValueError, TypeError):
             out.append(LabState.load(p))
     return out

@@ -1,0 +1,212 @@
+"""Each lab topology comes up, reaches a steady state, runs real trials and leaves nothing.
+
+Bounds below come from the daemons' documented timers (keepalived skew and
+Master_Down_Interval, HAProxy's check scheduling, BFD detection); they are wide enough for a
+busy 2-core machine and narrow enough to catch a wrong configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from chaoslab.live.lab.drill import COMPARISON_COLUMNS, lab_down, lab_status, lab_up, run_drill
+from chaoslab.live.lab.netns import LabState, pid_alive, state_root
+from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
+from chaoslab.live.lab.spec import LabFault, TrialLab
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(240)]
+
+Make = Callable[..., Any]
+
+
+def _trial(observe: str) -> TrialLab:
+    return TrialLab.model_validate(
+        {
+            "baseline": "1s",
+            "observe": observe,
+            "cooldown": "500ms",
+            "steady": "1s",
+            "settle_timeout": "30s",
+            "bin": "50ms",
+        }
+    )
+
+
+def _assert_clean(name: str) -> None:
+    st = LabState.load(state_root() / name / "state.down.json")
+    assert our_namespaces(f"{st.prefix}-") == []
+    alive = [p.name for p in st.procs.values() if pid_alive(p.pid, p.start)]
+    assert alive == [], f"processes left: {alive}"
+
+
+def _row(trials: pd.DataFrame, fault: str) -> pd.Series:
+    rows = trials[trials.fault == fault]
+    assert len(rows) == 1, f"{fault}: {len(rows)} trials"
+    return rows.iloc[0]
+
+
+def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> None:
+    faults = [
+        LabFault(kind="daemon-kill", target="vip-holder", daemon="keepalived", signal="TERM"),
+        LabFault(kind="daemon-kill", target="vip-holder", daemon="keepalived", signal="KILL"),
+        LabFault(kind="link-down", target="vip-holder"),
+    ]
+    exp = lab_env("lab-vrrp.yaml", trials=1, faults=faults, trial=_trial("5s"), predict_trials=100)
+    res = run_drill(exp, out=tmp_path / "runs")
+    t = res.trials
+    meta = json.loads((res.path / "meta.json").read_text())
+    assert (meta["mode"], meta["target"], meta["status"]) == ("live", "lab", "complete")
+    for name in ("probes.parquet", "comparison.csv", "trials.parquet", "summary.csv"):
+        assert (res.path / name).exists(), name
+    assert list(res.comparison.columns) == COMPARISON_COLUMNS
+
+    # SIGTERM: priority-0 advert, the backup (priority 100) takes over after its skew 0.609 s
+    term = _row(t, "daemon-kill/keepalived-term")
+    assert 0.3 <= term.recovery_s <= 1.3
+    assert term.at_vip_removed < 0.1  # keepalived removes the VIP as it stops
+    assert abs(term.at_vrrp_master_changed - 0.609) < 0.25
+
+    # SIGKILL of keepalived alone: the old master keeps the VIP and still serves; the backup
+    # takes over after Master_Down_Interval, so both hold the VIP and no request fails
+    kill = _row(t, "daemon-kill/keepalived-kill")
+    assert kill.recovery_s == 0.0 and kill.lost_s == 0.0
+    assert math.isnan(kill.at_vip_removed)
+    assert 2.4 <= kill.at_vrrp_master_changed <= 4.2
+
+    # link down: Master_Down_Interval 3.609 s after the last advert the backup received
+    down = _row(t, "link-down")
+    assert 2.4 <= down.recovery_s <= 4.3
+    assert down.downtime_s >= 2.0
+    assert abs(down.at_vrrp_master_changed - down.recovery_s) < 0.3
+    _assert_clean(exp.lab.name)
+
+
+def test_nodeport_lb_local_link_down(lab_env: Make, tmp_path: Path) -> None:
+    exp = lab_env("lab-nodeport-lb-local.yaml", trials=1, trial=_trial("8s"), predict_trials=100)
+    res = run_drill(exp, out=tmp_path / "runs")
+    r = res.trials.iloc[0]
+    # HAProxy starts the next check `inter` after the previous one ended, so with a
+    # black-holed node each failed check takes inter + timeout: detection is
+    # U(0, inter) + fall*timeout + (fall-1)*inter = 5..6 s for inter 1 s, timeout 1 s, fall 3
+    assert 4.6 <= r.recovery_s <= 6.6
+    assert r.downtime_s == 0.0
+    assert 0.35 <= r.lost_s / r.recovery_s <= 0.65  # 1 of 2 nodes with local pods
+    assert abs(r.at_lb_marked_down - r.recovery_s) < 0.3
+    _assert_clean(exp.lab.name)
+
+
+def test_bgp_bfd_link_down(lab_env: Make, tmp_path: Path) -> None:
+    faults = [LabFault(kind="link-down", target="ingress-node")]
+    exp = lab_env(
+        "lab-bgp-bfd.yaml", trials=1, faults=faults, trial=_trial("4s"), predict_trials=100
+    )
+    res = run_drill(exp, out=tmp_path / "runs")
+    r = res.trials.iloc[0]
+    assert r.recovery_s <= 0.6  # BFD 100 ms x 3
+    assert r.at_bfd_down <= 0.45
+    assert r.downtime_s == 0.0
+    assert 0.15 <= r.lost_s / max(r.recovery_s, 0.05) <= 0.55  # 1 of 3 ECMP paths
+    # the long-lived connections of the dead node hang; ECMP re-hashing resets others
+    assert r.connections_hung > 0
+    _assert_clean(exp.lab.name)
+
+
+def test_hostnet_pod_kill_vs_link_down(lab_env: Make, tmp_path: Path) -> None:
+    faults = [
+        LabFault(kind="pod-kill", target="app-pod", client_timeout="500ms"),
+        LabFault(kind="link-down", target="app-pod", client_timeout="500ms"),
+    ]
+    exp = lab_env(
+        "lab-ingress-hostnet.yaml", trials=1, faults=faults, trial=_trial("4s"), predict_trials=100
+    )
+    res = run_drill(exp, out=tmp_path / "runs")
+    killed = _row(res.trials, "pod-kill/timeout-0.5s")
+    cut = _row(res.trials, "link-down/timeout-0.5s")
+    # refused: nginx retries the next pod at once
+    assert killed.lost_s < 0.05
+    # black-holed: every third request waits proxy_connect_timeout (1 s) > client timeout
+    assert not cut.recovered
+    assert 0.25 <= cut.lost_s / 4.0 <= 0.42
+    _assert_clean(exp.lab.name)
+
+
+def test_up_status_down(lab_env: Make) -> None:
+    exp = lab_env("lab-nodeport-lb.yaml")
+    topo = lab_up(exp)
+    st = lab_status(exp.lab.name)
+    # sw, lb, client, 3 nodes, 2 pods
+    assert all(st["namespaces"].values()) and len(st["namespaces"]) == 8
+    assert all(alive for _, alive in st["processes"].values())
+    assert lab_down(exp.lab.name) == []
+    assert our_namespaces(f"{topo.state.prefix}-") == []
+    _assert_clean(exp.lab.name)
+
+
+_DRILL = """
+import sys
+from pathlib import Path
+from chaoslab.live.lab.drill import run_drill
+from chaoslab.live.lab.spec import load_lab_experiment
+exp = load_lab_experiment(sys.argv[1])
+exp = exp.model_copy(update={"lab": exp.lab.model_copy(update={"name": sys.argv[2], "trials": 5})})
+run_drill(exp, out=Path(sys.argv[3]))
+"""
+
+
+def _start_drill(name: str, out: Path) -> subprocess.Popen[bytes]:
+    yaml = Path(__file__).resolve().parents[2] / "experiments" / "lab-vrrp.yaml"
+    return subprocess.Popen(
+        [sys.executable, "-c", _DRILL, str(yaml), name, str(out)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+
+
+def _wait_first_trial(name: str, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the drill has its lab up and a trial's prober running."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "drill exited early"
+        p = state_root() / name / "state.json"
+        if p.exists() and "probe" in LabState.load(p).procs:
+            time.sleep(2)
+            return
+        time.sleep(0.2)
+    raise AssertionError("the drill did not reach its first trial")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_drill_killed_half_way_leaves_nothing(lab_env: Make, tmp_path: Path, sig: int) -> None:
+    exp = lab_env("lab-vrrp.yaml")  # only for a unique name and the leftover check
+    name = exp.lab.name
+    proc = _start_drill(name, tmp_path / "runs")
+    try:
+        _wait_first_trial(name, proc)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if sig == signal.SIGTERM:
+        # the drill tore its lab down itself and marked its run partial
+        _assert_clean(name)
+        metas = list((tmp_path / "runs").glob("*/*/meta.json"))
+        assert metas and json.loads(metas[0].read_text())["status"] == "partial"
+    else:
+        # a crash leaves the lab; `lab down` cleans it from the state on disk
+        assert our_namespaces(f"cl-{name}-")
+        assert lab_down(name) == []
+        _assert_clean(name)
