@@ -10,9 +10,12 @@ them into a run folder with `chaoslab.results.RunWriter`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import uuid
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.outage import metrics
 from chaoslab.params import ParamSet, lookup
 
-__all__ = ["Cell", "Chunk", "run_cells", "run_chunk", "run_trial"]
+__all__ = ["EXECUTORS", "Cell", "Chunk", "ExecutorError", "run_cells", "run_chunk", "run_trial"]
 
 #: trials per unit of work handed to a worker
 DEFAULT_CHUNK = 500
@@ -69,6 +72,8 @@ class Chunk:
     start: int
     stop: int
     index: int = 0  # position in the run, for ordered reassembly
+    #: milestone names, one ``at_*`` column each (None: this process' registry)
+    milestones: tuple[str, ...] | None = None
 
 
 def _rng(seed: int, cell_key: str, trial: int) -> np.random.Generator:
@@ -204,7 +209,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     cell = chunk.cell
     seed = chunk.seed
     horizon = cell.horizon
-    names = list(MILESTONES)
+    names = list(MILESTONES) if chunk.milestones is None else list(chunk.milestones)
     n = chunk.stop - chunk.start
     cols: dict[str, list[Any]] = {c: [] for c in _METRIC_COLS}
     at: list[list[float]] = [[] for _ in names]
@@ -271,11 +276,23 @@ def _sweep_value(key: str, raw: object) -> object:
 
 
 def chunks_for(cells: Sequence[Cell], trials: int, seed: int, chunk_size: int) -> list[Chunk]:
+    # the milestone columns are fixed by the process that plans the run, so a worker that
+    # imported a different set of mechanism modules still writes the same columns
+    names = tuple(MILESTONES)
     out: list[Chunk] = []
     for cell in cells:
         for start in range(0, trials, chunk_size):
-            out.append(Chunk(cell, seed, start, min(trials, start + chunk_size), len(out)))
+            stop = min(trials, start + chunk_size)
+            out.append(Chunk(cell, seed, start, stop, len(out), names))
     return out
+
+
+#: where chunks run: this process / a local process pool, or a Dask distributed cluster
+EXECUTORS = ("local", "dask")
+
+
+class ExecutorError(RuntimeError):
+    """The chosen executor cannot run (dask missing, scheduler unreachable, bad workers)."""
 
 
 def run_cells(
@@ -287,26 +304,146 @@ def run_cells(
     chunk_size: int = DEFAULT_CHUNK,
     skip: set[int] | None = None,
     on_chunk: Callable[[Chunk, pd.DataFrame], None] | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
     """Run every cell's trials; yields finished chunks in run order.
 
     ``skip`` holds chunk indexes already done (resume). Results are identical for any
-    ``workers``: each trial's random stream depends on (seed, cell, trial) only.
+    ``workers`` and either executor: each trial's random stream depends on (seed, cell,
+    trial) only, and a chunk's rows on its trials only.
+
+    ``executor="local"`` runs chunks in this process (``workers`` <= 1) or a process pool;
+    ``executor="dask"`` sends them to the Dask scheduler at ``scheduler`` (``"local"`` or
+    None: a `distributed.LocalCluster` of ``workers`` processes). Only a bounded window of
+    chunks is in flight, so memory does not grow with the number of chunks.
     """
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
     work = [c for c in chunks_for(cells, trials, seed, chunk_size) if c.index not in (skip or ())]
-    if workers <= 1 or len(work) <= 1:
-        for chunk in work:
-            df = run_chunk(chunk)
-            if on_chunk:
-                on_chunk(chunk, df)
-            yield chunk, df
-        return
-    workers = min(workers, os.cpu_count() or 1, len(work))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for chunk, df in zip(work, pool.map(run_chunk, work), strict=True):
-            if on_chunk:
-                on_chunk(chunk, df)
-            yield chunk, df
+    if executor == "dask":
+        results = _run_dask(work, workers, scheduler)
+    elif workers <= 1 or len(work) <= 1:
+        results = ((chunk, run_chunk(chunk)) for chunk in work)
+    else:
+        results = _run_pool(work, min(workers, os.cpu_count() or 1, len(work)))
+    for chunk, df in results:
+        if on_chunk:
+            on_chunk(chunk, df)
+        yield chunk, df
+
+
+def _in_order(
+    work: Sequence[Chunk],
+    submit: Callable[[Chunk], Any],
+    result: Callable[[Any], pd.DataFrame],
+    window: int,
+) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    """Keep ``window`` chunks in flight; yield them in run order as the head finishes."""
+    pending: deque[tuple[Chunk, Any]] = deque()
+    it = iter(work)
+    for chunk in itertools.islice(it, window):
+        pending.append((chunk, submit(chunk)))
+    while pending:
+        chunk, fut = pending.popleft()
+        df = result(fut)
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append((nxt, submit(nxt)))
+        yield chunk, df
+
+
+def _run_pool(work: Sequence[Chunk], workers: int) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        yield from _in_order(
+            work, lambda c: pool.submit(run_chunk, c), lambda f: f.result(), 4 * workers
+        )
+    finally:
+        # interrupted (Ctrl-C, generator closed): drop queued chunks, keep nothing running
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(
+    work: Sequence[Chunk], workers: int, scheduler: str | None
+) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ExecutorError(
+            "the dask executor needs dask[distributed]: pip install 'chaoslab[dask]'"
+        ) from None
+    cluster = None
+    if scheduler in (None, "", "local"):
+        # one single-threaded process per worker: a trial holds the GIL all the time
+        cluster = LocalCluster(
+            n_workers=max(1, workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        address: Any = cluster
+    else:
+        address = scheduler
+    try:
+        try:
+            client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise ExecutorError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        try:
+            slots = _check_workers(client)
+            yield from _in_order(
+                work,
+                lambda c: client.submit(run_chunk, c, key=_chunk_key(c), pure=False),
+                _dask_result,
+                2 * slots,
+            )
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _chunk_key(chunk: Chunk) -> str:
+    # a readable task name on the dashboard; unique per run and chunk
+    return f"chaoslab-{chunk.seed}-{chunk.index}-{uuid.uuid4().hex[:8]}"
+
+
+def _worker_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("chaoslab")
+    except metadata.PackageNotFoundError:
+        return "source"
+
+
+def _check_workers(client: Any) -> int:
+    """Threads on the cluster; refuse workers that run another chaoslab version."""
+    client.wait_for_workers(1, timeout=120)
+    mine = _worker_version()
+    try:
+        theirs = client.run(_worker_version)
+    except ModuleNotFoundError:
+        raise ExecutorError(
+            "the Dask workers cannot import chaoslab: install this chaoslab on every worker"
+        ) from None
+    other = {w: v for w, v in theirs.items() if v != mine}
+    if other:
+        w, v = next(iter(other.items()))
+        raise ExecutorError(
+            f"Dask worker {w} runs chaoslab {v}, this is {mine}: the same seeds would not give "
+            "the same trials; install the same version everywhere"
+        )
+    return max(1, sum(client.nthreads().values()))
+
+
+def _dask_result(fut: Any) -> pd.DataFrame:
+    try:
+        return fut.result()
+    except ModuleNotFoundError as e:
+        raise ExecutorError(f"a Dask worker cannot import what a chunk needs: {e}") from None
 
 
 def check_cells(cells: Sequence[Cell]) -> list[tuple[Cell, str]]:

@@ -83,6 +83,17 @@ def run(
         Path | None, typer.Option(help="Finish an interrupted run folder instead of a new one.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor: Annotated[
+        str,
+        typer.Option(help="Where chunks run: local (process pool) or dask (distributed)."),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address (tcp://host:8786), or 'local' for a LocalCluster of "
+            "--workers processes (the default with --executor dask)."
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment's designs x faults x sweep and write a run folder."""
     from chaoslab.cli.runcmd import run_experiment
@@ -96,6 +107,8 @@ def run(
         sets=set_ or [],
         resume=resume,
         quiet=quiet,
+        executor=executor,
+        scheduler=scheduler,
     )
     raise typer.Exit(code)
 
@@ -214,9 +227,11 @@ def _register_edges() -> None:
     if _registered:
         return
     _registered = True
+    from chaoslab.cli import analysis
     from chaoslab.cli import lab as _lab
 
     app.add_typer(_lab.app, name="lab")
+    analysis.register(app)
 
 
 def _sigterm(signum: int, frame: object) -> None:

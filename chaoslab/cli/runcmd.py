@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chaoslab.cli.common import console, err_console, fail, summary_table
 from chaoslab.experiment import Experiment, load_experiment, parse_set_option
 from chaoslab.results import RunWriter
-from chaoslab.runner import DEFAULT_CHUNK, chunks_for, run_cells
+from chaoslab.runner import DEFAULT_CHUNK, EXECUTORS, ExecutorError, chunks_for, run_cells
 
 
 def _run_id(exp: Experiment, seed: int) -> str:
@@ -32,7 +32,18 @@ def run_experiment(
     sets: list[str],
     resume: Path | None,
     quiet: bool,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> int:
+    if executor not in EXECUTORS:
+        fail(f"--executor {executor}: use {' or '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        fail("--scheduler needs --executor dask")
+    if workers < 1:
+        fail(f"--workers {workers}: at least 1")
+    if executor == "dask":
+        _check_dask()
+        scheduler = scheduler or "local"
     chunk_size = DEFAULT_CHUNK
     if resume is not None:
         meta_path = resume / "meta.json"
@@ -67,6 +78,7 @@ def run_experiment(
             "trials": trials,
             "chunk_size": chunk_size,
             "workers": workers,
+            "executor": executor if scheduler is None else f"{executor} ({scheduler})",
             "profiles": exp.profiles,
             "overrides": overrides,
             "horizon_s": exp.horizon,
@@ -84,10 +96,12 @@ def run_experiment(
     todo = [c for c in all_chunks if c.index not in done]
     n_trials = sum(c.stop - c.start for c in todo)
     if not quiet:
+        where = f"{workers} worker(s)"
+        if executor == "dask":
+            where = f"Dask {scheduler}" + (f", {workers} worker(s)" if scheduler == "local" else "")
         console.print(
             f"{exp.model.title}: {len(cells)} cells x {trials} trials, seed {seed}, "
-            f"{workers} worker(s) -> {run_dir}"
-            + (f" (resuming: {len(done)} chunks done)" if done else "")
+            f"{where} -> {run_dir}" + (f" (resuming: {len(done)} chunks done)" if done else "")
         )
     progress = Progress(
         TextColumn("{task.description}"),
@@ -108,9 +122,14 @@ def run_experiment(
                 workers=workers,
                 chunk_size=chunk_size,
                 skip=done,
+                executor=executor,
+                scheduler=scheduler,
             ):
                 writer.add_trials(df, chunk.index)
                 progress.advance(task, chunk.stop - chunk.start)
+    except ExecutorError as e:
+        writer.finish_partial()
+        fail(f"{e} (finished chunks kept in {run_dir}; resume with --resume {run_dir})", 1)
     except KeyboardInterrupt:
         writer.finish_partial()
         err_console.print(
@@ -122,3 +141,10 @@ def run_experiment(
     console.print(summary_table(result.summary(), title=f"{exp.model.title} — seconds"))
     console.print(f"run folder: {run_dir}")
     return 0
+
+
+def _check_dask() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        fail("--executor dask needs dask[distributed]: pip install 'chaoslab[dask]'")
