@@ -1,0 +1,444 @@
+"""Predicted against measured: pure functions over two runs (or their trials).
+
+For every measured design x fault x target and every metric (``recovery_s``,
+``downtime_s``, ``lost_s``) and milestone (``at_*``) both runs have:
+
+- **coverage**: the share of measured trials inside the predicted p5-p95 interval (a
+  well-calibrated model covers about 90 % of them);
+- **quantile rank** of each measured trial under the predicted distribution (mid-rank, so
+  ties, zeros and ``inf`` = never recovered are handled the same way on both sides); a
+  calibrated model gives ranks spread evenly over (0, 1);
+- the two-sample **Kolmogorov-Smirnov statistic** sup |F_pred - F_meas| with its
+  asymptotic 5 % critical value c(0.05) * sqrt((n + m) / (n m)), c = 1.358;
+- per-milestone **errors**: measured median - predicted median (s), the mean absolute
+  distance of measured trials to the predicted median (s), and the relative error.
+
+Runs of different result-format versions, or whose designs differ (a measured design the
+prediction does not have), are refused with a `CompareError` naming both runs.
+
+A live Kubernetes run stores the prediction it was planned with (``prediction.parquet``);
+`stored_prediction` turns it into a run, so ``compare`` needs no second folder then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text
+
+__all__ = [
+    "CELL_COLUMNS",
+    "KS_C05",
+    "METRICS",
+    "CompareError",
+    "Comparison",
+    "compare",
+    "compared_metrics",
+    "coverage",
+    "ks_critical",
+    "ks_statistic",
+    "match_cells",
+    "quantile_rank",
+    "stored_prediction",
+    "sweep_columns",
+]
+
+#: per-trial metrics compared, before the milestones
+METRICS = ("recovery_s", "downtime_s", "lost_s")
+#: Kolmogorov-Smirnov c(alpha) for alpha = 0.05 (two-sided, asymptotic)
+KS_C05 = 1.358
+CELL_COLUMNS = [
+    "design",
+    "fault",
+    "target",
+    "point",
+    "metric",
+    "n_predicted",
+    "n_measured",
+    "predicted_p5",
+    "predicted_p50",
+    "predicted_p95",
+    "measured_median",
+    "coverage",
+    "ks",
+    "ks_crit_05",
+    "median_error_s",
+    "mean_abs_error_s",
+    "rel_error",
+]
+RANK_COLUMNS = ["design", "fault", "target", "point", "trial", "metric", "measured", "rank"]
+
+
+class CompareError(ValueError):
+    """Two runs that cannot be compared (format version, designs, ambiguous cells)."""
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _clean(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    return a[~np.isnan(a)]
+
+
+def quantile_rank(predicted: Sequence[float] | np.ndarray, x: float) -> float:
+    """Mid-rank of ``x`` under the predicted sample: (#below + #equal / 2) / n, in [0, 1].
+
+    ``inf`` (never recovered) is a value like any other: a measured ``inf`` against a
+    prediction that is ``inf`` in 30 % of the trials ranks 0.85.
+    """
+    p = np.sort(_clean(predicted))
+    if p.size == 0 or math.isnan(x):
+        return math.nan
+    below = np.searchsorted(p, x, side="left")
+    upto = np.searchsorted(p, x, side="right")
+    return float((below + (upto - below) / 2) / p.size)
+
+
+def ks_statistic(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic sup_x |F_a(x) - F_b(x)| (NaN dropped;
+    ``inf`` sorts last, so unrecovered trials count)."""
+    x, y = np.sort(_clean(a)), np.sort(_clean(b))
+    if x.size == 0 or y.size == 0:
+        return math.nan
+    pts = np.concatenate([x, y])
+    fx = np.searchsorted(x, pts, side="right") / x.size
+    fy = np.searchsorted(y, pts, side="right") / y.size
+    return float(np.max(np.abs(fx - fy)))
+
+
+def ks_critical(n: int, m: int, c: float = KS_C05) -> float:
+    """Asymptotic critical value of the two-sample KS statistic (default alpha = 0.05)."""
+    if n == 0 or m == 0:
+        return math.nan
+    return c * math.sqrt((n + m) / (n * m))
+
+
+def _q(x: np.ndarray, q: float) -> float:
+    if x.size == 0:
+        return math.nan
+    # no interpolation: keeps inf (never recovered) meaningful, as in results.summarize
+    return float(np.quantile(x, q, method="inverted_cdf"))
+
+
+def coverage(
+    predicted: Sequence[float] | np.ndarray,
+    measured: Sequence[float] | np.ndarray,
+    lo: float = 0.05,
+    hi: float = 0.95,
+) -> float:
+    """Share of measured values inside the predicted [p_lo, p_hi] interval."""
+    p, m = _clean(predicted), _clean(measured)
+    if p.size == 0 or m.size == 0:
+        return math.nan
+    a, b = _q(p, lo), _q(p, hi)
+    return float(np.mean((m >= a) & (m <= b)))
+
+
+def _diff(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    if math.isinf(a) or math.isinf(b):
+        return 0.0 if a == b else (math.inf if a > b else -math.inf)
+    return a - b
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def _trials(r: Run | pd.DataFrame) -> pd.DataFrame:
+    return r.trials if isinstance(r, Run) else r
+
+
+def _meta(r: Run | pd.DataFrame) -> dict[str, Any]:
+    return r.meta if isinstance(r, Run) else {}
+
+
+def _name(r: Run | pd.DataFrame) -> str:
+    return str(r.path) if isinstance(r, Run) else "trials"
+
+
+def stored_prediction(run: Run) -> Run | None:
+    """The prediction a live run stored beside its measurements, as a run (or None)."""
+    p = Path(run.path) / "prediction.parquet"
+    if not p.exists():
+        return None
+    df = pd.read_parquet(p)
+    meta = {
+        **{k: v for k, v in run.meta.items() if k not in ("mode", "target", "status")},
+        "mode": "simulate",
+        "target": "model",
+        "status": "complete",
+        "prediction_of": str(run.path),
+    }
+    if "design" not in df.columns and run.meta.get("design"):
+        df.insert(0, "design", run.meta["design"])
+    if "fault" not in df.columns and run.meta.get("fault"):
+        df.insert(1, "fault", run.meta["fault"])
+    if "target" not in df.columns:
+        df.insert(2, "target", run.meta.get("fault_target", ""))
+    return Run(Path(run.path) / "prediction.parquet", meta, df)
+
+
+def check_compatible(predicted: Run | pd.DataFrame, measured: Run | pd.DataFrame) -> None:
+    """Refuse runs of different format versions or different designs (CompareError)."""
+    pv = _meta(predicted).get("format_version", FORMAT_VERSION)
+    mv = _meta(measured).get("format_version", FORMAT_VERSION)
+    if pv != mv:
+        raise CompareError(
+            f"cannot compare: {_name(predicted)} has results format version {pv}, "
+            f"{_name(measured)} has {mv}"
+        )
+    p, m = _trials(predicted), _trials(measured)
+    for name, df in ((_name(predicted), p), (_name(measured), m)):
+        if df.empty or "design" not in df.columns:
+            raise CompareError(f"cannot compare: {name} has no trials")
+    missing = sorted(set(m["design"]) - set(p["design"]))
+    if missing:
+        raise CompareError(
+            f"cannot compare: designs differ — {_name(measured)} measured "
+            f"{', '.join(missing)}, {_name(predicted)} predicted "
+            f"{', '.join(sorted(set(p['design'])))}"
+        )
+
+
+def _fault_kinds(meta: Mapping[str, Any]) -> dict[str, str]:
+    """Lab fault label -> the model fault kind it is predicted as (``predict:`` in the lab
+    spec), so 'link-down' measured in the lab meets 'node-crash' predicted."""
+    out: dict[str, str] = {}
+    for f in (meta.get("lab") or {}).get("faults") or []:
+        parts = [f.get("kind", "")]
+        if f.get("name"):
+            label = f["name"]
+        else:
+            if f.get("daemon"):
+                parts.append(f"{f['daemon']}-{str(f.get('signal', 'KILL')).lower()}")
+            if f.get("with_service"):
+                parts.append("with-service")
+            if f.get("client_timeout") is not None:
+                parts.append(f"timeout-{f['client_timeout']:g}s")
+            label = "/".join(parts)
+        pred = f.get("predict") or {}
+        out[label] = str(pred.get("kind") or f.get("kind", label))
+    return out
+
+
+#: columns of trials.parquet that are neither keys, metrics, milestones nor a(t)
+_NOT_SWEPT = {
+    "design",
+    "fault",
+    "target",
+    "trial",
+    "recovery_s",
+    "recovered",
+    "downtime_s",
+    "degraded_s",
+    "lost_s",
+    "connections_reset",
+    "connections_hung",
+    "a_t",
+    "a_v",
+}
+
+
+def sweep_columns(results: Run | pd.DataFrame) -> list[str]:
+    """Swept parameter columns of a run (from meta, else inferred like `summarize`)."""
+    df = _trials(results)
+    meta = _meta(results)
+    if meta.get("sweep"):
+        return [c for c in meta["sweep"] if c in df.columns]
+    return [c for c in df.columns if c not in _NOT_SWEPT and not c.startswith("at_")]
+
+
+def _sweep_cols(df: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
+    if meta.get("sweep"):
+        return [c for c in meta["sweep"] if c in df.columns]
+    return sweep_columns(df)
+
+
+def match_cells(
+    predicted: Run | pd.DataFrame,
+    measured: Run | pd.DataFrame,
+    select: Mapping[str, Any] | None = None,
+) -> list[tuple[pd.DataFrame, pd.DataFrame, str]]:
+    """Pairs (predicted trials, measured trials, label) per measured design x fault x target.
+
+    The predicted cell has the same design and fault (or the model fault the lab fault is
+    predicted as), the same target when the prediction has it, and one sweep point: pass
+    ``select={"profile": "k8s-1.32"}`` when the prediction swept several.
+    """
+    check_compatible(predicted, measured)
+    p, m = _trials(predicted), _trials(measured)
+    kinds = _fault_kinds(_meta(measured))
+    sweep = _sweep_cols(p, _meta(predicted))
+    for k, v in (select or {}).items():
+        if k not in p.columns:
+            raise CompareError(f"--select {k}: the prediction has no column {k!r}")
+        col = p[k]
+        p = p[(col == v) | (col.astype(str) == str(v))]
+        if p.empty:
+            raise CompareError(f"--select {k}={v}: no predicted trials have that value")
+    msweep = [c for c in _sweep_cols(m, _meta(measured)) if c not in (select or {})]
+    pairs = []
+    unmatched = []
+    for key, g in m.groupby(["design", "fault", "target", *msweep], sort=False, dropna=False):
+        design, fault, target = key[:3]
+        point = dict(zip(msweep, key[3:], strict=True))
+        pd_ = p[p["design"] == design]
+        # the same sweep point on both sides when the prediction swept the same key
+        for k, v in point.items():
+            if k in pd_.columns:
+                pd_ = pd_[pd_[k] == v]
+        cand = pd_[pd_["fault"] == fault]
+        if cand.empty and fault in kinds:
+            cand = pd_[pd_["fault"] == kinds[fault]]
+        if cand.empty:
+            cand = pd_[pd_["fault"] == str(fault).split("/")[0]]
+        if cand.empty:
+            unmatched.append(f"{design} · {fault}")
+            continue
+        if target in set(cand["target"]):
+            cand = cand[cand["target"] == target]
+        elif cand["target"].nunique() > 1:
+            raise CompareError(
+                f"cannot compare {design} · {fault}: measured target {target!r}, predicted "
+                f"targets {', '.join(sorted(map(str, set(cand['target']))))}"
+            )
+        for k in sweep:
+            if k in cand.columns and cand[k].nunique() > 1:
+                raise CompareError(
+                    f"cannot compare {design} · {fault}: the prediction swept {k} over "
+                    f"{', '.join(map(str, cand[k].unique()))}; pick one with --select {k}=VALUE"
+                )
+        label = f"{design} · {fault}"
+        if point:
+            label += " · " + ", ".join(f"{k}={v}" for k, v in point.items())
+        pairs.append((cand, g, label))
+    if not pairs:
+        raise CompareError(
+            f"cannot compare: no measured cell ({'; '.join(unmatched)}) has a predicted "
+            f"counterpart in {_name(predicted)}"
+        )
+    return pairs
+
+
+def compared_metrics(predicted: pd.DataFrame, measured: pd.DataFrame) -> list[str]:
+    """The metrics, then the milestones measured at least once and predicted at least once."""
+    out = [c for c in METRICS if c in predicted.columns and c in measured.columns]
+    for c in measured.columns:
+        if (
+            c.startswith("at_")
+            and c in predicted.columns
+            and measured[c].notna().any()
+            and predicted[c].notna().any()
+        ):
+            out.append(c)
+    return out
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+@dataclass
+class Comparison:
+    """Result of `compare`: one row per cell x metric, one row per measured trial x metric."""
+
+    cells: pd.DataFrame
+    ranks: pd.DataFrame
+    predicted: str = ""
+    measured: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Store cells.csv and ranks.csv (atomically) in ``out_dir``."""
+        d = Path(out_dir)
+        paths = [d / "cells.csv", d / "ranks.csv"]
+        atomic_write_text(paths[0], self.cells.to_csv(index=False))
+        atomic_write_text(paths[1], self.ranks.to_csv(index=False))
+        return paths
+
+
+def compare(
+    predicted: Run | pd.DataFrame,
+    measured: Run | pd.DataFrame,
+    *,
+    select: Mapping[str, Any] | None = None,
+) -> Comparison:
+    """Coverage, quantile ranks, KS statistic and errors of measured vs predicted trials."""
+    pairs = match_cells(predicted, measured, select)
+    rows: list[dict[str, Any]] = []
+    ranks: list[dict[str, Any]] = []
+    notes: list[str] = []
+    m_all = _trials(measured)
+    matched = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
+    for (design, fault), _ in m_all.groupby(["design", "fault"], sort=False):
+        if (str(design), str(fault)) not in matched:
+            notes.append(f"{design} · {fault}: no predicted counterpart, left out")
+    for p, m, label in pairs:
+        design, fault, target = (str(m[c].iloc[0]) for c in ("design", "fault", "target"))
+        point = label.split(" · ", 2)[2] if label.count(" · ") >= 2 else ""
+        for metric in compared_metrics(p, m):
+            px = _clean(p[metric])
+            mx_full = m[metric].to_numpy(dtype=float)
+            mx = _clean(mx_full)
+            p50 = _q(px, 0.5)
+            med = _q(mx, 0.5) if mx.size else math.nan
+            err = [_diff(x, p50) for x in mx]
+            abs_err = [abs(e) for e in err if not math.isnan(e)]
+            median_error = _diff(med, p50)
+            rel = (
+                median_error / p50
+                if p50 not in (0.0,) and math.isfinite(p50) and math.isfinite(median_error)
+                else math.nan
+            )
+            rows.append(
+                {
+                    "design": design,
+                    "fault": fault,
+                    "target": target,
+                    "point": point,
+                    "metric": metric,
+                    "n_predicted": int(px.size),
+                    "n_measured": int(mx.size),
+                    "predicted_p5": _q(px, 0.05),
+                    "predicted_p50": p50,
+                    "predicted_p95": _q(px, 0.95),
+                    "measured_median": med,
+                    "coverage": coverage(px, mx),
+                    "ks": ks_statistic(px, mx),
+                    "ks_crit_05": ks_critical(int(px.size), int(mx.size)),
+                    "median_error_s": median_error,
+                    "mean_abs_error_s": float(np.mean(abs_err)) if abs_err else math.nan,
+                    "rel_error": rel,
+                }
+            )
+            trial_ids = m["trial"].to_numpy() if "trial" in m else np.arange(len(m))
+            for tid, x in zip(trial_ids, mx_full, strict=True):
+                if math.isnan(x):
+                    continue
+                ranks.append(
+                    {
+                        "design": design,
+                        "fault": fault,
+                        "target": target,
+                        "point": point,
+                        "trial": int(tid),
+                        "metric": metric,
+                        "measured": float(x),
+                        "rank": quantile_rank(px, float(x)),
+                    }
+                )
+    return Comparison(
+        pd.DataFrame(rows, columns=CELL_COLUMNS),
+        pd.DataFrame(ranks, columns=RANK_COLUMNS),
+        _name(predicted),
+        _name(measured),
+        notes,
+    )

@@ -1,0 +1,964 @@
+"""Figures of run folders (matplotlib; an edge module, the core never imports it).
+
+Every function takes results (a `Run` or its trials DataFrame) and returns a matplotlib
+`Figure` built without pyplot, so nothing here opens a window or keeps global figure state;
+callers save it (`save`) or let a notebook display it.
+
+Figures (DESIGN.md, issue 6):
+
+- `ecdf_recovery`       ECDF of ``recovery_s`` per design, log time axis, unrecovered
+                        trials in a band at the right;
+- `availability`        median a(t) and its p5-p95 band across trials, per design, on a
+                        symlog time axis (linear near the fault, logarithmic after), so a
+                        3 s and a 6 min outage read at a glance on one axis;
+- `phase_timeline`      waterfall of median milestone times per design x fault;
+- `loss_heatmap`        mean ``lost_s`` and ``downtime_s`` per design x fault;
+- `tornado`             sensitivity of a metric to each swept parameter;
+- `predicted_vs_measured` predicted ECDF with the measured trials as points, per metric
+                        and milestone.
+
+Text: the article's readers are Korean-speaking operators, so the font list falls back to
+Noto Sans CJK for Hangul/Kana/Han glyphs that DejaVu Sans lacks (`configure_fonts`).
+Every axis label names its unit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from chaoslab.compare import sweep_columns
+from chaoslab.results import Run
+
+__all__ = [
+    "AVAILABILITY_FLOOR",
+    "availability",
+    "availability_matrix",
+    "configure_fonts",
+    "design_color",
+    "ecdf_recovery",
+    "figures_for_run",
+    "fmt_seconds",
+    "loss_heatmap",
+    "phase_timeline",
+    "predicted_vs_measured",
+    "save",
+    "tornado",
+]
+
+#: fonts tried in order for every glyph: DejaVu for Latin, Noto CJK for Hangul/Kana/Han
+FONT_FALLBACK = ("DejaVu Sans", "Noto Sans CJK KR", "Noto Sans CJK JP")
+#: the lowest availability the band can show below 1 is 0; kept as a name for the tests
+AVAILABILITY_FLOOR = 0.0
+#: symlog: linear within +-LINTHRESH s of the fault, logarithmic beyond (seconds)
+LINTHRESH = 1.0
+
+_KEY = ("design", "fault", "target")
+_METRIC_LABELS = {
+    "recovery_s": "recovery time (s)",
+    "downtime_s": "downtime, a(t) = 0 (s)",
+    "degraded_s": "degraded time, 0 < a(t) < 1 (s)",
+    "lost_s": "lost service ∫(1 − a) dt (s)",
+}
+
+
+def configure_fonts() -> None:
+    """Make every figure fall back to Noto Sans CJK for glyphs DejaVu Sans lacks.
+
+    matplotlib (>= 3.6) falls back glyph by glyph through the family list, so Korean and
+    English mix in one label. Idempotent; changes only the sans-serif list and the minus
+    sign (Noto CJK has no U+2212, DejaVu has; keep the real minus for DejaVu).
+    """
+    current = list(mpl.rcParams["font.sans-serif"])
+    wanted = [f for f in FONT_FALLBACK if f not in current[: len(FONT_FALLBACK)]]
+    if wanted or current[: len(FONT_FALLBACK)] != list(FONT_FALLBACK):
+        rest = [f for f in current if f not in FONT_FALLBACK]
+        mpl.rcParams["font.sans-serif"] = [*FONT_FALLBACK, *rest]
+    mpl.rcParams["font.family"] = ["sans-serif"]
+    mpl.rcParams["svg.fonttype"] = "path"  # self-contained SVG: glyphs as outlines
+
+
+configure_fonts()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _trials(results: Run | pd.DataFrame) -> pd.DataFrame:
+    return results.trials if isinstance(results, Run) else results
+
+
+def _horizon(results: Run | pd.DataFrame, default: float | None = None) -> float:
+    """The run's horizon (s): meta, else the lab's observation window, else the data."""
+    if isinstance(results, Run):
+        m = results.meta
+        if m.get("horizon_s") is not None:
+            return float(m["horizon_s"])
+        obs = (m.get("lab") or {}).get("trial", {}).get("observe")
+        if obs is not None:
+            return float(obs)
+    if default is not None:
+        return default
+    df = _trials(results)
+    finite = pd.to_numeric(df.get("recovery_s"), errors="coerce")
+    finite = finite[np.isfinite(finite)] if finite is not None else pd.Series(dtype=float)
+    last = [float(t[-1]) for t in df["a_t"] if len(t)] if "a_t" in df else []
+    top = max([*finite.tolist(), *last, 1.0])
+    return float(top) * 1.25
+
+
+def _design_order() -> list[str]:
+    try:
+        from chaoslab.designs import DESIGNS
+
+        return list(DESIGNS)
+    except ImportError:  # pragma: no cover - the registry is part of the package
+        return []
+
+
+_PALETTE = [mpl.colormaps["tab10"](i) for i in range(10)] + [
+    mpl.colormaps["tab20"](i) for i in range(1, 20, 2)
+]
+
+
+def design_color(design: str) -> Any:
+    """The same colour for a design in every figure (by its place in the registry)."""
+    order = _design_order()
+    i = order.index(design) if design in order else len(order) + sum(map(ord, design))
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def fmt_seconds(v: float) -> str:
+    """Short human duration: 0.23 s, 12.6 s, 5.2 min, 1.5 h, never."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if math.isinf(v):
+        return "never"
+    if v == 0:
+        return "0 s"
+    if v < 0.01:
+        return f"{v * 1000:.2g} ms"
+    if v < 60:
+        return f"{v:.3g} s"
+    if v < 3600:
+        return f"{v / 60:.3g} min"
+    return f"{v / 3600:.3g} h"
+
+
+def _cell_label(fault: str, target: str, multi_target: bool) -> str:
+    return f"{fault} → {target}" if multi_target else fault
+
+
+def _cells(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(fault, target) pairs in order of appearance."""
+    return list(dict.fromkeys(zip(df["fault"], df["target"], strict=True)))
+
+
+def _points(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[Any, ...]]:
+    if not sweep:
+        return [()]
+    return list(dict.fromkeys(df[list(sweep)].itertuples(index=False, name=None)))
+
+
+def _point_label(sweep: Sequence[str], point: tuple[Any, ...]) -> str:
+    return ", ".join(f"{k}={_short_value(v)}" for k, v in zip(sweep, point, strict=True))
+
+
+def _short_value(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return f"{int(v)}"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _select(df: pd.DataFrame, sweep: Sequence[str], point: tuple[Any, ...]) -> pd.DataFrame:
+    if not sweep:
+        return df
+    mask = np.ones(len(df), dtype=bool)
+    for k, v in zip(sweep, point, strict=True):
+        mask &= (df[k] == v).to_numpy()
+    return df[mask]
+
+
+def _grid(n: int, ncols: int, w: float, h: float) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per fault cell x sweep point, titled, fault-major (a row of panels per
+    fault, one column per sweep point when `_panel_cols` says so); empty ones dropped."""
+    cells = _cells(df)
+    multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+    out = []
+    for fault, target in cells:
+        for point in _points(df, sweep):
+            sub = _select(df, sweep, point)
+            g = sub[(sub["fault"] == fault) & (sub["target"] == target)]
+            if g.empty and len(_points(df, sweep)) == 1:
+                continue
+            title = _cell_label(fault, target, multi)
+            if sweep:
+                title += f"\n{_point_label(sweep, point)}"
+            out.append((title, g))
+    return out
+
+
+def _panel_cols(df: pd.DataFrame, sweep: Sequence[str], default: int) -> int:
+    n = len(_points(df, sweep))
+    return n if 2 <= n <= 4 else default
+
+
+def _symlog_time(ax: Axes, horizon: float, left: float = -LINTHRESH / 2) -> None:
+    ax.set_xscale("symlog", linthresh=LINTHRESH, linscale=0.6)
+    ax.set_xlim(left, horizon)
+    ticks = [t for t in (0, 1, 3, 10, 30, 60, 180, 300, 600, 1800, 3600, 7200) if t <= horizon]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([_tick_label(t) for t in ticks])
+    ax.axvline(0, color="0.3", lw=0.8, ls=":")
+
+
+def _tick_label(t: float) -> str:
+    if t >= 60 and t % 60 == 0:
+        return f"{int(t // 60)}m"
+    return f"{t:g}"
+
+
+# ----------------------------------------------------------------------------- ECDF
+
+
+def _ecdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.sort(x)
+    y = np.arange(1, x.size + 1) / x.size
+    return x, y
+
+
+def ecdf_recovery(
+    results: Run | pd.DataFrame,
+    *,
+    metric: str = "recovery_s",
+    horizon: float | None = None,
+    ncols: int = 3,
+    title: str | None = None,
+) -> Figure:
+    """ECDF of a per-trial duration per design; one panel per fault cell x sweep point.
+
+    Log time axis. Trials that never recovered (``inf``) are drawn at the right in a grey
+    band marked "not recovered", so the curve ends at 1 and the share that never recovered
+    is the height of the last step. Zeros (the fault never touched availability) sit at
+    the left edge.
+    """
+    df = _trials(results)
+    hz = _horizon(results, horizon)
+    sweep = sweep_columns(results)
+    panels = _panels(df, sweep)
+    fig, axes = _grid(len(panels), _panel_cols(df, sweep, ncols), 4.6, 3.4)
+    vals = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+    pos = vals[np.isfinite(vals) & (vals > 0)]
+    floor = min(0.01, float(pos.min()) / 2) if pos.size else 0.01
+    never_x = hz * 2.0
+    for ax, (ptitle, g) in zip(axes, panels, strict=True):
+        for design, gd in g.groupby("design", sort=False):
+            x = pd.to_numeric(gd[metric], errors="coerce").to_numpy(dtype=float)
+            x = x[~np.isnan(x)]
+            if x.size == 0:
+                continue
+            x = np.where(np.isinf(x), never_x, np.maximum(x, floor))
+            xs, ys = _ecdf(x)
+            xs = np.concatenate([[floor], xs])
+            ys = np.concatenate([[0.0], ys])
+            ax.step(xs, ys, where="post", color=design_color(str(design)), label=str(design))
+        ax.set_xscale("log")
+        ax.set_xlim(floor, hz * 3.0)
+        ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
+        ax.text(
+            hz * 2.05,
+            0.5,
+            "not recovered",
+            rotation=90,
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="0.35",
+        )
+        ax.set_ylim(0, 1.02)
+        ax.set_title(ptitle, fontsize=9)
+        xlabel = _METRIC_LABELS.get(metric, f"{metric} (s)")
+        if (vals == 0).any():
+            xlabel += f"; 0 drawn at {floor:g} s"
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("share of trials (fraction)")
+        ax.grid(True, which="major", alpha=0.3)
+    _legend_outside(fig, axes)
+    fig.suptitle(title or f"ECDF of {metric} per design (log time axis)", fontsize=11)
+    return fig
+
+
+def _legend_outside(fig: Figure, axes: Sequence[Axes]) -> None:
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="outside lower center",
+            ncols=min(len(handles), 5),
+            fontsize=8,
+            frameon=False,
+        )
+
+
+# ----------------------------------------------------------------------------- a(t)
+
+
+def time_grid(horizon: float, left: float = -LINTHRESH / 2, n: int = 400) -> np.ndarray:
+    """Times (s) dense where the symlog axis is: linear near 0, geometric after."""
+    lin = np.linspace(left, LINTHRESH, 60)
+    geo = np.geomspace(LINTHRESH, max(horizon, LINTHRESH * 1.01), n)
+    return np.unique(np.concatenate([lin, geo]))
+
+
+def availability_matrix(trials: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """a(t) of every trial on ``grid`` (rows: trials). a = 1 before the fault (t < 0)."""
+    out = np.ones((len(trials), grid.size))
+    for i, (ts, vs) in enumerate(zip(trials["a_t"], trials["a_v"], strict=True)):
+        ts = np.asarray(ts, dtype=float)
+        vs = np.asarray(vs, dtype=float)
+        if ts.size == 0:
+            continue
+        idx = np.searchsorted(ts, grid, side="right") - 1
+        row = np.where(idx >= 0, vs[np.clip(idx, 0, None)], 1.0)
+        out[i] = row
+    return out
+
+
+def availability(
+    results: Run | pd.DataFrame,
+    *,
+    horizon: float | None = None,
+    designs: Iterable[str] | None = None,
+    faults: Iterable[str] | None = None,
+    ncols: int = 2,
+    band: tuple[float, float] = (0.05, 0.95),
+    title: str | None = None,
+) -> Figure:
+    """Median a(t) with a p5-p95 band across trials, per design; one panel per fault
+    cell x sweep point, all on the same symlog time axis (s)."""
+    df = _trials(results)
+    if "a_t" not in df.columns:
+        raise ValueError("this run stores no availability change points (a_t/a_v columns)")
+    if designs is not None:
+        df = df[df["design"].isin(list(designs))]
+    if faults is not None:
+        df = df[df["fault"].isin(list(faults))]
+    if df.empty:
+        raise ValueError("no trials of the requested designs/faults in this run")
+    hz = _horizon(results, horizon)
+    grid = time_grid(hz)
+    sweep = sweep_columns(results)
+    panels = _panels(df, sweep)
+    fig, axes = _grid(len(panels), _panel_cols(df, sweep, ncols), 6.0, 3.3)
+    all_designs = list(dict.fromkeys(df["design"]))
+    for ax, (ptitle, g) in zip(axes, panels, strict=True):
+        for design, gd in g.groupby("design", sort=False):
+            m = availability_matrix(gd, grid)
+            lo, med, hi = np.quantile(m, [band[0], 0.5, band[1]], axis=0)
+            c = design_color(str(design))
+            # designs that behave the same would hide each other: offset each median line
+            # by a hair (at most +-0.02, far below any real step in a(t))
+            k = all_designs.index(design)
+            dodge = (k - (len(all_designs) - 1) / 2) * min(0.008, 0.04 / len(all_designs))
+            ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.15, lw=0)
+            ax.step(grid, med + dodge, where="post", color=c, lw=1.6, label=str(design))
+        if g.empty:
+            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
+        _symlog_time(ax, hz)
+        ax.set_ylim(-0.03, 1.05)
+        ax.set_title(ptitle, fontsize=9)
+        ax.set_xlabel("time since the fault (s; linear to 1 s, log after)")
+        ax.set_ylabel("availability a(t) (fraction)")
+        ax.grid(True, alpha=0.3)
+    if len(all_designs) > 1:
+        fig.text(
+            0.005,
+            0.005,
+            "median lines offset by < 0.02 so designs that coincide stay visible",
+            fontsize=6.5,
+            color="0.4",
+        )
+    _legend_outside(fig, axes)
+    fig.suptitle(
+        title
+        or f"Availability after the fault: median and p{band[0] * 100:g}–p{band[1] * 100:g} "
+        "band across trials",
+        fontsize=11,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def _milestone_cols(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("at_") and df[c].notna().any()]
+
+
+def _milestone_name(col: str) -> str:
+    name = col[3:]
+    try:
+        from chaoslab.mechanisms.base import MILESTONES, milestone_column
+
+        for k in MILESTONES:
+            if milestone_column(k) == col:
+                return k
+    except ImportError:  # pragma: no cover
+        pass
+    return name.replace("_", ".", 1)
+
+
+def phase_medians(trials: pd.DataFrame, sweep: Sequence[str] = ()) -> pd.DataFrame:
+    """Median time (s) of each milestone per design x fault x target x sweep point, and
+    the share of trials in which it happened."""
+    keys = [*_KEY, *sweep]
+    rows = []
+    for key, g in trials.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for col in _milestone_cols(g):
+            x = g[col].to_numpy(dtype=float)
+            seen = x[np.isfinite(x)]
+            if seen.size == 0:
+                continue
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "milestone": _milestone_name(col),
+                    "median_s": float(np.median(seen)),
+                    "share": seen.size / x.size,
+                }
+            )
+    return pd.DataFrame(rows, columns=[*keys, "milestone", "median_s", "share"])
+
+
+#: phase of a milestone, by name: (phase, colour). First matching prefix wins.
+PHASES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("recovered", ("service.recovered",), "black"),
+    (
+        "detection",
+        (
+            "node.not_ready",
+            "pods.not_ready",
+            "container.died",
+            "pod.not_ready",
+            "lb.marked_down",
+            "bfd.",
+            "memberlist.",
+            "lease.",
+            "vrrp.master_down",
+            "bgp.hold",
+        ),
+        "#c44e52",
+    ),
+    ("endpoints / proxy", ("endpoints.removed", "proxy.", "nginx."), "#dd8452"),
+    (
+        "eviction / deletion",
+        (
+            "node.tainted",
+            "pod.evicted",
+            "pod.deleted",
+            "pod.sigterm",
+            "pod.gone",
+            "pod.force_deleted",
+        ),
+        "#8172b3",
+    ),
+    (
+        "VIP move",
+        ("vip.", "vrrp.", "arp.", "garp.", "kube_vip.", "kube-vip.", "metallb.", "leader."),
+        "#55a868",
+    ),
+    ("route convergence", ("bgp.", "route.", "ecmp.", "fib.", "router."), "#64b5cd"),
+    (
+        "replacement / restart",
+        ("replacement.", "container.restarted", "pod.ready", "endpoints.added", "lb.marked_up"),
+        "#4c72b0",
+    ),
+    ("node back", ("node.ready", "node.powered_on", "node.reconnected", "kubelet."), "#937860"),
+)
+
+
+def milestone_phase(name: str) -> tuple[str, str]:
+    """(phase, colour) of a milestone name; unknown names are 'other' (grey)."""
+    for phase, prefixes, color in PHASES:
+        if any(name == p or (p.endswith(".") and name.startswith(p)) for p in prefixes):
+            return phase, color
+    return "other", "0.6"
+
+
+def phase_timeline(
+    results: Run | pd.DataFrame,
+    *,
+    horizon: float | None = None,
+    min_share: float = 0.5,
+    title: str | None = None,
+) -> Figure:
+    """Waterfall of median milestone times: one row per design x fault (x sweep point).
+
+    Each row is a chain of segments from one milestone's median to the next, coloured by
+    the phase of the milestone reached at its end (detection, endpoints, eviction, VIP
+    move, route convergence, replacement, node back), with a dot per milestone. The black
+    diamond is the median recovery; what happens after it is drawn faded (users no longer
+    see it). Milestones seen in fewer than ``min_share`` of a row's trials are left out.
+    """
+    df = _trials(results)
+    hz = _horizon(results, horizon)
+    sweep = sweep_columns(results)
+    med = phase_medians(df, sweep)
+    med = med[med["share"] >= min_share]
+    if med.empty:
+        raise ValueError("no milestone happened in this run's trials")
+    keys = [*_KEY, *sweep]
+    rows = list(dict.fromkeys(med[keys].itertuples(index=False, name=None)))
+    fig = Figure(figsize=(11, 1.3 + 0.34 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    labels = []
+    used: dict[str, str] = {}
+    for y, key in enumerate(rows):
+        g = med
+        for k, v in zip(keys, key, strict=True):
+            g = g[g[k] == v]
+        g = g.sort_values("median_s")
+        rec = g[g["milestone"] == "service.recovered"]
+        t_rec = float(rec["median_s"].iloc[0]) if len(rec) else math.inf
+        prev = 0.0
+        for _, r in g.iterrows():
+            t = float(r["median_s"])
+            phase, color = milestone_phase(str(r["milestone"]))
+            used[phase] = color
+            if phase == "recovered":
+                continue
+            after = t > t_rec
+            ax.barh(
+                y,
+                t - prev,
+                left=prev,
+                height=0.6,
+                color=color,
+                alpha=0.3 if after else 0.9,
+                edgecolor="white",
+                lw=0.4,
+            )
+            ax.plot(
+                [t],
+                [y],
+                "o",
+                color=color,
+                mec="white",
+                mew=0.5,
+                ms=3.5,
+                alpha=0.4 if after else 1.0,
+            )
+            prev = t
+        if math.isfinite(t_rec):
+            ax.plot([t_rec], [y], "D", color="black", ms=5, zorder=5)
+            ax.text(t_rec, y - 0.38, f" {fmt_seconds(t_rec)}", fontsize=6.5, va="bottom")
+        else:
+            ax.plot([hz], [y], marker=">", color="black", ms=5, clip_on=False)
+        design, fault, target = key[:3]
+        lab = f"{design} · {fault}"
+        if target:
+            lab += f" → {target}"
+        if sweep:
+            lab += f" · {_point_label(sweep, key[3:])}"
+        labels.append(lab)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=7.5)
+    ax.set_ylim(len(rows) - 0.4, -0.7)
+    _symlog_time(ax, hz, left=0)
+    ax.set_xlabel("median time of each milestone after the fault (s; linear to 1 s, log after)")
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [
+        Patch(color=c, label=p)
+        for p, _, c in [*PHASES, ("other", (), "0.6")]
+        if p in used and p != "recovered"
+    ]
+    handles.append(Line2D([], [], marker="D", color="black", ls="", label="median recovery"))
+    handles.append(
+        Line2D([], [], marker=">", color="black", ls="", label="not recovered in horizon")
+    )
+    fig.legend(
+        handles=handles,
+        loc="outside right upper",
+        fontsize=7.5,
+        frameon=False,
+        title="phase reached",
+        title_fontsize=8,
+    )
+    fig.suptitle(title or "Phase timeline: median milestone times per design × fault", fontsize=11)
+    return fig
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def loss_heatmap(
+    results: Run | pd.DataFrame,
+    *,
+    metrics: Sequence[str] = ("lost_s", "downtime_s"),
+    stat: str = "mean",
+    title: str | None = None,
+) -> Figure:
+    """Heat map per metric: rows design (x sweep point), columns fault cells, colour on a
+    log scale (values span milliseconds to the horizon), each cell annotated."""
+    df = _trials(results)
+    sweep = sweep_columns(results)
+    cells = _cells(df)
+    multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+    row_keys = list(dict.fromkeys(df[["design", *sweep]].itertuples(index=False, name=None)))
+    fig = Figure(
+        figsize=(2.2 + 1.6 * len(cells) * len(metrics), 1.4 + 0.42 * len(row_keys)),
+        layout="constrained",
+    )
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        mat = np.full((len(row_keys), len(cells)), np.nan)
+        for i, rk in enumerate(row_keys):
+            sub = df[df["design"] == rk[0]]
+            sub = _select(sub, sweep, rk[1:])
+            for j, (fault, target) in enumerate(cells):
+                x = sub[(sub["fault"] == fault) & (sub["target"] == target)][metric]
+                x = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
+                if x.size:
+                    mat[i, j] = float(np.mean(x) if stat == "mean" else np.median(x))
+        pos = mat[np.isfinite(mat) & (mat > 0)]
+        vmin = max(float(pos.min()), 1e-3) if pos.size else 1e-3
+        vmax = max(float(pos.max()), vmin * 10) if pos.size else 1.0
+        shown = np.where(mat > 0, np.maximum(mat, vmin), np.nan)
+        im = ax.imshow(
+            np.ma.masked_invalid(shown),
+            norm=LogNorm(vmin=vmin, vmax=vmax),
+            cmap="YlOrRd",
+            aspect="auto",
+        )
+        ax.set_facecolor("0.93")
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                v = mat[i, j]
+                text = "–" if np.isnan(v) else fmt_seconds(v)
+                dark = (
+                    np.isfinite(v)
+                    and v > 0
+                    and math.log(max(v, vmin))
+                    > (math.log(vmin) + 0.6 * (math.log(vmax) - math.log(vmin)))
+                )
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="white" if dark else "black",
+                )
+        ax.set_xticks(range(len(cells)))
+        ax.set_xticklabels(
+            [_cell_label(f, t, multi) for f, t in cells], rotation=30, ha="right", fontsize=8
+        )
+        ax.set_yticks(range(len(row_keys)))
+        ax.set_yticklabels(
+            [
+                str(rk[0]) + (f" · {_point_label(sweep, rk[1:])}" if sweep else "")
+                for rk in row_keys
+            ],
+            fontsize=8,
+        )
+        ax.set_title(f"{stat} {_METRIC_LABELS.get(metric, metric)}", fontsize=9)
+        ax.set_xlabel("fault")
+        cb = fig.colorbar(im, ax=ax, shrink=0.8)
+        cb.set_label(f"{metric} (s, log scale; grey = 0 or not run)", fontsize=8)
+    fig.suptitle(title or "Cost of each fault per design", fontsize=11)
+    return fig
+
+
+# ----------------------------------------------------------------------------- tornado
+
+
+def _cell_stat(x: pd.Series, stat: str) -> float:
+    v = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan
+    if stat == "mean":
+        return float(np.mean(v))
+    q = {"median": 0.5, "p50": 0.5, "p95": 0.95, "p5": 0.05, "p99": 0.99}[stat]
+    return float(np.quantile(v, q, method="inverted_cdf"))
+
+
+def sensitivity(
+    trials: pd.DataFrame,
+    sweep: Sequence[str],
+    *,
+    metric: str = "recovery_s",
+    stat: str = "median",
+    baseline: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One-at-a-time sensitivity: for each swept key, the metric's statistic at each of its
+    values while the other swept keys stay at their baseline (default: each key's middle
+    value). Returns key, value, stat; plus the baseline statistic as key ``(baseline)``."""
+    base: dict[str, Any] = {}
+    for k in sweep:
+        vals = list(dict.fromkeys(trials[k]))
+        with contextlib.suppress(TypeError):
+            vals = sorted(vals)
+        base[k] = (baseline or {}).get(k, vals[(len(vals) - 1) // 2])
+    rows = []
+    at_base = trials
+    for k in sweep:
+        at_base = at_base[at_base[k] == base[k]]
+    rows.append({"key": "(baseline)", "value": None, "stat": _cell_stat(at_base[metric], stat)})
+    for k in sweep:
+        sub = trials
+        for other in sweep:
+            if other != k:
+                sub = sub[sub[other] == base[other]]
+        for v, g in sub.groupby(k, sort=True):
+            rows.append({"key": k, "value": v, "stat": _cell_stat(g[metric], stat)})
+    return pd.DataFrame(rows, columns=["key", "value", "stat"])
+
+
+def tornado(
+    results: Run | pd.DataFrame,
+    *,
+    metric: str = "recovery_s",
+    stat: str = "median",
+    sweep: Sequence[str] | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    max_rows: int = 30,
+    title: str | None = None,
+) -> Figure:
+    """Tornado chart of one-at-a-time sensitivity (see `sensitivity`).
+
+    One row per swept parameter (x design x fault cell when the trials hold several): the
+    bar spans the statistic over the parameter's values, blue below the row's baseline
+    (black tick), orange above; the end labels name the values. Rows are sorted by relative
+    span, widest on top. The time axis turns logarithmic when the rows span > 30x.
+    """
+    df = _trials(results)
+    keys = list(sweep) if sweep is not None else sweep_columns(results)
+    keys = [k for k in keys if k in df.columns and df[k].nunique() > 1]
+    if not keys:
+        raise ValueError("no swept parameter with more than one value in these trials")
+    cells = list(dict.fromkeys(df[list(_KEY)].itertuples(index=False, name=None)))
+    rows: list[tuple[str, float, Any, float, Any, float, float]] = []
+    for cell in cells:
+        g = df[(df["design"] == cell[0]) & (df["fault"] == cell[1]) & (df["target"] == cell[2])]
+        s = sensitivity(g, keys, metric=metric, stat=stat, baseline=baseline)
+        base_v = float(s.loc[s["key"] == "(baseline)", "stat"].iloc[0])
+        for k in keys:
+            r = s[(s["key"] == k)].dropna(subset=["stat"])
+            if r.empty:
+                continue
+            lo_r = r.loc[r["stat"].idxmin()]
+            hi_r = r.loc[r["stat"].idxmax()]
+            lo, hi = float(lo_r["stat"]), float(hi_r["stat"])
+            if math.isinf(lo):
+                continue  # never recovered at any value: nothing to rank
+            label = k if len(cells) == 1 else f"{k} — {cell[0]} · {cell[1]} → {cell[2]}"
+            rel = (hi - lo) / max(abs(base_v) if np.isfinite(base_v) else abs(lo), 1e-9)
+            rows.append((label, lo, lo_r["value"], hi, hi_r["value"], base_v, rel))
+    if not rows:
+        raise ValueError(f"{metric} never recovered at any swept value: nothing to show")
+    rows.sort(key=lambda r: r[6])
+    rows = rows[-max_rows:]
+    finite = [v for r in rows for v in (r[1], r[3], r[5]) if np.isfinite(v)]
+    top = max([*finite, 1e-9])
+    pos = [v for v in finite if v > 0]
+    log = bool(pos) and max(pos) / min(pos) > 30
+    right = top * (3.0 if log else 1.15)
+    fig = Figure(figsize=(10, 1.4 + 0.42 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    for y, (_label, lo, lo_val, hi, hi_val, base_v, _rel) in enumerate(rows):
+        hi_draw = hi if np.isfinite(hi) else right
+        b = base_v if np.isfinite(base_v) else hi_draw
+        b = min(max(b, lo), hi_draw)
+        ax.barh(y, b - lo, left=lo, height=0.55, color="#4c72b0")
+        ax.barh(y, hi_draw - b, left=b, height=0.55, color="#dd8452")
+        ax.plot([b, b], [y - 0.36, y + 0.36], color="black", lw=1.2)
+        ax.text(lo, y, f"{_short_value(lo_val)} ", ha="right", va="center", fontsize=7)
+        never = "" if np.isfinite(hi) else " (never)"
+        ax.text(hi_draw, y, f" {_short_value(hi_val)}{never}", ha="left", va="center", fontsize=7)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(min(pos) / 3, right * 3)
+    else:
+        ax.set_xlim(min(0.0, *(r[1] for r in rows)), right * 1.1)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r[0] for r in rows], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    unit = "s" if metric.endswith("_s") else "fraction"
+    ax.set_xlabel(f"{stat} {metric} ({unit}) over each parameter's swept values")
+    fig.legend(
+        handles=[
+            Patch(color="#4c72b0", label="below the baseline (others at their middle value)"),
+            Patch(color="#dd8452", label="above the baseline"),
+            Line2D([], [], color="black", label="baseline"),
+        ],
+        loc="outside lower center",
+        ncols=3,
+        fontsize=7,
+        frameon=False,
+    )
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(
+        title or f"Sensitivity of {stat} {metric} to each swept parameter (labels: its values)",
+        fontsize=10,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------- pred vs meas
+
+
+def predicted_vs_measured(
+    predicted: Run | pd.DataFrame,
+    measured: Run | pd.DataFrame,
+    *,
+    metrics: Sequence[str] | None = None,
+    select: Mapping[str, Any] | None = None,
+    ncols: int = 3,
+    title: str | None = None,
+) -> Figure:
+    """Per metric and milestone: the predicted ECDF (line, p5-p95 shaded) of each matched
+    design x fault, and the measured trials as points at their measured ECDF heights."""
+    from chaoslab.compare import compare, compared_metrics, match_cells
+
+    pairs = match_cells(predicted, measured, select)
+    comp = compare(predicted, measured, select=select)
+    if metrics is None:
+        metrics = compared_metrics(
+            pd.concat([p for p, _, _ in pairs]), pd.concat([m for _, m, _ in pairs])
+        )
+    fig, axes = _grid(len(metrics), ncols, 4.4, 3.3)
+    markers = "osD^v<>"
+    for ax, metric in zip(axes, metrics, strict=True):
+        allx: list[float] = []
+        for i, (p, m, label) in enumerate(pairs):
+            c = mpl.colormaps["tab10"](i % 10)
+            px = p[metric].to_numpy(dtype=float) if metric in p else np.array([])
+            mx = m[metric].to_numpy(dtype=float) if metric in m else np.array([])
+            px, mx = px[~np.isnan(px)], mx[~np.isnan(mx)]
+            if px.size:
+                xs, ys = _ecdf(px[np.isfinite(px)])
+                if xs.size:
+                    ax.step(
+                        xs,
+                        ys * (xs.size / px.size),
+                        where="post",
+                        color=c,
+                        lw=1.4,
+                        label=f"predicted · {label}",
+                    )
+                    lo, hi = np.quantile(px, [0.05, 0.95], method="inverted_cdf")
+                    if np.isfinite(lo) and np.isfinite(hi):
+                        ax.axvspan(lo, hi, color=c, alpha=0.08)
+                allx += xs.tolist()
+            if mx.size:
+                fin = mx[np.isfinite(mx)]
+                xs, _ = _ecdf(fin)
+                # Hazen plotting positions (i - 0.5) / n: unbiased for a handful of trials
+                ys = (np.arange(1, xs.size + 1) - 0.5) / mx.size
+                ax.plot(
+                    xs,
+                    ys,
+                    ls="",
+                    marker=markers[i % len(markers)],
+                    mfc="none",
+                    color=c,
+                    ms=6,
+                    mew=1.3,
+                    label=f"measured · {label}",
+                )
+                allx += xs.tolist()
+        pos = [x for x in allx if x > 0]
+        if pos and max(pos) / min(pos) > 30:
+            ax.set_xscale("log")
+        ax.set_ylim(0, 1.03)
+        stats = [
+            f"cover {r.coverage:.0%}, KS {r.ks:.2f}"
+            for r in comp.cells[comp.cells["metric"] == metric].itertuples()
+        ]
+        ax.set_title(f"{metric}\n{'; '.join(stats)}" if len(stats) == 1 else metric, fontsize=9)
+        ax.set_xlabel(
+            _METRIC_LABELS.get(metric, f"{_milestone_name(metric)} time after the fault (s)")
+        )
+        ax.set_ylabel("share of trials (fraction)")
+        ax.grid(True, alpha=0.3)
+    _legend_outside(fig, axes)
+    fig.suptitle(
+        title or "Predicted (lines, p5–p95 shaded) vs measured trials (points)", fontsize=11
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def save(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write a figure as ``path.<fmt>`` for each format (atomically); return the paths."""
+    from io import BytesIO
+
+    from chaoslab.results import atomic_write_bytes
+
+    base = Path(path)
+    out = []
+    for fmt in formats:
+        buf = BytesIO()
+        fig.savefig(buf, format=fmt, dpi=130 if fmt == "png" else None)
+        p = base.with_suffix(f".{fmt}")
+        atomic_write_bytes(p, buf.getvalue())
+        out.append(p)
+    return out
+
+
+def figures_for_run(run: Run, vs: Run | None = None) -> dict[str, Figure]:
+    """Every figure that fits a run, by name (the ones whose data the run lacks are
+    skipped: no a(t) columns, no milestones, no sweep with two values, no prediction)."""
+    df = run.trials
+    if df.empty:
+        raise ValueError(f"{run.path}: the run has no trials")
+    figs: dict[str, Figure] = {"ecdf-recovery": ecdf_recovery(run)}
+    if "a_t" in df.columns and df["a_t"].notna().all():
+        figs["availability"] = availability(run)
+    if _milestone_cols(df):
+        with contextlib.suppress(ValueError):
+            figs["phases"] = phase_timeline(run)
+    figs["loss"] = loss_heatmap(run)
+    sweep = [k for k in sweep_columns(run) if df[k].nunique() > 1]
+    if sweep:
+        with contextlib.suppress(ValueError):  # nothing recovered at any value
+            figs["sensitivity"] = tornado(run, sweep=sweep, metric="lost_s", stat="mean")
+    pred = vs
+    if pred is None and run.meta.get("mode") == "live":
+        from chaoslab.compare import stored_prediction
+
+        pred = stored_prediction(run)
+    if pred is not None:
+        figs["predicted-vs-measured"] = predicted_vs_measured(pred, run)
+    return figs
