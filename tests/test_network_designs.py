@@ -1,0 +1,242 @@
+"""The network designs end to end, and the whole design x fault matrix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import chaoslab
+from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.faults import FAULTS, Fault, ImpossibleFault
+from chaoslab.mechanisms.vrrp import master_down_interval, skew_time
+from chaoslab.params import ParamSet
+from chaoslab.runner import Cell, run_trial
+
+N = 200
+NET = [
+    "ingress-hostnet",
+    "ingress-vip-pod",
+    "ingress-vip-bgp",
+    "ingress-vip-vrrp",
+    "ingress-tiered",
+    "metallb-l2",
+    "metallb-bgp",
+    "kube-vip-arp",
+    "cloud-lb",
+]
+
+
+def sim(design: str, fault: object, profile: list[str] | None = None, **kw: object):
+    kw.setdefault("trials", N)
+    kw.setdefault("seed", 5)
+    return chaoslab.simulate(design, fault, profile=profile or ["k8s-1.32"], **kw)  # type: ignore[arg-type]
+
+
+def test_all_network_designs_registered() -> None:
+    for key in NET:
+        assert key in DESIGNS
+
+
+# ----------------------------------------------------------------- the article's claims
+@pytest.mark.parametrize(("profile", "lo", "hi"), [("k8s-1.32", 330, 380), ("k8s-1.10", 280, 330)])
+def test_vip_that_follows_the_pod_costs_minutes(profile: str, lo: float, hi: float) -> None:
+    """Node death: the VIP returns only with the evicted and rescheduled ingress pod."""
+    df = sim("ingress-vip-pod", {"kind": "node-crash", "target": "vip-holder"}, [profile])
+    assert df["recovery_s"].between(lo, hi).all()
+    assert (df["downtime_s"] == df["recovery_s"]).all()  # nobody gets through meanwhile
+    assert (df["at_vip_added"] >= df["at_pod_evicted"]).all()
+
+
+def test_vrrp_costs_a_few_seconds() -> None:
+    df = sim(
+        "ingress-vip-vrrp",
+        {"kind": "node-crash", "target": "vip-holder"},
+        ["k8s-1.10", "keepalived-osh"],
+    )
+    mdi = master_down_interval(2, 150, 1.0)
+    assert df["recovery_s"].between(mdi - 1.0, mdi + 1e-6).all()
+    assert (df["at_vrrp_master_changed"] == df["at_arp_updated"]).all()  # GARP at once
+    assert df["connections_reset"].eq(1.0).all()  # every connection lands on a new node
+
+
+def test_vrrp_graceful_delete_costs_the_skew_time() -> None:
+    df = sim(
+        "ingress-vip-vrrp",
+        {"kind": "pod-delete", "target": "ingress-pod"},
+        ["k8s-1.32", "keepalived-osh"],
+        params={"kube_controller_manager.controller_reaction": "0s"},
+    )
+    assert np.allclose(df["recovery_s"], skew_time(2, 150, 1.0))
+    assert np.allclose(df["at_vrrp_prio0_sent"], 0.0)
+
+
+def test_bgp_hold_time_on_one_in_n_flows_and_calico_graceful_restart() -> None:
+    df = sim("ingress-vip-bgp", {"kind": "node-crash", "target": "vip-holder"}, ["k8s-1.32"])
+    # BIRD 2 both ends: hold 240 s, keepalive 80 s; 1/3 of new flows fail meanwhile
+    assert df["at_bgp_session_down"].between(160, 240).all()
+    assert (df["downtime_s"] == 0).all()
+    assert np.allclose(df["lost_s"], df["recovery_s"] / 3, rtol=0.01)
+    cal = sim(
+        "ingress-vip-bgp",
+        {"kind": "node-crash", "target": "vip-holder"},
+        ["k8s-1.32", "calico-bird"],
+    )
+    # graceful restart keeps the dead next hop for the Restart Time on top
+    gap = cal["at_bgp_withdrawn"] - cal["at_bgp_session_down"]
+    assert gap.between(120, 120.2).all()
+    assert cal["recovery_s"].between(280, 361).all()
+
+
+@pytest.mark.parametrize(("profile", "detect"), [("bird2", 0.5), ("frr-datacenter", 0.9)])
+def test_bgp_with_bfd_about_a_second(profile: str, detect: float) -> None:
+    df = sim(
+        "ingress-vip-bgp",
+        {"kind": "node-crash", "target": "vip-holder"},
+        ["k8s-1.32", profile],
+        params={"bfd.enabled": True},
+    )
+    assert df["at_bfd_down"].le(detect + 1e-9).all()
+    assert df["recovery_s"].between(detect - 0.4, detect + 0.2).all()
+
+
+def test_ecmp_mode_decides_the_resets() -> None:
+    shares = {}
+    for mode in ("modulo", "hash-threshold", "resilient"):
+        df = sim(
+            "ingress-vip-bgp",
+            {"kind": "node-crash", "target": "vip-holder"},
+            params={"bfd.enabled": True, "ecmp.mode": mode},
+            trials=50,
+        )
+        shares[mode] = df["connections_reset"].mean()
+        # the unmoved flows to the dead node's app pod hang: 1/3 of what did not move
+        assert df["connections_hung"].mean() == pytest.approx((1 - shares[mode]) / 3, abs=0.01)
+    # 3 next hops: modulo resets 2/3 of the flows, hash-threshold 1/2 (edge hop), resilient
+    # only the dead hop's 1/3
+    assert shares["modulo"] == pytest.approx(2 / 3, abs=0.01)
+    assert shares["hash-threshold"] == pytest.approx(1 / 2, abs=0.01)
+    assert shares["resilient"] == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_bfd_turns_a_blip_into_a_false_failover() -> None:
+    fault = {"kind": "transient-blip", "target": "vip-holder", "duration": "2s"}
+    quiet = sim("ingress-vip-bgp", fault, trials=50)
+    assert quiet["at_bgp_session_down"].isna().all()
+    assert quiet["connections_reset"].eq(0).all()
+    bfd = sim("ingress-vip-bgp", fault, params={"bfd.enabled": True}, trials=50)
+    assert bfd["at_bfd_down"].notna().all()
+    assert bfd["connections_reset"].gt(0).all()
+    vrrp = sim("ingress-vip-vrrp", fault, trials=50)
+    assert vrrp["at_vrrp_master_changed"].isna().all()  # 2 s < Master_Down_Interval
+
+
+def test_no_garp_leaves_clients_on_the_old_mac() -> None:
+    df = sim(
+        "ingress-vip-pod",
+        {"kind": "pod-delete", "target": "ingress-pod"},
+        params={"vip.garp": False},
+    )
+    # the new pod adds the VIP within seconds, the neighbour re-resolves after NUD
+    assert df["at_vip_added"].median() < 5 and df["at_vip_added"].lt(23).all()
+    assert df["at_arp_updated"].between(15 + 8, 45 + 8 + 1).all()
+    router = sim(
+        "ingress-vip-pod",
+        {"kind": "pod-delete", "target": "ingress-pod"},
+        params={"vip.garp": False, "arp.neighbor": "router"},
+        trials=50,
+    )
+    assert (~router["recovered"]).mean() > 0.5  # a 4 h router ARP timeout outlives 30 min
+
+
+def test_memberlist_and_kube_vip_detection() -> None:
+    ml = sim("metallb-l2", {"kind": "node-crash", "target": "vip-holder"})
+    # 5 speakers: probe cycle + suspicion (4 s .. 24 s) + GARP, no one gets through meanwhile
+    assert ml["at_memberlist_dead"].between(1 + 4, 4 + 1 + 24 + 0.2).all()
+    assert (ml["at_arp_updated"] - ml["at_memberlist_dead"]).abs().max() < 1e-9
+    for profile, lease, retry in (("kube-vip-1.1", 15, 2), ("kube-vip-1.0", 5, 1)):
+        kv = sim(
+            "kube-vip-arp", {"kind": "node-crash", "target": "vip-holder"}, ["k8s-1.32", profile]
+        )
+        assert (
+            kv["at_kube_vip_leader_changed"].between(lease - retry, lease + 2.2 * retry * 2).all()
+        )
+        assert kv["downtime_s"].le(lease + 2.2 * retry * 2).all()
+
+
+def test_hostnet_entry_node_death_is_an_outage_until_it_returns() -> None:
+    df = sim("ingress-hostnet", {"kind": "node-crash", "target": "ingress-node"}, trials=20)
+    assert (~df["recovered"]).all()
+    back = sim(
+        "ingress-hostnet",
+        {"kind": "node-crash", "target": "ingress-node", "repair": "2m"},
+        trials=20,
+    )
+    assert back["recovered"].all() and back["recovery_s"].gt(120).all()
+
+
+def test_ingress_retries_hide_a_dead_backend_unless_non_idempotent() -> None:
+    fault = {"kind": "node-crash", "target": "app-pod-node"}
+    get = sim("ingress-vip-vrrp", fault, trials=50)
+    assert (get["lost_s"] == 0).all()  # a 5 s connect timeout + retry fits in 10 s
+    slow = sim("ingress-vip-vrrp", fault, params={"client.timeout": "3s"}, trials=50)
+    # 1/3 of requests time out until nginx drops the upstream (~50 s grace + sync)
+    assert slow["lost_s"].between(50 / 3 - 5, 58 / 3 + 1).all()
+    post = sim("ingress-vip-vrrp", fault, params={"client.non_idempotent_share": 1.0}, trials=50)
+    assert np.allclose(post["lost_s"], slow["lost_s"].median(), rtol=0.3)
+
+
+def test_ingress_tiered_and_cloud_lb_end_to_end() -> None:
+    t = sim("ingress-tiered", {"kind": "node-crash", "target": "vip-holder"}, trials=50)
+    assert t["recovery_s"].between(2.6, 3.61).all()
+    c = sim("cloud-lb", {"kind": "node-crash", "target": "app-pod-node"}, ["k8s-1.32", "aws-nlb"])
+    assert c["recovered"].all()
+    assert c["at_lb_marked_down"].between(30, 70).all()
+
+
+def test_long_lived_connections_fail_while_hung() -> None:
+    fault = {"kind": "node-crash", "target": "vip-holder"}
+    new = sim("ingress-vip-bgp", fault, params={"bfd.enabled": True}, trials=50)
+    ll = sim(
+        "ingress-vip-bgp",
+        fault,
+        params={"bfd.enabled": True, "client.long_lived_share": 1.0},
+        trials=50,
+    )
+    # established connections on the dead node fail until the re-hash resets them
+    assert (ll["lost_s"] >= new["lost_s"] - 1e-9).all()
+
+
+# ----------------------------------------------------------------- the matrix
+TARGETS = [
+    "app-pod",
+    "app-pod-node",
+    "idle-node",
+    "entry-node",
+    "vip-holder",
+    "ingress-node",
+    "ingress-pod",
+    "router-link",
+]
+
+
+def test_every_design_fault_pair_runs_or_says_why() -> None:
+    """Walk every design x fault kind x target: it runs one trial or is refused with a reason."""
+    ps = ParamSet.resolve(["k8s-1.32"])
+    ran = refused = 0
+    for design in DESIGNS:
+        for kind in FAULTS:
+            for target in TARGETS:
+                cell = Cell(design, Fault(kind, target), ps, horizon=900.0)
+                try:
+                    cell.check()
+                except (ImpossibleFault, ImpossibleTarget) as e:
+                    msg = str(e)
+                    assert len(msg) > 20, (design, kind, target, msg)
+                    refused += 1
+                    continue
+                row = run_trial(cell, 0, seed=1)
+                assert row["recovery_s"] >= 0 or math.isinf(row["recovery_s"])
+                ran += 1
+    assert ran > 150 and refused > 50
