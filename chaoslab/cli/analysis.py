@@ -133,7 +133,8 @@ def compare_cmd(
     if (c.cells["point"] != "").any():
         cols.insert(2, "point")
     for col in cols:
-        t.add_column(col.replace("_", " "), justify="left" if col in cols[:4] and col != "n_measured" else "right")
+        left = col in ("design", "fault", "point", "metric")
+        t.add_column(col.replace("_", " "), justify="left" if left else "right")
     for _, r in c.cells.iterrows():
         t.add_row(*[_fmt(r[col], col) for col in cols])
     console.print(t)
