@@ -122,6 +122,18 @@ class LabParams:
             raise SpecError(f"{key}: expected true or false, got {v!r}")
         return v
 
+    def per_node(self, key: str, n: int) -> list[int]:
+        """One value per node, as the model reads it: a list (``[150, 100]``) gives the
+        nodes' values in order (cycled), a single value is shared by all."""
+        from chaoslab.params.dists import Empirical
+
+        raw = self._raw(key)
+        if isinstance(raw, Empirical):
+            return [round(raw.values[i % len(raw.values)]) for i in range(n)]
+        if isinstance(raw, list):
+            return [int(raw[i % len(raw)]) for i in range(n)]
+        return [self.count(key)] * n
+
     def has(self, key: str) -> bool:
         from chaoslab.params import CATALOGUE
 

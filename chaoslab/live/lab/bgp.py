@@ -12,8 +12,11 @@ chart uses a dummy interface; for routing the difference does not matter). The r
 BIRD installs the VIP route with one next hop per node (``merge paths on`` in its kernel
 protocol) and hashes flows over them with ``net.ipv4.fib_multipath_hash_policy=1`` (L4:
 every new client connection picks a path by its ports). ``bgp.hold_time``,
-``bgp.keepalive_time``, ``bgp.graceful_restart``, ``bfd.enabled``, ``bfd.interval`` and
-``bfd.multiplier`` configure both sides. Milestones: the router's BIRD log
+``bgp.peer_hold_time`` (the router's), ``bgp.keepalive_time``, ``bgp.connect_delay``,
+``bgp.error_wait_time``, ``bgp.graceful_restart`` (+ ``_time``), ``bfd.enabled``,
+``bfd.interval`` (min tx), ``bfd.min_rx`` and ``bfd.multiplier`` configure the daemons;
+``ecmp.mode`` must be ``hash-threshold``, which is what the Linux kernel does.
+Milestones: the router's BIRD log
 (``bgp.session_down``, ``bfd.down``, ``bgp.withdrawn``) and ``ip -ts monitor route`` in the
 router namespace (``ecmp.rehashed``: the kernel's VIP route changed).
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 import pandas as pd
 
 from chaoslab.live.lab.base import Topology, _fmt
-from chaoslab.live.lab.spec import LabFault
+from chaoslab.live.lab.spec import LabFault, SpecError
 from chaoslab.live.lab.watch import LogEvent, Rule
 
 NODE_NET = "10.0.1"
@@ -41,6 +44,12 @@ class BgpTopology(Topology):
 
     def build(self) -> None:
         st = self.state
+        mode = self.params.ps["ecmp.mode"] if self.params.has("ecmp.mode") else "hash-threshold"
+        if mode != "hash-threshold":
+            raise SpecError(
+                f"ecmp.mode {mode}: the lab's router is the Linux kernel, whose multipath "
+                "routes (installed by BIRD) are hash-threshold"
+            )
         st.add_ns("sw")
         st.add_ns("rt")
         st.add_ns(self.client_role)
@@ -82,22 +91,27 @@ class BgpTopology(Topology):
 
     # -- configs ------------------------------------------------------------------------------
 
-    def _timers(self) -> list[str]:
+    def _timers(self, hold_key: str) -> list[str]:
         p = self.params
         assert self.spec.bgp is not None
-        hold, keep = p.seconds("bgp.hold_time"), p.seconds("bgp.keepalive_time")
-        retry = self.spec.bgp.reconnect
+        hold, keep = p.seconds(hold_key), p.seconds("bgp.keepalive_time")
+        err = round(p.seconds("bgp.error_wait_time"))
         # BIRD takes whole seconds for BGP timers
-        lines = [
-            f"  hold time {round(hold)};",
-            f"  keepalive time {round(keep)};",
-            # the drill's own pace for re-establishing sessions after a fault is undone;
-            # it does not act during a trial
-            f"  connect delay time {round(retry)};",
-            f"  connect retry time {round(retry)};",
-            f"  error wait time {round(retry)}, {round(retry)};",
-            f"  graceful restart {'on' if p.flag('bgp.graceful_restart') else 'off'};",
+        lines = [f"  hold time {round(hold)};"]
+        if keep > 0:  # 0: BIRD's default, a third of the hold time
+            lines.append(f"  keepalive time {round(keep)};")
+        lines += [
+            f"  connect delay time {round(p.seconds('bgp.connect_delay'))};",
+            f"  error wait time {err}, {err};",
+            # the drill's pace for retrying a session whose peer is unreachable; it acts
+            # only while a fault is being undone, never inside a trial
+            f"  connect retry time {round(self.spec.bgp.reconnect)};",
         ]
+        if p.flag("bgp.graceful_restart"):
+            gr = round(p.seconds("bgp.graceful_restart_time"))
+            lines += ["  graceful restart on;", f"  graceful restart time {gr};"]
+        else:
+            lines.append("  graceful restart off;")
         if p.flag("bfd.enabled"):
             lines.append("  bfd on;")
         return lines
@@ -106,12 +120,13 @@ class BgpTopology(Topology):
         p = self.params
         if not p.flag("bfd.enabled"):
             return []
-        iv = _fmt(p.seconds("bfd.interval") * 1000)
+        tx = _fmt(p.seconds("bfd.interval") * 1000)
+        rx = _fmt(p.seconds("bfd.min_rx") * 1000)
         return [
             "protocol bfd {",
             '  interface "eth0" {',
-            f"    min rx interval {iv} ms;",
-            f"    min tx interval {iv} ms;",
+            f"    min rx interval {rx} ms;",
+            f"    min tx interval {tx} ms;",
             f"    multiplier {p.count('bfd.multiplier')};",
             "  };",
             "}",
@@ -135,7 +150,7 @@ class BgpTopology(Topology):
                 f"protocol bgp {n} {{",
                 f"  local {RT} as {self.spec.bgp.router_asn};",
                 f"  neighbor {NODE_NET}.{k} as {self.spec.bgp.node_asn};",
-                *self._timers(),
+                *self._timers("bgp.peer_hold_time"),
                 "  ipv4 { import all; export none; };",
                 "}",
             ]
@@ -157,7 +172,7 @@ class BgpTopology(Topology):
                 "protocol bgp upstream {",
                 f"  local {NODE_NET}.{k} as {self.spec.bgp.node_asn};",
                 f"  neighbor {RT} as {self.spec.bgp.router_asn};",
-                *self._timers(),
+                *self._timers("bgp.hold_time"),
                 f"  ipv4 {{ import none; export where net = {VIP}/32; }};",
                 "}",
                 "",
@@ -168,6 +183,17 @@ class BgpTopology(Topology):
 
     def target_url(self) -> str:
         return f"http://{VIP}/"
+
+    def model_cluster(self) -> dict[str, object]:
+        """Every lab node is an ingress node announcing the VIP ('controllers'); the app pod
+        sits on a node no fault touches (the lab's service answers on the nodes)."""
+        return {
+            "masters": 0,
+            "controllers": len(self.nodes()),
+            "computes": 1,
+            "replicas": 1,
+            "spread": "compute",
+        }
 
     def rules(self) -> list[Rule]:
         v = VIP.replace(".", r"\.")

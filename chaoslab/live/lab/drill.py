@@ -57,6 +57,7 @@ COMPARISON_COLUMNS = [
     "measured_max",
     "n",
     "inside",
+    "tolerance_s",
     "note",
 ]
 COMPARED_METRICS = ("recovery_s", "downtime_s", "lost_s")
@@ -214,10 +215,16 @@ def _q(x: np.ndarray, q: float) -> float:
 
 
 def comparison_table(
-    measured: pd.DataFrame, predicted: dict[tuple[str, str], pd.DataFrame | str]
+    measured: pd.DataFrame,
+    predicted: dict[tuple[str, str], pd.DataFrame | str],
+    tolerance: float = 0.0,
 ) -> pd.DataFrame:
     """One row per design x fault x metric; ``predicted`` maps (design, fault) to the
-    simulated trials or to the reason there is no prediction."""
+    simulated trials or to the reason there is no prediction.
+
+    ``inside`` is the fraction of measured trials within [p5 - tolerance, p95 + tolerance];
+    the tolerance is the measurement's resolution (the probe bin: a(t) is estimated per
+    bin, so a measured recovery is the end of a bin), not a fudge factor."""
     rows = []
     for (design, fault), g in measured.groupby(["design", "fault"], sort=False):
         pred = predicted.get((design, fault), "no prediction was run")
@@ -238,6 +245,7 @@ def comparison_table(
                     predicted_p50=math.nan,
                     predicted_p95=math.nan,
                     inside=math.nan,
+                    tolerance_s=tolerance,
                     note=pred,
                 )
             else:
@@ -247,7 +255,8 @@ def comparison_table(
                     predicted_p5=lo,
                     predicted_p50=mid,
                     predicted_p95=hi,
-                    inside=float(np.mean((x >= lo) & (x <= hi))),
+                    inside=float(np.mean((x >= lo - tolerance) & (x <= hi + tolerance))),
+                    tolerance_s=tolerance,
                     note="",
                 )
             rows.append(row)
@@ -495,7 +504,7 @@ def run_drill(
     for j, fault in enumerate(spec.faults):
         log(f"predicting {fault.label}")
         predicted[(spec.design, fault.label)] = predict(exp, fault, exp.seed + j, cluster)
-    comp = comparison_table(measured, predicted)
+    comp = comparison_table(measured, predicted, spec.trial.bin)
     writer.add_table("comparison.csv", comp)
     run = writer.finish(notes=notes)
     return DrillResult(run.path, run.trials, comp, notes)

@@ -122,6 +122,17 @@ class HostnetTopology(Topology):
             ]
         )
 
+    def model_cluster(self) -> dict[str, object]:
+        """One ingress node ('controller'); each pod on its own 'compute' node, so that a
+        pod cut off in the lab is an app-pod-node cut off in the model."""
+        return {
+            "masters": 0,
+            "controllers": 1,
+            "computes": len(self.pods()),
+            "replicas": len(self.pods()),
+            "spread": "compute",
+        }
+
     def target_url(self) -> str:
         return f"http://{FRONT}/"
 

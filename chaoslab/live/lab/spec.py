@@ -97,22 +97,18 @@ class TrialLab(_Model):
 
 
 class VrrpLab(_Model):
-    priorities: list[int] = Field(min_length=2, description="keepalived priority per node")
-    track_script: bool = False
+    """Priorities, version, advert interval, nopreempt and the track script's timing are
+    the parameters ``vrrp.*`` (``vrrp.priority: [150, 100]`` gives one per node)."""
 
-    @model_validator(mode="after")
-    def _prio(self) -> VrrpLab:
-        if any(not 1 <= p <= 254 for p in self.priorities):
-            raise ValueError("priorities must be between 1 and 254")
-        return self
+    virtual_router_id: int = Field(51, ge=1, le=255)
 
 
 class BgpLab(_Model):
     router_asn: int = Field(64512, ge=1, le=4294967295)
     node_asn: int = Field(64601, ge=1, le=4294967295)
-    #: BIRD's connect delay/retry and error wait between trials (how fast a session comes
-    #: back after a fault is undone); the drill's pace, not a model parameter
-    reconnect: Duration = Field(description="session re-establishment pace between trials")
+    #: BIRD's 'connect retry time' (how often a session to an unreachable peer is retried
+    #: while a fault is undone); the drill's pace, not a model parameter
+    reconnect: Duration = Field(description="session retry pace between trials")
 
 
 class LbLab(_Model):
@@ -173,8 +169,13 @@ class LabFault(_Model):
             return dict(self.predict)
         out: dict[str, Any] = {"kind": self.kind, "target": self.target}
         if self.daemon:
-            out["daemon"] = self.daemon
+            # the model calls every BGP speaker 'bgp'
+            out["daemon"] = "bgp" if self.daemon == "bird" else self.daemon
             out["signal"] = self.signal
+            # the lab restarts a killed daemon only after the trial
+            out["restart"] = "inf"
+        if self.kind == "link-down":
+            out["duration"] = "inf"  # the link comes back after the trial
         if self.duration:
             out["duration"] = f"{self.duration}s"
         return out
@@ -210,10 +211,6 @@ class LabSpec(_Model):
         }[self.design]
         if getattr(self, need) is None:
             raise ValueError(f"design {self.design} needs a '{need}:' section")
-        if self.vrrp and len(self.vrrp.priorities) != self.nodes:
-            raise ValueError(
-                f"vrrp.priorities has {len(self.vrrp.priorities)} entries for {self.nodes} nodes"
-            )
         if self.lb and len(self.lb.pods) != self.nodes:
             raise ValueError(f"lb.pods has {len(self.lb.pods)} entries for {self.nodes} nodes")
         return self

@@ -6,10 +6,10 @@
     n1 (10.0.0.1) ────────┤ br0 in namespace "sw"        VIP 10.0.0.100/32 on the master
     n2 (10.0.0.2) ────────┘
 
-Each node runs keepalived (``vrrp.version``, ``vrrp.advert_int``, ``vrrp.nopreempt`` from
-the parameters, priorities from ``lab.vrrp.priorities``) and the HTTP service on port 80,
-which answers with the node's name. With ``lab.vrrp.track_script`` keepalived runs a
-``vrrp_script`` that checks the local service (``vrrp.script_*`` parameters). Milestones:
+Each node runs keepalived (``vrrp.version``, ``vrrp.advert_int``, ``vrrp.nopreempt`` and
+``vrrp.priority`` — a list gives one per node — from the parameters) and the HTTP service on
+port 80, which answers with the node's name. With ``vrrp.track_script: true`` keepalived
+runs a ``vrrp_script`` that checks the local service (``vrrp.script_*`` parameters). Milestones:
 keepalived's "Entering MASTER STATE" (``vrrp.master_changed``) and ``ip -ts monitor
 address`` per node (``vip.added`` / ``vip.removed``).
 """
@@ -65,7 +65,9 @@ class VrrpTopology(Topology):
     def keepalived_conf(self, node: str, index: int) -> str:
         p = self.params
         assert self.spec.vrrp is not None
-        prio = self.spec.vrrp.priorities[index - 1]
+        prio = self.priorities()[index - 1]
+        if not 1 <= prio <= 254:
+            raise SpecError(f"vrrp.priority: {prio} is not between 1 and 254")
         version = p.count("vrrp.version")
         if version not in (2, 3):
             raise SpecError(f"vrrp.version must be 2 or 3, got {version}")
@@ -81,7 +83,7 @@ class VrrpTopology(Topology):
             "}",
         ]
         track = []
-        if self.spec.vrrp.track_script:
+        if p.flag("vrrp.track_script"):
             lines += [
                 "vrrp_script chk_service {",
                 "  script \"/bin/bash -c ': </dev/tcp/127.0.0.1/80'\"",
@@ -98,7 +100,7 @@ class VrrpTopology(Topology):
             # BACKUP everywhere: nopreempt needs it, and the priorities elect the master
             "  state BACKUP",
             "  interface eth0",
-            "  virtual_router_id 51",
+            f"  virtual_router_id {self.spec.vrrp.virtual_router_id}",
             f"  priority {prio}",
             f"  advert_int {_fmt(advert)}",
             *(["  nopreempt"] if p.flag("vrrp.nopreempt") else []),
@@ -110,8 +112,23 @@ class VrrpTopology(Topology):
         ]
         return "\n".join(lines) + "\n"
 
+    def priorities(self) -> list[int]:
+        return self.params.per_node("vrrp.priority", len(self.nodes()))
+
     def target_url(self) -> str:
         return f"http://{VIP}/"
+
+    def model_cluster(self) -> dict[str, object]:
+        """The model's cluster with this lab's shape: the keepalived nodes are the ingress
+        ('controller') nodes; the app pod sits on a node no fault touches, because in the
+        lab the service answers on the ingress nodes themselves."""
+        return {
+            "masters": 0,
+            "controllers": len(self.nodes()),
+            "computes": 1,
+            "replicas": 1,
+            "spread": "compute",
+        }
 
     def rules(self) -> list[Rule]:
         v = VIP.replace(".", r"\.")
@@ -140,7 +157,7 @@ class VrrpTopology(Topology):
             return f"VIP answered by several nodes: {', '.join(sorted(servers))}"
         assert self.spec.vrrp is not None
         if not self.params.flag("vrrp.nopreempt"):
-            prios = self.spec.vrrp.priorities
+            prios = self.priorities()
             best = self.nodes()[prios.index(max(prios))]
             if servers and servers != {best}:
                 return f"VIP on {next(iter(servers))}, waiting for {best} to preempt"

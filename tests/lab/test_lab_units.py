@@ -1,0 +1,252 @@
+"""Lab pieces that need no root: the lab: section and its errors, metrics from probe records,
+the comparison table, and the daemon configurations the topologies generate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chaoslab.live.lab.base import LabParams
+from chaoslab.live.lab.drill import COMPARISON_COLUMNS, comparison_table, trial_metrics
+from chaoslab.live.lab.netns import LabState
+from chaoslab.live.lab.spec import LabFault, SpecError, load_lab_experiment
+from chaoslab.live.probe import ProbeRecord, records_frame
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+BUNDLED = sorted(EXPERIMENTS.glob("lab-*.yaml"))
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])
+def test_bundled_lab_experiments_load(path: Path) -> None:
+    exp = load_lab_experiment(path)
+    LabParams(exp.profile, exp.params)  # every parameter is known and readable
+    assert exp.lab.faults
+
+
+def test_bundled_set_is_complete() -> None:
+    names = {p.name for p in BUNDLED}
+    assert {
+        "lab-vrrp.yaml",
+        "lab-bgp.yaml",
+        "lab-nodeport-lb.yaml",
+        "lab-ingress-hostnet.yaml",
+    } <= names
+
+
+BASE = """\
+title: t
+params:
+  client.timeout: 200ms
+lab:
+  name: x
+  design: ingress-vip-vrrp
+  nodes: 2
+  vrrp: {}
+  probe: {rate: 100, probers: 3}
+  trial: {baseline: 1s, observe: 5s, cooldown: 1s, steady: 1s, settle_timeout: 9s, bin: 20ms}
+  faults:
+    - {kind: link-down, target: vip-holder}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "words"),
+    [
+        ("  nodes: 2\n", "  nodes: 2\n  colour: red\n", 8, "lab.colour: unknown key"),
+        ("observe: 5s", "observe: 5", 10, "no unit"),
+        ("design: ingress-vip-vrrp", "design: nope", 6, "lab.design"),
+        (
+            "    - {kind: link-down, target: vip-holder}",
+            "    - {kind: daemon-kill, target: vip-holder}",
+            12,
+            "needs daemon",
+        ),
+        ("  vrrp: {}\n", "", 4, "needs a 'vrrp:' section"),
+        (
+            "  probe: {rate: 100, probers: 3}",
+            "  probe: {rate: 100, probers: 3, long: 2}",
+            9,
+            "long_interval",
+        ),
+    ],
+)
+def test_bad_lab_section_is_one_line_with_file_line_key(
+    tmp_path: Path, old: str, new: str, line: int, words: str
+) -> None:
+    f = tmp_path / "e.yaml"
+    assert old in BASE
+    f.write_text(BASE.replace(old, new))
+    with pytest.raises(SpecError) as ei:
+        load_lab_experiment(f)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{f}:{line}:"), msg
+    assert words in msg
+
+
+def test_malformed_yaml_and_missing_section(tmp_path: Path) -> None:
+    f = tmp_path / "e.yaml"
+    f.write_text("title: [unclosed\n")
+    with pytest.raises(SpecError, match=r"e\.yaml:\d+: malformed YAML"):
+        load_lab_experiment(f)
+    f.write_text("title: t\n")
+    with pytest.raises(SpecError, match="no 'lab:' section"):
+        load_lab_experiment(f)
+
+
+def test_unknown_parameter_is_rejected(tmp_path: Path) -> None:
+    f = tmp_path / "e.yaml"
+    f.write_text(BASE.replace("  client.timeout: 200ms\n", "  vrrp.advert_intt: 1s\n"))
+    exp = load_lab_experiment(f)
+    with pytest.raises(SpecError, match="advert_intt"):
+        LabParams(exp.profile, exp.params)
+
+
+def test_model_fault_names() -> None:
+    f = LabFault(kind="daemon-kill", target="ingress-node", daemon="bird", signal="TERM")
+    assert f.model_fault() == {
+        "kind": "daemon-kill",
+        "target": "ingress-node",
+        "daemon": "bgp",
+        "signal": "TERM",
+        "restart": "inf",
+    }
+    assert f.label == "daemon-kill/bird-term"
+    g = LabFault(kind="link-down", target="n1", predict={"kind": "node-crash", "target": "x"})
+    assert g.model_fault() == {"kind": "node-crash", "target": "x"}
+
+
+def _probes(fail_from: float, fail_to: float, frac: float, t0: float = 100.0) -> pd.DataFrame:
+    """300 probes/s from t0-1 to t0+5; in [fail_from, fail_to) every k-th probe fails."""
+    recs = []
+    k = round(1 / frac) if frac else 0
+    for i, t in enumerate(np.arange(t0 - 1, t0 + 5, 1 / 300)):
+        rel = t - t0
+        bad = k and fail_from <= rel < fail_to and i % k == 0
+        recs.append(
+            ProbeRecord(float(t), 0.001, "timeout" if bad else "ok", 0, "p0", "new", -1, "")
+        )
+    return records_frame(recs)
+
+
+def test_trial_metrics_full_outage() -> None:
+    m = trial_metrics(_probes(0.0, 2.0, 1.0), 100.0, 5.0, 0.05)
+    assert m["recovered"] and m["recovery_s"] == pytest.approx(2.0, abs=0.05)
+    assert m["downtime_s"] == pytest.approx(2.0, abs=0.05)
+    assert m["lost_s"] == pytest.approx(2.0, abs=0.05)
+    assert math.isnan(m["connections_reset"])
+
+
+def test_trial_metrics_partial_outage() -> None:
+    m = trial_metrics(_probes(0.0, 3.0, 1 / 3), 100.0, 5.0, 0.05)
+    assert m["downtime_s"] == 0.0
+    assert m["degraded_s"] == pytest.approx(3.0, abs=0.05)
+    assert m["lost_s"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_trial_metrics_long_lived_connections() -> None:
+    recs = [
+        ProbeRecord(99.0, 0.001, "ok", 200, "l0", "long", 1, "n1"),
+        ProbeRecord(99.5, 0.001, "ok", 200, "l1", "long", 2, "n2"),
+        ProbeRecord(99.6, 0.001, "ok", 200, "l2", "long", 3, "n3"),
+        ProbeRecord(100.5, 0.001, "reset", 0, "l0", "long", 1, ""),
+        ProbeRecord(100.6, 0.3, "timeout", 0, "l1", "long", 2, ""),
+        ProbeRecord(100.7, 0.001, "ok", 200, "l2", "long", 3, "n3"),
+        ProbeRecord(99.9, 0.001, "ok", 200, "p0", "new", -1, "n1"),
+    ]
+    m = trial_metrics(records_frame(recs), 100.0, 5.0, 0.05)
+    assert m["connections_reset"] == pytest.approx(1 / 3)
+    assert m["connections_hung"] == pytest.approx(1 / 3)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(0, 10), min_size=1, max_size=8),
+    st.floats(0, 10),
+    st.floats(0, 10),
+    st.floats(0, 0.1),
+)
+def test_comparison_inside_counts_measurements_in_the_band(
+    measured: list[float], a: float, b: float, tol: float
+) -> None:
+    lo, hi = min(a, b), max(a, b)
+    pred = pd.DataFrame(
+        {m: np.linspace(lo, hi, 101) for m in ("recovery_s", "downtime_s", "lost_s")}
+    )
+    meas = pd.DataFrame(
+        {
+            "design": "d",
+            "fault": "f",
+            "recovery_s": measured,
+            "downtime_s": measured,
+            "lost_s": measured,
+        }
+    )
+    c = comparison_table(meas, {("d", "f"): pred}, tol)
+    assert list(c.columns) == COMPARISON_COLUMNS
+    row = c[c.metric == "recovery_s"].iloc[0]
+    p5, p95 = row.predicted_p5, row.predicted_p95
+    expect = np.mean([(p5 - tol) <= x <= (p95 + tol) for x in measured])
+    assert row.inside == pytest.approx(expect)
+    assert row.n == len(measured)
+    assert row.measured_min <= row.measured_median <= row.measured_max
+
+
+def test_comparison_without_prediction_says_why() -> None:
+    meas = pd.DataFrame(
+        {"design": ["d"], "fault": ["f"], "recovery_s": [1.0], "downtime_s": [1.0], "lost_s": [1.0]}
+    )
+    c = comparison_table(meas, {("d", "f"): "model: unknown design"})
+    assert c.inside.isna().all() and (c.note == "model: unknown design").all()
+
+
+def _topo(design: str, yaml_name: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from chaoslab.live.lab.drill import topology_class
+
+    exp = load_lab_experiment(EXPERIMENTS / yaml_name)
+    st_ = LabState(name="u", prefix="cl-u", design=design, dir=str(tmp_path))
+    return topology_class(design)(st_, exp.lab, LabParams(exp.profile, exp.params))
+
+
+def test_keepalived_config_from_parameters(tmp_path: Path) -> None:
+    t = _topo("ingress-vip-vrrp", "lab-vrrp.yaml", tmp_path)
+    c1, c2 = t.keepalived_conf("n1", 1), t.keepalived_conf("n2", 2)
+    assert "priority 150" in c1 and "priority 100" in c2
+    assert "advert_int 1\n" in c1 and "vrrp_version 2" in c1
+    assert "nopreempt" not in c1 and "state BACKUP" in c1
+
+
+def test_kube_proxy_chains(tmp_path: Path) -> None:
+    cluster = _topo("nodeport-lb", "lab-nodeport-lb.yaml", tmp_path)
+    rules = cluster.iptables_rules(1)  # n1 is idle: it forwards to the pods on n2 and n3
+    assert "-A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j KUBE-SVC-APP" in rules
+    assert "--mode random --probability 0.50000000000 -j KUBE-SEP-N2P0" in rules
+    assert "-A KUBE-SVC-APP -j KUBE-SEP-N3P0" in rules
+    assert "DNAT --to-destination 10.244.2.10:8080" in rules
+    local = _topo("nodeport-lb-local", "lab-nodeport-lb-local.yaml", tmp_path)
+    r3 = local.iptables_rules(3)  # n3 has no local pod: Local drops
+    assert "-j KUBE-XLB-APP" in r3 and "has no local endpoints" in r3
+    assert "KUBE-SEP-N1P0" not in r3.split("-A KUBE-XLB-APP")[1].split("\n")[0]
+    r1 = local.iptables_rules(1)
+    assert "-A KUBE-XLB-APP -j KUBE-SEP-N1P0" in r1
+    cfg = local.haproxy_conf()
+    assert "check port 32000 inter 1000ms fall 3 rise 2" in cfg
+    assert "timeout check 1000ms" in cfg
+
+
+def test_bird_and_nginx_configs(tmp_path: Path) -> None:
+    bgp = _topo("ingress-vip-bgp", "lab-bgp-bfd.yaml", tmp_path)
+    r = bgp.router_conf()
+    assert "merge paths on;" in r and "hold time 9;" in r and "bfd on;" in r
+    assert "multiplier 3;" in r and "min tx interval 100 ms;" in r
+    n = bgp.node_conf(1)
+    assert "export where net = 10.0.3.100/32" in n and "graceful restart off;" in n
+    ng = _topo("ingress-hostnet", "lab-ingress-hostnet.yaml", tmp_path).nginx_conf()
+    assert ng.count("max_fails=0 fail_timeout=0;") == 3
+    assert "proxy_connect_timeout 1000ms;" in ng and "proxy_next_upstream_tries 3;" in ng
