@@ -25,6 +25,7 @@ from chaoslab.results import load_run
 
 from .conftest import SKEW, Env
 from .fakeapi import FakeApi, Timing
+from .rbac_check import denied
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,8 +55,10 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     exp = env.experiment(
         {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
          "image": "busybox:1.36", "crash": "poweroff",
-         "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}})
+         "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}},
+        chaos_namespace="chaoslab")
     assert _drill(env, exp) == 0
+    assert denied(env.cluster.calls) == []  # deploy/rbac.yaml is enough
     run = env.only_run()
     loaded = load_run(run)
     assert loaded.meta["mode"] == "live" and loaded.meta["target"] == "kubernetes"
@@ -107,7 +110,7 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     assert [e["event"] for e in j][-1] == "run.end" and j[-1]["pending_undo"] == []
     # the chaos pod was privileged, pinned, host PID/network, and wrote sysrq poweroff
     posts = [p for m, p in env.cluster.calls if m == "POST" and p.endswith("/pods")]
-    assert len(posts) == 1
+    assert posts == ["/api/v1/namespaces/chaoslab/pods"]
 
 
 def test_token_never_written(make_env) -> None:
@@ -134,6 +137,7 @@ def test_pod_delete_api(make_env) -> None:
     assert ms["pod.deleted"] < 0.3
     deletes = [p for m, p in env.cluster.calls if m == "DELETE" and "/pods/web-" in p]
     assert len(deletes) == 1
+    assert denied(env.cluster.calls) == []
     tr = load_run(run).trials.iloc[0]
     assert tr["recovered"]
 
@@ -170,6 +174,7 @@ def test_node_drain_respects_pdb_and_uncordons(make_env) -> None:
     j = env.journal(run)
     events = [e["event"] for e in j]
     assert "drain.evicted" in events and "drain.done" in events
+    assert denied(env.cluster.calls) == []
     assert "uncordon" in [e["step"]["op"] for e in j if e["event"] == "undo.add"]
     assert not _node(env, "worker-1")["spec"].get("unschedulable")
     ms = _milestones(run)
@@ -332,10 +337,21 @@ def test_refuses_control_plane(make_env, capsys) -> None:
     env = make_env()
     exp = env.experiment({"kind": "node-crash", "target": {"node": "cp-1"},
                           "method": "pod", "image": "busybox:1.36"})
+    assert main([str(exp), "--out", str(env.tmp / "results")]) == 1  # already in the plan
+    assert "control-plane" in capsys.readouterr().err
+    assert all(m == "GET" for m, _ in env.cluster.calls)
+
+
+def test_refuses_second_node(make_env) -> None:
+    env = make_env()
+    n = env.cluster.get("nodes", "", "worker-3")
+    n["spec"]["unschedulable"] = True  # someone else's maintenance
+    env.cluster.put("nodes", n)
+    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
+                          "method": "pod", "image": "busybox:1.36"})
     assert _drill(env, exp) == 1
-    run = env.only_run()
-    j = env.journal(run)
-    assert any("control-plane" in e.get("error", "") for e in j if e["event"] == "run.error")
+    j = env.journal(env.only_run())
+    assert any("max_nodes" in e.get("error", "") for e in j if e["event"] == "run.error")
     assert not any(m == "POST" for m, _ in env.cluster.calls)
 
 

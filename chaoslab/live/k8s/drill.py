@@ -177,6 +177,14 @@ def plan_drill(path: str | Path, *, kubeconfig: str | None = None,
     exp.validate()
     kube = load_kube(kubeconfig or spec.kubeconfig, context or spec.context, spec.api_timeout)
     disc = discover(kube, spec)
+    named = spec.fault.target.node
+    if named is not None and spec.fault.kind in NODE_FAULTS:
+        node = next((n for n in disc.nodes if n.name == named), None)
+        if node is None:
+            raise exp.error(("live", "fault", "target", "node"), f"no node named {named!r}")
+        if node.control_plane and not spec.limits.allow_control_plane:
+            raise DrillRefused(f"{named} is a control-plane node; set "
+                               "limits.allow_control_plane: true to allow it")
     k8s_profile = disc.profile
     profiles = [n for n in exp.profiles if profile(n).family != "k8s"] + [k8s_profile]
     found = disc.params()

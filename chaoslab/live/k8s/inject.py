@@ -333,14 +333,15 @@ class Injector:
     def _chaos_pod(self) -> float:
         f, t = self.fault, self.target
         assert f.image is not None
-        ns = self.spec.namespace
+        ns = self.spec.chaos_namespace or self.spec.namespace
         if f.kind == "pod-kill":
             assert t.pod is not None
             if not t.pod.container_id:
                 raise InjectionError(f"pod {t.pod.name} reports no containerID yet")
             node = t.pod.node
             script = _kill_script(t.pod.container_id)
-            ann = {"chaoslab.io/target-pod": t.pod.name, "chaoslab.io/target-namespace": ns}
+            ann = {"chaoslab.io/target-pod": t.pod.name,
+                   "chaoslab.io/target-namespace": self.spec.namespace}
         else:
             assert t.node is not None
             node = t.node.name

@@ -197,6 +197,9 @@ class LiveSpec(_Model):
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str = Field(min_length=1)
+    #: where chaos pods are created (needs the privileged Pod Security level);
+    #: the workload's namespace when not given
+    chaos_namespace: str | None = None
     urls: list[str] = Field(min_length=1)
     workload: WorkloadRef
     service: str = Field(min_length=1)

@@ -1,0 +1,311 @@
+"""Unit tests of the drill's pieces: the live: schema, the clock-offset bound, the journal,
+TLS and credential handling, the chaos-pod scripts, and the comparison table."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from chaoslab.experiment import ExperimentError
+from chaoslab.live.k8s.drill import COMPARISON_COLUMNS, comparison, load_live
+from chaoslab.live.k8s.inject import _kill_script, _partition_script, chaos_pod
+from chaoslab.live.k8s.journal import Journal, pending_undo
+from chaoslab.live.k8s.kube import ClockOffset, KubeError, load_kube
+from chaoslab.live.k8s.spec import FaultSpec, LiveSpec
+
+from .fakeapi import FakeApi, FakeCluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+def _fault(**kw: object) -> dict[str, object]:
+    return {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
+            "image": "busybox", **kw}
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    (_fault(method="api"), "cannot be done through the API"),
+    ({"kind": "pod-delete", "target": {"select": "app-pod"}, "method": "pod", "image": "x"},
+     "is an API action"),
+    (_fault(method="hook"), "needs hook"),
+    (_fault(kind="node-partition"), "needs duration"),
+    (_fault(target={"select": "app-pod"}), "hits a node"),
+    (_fault(target={"select": "app-pod-node", "node": "w1"}), "exactly one"),
+    ({"kind": "node-drain", "target": {"node": "w1"}, "method": "api"}, "eviction_timeout"),
+    (_fault(image=None), "needs image"),
+    (_fault(surprise=1), "Extra inputs"),
+])
+def test_fault_spec_rejects(fault: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        FaultSpec.model_validate(fault)
+
+
+def test_durations_need_units() -> None:
+    with pytest.raises(ValidationError, match="has no unit"):
+        FaultSpec.model_validate(_fault(kind="kubelet-stop", duration=30))
+    f = FaultSpec.model_validate(_fault(kind="kubelet-stop", duration="1m"))
+    assert f.duration == 60.0
+
+
+def _experiment(tmp_path: Path, live: dict[str, object]) -> Path:
+    p = tmp_path / "e.yaml"
+    p.write_text(yaml.safe_dump({"title": "t", "designs": ["clusterip"],
+                                 "faults": [{"kind": "node-crash"}], "live": live},
+                                sort_keys=False))
+    return p
+
+
+def test_bad_live_key_names_file_line_and_key(tmp_path: Path) -> None:
+    live = yaml.safe_load((REPO / "experiments" / "live-kind-node-crash.yaml").read_text())["live"]
+    live["fault"]["methd"] = "pod"
+    p = _experiment(tmp_path, live)
+    with pytest.raises(ExperimentError) as ei:
+        load_live(p)
+    text = str(ei.value)
+    assert text.startswith(f"{p}:") and "live.fault.methd" in text and "unknown key" in text
+    line = int(text.split(":")[1])
+    assert "methd" in p.read_text().splitlines()[line - 1]
+
+
+def test_missing_live_section(tmp_path: Path) -> None:
+    p = tmp_path / "e.yaml"
+    p.write_text("title: t\ndesigns: [clusterip]\nfaults: [{kind: node-crash}]\n")
+    with pytest.raises(ExperimentError, match="no live: section"):
+        load_live(p)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("live-*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_live_experiments_validate(path: Path) -> None:
+    exp, spec = load_live(path)
+    exp.validate()
+    assert isinstance(spec, LiveSpec) and spec.fault.kind in {f.kind for f in exp.model.faults}
+
+
+# ----------------------------------------------------------------------------- clock
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.floats(-1e6, 1e6), start=st.floats(0, 1e5),
+       rtts=st.lists(st.tuples(st.floats(0, 1.5), st.floats(0.0005, 0.2), st.floats(0, 1)),
+                     min_size=1, max_size=30))
+def test_clock_offset_bounds_contain_truth(offset: float, start: float,
+                                           rtts: list[tuple[float, float, float]]) -> None:
+    """Whatever the request spacing and latency, the true offset stays inside the bounds."""
+    c = ClockOffset()
+    m = start
+    for gap, rtt, where in rtts:
+        m += gap
+        served = m + where * rtt  # the server stamps its Date somewhere inside the request
+        date = email.utils.formatdate(math.floor(served + offset), usegmt=True)
+        c.add(date, m, m + rtt)
+        m += rtt
+    assert c.lo - 1e-6 <= offset <= c.hi + 1e-6
+    assert c.conflicts == 0
+
+
+def test_clock_offset_narrows_with_phases() -> None:
+    c = ClockOffset()
+    offset = 1234.567
+    for i in range(24):
+        m = 100.0 + i / 12
+        c.add(email.utils.formatdate(math.floor(m + 0.001 + offset), usegmt=True), m, m + 0.002)
+    assert abs(c.offset - offset) < 0.05 and c.uncertainty < 0.05
+
+
+# ----------------------------------------------------------------------------- journal
+
+
+def test_journal_pending_undo_newest_first_and_torn_line(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    a = j.add_undo({"op": "uncordon", "node": "n1"})
+    b = j.add_undo({"op": "delete-pod", "namespace": "d", "name": "p"})
+    c = j.add_undo({"op": "hook", "argv": ["true"], "timeout": 1})
+    j.undo_done(b)
+    assert [s.id for s in j.pending()] == [c, a]
+    with j.path.open("a") as f:
+        f.write('{"seq": 99, "event": "undo.do')  # crash mid-write
+    assert [s.id for s in pending_undo(j.path)] == [c, a]
+    j2 = Journal(tmp_path)  # a --recover process continues the same journal
+    d = j2.add_undo({"op": "uncordon", "node": "n2"})
+    assert d not in (a, b, c)
+
+
+def test_journal_entries_are_json_lines_with_both_clocks(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.write("note", value=math.inf)
+    e = json.loads(j.path.read_text().splitlines()[0])
+    assert e["event"] == "note" and e["value"] == "inf" and e["wall"] > e["mono"]
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+def _kubeconfig(api: FakeApi, tmp: Path, **cluster: object) -> Path:
+    cfg = json.loads(api.kubeconfig.read_text())
+    cfg["clusters"][0]["cluster"].update(cluster)
+    for k, v in list(cfg["clusters"][0]["cluster"].items()):
+        if v is None:
+            del cfg["clusters"][0]["cluster"][k]
+    p = tmp / "kc-variant"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_tls_verification_cannot_be_turned_off(tmp_path: Path) -> None:
+    api = FakeApi(FakeCluster(), tmp_path)
+    try:
+        kc = _kubeconfig(api, tmp_path, **{"insecure-skip-tls-verify": True,
+                                           "certificate-authority-data": None})
+        with pytest.raises(KubeError, match="TLS verification off"):
+            load_kube(str(kc), "fake", 5)
+    finally:
+        api.close()
+
+
+def test_wrong_ca_is_refused_without_leaking_the_token(tmp_path: Path) -> None:
+    api = FakeApi(FakeCluster(), tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    api2 = FakeApi(FakeCluster(), other)  # a different CA
+    try:
+        ca2 = json.loads(api2.kubeconfig.read_text())["clusters"][0]["cluster"][
+            "certificate-authority-data"]
+        kc = _kubeconfig(api, tmp_path, **{"certificate-authority-data": ca2})
+        kube = load_kube(str(kc), "fake", 5)
+        with pytest.raises(KubeError) as ei:
+            kube.version()
+        assert ei.value.status == 0 and "SSL" in str(ei.value).upper()
+        assert FakeApi.TOKEN not in str(ei.value)
+        good = load_kube(str(api.kubeconfig), "fake", 5)
+        assert good.version()["gitVersion"].startswith("v1.")
+        assert good.clock.samples == 1
+    finally:
+        api.close()
+        api2.close()
+
+
+def test_unauthorized_error_is_one_line_without_token(tmp_path: Path) -> None:
+    api = FakeApi(FakeCluster(), tmp_path)
+    try:
+        cfg = json.loads(api.kubeconfig.read_text())
+        cfg["users"][0]["user"]["token"] = "wrong-" + FakeApi.TOKEN
+        p = tmp_path / "kc-bad-token"
+        p.write_text(json.dumps(cfg))
+        with pytest.raises(KubeError) as ei:
+            load_kube(str(p), "fake", 5).get("/api/v1/nodes")
+        assert ei.value.status == 401 and "\n" not in str(ei.value)
+        assert FakeApi.TOKEN not in str(ei.value)
+    finally:
+        api.close()
+
+
+def test_unknown_context_is_a_clear_error(tmp_path: Path) -> None:
+    api = FakeApi(FakeCluster(), tmp_path)
+    try:
+        with pytest.raises(KubeError, match="context 'nope'"):
+            load_kube(str(api.kubeconfig), "nope", 5)
+    finally:
+        api.close()
+
+
+# ----------------------------------------------------------------------------- chaos pods
+
+
+def test_chaos_pod_shape() -> None:
+    pod = chaos_pod(name="chaoslab-x-t0-node-crash", namespace="chaos", node="w1",
+                    action="node-crash", image="busybox", script="true", run_id="x",
+                    duration=None)
+    spec = pod["spec"]
+    assert spec["nodeName"] == "w1" and spec["hostPID"] and spec["hostNetwork"]
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    assert spec["automountServiceAccountToken"] is False
+    assert pod["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "chaoslab"
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs sh")
+def test_partition_script_heals_itself(tmp_path: Path) -> None:
+    """Run the partition script with nsenter/iptables replaced by a recorder: every rule it
+    inserts it deletes again after the duration, ACCEPTs above DROPs."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # 'nsenter -t 1 -m -n -- iptables ARGS': the recorder logs ARGS; -D fails once the rule
+    # is gone (as iptables does), so the 'while -D' loops end
+    (fake / "nsenter").write_text(
+        "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift; shift\n"
+        f"echo \"$*\" >> {log}\n"
+        f"if [ \"$1\" = -D ]; then n=$(grep -c -- \"$*\" {log}); [ $n -le 1 ]; fi\n")
+    (fake / "nsenter").chmod(0o755)
+    script = _partition_script("chaoslab-abc", 0.2, ["192.0.2.0/24"])
+    cp = subprocess.run(["sh", "-c", script], env={"PATH": f"{fake}:/usr/bin:/bin"},
+                        capture_output=True, text=True, timeout=10)
+    assert cp.returncode == 0, cp.stderr
+    assert "partitioned" in cp.stdout and "healed" in cp.stdout
+    calls = log.read_text().splitlines()
+    inserted = [c for c in calls if c.startswith("-I")]
+    assert len(inserted) == 7  # 3 DROPs + 2 loopback + 2 exempt ACCEPTs
+    assert all("--comment chaoslab-abc" in c for c in inserted)
+    assert inserted.index(next(c for c in inserted if "DROP" in c)) == 0  # DROPs first ...
+    assert "ACCEPT" in inserted[-1]  # ... so the ACCEPTs end up above them
+    for c in inserted:
+        assert c.replace("-I", "-D", 1).replace(" 1 ", " ", 1) in calls
+
+
+def test_kill_script_quotes_container_id() -> None:
+    s = _kill_script("abc'; rm -rf /")
+    assert "CID='abc'\"'\"'; rm -rf /'" in s and "kill -9" in s
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def test_comparison_table() -> None:
+    pred = pd.DataFrame({"recovery_s": np.linspace(40, 60, 101), "downtime_s": 0.0,
+                         "degraded_s": 1.0, "lost_s": 5.0,
+                         "at_node_not_ready": np.linspace(40, 50, 101)})
+    meas = pd.DataFrame({"recovery_s": [45.0, 47.0, 90.0], "downtime_s": [0.0, 0.0, 0.0],
+                         "degraded_s": [1.0, 1.0, 1.0], "lost_s": [4.0, 5.0, 6.0],
+                         "at_node_not_ready": [41.0, math.nan, 44.0]})
+    table = comparison(pred, meas, "clusterip", "node-crash")
+    assert tuple(table.columns) == COMPARISON_COLUMNS
+    c = table.set_index("metric")
+    r = c.loc["recovery_s"]
+    assert r["predicted_p5"] == pytest.approx(41, abs=0.3) and r["measured_median"] == 47
+    assert r["measured_max"] == 90 and r["n"] == 3 and r["inside"]
+    assert c.loc["at_node_not_ready", "n"] == 2
+    assert c.loc["lost_s", "inside"]  # constant prediction 5 s, measured median 5 s
+    assert not c.loc["degraded_s", "inside"] or c.loc["degraded_s", "predicted_p5"] == 1.0
+
+
+def test_live_milestones_are_the_models() -> None:
+    import chaoslab.runner  # noqa: F401  (registers every mechanism's milestones)
+    from chaoslab.live.k8s.observe import LIVE_MILESTONES
+    from chaoslab.mechanisms.base import MILESTONES
+
+    assert set(LIVE_MILESTONES) <= set(MILESTONES)
+
+
+def test_rbac_check_denies_what_the_manifest_does_not_grant() -> None:
+    from .rbac_check import denied
+
+    assert denied([("GET", "/version")]) == []
+    assert denied([("POST", "/api/v1/namespaces/chaoslab/pods")]) == []
+    assert denied([("POST", "/api/v1/namespaces/demo/pods")])  # chaos pods: chaoslab ns only
+    assert denied([("GET", "/api/v1/namespaces/demo/secrets")])
+    assert denied([("DELETE", "/api/v1/nodes/w1")])
