@@ -250,3 +250,23 @@ def test_bird_and_nginx_configs(tmp_path: Path) -> None:
     ng = _topo("ingress-hostnet", "lab-ingress-hostnet.yaml", tmp_path).nginx_conf()
     assert ng.count("max_fails=0 fail_timeout=0;") == 3
     assert "proxy_connect_timeout 1000ms;" in ng and "proxy_next_upstream_tries 3;" in ng
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])
+def test_lab_prediction_uses_the_files_model_cluster(path: Path, tmp_path: Path) -> None:
+    """The cluster the drill predicts with is the one `chaoslab run` simulates for the file."""
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    exp = load_lab_experiment(path)
+    topo = _topo(exp.lab.design, path.name, tmp_path)
+    derived = topo.model_cluster()
+    nodes, app = doc["cluster"]["nodes"], doc["cluster"]["app"]
+    assert derived == {
+        "masters": nodes["master"],
+        "controllers": nodes["controller"],
+        "computes": nodes["compute"],
+        "replicas": app["replicas"],
+        "spread": app["spread"],
+    }
+    assert doc["designs"] == [exp.lab.design]
