@@ -743,7 +743,8 @@ class LeaderVipTopology(NetTopology):
             self.trial.milestone("vip.added")
             self.neighbour.garp(new)
             self._epoch += 1
-            self._garp_loop(new, self._epoch, self.trial.now + self.garp_window)
+            if self.neighbour.mac is not new:
+                self._garp_loop(new, self._epoch, self.trial.now + self.garp_window)
         self.trial.changed()
 
     def _garp_loop(self, node: Node, epoch: int, until: float) -> None:
@@ -759,7 +760,10 @@ class LeaderVipTopology(NetTopology):
     def _garp_tick(self, node: Node, epoch: int, until: float) -> None:
         if epoch == self._epoch and self.leader is node:
             self.neighbour.garp(node)
-            self._garp_loop(node, epoch, until)
+            # once the neighbour points at the leader, further GARPs change nothing: only
+            # the leader sends them, so the loop can stop (kube-vip's runs for ever)
+            if self.neighbour.mac is not node:
+                self._garp_loop(node, epoch, until)
 
     # -------------------------------------------------------------- daemons
     def daemons(self, node: Node) -> tuple[str, ...]:

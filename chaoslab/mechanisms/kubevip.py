@@ -30,11 +30,12 @@ register_milestones(
 )
 
 
-def _polls(rng: np.random.Generator, start: float, retry: float, jitter: float):
-    t = start
-    while True:
-        yield t
-        t += retry * (1.0 + jitter * float(rng.random()))
+def _forward(rng: np.random.Generator, retry: float, jitter: float) -> float:
+    """Time to a candidate's next poll from a random instant (stationary jittered polls):
+    a length-biased interval U(retry, (1 + jitter) retry), then a uniform point in it."""
+    a, b = retry, retry * (1.0 + jitter)
+    length = float(np.sqrt(a * a + rng.random() * (b * b - a * a)))
+    return length * float(rng.random())
 
 
 def silent_takeover(
@@ -49,21 +50,14 @@ def silent_takeover(
     # the leader's renewals run on a grid at a random phase; the last one is at -age
     last_renew = -retry * float(rng.random())
     best = (float("inf"), 0.0)
-    span = lease + 4 * retry * (1.0 + jitter)
     for _ in range(max(1, candidates)):
-        observed = None
-        for t in _polls(rng, -span - retry * (1.0 + jitter) * float(rng.random()), retry, jitter):
-            if t <= last_renew:
-                continue  # every poll before the last renewal sees a fresh record
-            if observed is None:
-                observed = t  # first poll after the last renewal
-                continue
-            if t >= observed + lease:
-                if t < best[0]:
-                    best = (t, observed)
-                break
-            if t > best[0]:
-                break
+        # the first poll after the last renewal sees the new record: observedTime
+        observed = last_renew + _forward(rng, retry, jitter)
+        t = observed
+        while t < observed + lease and t < best[0]:
+            t += retry * (1.0 + jitter * float(rng.random()))
+        if t < best[0]:
+            best = (t, observed)
     return best
 
 
@@ -71,10 +65,4 @@ def graceful_takeover(
     rng: np.random.Generator, candidates: int, *, retry: float, jitter: float
 ) -> float:
     """Time until a candidate's next poll after the leader released the lease at t = 0."""
-    best = float("inf")
-    for _ in range(max(1, candidates)):
-        # forward recurrence of the jittered poll process: a length-biased interval
-        a, b = retry, retry * (1.0 + jitter)
-        length = float(np.sqrt(a * a + rng.random() * (b * b - a * a)))
-        best = min(best, length * float(rng.random()))
-    return best
+    return min(_forward(rng, retry, jitter) for _ in range(max(1, candidates)))
