@@ -288,20 +288,21 @@ def ecdf_recovery(
         ax.set_xlim(floor, hz * 3.0)
         ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
         ax.text(
-            hz * 2.05,
-            0.5,
-            "not recovered",
-            rotation=90,
-            ha="center",
-            va="center",
+            hz * 1.3,
+            0.03,
+            f"not recovered\nwithin {fmt_seconds(hz)} →",
+            ha="right",
+            va="bottom",
             fontsize=7,
             color="0.35",
         )
+        if g.empty:
+            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
         ax.set_ylim(0, 1.02)
         ax.set_title(ptitle, fontsize=9)
         xlabel = _METRIC_LABELS.get(metric, f"{metric} (s)")
         if (vals == 0).any():
-            xlabel += f"; 0 drawn at {floor:g} s"
+            xlabel += f"; 0 drawn at {floor:.2g} s"
         ax.set_xlabel(xlabel)
         ax.set_ylabel("share of trials (fraction)")
         ax.grid(True, which="major", alpha=0.3)
@@ -310,7 +311,7 @@ def ecdf_recovery(
     return fig
 
 
-def _legend_outside(fig: Figure, axes: Sequence[Axes]) -> None:
+def _legend_outside(fig: Figure, axes: Sequence[Axes], title: str | None = None) -> None:
     handles: dict[str, Any] = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -323,6 +324,8 @@ def _legend_outside(fig: Figure, axes: Sequence[Axes]) -> None:
             ncols=min(len(handles), 5),
             fontsize=8,
             frameon=False,
+            title=title,
+            title_fontsize=7,
         )
 
 
@@ -356,12 +359,18 @@ def availability(
     horizon: float | None = None,
     designs: Iterable[str] | None = None,
     faults: Iterable[str] | None = None,
+    by: str = "fault",
     ncols: int = 2,
     band: tuple[float, float] = (0.05, 0.95),
     title: str | None = None,
 ) -> Figure:
-    """Median a(t) with a p5-p95 band across trials, per design; one panel per fault
-    cell x sweep point, all on the same symlog time axis (s)."""
+    """Median a(t) with a p5-p95 band across trials, all panels on the same symlog time
+    axis (s).
+
+    ``by="fault"``: one panel per fault cell x sweep point, one series per design.
+    ``by="design"``: small multiples, one panel per design, one series per fault cell x
+    sweep point — the readable choice when many designs share one fault.
+    """
     df = _trials(results)
     if "a_t" not in df.columns:
         raise ValueError("this run stores no availability change points (a_t/a_v columns)")
@@ -371,40 +380,65 @@ def availability(
         df = df[df["fault"].isin(list(faults))]
     if df.empty:
         raise ValueError("no trials of the requested designs/faults in this run")
+    if by not in ("fault", "design"):
+        raise ValueError(f"by={by!r}: use 'fault' or 'design'")
     hz = _horizon(results, horizon)
     grid = time_grid(hz)
     sweep = sweep_columns(results)
-    panels = _panels(df, sweep)
-    fig, axes = _grid(len(panels), _panel_cols(df, sweep, ncols), 6.0, 3.3)
-    all_designs = list(dict.fromkeys(df["design"]))
-    for ax, (ptitle, g) in zip(axes, panels, strict=True):
-        for design, gd in g.groupby("design", sort=False):
-            m = availability_matrix(gd, grid)
+    cells = _cells(df)
+    multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+    # (panel title, [(series label, colour, trials)])
+    layout: list[tuple[str, list[tuple[str, Any, pd.DataFrame]]]] = []
+    if by == "fault":
+        for ptitle, g in _panels(df, sweep):
+            layout.append(
+                (
+                    ptitle,
+                    [
+                        (str(d), design_color(str(d)), gd)
+                        for d, gd in g.groupby("design", sort=False)
+                    ],
+                )
+            )
+        ncols = _panel_cols(df, sweep, ncols)
+    else:
+        series_keys = [(f, t, pt) for f, t in cells for pt in _points(df, sweep)]
+        cmap = mpl.colormaps["tab10"]
+        for d, gd in df.groupby("design", sort=False):
+            series = []
+            for k, (f, t, pt) in enumerate(series_keys):
+                g = _select(gd[(gd["fault"] == f) & (gd["target"] == t)], sweep, pt)
+                if g.empty:
+                    continue
+                parts = ([_cell_label(f, t, multi)] if len(cells) > 1 else []) + (
+                    [_point_label(sweep, pt)] if sweep else []
+                )
+                series.append((" · ".join(parts) or str(d), cmap(k % 10), g))
+            layout.append((str(d), series))
+    h = 3.3 if by == "fault" else 2.0
+    fig, axes = _grid(len(layout), ncols, 6.0, h)
+    for k_ax, (ax, (ptitle, series)) in enumerate(zip(axes, layout, strict=True)):
+        for k, (label, c, g) in enumerate(series):
+            m = availability_matrix(g, grid)
             lo, med, hi = np.quantile(m, [band[0], 0.5, band[1]], axis=0)
-            c = design_color(str(design))
-            # designs that behave the same would hide each other: offset each median line
-            # by a hair (at most +-0.02, far below any real step in a(t))
-            k = all_designs.index(design)
-            dodge = (k - (len(all_designs) - 1) / 2) * min(0.008, 0.04 / len(all_designs))
+            # series that behave the same would hide each other: offset each median line
+            # by a hair (|offset| < 0.02, far below any real step in a(t))
+            dodge = (k - (len(series) - 1) / 2) * min(0.008, 0.04 / max(len(series), 1))
             ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.15, lw=0)
-            ax.step(grid, med + dodge, where="post", color=c, lw=1.6, label=str(design))
-        if g.empty:
+            ax.step(grid, med + dodge, where="post", color=c, lw=1.6, label=label)
+        if not series:
             ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
         _symlog_time(ax, hz)
-        ax.set_ylim(-0.03, 1.05)
+        ax.set_ylim(-0.05, 1.07)
         ax.set_title(ptitle, fontsize=9)
-        ax.set_xlabel("time since the fault (s; linear to 1 s, log after)")
-        ax.set_ylabel("availability a(t) (fraction)")
+        # small multiples: the shared time axis is labelled once per column, at the bottom
+        if by == "fault" or k_ax >= len(layout) - ncols:
+            ax.set_xlabel("time since the fault (s; linear to 1 s, log after)")
+        ax.set_ylabel("a(t) (fraction)" if by == "design" else "availability a(t) (fraction)")
         ax.grid(True, alpha=0.3)
-    if len(all_designs) > 1:
-        fig.text(
-            0.005,
-            0.005,
-            "median lines offset by < 0.02 so designs that coincide stay visible",
-            fontsize=6.5,
-            color="0.4",
-        )
-    _legend_outside(fig, axes)
+    _legend_outside(
+        fig, axes, title="median a(t), lines offset by < 0.02 so coinciding series stay visible"
+    )
     fig.suptitle(
         title
         or f"Availability after the fault: median and p{band[0] * 100:g}–p{band[1] * 100:g} "
@@ -476,7 +510,11 @@ PHASES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ),
         "#c44e52",
     ),
-    ("endpoints / proxy", ("endpoints.removed", "proxy.", "nginx."), "#dd8452"),
+    (
+        "endpoints / proxy",
+        ("endpoints.removed", "proxy.", "nginx.", "ingress.upstream_removed"),
+        "#dd8452",
+    ),
     (
         "eviction / deletion",
         (
@@ -497,7 +535,14 @@ PHASES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("route convergence", ("bgp.", "route.", "ecmp.", "fib.", "router."), "#64b5cd"),
     (
         "replacement / restart",
-        ("replacement.", "container.restarted", "pod.ready", "endpoints.added", "lb.marked_up"),
+        (
+            "replacement.",
+            "container.restarted",
+            "pod.ready",
+            "endpoints.added",
+            "lb.marked_up",
+            "ingress.restarted",
+        ),
         "#4c72b0",
     ),
     ("node back", ("node.ready", "node.powered_on", "node.reconnected", "kubelet."), "#937860"),
