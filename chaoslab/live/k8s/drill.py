@@ -74,9 +74,10 @@ __all__ = [
     "run_drill",
 ]
 
+#: the same columns the lab writes (chaoslab.live.lab.drill.COMPARISON_COLUMNS)
 COMPARISON_COLUMNS = ("design", "fault", "metric", "predicted_p5", "predicted_p50",
                       "predicted_p95", "measured_min", "measured_median", "measured_max", "n",
-                      "inside")
+                      "inside", "tolerance_s", "note")
 _METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s")
 #: catalogue keys the API cannot show a drill; reported as assumed with their source
 ASSUMED_KEYS = (
@@ -175,7 +176,8 @@ def plan_drill(path: str | Path, *, kubeconfig: str | None = None,
 
     exp, spec = load_live(path)
     exp.validate()
-    kube = load_kube(kubeconfig or spec.kubeconfig, context or spec.context, spec.api_timeout)
+    kube = load_kube(kubeconfig or spec.kubeconfig, context or spec.context, spec.api_timeout,
+                     retries=spec.api_retries, retry_wait=spec.poll)
     disc = discover(kube, spec)
     named = spec.fault.target.node
     if named is not None and spec.fault.kind in NODE_FAULTS:
@@ -499,6 +501,7 @@ def _finish_trial(plan: DrillPlan, i: int, frames: list[pd.DataFrame], t0: float
                                "t": row["recovery_s"], "t_server": math.nan,
                                "detail": "probes (chaoslab.outage)"})
     info.update(plan.kube.clock.as_dict())
+    info["api_reads_retried"] = plan.kube.retried
     info["horizon_s"] = horizon
     if math.isfinite(t0):  # a trial that never injected has nothing to add
         writer.add_trials(pd.DataFrame([row]))
@@ -668,28 +671,38 @@ def _connections(probes: pd.DataFrame, t0: float) -> tuple[float, float]:
 # --------------------------------------------------------------------------- results
 
 
-def comparison(prediction: pd.DataFrame, measured: pd.DataFrame, design: str,
-               fault: str) -> pd.DataFrame:
-    """Predicted p5/p50/p95 against the measured trials, per metric and milestone."""
+def comparison(prediction: pd.DataFrame, measured: pd.DataFrame, design: str, fault: str,
+               tolerance: float = 0.0) -> pd.DataFrame:
+    """Predicted p5/p50/p95 against the measured trials, per metric and milestone.
+
+    Same file as the lab writes: ``inside`` is the fraction of measured trials within
+    [p5 - tolerance, p95 + tolerance], the tolerance being the measurement's resolution
+    (the probe bin), not a fudge factor; ``note`` says why a row has no prediction."""
     metrics_ = list(_METRICS) + sorted(
-        c for c in measured.columns if c.startswith("at_") and c in prediction.columns
-        and measured[c].notna().any())
+        c for c in measured.columns if c.startswith("at_") and measured[c].notna().any())
     rows = []
     for m in metrics_:
         pred = prediction[m].to_numpy(dtype=float) if m in prediction else np.array([])
         meas = measured[m].to_numpy(dtype=float) if m in measured else np.array([])
         meas = meas[~np.isnan(meas)]
         p5, p50, p95 = (_q(pred, q) for q in (0.05, 0.5, 0.95))
+        note = ""
         if meas.size:
             med = float(np.quantile(meas, 0.5, method="inverted_cdf"))
             lo, hi = float(meas.min()), float(meas.max())
         else:
             med = lo = hi = math.nan
-        inside = bool(meas.size and not math.isnan(p5) and p5 <= med <= p95)
+        if math.isnan(p5):
+            note = ("the model never reaches this milestone in this design x fault"
+                    if m in prediction else "the model has no such milestone")
+            inside = math.nan
+        else:
+            inside = float(np.mean((meas >= p5 - tolerance) & (meas <= p95 + tolerance))) \
+                if meas.size else math.nan
         rows.append({"design": design, "fault": fault, "metric": m, "predicted_p5": p5,
                      "predicted_p50": p50, "predicted_p95": p95, "measured_min": lo,
                      "measured_median": med, "measured_max": hi, "n": int(meas.size),
-                     "inside": inside})
+                     "inside": inside, "tolerance_s": tolerance, "note": note})
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
@@ -714,7 +727,8 @@ def _write_results(writer: Any, plan: DrillPlan, results: list[_TrialResult],
         rows, columns=["mono", "resource", "type", "name", "resource_version", "summary"]))
     measured = pd.DataFrame([r.row for r in results if r.row])
     if not measured.empty:
-        comp = comparison(plan.prediction, measured, plan.design, plan.spec.fault.kind)
+        comp = comparison(plan.prediction, measured, plan.design, plan.spec.fault.kind,
+                          tolerance=plan.spec.probe.bin)
         writer.add_table("comparison.csv", comp)
     left = pending_undo(journal.path)
     journal.write("run.end", status=status, reason=reason, pending_undo=[s.id for s in left])
@@ -773,7 +787,8 @@ def recover(run_dir: Path, *, kubeconfig: str | None = None, context: str | None
     kube: Kube | None
     try:
         kube = load_kube(kubeconfig or meta.get("kubeconfig") or spec.kubeconfig,
-                         context or meta.get("context") or spec.context, spec.api_timeout)
+                         context or meta.get("context") or spec.context, spec.api_timeout,
+                         retries=spec.api_retries, retry_wait=spec.poll)
     except KubeError as e:
         log(f"no API access ({e}); only hook steps can run")
         kube = None

@@ -106,10 +106,16 @@ class ClockOffset:
 class Kube:
     """JSON requests against the API server of one kubeconfig context."""
 
-    def __init__(self, api_client: Any, *, context: str | None, timeout: float) -> None:
+    def __init__(self, api_client: Any, *, context: str | None, timeout: float,
+                 retries: int = 0, retry_wait: float = 0.0) -> None:
         self.api = api_client
         self.context = context
         self.timeout = timeout  # per request; watches use their own
+        # reads that fail transiently (no answer, 429, 5xx) are retried; writes never are
+        # here: the drill journals them and decides itself
+        self.retries = retries
+        self.retry_wait = retry_wait
+        self.retried = 0
         self.clock = ClockOffset()
         if not getattr(api_client.configuration, "verify_ssl", True):
             raise KubeError(0, f"context {context!r} turns TLS verification off "
@@ -138,6 +144,21 @@ class Kube:
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = None,
                 timeout: float | None = None) -> Obj:
+        attempt = 0
+        while True:
+            try:
+                return self._request(method, path, query=query, body=body,
+                                     content_type=content_type, timeout=timeout)
+            except KubeError as e:
+                transient = e.status == 0 or e.status == 429 or 500 <= e.status <= 504
+                if method != "GET" or not transient or attempt >= self.retries:
+                    raise
+                attempt += 1
+                self.retried += 1
+                time.sleep(self.retry_wait)
+
+    def _request(self, method: str, path: str, *, query: Mapping[str, Any] | None,
+                 body: Any, content_type: str | None, timeout: float | None) -> Obj:
         if body is not None and content_type is None:
             content_type = "application/json"
         m0 = time.monotonic()
@@ -233,7 +254,8 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else ""
 
 
-def load_kube(kubeconfig: str | None, context: str | None, timeout: float) -> Kube:
+def load_kube(kubeconfig: str | None, context: str | None, timeout: float, *,
+              retries: int = 0, retry_wait: float = 0.0) -> Kube:
     """Load a kubeconfig context (``KUBECONFIG`` / ``~/.kube/config`` when not given)."""
     from kubernetes import config as kconfig
 
@@ -243,4 +265,4 @@ def load_kube(kubeconfig: str | None, context: str | None, timeout: float) -> Ku
         where = kubeconfig or "KUBECONFIG/~/.kube/config"
         raise KubeError(0, f"cannot load kubeconfig {where} context {context!r}: "
                            f"{_first_line(exc)}") from None
-    return Kube(api, context=context, timeout=timeout)
+    return Kube(api, context=context, timeout=timeout, retries=retries, retry_wait=retry_wait)

@@ -215,6 +215,8 @@ class LiveSpec(_Model):
     poll: Duration
     #: per API request
     api_timeout: Duration
+    #: retries of a read that failed transiently (no answer, 429, 5xx), ``poll`` apart
+    api_retries: int = Field(default=3, ge=0)
     #: model design the prediction is run for (the experiment's design by default)
     design: str | None = None
     #: k8s profile to use instead of the one derived from the server version
