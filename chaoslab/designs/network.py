@@ -369,7 +369,13 @@ class VipPodTopology(ArpVipTopology):
 
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
-        if what == "deleting" and node is not None and node.powered and node.net_up:
+        if (
+            what == "deleting"
+            and node is not None
+            and node.powered
+            and node.net_up
+            and node.kubelet_up
+        ):
             # the kubelet sees the deletion and runs the ingress-vip container's preStop
             delay = self.trial.p.draw("kube_controller_manager.controller_reaction")
             self.trial.at(delay, self._prestop, pod)
@@ -446,7 +452,7 @@ class VrrpTopology(ArpVipTopology):
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
         ours = what == "deleting" and pod.workload.name == INGRESS
-        if ours and node is not None and node.powered and node.net_up:
+        if ours and node is not None and node.powered and node.net_up and node.kubelet_up:
             delay = self.trial.p.draw("kube_controller_manager.controller_reaction")
             self.trial.at(delay, self._term, node)
 
@@ -522,7 +528,13 @@ class BgpTopology(NetTopology):
 
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
-        if what == "deleting" and node is not None and node.powered and node.net_up:
+        if (
+            what == "deleting"
+            and node is not None
+            and node.powered
+            and node.net_up
+            and node.kubelet_up
+        ):
             delay = self.trial.p.draw("kube_controller_manager.controller_reaction")
             self.trial.at(delay, self.remove_vip, node)
 

@@ -15,7 +15,8 @@ Closed forms (reference/network-timing.md section 1; RFC 3768/5798 section 6.1):
   adverts and takes over after its own Master_Down_Interval (+ ``preempt_delay``) from the
   last accepted advert (or from its start). ``nopreempt`` disables it.
 - Two masters that hear each other (a healed partition): the one with the lower
-  priority, or on a tie the lower IP (node index), goes back to BACKUP.
+  priority, or on a tie the lower IP (node index), goes back to BACKUP; the winner
+  answers the loser's advert with GARPs (``vrrp_garp_lower_prio_repeat``).
 - ``vrrp_script`` (interval, fall, rise, weight): KO after ``fall`` failed runs on the
   script's own grid. weight 0 -> FAULT; weight w -> priority lowered by |w|.
 - A new MASTER adds the VIP and sends ``garp_master_repeat`` GARPs at once, and again
@@ -304,6 +305,10 @@ class VrrpGroup:
         m.state = "BACKUP"
         m.heard = o
         self.on_vip(m.node, False)
+        # the winner heard the loser's lower-priority advert and answers with GARPs
+        # (vrrp_garp_lower_prio_repeat, default garp_master_repeat)
+        if self.garp_repeat > 0:
+            self.on_garp(o.node)
         self.trial.changed()
         self._reevaluate()
 
