@@ -190,6 +190,9 @@ class VrrpGroup:
         inst.state = "BACKUP"
         inst.heard = None
         inst.last_rx = self.trial.now
+        # entering BACKUP at startup, keepalived removes the VIPs it manages (a SIGKILLed
+        # master left them configured): vrrp_init_state -> vrrp_restore_interface
+        self.on_vip(node, False)
         # at startup the down timer runs from now (+ preempt_delay when preempting)
         self._arm(inst, self.trial.now + self.mdi(inst) + self.preempt_delay)
         self._reevaluate()
