@@ -40,6 +40,7 @@ def _trial(observe: str) -> TrialLab:
             "steady": "1s",
             "settle_timeout": "30s",
             "bin": "50ms",
+            "jitter": "1s",
         }
     )
 

@@ -49,7 +49,8 @@ lab:
   nodes: 2
   vrrp: {}
   probe: {rate: 100, probers: 3}
-  trial: {baseline: 1s, observe: 5s, cooldown: 1s, steady: 1s, settle_timeout: 9s, bin: 20ms}
+  trial: {baseline: 1s, observe: 5s, cooldown: 1s, steady: 1s, settle_timeout: 9s, bin: 20ms,
+          jitter: 1s}
   faults:
     - {kind: link-down, target: vip-holder}
 """
@@ -64,7 +65,7 @@ lab:
         (
             "    - {kind: link-down, target: vip-holder}",
             "    - {kind: daemon-kill, target: vip-holder}",
-            12,
+            13,
             "needs daemon",
         ),
         ("  vrrp: {}\n", "", 4, "needs a 'vrrp:' section"),

@@ -363,6 +363,7 @@ def run_drill(
         with contextlib.suppress(OSError):
             writer.write_text("experiment.yaml", Path(source).read_text())
     watcher = LogWatcher()
+    rng = np.random.default_rng(exp.seed)
     rows: list[dict[str, Any]] = []
     lab_rows: list[dict[str, Any]] = []
     probe_frames: list[pd.DataFrame] = []
@@ -407,6 +408,8 @@ def run_drill(
                     t_start = time.monotonic()
                     recent = _wait_steady(topo, probe_file, t_start, log)
                     victim = topo.resolve_target(fault, recent)
+                    wait = float(rng.uniform(0.0, spec.trial.jitter))
+                    time.sleep(wait)
                     t_fault = topo.inject(fault, victim)
                     t_call = time.monotonic() - t_fault
                     time.sleep(max(0.0, t_fault + spec.trial.observe - time.monotonic()))
@@ -461,6 +464,7 @@ def run_drill(
                             "victim": victim,
                             "t_fault": t_fault,
                             "fault_call_s": t_call,
+                            "jitter_s": wait,
                             "client_timeout_s": timeout,
                             "probes": int((probes.kind == "new").sum()),
                             "failed": int(

@@ -94,6 +94,11 @@ class TrialLab(_Model):
     steady: Duration = Field(description="window of all-ok probes that counts as steady")
     settle_timeout: Duration = Field(description="give up waiting for steady state after this")
     bin: Duration = Field(description="probe bin width for a(t)")
+    #: a uniform random wait in [0, jitter] between reaching steady state and the fault, so
+    #: the fault falls at a random phase of the daemons' periodic timers (adverts,
+    #: keepalives, health checks) as a real failure does; without it the drill's fixed
+    #: pacing locks the fault to the phase at which a restored daemon resumed its timers
+    jitter: Duration = Field(description="random wait before the fault (>= longest period)")
 
 
 class VrrpLab(_Model):
