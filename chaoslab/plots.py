@@ -46,6 +46,7 @@ __all__ = [
     "AVAILABILITY_FLOOR",
     "availability",
     "availability_matrix",
+    "bottlenecks",
     "configure_fonts",
     "design_color",
     "ecdf_recovery",
@@ -77,16 +78,16 @@ _METRIC_LABELS = {
 def configure_fonts() -> None:
     """Make every figure fall back to Noto Sans CJK for glyphs DejaVu Sans lacks.
 
-    matplotlib (>= 3.6) falls back glyph by glyph through the family list, so Korean and
-    English mix in one label. Idempotent; changes only the sans-serif list and the minus
-    sign (Noto CJK has no U+2212, DejaVu has; keep the real minus for DejaVu).
+    matplotlib (>= 3.6) falls back glyph by glyph through the *named* families of
+    ``font.family`` (not through a generic family's list), so Korean and English mix in one
+    label. Families that are not installed are left out (no findfont warnings elsewhere).
+    Idempotent.
     """
-    current = list(mpl.rcParams["font.sans-serif"])
-    wanted = [f for f in FONT_FALLBACK if f not in current[: len(FONT_FALLBACK)]]
-    if wanted or current[: len(FONT_FALLBACK)] != list(FONT_FALLBACK):
-        rest = [f for f in current if f not in FONT_FALLBACK]
-        mpl.rcParams["font.sans-serif"] = [*FONT_FALLBACK, *rest]
-    mpl.rcParams["font.family"] = ["sans-serif"]
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    families = [f for f in FONT_FALLBACK if f in installed]
+    mpl.rcParams["font.family"] = [*families, "sans-serif"] if families else ["sans-serif"]
     mpl.rcParams["svg.fonttype"] = "path"  # self-contained SVG: glyphs as outlines
 
 
@@ -489,6 +490,47 @@ def phase_medians(trials: pd.DataFrame, sweep: Sequence[str] = ()) -> pd.DataFra
                 }
             )
     return pd.DataFrame(rows, columns=[*keys, "milestone", "median_s", "share"])
+
+
+def bottlenecks(
+    trials: pd.DataFrame, keys: Sequence[str] = ("design", "fault", "target"), tol: float = 1e-3
+) -> pd.DataFrame:
+    """What recovery waits for, per group of ``keys``: in each recovered trial, the last
+    milestone at or before ``recovery_s`` (within ``tol`` s); the most frequent one is the
+    group's bottleneck, with the share of trials it was last in and its median time (s)."""
+    cols = [c for c in _milestone_cols(trials) if c != "at_service_recovered"]
+    rows = []
+    for key, g in trials.groupby(list(keys), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rec = g["recovery_s"].to_numpy(dtype=float)
+        ok = np.isfinite(rec) & (rec > 0)
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        if not cols or not ok.any():
+            row.update(
+                waits_for="(no outage)" if not (~np.isfinite(rec)).any() else "(never recovers)",
+                share=math.nan,
+                at_s=math.nan,
+            )
+            rows.append(row)
+            continue
+        m = g[cols].to_numpy(dtype=float)[ok]
+        r = rec[ok][:, None]
+        m = np.where(np.isfinite(m) & (m <= r + tol), m, -np.inf)
+        has = np.isfinite(m.max(axis=1))
+        if not has.any():
+            row.update(waits_for="(no milestone before recovery)", share=math.nan, at_s=math.nan)
+            rows.append(row)
+            continue
+        last = m[has].argmax(axis=1)
+        counts = np.bincount(last, minlength=len(cols))
+        top = int(counts.argmax())
+        row.update(
+            waits_for=_milestone_name(cols[top]),
+            share=float(counts[top] / ok.sum()),
+            at_s=float(np.median(m[has][last == top, top])),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, "waits_for", "share", "at_s"])
 
 
 #: phase of a milestone, by name: (phase, colour). First matching prefix wins.

@@ -1,0 +1,321 @@
+"""Figures: rendered with Agg and checked for content (axes, series, labels, units)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+
+import chaoslab
+from chaoslab import plots
+from chaoslab.cli import main
+from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.faults import ImpossibleFault
+from chaoslab.outage import metrics
+from chaoslab.results import RunWriter, load_run
+
+FAULTS = [
+    {"kind": "pod-kill", "target": "app-pod"},
+    {"kind": "node-crash", "target": "app-pod-node"},
+    {"kind": "node-crash", "target": "entry-node"},
+]
+
+
+def _visible_axes(fig: Figure) -> list:
+    # colorbars are axes too; the figure's panels are the ones with a title
+    return [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+def _draw(fig: Figure) -> None:
+    """Render to PNG with Agg (the real drawing path: layout, fonts, ticks)."""
+    from io import BytesIO
+
+    fig.savefig(BytesIO(), format="png", dpi=60)
+
+
+@pytest.fixture(scope="module")
+def every_design_run(tmp_path_factory: pytest.TempPathFactory):
+    """A real run folder with every registered design under pod and node faults."""
+    path = tmp_path_factory.mktemp("runs") / "every-design"
+    w = RunWriter(path, mode="simulate", target="model", meta={"horizon_s": 900.0})
+    frames = []
+    for design in DESIGNS:
+        for fault in FAULTS:
+            try:
+                frames.append(chaoslab.simulate(design, fault, trials=12, seed=3, horizon=900.0))
+            except (ImpossibleTarget, ImpossibleFault):
+                continue
+    w.add_trials(pd.concat(frames, ignore_index=True))
+    return w.finish()
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory: pytest.TempPathFactory):
+    """A run written by `chaoslab run` with a two-parameter sweep."""
+    d = tmp_path_factory.mktemp("sweep")
+    exp = d / "sweep.yaml"
+    exp.write_text(
+        "title: sweep for the plot tests\n"
+        "profile: [k8s-1.32]\n"
+        "designs: [nodeport-lb-local, ingress-vip-vrrp]\n"
+        "faults:\n"
+        "  - {kind: node-crash, target: app-pod-node, designs: [nodeport-lb-local]}\n"
+        "  - {kind: node-crash, target: vip-holder, designs: [ingress-vip-vrrp]}\n"
+        "sweep:\n"
+        "  lb.interval: [1s, 2s, 5s]\n"
+        "  vrrp.advert_int: [1s, 3s]\n"
+        "trials: 20\nseed: 5\nhorizon: 10m\n"
+    )
+    assert main(["run", str(exp), "--out", str(d / "out"), "-q"]) == 0
+    (run_dir,) = (d / "out").glob("*/*")
+    return load_run(run_dir)
+
+
+# ----------------------------------------------------------------------------- data helpers
+
+
+def test_availability_matrix_steps() -> None:
+    df = pd.DataFrame({"a_t": [[0.0, 2.0]], "a_v": [[0.5, 1.0]]})
+    grid = np.array([-1.0, 0.0, 1.0, 1.999, 2.0, 3.0])
+    m = plots.availability_matrix(df, grid)
+    assert m.tolist() == [[1.0, 0.5, 0.5, 0.5, 1.0, 1.0]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.01, 50.0), st.sampled_from([0.0, 1 / 3, 0.5, 2 / 3, 1.0])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_availability_matrix_integrates_to_lost_s(steps: list[tuple[float, float]]) -> None:
+    """∫(1 - a) over the matrix's grid equals outage.metrics' lost_s (to the grid step)."""
+    t, v = [0.0], [steps[0][1]]
+    for dt, a in steps[1:]:
+        t.append(t[-1] + dt)
+        v.append(a)
+    horizon = t[-1] + 10.0
+    grid = np.linspace(0.0, horizon, 200_001)
+    m = plots.availability_matrix(pd.DataFrame({"a_t": [t], "a_v": [v]}), grid)[0]
+    step = grid[1] - grid[0]
+    lost = float(np.sum((1 - m[:-1]) * step))
+    assert lost == pytest.approx(metrics(t, v, horizon).lost_s, abs=step * (len(t) + 1))
+
+
+def test_fmt_seconds() -> None:
+    assert plots.fmt_seconds(0.0) == "0 s"
+    assert plots.fmt_seconds(0.25) == "0.25 s"
+    assert plots.fmt_seconds(348.0) == "5.8 min"
+    assert plots.fmt_seconds(math.inf) == "never"
+    assert plots.fmt_seconds(math.nan) == "–"
+
+
+def test_bottlenecks_names_the_last_milestone_before_recovery() -> None:
+    df = pd.DataFrame(
+        {
+            "design": ["d"] * 3,
+            "recovery_s": [5.0, 6.0, math.inf],
+            "at_node_not_ready": [1.0, 1.0, 1.0],
+            "at_lb_marked_down": [5.0, 6.0, math.nan],
+            "at_pod_evicted": [300.0, 300.0, 300.0],
+        }
+    )
+    b = plots.bottlenecks(df, ["design"])
+    assert b.loc[0, "waits_for"] == "lb.marked_down"
+    assert b.loc[0, "share"] == 1.0  # of the two recovered trials
+    assert b.loc[0, "at_s"] == pytest.approx(5.5)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_ecdf_recovery_series_and_labels(every_design_run) -> None:
+    run = every_design_run
+    fig = plots.ecdf_recovery(run)
+    _draw(fig)
+    axes = _visible_axes(fig)
+    cells = run.trials.groupby(["fault", "target"]).size()
+    assert len(axes) == len(cells)
+    for ax in axes:
+        fault, target = ax.get_title().split(" → ")
+        want = set(run.trials[(run.trials.fault == fault) & (run.trials.target == target)].design)
+        assert {ln.get_label() for ln in ax.get_lines()} == want
+        assert ax.get_xscale() == "log"
+        assert "(s" in ax.get_xlabel() and "(fraction)" in ax.get_ylabel()
+        for ln in ax.get_lines():
+            assert ln.get_ydata()[-1] == pytest.approx(1.0)  # unrecovered drawn at the right
+    # an entry node that never comes back: its whole ECDF sits past the horizon
+    ax = next(a for a in axes if a.get_title() == "node-crash → entry-node")
+    (ln,) = [x for x in ax.get_lines() if x.get_label() == "nodeport-direct"]
+    x = np.asarray(ln.get_xdata())
+    assert (x[1:] > 900.0).all()
+
+
+def test_availability_by_fault_and_by_design(every_design_run) -> None:
+    run = every_design_run
+    fig = plots.availability(run)
+    _draw(fig)
+    axes = _visible_axes(fig)
+    assert len(axes) == run.trials.groupby(["fault", "target"]).ngroups
+    for ax in axes:
+        assert ax.get_xscale() == "symlog"
+        assert "time since the fault (s" in ax.get_xlabel()
+        assert "(fraction)" in ax.get_ylabel()
+        n_lines = len(ax.get_lines()) - 1  # minus the dotted fault marker at t = 0
+        bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        assert n_lines == len(bands) > 0
+    # small multiples: one panel per design, a never-recovering entry node ends at a = 0
+    fig = plots.availability(run, faults=["node-crash"], by="design")
+    _draw(fig)
+    axes = _visible_axes(fig)
+    assert [a.get_title() for a in axes] == list(
+        dict.fromkeys(run.trials[run.trials.fault == "node-crash"].design)
+    )
+    ax = next(a for a in axes if a.get_title() == "nodeport-direct")
+    entry = next(ln for ln in ax.get_lines() if "entry-node" in ln.get_label())
+    assert entry.get_ydata()[-1] == pytest.approx(0.0, abs=0.02)
+
+
+def test_availability_refuses_runs_without_a_t(every_design_run) -> None:
+    with pytest.raises(ValueError, match="a_t"):
+        plots.availability(every_design_run.trials.drop(columns=["a_t", "a_v"]))
+
+
+def test_phase_timeline_rows_and_recovery_markers(every_design_run) -> None:
+    run = every_design_run
+    fig = plots.phase_timeline(run)
+    _draw(fig)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    med = plots.phase_medians(run.trials)
+    med = med[med.share >= 0.5]
+    assert len(labels) == med.groupby(["design", "fault", "target"]).ngroups
+    assert ax.get_xscale() == "symlog" and "(s" in ax.get_xlabel()
+    diamonds = [ln for ln in ax.get_lines() if ln.get_marker() == "D"]
+    recovered = med[med.milestone == "service.recovered"]
+    assert len(diamonds) == len(recovered)
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert {"detection", "median recovery"} <= legend
+
+
+def test_loss_heatmap_cells_and_annotations(every_design_run) -> None:
+    run = every_design_run
+    fig = plots.loss_heatmap(run)
+    _draw(fig)
+    panels = _visible_axes(fig)
+    assert len(panels) == 2
+    n_rows = run.trials.design.nunique()
+    n_cols = run.trials.groupby(["fault", "target"]).ngroups
+    for ax in panels:
+        assert len(ax.images) == 1
+        assert ax.images[0].get_array().shape == (n_rows, n_cols)
+        assert len(ax.texts) == n_rows * n_cols
+        assert "(s)" in ax.get_title()
+    texts = {t.get_text() for t in panels[0].texts}
+    assert "15 min" in texts  # nodeport-direct's entry node: lost for the whole 900 s horizon
+    assert "–" in texts  # designs without an entry node: not run
+
+
+def test_tornado_rows_span_the_sensitivity(sweep_run) -> None:
+    df = sweep_run.trials
+    lb = df[df.design == "nodeport-lb-local"]
+    fig = plots.tornado(lb, sweep=["lb.interval", "vrrp.advert_int"])
+    _draw(fig)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert set(labels) == {"lb.interval", "vrrp.advert_int"}
+    assert labels[-1] == "lb.interval"  # the widest span on top
+    s = plots.sensitivity(lb, ["lb.interval", "vrrp.advert_int"])
+    rows = s[s.key == "lb.interval"]["stat"]
+    bars = [p for p in ax.patches if abs(p.get_y() + p.get_height() / 2 - 1) < 1e-9]
+    left = min(p.get_x() for p in bars)
+    right = max(p.get_x() + p.get_width() for p in bars)
+    assert left == pytest.approx(rows.min()) and right == pytest.approx(rows.max())
+    assert "(s)" in ax.get_xlabel()
+
+
+def test_tornado_needs_a_sweep(every_design_run) -> None:
+    with pytest.raises(ValueError, match="swept"):
+        plots.tornado(every_design_run)
+
+
+def test_predicted_vs_measured_panels(sweep_run) -> None:
+    pred = sweep_run.trials[sweep_run.trials.design == "nodeport-lb-local"]
+    meas = pred.groupby("lb.interval").head(4)
+    fig = plots.predicted_vs_measured(pred, meas)
+    _draw(fig)
+    axes = _visible_axes(fig)
+    from chaoslab.compare import compared_metrics
+
+    assert [a.get_title().split("\n")[0] for a in axes] == compared_metrics(pred, meas)
+    for ax in axes:
+        kinds = {ln.get_label().split(" · ")[0] for ln in ax.get_lines()}
+        assert kinds == {"predicted", "measured"}
+        assert "(s)" in ax.get_xlabel()
+        # three sweep points, one predicted line and one set of measured points each
+        assert len(ax.get_lines()) == 6
+
+
+def test_figures_for_run_and_save(sweep_run, tmp_path: Path) -> None:
+    figs = plots.figures_for_run(sweep_run)
+    assert set(figs) == {"ecdf-recovery", "availability", "phases", "loss", "sensitivity"}
+    paths = plots.save(figs["availability"], tmp_path / "a")
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in paths[1].read_bytes()[:2000]
+
+
+# ----------------------------------------------------------------------------- fonts
+
+
+def _glyph_warnings(fig: Figure) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _draw(fig)
+    return [str(w.message) for w in caught if "missing from" in str(w.message)]
+
+
+def test_korean_and_english_render_without_missing_glyphs(every_design_run) -> None:
+    fig = plots.availability(
+        every_design_run, faults=["node-crash"], title="노드 장애 후 가용성 — availability (s)"
+    )
+    fig.axes[0].set_xlabel("장애 후 시간 (s) / time since the fault (s)")
+    assert _glyph_warnings(fig) == []
+
+
+def test_missing_glyphs_are_detected_without_the_fallback() -> None:
+    """The check above can fail: with DejaVu alone, Hangul glyphs are reported missing."""
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans"]}):
+        fig = Figure()
+        fig.subplots().set_title("노드 장애")
+        assert _glyph_warnings(fig) != []
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_plot_writes_png_and_svg(sweep_run, tmp_path: Path) -> None:
+    out = tmp_path / "figs"
+    assert main(["plot", str(sweep_run.path), "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    for fig in ("ecdf-recovery", "availability", "phases", "loss", "sensitivity"):
+        assert {f"{fig}.png", f"{fig}.svg"} <= names
+
+
+def test_cli_plot_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a chaoslab run folder" in err and len(err.splitlines()) == 1
