@@ -25,6 +25,7 @@ to the Kubernetes model, with hooks on their pods' deletion and removal.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from math import comb, factorial
 
 from chaoslab.mechanisms.base import Trial, register_milestones
@@ -44,6 +45,7 @@ register_milestones(
 )
 
 
+@lru_cache(maxsize=4096)  # pure; a trial asks the same few questions many times
 def proxy_success(
     live: int,
     refused: int,
