@@ -1,0 +1,241 @@
+"""Predicted vs measured: statistics, matching of cells, refusals, the compare command."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chaoslab
+from chaoslab.cli import main
+from chaoslab.compare import (
+    CompareError,
+    compare,
+    coverage,
+    ks_critical,
+    ks_statistic,
+    match_cells,
+    quantile_rank,
+    stored_prediction,
+)
+from chaoslab.results import Run, RunWriter, load_run
+
+NODE = {"kind": "node-crash", "target": "app-pod-node"}
+durations = st.lists(
+    st.one_of(st.floats(0, 1e4, allow_nan=False), st.just(math.inf)), min_size=1, max_size=40
+)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_quantile_rank_mid_ranks() -> None:
+    p = [1.0, 2.0, 3.0, 4.0]
+    assert quantile_rank(p, 0.5) == 0.0
+    assert quantile_rank(p, 2.0) == pytest.approx(0.375)  # one below, one tie
+    assert quantile_rank(p, 10.0) == 1.0
+    # never recovered against a prediction that never recovers in half the trials
+    assert quantile_rank([1.0, 2.0, math.inf, math.inf], math.inf) == pytest.approx(0.75)
+    assert math.isnan(quantile_rank([], 1.0))
+
+
+@settings(max_examples=80, deadline=None)
+@given(durations, st.floats(0, 1e4), st.floats(0, 1e4))
+def test_quantile_rank_bounded_and_monotone(p: list[float], x: float, y: float) -> None:
+    lo, hi = sorted((x, y))
+    a, b = quantile_rank(p, lo), quantile_rank(p, hi)
+    assert 0.0 <= a <= b <= 1.0
+
+
+def test_ks_statistic_extremes() -> None:
+    assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0.0
+    assert ks_statistic([1, 2, 3], [10, 11]) == 1.0
+    assert ks_statistic([1, 2, math.inf], [1, 2, 3]) == pytest.approx(1 / 3)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=30),
+    st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=30),
+)
+def test_ks_statistic_matches_scipy(a: list[float], b: list[float]) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    assert ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b, method="asymp").statistic, abs=1e-12)
+    assert ks_statistic(a, b) == ks_statistic(b, a)
+
+
+def test_ks_critical_and_coverage() -> None:
+    assert ks_critical(100, 100) == pytest.approx(1.358 * math.sqrt(2 / 100))
+    assert math.isnan(ks_critical(0, 5))
+    p = np.arange(1, 101, dtype=float)  # p5 = 5, p95 = 95
+    assert coverage(p, [5.0, 50.0, 95.0, 96.0]) == 0.75
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def _run(path: Path, df: pd.DataFrame, **meta: object) -> Run:
+    w = RunWriter(
+        path,
+        mode=str(meta.pop("mode", "simulate")),
+        target=str(meta.pop("target", "model")),
+        meta=dict(meta),
+    )
+    w.add_trials(df)
+    return w.finish()
+
+
+@pytest.fixture(scope="module")
+def lb_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Run, Run]:
+    """Two predictions of nodeport-lb-local (LB fall 3 vs fall 1) and a repeat of the first."""
+    d = tmp_path_factory.mktemp("cmp")
+    base = chaoslab.simulate("nodeport-lb-local", NODE, trials=400, seed=1, horizon=600.0)
+    again = chaoslab.simulate("nodeport-lb-local", NODE, trials=60, seed=2, horizon=600.0)
+    fast = chaoslab.simulate(
+        "nodeport-lb-local",
+        NODE,
+        trials=60,
+        seed=3,
+        horizon=600.0,
+        params={"lb.fall": 1, "lb.interval": "1s"},
+    )
+    return (
+        _run(d / "pred", base, horizon_s=600.0),
+        _run(d / "again", again, horizon_s=600.0),
+        _run(d / "fast", fast, horizon_s=600.0),
+    )
+
+
+def test_same_model_is_covered_and_close(lb_runs) -> None:
+    pred, again, _ = lb_runs
+    c = compare(pred, again)
+    rec = c.cells.set_index("metric").loc["recovery_s"]
+    assert rec["n_predicted"] == 400 and rec["n_measured"] == 60
+    assert 0.75 <= rec["coverage"] <= 1.0
+    assert rec["ks"] < rec["ks_crit_05"]
+    assert abs(rec["median_error_s"]) < 0.5
+    # one rank per measured trial and metric, all within [0, 1]
+    assert len(c.ranks[c.ranks.metric == "recovery_s"]) == 60
+    assert c.ranks["rank"].between(0, 1).all()
+    # milestones seen on both sides are compared too
+    assert "at_lb_marked_down" in set(c.cells.metric)
+
+
+def test_different_parameters_are_told_apart(lb_runs) -> None:
+    pred, _, fast = lb_runs
+    rec = compare(pred, fast).cells.set_index("metric").loc["recovery_s"]
+    assert rec["coverage"] < 0.1
+    assert rec["ks"] > rec["ks_crit_05"]
+    assert rec["median_error_s"] < -2  # fall 1 every 1 s detects seconds earlier
+    assert rec["rel_error"] < 0
+
+
+def test_refuses_other_format_version(lb_runs, tmp_path: Path) -> None:
+    pred, again, _ = lb_runs
+    other = Run(tmp_path / "v2", {**again.meta, "format_version": 2}, again.trials)
+    with pytest.raises(CompareError, match="format version"):
+        compare(pred, other)
+
+
+def test_refuses_different_designs(lb_runs, tmp_path: Path) -> None:
+    pred, _, _ = lb_runs
+    df = chaoslab.simulate("nodeport-lb", NODE, trials=5, seed=1, horizon=600.0)
+    other = _run(tmp_path / "other", df)
+    with pytest.raises(CompareError, match="designs differ.*nodeport-lb"):
+        compare(pred, other)
+
+
+def test_sweep_points_are_matched_or_must_be_selected(tmp_path: Path) -> None:
+    frames = []
+    for grace in ("20s", "50s"):
+        df = chaoslab.simulate(
+            "nodeport-lb",
+            NODE,
+            trials=40,
+            seed=4,
+            horizon=600.0,
+            params={"kube_controller_manager.node_monitor_grace_period": grace},
+        )
+        frames.append(df.assign(grace=grace))
+    swept = _run(tmp_path / "swept", pd.concat(frames), sweep={"grace": ["20s", "50s"]})
+    plain = _run(tmp_path / "plain", frames[0].drop(columns="grace"))
+    with pytest.raises(CompareError, match="--select grace"):
+        compare(swept, plain)
+    c = compare(swept, plain, select={"grace": "20s"})
+    assert c.cells.set_index("metric").loc["recovery_s", "ks"] == 0.0
+    # both sides swept the same key: each point meets its own
+    self_c = compare(swept, swept)
+    assert set(self_c.cells["point"]) == {"grace=20s", "grace=50s"}
+    assert (self_c.cells["ks"] == 0).all()
+
+
+def test_lab_fault_labels_meet_the_model_fault(lb_runs, tmp_path: Path) -> None:
+    """A lab 'link-down' predicted as a node crash (the drill's ``predict:``) is matched."""
+    pred, again, _ = lb_runs
+    live = again.trials.assign(fault="link-down").drop(columns=["a_t", "a_v"])
+    lab = {
+        "faults": [
+            {
+                "kind": "link-down",
+                "target": "app-pod-node",
+                "predict": {"kind": "node-crash", "target": "app-pod-node"},
+            }
+        ]
+    }
+    meas = _run(tmp_path / "lab", live, mode="live", target="lab", lab=lab)
+    ((p, m, label),) = match_cells(pred, meas)
+    assert set(p.fault) == {"node-crash"} and set(m.fault) == {"link-down"}
+    c = compare(pred, meas)
+    assert set(c.cells.fault) == {"link-down"}
+
+
+def test_stored_prediction_of_a_live_run(lb_runs, tmp_path: Path) -> None:
+    pred, again, _ = lb_runs
+    meas = _run(
+        tmp_path / "k8s",
+        again.trials,
+        mode="live",
+        target="kubernetes",
+        design="nodeport-lb-local",
+        fault="node-crash",
+    )
+    assert stored_prediction(meas) is None
+    pred.trials.drop(columns=["a_t", "a_v"]).to_parquet(meas.path / "prediction.parquet")
+    sp = stored_prediction(load_run(meas.path))
+    assert sp is not None and sp.meta["mode"] == "simulate" and len(sp.trials) == 400
+    assert compare(sp, meas).cells.set_index("metric").loc["recovery_s", "coverage"] > 0.75
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_compare_prints_and_stores(lb_runs, tmp_path: Path, capsys) -> None:
+    pred, again, _ = lb_runs
+    out = tmp_path / "cmp"
+    assert main(["compare", str(pred.path), str(again.path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "recovery_s" in text and "coverage" in text
+    cells = pd.read_csv(out / "cells.csv")
+    ranks = pd.read_csv(out / "ranks.csv")
+    assert set(cells.metric) >= {"recovery_s", "downtime_s", "lost_s"}
+    assert len(ranks[ranks.metric == "recovery_s"]) == 60
+
+
+def test_cli_compare_refusal_is_one_line(lb_runs, tmp_path: Path, capsys) -> None:
+    pred, again, _ = lb_runs
+    v2 = tmp_path / "v2"
+    shutil.copytree(again.path, v2)
+    meta = json.loads((v2 / "meta.json").read_text())
+    meta["format_version"] = 2
+    (v2 / "meta.json").write_text(json.dumps(meta))
+    assert main(["compare", str(pred.path), str(v2)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "format version 2" in err and len(err.splitlines()) == 1
+    assert main(["compare", str(pred.path), str(again.path), "--select", "nokey"]) == 2
