@@ -378,3 +378,24 @@ def test_proxy_success_is_a_probability_and_monotone(
     assert proxy_success(live, refused, holes, **kw0) >= s - 1e-12
     if live and not holes and (tries == 0 or tries >= refused + 1):
         assert math.isclose(proxy_success(live, refused, holes, **kw0), 1.0)
+
+
+# ============================================================================ invariants
+@given(st.integers(2, 16), st.data())
+def test_hash_threshold_moves_between_a_quarter_and_a_half(n: int, data: st.DataObject) -> None:
+    hops = [f"h{i}" for i in range(n)]
+    gone = data.draw(st.integers(0, n - 1))
+    after = hops[:gone] + hops[gone + 1 :]
+    share = moved_share("hash-threshold", hops, after)
+    assert 0.25 - 1e-9 <= share <= 0.5 + 1e-9
+    assert moved_share("resilient", hops, after) == pytest.approx(1 / n)
+    assert moved_share("modulo", hops, after) == pytest.approx((n - 1) / n)
+    # the removed hop's own flows always move
+    assert moved_from("hash-threshold", hops, after)[hops[gone]] == pytest.approx(1.0)
+
+
+@given(st.integers(1, 254), st.integers(1, 254), st.sampled_from([2, 3]), st.floats(0.01, 10))
+def test_higher_priority_never_waits_longer(p1: int, p2: int, version: int, adv: float) -> None:
+    lo, hi = sorted((p1, p2))
+    assert master_down_interval(version, hi, adv) <= master_down_interval(version, lo, adv)
+    assert 0 < skew_time(version, hi, adv) < (adv if version == 3 else 1.0)
