@@ -240,3 +240,21 @@ def test_every_design_fault_pair_runs_or_says_why() -> None:
                 assert row["recovery_s"] >= 0 or math.isinf(row["recovery_s"])
                 ran += 1
     assert ran > 150 and refused > 50
+
+
+def test_keepalived_sigkill_leaves_the_vip_until_keepalived_restarts() -> None:
+    """SIGKILL: the old master keeps answering for the VIP, so nothing breaks while a backup
+    takes over; a keepalived restarted before that removes the VIP and opens a gap."""
+    kill = {"kind": "daemon-kill", "target": "vip-holder", "daemon": "keepalived"}
+    dead = sim("ingress-vip-vrrp", {**kill, "signal": "KILL"}, ["k8s-1.32", "keepalived-osh"])
+    assert (dead["lost_s"] == 0).all()
+    assert dead["at_vrrp_master_changed"].between(2.4, 3.42).all()
+    back = sim(
+        "ingress-vip-vrrp",
+        {**kill, "signal": "KILL", "restart": "1s"},
+        ["k8s-1.32", "keepalived-osh"],
+    )
+    # VIP gone at 1 s, the backup's GARP at 2.4-3.4 s
+    assert back["downtime_s"].between(1.4 - 1e-6, 2.42).all()
+    term = sim("ingress-vip-vrrp", {**kill, "signal": "TERM"}, ["k8s-1.32", "keepalived-osh"])
+    assert np.allclose(term["recovery_s"], skew_time(2, 150, 1.0))
