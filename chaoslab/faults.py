@@ -152,11 +152,11 @@ def _daemon_check(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     for node in nodes:
         have = topo.daemons(node)
         if daemon not in have:
-            runs = ", ".join(have) if have else "no daemon daemon-kill can stop"
-            raise ImpossibleFault(
-                f"{topo.design.key} runs no {daemon} on {node.name} (it runs {runs}); "
-                "pick another daemon or target"
-            )
+            if have:
+                why = f"it runs {', '.join(have)}; pick that daemon or another target"
+            else:
+                why = "no keepalived, BGP speaker, MetalLB speaker or kube-vip runs there"
+            raise ImpossibleFault(f"{topo.design.key} runs no {daemon} on {node.name}: {why}")
 
 
 def _daemon_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
