@@ -76,24 +76,35 @@ class Connections:
     def update(self) -> bool:
         changed = False
         topo = self.topo
+        # the entry's state is the same for all of its flows: evaluate it once per entry
+        entry_state: dict[int, int] = {}
+        hung_total = 0.0
         for f in self.flows:
             entry, pod, ok, hung = f
             if ok + hung <= 1e-12:
                 continue
-            if not topo.delivers_to(entry):
+            key = id(entry)
+            st = entry_state.get(key)
+            if st is None:
+                if not topo.delivers_to(entry):
+                    st = 0  # packets reach another node: reset
+                elif not (entry.powered and entry.net_up):
+                    st = 1  # dead or cut-off entry: hung
+                elif self.l7 and not topo.entry_serves(entry):
+                    st = 0  # nginx died: the kernel resets its sockets
+                else:
+                    st = 2
+                entry_state[key] = st
+            if st == 0:
                 self.reset += ok + hung
                 f[2] = f[3] = 0.0
                 changed = True
                 continue
-            if not entry.reachable:
+            if st == 1:
                 if ok:
                     f[2], f[3] = 0.0, hung + ok
                     changed = True
-                continue
-            if self.l7 and not topo.entry_serves(entry):
-                self.reset += ok + hung  # nginx died: the kernel resets its sockets
-                f[2] = f[3] = 0.0
-                changed = True
+                hung_total += hung + ok
                 continue
             if pod.serves_from(entry):
                 if hung:
@@ -103,10 +114,11 @@ class Connections:
                 self.reset += ok + hung
                 f[2] = f[3] = 0.0
                 changed = True
-            elif ok:
-                f[2], f[3] = 0.0, ok + hung
-                changed = True
-        hung_total = sum(f[3] for f in self.flows)
+            else:
+                if ok:
+                    f[2], f[3] = 0.0, ok + hung
+                    changed = True
+                hung_total += ok + hung
         topo.trial.connections = (self.reset / self.total, hung_total / self.total)
         return changed
 
