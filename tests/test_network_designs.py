@@ -258,3 +258,37 @@ def test_keepalived_sigkill_leaves_the_vip_until_keepalived_restarts() -> None:
     assert back["downtime_s"].between(1.4 - 1e-6, 2.42).all()
     term = sim("ingress-vip-vrrp", {**kill, "signal": "TERM"}, ["k8s-1.32", "keepalived-osh"])
     assert np.allclose(term["recovery_s"], skew_time(2, 150, 1.0))
+
+
+def test_seed_designs_file_shows_the_articles_claims() -> None:
+    """The bundled experiment's network rows: ~6 min for the VIP that follows the pod,
+    a few seconds for VRRP, BGP's hold time (+ Calico's graceful restart) on 1/3 of the
+    flows, with ECMP resets; the two timer experiments validate too."""
+    from pathlib import Path
+
+    from chaoslab.experiment import load_experiment
+    from chaoslab.runner import Chunk, run_chunk
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    for extra in ("network-timers.yaml", "network-arp.yaml"):
+        load_experiment(root / extra).validate()
+    exp = load_experiment(root / "seed-designs.yaml")
+    exp.validate()
+    cells = {
+        (c.design, c.fault.kind, c.fault.label, str(c.sweep.get("profile"))): c for c in exp.cells()
+    }
+
+    def run(design: str, target: str, profile: str):  # type: ignore[no-untyped-def]
+        cell = cells[(design, "node-crash", target, profile)]
+        return run_chunk(Chunk(cell, 7, 0, 100))
+
+    for profile, lo in (("k8s-1.10", 280), ("k8s-1.32", 330)):
+        pod = run("ingress-vip-pod", "vip-holder", profile)
+        assert pod["downtime_s"].between(lo, lo + 50).all()
+        vrrp = run("ingress-vip-vrrp", "vip-holder", profile)
+        assert vrrp["downtime_s"].between(2.4, 3.42).all()
+        bgp = run("ingress-vip-bgp", "vip-holder", profile)
+        assert (bgp["downtime_s"] == 0).all()
+        assert bgp["recovery_s"].between(160 + 120, 240 + 121).all()
+        assert np.allclose(bgp["lost_s"], bgp["recovery_s"] / 3, rtol=0.02)
+        assert bgp["connections_reset"].gt(0.3).all()
