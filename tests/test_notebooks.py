@@ -1,0 +1,126 @@
+"""The three notebooks, executed top to bottom with nbclient against freshly produced runs.
+
+Small trial counts through ``CHAOSLAB_NB_TRIALS`` keep all three within a couple of
+minutes. ``predicted-vs-measured`` gets a real lab drill (HAProxy in front of NodePorts, two
+trials) when this machine can run one (root, network namespaces, haproxy); otherwise it must
+say that no live run was found and fall back, visibly, to two simulated runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+NAMES = ("exposure-designs", "timer-tuning", "predicted-vs-measured")
+
+
+def _lab_possible() -> bool:
+    if os.geteuid() != 0 or shutil.which("haproxy") is None or shutil.which("ip") is None:
+        return False
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def _execute(name: str, cwd: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
+    client.execute()
+    return nb
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                out.append(o["text"])
+            out.append(o.get("data", {}).get("text/plain", ""))
+    return "\n".join(out)
+
+
+def _images(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_are_stored_without_outputs(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert any("CHAOSLAB_NB_TRIALS" in c.source for c in code)
+
+
+@pytest.fixture
+def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # the kernel inherits this process's environment
+    monkeypatch.setenv("CHAOSLAB_NB_TRIALS", "20")
+    monkeypatch.setenv("CHAOSLAB_NB_WORKERS", "2")
+    monkeypatch.setenv("CHAOSLAB_NB_OUT", str(tmp_path / "results"))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.delenv("CHAOSLAB_NB_RUN", raising=False)
+    return tmp_path
+
+
+def test_exposure_designs(nb_env: Path) -> None:
+    nb = _execute("exposure-designs", nb_env)
+    text = _text(nb)
+    from chaoslab.designs import DESIGNS
+
+    # a fresh run of every design was written, and the recommendation names every design
+    runs = list((nb_env / "results").glob("*/*/trials.parquet"))
+    assert len(runs) == 1
+    rec = nb.cells[-3].outputs[0]["data"]["text/plain"]
+    for design in DESIGNS:
+        assert design in rec
+    assert "best under k8s-1.32:" in text
+    assert _images(nb) >= 5
+
+
+def test_timer_tuning(nb_env: Path) -> None:
+    nb = _execute("timer-tuning", nb_env)
+    final = nb.cells[-1].outputs[0]["data"]["text/plain"]
+    for sweep in ("grace period", "grace x toleration", "VRRP", "BGP hold x BFD", "LB interval"):
+        assert sweep in final
+    assert _images(nb) >= 8
+
+
+def test_predicted_vs_measured(nb_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    live = nb_env / "live"
+    live.mkdir()
+    drilled = False
+    if _lab_possible():
+        # a real drill of its own lab (own name: no clash with a lab someone else runs)
+        exp = (ROOT / "experiments" / "lab-nodeport-lb.yaml").read_text()
+        name = f"nb{os.getpid() % 100000}"
+        exp = exp.replace("  name: nplb\n", f"  name: {name}\n")
+        assert f"name: {name}" in exp
+        (nb_env / "lab.yaml").write_text(exp)
+        from chaoslab.cli import main
+
+        drilled = (
+            main(["lab", "drill", str(nb_env / "lab.yaml"), "--trials", "2", "--out", str(live)])
+            == 0
+        )
+    monkeypatch.setenv("CHAOSLAB_NB_LIVE", str(live))
+    nb = _execute("predicted-vs-measured", nb_env)
+    text = _text(nb)
+    if drilled:
+        assert "1 live run(s)" in text
+        assert "NO LIVE RUN FOUND" not in text
+        assert "lab: " in text
+    else:
+        assert "0 live run(s)" in text and "NO LIVE RUN FOUND" in text
+    assert "coverage" in text and "ks_crit_05" in text
+    assert _images(nb) >= 2
