@@ -274,11 +274,29 @@ class _Run:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _exchange(self, reader: asyncio.StreamReader) -> tuple[int, str]:
+        """Read the reply to the request just written on a long-lived connection."""
+        if self.cfg.target.scheme == "http":
+            return await _read_http_response(reader, keep_alive=True)
+        line = await reader.readline()
+        if not line:
+            raise asyncio.IncompleteReadError(b"", None)
+        return 0, line.decode(errors="replace").strip()[:40]
+
     async def _long_lived(self, index: int) -> None:
+        """One long-lived connection. A request without a reply within the timeout is
+        recorded as ``timeout`` and the connection stays open, still waiting for that reply
+        (a hang): every tick records ``timeout`` again until the reply comes (``ok``, with
+        its full latency) or the connection fails (``reset``/``closed``: e.g. its packets
+        were re-hashed to a node without the socket). A failed connection is replaced by a
+        new one (new ``conn`` id) at the next tick. So the last record of a connection
+        tells its fate at any instant: ok, hung, or reset."""
         cfg, tgt = self.cfg, self.cfg.target
         name = f"l{index}"
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
+        pending: asyncio.Task[tuple[int, str]] | None = None
+        t_req = 0.0
         conn = -1
         due = _now() + cfg.long_interval * index / max(cfg.long, 1)
         while not self.stopping.is_set():
@@ -289,29 +307,38 @@ class _Run:
             t0 = _now()
             status, server = 0, ""
             try:
-                async with asyncio.timeout(cfg.timeout):
-                    if writer is None:
-                        self._conn_ids += 1
-                        conn = index * 1_000_000 + self._conn_ids
+                if writer is None:
+                    self._conn_ids += 1
+                    conn = index * 1_000_000 + self._conn_ids
+                    async with asyncio.timeout(cfg.timeout):
                         reader, writer = await asyncio.open_connection(tgt.host, tgt.port)
+                if pending is None:
                     assert reader is not None
-                    if tgt.scheme == "http":
-                        writer.write(self._request_ka)
-                        status, server = await _read_http_response(reader, keep_alive=True)
-                    else:
-                        writer.write(b"ping\n")
-                        line = await reader.readline()
-                        if not line:
-                            raise asyncio.IncompleteReadError(b"", None)
-                        server = line.decode(errors="replace").strip()[:40]
+                    writer.write(self._request_ka if tgt.scheme == "http" else b"ping\n")
+                    t_req = _now()
+                    pending = asyncio.create_task(self._exchange(reader))
+                # shield: a timeout records the hang but keeps waiting for the same reply
+                status, server = await asyncio.wait_for(asyncio.shield(pending), cfg.timeout)
+                pending = None
                 outcome = _status_outcome(status) if tgt.scheme == "http" else "ok"
+            except TimeoutError:
+                outcome = "timeout"
             except Exception as exc:
                 outcome = _classify(exc)
-            self.sink(ProbeRecord(t0, _now() - t0, outcome, status, name, "long", conn, server))
-            if outcome != "ok":
-                # a reset, hang or refusal ends this connection; the next tick opens a new one
+            # t is the tick; latency counts from the request the reply belongs to
+            since = t_req if (pending is not None or outcome == "ok") and t_req else t0
+            self.sink(ProbeRecord(t0, _now() - since, outcome, status, name, "long", conn, server))
+            if outcome == "timeout" and pending is not None:
+                continue  # still hung: keep the connection and its outstanding request
+            if outcome != "ok" and not outcome.startswith("http_"):
+                # reset, closed, refused, a failed connect: replace the connection
+                if pending is not None:
+                    pending.cancel()
+                pending = None
                 _abort(writer)
                 reader = writer = None
+        if pending is not None:
+            pending.cancel()
         _abort(writer)
 
     async def run(self, duration: float | None = None) -> None:

@@ -188,17 +188,18 @@ def trial_metrics(
         "degraded_s": m.degraded_s,
         "lost_s": m.lost_s,
     }
-    long = probes[probes.kind == "long"]
-    before = long[(long.t < t_fault) & (long.outcome == "ok")]
-    open_at_fault = set(before.conn)
+    # a long-lived connection's fate at the horizon is its last record (the prober keeps a
+    # hung connection open and records every tick): reset, still hung, or fine; shares of
+    # the connections that were healthy at the fault, as the model counts them
+    long = probes[probes.kind == "long"].sort_values("t", kind="stable")
+    before = long[long.t < t_fault].groupby("conn").outcome.last()
+    open_at_fault = set(before[before == "ok"].index)
     if open_at_fault:
-        after = long[
-            (long.t >= t_fault) & (long.t < t_fault + observe) & long.conn.isin(open_at_fault)
-        ]
-        ends = after[after.outcome != "ok"].groupby("conn").outcome.first()
+        after = long[(long.t >= t_fault) & (long.t < t_fault + observe)]
+        final = after[after.conn.isin(open_at_fault)].groupby("conn").outcome.last()
         n = len(open_at_fault)
-        out["connections_reset"] = float(ends.isin(["reset", "closed"]).sum()) / n
-        out["connections_hung"] = float((ends == "timeout").sum()) / n
+        out["connections_reset"] = float(final.isin(["reset", "closed"]).sum()) / n
+        out["connections_hung"] = float((final == "timeout").sum()) / n
     else:
         out["connections_reset"] = math.nan
         out["connections_hung"] = math.nan
