@@ -73,6 +73,7 @@ class Timing:
     restart_delay: float = 0.3  # killed container -> restarted
     notready_delay: float = 0.2  # killed container -> readiness fails
     blackhole_hold: float = 3.0  # how long a black-holed request is held before closing
+    status_delay: float = 0.05  # container started -> the kubelet's status in the API
 
 
 def _ts(t: float) -> str:
@@ -666,14 +667,21 @@ class FakeCluster:
         if action and node and node not in self.node_down:
             # the fake kubelet "runs" the chaos pod: the action its script performs
             ann = md.get("annotations", {})
-            pod["status"]["phase"] = "Running"
-            self.put("pods", pod)
+            arm = float(ann.get("chaoslab.io/arm", "0"))
+            started = self.now()
+            # the script's first line sleeps `arm`; the kubelet reports Running meanwhile
+            running = copy.deepcopy(pod)  # stored object stays Pending until reported
+            running["status"].update(phase="Running", containerStatuses=[{
+                "name": "chaos", "ready": True, "restartCount": 0, "image": "busybox",
+                "imageID": "", "containerID": "containerd://chaos",
+                "state": {"running": {"startedAt": _ts(started)}}}])
+            self.after(self.timing.status_delay, lambda: self.put("pods", running))
             dur = ann.get("chaoslab.io/duration")
             if action in ("node-crash", "node-partition", "kubelet-stop"):
-                self.after(0.05, lambda: self.start_node_fault(
+                self.after(arm, lambda: self.start_node_fault(
                     node, action, float(dur) if dur else None))
             elif action == "pod-kill":
-                self.after(0.05, lambda: self.kill_container(
+                self.after(arm, lambda: self.kill_container(
                     ann["chaoslab.io/target-namespace"], ann["chaoslab.io/target-pod"]))
 
                 def done() -> None:
@@ -682,7 +690,7 @@ class FakeCluster:
                         cur["status"]["phase"] = "Succeeded"
                         self.put("pods", cur)
 
-                self.after(0.2, done)
+                self.after(arm + 0.2, done)
         return pod
 
     def evict(self, ns: str, name: str, body: Obj) -> Obj:

@@ -51,10 +51,11 @@ def _node(env: Env, name: str) -> dict:
 
 
 def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
-    env = make_env()
+    # the kubelet reports the chaos pod Running 0.25 s after its start: the drill must watch
+    env = make_env(timing=Timing(status_delay=0.25))
     exp = env.experiment(
         {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
-         "image": "busybox:1.36", "crash": "poweroff",
+         "image": "busybox:1.36", "arm": "500ms", "crash": "poweroff",
          "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}},
         chaos_namespace="chaoslab")
     assert _drill(env, exp) == 0
@@ -85,6 +86,15 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     offset = info["server_minus_monotonic_s"] - info["wall_minus_monotonic_s"]
     assert offset == pytest.approx(SKEW, abs=0.15)
     assert info["method"] == "pod" and info["node"] in ("worker-1", "worker-2")
+    # the fault instant the drill took (chaos pod seen Running + arm) vs the true one
+    true_t0 = next(t for t, what in env.cluster.log if what.startswith("node-crash"))
+    # t0 is the latest possible instant: late by the kubelet's status latency (0.25 s
+    # here), never early, and the recorded uncertainty covers the true instant
+    assert true_t0 - 0.05 <= info["t0_mono"] <= true_t0 + 0.25 + 0.15
+    assert info["t0_mono"] - info["t0_uncertainty_s"] <= true_t0 + 0.05
+    assert 0 <= info["t0_uncertainty_s"] <= 1.0
+    assert any(m == "GET" and "/chaoslab/pods?" in p and "watch=true" in p
+               for m, p in env.cluster.calls)
     # the prediction used what was discovered: tolerationSeconds 1 s on the pods
     pred = pd.read_parquet(run / "prediction.parquet")
     gap = (pred["at_pod_evicted"] - pred["at_node_tainted"]).dropna()
@@ -146,7 +156,7 @@ def test_pod_delete_api(make_env) -> None:
 def test_pod_kill_by_chaos_pod(make_env) -> None:
     env = make_env()
     exp = env.experiment({"kind": "pod-kill", "target": {"select": "app-pod"},
-                          "method": "pod", "image": "busybox:1.36"})
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
     assert _drill(env, exp) == 0
     run = env.only_run()
     ms = _milestones(run)
@@ -235,7 +245,8 @@ def test_api_error_mid_drill(make_env) -> None:
     env = make_env()
     env.cluster.fail("POST", r"/namespaces/demo/pods$", 500)
     exp = env.experiment({"kind": "kubelet-stop", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "duration": "1s"})
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
+                          "duration": "1s"})
     assert _drill(env, exp) == 1
     run = env.only_run()
     j = env.journal(run)
@@ -279,7 +290,8 @@ def test_watch_drops_and_expires_midtrial(make_env) -> None:
 
     cl.start_node_fault = fault_and_sabotage  # type: ignore[method-assign]
     exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "crash": "reboot",
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
+                          "crash": "reboot",
                           "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}})
     assert _drill(env, exp) == 0
     run = env.only_run()
@@ -295,7 +307,8 @@ def test_watch_drops_and_expires_midtrial(make_env) -> None:
 def test_node_never_comes_back_then_recover(make_env) -> None:
     env = make_env(replicas_on=("worker-1",), toleration=None)
     exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "crash": "poweroff"},
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
+                          "crash": "poweroff"},
                          limits={"trial_timeout": "3s", "node_return": "500ms",
                                  "max_outage": "30s"})
     assert _drill(env, exp) == 1
@@ -319,7 +332,8 @@ def test_node_never_comes_back_then_recover(make_env) -> None:
 def test_abort_at_outage_limit(make_env) -> None:
     env = make_env(replicas_on=("worker-1",), toleration=30)
     exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "crash": "poweroff",
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
+                          "crash": "poweroff",
                           "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}},
                          limits={"max_outage": "1s"}, trials=3)
     t = time.monotonic()
@@ -338,7 +352,7 @@ def test_abort_at_outage_limit(make_env) -> None:
 def test_dry_run_injects_nothing(make_env, capsys) -> None:
     env = make_env()
     exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36"})
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
     assert main([str(exp), "--out", str(env.tmp / "results")]) == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "prediction" in out and "assumed" in out
@@ -349,7 +363,7 @@ def test_dry_run_injects_nothing(make_env, capsys) -> None:
 def test_refuses_control_plane(make_env, capsys) -> None:
     env = make_env()
     exp = env.experiment({"kind": "node-crash", "target": {"node": "cp-1"},
-                          "method": "pod", "image": "busybox:1.36"})
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
     assert main([str(exp), "--out", str(env.tmp / "results")]) == 1  # already in the plan
     assert "control-plane" in capsys.readouterr().err
     assert all(m == "GET" for m, _ in env.cluster.calls)
@@ -361,7 +375,7 @@ def test_refuses_second_node(make_env) -> None:
     n["spec"]["unschedulable"] = True  # someone else's maintenance
     env.cluster.put("nodes", n)
     exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36"})
+                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
     assert _drill(env, exp) == 1
     j = env.journal(env.only_run())
     assert any("max_nodes" in e.get("error", "") for e in j if e["event"] == "run.error")

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _fault(**kw: object) -> dict[str, object]:
     return {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
-            "image": "busybox", **kw}
+            "image": "busybox", "arm": "3s", **kw}
 
 
 @pytest.mark.parametrize(("fault", "message"), [
@@ -48,6 +48,7 @@ def _fault(**kw: object) -> dict[str, object]:
     (_fault(target={"select": "app-pod-node", "node": "w1"}), "exactly one"),
     ({"kind": "node-drain", "target": {"node": "w1"}, "method": "api"}, "eviction_timeout"),
     (_fault(image=None), "needs image"),
+    (_fault(arm=None), "and arm"),
     (_fault(surprise=1), "Extra inputs"),
 ])
 def test_fault_spec_rejects(fault: dict[str, object], message: str) -> None:

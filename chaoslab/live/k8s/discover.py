@@ -84,29 +84,42 @@ class Discovery:
         wl = f"{self.workload_kind}/{self.workload_name}"
         if self.toleration_seconds is not None:
             out["kube_apiserver.default_unreachable_toleration_seconds"] = (
-                _dur(self.toleration_seconds), f"{wl} pod tolerationSeconds (unreachable)")
+                _dur(self.toleration_seconds),
+                f"{wl} pod tolerationSeconds (unreachable)",
+            )
         elif self.workload_kind != "DaemonSet":
             out["kube_apiserver.default_unreachable_toleration_seconds"] = (
-                "inf", f"{wl} tolerates unreachable:NoExecute forever")
+                "inf",
+                f"{wl} tolerates unreachable:NoExecute forever",
+            )
         if self.grace_seconds is not None:
             out["pod.termination_grace_period_seconds"] = (
-                _dur(self.grace_seconds), f"{wl} terminationGracePeriodSeconds")
+                _dur(self.grace_seconds),
+                f"{wl} terminationGracePeriodSeconds",
+            )
         if 13 <= self.minor < 19:
             out["kube_proxy.iptables_min_sync_period"] = (
-                "0s", f"server {self.server_version}: min sync period 0 before 1.19")
+                "0s",
+                f"server {self.server_version}: min sync period 0 before 1.19",
+            )
         out["pod.prestop_sleep"] = (
             _dur(self.prestop_sleep or 0.0),
-            f"{wl} preStop" if self.prestop_sleep is not None else f"{wl} has no preStop sleep")
+            f"{wl} preStop" if self.prestop_sleep is not None else f"{wl} has no preStop sleep",
+        )
         out["pod.readiness_probe"] = (self.readiness is not None, f"{wl} readinessProbe")
         if self.readiness is not None:
             r = self.readiness
-            for key, fld in (("probe.period_seconds", "periodSeconds"),
-                             ("probe.timeout_seconds", "timeoutSeconds"),
-                             ("probe.initial_delay_seconds", "initialDelaySeconds")):
+            for key, fld in (
+                ("probe.period_seconds", "periodSeconds"),
+                ("probe.timeout_seconds", "timeoutSeconds"),
+                ("probe.initial_delay_seconds", "initialDelaySeconds"),
+            ):
                 if fld in r:
                     out[key] = (_dur(float(r[fld])), f"{wl} readinessProbe.{fld}")
-            for key, fld in (("probe.failure_threshold", "failureThreshold"),
-                             ("probe.success_threshold", "successThreshold")):
+            for key, fld in (
+                ("probe.failure_threshold", "failureThreshold"),
+                ("probe.success_threshold", "successThreshold"),
+            ):
                 if fld in r:
                     out[key] = (str(int(r[fld])), f"{wl} readinessProbe.{fld}")
         return out
@@ -116,9 +129,15 @@ class Discovery:
         cp = sum(1 for n in self.nodes if n.control_plane)
         workers = len(self.nodes) - cp
         zones = len({n.zone for n in self.nodes if n.zone}) or 1
-        return {"masters": cp, "controllers": 0, "computes": workers,
-                "app_kind": self.workload_kind, "replicas": self.replicas,
-                "spread": "compute", "zones": zones}
+        return {
+            "masters": cp,
+            "controllers": 0,
+            "computes": workers,
+            "app_kind": self.workload_kind,
+            "replicas": self.replicas,
+            "spread": "compute",
+            "zones": zones,
+        }
 
     def node(self, name: str) -> NodeInfo:
         for n in self.nodes:
@@ -139,9 +158,15 @@ class Discovery:
         ]
         for p in self.pods:
             out.append(f"  pod         {p.name} on {p.node} ({'Ready' if p.ready else 'NotReady'})")
-        out.append("nodes         " + ", ".join(
-            f"{n.name}{'*' if n.control_plane else ''}{'(cordoned)' if n.unschedulable else ''}"
-            f"{'' if n.ready else '(NotReady)'}" for n in self.nodes) + "   (* control plane)")
+        out.append(
+            "nodes         "
+            + ", ".join(
+                f"{n.name}{'*' if n.control_plane else ''}{'(cordoned)' if n.unschedulable else ''}"
+                f"{'' if n.ready else '(NotReady)'}"
+                for n in self.nodes
+            )
+            + "   (* control plane)"
+        )
         if self.pdbs:
             out.append("pdbs          " + ", ".join(self.pdbs))
         out.append("discovered parameters:")
@@ -170,14 +195,23 @@ def profile_for_version(major: str, minor: str) -> tuple[str, int, str]:
     if m >= 19:
         return "k8s-1.31", m, "1.19-1.31 defaults"
     if m >= 13:
-        return "k8s-1.31", m, ("closest profile for 1.13-1.18 (Leases, taint eviction); "
-                               "kube-proxy min sync 0 before 1.19 is set from the version")
+        return (
+            "k8s-1.31",
+            m,
+            (
+                "closest profile for 1.13-1.18 (Leases, taint eviction); "
+                "kube-proxy min sync 0 before 1.19 is set from the version"
+            ),
+        )
     return "k8s-1.10", m, "pre-Lease, legacy eviction"
 
 
 def workload_path(ns: str, kind: str, name: str) -> str:
-    plural = {"Deployment": "deployments", "StatefulSet": "statefulsets",
-              "DaemonSet": "daemonsets"}[kind]
+    plural = {
+        "Deployment": "deployments",
+        "StatefulSet": "statefulsets",
+        "DaemonSet": "daemonsets",
+    }[kind]
     return f"/apis/apps/v1/namespaces/{ns}/{plural}/{name}"
 
 
@@ -205,12 +239,17 @@ def selector_text(sel: Obj, where: str) -> str:
 def node_info(n: Obj) -> NodeInfo:
     md, spec, st = n["metadata"], n.get("spec", {}), n.get("status", {})
     labels = md.get("labels") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in st.get("conditions", []))
-    addr = next((a["address"] for a in st.get("addresses", []) if a["type"] == "InternalIP"),
-                next((a["address"] for a in st.get("addresses", [])), ""))
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions", [])
+    )
+    addr = next(
+        (a["address"] for a in st.get("addresses", []) if a["type"] == "InternalIP"),
+        next((a["address"] for a in st.get("addresses", [])), ""),
+    )
     return NodeInfo(
-        name=md["name"], address=addr, ready=ready,
+        name=md["name"],
+        address=addr,
+        ready=ready,
         control_plane=any(k in labels for k in CONTROL_PLANE_LABELS),
         unschedulable=bool(spec.get("unschedulable")),
         zone=labels.get("topology.kubernetes.io/zone", ""),
@@ -219,8 +258,10 @@ def node_info(n: Obj) -> NodeInfo:
 
 
 def pod_ready(p: Obj) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (p.get("status") or {}).get("conditions", []))
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (p.get("status") or {}).get("conditions", [])
+    )
 
 
 def pod_info(p: Obj) -> PodInfo:
@@ -229,8 +270,14 @@ def pod_info(p: Obj) -> PodInfo:
     for cs in st.get("containerStatuses") or []:
         cid = (cs.get("containerID") or "").split("://")[-1]
         break
-    return PodInfo(p["metadata"]["name"], (p.get("spec") or {}).get("nodeName", ""),
-                   pod_ready(p), st.get("podIP", ""), cid, p["metadata"].get("uid", ""))
+    return PodInfo(
+        p["metadata"]["name"],
+        (p.get("spec") or {}).get("nodeName", ""),
+        pod_ready(p),
+        st.get("podIP", ""),
+        cid,
+        p["metadata"].get("uid", ""),
+    )
 
 
 def _prestop_sleep(container: Obj) -> float | None:
@@ -248,15 +295,17 @@ def _prestop_sleep(container: Obj) -> float | None:
 def discover(kube: Kube, spec: LiveSpec) -> Discovery:
     ns = spec.namespace
     ver = kube.version()
-    profile, minor, note = profile_for_version(str(ver.get("major", "1")),
-                                               str(ver.get("minor", "0")))
+    profile, minor, note = profile_for_version(
+        str(ver.get("major", "1")), str(ver.get("minor", "0"))
+    )
     if spec.profile:
         profile, note = spec.profile, "set in the experiment"
     svc = kube.get(f"/api/v1/namespaces/{ns}/services/{spec.service}")
     wl = kube.get(workload_path(ns, spec.workload.kind, spec.workload.name))
     wspec = wl.get("spec") or {}
-    selector = selector_text(wspec.get("selector") or {},
-                             f"{spec.workload.kind}/{spec.workload.name}")
+    selector = selector_text(
+        wspec.get("selector") or {}, f"{spec.workload.kind}/{spec.workload.name}"
+    )
     pods_raw = kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=selector)["items"]
     pods_raw = [p for p in pods_raw if not p["metadata"].get("deletionTimestamp")]
     nodes = [node_info(n) for n in kube.get("/api/v1/nodes")["items"]]
@@ -265,17 +314,21 @@ def discover(kube: Kube, spec: LiveSpec) -> Discovery:
     notes: list[str] = []
     main = containers[0] if containers else {}
     if len(containers) > 1:
-        notes.append(f"{len(containers)} containers; readiness and preStop read from "
-                     f"the first ({main.get('name')})")
+        notes.append(
+            f"{len(containers)} containers; readiness and preStop read from "
+            f"the first ({main.get('name')})"
+        )
     # tolerationSeconds as the pods have it (the admission plugin adds 300 s to pods,
     # not to templates), falling back to the template
     tol_src = (pods_raw[0].get("spec") or {}).get("tolerations") if pods_raw else None
     tols = tol_src if tol_src is not None else tmpl.get("tolerations") or []
     toleration: float | None = math.inf
     for t in tols:
-        if t.get("effect") in (None, "", "NoExecute") and (
-                t.get("key") in (None, "", _UNREACHABLE)) and t.get("operator", "Equal") in (
-                "Exists", "Equal"):
+        if (
+            t.get("effect") in (None, "", "NoExecute")
+            and (t.get("key") in (None, "", _UNREACHABLE))
+            and t.get("operator", "Equal") in ("Exists", "Equal")
+        ):
             secs = t.get("tolerationSeconds")
             toleration = math.inf if secs is None else float(secs)
             break
@@ -291,20 +344,34 @@ def discover(kube: Kube, spec: LiveSpec) -> Discovery:
     try:
         for pdb in kube.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets")["items"]:
             ps = pdb.get("spec") or {}
-            pdbs.append(f"{pdb['metadata']['name']} (minAvailable {ps.get('minAvailable', '-')}, "
-                        f"maxUnavailable {ps.get('maxUnavailable', '-')})")
+            pdbs.append(
+                f"{pdb['metadata']['name']} (minAvailable {ps.get('minAvailable', '-')}, "
+                f"maxUnavailable {ps.get('maxUnavailable', '-')})"
+            )
     except KubeError as e:
         if e.status not in (403, 404):
             raise
         notes.append("PodDisruptionBudgets not readable (RBAC): drains still respect them")
     return Discovery(
-        server_version=str(ver.get("gitVersion", "")), minor=minor, profile=profile,
-        profile_note=note, service=svc, workload_kind=spec.workload.kind,
-        workload_name=spec.workload.name, replicas=replicas, selector=selector,
-        pods=[pod_info(p) for p in pods_raw], nodes=nodes,
+        server_version=str(ver.get("gitVersion", "")),
+        minor=minor,
+        profile=profile,
+        profile_note=note,
+        service=svc,
+        workload_kind=spec.workload.kind,
+        workload_name=spec.workload.name,
+        replicas=replicas,
+        selector=selector,
+        pods=[pod_info(p) for p in pods_raw],
+        nodes=nodes,
         toleration_seconds=toleration,
         readiness=main.get("readinessProbe"),
-        grace_seconds=(float(tmpl["terminationGracePeriodSeconds"])
-                       if "terminationGracePeriodSeconds" in tmpl else None),
-        prestop_sleep=_prestop_sleep(main), pdbs=pdbs, notes=notes,
+        grace_seconds=(
+            float(tmpl["terminationGracePeriodSeconds"])
+            if "terminationGracePeriodSeconds" in tmpl
+            else None
+        ),
+        prestop_sleep=_prestop_sleep(main),
+        pdbs=pdbs,
+        notes=notes,
     )

@@ -75,9 +75,21 @@ __all__ = [
 ]
 
 #: the same columns the lab writes (chaoslab.live.lab.drill.COMPARISON_COLUMNS)
-COMPARISON_COLUMNS = ("design", "fault", "metric", "predicted_p5", "predicted_p50",
-                      "predicted_p95", "measured_min", "measured_median", "measured_max", "n",
-                      "inside", "tolerance_s", "note")
+COMPARISON_COLUMNS = (
+    "design",
+    "fault",
+    "metric",
+    "predicted_p5",
+    "predicted_p50",
+    "predicted_p95",
+    "measured_min",
+    "measured_median",
+    "measured_max",
+    "n",
+    "inside",
+    "tolerance_s",
+    "note",
+)
 _METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s")
 #: catalogue keys the API cannot show a drill; reported as assumed with their source
 ASSUMED_KEYS = (
@@ -126,8 +138,10 @@ def load_live(path: str | Path) -> tuple[Experiment, LiveSpec]:
         raise exp.error(loc, msg) from None
     design = spec.design or (exp.model.designs[0] if len(exp.model.designs) == 1 else None)
     if design is None:
-        raise exp.error(("live",), "the experiment has several designs; say which one the "
-                                   "cluster runs with live.design")
+        raise exp.error(
+            ("live",),
+            "the experiment has several designs; say which one the cluster runs with live.design",
+        )
     if design not in exp.model.designs:
         raise exp.error(("live", "design"), f"{design!r} is not among the experiment's designs")
     return exp, spec
@@ -169,15 +183,21 @@ class DrillPlan:
     lines: list[str] = field(default_factory=list)
 
 
-def plan_drill(path: str | Path, *, kubeconfig: str | None = None,
-               context: str | None = None) -> DrillPlan:
+def plan_drill(
+    path: str | Path, *, kubeconfig: str | None = None, context: str | None = None
+) -> DrillPlan:
     import chaoslab
     from chaoslab.params import ParamSet, profile
 
     exp, spec = load_live(path)
     exp.validate()
-    kube = load_kube(kubeconfig or spec.kubeconfig, context or spec.context, spec.api_timeout,
-                     retries=spec.api_retries, retry_wait=spec.poll)
+    kube = load_kube(
+        kubeconfig or spec.kubeconfig,
+        context or spec.context,
+        spec.api_timeout,
+        retries=spec.api_retries,
+        retry_wait=spec.poll,
+    )
     disc = discover(kube, spec)
     named = spec.fault.target.node
     if named is not None and spec.fault.kind in NODE_FAULTS:
@@ -185,8 +205,9 @@ def plan_drill(path: str | Path, *, kubeconfig: str | None = None,
         if node is None:
             raise exp.error(("live", "fault", "target", "node"), f"no node named {named!r}")
         if node.control_plane and not spec.limits.allow_control_plane:
-            raise DrillRefused(f"{named} is a control-plane node; set "
-                               "limits.allow_control_plane: true to allow it")
+            raise DrillRefused(
+                f"{named} is a control-plane node; set limits.allow_control_plane: true to allow it"
+            )
     k8s_profile = disc.profile
     profiles = [n for n in exp.profiles if profile(n).family != "k8s"] + [k8s_profile]
     found = disc.params()
@@ -194,51 +215,75 @@ def plan_drill(path: str | Path, *, kubeconfig: str | None = None,
     notes = []
     for key, (val, src) in found.items():
         if key in overrides and str(overrides[key]) != str(val):
-            notes.append(f"{key}: experiment says {overrides[key]}, cluster has {val} ({src}); "
-                         "using the cluster's")
+            notes.append(
+                f"{key}: experiment says {overrides[key]}, cluster has {val} ({src}); "
+                "using the cluster's"
+            )
         overrides[key] = val
     ps = ParamSet.resolve(profiles, overrides, override_source="drill discovery")
-    assumed = [(k, ps.text(k), ps.sources[k]) for k in ASSUMED_KEYS
-               if k in ps.values and k not in found]
+    assumed = [
+        (k, ps.text(k), ps.sources[k]) for k in ASSUMED_KEYS if k in ps.values and k not in found
+    ]
     design = _design(exp, spec)
     mf = _model_fault(exp, spec)
-    prediction = chaoslab.simulate(design, mf, profile=profiles, params=overrides,
-                                   cluster=disc.cluster(), trials=spec.predict_trials,
-                                   seed=spec.seed, horizon=exp.horizon)
-    lines = [f"drill {exp.path}: {design} x {spec.fault.kind} by {spec.fault.method} "
-             f"on context {kube.context or '(current)'} at {kube.host}"]
+    prediction = chaoslab.simulate(
+        design,
+        mf,
+        profile=profiles,
+        params=overrides,
+        cluster=disc.cluster(),
+        trials=spec.predict_trials,
+        seed=spec.seed,
+        horizon=exp.horizon,
+    )
+    lines = [
+        f"drill {exp.path}: {design} x {spec.fault.kind} by {spec.fault.method} "
+        f"on context {kube.context or '(current)'} at {kube.host}"
+    ]
     lines += disc.lines(assumed)
     lines += [f"note: {n}" for n in notes]
     rec = prediction["recovery_s"].to_numpy(dtype=float)
     down = prediction["downtime_s"].to_numpy(dtype=float)
     lines.append(
         f"prediction ({len(prediction)} trials, profiles {', '.join(profiles)}): recovery "
-        f"p5/p50/p95 {_q(rec, .05):.3g}/{_q(rec, .5):.3g}/{_q(rec, .95):.3g} s, downtime p50 "
-        f"{_q(down, .5):.3g} s, recovered {prediction['recovered'].mean():.0%}")
+        f"p5/p50/p95 {_q(rec, 0.05):.3g}/{_q(rec, 0.5):.3g}/{_q(rec, 0.95):.3g} s, downtime p50 "
+        f"{_q(down, 0.5):.3g} s, recovered {prediction['recovered'].mean():.0%}"
+    )
     f = spec.fault
     lines.append(
         f"plan: {spec.trials} trial(s) of {f.kind} ({f.method}) on target "
         f"{f.target.select or f.target.node or f.target.pod}, cooldown {spec.cooldown:g}s; "
         f"abort when an outage passes {spec.limits.max_outage:g}s; trial timeout "
         f"{spec.limits.trial_timeout:g}s; probing {', '.join(spec.urls)} with "
-        f"{spec.probe.probers}x{spec.probe.rate:g}/s, timeout {spec.probe.timeout:g}s")
+        f"{spec.probe.probers}x{spec.probe.rate:g}/s, timeout {spec.probe.timeout:g}s"
+    )
     if f.kind in NODE_FAULTS:
-        on_cp = [p.name for p in disc.pods if any(n.name == p.node and n.control_plane
-                                                  for n in disc.nodes)]
+        on_cp = [
+            p.name
+            for p in disc.pods
+            if any(n.name == p.node and n.control_plane for n in disc.nodes)
+        ]
         cp = "allowed" if spec.limits.allow_control_plane else "refused"
-        lines.append(f"safety: control-plane nodes {cp}; at most "
-                     f"{spec.limits.max_nodes} node(s) faulted or cordoned at once"
-                     + (f"; note pods on control plane: {', '.join(on_cp)}" if on_cp else ""))
+        lines.append(
+            f"safety: control-plane nodes {cp}; at most "
+            f"{spec.limits.max_nodes} node(s) faulted or cordoned at once"
+            + (f"; note pods on control plane: {', '.join(on_cp)}" if on_cp else "")
+        )
     if f.method == "pod":
         lines.append(f"method pod: privileged chaos pod (image {f.image}) pinned to the node")
     elif f.method == "hook" and f.hook is not None:
-        lines.append(f"method hook: {' '.join(f.hook.inject or [])}"
-                     + (f"; recover: {' '.join(f.hook.recover)}" if f.hook.recover else ""))
+        lines.append(
+            f"method hook: {' '.join(f.hook.inject or [])}"
+            + (f"; recover: {' '.join(f.hook.recover)}" if f.hook.recover else "")
+        )
     if f.hook is not None and f.hook.recover is None and f.kind == "node-crash":
-        lines.append("warning: no recover hook: a crashed node that does not reboot by itself "
-                     "stays down until you power it on")
-    return DrillPlan(exp, spec, kube, disc, design, profiles, overrides, assumed, prediction,
-                     mf, lines)
+        lines.append(
+            "warning: no recover hook: a crashed node that does not reboot by itself "
+            "stays down until you power it on"
+        )
+    return DrillPlan(
+        exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, lines
+    )
 
 
 def _q(x: np.ndarray, q: float) -> float:
@@ -294,8 +339,13 @@ def _run_id(path: str) -> str:
     return h
 
 
-def rollback(kube: Kube | None, journal: Journal, spec: LiveSpec, state: dict[str, Any],
-             log: Callable[[str], None]) -> bool:
+def rollback(
+    kube: Kube | None,
+    journal: Journal,
+    spec: LiveSpec,
+    state: dict[str, Any],
+    log: Callable[[str], None],
+) -> bool:
     """Run every pending undo step (newest first); True when none is left."""
     state["rolling_back"] = True
     try:
@@ -306,14 +356,22 @@ def rollback(kube: Kube | None, journal: Journal, spec: LiveSpec, state: dict[st
         log(f"rollback: {len(steps)} step(s)")
         left = []
         for s in steps:
-            ok = run_undo(kube, journal, s, node_ready_timeout=spec.limits.node_return,
-                          poll=spec.poll, log=log)
+            ok = run_undo(
+                kube,
+                journal,
+                s,
+                node_ready_timeout=spec.limits.node_return,
+                poll=spec.poll,
+                log=log,
+            )
             if not ok:
                 left.append(s.id)
         journal.write("rollback.end", ok=not left, left=left)
         if left:
-            log(f"rollback incomplete: {', '.join(left)} left; see journal.jsonl, then run "
-                "chaoslab drill --recover RUN_DIR")
+            log(
+                f"rollback incomplete: {', '.join(left)} left; see journal.jsonl, then run "
+                "chaoslab drill --recover RUN_DIR"
+            )
         return not left
     finally:
         state["rolling_back"] = False
@@ -330,37 +388,80 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     run_id = _run_id(exp.path)
     run_dir = Path(out) / exp.slug() / f"{stamp}-live-{run_id}"
-    writer = RunWriter(run_dir, mode="live", target="kubernetes", meta={
-        "experiment": exp.path, "design": plan.design, "fault": spec.fault.kind,
-        "fault_target": plan.model_fault["target"], "method": spec.fault.method,
-        "context": kube.context, "api_server": kube.host,
-        "kubeconfig": spec.kubeconfig, "server_version": disc.server_version,
-        "profiles": plan.profiles, "urls": spec.urls, "namespace": spec.namespace,
-        "workload": f"{spec.workload.kind}/{spec.workload.name}", "service": spec.service,
-        "run_id": run_id, "seed": spec.seed, "trials_planned": spec.trials,
-    })
+    writer = RunWriter(
+        run_dir,
+        mode="live",
+        target="kubernetes",
+        meta={
+            "experiment": exp.path,
+            "design": plan.design,
+            "fault": spec.fault.kind,
+            "fault_target": plan.model_fault["target"],
+            "method": spec.fault.method,
+            "context": kube.context,
+            "api_server": kube.host,
+            "kubeconfig": spec.kubeconfig,
+            "server_version": disc.server_version,
+            "profiles": plan.profiles,
+            "urls": spec.urls,
+            "namespace": spec.namespace,
+            "workload": f"{spec.workload.kind}/{spec.workload.name}",
+            "service": spec.service,
+            "run_id": run_id,
+            "seed": spec.seed,
+            "trials_planned": spec.trials,
+        },
+    )
     journal = Journal(run_dir)
     writer.write_text("experiment.yaml", plan.exp.effective_yaml(plan.overrides))
     # the section as written (durations with units), so --recover can read it back
     writer.write_text("live.json", json.dumps(exp.model.live, indent=2, default=str) + "\n")
     writer.write_text("plan.txt", "\n".join(plan.lines) + "\n")
-    writer.write_text("discovery.json", json.dumps({
-        "server_version": disc.server_version, "profile": disc.profile,
-        "profile_note": disc.profile_note,
-        "service": {k: (disc.service.get("spec") or {}).get(k) for k in
-                    ("type", "externalTrafficPolicy", "healthCheckNodePort", "ports")},
-        "workload": {"kind": disc.workload_kind, "name": disc.workload_name,
-                     "replicas": disc.replicas, "selector": disc.selector,
-                     "pods": [p.__dict__ for p in disc.pods]},
-        "nodes": [n.__dict__ for n in disc.nodes],
-        "discovered": {k: {"value": str(v), "source": s} for k, (v, s) in disc.params().items()},
-        "assumed": {k: {"value": v, "source": s} for k, v, s in plan.assumed},
-        "cluster": disc.cluster(), "notes": disc.notes, "pdbs": disc.pdbs,
-    }, indent=2, default=str) + "\n")
-    writer.add_table("prediction.parquet", plan.prediction.drop(
-        columns=[c for c in ("a_t", "a_v") if c in plan.prediction.columns]))
-    journal.write("run.start", run_id=run_id, context=kube.context, api_server=kube.host,
-                  fault=spec.fault.kind, method=spec.fault.method, trials=spec.trials)
+    writer.write_text(
+        "discovery.json",
+        json.dumps(
+            {
+                "server_version": disc.server_version,
+                "profile": disc.profile,
+                "profile_note": disc.profile_note,
+                "service": {
+                    k: (disc.service.get("spec") or {}).get(k)
+                    for k in ("type", "externalTrafficPolicy", "healthCheckNodePort", "ports")
+                },
+                "workload": {
+                    "kind": disc.workload_kind,
+                    "name": disc.workload_name,
+                    "replicas": disc.replicas,
+                    "selector": disc.selector,
+                    "pods": [p.__dict__ for p in disc.pods],
+                },
+                "nodes": [n.__dict__ for n in disc.nodes],
+                "discovered": {
+                    k: {"value": str(v), "source": s} for k, (v, s) in disc.params().items()
+                },
+                "assumed": {k: {"value": v, "source": s} for k, v, s in plan.assumed},
+                "cluster": disc.cluster(),
+                "notes": disc.notes,
+                "pdbs": disc.pdbs,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+    )
+    writer.add_table(
+        "prediction.parquet",
+        plan.prediction.drop(columns=[c for c in ("a_t", "a_v") if c in plan.prediction.columns]),
+    )
+    journal.write(
+        "run.start",
+        run_id=run_id,
+        context=kube.context,
+        api_server=kube.host,
+        fault=spec.fault.kind,
+        method=spec.fault.method,
+        trials=spec.trials,
+    )
     state: dict[str, Any] = {}
     stop = threading.Event()
     obs = ObservationLog()
@@ -368,23 +469,52 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
     results: list[_TrialResult] = []
     status = "complete"
     reason = ""
-    cfgs = [ProbeConfig(ProbeTarget.parse(u), spec.probe.rate, spec.probe.probers,
-                        spec.probe.timeout, spec.probe.long, spec.probe.long_interval)
-            for u in spec.urls]
+    cfgs = [
+        ProbeConfig(
+            ProbeTarget.parse(u),
+            spec.probe.rate,
+            spec.probe.probers,
+            spec.probe.timeout,
+            spec.probe.long,
+            spec.probe.long_interval,
+        )
+        for u in spec.urls
+    ]
     rng = random.Random(spec.seed)
     try:
         with _signals(state, log):
             try:
                 watchers = start_watches(
-                    kube, spec.namespace, spec.service, disc.selector, obs, stop,
+                    kube,
+                    spec.namespace,
+                    spec.service,
+                    disc.selector,
+                    obs,
+                    stop,
                     server_timeout=_WATCH_SERVER_TIMEOUT,
-                    read_timeout=_WATCH_SERVER_TIMEOUT + spec.api_timeout, backoff=spec.poll)
+                    read_timeout=_WATCH_SERVER_TIMEOUT + spec.api_timeout,
+                    backoff=spec.poll,
+                )
                 for w in watchers:
                     if not w.listed.wait(spec.preflight.timeout):
                         raise KubeError(0, f"cannot list {w.resource}: {w.error}")
                 for i in range(spec.trials):
-                    _trial(i, plan, journal, run_id, obs, cfgs, Prober, rng, state, log,
-                           writer, MILESTONES, milestone_column, results.append)
+                    _trial(
+                        i,
+                        plan,
+                        journal,
+                        run_id,
+                        obs,
+                        cfgs,
+                        Prober,
+                        rng,
+                        state,
+                        log,
+                        writer,
+                        MILESTONES,
+                        milestone_column,
+                        results.append,
+                    )
                     res = results[-1]
                     if res.info.get("aborted"):
                         status, reason = "aborted", str(res.info.get("abort_reason"))
@@ -414,10 +544,22 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
     return run_dir
 
 
-def _trial(i: int, plan: DrillPlan, journal: Journal, run_id: str, obs: ObservationLog,
-           cfgs: list[Any], prober_cls: Any, rng: random.Random, state: dict[str, Any],
-           log: Callable[[str], None], writer: Any, milestones_reg: dict[str, str],
-           mcol: Callable[[str], str], sink: Callable[[_TrialResult], None]) -> None:
+def _trial(
+    i: int,
+    plan: DrillPlan,
+    journal: Journal,
+    run_id: str,
+    obs: ObservationLog,
+    cfgs: list[Any],
+    prober_cls: Any,
+    rng: random.Random,
+    state: dict[str, Any],
+    log: Callable[[str], None],
+    writer: Any,
+    milestones_reg: dict[str, str],
+    mcol: Callable[[str], str],
+    sink: Callable[[_TrialResult], None],
+) -> None:
     spec, kube, disc = plan.spec, plan.kube, plan.discovery
     log(f"trial {i}: preflight")
     journal.write("trial.start", trial=i)
@@ -431,24 +573,36 @@ def _trial(i: int, plan: DrillPlan, journal: Journal, run_id: str, obs: Observat
         _preflight(plan, probers, log)
         kube.sample_clock(_CLOCK_SAMPLES, 1.0 / _CLOCK_SAMPLES)
         target = choose_target(kube, spec, disc, rng)
-        info.update(node=target.node.name if target.node else "",
-                    pod=target.pod.name if target.pod else "", method=spec.fault.method,
-                    affected=",".join(target.affected))
-        pods = kube.get(f"/api/v1/namespaces/{spec.namespace}/pods",
-                        labelSelector=disc.selector)["items"]
-        slices = kube.get(f"/apis/discovery.k8s.io/v1/namespaces/{spec.namespace}/"
-                          "endpointslices",
-                          labelSelector=f"kubernetes.io/service-name={spec.service}")["items"]
+        info.update(
+            node=target.node.name if target.node else "",
+            pod=target.pod.name if target.pod else "",
+            method=spec.fault.method,
+            affected=",".join(target.affected),
+        )
+        pods = kube.get(f"/api/v1/namespaces/{spec.namespace}/pods", labelSelector=disc.selector)[
+            "items"
+        ]
+        slices = kube.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{spec.namespace}/endpointslices",
+            labelSelector=f"kubernetes.io/service-name={spec.service}",
+        )["items"]
         ready_eps = frozenset(
-            (e.get("targetRef") or {}).get("name", "") for s in slices
-            for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", True))
+            (e.get("targetRef") or {}).get("name", "")
+            for s in slices
+            for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready", True)
+        )
         tracker = MilestoneTracker(
-            t0=math.inf, clock=kube.clock, fault=spec.fault.kind,
-            node=target.node.name if (target.node and spec.fault.kind not in
-                                      ("pod-delete", "pod-kill")) else None,
+            t0=math.inf,
+            clock=kube.clock,
+            fault=spec.fault.kind,
+            node=target.node.name
+            if (target.node and spec.fault.kind not in ("pod-delete", "pod-kill"))
+            else None,
             targets=frozenset(target.affected),
             initial_pods=frozenset(p["metadata"]["name"] for p in pods),
-            initial_ready_endpoints=ready_eps)
+            initial_ready_endpoints=ready_eps,
+        )
         tracker.seed_restarts(pods)
         for ob in obs.all:
             tracker.feed(ob)  # state before the fault (t0 = inf: no milestone yet)
@@ -477,15 +631,25 @@ def _trial(i: int, plan: DrillPlan, journal: Journal, run_id: str, obs: Observat
         if not rollback(kube, journal, spec, state, log):
             info["rollback_incomplete"] = True
         journal.write("trial.end", trial=i, aborted=info.get("aborted", False))
-        res = _finish_trial(plan, i, frames, t0, end, tracker, info, milestones_reg, mcol,
-                            writer, log)
+        res = _finish_trial(
+            plan, i, frames, t0, end, tracker, info, milestones_reg, mcol, writer, log
+        )
         sink(res)
 
 
-def _finish_trial(plan: DrillPlan, i: int, frames: list[pd.DataFrame], t0: float, end: float,
-                  tracker: MilestoneTracker | None, info: dict[str, Any],
-                  milestones_reg: dict[str, str], mcol: Callable[[str], str], writer: Any,
-                  log: Callable[[str], None]) -> _TrialResult:
+def _finish_trial(
+    plan: DrillPlan,
+    i: int,
+    frames: list[pd.DataFrame],
+    t0: float,
+    end: float,
+    tracker: MilestoneTracker | None,
+    info: dict[str, Any],
+    milestones_reg: dict[str, str],
+    mcol: Callable[[str], str],
+    writer: Any,
+    log: Callable[[str], None],
+) -> _TrialResult:
     probes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     horizon = end - t0 if math.isfinite(t0) else 0.0
     probes.insert(0, "trial", i)
@@ -494,19 +658,34 @@ def _finish_trial(plan: DrillPlan, i: int, frames: list[pd.DataFrame], t0: float
     milestones: list[dict[str, Any]] = []
     if tracker is not None and math.isfinite(t0):
         for m in tracker.found.values():
-            milestones.append({"trial": i, "milestone": m.name, "t": m.t,
-                               "t_server": m.t_server, "detail": m.detail})
+            milestones.append(
+                {
+                    "trial": i,
+                    "milestone": m.name,
+                    "t": m.t,
+                    "t_server": m.t_server,
+                    "detail": m.detail,
+                }
+            )
         if row["recovered"] and row["recovery_s"] > 0:
-            milestones.append({"trial": i, "milestone": "service.recovered",
-                               "t": row["recovery_s"], "t_server": math.nan,
-                               "detail": "probes (chaoslab.outage)"})
+            milestones.append(
+                {
+                    "trial": i,
+                    "milestone": "service.recovered",
+                    "t": row["recovery_s"],
+                    "t_server": math.nan,
+                    "detail": "probes (chaoslab.outage)",
+                }
+            )
     info.update(plan.kube.clock.as_dict())
     info["api_reads_retried"] = plan.kube.retried
     info["horizon_s"] = horizon
     if math.isfinite(t0):  # a trial that never injected has nothing to add
         writer.add_trials(pd.DataFrame([row]))
-        log(f"trial {i}: recovery {row['recovery_s']:.3g}s, downtime {row['downtime_s']:.3g}s, "
-            f"lost {row['lost_s']:.3g}s, milestones {len(milestones)}")
+        log(
+            f"trial {i}: recovery {row['recovery_s']:.3g}s, downtime {row['downtime_s']:.3g}s, "
+            f"lost {row['lost_s']:.3g}s, milestones {len(milestones)}"
+        )
     return _TrialResult(row if math.isfinite(t0) else {}, info, milestones, probes)
 
 
@@ -516,20 +695,28 @@ def _preflight(plan: DrillPlan, probers: list[Any], log: Callable[[str], None]) 
     why = ""
     while time.monotonic() < deadline:
         time.sleep(spec.poll)
-        pods = [p for p in kube.get(f"/api/v1/namespaces/{spec.namespace}/pods",
-                                    labelSelector=disc.selector)["items"]
-                if not p["metadata"].get("deletionTimestamp")]
+        pods = [
+            p
+            for p in kube.get(
+                f"/api/v1/namespaces/{spec.namespace}/pods", labelSelector=disc.selector
+            )["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        ]
         ready = sum(1 for p in pods if pod_ready(p))
         want = disc.replicas
         if spec.workload.kind == "DaemonSet":
-            wl = kube.get(f"/apis/apps/v1/namespaces/{spec.namespace}/daemonsets/"
-                          f"{spec.workload.name}")
+            wl = kube.get(
+                f"/apis/apps/v1/namespaces/{spec.namespace}/daemonsets/{spec.workload.name}"
+            )
             want = int((wl.get("status") or {}).get("desiredNumberScheduled", want))
         if ready < want:
             why = f"{ready}/{want} replicas Ready"
             continue
-        bad = [n.name for n in (node_info(x) for x in kube.get("/api/v1/nodes")["items"])
-               if not n.ready and any(p["spec"].get("nodeName") == n.name for p in pods)]
+        bad = [
+            n.name
+            for n in (node_info(x) for x in kube.get("/api/v1/nodes")["items"])
+            if not n.ready and any(p["spec"].get("nodeName") == n.name for p in pods)
+        ]
         if bad:
             why = f"node(s) {', '.join(bad)} NotReady"
             continue
@@ -552,8 +739,9 @@ def _preflight(plan: DrillPlan, probers: list[Any], log: Callable[[str], None]) 
     raise DrillRefused(f"no steady state within {spec.preflight.timeout:g}s: {why}")
 
 
-def _current(probes: list[Any], t0: float, now: float, spec: LiveSpec) -> tuple[
-        float, float, bool, float]:
+def _current(
+    probes: list[Any], t0: float, now: float, spec: LiveSpec
+) -> tuple[float, float, bool, float]:
     """(recovery_s so far, outage stretch start, currently fully up, horizon) from the
     probes whose outcome is known (started at least one timeout ago)."""
     frames = [p.snapshot() for p in probes]
@@ -561,8 +749,13 @@ def _current(probes: list[Any], t0: float, now: float, spec: LiveSpec) -> tuple[
     horizon = now - spec.probe.timeout - t0
     if horizon <= 0 or df.empty:
         return 0.0, math.nan, True, max(horizon, 0.0)
-    ts, vs = availability_from_probes(df["t"].to_numpy(), (df["outcome"] == "ok").to_numpy(),
-                                      t_fault=t0, bin_s=spec.probe.bin, horizon=horizon)
+    ts, vs = availability_from_probes(
+        df["t"].to_numpy(),
+        (df["outcome"] == "ok").to_numpy(),
+        t_fault=t0,
+        bin_s=spec.probe.bin,
+        horizon=horizon,
+    )
     m = metrics(list(ts), list(vs), horizon)
     up = bool(vs[-1] >= 1.0)
     start = math.nan
@@ -574,14 +767,23 @@ def _current(probes: list[Any], t0: float, now: float, spec: LiveSpec) -> tuple[
     return (m.recovery_s if m.recovered else math.inf), start, up, horizon
 
 
-def _observe(plan: DrillPlan, tracker: MilestoneTracker, obs: ObservationLog,
-             probers: list[Any], inj: Injector, target: Target, t0: float,
-             info: dict[str, Any], log: Callable[[str], None]) -> float:
+def _observe(
+    plan: DrillPlan,
+    tracker: MilestoneTracker,
+    obs: ObservationLog,
+    probers: list[Any],
+    inj: Injector,
+    target: Target,
+    t0: float,
+    info: dict[str, Any],
+    log: Callable[[str], None],
+) -> float:
     spec, disc = plan.spec, plan.discovery
     f = spec.fault
     steady_since: float | None = None
     node_must_return = f.kind in ("node-partition", "kubelet-stop", "node-drain") or (
-        f.kind == "node-crash" and f.method == "pod" and f.crash == "reboot")
+        f.kind == "node-crash" and f.method == "pod" and f.crash == "reboot"
+    )
     while True:
         time.sleep(spec.poll)
         now = time.monotonic()
@@ -590,8 +792,12 @@ def _observe(plan: DrillPlan, tracker: MilestoneTracker, obs: ObservationLog,
         inj.check()
         _rec, start, up, _h = _current(probers, t0, now, spec)
         if not up and math.isfinite(start) and now - (t0 + start) > spec.limits.max_outage:
-            info.update(aborted=True, abort_reason=(
-                f"outage longer than limits.max_outage ({spec.limits.max_outage:g}s)"))
+            info.update(
+                aborted=True,
+                abort_reason=(
+                    f"outage longer than limits.max_outage ({spec.limits.max_outage:g}s)"
+                ),
+            )
             inj.journal.write("trial.abort", trial=inj.trial, reason=info["abort_reason"])
             log(f"abort: {info['abort_reason']}; recovering now")
             return now
@@ -605,8 +811,10 @@ def _observe(plan: DrillPlan, tracker: MilestoneTracker, obs: ObservationLog,
         node_ok = True
         if target.node is not None and f.kind in NODE_FAULTS and node_must_return:
             node_ok = bool(tracker.node_ready) and (
-                "node.not_ready" not in tracker.found or "node.ready" in tracker.found
-                or f.kind == "node-drain")
+                "node.not_ready" not in tracker.found
+                or "node.ready" in tracker.found
+                or f.kind == "node-drain"
+            )
         if up and whole and node_ok and now - t0 > spec.probe.timeout:
             steady_since = steady_since or now
             if now - steady_since >= spec.settle:
@@ -615,26 +823,53 @@ def _observe(plan: DrillPlan, tracker: MilestoneTracker, obs: ObservationLog,
             steady_since = None
 
 
-def _trial_row(plan: DrillPlan, i: int, probes: pd.DataFrame, t0: float, horizon: float,
-               tracker: MilestoneTracker | None, reg: dict[str, str],
-               mcol: Callable[[str], str]) -> dict[str, Any]:
+def _trial_row(
+    plan: DrillPlan,
+    i: int,
+    probes: pd.DataFrame,
+    t0: float,
+    horizon: float,
+    tracker: MilestoneTracker | None,
+    reg: dict[str, str],
+    mcol: Callable[[str], str],
+) -> dict[str, Any]:
     spec = plan.spec
-    row: dict[str, Any] = {"design": plan.design, "fault": spec.fault.kind,
-                           "target": plan.model_fault["target"], "trial": i}
+    row: dict[str, Any] = {
+        "design": plan.design,
+        "fault": spec.fault.kind,
+        "target": plan.model_fault["target"],
+        "trial": i,
+    }
     if probes.empty or not math.isfinite(t0) or horizon <= 0:
-        row.update(recovery_s=math.nan, recovered=False, downtime_s=math.nan,
-                   degraded_s=math.nan, lost_s=math.nan, connections_reset=math.nan,
-                   connections_hung=math.nan)
+        row.update(
+            recovery_s=math.nan,
+            recovered=False,
+            downtime_s=math.nan,
+            degraded_s=math.nan,
+            lost_s=math.nan,
+            connections_reset=math.nan,
+            connections_hung=math.nan,
+        )
         ts, vs = np.array([0.0]), np.array([1.0])
     else:
-        ts, vs = availability_from_probes(probes["t"].to_numpy(),
-                                          (probes["outcome"] == "ok").to_numpy(), t_fault=t0,
-                                          bin_s=spec.probe.bin, horizon=horizon)
+        ts, vs = availability_from_probes(
+            probes["t"].to_numpy(),
+            (probes["outcome"] == "ok").to_numpy(),
+            t_fault=t0,
+            bin_s=spec.probe.bin,
+            horizon=horizon,
+        )
         m = metrics(list(ts), list(vs), horizon)
-        row.update(recovery_s=m.recovery_s, recovered=m.recovered, downtime_s=m.downtime_s,
-                   degraded_s=m.degraded_s, lost_s=m.lost_s)
-        row.update(zip(("connections_reset", "connections_hung"),
-                       _connections(probes, t0), strict=True))
+        row.update(
+            recovery_s=m.recovery_s,
+            recovered=m.recovered,
+            downtime_s=m.downtime_s,
+            degraded_s=m.degraded_s,
+            lost_s=m.lost_s,
+        )
+        row.update(
+            zip(("connections_reset", "connections_hung"), _connections(probes, t0), strict=True)
+        )
     found = tracker.found if tracker is not None else {}
     for name in reg:
         row[mcol(name)] = found[name].t if name in found else math.nan
@@ -671,15 +906,21 @@ def _connections(probes: pd.DataFrame, t0: float) -> tuple[float, float]:
 # --------------------------------------------------------------------------- results
 
 
-def comparison(prediction: pd.DataFrame, measured: pd.DataFrame, design: str, fault: str,
-               tolerance: float = 0.0) -> pd.DataFrame:
+def comparison(
+    prediction: pd.DataFrame,
+    measured: pd.DataFrame,
+    design: str,
+    fault: str,
+    tolerance: float = 0.0,
+) -> pd.DataFrame:
     """Predicted p5/p50/p95 against the measured trials, per metric and milestone.
 
     Same file as the lab writes: ``inside`` is the fraction of measured trials within
     [p5 - tolerance, p95 + tolerance], the tolerance being the measurement's resolution
     (the probe bin), not a fudge factor; ``note`` says why a row has no prediction."""
     metrics_ = list(_METRICS) + sorted(
-        c for c in measured.columns if c.startswith("at_") and measured[c].notna().any())
+        c for c in measured.columns if c.startswith("at_") and measured[c].notna().any()
+    )
     rows = []
     for m in metrics_:
         pred = prediction[m].to_numpy(dtype=float) if m in prediction else np.array([])
@@ -693,42 +934,85 @@ def comparison(prediction: pd.DataFrame, measured: pd.DataFrame, design: str, fa
         else:
             med = lo = hi = math.nan
         if math.isnan(p5):
-            note = ("the model never reaches this milestone in this design x fault"
-                    if m in prediction else "the model has no such milestone")
+            note = (
+                "the model never reaches this milestone in this design x fault"
+                if m in prediction
+                else "the model has no such milestone"
+            )
             inside = math.nan
         else:
-            inside = float(np.mean((meas >= p5 - tolerance) & (meas <= p95 + tolerance))) \
-                if meas.size else math.nan
-        rows.append({"design": design, "fault": fault, "metric": m, "predicted_p5": p5,
-                     "predicted_p50": p50, "predicted_p95": p95, "measured_min": lo,
-                     "measured_median": med, "measured_max": hi, "n": int(meas.size),
-                     "inside": inside, "tolerance_s": tolerance, "note": note})
+            inside = (
+                float(np.mean((meas >= p5 - tolerance) & (meas <= p95 + tolerance)))
+                if meas.size
+                else math.nan
+            )
+        rows.append(
+            {
+                "design": design,
+                "fault": fault,
+                "metric": m,
+                "predicted_p5": p5,
+                "predicted_p50": p50,
+                "predicted_p95": p95,
+                "measured_min": lo,
+                "measured_median": med,
+                "measured_max": hi,
+                "n": int(meas.size),
+                "inside": inside,
+                "tolerance_s": tolerance,
+                "note": note,
+            }
+        )
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
-def _write_results(writer: Any, plan: DrillPlan, results: list[_TrialResult],
-                   obs: ObservationLog, status: str, reason: str, journal: Journal,
-                   state: dict[str, Any]) -> None:
+def _write_results(
+    writer: Any,
+    plan: DrillPlan,
+    results: list[_TrialResult],
+    obs: ObservationLog,
+    status: str,
+    reason: str,
+    journal: Journal,
+    state: dict[str, Any],
+) -> None:
     probes = [r.probes for r in results if not r.probes.empty]
     if probes:
         writer.add_table("probes.parquet", pd.concat(probes, ignore_index=True))
     ms = [m for r in results for m in r.milestones]
-    writer.add_table("milestones.parquet", pd.DataFrame(
-        ms, columns=["trial", "milestone", "t", "t_server", "detail"]))
+    writer.add_table(
+        "milestones.parquet",
+        pd.DataFrame(ms, columns=["trial", "milestone", "t", "t_server", "detail"]),
+    )
     writer.add_table("trial_info.csv", pd.DataFrame([r.info for r in results]))
     rows = []
     for ob in obs.all:
         md = ob.obj.get("metadata") or {}
-        rows.append({"mono": ob.mono, "resource": ob.resource, "type": ob.type,
-                     "name": md.get("name", ob.obj.get("resource", "")),
-                     "resource_version": md.get("resourceVersion", ""),
-                     "summary": _summary(ob)})
-    writer.add_table("observations.parquet", pd.DataFrame(
-        rows, columns=["mono", "resource", "type", "name", "resource_version", "summary"]))
+        rows.append(
+            {
+                "mono": ob.mono,
+                "resource": ob.resource,
+                "type": ob.type,
+                "name": md.get("name", ob.obj.get("resource", "")),
+                "resource_version": md.get("resourceVersion", ""),
+                "summary": _summary(ob),
+            }
+        )
+    writer.add_table(
+        "observations.parquet",
+        pd.DataFrame(
+            rows, columns=["mono", "resource", "type", "name", "resource_version", "summary"]
+        ),
+    )
     measured = pd.DataFrame([r.row for r in results if r.row])
     if not measured.empty:
-        comp = comparison(plan.prediction, measured, plan.design, plan.spec.fault.kind,
-                          tolerance=plan.spec.probe.bin)
+        comp = comparison(
+            plan.prediction,
+            measured,
+            plan.design,
+            plan.spec.fault.kind,
+            tolerance=plan.spec.probe.bin,
+        )
         writer.add_table("comparison.csv", comp)
     left = pending_undo(journal.path)
     journal.write("run.end", status=status, reason=reason, pending_undo=[s.id for s in left])
@@ -747,13 +1031,16 @@ def _summary(ob: Observation) -> str:
         text = f"{o.get('reason')}: {inv.get('kind')}/{inv.get('name')}: {o.get('message', '')}"
         return text[:200]
     if ob.resource == "nodes":
-        ready = next((c.get("status") for c in st.get("conditions", [])
-                      if c.get("type") == "Ready"), "?")
+        ready = next(
+            (c.get("status") for c in st.get("conditions", []) if c.get("type") == "Ready"), "?"
+        )
         taints = ",".join(t.get("key", "") for t in spec.get("taints") or [])
         return f"Ready={ready} unschedulable={bool(spec.get('unschedulable'))} taints={taints}"
     if ob.resource == "pods":
-        return (f"node={spec.get('nodeName', '')} phase={st.get('phase')} "
-                f"ready={pod_ready(o)} deleting={bool(md.get('deletionTimestamp'))}")
+        return (
+            f"node={spec.get('nodeName', '')} phase={st.get('phase')} "
+            f"ready={pod_ready(o)} deleting={bool(md.get('deletionTimestamp'))}"
+        )
     if ob.resource == "endpointslices":
         eps = []
         for e in o.get("endpoints") or []:
@@ -766,8 +1053,13 @@ def _summary(ob: Observation) -> str:
 # --------------------------------------------------------------------------- recover
 
 
-def recover(run_dir: Path, *, kubeconfig: str | None = None, context: str | None = None,
-            log: Callable[[str], None] = print) -> bool:
+def recover(
+    run_dir: Path,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    log: Callable[[str], None] = print,
+) -> bool:
     """Finish the rollback a crashed or interrupted run left undone; True when none is left."""
     run_dir = Path(run_dir)
     journal = Journal(run_dir)
@@ -782,13 +1074,18 @@ def recover(run_dir: Path, *, kubeconfig: str | None = None, context: str | None
     if not steps:
         log("nothing to roll back")
         return True
-    meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").exists() \
-        else {}
+    meta = (
+        json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").exists() else {}
+    )
     kube: Kube | None
     try:
-        kube = load_kube(kubeconfig or meta.get("kubeconfig") or spec.kubeconfig,
-                         context or meta.get("context") or spec.context, spec.api_timeout,
-                         retries=spec.api_retries, retry_wait=spec.poll)
+        kube = load_kube(
+            kubeconfig or meta.get("kubeconfig") or spec.kubeconfig,
+            context or meta.get("context") or spec.context,
+            spec.api_timeout,
+            retries=spec.api_retries,
+            retry_wait=spec.poll,
+        )
     except KubeError as e:
         log(f"no API access ({e}); only hook steps can run")
         kube = None

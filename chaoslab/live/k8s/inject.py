@@ -38,7 +38,7 @@ from typing import Any
 
 from chaoslab.live.k8s.discover import Discovery, NodeInfo, PodInfo, node_info, pod_info
 from chaoslab.live.k8s.journal import Journal, UndoStep
-from chaoslab.live.k8s.kube import Kube, KubeError
+from chaoslab.live.k8s.kube import Kube, KubeError, parse_time
 from chaoslab.live.k8s.spec import NODE_FAULTS, FaultSpec, LiveSpec
 
 __all__ = [
@@ -78,17 +78,20 @@ class Target:
 
     @property
     def label(self) -> str:
-        return self.pod.name if self.pod and not self.node else (self.node.name if self.node
-                                                                  else "")
+        return (
+            self.pod.name if self.pod and not self.node else (self.node.name if self.node else "")
+        )
 
 
 def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Random) -> Target:
     """Resolve the fault's target now (pods move between trials) and apply the safety rules."""
     f, t = spec.fault, spec.fault.target
     ns = spec.namespace
-    pods = [pod_info(p) for p in kube.get(f"/api/v1/namespaces/{ns}/pods",
-                                          labelSelector=disc.selector)["items"]
-            if not p["metadata"].get("deletionTimestamp")]
+    pods = [
+        pod_info(p)
+        for p in kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=disc.selector)["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
     nodes = {n.name: n for n in (node_info(x) for x in kube.get("/api/v1/nodes")["items"])}
     ready_pods = sorted((p for p in pods if p.ready and p.node), key=lambda p: p.name)
     node: NodeInfo | None = None
@@ -96,8 +99,9 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
     if t.pod is not None:
         pod = next((p for p in pods if p.name == t.pod), None)
         if pod is None:
-            raise DrillRefused(f"pod {t.pod} is not a live pod of {disc.workload_kind}/"
-                               f"{disc.workload_name}")
+            raise DrillRefused(
+                f"pod {t.pod} is not a live pod of {disc.workload_kind}/{disc.workload_name}"
+            )
     elif t.node is not None:
         if t.node not in nodes:
             raise DrillRefused(f"no node named {t.node}")
@@ -113,16 +117,22 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
         node = nodes[rng.choice(cands)]
     elif t.select == "idle-node":
         busy = {p.node for p in pods}
-        cands = sorted(n.name for n in nodes.values()
-                       if n.ready and not n.control_plane and not n.unschedulable
-                       and n.name not in busy)
+        cands = sorted(
+            n.name
+            for n in nodes.values()
+            if n.ready and not n.control_plane and not n.unschedulable and n.name not in busy
+        )
         if not cands:
             raise DrillRefused("no Ready schedulable worker without a pod of the workload")
         node = nodes[rng.choice(cands)]
     else:  # ingress-node
         ins = t.ingress_namespace or ns
-        ing = [pod_info(p) for p in kube.get(f"/api/v1/namespaces/{ins}/pods",
-                                             labelSelector=t.ingress_selector)["items"]]
+        ing = [
+            pod_info(p)
+            for p in kube.get(f"/api/v1/namespaces/{ins}/pods", labelSelector=t.ingress_selector)[
+                "items"
+            ]
+        ]
         cands = sorted({p.node for p in ing if p.ready and p.node})
         if not cands:
             raise DrillRefused(f"no Ready pod matches {t.ingress_selector} in {ins}")
@@ -130,8 +140,10 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
     if f.kind in NODE_FAULTS:
         assert node is not None
         if node.control_plane and not spec.limits.allow_control_plane:
-            raise DrillRefused(f"{node.name} is a control-plane node; set "
-                               "limits.allow_control_plane: true to allow it")
+            raise DrillRefused(
+                f"{node.name} is a control-plane node; set "
+                "limits.allow_control_plane: true to allow it"
+            )
         if not node.ready:
             raise DrillRefused(f"{node.name} is not Ready before the fault")
         faulted = [n for n in nodes.values() if not n.ready or n.unschedulable]
@@ -139,7 +151,8 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
             raise DrillRefused(
                 f"{len(faulted)} node(s) already NotReady or cordoned "
                 f"({', '.join(n.name for n in faulted)}); faulting {node.name} too exceeds "
-                f"limits.max_nodes = {spec.limits.max_nodes}")
+                f"limits.max_nodes = {spec.limits.max_nodes}"
+            )
         affected = tuple(p.name for p in pods if p.node == node.name)
         return Target(node, None, affected)
     assert pod is not None
@@ -149,7 +162,7 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
 # ------------------------------------------------------------------ chaos pod scripts
 
 
-def _partition_script(tag: str, duration: float, exempt: list[str]) -> str:
+def _partition_script(tag: str, duration: float, exempt: list[str], arm: float = 0.0) -> str:
     ipt = "nsenter -t 1 -m -n -- iptables"
     rules = ["INPUT -j DROP", "OUTPUT -j DROP", "FORWARD -j DROP"]
     accept = ["INPUT -i lo -j ACCEPT", "OUTPUT -o lo -j ACCEPT"]
@@ -158,71 +171,109 @@ def _partition_script(tag: str, duration: float, exempt: list[str]) -> str:
         accept += [f"INPUT -s {q} -j ACCEPT", f"OUTPUT -d {q} -j ACCEPT"]
     com = f"-m comment --comment {tag}"
     # inserted at position 1 in this order: the ACCEPTs end up above the DROPs
-    add = "; ".join(f"{ipt} -I {r.split(' ', 1)[0]} 1 {r.split(' ', 1)[1]} {com}"
-                    for r in rules + accept)
+    add = "; ".join(
+        f"{ipt} -I {r.split(' ', 1)[0]} 1 {r.split(' ', 1)[1]} {com}" for r in rules + accept
+    )
     delete = " ; ".join(
         f"while {ipt} -D {r.split(' ', 1)[0]} {r.split(' ', 1)[1]} {com} 2>/dev/null; do :; done"
-        for r in accept + rules)
-    return (f"heal() {{ {delete}; echo healed; }}\n"
-            "trap 'heal; exit 0' TERM INT\n"
-            f"{add}\n"
-            "echo partitioned\n"
-            f"sleep {duration:g} & wait $!\n"
-            "heal\n")
+        for r in accept + rules
+    )
+    return (
+        f"heal() {{ {delete}; echo healed; }}\n"
+        "trap 'heal; exit 0' TERM INT\n"
+        f"sleep {arm:g}\n"
+        f"{add}\n"
+        "echo partitioned\n"
+        f"sleep {duration:g} & wait $!\n"
+        "heal\n"
+    )
 
 
-def _kubelet_script(duration: float) -> str:
+def _kubelet_script(duration: float, arm: float = 0.0) -> str:
     host = "nsenter -t 1 -m -u -i -n -p --"
-    return (f"start() {{ {host} systemctl start kubelet; echo kubelet started; }}\n"
-            "trap 'start; exit 0' TERM INT\n"
-            f"{host} systemctl stop kubelet\n"
-            "echo kubelet stopped\n"
-            f"sleep {duration:g} & wait $!\n"
-            "start\n")
+    return (
+        f"start() {{ {host} systemctl start kubelet; echo kubelet started; }}\n"
+        f"sleep {arm:g}\n"
+        "trap 'start; exit 0' TERM INT\n"
+        f"{host} systemctl stop kubelet\n"
+        "echo kubelet stopped\n"
+        f"sleep {duration:g} & wait $!\n"
+        "start\n"
+    )
 
 
 _SYSRQ = {"reboot": "b", "poweroff": "o", "panic": "c"}
 
 
-def _crash_script(mode: str) -> str:
-    return ("echo 1 > /proc/sys/kernel/sysrq\n"
-            f"echo crashing node: sysrq {mode}\n"
-            f"echo {_SYSRQ[mode]} > /proc/sysrq-trigger\n"
-            "sleep 3600\n")
+def _crash_script(mode: str, arm: float = 0.0) -> str:
+    return (
+        f"sleep {arm:g}\n"
+        "echo 1 > /proc/sys/kernel/sysrq\n"
+        f"echo crashing node: sysrq {mode}\n"
+        f"echo {_SYSRQ[mode]} > /proc/sysrq-trigger\n"
+        "sleep 3600\n"
+    )
 
 
-def _kill_script(container_id: str) -> str:
+def _kill_script(container_id: str, arm: float = 0.0) -> str:
     # the container's main process: in the container's cgroup, with a parent outside it
     cid = shlex.quote(container_id)
-    return (f"CID={cid}\n"
-            "for d in /proc/[0-9]*; do\n"
-            "  grep -q \"$CID\" \"$d/cgroup\" 2>/dev/null || continue\n"
-            "  pp=$(awk '/^PPid:/{print $2}' \"$d/status\" 2>/dev/null)\n"
-            "  grep -q \"$CID\" \"/proc/$pp/cgroup\" 2>/dev/null && continue\n"
-            "  echo \"SIGKILL ${d#/proc/}\"; kill -9 \"${d#/proc/}\"; exit 0\n"
-            "done\n"
-            "echo \"no process of container $CID on this node\" >&2; exit 1\n")
+    return (
+        f"CID={cid}\n"
+        f"sleep {arm:g}\n"
+        "for d in /proc/[0-9]*; do\n"
+        '  grep -q "$CID" "$d/cgroup" 2>/dev/null || continue\n'
+        "  pp=$(awk '/^PPid:/{print $2}' \"$d/status\" 2>/dev/null)\n"
+        '  grep -q "$CID" "/proc/$pp/cgroup" 2>/dev/null && continue\n'
+        '  echo "SIGKILL ${d#/proc/}"; kill -9 "${d#/proc/}"; exit 0\n'
+        "done\n"
+        'echo "no process of container $CID on this node" >&2; exit 1\n'
+    )
 
 
-def chaos_pod(*, name: str, namespace: str, node: str, action: str, image: str, script: str,
-              run_id: str, duration: float | None = None,
-              annotations: dict[str, str] | None = None) -> Obj:
+def chaos_pod(
+    *,
+    name: str,
+    namespace: str,
+    node: str,
+    action: str,
+    image: str,
+    script: str,
+    run_id: str,
+    duration: float | None = None,
+    annotations: dict[str, str] | None = None,
+) -> Obj:
     ann = dict(annotations or {})
     if duration is not None:
         ann["chaoslab.io/duration"] = f"{duration:g}"
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY,
-                                "chaoslab.io/run": run_id, "chaoslab.io/action": action},
-                     "annotations": ann},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                "chaoslab.io/run": run_id,
+                "chaoslab.io/action": action,
+            },
+            "annotations": ann,
+        },
         "spec": {
             "nodeName": node,  # bypasses the scheduler: runs even on a cordoned node
-            "hostPID": True, "hostNetwork": True, "restartPolicy": "Never",
+            "hostPID": True,
+            "hostNetwork": True,
+            "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "tolerations": [{"operator": "Exists"}],
-            "containers": [{"name": "chaos", "image": image, "command": ["sh", "-c", script],
-                            "securityContext": {"privileged": True}}],
+            "containers": [
+                {
+                    "name": "chaos",
+                    "image": image,
+                    "command": ["sh", "-c", script],
+                    "securityContext": {"privileged": True},
+                }
+            ],
         },
     }
 
@@ -246,8 +297,9 @@ def run_hook(argv: list[str], timeout: float) -> str:
         raise HookFailed(f"hook {argv[0]} did not finish within {timeout:g}s") from None
     if cp.returncode != 0:
         err = (cp.stderr or cp.stdout).strip().splitlines()
-        raise HookFailed(f"hook {argv[0]} exited {cp.returncode}: "
-                         f"{err[-1][:200] if err else 'no output'}")
+        raise HookFailed(
+            f"hook {argv[0]} exited {cp.returncode}: {err[-1][:200] if err else 'no output'}"
+        )
     return cp.stdout.strip()[-500:]
 
 
@@ -280,17 +332,26 @@ class Injector:
 
     def _values(self) -> dict[str, str]:
         t = self.target
-        return {"node": t.node.name if t.node else "", "address": t.node.address if t.node
-                else "", "pod": t.pod.name if t.pod else "", "namespace": self.spec.namespace,
-                "container_id": t.pod.container_id if t.pod else "",
-                "duration": f"{self.fault.duration:g}" if self.fault.duration else ""}
+        return {
+            "node": t.node.name if t.node else "",
+            "address": t.node.address if t.node else "",
+            "pod": t.pod.name if t.pod else "",
+            "namespace": self.spec.namespace,
+            "container_id": t.pod.container_id if t.pod else "",
+            "duration": f"{self.fault.duration:g}" if self.fault.duration else "",
+        }
 
     def inject(self) -> float:
         """Inject the fault; returns the local monotonic time of the fault instant."""
         f = self.fault
-        self.journal.write("inject.start", trial=self.trial, fault=f.kind, method=f.method,
-                           node=self.target.node.name if self.target.node else None,
-                           pod=self.target.pod.name if self.target.pod else None)
+        self.journal.write(
+            "inject.start",
+            trial=self.trial,
+            fault=f.kind,
+            method=f.method,
+            node=self.target.node.name if self.target.node else None,
+            pod=self.target.pod.name if self.target.pod else None,
+        )
         if f.method == "hook":
             return self._hook()
         if f.kind == "pod-delete":
@@ -307,11 +368,14 @@ class Injector:
         argv = render(hook.inject, vals)
         # undo runs newest first: power on, then wait for the node
         if self.target.node is not None and self.fault.kind in NODE_FAULTS:
-            self.journal.add_undo({"op": "wait-node-ready", "node": self.target.node.name},
-                                  trial=self.trial)
+            self.journal.add_undo(
+                {"op": "wait-node-ready", "node": self.target.node.name}, trial=self.trial
+            )
         if hook.recover:
-            self.journal.add_undo({"op": "hook", "argv": render(hook.recover, vals),
-                                   "timeout": hook.timeout}, trial=self.trial)
+            self.journal.add_undo(
+                {"op": "hook", "argv": render(hook.recover, vals), "timeout": hook.timeout},
+                trial=self.trial,
+            )
         t0 = time.monotonic()
         out = run_hook(argv, hook.timeout)
         self.details.update(hook=json.dumps(argv), hook_output=out)
@@ -326,66 +390,147 @@ class Injector:
             body["gracePeriodSeconds"] = round(self.fault.grace_period)
         t0 = time.monotonic()
         self.kube.delete(f"/api/v1/namespaces/{self.spec.namespace}/pods/{pod.name}", body)
-        self.journal.write("inject.done", trial=self.trial, method="api", deleted=pod.name,
-                           grace=body.get("gracePeriodSeconds"))
+        self.journal.write(
+            "inject.done",
+            trial=self.trial,
+            method="api",
+            deleted=pod.name,
+            grace=body.get("gracePeriodSeconds"),
+        )
         return t0
 
     def _chaos_pod(self) -> float:
         f, t = self.fault, self.target
-        assert f.image is not None
+        assert f.image is not None and f.arm is not None
+        arm = f.arm
         ns = self.spec.chaos_namespace or self.spec.namespace
         if f.kind == "pod-kill":
             assert t.pod is not None
             if not t.pod.container_id:
                 raise InjectionError(f"pod {t.pod.name} reports no containerID yet")
             node = t.pod.node
-            script = _kill_script(t.pod.container_id)
-            ann = {"chaoslab.io/target-pod": t.pod.name,
-                   "chaoslab.io/target-namespace": self.spec.namespace}
+            script = _kill_script(t.pod.container_id, arm)
+            ann = {
+                "chaoslab.io/target-pod": t.pod.name,
+                "chaoslab.io/target-namespace": self.spec.namespace,
+            }
         else:
             assert t.node is not None
             node = t.node.name
             ann = {"chaoslab.io/target-node": node}
             if f.kind == "node-crash":
-                script = _crash_script(f.crash)
+                script = _crash_script(f.crash, arm)
             elif f.kind == "kubelet-stop":
                 assert f.duration is not None
-                script = _kubelet_script(f.duration)
+                script = _kubelet_script(f.duration, arm)
             else:
                 assert f.duration is not None
-                script = _partition_script(f"chaoslab-{self.run_id}", f.duration,
-                                           f.partition_exempt_cidrs)
+                script = _partition_script(
+                    f"chaoslab-{self.run_id}", f.duration, f.partition_exempt_cidrs, arm
+                )
         name = f"chaoslab-{self.run_id}-t{self.trial}-{f.kind}"[:63].rstrip("-")
-        body = chaos_pod(name=name, namespace=ns, node=node, action=f.kind, image=f.image,
-                         script=script, run_id=self.run_id, duration=f.duration,
-                         annotations=ann)
+        ann["chaoslab.io/arm"] = f"{arm:g}"
+        body = chaos_pod(
+            name=name,
+            namespace=ns,
+            node=node,
+            action=f.kind,
+            image=f.image,
+            script=script,
+            run_id=self.run_id,
+            duration=f.duration,
+            annotations=ann,
+        )
         # undo runs newest first: remove the chaos pod, power on, wait for the node
         if t.node is not None and f.kind in NODE_FAULTS:
-            self.journal.add_undo({"op": "wait-node-ready", "node": t.node.name},
-                                  trial=self.trial)
+            self.journal.add_undo({"op": "wait-node-ready", "node": t.node.name}, trial=self.trial)
             if f.hook and f.hook.recover:
-                self.journal.add_undo({"op": "hook", "argv": render(f.hook.recover,
-                                                                    self._values()),
-                                       "timeout": f.hook.timeout}, trial=self.trial)
-        self.journal.add_undo({"op": "delete-pod", "namespace": ns, "name": name},
-                              trial=self.trial)
+                self.journal.add_undo(
+                    {
+                        "op": "hook",
+                        "argv": render(f.hook.recover, self._values()),
+                        "timeout": f.hook.timeout,
+                    },
+                    trial=self.trial,
+                )
+        self.journal.add_undo({"op": "delete-pod", "namespace": ns, "name": name}, trial=self.trial)
         self.kube.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
         self.journal.write("inject.pod_created", trial=self.trial, pod=name, node=node)
-        # the fault starts when the pod's script runs: wait until the pod is Running
-        # (node faults) or done (pod-kill); the instant is when we saw that
+        # The script sleeps `arm` seconds after its container starts, then acts: the kubelet
+        # reports Running during that sleep (a node that crashes at once might never
+        # report it). The container started in [startedAt, startedAt + 1 s) (server time,
+        # whole seconds) and no later than we saw it Running, so the fault instant is
+        # bounded; t0 is the latest possible instant, the earliest is recorded too.
+        seen, pod = self._wait_running(ns, name, node)
+        assert f.arm is not None
+        started = None
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            started = self.kube.clock.to_local(
+                parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+            )
+        hi = min(seen, started + 1.0) if started is not None else seen
+        lo = min(started, hi) if started is not None else hi
+        t0 = hi + f.arm
+        self.details.update(chaos_pod=name, chaos_node=node, t0_uncertainty_s=hi - lo)
+        self.journal.write(
+            "inject.armed",
+            trial=self.trial,
+            pod=name,
+            seen_running=seen,
+            fault_at=t0,
+            uncertainty=hi - lo,
+        )
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        self.journal.write("inject.done", trial=self.trial, method="pod", pod=name)
+        return t0
+
+    def _wait_running(self, ns: str, name: str, node: str) -> tuple[float, Obj]:
+        """Watch the chaos pod until it runs; (local time it was seen Running, pod)."""
+        path = f"/api/v1/namespaces/{ns}/pods"
         deadline = time.monotonic() + self.spec.limits.trial_timeout
         while time.monotonic() < deadline:
-            p = self.kube.get_or_none(f"/api/v1/namespaces/{ns}/pods/{name}")
-            phase = ((p or {}).get("status") or {}).get("phase", "")
-            if phase in ("Running", "Succeeded"):
-                t0 = time.monotonic()
-                self.details.update(chaos_pod=name, chaos_node=node)
-                self.journal.write("inject.done", trial=self.trial, method="pod", pod=name,
-                                   phase=phase)
-                return t0
-            if phase == "Failed" or p is None:
-                raise InjectionError(f"chaos pod {name} on {node}: {phase or 'gone'}")
-            time.sleep(self.spec.poll)
+            lst = self.kube.get(path, fieldSelector=f"metadata.name={name}")
+            items = lst.get("items") or []
+            pod = items[0] if items else None
+            if pod is None:
+                raise InjectionError(f"chaos pod {name} on {node} is gone")
+            while True:
+                phase = (pod.get("status") or {}).get("phase", "")
+                if phase in ("Running", "Succeeded"):
+                    return time.monotonic(), pod
+                if phase == "Failed":
+                    raise InjectionError(f"chaos pod {name} on {node} failed before the fault")
+                break
+            rv = (lst.get("metadata") or {}).get("resourceVersion", "")
+            left = max(1, int(min(deadline - time.monotonic(), 60)))
+            try:
+                for ev in self.kube.watch_lines(
+                    path,
+                    {
+                        "fieldSelector": f"metadata.name={name}",
+                        "resourceVersion": rv,
+                        "timeoutSeconds": str(left),
+                    },
+                    left + self.spec.api_timeout,
+                    self._stop,
+                ):
+                    obj = ev.get("object") or {}
+                    if ev.get("type") in ("ADDED", "MODIFIED"):
+                        phase = (obj.get("status") or {}).get("phase", "")
+                        if phase in ("Running", "Succeeded"):
+                            return time.monotonic(), obj
+                        if phase == "Failed":
+                            raise InjectionError(
+                                f"chaos pod {name} on {node} failed before the fault"
+                            )
+                    elif ev.get("type") == "DELETED":
+                        raise InjectionError(f"chaos pod {name} on {node} was deleted")
+            except KubeError:
+                time.sleep(self.spec.poll)  # the watch failed: list again
+            except OSError:
+                time.sleep(self.spec.poll)
+            if self._stop.is_set():
+                break
         raise InjectionError(f"chaos pod {name} never started on {node}")
 
     # -------------------------------------------------------------- drain
@@ -398,8 +543,9 @@ class Injector:
         t0 = time.monotonic()
         self.kube.merge_patch(f"/api/v1/nodes/{node.name}", {"spec": {"unschedulable": True}})
         self.journal.write("inject.cordoned", trial=self.trial, node=node.name)
-        self._drain = threading.Thread(target=self._evict_all, args=(node.name,),
-                                       name="chaoslab-drain", daemon=True)
+        self._drain = threading.Thread(
+            target=self._evict_all, args=(node.name,), name="chaoslab-drain", daemon=True
+        )
         self._drain.start()
         return t0
 
@@ -425,11 +571,15 @@ class Injector:
                 for ns, name in todo:
                     if self._stop.is_set():
                         return
-                    body = {"apiVersion": "policy/v1", "kind": "Eviction",
-                            "metadata": {"name": name, "namespace": ns}}
+                    body = {
+                        "apiVersion": "policy/v1",
+                        "kind": "Eviction",
+                        "metadata": {"name": name, "namespace": ns},
+                    }
                     try:
-                        self.kube.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/eviction",
-                                          body=body)
+                        self.kube.request(
+                            "POST", f"/api/v1/namespaces/{ns}/pods/{name}/eviction", body=body
+                        )
                         self.journal.write("drain.evicted", trial=self.trial, pod=f"{ns}/{name}")
                     except KubeError as e:
                         if e.status == 404:
@@ -440,11 +590,13 @@ class Injector:
                         raise
                 if left:
                     if time.monotonic() > deadline:
-                        self.journal.write("drain.gave_up", trial=self.trial,
-                                           pods=[f"{a}/{b}" for a, b in left])
+                        self.journal.write(
+                            "drain.gave_up", trial=self.trial, pods=[f"{a}/{b}" for a, b in left]
+                        )
                         return
-                    self.journal.write("drain.blocked_by_pdb", trial=self.trial,
-                                       pods=[f"{a}/{b}" for a, b in left])
+                    self.journal.write(
+                        "drain.blocked_by_pdb", trial=self.trial, pods=[f"{a}/{b}" for a, b in left]
+                    )
                     if self._stop.wait(f.eviction_retry):
                         self.journal.write("drain.stopped", trial=self.trial, node=node)
                         return
@@ -465,8 +617,15 @@ class Injector:
 # ------------------------------------------------------------------ undo
 
 
-def run_undo(kube: Kube | None, journal: Journal, step: UndoStep, *, node_ready_timeout: float,
-             poll: float, log: Callable[[str], None] = print) -> bool:
+def run_undo(
+    kube: Kube | None,
+    journal: Journal,
+    step: UndoStep,
+    *,
+    node_ready_timeout: float,
+    poll: float,
+    log: Callable[[str], None] = print,
+) -> bool:
     """Run one undo step; True when done (journaled), False when it must be retried."""
     s = step.step
     op = s["op"]
@@ -481,13 +640,14 @@ def run_undo(kube: Kube | None, journal: Journal, step: UndoStep, *, node_ready_
         if op == "uncordon":
             n = kube.get_or_none(f"/api/v1/nodes/{s['node']}")
             if n is not None and (n.get("spec") or {}).get("unschedulable"):
-                kube.merge_patch(f"/api/v1/nodes/{s['node']}",
-                                 {"spec": {"unschedulable": None}})
+                kube.merge_patch(f"/api/v1/nodes/{s['node']}", {"spec": {"unschedulable": None}})
             journal.undo_done(step.id, op=op, node=s["node"])
             return True
         if op == "delete-pod":
-            kube.delete(f"/api/v1/namespaces/{s['namespace']}/pods/{s['name']}",
-                        {"kind": "DeleteOptions", "apiVersion": "v1"})
+            kube.delete(
+                f"/api/v1/namespaces/{s['namespace']}/pods/{s['name']}",
+                {"kind": "DeleteOptions", "apiVersion": "v1"},
+            )
             journal.undo_done(step.id, op=op, pod=s["name"])
             return True
         if op == "remove-taint":
@@ -496,9 +656,13 @@ def run_undo(kube: Kube | None, journal: Journal, step: UndoStep, *, node_ready_
                 taints = (n.get("spec") or {}).get("taints") or []
                 keep = [t for t in taints if t.get("key") != s["key"]]
                 if len(keep) != len(taints):
-                    kube.merge_patch(f"/api/v1/nodes/{s['node']}", {
-                        "metadata": {"resourceVersion": n["metadata"]["resourceVersion"]},
-                        "spec": {"taints": keep}})
+                    kube.merge_patch(
+                        f"/api/v1/nodes/{s['node']}",
+                        {
+                            "metadata": {"resourceVersion": n["metadata"]["resourceVersion"]},
+                            "spec": {"taints": keep},
+                        },
+                    )
             journal.undo_done(step.id, op=op, node=s["node"], key=s["key"])
             return True
         if op == "wait-node-ready":
@@ -509,9 +673,12 @@ def run_undo(kube: Kube | None, journal: Journal, step: UndoStep, *, node_ready_
                     journal.undo_done(step.id, op=op, node=s["node"])
                     return True
                 if time.monotonic() > deadline:
-                    journal.write("attention", node=s["node"],
-                                  message=f"node {s['node']} is still not Ready; power it on or "
-                                  "repair it, then run chaoslab drill --recover RUN_DIR")
+                    journal.write(
+                        "attention",
+                        node=s["node"],
+                        message=f"node {s['node']} is still not Ready; power it on or "
+                        "repair it, then run chaoslab drill --recover RUN_DIR",
+                    )
                     log(f"  node {s['node']} is still not Ready (needs attention)")
                     return False
                 time.sleep(poll)

@@ -58,8 +58,13 @@ class Journal:
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         with self._lock:
             self._seq += 1
-            entry = {"seq": self._seq, "wall": time.time(), "mono": time.monotonic(),
-                     "event": event, **_clean(fields)}
+            entry = {
+                "seq": self._seq,
+                "wall": time.time(),
+                "mono": time.monotonic(),
+                "event": event,
+                **_clean(fields),
+            }
             line = json.dumps(entry, sort_keys=False) + "\n"
             with self.path.open("a") as f:
                 f.write(line)

@@ -97,17 +97,28 @@ class ClockOffset:
         return server_posix - self.offset
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"server_minus_monotonic_s": self.offset, "uncertainty_s": self.uncertainty,
-                "samples": self.samples, "conflicts": self.conflicts,
-                # the local wall clock against the monotonic one, to relate both to UTC
-                "wall_minus_monotonic_s": time.time() - time.monotonic()}
+        return {
+            "server_minus_monotonic_s": self.offset,
+            "uncertainty_s": self.uncertainty,
+            "samples": self.samples,
+            "conflicts": self.conflicts,
+            # the local wall clock against the monotonic one, to relate both to UTC
+            "wall_minus_monotonic_s": time.time() - time.monotonic(),
+        }
 
 
 class Kube:
     """JSON requests against the API server of one kubeconfig context."""
 
-    def __init__(self, api_client: Any, *, context: str | None, timeout: float,
-                 retries: int = 0, retry_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        context: str | None,
+        timeout: float,
+        retries: int = 0,
+        retry_wait: float = 0.0,
+    ) -> None:
         self.api = api_client
         self.context = context
         self.timeout = timeout  # per request; watches use their own
@@ -118,9 +129,12 @@ class Kube:
         self.retried = 0
         self.clock = ClockOffset()
         if not getattr(api_client.configuration, "verify_ssl", True):
-            raise KubeError(0, f"context {context!r} turns TLS verification off "
-                               "(insecure-skip-tls-verify); chaoslab refuses to drive a "
-                               "cluster it cannot authenticate")
+            raise KubeError(
+                0,
+                f"context {context!r} turns TLS verification off "
+                "(insecure-skip-tls-verify); chaoslab refuses to drive a "
+                "cluster it cannot authenticate",
+            )
 
     @property
     def host(self) -> str:
@@ -129,8 +143,9 @@ class Kube:
     def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
         q = ""
         if query:
-            q = "?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items()
-                               if v is not None)
+            q = "?" + "&".join(
+                f"{k}={quote(str(v), safe='')}" for k, v in query.items() if v is not None
+            )
         return self.api.configuration.host + path + q
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
@@ -141,14 +156,22 @@ class Kube:
         self.api.update_params_for_auth(h, [], ["BearerToken"], "", "GET", None)
         return h
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, content_type: str | None = None,
-                timeout: float | None = None) -> Obj:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> Obj:
         attempt = 0
         while True:
             try:
-                return self._request(method, path, query=query, body=body,
-                                     content_type=content_type, timeout=timeout)
+                return self._request(
+                    method, path, query=query, body=body, content_type=content_type, timeout=timeout
+                )
             except KubeError as e:
                 transient = e.status == 0 or e.status == 429 or 500 <= e.status <= 504
                 if method != "GET" or not transient or attempt >= self.retries:
@@ -157,19 +180,32 @@ class Kube:
                 self.retried += 1
                 time.sleep(self.retry_wait)
 
-    def _request(self, method: str, path: str, *, query: Mapping[str, Any] | None,
-                 body: Any, content_type: str | None, timeout: float | None) -> Obj:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str | None,
+        timeout: float | None,
+    ) -> Obj:
         if body is not None and content_type is None:
             content_type = "application/json"
         m0 = time.monotonic()
         try:
-            resp = self.api.call_api(method, self._url(path, query),
-                                     header_params=self._headers(content_type),
-                                     body=body, _request_timeout=timeout or self.timeout)
+            resp = self.api.call_api(
+                method,
+                self._url(path, query),
+                header_params=self._headers(content_type),
+                body=body,
+                _request_timeout=timeout or self.timeout,
+            )
             data = resp.read()
         except Exception as exc:  # no answer: connection refused, TLS, timeout
-            raise KubeError(0, f"{method} {path}: {type(exc).__name__}: {_first_line(exc)}") \
-                from None
+            raise KubeError(
+                0, f"{method} {path}: {type(exc).__name__}: {_first_line(exc)}"
+            ) from None
         m1 = time.monotonic()
         self.clock.add(resp.getheader("Date"), m0, m1)
         try:
@@ -178,8 +214,11 @@ class Kube:
             obj = {}
         if not 200 <= resp.status < 300:
             msg = obj.get("message") if isinstance(obj, dict) else None
-            raise KubeError(resp.status, f"{method} {path}: {msg or resp.reason}",
-                            obj.get("reason", "") if isinstance(obj, dict) else "")
+            raise KubeError(
+                resp.status,
+                f"{method} {path}: {msg or resp.reason}",
+                obj.get("reason", "") if isinstance(obj, dict) else "",
+            )
         return obj if isinstance(obj, dict) else {"items": obj}
 
     # ---------------------------------------------------------------- conveniences
@@ -217,15 +256,20 @@ class Kube:
                 time.sleep(spacing)
         return self.clock
 
-    def watch_lines(self, path: str, query: Mapping[str, Any], read_timeout: float,
-                    stop: threading.Event) -> Iterator[Obj]:
+    def watch_lines(
+        self, path: str, query: Mapping[str, Any], read_timeout: float, stop: threading.Event
+    ) -> Iterator[Obj]:
         """One watch request: yields watch events (dicts) until the server ends the stream.
 
         Raises KubeError for an error answer; a dropped connection ends the iterator with
         an exception the caller turns into a resume."""
         url = self._url(path, {**query, "watch": "true"})
-        resp = self.api.call_api("GET", url, header_params=self._headers(None),
-                                 _request_timeout=(self.timeout, read_timeout))
+        resp = self.api.call_api(
+            "GET",
+            url,
+            header_params=self._headers(None),
+            _request_timeout=(self.timeout, read_timeout),
+        )
         if not 200 <= resp.status < 300:
             data = resp.read()
             try:
@@ -254,8 +298,14 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else ""
 
 
-def load_kube(kubeconfig: str | None, context: str | None, timeout: float, *,
-              retries: int = 0, retry_wait: float = 0.0) -> Kube:
+def load_kube(
+    kubeconfig: str | None,
+    context: str | None,
+    timeout: float,
+    *,
+    retries: int = 0,
+    retry_wait: float = 0.0,
+) -> Kube:
     """Load a kubeconfig context (``KUBECONFIG`` / ``~/.kube/config`` when not given)."""
     from kubernetes import config as kconfig
 
@@ -263,6 +313,7 @@ def load_kube(kubeconfig: str | None, context: str | None, timeout: float, *,
         api = kconfig.new_client_from_config(config_file=kubeconfig, context=context)
     except Exception as exc:  # bad file, unknown context, missing credentials
         where = kubeconfig or "KUBECONFIG/~/.kube/config"
-        raise KubeError(0, f"cannot load kubeconfig {where} context {context!r}: "
-                           f"{_first_line(exc)}") from None
+        raise KubeError(
+            0, f"cannot load kubeconfig {where} context {context!r}: {_first_line(exc)}"
+        ) from None
     return Kube(api, context=context, timeout=timeout, retries=retries, retry_wait=retry_wait)

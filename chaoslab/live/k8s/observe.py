@@ -54,10 +54,23 @@ __all__ = ["LIVE_MILESTONES", "MilestoneTracker", "Observation", "Watcher", "sta
 Obj = dict[str, Any]
 
 LIVE_MILESTONES = (
-    "node.not_ready", "pods.not_ready", "node.tainted", "pod.evicted", "pod.deleted",
-    "pod.sigterm", "pod.not_ready", "container.died", "container.restarted", "pod.gone",
-    "replacement.created", "replacement.scheduled", "replacement.ready", "pod.ready",
-    "endpoints.removed", "endpoints.added", "node.ready",
+    "node.not_ready",
+    "pods.not_ready",
+    "node.tainted",
+    "pod.evicted",
+    "pod.deleted",
+    "pod.sigterm",
+    "pod.not_ready",
+    "container.died",
+    "container.restarted",
+    "pod.gone",
+    "replacement.created",
+    "replacement.scheduled",
+    "replacement.ready",
+    "pod.ready",
+    "endpoints.removed",
+    "endpoints.added",
+    "node.ready",
 )
 _NOEXEC = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 
@@ -73,14 +86,27 @@ class Observation:
 class Watcher(threading.Thread):
     """List + watch one collection until stopped; observations go to ``sink``."""
 
-    def __init__(self, kube: Kube, resource: str, path: str, query: dict[str, str],
-                 sink: Callable[[Observation], None], stop: threading.Event, *,
-                 server_timeout: int, read_timeout: float, backoff: float) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        resource: str,
+        path: str,
+        query: dict[str, str],
+        sink: Callable[[Observation], None],
+        stop: threading.Event,
+        *,
+        server_timeout: int,
+        read_timeout: float,
+        backoff: float,
+    ) -> None:
         super().__init__(name=f"chaoslab-watch-{resource}", daemon=True)
         self.kube, self.resource, self.path, self.query = kube, resource, path, query
         self.sink, self.stop_event = sink, stop
-        self.server_timeout, self.read_timeout, self.backoff = (server_timeout, read_timeout,
-                                                                backoff)
+        self.server_timeout, self.read_timeout, self.backoff = (
+            server_timeout,
+            read_timeout,
+            backoff,
+        )
         self.rv = ""
         self.listed = threading.Event()
         self.resumes = 0
@@ -101,20 +127,26 @@ class Watcher(threading.Thread):
                 if not self.rv:
                     self._list("LISTED" if not self.listed.is_set() else "RELIST")
                     self.listed.set()
-                q = {**self.query, "resourceVersion": self.rv, "allowWatchBookmarks": "true",
-                     "timeoutSeconds": str(self.server_timeout)}
-                for ev in self.kube.watch_lines(self.path, q, self.read_timeout,
-                                                self.stop_event):
+                q = {
+                    **self.query,
+                    "resourceVersion": self.rv,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(self.server_timeout),
+                }
+                for ev in self.kube.watch_lines(self.path, q, self.read_timeout, self.stop_event):
                     t, obj = ev.get("type", ""), ev.get("object") or {}
                     if t == "ERROR":
                         if obj.get("code") == 410:
                             self.relists += 1
-                            self.sink(Observation(time.monotonic(), "watch", "GONE",
-                                                  {"resource": self.resource}))
+                            self.sink(
+                                Observation(
+                                    time.monotonic(), "watch", "GONE", {"resource": self.resource}
+                                )
+                            )
                             self.rv = ""
                             break
                         raise KubeError(int(obj.get("code", 0)), str(obj.get("message")))
-                    rv = ((obj.get("metadata") or {}).get("resourceVersion"))
+                    rv = (obj.get("metadata") or {}).get("resourceVersion")
                     if rv:
                         self.rv = str(rv)
                     if t != "BOOKMARK":
@@ -127,24 +159,54 @@ class Watcher(threading.Thread):
                     self.rv = ""
                 self.resumes += 1
                 self.error = str(e)[:200]
-                self.sink(Observation(time.monotonic(), "watch", "DROPPED",
-                                      {"resource": self.resource, "error": self.error}))
+                self.sink(
+                    Observation(
+                        time.monotonic(),
+                        "watch",
+                        "DROPPED",
+                        {"resource": self.resource, "error": self.error},
+                    )
+                )
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, self.read_timeout)
 
 
-def start_watches(kube: Kube, ns: str, service: str, selector: str,
-                  sink: Callable[[Observation], None], stop: threading.Event, *,
-                  server_timeout: int, read_timeout: float, backoff: float) -> list[Watcher]:
+def start_watches(
+    kube: Kube,
+    ns: str,
+    service: str,
+    selector: str,
+    sink: Callable[[Observation], None],
+    stop: threading.Event,
+    *,
+    server_timeout: int,
+    read_timeout: float,
+    backoff: float,
+) -> list[Watcher]:
     specs = [
         ("nodes", "/api/v1/nodes", {}),
         ("pods", f"/api/v1/namespaces/{ns}/pods", {"labelSelector": selector}),
-        ("endpointslices", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-         {"labelSelector": f"kubernetes.io/service-name={service}"}),
+        (
+            "endpointslices",
+            f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+            {"labelSelector": f"kubernetes.io/service-name={service}"},
+        ),
         ("events", f"/api/v1/namespaces/{ns}/events", {}),
     ]
-    ws = [Watcher(kube, r, p, q, sink, stop, server_timeout=server_timeout,
-                  read_timeout=read_timeout, backoff=backoff) for r, p, q in specs]
+    ws = [
+        Watcher(
+            kube,
+            r,
+            p,
+            q,
+            sink,
+            stop,
+            server_timeout=server_timeout,
+            read_timeout=read_timeout,
+            backoff=backoff,
+        )
+        for r, p, q in specs
+    ]
     for w in ws:
         w.start()
     return ws
@@ -182,9 +244,9 @@ class MilestoneTracker:
         if name in self.found or mono < self.t0:
             return
         local = self.clock.to_local(parse_time(server_ts))
-        self.found[name] = Milestone(name, mono - self.t0,
-                                     (local - self.t0) if local is not None else math.nan,
-                                     detail)
+        self.found[name] = Milestone(
+            name, mono - self.t0, (local - self.t0) if local is not None else math.nan, detail
+        )
 
     def seed_restarts(self, pods: list[Obj]) -> None:
         for p in pods:
@@ -204,21 +266,30 @@ class MilestoneTracker:
         n = ob.obj
         if n.get("metadata", {}).get("name") != self.node:
             return
-        ready = next((c for c in (n.get("status") or {}).get("conditions", [])
-                      if c.get("type") == "Ready"), None)
+        ready = next(
+            (c for c in (n.get("status") or {}).get("conditions", []) if c.get("type") == "Ready"),
+            None,
+        )
         is_ready = bool(ready and ready.get("status") == "True")
         if ob.mono >= self.t0:
             if not is_ready:
                 self._not_ready_seen = True
-                self._hit("node.not_ready", ob.mono, (ready or {}).get("lastTransitionTime"),
-                          f"{self.node} Ready={(ready or {}).get('status')}")
+                self._hit(
+                    "node.not_ready",
+                    ob.mono,
+                    (ready or {}).get("lastTransitionTime"),
+                    f"{self.node} Ready={(ready or {}).get('status')}",
+                )
             elif self._not_ready_seen:
-                self._hit("node.ready", ob.mono, (ready or {}).get("lastTransitionTime"),
-                          f"{self.node} Ready=True")
+                self._hit(
+                    "node.ready",
+                    ob.mono,
+                    (ready or {}).get("lastTransitionTime"),
+                    f"{self.node} Ready=True",
+                )
             for t in (n.get("spec") or {}).get("taints") or []:
                 if t.get("key") in _NOEXEC and t.get("effect") == "NoExecute":
-                    self._hit("node.tainted", ob.mono, t.get("timeAdded"),
-                              f"{t['key']}:NoExecute")
+                    self._hit("node.tainted", ob.mono, t.get("timeAdded"), f"{t['key']}:NoExecute")
         self.node_ready = is_ready
 
     def _pod(self, ob: Observation) -> None:
@@ -239,8 +310,9 @@ class MilestoneTracker:
             if gone:
                 self._hit("pod.gone", ob.mono, None, name)
             if md.get("deletionTimestamp"):
-                which = "pod.evicted" if node_fault and self.fault != "node-drain" \
-                    else "pod.deleted"
+                which = (
+                    "pod.evicted" if node_fault and self.fault != "node-drain" else "pod.deleted"
+                )
                 # deletionTimestamp is the deadline (now + grace): the server instant of
                 # the delete is that minus deletionGracePeriodSeconds
                 ts = parse_time(md["deletionTimestamp"])
@@ -253,8 +325,12 @@ class MilestoneTracker:
             if not pod_ready(p) and not gone:
                 self._pod_not_ready.add(name)
                 cond = next((c for c in st.get("conditions", []) if c.get("type") == "Ready"), {})
-                self._hit("pods.not_ready" if node_fault else "pod.not_ready", ob.mono,
-                          cond.get("lastTransitionTime"), name)
+                self._hit(
+                    "pods.not_ready" if node_fault else "pod.not_ready",
+                    ob.mono,
+                    cond.get("lastTransitionTime"),
+                    name,
+                )
             r = _restarts(p)
             if r > self._restarts.get(name, r):
                 self._hit("container.died", ob.mono, _finished_at(p), name)
@@ -266,10 +342,15 @@ class MilestoneTracker:
         elif name not in self.initial_pods and not gone:
             self._hit("replacement.created", ob.mono, md.get("creationTimestamp"), name)
             if spec.get("nodeName"):
-                cond = next((c for c in st.get("conditions", [])
-                             if c.get("type") == "PodScheduled"), {})
-                self._hit("replacement.scheduled", ob.mono, cond.get("lastTransitionTime"),
-                          f"{name} on {spec['nodeName']}")
+                cond = next(
+                    (c for c in st.get("conditions", []) if c.get("type") == "PodScheduled"), {}
+                )
+                self._hit(
+                    "replacement.scheduled",
+                    ob.mono,
+                    cond.get("lastTransitionTime"),
+                    f"{name} on {spec['nodeName']}",
+                )
             if ready:
                 cond = next((c for c in st.get("conditions", []) if c.get("type") == "Ready"), {})
                 self._hit("replacement.ready", ob.mono, cond.get("lastTransitionTime"), name)
@@ -278,9 +359,12 @@ class MilestoneTracker:
     def _hit_at(self, name: str, mono: float, local_server: float | None, detail: str) -> None:
         if name in self.found or mono < self.t0:
             return
-        self.found[name] = Milestone(name, mono - self.t0,
-                                     (local_server - self.t0) if local_server is not None
-                                     else math.nan, detail)
+        self.found[name] = Milestone(
+            name,
+            mono - self.t0,
+            (local_server - self.t0) if local_server is not None else math.nan,
+            detail,
+        )
 
     def ready_endpoints(self) -> set[str]:
         return {pod for eps in self._ep_state.values() for pod, r in eps.items() if r}
@@ -312,16 +396,24 @@ class MilestoneTracker:
     def _event(self, ob: Observation) -> None:
         e = ob.obj
         inv = e.get("involvedObject") or e.get("regarding") or {}
-        if inv.get("kind") == "Pod" and inv.get("name") in self.targets and \
-                e.get("reason") == "Killing":
-            self._hit("pod.sigterm", ob.mono,
-                      e.get("eventTime") or e.get("lastTimestamp") or e.get("firstTimestamp"),
-                      inv.get("name", ""))
+        if (
+            inv.get("kind") == "Pod"
+            and inv.get("name") in self.targets
+            and e.get("reason") == "Killing"
+        ):
+            self._hit(
+                "pod.sigterm",
+                ob.mono,
+                e.get("eventTime") or e.get("lastTimestamp") or e.get("firstTimestamp"),
+                inv.get("name", ""),
+            )
 
 
 def _restarts(p: Obj) -> int:
-    return sum(int(c.get("restartCount", 0))
-               for c in (p.get("status") or {}).get("containerStatuses") or [])
+    return sum(
+        int(c.get("restartCount", 0))
+        for c in (p.get("status") or {}).get("containerStatuses") or []
+    )
 
 
 def _terminated(p: Obj) -> bool:

@@ -120,8 +120,12 @@ class FaultSpec(_Model):
     #: itself after this, so it heals even if chaoslab dies
     duration: Duration | None = None
     hook: HookSpec | None = None
-    #: image of the chaos pod (needs sh, nsenter, iptables for node-partition)
+    #: image of the chaos pod (needs sh, sleep, nsenter; grep and awk for pod-kill)
     image: str | None = None
+    #: method pod: the chaos pod's script waits this long after its container started
+    #: before it acts, so the kubelet reports the pod Running first (the fault instant is
+    #: taken from that); longer than the kubelet's status latency, a few seconds
+    arm: Duration | None = None
     #: node-partition: CIDRs that stay reachable (e.g. your SSH jump host)
     partition_exempt_cidrs: list[str] = Field(default_factory=list)
     #: node-drain: give up evicting a pod after this (PDB blocking)
@@ -142,8 +146,8 @@ class FaultSpec(_Model):
             raise ValueError("method: hook needs hook: {inject: [...], timeout: ...}")
         if m == "api" and self.hook is not None:
             raise ValueError("hook is only used with method hook or pod")
-        if m == "pod" and not self.image:
-            raise ValueError("method: pod needs image: (the chaos pod's image)")
+        if m == "pod" and (not self.image or self.arm is None):
+            raise ValueError("method: pod needs image: (the chaos pod's image) and arm:")
         if k in {"kubelet-stop", "node-partition"} and self.duration is None:
             raise ValueError(f"{k} needs duration: (the fault heals itself after it)")
         if k == "node-drain" and (self.eviction_timeout is None or self.eviction_retry is None):
