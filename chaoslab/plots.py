@@ -223,7 +223,7 @@ def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFr
 
 def _panel_cols(df: pd.DataFrame, sweep: Sequence[str], default: int) -> int:
     n = len(_points(df, sweep))
-    return n if 2 <= n <= 4 else default
+    return n if 2 <= n <= 3 else default
 
 
 def _symlog_time(ax: Axes, horizon: float, left: float = -LINTHRESH / 2) -> None:
@@ -322,7 +322,11 @@ def _legend_outside(fig: Figure, axes: Sequence[Axes], title: str | None = None)
             list(handles.values()),
             list(handles.keys()),
             loc="outside lower center",
-            ncols=min(len(handles), 5),
+            # as many columns as the figure's width holds for its longest label
+            ncols=max(
+                1,
+                min(len(handles), 5, int(fig.get_figwidth() * 11 // max(len(k) for k in handles))),
+            ),
             fontsize=8,
             frameon=False,
             title=title,
@@ -416,7 +420,7 @@ def availability(
                 )
                 series.append((" · ".join(parts) or str(d), cmap(k % 10), g))
             layout.append((str(d), series))
-    h = 3.3 if by == "fault" else 2.0
+    h = 3.3 if by == "fault" or len(layout) <= ncols else 2.0
     fig, axes = _grid(len(layout), ncols, 6.0, h)
     for k_ax, (ax, (ptitle, series)) in enumerate(zip(axes, layout, strict=True)):
         for k, (label, c, g) in enumerate(series):
@@ -830,6 +834,15 @@ def sensitivity(
     return pd.DataFrame(rows, columns=["key", "value", "stat"])
 
 
+def _with_unit(key: str, value: Any) -> str:
+    """A swept value as text with the parameter's unit when it is a duration (s)."""
+    from chaoslab.params import CATALOGUE
+
+    text = _short_value(value)
+    unit = CATALOGUE[key].unit if key in CATALOGUE else ""
+    return f"{text} s" if unit == "s" and not text.endswith(("s", "m", "h")) else text
+
+
 def tornado(
     results: Run | pd.DataFrame,
     *,
@@ -869,7 +882,17 @@ def tornado(
                 continue  # never recovered at any value: nothing to rank
             label = k if len(cells) == 1 else f"{k} — {cell[0]} · {cell[1]} → {cell[2]}"
             rel = (hi - lo) / max(abs(base_v) if np.isfinite(base_v) else abs(lo), 1e-9)
-            rows.append((label, lo, lo_r["value"], hi, hi_r["value"], base_v, rel))
+            rows.append(
+                (
+                    label,
+                    lo,
+                    _with_unit(k, lo_r["value"]),
+                    hi,
+                    _with_unit(k, hi_r["value"]),
+                    base_v,
+                    rel,
+                )
+            )
     if not rows:
         raise ValueError(f"{metric} never recovered at any swept value: nothing to show")
     rows.sort(key=lambda r: r[6])
@@ -888,9 +911,9 @@ def tornado(
         ax.barh(y, b - lo, left=lo, height=0.55, color="#4c72b0")
         ax.barh(y, hi_draw - b, left=b, height=0.55, color="#dd8452")
         ax.plot([b, b], [y - 0.36, y + 0.36], color="black", lw=1.2)
-        ax.text(lo, y, f"{_short_value(lo_val)} ", ha="right", va="center", fontsize=7)
+        ax.text(lo, y, f"{lo_val} ", ha="right", va="center", fontsize=7)
         never = "" if np.isfinite(hi) else " (never)"
-        ax.text(hi_draw, y, f" {_short_value(hi_val)}{never}", ha="left", va="center", fontsize=7)
+        ax.text(hi_draw, y, f" {hi_val}{never}", ha="left", va="center", fontsize=7)
     if log:
         ax.set_xscale("log")
         ax.set_xlim(min(pos) / 3, right * 3)
