@@ -305,7 +305,7 @@ def run_cells(
     skip: set[int] | None = None,
     on_chunk: Callable[[Chunk, pd.DataFrame], None] | None = None,
     executor: str = "local",
-    scheduler: str | None = None,
+    scheduler: Any = None,
 ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
     """Run every cell's trials; yields finished chunks in run order.
 
@@ -314,9 +314,11 @@ def run_cells(
     trial) only, and a chunk's rows on its trials only.
 
     ``executor="local"`` runs chunks in this process (``workers`` <= 1) or a process pool;
-    ``executor="dask"`` sends them to the Dask scheduler at ``scheduler`` (``"local"`` or
-    None: a `distributed.LocalCluster` of ``workers`` processes). Only a bounded window of
-    chunks is in flight, so memory does not grow with the number of chunks.
+    ``executor="dask"`` sends them to the Dask scheduler at ``scheduler``: an address
+    (``tcp://host:8786``), a cluster object (``KubeCluster``, ``SLURMCluster`` ...), or
+    ``"local"``/None for a `distributed.LocalCluster` of ``workers`` processes. Only a
+    bounded window of chunks is in flight, so memory does not grow with the number of
+    chunks.
     """
     if executor not in EXECUTORS:
         raise ExecutorError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
@@ -365,7 +367,7 @@ def _run_pool(work: Sequence[Chunk], workers: int) -> Iterator[tuple[Chunk, pd.D
 
 
 def _run_dask(
-    work: Sequence[Chunk], workers: int, scheduler: str | None
+    work: Sequence[Chunk], workers: int, scheduler: Any
 ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
     try:
         from distributed import Client, LocalCluster
@@ -374,7 +376,7 @@ def _run_dask(
             "the dask executor needs dask[distributed]: pip install 'chaoslab[dask]'"
         ) from None
     cluster = None
-    if scheduler in (None, "", "local"):
+    if scheduler is None or (isinstance(scheduler, str) and scheduler in ("", "local")):
         # one single-threaded process per worker: a trial holds the GIL all the time
         cluster = LocalCluster(
             n_workers=max(1, workers),

@@ -29,7 +29,14 @@ def share_serving(via: Node | None, endpoints: Sequence[Pod]) -> float:
     """Share of DNAT choices (uniform over programmed endpoints) that reach a live server."""
     if not endpoints:
         return 0.0
-    return sum(1 for p in endpoints if p.serves_from(via)) / len(endpoints)
+    # Pod.serves_from inlined: this runs for every node at every state change of a trial
+    via_up = via is None or via.net_up
+    k = 0
+    for p in endpoints:
+        n = p.node
+        if n is not None and p.running and n.powered and n.net_up and (via_up or via is n):
+            k += 1
+    return k / len(endpoints)
 
 
 class ClusterIpTopology(Topology):
@@ -106,8 +113,9 @@ class NodePortLbTopology(Topology):
             return 0.0
         total = 0.0
         for n in rotation:
-            if n.reachable and n.proxy is not None:
-                total += share_serving(n, n.proxy.external_endpoints())
+            proxy = n.proxy
+            if proxy is not None and n.powered and n.net_up:
+                total += share_serving(n, proxy.external_endpoints())
         return total / len(rotation)
 
     def flows(self) -> list[Flow]:
@@ -133,12 +141,32 @@ def _build_direct(trial: Trial, spec: ClusterSpec) -> Topology:
     return NodePortDirectTopology(trial, cluster, DESIGNS["nodeport-direct"])
 
 
+def lb_proxy_nodes(trial: Trial, spec: ClusterSpec) -> list[str]:
+    """Nodes whose kube-proxy is on an LB path: the LB's targets (``lb.targets``).
+
+    Traffic enters only through the LB's targets, so a kube-proxy elsewhere (a master
+    behind a workers-only LB) changes no request's path; modelling it would only add its
+    syncs to every trial's events.
+    """
+    from chaoslab.designs.base import initial_app_nodes
+
+    which = trial.p.choice("lb.targets")
+    if which == "all":
+        return [n for n, _ in spec.node_names()]
+    if which == "app-nodes":
+        return initial_app_nodes(spec)
+    return [n for n, role in spec.node_names() if role != "master"]
+
+
 def _lb_builder(local: bool):
     key = "nodeport-lb-local" if local else "nodeport-lb"
 
     def build(trial: Trial, spec: ClusterSpec) -> Topology:
         cluster = KubernetesCluster(
-            trial, spec, external_traffic_policy="Local" if local else "Cluster"
+            trial,
+            spec,
+            external_traffic_policy="Local" if local else "Cluster",
+            proxy_nodes=lb_proxy_nodes(trial, spec),
         )
         return NodePortLbTopology(trial, cluster, DESIGNS[key], local=local)
 
