@@ -67,6 +67,9 @@ def drill(
         raise typer.Exit(2)
     try:
         plan = plan_drill(experiment, kubeconfig=kubeconfig, context=context)
+    except KeyboardInterrupt:
+        _err("interrupted while planning; nothing was injected")
+        raise typer.Exit(130) from None
     except (ExperimentError, *USER_ERRORS) as e:
         _err(str(e))
         raise typer.Exit(2) from None

@@ -338,3 +338,30 @@ def test_signal_during_rollback_is_deferred() -> None:
             for _ in range(1000):
                 pass
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_watcher_close_cuts_a_quiet_stream(tmp_path: Path) -> None:
+    """Closing a watcher must not wait for the server's next event or bookmark."""
+    import threading
+    import time
+
+    from chaoslab.live.k8s.observe import Watcher
+
+    cl = FakeCluster()
+    cl.add_node("w1", "10.0.0.1")
+    api = FakeApi(cl, tmp_path)
+    api.api.bookmark_every = 3600  # a quiet stream: no bookmarks
+    try:
+        kube = load_kube(str(api.kubeconfig), "fake", 5)
+        got: list[object] = []
+        w = Watcher(kube, "nodes", "/api/v1/nodes", {}, got.append, threading.Event(),
+                    server_timeout=60, read_timeout=65, backoff=0.1)
+        w.start()
+        assert w.listed.wait(5)
+        time.sleep(0.3)  # the watch request is open and idle
+        t = time.monotonic()
+        w.close()
+        w.join(5)
+        assert not w.is_alive() and time.monotonic() - t < 1.0
+    finally:
+        api.close()

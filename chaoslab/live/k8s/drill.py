@@ -126,7 +126,8 @@ def load_live(path: str | Path) -> tuple[Experiment, LiveSpec]:
     if raw is None:
         raise ExperimentError(exp.path, None, "live", "this experiment has no live: section")
     try:
-        spec = LiveSpec.model_validate(raw)
+        # a LiveSpec already (once the experiment schema types live:) passes as it is
+        spec = raw if isinstance(raw, LiveSpec) else LiveSpec.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ("live", *err["loc"])
@@ -414,8 +415,12 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
     )
     journal = Journal(run_dir)
     writer.write_text("experiment.yaml", plan.exp.effective_yaml(plan.overrides))
-    # the section as written (durations with units), so --recover can read it back
-    writer.write_text("live.json", json.dumps(exp.model.live, indent=2, default=str) + "\n")
+    # the section as written in the file (durations with units), so --recover reads it back
+    # whatever type the experiment schema gives live:
+    import yaml
+
+    raw_live = (yaml.safe_load(exp.text) or {}).get("live", {})
+    writer.write_text("live.json", json.dumps(raw_live, indent=2, default=str) + "\n")
     writer.write_text("plan.txt", "\n".join(plan.lines) + "\n")
     writer.write_text(
         "discovery.json",
@@ -538,6 +543,8 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
                     status = "needs-recovery"
     finally:
         stop.set()
+        for w in watchers:
+            w.close()
         for w in watchers:
             w.join(timeout=spec.api_timeout)
         _write_results(writer, plan, results, obs, status, reason, journal, state)

@@ -18,6 +18,7 @@ import datetime as dt
 import email.utils
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -257,7 +258,12 @@ class Kube:
         return self.clock
 
     def watch_lines(
-        self, path: str, query: Mapping[str, Any], read_timeout: float, stop: threading.Event
+        self,
+        path: str,
+        query: Mapping[str, Any],
+        read_timeout: float,
+        stop: threading.Event,
+        holder: list[Any] | None = None,
     ) -> Iterator[Obj]:
         """One watch request: yields watch events (dicts) until the server ends the stream.
 
@@ -278,6 +284,8 @@ class Kube:
                 msg = ""
             raise KubeError(resp.status, f"watch {path}: {msg or resp.reason}")
         raw = resp.response
+        if holder is not None:  # lets another thread cut a stream that waits for data
+            holder[:] = [raw]
         buf = b""
         try:
             for chunk in raw.stream(4096, decode_content=True):
@@ -309,6 +317,8 @@ def load_kube(
     """Load a kubeconfig context (``KUBECONFIG`` / ``~/.kube/config`` when not given)."""
     from kubernetes import config as kconfig
 
+    if kubeconfig:
+        kubeconfig = os.path.expanduser(kubeconfig)
     try:
         api = kconfig.new_client_from_config(config_file=kubeconfig, context=context)
     except Exception as exc:  # bad file, unknown context, missing credentials

@@ -38,6 +38,7 @@ with the estimated offset (``t_server``; Kubernetes timestamps are whole seconds
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -112,6 +113,14 @@ class Watcher(threading.Thread):
         self.resumes = 0
         self.relists = 0
         self.error: str | None = None
+        self._stream: list[Any] = []
+
+    def close(self) -> None:
+        """Stop now: cut the open stream instead of waiting for its next event."""
+        self.stop_event.set()
+        for raw in list(self._stream):
+            with contextlib.suppress(Exception):
+                raw.shutdown()
 
     def _list(self, kind: str) -> None:
         lst = self.kube.get(self.path, **self.query)
@@ -133,7 +142,9 @@ class Watcher(threading.Thread):
                     "allowWatchBookmarks": "true",
                     "timeoutSeconds": str(self.server_timeout),
                 }
-                for ev in self.kube.watch_lines(self.path, q, self.read_timeout, self.stop_event):
+                for ev in self.kube.watch_lines(
+                    self.path, q, self.read_timeout, self.stop_event, self._stream
+                ):
                     t, obj = ev.get("type", ""), ev.get("object") or {}
                     if t == "ERROR":
                         if obj.get("code") == 410:
