@@ -110,6 +110,13 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     row = comp.set_index("metric").loc["at_node_not_ready"]
     assert row["n"] == 1 and row["inside"] == 0 and row["measured_max"] < row["predicted_p5"]
     assert (comp["tolerance_s"] == 0.1).all()
+    # the lead's compare() takes the live run and the prediction it stored
+    from chaoslab.compare import compare, stored_prediction
+
+    pred_run = stored_prediction(loaded)
+    assert pred_run is not None
+    cells = compare(pred_run, loaded).cells
+    assert {"recovery_s", "at_node_not_ready"} <= set(cells["metric"])
     probes = pd.read_parquet(run / "probes.parquet")
     assert {"trial", "url", "t", "t_rel", "outcome"} <= set(probes.columns)
     assert (probes["outcome"] != "ok").any() and (probes["outcome"] == "ok").any()
@@ -135,22 +142,26 @@ def test_token_never_written(make_env) -> None:
             assert FakeApi.TOKEN.encode() not in f.read_bytes(), f
 
 
-def test_pod_delete_api(make_env) -> None:
+def test_pod_delete_api_two_trials(make_env) -> None:
     env = make_env()
     exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"},
-                          "method": "api", "grace_period": "2s"})
+                          "method": "api", "grace_period": "2s"}, trials=2)
     assert _drill(env, exp) == 0
     run = env.only_run()
-    ms = _milestones(run)
-    for name in ("pod.deleted", "endpoints.removed", "replacement.created",
-                 "replacement.ready", "endpoints.added", "pod.gone"):
-        assert name in ms, (name, ms)
-    assert ms["pod.deleted"] < 0.3
+    all_ms = pd.read_parquet(run / "milestones.parquet")
+    for trial in (0, 1):
+        ms = dict(all_ms[all_ms["trial"] == trial][["milestone", "t"]].itertuples(index=False))
+        for name in ("pod.deleted", "endpoints.removed", "replacement.created",
+                     "replacement.ready", "endpoints.added", "pod.gone"):
+            assert name in ms, (trial, name, ms)
+        assert ms["pod.deleted"] < 0.3
     deletes = [p for m, p in env.cluster.calls if m == "DELETE" and "/pods/web-" in p]
-    assert len(deletes) == 1
+    assert len(deletes) == 2 and deletes[0] != deletes[1]
     assert denied(env.cluster.calls) == []
-    tr = load_run(run).trials.iloc[0]
-    assert tr["recovered"]
+    trials = load_run(run).trials
+    assert list(trials["trial"]) == [0, 1] and trials["recovered"].all()
+    info = pd.read_csv(run / "trial_info.csv")
+    assert info["pod"].nunique() == 2  # the second trial picked a pod that exists now
 
 
 def test_pod_kill_by_chaos_pod(make_env) -> None:

@@ -365,3 +365,15 @@ def test_watcher_close_cuts_a_quiet_stream(tmp_path: Path) -> None:
         assert not w.is_alive() and time.monotonic() - t < 1.0
     finally:
         api.close()
+
+
+def test_design_notes_flag_mismatched_services() -> None:
+    from chaoslab.live.k8s.drill import design_notes
+
+    local = {"spec": {"type": "NodePort", "externalTrafficPolicy": "Local"}}
+    cluster = {"spec": {"type": "NodePort", "externalTrafficPolicy": "Cluster"}}
+    assert design_notes("nodeport-lb-local", local) == []
+    assert design_notes("nodeport-lb", cluster) == []
+    assert "Local" in design_notes("nodeport-lb-local", cluster)[0]
+    assert "nodeport-lb-local may fit" in design_notes("nodeport-lb", local)[0]
+    assert "type ClusterIP" in design_notes("nodeport-direct", {"spec": {}})[0]

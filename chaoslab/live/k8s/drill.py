@@ -242,6 +242,7 @@ def plan_drill(
         f"on context {kube.context or '(current)'} at {kube.host}"
     ]
     lines += disc.lines(assumed)
+    notes += design_notes(design, disc.service)
     lines += [f"note: {n}" for n in notes]
     rec = prediction["recovery_s"].to_numpy(dtype=float)
     down = prediction["downtime_s"].to_numpy(dtype=float)
@@ -285,6 +286,26 @@ def plan_drill(
     return DrillPlan(
         exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, lines
     )
+
+
+def design_notes(design: str, service: dict[str, Any]) -> list[str]:
+    """Where the Service the cluster has does not look like the design being predicted."""
+    spec = service.get("spec") or {}
+    stype, etp = spec.get("type", "ClusterIP"), spec.get("externalTrafficPolicy", "Cluster")
+    out = []
+    if design.startswith("nodeport") and stype not in ("NodePort", "LoadBalancer"):
+        out.append(f"design {design} reaches the service through a NodePort, but the Service "
+                   f"is of type {stype}")
+    if design.endswith("-local") and etp != "Local":
+        out.append(f"design {design} assumes externalTrafficPolicy Local; the Service has {etp}")
+    if design in ("nodeport-lb", "nodeport-direct") and etp == "Local":
+        out.append(f"the Service has externalTrafficPolicy Local: nodes without a local pod "
+                   f"drop traffic; design {design}-local may fit better"
+                   if design == "nodeport-lb" else
+                   "the Service has externalTrafficPolicy Local: the probed node must run a pod")
+    if design.startswith(("metallb", "cloud-lb")) and stype != "LoadBalancer":
+        out.append(f"design {design} needs a LoadBalancer Service; this one is {stype}")
+    return out
 
 
 def _q(x: np.ndarray, q: float) -> float:
