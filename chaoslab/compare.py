@@ -276,6 +276,9 @@ def match_cells(
     """
     check_compatible(predicted, measured)
     p, m = _trials(predicted), _trials(measured)
+    # a run written without a target column (older drills) names no target: ""
+    p = p if "target" in p.columns else p.assign(target="")
+    m = m if "target" in m.columns else m.assign(target="")
     kinds = _fault_kinds(_meta(measured))
     sweep = _sweep_cols(p, _meta(predicted))
     for k, v in (select or {}).items():

@@ -164,13 +164,13 @@ def _cell_label(fault: str, target: str, multi_target: bool) -> str:
 
 def _cells(df: pd.DataFrame) -> list[tuple[str, str]]:
     """(fault, target) pairs in order of appearance."""
-    return list(dict.fromkeys(zip(df["fault"], df["target"], strict=True)))
+    return list(df[["fault", "target"]].drop_duplicates().itertuples(index=False, name=None))
 
 
 def _points(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[Any, ...]]:
     if not sweep:
         return [()]
-    return list(dict.fromkeys(df[list(sweep)].itertuples(index=False, name=None)))
+    return list(df[list(sweep)].drop_duplicates().itertuples(index=False, name=None))
 
 
 def _point_label(sweep: Sequence[str], point: tuple[Any, ...]) -> str:
@@ -353,7 +353,7 @@ def availability_matrix(trials: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
         if ts.size == 0:
             continue
         idx = np.searchsorted(ts, grid, side="right") - 1
-        row = np.where(idx >= 0, vs[np.clip(idx, 0, None)], 1.0)
+        row = np.where(idx >= 0, vs[np.maximum(idx, 0)], 1.0)
         out[i] = row
     return out
 
@@ -735,7 +735,7 @@ def loss_heatmap(
     sweep = sweep_columns(results)
     cells = _cells(df)
     multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
-    row_keys = list(dict.fromkeys(df[["design", *sweep]].itertuples(index=False, name=None)))
+    row_keys = list(df[["design", *sweep]].drop_duplicates().itertuples(index=False, name=None))
     fig = Figure(
         figsize=(2.2 + 1.6 * len(cells) * len(metrics), 1.4 + 0.42 * len(row_keys)),
         layout="constrained",
@@ -828,7 +828,7 @@ def sensitivity(
     value). Returns key, value, stat; plus the baseline statistic as key ``(baseline)``."""
     base: dict[str, Any] = {}
     for k in sweep:
-        vals = list(dict.fromkeys(trials[k]))
+        vals = list(trials[k].drop_duplicates())
         with contextlib.suppress(TypeError):
             vals = sorted(vals)
         base[k] = (baseline or {}).get(k, vals[(len(vals) - 1) // 2])
@@ -878,7 +878,7 @@ def tornado(
     keys = [k for k in keys if k in df.columns and df[k].nunique() > 1]
     if not keys:
         raise ValueError("no swept parameter with more than one value in these trials")
-    cells = list(dict.fromkeys(df[list(_KEY)].itertuples(index=False, name=None)))
+    cells = list(df[list(_KEY)].drop_duplicates().itertuples(index=False, name=None))
     rows: list[tuple[str, float, Any, float, Any, float, float]] = []
     for cell in cells:
         g = df[(df["design"] == cell[0]) & (df["fault"] == cell[1]) & (df["target"] == cell[2])]
@@ -1068,7 +1068,17 @@ def figures_for_run(run: Run, vs: Run | None = None) -> dict[str, Figure]:
         raise ValueError(f"{run.path}: the run has no trials")
     figs: dict[str, Figure] = {"ecdf-recovery": ecdf_recovery(run)}
     if "a_t" in df.columns and df["a_t"].notna().all():
-        figs["availability"] = availability(run)
+        if df["design"].nunique() <= 4:
+            figs["availability"] = availability(run)
+        else:  # many designs on one axis do not read: small multiples, a figure per fault
+            for fault in df["fault"].drop_duplicates():
+                figs[f"availability-{fault}"] = availability(
+                    run,
+                    faults=[fault],
+                    by="design",
+                    ncols=3,
+                    title=f"Availability after {fault}: median and p5–p95 band, per design",
+                )
     if _milestone_cols(df):
         with contextlib.suppress(ValueError):
             figs["phases"] = phase_timeline(run)

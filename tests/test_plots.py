@@ -279,6 +279,16 @@ def test_predicted_vs_measured_panels(sweep_run) -> None:
         assert len(ax.get_lines()) == 6
 
 
+def test_figures_for_a_run_of_every_design(every_design_run) -> None:
+    figs = plots.figures_for_run(every_design_run)
+    faults = set(every_design_run.trials.fault)
+    assert set(figs) == {"ecdf-recovery", "phases", "loss"} | {f"availability-{f}" for f in faults}
+    fig = figs["availability-node-crash"]
+    titles = [a.get_title() for a in _visible_axes(fig)]
+    assert titles == [d for d in DESIGNS if d in titles]  # one panel per design, registry order
+    assert len(titles) == every_design_run.trials.design.nunique()
+
+
 def test_figures_for_run_and_save(sweep_run, tmp_path: Path) -> None:
     figs = plots.figures_for_run(sweep_run)
     assert set(figs) == {"ecdf-recovery", "availability", "phases", "loss", "sensitivity"}
