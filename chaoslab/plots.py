@@ -420,7 +420,9 @@ def availability(
                 g = _select(gd[(gd["fault"] == f) & (gd["target"] == t)], sweep, pt)
                 if g.empty:
                     continue
-                parts = ([_cell_label(f, t, multi)] if len(cells) > 1 else []) + (
+                one_fault = len({c[0] for c in cells}) == 1
+                cell = t if one_fault else _cell_label(f, t, multi)
+                parts = ([cell] if len(cells) > 1 else []) + (
                     [_point_label(sweep, pt)] if sweep else []
                 )
                 series.append((" · ".join(parts) or str(d), cmap(k % 10), g))
