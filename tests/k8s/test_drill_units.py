@@ -377,3 +377,41 @@ def test_design_notes_flag_mismatched_services() -> None:
     assert "Local" in design_notes("nodeport-lb-local", cluster)[0]
     assert "nodeport-lb-local may fit" in design_notes("nodeport-lb", local)[0]
     assert "type ClusterIP" in design_notes("nodeport-direct", {"spec": {}})[0]
+
+
+def _pod(name: str, uid: str, *, ready: bool, node: str = "w1", deleting: bool = False,
+         restarts: int = 0) -> dict[str, object]:
+    md: dict[str, object] = {"name": name, "uid": uid, "creationTimestamp": "2026-01-01T00:00:00Z"}
+    if deleting:
+        md["deletionTimestamp"] = "2026-01-01T00:00:30Z"
+        md["deletionGracePeriodSeconds"] = 30
+    return {"metadata": md, "spec": {"nodeName": node},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                       "containerStatuses": [{"restartCount": restarts}]}}
+
+
+def test_tracker_statefulset_replacement_keeps_the_name() -> None:
+    """A StatefulSet's replacement pod has the old name; the uid tells them apart."""
+    from chaoslab.live.k8s.observe import MilestoneTracker, Observation
+
+    tr = MilestoneTracker(t0=10.0, clock=ClockOffset(), fault="node-crash", node="w1",
+                          targets=frozenset({"db-0"}), initial_pods=frozenset({"db-0", "db-1"}),
+                          initial_ready_endpoints=frozenset({"db-0", "db-1"}),
+                          initial_uids=frozenset({"u0", "u1"}))
+    feed = [
+        (5.0, "ADDED", _pod("db-0", "u0", ready=True)),
+        (11.0, "MODIFIED", _pod("db-0", "u0", ready=False)),
+        (12.0, "MODIFIED", _pod("db-0", "u0", ready=False, deleting=True)),
+        (13.0, "DELETED", _pod("db-0", "u0", ready=False, deleting=True)),
+        (13.5, "ADDED", _pod("db-0", "u9", ready=False, node="")),
+        (14.0, "MODIFIED", _pod("db-0", "u9", ready=False, node="w2")),
+        (15.0, "MODIFIED", _pod("db-0", "u9", ready=True, node="w2")),
+    ]
+    for mono, typ, obj in feed:
+        tr.feed(Observation(mono, "pods", typ, obj))
+    t = {k: m.t for k, m in tr.found.items()}
+    assert t["pods.not_ready"] == 1.0 and t["pod.evicted"] == 2.0 and t["pod.gone"] == 3.0
+    assert t["replacement.created"] == 3.5 and t["replacement.scheduled"] == 4.0
+    assert t["replacement.ready"] == 5.0 and t["pod.ready"] == 5.0
+    assert tr.pods_ready == {"db-0": True}

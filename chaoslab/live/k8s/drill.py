@@ -630,6 +630,7 @@ def _trial(
             targets=frozenset(target.affected),
             initial_pods=frozenset(p["metadata"]["name"] for p in pods),
             initial_ready_endpoints=ready_eps,
+            initial_uids=frozenset(p["metadata"].get("uid", "") for p in pods),
         )
         tracker.seed_restarts(pods)
         for ob in obs.all:

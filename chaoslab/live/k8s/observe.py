@@ -242,6 +242,8 @@ class MilestoneTracker:
     targets: frozenset[str]  # workload pods the fault hits directly
     initial_pods: frozenset[str]  # workload pods that existed at the fault
     initial_ready_endpoints: frozenset[str]
+    #: uids of the pods at the fault: a StatefulSet's replacement has the old pod's name
+    initial_uids: frozenset[str] = frozenset()
     found: dict[str, Milestone] = field(default_factory=dict)
     _not_ready_seen: bool = False
     _ep_state: dict[str, dict[str, bool]] = field(default_factory=dict)  # slice -> pod -> ready
@@ -317,7 +319,9 @@ class MilestoneTracker:
             self._restarts[name] = _restarts(p)
             return
         node_fault = self.node is not None and self.fault not in ("pod-delete", "pod-kill")
-        if name in self.targets:
+        uid = md.get("uid", "")
+        known = not self.initial_uids or uid in self.initial_uids
+        if name in self.targets and known:
             if gone:
                 self._hit("pod.gone", ob.mono, None, name)
             if md.get("deletionTimestamp"):
@@ -350,7 +354,7 @@ class MilestoneTracker:
                 self._hit("container.died", ob.mono, _finished_at(p), name)
             if ready and name in self._pod_not_ready:
                 self._hit("pod.ready", ob.mono, None, name)
-        elif name not in self.initial_pods and not gone:
+        elif (name not in self.initial_pods or not known) and not gone:
             self._hit("replacement.created", ob.mono, md.get("creationTimestamp"), name)
             if spec.get("nodeName"):
                 cond = next(
