@@ -28,20 +28,25 @@ def drill(
         Path | None, typer.Argument(help="Experiment YAML with a live: section.")
     ] = None,
     yes: Annotated[
-        bool, typer.Option("--yes", help="Inject for real; without it the drill only prints "
-                           "its plan (dry run).")
+        bool,
+        typer.Option(
+            "--yes", help="Inject for real; without it the drill only prints its plan (dry run)."
+        ),
     ] = False,
     recover: Annotated[
-        Path | None, typer.Option("--recover", help="Finish the rollback a crashed drill left "
-                                  "undone in RUN_DIR (reads its journal).", metavar="RUN_DIR")
+        Path | None,
+        typer.Option(
+            "--recover",
+            help="Finish the rollback a crashed drill left undone in RUN_DIR (reads its journal).",
+            metavar="RUN_DIR",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     context: Annotated[
         str | None, typer.Option(help="kubeconfig context (overrides live.context).")
     ] = None,
     kubeconfig: Annotated[
-        str | None, typer.Option(help="kubeconfig file (overrides live.kubeconfig and "
-                                 "KUBECONFIG).")
+        str | None, typer.Option(help="kubeconfig file (overrides live.kubeconfig and KUBECONFIG).")
     ] = None,
 ) -> None:
     """Discover the cluster, predict, then (with --yes) inject, probe, watch, roll back and
@@ -55,8 +60,9 @@ def drill(
 
     if recover is not None:
         try:
-            ok = do_recover(recover, kubeconfig=kubeconfig, context=context,
-                            log=lambda s: typer.echo(s))
+            ok = do_recover(
+                recover, kubeconfig=kubeconfig, context=context, log=lambda s: typer.echo(s)
+            )
         except FileNotFoundError as e:
             _err(str(e))
             raise typer.Exit(2) from None

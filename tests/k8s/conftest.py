@@ -27,9 +27,11 @@ class Env:
     def control_hook(self, action: str, **query: str) -> list[str]:
         """argv of a hook command that calls the fake cluster's control endpoint."""
         q = "&".join(f"{k}={v}" for k, v in {"node": "{node}", **query}.items())
-        code = ("import sys, urllib.request as u\n"
-                f"u.urlopen(u.Request('{self.cluster.control_url()}/{action}?{q}', "
-                "method='POST'), timeout=5)\n")
+        code = (
+            "import sys, urllib.request as u\n"
+            f"u.urlopen(u.Request('{self.cluster.control_url()}/{action}?{q}', "
+            "method='POST'), timeout=5)\n"
+        )
         return [sys.executable, "-c", code]
 
     def experiment(self, fault: dict[str, Any], **live: Any) -> Path:
@@ -57,8 +59,13 @@ class Env:
                 section[k] = {**section[k], **v}
             else:
                 section[k] = v
-        doc = {"title": "fake drill", "designs": ["clusterip"],
-               "faults": [{"kind": fault["kind"]}], "trials": 40, "live": section}
+        doc = {
+            "title": "fake drill",
+            "designs": ["clusterip"],
+            "faults": [{"kind": fault["kind"]}],
+            "trials": 40,
+            "live": section,
+        }
         path = self.tmp / f"exp-{fault['kind']}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
@@ -76,8 +83,12 @@ class Env:
 def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
     made: list[Env] = []
 
-    def make(*, replicas_on: tuple[str, ...] = ("worker-1", "worker-2"),
-             timing: Timing | None = None, **app: Any) -> Env:
+    def make(
+        *,
+        replicas_on: tuple[str, ...] = ("worker-1", "worker-2"),
+        timing: Timing | None = None,
+        **app: Any,
+    ) -> Env:
         cl = FakeCluster(timing=timing, skew=SKEW)
         cl.add_node("cp-1", "10.0.0.1", control_plane=True)
         for i in (1, 2, 3):

@@ -149,15 +149,28 @@ class ApiError(Exception):
         self.code, self.reason, self.message = code, reason, message
 
     def status(self) -> Obj:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
 
 
 class FakeCluster:
     """Objects, resourceVersions, watch history and the controllers' timeline."""
 
-    def __init__(self, *, timing: Timing | None = None, skew: float = 0.0,
-                 git_version: str = "v1.32.3", seed: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        timing: Timing | None = None,
+        skew: float = 0.0,
+        git_version: str = "v1.32.3",
+        seed: int = 1,
+    ) -> None:
         self.timing = timing or Timing()
         self.skew = skew  # the API server's clock minus ours
         self.git_version = git_version
@@ -223,8 +236,9 @@ class FakeCluster:
             obj.setdefault("kind", kind)
             md["resourceVersion"] = str(self._bump())
             self.store[plural][key] = obj
-            self.history.append((self.rv, plural, event or ("ADDED" if new else "MODIFIED"),
-                                 copy.deepcopy(obj)))
+            self.history.append(
+                (self.rv, plural, event or ("ADDED" if new else "MODIFIED"), copy.deepcopy(obj))
+            )
             self.cond.notify_all()
             return obj
 
@@ -242,8 +256,11 @@ class FakeCluster:
         return self.store[plural].get((ns if KINDS[plural][2] else "", name))
 
     def items(self, plural: str, ns: str | None = None) -> list[Obj]:
-        return [o for (n, _), o in sorted(self.store[plural].items())
-                if ns is None or n == ns or not KINDS[plural][2]]
+        return [
+            o
+            for (n, _), o in sorted(self.store[plural].items())
+            if ns is None or n == ns or not KINDS[plural][2]
+        ]
 
     def compact(self) -> None:
         """Forget history: watches resuming from before now get 410 Gone."""
@@ -265,82 +282,159 @@ class FakeCluster:
     def event(self, ns: str, obj: Obj, reason: str, message: str, etype: str = "Normal") -> None:
         n = next(self._names)
         md = obj["metadata"]
-        self.put("events", {
-            "metadata": {"name": f"{md['name']}.{n:x}", "namespace": ns or "default"},
-            "involvedObject": {"kind": obj.get("kind"), "name": md["name"],
-                               "namespace": md.get("namespace", ""), "uid": md.get("uid")},
-            "reason": reason, "message": message, "type": etype,
-            "firstTimestamp": _ts(self.now()), "lastTimestamp": _ts(self.now()),
-            "eventTime": _micro(self.now()), "count": 1,
-            "source": {"component": "fake-controller"},
-            "reportingComponent": "fake-controller", "reportingInstance": "fake",
-        })
+        self.put(
+            "events",
+            {
+                "metadata": {"name": f"{md['name']}.{n:x}", "namespace": ns or "default"},
+                "involvedObject": {
+                    "kind": obj.get("kind"),
+                    "name": md["name"],
+                    "namespace": md.get("namespace", ""),
+                    "uid": md.get("uid"),
+                },
+                "reason": reason,
+                "message": message,
+                "type": etype,
+                "firstTimestamp": _ts(self.now()),
+                "lastTimestamp": _ts(self.now()),
+                "eventTime": _micro(self.now()),
+                "count": 1,
+                "source": {"component": "fake-controller"},
+                "reportingComponent": "fake-controller",
+                "reportingInstance": "fake",
+            },
+        )
 
     # ------------------------------------------------------------------ building
-    def add_node(self, name: str, address: str, *, control_plane: bool = False,
-                 zone: str = "z1") -> None:
+    def add_node(
+        self, name: str, address: str, *, control_plane: bool = False, zone: str = "z1"
+    ) -> None:
         labels = {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone}
         taints = []
         if control_plane:
             labels["node-role.kubernetes.io/control-plane"] = ""
-            taints.append({"key": "node-role.kubernetes.io/control-plane",
-                           "effect": "NoSchedule"})
-        self.put("nodes", {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"taints": taints} if taints else {},
-            "status": {
-                "conditions": [self._cond("Ready", "True", "KubeletReady")],
-                "addresses": [{"type": "InternalIP", "address": address},
-                              {"type": "Hostname", "address": name}],
-                "nodeInfo": {"kubeletVersion": self.git_version, "architecture": "amd64",
-                             "bootID": f"boot-{name}", "containerRuntimeVersion": "containerd://2.0",
-                             "kernelVersion": "6.8.0", "kubeProxyVersion": "",
-                             "machineID": name, "operatingSystem": "linux",
-                             "osImage": "Ubuntu 24.04", "systemUUID": name},
+            taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+        self.put(
+            "nodes",
+            {
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"taints": taints} if taints else {},
+                "status": {
+                    "conditions": [self._cond("Ready", "True", "KubeletReady")],
+                    "addresses": [
+                        {"type": "InternalIP", "address": address},
+                        {"type": "Hostname", "address": name},
+                    ],
+                    "nodeInfo": {
+                        "kubeletVersion": self.git_version,
+                        "architecture": "amd64",
+                        "bootID": f"boot-{name}",
+                        "containerRuntimeVersion": "containerd://2.0",
+                        "kernelVersion": "6.8.0",
+                        "kubeProxyVersion": "",
+                        "machineID": name,
+                        "operatingSystem": "linux",
+                        "osImage": "Ubuntu 24.04",
+                        "systemUUID": name,
+                    },
+                },
             },
-        })
+        )
 
     def _cond(self, ctype: str, status: str, reason: str) -> Obj:
-        return {"type": ctype, "status": status, "reason": reason,
-                "lastHeartbeatTime": _ts(self.now()),
-                "lastTransitionTime": _ts(self.now())}
+        return {
+            "type": ctype,
+            "status": status,
+            "reason": reason,
+            "lastHeartbeatTime": _ts(self.now()),
+            "lastTransitionTime": _ts(self.now()),
+        }
 
-    def add_app(self, ns: str, name: str, nodes: list[str], *, toleration: int | None = 1,
-                node_port: int = 30080, etp: str = "Cluster", grace: int = 30,
-                prestop_sleep: int | None = 5, pdb_min_available: int | None = None,
-                probe_period: int = 2) -> None:
+    def add_app(
+        self,
+        ns: str,
+        name: str,
+        nodes: list[str],
+        *,
+        toleration: int | None = 1,
+        node_port: int = 30080,
+        etp: str = "Cluster",
+        grace: int = 30,
+        prestop_sleep: int | None = 5,
+        pdb_min_available: int | None = None,
+        probe_period: int = 2,
+    ) -> None:
         """A Deployment with one Ready pod per entry of ``nodes``, its Service and slice."""
         labels = {"app": name}
-        self._app = {"ns": ns, "name": name, "labels": labels, "toleration": toleration,
-                     "grace": grace, "prestop": prestop_sleep, "probe_period": probe_period}
-        self.put("deployments", {
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {"replicas": len(nodes), "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": self._pod_spec(name)}},
-            "status": {"replicas": len(nodes), "readyReplicas": len(nodes),
-                       "availableReplicas": len(nodes)},
-        })
-        self.put("services", {
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"type": "NodePort", "selector": labels, "externalTrafficPolicy": etp,
-                     "ports": [{"port": 80, "targetPort": 8080, "nodePort": node_port,
-                                "protocol": "TCP"}],
-                     "clusterIP": "10.96.0.10"},
-        })
-        self.put("endpointslices", {
-            "metadata": {"name": f"{name}-abcde", "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "endpoints": [],
-            "ports": [{"port": 8080, "protocol": "TCP"}],
-        })
-        if pdb_min_available is not None:
-            self.put("poddisruptionbudgets", {
+        self._app = {
+            "ns": ns,
+            "name": name,
+            "labels": labels,
+            "toleration": toleration,
+            "grace": grace,
+            "prestop": prestop_sleep,
+            "probe_period": probe_period,
+        }
+        self.put(
+            "deployments",
+            {
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {
+                    "replicas": len(nodes),
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}, "spec": self._pod_spec(name)},
+                },
+                "status": {
+                    "replicas": len(nodes),
+                    "readyReplicas": len(nodes),
+                    "availableReplicas": len(nodes),
+                },
+            },
+        )
+        self.put(
+            "services",
+            {
                 "metadata": {"name": name, "namespace": ns},
-                "spec": {"minAvailable": pdb_min_available, "selector": {"matchLabels": labels}},
-                "status": {"disruptionsAllowed": len(nodes) - pdb_min_available,
-                           "currentHealthy": len(nodes), "desiredHealthy": pdb_min_available},
-            })
+                "spec": {
+                    "type": "NodePort",
+                    "selector": labels,
+                    "externalTrafficPolicy": etp,
+                    "ports": [
+                        {"port": 80, "targetPort": 8080, "nodePort": node_port, "protocol": "TCP"}
+                    ],
+                    "clusterIP": "10.96.0.10",
+                },
+            },
+        )
+        self.put(
+            "endpointslices",
+            {
+                "metadata": {
+                    "name": f"{name}-abcde",
+                    "namespace": ns,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "endpoints": [],
+                "ports": [{"port": 8080, "protocol": "TCP"}],
+            },
+        )
+        if pdb_min_available is not None:
+            self.put(
+                "poddisruptionbudgets",
+                {
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {
+                        "minAvailable": pdb_min_available,
+                        "selector": {"matchLabels": labels},
+                    },
+                    "status": {
+                        "disruptionsAllowed": len(nodes) - pdb_min_available,
+                        "currentHealthy": len(nodes),
+                        "desiredHealthy": pdb_min_available,
+                    },
+                },
+            )
         for node in nodes:
             self._new_pod(node=node, ready=True)
         self._sync_slice()
@@ -348,48 +442,86 @@ class FakeCluster:
 
     def _pod_spec(self, name: str) -> Obj:
         a = self._app
-        c: Obj = {"name": "app", "image": "registry.example/app:1",
-                  "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
-                                     "periodSeconds": a["probe_period"], "timeoutSeconds": 1,
-                                     "failureThreshold": 3, "successThreshold": 1}}
+        c: Obj = {
+            "name": "app",
+            "image": "registry.example/app:1",
+            "readinessProbe": {
+                "httpGet": {"path": "/", "port": 8080},
+                "periodSeconds": a["probe_period"],
+                "timeoutSeconds": 1,
+                "failureThreshold": 3,
+                "successThreshold": 1,
+            },
+        }
         if a["prestop"] is not None:
             c["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(a["prestop"])]}}}
         return {
             "containers": [c],
             "terminationGracePeriodSeconds": a["grace"],
             "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
-                 "effect": "NoExecute", "tolerationSeconds": a["toleration"]},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-                 "effect": "NoExecute", "tolerationSeconds": a["toleration"]},
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": a["toleration"],
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": a["toleration"],
+                },
             ],
         }
 
     def app_pods(self, *, live_only: bool = True) -> list[Obj]:
         a = self._app
-        return [p for p in self.items("pods", a["ns"])
-                if _labels_match(p["metadata"].get("labels", {}), f"app={a['name']}")
-                and not (live_only and p["metadata"].get("deletionTimestamp"))]
+        return [
+            p
+            for p in self.items("pods", a["ns"])
+            if _labels_match(p["metadata"].get("labels", {}), f"app={a['name']}")
+            and not (live_only and p["metadata"].get("deletionTimestamp"))
+        ]
 
     def _new_pod(self, node: str | None, ready: bool) -> Obj:
         a = self._app
         n = next(self._names)
         name = f"{a['name']}-7d9f-{n:05x}"
         pod = {
-            "metadata": {"name": name, "namespace": a["ns"], "labels": dict(a["labels"]),
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                              "name": f"{a['name']}-7d9f", "uid": "rs-uid",
-                                              "controller": True}]},
+            "metadata": {
+                "name": name,
+                "namespace": a["ns"],
+                "labels": dict(a["labels"]),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": f"{a['name']}-7d9f",
+                        "uid": "rs-uid",
+                        "controller": True,
+                    }
+                ],
+            },
             "spec": {**self._pod_spec(a["name"]), **({"nodeName": node} if node else {})},
-            "status": {"phase": "Running" if node else "Pending",
-                       "podIP": f"10.244.0.{n}",
-                       "conditions": [self._cond("PodScheduled", "True" if node else "False",
-                                                 ""),
-                                      self._cond("Ready", "True" if ready else "False", "")],
-                       "containerStatuses": [{"name": "app", "ready": ready, "restartCount": 0,
-                                              "containerID": f"containerd://{n:064x}",
-                                              "image": "registry.example/app:1",
-                                              "imageID": "", "state": {"running": {}}}]},
+            "status": {
+                "phase": "Running" if node else "Pending",
+                "podIP": f"10.244.0.{n}",
+                "conditions": [
+                    self._cond("PodScheduled", "True" if node else "False", ""),
+                    self._cond("Ready", "True" if ready else "False", ""),
+                ],
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "ready": ready,
+                        "restartCount": 0,
+                        "containerID": f"containerd://{n:064x}",
+                        "image": "registry.example/app:1",
+                        "imageID": "",
+                        "state": {"running": {}},
+                    }
+                ],
+            },
         }
         self.alive[name] = "up" if ready else "down"
         return self.put("pods", pod)
@@ -405,8 +537,10 @@ class FakeCluster:
         self.put("pods", pod)
 
     def _ready(self, pod: Obj) -> bool:
-        return any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in pod["status"].get("conditions", []))
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod["status"].get("conditions", [])
+        )
 
     def _ready_endpoints(self) -> list[str]:
         s = self.get("endpointslices", self._app["ns"], f"{self._app['name']}-abcde")
@@ -425,12 +559,19 @@ class FakeCluster:
                 continue
             term = bool(p["metadata"].get("deletionTimestamp"))
             ready = self._ready(p) and not term
-            eps.append({"addresses": [p["status"]["podIP"]],
-                        "conditions": {"ready": ready, "serving": self._ready(p),
-                                       "terminating": term},
-                        "nodeName": p["spec"]["nodeName"],
-                        "targetRef": {"kind": "Pod", "name": p["metadata"]["name"],
-                                      "namespace": a["ns"], "uid": p["metadata"]["uid"]}})
+            eps.append(
+                {
+                    "addresses": [p["status"]["podIP"]],
+                    "conditions": {"ready": ready, "serving": self._ready(p), "terminating": term},
+                    "nodeName": p["spec"]["nodeName"],
+                    "targetRef": {
+                        "kind": "Pod",
+                        "name": p["metadata"]["name"],
+                        "namespace": a["ns"],
+                        "uid": p["metadata"]["uid"],
+                    },
+                }
+            )
         if eps != s["endpoints"]:
             s["endpoints"] = eps
             self.put("endpointslices", s)
@@ -553,8 +694,11 @@ class FakeCluster:
             assert n is not None
             for c in n["status"]["conditions"]:
                 if c["type"] == "Ready":
-                    c.update(status="Unknown", reason="NodeStatusUnknown",
-                             lastTransitionTime=_ts(self.now()))
+                    c.update(
+                        status="Unknown",
+                        reason="NodeStatusUnknown",
+                        lastTransitionTime=_ts(self.now()),
+                    )
             self.put("nodes", n)
             self.event("default", n, "NodeNotReady", f"Node {node} status is now: NodeNotReady")
             for p in self.items("pods"):
@@ -569,13 +713,20 @@ class FakeCluster:
             n = self.get("nodes", "", node)
             assert n is not None
             n["spec"].setdefault("taints", []).append(
-                {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute",
-                 "timeAdded": _ts(self.now())})
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "effect": "NoExecute",
+                    "timeAdded": _ts(self.now()),
+                }
+            )
             self.put("nodes", n)
             for p in self.app_pods():
                 if p["spec"].get("nodeName") == node:
-                    tol = [x for x in p["spec"]["tolerations"]
-                           if x["key"] == "node.kubernetes.io/unreachable"]
+                    tol = [
+                        x
+                        for x in p["spec"]["tolerations"]
+                        if x["key"] == "node.kubernetes.io/unreachable"
+                    ]
                     secs = tol[0].get("tolerationSeconds") if tol else 0
                     if secs is not None:
                         self.after(secs, lambda p=p: evict(p))
@@ -583,8 +734,9 @@ class FakeCluster:
         def evict(p: Obj) -> None:
             if node not in self.node_down:
                 return
-            self.event(p["metadata"]["namespace"], p, "TaintManagerEviction",
-                       "Marking for deletion Pod")
+            self.event(
+                p["metadata"]["namespace"], p, "TaintManagerEviction", "Marking for deletion Pod"
+            )
             self.delete_pod(p["metadata"]["namespace"], p["metadata"]["name"], None)
 
         self.after(t.grace, not_ready)
@@ -603,17 +755,24 @@ class FakeCluster:
             assert n is not None
             for c in n["status"]["conditions"]:
                 if c["type"] == "Ready":
-                    c.update(status="True", reason="KubeletReady",
-                             lastTransitionTime=_ts(self.now()))
-            n["spec"]["taints"] = [x for x in n["spec"].get("taints", [])
-                                   if not x["key"].startswith("node.kubernetes.io/")]
+                    c.update(
+                        status="True", reason="KubeletReady", lastTransitionTime=_ts(self.now())
+                    )
+            n["spec"]["taints"] = [
+                x
+                for x in n["spec"].get("taints", [])
+                if not x["key"].startswith("node.kubernetes.io/")
+            ]
             self.put("nodes", n)
             for p in self.items("pods"):
                 if p["spec"].get("nodeName") != node:
                     continue
                 name, ns = p["metadata"]["name"], p["metadata"]["namespace"]
-                if p["metadata"].get("deletionTimestamp") or p["metadata"].get(
-                        "labels", {}).get("app.kubernetes.io/managed-by") == "chaoslab":
+                if (
+                    p["metadata"].get("deletionTimestamp")
+                    or p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by")
+                    == "chaoslab"
+                ):
                     self.alive[name] = "refuse"
                     self.remove("pods", ns, name)
                 else:
@@ -671,18 +830,33 @@ class FakeCluster:
             started = self.now()
             # the script's first line sleeps `arm`; the kubelet reports Running meanwhile
             running = copy.deepcopy(pod)  # stored object stays Pending until reported
-            running["status"].update(phase="Running", containerStatuses=[{
-                "name": "chaos", "ready": True, "restartCount": 0, "image": "busybox",
-                "imageID": "", "containerID": "containerd://chaos",
-                "state": {"running": {"startedAt": _ts(started)}}}])
+            running["status"].update(
+                phase="Running",
+                containerStatuses=[
+                    {
+                        "name": "chaos",
+                        "ready": True,
+                        "restartCount": 0,
+                        "image": "busybox",
+                        "imageID": "",
+                        "containerID": "containerd://chaos",
+                        "state": {"running": {"startedAt": _ts(started)}},
+                    }
+                ],
+            )
             self.after(self.timing.status_delay, lambda: self.put("pods", running))
             dur = ann.get("chaoslab.io/duration")
             if action in ("node-crash", "node-partition", "kubelet-stop"):
-                self.after(arm, lambda: self.start_node_fault(
-                    node, action, float(dur) if dur else None))
+                self.after(
+                    arm, lambda: self.start_node_fault(node, action, float(dur) if dur else None)
+                )
             elif action == "pod-kill":
-                self.after(arm, lambda: self.kill_container(
-                    ann["chaoslab.io/target-namespace"], ann["chaoslab.io/target-pod"]))
+                self.after(
+                    arm,
+                    lambda: self.kill_container(
+                        ann["chaoslab.io/target-namespace"], ann["chaoslab.io/target-pod"]
+                    ),
+                )
 
                 def done() -> None:
                     cur = self.get("pods", ns, md["name"])
@@ -701,9 +875,11 @@ class FakeCluster:
             sel = ",".join(f"{k}={v}" for k, v in pdb["spec"]["selector"]["matchLabels"].items())
             if _labels_match(pod["metadata"].get("labels", {}), sel):
                 if pdb["status"]["disruptionsAllowed"] <= 0:
-                    raise ApiError(429, "TooManyRequests",
-                                   "Cannot evict pod as it would violate the pod's disruption "
-                                   "budget.")
+                    raise ApiError(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    )
                 pdb["status"]["disruptionsAllowed"] -= 1
                 self.put("poddisruptionbudgets", pdb)
         grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
@@ -739,8 +915,11 @@ class FakeCluster:
 
 def _route(path: str) -> tuple[str, str | None, str | None, str | None]:
     """(plural, namespace, name, subresource) of a REST path."""
-    m = re.fullmatch(r"/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/([^/]+))?/([a-z]+)"
-                     r"(?:/([^/]+))?(?:/([a-z]+))?", path)
+    m = re.fullmatch(
+        r"/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/([^/]+))?/([a-z]+)"
+        r"(?:/([^/]+))?(?:/([a-z]+))?",
+        path,
+    )
     if not m or m.group(2) not in KINDS:
         raise ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
     return m.group(2), m.group(1), m.group(3), m.group(4)
@@ -787,10 +966,20 @@ class _Handler(BaseHTTPRequestHandler):
                         raise ApiError(code, "InternalError", f"injected failure {code}")
             if url.path.rstrip("/") == "/version":
                 major, minor = cl.git_version.lstrip("v").split(".")[:2]
-                self._send(200, {"major": major, "minor": minor, "gitVersion": cl.git_version,
-                                 "gitCommit": "0" * 40, "gitTreeState": "clean",
-                                 "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
-                                 "compiler": "gc", "platform": "linux/amd64"})
+                self._send(
+                    200,
+                    {
+                        "major": major,
+                        "minor": minor,
+                        "gitVersion": cl.git_version,
+                        "gitCommit": "0" * 40,
+                        "gitTreeState": "clean",
+                        "buildDate": "2026-01-01T00:00:00Z",
+                        "goVersion": "go1.23",
+                        "compiler": "gc",
+                        "platform": "linux/amd64",
+                    },
+                )
                 return
             plural, ns, name, sub = _route(url.path)
             body = self._body() if method in ("POST", "PATCH", "PUT", "DELETE") else None
@@ -804,16 +993,31 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
 
-    def _rest(self, method: str, plural: str, ns: str | None, name: str | None,
-              sub: str | None, q: dict[str, str], body: Any) -> tuple[int, Obj]:
+    def _rest(
+        self,
+        method: str,
+        plural: str,
+        ns: str | None,
+        name: str | None,
+        sub: str | None,
+        q: dict[str, str],
+        body: Any,
+    ) -> tuple[int, Obj]:
         cl = self.server.cluster
         api, kind, _ = KINDS[plural]
         if method == "GET" and name is None:
-            items = [o for o in cl.items(plural, ns)
-                     if _labels_match(o["metadata"].get("labels", {}), q.get("labelSelector"))
-                     and _fields_match(o, q.get("fieldSelector"))]
-            return 200, {"kind": f"{kind}List", "apiVersion": api,
-                         "metadata": {"resourceVersion": str(cl.rv)}, "items": items}
+            items = [
+                o
+                for o in cl.items(plural, ns)
+                if _labels_match(o["metadata"].get("labels", {}), q.get("labelSelector"))
+                and _fields_match(o, q.get("fieldSelector"))
+            ]
+            return 200, {
+                "kind": f"{kind}List",
+                "apiVersion": api,
+                "metadata": {"resourceVersion": str(cl.rv)},
+                "items": items,
+            }
         assert name is not None
         if method == "GET":
             obj = cl.get(plural, ns or "", name)
@@ -898,8 +1102,11 @@ class _Handler(BaseHTTPRequestHandler):
 
         def wanted(o: Obj) -> bool:
             md = o["metadata"]
-            return ((ns is None or md.get("namespace", "") == ns or not KINDS[plural][2])
-                    and _labels_match(md.get("labels", {}), sel) and _fields_match(o, fsel))
+            return (
+                (ns is None or md.get("namespace", "") == ns or not KINDS[plural][2])
+                and _labels_match(md.get("labels", {}), sel)
+                and _fields_match(o, fsel)
+            )
 
         with cl.lock:
             gen = cl.watch_generation
@@ -910,9 +1117,14 @@ class _Handler(BaseHTTPRequestHandler):
                 last = int(start_rv)
                 initial = []
                 if last < cl.compacted:
-                    self._chunk({"type": "ERROR", "object": ApiError(
-                        410, "Expired", f"too old resource version: {last} ({cl.compacted})"
-                    ).status()})
+                    self._chunk(
+                        {
+                            "type": "ERROR",
+                            "object": ApiError(
+                                410, "Expired", f"too old resource version: {last} ({cl.compacted})"
+                            ).status(),
+                        }
+                    )
                     self.wfile.write(b"0\r\n\r\n")
                     return
         for o in initial:
@@ -921,8 +1133,11 @@ class _Handler(BaseHTTPRequestHandler):
         last_sent = time.monotonic()
         while True:
             with cl.cond:
-                batch = [(rv, t, o) for rv, p, t, o in cl.history
-                         if rv > last and p == plural and wanted(o)]
+                batch = [
+                    (rv, t, o)
+                    for rv, p, t, o in cl.history
+                    if rv > last and p == plural and wanted(o)
+                ]
                 if not batch:
                     cl.cond.wait(timeout=0.1)
                 dropped = cl.watch_generation != gen or cl.closed
@@ -938,15 +1153,23 @@ class _Handler(BaseHTTPRequestHandler):
                 last_sent = time.monotonic()
             if bookmarks and time.monotonic() - last_sent > self.server.bookmark_every:
                 with cl.lock:
-                    pending = any(rv > last and p == plural and wanted(o)
-                                  for rv, p, _t, o in cl.history)
+                    pending = any(
+                        rv > last and p == plural and wanted(o) for rv, p, _t, o in cl.history
+                    )
                     # a bookmark says: nothing you watch changed up to this version
                     mark = cl.rv
                 if not pending:
                     api, kind, _ = KINDS[plural]
-                    self._chunk({"type": "BOOKMARK", "object": {
-                        "kind": kind, "apiVersion": api,
-                        "metadata": {"resourceVersion": str(mark)}}})
+                    self._chunk(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": kind,
+                                "apiVersion": api,
+                                "metadata": {"resourceVersion": str(mark)},
+                            },
+                        }
+                    )
                     last = max(last, mark)
                     last_sent = time.monotonic()
             if time.monotonic() > deadline:
@@ -1007,30 +1230,45 @@ def _make_tls(dirpath: Path) -> tuple[bytes, Path, Path]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kubernetes-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(hours=1))
-          .not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False,
-                                       False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     cert_path, key_path = dirpath / "apiserver.crt", dirpath / "apiserver.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return ca_pem, cert_path, key_path
 
 
@@ -1049,18 +1287,33 @@ class FakeApi:
         cluster.control_port = self.control.server_address[1]
         self.kubeconfig = workdir / "kubeconfig"
         port = self.api.server_address[1]
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "other",
-            "clusters": [{"name": "fake", "cluster": {
-                "server": f"https://127.0.0.1:{port}",
-                "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
-            "users": [{"name": "drill", "user": {"token": self.TOKEN}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "drill"}},
-                         {"name": "other", "context": {"cluster": "nowhere", "user": "drill"}}],
-        }))
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True,
-                                          kwargs={"poll_interval": 0.05})
-                         for s in (self.api, self.control)]
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "other",
+                    "clusters": [
+                        {
+                            "name": "fake",
+                            "cluster": {
+                                "server": f"https://127.0.0.1:{port}",
+                                "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "drill", "user": {"token": self.TOKEN}}],
+                    "contexts": [
+                        {"name": "fake", "context": {"cluster": "fake", "user": "drill"}},
+                        {"name": "other", "context": {"cluster": "nowhere", "user": "drill"}},
+                    ],
+                }
+            )
+        )
+        self._threads = [
+            threading.Thread(target=s.serve_forever, daemon=True, kwargs={"poll_interval": 0.05})
+            for s in (self.api, self.control)
+        ]
         for t in self._threads:
             t.start()
 
@@ -1113,8 +1366,9 @@ class ServiceTarget(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _TargetHandler)
         self.cluster = cluster
         self.rng = random.Random(seed)
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05})
+        self._thread = threading.Thread(
+            target=self.serve_forever, daemon=True, kwargs={"poll_interval": 0.05}
+        )
         self._thread.start()
 
     @property

@@ -14,8 +14,11 @@ RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
 def _rules() -> list[tuple[str | None, dict]]:
     """(namespace or None for cluster-wide, rule) for every rule bound in the manifest."""
     docs = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
-    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-             for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    roles = {
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+    }
     out = []
     for b in docs:
         if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
@@ -31,8 +34,11 @@ def _request(method: str, raw: str) -> tuple[str, str, str, str | None, str]:
     """(verb, apiGroup, resource[/sub], namespace, path) of a REST call."""
     url = urlsplit(raw)
     q = parse_qs(url.query)
-    m = re.fullmatch(r"/(?:api/v1|apis/([^/]+)/[^/]+)(?:/namespaces/([^/]+))?/([a-z]+)"
-                     r"(?:/([^/]+))?(?:/([a-z]+))?", url.path)
+    m = re.fullmatch(
+        r"/(?:api/v1|apis/([^/]+)/[^/]+)(?:/namespaces/([^/]+))?/([a-z]+)"
+        r"(?:/([^/]+))?(?:/([a-z]+))?",
+        url.path,
+    )
     if not m:
         return ("get", "", "", None, url.path)
     group, ns, res, name, sub = m.groups()
@@ -56,8 +62,12 @@ def denied(calls: list[tuple[str, str]]) -> list[str]:
                 continue
             if "*" in r["verbs"] or "*" in r.get("resources", []):
                 raise AssertionError("wildcard in deploy/rbac.yaml")
-            if (group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
-                    and (rns is None or rns == ns)):
+            if (
+                group in r["apiGroups"]
+                and resource in r["resources"]
+                and verb in r["verbs"]
+                and (rns is None or rns == ns)
+            ):
                 ok = True
         if not ok:
             bad.append(f"{method} {raw} ({verb} {group}/{resource} in {ns})")

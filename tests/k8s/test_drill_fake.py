@@ -40,8 +40,11 @@ def _milestones(run: Path) -> dict[str, float]:
 
 
 def _chaos_pods(env: Env) -> list[str]:
-    return [p["metadata"]["name"] for p in env.cluster.items("pods")
-            if p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "chaoslab"]
+    return [
+        p["metadata"]["name"]
+        for p in env.cluster.items("pods")
+        if p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "chaoslab"
+    ]
 
 
 def _node(env: Env, name: str) -> dict:
@@ -54,10 +57,17 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     # the kubelet reports the chaos pod Running 0.25 s after its start: the drill must watch
     env = make_env(timing=Timing(status_delay=0.25))
     exp = env.experiment(
-        {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
-         "image": "busybox:1.36", "arm": "500ms", "crash": "poweroff",
-         "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}},
-        chaos_namespace="chaoslab")
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "500ms",
+            "crash": "poweroff",
+            "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"},
+        },
+        chaos_namespace="chaoslab",
+    )
     assert _drill(env, exp) == 0
     assert denied(env.cluster.calls) == []  # deploy/rbac.yaml is enough
     run = env.only_run()
@@ -72,8 +82,14 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     assert tr["recovered"] and tr["downtime_s"] == 0
     assert t.grace - 0.2 <= tr["recovery_s"] <= t.grace + 0.6
     ms = _milestones(run)
-    order = ["node.not_ready", "node.tainted", "pod.evicted", "replacement.created",
-             "replacement.scheduled", "replacement.ready"]
+    order = [
+        "node.not_ready",
+        "node.tainted",
+        "pod.evicted",
+        "replacement.created",
+        "replacement.scheduled",
+        "replacement.ready",
+    ]
     assert all(name in ms for name in order), ms
     assert ms["endpoints.added"] >= ms["replacement.scheduled"]
     assert [ms[n] for n in order] == sorted(ms[n] for n in order)
@@ -93,15 +109,17 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     assert true_t0 - 0.05 <= info["t0_mono"] <= true_t0 + 0.25 + 0.15
     assert info["t0_mono"] - info["t0_uncertainty_s"] <= true_t0 + 0.05
     assert 0 <= info["t0_uncertainty_s"] <= 1.0
-    assert any(m == "GET" and "/chaoslab/pods?" in p and "watch=true" in p
-               for m, p in env.cluster.calls)
+    assert any(
+        m == "GET" and "/chaoslab/pods?" in p and "watch=true" in p for m, p in env.cluster.calls
+    )
     # the prediction used what was discovered: tolerationSeconds 1 s on the pods
     pred = pd.read_parquet(run / "prediction.parquet")
     gap = (pred["at_pod_evicted"] - pred["at_node_tainted"]).dropna()
     assert len(gap) and gap.median() == pytest.approx(1.0, abs=0.2)
     disc = json.loads((run / "discovery.json").read_text())
-    assert disc["discovered"]["kube_apiserver.default_unreachable_toleration_seconds"][
-        "value"] == "1s"
+    assert (
+        disc["discovered"]["kube_apiserver.default_unreachable_toleration_seconds"]["value"] == "1s"
+    )
     assert "kube_controller_manager.node_monitor_grace_period" in disc["assumed"]
     comp = pd.read_csv(run / "comparison.csv")
     assert tuple(comp.columns) == COMPARISON_COLUMNS
@@ -133,8 +151,14 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
 
 def test_token_never_written(make_env) -> None:
     env = make_env()
-    exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"},
-                          "method": "api", "grace_period": "1s"})
+    exp = env.experiment(
+        {
+            "kind": "pod-delete",
+            "target": {"select": "app-pod"},
+            "method": "api",
+            "grace_period": "1s",
+        }
+    )
     assert _drill(env, exp) == 0
     run = env.only_run()
     for f in run.rglob("*"):
@@ -144,15 +168,28 @@ def test_token_never_written(make_env) -> None:
 
 def test_pod_delete_api_two_trials(make_env) -> None:
     env = make_env()
-    exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"},
-                          "method": "api", "grace_period": "2s"}, trials=2)
+    exp = env.experiment(
+        {
+            "kind": "pod-delete",
+            "target": {"select": "app-pod"},
+            "method": "api",
+            "grace_period": "2s",
+        },
+        trials=2,
+    )
     assert _drill(env, exp) == 0
     run = env.only_run()
     all_ms = pd.read_parquet(run / "milestones.parquet")
     for trial in (0, 1):
         ms = dict(all_ms[all_ms["trial"] == trial][["milestone", "t"]].itertuples(index=False))
-        for name in ("pod.deleted", "endpoints.removed", "replacement.created",
-                     "replacement.ready", "endpoints.added", "pod.gone"):
+        for name in (
+            "pod.deleted",
+            "endpoints.removed",
+            "replacement.created",
+            "replacement.ready",
+            "endpoints.added",
+            "pod.gone",
+        ):
             assert name in ms, (trial, name, ms)
         assert ms["pod.deleted"] < 0.3
     deletes = [p for m, p in env.cluster.calls if m == "DELETE" and "/pods/web-" in p]
@@ -166,19 +203,34 @@ def test_pod_delete_api_two_trials(make_env) -> None:
 
 def test_pod_kill_by_chaos_pod(make_env) -> None:
     env = make_env()
-    exp = env.experiment({"kind": "pod-kill", "target": {"select": "app-pod"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
+    exp = env.experiment(
+        {
+            "kind": "pod-kill",
+            "target": {"select": "app-pod"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+        }
+    )
     assert _drill(env, exp) == 0
     run = env.only_run()
     ms = _milestones(run)
-    for name in ("pod.not_ready", "endpoints.removed", "container.restarted", "pod.ready",
-                 "endpoints.added"):
+    for name in (
+        "pod.not_ready",
+        "endpoints.removed",
+        "container.restarted",
+        "pod.ready",
+        "endpoints.added",
+    ):
         assert name in ms, (name, ms)
     assert "replacement.created" not in ms  # restarted in place
     tr = load_run(run).trials.iloc[0]
     assert tr["recovered"] and tr["lost_s"] > 0
-    body = next(o for o in env.cluster.history if o[1] == "pods" and o[2] == "ADDED"
-            and o[3]["metadata"]["name"].startswith("chaoslab-"))[3]
+    body = next(
+        o
+        for o in env.cluster.history
+        if o[1] == "pods" and o[2] == "ADDED" and o[3]["metadata"]["name"].startswith("chaoslab-")
+    )[3]
     spec = body["spec"]
     assert spec["hostPID"] and spec["hostNetwork"]
     assert spec["containers"][0]["securityContext"]["privileged"]
@@ -188,9 +240,15 @@ def test_pod_kill_by_chaos_pod(make_env) -> None:
 
 def test_node_drain_respects_pdb_and_uncordons(make_env) -> None:
     env = make_env(pdb_min_available=1)
-    exp = env.experiment({"kind": "node-drain", "target": {"node": "worker-1"},
-                          "method": "api", "eviction_timeout": "5s",
-                          "eviction_retry": "200ms"})
+    exp = env.experiment(
+        {
+            "kind": "node-drain",
+            "target": {"node": "worker-1"},
+            "method": "api",
+            "eviction_timeout": "5s",
+            "eviction_retry": "200ms",
+        }
+    )
     assert _drill(env, exp) == 0
     run = env.only_run()
     j = env.journal(run)
@@ -206,9 +264,16 @@ def test_node_drain_respects_pdb_and_uncordons(make_env) -> None:
 
 def test_node_drain_blocked_by_pdb(make_env) -> None:
     env = make_env(pdb_min_available=2)
-    exp = env.experiment({"kind": "node-drain", "target": {"node": "worker-1"},
-                          "method": "api", "eviction_timeout": "1s",
-                          "eviction_retry": "200ms"}, settle="1500ms")
+    exp = env.experiment(
+        {
+            "kind": "node-drain",
+            "target": {"node": "worker-1"},
+            "method": "api",
+            "eviction_timeout": "1s",
+            "eviction_retry": "200ms",
+        },
+        settle="1500ms",
+    )
     _drill(env, exp)
     run = env.only_run()
     events = [e["event"] for e in env.journal(run)]
@@ -216,17 +281,25 @@ def test_node_drain_blocked_by_pdb(make_env) -> None:
     evictions = [p for m, p in env.cluster.calls if p.endswith("/eviction")]
     assert len(evictions) >= 2  # retried, never forced
     assert len(env.cluster.app_pods()) == 2 and not any(
-        p["metadata"].get("deletionTimestamp") for p in env.cluster.app_pods())
+        p["metadata"].get("deletionTimestamp") for p in env.cluster.app_pods()
+    )
     assert not _node(env, "worker-1")["spec"].get("unschedulable")
 
 
 def test_partition_by_hook_heals_itself(make_env) -> None:
     env = make_env()
-    exp = env.experiment({"kind": "node-partition", "target": {"select": "app-pod-node"},
-                          "method": "hook", "duration": "2s",
-                          "hook": {"inject": env.control_hook("partition",
-                                                              duration="{duration}"),
-                                   "timeout": "5s"}})
+    exp = env.experiment(
+        {
+            "kind": "node-partition",
+            "target": {"select": "app-pod-node"},
+            "method": "hook",
+            "duration": "2s",
+            "hook": {
+                "inject": env.control_hook("partition", duration="{duration}"),
+                "timeout": "5s",
+            },
+        }
+    )
     assert _drill(env, exp) == 0
     run = env.only_run()
     ms = _milestones(run)
@@ -240,8 +313,14 @@ def test_partition_by_hook_heals_itself(make_env) -> None:
 def test_failing_hook_fails_the_drill_and_rolls_back(make_env) -> None:
     env = make_env()
     bad = [sys.executable, "-c", "import sys; print('no such VM', file=sys.stderr); sys.exit(3)"]
-    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "hook", "hook": {"inject": bad, "timeout": "5s"}})
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "hook",
+            "hook": {"inject": bad, "timeout": "5s"},
+        }
+    )
     assert _drill(env, exp) == 1
     run = env.only_run()
     j = env.journal(run)
@@ -255,9 +334,16 @@ def test_failing_hook_fails_the_drill_and_rolls_back(make_env) -> None:
 def test_api_error_mid_drill(make_env) -> None:
     env = make_env()
     env.cluster.fail("POST", r"/namespaces/demo/pods$", 500)
-    exp = env.experiment({"kind": "kubelet-stop", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
-                          "duration": "1s"})
+    exp = env.experiment(
+        {
+            "kind": "kubelet-stop",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+            "duration": "1s",
+        }
+    )
     assert _drill(env, exp) == 1
     run = env.only_run()
     j = env.journal(run)
@@ -272,8 +358,7 @@ def test_transient_api_errors_are_retried(make_env) -> None:
     env = make_env()
     env.cluster.fail("GET", r"/namespaces/demo/pods$", 503, count=2)
     env.cluster.fail("GET", r"/api/v1/nodes$", 500, count=1)
-    exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"},
-                          "method": "api"})
+    exp = env.experiment({"kind": "pod-delete", "target": {"select": "app-pod"}, "method": "api"})
     assert _drill(env, exp) == 0
     info = pd.read_csv(env.only_run() / "trial_info.csv").iloc[0]
     assert info["api_reads_retried"] >= 3
@@ -300,15 +385,27 @@ def test_watch_drops_and_expires_midtrial(make_env) -> None:
         cl.after(0.9, expire)
 
     cl.start_node_fault = fault_and_sabotage  # type: ignore[method-assign]
-    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
-                          "crash": "reboot",
-                          "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}})
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+            "crash": "reboot",
+            "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"},
+        }
+    )
     assert _drill(env, exp) == 0
     run = env.only_run()
     ms = _milestones(run)
-    for name in ("node.not_ready", "node.tainted", "pod.evicted", "replacement.ready",
-                 "endpoints.added"):
+    for name in (
+        "node.not_ready",
+        "node.tainted",
+        "pod.evicted",
+        "replacement.ready",
+        "endpoints.added",
+    ):
         assert name in ms, (name, ms)
     obs = pd.read_parquet(run / "observations.parquet")
     assert (obs["type"] == "DROPPED").sum() >= 4  # every watch, twice
@@ -317,11 +414,17 @@ def test_watch_drops_and_expires_midtrial(make_env) -> None:
 
 def test_node_never_comes_back_then_recover(make_env) -> None:
     env = make_env(replicas_on=("worker-1",), toleration=None)
-    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
-                          "crash": "poweroff"},
-                         limits={"trial_timeout": "3s", "node_return": "500ms",
-                                 "max_outage": "30s"})
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+            "crash": "poweroff",
+        },
+        limits={"trial_timeout": "3s", "node_return": "500ms", "max_outage": "30s"},
+    )
     assert _drill(env, exp) == 1
     run = env.only_run()
     tr = load_run(run).trials.iloc[0]
@@ -342,11 +445,19 @@ def test_node_never_comes_back_then_recover(make_env) -> None:
 
 def test_abort_at_outage_limit(make_env) -> None:
     env = make_env(replicas_on=("worker-1",), toleration=30)
-    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms",
-                          "crash": "poweroff",
-                          "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"}},
-                         limits={"max_outage": "1s"}, trials=3)
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+            "crash": "poweroff",
+            "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"},
+        },
+        limits={"max_outage": "1s"},
+        trials=3,
+    )
     t = time.monotonic()
     assert _drill(env, exp) == 1
     assert time.monotonic() - t < 15
@@ -362,8 +473,15 @@ def test_abort_at_outage_limit(make_env) -> None:
 
 def test_dry_run_injects_nothing(make_env, capsys) -> None:
     env = make_env()
-    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+        }
+    )
     assert main([str(exp), "--out", str(env.tmp / "results")]) == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "prediction" in out and "assumed" in out
@@ -373,8 +491,15 @@ def test_dry_run_injects_nothing(make_env, capsys) -> None:
 
 def test_refuses_control_plane(make_env, capsys) -> None:
     env = make_env()
-    exp = env.experiment({"kind": "node-crash", "target": {"node": "cp-1"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"node": "cp-1"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+        }
+    )
     assert main([str(exp), "--out", str(env.tmp / "results")]) == 1  # already in the plan
     assert "control-plane" in capsys.readouterr().err
     assert all(m == "GET" for m, _ in env.cluster.calls)
@@ -385,8 +510,15 @@ def test_refuses_second_node(make_env) -> None:
     n = env.cluster.get("nodes", "", "worker-3")
     n["spec"]["unschedulable"] = True  # someone else's maintenance
     env.cluster.put("nodes", n)
-    exp = env.experiment({"kind": "node-crash", "target": {"select": "app-pod-node"},
-                          "method": "pod", "image": "busybox:1.36", "arm": "300ms"})
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+        }
+    )
     assert _drill(env, exp) == 1
     j = env.journal(env.only_run())
     assert any("max_nodes" in e.get("error", "") for e in j if e["event"] == "run.error")
@@ -396,14 +528,25 @@ def test_refuses_second_node(make_env) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_trial_rolls_back(make_env, sig: signal.Signals) -> None:
     env = make_env(pdb_min_available=2)  # the drain blocks: the node stays cordoned
-    exp = env.experiment({"kind": "node-drain", "target": {"node": "worker-1"},
-                          "method": "api", "eviction_timeout": "30s",
-                          "eviction_retry": "200ms"}, limits={"trial_timeout": "30s"})
+    exp = env.experiment(
+        {
+            "kind": "node-drain",
+            "target": {"node": "worker-1"},
+            "method": "api",
+            "eviction_timeout": "30s",
+            "eviction_retry": "200ms",
+        },
+        limits={"trial_timeout": "30s"},
+    )
     out = env.tmp / "results"
     proc = subprocess.Popen(
         [sys.executable, "-m", "chaoslab.cli.drill", str(exp), "--yes", "--out", str(out)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -34,23 +34,34 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _fault(**kw: object) -> dict[str, object]:
-    return {"kind": "node-crash", "target": {"select": "app-pod-node"}, "method": "pod",
-            "image": "busybox", "arm": "3s", **kw}
+    return {
+        "kind": "node-crash",
+        "target": {"select": "app-pod-node"},
+        "method": "pod",
+        "image": "busybox",
+        "arm": "3s",
+        **kw,
+    }
 
 
-@pytest.mark.parametrize(("fault", "message"), [
-    (_fault(method="api"), "cannot be done through the API"),
-    ({"kind": "pod-delete", "target": {"select": "app-pod"}, "method": "pod", "image": "x"},
-     "is an API action"),
-    (_fault(method="hook"), "needs hook"),
-    (_fault(kind="node-partition"), "needs duration"),
-    (_fault(target={"select": "app-pod"}), "hits a node"),
-    (_fault(target={"select": "app-pod-node", "node": "w1"}), "exactly one"),
-    ({"kind": "node-drain", "target": {"node": "w1"}, "method": "api"}, "eviction_timeout"),
-    (_fault(image=None), "needs image"),
-    (_fault(arm=None), "and arm"),
-    (_fault(surprise=1), "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (_fault(method="api"), "cannot be done through the API"),
+        (
+            {"kind": "pod-delete", "target": {"select": "app-pod"}, "method": "pod", "image": "x"},
+            "is an API action",
+        ),
+        (_fault(method="hook"), "needs hook"),
+        (_fault(kind="node-partition"), "needs duration"),
+        (_fault(target={"select": "app-pod"}), "hits a node"),
+        (_fault(target={"select": "app-pod-node", "node": "w1"}), "exactly one"),
+        ({"kind": "node-drain", "target": {"node": "w1"}, "method": "api"}, "eviction_timeout"),
+        (_fault(image=None), "needs image"),
+        (_fault(arm=None), "and arm"),
+        (_fault(surprise=1), "Extra inputs"),
+    ],
+)
 def test_fault_spec_rejects(fault: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         FaultSpec.model_validate(fault)
@@ -65,9 +76,17 @@ def test_durations_need_units() -> None:
 
 def _experiment(tmp_path: Path, live: dict[str, object]) -> Path:
     p = tmp_path / "e.yaml"
-    p.write_text(yaml.safe_dump({"title": "t", "designs": ["clusterip"],
-                                 "faults": [{"kind": "node-crash"}], "live": live},
-                                sort_keys=False))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "title": "t",
+                "designs": ["clusterip"],
+                "faults": [{"kind": "node-crash"}],
+                "live": live,
+            },
+            sort_keys=False,
+        )
+    )
     return p
 
 
@@ -90,8 +109,9 @@ def test_missing_live_section(tmp_path: Path) -> None:
         load_live(p)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("live-*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "experiments").glob("live-*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_live_experiments_validate(path: Path) -> None:
     exp, spec = load_live(path)
     exp.validate()
@@ -102,11 +122,18 @@ def test_shipped_live_experiments_validate(path: Path) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(offset=st.floats(-1e6, 1e6), start=st.floats(0, 1e5),
-       rtts=st.lists(st.tuples(st.floats(0, 1.5), st.floats(0.0005, 0.2), st.floats(0, 1)),
-                     min_size=1, max_size=30))
-def test_clock_offset_bounds_contain_truth(offset: float, start: float,
-                                           rtts: list[tuple[float, float, float]]) -> None:
+@given(
+    offset=st.floats(-1e6, 1e6),
+    start=st.floats(0, 1e5),
+    rtts=st.lists(
+        st.tuples(st.floats(0, 1.5), st.floats(0.0005, 0.2), st.floats(0, 1)),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_clock_offset_bounds_contain_truth(
+    offset: float, start: float, rtts: list[tuple[float, float, float]]
+) -> None:
     """Whatever the request spacing and latency, the true offset stays inside the bounds."""
     c = ClockOffset()
     m = start
@@ -171,8 +198,9 @@ def _kubeconfig(api: FakeApi, tmp: Path, **cluster: object) -> Path:
 def test_tls_verification_cannot_be_turned_off(tmp_path: Path) -> None:
     api = FakeApi(FakeCluster(), tmp_path)
     try:
-        kc = _kubeconfig(api, tmp_path, **{"insecure-skip-tls-verify": True,
-                                           "certificate-authority-data": None})
+        kc = _kubeconfig(
+            api, tmp_path, **{"insecure-skip-tls-verify": True, "certificate-authority-data": None}
+        )
         with pytest.raises(KubeError, match="TLS verification off"):
             load_kube(str(kc), "fake", 5)
     finally:
@@ -186,7 +214,8 @@ def test_wrong_ca_is_refused_without_leaking_the_token(tmp_path: Path) -> None:
     api2 = FakeApi(FakeCluster(), other)  # a different CA
     try:
         ca2 = json.loads(api2.kubeconfig.read_text())["clusters"][0]["cluster"][
-            "certificate-authority-data"]
+            "certificate-authority-data"
+        ]
         kc = _kubeconfig(api, tmp_path, **{"certificate-authority-data": ca2})
         kube = load_kube(str(kc), "fake", 5)
         with pytest.raises(KubeError) as ei:
@@ -229,9 +258,16 @@ def test_unknown_context_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_chaos_pod_shape() -> None:
-    pod = chaos_pod(name="chaoslab-x-t0-node-crash", namespace="chaos", node="w1",
-                    action="node-crash", image="busybox", script="true", run_id="x",
-                    duration=None)
+    pod = chaos_pod(
+        name="chaoslab-x-t0-node-crash",
+        namespace="chaos",
+        node="w1",
+        action="node-crash",
+        image="busybox",
+        script="true",
+        run_id="x",
+        duration=None,
+    )
     spec = pod["spec"]
     assert spec["nodeName"] == "w1" and spec["hostPID"] and spec["hostNetwork"]
     assert spec["tolerations"] == [{"operator": "Exists"}]
@@ -249,13 +285,19 @@ def test_partition_script_heals_itself(tmp_path: Path) -> None:
     # 'nsenter -t 1 -m -n -- iptables ARGS': the recorder logs ARGS; -D fails once the rule
     # is gone (as iptables does), so the 'while -D' loops end
     (fake / "nsenter").write_text(
-        "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift; shift\n"
-        f"echo \"$*\" >> {log}\n"
-        f"if [ \"$1\" = -D ]; then n=$(grep -c -- \"$*\" {log}); [ $n -le 1 ]; fi\n")
+        '#!/bin/sh\nwhile [ "$1" != -- ]; do shift; done; shift; shift\n'
+        f'echo "$*" >> {log}\n'
+        f'if [ "$1" = -D ]; then n=$(grep -c -- "$*" {log}); [ $n -le 1 ]; fi\n'
+    )
     (fake / "nsenter").chmod(0o755)
     script = _partition_script("chaoslab-abc", 0.2, ["192.0.2.0/24"])
-    cp = subprocess.run(["sh", "-c", script], env={"PATH": f"{fake}:/usr/bin:/bin"},
-                        capture_output=True, text=True, timeout=10)
+    cp = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": f"{fake}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert cp.returncode == 0, cp.stderr
     assert "partitioned" in cp.stdout and "healed" in cp.stdout
     calls = log.read_text().splitlines()
@@ -277,15 +319,27 @@ def test_kill_script_quotes_container_id() -> None:
 
 
 def test_comparison_table() -> None:
-    pred = pd.DataFrame({"recovery_s": np.linspace(40, 60, 101), "downtime_s": 0.0,
-                         "degraded_s": 1.0, "lost_s": 5.0,
-                         "at_node_not_ready": np.linspace(40, 50, 101),
-                         "at_node_ready": math.nan})
-    meas = pd.DataFrame({"recovery_s": [45.0, 47.0, 90.0], "downtime_s": [0.0, 0.0, 0.0],
-                         "degraded_s": [1.0, 1.0, 1.0], "lost_s": [4.0, 5.0, 6.0],
-                         "at_node_not_ready": [41.0, math.nan, 44.0],
-                         "at_node_ready": [100.0, 101.0, math.nan],
-                         "at_pod_sigterm": [1.0, 1.0, 1.0]})
+    pred = pd.DataFrame(
+        {
+            "recovery_s": np.linspace(40, 60, 101),
+            "downtime_s": 0.0,
+            "degraded_s": 1.0,
+            "lost_s": 5.0,
+            "at_node_not_ready": np.linspace(40, 50, 101),
+            "at_node_ready": math.nan,
+        }
+    )
+    meas = pd.DataFrame(
+        {
+            "recovery_s": [45.0, 47.0, 90.0],
+            "downtime_s": [0.0, 0.0, 0.0],
+            "degraded_s": [1.0, 1.0, 1.0],
+            "lost_s": [4.0, 5.0, 6.0],
+            "at_node_not_ready": [41.0, math.nan, 44.0],
+            "at_node_ready": [100.0, 101.0, math.nan],
+            "at_pod_sigterm": [1.0, 1.0, 1.0],
+        }
+    )
     table = comparison(pred, meas, "clusterip", "node-crash", tolerance=0.1)
     assert tuple(table.columns) == COMPARISON_COLUMNS
     c = table.set_index("metric")
@@ -354,8 +408,17 @@ def test_watcher_close_cuts_a_quiet_stream(tmp_path: Path) -> None:
     try:
         kube = load_kube(str(api.kubeconfig), "fake", 5)
         got: list[object] = []
-        w = Watcher(kube, "nodes", "/api/v1/nodes", {}, got.append, threading.Event(),
-                    server_timeout=60, read_timeout=65, backoff=0.1)
+        w = Watcher(
+            kube,
+            "nodes",
+            "/api/v1/nodes",
+            {},
+            got.append,
+            threading.Event(),
+            server_timeout=60,
+            read_timeout=65,
+            backoff=0.1,
+        )
         w.start()
         assert w.listed.wait(5)
         time.sleep(0.3)  # the watch request is open and idle
@@ -379,26 +442,43 @@ def test_design_notes_flag_mismatched_services() -> None:
     assert "type ClusterIP" in design_notes("nodeport-direct", {"spec": {}})[0]
 
 
-def _pod(name: str, uid: str, *, ready: bool, node: str = "w1", deleting: bool = False,
-         restarts: int = 0) -> dict[str, object]:
+def _pod(
+    name: str, uid: str, *, ready: bool, node: str = "w1", deleting: bool = False, restarts: int = 0
+) -> dict[str, object]:
     md: dict[str, object] = {"name": name, "uid": uid, "creationTimestamp": "2026-01-01T00:00:00Z"}
     if deleting:
         md["deletionTimestamp"] = "2026-01-01T00:00:30Z"
         md["deletionGracePeriodSeconds"] = 30
-    return {"metadata": md, "spec": {"nodeName": node},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-                       "containerStatuses": [{"restartCount": restarts}]}}
+    return {
+        "metadata": md,
+        "spec": {"nodeName": node},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+            "containerStatuses": [{"restartCount": restarts}],
+        },
+    }
 
 
 def test_tracker_statefulset_replacement_keeps_the_name() -> None:
     """A StatefulSet's replacement pod has the old name; the uid tells them apart."""
     from chaoslab.live.k8s.observe import MilestoneTracker, Observation
 
-    tr = MilestoneTracker(t0=10.0, clock=ClockOffset(), fault="node-crash", node="w1",
-                          targets=frozenset({"db-0"}), initial_pods=frozenset({"db-0", "db-1"}),
-                          initial_ready_endpoints=frozenset({"db-0", "db-1"}),
-                          initial_uids=frozenset({"u0", "u1"}))
+    tr = MilestoneTracker(
+        t0=10.0,
+        clock=ClockOffset(),
+        fault="node-crash",
+        node="w1",
+        targets=frozenset({"db-0"}),
+        initial_pods=frozenset({"db-0", "db-1"}),
+        initial_ready_endpoints=frozenset({"db-0", "db-1"}),
+        initial_uids=frozenset({"u0", "u1"}),
+    )
     feed = [
         (5.0, "ADDED", _pod("db-0", "u0", ready=True)),
         (11.0, "MODIFIED", _pod("db-0", "u0", ready=False)),

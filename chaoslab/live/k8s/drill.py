@@ -294,15 +294,19 @@ def design_notes(design: str, service: dict[str, Any]) -> list[str]:
     stype, etp = spec.get("type", "ClusterIP"), spec.get("externalTrafficPolicy", "Cluster")
     out = []
     if design.startswith("nodeport") and stype not in ("NodePort", "LoadBalancer"):
-        out.append(f"design {design} reaches the service through a NodePort, but the Service "
-                   f"is of type {stype}")
+        out.append(
+            f"design {design} reaches the service through a NodePort, but the Service "
+            f"is of type {stype}"
+        )
     if design.endswith("-local") and etp != "Local":
         out.append(f"design {design} assumes externalTrafficPolicy Local; the Service has {etp}")
     if design in ("nodeport-lb", "nodeport-direct") and etp == "Local":
-        out.append(f"the Service has externalTrafficPolicy Local: nodes without a local pod "
-                   f"drop traffic; design {design}-local may fit better"
-                   if design == "nodeport-lb" else
-                   "the Service has externalTrafficPolicy Local: the probed node must run a pod")
+        out.append(
+            f"the Service has externalTrafficPolicy Local: nodes without a local pod "
+            f"drop traffic; design {design}-local may fit better"
+            if design == "nodeport-lb"
+            else "the Service has externalTrafficPolicy Local: the probed node must run a pod"
+        )
     if design.startswith(("metallb", "cloud-lb")) and stype != "LoadBalancer":
         out.append(f"design {design} needs a LoadBalancer Service; this one is {stype}")
     return out
