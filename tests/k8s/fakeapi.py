@@ -1218,11 +1218,65 @@ class _ControlServer(ThreadingHTTPServer):
         self.cluster = cluster
 
 
+def _make_tls_openssl(dirpath: Path) -> tuple[bytes, Path, Path]:
+    """The same with the openssl command line (when the cryptography package is absent)."""
+    import subprocess
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_key, ca_crt = dirpath / "ca.key", dirpath / "ca.crt"
+    key, csr, crt = dirpath / "apiserver.key", dirpath / "apiserver.csr", dirpath / "apiserver.crt"
+    ext = dirpath / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=fake-kubernetes-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=kube-apiserver")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_crt),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(crt),
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+    )
+    return ca_crt.read_bytes(), crt, key
+
+
 def _make_tls(dirpath: Path) -> tuple[bytes, Path, Path]:
     """A CA and a server certificate for 127.0.0.1 (the client verifies it)."""
     import ipaddress
 
-    from cryptography import x509
+    try:
+        from cryptography import x509
+    except ImportError:  # not a dependency of chaoslab or kubernetes
+        return _make_tls_openssl(dirpath)
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID

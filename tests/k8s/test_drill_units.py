@@ -495,3 +495,16 @@ def test_tracker_statefulset_replacement_keeps_the_name() -> None:
     assert t["replacement.created"] == 3.5 and t["replacement.scheduled"] == 4.0
     assert t["replacement.ready"] == 5.0 and t["pod.ready"] == 5.0
     assert tr.pods_ready == {"db-0": True}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_fake_server_tls_without_cryptography(tmp_path: Path, monkeypatch) -> None:
+    """Certificates made by the openssl command work with the client's verification too."""
+    from . import fakeapi
+
+    monkeypatch.setattr(fakeapi, "_make_tls", fakeapi._make_tls_openssl)
+    api = FakeApi(FakeCluster(), tmp_path)
+    try:
+        assert load_kube(str(api.kubeconfig), "fake", 5).version()["major"] == "1"
+    finally:
+        api.close()
