@@ -272,7 +272,10 @@ def ecdf_recovery(
     fig, axes = _grid(len(panels), _panel_cols(df, sweep, ncols), 4.6, 3.4)
     vals = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
     pos = vals[np.isfinite(vals) & (vals > 0)]
-    floor = min(0.01, float(pos.min()) / 2) if pos.size else 0.01
+    # left edge: the decade below the fastest recovery; lower (at most 10 ms) when some
+    # trials are 0, which are drawn at that edge
+    decade = 10.0 ** math.floor(math.log10(float(pos.min()))) if pos.size else 0.01
+    floor = min(decade, 0.01) if (vals == 0).any() else decade
     never_x = hz * 2.0
     for ax, (ptitle, g) in zip(axes, panels, strict=True):
         for design, gd in g.groupby("design", sort=False):
@@ -287,6 +290,7 @@ def ecdf_recovery(
             ax.step(xs, ys, where="post", color=design_color(str(design)), label=str(design))
         ax.set_xscale("log")
         ax.set_xlim(floor, hz * 3.0)
+        _log_ticks(ax, floor, hz * 3.0)
         ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
         ax.text(
             hz * 1.3,
@@ -310,6 +314,17 @@ def ecdf_recovery(
     _legend_outside(fig, axes)
     fig.suptitle(title or f"ECDF of {metric} per design (log time axis)", fontsize=11)
     return fig
+
+
+def _log_ticks(ax: Axes, lo: float, hi: float) -> None:
+    """Plain-number ticks on a log axis (0.01, 1, 30 rather than 10^-2): 1-2-5 steps when
+    the axis spans at most three decades, one tick per decade otherwise."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) <= 3.2 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _legend_outside(fig: Figure, axes: Sequence[Axes], title: str | None = None) -> None:
@@ -1024,6 +1039,7 @@ def predicted_vs_measured(
         pos = [x for x in allx if x > 0]
         if pos and max(pos) / min(pos) > 30:
             ax.set_xscale("log")
+            _log_ticks(ax, min(pos), max(pos))
         ax.set_ylim(0, 1.03)
         stats = [
             f"cover {r.coverage:.0%}, KS {r.ks:.2f}"
