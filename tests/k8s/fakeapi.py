@@ -57,6 +57,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "statefulsets": ("apps/v1", "StatefulSet", True),
     "daemonsets": ("apps/v1", "DaemonSet", True),
     "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget", True),
+    "leases": ("coordination.k8s.io/v1", "Lease", True),
 }
 
 
@@ -285,7 +286,7 @@ class FakeCluster:
         self.put(
             "events",
             {
-                "metadata": {"name": f"{md['name']}.{n:x}", "namespace": ns or "default"},
+                "metadata": {"name": f"{md['name']}.{n:08x}", "namespace": ns or "default"},
                 "involvedObject": {
                     "kind": obj.get("kind"),
                     "name": md["name"],

@@ -570,3 +570,45 @@ def test_signal_during_trial_rolls_back(make_env, sig: signal.Signals) -> None:
     assert any(e["event"] == "undo.done" and e.get("op") == "uncordon" for e in j)
     # what was measured until the signal is kept
     assert (run / "probes.parquet").exists()
+
+
+def test_vip_holder_from_lease_or_metallb_event(make_env) -> None:
+    import random
+
+    from chaoslab.live.k8s.discover import discover
+    from chaoslab.live.k8s.drill import load_live
+    from chaoslab.live.k8s.inject import DrillRefused, choose_target
+    from chaoslab.live.k8s.kube import load_kube
+
+    env = make_env()
+    cl = env.cluster
+    fault = {"kind": "node-crash", "method": "hook", "hook": {"inject": ["true"], "timeout": "5s"}}
+    exp_lease = env.experiment(
+        {**fault, "target": {"select": "vip-holder", "vip_lease": "kube-system/plndr-svcs-lock"}}
+    )
+    _, spec = load_live(exp_lease)
+    kube = load_kube(str(env.api.kubeconfig), "fake", 5)
+    disc = discover(kube, spec)
+    rng = random.Random(0)
+    with pytest.raises(DrillRefused, match="no Lease"):
+        choose_target(kube, spec, disc, rng)
+    cl.put(
+        "leases",
+        {
+            "metadata": {"name": "plndr-svcs-lock", "namespace": "kube-system"},
+            "spec": {"holderIdentity": "worker-3", "leaseDurationSeconds": 15},
+        },
+    )
+    assert choose_target(kube, spec, disc, rng).node.name == "worker-3"
+    # without a Lease: MetalLB's event on the Service names the announcing node
+    exp_ev = env.experiment({**fault, "target": {"select": "vip-holder"}})
+    _, spec = load_live(exp_ev)
+    with pytest.raises(DrillRefused, match="no MetalLB nodeAssigned"):
+        choose_target(kube, spec, disc, rng)
+    svc = cl.get("services", "demo", "web")
+    cl.event("demo", svc, "nodeAssigned", 'announcing from node "worker-1" with protocol "layer2"')
+    assert choose_target(kube, spec, disc, rng).node.name == "worker-1"
+    # the safety rules hold for a VIP on the control plane too
+    cl.event("demo", svc, "nodeAssigned", 'announcing from node "cp-1" with protocol "layer2"')
+    with pytest.raises(DrillRefused, match="control-plane"):
+        choose_target(kube, spec, disc, rng)

@@ -243,6 +243,11 @@ def plan_drill(
     ]
     lines += disc.lines(assumed)
     notes += design_notes(design, disc.service)
+    if spec.fault.target.select == "vip-holder":
+        from chaoslab.live.k8s.inject import vip_holder
+
+        holder, how = vip_holder(kube, spec)
+        notes.append(f"VIP holder now: {holder or 'unknown'} ({how})")
     lines += [f"note: {n}" for n in notes]
     rec = prediction["recovery_s"].to_numpy(dtype=float)
     down = prediction["downtime_s"].to_numpy(dtype=float)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shlex
 import subprocess
 import threading
@@ -125,6 +126,13 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
         if not cands:
             raise DrillRefused("no Ready schedulable worker without a pod of the workload")
         node = nodes[rng.choice(cands)]
+    elif t.select == "vip-holder":
+        holder, how = vip_holder(kube, spec)
+        if holder is None:
+            raise DrillRefused(f"cannot tell which node holds the VIP: {how}")
+        if holder not in nodes:
+            raise DrillRefused(f"the VIP holder {holder!r} ({how}) is not a node")
+        node = nodes[holder]
     else:  # ingress-node
         ins = t.ingress_namespace or ns
         ing = [
@@ -157,6 +165,29 @@ def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Rando
         return Target(node, None, affected)
     assert pod is not None
     return Target(nodes.get(pod.node), pod, (pod.name,))
+
+
+def vip_holder(kube: Kube, spec: LiveSpec) -> tuple[str | None, str]:
+    """(node holding the Service's VIP or None, how that was read or why it could not be)."""
+    t = spec.fault.target
+    if t.vip_lease:
+        lns, lname = t.vip_lease.split("/")
+        lease = kube.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{lns}/leases/{lname}")
+        if lease is None:
+            return None, f"no Lease {t.vip_lease}"
+        holder = (lease.get("spec") or {}).get("holderIdentity")
+        return (holder or None), f"Lease {t.vip_lease} holderIdentity"
+    # MetalLB (layer 2) records the announcing node as an event on the Service
+    evs = kube.get(
+        f"/api/v1/namespaces/{spec.namespace}/events",
+        fieldSelector=f"involvedObject.name={spec.service},reason=nodeAssigned",
+    )["items"]
+    evs.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    for e in reversed(evs):
+        m = re.search(r'node "([^"]+)"', e.get("message", ""))
+        if m:
+            return m.group(1), "MetalLB nodeAssigned event on the Service"
+    return None, "no Lease given (target.vip_lease) and no MetalLB nodeAssigned event"
 
 
 # ------------------------------------------------------------------ chaos pod scripts

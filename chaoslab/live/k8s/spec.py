@@ -75,17 +75,27 @@ class TargetSpec(_Model):
     ``pod`` names the target directly.
     """
 
-    select: Literal["app-pod", "app-pod-node", "idle-node", "ingress-node"] | None = None
+    select: Literal["app-pod", "app-pod-node", "idle-node", "ingress-node", "vip-holder"] | None = (
+        None
+    )
     node: str | None = None
     pod: str | None = None
     ingress_namespace: str | None = None
     ingress_selector: str | None = None
+    #: vip-holder: "namespace/name" of the Lease whose holderIdentity is the node holding
+    #: the VIP (kube-vip: kube-system/plndr-svcs-lock, or <ns>/kubevip-<service> with
+    #: per-service election); without it, MetalLB's ``nodeAssigned`` event on the Service
+    vip_lease: str | None = None
 
     @model_validator(mode="after")
     def _one_way(self) -> TargetSpec:
         given = [x for x in (self.select, self.node, self.pod) if x is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of select, node, pod")
+        if self.vip_lease is not None and (
+            self.select != "vip-holder" or self.vip_lease.count("/") != 1
+        ):
+            raise ValueError("vip_lease is namespace/name, with select: vip-holder")
         if self.select == "ingress-node" and not self.ingress_selector:
             raise ValueError("select: ingress-node needs ingress_selector (a label selector)")
         return self
