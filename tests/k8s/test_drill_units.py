@@ -508,3 +508,19 @@ def test_fake_server_tls_without_cryptography(tmp_path: Path, monkeypatch) -> No
         assert load_kube(str(api.kubeconfig), "fake", 5).version()["major"] == "1"
     finally:
         api.close()
+
+
+def test_crash_script_guards_against_a_second_run() -> None:
+    """Never executed here (it would crash this machine): the marker check comes first,
+    the marker is written and synced before the arm sleep and the sysrq trigger."""
+    from chaoslab.live.k8s.inject import _crash_script
+
+    s = _crash_script("poweroff", 5, "ab12-t0")
+    lines = s.splitlines()
+    guard = next(i for i, x in enumerate(lines) if "test -e" in x and "exit 0" in x)
+    touch = next(i for i, x in enumerate(lines) if " touch " in x)
+    sync = next(i for i, x in enumerate(lines) if x.endswith(" sync"))
+    trigger = next(i for i, x in enumerate(lines) if "/proc/sysrq-trigger" in x)
+    assert guard == 0 and guard < touch < sync < trigger
+    assert "/var/lib/chaoslab/ab12-t0.crashed" in lines[guard]
+    assert "echo o > /proc/sysrq-trigger" in s and "sleep 5" in s

@@ -236,8 +236,18 @@ def _kubelet_script(duration: float, arm: float = 0.0) -> str:
 _SYSRQ = {"reboot": "b", "poweroff": "o", "panic": "c"}
 
 
-def _crash_script(mode: str, arm: float = 0.0) -> str:
+def _crash_script(mode: str, arm: float = 0.0, tag: str = "chaoslab") -> str:
+    # After a reboot the kubelet must not run this again and crash the node in a loop:
+    # restartPolicy Never says so, and a marker on the host's disk (synced before the
+    # crash) makes a second run exit without acting, whatever the kubelet does.
+    marker = shlex.quote(f"/var/lib/chaoslab/{tag}.crashed")
+    host = "nsenter -t 1 -m --"
     return (
+        f"if {host} test -e {marker}; then echo 'already crashed once: not again'; exit 0; fi\n"
+        f"{host} mkdir -p /var/lib/chaoslab\n"
+        f"{host} touch {marker}\n"
+        f"{host} sync\n"
+        f"{host} test -e {marker} || {{ echo 'cannot write the marker: not crashing'; exit 1; }}\n"
         f"sleep {arm:g}\n"
         "echo 1 > /proc/sys/kernel/sysrq\n"
         f"echo crashing node: sysrq {mode}\n"
@@ -450,7 +460,7 @@ class Injector:
             node = t.node.name
             ann = {"chaoslab.io/target-node": node}
             if f.kind == "node-crash":
-                script = _crash_script(f.crash, arm)
+                script = _crash_script(f.crash, arm, f"{self.run_id}-t{self.trial}")
             elif f.kind == "kubelet-stop":
                 assert f.duration is not None
                 script = _kubelet_script(f.duration, arm)
