@@ -79,6 +79,7 @@ __all__ = [
     "ProbeRecord",
     "Prober",
     "Target",
+    "connection_fates",
     "main",
     "read_records",
     "records_frame",
@@ -365,6 +366,25 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("outcome", "prober", "kind", "server"):
         df[col] = df[col].fillna("").astype(str)
     return df.sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def connection_fates(records: pd.DataFrame, t_fault: float, horizon: float) -> tuple[float, float]:
+    """Shares of the long-lived connections healthy at ``t_fault`` that, at
+    ``t_fault + horizon``, were reset (``reset``/``closed``) or still hung (``timeout``).
+
+    The prober keeps a hung connection open and records it at every tick, so a
+    connection's last record is its fate: that is how the model counts
+    ``connections_reset`` / ``connections_hung`` (their state at the end of the trial).
+    NaN when no long-lived connection was healthy at the fault."""
+    long = records[records.kind == "long"].sort_values("t", kind="stable")
+    last_before = long[long.t < t_fault].groupby("conn").outcome.last()
+    healthy = set(last_before[last_before == "ok"].index)
+    if not healthy:
+        return math.nan, math.nan
+    after = long[(long.t >= t_fault) & (long.t < t_fault + horizon)]
+    final = after[after.conn.isin(healthy)].groupby("conn").outcome.last()
+    n = len(healthy)
+    return float(final.isin(["reset", "closed"]).sum()) / n, float((final == "timeout").sum()) / n
 
 
 def read_records(path: str | os.PathLike[str]) -> pd.DataFrame:

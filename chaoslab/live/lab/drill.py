@@ -31,7 +31,7 @@ from chaoslab.live.lab.base import LabParams, Topology
 from chaoslab.live.lab.netns import LabError, LabState, cleanup, list_labs, state_root
 from chaoslab.live.lab.spec import LabExperiment, LabFault, SpecError
 from chaoslab.live.lab.watch import LogWatcher, match_rules
-from chaoslab.live.probe import read_records
+from chaoslab.live.probe import connection_fates, read_records
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -190,21 +190,8 @@ def trial_metrics(
         "degraded_s": m.degraded_s,
         "lost_s": m.lost_s,
     }
-    # a long-lived connection's fate at the horizon is its last record (the prober keeps a
-    # hung connection open and records every tick): reset, still hung, or fine; shares of
-    # the connections that were healthy at the fault, as the model counts them
-    long = probes[probes.kind == "long"].sort_values("t", kind="stable")
-    before = long[long.t < t_fault].groupby("conn").outcome.last()
-    open_at_fault = set(before[before == "ok"].index)
-    if open_at_fault:
-        after = long[(long.t >= t_fault) & (long.t < t_fault + observe)]
-        final = after[after.conn.isin(open_at_fault)].groupby("conn").outcome.last()
-        n = len(open_at_fault)
-        out["connections_reset"] = float(final.isin(["reset", "closed"]).sum()) / n
-        out["connections_hung"] = float((final == "timeout").sum()) / n
-    else:
-        out["connections_reset"] = math.nan
-        out["connections_hung"] = math.nan
+    # each long-lived connection's fate at the horizon, as the model counts it
+    out["connections_reset"], out["connections_hung"] = connection_fates(probes, t_fault, observe)
     out["a_t"] = [float(x) for x in times]
     out["a_v"] = [float(x) for x in values]
     return out
