@@ -753,11 +753,19 @@ def loss_heatmap(
     cells = _cells(df)
     multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
     row_keys = list(df[["design", *sweep]].drop_duplicates().itertuples(index=False, name=None))
+    # side by side while narrow, stacked when there are many fault columns
+    stacked = len(cells) > 4
+    w = 3.4 + 1.5 * len(cells)
+    h = 1.8 + 0.42 * len(row_keys)
     fig = Figure(
-        figsize=(2.2 + 1.6 * len(cells) * len(metrics), 1.4 + 0.42 * len(row_keys)),
+        figsize=(w, h * len(metrics)) if stacked else (w * len(metrics), h),
         layout="constrained",
     )
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    axes = (
+        fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+        if stacked
+        else fig.subplots(1, len(metrics), squeeze=False)[0]
+    )
     for ax, metric in zip(axes, metrics, strict=True):
         mat = np.full((len(row_keys), len(cells)), np.nan)
         for i, rk in enumerate(row_keys):
