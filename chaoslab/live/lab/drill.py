@@ -381,26 +381,42 @@ def run_drill(
                 timeout = fault.client_timeout or topo.params.seconds("client.timeout")
                 for i in range(k):
                     probe_file = state_dir(topo) / f"probes-{trial_no:04d}.csv"
-                    topo.state.spawn(
-                        "probe",
-                        topo.client_role,
-                        topo.python(
-                            "chaoslab.live.probe",
-                            url,
-                            "--rate",
-                            f"{spec.probe.rate:g}",
-                            "--probers",
-                            str(spec.probe.probers),
-                            "--timeout",
-                            f"{timeout:g}",
-                            "--long",
-                            str(spec.probe.long),
-                            "--long-interval",
-                            f"{spec.probe.long_interval or 0:g}",
-                            "--out",
-                            str(probe_file),
-                        ),
-                    )
+
+                    def start_prober(long: int, out_file: Path, timeout: float = timeout) -> None:
+                        topo.state.spawn(
+                            "probe",
+                            topo.client_role,
+                            topo.python(
+                                "chaoslab.live.probe",
+                                url,
+                                "--rate",
+                                f"{spec.probe.rate:g}",
+                                "--probers",
+                                str(spec.probe.probers),
+                                "--timeout",
+                                f"{timeout:g}",
+                                "--long",
+                                str(long),
+                                "--long-interval",
+                                f"{spec.probe.long_interval or 0:g}",
+                                "--out",
+                                str(out_file),
+                            ),
+                        )
+
+                    if spec.probe.long:
+                        # settle with new connections only, then open the long-lived ones:
+                        # a connection opened while a path was still missing (a BGP session
+                        # coming back after the last trial) and re-hashed when it returned
+                        # would be reset before the fault, and the survivors of that re-hash
+                        # are exactly the flows the next re-hash does not move
+                        settle_file = state_dir(topo) / f"settle-{trial_no:04d}.csv"
+                        start_prober(0, settle_file)
+                        _wait_steady(topo, settle_file, time.monotonic(), log)
+                        topo.state.stop("probe", signal.SIGTERM, wait=10)
+                        del topo.state.procs["probe"]
+                        settle_file.unlink(missing_ok=True)
+                    start_prober(spec.probe.long, probe_file)
                     t_start = time.monotonic()
                     recent = _wait_steady(topo, probe_file, t_start, log)
                     victim = topo.resolve_target(fault, recent)
