@@ -339,3 +339,16 @@ def test_cli_plot_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a chaoslab run folder" in err and len(err.splitlines()) == 1
+
+
+def test_cli_plot_and_report_on_a_run_of_every_design(every_design_run, tmp_path: Path) -> None:
+    run_dir = str(every_design_run.path)
+    assert main(["plot", run_dir, "--out", str(tmp_path / "f"), "--format", "png"]) == 0
+    pngs = {p.stem for p in (tmp_path / "f").glob("*.png")}
+    faults = set(every_design_run.trials.fault)
+    assert pngs == {"ecdf-recovery", "phases", "loss"} | {f"availability-{f}" for f in faults}
+    assert main(["report", run_dir, "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(pngs)
+    for design in DESIGNS:
+        assert f"<td>{design}</td>" in page  # every design has its summary rows
