@@ -612,3 +612,29 @@ def test_vip_holder_from_lease_or_metallb_event(make_env) -> None:
     cl.event("demo", svc, "nodeAssigned", 'announcing from node "cp-1" with protocol "layer2"')
     with pytest.raises(DrillRefused, match="control-plane"):
         choose_target(kube, spec, disc, rng)
+
+
+def test_internal_error_still_rolls_back(make_env, monkeypatch) -> None:
+    from chaoslab.live.k8s import drill as drill_mod
+
+    def broken(*args: object, **kwargs: object) -> float:
+        raise RuntimeError("bug in the observer")
+
+    monkeypatch.setattr(drill_mod, "_observe", broken)
+    env = make_env()
+    exp = env.experiment(
+        {
+            "kind": "node-drain",
+            "target": {"node": "worker-1"},
+            "method": "api",
+            "eviction_timeout": "5s",
+            "eviction_retry": "200ms",
+        }
+    )
+    assert _drill(env, exp) == 1
+    run = env.only_run()
+    j = env.journal(run)
+    err = next(e for e in j if e["event"] == "run.error")
+    assert "bug in the observer" in err["error"] and "Traceback" in err["traceback"]
+    assert j[-1]["status"] == "failed" and j[-1]["pending_undo"] == []
+    assert not _node(env, "worker-1")["spec"].get("unschedulable")

@@ -567,6 +567,12 @@ def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print)
                 status, reason = "failed", str(e)
                 journal.write("run.error", error=str(e))
                 log(f"drill stopped: {e}")
+            except Exception as e:  # a bug: still roll back, keep the data, say where
+                import traceback
+
+                status, reason = "failed", f"{type(e).__name__}: {e}"
+                journal.write("run.error", error=reason, traceback=traceback.format_exc())
+                log(f"drill stopped by an internal error: {reason} (traceback in journal.jsonl)")
             finally:
                 ok = rollback(kube, journal, spec, state, log)
                 if not ok and status == "complete":
@@ -600,13 +606,15 @@ def _trial(
     spec, kube, disc = plan.spec, plan.kube, plan.discovery
     log(f"trial {i}: preflight")
     journal.write("trial.start", trial=i)
-    probers = [prober_cls(c).start() for c in cfgs]
+    probers: list[Any] = []
     info: dict[str, Any] = {"trial": i, "aborted": False, "abort_reason": ""}
     t0 = math.nan
     end = math.nan
     tracker: MilestoneTracker | None = None
     inj: Injector | None = None
     try:
+        for c in cfgs:
+            probers.append(prober_cls(c).start())
         _preflight(plan, probers, log)
         kube.sample_clock(_CLOCK_SAMPLES, 1.0 / _CLOCK_SAMPLES)
         target = choose_target(kube, spec, disc, rng)
@@ -653,7 +661,7 @@ def _trial(
         end = _observe(plan, tracker, obs, probers, inj, target, t0, info, log)
     finally:
         frames = []
-        for c, p in zip(cfgs, probers, strict=True):
+        for c, p in zip(cfgs, probers, strict=False):
             try:
                 df = p.stop()
             except Exception as e:  # a prober crash must not skip the rollback
@@ -669,9 +677,14 @@ def _trial(
         if not rollback(kube, journal, spec, state, log):
             info["rollback_incomplete"] = True
         journal.write("trial.end", trial=i, aborted=info.get("aborted", False))
-        res = _finish_trial(
-            plan, i, frames, t0, end, tracker, info, milestones_reg, mcol, writer, log
-        )
+        try:
+            res = _finish_trial(
+                plan, i, frames, t0, end, tracker, info, milestones_reg, mcol, writer, log
+            )
+        except Exception as e:  # never mask the trial's own exception
+            journal.write("trial.results_error", trial=i, error=f"{type(e).__name__}: {e}")
+            log(f"trial {i}: results could not be computed: {e}")
+            res = _TrialResult({}, info, [], pd.DataFrame())
         sink(res)
 
 
