@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chaoslab.cli.common import console, err_console, fail, summary_table
@@ -137,8 +138,11 @@ def run_experiment(
             f"(finish it with: chaoslab run {path} --resume {run_dir})"
         )
         return 130
-    result = writer.finish()
-    console.print(summary_table(result.summary(), title=f"{exp.model.title} — seconds"))
+    writer.finish()
+    # the summary finish() just wrote: summarising the Run again would read every trial
+    # (with its a(t) lists) back into memory, gigabytes for a million-trial sweep
+    summary = pd.read_csv(run_dir / "summary.csv")
+    console.print(summary_table(summary, title=f"{exp.model.title} — seconds"))
     console.print(f"run folder: {run_dir}")
     return 0
 
