@@ -638,3 +638,30 @@ def test_internal_error_still_rolls_back(make_env, monkeypatch) -> None:
     assert "bug in the observer" in err["error"] and "Traceback" in err["traceback"]
     assert j[-1]["status"] == "failed" and j[-1]["pending_undo"] == []
     assert not _node(env, "worker-1")["spec"].get("unschedulable")
+
+
+def test_single_node_cluster_plan(make_env, capsys) -> None:
+    """kind's default: one control-plane node running the app. The model has no client
+    node there, so the plan says there is no prediction in one line (exit 1), nothing is
+    injected."""
+    from .fakeapi import FakeApi as _Api
+    from .fakeapi import FakeCluster, ServiceTarget
+
+    cl = FakeCluster()
+    cl.add_node("kind-control-plane", "10.0.0.2", control_plane=True)
+    cl.add_app("demo", "web", ["kind-control-plane"])
+    env0 = make_env()  # for its helpers and tmp dir
+    (env0.tmp / "single").mkdir()
+    api, tgt = _Api(cl, env0.tmp / "single"), ServiceTarget(cl)
+    try:
+        env = type(env0)(cl, api, tgt, env0.tmp)
+        exp = env.experiment(
+            {"kind": "pod-delete", "target": {"select": "app-pod"}, "method": "api"}
+        )
+        assert main([str(exp), "--yes", "--out", str(env.tmp / "r")]) == 1
+        err = capsys.readouterr().err
+        assert "no prediction for clusterip x pod-delete" in err and "\n" not in err.strip()
+        assert all(m == "GET" for m, _ in cl.calls)
+    finally:
+        api.close()
+        tgt.close()

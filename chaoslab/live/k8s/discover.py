@@ -129,13 +129,17 @@ class Discovery:
         cp = sum(1 for n in self.nodes if n.control_plane)
         workers = len(self.nodes) - cp
         zones = len({n.zone for n in self.nodes if n.zone}) or 1
+        cp_names = {n.name for n in self.nodes if n.control_plane}
+        # pods on control-plane nodes (single-node clusters, kind): the model may place
+        # them on any role
+        on_cp = any(p.node in cp_names for p in self.pods)
         return {
             "masters": cp,
             "controllers": 0,
             "computes": workers,
             "app_kind": self.workload_kind,
             "replicas": self.replicas,
-            "spread": "compute",
+            "spread": "any" if on_cp or workers == 0 else "compute",
             "zones": zones,
         }
 

@@ -227,16 +227,22 @@ def plan_drill(
     ]
     design = _design(exp, spec)
     mf = _model_fault(exp, spec)
-    prediction = chaoslab.simulate(
-        design,
-        mf,
-        profile=profiles,
-        params=overrides,
-        cluster=disc.cluster(),
-        trials=spec.predict_trials,
-        seed=spec.seed,
-        horizon=exp.horizon,
-    )
+    try:
+        prediction = chaoslab.simulate(
+            design,
+            mf,
+            profile=profiles,
+            params=overrides,
+            cluster=disc.cluster(),
+            trials=spec.predict_trials,
+            seed=spec.seed,
+            horizon=exp.horizon,
+        )
+    except (ValueError, IndexError) as e:  # the model cannot represent this cluster
+        raise DrillRefused(
+            f"no prediction for {design} x {spec.fault.kind} on this cluster "
+            f"({disc.cluster()}): {e}"
+        ) from None
     lines = [
         f"drill {exp.path}: {design} x {spec.fault.kind} by {spec.fault.method} "
         f"on context {kube.context or '(current)'} at {kube.host}"
