@@ -665,3 +665,50 @@ def test_single_node_cluster_plan(make_env, capsys) -> None:
     finally:
         api.close()
         tgt.close()
+
+
+def test_killed_drill_is_finished_by_recover(make_env) -> None:
+    """SIGKILL leaves no chance to roll back: the journal on disk is what --recover uses."""
+    env = make_env(pdb_min_available=2)
+    exp = env.experiment(
+        {
+            "kind": "node-drain",
+            "target": {"node": "worker-2"},
+            "method": "api",
+            "eviction_timeout": "30s",
+            "eviction_retry": "200ms",
+        },
+        limits={"trial_timeout": "30s"},
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chaoslab.cli.drill",
+            str(exp),
+            "--yes",
+            "--out",
+            str(env.tmp / "results"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _node(env, "worker-2")["spec"].get("unschedulable"):
+            assert time.monotonic() < deadline, "the drill never cordoned the node"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _node(env, "worker-2")["spec"].get("unschedulable")  # left cordoned
+    run = env.only_run()
+    assert main(["--recover", str(run)]) == 0
+    assert not _node(env, "worker-2")["spec"].get("unschedulable")
+    j = env.journal(run)
+    assert j[-1]["event"] == "recover.end" and j[-1]["ok"]
+    assert any(e["event"] == "undo.done" and e.get("op") == "uncordon" for e in j)
