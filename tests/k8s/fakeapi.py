@@ -34,6 +34,7 @@ import random
 import re
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -669,6 +670,8 @@ class FakeCluster:
         node = pod["spec"].get("nodeName")
         if node in self.node_down and self.node_down[node] != "kubelet-stop-healed":
             return pod  # no kubelet to finish the deletion: stays Terminating
+        # the kubelet runs preStop, then SIGTERM, and says so with a Killing event
+        self.after(0.02, lambda: self.event(ns, pod, "Killing", "Stopping container app"))
 
         def exited() -> None:
             self.alive[name] = "refuse"
@@ -1380,32 +1383,43 @@ class FakeApi:
 
 
 class _TargetHandler(BaseHTTPRequestHandler):
+    """One connection: kube-proxy picks the backend when the connection is opened
+    (conntrack pins it), so a long-lived connection keeps its backend until it dies."""
+
     server: ServiceTarget
-    protocol_version = "HTTP/1.0"
+    protocol_version = "HTTP/1.1"  # keep-alive for the prober's long-lived connections
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def do_GET(self) -> None:
+    def setup(self) -> None:
+        super().setup()
         cl = self.server.cluster
         with cl.lock:
             view = list(cl.proxy_view)
-            backend = self.server.rng.choice(view) if view else None
-            state = cl.alive.get(backend, "refuse") if backend else "none"
+            self.backend = self.server.rng.choice(view) if view else None
+
+    def _reset(self) -> None:
+        # a dead process on a live node: the kernel answers with a RST
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+    def do_GET(self) -> None:
+        cl = self.server.cluster
+        with cl.lock:
+            state = cl.alive.get(self.backend, "refuse") if self.backend else "none"
         if state == "none":
-            # kube-proxy REJECTs a Service without endpoints
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            # kube-proxy REJECTs connections to a Service without endpoints
+            self._reset()
         elif state == "blackhole":
             time.sleep(cl.timing.blackhole_hold)
             self.close_connection = True
         elif state in ("refuse", "down"):
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+            self._reset()
         else:
-            data = f"{backend}\n".encode()
+            data = f"{self.backend}\n".encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

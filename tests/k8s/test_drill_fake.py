@@ -184,6 +184,7 @@ def test_pod_delete_api_two_trials(make_env) -> None:
         ms = dict(all_ms[all_ms["trial"] == trial][["milestone", "t"]].itertuples(index=False))
         for name in (
             "pod.deleted",
+            "pod.sigterm",
             "endpoints.removed",
             "replacement.created",
             "replacement.ready",
@@ -191,6 +192,7 @@ def test_pod_delete_api_two_trials(make_env) -> None:
             "pod.gone",
         ):
             assert name in ms, (trial, name, ms)
+        assert ms["pod.deleted"] <= ms["pod.sigterm"] <= ms["pod.gone"]
         assert ms["pod.deleted"] < 0.3
     deletes = [p for m, p in env.cluster.calls if m == "DELETE" and "/pods/web-" in p]
     assert len(deletes) == 2 and deletes[0] != deletes[1]
@@ -712,3 +714,26 @@ def test_killed_drill_is_finished_by_recover(make_env) -> None:
     j = env.journal(run)
     assert j[-1]["event"] == "recover.end" and j[-1]["ok"]
     assert any(e["event"] == "undo.done" and e.get("op") == "uncordon" for e in j)
+
+
+def test_long_lived_connections_reset_by_a_killed_pod(make_env) -> None:
+    env = make_env(replicas_on=("worker-1",))
+    exp = env.experiment(
+        {
+            "kind": "pod-kill",
+            "target": {"select": "app-pod"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+        },
+        probe={"long": 2, "long_interval": "50ms"},
+    )
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    tr = load_run(run).trials.iloc[0]
+    # both long-lived connections were pinned to the only pod, which died under them
+    assert tr["connections_reset"] == 1.0 and tr["connections_hung"] == 0.0
+    assert tr["downtime_s"] > 0
+    probes = pd.read_parquet(run / "probes.parquet")
+    long = probes[probes["kind"] == "long"]
+    assert (long["outcome"] == "reset").any() and long["conn"].nunique() > 2  # reconnected

@@ -61,6 +61,7 @@ from chaoslab.live.k8s.observe import (
     start_watches,
 )
 from chaoslab.live.k8s.spec import NODE_FAULTS, LiveSpec
+from chaoslab.live.probe import connection_fates
 from chaoslab.outage import availability_from_probes, metrics
 
 __all__ = [
@@ -925,7 +926,11 @@ def _trial_row(
             lost_s=m.lost_s,
         )
         row.update(
-            zip(("connections_reset", "connections_hung"), _connections(probes, t0), strict=True)
+            zip(
+                ("connections_reset", "connections_hung"),
+                connection_fates(probes, t0, horizon),
+                strict=True,
+            )
         )
     found = tracker.found if tracker is not None else {}
     for name in reg:
@@ -935,29 +940,6 @@ def _trial_row(
     row["a_t"] = [float(x) for x in ts]
     row["a_v"] = [float(x) for x in vs]
     return row
-
-
-def _connections(probes: pd.DataFrame, t0: float) -> tuple[float, float]:
-    """Shares of long-lived connections open at the fault that were reset / hung."""
-    lg = probes[probes["kind"] == "long"]
-    if lg.empty:
-        return math.nan, math.nan
-    before = lg[lg["t"] < t0]
-    conns = set(before["conn"]) if not before.empty else set(lg["conn"])
-    if not conns:
-        return math.nan, math.nan
-    after = lg[(lg["t"] >= t0) & lg["conn"].isin(conns)]
-    reset = hung = 0
-    for _c, g in after.groupby("conn"):
-        bad = g[g["outcome"] != "ok"]
-        if bad.empty:
-            continue
-        first = bad.iloc[0]["outcome"]
-        if first == "timeout":
-            hung += 1
-        else:
-            reset += 1
-    return reset / len(conns), hung / len(conns)
 
 
 # --------------------------------------------------------------------------- results
