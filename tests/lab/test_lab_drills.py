@@ -63,6 +63,7 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
         LabFault(kind="daemon-kill", target="vip-holder", daemon="keepalived", signal="TERM"),
         LabFault(kind="daemon-kill", target="vip-holder", daemon="keepalived", signal="KILL"),
         LabFault(kind="link-down", target="vip-holder"),
+        LabFault(kind="transient-blip", target="vip-holder", duration="500ms"),
     ]
     exp = lab_env("lab-vrrp.yaml", trials=1, faults=faults, trial=_trial("5s"), predict_trials=100)
     res = run_drill(exp, out=tmp_path / "runs")
@@ -91,6 +92,12 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
     assert 2.4 <= down.recovery_s <= 4.3
     assert down.downtime_s >= 2.0
     assert abs(down.at_vrrp_master_changed - down.recovery_s) < 0.3
+
+    # 0.5 s of packet loss with the carrier up: shorter than Master_Down_Interval, so no
+    # failover happens and the outage is the blip itself
+    blip = _row(t, "transient-blip/0.5s")
+    assert 0.45 <= blip.recovery_s <= 0.7
+    assert math.isnan(blip.at_vrrp_master_changed)
     _assert_clean(exp.lab.name)
 
 

@@ -119,6 +119,11 @@ def test_model_fault_names() -> None:
         "restart": "inf",
     }
     assert f.label == "daemon-kill/bird-term"
+    b = LabFault(kind="transient-blip", target="vip-holder", duration="500ms")
+    assert b.label == "transient-blip/0.5s"
+    assert b.model_fault() == {"kind": "transient-blip", "target": "vip-holder", "duration": "0.5s"}
+    d = LabFault(kind="link-down", target="vip-holder")
+    assert d.model_fault()["duration"] == "inf"
     g = LabFault(kind="link-down", target="n1", predict={"kind": "node-crash", "target": "x"})
     assert g.model_fault() == {"kind": "node-crash", "target": "x"}
 

@@ -316,6 +316,23 @@ class Topology:
                 self.state.ip(role, "route", "replace", *args, check=False)
         return t
 
+    def blackhole(self, role: str, on: bool) -> float:
+        """Drop (or stop dropping) all traffic of a namespace in one atomic
+        ``iptables-restore --noflush`` batch; the instant is taken just before the call."""
+        op = "-I" if on else "-D"
+        pos = " 1" if on else ""
+        rules = "".join(
+            f"{op} {chain}{pos} -m comment --comment chaoslab-blip -j DROP\n"
+            for chain in ("INPUT", "OUTPUT", "FORWARD")
+        )
+        batch = f"*filter\n{rules}COMMIT\n"
+        argv = ["ip", "netns", "exec", self.state.ns(role), "iptables-restore", "--noflush"]
+        t = time.monotonic()
+        r = subprocess.run(argv, input=batch, capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise LabError(f"iptables-restore in {self.state.ns(role)}: {r.stderr.strip()}")
+        return t
+
     def daemon_procs(self, daemon: str, victim: str) -> list[str]:
         name = f"{daemon}-{victim}"
         if name not in self.state.procs:
@@ -336,12 +353,18 @@ class Topology:
         if fault.kind == "pod-kill":
             return self.kill([f"srv-{victim}"], signal.SIGKILL)
         if fault.kind == "link-down":
-            return self.link(victim, up=False)
-        if fault.kind == "transient-blip":
-            assert fault.duration is not None
             t = self.link(victim, up=False)
+            if fault.duration is not None:  # carrier comes back: the node knew it was cut off
+                time.sleep(max(0.0, t + fault.duration - time.monotonic()))
+                self.link(victim, up=True)
+            return t
+        if fault.kind == "transient-blip":
+            # a short loss the node does not see (no carrier change, unlike link-down):
+            # every packet in and out of the namespace is dropped, then allowed again
+            assert fault.duration is not None
+            t = self.blackhole(victim, on=True)
             time.sleep(max(0.0, t + fault.duration - time.monotonic()))
-            self.link(victim, up=True)
+            self.blackhole(victim, on=False)
             return t
         raise SpecError(f"fault kind {fault.kind} is not supported by the lab")
 

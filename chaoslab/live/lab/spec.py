@@ -135,6 +135,10 @@ class LabFault(_Model):
     ``n1p1``, ``p2``). ``predict`` is the fault given to the model (default: ``kind``,
     ``target``, ``daemon``, ``signal``), e.g. ``{kind: node-crash, target: vip-holder}`` for
     a SIGKILL of keepalived together with the service, which the network sees as a crash.
+
+    ``duration``: for ``link-down`` the carrier comes back after it (the node knew it was
+    cut off: keepalived went FAULT); for ``transient-blip`` (required) every packet of the
+    node is dropped for that long without any carrier change.
     """
 
     kind: FaultKind
@@ -164,6 +168,8 @@ class LabFault(_Model):
             parts.append(f"{self.daemon}-{self.signal.lower()}")
         if self.with_service:
             parts.append("with-service")
+        if self.duration is not None:
+            parts.append(f"{self.duration:g}s")
         if self.client_timeout is not None:
             parts.append(f"timeout-{self.client_timeout:g}s")
         return "/".join(parts)
@@ -180,8 +186,9 @@ class LabFault(_Model):
             # the lab restarts a killed daemon only after the trial
             out["restart"] = "inf"
         if self.kind == "link-down":
-            out["duration"] = "inf"  # the link comes back after the trial
-        if self.duration:
+            # without a duration the link comes back after the trial
+            out["duration"] = f"{self.duration}s" if self.duration else "inf"
+        if self.kind == "transient-blip":
             out["duration"] = f"{self.duration}s"
         return out
 
