@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -135,19 +136,46 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def _cpu() -> tuple[float, float]:
+    """CPU seconds used so far by this process and by its reaped children (pool workers)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def scaling(cells: list[Cell], trials: int, seed: int, workers: int, repeat: int) -> str:
-    """Wall time of run_cells with 1 and ``workers`` processes on the same chunks."""
-    best: dict[int, float] = {}
+    """Wall and CPU time of run_cells with 1 and ``workers`` processes on the same chunks.
+
+    On a shared machine the wall-time speed-up is bounded by the cores the others leave
+    free; the CPU columns show whether the parallel run costs more work per trial (pool
+    overhead) or merely got fewer cores: ``cores used`` = CPU seconds / wall seconds.
+    """
+    best: dict[int, tuple[float, float, float]] = {}
+    total = 0
     for n in (1, workers):
         for _ in range(repeat):
+            me0, kids0 = _cpu()
             t0 = time.perf_counter()
             total = sum(len(df) for _, df in run_cells(cells, trials=trials, seed=seed, workers=n))
             dt = time.perf_counter() - t0
-            best[n] = min(best.get(n, float("inf")), dt)
+            me1, kids1 = _cpu()
+            if n not in best or dt < best[n][0]:
+                best[n] = (dt, me1 - me0, kids1 - kids0)
     lines = [f"{total:,} trials in {len(cells)} cells"]
-    for n, dt in best.items():
-        lines.append(f"workers={n}: {dt:.2f} s, {total / dt:,.0f} trials/s")
-    lines.append(f"speed-up x{best[1] / best[workers]:.2f} with {workers} workers")
+    for n, (dt, cpu_main, cpu_kids) in best.items():
+        cpu = cpu_main + cpu_kids
+        lines.append(
+            f"workers={n}: {dt:.2f} s wall, {total / dt:,.0f} trials/s; CPU {cpu:.1f} s "
+            f"(main {cpu_main:.1f} s, workers {cpu_kids:.1f} s), cores used {cpu / dt:.2f}, "
+            f"{cpu / total * 1e6:.0f} CPU-µs/trial"
+        )
+    w1, w2 = best[1], best[workers]
+    lines.append(f"speed-up x{w1[0] / w2[0]:.2f} wall with {workers} workers")
+    lines.append(
+        f"CPU per trial x{(w2[1] + w2[2]) / (w1[1] + w1[2]):.2f} of one worker's "
+        f"(1.00 = no parallel overhead; speed-up with {workers} free cores would be about "
+        f"x{workers * (w1[1] + w1[2]) / (w2[1] + w2[2]):.2f})"
+    )
     return "\n".join(lines)
 
 
