@@ -74,19 +74,29 @@ def test_vrrp_graceful_delete_costs_the_skew_time() -> None:
 
 def test_bgp_hold_time_on_one_in_n_flows_and_calico_graceful_restart() -> None:
     df = sim("ingress-vip-bgp", {"kind": "node-crash", "target": "vip-holder"}, ["k8s-1.32"])
-    # BIRD 2 both ends: hold 240 s, keepalive 80 s; 1/3 of new flows fail meanwhile
-    assert df["at_bgp_session_down"].between(160, 240).all()
+    # BIRD 2 both ends: hold 240 s (re-armed 0-25 % short), keepalive 80 s; 1/3 of new
+    # flows fail meanwhile
+    assert df["at_bgp_session_down"].between(0.75 * 240 - 80, 240).all()
     assert (df["downtime_s"] == 0).all()
-    assert np.allclose(df["lost_s"], df["recovery_s"] / 3, rtol=0.01)
+    assert np.allclose(df["lost_s"], df["recovery_s"] / 3, rtol=0.02)
     cal = sim(
         "ingress-vip-bgp",
         {"kind": "node-crash", "target": "vip-holder"},
         ["k8s-1.32", "calico-bird"],
     )
-    # graceful restart keeps the dead next hop for the Restart Time on top
+    # graceful restart does not cover a hold expiry (no LLGR in Calico's config): the
+    # dead next hop goes after BIRD's flush lag, not after the Restart Time
     gap = cal["at_bgp_withdrawn"] - cal["at_bgp_session_down"]
+    assert gap.between(0, 2.0).all()
+    assert cal["recovery_s"].between(0.75 * 240 - 80, 243).all()
+    llgr = sim(
+        "ingress-vip-bgp",
+        {"kind": "node-crash", "target": "vip-holder"},
+        ["k8s-1.32", "calico-bird"],
+        params={"bgp.long_lived_graceful_restart": True},
+    )
+    gap = llgr["at_bgp_withdrawn"] - llgr["at_bgp_session_down"]
     assert gap.between(120, 120.2).all()
-    assert cal["recovery_s"].between(280, 361).all()
 
 
 @pytest.mark.parametrize(("profile", "detect"), [("bird2", 0.5), ("frr-datacenter", 0.9)])
@@ -289,6 +299,6 @@ def test_seed_designs_file_shows_the_articles_claims() -> None:
         assert vrrp["downtime_s"].between(2.4, 3.42).all()
         bgp = run("ingress-vip-bgp", "vip-holder", profile)
         assert (bgp["downtime_s"] == 0).all()
-        assert bgp["recovery_s"].between(160 + 120, 240 + 121).all()
+        assert bgp["recovery_s"].between(0.75 * 240 - 80, 243).all()
         assert np.allclose(bgp["lost_s"], bgp["recovery_s"] / 3, rtol=0.02)
         assert bgp["connections_reset"].gt(0.3).all()

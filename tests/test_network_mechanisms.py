@@ -195,15 +195,19 @@ def fabric_detection(seed: int, **params: object) -> tuple[float, dict[str, floa
 
 
 def test_hold_timer_detection_within_hold_minus_keepalive() -> None:
-    """No BFD: session down in [hold - keepalive, hold] (FRR datacenter: 9 s / 3 s)."""
-    downs = [
-        fabric_detection(s, **{"bgp.hold_time": "9s", "bgp.keepalive_time": "3s"})[1][
-            "bgp.session_down"
-        ]
-        for s in range(300)
-    ]
+    """RFC speaker (no hold jitter): session down in [hold - keepalive, hold] (9 s / 3 s)."""
+    rfc = {"bgp.hold_time": "9s", "bgp.keepalive_time": "3s", "bgp.hold_timer_jitter": 0}
+    downs = [fabric_detection(s, **rfc)[1]["bgp.session_down"] for s in range(300)]
     assert min(downs) >= 6.0 - 1e-9 and max(downs) <= 9.0
     assert max(downs) - min(downs) > 2.0
+
+
+def test_bird_jitters_its_hold_timer() -> None:
+    """BIRD 2 re-arms the hold timer 0-25 % short (bgp_start_timer): [0.75 hold - ka, hold]."""
+    bird = {"bgp.hold_time": "9s", "bgp.keepalive_time": "3s", "bgp.hold_timer_jitter": 0.25}
+    downs = [fabric_detection(s, **bird)[1]["bgp.session_down"] for s in range(300)]
+    assert min(downs) >= 0.75 * 9 - 3 - 1e-9 and max(downs) <= 9.0
+    assert min(downs) < 6.0  # below the RFC window: what the lab measured (docs/lab.md)
 
 
 def test_bfd_detection_in_simulation() -> None:
@@ -211,11 +215,22 @@ def test_bfd_detection_in_simulation() -> None:
     assert min(downs) >= 0.5 - 0.1 - 1e-9 and max(downs) <= 0.5
 
 
-def test_graceful_restart_keeps_stale_routes_for_restart_time() -> None:
-    fib_at, ms = fabric_detection(
-        7, **{"bgp.hold_time": "9s", "bgp.graceful_restart": True, "router.fib_update_time": "0s"}
-    )
+def test_graceful_restart_keeps_stale_routes_only_with_llgr_on_hold_expiry() -> None:
+    """BIRD: a hold expiry ends the session with a NOTIFICATION (routes go) unless long-lived
+    GR was negotiated; then the stale routes stay for the Restart Time."""
+    base = {"bgp.hold_time": "9s", "bgp.graceful_restart": True, "router.fib_update_time": "0s",
+            "bgp.hold_expiry_flush_delay": "0s"}
+    fib_at, ms = fabric_detection(7, **base)
+    assert fib_at == pytest.approx(ms["bgp.session_down"])
+    fib_at, ms = fabric_detection(7, **base, **{"bgp.long_lived_graceful_restart": True})
     assert fib_at == pytest.approx(ms["bgp.session_down"] + 120.0)
+
+
+def test_bird_flushes_some_time_after_a_hold_expiry() -> None:
+    lag = {"bgp.hold_time": "9s", "router.fib_update_time": "0s",
+           "bgp.hold_expiry_flush_delay": "1s"}
+    fib_at, ms = fabric_detection(3, **lag)
+    assert fib_at == pytest.approx(ms["bgp.session_down"] + 1.0)
 
 
 # ============================================================================ ECMP

@@ -102,6 +102,8 @@ class BgpFabric:
         self.keepalive = keepalive_interval(p.draw("bgp.keepalive_time"), self.hold)
         self.jitter = p.draw("bgp.keepalive_jitter")
         self.gr = p.flag("bgp.graceful_restart")
+        self.llgr = p.flag("bgp.long_lived_graceful_restart")
+        self.hold_jitter = p.draw("bgp.hold_timer_jitter")
         self.bfd = p.flag("bfd.enabled")
         self.bfd_tx = p.draw("bfd.interval")
         self.bfd_detect = bfd_detection_time(
@@ -123,9 +125,9 @@ class BgpFabric:
         rng = self.trial.rng
         hold = math.inf
         if self.hold > 0:
-            hold = self.hold - keepalive_age(
-                rng.random(), rng.random(), self.keepalive, self.jitter
-            )
+            # the router re-armed its (possibly jittered) hold timer at the last keepalive
+            armed = self.hold * (1.0 - self.hold_jitter * rng.random())
+            hold = armed - keepalive_age(rng.random(), rng.random(), self.keepalive, self.jitter)
         if self.bfd:
             bfd = self.bfd_detect - self.bfd_tx * rng.random()
             if bfd < hold:
@@ -165,7 +167,24 @@ class BgpFabric:
             return
         if by_bfd:
             self.trial.milestone("bfd.down")
-        self._session_down(s, keep_stale=self.gr and not by_bfd)
+            self._session_down(s, keep_stale=False)
+            return
+        # hold expiry: NOTIFICATION, then (BIRD) a flush some time later; stale routes
+        # are kept only with long-lived graceful restart (BIRD bgp_hold_timeout)
+        keep = self.gr and self.llgr
+        flush = self.trial.p.draw("bgp.hold_expiry_flush_delay")
+        if keep or flush <= 0:
+            self._session_down(s, keep_stale=keep)
+        else:
+            s.up = False
+            self.trial.milestone("bgp.session_down")
+            self.trial.at(flush, self._flush, s, s.epoch)
+
+    def _flush(self, s: _Session, epoch: int) -> None:
+        if epoch != s.epoch or s.up or s.rib == "none":
+            return
+        s.rib = "none"
+        self._fib_changed()
 
     def _back(self, s: _Session, *, rebooted: bool) -> None:
         s.epoch += 1

@@ -277,6 +277,37 @@ register(
             "after the session drops.",
         ),
         Param(
+            "bgp.long_lived_graceful_restart",
+            "flag",
+            False,
+            "BIRD 2.0.8+ (off unless configured); not in Calico's templates",
+            f"{BIRD}: proto/bgp/bgp.c bgp_hold_timeout() keeps routes as stale after a hold "
+            "timer expiry only when long-lived GR is negotiated (llgr_ready); plain graceful "
+            "restart is entered on a lost TCP session (bgp_sock_err), not on hold expiry",
+            "Whether a hold-timer expiry (a silent node) also keeps the node's routes as stale. "
+            "Without it, graceful restart only covers a speaker whose session was closed "
+            "(daemon killed on a live node).",
+        ),
+        Param(
+            "bgp.hold_timer_jitter",
+            "ratio",
+            Fixed(0.0),
+            "RFC 4271 speakers; BIRD 2 profiles set 0.25",
+            "RFC 4271 section 10 jitters ConnectRetry, keepalive and MRAI timers, not the hold "
+            f"timer; {BIRD}: proto/bgp/bgp.c bgp_start_timer() takes a random 0-25 % off every "
+            "BGP timer it starts, the hold timer included (measured in the lab: docs/lab.md)",
+            "Each (re)armed hold timer is shortened by a uniform share up to this value.",
+        ),
+        Param(
+            "bgp.hold_expiry_flush_delay",
+            "duration",
+            Fixed(0.0),
+            "[assumption] RFC 4271 speakers; BIRD 2 profiles set measured values",
+            "[assumption] a NOTIFICATION then an immediate flush; BIRD 2 enters its CLOSE state "
+            "after a hold expiry and flushes later (lab measurement, docs/lab.md)",
+            "Time from a hold-timer expiry on the router to the routes leaving its RIB.",
+        ),
+        Param(
             "bgp.graceful_restart_time",
             "duration",
             Fixed(120.0),
@@ -630,9 +661,15 @@ register_profile(
 register_profile(
     "bird2",
     "bgp",
-    "BIRD 2 defaults: hold 240 s, keepalive hold/3, connect delay 5 s, error wait 60 s, no "
-    "BFD (BFD when enabled: tx 100 ms, rx 10 ms, multiplier 5).",
-    {},
+    "BIRD 2 defaults: hold 240 s (jittered 0-25 %), keepalive hold/3, connect delay 5 s, "
+    "error wait 60 s, no BFD (BFD when enabled: tx 100 ms, rx 10 ms, multiplier 5).",
+    {
+        "bgp.hold_timer_jitter": (0.25, f"{BIRD}: bgp_start_timer() (RFC 4271 section 10)"),
+        "bgp.hold_expiry_flush_delay": (
+            "empirical(20ms, 580ms, 1.07s, 430ms, 250ms, 50ms, 1.9s)",
+            "chaoslab lab: BIRD 2.0.12 (Debian 12), hold 9 s, 7 hold expiries (docs/lab.md)",
+        ),
+    },
     default=True,
 )
 register_profile(
@@ -646,6 +683,11 @@ register_profile(
         "bgp.connect_delay": ("2s", f"{CALICO}: connect delay time 2"),
         "bgp.error_wait_time": ("5s", f"{CALICO}: error wait time 5,30"),
         "bgp.withdraw_delay": ("uniform(0s, 2s)", f"{CALICO}: protocol device scan time 2"),
+        "bgp.hold_timer_jitter": (0.25, f"{BIRD}: bgp_start_timer() (RFC 4271 section 10)"),
+        "bgp.hold_expiry_flush_delay": (
+            "empirical(20ms, 580ms, 1.07s, 430ms, 250ms, 50ms, 1.9s)",
+            "chaoslab lab: BIRD 2.0.12 (Debian 12), hold 9 s, 7 hold expiries (docs/lab.md)",
+        ),
         "bfd.enabled": (False, f"{CALICO}: no bfd in the templates"),
     },
 )
