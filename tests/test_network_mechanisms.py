@@ -218,8 +218,12 @@ def test_bfd_detection_in_simulation() -> None:
 def test_graceful_restart_keeps_stale_routes_only_with_llgr_on_hold_expiry() -> None:
     """BIRD: a hold expiry ends the session with a NOTIFICATION (routes go) unless long-lived
     GR was negotiated; then the stale routes stay for the Restart Time."""
-    base = {"bgp.hold_time": "9s", "bgp.graceful_restart": True, "router.fib_update_time": "0s",
-            "bgp.hold_expiry_flush_delay": "0s"}
+    base = {
+        "bgp.hold_time": "9s",
+        "bgp.graceful_restart": True,
+        "router.fib_update_time": "0s",
+        "bgp.hold_expiry_flush_delay": "0s",
+    }
     fib_at, ms = fabric_detection(7, **base)
     assert fib_at == pytest.approx(ms["bgp.session_down"])
     fib_at, ms = fabric_detection(7, **base, **{"bgp.long_lived_graceful_restart": True})
@@ -227,8 +231,11 @@ def test_graceful_restart_keeps_stale_routes_only_with_llgr_on_hold_expiry() -> 
 
 
 def test_bird_flushes_some_time_after_a_hold_expiry() -> None:
-    lag = {"bgp.hold_time": "9s", "router.fib_update_time": "0s",
-           "bgp.hold_expiry_flush_delay": "1s"}
+    lag = {
+        "bgp.hold_time": "9s",
+        "router.fib_update_time": "0s",
+        "bgp.hold_expiry_flush_delay": "1s",
+    }
     fib_at, ms = fabric_detection(3, **lag)
     assert fib_at == pytest.approx(ms["bgp.session_down"] + 1.0)
 
