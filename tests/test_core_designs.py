@@ -15,10 +15,17 @@ from chaoslab.params import ParamSet
 from chaoslab.runner import Cell
 
 NODEPORT = ["clusterip", "nodeport-direct", "nodeport-lb", "nodeport-lb-local"]
-K8S_FAULTS = ["pod-kill", "pod-delete", "node-crash", "node-partition", "kubelet-stop", "node-drain"]
+K8S_FAULTS = [
+    "pod-kill",
+    "pod-delete",
+    "node-crash",
+    "node-partition",
+    "kubelet-stop",
+    "node-drain",
+]
 
 
-def sim(design: str, fault: object, trials: int = 300, **kw: object):  # noqa: ANN201
+def sim(design: str, fault: object, trials: int = 300, **kw: object):
     return chaoslab.simulate(design, fault, trials=trials, seed=21, **kw)  # type: ignore[arg-type]
 
 
@@ -57,7 +64,7 @@ def test_lb_with_cluster_policy_pays_the_grace_period() -> None:
     cluster = sim("nodeport-lb", "node-crash")
     local = sim("nodeport-lb-local", "node-crash")
     assert cluster["recovery_s"].median() > 40
-    assert local["recovery_s"].median() < 10
+    assert local["recovery_s"].median() < 13  # HAProxy: 3 x (2 s timeout) + 2 x 2 s + U(0, 2 s)
     assert local["lost_s"].mean() < cluster["lost_s"].mean() / 4
     # the LB marked the dead node down long before the endpoints moved
     assert (cluster["at_lb_marked_down"] < cluster["at_endpoints_removed"]).all()

@@ -177,14 +177,31 @@ def test_all_nodes_lost_is_master_disruption(no_latency: dict[str, str]) -> None
 @pytest.mark.parametrize(
     ("interval", "fall", "timeout"), [(2.0, 3, 2.0), (1.0, 3, 0.5), (5.0, 2, 5.0)]
 )
-def test_lb_detection_window(interval: float, fall: int, timeout: float) -> None:
-    """A dead target is marked down in [(fall-1) * interval, fall * interval] + timeout."""
-    params = {"lb.interval": f"{interval}s", "lb.fall": fall, "lb.timeout": f"{timeout}s"}
+def test_lb_detection_window_fixed_rate(interval: float, fall: int, timeout: float) -> None:
+    """Checks on a grid: a dead target is down in [(fall-1) interval, fall interval] + timeout."""
+    params = {
+        "lb.interval": f"{interval}s",
+        "lb.fall": fall,
+        "lb.timeout": f"{timeout}s",
+        "lb.check_schedule": "fixed-rate",
+    }
     df = sim("nodeport-lb", "node-crash", params=params)
     d = df["at_lb_marked_down"]
     lo, hi = (fall - 1) * interval + timeout, fall * interval + timeout
     assert d.between(lo - 1e-9, hi + 1e-9).all()
     assert d.mean() == pytest.approx((lo + hi) / 2, abs=0.1 * interval)
+
+
+@pytest.mark.parametrize(("interval", "fall", "timeout"), [(1.0, 3, 1.0), (2.0, 3, 2.0)])
+def test_lb_detection_window_haproxy(interval: float, fall: int, timeout: float) -> None:
+    """HAProxy starts a check `inter` after the last one completed: each unanswered check
+    costs timeout + inter, so down in U(0, inter) + fall timeout + (fall-1) inter."""
+    params = {"lb.interval": f"{interval}s", "lb.fall": fall, "lb.timeout": f"{timeout}s"}
+    df = sim("nodeport-lb", "node-crash", params=params)
+    d = df["at_lb_marked_down"]
+    lo = fall * timeout + (fall - 1) * interval
+    assert d.between(lo - 1e-9, lo + interval + 1e-9).all()
+    assert d.mean() == pytest.approx(lo + interval / 2, abs=0.1 * interval)
 
 
 def test_lb_puts_a_repaired_node_back_after_rise(no_latency: dict[str, str]) -> None:

@@ -7,9 +7,15 @@ consecutive failures take the target out of rotation, ``lb.rise`` consecutive pa
 it back. With every target down the LB answers 503 itself, or sends to all of them when
 it fails open (``lb.fail_open``, AWS NLB).
 
-Closed form: a target that dies at t = 0 is marked down at
-``(fall - 1) * interval + U(0, interval) + timeout``, i.e. within
-[(fall - 1) * interval, fall * interval] + timeout.
+When the next check starts (``lb.check_schedule``):
+
+- ``fixed-rate`` — on the grid ``phase + k * interval`` whatever the last check did. A target
+  that dies at t = 0 is marked down at ``(fall - 1) * interval + U(0, interval) + timeout``,
+  i.e. within [(fall - 1) * interval, fall * interval] + timeout.
+- ``after-completion`` (HAProxy, ``src/check.c``: the next check is due ``inter`` after the
+  previous one completed) — an unanswered check delays the next one by its timeout: marked
+  down at ``U(0, interval) + fall * timeout + (fall - 1) * interval``. The lab measured this
+  (docs/lab.md): 5.1-5.9 s for inter 1 s, timeout 1 s, fall 3, where the grid gives 3-4 s.
 
 Checks are only stepped while a target's health differs from its marked state; a healthy
 cluster costs no events.
@@ -53,9 +59,12 @@ class LbHealthChecker:
         self.fall = max(1, p.count("lb.fall"))
         self.rise = max(1, p.count("lb.rise"))
         self.fail_open = p.flag("lb.fail_open")
+        self.after_completion = p.choice("lb.check_schedule") == "after-completion"
         # steady state: each target marked as its health check answers before the fault
         self.up = {n.name: check(n)[0] for n in self.targets}
         self.phase = {n.name: trial.phase(self.interval) for n in self.targets}
+        # grid of the checks of a target that stopped answering (after-completion schedule)
+        self.period = {n.name: self.interval for n in self.targets}
         self._active: set[str] = set()
         trial.listeners.append(self._on_change)
 
@@ -76,7 +85,7 @@ class LbHealthChecker:
     def _checking(self, node: Node) -> Generator[Any, Any, None]:
         env = self.trial.env
         name = node.name
-        t = next_tick(self.phase[name], self.interval, env.now)
+        t = next_tick(self.phase[name], self.period[name], env.now)
         streak = 0
         while True:
             if t > self.trial.horizon:
@@ -99,5 +108,10 @@ class LbHealthChecker:
                     self.trial.changed()
                     if self.check(node)[0] == self.up[name]:
                         break
-            t += self.interval
+            # an unanswered check ends at its timeout; HAProxy then waits a full interval
+            gap = self.interval
+            if self.after_completion and not ok and not answers:
+                gap += self.timeout
+            self.phase[name], self.period[name] = t % gap, gap
+            t += gap
         self._active.discard(name)

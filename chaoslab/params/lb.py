@@ -50,6 +50,17 @@ register(
             "Consecutive passed checks that mark a target up again.",
         ),
         Param(
+            "lb.check_schedule",
+            "choice",
+            "after-completion",
+            "HAProxy 1.x-3.x",
+            "haproxy/haproxy src/check.c (process_chk_conn: once a check is complete or "
+            "aborted, the task expires 'inter' later); confirmed in the chaoslab lab (docs/lab.md)",
+            "When the next health check starts: a fixed grid ('fixed-rate') or 'interval' after "
+            "the previous check completed ('after-completion': a timed-out check delays the next).",
+            choices=("after-completion", "fixed-rate"),
+        ),
+        Param(
             "lb.fail_open",
             "flag",
             False,
@@ -89,6 +100,11 @@ register_profile(
         "lb.fall": (2, f"{NLB_DOC}: UnhealthyThresholdCount 2"),
         "lb.rise": (5, f"{NLB_DOC}: HealthyThresholdCount 5"),
         "lb.fail_open": (True, f"{NLB_DOC}: 'unless the unhealthy target triggers ... fail open'"),
+        "lb.check_schedule": (
+            "fixed-rate",
+            "[assumption] AWS documents an interval between health checks per target, run by a "
+            "fleet of checkers; no completion-based rescheduling is documented",
+        ),
     },
 )
 register_profile(
@@ -100,5 +116,10 @@ register_profile(
         "lb.timeout": ("5s", f"{GCP_DOC}--timeout default 5s"),
         "lb.fall": (2, f"{GCP_DOC}--unhealthy-threshold default 2"),
         "lb.rise": (2, f"{GCP_DOC}--healthy-threshold default 2"),
+        "lb.check_schedule": (
+            "fixed-rate",
+            "[assumption] Google documents --check-interval as the time from the start of one "
+            "probe to the start of the next",
+        ),
     },
 )
