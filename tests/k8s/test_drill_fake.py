@@ -79,8 +79,16 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     # one of two replicas black-holed until the endpoint is removed after the grace period:
     # degraded, never fully down, recovered once kube-proxy dropped the endpoint
     t = env.cluster.timing
+    info = pd.read_csv(run / "trial_info.csv").iloc[0]
+    # the fault instant the drill took vs the true one (the fake logs it): the container
+    # started in [startedAt, startedAt + 1 s) and before it was seen Running; t0 is the
+    # earliest possible instant, never late, at most the recorded width early
+    true_t0 = next(tt for tt, what in env.cluster.log if what.startswith("node-crash"))
+    early = true_t0 - info["t0_mono"]
+    assert -0.05 <= early <= info["t0_uncertainty_s"] + 0.05
+    assert 0 <= info["t0_uncertainty_s"] <= 1.0
     assert tr["recovered"] and tr["downtime_s"] == 0
-    assert t.grace - 0.2 <= tr["recovery_s"] <= t.grace + 0.6
+    assert t.grace - 0.2 <= tr["recovery_s"] - early <= t.grace + 0.6
     ms = _milestones(run)
     order = [
         "node.not_ready",
@@ -93,22 +101,14 @@ def test_node_crash_by_chaos_pod_end_to_end(make_env) -> None:
     assert all(name in ms for name in order), ms
     assert ms["endpoints.added"] >= ms["replacement.scheduled"]
     assert [ms[n] for n in order] == sorted(ms[n] for n in order)
-    assert ms["node.not_ready"] == pytest.approx(t.grace, abs=0.35)
+    assert ms["node.not_ready"] - early == pytest.approx(t.grace, abs=0.2)
     assert ms["pod.evicted"] - ms["node.tainted"] == pytest.approx(1.0, abs=0.3)
     assert ms["endpoints.removed"] <= ms["pod.evicted"]
     assert "service.recovered" in ms
     # clock offset: the fake server runs SKEW seconds ahead
-    info = pd.read_csv(run / "trial_info.csv").iloc[0]
     offset = info["server_minus_monotonic_s"] - info["wall_minus_monotonic_s"]
     assert offset == pytest.approx(SKEW, abs=0.15)
     assert info["method"] == "pod" and info["node"] in ("worker-1", "worker-2")
-    # the fault instant the drill took (chaos pod seen Running + arm) vs the true one
-    true_t0 = next(t for t, what in env.cluster.log if what.startswith("node-crash"))
-    # t0 is the latest possible instant: late by the kubelet's status latency (0.25 s
-    # here), never early, and the recorded uncertainty covers the true instant
-    assert true_t0 - 0.05 <= info["t0_mono"] <= true_t0 + 0.25 + 0.15
-    assert info["t0_mono"] - info["t0_uncertainty_s"] <= true_t0 + 0.05
-    assert 0 <= info["t0_uncertainty_s"] <= 1.0
     assert any(
         m == "GET" and "/chaoslab/pods?" in p and "watch=true" in p for m, p in env.cluster.calls
     )
@@ -425,7 +425,7 @@ def test_node_never_comes_back_then_recover(make_env) -> None:
             "arm": "300ms",
             "crash": "poweroff",
         },
-        limits={"trial_timeout": "3s", "node_return": "500ms", "max_outage": "30s"},
+        limits={"trial_timeout": "4s", "node_return": "500ms", "max_outage": "30s"},
     )
     assert _drill(env, exp) == 1
     run = env.only_run()

@@ -501,7 +501,8 @@ class Injector:
         # reports Running during that sleep (a node that crashes at once might never
         # report it). The container started in [startedAt, startedAt + 1 s) (server time,
         # whole seconds) and no later than we saw it Running, so the fault instant is
-        # bounded; t0 is the latest possible instant, the earliest is recorded too.
+        # bounded; t0 is the earliest possible instant (so no effect of the fault is ever
+        # counted as before it), the width of the bound is recorded.
         seen, pod = self._wait_running(ns, name, node)
         assert f.arm is not None
         started = None
@@ -511,7 +512,7 @@ class Injector:
             )
         hi = min(seen, started + 1.0) if started is not None else seen
         lo = min(started, hi) if started is not None else hi
-        t0 = hi + f.arm
+        t0 = lo + f.arm
         self.details.update(chaos_pod=name, chaos_node=node, t0_uncertainty_s=hi - lo)
         self.journal.write(
             "inject.armed",
@@ -521,7 +522,7 @@ class Injector:
             fault_at=t0,
             uncertainty=hi - lo,
         )
-        time.sleep(max(0.0, t0 - time.monotonic()))
+        time.sleep(max(0.0, hi + f.arm - time.monotonic()))  # the fault has happened now
         self.journal.write("inject.done", trial=self.trial, method="pod", pod=name)
         return t0
 
