@@ -121,8 +121,9 @@ def test_ecmp_mode_decides_the_resets() -> None:
             trials=50,
         )
         shares[mode] = df["connections_reset"].mean()
-        # the unmoved flows to the dead node's app pod hang: 1/3 of what did not move
-        assert df["connections_hung"].mean() == pytest.approx((1 - shares[mode]) / 3, abs=0.01)
+        # behind nginx the unmoved connections do not hang on the dead node's app pod: each
+        # request is balanced (and retried) on its own (lab, docs/lab.md)
+        assert df["connections_hung"].mean() == 0
     # 3 next hops: modulo resets 2/3 of the flows, hash-threshold 1/2 (edge hop), resilient
     # only the dead hop's 1/3
     assert shares["modulo"] == pytest.approx(2 / 3, abs=0.01)

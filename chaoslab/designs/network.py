@@ -19,10 +19,13 @@ Request paths (a(t) = share of new requests that succeed within the client timeo
   profile), ``externalTrafficPolicy`` from ``cloud_lb.external_traffic_policy``.
 
 Long-lived connections (``client.long_lived_share`` of the requests ride on them) are
-pinned to the entry node they used at the fault and to one backend pod. One is *reset*
-when its packets reach another node (VIP moved, ECMP re-hash, RFC 793 section 3.4) or
-its backend's process died on a live node; it *hangs* while its entry or backend node is
-dead. A reset connection reconnects like a new request.
+pinned to the entry node they used at the fault and, on L4 paths (kube-proxy), to one
+backend pod. One is *reset* when its packets reach another node (VIP moved, ECMP re-hash,
+RFC 793 section 3.4), when the proxy on its entry died, or (L4) when its backend's process
+died on a live node; it *hangs* while its entry or (L4) backend node is dead. Behind nginx
+the backend is not pinned: each request of a keep-alive connection is balanced and retried
+on its own (measured in the lab, docs/lab.md). A reset connection reconnects like a new
+request.
 """
 
 from __future__ import annotations
@@ -105,6 +108,13 @@ class Connections:
                     f[2], f[3] = 0.0, hung + ok
                     changed = True
                 hung_total += hung + ok
+                continue
+            if self.l7:
+                # nginx balances each request of a client's keep-alive connection on its
+                # own and retries a refused upstream: the backend is not pinned (lab)
+                if hung:
+                    f[2], f[3] = ok + hung, 0.0
+                    changed = True
                 continue
             if pod.serves_from(entry):
                 if hung:
