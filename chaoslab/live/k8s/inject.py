@@ -419,7 +419,10 @@ class Injector:
             )
         t0 = time.monotonic()
         out = run_hook(argv, hook.timeout)
-        self.details.update(hook=json.dumps(argv), hook_output=out)
+        # the fault happened while the command ran: t0 is its start (the earliest instant)
+        self.details.update(
+            hook=json.dumps(argv), hook_output=out, t0_uncertainty_s=time.monotonic() - t0
+        )
         self.journal.write("inject.done", trial=self.trial, method="hook", argv=argv, output=out)
         return t0
 
@@ -431,6 +434,7 @@ class Injector:
             body["gracePeriodSeconds"] = round(self.fault.grace_period)
         t0 = time.monotonic()
         self.kube.delete(f"/api/v1/namespaces/{self.spec.namespace}/pods/{pod.name}", body)
+        self.details["t0_uncertainty_s"] = time.monotonic() - t0  # one round trip
         self.journal.write(
             "inject.done",
             trial=self.trial,
@@ -584,6 +588,7 @@ class Injector:
             self.journal.add_undo({"op": "uncordon", "node": node.name}, trial=self.trial)
         t0 = time.monotonic()
         self.kube.merge_patch(f"/api/v1/nodes/{node.name}", {"spec": {"unschedulable": True}})
+        self.details["t0_uncertainty_s"] = time.monotonic() - t0  # one round trip
         self.journal.write("inject.cordoned", trial=self.trial, node=node.name)
         self._drain = threading.Thread(
             target=self._evict_all, args=(node.name,), name="chaoslab-drain", daemon=True
