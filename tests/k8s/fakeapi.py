@@ -747,6 +747,26 @@ class FakeCluster:
         if duration is not None:
             self.after(duration, lambda: self.heal_node(node))
 
+    def node_patched(self, n: Obj) -> None:
+        """Non-graceful node shutdown: an out-of-service taint makes the pod GC force-delete
+        the node's pods (their volumes detach), so the ReplicaSet's replacements can run."""
+        name = n["metadata"]["name"]
+        if not any(
+            t.get("key") == "node.kubernetes.io/out-of-service" for t in n["spec"].get("taints", [])
+        ):
+            return
+        self.note(f"out-of-service {name}")
+        for p in self.items("pods"):
+            if (
+                p["spec"].get("nodeName") == name
+                and p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by")
+                != "chaoslab"
+            ):
+                self.alive[p["metadata"]["name"]] = "refuse"
+                self.remove("pods", p["metadata"]["namespace"], p["metadata"]["name"])
+        self._sync_slice()
+        self._replace()
+
     def heal_node(self, node: str) -> None:
         """Power on / partition healed / kubelet started: Ready again, taint gone, pods the
         controller deleted meanwhile finish terminating, the others come back."""
@@ -1042,7 +1062,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(409, "Conflict", "the object has been modified")
             body.get("metadata", {}).pop("resourceVersion", None)
             new = _merge(copy.deepcopy(obj), body)
-            return 200, cl.put(plural, new)
+            out = cl.put(plural, new)
+            if plural == "nodes":
+                cl.node_patched(new)
+            return 200, out
         if method == "DELETE":
             if plural == "pods":
                 grace = (body or {}).get("gracePeriodSeconds")

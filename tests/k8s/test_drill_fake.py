@@ -737,3 +737,37 @@ def test_long_lived_connections_reset_by_a_killed_pod(make_env) -> None:
     probes = pd.read_parquet(run / "probes.parquet")
     long = probes[probes["kind"] == "long"]
     assert (long["outcome"] == "reset").any() and long["conn"].nunique() > 2  # reconnected
+
+
+def test_out_of_service_taint_frees_pods_of_a_lost_node(make_env) -> None:
+    """Pods tolerating unreachable forever stay on a crashed node until an operator taints
+    it out-of-service; the drill does that after out_of_service_after and undoes it."""
+    env = make_env(replicas_on=("worker-1",), toleration=None)
+    exp = env.experiment(
+        {
+            "kind": "node-crash",
+            "target": {"select": "app-pod-node"},
+            "method": "pod",
+            "image": "busybox:1.36",
+            "arm": "300ms",
+            "crash": "poweroff",
+            "out_of_service_after": "1500ms",
+            "hook": {"recover": env.control_hook("poweron"), "timeout": "5s"},
+        },
+        limits={"max_outage": "30s"},
+    )
+    assert _drill(env, exp) == 0
+    run = env.only_run()
+    tr = load_run(run).trials.iloc[0]
+    assert tr["recovered"] and 1.5 <= tr["recovery_s"] <= 4
+    ms = _milestones(run)
+    assert "pod.evicted" not in ms  # never evicted by the taint manager ...
+    assert ms["pod.gone"] >= 1.5 and "replacement.ready" in ms  # ... force-deleted
+    j = env.journal(run)
+    assert any(e["event"] == "inject.out_of_service" for e in j)
+    assert any(e["event"] == "undo.done" and e.get("op") == "remove-taint" for e in j)
+    taints = _node(env, "worker-1")["spec"].get("taints", [])
+    assert not any(t["key"] == "node.kubernetes.io/out-of-service" for t in taints)
+    # the prediction force-deletes at the same time (cluster.force_delete_after)
+    pred = pd.read_parquet(run / "prediction.parquet")
+    assert (pred["at_pod_gone"] == 1.5).all()

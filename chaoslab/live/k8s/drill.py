@@ -222,6 +222,9 @@ def plan_drill(
                 "using the cluster's"
             )
         overrides[key] = val
+    if spec.fault.out_of_service_after is not None:
+        # the drill plays the operator who force-deletes the lost node's pods
+        overrides["cluster.force_delete_after"] = f"{spec.fault.out_of_service_after:g}s"
     ps = ParamSet.resolve(profiles, overrides, override_source="drill discovery")
     assumed = [
         (k, ps.text(k), ps.sources[k]) for k in ASSUMED_KEYS if k in ps.values and k not in found
@@ -848,6 +851,10 @@ def _observe(
         for ob in obs.drain():
             tracker.feed(ob)
         inj.check()
+        oos = f.out_of_service_after
+        if oos is not None and "out_of_service" not in info and now - t0 >= oos:
+            inj.taint_out_of_service()
+            info["out_of_service"] = now - t0
         _rec, start, up, _h = _current(probers, t0, now, spec)
         if not up and math.isfinite(start) and now - (t0 + start) > spec.limits.max_outage:
             info.update(

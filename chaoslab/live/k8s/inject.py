@@ -56,6 +56,7 @@ __all__ = [
 
 Obj = dict[str, Any]
 MANAGED_BY = "chaoslab"
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 
 
 class InjectionError(RuntimeError):
@@ -653,6 +654,36 @@ class Injector:
         except BaseException as e:  # surfaced by the drill loop
             self._drain_error = e
             self.journal.write("drain.error", trial=self.trial, error=str(e))
+
+    def taint_out_of_service(self) -> None:
+        """Taint the faulted node out-of-service (undo journaled first): the API server
+        then force-deletes its pods, as an operator does after a node was lost."""
+        node = self.target.node
+        assert node is not None
+        self.journal.add_undo(
+            {"op": "remove-taint", "node": node.name, "key": OUT_OF_SERVICE}, trial=self.trial
+        )
+        for _ in range(self.spec.api_retries + 1):
+            n = self.kube.get(f"/api/v1/nodes/{node.name}")
+            taints = list((n.get("spec") or {}).get("taints") or [])
+            if any(t.get("key") == OUT_OF_SERVICE for t in taints):
+                return
+            taints.append({"key": OUT_OF_SERVICE, "value": "nodeshutdown", "effect": "NoExecute"})
+            try:
+                self.kube.merge_patch(
+                    f"/api/v1/nodes/{node.name}",
+                    {
+                        "metadata": {"resourceVersion": n["metadata"]["resourceVersion"]},
+                        "spec": {"taints": taints},
+                    },
+                )
+            except KubeError as e:
+                if e.status == 409:  # the node controller changed the node meanwhile
+                    continue
+                raise
+            self.journal.write("inject.out_of_service", trial=self.trial, node=node.name)
+            return
+        raise InjectionError(f"could not taint {node.name} out-of-service (conflicts)")
 
     def check(self) -> None:
         """Raise what a background part of the injection hit (drain errors)."""

@@ -142,6 +142,10 @@ class FaultSpec(_Model):
     eviction_timeout: Duration | None = None
     #: node-drain: wait between eviction attempts a PDB refused (429)
     eviction_retry: Duration | None = None
+    #: node faults: the operator's move after this long — taint the node
+    #: node.kubernetes.io/out-of-service:NoExecute (non-graceful node shutdown, GA 1.28) so
+    #: its pods are force-deleted and replaced; the rollback removes the taint
+    out_of_service_after: Duration | None = None
     #: node-crash with method pod: sysrq reboot (b), poweroff (o) or panic (c)
     crash: Literal["reboot", "poweroff", "panic"] = "reboot"
 
@@ -160,6 +164,8 @@ class FaultSpec(_Model):
             raise ValueError("method: pod needs image: (the chaos pod's image) and arm:")
         if k in {"kubelet-stop", "node-partition"} and self.duration is None:
             raise ValueError(f"{k} needs duration: (the fault heals itself after it)")
+        if self.out_of_service_after is not None and k not in NODE_FAULTS - {"node-drain"}:
+            raise ValueError("out_of_service_after is for node-crash, node-partition, kubelet-stop")
         if k == "node-drain" and (self.eviction_timeout is None or self.eviction_retry is None):
             raise ValueError("node-drain needs eviction_timeout: and eviction_retry:")
         if k in NODE_FAULTS and self.target.select == "app-pod":
