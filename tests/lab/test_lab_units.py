@@ -101,6 +101,16 @@ def test_malformed_yaml_and_missing_section(tmp_path: Path) -> None:
         load_lab_experiment(f)
 
 
+def test_client_section_is_read_as_client_params(tmp_path: Path) -> None:
+    f = tmp_path / "e.yaml"
+    f.write_text(
+        BASE.replace("  client.timeout: 200ms\n", "  vrrp.version: 3\n")
+        + "client: {timeout: 700ms}\n"
+    )
+    exp = load_lab_experiment(f)
+    assert LabParams(exp.profile, exp.params).seconds("client.timeout") == 0.7
+
+
 def test_unknown_parameter_is_rejected(tmp_path: Path) -> None:
     f = tmp_path / "e.yaml"
     f.write_text(BASE.replace("  client.timeout: 200ms\n", "  vrrp.advert_intt: 1s\n"))

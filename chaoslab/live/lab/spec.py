@@ -281,6 +281,13 @@ def _top_level(doc: Mapping[str, Any]) -> dict[str, Any]:
     prof = doc.get("profile")
     if prof is not None:
         out["profile"] = [prof] if isinstance(prof, str) else prof
+    client = doc.get("client")
+    if isinstance(client, dict) and client:
+        # `client: {timeout: 5s}` is the experiment schema's short form of client.* params
+        params = dict(out.get("params") or {})
+        for k, v in client.items():
+            params.setdefault(f"client.{k}", v)
+        out["params"] = params
     return out
 
 
