@@ -108,7 +108,7 @@ def test_client_section_is_read_as_client_params(tmp_path: Path) -> None:
         + "client: {timeout: 700ms}\n"
     )
     exp = load_lab_experiment(f)
-    assert LabParams(exp.profile, exp.params).seconds("client.timeout") == 0.7
+    assert LabParams(exp.profile, exp.params).seconds("client.timeout") == pytest.approx(0.7)
 
 
 def test_unknown_parameter_is_rejected(tmp_path: Path) -> None:
