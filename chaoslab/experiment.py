@@ -39,6 +39,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.live.k8s.spec import LiveSpec
+from chaoslab.live.lab.spec import LabSpec
 from chaoslab.faults import FAULTS, Fault, ImpossibleFault
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.params import (
@@ -135,8 +137,10 @@ class ExperimentFile(_Strict):
     trials: int = Field(1000, ge=1)
     seed: int = Field(0, ge=0)
     horizon: str | float = Field("30m", description="how long after the fault a trial runs")
-    lab: dict[str, Any] | None = Field(None, description="live lab section (chaoslab lab)")
-    live: dict[str, Any] | None = Field(None, description="Kubernetes drill section")
+    lab: LabSpec | None = Field(
+        None, description="the local lab of real daemons (chaoslab lab up|drill|down)"
+    )
+    live: LiveSpec | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
 
     @field_validator("sweep")
     @classmethod
@@ -434,13 +438,29 @@ def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
     return Experiment(p, model, text, lines)
 
 
+def _model_of(ann: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``X``, ``X | None``, ``list[X]``)."""
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _near_field(loc: Sequence[Any]) -> str:
     model: type[BaseModel] = ExperimentFile
     for part in loc[:-1]:
-        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None) if field else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
+        if not isinstance(part, str):
+            continue  # a list index: stay on the item's model
+        field = model.model_fields.get(part)
+        inner = _model_of(field.annotation) if field else None
+        if inner is None:
+            return ""
+        model = inner
     near = difflib.get_close_matches(str(loc[-1]), model.model_fields, n=1)
     return f" (did you mean {near[0]}?)" if near else f"; known: {', '.join(model.model_fields)}"
 

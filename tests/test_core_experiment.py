@@ -280,3 +280,23 @@ def test_cli_runs_as_a_program(tmp_path: Path) -> None:
     )
     assert r.returncode == 0
     assert "kube_controller_manager.node_monitor_grace_period,40s" in r.stdout
+
+
+def test_lab_and_live_sections_are_typed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lab: and live: sections are validated by their own models, with located errors."""
+    text = (ROOT / "experiments" / "lab-vrrp.yaml").read_text()
+    assert "\n  nodes: 2" in text
+    path = write(tmp_path, text.replace("\n  nodes: 2", "\n  nodez: 2"))
+    code, _, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and "lab.nodez: unknown key (did you mean nodes?)" in err
+    exp = load_experiment(ROOT / "experiments" / "live-pod-delete.yaml")
+    assert exp.model.live is not None and type(exp.model.live).__name__ == "LiveSpec"
+
+
+def test_usage_errors_are_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["run"], ["compare", "/tmp"], ["no-such-command"], ["run", "--trials", "x"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2, args
+        assert "Traceback" not in err and "Error" in err

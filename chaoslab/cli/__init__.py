@@ -229,8 +229,10 @@ def _register_edges() -> None:
     _registered = True
     from chaoslab.cli import analysis
     from chaoslab.cli import lab as _lab
+    from chaoslab.cli.drill import drill
 
     app.add_typer(_lab.app, name="lab")
+    app.command("drill")(drill)
     analysis.register(app)
 
 
@@ -254,13 +256,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:
         return int(e.code or 0) if isinstance(e.code, int) else 1
-    except Exception as e:  # click usage errors arrive here with standalone_mode=False
+    except Exception as e:  # usage errors arrive here with standalone_mode=False
+        # typer vendors its own copy of click: accept either's exception classes
         import click
+        from typer import _click as tclick  # type: ignore[attr-defined]
 
-        if isinstance(e, click.exceptions.ClickException):
+        usage = (click.exceptions.ClickException, tclick.exceptions.ClickException)
+        aborts = tuple(
+            c for c in (click.exceptions.Abort, getattr(tclick.exceptions, "Abort", None)) if c
+        )
+        if isinstance(e, usage):
             e.show(file=sys.stderr)
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+            return int(e.exit_code)
+        if isinstance(e, aborts):
             return 130
         raise
     return 0
