@@ -39,9 +39,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.faults import FAULTS, Fault, ImpossibleFault
 from chaoslab.live.k8s.spec import LiveSpec
 from chaoslab.live.lab.spec import LabSpec
-from chaoslab.faults import FAULTS, Fault, ImpossibleFault
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.params import (
     ParamSet,
