@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 __all__ = [
     "FORMAT_VERSION",
@@ -233,31 +234,83 @@ class RunWriter:
         return p
 
     def finish(self, status: str = "complete", **fields: Any) -> Run:
-        """Merge the chunks into trials.parquet, write summary.csv and the final meta."""
-        trials = _read_parts(self._parts)
-        _atomic_parquet(self.path / "trials.parquet", trials)
-        for part in sorted(self._parts.glob("part-*.parquet")) if self._parts.exists() else []:
+        """Merge the chunks into trials.parquet, write summary.csv and the final meta.
+
+        The merge streams one chunk at a time into the file (a row group per chunk), and
+        the summary reads back only the columns it needs: a run of millions of trials with
+        their a(t) lists never has to fit in memory. The returned `Run` loads its trials
+        when first asked for them.
+        """
+        files = _part_files(self._parts)
+        dest = self.path / "trials.parquet"
+        _merge_parts(files, dest)
+        for part in files:
             part.unlink()
         with contextlib.suppress(OSError):
             self._parts.rmdir()
-        summary = summarize(trials)
+        summary = summarize(_summary_frame([dest]))
         atomic_write_text(self.path / "summary.csv", summary.to_csv(index=False))
         elapsed = (_dt.datetime.now(_dt.UTC) - self._started).total_seconds()
+        n = pq.ParquetFile(dest).metadata.num_rows
         self.meta.update(
-            status=status, finished_utc=_now(), elapsed_s=round(elapsed, 3), n_trials=len(trials)
+            status=status, finished_utc=_now(), elapsed_s=round(elapsed, 3), n_trials=n
         )
         self.meta.update(fields)
         self._write_meta()
-        return Run(self.path, dict(self.meta), trials)
+        return Run(self.path, dict(self.meta))
 
     def finish_partial(self, **fields: Any) -> None:
         """Mark the run partial (interrupted) and keep its finished chunks readable."""
-        trials = _read_parts(self._parts)
+        files = _part_files(self._parts)
+        trials = _summary_frame(files)
         if len(trials):
             atomic_write_text(self.path / "summary.csv", summarize(trials).to_csv(index=False))
         self.meta.update(status="partial", interrupted_utc=_now(), n_trials=len(trials))
         self.meta.update(fields)
         self._write_meta()
+
+
+def _part_files(parts_dir: Path) -> list[Path]:
+    return sorted(parts_dir.glob("part-*.parquet")) if parts_dir.exists() else []
+
+
+def _merge_parts(files: Sequence[Path], dest: Path) -> None:
+    """Concatenate chunk files into ``dest`` atomically, holding one chunk in memory."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for f in files:
+            table = pq.read_table(f)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            elif not table.schema.equals(writer.schema, check_metadata=False):
+                # e.g. a milestone column that is all-null in one chunk
+                table = table.select(writer.schema.names).cast(writer.schema)
+            writer.write_table(table)
+        if writer is None:
+            pd.DataFrame().to_parquet(tmp, index=False)
+        else:
+            writer.close()
+            writer = None
+        os.replace(tmp, dest)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _summary_frame(files: Sequence[Path]) -> pd.DataFrame:
+    """The trials' key, sweep and metric columns only (no milestones, no a(t) lists)."""
+    frames = []
+    for f in files:
+        names = pq.ParquetFile(f).schema_arrow.names
+        cols = [c for c in names if c not in AVAILABILITY_COLUMNS and not c.startswith("at_")]
+        frames.append(pd.read_parquet(f, columns=cols))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _read_parts(parts_dir: Path) -> pd.DataFrame:
@@ -267,13 +320,24 @@ def _read_parts(parts_dir: Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-@dataclass
 class Run:
-    """A loaded run folder."""
+    """A loaded run folder; ``trials`` is read from disk when first used."""
 
-    path: Path
-    meta: dict[str, Any]
-    trials: pd.DataFrame
+    def __init__(
+        self, path: Path, meta: dict[str, Any], trials: pd.DataFrame | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self._trials = trials
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        if self._trials is None:
+            p = self.path / "trials.parquet"
+            self._trials = (
+                pd.read_parquet(p) if p.exists() else _read_parts(self.path / "trials.parts")
+            )
+        return self._trials
 
     @property
     def complete(self) -> bool:
