@@ -115,6 +115,19 @@ class FaultModel(BaseModel):
     )
 
 
+class DesignVariant(_Strict):
+    """A design with its own profile or parameters, e.g. BGP with BFD beside BGP without."""
+
+    design: str
+    label: str | None = Field(
+        None, description="name in result tables (default: design, then its profile/params)"
+    )
+    profile: str | list[str] | None = Field(
+        None, description="profiles replacing the experiment's ones of the same family"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExperimentFile(_Strict):
     title: str
     description: str = ""
@@ -122,7 +135,10 @@ class ExperimentFile(_Strict):
         None, description="profiles, at most one per family (k8s, lb, vrrp, bgp, ...)"
     )
     cluster: ClusterModel = ClusterModel()
-    designs: list[str] = Field(min_length=1)
+    designs: list[str | DesignVariant] = Field(
+        min_length=1,
+        description="design keys, or {design, label, profile, params} for a variant",
+    )
     faults: list[FaultModel] = Field(min_length=1)
     params: dict[str, Any] = Field(
         default_factory=dict, description="catalogue key -> value (`chaoslab params`)"
@@ -214,14 +230,30 @@ class Experiment:
         p = self.model.profile
         return [p] if isinstance(p, str) else list(p or [])
 
-    def profiles_for(self, point: Mapping[str, Any]) -> list[str]:
-        """The file's profiles with a swept ``profile`` replacing those of its family."""
-        swept = point.get("profile")
-        if swept is None:
-            return self.profiles
-        names = [swept] if isinstance(swept, str) else list(swept)
-        families = {profile(n).family for n in names}
-        return [n for n in self.profiles if profile(n).family not in families] + names
+    def profiles_for(
+        self, point: Mapping[str, Any], variant: DesignVariant | None = None
+    ) -> list[str]:
+        """The file's profiles, then a variant's, then a swept ``profile``; a later one
+        replaces the earlier ones of its family."""
+        names = list(self.profiles)
+        layers: list[object] = [variant.profile if variant else None, point.get("profile")]
+        for layer in layers:
+            if layer is None:
+                continue
+            new = [layer] if isinstance(layer, str) else list(layer)  # type: ignore[call-overload]
+            families = {profile(n).family for n in new}
+            names = [n for n in names if profile(n).family not in families] + new
+        return names
+
+    def design_entries(self) -> list[tuple[str, str, DesignVariant | None]]:
+        """(label, design key, variant) for every entry of ``designs:``."""
+        out = []
+        for entry in self.model.designs:
+            if isinstance(entry, str):
+                out.append((entry, entry, None))
+            else:
+                out.append((entry.label or _variant_label(entry), entry.design, entry))
+        return out
 
     @property
     def horizon(self) -> float:
@@ -270,12 +302,14 @@ class Experiment:
         spec = self.cluster_spec()
         out = []
         for point in self.sweep_points():
-            params = {k: v for k, v in point.items() if k != "profile"}
-            ps = ParamSet.resolve(self.profiles_for(point), {**base, **params})
-            for design in self.model.designs:
+            swept = {k: v for k, v in point.items() if k != "profile"}
+            for label, key, variant in self.design_entries():
+                own = dict(variant.params) if variant else {}
+                ps = ParamSet.resolve(self.profiles_for(point, variant), {**base, **own, **swept})
                 for fm, fault in zip(self.model.faults, self.faults(), strict=True):
-                    if fm.designs is None or design in fm.designs:
-                        out.append(Cell(design, fault, ps, spec, point, self.horizon))
+                    if fm.designs is None or label in fm.designs or key in fm.designs:
+                        cell = Cell(key, fault, ps, spec, point, self.horizon, label=label)
+                        out.append(cell)
         return out
 
     def slug(self) -> str:
@@ -323,14 +357,33 @@ class Experiment:
             parse_duration(m.horizon)
         except ParseError as e:
             raise self.error(("horizon",), str(e)) from None
-        for i, name in enumerate(m.designs):
+        labels: set[str] = set()
+        for i, (label, name, variant) in enumerate(self.design_entries()):
+            loc: tuple[Any, ...] = ("designs", i) if variant is None else ("designs", i, "design")
             if name not in DESIGNS:
                 near = difflib.get_close_matches(name, DESIGNS, n=2)
                 hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+                raise self.error(loc, f"unknown design {name!r}{hint}; known: {', '.join(DESIGNS)}")
+            if label in labels:
                 raise self.error(
-                    ("designs", i),
-                    f"unknown design {name!r}{hint}; known: {', '.join(DESIGNS)}",
+                    ("designs", i), f"two designs are named {label!r}; give one a label"
                 )
+            labels.add(label)
+            if variant is None:
+                continue
+            for key, raw in variant.params.items():
+                self._check_param(("designs", i, "params", key), key, raw)
+            vp = variant.profile
+            for j, pname in enumerate([vp] if isinstance(vp, str) else list(vp or [])):
+                try:
+                    profile(pname)
+                except UnknownProfile as e:
+                    where = (
+                        ("designs", i, "profile")
+                        if isinstance(vp, str)
+                        else ("designs", i, "profile", j)
+                    )
+                    raise self.error(where, str(e)) from None
         for i, f in enumerate(m.faults):
             if f.kind not in FAULTS:
                 near = difflib.get_close_matches(f.kind, FAULTS, n=2)
@@ -355,25 +408,32 @@ class Experiment:
                 raise ValueError(f"no node of role {'/'.join(spec.app_roles())} for the app")
         except ValueError as e:
             raise self.error(("cluster",), str(e)) from None
-        ps = ParamSet.resolve(self.profiles, {**self.overrides(), **(extra_overrides or {})})
         faults = self.faults()
+        entries = self.design_entries()
+        names = {label for label, _, _ in entries} | {key for _, key, _ in entries}
         for i, fm in enumerate(m.faults):
             for j, name in enumerate(fm.designs or []):
-                if name not in m.designs:
+                if name not in names:
                     raise self.error(
                         ("faults", i, "designs", j),
-                        f"{name!r} is not among the experiment's designs ({', '.join(m.designs)})",
+                        f"{name!r} is not among the experiment's designs ({', '.join(names)})",
                     )
-        for design in m.designs:
+        for label, design, variant in entries:
+            own = dict(variant.params) if variant else {}
+            vps = ParamSet.resolve(
+                self.profiles_for({}, variant),
+                {**self.overrides(), **own, **(extra_overrides or {})},
+            )
             for i, fault in enumerate(faults):
-                if m.faults[i].designs is not None and design not in m.faults[i].designs:
+                fdesigns = m.faults[i].designs
+                if fdesigns is not None and label not in fdesigns and design not in fdesigns:
                     continue
-                cell = Cell(design, fault, ps, spec, {}, self.horizon)
+                cell = Cell(design, fault, vps, spec, {}, self.horizon, label=label)
                 try:
                     cell.check()
                 except (ImpossibleTarget, ImpossibleFault, ValueError) as e:
                     loc = ("faults", i, "target") if m.faults[i].target else ("faults", i)
-                    raise self.error(loc, f"{design} x {fault.kind}: {e}") from None
+                    raise self.error(loc, f"{label} x {fault.kind}: {e}") from None
 
     def _check_param(self, loc: tuple[Any, ...], key: str, raw: Any) -> None:
         try:
@@ -396,6 +456,15 @@ class Experiment:
             data["command_line_overrides"] = {k: str(v) for k, v in extra_overrides.items()}
         data["profiles_applied"] = list(ps.profiles)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _variant_label(v: DesignVariant) -> str:
+    """A readable default name for a design variant: design[profile,key=value]."""
+    bits = [v.profile] if isinstance(v.profile, str) else list(v.profile or [])
+    bits += [
+        f"{k}={str(val).lower() if isinstance(val, bool) else val}" for k, val in v.params.items()
+    ]
+    return f"{v.design}[{','.join(bits)}]" if bits else v.design
 
 
 def load_experiment(path: str | Path, text: str | None = None) -> Experiment:

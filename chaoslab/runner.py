@@ -47,12 +47,18 @@ class Cell:
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     sweep: Mapping[str, object] = field(default_factory=dict)
     horizon: float = 1800.0
+    #: the name in result tables (a design variant's label); default: the design key
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.design
 
     @property
     def key(self) -> str:
         sweep = ",".join(f"{k}={v}" for k, v in sorted(self.sweep.items()))
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.fault.options.items()))
-        return f"{self.design}|{self.fault.kind}|{self.fault.label}|{opts}|{sweep}"
+        return f"{self.name}|{self.fault.kind}|{self.fault.label}|{opts}|{sweep}"
 
     def check(self) -> None:
         """Raise ImpossibleFault/ImpossibleTarget if this cell cannot run (build one trial)."""
@@ -234,7 +240,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
         a_t.append(trial.a_t)
         a_v.append(trial.a_v)
     data: dict[str, Any] = {
-        "design": [cell.design] * n,
+        "design": [cell.name] * n,
         "fault": [cell.fault.kind] * n,
         "target": [cell.fault.label] * n,
     }

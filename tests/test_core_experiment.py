@@ -300,3 +300,46 @@ def test_usage_errors_are_one_line_not_a_traceback(capsys: pytest.CaptureFixture
         code, _, err = run_cli(args, capsys)
         assert code == 2, args
         assert "Traceback" not in err and "Error" in err
+
+
+VARIANTS = """\
+title: BGP with and without BFD
+profile: [k8s-1.32, calico-bird]
+designs:
+  - ingress-vip-bgp
+  - {design: ingress-vip-bgp, params: {bfd.enabled: true}}
+  - {design: nodeport-lb, label: nodeport-nlb, profile: aws-nlb}
+faults:
+  - {kind: node-crash, target: vip-holder, designs: [ingress-vip-bgp]}
+  - {kind: node-crash, target: app-pod-node, designs: [nodeport-nlb]}
+trials: 30
+"""
+
+
+def test_design_variants_get_their_own_profile_params_and_name(tmp_path: Path) -> None:
+    exp = load_experiment(write(tmp_path, VARIANTS))
+    exp.validate()
+    cells = {c.name: c for c in exp.cells()}
+    assert set(cells) == {"ingress-vip-bgp", "ingress-vip-bgp[bfd.enabled=true]", "nodeport-nlb"}
+    assert cells["ingress-vip-bgp[bfd.enabled=true]"].params["bfd.enabled"] is True
+    assert cells["ingress-vip-bgp"].params["bfd.enabled"] is False
+    nlb = cells["nodeport-nlb"]
+    assert nlb.design == "nodeport-lb" and "aws-nlb" in nlb.params.profiles
+    assert "calico-bird" in nlb.params.profiles  # the other families keep the file's profiles
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda s: s.replace("label: nodeport-nlb", "label: ingress-vip-bgp"), "two designs"),
+        (lambda s: s.replace("bfd.enabled: true", "bfd.enabld: true"), "did you mean"),
+        (lambda s: s.replace("profile: aws-nlb", "profile: aws-nlbb"), "unknown profile"),
+        (lambda s: s.replace("{design: nodeport-lb,", "{design: nodeport-lbx,"), "unknown design"),
+    ],
+)
+def test_bad_variants_are_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, words
+) -> None:
+    path = write(tmp_path, edit(VARIANTS))
+    code, _, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and words in err and f"{path}:" in err and "designs[" in err

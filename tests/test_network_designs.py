@@ -286,7 +286,7 @@ def test_seed_designs_file_shows_the_articles_claims() -> None:
     exp = load_experiment(root / "seed-designs.yaml")
     exp.validate()
     cells = {
-        (c.design, c.fault.kind, c.fault.label, str(c.sweep.get("profile"))): c for c in exp.cells()
+        (c.name, c.fault.kind, c.fault.label, str(c.sweep.get("profile"))): c for c in exp.cells()
     }
 
     def run(design: str, target: str, profile: str):  # type: ignore[no-untyped-def]
@@ -303,3 +303,18 @@ def test_seed_designs_file_shows_the_articles_claims() -> None:
         assert bgp["recovery_s"].between(0.75 * 240 - 80, 243).all()
         assert np.allclose(bgp["lost_s"], bgp["recovery_s"] / 3, rtol=0.02)
         assert bgp["connections_reset"].gt(0.3).all()
+        bfd = run("ingress-vip-bgp+bfd", "vip-holder", profile)
+        assert bfd["recovery_s"].between(0.1, 0.6).all()  # BIRD BFD 5 x 100 ms
+        # a crash: the clients' entry for the dead MAC failed long before the VIP moved
+        nogarp = run("ingress-vip-pod-no-garp", "vip-holder", profile)
+        assert abs(nogarp["downtime_s"].mean() - pod["downtime_s"].mean()) < 10
+        # a planned move (ingress pod deleted): without GARP, the neighbour cache decides
+        moved = run_chunk(
+            Chunk(cells[("ingress-vip-pod", "pod-delete", "ingress-pod", profile)], 7, 0, 100)
+        )
+        stale = run_chunk(
+            Chunk(
+                cells[("ingress-vip-pod-no-garp", "pod-delete", "ingress-pod", profile)], 7, 0, 100
+            )
+        )
+        assert stale["downtime_s"].mean() > moved["downtime_s"].mean() + 15

@@ -9,6 +9,7 @@ from typing import NoReturn
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chaoslab.designs import ImpossibleTarget
@@ -74,7 +75,7 @@ def summary_table(df: pd.DataFrame, title: str | None = None) -> Table:
     for c in metric_cols:
         t.add_column(_HEADERS[c], justify="right")
     for _, row in df.iterrows():
-        cells = [_fmt(row[c]) for c in key_cols]
+        cells = [escape(_fmt(row[c])) for c in key_cols]
         for c in metric_cols:
             v = row[c]
             cells.append(f"{v:.0%}" if c == "recovered" else _fmt(v))

@@ -83,7 +83,7 @@ def run_experiment(
             "profiles": exp.profiles,
             "overrides": overrides,
             "horizon_s": exp.horizon,
-            "designs": exp.model.designs,
+            "designs": [label for label, _, _ in exp.design_entries()],
             "faults": [f.kind for f in exp.faults()],
             "sweep": {k: [str(v) for v in vs] for k, vs in exp.model.sweep.items()},
             "cells": len(cells),

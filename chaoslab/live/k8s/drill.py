@@ -138,19 +138,20 @@ def load_live(path: str | Path) -> tuple[Experiment, LiveSpec]:
         elif err["type"] == "missing":
             msg = "required key is missing"
         raise exp.error(loc, msg) from None
-    design = spec.design or (exp.model.designs[0] if len(exp.model.designs) == 1 else None)
+    keys = [key for _, key, _ in exp.design_entries()]
+    design = spec.design or (keys[0] if len(keys) == 1 else None)
     if design is None:
         raise exp.error(
             ("live",),
             "the experiment has several designs; say which one the cluster runs with live.design",
         )
-    if design not in exp.model.designs:
+    if design not in keys:
         raise exp.error(("live", "design"), f"{design!r} is not among the experiment's designs")
     return exp, spec
 
 
 def _design(exp: Experiment, spec: LiveSpec) -> str:
-    return spec.design or exp.model.designs[0]
+    return spec.design or exp.design_entries()[0][1]
 
 
 def _model_fault(exp: Experiment, spec: LiveSpec) -> dict[str, Any]:
