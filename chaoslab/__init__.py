@@ -78,7 +78,10 @@ def simulate(
     f = _fault(fault)
     if f.kind not in FAULTS:
         raise KeyError(f"unknown fault {f.kind!r}; known: {', '.join(FAULTS)}")
-    ps = ParamSet.resolve(profile, params or {}, override_source="simulate(params=...)")
+    chosen = [profile] if isinstance(profile, str) else list(profile or [])
+    ps = ParamSet.resolve(
+        DESIGNS[design].profiles(chosen), params or {}, override_source="simulate(params=...)"
+    )
     if cluster is None:
         spec = ClusterSpec()
     elif isinstance(cluster, ClusterSpec):

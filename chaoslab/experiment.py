@@ -305,7 +305,8 @@ class Experiment:
             swept = {k: v for k, v in point.items() if k != "profile"}
             for label, key, variant in self.design_entries():
                 own = dict(variant.params) if variant else {}
-                ps = ParamSet.resolve(self.profiles_for(point, variant), {**base, **own, **swept})
+                profiles = DESIGNS[key].profiles(self.profiles_for(point, variant))
+                ps = ParamSet.resolve(profiles, {**base, **own, **swept})
                 for fm, fault in zip(self.model.faults, self.faults(), strict=True):
                     if fm.designs is None or label in fm.designs or key in fm.designs:
                         cell = Cell(key, fault, ps, spec, point, self.horizon, label=label)
@@ -354,9 +355,11 @@ class Experiment:
             except (UnknownParameter, ParseError) as e:
                 raise ExperimentError("--set", None, key, str(e)) from None
         try:
-            parse_duration(m.horizon)
+            horizon = parse_duration(m.horizon)
         except ParseError as e:
             raise self.error(("horizon",), str(e)) from None
+        if not 0 < horizon < float("inf"):
+            raise self.error(("horizon",), f"the horizon must be a positive time, got {m.horizon}")
         labels: set[str] = set()
         for i, (label, name, variant) in enumerate(self.design_entries()):
             loc: tuple[Any, ...] = ("designs", i) if variant is None else ("designs", i, "design")
@@ -421,7 +424,7 @@ class Experiment:
         for label, design, variant in entries:
             own = dict(variant.params) if variant else {}
             vps = ParamSet.resolve(
-                self.profiles_for({}, variant),
+                DESIGNS[design].profiles(self.profiles_for({}, variant)),
                 {**self.overrides(), **own, **(extra_overrides or {})},
             )
             for i, fault in enumerate(faults):

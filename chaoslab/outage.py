@@ -13,6 +13,8 @@ From a(t) on ``[0, horizon]`` (DESIGN.md, "Model semantics"):
 - ``degraded_s``: total time with 0 < a < 1.
 - ``lost_s``: integral of (1 - a) dt, the error-budget cost in seconds of traffic.
 
+No change points at all means nothing was observed: every metric is NaN.
+
 A live run estimates a(t) from probes (`availability_from_probes`) and then uses the same
 function, so a prediction and a measurement are comparable by construction.
 """
@@ -44,7 +46,8 @@ def metrics(times: Sequence[float], values: Sequence[float], horizon: float) -> 
     """Outage metrics of the availability step function given by change points."""
     n = len(times)
     if n == 0:
-        return OutageMetrics(0.0, True, 0.0, 0.0, 0.0)
+        nan = math.nan
+        return OutageMetrics(nan, False, nan, nan, nan)
     down = degraded = lost = 0.0
     last_drop_end = 0.0  # end of the last stretch with a < 1
     for i in range(n):
@@ -98,7 +101,9 @@ def availability_from_probes(
         keep &= t < horizon
     t, ok = t[keep], ok[keep]
     if t.size == 0:
-        return np.array([0.0]), np.array([1.0])
+        # no probe after the fault: nothing was measured (a dead prober must not read as
+        # "no outage"); metrics() of empty change points is NaN
+        return np.array([]), np.array([])
     idx = np.floor(t / bin_s).astype(np.int64)
     nbins = int(idx.max()) + 1
     total = np.bincount(idx, minlength=nbins)

@@ -372,11 +372,26 @@ def load_run(path: str | Path) -> Run:
         raise RunFormatError(
             f"{p}: results format version {version}, this chaoslab reads {FORMAT_VERSION}"
         )
-    trials_path = p / "trials.parquet"
-    trials = (
-        pd.read_parquet(trials_path) if trials_path.exists() else _read_parts(p / "trials.parts")
+    files = (
+        [p / "trials.parquet"]
+        if (p / "trials.parquet").exists()
+        else _part_files(p / "trials.parts")
     )
-    return Run(p, meta, trials)
+    if not files and meta.get("n_trials"):
+        raise RunFormatError(
+            f"{p}: meta.json says {meta['n_trials']} trials but there is no trials.parquet"
+        )
+    required = {"design", "fault", "target", "trial", "recovery_s", "recovered", "lost_s"}
+    for f in files:
+        try:
+            names = set(pq.ParquetFile(f).schema_arrow.names)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise RunFormatError(f"{f}: not a readable Parquet file ({e})") from None
+        missing = sorted(required - names)
+        if missing:
+            raise RunFormatError(f"{f}: not a trials table (no column {', '.join(missing)})")
+    # the trials themselves are read on first use (Run.trials)
+    return Run(p, meta)
 
 
 # --------------------------------------------------------------------------- summary

@@ -23,10 +23,14 @@ def test_a_clean_blip() -> None:
     assert m.lost_s == pytest.approx(2.0 + 1.5)
 
 
-def test_no_drop_is_zero() -> None:
+def test_no_drop_is_zero_and_nothing_observed_is_unknown() -> None:
     m = metrics([0.0], [1.0], horizon=100)
-    assert m == metrics([], [], horizon=100)
-    assert m.recovery_s == 0 and m.lost_s == 0
+    assert m.recovery_s == 0 and m.lost_s == 0 and m.recovered
+    unknown = metrics([], [], horizon=100)
+    assert math.isnan(unknown.recovery_s) and not unknown.recovered
+    # a prober that recorded nothing after the fault must not read as "no outage"
+    t, a = availability_from_probes(np.array([1.0, 2.0]), np.array([True, True]), t_fault=5.0)
+    assert math.isnan(metrics(t, a, horizon=60).lost_s)
 
 
 def test_recovery_is_for_good() -> None:

@@ -18,7 +18,7 @@ name (``controller-2``), ``node:NAME``, ``pod:NAME``; network designs add their 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -162,3 +162,14 @@ class Design:
     targets: tuple[str, ...] = ("app-pod", "app-pod-node", "app-pod-nodes", "idle-node")
     #: fault kinds that make no sense for this design, with the reason
     refuses: dict[str, str] = field(default_factory=dict)
+    #: profiles this design implies (MetalLB's own BGP speaker for metallb-bgp); the
+    #: experiment's profiles of the same family win
+    default_profiles: tuple[str, ...] = ()
+
+    def profiles(self, chosen: Sequence[str]) -> list[str]:
+        """``chosen`` plus this design's default profiles of families it does not set."""
+        from chaoslab.params import profile
+
+        families = {profile(n).family for n in chosen}
+        extra = [n for n in self.default_profiles if profile(n).family not in families]
+        return extra + list(chosen)

@@ -976,6 +976,7 @@ DESIGNS: dict[str, Design] = {
             "hold timer or BFD, ECMP re-hash",
             _build("metallb-bgp"),
             targets=_T_L4,
+            default_profiles=("metallb-native",),
         ),
         Design(
             "kube-vip-arp",
@@ -988,7 +989,8 @@ DESIGNS: dict[str, Design] = {
         ),
         Design(
             "cloud-lb",
-            "A cloud load balancer health-checking NodePorts (profile aws-nlb or gcp).",
+            "A cloud load balancer health-checking NodePorts (aws-nlb checks unless the "
+            "experiment picks another lb profile, e.g. gcp).",
             "beyond",
             "cloud LB -> NodePort (Cluster or Local)",
             "the cloud LB's health checks",
@@ -997,6 +999,7 @@ DESIGNS: dict[str, Design] = {
                 "daemon-kill": "the cloud LB's health checker runs outside the cluster; no "
                 "node daemon holds the entry (kill a pod or crash a node instead)",
             },
+            default_profiles=("aws-nlb",),
         ),
     ]
 }

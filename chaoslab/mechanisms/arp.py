@@ -121,6 +121,8 @@ class VipNeighbour:
         if self.kind == "linux":
             p = self.p
             base = p.draw("arp.base_reachable_time")
+            # the kernel draws each reachable time uniformly in [base/2, 3 base/2]
+            # (arp(7), neigh_rand_reach_time): a formula, not a default
             wait = (
                 base * (0.5 + self.trial.rng.random())
                 + p.draw("arp.delay_first_probe_time")

@@ -86,8 +86,10 @@ class KubeProxy:
     """One node's kube-proxy: what its iptables rules currently send traffic to."""
 
     __slots__ = (
+        "_epoch",
         "_last_start",
         "_pending",
+        "_running",
         "_synced_version",
         "cluster",
         "local",
@@ -109,6 +111,8 @@ class KubeProxy:
         # the last sync before the fault was the periodic one, at a random phase
         self._last_start = -trial.phase(p.draw("kube_proxy.iptables_sync_period"))
         self._pending = False
+        self._running = False
+        self._epoch = 0
         self._synced_version = svc.version
         self.programmed: tuple[Pod, ...] = svc.ready
         self.local: tuple[Pod, ...] = ()
@@ -136,40 +140,56 @@ class KubeProxy:
         return self.programmed
 
     def slice_changed(self) -> None:
-        if self._pending or not self.node.reachable:
-            return  # a dead or cut-off kube-proxy sees nothing; it resyncs when back
+        """The Service's slice changed: sync once the runner allows (one sync at a time)."""
+        if self._pending or self._running or not self.node.reachable:
+            # a pending sync reads the latest slice when it starts; a running one triggers
+            # another when it ends; a dead or cut-off kube-proxy resyncs when it is back
+            return
         now = self.trial.env._now
         start = self._last_start + self.min_sync
         if start <= now:
             # no min-sync wait: start the sync in this very instant instead of through a
             # zero-delay event (the slice it reads is the one just published either way)
-            self._start_sync()
+            self._start_sync(self._epoch)
             return
         self._pending = True
-        self.trial.at(start - now, self._start_sync)
+        self.trial.at(start - now, self._start_sync, self._epoch)
 
     def resync(self) -> None:
         """The node is back (boot or heal): re-list and sync once."""
-        self._pending = False
+        self._epoch += 1  # callbacks left from before the outage are void
+        self._pending = self._running = False
         if self._synced_version != self.service.version:
             self.slice_changed()
 
-    def _start_sync(self) -> None:
+    def _start_sync(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            return
         self._pending = False
         if not self.node.reachable:
             return
+        self._running = True
         self._last_start = self.trial.now
         svc = self.service
         snapshot = (svc.ready, svc.serving_terminating, svc.version)
         duration = self.trial.p.draw("kube_proxy.sync_duration")
-        self.trial.at(duration, self._finish_sync, snapshot)
+        self.trial.at(duration, self._finish_sync, snapshot, epoch)
 
-    def _finish_sync(self, snapshot: tuple[tuple[Pod, ...], tuple[Pod, ...], int]) -> None:
+    def _finish_sync(
+        self, snapshot: tuple[tuple[Pod, ...], tuple[Pod, ...], int], epoch: int
+    ) -> None:
+        if epoch != self._epoch:
+            return
+        self._running = False
         if not self.node.powered:
             return
         ready, terminating, version = snapshot
-        self.programmed = ready
-        self._split_local(ready, terminating)
-        self._synced_version = version
-        self.cluster.proxy_synced(self)
-        self.trial.changed()
+        if version > self._synced_version:
+            self.programmed = ready
+            self._split_local(ready, terminating)
+            self._synced_version = version
+            self.cluster.proxy_synced(self)
+            self.trial.changed()
+        # BoundedFrequencyRunner: a change that arrived during this sync runs next
+        if self.service.version != self._synced_version:
+            self.slice_changed()

@@ -165,7 +165,8 @@ class Kubelet:
             return  # it learns when it can reach the API again (reconcile)
         p = self.trial.p
         grace = p.draw("pod.termination_grace_period_seconds")
-        prestop = min(p.draw("pod.prestop_sleep"), grace + 2.0)  # +2 s one-off extension
+        extension = p.draw("kubelet.prestop_grace_extension")
+        prestop = min(p.draw("pod.prestop_sleep"), grace + extension)
         watch = self._api()
         self.trial.at(watch + prestop, self._sigterm, pod, max(grace - prestop, 0.0))
 

@@ -241,10 +241,18 @@ class NodeLifecycleController:
         if self.master_disruption and not all_full:
             self.master_disruption = False
             # on exit the controller resets probe and transition timestamps: grace restarts
+            now = self.trial.now
             for n in self.cluster.nodes:
-                if n.name in self.probe and not n.ready and self.taint_based:
-                    self.probe[n.name] = self.trial.now
-                    self.trial.at(self.grace, self._requeue_taint, n, self.epoch[n.name])
+                if n.name not in self.probe or n.ready:
+                    continue
+                self.probe[n.name] = now
+                epoch = self.epoch[n.name]
+                if self.taint_based:
+                    t = next_tick(self.phase, self.period, now + self.grace)
+                    self.trial.at(t - now, self._requeue_taint, n, epoch)
+                else:
+                    t = next_tick(self.phase, self.period, now + self.eviction_timeout)
+                    self.trial.at(t - now, self._legacy_eviction_due, n, epoch)
         if state == "PartialDisruption":
             rate = self.secondary_rate if len(nodes) > self.large_cluster else 0.0
         else:

@@ -136,11 +136,6 @@ class VrrpGroup:
         trial.listeners.append(self._on_change)
 
     # ------------------------------------------------------------------ queries
-    def master(self) -> Node | None:
-        """The MASTER that clients can reach (the last one that sent a GARP wins ties)."""
-        ms = [i for i in self.insts if i.state == "MASTER" and i.node.reachable]
-        return ms[-1].node if ms else None
-
     def masters(self) -> list[Node]:
         return [i.node for i in self.insts if i.state == "MASTER"]
 

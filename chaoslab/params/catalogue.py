@@ -30,6 +30,7 @@ __all__ = [
     "lookup",
     "register",
     "register_profile",
+    "require_positive",
 ]
 
 #: What a parameter's value is. Durations are seconds and may be distributions; counts,
@@ -72,6 +73,8 @@ class Param:
     source: str
     doc: str
     choices: tuple[str, ...] = ()
+    #: a period or interval: zero would make a timer tick continuously (refused)
+    positive: bool = False
 
     @property
     def unit(self) -> str:
@@ -100,6 +103,8 @@ class Param:
         lo, _ = dist.bounds()
         if lo < 0:
             raise ParseError(f"{self.key} cannot be negative (got {raw!r})")
+        if self.positive and lo <= 0:
+            raise ParseError(f"{self.key} is a period and must be greater than 0 (got {raw!r})")
         if self.kind == "ratio" and dist.bounds()[1] > 1:
             raise ParseError(f"{self.key} is a ratio between 0 and 1 (got {raw!r})")
         return dist
@@ -166,6 +171,14 @@ def register_profile(
     prof = Profile(name, family, doc, parsed, default)
     PROFILES[name] = prof
     return prof
+
+
+def require_positive(*keys: str) -> None:
+    """Mark periods and intervals: a value of 0 (or a distribution reaching 0) is refused."""
+    import dataclasses
+
+    for key in keys:
+        CATALOGUE[key] = dataclasses.replace(lookup(key), positive=True)
 
 
 def lookup(key: str) -> Param:

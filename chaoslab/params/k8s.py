@@ -6,7 +6,7 @@ Values marked ``[assumption]`` have no published default; the source says what b
 
 from __future__ import annotations
 
-from chaoslab.params.catalogue import Param, register, register_profile
+from chaoslab.params.catalogue import Param, register, register_profile, require_positive
 from chaoslab.params.dists import Fixed, LogNormal
 
 KK = "kubernetes/kubernetes"
@@ -62,6 +62,16 @@ register(
             "kubernetes/website content/en/docs/reference/node/node-status.md (Heartbeats: "
             "failed renewals retried with exponential backoff from 200 ms capped at 7 s)",
             "After a partition heals, the first Lease renewal lands within this cap.",
+        ),
+        Param(
+            "kubelet.prestop_grace_extension",
+            "duration",
+            Fixed(2.0),
+            "all versions",
+            "kubernetes/website content/en/docs/concepts/workloads/pods/pod-lifecycle.md "
+            "(a preStop hook still running at the end of the grace period gets a one-off "
+            "small grace period extension of 2 seconds)",
+            "How long a preStop hook may overrun terminationGracePeriodSeconds.",
         ),
         Param(
             "kubelet.pleg_relist_period",
@@ -404,6 +414,16 @@ register(
             "Time after the fault at which an operator force-deletes pods stuck on a lost node.",
         ),
     ]
+)
+
+require_positive(
+    "kubelet.node_status_update_frequency",
+    "kubelet.node_lease_duration_seconds",
+    "kubelet.node_lease_renew_interval_fraction",
+    "kubelet.pleg_relist_period",
+    "kube_controller_manager.node_monitor_period",
+    "kube_controller_manager.node_eviction_period",
+    "probe.period_seconds",
 )
 
 _1_10 = "reference/kubernetes-timing.md section 0 (v1.10-era defaults)"

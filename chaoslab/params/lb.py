@@ -5,7 +5,7 @@ Facts and sources: ``reference/network-timing.md`` section 8.
 
 from __future__ import annotations
 
-from chaoslab.params.catalogue import Param, register, register_profile
+from chaoslab.params.catalogue import Param, register, register_profile, require_positive
 from chaoslab.params.dists import Fixed
 
 HAPROXY_DOC = "HAProxy configuration manual (server options inter/fall/rise; 'timeout check')"
@@ -81,6 +81,8 @@ register(
         ),
     ]
 )
+
+require_positive("lb.interval")
 
 register_profile(
     "haproxy",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chaoslab.params.catalogue import Param, register, register_profile
+from chaoslab.params.catalogue import Param, register, register_profile, require_positive
 from chaoslab.params.dists import Empirical, Fixed, Uniform
 from chaoslab.params.paramset import Sampler
 
@@ -47,7 +47,7 @@ _CONV = "chaoslab convention"
 def per_node(p: Sampler, key: str, n: int) -> list[float]:
     """One value per node: a list in YAML (``[150, 100]``) gives the nodes' values in
     order (cycled), a single value or distribution is drawn once and shared by all."""
-    dist = p._dists.get(key)
+    dist = p.dist(key)
     if isinstance(dist, Empirical) and n > 0:
         vals: Sequence[float] = dist.values
         return [vals[i % len(vals)] for i in range(n)]
@@ -638,6 +638,19 @@ register(
 )
 
 # ============================================================================== profiles
+require_positive(
+    "vrrp.advert_int",
+    "bfd.interval",
+    "bfd.min_rx",
+    "arp.router_timeout",
+    "nginx.backends_sync_interval",
+    "memberlist.probe_interval",
+    "memberlist.gossip_interval",
+    "kube_vip.retry_period",
+    "kube_vip.arp_rate",
+    "metallb.garp_interval",
+)
+
 register_profile(
     "keepalived",
     "vrrp",

@@ -143,6 +143,10 @@ class Sampler:
     def is_fixed(self, key: str) -> bool:
         return key in self._fixed
 
+    def dist(self, key: str) -> Dist | None:
+        """The distribution behind a non-fixed numeric parameter (None if fixed or not numeric)."""
+        return self._dists.get(key)
+
 
 def expand_sweep(sweep: Mapping[str, Iterable[object]]) -> list[dict[str, object]]:
     """Cartesian product of swept values (desmod's factorial config, without mutation)."""
