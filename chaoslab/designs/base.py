@@ -24,9 +24,10 @@ from typing import Literal
 
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
+from chaoslab.mechanisms.ecmp import moved_from
 from chaoslab.mechanisms.k8s import KubernetesCluster
 
-__all__ = ["Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]
+__all__ = ["Connections", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]
 
 
 class ImpossibleTarget(ValueError):
@@ -55,19 +56,52 @@ class Topology(ABC):
     #: target names this design adds beyond the common ones, with their resolution
     extra_targets: dict[str, Callable[[], list[Node]]]
 
+    #: L7 entry (nginx): keep-alive requests are balanced on their own, not pinned
+    l7 = False
+
     def __init__(self, trial: Trial, cluster: KubernetesCluster, design: Design) -> None:
         self.trial = trial
         self.cluster = cluster
         self.design = design
         self.extra_targets = {}
+        self.long_lived = trial.p.draw("client.long_lived_share")
+        self.conns: Connections | None = None
 
     @abstractmethod
+    def a_new(self) -> float:
+        """Probability that a new request (new connection) issued now succeeds in time."""
+
     def availability(self) -> float:
-        """Probability that a new request issued now succeeds within the client timeout."""
+        """a(t): new requests, and the share riding on connections opened before the fault."""
+        a = self.a_new()
+        if self.conns is not None and self.long_lived > 0:
+            return (1 - self.long_lived) * a + self.long_lived * self.conns.availability(a)
+        return a
+
+    # hooks the connection tracker asks (a design whose entry can move overrides them)
+    def delivers_to(self, entry: Node) -> bool:
+        """Do packets of a connection established via ``entry`` still reach ``entry``?"""
+        return True
+
+    def entry_serves(self, entry: Node) -> bool:
+        return entry.reachable
+
+    def entry_success(self, entry: Node) -> float:
+        return 1.0 if entry.reachable else 0.0
 
     def targets_resolved(self, nodes: list[Node], pods: list[Pod]) -> None:
-        """Called once the fault's targets are known (e.g. to keep a client off them)."""
-        return None
+        """Called once the fault's targets are known: start tracking established flows."""
+        self.start_connections()
+
+    def start_connections(self) -> None:
+        flows = self.flows()
+        if flows:
+            self.conns = Connections(self, flows, l7=self.l7)
+            self.trial.listeners.append(self._track_conns)
+
+    def _track_conns(self) -> None:
+        if self.conns is not None and self.conns.update() and self.long_lived > 0:
+            self.trial.changed()
 
     def flows(self) -> list[Flow]:
         """Established connections at the fault; by default the same spread as requests."""
@@ -149,6 +183,116 @@ class Topology(ABC):
                 if p.node is self.entry:
                     return p
         return pods[0]
+
+
+class Connections:
+    """Established long-lived connections, followed over the whole trial.
+
+    Each flow is pinned to the node it entered by and, on L4 paths, to one backend pod.
+    A flow is *reset* when its packets reach another node (VIP moved, ECMP re-hash: no
+    conntrack state there, RFC 793 section 3.4), when the proxy on its entry died, or (L4)
+    when its backend's process died on a live node. It *hangs* while its entry or (L4)
+    backend node is dead or cut off; a hang that lasts longer than the client's timeout
+    counts as hung even if the path heals later (the client gave up). Reset and given-up
+    flows reconnect like new requests. ``trial.connections`` holds (reset, hung) shares.
+    """
+
+    __slots__ = ("flows", "gave_up", "l7", "reset", "timeout", "topo", "total")
+
+    def __init__(self, topo: Topology, flows: list[Flow], *, l7: bool) -> None:
+        self.topo = topo
+        self.l7 = l7
+        self.timeout = topo.trial.p.draw("client.timeout")
+        # [entry, pod, ok weight, hung weight, hung since]
+        self.flows: list[list] = [[e, p, w, 0.0, 0.0] for w, e, p in flows if e is not None]
+        self.total = sum(w for w, _, _ in flows) or 1.0
+        self.reset = 0.0
+        self.gave_up = 0.0
+
+    def rehash(self, old: list[Node], new: list[Node], mode: str) -> None:
+        moved = moved_from(mode, [n.name for n in old], [n.name for n in new])
+        for f in self.flows:
+            m = moved.get(f[0].name, 0.0)
+            if m > 0:
+                self.reset += m * (f[2] + f[3])
+                f[2] *= 1 - m
+                f[3] *= 1 - m
+
+    def _hang(self, f: list) -> bool:
+        if f[2]:
+            if not f[3]:
+                f[4] = self.topo.trial.now
+            f[2], f[3] = 0.0, f[2] + f[3]
+            return True
+        return False
+
+    def _unhang(self, f: list) -> bool:
+        if not f[3]:
+            return False
+        if self.topo.trial.now - f[4] >= self.timeout:
+            self.gave_up += f[3]  # the client timed out long ago: it reconnected
+            f[3] = 0.0
+        else:
+            f[2], f[3] = f[2] + f[3], 0.0
+        return True
+
+    def update(self) -> bool:
+        changed = False
+        topo = self.topo
+        # the entry's state is the same for all of its flows: evaluate it once per entry
+        entry_state: dict[int, int] = {}
+        hung_total = 0.0
+        for f in self.flows:
+            entry, pod, ok, hung = f[0], f[1], f[2], f[3]
+            if ok + hung <= 1e-12:
+                continue
+            key = id(entry)
+            st = entry_state.get(key)
+            if st is None:
+                if not topo.delivers_to(entry):
+                    st = 0  # packets reach another node: reset
+                elif not (entry.powered and entry.net_up):
+                    st = 1  # dead or cut-off entry: hung
+                elif self.l7 and not topo.entry_serves(entry):
+                    st = 0  # nginx died: the kernel resets its sockets
+                else:
+                    st = 2
+                entry_state[key] = st
+            if st == 0:
+                self.reset += ok + hung
+                f[2] = f[3] = 0.0
+                changed = True
+                continue
+            if st == 1 or (
+                not self.l7
+                and not pod.serves_from(entry)
+                and (pod.node is None or not pod.node.reachable)
+            ):
+                changed |= self._hang(f)
+                hung_total += f[3]
+                continue
+            if self.l7 or pod.serves_from(entry):
+                # behind nginx each request of a keep-alive connection is balanced and
+                # retried on its own: the backend is not pinned (measured in the lab)
+                changed |= self._unhang(f)
+                hung_total += f[3]
+                continue
+            # L4, backend process dead on a live node: the kernel answers with a reset
+            self.reset += ok + hung
+            f[2] = f[3] = 0.0
+            changed = True
+        topo.trial.connections = (
+            self.reset / self.total,
+            (self.gave_up + hung_total) / self.total,
+        )
+        return changed
+
+    def availability(self, a_new: float) -> float:
+        ok = 0.0
+        for f in self.flows:
+            if f[2]:
+                ok += f[2] * (self.topo.entry_success(f[0]) if self.l7 else 1.0)
+        return (ok + (self.reset + self.gave_up) * a_new) / self.total
 
 
 @dataclass(frozen=True)

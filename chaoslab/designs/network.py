@@ -39,7 +39,6 @@ from chaoslab.mechanisms.arp import VipNeighbour
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.bgp import BgpFabric
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
-from chaoslab.mechanisms.ecmp import moved_from
 from chaoslab.mechanisms.ingress import IngressCluster
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.kubevip import graceful_takeover, silent_takeover
@@ -53,93 +52,6 @@ INGRESS = "ingress"
 TIER2 = "ns-ingress"
 
 
-# ============================================================================ connections
-class Connections:
-    """Established long-lived connections: pinned to (entry node, backend pod)."""
-
-    __slots__ = ("delivered", "flows", "l7", "reset", "topo", "total")
-
-    def __init__(self, topo: NetTopology, flows: list[Flow], *, l7: bool) -> None:
-        self.topo = topo
-        self.l7 = l7
-        # [entry, pod, ok weight, hung weight]
-        self.flows: list[list] = [[e, p, w, 0.0] for w, e, p in flows if e is not None]
-        self.total = sum(w for w, _, _ in flows) or 1.0
-        self.reset = 0.0
-
-    def rehash(self, old: list[Node], new: list[Node], mode: str) -> None:
-        moved = moved_from(mode, [n.name for n in old], [n.name for n in new])
-        for f in self.flows:
-            m = moved.get(f[0].name, 0.0)
-            if m > 0:
-                self.reset += m * (f[2] + f[3])
-                f[2] *= 1 - m
-                f[3] *= 1 - m
-
-    def update(self) -> bool:
-        changed = False
-        topo = self.topo
-        # the entry's state is the same for all of its flows: evaluate it once per entry
-        entry_state: dict[int, int] = {}
-        hung_total = 0.0
-        for f in self.flows:
-            entry, pod, ok, hung = f
-            if ok + hung <= 1e-12:
-                continue
-            key = id(entry)
-            st = entry_state.get(key)
-            if st is None:
-                if not topo.delivers_to(entry):
-                    st = 0  # packets reach another node: reset
-                elif not (entry.powered and entry.net_up):
-                    st = 1  # dead or cut-off entry: hung
-                elif self.l7 and not topo.entry_serves(entry):
-                    st = 0  # nginx died: the kernel resets its sockets
-                else:
-                    st = 2
-                entry_state[key] = st
-            if st == 0:
-                self.reset += ok + hung
-                f[2] = f[3] = 0.0
-                changed = True
-                continue
-            if st == 1:
-                if ok:
-                    f[2], f[3] = 0.0, hung + ok
-                    changed = True
-                hung_total += hung + ok
-                continue
-            if self.l7:
-                # nginx balances each request of a client's keep-alive connection on its
-                # own and retries a refused upstream: the backend is not pinned (lab)
-                if hung:
-                    f[2], f[3] = ok + hung, 0.0
-                    changed = True
-                continue
-            if pod.serves_from(entry):
-                if hung:
-                    f[2], f[3] = ok + hung, 0.0
-                    changed = True
-            elif pod.node is not None and pod.node.reachable:
-                self.reset += ok + hung
-                f[2] = f[3] = 0.0
-                changed = True
-            else:
-                if ok:
-                    f[2], f[3] = 0.0, ok + hung
-                    changed = True
-                hung_total += ok + hung
-        topo.trial.connections = (self.reset / self.total, hung_total / self.total)
-        return changed
-
-    def availability(self, a_new: float) -> float:
-        ok = 0.0
-        for entry, _pod, w, _h in self.flows:
-            if w:
-                ok += w * (self.topo.entry_success(entry) if self.l7 else 1.0)
-        return (ok + self.reset * a_new) / self.total
-
-
 # ============================================================================ base
 class NetTopology(Topology):
     """Common parts: ingress workloads, VIP bookkeeping, targets, connections."""
@@ -148,8 +60,6 @@ class NetTopology(Topology):
 
     def __init__(self, trial: Trial, cluster: KubernetesCluster, design: Design) -> None:
         super().__init__(trial, cluster, design)
-        self.long_lived = trial.p.draw("client.long_lived_share")
-        self.conns: Connections | None = None
         self.vip_nodes: list[Node] = []  # nodes with the VIP configured, oldest first
         self.initial_vip: Node | None = None
         self._running: dict[str, bool] = {}
@@ -160,41 +70,11 @@ class NetTopology(Topology):
         }
 
     # -------------------------------------------------------------- hooks for designs
-    def a_new(self) -> float:
-        raise NotImplementedError
-
-    def delivers_to(self, entry: Node) -> bool:
-        """Do packets of a connection established via ``entry`` still reach ``entry``?"""
-        return True
-
-    def entry_serves(self, entry: Node) -> bool:
-        return entry.reachable
-
-    def entry_success(self, entry: Node) -> float:
-        return 1.0 if entry.reachable else 0.0
-
     def holder(self) -> Node | None:
         return self.entry
 
     def ingress_name(self) -> str | None:
         return INGRESS
-
-    # -------------------------------------------------------------- a(t)
-    def availability(self) -> float:
-        a = self.a_new()
-        if self.conns is not None and self.long_lived > 0:
-            return (1 - self.long_lived) * a + self.long_lived * self.conns.availability(a)
-        return a
-
-    def _track_conns(self) -> None:
-        if self.conns is not None and self.conns.update() and self.long_lived > 0:
-            self.trial.changed()
-
-    def start_connections(self) -> None:
-        flows = self.flows()
-        if flows:
-            self.conns = Connections(self, flows, l7=self.l7)
-            self.trial.listeners.append(self._track_conns)
 
     # -------------------------------------------------------------- VIP bookkeeping
     def add_vip(self, node: Node) -> None:
@@ -295,9 +175,6 @@ class NetTopology(Topology):
                 raise ImpossibleTarget(f"{self.design.key}: no ingress pod on the entry node")
             return "pod", [pod]
         return super().resolve(target)
-
-    def targets_resolved(self, nodes: list[Node], pods: list[Pod]) -> None:
-        self.start_connections()
 
 
 # ============================================================================ hostnet

@@ -52,8 +52,9 @@ class ClusterIpTopology(Topology):
             others = [n for n in self.cluster.nodes if n.role != "master" and n not in nodes]
             if others:
                 self.client = others[-1]
+        super().targets_resolved(nodes, pods)
 
-    def availability(self) -> float:
+    def a_new(self) -> float:
         c = self.client
         if not c.reachable or c.proxy is None:
             return 0.0
@@ -71,7 +72,7 @@ class NodePortDirectTopology(Topology):
         # the article: clients use the IP of a node that also hosts an app pod
         self.entry = cluster.app_nodes()[0]
 
-    def availability(self) -> float:
+    def a_new(self) -> float:
         e = self.entry
         assert e is not None
         if not e.reachable or e.proxy is None:
@@ -107,7 +108,7 @@ class NodePortLbTopology(Topology):
             return (node.proxy is not None and node.proxy.healthy_local, True)
         return (True, True)
 
-    def availability(self) -> float:
+    def a_new(self) -> float:
         rotation = self.lb.in_rotation()
         if not rotation:
             return 0.0
