@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -160,7 +161,7 @@ def _last_line(path: str) -> str:
     return (alerts or lines or ["empty log"])[0 if alerts else -1].strip()[:200]
 
 
-class Topology:
+class Topology(ABC):
     """Base class of the lab topologies."""
 
     design: ClassVar[str] = ""
@@ -226,14 +227,17 @@ class Topology:
 
     # -- interface for the drill ---------------------------------------------------------------
 
+    @abstractmethod
     def build(self) -> None:
-        raise NotImplementedError
+        """Create the namespaces, links and daemons of this topology."""
 
+    @abstractmethod
     def target_url(self) -> str:
-        raise NotImplementedError
+        """The URL the prober opens (an address inside the lab)."""
 
+    @abstractmethod
     def rules(self) -> list[Rule]:
-        raise NotImplementedError
+        """How daemon log lines become milestones."""
 
     def model_cluster(self) -> dict[str, object] | None:
         """The model's cluster description matching this lab (None: the model's default)."""
