@@ -89,7 +89,9 @@ class NetTopology(Topology):
         if node not in self.vip_nodes:
             return
         self.vip_nodes.remove(node)
-        if node is self.initial_vip:
+        # vip.removed: the holder's own software took the address off (a powered-off node
+        # removes nothing; live mode sees the same event in `ip monitor address`)
+        if node is self.initial_vip and node.powered:
             self.trial.milestone("vip.removed")
         self.trial.changed()
 
@@ -470,7 +472,8 @@ class BgpTopology(NetTopology):
     def remove_vip(self, node: Node) -> None:
         if node in self.vip_nodes:
             self.vip_nodes.remove(node)
-            self.trial.milestone("vip.removed")
+            if node.powered:  # see NetTopology.remove_vip
+                self.trial.milestone("vip.removed")
             self.trial.changed()
 
     def add_vip(self, node: Node) -> None:
@@ -600,7 +603,7 @@ class LeaderVipTopology(NetTopology):
 
     def _give_up(self, n: Node) -> None:
         if not n.reachable and n in self.vip_nodes:
-            self.vip_nodes.remove(n)
+            self.remove_vip(n)
 
     def _mark_dead(self, n: Node, epoch: int) -> None:
         if n.reachable and self.daemon[n.name]:
@@ -640,9 +643,7 @@ class LeaderVipTopology(NetTopology):
         old = self.leader
         self.leader = new
         if old is not None and old in self.vip_nodes:
-            self.vip_nodes.remove(old)
-            if old is self.initial_vip:
-                self.trial.milestone("vip.removed")
+            self.remove_vip(old)
         if new is not None:
             if new is not self.initial_vip:
                 self.trial.milestone(
@@ -699,8 +700,7 @@ class LeaderVipTopology(NetTopology):
             else:
                 return
             if node in self.vip_nodes:
-                self.vip_nodes.remove(node)
-                self.trial.changed()
+                self.remove_vip(node)
             self.trial.at(delay, self._mark_dead, node, self._epoch)
         else:
             self._silent(node)

@@ -34,7 +34,8 @@ __all__ = ["VipNeighbour", "linux_reresolve_bounds"]
 register_milestones(
     {
         "vip.added": "the VIP was configured on a new node (init container, VRRP/leader)",
-        "vip.removed": "the VIP was removed from the node that held it at the fault",
+        "vip.removed": "the holder at the fault took the VIP off (preStop, SIGTERM, lease "
+        "lost); not recorded when the holder just died",
         "arp.updated": "the clients' neighbour cache points the VIP at a new node's MAC",
     }
 )
