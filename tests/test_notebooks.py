@@ -13,10 +13,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+# not importorskip: the notebooks must run in CI (./install.sh installs .[all])
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

@@ -59,7 +59,8 @@ def _same_table(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_same_trials_parquet_for_workers_1_2_and_dask(tmp_path: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     exp = _experiment(tmp_path, 2 * DEFAULT_CHUNK + 100)  # 3 chunks per cell, one short
     one = _run([str(exp), "--workers", "1"], tmp_path / "w1")
     two = _run([str(exp), "--workers", "2"], tmp_path / "w2")
@@ -88,7 +89,6 @@ def test_same_trials_parquet_for_workers_1_2_and_dask(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dask_local_cluster_from_run_cells_matches_in_process(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
     from chaoslab.experiment import load_experiment
 
     cells = load_experiment(_experiment(tmp_path, 300)).cells()[:3]
