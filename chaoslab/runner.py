@@ -30,6 +30,7 @@ from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.outage import metrics
 from chaoslab.params import ParamSet, lookup
+from chaoslab.results import METRIC_COLUMNS
 
 __all__ = ["EXECUTORS", "Cell", "Chunk", "ExecutorError", "run_cells", "run_chunk", "run_trial"]
 
@@ -257,15 +258,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-_METRIC_COLS = (
-    "recovery_s",
-    "recovered",
-    "downtime_s",
-    "degraded_s",
-    "lost_s",
-    "connections_reset",
-    "connections_hung",
-)
+_METRIC_COLS = METRIC_COLUMNS  # one list, in chaoslab.results
 
 
 def _sweep_value(key: str, raw: object) -> object:

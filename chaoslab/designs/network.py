@@ -270,13 +270,7 @@ class VipPodTopology(ArpVipTopology):
 
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
-        if (
-            what == "deleting"
-            and node is not None
-            and node.powered
-            and node.net_up
-            and node.kubelet_up
-        ):
+        if what == "deleting" and node is not None and node.heartbeating:
             # the kubelet sees the deletion and runs the ingress-vip container's preStop
             delay = self.trial.p.draw("kube_controller_manager.controller_reaction")
             self.trial.at(delay, self._prestop, pod)
@@ -429,13 +423,7 @@ class BgpTopology(NetTopology):
 
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
-        if (
-            what == "deleting"
-            and node is not None
-            and node.powered
-            and node.net_up
-            and node.kubelet_up
-        ):
+        if what == "deleting" and node is not None and node.heartbeating:
             delay = self.trial.p.draw("kube_controller_manager.controller_reaction")
             self.trial.at(delay, self.remove_vip, node)
 
