@@ -10,12 +10,11 @@ them, so a drill never runs on a hidden timer.
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from chaoslab.params.dists import ParseError, parse_duration
+from chaoslab.live.fields import Duration, StrictModel
 
 __all__ = [
     "FAULT_KINDS",
@@ -44,21 +43,7 @@ FAULT_KINDS = (
 NODE_FAULTS = frozenset({"node-drain", "node-crash", "kubelet-stop", "node-partition"})
 
 
-def _duration(raw: object) -> float:
-    if isinstance(raw, float) and not isinstance(raw, bool) and math.isinf(raw):
-        return raw
-    try:
-        return parse_duration(raw)  # type: ignore[arg-type]
-    except ParseError as exc:
-        raise ValueError(str(exc)) from None
-
-
-#: seconds, written in the file with a unit
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class WorkloadRef(_Model):

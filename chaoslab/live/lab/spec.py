@@ -19,12 +19,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from chaoslab.params.dists import ParseError, parse_duration
+from chaoslab.live.fields import Duration, StrictModel
 
 __all__ = [
     "DESIGNS",
@@ -53,21 +53,7 @@ DESIGNS = (
 )
 
 
-def _duration(raw: object) -> float:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a duration like 500ms or 2s, got {raw!r}")
-    try:
-        return parse_duration(raw)  # type: ignore[arg-type]
-    except ParseError as exc:
-        raise ValueError(str(exc)) from None
-
-
-#: seconds, written with a unit (``500ms``, ``2s``)
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class ProbeLab(_Model):
