@@ -18,6 +18,10 @@ prediction does not have), are refused with a `CompareError` naming both runs.
 
 A live Kubernetes run stores the prediction it was planned with (``prediction.parquet``);
 `stored_prediction` turns it into a run, so ``compare`` needs no second folder then.
+
+`comparison_table` is the one ``comparison.csv`` every drill (lab and Kubernetes) writes
+beside its trials: per design x fault x metric the predicted p5/p50/p95 and range, the
+measured range and median, and the share of measured trials inside the predicted band.
 """
 
 from __future__ import annotations
@@ -35,16 +39,19 @@ from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text
 
 __all__ = [
     "CELL_COLUMNS",
+    "COMPARISON_COLUMNS",
     "KS_C05",
     "METRICS",
     "CompareError",
     "Comparison",
     "compare",
     "compared_metrics",
+    "comparison_table",
     "coverage",
     "ks_critical",
     "ks_statistic",
     "match_cells",
+    "quantile",
     "quantile_rank",
     "stored_prediction",
     "sweep_columns",
@@ -73,6 +80,23 @@ CELL_COLUMNS = [
     "mean_abs_error_s",
     "rel_error",
 ]
+#: columns of comparison.csv (after the key columns, by default design and fault)
+COMPARISON_VALUES = (
+    "metric",
+    "predicted_p5",
+    "predicted_p50",
+    "predicted_p95",
+    "predicted_min",
+    "predicted_max",
+    "measured_min",
+    "measured_median",
+    "measured_max",
+    "n",
+    "inside",
+    "tolerance_s",
+    "note",
+)
+COMPARISON_COLUMNS = ("design", "fault", *COMPARISON_VALUES)
 RANK_COLUMNS = ["design", "fault", "target", "point", "trial", "metric", "measured", "rank"]
 
 
@@ -121,11 +145,13 @@ def ks_critical(n: int, m: int, c: float = KS_C05) -> float:
     return c * math.sqrt((n + m) / (n * m))
 
 
-def _q(x: np.ndarray, q: float) -> float:
-    if x.size == 0:
+def quantile(x: Sequence[float] | np.ndarray, q: float) -> float:
+    """The q-quantile of the non-NaN values (NaN when there are none)."""
+    a = _clean(x)
+    if a.size == 0:
         return math.nan
     # no interpolation: keeps inf (never recovered) meaningful, as in results.summarize
-    return float(np.quantile(x, q, method="inverted_cdf"))
+    return float(np.quantile(a, q, method="inverted_cdf"))
 
 
 def coverage(
@@ -138,7 +164,7 @@ def coverage(
     p, m = _clean(predicted), _clean(measured)
     if p.size == 0 or m.size == 0:
         return math.nan
-    a, b = _q(p, lo), _q(p, hi)
+    a, b = quantile(p, lo), quantile(p, hi)
     return float(np.mean((m >= a) & (m <= b)))
 
 
@@ -391,8 +417,8 @@ def compare(
             px = _clean(p[metric])
             mx_full = m[metric].to_numpy(dtype=float)
             mx = _clean(mx_full)
-            p50 = _q(px, 0.5)
-            med = _q(mx, 0.5) if mx.size else math.nan
+            p50 = quantile(px, 0.5)
+            med = quantile(mx, 0.5) if mx.size else math.nan
             err = [_diff(x, p50) for x in mx]
             abs_err = [abs(e) for e in err if not math.isnan(e)]
             median_error = _diff(med, p50)
@@ -410,9 +436,9 @@ def compare(
                     "metric": metric,
                     "n_predicted": int(px.size),
                     "n_measured": int(mx.size),
-                    "predicted_p5": _q(px, 0.05),
+                    "predicted_p5": quantile(px, 0.05),
                     "predicted_p50": p50,
-                    "predicted_p95": _q(px, 0.95),
+                    "predicted_p95": quantile(px, 0.95),
                     "measured_median": med,
                     "coverage": coverage(px, mx),
                     "ks": ks_statistic(px, mx),
@@ -445,3 +471,109 @@ def compare(
         _name(measured),
         notes,
     )
+
+
+# ----------------------------------------------------------------------------- drill table
+
+
+def _default_metrics(predicted: pd.DataFrame, measured: pd.DataFrame) -> list[str]:
+    """The metrics measured, then the milestones measured and predicted at least once."""
+    # a metric the prediction lacks still gets its row (with a note); a milestone does not
+    out = [c for c in METRICS if c in measured.columns]
+    return out + [c for c in compared_metrics(predicted, measured) if c.startswith("at_")]
+
+
+def comparison_table(
+    predicted: pd.DataFrame,
+    measured: pd.DataFrame,
+    *,
+    metrics: Sequence[str] | None = None,
+    tolerance_s: float = 0.0,
+    keys: Sequence[str] = ("design", "fault"),
+    reasons: Mapping[tuple[Any, ...], str] | None = None,
+) -> pd.DataFrame:
+    """One row per measured ``keys`` cell x metric: the drills' ``comparison.csv``.
+
+    ``predicted`` and ``measured`` are trials with the ``keys`` columns; a measured cell
+    meets the predicted trials with the same keys. ``metrics`` defaults to recovery_s,
+    downtime_s, lost_s and the milestones (``at_*``) measured and predicted at least once;
+    a metric named explicitly but missing from (or never reached in) the prediction still
+    gets its row, with a note saying so. ``reasons`` maps a cell's keys to why it has no
+    prediction (the note of its rows).
+
+    Quantiles use ``inverted_cdf`` as the run summaries do, so ``inf`` (never recovered)
+    stays a value. NaN measured trials (no value: no probes, milestone not seen) are left
+    out of n, the measured statistics and ``inside``, and counted in the note. ``inside``
+    is the share of measured trials within [p5 - tolerance_s, p95 + tolerance_s]; the
+    tolerance is the measurement's resolution (the probe bin: a measured recovery is the
+    end of a bin), not a fudge factor. predicted_min/max give the model's full range: with
+    5 trials, 1 - 0.9**5 = 41 % of drills put at least one faithful measurement outside
+    p5-p95.
+    """
+    keys = list(keys)
+    columns = [*keys, *COMPARISON_VALUES]
+    missing = [k for k in keys if k not in measured.columns]
+    if missing:
+        raise CompareError(f"measured trials have no column {', '.join(map(repr, missing))}")
+    if measured.empty:
+        return pd.DataFrame([], columns=columns)
+    names = list(metrics) if metrics is not None else _default_metrics(predicted, measured)
+    cells: dict[tuple[Any, ...], pd.DataFrame] = {}
+    if not predicted.empty and all(k in predicted.columns for k in keys):
+        for key, g in predicted.groupby(keys, sort=False, dropna=False):
+            cells[key if isinstance(key, tuple) else (key,)] = g
+    rows: list[dict[str, Any]] = []
+    for key, g in measured.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        pg = cells.get(key)
+        for metric in names:
+            if metric not in g.columns:
+                continue  # nothing measured to compare
+            full = g[metric].to_numpy(dtype=float)
+            x = _clean(full)
+            notes = []
+            what = "milestone" if metric.startswith("at_") else "metric"
+            if pg is None:
+                notes.append((reasons or {}).get(key, "no prediction for this cell"))
+                p = np.array([])
+            elif metric not in pg.columns:
+                notes.append(f"the model has no such {what}")
+                p = np.array([])
+            else:
+                p = _clean(pg[metric].to_numpy(dtype=float))
+                if p.size == 0:
+                    notes.append(
+                        "the model never reaches this milestone in this design x fault"
+                        if what == "milestone"
+                        else "the model has no value for this metric in this design x fault"
+                    )
+            if x.size < full.size:
+                notes.append(
+                    f"{full.size - x.size} of {full.size} measured trial(s) without a value, "
+                    "left out"
+                )
+            lo, hi = quantile(p, 0.05), quantile(p, 0.95)
+            inside = (
+                float(np.mean((x >= lo - tolerance_s) & (x <= hi + tolerance_s)))
+                if x.size and p.size
+                else math.nan
+            )
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "metric": metric,
+                    "predicted_p5": lo,
+                    "predicted_p50": quantile(p, 0.5),
+                    "predicted_p95": hi,
+                    "predicted_min": quantile(p, 0.0),
+                    "predicted_max": quantile(p, 1.0),
+                    "measured_min": quantile(x, 0.0),
+                    "measured_median": quantile(x, 0.5),
+                    "measured_max": quantile(x, 1.0),
+                    "n": int(x.size),
+                    "inside": inside,
+                    "tolerance_s": float(tolerance_s),
+                    "note": "; ".join(notes),
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)

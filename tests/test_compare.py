@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 import chaoslab
 from chaoslab.cli import main
 from chaoslab.compare import (
+    COMPARISON_COLUMNS,
     CompareError,
     compare,
+    comparison_table,
     coverage,
     ks_critical,
     ks_statistic,
@@ -31,6 +33,67 @@ NODE = {"kind": "node-crash", "target": "app-pod-node"}
 durations = st.lists(
     st.one_of(st.floats(0, 1e4, allow_nan=False), st.just(math.inf)), min_size=1, max_size=40
 )
+
+
+# ----------------------------------------------------------------------------- drill table
+
+
+def test_comparison_table_nan_inf_and_tolerance() -> None:
+    """The drills' comparison.csv: a NaN trial is left out and noted, inf is a value, the
+    tolerance widens the band by the probe bin on both sides."""
+    pred = pd.DataFrame(
+        {
+            "design": "d",
+            "fault": "f",
+            # 101 trials 10..20 s; p5 = 10.5, p95 = 19.5 (inverted_cdf)
+            "recovery_s": np.linspace(10, 20, 101),
+            "downtime_s": [*np.linspace(1, 2, 90), *[math.inf] * 11],
+            "lost_s": math.nan,
+            "at_endpoint_removed": np.linspace(3, 4, 101),
+            "at_only_predicted": 1.0,
+        }
+    )
+    meas = pd.DataFrame(
+        {
+            "design": "d",
+            "fault": ["f"] * 4,
+            "recovery_s": [10.45, 15.0, 19.6, math.nan],
+            "downtime_s": [1.5, math.inf, math.inf, math.inf],
+            "lost_s": [0.5, 0.6, 0.7, 0.8],
+            "at_endpoint_removed": [3.5, math.nan, math.nan, math.nan],
+            "at_only_measured": [1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    c = comparison_table(pred, meas, tolerance_s=0.1)
+    assert tuple(c.columns) == COMPARISON_COLUMNS
+    # default metrics: the three, then milestones measured and predicted at least once
+    assert list(c.metric) == ["recovery_s", "downtime_s", "lost_s", "at_endpoint_removed"]
+    r = c.set_index("metric")
+    rec = r.loc["recovery_s"]
+    assert rec.n == 3 and rec.measured_min == 10.45 and rec.measured_max == 19.6
+    assert rec.measured_median == 15.0 and not math.isnan(rec.measured_median)
+    assert (rec.predicted_p5, rec.predicted_p95) == (pytest.approx(10.5), pytest.approx(19.5))
+    assert (rec.predicted_min, rec.predicted_max) == (10.0, 20.0)
+    assert rec.inside == 1.0  # 10.45 and 19.6 are within the 0.1 s tolerance
+    assert "1 of 4 measured trial(s) without a value" in rec.note
+    strict = comparison_table(pred, meas).set_index("metric").loc["recovery_s"]
+    assert strict.inside == pytest.approx(1 / 3) and strict.tolerance_s == 0.0
+    down = r.loc["downtime_s"]
+    # 11 % of the predicted trials never recover: p95 is inf, so the measured inf is inside
+    assert down.predicted_p95 == math.inf and down.predicted_max == math.inf
+    assert down.measured_median == math.inf and down.measured_max == math.inf
+    assert down.n == 4 and down.inside == 1.0 and down.note == ""
+    lost = r.loc["lost_s"]
+    assert math.isnan(lost.predicted_p50) and math.isnan(lost.inside)
+    assert "no value for this metric" in lost.note and lost.n == 4
+    assert r.loc["at_endpoint_removed", "n"] == 1
+    # a named milestone the model lacks keeps its row, with the reason
+    named = comparison_table(pred, meas, metrics=["at_only_measured"]).iloc[0]
+    assert named.n == 4 and "no such milestone" in named.note and math.isnan(named.inside)
+    # a cell without a prediction says why
+    other = meas.assign(fault="g")
+    why = comparison_table(pred, other, reasons={("d", "g"): "model: unknown fault"})
+    assert why.inside.isna().all() and (why.note == "model: unknown fault").sum() == 2
 
 
 # ----------------------------------------------------------------------------- statistics

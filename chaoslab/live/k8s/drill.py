@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from chaoslab.compare import COMPARISON_COLUMNS, comparison_table, quantile
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
 from chaoslab.live.k8s.discover import Discovery, discover, node_info, pod_ready
 from chaoslab.live.k8s.inject import (
@@ -75,22 +76,6 @@ __all__ = [
     "run_drill",
 ]
 
-#: the same columns the lab writes (chaoslab.live.lab.drill.COMPARISON_COLUMNS)
-COMPARISON_COLUMNS = (
-    "design",
-    "fault",
-    "metric",
-    "predicted_p5",
-    "predicted_p50",
-    "predicted_p95",
-    "measured_min",
-    "measured_median",
-    "measured_max",
-    "n",
-    "inside",
-    "tolerance_s",
-    "note",
-)
 _METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s")
 #: catalogue keys the API cannot show a drill; reported as assumed with their source
 ASSUMED_KEYS = (
@@ -264,8 +249,8 @@ def plan_drill(
     down = prediction["downtime_s"].to_numpy(dtype=float)
     lines.append(
         f"prediction ({len(prediction)} trials, profiles {', '.join(profiles)}): recovery "
-        f"p5/p50/p95 {_q(rec, 0.05):.3g}/{_q(rec, 0.5):.3g}/{_q(rec, 0.95):.3g} s, downtime p50 "
-        f"{_q(down, 0.5):.3g} s, recovered {prediction['recovered'].mean():.0%}"
+        f"p5/p50/p95 {'/'.join(f'{quantile(rec, q):.3g}' for q in (0.05, 0.5, 0.95))} s, "
+        f"downtime p50 {quantile(down, 0.5):.3g} s, recovered {prediction['recovered'].mean():.0%}"
     )
     f = spec.fault
     lines.append(
@@ -326,13 +311,6 @@ def design_notes(design: str, service: dict[str, Any]) -> list[str]:
     if design.startswith(("metallb", "cloud-lb")) and stype != "LoadBalancer":
         out.append(f"design {design} needs a LoadBalancer Service; this one is {stype}")
     return out
-
-
-def _q(x: np.ndarray, q: float) -> float:
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return math.nan
-    return float(np.quantile(x, q, method="inverted_cdf"))
 
 
 # --------------------------------------------------------------------------- signals
@@ -960,57 +938,22 @@ def comparison(
     fault: str,
     tolerance: float = 0.0,
 ) -> pd.DataFrame:
-    """Predicted p5/p50/p95 against the measured trials, per metric and milestone.
+    """The shared comparison (:func:`chaoslab.compare.comparison_table`, the file the lab
+    writes too) of one design x fault: the prediction the drill was planned with against
+    its trials, the tolerance being the probe bin.
 
-    Same file as the lab writes: ``inside`` is the fraction of measured trials within
-    [p5 - tolerance, p95 + tolerance], the tolerance being the measurement's resolution
-    (the probe bin), not a fudge factor; ``note`` says why a row has no prediction."""
-    metrics_ = list(_METRICS) + sorted(
+    Beyond the default metrics, degraded_s and every milestone the drill saw are compared:
+    a milestone the model does not have, or never reaches, gets its row with a note
+    (what the drill watched is worth reporting even where the model is silent)."""
+    names = list(_METRICS) + sorted(
         c for c in measured.columns if c.startswith("at_") and measured[c].notna().any()
     )
-    rows = []
-    for m in metrics_:
-        pred = prediction[m].to_numpy(dtype=float) if m in prediction else np.array([])
-        meas = measured[m].to_numpy(dtype=float) if m in measured else np.array([])
-        meas = meas[~np.isnan(meas)]
-        p5, p50, p95 = (_q(pred, q) for q in (0.05, 0.5, 0.95))
-        note = ""
-        if meas.size:
-            med = float(np.quantile(meas, 0.5, method="inverted_cdf"))
-            lo, hi = float(meas.min()), float(meas.max())
-        else:
-            med = lo = hi = math.nan
-        if math.isnan(p5):
-            note = (
-                "the model never reaches this milestone in this design x fault"
-                if m in prediction
-                else "the model has no such milestone"
-            )
-            inside = math.nan
-        else:
-            inside = (
-                float(np.mean((meas >= p5 - tolerance) & (meas <= p95 + tolerance)))
-                if meas.size
-                else math.nan
-            )
-        rows.append(
-            {
-                "design": design,
-                "fault": fault,
-                "metric": m,
-                "predicted_p5": p5,
-                "predicted_p50": p50,
-                "predicted_p95": p95,
-                "measured_min": lo,
-                "measured_median": med,
-                "measured_max": hi,
-                "n": int(meas.size),
-                "inside": inside,
-                "tolerance_s": tolerance,
-                "note": note,
-            }
-        )
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    return comparison_table(
+        prediction.assign(design=design, fault=fault),
+        measured.assign(design=design, fault=fault),
+        metrics=names,
+        tolerance_s=tolerance,
+    )
 
 
 def _write_results(

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chaoslab.compare import COMPARISON_COLUMNS as _COLUMNS
+from chaoslab.compare import comparison_table as shared_comparison_table
 from chaoslab.live.lab.base import LabParams, Topology
 from chaoslab.live.lab.netns import LabError, LabState, cleanup, list_labs, state_root
 from chaoslab.live.lab.spec import LabExperiment, LabFault, SpecError
@@ -45,24 +47,8 @@ __all__ = [
     "trial_metrics",
 ]
 
-COMPARISON_COLUMNS = [
-    "design",
-    "fault",
-    "metric",
-    "predicted_p5",
-    "predicted_p50",
-    "predicted_p95",
-    "measured_min",
-    "measured_median",
-    "measured_max",
-    "n",
-    "inside",
-    "tolerance_s",
-    "predicted_min",
-    "predicted_max",
-    "note",
-]
-COMPARED_METRICS = ("recovery_s", "downtime_s", "lost_s")
+#: comparison.csv's columns, the same for every drill (chaoslab.compare)
+COMPARISON_COLUMNS = list(_COLUMNS)
 
 
 _MODULES = {
@@ -197,66 +183,29 @@ def trial_metrics(
     return out
 
 
-def _q(x: np.ndarray, q: float) -> float:
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return math.nan
-    return float(np.quantile(x, q, method="inverted_cdf"))
-
-
 def comparison_table(
     measured: pd.DataFrame,
     predicted: dict[tuple[str, str], pd.DataFrame | str],
     tolerance: float = 0.0,
 ) -> pd.DataFrame:
-    """One row per design x fault x metric; ``predicted`` maps (design, fault) to the
-    simulated trials or to the reason there is no prediction.
+    """The shared comparison (:func:`chaoslab.compare.comparison_table`) for a lab drill.
 
-    ``inside`` is the fraction of measured trials within [p5 - tolerance, p95 + tolerance];
-    the tolerance is the measurement's resolution (the probe bin: a(t) is estimated per
-    bin, so a measured recovery is the end of a bin), not a fudge factor."""
-    rows = []
-    for (design, fault), g in measured.groupby(["design", "fault"], sort=False):
-        pred = predicted.get((design, fault), "no prediction was run")
-        for metric in COMPARED_METRICS:
-            x = np.asarray(g[metric], dtype=float)
-            row: dict[str, Any] = {
-                "design": design,
-                "fault": fault,
-                "metric": metric,
-                "measured_min": float(np.min(x)),
-                "measured_median": float(np.median(x)),
-                "measured_max": float(np.max(x)),
-                "n": len(x),
-            }
-            if isinstance(pred, str):
-                row.update(
-                    predicted_p5=math.nan,
-                    predicted_p50=math.nan,
-                    predicted_p95=math.nan,
-                    inside=math.nan,
-                    tolerance_s=tolerance,
-                    predicted_min=math.nan,
-                    predicted_max=math.nan,
-                    note=pred,
-                )
-            else:
-                p = np.asarray(pred[metric], dtype=float)
-                lo, mid, hi = _q(p, 0.05), _q(p, 0.5), _q(p, 0.95)
-                row.update(
-                    predicted_p5=lo,
-                    predicted_p50=mid,
-                    predicted_p95=hi,
-                    inside=float(np.mean((x >= lo - tolerance) & (x <= hi + tolerance))),
-                    tolerance_s=tolerance,
-                    # the model's full range: with 5 trials, 1 - 0.9**5 = 41 % of runs put
-                    # at least one faithful measurement outside p5-p95
-                    predicted_min=_q(p, 0.0),
-                    predicted_max=_q(p, 1.0),
-                    note="",
-                )
-            rows.append(row)
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    ``predicted`` maps (design, fault label) to the simulated trials or to the reason there
+    is no prediction. The model names the fault by its kind (a lab 'link-down' is predicted
+    as a 'node-crash'), so its trials are relabelled with the lab's fault label here; the
+    tolerance is the probe bin."""
+    frames = [
+        trials.assign(design=design, fault=label)
+        for (design, label), trials in predicted.items()
+        if not isinstance(trials, str)
+    ]
+    reasons = {k: v for k, v in predicted.items() if isinstance(v, str)}
+    return shared_comparison_table(
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        measured,
+        tolerance_s=tolerance,
+        reasons=reasons,
+    )
 
 
 def predict(
