@@ -30,7 +30,7 @@ import os
 import platform
 import socket
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -437,7 +437,3 @@ def summarize(trials: pd.DataFrame, sweep: Sequence[str] | None = None) -> pd.Da
                 row[f"{extra}_mean"] = float(g[extra].mean())
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def milestone_columns(columns: Iterable[str]) -> list[str]:
-    return [c for c in columns if c.startswith("at_")]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaoslab.designs import DESIGNS, Design, ImpossibleTarget
+from chaoslab.designs import DESIGNS, Design
 from chaoslab.faults import FAULTS, Fault, FaultKind, ImpossibleFault
 from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
 from chaoslab.mechanisms.cluster import ClusterSpec
@@ -445,14 +445,3 @@ def _dask_result(fut: Any) -> pd.DataFrame:
         return fut.result()
     except ModuleNotFoundError as e:
         raise ExecutorError(f"a Dask worker cannot import what a chunk needs: {e}") from None
-
-
-def check_cells(cells: Sequence[Cell]) -> list[tuple[Cell, str]]:
-    """Cells that cannot run, with the reason (impossible design/fault/target pairs)."""
-    bad: list[tuple[Cell, str]] = []
-    for cell in cells:
-        try:
-            cell.check()
-        except (ImpossibleFault, ImpossibleTarget, ValueError) as e:
-            bad.append((cell, str(e)))
-    return bad

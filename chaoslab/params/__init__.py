@@ -19,7 +19,7 @@ from chaoslab.params.catalogue import (
     profile,
 )
 from chaoslab.params.dists import Dist, ParseError, format_seconds, parse_duration, parse_value
-from chaoslab.params.paramset import ParamSet, ProfileConflict, Sampler, expand_sweep
+from chaoslab.params.paramset import ParamSet, ProfileConflict, Sampler
 
 __all__ = [
     "CATALOGUE",
@@ -33,7 +33,6 @@ __all__ = [
     "Sampler",
     "UnknownParameter",
     "UnknownProfile",
-    "expand_sweep",
     "format_seconds",
     "lookup",
     "parse_duration",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,7 +11,7 @@ import numpy as np
 from chaoslab.params.catalogue import CATALOGUE, PROFILES, Value, lookup, profile
 from chaoslab.params.dists import Dist
 
-__all__ = ["ParamSet", "Sampler", "expand_sweep"]
+__all__ = ["ParamSet", "Sampler"]
 
 
 class ProfileConflict(ValueError):
@@ -146,13 +145,3 @@ class Sampler:
     def dist(self, key: str) -> Dist | None:
         """The distribution behind a non-fixed numeric parameter (None if fixed or not numeric)."""
         return self._dists.get(key)
-
-
-def expand_sweep(sweep: Mapping[str, Iterable[object]]) -> list[dict[str, object]]:
-    """Cartesian product of swept values (desmod's factorial config, without mutation)."""
-    if not sweep:
-        return [{}]
-    keys = list(sweep)
-    for k in keys:
-        lookup(k)
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*sweep.values())]
