@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from chaoslab.cli.drill import main
-from chaoslab.live.k8s.drill import COMPARISON_COLUMNS
+from chaoslab.compare import COMPARISON_COLUMNS
 from chaoslab.results import load_run
 
 from .conftest import SKEW, Env

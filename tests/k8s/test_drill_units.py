@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from chaoslab.compare import COMPARISON_COLUMNS
 from chaoslab.experiment import ExperimentError
-from chaoslab.live.k8s.drill import COMPARISON_COLUMNS, comparison, load_live
+from chaoslab.live.k8s.drill import comparison, load_live
 from chaoslab.live.k8s.inject import _kill_script, _partition_script, chaos_pod
 from chaoslab.live.k8s.journal import Journal, pending_undo
 from chaoslab.live.k8s.kube import ClockOffset, KubeError, load_kube

@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from chaoslab.live.lab.drill import COMPARISON_COLUMNS, lab_down, lab_status, lab_up, run_drill
+from chaoslab.compare import COMPARISON_COLUMNS
+from chaoslab.live.lab.drill import lab_down, lab_status, lab_up, run_drill
 from chaoslab.live.lab.netns import LabState, pid_alive, state_root
 from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
 from chaoslab.live.lab.spec import LabFault, TrialLab
@@ -72,7 +73,7 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
     assert (meta["mode"], meta["target"], meta["status"]) == ("live", "lab", "complete")
     for name in ("probes.parquet", "comparison.csv", "trials.parquet", "summary.csv"):
         assert (res.path / name).exists(), name
-    assert list(res.comparison.columns) == COMPARISON_COLUMNS
+    assert tuple(res.comparison.columns) == COMPARISON_COLUMNS
 
     # SIGTERM: priority-0 advert, the backup (priority 100) takes over after its skew 0.609 s
     term = _row(t, "daemon-kill/keepalived-term")

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chaoslab.compare import COMPARISON_COLUMNS
 from chaoslab.live.lab.base import LabParams
-from chaoslab.live.lab.drill import COMPARISON_COLUMNS, comparison_table, trial_metrics
+from chaoslab.live.lab.drill import comparison_table, trial_metrics
 from chaoslab.live.lab.netns import LabState
 from chaoslab.live.lab.spec import LabFault, SpecError, load_lab_experiment
 from chaoslab.live.probe import ProbeRecord, records_frame
@@ -205,7 +206,7 @@ def test_comparison_inside_counts_measurements_in_the_band(
         }
     )
     c = comparison_table(meas, {("d", "f"): pred}, tol)
-    assert list(c.columns) == COMPARISON_COLUMNS
+    assert tuple(c.columns) == COMPARISON_COLUMNS
     row = c[c.metric == "recovery_s"].iloc[0]
     p5, p95 = row.predicted_p5, row.predicted_p95
     expect = np.mean([(p5 - tol) <= x <= (p95 + tol) for x in measured])

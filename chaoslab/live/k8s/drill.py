@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from chaoslab.compare import COMPARISON_COLUMNS, comparison_table, quantile
+from chaoslab.compare import comparison_table, quantile
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
 from chaoslab.live.k8s.discover import Discovery, discover, node_info, pod_ready
 from chaoslab.live.k8s.inject import (
@@ -66,7 +66,6 @@ from chaoslab.live.probe import connection_fates
 from chaoslab.outage import availability_from_probes, metrics
 
 __all__ = [
-    "COMPARISON_COLUMNS",
     "DrillInterrupted",
     "DrillPlan",
     "comparison",

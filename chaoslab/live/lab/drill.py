@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaoslab.compare import COMPARISON_COLUMNS as _COLUMNS
 from chaoslab.compare import comparison_table as shared_comparison_table
 from chaoslab.live.lab.base import LabParams, Topology
 from chaoslab.live.lab.netns import LabError, LabState, cleanup, list_labs, state_root
@@ -36,7 +35,6 @@ from chaoslab.live.lab.watch import LogWatcher, match_rules
 from chaoslab.live.probe import connection_fates, read_records
 
 __all__ = [
-    "COMPARISON_COLUMNS",
     "DrillResult",
     "comparison_table",
     "lab_down",
@@ -46,10 +44,6 @@ __all__ = [
     "run_drill",
     "trial_metrics",
 ]
-
-#: comparison.csv's columns, the same for every drill (chaoslab.compare)
-COMPARISON_COLUMNS = list(_COLUMNS)
-
 
 _MODULES = {
     "ingress-vip-vrrp": ("chaoslab.live.lab.vrrp", "VrrpTopology"),
