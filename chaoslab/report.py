@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Mapping
 from io import BytesIO
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from chaoslab.results import Run, atomic_write_text
+from chaoslab.results import Run, atomic_write_text, format_value
 
 __all__ = ["build_report", "changed_parameters", "write_report"]
 
@@ -107,13 +106,7 @@ def changed_parameters(run: Run) -> pd.DataFrame:
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "–"
-        if math.isinf(v):
-            return "never"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
+    return format_value(v, missing="–")
 
 
 def _table(df: pd.DataFrame, cls: str = "") -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import NoReturn
 
@@ -16,7 +15,7 @@ from chaoslab.designs import ImpossibleTarget
 from chaoslab.experiment import ExperimentError
 from chaoslab.faults import ImpossibleFault
 from chaoslab.params import ParseError, ProfileConflict, UnknownParameter, UnknownProfile
-from chaoslab.results import RunFormatError
+from chaoslab.results import RunFormatError, format_value
 
 # outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -42,13 +41,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _fmt(v: object) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "-"
-        if math.isinf(v):
-            return "never"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
+    return format_value(v)
 
 
 _HEADERS = {

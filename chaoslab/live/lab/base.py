@@ -239,6 +239,18 @@ class Topology(ABC):
     def rules(self) -> list[Rule]:
         """How daemon log lines become milestones."""
 
+    def ingress_nodes_cluster(self) -> dict[str, object]:
+        """The model's cluster for a lab whose nodes are all ingress ('controller') nodes:
+        the app pod sits on a node no fault touches, because in the lab the service answers
+        on the ingress nodes themselves."""
+        return {
+            "masters": 0,
+            "controllers": len(self.nodes()),
+            "computes": 1,
+            "replicas": 1,
+            "spread": "compute",
+        }
+
     def model_cluster(self) -> dict[str, object] | None:
         """The model's cluster description matching this lab (None: the model's default)."""
         return None

@@ -187,13 +187,7 @@ class BgpTopology(Topology):
     def model_cluster(self) -> dict[str, object]:
         """Every lab node is an ingress node announcing the VIP ('controllers'); the app pod
         sits on a node no fault touches (the lab's service answers on the nodes)."""
-        return {
-            "masters": 0,
-            "controllers": len(self.nodes()),
-            "computes": 1,
-            "replicas": 1,
-            "spread": "compute",
-        }
+        return self.ingress_nodes_cluster()
 
     def rules(self) -> list[Rule]:
         v = VIP.replace(".", r"\.")

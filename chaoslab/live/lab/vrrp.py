@@ -122,13 +122,7 @@ class VrrpTopology(Topology):
         """The model's cluster with this lab's shape: the keepalived nodes are the ingress
         ('controller') nodes; the app pod sits on a node no fault touches, because in the
         lab the service answers on the ingress nodes themselves."""
-        return {
-            "masters": 0,
-            "controllers": len(self.nodes()),
-            "computes": 1,
-            "replicas": 1,
-            "spread": "compute",
-        }
+        return self.ingress_nodes_cluster()
 
     def rules(self) -> list[Rule]:
         v = VIP.replace(".", r"\.")
