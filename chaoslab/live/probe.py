@@ -523,24 +523,10 @@ def _selftest(seconds: float) -> int:
     import statistics
 
     async def serve() -> tuple[asyncio.Server, int]:
-        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    line = await r.readline()
-                    if not line:
-                        break
-                    keep = True
-                    while (h := await r.readline()) not in (b"\r\n", b"\n", b""):
-                        keep = keep and b"close" not in h.lower()
-                    w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nself\n")
-                    await w.drain()
-                    if not keep:
-                        break
-            except ConnectionError:
-                pass
-            finally:
-                w.close()
+        # the lab's own service handler (HTTP/1.1 keep-alive, body = its name)
+        from chaoslab.live.lab.server import http_handler
 
+        handle = http_handler("self", None)
         srv = await asyncio.start_server(handle, "127.0.0.1", 0)
         return srv, srv.sockets[0].getsockname()[1]
 

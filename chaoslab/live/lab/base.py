@@ -57,6 +57,10 @@ LAB_KEYS: dict[str, str] = {
 }
 
 
+#: the node segment behind a router or LB: node k is NODE_NET.k
+NODE_NET = "10.0.1"
+
+
 class LabParams:
     """Effective parameter values for configuring daemons: catalogue defaults, then the
     experiment's profiles, then its ``params:`` — the same resolution as the prediction."""
@@ -190,6 +194,15 @@ class Topology(ABC):
         p = self.dir / name
         p.write_text(text)
         return str(p)
+
+    def attach_node(self, k: int, node: str, ports: list[str]) -> None:
+        """Create node namespace ``node`` on the switch ``sw``: eth0 = NODE_NET.k/24."""
+        st = self.state
+        st.add_ns(node)
+        st.veth("sw", node, node, "eth0")
+        ports.append(node)
+        self.uplinks[node] = "eth0"
+        st.ip(node, "addr", "add", f"{NODE_NET}.{k}/24", "dev", "eth0")
 
     def route(self, role: str, *args: str) -> None:
         self.routes.setdefault(role, []).append(list(args))

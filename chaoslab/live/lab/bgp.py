@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from chaoslab.live.lab.base import Topology, _fmt
+from chaoslab.live.lab.base import NODE_NET, Topology, _fmt
 from chaoslab.live.lab.spec import LabFault, SpecError
 from chaoslab.live.lab.watch import LogEvent, Rule
 
-NODE_NET = "10.0.1"
 RT = f"{NODE_NET}.254"
 CLIENT = "10.0.2.2"
 RT_CLIENT = "10.0.2.1"
@@ -64,11 +63,7 @@ class BgpTopology(Topology):
         st.sysctl("rt", "net.ipv4.fib_multipath_hash_policy", 1)
         ports = ["rt"]
         for k, n in enumerate(self.nodes(), start=1):
-            st.add_ns(n)
-            st.veth("sw", n, n, "eth0")
-            ports.append(n)
-            self.uplinks[n] = "eth0"
-            st.ip(n, "addr", "add", f"{NODE_NET}.{k}/24", "dev", "eth0")
+            self.attach_node(k, n, ports)
             st.ip(n, "addr", "add", f"{VIP}/32", "dev", "lo")
             self.route(n, f"{CLIENT.rsplit('.', 1)[0]}.0/24", "via", RT)
         st.bridge("sw", "br0", ports)

@@ -33,12 +33,11 @@ import socket
 
 import pandas as pd
 
-from chaoslab.live.lab.base import Topology, _ms
+from chaoslab.live.lab.base import NODE_NET, Topology, _ms
 from chaoslab.live.lab.netns import run
 from chaoslab.live.lab.spec import LabFault, SpecError
 from chaoslab.live.lab.watch import LogEvent, Rule
 
-NODE_NET = "10.0.1"
 LB_NODE_SIDE = f"{NODE_NET}.254"
 CLIENT = "10.0.2.2"
 FRONT = "10.0.2.1"
@@ -88,11 +87,7 @@ class NodeportLbTopology(Topology):
         st.ip("lb", "addr", "add", f"{LB_NODE_SIDE}/24", "dev", "eth0")
         ports = ["lb"]
         for k, n in enumerate(self.nodes(), start=1):
-            st.add_ns(n)
-            st.veth("sw", n, n, "eth0")
-            ports.append(n)
-            self.uplinks[n] = "eth0"
-            st.ip(n, "addr", "add", f"{NODE_NET}.{k}/24", "dev", "eth0")
+            self.attach_node(k, n, ports)
             st.sysctl(n, "net.ipv4.ip_forward", 1)
             st.ip(n, "link", "add", "cbr0", "type", "bridge", "forward_delay", "0")
             st.ip(n, "addr", "add", f"10.244.{k}.1/24", "dev", "cbr0")

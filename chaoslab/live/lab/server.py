@@ -20,7 +20,8 @@ import sys
 from collections.abc import Sequence
 
 
-def _handler(name: str, health: int | None):  # type: ignore[no-untyped-def]
+def http_handler(name: str, health: int | None):  # type: ignore[no-untyped-def]
+    """An asyncio connection handler answering every request (see the module docstring)."""
     if health is None:
         status, body = 200, f"{name}\n".encode()
     else:
@@ -58,7 +59,7 @@ def _handler(name: str, health: int | None):  # type: ignore[no-untyped-def]
 
 async def _serve(bind: str, port: int, name: str, health: int | None) -> None:
     srv = await asyncio.start_server(
-        _handler(name, health), bind, port, reuse_address=True, backlog=1024
+        http_handler(name, health), bind, port, reuse_address=True, backlog=1024
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
