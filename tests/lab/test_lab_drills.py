@@ -82,11 +82,14 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
     assert abs(term.at_vrrp_master_changed - 0.609) < 0.25
 
     # SIGKILL of keepalived alone: the old master keeps the VIP and still serves; the backup
-    # takes over after Master_Down_Interval, so both hold the VIP and no request fails
+    # takes over after Master_Down_Interval, so both hold the VIP. No request fails except,
+    # sometimes, one whose SYN reached the old master and whose next segment followed the
+    # backup's GARP (reset): a probe or two at the takeover, never a gap before it
     kill = _row(t, "daemon-kill/keepalived-kill")
-    assert kill.recovery_s == 0.0 and kill.lost_s == 0.0
     assert math.isnan(kill.at_vip_removed)
     assert 2.4 <= kill.at_vrrp_master_changed <= 4.2
+    assert kill.downtime_s == 0.0 and kill.lost_s <= 0.02
+    assert kill.recovery_s == 0.0 or abs(kill.recovery_s - kill.at_vrrp_master_changed) < 0.2
 
     # link down: Master_Down_Interval 3.609 s after the last advert the backup received
     down = _row(t, "link-down")
