@@ -236,23 +236,23 @@ def check_compatible(predicted: Run | pd.DataFrame, measured: Run | pd.DataFrame
 
 
 def _fault_kinds(meta: Mapping[str, Any]) -> dict[str, str]:
-    """Lab fault label -> the model fault kind it is predicted as (``predict:`` in the lab
-    spec), so 'link-down' measured in the lab meets 'node-crash' predicted."""
+    """Lab fault label -> the name of the model fault it is predicted as (the lab fault's
+    own ``model_fault()``), so 'link-down' measured with ``predict: node-crash`` meets
+    'node-crash' predicted, and 'daemon-kill/bird-kill' meets 'daemon-kill/bgp-kill'."""
+    from pydantic import ValidationError
+
+    from chaoslab.faults import Fault
+    from chaoslab.live.lab.spec import LabFault
+
     out: dict[str, str] = {}
-    for f in (meta.get("lab") or {}).get("faults") or []:
-        parts = [f.get("kind", "")]
-        if f.get("name"):
-            label = f["name"]
-        else:
-            if f.get("daemon"):
-                parts.append(f"{f['daemon']}-{str(f.get('signal', 'KILL')).lower()}")
-            if f.get("with_service"):
-                parts.append("with-service")
-            if f.get("client_timeout") is not None:
-                parts.append(f"timeout-{f['client_timeout']:g}s")
-            label = "/".join(parts)
-        pred = f.get("predict") or {}
-        out[label] = str(pred.get("kind") or f.get("kind", label))
+    for raw in (meta.get("lab") or {}).get("faults") or []:
+        try:
+            f = LabFault.model_validate(raw)
+        except ValidationError:
+            continue  # a run written by another version: match by name and kind only
+        model = dict(f.model_fault())
+        kind, target = str(model.pop("kind", f.kind)), str(model.pop("target", ""))
+        out[f.label] = Fault(kind, target, model).result_name
     return out
 
 
@@ -329,7 +329,15 @@ def match_cells(
         if cand.empty and fault in kinds:
             cand = pd_[pd_["fault"] == kinds[fault]]
         if cand.empty:
-            cand = pd_[pd_["fault"] == str(fault).split("/")[0]]
+            # the same kind under another name (a drill's own label): only if unambiguous
+            kind = str(fault).split("/")[0]
+            cand = pd_[pd_["fault"].astype(str).str.split("/").str[0] == kind]
+            if cand["fault"].nunique() > 1:
+                raise CompareError(
+                    f"cannot compare {design} · {fault}: the prediction has several {kind} "
+                    f"faults ({', '.join(sorted(map(str, set(cand['fault']))))}); name the "
+                    "measured one like one of them"
+                )
         if cand.empty:
             unmatched.append(f"{design} · {fault}")
             continue

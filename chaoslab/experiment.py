@@ -113,6 +113,11 @@ class FaultModel(BaseModel):
     designs: list[str] | None = Field(
         None, description="apply this fault only to these designs (default: all)"
     )
+    name: str | None = Field(
+        None,
+        description="name in result tables (default: the kind and its options, "
+        "e.g. daemon-kill/keepalived-term)",
+    )
 
 
 class DesignVariant(_Strict):
@@ -285,7 +290,7 @@ class Experiment:
             target: str | tuple[str, ...] = (
                 tuple(f.target) if isinstance(f.target, list) else (f.target or "")
             )
-            out.append(Fault(f.kind, target, extra))
+            out.append(Fault(f.kind, target, extra, name=f.name or ""))
         return out
 
     def sweep_points(self) -> list[dict[str, Any]]:
@@ -427,10 +432,19 @@ class Experiment:
                 DESIGNS[design].profiles(self.profiles_for({}, variant)),
                 {**self.overrides(), **own, **(extra_overrides or {})},
             )
+            seen: dict[tuple[str, str], int] = {}
             for i, fault in enumerate(faults):
                 fdesigns = m.faults[i].designs
                 if fdesigns is not None and label not in fdesigns and design not in fdesigns:
                     continue
+                row = (fault.result_name, fault.label)
+                if row in seen:
+                    raise self.error(
+                        ("faults", i),
+                        f"faults {seen[row]} and {i} are both {row[0]} on {row[1]} for {label}; "
+                        "give one a name:",
+                    )
+                seen[row] = i
                 cell = Cell(design, fault, vps, spec, {}, self.horizon, label=label)
                 try:
                     cell.check()

@@ -8,12 +8,14 @@ carries a hidden default. `FAULTS` holds each kind's injection over a `Topology`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from chaoslab.designs.base import ImpossibleTarget, Topology
 from chaoslab.mechanisms.cluster import Node, Pod
+from chaoslab.params.dists import Fixed, ParseError, parse_value
 
 __all__ = ["FAULTS", "Fault", "FaultKind", "ImpossibleFault", "TargetKind"]
 
@@ -29,6 +31,8 @@ class Fault:
     kind: str
     target: str | tuple[str, ...] = ""
     options: Mapping[str, object] = field(default_factory=dict)
+    #: the name in result tables; default: `result_name` built from kind and options
+    name: str = ""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -41,6 +45,30 @@ class Fault:
         """Target text for result tables: ``app-pod-node`` or ``controller-1+controller-2``."""
         return "+".join(self.targets)
 
+    @property
+    def result_name(self) -> str:
+        """The ``fault`` column: the kind, then the options that tell two faults of a kind
+        apart (``daemon-kill/keepalived-term``, ``link-down/0.5s``), shaped like the lab's
+        fault labels so a prediction and a lab drill name the same fault the same way."""
+        if self.name:
+            return self.name
+        o = self.options
+        parts = [self.kind]
+        if "daemon" in o:
+            parts.append(
+                f"{o['daemon']}-{str(o['signal']).lower()}" if "signal" in o else str(o["daemon"])
+            )
+        elif "signal" in o:
+            parts.append(str(o["signal"]).lower())
+        for opt, raw in o.items():
+            if opt in ("daemon", "signal"):
+                continue
+            text = _option_text(raw)
+            if text is None:
+                continue  # 'never' (a duration or repair of inf) is the kind's plain meaning
+            parts.append(text if opt == "duration" else f"{opt}-{text}")
+        return "/".join(parts)
+
     def overrides(self) -> dict[str, object]:
         """Catalogue overrides this fault's options stand for."""
         kind = FAULTS[self.kind]
@@ -51,6 +79,19 @@ class Fault:
                 raise ImpossibleFault(f"{self.kind} has no option {opt!r} (options: {known})")
             out[kind.options[opt]] = raw
         return out
+
+
+def _option_text(raw: object) -> str | None:
+    """A fault option as a name part: ``500ms`` -> ``0.5s`` (the lab's form); None for inf."""
+    try:
+        dist = parse_value(raw)  # type: ignore[arg-type]
+    except ParseError:
+        return str(raw).replace(" ", "")
+    if isinstance(dist, Fixed):
+        if math.isinf(dist.value):
+            return None
+        return f"{dist.value:g}s"
+    return dist.text().replace(" ", "")
 
 
 Inject = Callable[[Topology, list[Node], list[Pod]], None]

@@ -242,7 +242,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
         a_v.append(trial.a_v)
     data: dict[str, Any] = {
         "design": [cell.name] * n,
-        "fault": [cell.fault.kind] * n,
+        "fault": [cell.fault.result_name] * n,
         "target": [cell.fault.label] * n,
     }
     for key, raw in cell.sweep.items():

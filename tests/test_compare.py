@@ -305,3 +305,25 @@ def test_cli_compare_refusal_is_one_line(lb_runs, tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err.strip()
     assert "format version 2" in err and len(err.splitlines()) == 1
     assert main(["compare", str(pred.path), str(again.path), "--select", "nokey"]) == 2
+
+
+def test_a_fault_kind_predicted_several_ways_is_matched_by_name(tmp_path: Path) -> None:
+    """The prediction has SIGKILL and SIGTERM of keepalived: a measured
+    'daemon-kill/keepalived-term' meets its own row; a measured cell named only by the kind
+    is refused as ambiguous instead of being compared with a mixture of both."""
+    kill = {"kind": "daemon-kill", "target": "vip-holder", "daemon": "keepalived"}
+    both = pd.concat(
+        [
+            chaoslab.simulate("ingress-vip-vrrp", {**kill, "signal": s}, trials=50, horizon=20.0)
+            for s in ("KILL", "TERM")
+        ]
+    )
+    assert set(both.fault) == {"daemon-kill/keepalived-kill", "daemon-kill/keepalived-term"}
+    pred = _run(tmp_path / "pred", both, horizon_s=20.0)
+    term = both[both.fault == "daemon-kill/keepalived-term"].drop(columns=["a_t", "a_v"])
+    meas = _run(tmp_path / "lab", term, mode="live", target="lab")
+    ((p, m, _),) = match_cells(pred, meas)
+    assert set(p.fault) == {"daemon-kill/keepalived-term"}
+    bare = _run(tmp_path / "bare", term.assign(fault="daemon-kill"), mode="live", target="lab")
+    with pytest.raises(CompareError, match="several daemon-kill faults"):
+        match_cells(pred, bare)

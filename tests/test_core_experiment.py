@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from chaoslab.cli import main
-from chaoslab.experiment import json_schema, load_experiment
+from chaoslab.experiment import ExperimentError, json_schema, load_experiment
 from chaoslab.results import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,3 +343,40 @@ def test_bad_variants_are_located(
     path = write(tmp_path, edit(VARIANTS))
     code, _, err = run_cli(["validate", str(path)], capsys)
     assert code == 2 and words in err and f"{path}:" in err and "designs[" in err
+
+
+TWO_KILLS = """\
+title: two kills of keepalived
+designs: [ingress-vip-vrrp]
+faults:
+  - {kind: daemon-kill, target: vip-holder, daemon: keepalived, signal: KILL, restart: inf}
+  - {kind: daemon-kill, target: vip-holder, daemon: keepalived, signal: TERM}
+  - {kind: link-down, target: vip-holder, duration: 500ms}
+  - {kind: link-down, target: vip-holder, duration: inf}
+trials: 20
+horizon: 10s
+"""
+
+
+def test_faults_of_one_kind_keep_their_own_rows(tmp_path: Path) -> None:
+    """Two daemon-kills differing only in the signal are two rows, named the way the lab
+    names them, and an explicit name wins; two faults that would share a row are refused."""
+    exp = load_experiment(write(tmp_path, TWO_KILLS))
+    exp.validate()
+    names = [f.result_name for f in exp.faults()]
+    assert names == [
+        "daemon-kill/keepalived-kill",
+        "daemon-kill/keepalived-term",
+        "link-down/0.5s",
+        "link-down",
+    ]
+    (tmp_path / "two.yaml").write_text(TWO_KILLS)
+    assert main(["run", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "res"), "-q"]) == 0
+    (run_dir,) = (tmp_path / "res" / "two").iterdir()
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert list(summary["fault"]) == names
+    named = TWO_KILLS.replace("signal: TERM}", "signal: TERM, name: graceful}")
+    assert load_experiment(write(tmp_path, named)).faults()[1].result_name == "graceful"
+    same = TWO_KILLS.replace("signal: TERM}", "signal: KILL, restart: inf}")
+    with pytest.raises(ExperimentError, match=r"faults\[1\].*both daemon-kill/keepalived-kill"):
+        load_experiment(write(tmp_path, same)).validate()
