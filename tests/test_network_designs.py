@@ -255,11 +255,18 @@ def test_every_design_fault_pair_runs_or_says_why() -> None:
 
 def test_keepalived_sigkill_leaves_the_vip_until_keepalived_restarts() -> None:
     """SIGKILL: the old master keeps answering for the VIP, so nothing breaks while a backup
-    takes over; a keepalived restarted before that removes the VIP and opens a gap."""
+    takes over, except the requests in flight when the backup's GARP moves the clients'
+    ARP entry; a keepalived restarted before that removes the VIP and opens a gap."""
     kill = {"kind": "daemon-kill", "target": "vip-holder", "daemon": "keepalived"}
-    dead = sim("ingress-vip-vrrp", {**kill, "signal": "KILL"}, ["k8s-1.32", "keepalived-osh"])
-    assert (dead["lost_s"] == 0).all()
+    dead = sim(
+        "ingress-vip-vrrp",
+        {**kill, "signal": "KILL"},
+        ["k8s-1.32", "keepalived-osh"],
+        params={"client.request_duration": "2ms"},
+    )
     assert dead["at_vrrp_master_changed"].between(2.4, 3.42).all()
+    assert np.allclose(dead["lost_s"], 0.002) and np.allclose(dead["downtime_s"], 0.002)
+    assert np.allclose(dead["recovery_s"], dead["at_arp_updated"] + 0.002)
     back = sim(
         "ingress-vip-vrrp",
         {**kill, "signal": "KILL", "restart": "1s"},
@@ -318,3 +325,53 @@ def test_seed_designs_file_shows_the_articles_claims() -> None:
             )
         )
         assert stale["downtime_s"].mean() > moved["downtime_s"].mean() + 15
+
+
+# ------------------------------------------------ a path moving off a live node costs the
+# requests in flight on it (client.request_duration of traffic, a(t) = 0 for that long)
+def test_preemption_after_a_link_blip_fails_the_requests_in_flight() -> None:
+    """The master (150) loses carrier for 0.5 s; the backup (100) takes over after its
+    Master_Down_Interval; the master comes back in BACKUP, ignores the backup's lower
+    adverts and preempts after its own Master_Down_Interval: link-up + 3 x advert +
+    skew(150). That second move fails the requests in flight, so the outage ends there."""
+    lab_cluster = {
+        "masters": 0,
+        "controllers": 2,
+        "computes": 1,
+        "replicas": 1,
+        "spread": "compute",
+    }
+    df = sim(
+        "ingress-vip-vrrp",
+        {"kind": "link-down", "target": "vip-holder", "duration": "500ms"},
+        params={
+            "client.request_duration": "2ms",
+            "vrrp.priority": [150, 100],
+            "vrrp.nopreempt": False,
+        },
+        cluster=lab_cluster,
+        horizon=10.0,
+    )
+    preempt = 0.5 + master_down_interval(2, 150, 1.0)
+    assert np.allclose(df["recovery_s"], preempt + 0.002)
+    # the first move came from a cut-off master: no requests in flight to lose there
+    assert np.allclose(df["downtime_s"], df["at_vrrp_master_changed"] + 0.002)
+
+
+@pytest.mark.parametrize(
+    ("mode", "share"), [("hash-threshold", 1 / 2), ("resilient", 1 / 3), ("modulo", 2 / 3)]
+)
+def test_ecmp_rehash_resets_the_requests_in_flight_on_moved_paths(mode: str, share: float) -> None:
+    """SIGKILL of one of three speakers' BGP daemon: the session closes, the route is
+    withdrawn at once and the node keeps serving. All of its in-flight requests move, plus
+    the survivors' moved share: hash-threshold 3 -> 2 moves 1/2 of one survivor's flows,
+    resilient none, modulo-N 1/2 of each; nothing else is lost."""
+    df = sim(
+        "ingress-vip-bgp",
+        {"kind": "daemon-kill", "target": "vip-holder", "daemon": "bgp", "signal": "KILL"},
+        params={"client.request_duration": "2ms", "ecmp.mode": mode},
+        horizon=60.0,
+    )
+    assert np.allclose(df["lost_s"], share * 0.002)
+    assert (df["downtime_s"] == 0).all()
+    assert np.allclose(df["recovery_s"], df["at_ecmp_rehashed"] + 0.002)

@@ -39,6 +39,7 @@ from chaoslab.mechanisms.arp import VipNeighbour
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.bgp import BgpFabric
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
+from chaoslab.mechanisms.ecmp import moved_from
 from chaoslab.mechanisms.ingress import IngressCluster
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.kubevip import graceful_takeover, silent_takeover
@@ -416,6 +417,13 @@ class BgpTopology(NetTopology):
     def _on_fib(self, old: list[Node], new: list[Node]) -> None:
         if self.conns is not None:
             self.conns.rehash(old, new, self.mode)
+        if old and new:
+            # new requests in flight on a path that moves off a live next hop are reset on
+            # the node they land on (no socket, no conntrack entry there)
+            moved = moved_from(self.mode, [n.name for n in old], [n.name for n in new])
+            share = sum(moved.get(n.name, 0.0) * self.node_success(n) for n in old) / len(old)
+            if share > 0:
+                self.trial.blip(self.trial.p.draw("client.request_duration"), share)
 
     def _started(self, pod: Pod) -> None:
         if pod.node is not None:

@@ -15,7 +15,9 @@ Covers (reference/network-timing.md section 2):
 - a router has no NUD: its entry is refreshed only when its timer (``arp.router_timeout``,
   4 h on Cisco IOS) runs out, at a stationary random phase;
 - an entry that failed while nobody held the VIP is re-resolved on the next request once
-  some node answers again.
+  some node answers again;
+- moving the entry away from a node that still answers resets the requests in flight
+  (``client.request_duration`` of them: `Trial.blip`).
 
 The neighbour is a *listener*: it notices when the node it points to stops confirming
 (died, cut off, removed the VIP) and computes when it gives up, instead of stepping NUD.
@@ -100,8 +102,13 @@ class VipNeighbour:
         self._point(node)
 
     def _point(self, node: Node | None) -> None:
-        if node is self.mac:
+        old = self.mac
+        if node is old:
             return
+        if old is not None and node is not None and self.confirms(old):
+            # the old holder still answered: requests in flight on it are reset on the new
+            # one (the backup's GARP while the old master keeps the VIP, a preemption)
+            self.trial.blip(self.p.draw("client.request_duration"))
         self.mac = node
         if node is not None and node is not self.initial:
             self.trial.milestone("arp.updated")

@@ -86,6 +86,7 @@ class Trial:
 
     __slots__ = (
         "_availability",
+        "_blips",
         "_in_change",
         "a_t",
         "a_v",
@@ -112,6 +113,8 @@ class Trial:
         #: over the trial itself (e.g. an ECMP re-hash long after the fault)
         self.connections: tuple[float, float] | None = None
         self._in_change = 0  # 0 idle, 1 notifying listeners, 2 dirty again
+        #: (until, share): requests in flight when their path moved, see `blip`
+        self._blips: list[tuple[float, float]] = []
 
     @property
     def now(self) -> float:
@@ -143,10 +146,29 @@ class Trial:
         self._availability = fn
         self.a_v[0] = fn()
 
+    def blip(self, duration: float, share: float = 1.0) -> None:
+        """A path moved to another live node: requests in flight on it are reset there.
+
+        The requests that fail are those sent during the last ``duration`` (their SYN went
+        the old way, the rest of the exchange the new way), a ``share`` of all requests.
+        a(t) cannot be rewritten backwards, so the dip is placed just after the move: the
+        same ``lost_s``, ``recovery_s`` late by at most ``duration``.
+        """
+        if duration <= 0 or share <= 0:
+            return
+        self._blips.append((self.env.now + duration, min(share, 1.0)))
+        self.changed()
+        self.at(duration, self.changed)
+
     def changed(self) -> None:
         """Re-evaluate a(t) after a state change and notify listeners."""
         a = self._availability()
         t = self.env.now
+        if self._blips:
+            live = [b for b in self._blips if b[0] > t]
+            self._blips = live
+            for _, share in live:
+                a *= 1.0 - share
         if a != self.a_v[-1]:
             if self.a_t[-1] == t:
                 self.a_v[-1] = a

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chaoslab.params.catalogue import Param, register, register_profile, require_positive
-from chaoslab.params.dists import Empirical, Fixed, Uniform
+from chaoslab.params.dists import Empirical, Fixed, LogNormal, Uniform
 from chaoslab.params.paramset import Sampler
 
 __all__ = ["per_node"]
@@ -451,6 +451,19 @@ register(
             f"{_CONV}: probes are GETs; nginx does not pass a non-idempotent request that was "
             "sent to the next upstream (proxy_next_upstream, nginx 1.9.13+)",
             "Share of requests (POST, PATCH) that nginx does not retry on another upstream.",
+        ),
+        Param(
+            "client.request_duration",
+            "duration",
+            LogNormal(0.001, 0.005),
+            _CONV,
+            f"{_CONV} [assumption]: a small GET over a new connection on a LAN is about "
+            "1.5 round trips plus the server's time; the lab's probes took 0.60 ms median, "
+            "0.84 ms p95 over veth (26 Nov 2026). Set it to your clients' request latency.",
+            "Time from a request's SYN to its response. A request in flight when its path "
+            "moves to another node that is also alive (VIP taken over by GARP while the old "
+            "holder still serves, ECMP re-hash off a live next hop) is reset there (RFC 793 "
+            "section 3.4: no connection state on the new node).",
         ),
         Param(
             "client.long_lived_share",
