@@ -525,3 +525,32 @@ def test_crash_script_guards_against_a_second_run() -> None:
     assert guard == 0 and guard < touch < sync < trigger
     assert "/var/lib/chaoslab/ab12-t0.crashed" in lines[guard]
     assert "echo o > /proc/sysrq-trigger" in s and "sleep 5" in s
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class _Snapshot:
+    """What a prober hands the drill loop: its records so far (data, not a fake prober)."""
+
+    def __init__(self, t: list[float], outcome: list[str]) -> None:
+        self.df = pd.DataFrame({"t": t, "outcome": outcome})
+
+    def snapshot(self) -> pd.DataFrame:
+        return self.df
+
+
+def test_progress_before_any_probe_after_the_fault_is_known() -> None:
+    """Under load the first probes after the fault may not have an outcome yet: the loop
+    must treat that as unknown (no outage started, not steady), not crash (seen in CI)."""
+    from chaoslab.live.k8s.drill import _current
+
+    _, spec = load_live(REPO / "experiments" / "live-pod-delete.yaml")
+    t0 = 100.0
+    before = _Snapshot([98.0, 99.0, 99.9], ["ok", "ok", "ok"])
+    now = t0 + spec.probe.timeout + 0.05
+    rec, start, up, horizon = _current([before], t0, now, spec)
+    assert (rec, up) == (0.0, False) and math.isnan(start) and horizon > 0
+    later = _Snapshot([99.0, t0 + 0.01, t0 + 0.02], ["ok", "timeout", "timeout"])
+    _, start, up, _ = _current([later], t0, now, spec)
+    assert not up and start == 0.0

@@ -787,7 +787,7 @@ def _current(
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     horizon = now - spec.probe.timeout - t0
     if horizon <= 0 or df.empty:
-        return 0.0, math.nan, True, max(horizon, 0.0)
+        return 0.0, math.nan, False, max(horizon, 0.0)
     ts, vs = availability_from_probes(
         df["t"].to_numpy(),
         (df["outcome"] == "ok").to_numpy(),
@@ -795,6 +795,10 @@ def _current(
         bin_s=spec.probe.bin,
         horizon=horizon,
     )
+    if vs.size == 0:
+        # no probe since the fault has an outcome yet (a slow prober under load): unknown,
+        # which must neither start an outage nor count as the steady state
+        return 0.0, math.nan, False, max(horizon, 0.0)
     m = metrics(list(ts), list(vs), horizon)
     up = bool(vs[-1] >= 1.0)
     start = math.nan
