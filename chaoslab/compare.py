@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chaoslab.outage import probed_metrics
 from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "METRICS",
     "CompareError",
     "Comparison",
+    "Prober",
+    "as_probed",
     "compare",
     "compared_metrics",
     "comparison_table",
@@ -189,6 +192,60 @@ def _meta(r: Run | pd.DataFrame) -> dict[str, Any]:
 
 def _name(r: Run | pd.DataFrame) -> str:
     return str(r.path) if isinstance(r, Run) else "trials"
+
+
+@dataclass(frozen=True)
+class Prober:
+    """How a live run probed: ``probers`` x ``rate_hz`` new requests/s, ``bin_s`` bins."""
+
+    rate_hz: float
+    probers: int
+    bin_s: float
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any]) -> Prober | None:
+        """The lab prober a measured run's meta describes (None: not a lab run)."""
+        lab = meta.get("lab") or {}
+        probe, trial = lab.get("probe") or {}, lab.get("trial") or {}
+        try:
+            return cls(float(probe["rate"]), int(probe["probers"]), float(trial["bin"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def text(self) -> str:
+        return f"{self.probers} x {self.rate_hz:g}/s, {self.bin_s * 1000:g} ms bins"
+
+
+def as_probed(trials: pd.DataFrame, prober: Prober, horizon: float, seed: int = 0) -> pd.DataFrame:
+    """The predicted trials as ``prober`` would have measured them: each trial's a(t) is
+    sampled by the prober and turned into metrics the way live probes are
+    (`chaoslab.outage.probed_metrics`). A dip shorter than the probe spacing is then seen
+    as often as the prober really catches one; milestones keep their exact times. Trials
+    without a stored a(t) are returned as they are."""
+    if trials.empty or "a_t" not in trials.columns:
+        return trials
+    rng = np.random.default_rng(seed)
+    out = trials.copy()
+    rows = [
+        probed_metrics(
+            list(t),
+            list(v),
+            horizon,
+            rate_hz=prober.rate_hz,
+            probers=prober.probers,
+            bin_s=prober.bin_s,
+            rng=rng,
+        )
+        for t, v in zip(trials["a_t"], trials["a_v"], strict=True)
+    ]
+    for col in ("recovery_s", "recovered", "downtime_s", "degraded_s", "lost_s"):
+        if col in out.columns:
+            out[col] = [getattr(m, col) for m in rows]
+    if "at_service_recovered" in out.columns:
+        out["at_service_recovered"] = [
+            m.recovery_s if m.recovered and m.recovery_s > 0 else math.nan for m in rows
+        ]
+    return out
 
 
 def stored_prediction(run: Run) -> Run | None:
@@ -413,6 +470,12 @@ def compare(
     rows: list[dict[str, Any]] = []
     ranks: list[dict[str, Any]] = []
     notes: list[str] = []
+    prober = Prober.of(_meta(measured))
+    horizon = _meta(predicted).get("horizon_s")
+    if prober is not None and horizon:
+        # compare like with like: the prediction as the lab's prober would have seen it
+        pairs = [(as_probed(p, prober, float(horizon)), m, lab) for p, m, lab in pairs]
+        notes.append(f"predicted metrics as the measured run's prober sees them ({prober.text()})")
     m_all = _trials(measured)
     matched = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
     for (design, fault), _ in m_all.groupby(["design", "fault"], sort=False):

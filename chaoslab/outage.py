@@ -16,7 +16,9 @@ From a(t) on ``[0, horizon]`` (DESIGN.md, "Model semantics"):
 No change points at all means nothing was observed: every metric is NaN.
 
 A live run estimates a(t) from probes (`availability_from_probes`) and then uses the same
-function, so a prediction and a measurement are comparable by construction.
+function, so a prediction and a measurement are comparable by construction. A prober sees
+a(t) only at its probes: `probed_metrics` puts the same prober on a predicted a(t) (its
+rate, its bins), so a 1 ms dip counts as often as the prober would really catch it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OutageMetrics", "availability_from_probes", "metrics"]
+__all__ = ["OutageMetrics", "availability_from_probes", "metrics", "probed_metrics"]
 
 #: availability values closer than this to 1 or 0 count as 1 or 0 (float noise)
 EPS = 1e-9
@@ -118,3 +120,33 @@ def availability_from_probes(
             out_a.append(a)
         prev = a
     return np.asarray(out_t), np.asarray(out_a)
+
+
+def probed_metrics(
+    times: Sequence[float],
+    values: Sequence[float],
+    horizon: float,
+    *,
+    rate_hz: float,
+    probers: int,
+    bin_s: float,
+    rng: np.random.Generator,
+) -> OutageMetrics:
+    """The metrics a live prober would measure on the availability ``times``/``values``.
+
+    ``probers`` probers each send ``rate_hz`` new requests per second, at independent
+    random phases, from the fault to the horizon; a request sent at t succeeds with
+    probability a(t). The outcomes go through `availability_from_probes` with ``bin_s``
+    bins and then `metrics`, exactly as a live run's probes do.
+    """
+    if len(times) == 0:
+        return metrics(times, values, horizon)
+    step = 1.0 / rate_hz
+    base = np.arange(0.0, horizon, step)
+    sends = np.concatenate([base + step * rng.random() for _ in range(probers)])
+    sends = sends[sends < horizon]
+    idx = np.searchsorted(np.asarray(times, dtype=float), sends, side="right") - 1
+    a = np.where(idx >= 0, np.asarray(values, dtype=float)[np.maximum(idx, 0)], 1.0)
+    ok = rng.random(sends.size) < a
+    ts, vs = availability_from_probes(sends, ok, t_fault=0.0, bin_s=bin_s, horizon=horizon)
+    return metrics(list(ts), list(vs), horizon)
