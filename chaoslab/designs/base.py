@@ -239,6 +239,7 @@ class Connections:
     def update(self) -> bool:
         changed = False
         topo = self.topo
+        l7 = self.l7
         # the entry's state is the same for all of its flows: evaluate it once per entry
         entry_state: dict[int, int] = {}
         hung_total = 0.0
@@ -253,7 +254,7 @@ class Connections:
                     st = 0  # packets reach another node: reset
                 elif not (entry.powered and entry.net_up):
                     st = 1  # dead or cut-off entry: hung
-                elif self.l7 and not topo.entry_serves(entry):
+                elif l7 and not topo.entry_serves(entry):
                     st = 0  # nginx died: the kernel resets its sockets
                 else:
                     st = 2
@@ -263,19 +264,17 @@ class Connections:
                 f[2] = f[3] = 0.0
                 changed = True
                 continue
-            if st == 1 or (
-                not self.l7
-                and not pod.serves_from(entry)
-                and (pod.node is None or not pod.node.reachable)
-            ):
+            # behind nginx each request of a keep-alive connection is balanced and retried
+            # on its own: the backend is not pinned (measured in the lab)
+            serves = st == 2 and (l7 or pod.serves_from(entry))
+            if st == 1 or (not serves and (pod.node is None or not pod.node.reachable)):
                 changed |= self._hang(f)
                 hung_total += f[3]
                 continue
-            if self.l7 or pod.serves_from(entry):
-                # behind nginx each request of a keep-alive connection is balanced and
-                # retried on its own: the backend is not pinned (measured in the lab)
-                changed |= self._unhang(f)
-                hung_total += f[3]
+            if serves:
+                if hung:  # (_unhang is a no-op for a flow that is not hung: skip the call)
+                    changed |= self._unhang(f)
+                    hung_total += f[3]
                 continue
             # L4, backend process dead on a live node: the kernel answers with a reset
             self.reset += ok + hung
