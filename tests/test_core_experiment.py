@@ -128,6 +128,18 @@ def test_bundled_experiments_validate(capsys: pytest.CaptureFixture[str]) -> Non
         assert code == 0, err
 
 
+def test_the_readmes_example_experiment_is_valid(tmp_path: Path) -> None:
+    """The YAML the README shows users is a working experiment, not an illustration."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"### Experiment files\n\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None, "README lost its example experiment"
+    exp = load_experiment(write(tmp_path, block.group(1), "readme.yaml"))
+    exp.validate()
+    assert "rack-switch-flap" in {f.result_name for f in exp.faults()}
+
+
 def test_schema_file_is_current() -> None:
     on_disk = json.loads((ROOT / "experiments" / "schema.json").read_text())
     assert on_disk == json_schema(), "run: chaoslab schema --out experiments/schema.json"
