@@ -392,3 +392,9 @@ def test_faults_of_one_kind_keep_their_own_rows(tmp_path: Path) -> None:
     same = TWO_KILLS.replace("signal: TERM}", "signal: KILL, restart: inf}")
     with pytest.raises(ExperimentError, match=r"faults\[1\].*both daemon-kill/keepalived-kill"):
         load_experiment(write(tmp_path, same)).validate()
+
+
+def test_params_table_keeps_the_assumption_marks(capsys: pytest.CaptureFixture[str]) -> None:
+    """'[assumption]' in a source is text, not rich markup: the table must show it."""
+    code, out, _ = run_cli(["params", "--grep", "client.request_duration"], capsys)
+    assert code == 0 and "[assumption]" in out

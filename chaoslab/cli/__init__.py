@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from chaoslab.cli.common import USER_ERRORS, console, err_console, fail, summary_table
 
@@ -153,7 +154,7 @@ def profiles() -> None:
 
     t = Table("profile", "family", "default", "settings", "what")
     for p in sorted(PROFILES.values(), key=lambda p: (p.family, p.name)):
-        t.add_row(p.name, p.family, "yes" if p.default else "", str(len(p.settings)), p.doc)
+        t.add_row(p.name, p.family, "yes" if p.default else "", str(len(p.settings)), escape(p.doc))
     console.print(t)
 
 
@@ -166,7 +167,7 @@ def designs() -> None:
 
     t = Table("design", "from", "entry", "failover decided by")
     for d in DESIGNS.values():
-        t.add_row(d.key, d.origin, d.entry, d.failover)
+        t.add_row(d.key, d.origin, escape(d.entry), escape(d.failover))
     console.print(t)
 
 
@@ -180,7 +181,7 @@ def faults() -> None:
     t = Table("fault", "acts on", "default target", "options", "what")
     for f in FAULTS.values():
         opts = ", ".join(f"{o} ({k})" for o, k in f.options.items())
-        t.add_row(f.kind, f.target_kind, f.default_target, opts, f.doc)
+        t.add_row(f.kind, f.target_kind, f.default_target, escape(opts), escape(f.doc))
     console.print(t)
 
 

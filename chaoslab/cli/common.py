@@ -114,5 +114,6 @@ def print_params(df: pd.DataFrame, fmt: str) -> None:
         fail(f"--format: unknown format {fmt!r} (table, md, csv)")
     t = Table("key", "value", "unit", "versions", "source", show_lines=True)
     for _, r in df.iterrows():
-        t.add_row(r.key, r.value, r.unit, r.versions, r.source)
+        # escaped: sources say "[assumption]", which rich would take for a markup tag
+        t.add_row(*(escape(str(x)) for x in (r.key, r.value, r.unit, r.versions, r.source)))
     console.print(t)
