@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from chaoslab.cli.common import USER_ERRORS, console, fail
 
@@ -139,7 +140,7 @@ def compare_cmd(
         t.add_row(*[_fmt(r[col], col) for col in cols])
     console.print(t)
     for note in c.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     for p in c.write(out or Path(meas_run) / "compare"):
         console.print(f"wrote {p}")
 

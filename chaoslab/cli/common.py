@@ -36,7 +36,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    # the message is text: a key or value in it ("[assumption]", "[fast]") is not markup
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
