@@ -47,6 +47,7 @@ __all__ = [
     "Comparison",
     "Prober",
     "as_probed",
+    "comparable_cells",
     "compare",
     "compared_metrics",
     "comparison_table",
@@ -440,6 +441,25 @@ def compared_metrics(predicted: pd.DataFrame, measured: pd.DataFrame) -> list[st
 # ----------------------------------------------------------------------------- compare
 
 
+def comparable_cells(
+    predicted: Run | pd.DataFrame,
+    measured: Run | pd.DataFrame,
+    select: Mapping[str, Any] | None = None,
+) -> tuple[list[tuple[pd.DataFrame, pd.DataFrame, str]], list[str]]:
+    """`match_cells`, with the prediction as the measured run's prober would have seen it
+    when that run is a lab run (`as_probed`): what `compare` and the predicted-vs-measured
+    figure both use, so they always agree. Returns the pairs and a note saying so."""
+    pairs = match_cells(predicted, measured, select)
+    prober = Prober.of(_meta(measured))
+    horizon = _meta(predicted).get("horizon_s")
+    if prober is None or not horizon:
+        return pairs, []
+    # compare like with like: a dip shorter than the probe spacing counts as often as the
+    # lab's prober catches one
+    probed = [(as_probed(p, prober, float(horizon)), m, lab) for p, m, lab in pairs]
+    return probed, [f"predicted metrics as the measured run's prober sees them ({prober.text()})"]
+
+
 @dataclass
 class Comparison:
     """Result of `compare`: one row per cell x metric, one row per measured trial x metric."""
@@ -466,16 +486,9 @@ def compare(
     select: Mapping[str, Any] | None = None,
 ) -> Comparison:
     """Coverage, quantile ranks, KS statistic and errors of measured vs predicted trials."""
-    pairs = match_cells(predicted, measured, select)
+    pairs, notes = comparable_cells(predicted, measured, select)
     rows: list[dict[str, Any]] = []
     ranks: list[dict[str, Any]] = []
-    notes: list[str] = []
-    prober = Prober.of(_meta(measured))
-    horizon = _meta(predicted).get("horizon_s")
-    if prober is not None and horizon:
-        # compare like with like: the prediction as the lab's prober would have seen it
-        pairs = [(as_probed(p, prober, float(horizon)), m, lab) for p, m, lab in pairs]
-        notes.append(f"predicted metrics as the measured run's prober sees them ({prober.text()})")
     m_all = _trials(measured)
     matched = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
     for (design, fault), _ in m_all.groupby(["design", "fault"], sort=False):

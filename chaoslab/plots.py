@@ -994,10 +994,13 @@ def predicted_vs_measured(
     title: str | None = None,
 ) -> Figure:
     """Per metric and milestone: the predicted ECDF (line, p5-p95 shaded) of each matched
-    design x fault, and the measured trials as points at their measured ECDF heights."""
-    from chaoslab.compare import compare, compared_metrics, match_cells
+    design x fault, and the measured trials as points at their measured ECDF heights.
+    Against a lab run the predicted metrics are those the lab's prober would have seen
+    (`chaoslab.compare.comparable_cells`)."""
+    from chaoslab.compare import comparable_cells, compare, compared_metrics
 
-    pairs = match_cells(predicted, measured, select)
+    # against a lab run: the prediction as the lab's prober sees it, as compare does
+    pairs, _ = comparable_cells(predicted, measured, select)
     comp = compare(predicted, measured, select=select)
     if metrics is None:
         metrics = compared_metrics(
