@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from chaoslab.outage import probed_metrics
-from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text
+from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text, inferred_sweep_columns
 
 __all__ = [
     "CELL_COLUMNS",
@@ -314,37 +314,15 @@ def _fault_kinds(meta: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-#: columns of trials.parquet that are neither keys, metrics, milestones nor a(t)
-_NOT_SWEPT = {
-    "design",
-    "fault",
-    "target",
-    "trial",
-    "recovery_s",
-    "recovered",
-    "downtime_s",
-    "degraded_s",
-    "lost_s",
-    "connections_reset",
-    "connections_hung",
-    "a_t",
-    "a_v",
-}
-
-
 def sweep_columns(results: Run | pd.DataFrame) -> list[str]:
     """Swept parameter columns of a run (from meta, else inferred like `summarize`)."""
-    df = _trials(results)
-    meta = _meta(results)
-    if meta.get("sweep"):
-        return [c for c in meta["sweep"] if c in df.columns]
-    return [c for c in df.columns if c not in _NOT_SWEPT and not c.startswith("at_")]
+    return _sweep_cols(_trials(results), _meta(results))
 
 
 def _sweep_cols(df: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
     if meta.get("sweep"):
         return [c for c in meta["sweep"] if c in df.columns]
-    return sweep_columns(df)
+    return inferred_sweep_columns(df)
 
 
 def match_cells(

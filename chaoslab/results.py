@@ -50,6 +50,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "environment_meta",
+    "inferred_sweep_columns",
     "load_run",
     "summarize",
 ]
@@ -415,13 +416,19 @@ def _q(x: np.ndarray, q: float) -> float:
     return float(np.quantile(x, q, method="inverted_cdf"))
 
 
+def inferred_sweep_columns(trials: pd.DataFrame) -> list[str]:
+    """Swept-parameter columns of trials without meta: neither keys, ``trial``, metrics,
+    milestones (``at_*``) nor a(t)."""
+    known = {*KEY_COLUMNS, "trial", *METRIC_COLUMNS, *AVAILABILITY_COLUMNS}
+    return [c for c in trials.columns if c not in known and not str(c).startswith("at_")]
+
+
 def summarize(trials: pd.DataFrame, sweep: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per design x fault x target x sweep point."""
     if trials.empty:
         return pd.DataFrame(columns=[*KEY_COLUMNS, "trials"])
     if sweep is None:
-        known = set(KEY_COLUMNS) | set(METRIC_COLUMNS) | set(AVAILABILITY_COLUMNS) | {"trial"}
-        sweep = [c for c in trials.columns if c not in known and not c.startswith("at_")]
+        sweep = inferred_sweep_columns(trials)
     keys = [c for c in (*KEY_COLUMNS, *sweep) if c in trials.columns]
     rows: list[dict[str, Any]] = []
     for key, g in trials.groupby(keys, sort=False, dropna=False):
