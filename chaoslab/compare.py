@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from chaoslab.outage import probed_metrics
+from chaoslab.outage import OutageMetrics, probed_metrics
 from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text, inferred_sweep_columns
 
 __all__ = [
@@ -239,7 +239,7 @@ def as_probed(trials: pd.DataFrame, prober: Prober, horizon: float, seed: int = 
         )
         for t, v in zip(trials["a_t"], trials["a_v"], strict=True)
     ]
-    for col in ("recovery_s", "recovered", "downtime_s", "degraded_s", "lost_s"):
+    for col in (f.name for f in fields(OutageMetrics)):
         if col in out.columns:
             out[col] = [getattr(m, col) for m in rows]
     if "at_service_recovered" in out.columns:
