@@ -24,7 +24,6 @@ from typing import Literal
 
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
-from chaoslab.mechanisms.ecmp import moved_from
 from chaoslab.mechanisms.k8s import KubernetesCluster
 
 __all__ = ["Connections", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]
@@ -209,8 +208,9 @@ class Connections:
         self.reset = 0.0
         self.gave_up = 0.0
 
-    def rehash(self, old: list[Node], new: list[Node], mode: str) -> None:
-        moved = moved_from(mode, [n.name for n in old], [n.name for n in new])
+    def rehash(self, moved: dict[str, float]) -> None:
+        """An ECMP group changed: ``moved`` is each old next hop's share of flows that
+        moved (`chaoslab.mechanisms.ecmp.moved_from`); those flows are reset."""
         for f in self.flows:
             m = moved.get(f[0].name, 0.0)
             if m > 0:

@@ -415,12 +415,12 @@ class BgpTopology(NetTopology):
         return INGRESS if self.l7 else None
 
     def _on_fib(self, old: list[Node], new: list[Node]) -> None:
+        moved = moved_from(self.mode, [n.name for n in old], [n.name for n in new])
         if self.conns is not None:
-            self.conns.rehash(old, new, self.mode)
+            self.conns.rehash(moved)
         if old and new:
             # new requests in flight on a path that moves off a live next hop are reset on
             # the node they land on (no socket, no conntrack entry there)
-            moved = moved_from(self.mode, [n.name for n in old], [n.name for n in new])
             share = sum(moved.get(n.name, 0.0) * self.node_success(n) for n in old) / len(old)
             if share > 0:
                 self.trial.blip(self.trial.p.draw("client.request_duration"), share)
