@@ -559,17 +559,24 @@ def test_signal_during_trial_rolls_back(make_env, sig: signal.Signals) -> None:
             pytest.fail("the drill never cordoned the node")
         time.sleep(0.5)
         proc.send_signal(sig)
-        text, _ = proc.communicate(timeout=30)
+        try:
+            text, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            text, _ = proc.communicate()
+            pytest.fail(f"the drill did not exit within 30 s of {sig.name}:\n{text}")
     finally:
         if proc.poll() is None:
             proc.kill()
+    # (failed once in a loaded full-suite run, not reproduced since: say what happened)
     assert proc.returncode == 130, text
-    assert not _node(env, "worker-1")["spec"].get("unschedulable")
+    assert not _node(env, "worker-1")["spec"].get("unschedulable"), text
     run = env.only_run()
     j = env.journal(run)
-    assert j[-1]["event"] == "run.end" and j[-1]["status"] == "interrupted"
-    assert j[-1]["pending_undo"] == []
-    assert any(e["event"] == "undo.done" and e.get("op") == "uncordon" for e in j)
+    tail = "\n".join(map(str, j[-6:]))
+    assert j[-1]["event"] == "run.end" and j[-1]["status"] == "interrupted", tail
+    assert j[-1]["pending_undo"] == [], tail
+    assert any(e["event"] == "undo.done" and e.get("op") == "uncordon" for e in j), tail
     # what was measured until the signal is kept
     assert (run / "probes.parquet").exists()
 
