@@ -10,9 +10,15 @@ them into a run folder with `chaoslab.results.RunWriter`).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import math
 import os
+import signal
+import sys
+import threading
+import time
 import uuid
 import zlib
 from collections import deque
@@ -25,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from chaoslab.designs import DESIGNS, Design
+from chaoslab.errors import LiveError
 from chaoslab.faults import FAULTS, Fault, FaultKind, ImpossibleFault
 from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
 from chaoslab.mechanisms.cluster import ClusterSpec
@@ -290,7 +297,7 @@ def chunks_for(cells: Sequence[Cell], trials: int, seed: int, chunk_size: int) -
 EXECUTORS = ("local", "dask")
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(LiveError):
     """The chosen executor cannot run (dask missing, scheduler unreachable, bad workers)."""
 
 
@@ -354,8 +361,56 @@ def _in_order(
         yield chunk, df
 
 
+#: Linux prctl(2) option: the signal a process gets when its parent dies
+_PR_SET_PDEATHSIG = 1
+#: seconds between a pool worker's checks that the process that started it still runs
+_PARENT_POLL_S = 1.0
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent exits (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch_parent(ppid: int, run_pid: int) -> None:
+    # reparented (to init or a subreaper), or the run's process gone: nobody wants these trials
+    while True:
+        time.sleep(_PARENT_POLL_S)
+        if os.getppid() != ppid or not _alive(run_pid):
+            os._exit(1)
+
+
+def _die_with_parent(run_pid: int) -> None:
+    """Pool worker initializer: never outlive the run (SIGKILL of the run included).
+
+    PR_SET_PDEATHSIG (prctl(2)) kills the worker when the thread that forked it exits; the
+    watcher thread covers platforms without prctl, a run that died before the call, and a
+    forkserver parent (Python 3.14's default) that outlives the run for a moment.
+    """
+    _set_pdeathsig(signal.SIGKILL)
+    ppid = os.getppid()
+    if not _alive(run_pid):
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(ppid, run_pid), daemon=True).start()
+
+
 def _run_pool(work: Sequence[Chunk], workers: int) -> Iterator[tuple[Chunk, pd.DataFrame]]:
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
     try:
         yield from _in_order(
             work, lambda c: pool.submit(run_chunk, c), lambda f: f.result(), 4 * workers
