@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from chaoslab.designs.base import ImpossibleTarget, Topology
+from chaoslab.errors import UserError
 from chaoslab.mechanisms.cluster import Node, Pod
 from chaoslab.params.dists import Fixed, ParseError, parse_value
 
@@ -22,7 +23,7 @@ __all__ = ["FAULTS", "Fault", "FaultKind", "ImpossibleFault", "TargetKind"]
 TargetKind = Literal["node", "pod", "daemon", "link"]
 
 
-class ImpossibleFault(ValueError):
+class ImpossibleFault(UserError):
     """A fault that cannot apply to a design or target; the message says why."""
 
 

@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from chaoslab.analysis import NothingToShow
 from chaoslab.compare import sweep_columns
 from chaoslab.results import Run
 
@@ -393,15 +394,15 @@ def availability(
     """
     df = _trials(results)
     if "a_t" not in df.columns:
-        raise ValueError("this run stores no availability change points (a_t/a_v columns)")
+        raise NothingToShow("this run stores no availability change points (a_t/a_v columns)")
     if designs is not None:
         df = df[df["design"].isin(list(designs))]
     if faults is not None:
         df = df[df["fault"].isin(list(faults))]
     if df.empty:
-        raise ValueError("no trials of the requested designs/faults in this run")
+        raise NothingToShow("no trials of the requested designs/faults in this run")
     if by not in ("fault", "design"):
-        raise ValueError(f"by={by!r}: use 'fault' or 'design'")
+        raise NothingToShow(f"by={by!r}: use 'fault' or 'design'")
     hz = _horizon(results, horizon)
     grid = time_grid(hz)
     sweep = sweep_columns(results)
@@ -646,7 +647,7 @@ def phase_timeline(
     med = phase_medians(df, sweep)
     med = med[med["share"] >= min_share]
     if med.empty:
-        raise ValueError("no milestone happened in this run's trials")
+        raise NothingToShow("no milestone happened in this run's trials")
     keys = [*_KEY, *sweep]
     rows = list(dict.fromkeys(med[keys].itertuples(index=False, name=None)))
     rec_median = {
@@ -902,7 +903,7 @@ def tornado(
     keys = list(sweep) if sweep is not None else sweep_columns(results)
     keys = [k for k in keys if k in df.columns and df[k].nunique() > 1]
     if not keys:
-        raise ValueError("no swept parameter with more than one value in these trials")
+        raise NothingToShow("no swept parameter with more than one value in these trials")
     cells = list(df[list(_KEY)].drop_duplicates().itertuples(index=False, name=None))
     rows: list[tuple[str, float, Any, float, Any, float, float]] = []
     for cell in cells:
@@ -932,7 +933,7 @@ def tornado(
                 )
             )
     if not rows:
-        raise ValueError(f"{metric} never recovered at any swept value: nothing to show")
+        raise NothingToShow(f"{metric} never recovered at any swept value: nothing to show")
     rows.sort(key=lambda r: r[6])
     rows = rows[-max_rows:]
     finite = [v for r in rows for v in (r[1], r[3], r[5]) if np.isfinite(v)]
@@ -1094,7 +1095,7 @@ def figures_for_run(run: Run, vs: Run | None = None) -> dict[str, Figure]:
     skipped: no a(t) columns, no milestones, no sweep with two values, no prediction)."""
     df = run.trials
     if df.empty:
-        raise ValueError(f"{run.path}: the run has no trials")
+        raise NothingToShow(f"{run.path}: the run has no trials")
     figs: dict[str, Figure] = {"ecdf-recovery": ecdf_recovery(run)}
     if "a_t" in df.columns and df["a_t"].notna().all():
         if df["design"].nunique() <= 4:

@@ -6,19 +6,24 @@ line naming file, line and key, and exit status 2 (1 for a failed run, 130 on Ct
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from chaoslab.cli.common import USER_ERRORS, console, err_console, fail, summary_table
+from chaoslab.cli.common import (
+    console,
+    err_console,
+    exit_code_for,
+    fail,
+    summary_table,
+    user_errors,
+)
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "user_errors"]
 
 app = typer.Typer(
     name="chaoslab",
@@ -29,21 +34,6 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(fn: F) -> F:
-    """Turn bad input into one line on stderr and exit 2 (never a traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as e:
-            fail(str(e))
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -243,13 +233,11 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (tests call it in-process)."""
+    """The one entry point; returns the exit status (tests call it in-process)."""
     _register_edges()
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         rv = app(args=argv, prog_name="chaoslab", standalone_mode=False)
-        if isinstance(rv, int):
-            return rv
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except KeyboardInterrupt:
@@ -257,22 +245,34 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:
         return int(e.code or 0) if isinstance(e.code, int) else 1
-    except Exception as e:  # usage errors arrive here with standalone_mode=False
-        # typer vendors its own copy of click: accept either's exception classes
-        import click
-        from typer import _click as tclick  # type: ignore[attr-defined]
+    except Exception as e:
+        return _exit_status(e)
+    return rv if isinstance(rv, int) else 0
 
-        usage = (click.exceptions.ClickException, tclick.exceptions.ClickException)
-        aborts = tuple(
-            c for c in (click.exceptions.Abort, getattr(tclick.exceptions, "Abort", None)) if c
-        )
-        if isinstance(e, usage):
-            e.show(file=sys.stderr)
-            return int(e.exit_code)
-        if isinstance(e, aborts):
-            return 130
-        raise
-    return 0
+
+def _exit_status(e: Exception) -> int:
+    """A chaoslab error or a usage error as one line and its status; a bug raises."""
+    import click
+
+    # typer vendors its own copy of click: accept either's exception classes
+    from typer import _click as tclick  # type: ignore[attr-defined]
+
+    usage = (click.exceptions.ClickException, tclick.exceptions.ClickException)
+    aborts = tuple(
+        c for c in (click.exceptions.Abort, getattr(tclick.exceptions, "Abort", None)) if c
+    )
+    if isinstance(e, usage):
+        e.show(file=sys.stderr)
+        return int(e.exit_code)
+    if isinstance(e, aborts):
+        return 130
+    code = exit_code_for(e)
+    if code is None:
+        raise e
+    try:
+        fail(str(e), code)
+    except typer.Exit as done:
+        return int(done.exit_code)
 
 
 def entry() -> None:

@@ -6,37 +6,15 @@ matplotlib is imported only when one of them runs.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from chaoslab.cli.common import USER_ERRORS, console, fail
+from chaoslab.cli.common import console, fail, user_errors
 
 __all__ = ["compare_cmd", "plot", "register", "report"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(fn: F) -> F:
-    """Bad input (unreadable run, incomparable runs, a run with no data for a figure) ends
-    in one line and exit 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from chaoslab.compare import CompareError
-
-        try:
-            return fn(*args, **kwargs)
-        except (*USER_ERRORS, CompareError) as e:
-            fail(str(e))
-        except ValueError as e:  # figures refusing a run without the data they need
-            fail(str(e))
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _parse_select(items: list[str] | None) -> dict[str, str]:
@@ -49,7 +27,7 @@ def _parse_select(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-@_user_errors
+@user_errors
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     out: Annotated[
@@ -74,7 +52,7 @@ def plot(
             console.print(f"wrote {p}")
 
 
-@_user_errors
+@user_errors
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     vs: Annotated[
@@ -95,7 +73,7 @@ def report(
     console.print(f"wrote {p}")
 
 
-@_user_errors
+@user_errors
 def compare_cmd(
     pred_run: Annotated[Path, typer.Argument(help="The predicted (simulated) run folder.")],
     meas_run: Annotated[Path, typer.Argument(help="The measured (live) run folder.")],

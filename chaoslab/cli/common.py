@@ -1,9 +1,11 @@
-"""Shared CLI pieces: consoles, the user-error types, one-line failures, tables."""
+"""Shared CLI pieces: consoles, the one error decorator, one-line failures, tables."""
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -11,35 +13,80 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chaoslab.designs import ImpossibleTarget
-from chaoslab.experiment import ExperimentError
-from chaoslab.faults import ImpossibleFault
-from chaoslab.params import ParseError, ProfileConflict, UnknownParameter, UnknownProfile
-from chaoslab.results import RunFormatError, format_value
+from chaoslab.errors import ChaoslabError, UserError
+from chaoslab.results import format_value
+
+__all__ = ["console", "err_console", "exit_code_for", "fail", "user_errors"]
 
 # outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
-#: exceptions that mean "bad input": one line, exit 2
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ExperimentError,
-    UnknownParameter,
-    UnknownProfile,
-    ProfileConflict,
-    ParseError,
-    ImpossibleFault,
-    ImpossibleTarget,
-    RunFormatError,
-    FileNotFoundError,
-)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Transitional: exceptions of modules not yet rebased on chaoslab.errors, by
+#: "module.Class" name (so the CLI imports no live code to recognise them) -> exit status.
+_NOT_YET_REBASED: dict[str, int] = {
+    "chaoslab.experiment.ExperimentError": 2,
+    "chaoslab.designs.base.ImpossibleTarget": 2,
+    "chaoslab.results.RunFormatError": 2,
+    "chaoslab.compare.CompareError": 2,
+    "chaoslab.live.lab.spec.SpecError": 2,
+    "chaoslab.live.k8s.inject.DrillRefused": 1,
+    "chaoslab.runner.ExecutorError": 1,
+    "chaoslab.live.k8s.kube.KubeError": 1,
+    "chaoslab.live.k8s.inject.InjectionError": 1,
+    "chaoslab.live.lab.netns.LabError": 1,
+}
+
+
+def _user_errors_tuple() -> tuple[type[Exception], ...]:
+    from chaoslab.designs import ImpossibleTarget
+    from chaoslab.experiment import ExperimentError
+    from chaoslab.results import RunFormatError
+
+    return (UserError, FileNotFoundError, ExperimentError, ImpossibleTarget, RunFormatError)
+
+
+#: Transitional, for cli/drill.py until it uses `user_errors`: the bad-input classes.
+USER_ERRORS: tuple[type[Exception], ...] = _user_errors_tuple()
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit status an error a user can meet maps to; None for a bug (let it raise)."""
+    if isinstance(exc, ChaoslabError):
+        return exc.exit_code
+    if isinstance(exc, FileNotFoundError):  # a path the user named does not exist
+        return 2
+    for cls in type(exc).__mro__:
+        code = _NOT_YET_REBASED.get(f"{cls.__module__}.{cls.__qualname__}")
+        if code is not None:
+            return code
+    return None
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command: a chaoslab error becomes one line on stderr and its exit status
+    (UserError 2, LiveError 1), never a traceback. Anything else is a bug and raises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            code = exit_code_for(e)
+            if code is None:
+                raise
+            fail(str(e), code)
+
+    return wrapper
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    # the message is text: a key or value in it ("[assumption]", "[fast]") is not markup
-    err_console.print(
-        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
-    )
+    """One line `error: MESSAGE` on stderr, printed as text (never read as rich markup:
+    sources say "[assumption]"), then exit with `code`."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from chaoslab.errors import UserError
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
 from chaoslab.mechanisms.k8s import KubernetesCluster
@@ -29,7 +30,7 @@ from chaoslab.mechanisms.k8s import KubernetesCluster
 __all__ = ["Connections", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]
 
 
-class ImpossibleTarget(ValueError):
+class ImpossibleTarget(UserError):
     """A fault target that does not exist or makes no sense in a design (message says why)."""
 
 

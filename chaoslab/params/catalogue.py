@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from chaoslab.errors import UserError
 from chaoslab.params.dists import Dist, ParseError, parse_value
 
 __all__ = [
@@ -50,16 +51,14 @@ _UNIT_OF_KIND: dict[str, str] = {
 Value = Dist | bool | str
 
 
-class UnknownParameter(KeyError):
-    """A key that is not in the catalogue (the message suggests the nearest keys)."""
+class UnknownParameter(UserError, KeyError):
+    """A key that is not in the catalogue (the message suggests the nearest keys).
 
-    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
-        return str(self.args[0])
+    Still a KeyError for callers that look keys up; printed plain, not quoted."""
 
 
-class UnknownProfile(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+class UnknownProfile(UserError, KeyError):
+    """A profile name that does not exist (the message lists the known ones)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chaoslab.errors import UserError
+
 __all__ = [
     "Dist",
     "Empirical",
@@ -54,7 +56,7 @@ UNITS: dict[str, float] = {
 _Z95 = 1.6448536269514722
 
 
-class ParseError(ValueError):
+class ParseError(UserError):
     """A value could not be read; the message says what was expected."""
 
 

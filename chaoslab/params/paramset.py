@@ -8,13 +8,14 @@ from functools import cached_property
 
 import numpy as np
 
+from chaoslab.errors import UserError
 from chaoslab.params.catalogue import CATALOGUE, PROFILES, Value, lookup, profile
 from chaoslab.params.dists import Dist
 
 __all__ = ["ParamSet", "Sampler"]
 
 
-class ProfileConflict(ValueError):
+class ProfileConflict(UserError):
     pass
 
 
