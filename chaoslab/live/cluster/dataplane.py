@@ -1,0 +1,673 @@
+"""The data plane of the local control plane: one network namespace per simulated node, the
+real kube-proxy in each, pod IPs served by a runtime stand-in, and a client namespace.
+
+::
+
+    client 10.0.1.250 ──┐
+    node 1 10.0.1.1 ────┤  br0 in namespace "sw" (the switch)
+    node k 10.0.1.k ────┘
+    node k: eth0 10.0.1.k/24, pods0 (a veth) holds the IPs of its Running pods,
+            route <podCIDR of node j> via 10.0.1.j for every other node j,
+            127.0.0.1:6443 -> unix socket -> host 127.0.0.1:<apiserver port> (the bridge)
+
+No namespace has a default route or any route beyond the switch subnet and the podCIDRs:
+nothing can leave. The API server stays on host loopback and is reached only through the
+unix-socket bridge (:mod:`chaoslab.live.cluster.dataplane_bridge`), so a partition can
+drop a node's API traffic while its data path keeps working.
+
+API (what ``chaoslab cluster up`` and the drill target use)::
+
+    nodes = node_networks(admin_kubeconfig)        # [NodeNet(name, pod_cidr)] from spec.podCIDR
+    dp = DataPlane.create(state_dir / "dataplane", "c1", nodes, kubeconfig=admin_kubeconfig)
+    dp.node_ip("compute-1"); dp.client_ns; dp.node_ns("compute-1")
+    dp.node_kubeconfig("compute-1")    # server https://127.0.0.1:6443 inside that namespace
+    dp.spawn_in_node(node, "kwok-<node>", argv)   # e.g. KWOK with --node-ip=dp.node_ip(node)
+    dp.start_node(node, KubeProxy(binary, extra_args=(...)))   # runtime stand-in + kube-proxy
+    dp.crash(node, hooks)   # hooks.stop_kubelet(node), stand-in + kube-proxy killed, links down
+    dp.restore(node, hooks) # links and routes back, stand-in + kube-proxy, hooks.start_kubelet
+    dp.partition(node); dp.heal(node)   # drop / pass the node's traffic to the API server
+    dp.rules(node)          # RulesSnapshot(t, node, services={"ns/svc[:port]": {"ip:port"}})
+    DataPlane.load(state_dir / "dataplane").down()   # also after SIGKILL of whoever built it
+
+Requirements on the control plane: kube-controller-manager with ``--allocate-node-cidrs=true
+--cluster-cidr=<CIDR>`` so that every Node has ``spec.podCIDR`` (KWOK then gives each pod an
+IP from its node's podCIDR, ``pkg/kwok/controllers/pod_controller.go``; without one it uses
+its ``--cidr``, default 10.0.0.1/24, which no route here reaches), and a Service CIDR that
+overlaps neither the switch subnet nor the cluster CIDR. KWOK covered by a partition must run
+inside the node namespace with :meth:`DataPlane.node_kubeconfig` (:meth:`spawn_in_node`).
+
+Every namespace, process, socket and file is recorded in ``state.json`` (the lab's
+:class:`~chaoslab.live.lab.netns.LabState`) before or as it is created; :meth:`down` kills by
+PID and start time and deletes the namespaces, which deletes their links and iptables rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import urlsplit
+
+from chaoslab.errors import LiveError, UserError, located
+from chaoslab.live.cluster.dataplane_runtime import POD_DEVICE
+from chaoslab.live.lab import netns
+from chaoslab.live.lab.netns import LabError, LabState, Proc, run
+
+__all__ = [
+    "API_PORT",
+    "CLIENT_IP",
+    "DataPlane",
+    "DataPlaneError",
+    "KubeProxy",
+    "NodeHooks",
+    "NodeNet",
+    "RulesSnapshot",
+    "node_networks",
+    "parse_rules",
+]
+
+#: the switch subnet (nodes NODE_NET.1..., the client NODE_NET.250): kept apart from the
+#: lab's, so a lab and the cluster's data plane can exist at the same time
+NODE_NET = "10.0.9"
+CLIENT_IP = f"{NODE_NET}.250"
+#: where the API server appears inside every node namespace (each has its own loopback)
+API_PORT = 6443
+#: the filter chain the partition fills; hooked first into OUTPUT of each node namespace
+PARTITION_CHAIN = "CHAOSLAB-PARTITION"
+#: sun_path of struct sockaddr_un is 108 bytes including the NUL (unix(7))
+_SUN_PATH_MAX = 107
+_ROOT = str(Path(__file__).resolve().parents[3])
+
+
+class DataPlaneError(LiveError):
+    """A data plane step failed (a command, a process that did not come up)."""
+
+
+@contextlib.contextmanager
+def _live() -> Iterator[None]:
+    """The lab helpers raise LabError; a user of the cluster sees a LiveError."""
+    try:
+        yield
+    except LabError as exc:
+        raise DataPlaneError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class NodeNet:
+    """A simulated node as the data plane needs it: its name and its podCIDR."""
+
+    name: str
+    pod_cidr: str
+
+
+@dataclass(frozen=True)
+class KubeProxy:
+    """How to run kube-proxy: the binary and flags beyond those the data plane sets (timers
+    such as ``--iptables-min-sync-period`` come from the experiment's parameters)."""
+
+    binary: str
+    extra_args: tuple[str, ...] = ()
+
+
+class NodeHooks(Protocol):
+    """The control plane's part of a node fault: its kubelet stand-in (KWOK)."""
+
+    def stop_kubelet(self, node: str) -> None: ...
+
+    def start_kubelet(self, node: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RulesSnapshot:
+    """kube-proxy's NAT rules in one node namespace at CLOCK_MONOTONIC ``t`` (taken just
+    before ``iptables-save`` ran): the endpoints each Service's ``KUBE-SVC-`` chain jumps to,
+    and for ``externalTrafficPolicy: Local`` its ``KUBE-SVL-`` chain."""
+
+    t: float
+    node: str
+    services: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    local: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def endpoints(self, service: str) -> frozenset[str]:
+        """``ip:port`` of every endpoint of ``namespace/name[:port]`` (empty: none/absent)."""
+        return self.services.get(service, frozenset())
+
+
+def node_networks(kubeconfig: str | Path) -> list[NodeNet]:
+    """Every Node with its ``spec.podCIDR``, sorted by name; a LiveError names the flags the
+    controller-manager needs when a Node has none."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    try:
+        items = api.list_node(_request_timeout=10).items
+    except Exception as exc:
+        raise DataPlaneError(f"listing nodes through {kubeconfig}: {exc}") from None
+    found = [(_name(n), (n.spec.pod_cidr if n.spec else None) or "") for n in items]
+    missing = [name for name, cidr in found if not cidr]
+    if missing:
+        raise DataPlaneError(
+            f"node {missing[0]} has no spec.podCIDR: run kube-controller-manager with "
+            "--allocate-node-cidrs=true --cluster-cidr=<CIDR> (e.g. 10.244.0.0/16)"
+        )
+    return sorted((NodeNet(name, cidr) for name, cidr in found), key=lambda n: n.name)
+
+
+def _name(obj: Any) -> str:
+    return str(obj.metadata.name) if obj.metadata else ""
+
+
+def _apiserver(kubeconfig: Mapping[str, Any], path: Path) -> tuple[str, int]:
+    """Host and port of the first cluster's server; it must be on host loopback."""
+    key = "clusters[0].cluster.server"
+    try:
+        url = urlsplit(kubeconfig["clusters"][0]["cluster"]["server"])
+        host, port = url.hostname or "", url.port or 443
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise UserError(located(str(path), None, key, "missing or not a URL")) from None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        msg = f"{host} is not loopback; the data plane only bridges to an API server there"
+        raise UserError(located(str(path), None, key, msg))
+    return host, port
+
+
+def _load_kubeconfig(source: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        kc = yaml.safe_load(source.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{source}: {exc}") from None
+    if not isinstance(kc, dict):
+        raise UserError(f"{source}: not a kubeconfig")
+    return kc
+
+
+def _node_kubeconfig(source: Path, server: str) -> dict[str, Any]:
+    """The source kubeconfig pointed at ``server``, with file references made absolute."""
+    kc = _load_kubeconfig(source)
+    base = source.resolve().parent
+    for section, keys in (
+        ("clusters", ("certificate-authority",)),
+        ("users", ("client-certificate", "client-key", "tokenFile")),
+    ):
+        for entry in kc.get(section) or []:
+            body = entry.get(section[:-1]) or {}
+            for k in keys:
+                if k in body and not os.path.isabs(body[k]):
+                    body[k] = str(base / body[k])
+    for c in kc.get("clusters") or []:
+        c["cluster"]["server"] = server
+    return kc
+
+
+def parse_rules(text: str) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+    """Endpoints per Service from ``iptables-save -t nat`` output, following kube-proxy's
+    chains (``pkg/proxy/iptables/proxier.go``): a service chain ``KUBE-SVC-…`` (or
+    ``KUBE-SVL-…``) jumps to endpoint chains ``KUBE-SEP-…``, each DNATing to one endpoint.
+    Stale ``KUBE-SEP-`` chains no service chain jumps to are not endpoints."""
+    jumps: dict[str, list[str]] = {}
+    dnat: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.startswith("-A "):
+            continue
+        tok = shlex.split(line)
+        chain, target = tok[1], _opt(tok, "-j")
+        comment = _opt(tok, "--comment")
+        if chain.startswith("KUBE-SEP-"):
+            if target == "DNAT":
+                dnat[chain] = _opt(tok, "--to-destination")
+            names.setdefault(chain, comment)
+        elif chain.startswith(("KUBE-SVC-", "KUBE-SVL-")) and target.startswith("KUBE-SEP-"):
+            jumps.setdefault(chain, []).append(target)
+        if target.startswith("KUBE-SVC-") and comment.endswith(" cluster IP"):
+            names[target] = comment.removesuffix(" cluster IP")
+    services: dict[str, frozenset[str]] = {}
+    local: dict[str, frozenset[str]] = {}
+    for chain, seps in jumps.items():
+        name = names.get(chain) or names.get(seps[0], chain)
+        eps = frozenset(dnat[s] for s in seps if s in dnat)
+        (services if chain.startswith("KUBE-SVC-") else local)[name] = eps
+    return services, local
+
+
+def _opt(tok: Sequence[str], flag: str) -> str:
+    with contextlib.suppress(ValueError, IndexError):
+        return tok[tok.index(flag) + 1]
+    return ""
+
+
+def _check_nodes(nodes: Sequence[NodeNet]) -> None:
+    switch = ipaddress.ip_network(f"{NODE_NET}.0/24")
+    seen: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [switch]
+    if len({n.name for n in nodes}) != len(nodes) or not nodes:
+        raise UserError("data plane: node names must be unique and at least one node given")
+    if len(nodes) > 249:
+        raise UserError("data plane: at most 249 nodes fit on the switch subnet")
+    for n in nodes:
+        try:
+            net = ipaddress.ip_network(n.pod_cidr)
+        except ValueError:
+            raise UserError(f"node {n.name}: spec.podCIDR {n.pod_cidr!r} is not a CIDR") from None
+        clash = next((s for s in seen if net.overlaps(s)), None)  # type: ignore[arg-type]
+        if clash is not None:
+            raise UserError(f"node {n.name}: podCIDR {net} overlaps {clash}")
+        seen.append(net)
+
+
+class DataPlane:
+    """The namespaces and processes of one cluster's data plane (see the module docstring)."""
+
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+        self._host: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        state_dir: str | Path,
+        name: str,
+        nodes: Sequence[NodeNet],
+        *,
+        kubeconfig: str | Path | None = None,
+        apiserver: tuple[str, int] | None = None,
+    ) -> DataPlane:
+        """Build the data plane; the API server is the kubeconfig's (or ``apiserver``, for a
+        data plane without one). On failure what was built is torn down again."""
+        _check_nodes(nodes)
+        d = Path(state_dir).resolve()
+        if (d / "state.json").exists():
+            raise DataPlaneError(f"a data plane is already recorded in {d}; tear it down first")
+        api = apiserver
+        if kubeconfig is not None:
+            api = _apiserver(_load_kubeconfig(Path(kubeconfig)), Path(kubeconfig))
+        elif api is None:
+            raise UserError("data plane: give the kubeconfig of the API server (or its address)")
+        d.mkdir(parents=True, exist_ok=True)
+        st = LabState(name=name, prefix=f"dp-{name}", design="cluster-dataplane", dir=str(d))
+        st.info = {
+            "nodes": {
+                n.name: {"role": f"n{i}", "ip": f"{NODE_NET}.{i}", "pod_cidr": n.pod_cidr}
+                for i, n in enumerate(nodes, start=1)
+            },
+            "api": list(api),
+            "kubeconfig": str(Path(kubeconfig).resolve()) if kubeconfig else None,
+            "kube_proxy": {},
+            "partitioned": [],
+            "crashed": [],
+        }
+        st.save()
+        dp = cls(st)
+        try:
+            with _live():
+                dp._build()
+        except BaseException:
+            dp.down()
+            raise
+        return dp
+
+    @classmethod
+    def load(cls, state_dir: str | Path) -> DataPlane:
+        path = Path(state_dir) / "state.json"
+        try:
+            return cls(LabState.load(path))
+        except FileNotFoundError:
+            raise DataPlaneError(f"no data plane is recorded in {state_dir}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise DataPlaneError(f"{path}: unreadable ({exc})") from None
+
+    def _build(self) -> None:
+        st = self.state
+        st.add_ns("sw")
+        ports = [self._attach(node) for node in self.nodes]
+        st.add_ns("client")
+        st.veth("sw", "client", "client", "eth0")
+        st.ip("client", "addr", "add", f"{CLIENT_IP}/24", "dev", "eth0")
+        st.bridge("sw", "br0", [*ports, "client"])
+        for node in self.nodes:
+            self._routes(node)
+            self._iptables(
+                node,
+                f"*filter\n:{PARTITION_CHAIN} - [0:0]\n-I OUTPUT 1 -j {PARTITION_CHAIN}\nCOMMIT\n",
+            )
+        self._start_bridges()
+        if st.info["kubeconfig"]:
+            for node in self.nodes:
+                self._write_node_kubeconfig(node)
+        st.status = "up"
+        st.save()
+
+    def _attach(self, node: str) -> str:
+        """The node's namespace on the switch: eth0 with the node IP, pods0 for pod IPs."""
+        st, role = self.state, self._role(node)
+        st.add_ns(role)
+        st.veth("sw", role, role, "eth0")
+        st.ip(role, "addr", "add", f"{self.node_ip(node)}/24", "dev", "eth0")
+        # pod IPs sit on one end of a veth whose peer holds none: an IP of the podCIDR that no
+        # pod holds gets no ARP answer, as on a bridge CNI (no dummy driver in every kernel)
+        st.ip(role, "link", "add", POD_DEVICE, "type", "veth", "peer", "name", f"{POD_DEVICE}p")
+        st.ip(role, "link", "set", POD_DEVICE, "up")
+        st.ip(role, "link", "set", f"{POD_DEVICE}p", "up")
+        st.sysctl(role, "net.ipv4.ip_forward", 1)  # kube-proxy DNATs to pods on other nodes
+        return role
+
+    def _routes(self, node: str) -> None:
+        """Its own podCIDR to pods0 (an IP no pod holds is not answered), every other node's via
+        that node. Idempotent: ``ip link set down`` deletes routes through the link."""
+        role = self._role(node)
+        self.state.ip(role, "route", "replace", self.pod_cidr(node), "dev", POD_DEVICE)
+        for other in self.nodes:
+            if other != node:
+                via = self.node_ip(other)
+                self.state.ip(
+                    role, "route", "replace", self.pod_cidr(other), "via", via, "dev", "eth0"
+                )
+
+    def _socket(self, node: str) -> str:
+        path = str(Path(self.state.dir) / f"api-{self._role(node)}.sock")
+        if len(path.encode()) > _SUN_PATH_MAX:
+            raise DataPlaneError(
+                f"{path}: a unix socket path is limited to {_SUN_PATH_MAX} bytes; "
+                "use a shorter state folder"
+            )
+        return path
+
+    def _start_bridges(self) -> None:
+        """One host relay (unix socket per node -> the API server on host loopback) and, in
+        every node namespace, 127.0.0.1:API_PORT -> that node's socket."""
+        host, port = self.state.info["api"]
+        listen = [a for n in self.nodes for a in ("--listen", f"unix:{self._socket(n)}")]
+        self._spawn_host(
+            "bridge-host",
+            self._python("dataplane_bridge", *listen, "--connect", f"tcp:{host}:{port}"),
+        )
+        self._wait(
+            "the host end of the API bridge",
+            lambda: all(os.path.exists(self._socket(n)) for n in self.nodes),
+        )
+        for n in self.nodes:
+            self.state.spawn(
+                f"bridge-{self._role(n)}",
+                self._role(n),
+                self._python(
+                    "dataplane_bridge",
+                    "--listen",
+                    f"tcp:127.0.0.1:{API_PORT}",
+                    "--connect",
+                    f"unix:{self._socket(n)}",
+                ),
+            )
+        for n in self.nodes:
+            self._wait(
+                f"the API bridge in {self.node_ns(n)}", lambda n=n: self._listening(n, API_PORT)
+            )
+
+    def _write_node_kubeconfig(self, node: str) -> None:
+        import yaml
+
+        kc = _node_kubeconfig(Path(self.state.info["kubeconfig"]), f"https://127.0.0.1:{API_PORT}")
+        path = Path(self.node_kubeconfig(node))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(kc))
+        tmp.chmod(0o600)  # it carries the client key
+        os.replace(tmp, path)
+
+    # -- what is where --------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.state.info["nodes"])
+
+    def _node(self, node: str) -> dict[str, str]:
+        try:
+            info: dict[str, str] = self.state.info["nodes"][node]
+        except KeyError:
+            raise UserError(
+                f"data plane: no node {node!r} (nodes: {', '.join(self.nodes)})"
+            ) from None
+        return info
+
+    def _role(self, node: str) -> str:
+        return self._node(node)["role"]
+
+    def node_ip(self, node: str) -> str:
+        return self._node(node)["ip"]
+
+    def pod_cidr(self, node: str) -> str:
+        return self._node(node)["pod_cidr"]
+
+    def node_ns(self, node: str) -> str:
+        return self.state.ns(self._role(node))
+
+    @property
+    def client_ns(self) -> str:
+        return self.state.ns("client")
+
+    def node_kubeconfig(self, node: str) -> str:
+        """A kubeconfig valid inside the node's namespace (server https://127.0.0.1:6443)."""
+        return str(Path(self.state.dir) / f"kubeconfig-{self._role(node)}.yaml")
+
+    # -- processes ------------------------------------------------------------------------
+
+    def _python(self, module: str, *args: str) -> list[str]:
+        return [
+            "env",
+            f"PYTHONPATH={_ROOT}",
+            sys.executable,
+            "-u",
+            "-m",
+            f"chaoslab.live.cluster.{module}",
+            *args,
+        ]
+
+    def _spawn_host(self, name: str, argv: Sequence[str]) -> Proc:
+        """A process in the host namespace, recorded like the lab's so that down kills it."""
+        log = Path(self.state.dir) / f"{name}.log"
+        fh: IO[bytes] = log.open("ab")
+        try:
+            p = subprocess.Popen(
+                list(argv),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            fh.close()
+        # the start time identifies the PID from now on (netns kills only the process it started)
+        proc = Proc(name, "", p.pid, netns._start_time(p.pid), list(argv), str(log))
+        self.state.procs[name] = proc
+        self.state.save()
+        self._host[p.pid] = p
+        return proc
+
+    def spawn_in_node(
+        self, node: str, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+    ) -> Proc:
+        """Start a process inside the node's namespace (KWOK, say); down kills it."""
+        with _live():
+            return self.state.spawn(name, self._role(node), argv, env=env)
+
+    def start_runtime(self, node: str, static_pods: Sequence[str] = ()) -> Proc:
+        """The runtime stand-in: watches the node's pods if there is an API server, and serves
+        ``static_pods`` (``NAME=IP:PORT``) from start."""
+        args = ["--node", node, *(a for p in static_pods for a in ("--pod", p))]
+        if self.state.info["kubeconfig"]:
+            args += ["--kubeconfig", self.node_kubeconfig(node)]
+        self.state.info.setdefault("static_pods", {})[node] = list(static_pods)
+        with _live():
+            return self.state.spawn(
+                f"runtime-{self._role(node)}",
+                self._role(node),
+                self._python("dataplane_runtime", *args),
+            )
+
+    def start_kube_proxy(self, node: str, kp: KubeProxy) -> Proc:
+        """The real kube-proxy in iptables mode, as this node, through the node's bridge."""
+        if not self.state.info["kubeconfig"]:
+            raise UserError("data plane: kube-proxy needs the API server's kubeconfig")
+        argv = [
+            kp.binary,
+            f"--kubeconfig={self.node_kubeconfig(node)}",
+            f"--hostname-override={node}",
+            "--proxy-mode=iptables",
+            # nf_conntrack_max is global (init namespace only): kube-proxy must not set it
+            "--conntrack-max-per-core=0",
+            f"--bind-address={self.node_ip(node)}",  # the node IP, without reading the Node
+            f"--nodeport-addresses={NODE_NET}.0/24",  # NodePorts on the switch address only
+            *kp.extra_args,
+        ]
+        self.state.info["kube_proxy"][node] = {
+            "binary": kp.binary,
+            "extra_args": list(kp.extra_args),
+        }
+        with _live():
+            return self.state.spawn(f"kube-proxy-{self._role(node)}", self._role(node), argv)
+
+    def start_node(self, node: str, kp: KubeProxy | None = None) -> None:
+        """The runtime stand-in and (if given) kube-proxy of one node."""
+        self.start_runtime(node, self.state.info.get("static_pods", {}).get(node, ()))
+        if kp is not None:
+            self.start_kube_proxy(node, kp)
+
+    def _listening(self, node: str, port: int) -> bool:
+        out = run(
+            ["ip", "netns", "exec", self.node_ns(node), "ss", "-Hltn", f"sport = :{port}"],
+            check=False,
+        )
+        return bool(out.strip())
+
+    def _wait(self, what: str, ready: Any, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            dead = [p for p in self.state.procs.values() if not p.alive()]
+            if dead or time.monotonic() > deadline:
+                why = "; ".join(f"{p.name} exited (log {p.log})" for p in dead)
+                raise DataPlaneError(f"{what} did not come up" + (f": {why}" if why else ""))
+            time.sleep(0.05)
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def _links(self, node: str, up: bool) -> None:
+        state = "up" if up else "down"
+        self.state.ip(self._role(node), "link", "set", "eth0", state)
+        self.state.ip("sw", "link", "set", self._role(node), state)
+
+    def _node_procs(self, node: str) -> list[str]:
+        role = self._role(node)
+        return [n for n in (f"runtime-{role}", f"kube-proxy-{role}") if n in self.state.procs]
+
+    def crash(self, node: str, hooks: NodeHooks | None = None) -> float:
+        """The node dies: its links go down, its stand-in (and so its pod servers) and
+        kube-proxy get SIGKILL, then the control plane stops its kubelet stand-in. Returns
+        the CLOCK_MONOTONIC instant just before the first step."""
+        t = time.monotonic()
+        with _live():
+            self._links(node, up=False)
+            for name in self._node_procs(node):
+                self.state.stop(name, signal.SIGKILL)
+        if hooks is not None:
+            hooks.stop_kubelet(node)
+        self._mark("crashed", node, True)
+        return t
+
+    def restore(self, node: str, hooks: NodeHooks | None = None) -> float:
+        """The node boots again: links and routes, then stand-in, kube-proxy and kubelet."""
+        t = time.monotonic()
+        kp = self.state.info["kube_proxy"].get(node)
+        with _live():
+            self._links(node, up=True)
+            self._routes(node)
+        self.start_node(node, KubeProxy(kp["binary"], tuple(kp["extra_args"])) if kp else None)
+        if hooks is not None:
+            hooks.start_kubelet(node)
+        self._mark("crashed", node, False)
+        return t
+
+    def partition(self, node: str) -> float:
+        """Drop every packet between the node's processes and its end of the API bridge
+        (both directions, so established connections hang as behind a dead link); the
+        data path stays. Returns the instant just before the rules went in."""
+        rules = "".join(
+            f"-A {PARTITION_CHAIN} -o lo -p tcp --{d} {API_PORT} -j DROP\n"
+            for d in ("dport", "sport")
+        )
+        t = time.monotonic()
+        self._iptables(node, f"*filter\n:{PARTITION_CHAIN} - [0:0]\n{rules}COMMIT\n")
+        self._mark("partitioned", node, True)
+        return t
+
+    def heal(self, node: str) -> float:
+        t = time.monotonic()
+        self._iptables(node, f"*filter\n:{PARTITION_CHAIN} - [0:0]\nCOMMIT\n")  # flushes it
+        self._mark("partitioned", node, False)
+        return t
+
+    def _iptables(self, node: str, batch: str) -> None:
+        """One atomic ``iptables-restore --noflush`` batch in the node's namespace (kube-proxy
+        writes only its own KUBE-* chains, so ours survive its syncs)."""
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.node_ns(node),
+            "iptables-restore",
+            "-w",
+            "5",
+            "--noflush",
+        ]
+        r = subprocess.run(
+            argv, input=batch, capture_output=True, text=True, timeout=20, check=False
+        )
+        if r.returncode != 0:
+            raise DataPlaneError(f"iptables-restore in {self.node_ns(node)}: {r.stderr.strip()}")
+
+    def _mark(self, key: str, node: str, on: bool) -> None:
+        marked = [n for n in self.state.info[key] if n != node]
+        self.state.info[key] = [*marked, node] if on else marked
+        self.state.save()
+
+    # -- observing --------------------------------------------------------------------------
+
+    def rules(self, node: str) -> RulesSnapshot:
+        """kube-proxy's NAT rules in the node namespace now (``iptables-save -t nat``)."""
+        t = time.monotonic()
+        with _live():
+            text = run(["ip", "netns", "exec", self.node_ns(node), "iptables-save", "-t", "nat"])
+        services, local = parse_rules(text)
+        return RulesSnapshot(t, node, services, local)
+
+    def status(self) -> dict[str, str]:
+        """Each namespace (present/missing) and process (running/exited) of the data plane."""
+        existing = set(run(["ip", "netns", "list"], check=False).split())
+        out = {ns: "present" if ns in existing else "missing" for ns in self.state.namespaces}
+        out.update({n: "running" if p.alive() else "exited" for n, p in self.state.procs.items()})
+        return out
+
+    def down(self) -> list[str]:
+        """Kill every process (by PID and start time), delete the namespaces (their links,
+        addresses and iptables rules go with them) and the sockets. Idempotent; notes of
+        what could not be undone."""
+        notes = netns.cleanup(self.state)
+        for p in self._host.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)  # reap the host relay
+        for sock in Path(self.state.dir).glob("api-*.sock"):
+            sock.unlink(missing_ok=True)
+        return notes

@@ -1,0 +1,360 @@
+"""The cluster's data plane: node namespaces on a switch, routes between podCIDRs, the unix
+socket bridge to host loopback, pod servers, faults, kube-proxy's rules, and teardown.
+
+Network safety: every probe runs inside a namespace these tests created (``ip netns exec``)
+and goes to an address inside them, or to 127.0.0.1 inside a node namespace (the bridge),
+which ends at a server these tests run on host loopback. Nothing is sent from the host
+namespace to a pod, node or Service address.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socketserver
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from chaoslab.errors import LiveError, UserError
+from chaoslab.live.cluster.dataplane import (
+    API_PORT,
+    DataPlane,
+    NodeNet,
+    parse_rules,
+)
+from chaoslab.live.lab.netns import namespaces_with_prefix, pid_alive
+
+pytestmark = pytest.mark.cluster
+
+NODES = [
+    NodeNet("controller-1", "10.244.1.0/24"),
+    NodeNet("controller-2", "10.244.2.0/24"),
+    NodeNet("compute-1", "10.244.3.0/24"),
+]
+
+
+def _netns_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "the data plane needs root (network namespaces)"
+    missing = [b for b in ("ip", "iptables-restore", "iptables-save", "ss") if not shutil.which(b)]
+    return f"not installed: {', '.join(missing)} (run ./install.sh)" if missing else None
+
+
+needs_netns = pytest.mark.skipif(_netns_missing() is not None, reason=str(_netns_missing()))
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def in_ns(ns: str, code: str, timeout: float = 10.0) -> str:
+    """Run Python inside a namespace; its stdout (the tests print one word or line)."""
+    r = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def http_get(ns: str, host: str, port: int, timeout: float = 1.0) -> str:
+    """The body of ``GET /`` from inside ``ns``, or the name of the error."""
+    return in_ns(
+        ns,
+        f"""
+        import http.client
+        c = http.client.HTTPConnection({host!r}, {port}, timeout={timeout})
+        try:
+            c.request("GET", "/", headers={{"Connection": "close"}})
+            print(c.getresponse().read().decode().strip())
+        except OSError as e:
+            print(type(e).__name__)
+        """,
+    )
+
+
+def exchange(ns: str, port: int, timeout: float = 1.0) -> str:
+    """Send a line to 127.0.0.1:port inside ``ns``; the reply, or the error's name."""
+    return in_ns(
+        ns,
+        f"""
+        import socket
+        try:
+            s = socket.create_connection(("127.0.0.1", {port}), timeout={timeout})
+            s.sendall(b"ping\\n")
+            print(s.makefile().readline().strip())
+        except OSError as e:
+            print(type(e).__name__)
+        """,
+    )
+
+
+class _Echo(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        self.wfile.write(b"host-loopback " + line)
+
+
+@pytest.fixture
+def fake_apiserver() -> Iterator[tuple[str, int]]:
+    """A TCP server on host loopback standing where the API server will be."""
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[0], srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A short private folder (unix socket paths are limited to 107 bytes); afterwards no
+    namespace or process of the data planes built in it may be left."""
+    d = Path(tempfile.mkdtemp(prefix="dp", dir="/tmp"))
+    yield d
+    leftovers: list[str] = []
+    for st in d.rglob("state.json"):
+        dp = DataPlane.load(st.parent)
+        leftovers += [n for n, s in dp.status().items() if s in ("present", "running")]
+        dp.down()
+    shutil.rmtree(d, ignore_errors=True)
+    assert not leftovers, f"left behind: {leftovers}"
+
+
+def _name() -> str:
+    return f"t{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def plane(state_dir: Path, fake_apiserver: tuple[str, int]) -> Iterator[DataPlane]:
+    dp = DataPlane.create(state_dir / "dp", _name(), NODES, apiserver=fake_apiserver)
+    try:
+        yield dp
+    finally:
+        dp.down()
+
+
+# -- without a control plane -----------------------------------------------------------------
+
+
+@needs_netns
+def test_each_node_routes_the_others_podcidrs_and_nothing_else(plane: DataPlane) -> None:
+    for node in NODES:
+        out = plane.state.ip(plane._role(node.name), "-4", "route", "show")
+        routes = [r.strip() for r in out.splitlines()]
+        dests = sorted(r.split()[0] for r in routes)
+        assert dests == sorted(["10.0.9.0/24", *(n.pod_cidr for n in NODES)])
+        for other in NODES:
+            if other is not node:
+                assert f"{other.pod_cidr} via {plane.node_ip(other.name)} dev eth0" in routes
+    for ns in plane.state.namespaces:
+        for outside in ("192.0.2.1", "8.8.8.8", "10.96.0.1"):  # `ip route get` sends nothing
+            r = subprocess.run(
+                ["ip", "-n", ns, "route", "get", outside], capture_output=True, text=True
+            )
+            assert r.returncode != 0 and "unreachable" in r.stderr, (ns, outside, r.stdout)
+
+
+@needs_netns
+def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_only_it(
+    plane: DataPlane,
+) -> None:
+    n1, n2 = NODES[0].name, NODES[1].name
+    assert exchange(plane.node_ns(n1), API_PORT) == "host-loopback ping"
+    plane.start_runtime(n1, ["app-a=10.244.1.10:8080"])
+    plane._wait("pod", lambda: plane._listening(n1, 8080))
+    plane.partition(n1)
+    assert exchange(plane.node_ns(n1), API_PORT, timeout=0.5) in ("TimeoutError", "timeout")
+    assert exchange(plane.node_ns(n2), API_PORT) == "host-loopback ping"
+    # the data path stays: the client still reaches the node and the node its pod
+    assert http_get(plane.node_ns(n2), "10.244.1.10", 8080) == "app-a"
+    plane.heal(n1)
+    assert exchange(plane.node_ns(n1), API_PORT) == "host-loopback ping"
+
+
+@needs_netns
+def test_pod_servers_are_reached_through_the_podcidr_routes_not_from_the_client(
+    plane: DataPlane,
+) -> None:
+    c1 = NODES[2].name
+    plane.start_runtime(c1, ["app-b=10.244.3.10:8080", "app-c=10.244.3.11:8080,9090"])
+    plane._wait("pods", lambda: plane._listening(c1, 9090))
+    for node in NODES[:2]:
+        assert http_get(plane.node_ns(node.name), "10.244.3.10", 8080) == "app-b"
+        assert http_get(plane.node_ns(node.name), "10.244.3.11", 9090) == "app-c"
+    # an IP of the podCIDR that no pod holds is dropped, as on a node with no such pod
+    assert http_get(plane.node_ns(NODES[0].name), "10.244.3.99", 8080, 0.3) == "TimeoutError"
+    # the client sits outside the cluster: it has no route to pods, only to the nodes
+    r = subprocess.run(
+        ["ip", "-n", plane.client_ns, "route", "get", "10.244.3.10"], capture_output=True
+    )
+    assert r.returncode != 0
+    # the client reaches the nodes: nothing listens on a node IP yet, so the node answers RST
+    for node in NODES:
+        got = in_ns(
+            plane.client_ns,
+            f"""
+            import socket
+            try:
+                socket.create_connection(({plane.node_ip(node.name)!r}, 30080), 1)
+            except OSError as e:
+                print(type(e).__name__)
+            """,
+        )
+        assert got == "ConnectionRefusedError"
+
+
+@needs_netns
+def test_a_crash_stops_pods_and_links_and_a_restore_brings_them_back(plane: DataPlane) -> None:
+    c1, n1 = NODES[2].name, NODES[0].name
+    proc = plane.start_runtime(c1, ["app-b=10.244.3.10:8080"])
+    plane._wait("pod", lambda: plane._listening(c1, 8080))
+
+    class Hooks:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def stop_kubelet(self, node: str) -> None:
+            self.calls.append(f"stop {node}")
+
+        def start_kubelet(self, node: str) -> None:
+            self.calls.append(f"start {node}")
+
+    hooks = Hooks()
+    plane.crash(c1, hooks)
+    assert not pid_alive(proc.pid, proc.start)
+    assert "state DOWN" in plane.state.ip("sw", "link", "show", plane._role(c1))
+    assert http_get(plane.node_ns(n1), "10.244.3.10", 8080, 0.3) == "TimeoutError"
+    plane.restore(c1, hooks)
+    plane._wait("pod again", lambda: plane._listening(c1, 8080))
+    assert http_get(plane.node_ns(n1), "10.244.3.10", 8080) == "app-b"
+    assert hooks.calls == [f"stop {c1}", f"start {c1}"]
+    assert plane.state.info["crashed"] == []
+
+
+@needs_netns
+def test_down_after_sigkill_of_the_builder_leaves_nothing(
+    state_dir: Path, fake_apiserver: tuple[str, int]
+) -> None:
+    name = _name()
+    code = f"""
+        import os, signal
+        from chaoslab.live.cluster.dataplane import DataPlane, NodeNet
+        dp = DataPlane.create({str(state_dir / "k")!r}, {name!r},
+                              [NodeNet("a", "10.244.1.0/24"), NodeNet("b", "10.244.2.0/24")],
+                              apiserver={fake_apiserver!r})
+        dp.start_runtime("a", ["p=10.244.1.5:8080"])
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], timeout=60)
+    dp = DataPlane.load(state_dir / "k")
+    pids = [p.pid for p in dp.state.procs.values() if p.alive()]
+    assert len(pids) == 4  # host relay, two node relays, the stand-in: orphaned, running
+    assert len(namespaces_with_prefix(dp.state.prefix)) == 4
+    assert dp.down() == []
+    assert namespaces_with_prefix(dp.state.prefix) == []
+    assert not any(pid_alive(p) for p in pids)
+    assert list((state_dir / "k").glob("*.sock")) == []
+    DataPlane.create(state_dir / "k", name, NODES[:1], apiserver=fake_apiserver).down()
+
+
+@needs_netns
+def test_a_second_create_on_the_same_state_refuses(plane: DataPlane) -> None:
+    with pytest.raises(LiveError, match="already recorded"):
+        DataPlane.create(plane.state.dir, "other", NODES, apiserver=("127.0.0.1", 1))
+
+
+def test_bad_layouts_are_refused_with_one_line() -> None:
+    with pytest.raises(UserError, match="overlaps"):
+        DataPlane.create(
+            "/nonexistent", "x", [NodeNet("a", "10.0.9.0/25")], apiserver=("127.0.0.1", 1)
+        )
+    with pytest.raises(UserError, match="not a CIDR"):
+        DataPlane.create(
+            "/nonexistent", "x", [NodeNet("a", "10.244.1/24")], apiserver=("127.0.0.1", 1)
+        )
+    with pytest.raises(UserError, match="unique"):
+        DataPlane.create("/nonexistent", "x", [NODES[0], NODES[0]], apiserver=("127.0.0.1", 1))
+
+
+def test_a_kubeconfig_whose_server_is_not_loopback_is_refused(tmp_path: Path) -> None:
+    kc = tmp_path / "kc.yaml"
+    kc.write_text("clusters:\n- name: c\n  cluster:\n    server: https://10.1.2.3:6443\n")
+    with pytest.raises(
+        UserError, match=r"kc.yaml: clusters\[0\].cluster.server: 10.1.2.3 is not loopback"
+    ):
+        DataPlane.create(tmp_path / "s", "x", NODES, kubeconfig=kc)
+
+
+# -- kube-proxy's rules, parsed ----------------------------------------------------------------
+
+
+def _kube_proxy_nat(services: dict[str, list[str]], stale: list[str]) -> str:
+    """NAT rules shaped as kube-proxy writes them (pkg/proxy/iptables/proxier.go)."""
+    lines = ["*nat", ":KUBE-SERVICES - [0:0]"]
+    for i, (svc, eps) in enumerate(services.items()):
+        chain = f"KUBE-SVC-{i:016d}"
+        lines.append(
+            f'-A KUBE-SERVICES -d 10.96.0.{i + 1}/32 -p tcp -m comment --comment "{svc} cluster IP"'
+            f" -m tcp --dport 80 -j {chain}"
+        )
+        for j, ep in enumerate(eps):
+            sep = f"KUBE-SEP-{i:08d}{j:08d}"
+            prob = f" -m statistic --mode random --probability {1 / (len(eps) - j):.11f}"
+            lines.append(
+                f'-A {chain} -m comment --comment "{svc} -> {ep}"'
+                f"{prob if j < len(eps) - 1 else ''} -j {sep}"
+            )
+            ip = ep.split(":")[0]
+            lines.append(f"-A {sep} -s {ip}/32 -m comment --comment {svc} -j KUBE-MARK-MASQ")
+            lines.append(
+                f"-A {sep} -p tcp -m comment --comment {svc} -m tcp -j DNAT --to-destination {ep}"
+            )
+    for k, ep in enumerate(stale):  # a chain left from an old endpoint, no longer jumped to
+        lines.append(f"-A KUBE-SEP-STALE{k:011d} -p tcp -m tcp -j DNAT --to-destination {ep}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+_ep = hs.builds(
+    lambda a, b, p: f"10.244.{a}.{b}:{p}",
+    hs.integers(0, 255),
+    hs.integers(1, 254),
+    hs.sampled_from([80, 8080, 9090]),
+)
+_svc = hs.from_regex(r"[a-z]{1,8}/[a-z][a-z0-9-]{0,10}(:[a-z]{1,5})?", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hs.dictionaries(_svc, hs.lists(_ep, min_size=1, max_size=5, unique=True), max_size=4),
+    hs.lists(_ep, max_size=3),
+)
+def test_parse_rules_finds_each_services_endpoints_and_ignores_stale_chains(
+    services: dict[str, list[str]], stale: list[str]
+) -> None:
+    found, local = parse_rules(_kube_proxy_nat(services, stale))
+    assert found == {svc: frozenset(eps) for svc, eps in services.items()}
+    assert local == {}
+
+
+def test_parse_rules_keeps_local_policy_chains_apart() -> None:
+    text = textwrap.dedent(
+        """\
+        -A KUBE-SVL-AAA -m comment --comment "default/app -> 10.244.3.10:8080" -j KUBE-SEP-X
+        -A KUBE-SEP-X -p tcp -m comment --comment default/app -m tcp -j DNAT \
+        --to-destination 10.244.3.10:8080
+        """
+    )
+    assert parse_rules(text) == ({}, {"default/app": frozenset({"10.244.3.10:8080"})})
