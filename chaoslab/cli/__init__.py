@@ -218,13 +218,14 @@ def _register_edges() -> None:
     if _registered:
         return
     _registered = True
-    from chaoslab.cli import analysis
+    from chaoslab.cli import analysis, cluster
     from chaoslab.cli import lab as _lab
     from chaoslab.cli.drill import drill
 
     app.add_typer(_lab.app, name="lab")
     app.command("drill")(drill)
     analysis.register(app)
+    cluster.register(app)
 
 
 def _sigterm(signum: int, frame: object) -> None:

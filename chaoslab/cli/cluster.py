@@ -1,0 +1,98 @@
+"""``chaoslab cluster up|status|down``: the real Kubernetes control plane on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chaoslab.cli.common import console, user_errors
+
+__all__ = ["app", "register"]
+
+app = typer.Typer(
+    help="A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler; "
+    "built from Go modules) with kwok nodes, on loopback.",
+    no_args_is_help=True,
+)
+
+StateOpt = Annotated[
+    Path | None,
+    typer.Option("--state", help="State folder (default /run/chaoslab-cluster/NAME)."),
+]
+NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (names the state folder).")]
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="cluster")
+
+
+def _state_dir(state: Path | None, name: str) -> Path:
+    from chaoslab.live.cluster.state import default_state_dir
+
+    return state or default_state_dir(name)
+
+
+@app.command()
+@user_errors
+def up(
+    experiment: Annotated[
+        Path | None, typer.Argument(help="Experiment YAML: its cluster: and parameters.")
+    ] = None,
+    state: StateOpt = None,
+    name: NameOpt = "default",
+) -> None:
+    """Bring the cluster up with the experiment's timers (or the catalogue defaults)."""
+    from chaoslab.live.cluster import ClusterConfig, LocalCluster, config_from_experiment
+
+    config = config_from_experiment(experiment) if experiment else ClusterConfig()
+    cluster = LocalCluster.up(
+        config, state_dir=_state_dir(state, name), name=name, log=lambda m: console.print(m)
+    )
+    info = cluster.state.info
+    console.print(f"cluster up in {info['up_seconds']} s: {', '.join(_versions(info))}")
+    console.print(f"export KUBECONFIG={cluster.kubeconfig}")
+
+
+def _versions(info: dict[str, object]) -> list[str]:
+    versions = info.get("versions") or {}
+    assert isinstance(versions, dict)
+    return [f"{k} {v}" for k, v in versions.items()]
+
+
+@app.command()
+@user_errors
+def status(state: StateOpt = None, name: NameOpt = "default") -> None:
+    """What runs, what is healthy, and what is left over."""
+    from chaoslab.live.cluster import LocalCluster
+
+    cluster = LocalCluster.load(_state_dir(state, name))
+    if cluster is None:
+        console.print(f"no cluster in {_state_dir(state, name)}")
+        raise typer.Exit(1)
+    rows = cluster.status()
+    console.print(f"{cluster.state.dir}: phase {cluster.state.phase}")
+    for r in rows:
+        health = {True: "healthy", False: "unhealthy", None: "-"}[r.healthy]
+        run = f"running (pid {r.pid})" if r.running else f"not running (pid {r.pid} gone)"
+        console.print(f"  {r.name:28} {run:28} {health} {r.detail}".rstrip(), markup=False)
+    left = [r.name for r in rows if not r.running]
+    if left:
+        console.print(f"left over: state for {len(left)} stopped processes; run `down`")
+    if left or any(r.healthy is False for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def down(state: StateOpt = None, name: NameOpt = "default") -> None:
+    """Stop every process `up` started (by PID, newest first) and remove the state folder."""
+    from chaoslab.live.cluster import LocalCluster
+
+    cluster = LocalCluster.load(_state_dir(state, name))
+    if cluster is None:
+        console.print(f"nothing to do: no cluster in {_state_dir(state, name)}")
+        return
+    for note in cluster.down():
+        console.print(note, markup=False)

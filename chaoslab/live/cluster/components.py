@@ -1,0 +1,241 @@
+"""Command lines, certificates and kubeconfigs of the control-plane components.
+
+Flags follow what kubeadm gives each component (cmd/kubeadm/app/phases/controlplane/
+manifests.go in kubernetes/kubernetes), bound to 127.0.0.1 with TLS everywhere; the timer
+flags come from :class:`~chaoslab.live.cluster.config.Timers`.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from chaoslab.live.cluster.build import Build
+from chaoslab.live.cluster.config import ClusterConfig, NodeSpec
+from chaoslab.live.cluster.errors import BuildMissing
+from chaoslab.live.cluster.pki import CertSpec, Pki
+
+__all__ = ["PORT_NAMES", "Layout", "cert_specs", "free_ports", "write_kubeconfig"]
+
+LOOPBACK = "127.0.0.1"
+#: address ranges of the cluster (none is ever routed from the host namespace)
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the kubernetes Service: first address of SERVICE_CIDR
+CLUSTER_CIDR = "10.244.0.0/16"
+NODE_CIDR_MASK = 24
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+PORT_NAMES = ("etcd", "etcd-peer", "etcd-metrics", "apiserver", "controller-manager", "scheduler")
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+
+
+def free_ports(names: tuple[str, ...] = PORT_NAMES) -> dict[str, int]:
+    """Ports the kernel hands out now on loopback (all held until all are chosen)."""
+    socks = []
+    try:
+        for _ in names:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+        return {n: s.getsockname()[1] for n, s in zip(names, socks, strict=True)}
+    finally:
+        for s in socks:
+            s.close()
+
+
+def cert_specs(nodes: list[NodeSpec]) -> list[CertSpec]:
+    loopback = (LOOPBACK, "localhost")
+    api_sans = (
+        *loopback,
+        SERVICE_IP,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    )
+    specs = [
+        CertSpec("apiserver", "kube-apiserver", sans=api_sans, server=True),
+        CertSpec("etcd", "etcd", sans=loopback, server=True, client=True),
+        CertSpec("apiserver-etcd-client", "kube-apiserver-etcd-client", client=True),
+        CertSpec("admin", "kubernetes-admin", ("system:masters",), client=True),
+        CertSpec("controller-manager", CONTROLLER_MANAGER_USER, client=True),
+        CertSpec("scheduler", SCHEDULER_USER, client=True),
+        CertSpec("kube-proxy", "system:kube-proxy", client=True),
+        CertSpec(
+            "controller-manager-serving", "kube-controller-manager", sans=loopback, server=True
+        ),
+        CertSpec("scheduler-serving", "kube-scheduler", sans=loopback, server=True),
+    ]
+    specs += [
+        CertSpec(f"node-{n.name}", f"system:node:{n.name}", ("system:nodes",), client=True)
+        for n in nodes
+    ]
+    return specs
+
+
+def write_kubeconfig(path: Path, server: str, pki: Pki, cert: str, user: str) -> Path:
+    """A kubeconfig for one client certificate of ``pki``."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki.cert(cert)),
+                    "client-key": str(pki.key(cert)),
+                },
+            }
+        ],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one cluster's files are, which ports it uses, and the component command lines."""
+
+    dir: Path
+    ports: dict[str, int]
+    build: Build | None  # None when only reading a recorded cluster (status, down)
+    config: ClusterConfig
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.dir / "pki")
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    def kubeconfig(self, name: str) -> Path:
+        return self.dir / "kubeconfigs" / f"{name}.kubeconfig"
+
+    def url(self, port: str, scheme: str = "https") -> str:
+        return f"{scheme}://{LOOPBACK}:{self.ports[port]}"
+
+    def _bin(self, command: str) -> Path:
+        if self.build is None:
+            raise BuildMissing(f"{self.dir}: no build given for {command}")
+        return self.build.bin(command)
+
+    def _cert_flags(self, prefix: str, name: str) -> list[str]:
+        pki = self.pki
+        return [f"--{prefix}cert-file={pki.cert(name)}", f"--{prefix}key-file={pki.key(name)}"]
+
+    def etcd(self) -> list[str]:
+        peer, pki = self.url("etcd-peer"), self.pki
+        return [
+            str(self._bin("etcd")),
+            "--name=default",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={self.url('etcd')}",
+            f"--advertise-client-urls={self.url('etcd')}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            f"--listen-metrics-urls={self.url('etcd-metrics', 'http')}",
+            *self._cert_flags("", "etcd"),
+            f"--trusted-ca-file={pki.ca_cert}",
+            "--client-cert-auth=true",
+            *self._cert_flags("peer-", "etcd"),
+            f"--peer-trusted-ca-file={pki.ca_cert}",
+            "--peer-client-cert-auth=true",
+        ]
+
+    def apiserver(self) -> list[str]:
+        pki = self.pki
+        flags = [
+            str(self._bin("kube-apiserver")),
+            f"--etcd-servers={self.url('etcd')}",
+            f"--etcd-cafile={pki.ca_cert}",
+            f"--etcd-certfile={pki.cert('apiserver-etcd-client')}",
+            f"--etcd-keyfile={pki.key('apiserver-etcd-client')}",
+            f"--bind-address={LOOPBACK}",
+            f"--advertise-address={LOOPBACK}",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--tls-cert-file={pki.cert('apiserver')}",
+            f"--tls-private-key-file={pki.key('apiserver')}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-issuer={SA_ISSUER}",
+            f"--service-account-key-file={pki.dir / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki.dir / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--allow-privileged=true",
+            # the kubernetes Service would get 127.0.0.1, which endpoints refuse (loopback)
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+        ]
+        return flags + [f"{f}={v}" for f, v in self.config.timers.kube_apiserver.items()]
+
+    def _delegated(self, kubeconfig: Path, serving: str, port: str) -> list[str]:
+        """Flags a controller-manager or scheduler needs for its own HTTPS endpoint."""
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={self.ports[port]}",
+            f"--tls-cert-file={self.pki.cert(serving)}",
+            f"--tls-private-key-file={self.pki.key(serving)}",
+            f"--client-ca-file={self.pki.ca_cert}",
+        ]
+
+    def controller_manager(self) -> list[str]:
+        pki = self.pki
+        flags = [
+            str(self._bin("kube-controller-manager")),
+            *self._delegated(
+                self.kubeconfig("controller-manager"),
+                "controller-manager-serving",
+                "controller-manager",
+            ),
+            f"--root-ca-file={pki.ca_cert}",
+            f"--service-account-private-key-file={pki.dir / 'sa.key'}",
+            "--use-service-account-credentials=true",
+            f"--cluster-signing-cert-file={pki.ca_cert}",
+            f"--cluster-signing-key-file={pki.ca_key}",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+            "--allocate-node-cidrs=true",
+            f"--cluster-cidr={CLUSTER_CIDR}",
+            f"--node-cidr-mask-size={NODE_CIDR_MASK}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+        ]
+        return flags + [f"{f}={v}" for f, v in self.config.timers.kube_controller_manager.items()]
+
+    def scheduler(self) -> list[str]:
+        return [
+            str(self._bin("kube-scheduler")),
+            *self._delegated(self.kubeconfig("scheduler"), "scheduler-serving", "scheduler"),
+            "--profiling=false",
+        ]
+
+    def kwok(self, kwok: Build, node: str, kubeconfig: Path) -> list[str]:
+        flags = [
+            str(kwok.bin("kwok")),
+            f"--kubeconfig={kubeconfig}",
+            f"--manage-single-node={node}",
+            # the kwok process's own home: its default config and cache stay in the state folder
+        ]
+        return flags + [f"{f}={v}" for f, v in self.config.timers.kwok.items()]

@@ -1,0 +1,155 @@
+"""What a local cluster is made of, taken from an experiment's parameters.
+
+The timer flags of the real components come from the parameter catalogue
+(``chaoslab.params``), resolved the same way as for a model run, so the prediction and
+the real controllers run with the same numbers. The real components take one number per
+flag: a parameter given as a distribution is refused here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaoslab.live.cluster.errors import UnsupportedTimer
+from chaoslab.mechanisms.cluster import ClusterSpec
+from chaoslab.params import ParamSet
+from chaoslab.params.dists import Fixed
+
+__all__ = ["ClusterConfig", "NodeSpec", "Timers", "config_from_experiment"]
+
+KCM = "kube_controller_manager"
+#: kube-controller-manager duration flags and the catalogue key each is set from
+KCM_DURATIONS = {
+    "--node-monitor-period": f"{KCM}.node_monitor_period",
+    "--node-monitor-grace-period": f"{KCM}.node_monitor_grace_period",
+    "--node-startup-grace-period": f"{KCM}.node_startup_grace_period",
+    "--endpointslice-updates-batch-period": f"{KCM}.endpointslice_updates_batch_period",
+}
+#: kube-controller-manager number flags
+KCM_NUMBERS = {
+    "--node-eviction-rate": f"{KCM}.node_eviction_rate",
+    "--secondary-node-eviction-rate": f"{KCM}.secondary_node_eviction_rate",
+    "--unhealthy-zone-threshold": f"{KCM}.unhealthy_zone_threshold",
+    "--large-cluster-size-threshold": f"{KCM}.large_cluster_size_threshold",
+}
+#: kube-apiserver flags (whole seconds): the DefaultTolerationSeconds admission plugin
+APISERVER_SECONDS = {
+    "--default-not-ready-toleration-seconds": "kube_apiserver.default_not_ready_toleration_seconds",
+    "--default-unreachable-toleration-seconds": (
+        "kube_apiserver.default_unreachable_toleration_seconds"
+    ),
+}
+LEASE_DURATION = "kubelet.node_lease_duration_seconds"
+LEASE_FRACTION = "kubelet.node_lease_renew_interval_fraction"
+#: kwok renews every lease duration / 4, as the kubelet (sigs.k8s.io/kwok
+#: pkg/kwok/controllers/controller.go, initNodeLeaseController)
+KWOK_RENEW_FRACTION = 0.25
+
+
+def _fixed(ps: ParamSet, key: str) -> float:
+    value = ps[key]
+    if not isinstance(value, Fixed):
+        raise UnsupportedTimer(
+            f"{key}: the real components take one value, not {ps.text(key)}; "
+            "set a fixed value for the cluster"
+        )
+    return value.value
+
+
+def _seconds(ps: ParamSet, key: str) -> int:
+    v = _fixed(ps, key)
+    if not math.isfinite(v) or v != int(v) or v < 0:
+        raise UnsupportedTimer(f"{key}: {ps.text(key)} is not a whole number of seconds")
+    return int(v)
+
+
+def _duration_flag(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+@dataclass(frozen=True)
+class Timers:
+    """Flag values of the real components, each from its catalogue key."""
+
+    kube_controller_manager: dict[str, str]
+    kube_apiserver: dict[str, str]
+    kwok: dict[str, str]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, ps: ParamSet) -> Timers:
+        _refuse_unsupported(ps)
+        kcm = {f: _duration_flag(_fixed(ps, k)) for f, k in KCM_DURATIONS.items()}
+        kcm |= {f: f"{_fixed(ps, k):g}" for f, k in KCM_NUMBERS.items()}
+        api = {f: str(_seconds(ps, k)) for f, k in APISERVER_SECONDS.items()}
+        kwok = {"--node-lease-duration-seconds": str(_seconds(ps, LEASE_DURATION))}
+        keys = [*KCM_DURATIONS.values(), *KCM_NUMBERS.values(), *APISERVER_SECONDS.values()]
+        sources = {k: f"{ps.text(k)} ({ps.sources[k]})" for k in [*keys, LEASE_DURATION]}
+        return cls(kcm, api, kwok, sources)
+
+
+def _refuse_unsupported(ps: ParamSet) -> None:
+    """Parameters whose value the current components cannot reproduce."""
+    if ps["kubelet.node_lease"] is not True:
+        raise UnsupportedTimer(
+            "kubelet.node_lease: false (status-post heartbeats) is not reproduced by the "
+            "local cluster: its kwok nodes heartbeat with Leases"
+        )
+    if ps[f"{KCM}.taint_based_evictions"] is not True:
+        raise UnsupportedTimer(
+            f"{KCM}.taint_based_evictions: false (legacy eviction) was removed from "
+            "Kubernetes in 1.27; the local cluster runs a current release"
+        )
+    if _fixed(ps, LEASE_FRACTION) != KWOK_RENEW_FRACTION:
+        raise UnsupportedTimer(
+            f"{LEASE_FRACTION}: kwok renews node leases every duration x "
+            f"{KWOK_RENEW_FRACTION:g}, not {ps.text(LEASE_FRACTION)}"
+        )
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: str  # master | controller | compute
+    zone: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The cluster to bring up: nodes, the app, and the timers of the real components."""
+
+    spec: ClusterSpec = field(default_factory=ClusterSpec)
+    timers: Timers = field(default_factory=lambda: Timers.from_params(ParamSet.resolve()))
+    namespace: str = "demo"
+    app: str = "web"
+    node_port: int = 30080
+    source: str = "catalogue defaults"
+
+    @classmethod
+    def from_params(
+        cls, ps: ParamSet, spec: ClusterSpec | None = None, *, source: str = "parameters"
+    ) -> ClusterConfig:
+        return cls(spec=spec or ClusterSpec(), timers=Timers.from_params(ps), source=source)
+
+    def nodes(self) -> list[NodeSpec]:
+        zones = self.spec.zones
+        return [
+            NodeSpec(name, role, f"zone-{i % zones + 1}")
+            for i, (name, role) in enumerate(self.spec.node_names())
+        ]
+
+
+def config_from_experiment(path: Path) -> ClusterConfig:
+    """The cluster of an experiment file: its ``cluster:`` section and its parameters
+    (profiles, then ``params:``), as a model run of the same file resolves them."""
+    from chaoslab.experiment import load_experiment
+
+    exp = load_experiment(path)
+    if exp.model.sweep:
+        raise UnsupportedTimer(
+            f"{path}: sweep: a cluster runs one set of parameters; drop the sweep or pick a point"
+        )
+    ps = ParamSet.resolve(exp.profiles, exp.overrides())
+    return ClusterConfig.from_params(ps, exp.cluster_spec(), source=str(path))

@@ -1,0 +1,106 @@
+"""Processes of the local cluster: started detached, recorded with their start time, and
+stopped by PID only, after checking that the PID still names the process we started
+(the start time in /proc/PID/stat changes when a PID is reused)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ProcRecord", "alive", "spawn", "start_time", "stop"]
+
+#: our own children, kept so that they are reaped (not left as zombies) when they exit
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class ProcRecord:
+    """One started component: enough to find it again and to stop only it."""
+
+    name: str
+    pid: int
+    start: int
+    argv: tuple[str, ...]
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ProcRecord:
+        return cls(d["name"], int(d["pid"]), int(d["start"]), tuple(d["argv"]), d["log"])
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name may hold spaces and ')': the fields we read follow the last ')'
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def alive(pid: int, start: int | None = None) -> bool:
+    """True while ``pid`` runs (not a zombie) and, given ``start``, is the same process."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+        return False
+    fields = _stat_fields(pid)
+    if not fields or fields[0] == "Z":
+        return False
+    return start is None or int(fields[19]) == start
+
+
+def spawn(
+    name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+) -> ProcRecord:
+    """Start ``argv`` in its own session (a Ctrl-C of ``up`` does not reach it), output to
+    ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        child = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env) if env is not None else None,
+        )
+    _CHILDREN[child.pid] = child
+    start = start_time(child.pid)
+    return ProcRecord(name, child.pid, start if start is not None else -1, tuple(argv), str(log))
+
+
+def stop(rec: ProcRecord, grace: float) -> bool:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; True if it had been running."""
+    if not alive(rec.pid, rec.start):
+        return False
+    _signal(rec.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(rec.pid, rec.start) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(rec.pid, rec.start):
+        _signal(rec.pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while alive(rec.pid, rec.start) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
