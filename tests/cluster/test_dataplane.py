@@ -172,7 +172,7 @@ def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_only_it(
 ) -> None:
     n1, n2 = NODES[0].name, NODES[1].name
     assert exchange(plane.node_ns(n1), API_PORT) == "host-loopback ping"
-    plane.start_runtime(n1, ["app-a=10.244.1.10:8080"])
+    plane.start_runtime(n1, static_pods=["app-a=10.244.1.10:8080"])
     plane._wait("pod", lambda: plane._listening(n1, 8080))
     plane.partition(n1)
     assert exchange(plane.node_ns(n1), API_PORT, timeout=0.5) in ("TimeoutError", "timeout")
@@ -188,7 +188,7 @@ def test_pod_servers_are_reached_through_the_podcidr_routes_not_from_the_client(
     plane: DataPlane,
 ) -> None:
     c1 = NODES[2].name
-    plane.start_runtime(c1, ["app-b=10.244.3.10:8080", "app-c=10.244.3.11:8080,9090"])
+    plane.start_runtime(c1, static_pods=["app-b=10.244.3.10:8080", "app-c=10.244.3.11:8080,9090"])
     plane._wait("pods", lambda: plane._listening(c1, 9090))
     for node in NODES[:2]:
         assert http_get(plane.node_ns(node.name), "10.244.3.10", 8080) == "app-b"
@@ -218,7 +218,7 @@ def test_pod_servers_are_reached_through_the_podcidr_routes_not_from_the_client(
 @needs_netns
 def test_a_crash_stops_pods_and_links_and_a_restore_brings_them_back(plane: DataPlane) -> None:
     c1, n1 = NODES[2].name, NODES[0].name
-    proc = plane.start_runtime(c1, ["app-b=10.244.3.10:8080"])
+    proc = plane.start_runtime(c1, static_pods=["app-b=10.244.3.10:8080"])
     plane._wait("pod", lambda: plane._listening(c1, 8080))
 
     class Hooks:
@@ -254,7 +254,7 @@ def test_down_after_sigkill_of_the_builder_leaves_nothing(
         dp = DataPlane.create({str(state_dir / "k")!r}, {name!r},
                               [NodeNet("a", "10.244.1.0/24"), NodeNet("b", "10.244.2.0/24")],
                               apiserver={fake_apiserver!r})
-        dp.start_runtime("a", ["p=10.244.1.5:8080"])
+        dp.start_runtime("a", static_pods=["p=10.244.1.5:8080"])
         os.kill(os.getpid(), signal.SIGKILL)
     """
     subprocess.run([sys.executable, "-c", textwrap.dedent(code)], timeout=60)

@@ -20,9 +20,10 @@ API (what ``chaoslab cluster up`` and the drill target use)::
     nodes = node_networks(admin_kubeconfig)        # [NodeNet(name, pod_cidr)] from spec.podCIDR
     dp = DataPlane.create(state_dir / "dataplane", "c1", nodes, kubeconfig=admin_kubeconfig)
     dp.node_ip("compute-1"); dp.client_ns; dp.node_ns("compute-1")
-    dp.node_kubeconfig("compute-1")    # server https://127.0.0.1:6443 inside that namespace
+    dp.bridged_kubeconfig(node, kc)    # a copy of kc for use inside the node's namespace
     dp.spawn_in_node(node, "kwok-<node>", argv)   # e.g. KWOK with --node-ip=dp.node_ip(node)
-    dp.start_node(node, KubeProxy(binary, extra_args=(...)))   # runtime stand-in + kube-proxy
+    dp.start_runtime(node, node_kubeconfig)       # the stand-in, as system:node:<node>
+    dp.start_kube_proxy(node, KubeProxy(binary, kube_proxy_kubeconfig, extra_args=(...)))
     dp.crash(node, hooks)   # hooks.stop_kubelet(node), stand-in + kube-proxy killed, links down
     dp.restore(node, hooks) # links and routes back, stand-in + kube-proxy, hooks.start_kubelet
     dp.partition(node); dp.heal(node)   # drop / pass the node's traffic to the API server
@@ -34,7 +35,7 @@ Requirements on the control plane: kube-controller-manager with ``--allocate-nod
 IP from its node's podCIDR, ``pkg/kwok/controllers/pod_controller.go``; without one it uses
 its ``--cidr``, default 10.0.0.1/24, which no route here reaches), and a Service CIDR that
 overlaps neither the switch subnet nor the cluster CIDR. KWOK covered by a partition must run
-inside the node namespace with :meth:`DataPlane.node_kubeconfig` (:meth:`spawn_in_node`).
+inside the node namespace with :meth:`DataPlane.bridged_kubeconfig` (:meth:`spawn_in_node`).
 
 Every namespace, process, socket and file is recorded in ``state.json`` (the lab's
 :class:`~chaoslab.live.lab.netns.LabState`) before or as it is created; :meth:`down` kills by
@@ -111,10 +112,12 @@ class NodeNet:
 
 @dataclass(frozen=True)
 class KubeProxy:
-    """How to run kube-proxy: the binary and flags beyond those the data plane sets (timers
-    such as ``--iptables-min-sync-period`` come from the experiment's parameters)."""
+    """How to run kube-proxy: the binary, its kubeconfig on the host (the data plane points a
+    copy at the bridge) and flags beyond those the data plane sets (timers such as
+    ``--iptables-min-sync-period`` come from the experiment's parameters)."""
 
     binary: str
+    kubeconfig: str
     extra_args: tuple[str, ...] = ()
 
 
@@ -196,7 +199,7 @@ def _load_kubeconfig(source: Path) -> dict[str, Any]:
     return kc
 
 
-def _node_kubeconfig(source: Path, server: str) -> dict[str, Any]:
+def _pointed_kubeconfig(source: Path, server: str) -> dict[str, Any]:
     """The source kubeconfig pointed at ``server``, with file references made absolute."""
     kc = _load_kubeconfig(source)
     base = source.resolve().parent
@@ -307,7 +310,7 @@ class DataPlane:
                 for i, n in enumerate(nodes, start=1)
             },
             "api": list(api),
-            "kubeconfig": str(Path(kubeconfig).resolve()) if kubeconfig else None,
+            "runtime": {},
             "kube_proxy": {},
             "partitioned": [],
             "crashed": [],
@@ -347,9 +350,6 @@ class DataPlane:
                 f"*filter\n:{PARTITION_CHAIN} - [0:0]\n-I OUTPUT 1 -j {PARTITION_CHAIN}\nCOMMIT\n",
             )
         self._start_bridges()
-        if st.info["kubeconfig"]:
-            for node in self.nodes:
-                self._write_node_kubeconfig(node)
         st.status = "up"
         st.save()
 
@@ -418,15 +418,19 @@ class DataPlane:
                 f"the API bridge in {self.node_ns(n)}", lambda n=n: self._listening(n, API_PORT)
             )
 
-    def _write_node_kubeconfig(self, node: str) -> None:
+    def bridged_kubeconfig(self, node: str, source: str | Path) -> str:
+        """A copy of ``source`` whose server is the bridge inside the node's namespace
+        (https://127.0.0.1:6443, a SAN of the serving certificate); its path."""
         import yaml
 
-        kc = _node_kubeconfig(Path(self.state.info["kubeconfig"]), f"https://127.0.0.1:{API_PORT}")
-        path = Path(self.node_kubeconfig(node))
+        src = Path(source)
+        kc = _pointed_kubeconfig(src, f"https://127.0.0.1:{API_PORT}")
+        path = Path(self.state.dir) / f"{self._role(node)}-{src.stem}.kubeconfig"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(kc))
         tmp.chmod(0o600)  # it carries the client key
         os.replace(tmp, path)
+        return str(path)
 
     # -- what is where --------------------------------------------------------------------
 
@@ -458,10 +462,6 @@ class DataPlane:
     @property
     def client_ns(self) -> str:
         return self.state.ns("client")
-
-    def node_kubeconfig(self, node: str) -> str:
-        """A kubeconfig valid inside the node's namespace (server https://127.0.0.1:6443)."""
-        return str(Path(self.state.dir) / f"kubeconfig-{self._role(node)}.yaml")
 
     # -- processes ------------------------------------------------------------------------
 
@@ -504,27 +504,27 @@ class DataPlane:
         with _live():
             return self.state.spawn(name, self._role(node), argv, env=env)
 
-    def start_runtime(self, node: str, static_pods: Sequence[str] = ()) -> Proc:
-        """The runtime stand-in: watches the node's pods if there is an API server, and serves
-        ``static_pods`` (``NAME=IP:PORT``) from start."""
+    def start_runtime(
+        self, node: str, kubeconfig: str | Path | None = None, static_pods: Sequence[str] = ()
+    ) -> Proc:
+        """The runtime stand-in: with a kubeconfig (the node's own, ``system:node:<node>``) it
+        watches the node's pods; ``static_pods`` (``NAME=IP:PORT``) it serves from start."""
         args = ["--node", node, *(a for p in static_pods for a in ("--pod", p))]
-        if self.state.info["kubeconfig"]:
-            args += ["--kubeconfig", self.node_kubeconfig(node)]
-        self.state.info.setdefault("static_pods", {})[node] = list(static_pods)
+        if kubeconfig is not None:
+            args += ["--kubeconfig", self.bridged_kubeconfig(node, kubeconfig)]
+        src = str(Path(kubeconfig).resolve()) if kubeconfig is not None else None
+        self.state.info["runtime"][node] = {"kubeconfig": src, "static_pods": list(static_pods)}
+        role = self._role(node)
         with _live():
             return self.state.spawn(
-                f"runtime-{self._role(node)}",
-                self._role(node),
-                self._python("dataplane_runtime", *args),
+                f"runtime-{role}", role, self._python("dataplane_runtime", *args)
             )
 
     def start_kube_proxy(self, node: str, kp: KubeProxy) -> Proc:
         """The real kube-proxy in iptables mode, as this node, through the node's bridge."""
-        if not self.state.info["kubeconfig"]:
-            raise UserError("data plane: kube-proxy needs the API server's kubeconfig")
         argv = [
             kp.binary,
-            f"--kubeconfig={self.node_kubeconfig(node)}",
+            f"--kubeconfig={self.bridged_kubeconfig(node, kp.kubeconfig)}",
             f"--hostname-override={node}",
             "--proxy-mode=iptables",
             # nf_conntrack_max is global (init namespace only): kube-proxy must not set it
@@ -535,16 +535,23 @@ class DataPlane:
         ]
         self.state.info["kube_proxy"][node] = {
             "binary": kp.binary,
+            "kubeconfig": str(Path(kp.kubeconfig).resolve()),
             "extra_args": list(kp.extra_args),
         }
+        role = self._role(node)
         with _live():
-            return self.state.spawn(f"kube-proxy-{self._role(node)}", self._role(node), argv)
+            return self.state.spawn(f"kube-proxy-{role}", role, argv)
 
-    def start_node(self, node: str, kp: KubeProxy | None = None) -> None:
-        """The runtime stand-in and (if given) kube-proxy of one node."""
-        self.start_runtime(node, self.state.info.get("static_pods", {}).get(node, ()))
+    def _restart(self, node: str) -> None:
+        """What was started on the node before it crashed, started again."""
+        rt = self.state.info["runtime"].get(node)
+        if rt is not None:
+            self.start_runtime(node, rt["kubeconfig"], rt["static_pods"])
+        kp = self.state.info["kube_proxy"].get(node)
         if kp is not None:
-            self.start_kube_proxy(node, kp)
+            self.start_kube_proxy(
+                node, KubeProxy(kp["binary"], kp["kubeconfig"], tuple(kp["extra_args"]))
+            )
 
     def _listening(self, node: str, port: int) -> bool:
         out = run(
@@ -590,11 +597,10 @@ class DataPlane:
     def restore(self, node: str, hooks: NodeHooks | None = None) -> float:
         """The node boots again: links and routes, then stand-in, kube-proxy and kubelet."""
         t = time.monotonic()
-        kp = self.state.info["kube_proxy"].get(node)
         with _live():
             self._links(node, up=True)
             self._routes(node)
-        self.start_node(node, KubeProxy(kp["binary"], tuple(kp["extra_args"])) if kp else None)
+        self._restart(node)
         if hooks is not None:
             hooks.start_kubelet(node)
         self._mark("crashed", node, False)
