@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from chaoslab.designs import DESIGNS, Design
-from chaoslab.errors import LiveError
+from chaoslab.errors import LiveError, UserError
+from chaoslab.fast import ENGINES, FastCell, fast_frame, plan
 from chaoslab.faults import FAULTS, Fault, FaultKind, ImpossibleFault
 from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
 from chaoslab.mechanisms.cluster import ClusterSpec
@@ -39,7 +41,18 @@ from chaoslab.outage import metrics
 from chaoslab.params import ParamSet, lookup
 from chaoslab.results import METRIC_COLUMNS
 
-__all__ = ["EXECUTORS", "Cell", "Chunk", "ExecutorError", "run_cells", "run_chunk", "run_trial"]
+__all__ = [
+    "ENGINES",
+    "EXECUTORS",
+    "Cell",
+    "Chunk",
+    "EngineError",
+    "ExecutorError",
+    "FastEngineFallback",
+    "run_cells",
+    "run_chunk",
+    "run_trial",
+]
 
 #: trials per unit of work handed to a worker
 DEFAULT_CHUNK = 500
@@ -88,6 +101,8 @@ class Chunk:
     index: int = 0  # position in the run, for ordered reassembly
     #: milestone names, one ``at_*`` column each (None: this process' registry)
     milestones: tuple[str, ...] | None = None
+    #: the cell's closed form when the fast engine runs it (None: the SimPy model)
+    fast: FastCell | None = None
 
 
 def _rng(seed: int, cell_key: str, trial: int) -> np.random.Generator:
@@ -130,22 +145,28 @@ def _prepare(cell: Cell) -> _Prepared:
     return prep
 
 
-def _simulate(
-    cell: Cell, trial_index: int, seed: int, probe_only: bool = False
-) -> tuple[Trial, float, float]:
-    """Build and run one trial; returns it with the (reset, hung) shares of connections."""
+def _build(cell: Cell, trial_index: int, seed: int) -> tuple[Trial, Any, list[Any], list[Any]]:
+    """One trial wired and its fault's targets resolved, before the fault: (trial, topology,
+    target nodes, target pods). The fast engine reads its topology from this too."""
     prep = _prepare(cell)
     rng = _rng_crc(seed, prep.crc, trial_index)
     trial = Trial(prep.params.sampler(rng), rng, cell.horizon)
     topo = prep.design.build(trial, cell.cluster)
-    kind = prep.kind
-    nodes, pods = kind.resolve(topo, cell.fault)
+    nodes, pods = prep.kind.resolve(topo, cell.fault)
     topo.targets_resolved(nodes, pods)
     trial.set_availability(topo.availability)
+    return trial, topo, nodes, pods
+
+
+def _simulate(
+    cell: Cell, trial_index: int, seed: int, probe_only: bool = False
+) -> tuple[Trial, float, float]:
+    """Build and run one trial; returns it with the (reset, hung) shares of connections."""
+    trial, topo, nodes, pods = _build(cell, trial_index, seed)
     if probe_only:
         return trial, math.nan, math.nan
     flows = topo.flows()
-    kind.inject(topo, nodes, pods)
+    _prepare(cell).kind.inject(topo, nodes, pods)
     reset, hung = _classify_flows(flows)
     trial.changed()
     trial.env.run(until=cell.horizon)
@@ -224,6 +245,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     seed = chunk.seed
     horizon = cell.horizon
     names = list(MILESTONES) if chunk.milestones is None else list(chunk.milestones)
+    if chunk.fast is not None:
+        return fast_frame(cell, chunk.fast, seed, chunk.start, chunk.stop, names)
     n = chunk.stop - chunk.start
     cols: dict[str, list[Any]] = {c: [] for c in _METRIC_COLS}
     at: list[list[float]] = [[] for _ in names]
@@ -281,16 +304,40 @@ def _sweep_value(key: str, raw: object) -> object:
     return p.text(v)
 
 
-def chunks_for(cells: Sequence[Cell], trials: int, seed: int, chunk_size: int) -> list[Chunk]:
+class FastEngineFallback(UserWarning):
+    """A cell the fast engine does not cover ran on the SimPy model."""
+
+
+def chunks_for(
+    cells: Sequence[Cell],
+    trials: int,
+    seed: int,
+    chunk_size: int,
+    *,
+    engine: str = "simpy",
+    on_note: Callable[[str], None] | None = None,
+) -> list[Chunk]:
     # the milestone columns are fixed by the process that plans the run, so a worker that
     # imported a different set of mechanism modules still writes the same columns
     names = tuple(MILESTONES)
     out: list[Chunk] = []
     for cell in cells:
+        fast = _fast_plan(cell, on_note) if engine == "fast" else None
         for start in range(0, trials, chunk_size):
             stop = min(trials, start + chunk_size)
-            out.append(Chunk(cell, seed, start, stop, len(out), names))
+            out.append(Chunk(cell, seed, start, stop, len(out), names, fast))
     return out
+
+
+def _fast_plan(cell: Cell, on_note: Callable[[str], None] | None) -> FastCell | None:
+    fc, why = plan(cell)
+    if fc is None:
+        note = f"{cell.name} {cell.fault.result_name} {cell.fault.label}: SimPy engine ({why})"
+        if on_note is not None:
+            on_note(note)
+        else:
+            warnings.warn(note, FastEngineFallback, stacklevel=3)
+    return fc
 
 
 #: where chunks run: this process / a local process pool, or a Dask distributed cluster
@@ -299,6 +346,10 @@ EXECUTORS = ("local", "dask")
 
 class ExecutorError(LiveError):
     """The chosen executor cannot run (dask missing, scheduler unreachable, bad workers)."""
+
+
+class EngineError(UserError):
+    """An engine name that does not exist."""
 
 
 def run_cells(
@@ -312,6 +363,8 @@ def run_cells(
     on_chunk: Callable[[Chunk, pd.DataFrame], None] | None = None,
     executor: str = "local",
     scheduler: Any = None,
+    engine: str = "simpy",
+    on_note: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
     """Run every cell's trials; yields finished chunks in run order.
 
@@ -325,10 +378,18 @@ def run_cells(
     ``"local"``/None for a `distributed.LocalCluster` of ``workers`` processes. Only a
     bounded window of chunks is in flight, so memory does not grow with the number of
     chunks.
+
+    ``engine="fast"`` runs the cells `chaoslab.fast` has a closed form for as NumPy over a
+    chunk's trials (equal in distribution to the SimPy model, not identical); every other
+    cell runs on the SimPy model and is reported through ``on_note`` (or a
+    `FastEngineFallback` warning).
     """
     if executor not in EXECUTORS:
         raise ExecutorError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
-    work = [c for c in chunks_for(cells, trials, seed, chunk_size) if c.index not in (skip or ())]
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
+    planned = chunks_for(cells, trials, seed, chunk_size, engine=engine, on_note=on_note)
+    work = [c for c in planned if c.index not in (skip or ())]
     if executor == "dask":
         results = _run_dask(work, workers, scheduler)
     elif workers <= 1 or len(work) <= 1:

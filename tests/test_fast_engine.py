@@ -1,0 +1,187 @@
+"""The fast engine against the SimPy reference, one story per covered cell.
+
+For every cell of the bundled experiment the fast engine covers, 3,000 SimPy trials and
+3,000 fast trials must agree: a two-sample KS test (p > 0.01) on every metric and
+milestone column, the same columns empty, the same constant columns, and a(t) with the
+same number of change points and the same values in the same order. With ~15 columns
+over 10 cells a 1 % test fails by chance about once per run of fresh seeds, so the seeds
+are fixed; a wrong timer shifts a column far past that (a 1 s shift of a 2 s-wide uniform
+phase gives p < 1e-100).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ks_2samp
+
+from chaoslab.experiment import load_experiment
+from chaoslab.fast import FAST_DESIGNS, plan
+from chaoslab.runner import (
+    Cell,
+    Chunk,
+    EngineError,
+    FastEngineFallback,
+    run_cells,
+    run_chunk,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TRIALS = 3000
+SEED = 11
+
+
+def _cells() -> list[Cell]:
+    return load_experiment(ROOT / "experiments/seed-designs.yaml").cells()
+
+
+def _covered() -> list[Cell]:
+    return [c for c in _cells() if plan(c)[0] is not None]
+
+
+def _id(c: Cell) -> str:
+    return f"{c.name}-{c.fault.label}-{c.sweep.get('profile')}"
+
+
+def _pair(cell: Cell) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fc, _ = plan(cell)
+    assert fc is not None
+    simpy = run_chunk(Chunk(cell, SEED, 0, TRIALS))
+    fast = run_chunk(Chunk(cell, SEED, 0, TRIALS, fast=fc))
+    return simpy, fast
+
+
+def test_the_covered_cells_are_the_node_crashes_of_the_nodeport_designs() -> None:
+    covered = {(c.design, c.fault.kind, c.fault.label) for c in _covered()}
+    assert covered == {
+        ("clusterip", "node-crash", "app-pod-node"),
+        ("nodeport-direct", "node-crash", "app-pod-node"),
+        ("nodeport-direct", "node-crash", "entry-node"),
+        ("nodeport-lb", "node-crash", "app-pod-node"),
+        ("nodeport-lb-local", "node-crash", "app-pod-node"),
+    }
+    assert len(_covered()) == 10  # both profiles
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", _covered(), ids=_id)
+def test_fast_trials_are_distributed_like_the_simpy_model(cell: Cell) -> None:
+    simpy, fast = _pair(cell)
+    assert list(fast.columns) == list(simpy.columns)
+    assert dict(fast.dtypes) == dict(simpy.dtypes)
+    checked = 0
+    for col in simpy.columns:
+        if col in ("a_t", "a_v"):
+            continue  # test_fast_availability_has_the_simpy_shape
+        if col in ("design", "fault", "target", "profile", "trial"):
+            assert (simpy[col] == fast[col]).all(), col
+            continue
+        x = simpy[col].to_numpy(float)
+        y = fast[col].to_numpy(float)
+        assert np.isnan(x).sum() == np.isnan(y).sum(), f"{col}: missing in one engine"
+        x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+        if len(x) == 0:
+            continue
+        if np.isinf(x[0]) or np.ptp(x) == 0:
+            assert np.allclose(y, x[0]) or (np.isinf(x[0]) and np.isinf(y).all()), col
+            continue
+        p = ks_2samp(x, y).pvalue
+        assert p > 0.01, f"{col}: KS p = {p:.2g} (SimPy mean {x.mean():.4g}, fast {y.mean():.4g})"
+        checked += 1
+    assert checked >= 8  # the chain's milestones and the metrics, not just constants
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", _covered()[5:], ids=_id)  # k8s-1.32
+def test_fast_availability_has_the_simpy_shape(cell: Cell) -> None:
+    simpy, fast = _pair(cell)
+    # same number of change points, same values in the same order (up to float sums)
+    for a, b in [(simpy, fast)]:
+        assert a.a_t.map(len).value_counts().to_dict() == b.a_t.map(len).value_counts().to_dict()
+    shapes_a = {tuple(round(v, 9) for v in row) for row in simpy.a_v}
+    shapes_b = {tuple(round(v, 9) for v in row) for row in fast.a_v}
+    assert shapes_a == shapes_b
+    for df in (simpy, fast):
+        assert all(t[0] == 0.0 and list(t) == sorted(t) for t in df.a_t)
+
+
+def test_a_wrong_timer_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the KS check has teeth: an LB one check interval too slow is far outside p > 0.01
+    import chaoslab.fast as fast_mod
+
+    cell = next(c for c in _covered() if c.design == "nodeport-lb")
+    real = fast_mod._lb_marked_down
+    monkeypatch.setattr(fast_mod, "_lb_marked_down", lambda d: real(d) + 1.0)
+    fc, _ = plan(cell)
+    assert fc is not None
+    simpy = run_chunk(Chunk(cell, SEED, 0, 1000))
+    fast = run_chunk(Chunk(cell, SEED, 0, 1000, fast=fc))
+    assert ks_2samp(simpy.at_lb_marked_down, fast.at_lb_marked_down).pvalue < 1e-6
+
+
+def test_an_uncovered_cell_runs_on_simpy_with_a_note() -> None:
+    cells = [c for c in _cells() if c.design == "ingress-vip-vrrp"][:1]
+    cells += [c for c in _covered()][:1]
+    notes: list[str] = []
+    frames = [
+        df for _, df in run_cells(cells, trials=20, seed=3, engine="fast", on_note=notes.append)
+    ]
+    assert len(notes) == 1 and "ingress-vip-vrrp" in notes[0] and "SimPy engine" in notes[0]
+    reference = [df for _, df in run_cells(cells[:1], trials=20, seed=3)]
+    pd.testing.assert_frame_equal(frames[0], reference[0])  # the SimPy model's own trials
+
+
+def test_without_a_note_callback_the_fallback_is_a_warning() -> None:
+    cells = [c for c in _cells() if c.fault.kind == "pod-kill"][:1]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        list(run_cells(cells, trials=5, seed=1, engine="fast"))
+    assert any(issubclass(w.category, FastEngineFallback) for w in seen)
+
+
+def test_fast_results_do_not_depend_on_the_worker_count() -> None:
+    cells = _covered()[:2]
+    one = pd.concat(df for _, df in run_cells(cells, trials=600, seed=5, engine="fast"))
+    two = pd.concat(
+        df
+        for _, df in run_cells(cells, trials=600, seed=5, engine="fast", workers=2, chunk_size=300)
+    )
+    again = pd.concat(
+        df for _, df in run_cells(cells, trials=600, seed=5, engine="fast", chunk_size=300)
+    )
+    pd.testing.assert_frame_equal(two.reset_index(drop=True), again.reset_index(drop=True))
+    assert len(one) == 1200
+
+
+def test_an_unknown_engine_is_a_user_error() -> None:
+    with pytest.raises(EngineError, match="unknown engine 'turbo'"):
+        list(run_cells(_covered()[:1], trials=1, seed=1, engine="turbo"))
+
+
+def test_the_fast_metrics_agree_with_outage_metrics_row_by_row() -> None:
+    # the vectorized metrics are chaoslab.outage.metrics on the a(t) each row stores
+    from chaoslab.outage import metrics
+
+    for cell in _covered()[5:]:
+        fc, _ = plan(cell)
+        assert fc is not None
+        df = run_chunk(Chunk(cell, 2, 0, 200, fast=fc))
+        for row in df.itertuples():
+            m = metrics(row.a_t, row.a_v, cell.horizon)
+            assert m.recovered == row.recovered
+            for name in ("recovery_s", "downtime_s", "degraded_s", "lost_s"):
+                want, got = getattr(m, name), getattr(row, name)
+                assert (math.isinf(want) and math.isinf(got)) or math.isclose(
+                    want, got, rel_tol=1e-9, abs_tol=1e-9
+                ), (cell.name, name)
+
+
+def test_fast_designs_name_registered_designs() -> None:
+    from chaoslab.designs import DESIGNS
+
+    assert set(FAST_DESIGNS) <= set(DESIGNS)
