@@ -9,6 +9,7 @@ namespace to a pod, node or Service address.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import socketserver
@@ -17,9 +18,11 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -29,7 +32,9 @@ from chaoslab.errors import LiveError, UserError
 from chaoslab.live.cluster.dataplane import (
     API_PORT,
     DataPlane,
+    KubeProxy,
     NodeNet,
+    node_networks,
     parse_rules,
 )
 from chaoslab.live.lab.netns import namespaces_with_prefix, pid_alive
@@ -112,7 +117,8 @@ def fake_apiserver() -> Iterator[tuple[str, int]]:
     srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[0], srv.server_address[1]
+    host, port = srv.server_address[:2]
+    yield str(host), int(port)
     srv.shutdown()
     srv.server_close()
 
@@ -358,3 +364,144 @@ def test_parse_rules_keeps_local_policy_chains_apart() -> None:
         """
     )
     assert parse_rules(text) == ({}, {"default/app": frozenset({"10.244.3.10:8080"})})
+
+
+# -- with the real control plane ---------------------------------------------------------------
+
+#: bounds of the waits below (not assertions on timing: a wait that runs out fails the test)
+SETTLE = 90.0
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = SETTLE) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[tuple[Any, DataPlane]]:
+    """The real control plane (LocalCluster: etcd, apiserver, controller-manager, scheduler,
+    KWOK nodes, the app) and, on its Nodes, the data plane with the real kube-proxy."""
+    from chaoslab.live.cluster.build import find_build
+    from chaoslab.live.cluster.errors import BuildMissing
+    from chaoslab.live.cluster.local import running
+
+    if _netns_missing():
+        pytest.skip(str(_netns_missing()))
+    try:
+        build = find_build()
+    except BuildMissing as exc:
+        pytest.skip(f"no control plane build: {exc}")
+    d = Path(tempfile.mkdtemp(prefix="dpk", dir="/tmp"))
+    try:
+        with running(state_dir=d / "cluster", name=_name()) as cluster:
+            dp = DataPlane.create(
+                d / "dp", _name(), node_networks(cluster.kubeconfig), kubeconfig=cluster.kubeconfig
+            )
+            try:
+                kp = KubeProxy(
+                    str(build.bin("kube-proxy")), str(cluster.layout.kubeconfig("kube-proxy"))
+                )
+                for node in dp.nodes:
+                    dp.start_runtime(node, cluster.layout.kubeconfig(f"node-{node}"))
+                    dp.start_kube_proxy(node, kp)
+                yield cluster, dp
+            finally:
+                dp.down()
+                assert namespaces_with_prefix(dp.state.prefix) == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _app(cluster: Any) -> tuple[str, str, int]:
+    cfg = cluster.layout.config
+    return cfg.namespace, cfg.app, cfg.node_port
+
+
+def _ready_pods(cluster: Any) -> dict[str, tuple[str, str]]:
+    """Ready app pods from the API server: name -> (pod IP, node)."""
+    from kubernetes import client
+
+    ns, app, _ = _app(cluster)
+    core = client.CoreV1Api(cluster.admin_client())
+    pods: list[Any] = core.list_namespaced_pod(ns, label_selector=f"app={app}").items
+    return {
+        p.metadata.name: (p.status.pod_ip, p.spec.node_name)
+        for p in pods
+        if p.status.pod_ip
+        and p.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    }
+
+
+def _endpoints(pods: dict[str, tuple[str, str]]) -> set[str]:
+    return {f"{ip}:8080" for ip, _ in pods.values()}
+
+
+def _runtime_logs(dp: DataPlane) -> str:
+    return "".join(Path(p.log).read_text() for n, p in dp.state.procs.items() if "runtime" in n)
+
+
+def _programmed(dp: DataPlane, service: str, want: set[str]) -> bool:
+    return all(dp.rules(node).endpoints(service) == want for node in dp.nodes)
+
+
+def _probe(dp: DataPlane, url: str, seconds: float) -> Any:
+    """The project's prober in the client namespace, new connections only."""
+    from chaoslab.live.probe import read_records
+
+    out = Path(dp.state.dir) / f"probe-{uuid.uuid4().hex[:6]}.csv"
+    argv = [sys.executable, "-m", "chaoslab.live.probe", url, "--rate", "50", "--probers", "2"]
+    argv += ["--timeout", "0.5", "--duration", str(seconds), "--out", str(out)]
+    subprocess.run(["ip", "netns", "exec", dp.client_ns, *argv], check=True, timeout=60)
+    return read_records(out)
+
+
+@needs_netns
+def test_real_kube_proxy_programs_the_nodeport_and_the_client_reaches_every_pod(
+    real: tuple[Any, DataPlane],
+) -> None:
+    cluster, dp = real
+    ns, app, node_port = _app(cluster)
+    pods = _ready_pods(cluster)
+    assert len(pods) == cluster.layout.config.spec.replicas
+    for ip, node in pods.values():  # KWOK allocates from the node's podCIDR, which is routed
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(dp.pod_cidr(node))
+    service = f"{ns}/{app}:http"
+    want = _endpoints(pods)
+    _wait_for(f"{service} -> {sorted(want)} on every node", lambda: _programmed(dp, service, want))
+    for node in dp.nodes:
+        rec = _probe(dp, f"http://{dp.node_ip(node)}:{node_port}/", 1.5)
+        assert set(rec.outcome) == {"ok"}, (node, rec.outcome.value_counts())
+        assert set(rec.server) == set(pods), node  # every node spreads over every pod
+
+
+@needs_netns
+def test_a_deleted_pod_leaves_every_nodes_rules_and_its_node_stops_serving_it(
+    real: tuple[Any, DataPlane],
+) -> None:
+    from kubernetes import client
+
+    cluster, dp = real
+    ns, app, node_port = _app(cluster)
+    service = f"{ns}/{app}:http"
+    before = _ready_pods(cluster)
+    _wait_for("rules settled", lambda: _programmed(dp, service, _endpoints(before)))
+    victim, (ip, _) = sorted(before.items())[0]
+    assert f" serve {ns}/{victim} {ip}:8080" in _runtime_logs(dp)
+    client.CoreV1Api(cluster.admin_client()).delete_namespaced_pod(victim, ns)
+    gone = f"{ip}:8080"
+    _wait_for(
+        f"{gone} removed from {service} on every node",
+        lambda: all(gone not in dp.rules(n).endpoints(service) for n in dp.nodes),
+    )
+    _wait_for(f"{victim} stopped", lambda: f" stop {ns}/{victim} " in _runtime_logs(dp))
+    # the ReplicaSet's replacement is served and programmed; the victim never answers again
+    _wait_for("replacement Ready", lambda: len(_ready_pods(cluster)) == len(before))
+    after = _ready_pods(cluster)
+    assert victim not in after
+    _wait_for("replacement programmed", lambda: _programmed(dp, service, _endpoints(after)))
+    rec = _probe(dp, f"http://{dp.node_ip(dp.nodes[0])}:{node_port}/", 1.5)
+    assert set(rec.outcome) == {"ok"} and set(rec.server) == set(after)
