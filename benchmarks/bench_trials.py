@@ -17,6 +17,12 @@ disturbed one), and the load average is printed with the table.
     python benchmarks/bench_trials.py                       # seed-designs, markdown table
     python benchmarks/bench_trials.py --trials 1000 --repeat 5 --json out.json
     python benchmarks/bench_trials.py --scaling --workers 2 # run_cells speed-up on N cores
+    python benchmarks/bench_trials.py --engine fast         # + the fast engine beside SimPy
+
+``--engine fast`` adds, for every cell the fast engine covers, a row timed in the same
+round as the SimPy row (``x simpy`` = SimPy CPU per trial / fast CPU per trial). CPU time
+(``time.process_time``) is what the ratios use: wall time on a shared machine includes
+the other users' load.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from chaoslab.experiment import load_experiment  # noqa: E402
+from chaoslab.fast import FastCell, plan  # noqa: E402
 from chaoslab.runner import Cell, Chunk, run_cells, run_chunk, run_trial  # noqa: E402
 
 
@@ -52,6 +59,9 @@ class Row:
     us_per_event: float
     bare_us_per_event: float
     x_bare: float
+    cpu_us_per_trial: float = 0.0
+    engine: str = "simpy"
+    x_simpy: float = 1.0
 
 
 def bare_simpy(trials: int, events: int) -> float:
@@ -78,20 +88,35 @@ def events_per_trial(cell: Cell, trials: int, seed: int) -> float:
     return stats["events"] / trials
 
 
-def bench_cell(cell: Cell, trials: int, seed: int, repeat: int) -> Row:
+def _cpu_time(chunk: Chunk) -> float:
+    t0 = time.process_time()
+    run_chunk(chunk)
+    return time.process_time() - t0
+
+
+def bench_cell(
+    cell: Cell, trials: int, seed: int, repeat: int, fast: FastCell | None = None
+) -> list[Row]:
+    """The SimPy row of ``cell`` (and its fast-engine row, timed in the same rounds)."""
     ev = events_per_trial(cell, trials, seed)
     n_events = max(1, round(ev))
-    best_model = best_bare = float("inf")
+    best_model = best_bare = best_cpu = best_fast = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         run_chunk(Chunk(cell, seed, 0, trials))
+        best_cpu = min(best_cpu, time.process_time() - c0)
         best_model = min(best_model, time.perf_counter() - t0)
         best_bare = min(best_bare, bare_simpy(trials, n_events))
+        if fast is not None:
+            # the fast engine is timed on 10x the trials: a chunk of 500 takes ~2 ms
+            best_fast = min(best_fast, _cpu_time(Chunk(cell, seed, 0, 10 * trials, fast=fast)) / 10)
     us_event = best_model / trials / ev * 1e6
     bare_event = best_bare / trials / n_events * 1e6
     sweep = ",".join(f"{k}={v}" for k, v in sorted(cell.sweep.items()))
-    return Row(
-        cell.design,
+    cpu_us = best_cpu / trials * 1e6
+    row = Row(
+        cell.name,
         cell.fault.kind,
         cell.fault.label,
         sweep,
@@ -100,7 +125,29 @@ def bench_cell(cell: Cell, trials: int, seed: int, repeat: int) -> Row:
         us_event,
         bare_event,
         us_event / bare_event,
+        cpu_us,
     )
+    rows = [row]
+    if fast is not None:
+        fast_us = best_fast / trials * 1e6
+        x_bare = fast_us / (bare_event * ev)
+        rows.append(
+            Row(
+                row.design,
+                row.fault,
+                row.target,
+                sweep,
+                1e6 / fast_us,
+                0.0,
+                0.0,
+                bare_event,
+                x_bare,
+                fast_us,
+                "fast",
+                cpu_us / fast_us,
+            )
+        )
+    return rows
 
 
 def machine() -> dict[str, object]:
@@ -123,15 +170,16 @@ def machine() -> dict[str, object]:
 
 def table(rows: list[Row]) -> str:
     out = [
-        "| design | fault | target | sweep | trials/s/core | events/trial | µs/event "
-        "| bare µs/event | × bare |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| design | fault | target | sweep | engine | CPU µs/trial | trials/s/core "
+        "| events/trial | × bare SimPy | × simpy |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        events = f"{r.events_per_trial:.1f}" if r.engine == "simpy" else "—"
         out.append(
-            f"| {r.design} | {r.fault} | {r.target} | {r.sweep} | {r.trials_per_s:,.0f} "
-            f"| {r.events_per_trial:.1f} | {r.us_per_event:.2f} | {r.bare_us_per_event:.2f} "
-            f"| {r.x_bare:.1f} |"
+            f"| {r.design} | {r.fault} | {r.target} | {r.sweep} | {r.engine} "
+            f"| {r.cpu_us_per_trial:,.1f} | {r.trials_per_s:,.0f} | {events} "
+            f"| {r.x_bare:.2f} | {r.x_simpy:.0f} |"
         )
     return "\n".join(out)
 
@@ -189,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ap.add_argument("--scaling", action="store_true", help="measure run_cells speed-up instead")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--engine",
+        choices=("simpy", "fast"),
+        default="simpy",
+        help="fast: also time the fast engine on the cells it covers",
+    )
     args = ap.parse_args(argv)
 
     exp = load_experiment(args.experiment)
@@ -200,16 +254,30 @@ def main(argv: list[str] | None = None) -> int:
         print(scaling(cells, args.trials, args.seed, args.workers, args.repeat))
         print(f"load average before: {load0[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
         return 0
-    rows = [bench_cell(c, args.trials, args.seed, args.repeat) for c in cells]
+    rows: list[Row] = []
+    for c in cells:
+        fast = plan(c)[0] if args.engine == "fast" else None
+        rows += bench_cell(c, args.trials, args.seed, args.repeat, fast)
     load1 = os.getloadavg()
     m = machine()
     print(table(rows))
-    worst = min(r.trials_per_s for r in rows)
+    simpy = [r for r in rows if r.engine == "simpy"]
+    worst = min(r.trials_per_s for r in simpy)
     print(
-        f"\nworst cell {worst:,.0f} trials/s/core; median x bare "
-        f"{statistics.median(r.x_bare for r in rows):.1f}, worst x bare "
-        f"{max(r.x_bare for r in rows):.1f}"
+        f"\nSimPy: median {statistics.median(r.cpu_us_per_trial for r in simpy):.0f} CPU-µs/trial, "
+        f"worst cell {worst:,.0f} trials/s/core; median x bare "
+        f"{statistics.median(r.x_bare for r in simpy):.1f}, worst x bare "
+        f"{max(r.x_bare for r in simpy):.1f}"
     )
+    fast_rows = [r for r in rows if r.engine == "fast"]
+    if fast_rows:
+        ratios = [r.x_simpy for r in fast_rows]
+        print(
+            f"fast engine: {len(fast_rows)} cells, median "
+            f"{statistics.median(r.cpu_us_per_trial for r in fast_rows):.2f} "
+            f"CPU-µs/trial, x{min(ratios):.0f}–x{max(ratios):.0f} the SimPy trial rate "
+            f"(median x{statistics.median(ratios):.0f})"
+        )
     print(
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, SimPy {m['simpy']}; "
         f"load average {load0[0]:.2f} before, {load1[0]:.2f} after; "

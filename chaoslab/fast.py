@@ -411,11 +411,13 @@ def fast_frame(
 
 def _rows(a: np.ndarray, keep: np.ndarray) -> list[list[float]]:
     # one tolist() for the matrix; most rows keep every point, the rest are filtered
-    full = keep.all(axis=1).tolist()
-    return [
-        row if f else list(compress(row, k))
-        for row, k, f in zip(a.tolist(), keep.tolist(), full, strict=True)
-    ]
+    full = keep.all(axis=1)
+    rows: list[list[float]] = a.tolist()
+    if full.all():
+        return rows
+    for i in np.flatnonzero(~full).tolist():
+        rows[i] = list(compress(rows[i], keep[i].tolist()))
+    return rows
 
 
 #: the callback `chaoslab.runner.run_cells` reports a cell the fast engine does not cover to
