@@ -62,7 +62,7 @@ def parse(text: str) -> UpstreamMod:
             mod.godebug.append(bare.split(None, 1)[1])
         elif m := _REPLACE_LINE.match(bare):
             mod.staging.append(m.group(1))
-        elif m := _REQUIRE_LINE.match(bare):
+        elif m := _REQUIRE_LINE.match(bare.removeprefix("require ")):
             mod.requires[m.group(1)] = m.group(2)
     if not mod.go or not mod.staging:
         sys.exit("k8s.io/kubernetes go.mod: no go line or no staging replaces found")

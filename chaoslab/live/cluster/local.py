@@ -155,14 +155,41 @@ class LocalCluster:
         for n in nodes:
             core.create_node(objects.node_object(n))
         for n in nodes:
-            home = self.layout.dir / "kwok" / n.name
-            home.mkdir(parents=True, exist_ok=True)
             argv = self.layout.kwok(kwok, n.name, self.layout.kubeconfig(f"node-{n.name}"))
-            self._spawn(f"kwok-{n.name}", argv, env=dict(os.environ, HOME=str(home)))
+            self._spawn_kwok(n.name, argv)
         names = [n.name for n in nodes]
         wait_until(
             "kwok nodes Ready", lambda: objects.nodes_ready(core, names), self.deadlines.nodes_ready
         )
+
+    def _spawn_kwok(self, node: str, argv: list[str]) -> ProcRecord:
+        # kwok reads and caches under $HOME: keep that inside the state folder
+        home = self.layout.dir / "kwok" / node
+        home.mkdir(parents=True, exist_ok=True)
+        return self._spawn(f"kwok-{node}", argv, env=dict(os.environ, HOME=str(home)))
+
+    # ------------------------------------------------------------------ node hooks
+    def _kwok_record(self, node: str) -> ProcRecord:
+        recs = [p for p in self.state.processes if p.name == f"kwok-{node}"]
+        if not recs:
+            raise ClusterError(f"no kwok process recorded for node {node}")
+        return recs[-1]
+
+    def stop_kubelet(self, node: str) -> None:
+        """Stop the node's kubelet stand-in (its kwok process): heartbeats and pod status
+        updates stop, as when a kubelet is stopped or its node crashes."""
+        stop(self._kwok_record(node), self.deadlines.stop)
+
+    def start_kubelet(self, node: str) -> None:
+        """Start the node's kwok again with the command line it had."""
+        rec = self._kwok_record(node)
+        if alive(rec.pid, rec.start):
+            return
+        self._spawn_kwok(node, list(rec.argv))
+
+    def kubelet_running(self, node: str) -> bool:
+        rec = self._kwok_record(node)
+        return alive(rec.pid, rec.start)
 
     def _start_app(self) -> None:
         from kubernetes import utils

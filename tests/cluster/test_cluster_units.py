@@ -1,0 +1,276 @@
+"""The parts of the local control plane that need no Go build: timer flags from the
+catalogue, the generated go.mod replace block, PKI, processes by PID and start time,
+the state folder, and the CLI's one-line refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from chaoslab.live.cluster import (
+    BuildMissing,
+    ClusterConfig,
+    StateInUse,
+    UnsupportedTimer,
+    config_from_experiment,
+    find_build,
+)
+from chaoslab.live.cluster.build import REPO, module_hash
+from chaoslab.live.cluster.components import cert_specs
+from chaoslab.live.cluster.local import _claim
+from chaoslab.live.cluster.pki import Pki
+from chaoslab.live.cluster.procs import ProcRecord, alive, spawn, stop
+from chaoslab.params import ParamSet
+
+GRACE = "kube_controller_manager.node_monitor_grace_period"
+
+
+def timers(**overrides: str) -> ClusterConfig:
+    ps = ParamSet.resolve(overrides={k.replace("__", "."): v for k, v in overrides.items()})
+    return ClusterConfig.from_params(ps)
+
+
+def test_controller_flags_carry_the_experiment_values() -> None:
+    ps = ParamSet.resolve(
+        overrides={
+            GRACE: "8s",
+            "kube_controller_manager.node_monitor_period": "500ms",
+            "kube_apiserver.default_unreachable_toleration_seconds": "10s",
+            "kubelet.node_lease_duration_seconds": "4s",
+        }
+    )
+    t = ClusterConfig.from_params(ps).timers
+    assert t.kube_controller_manager["--node-monitor-grace-period"] == "8000ms"
+    assert t.kube_controller_manager["--node-monitor-period"] == "500ms"
+    assert t.kube_apiserver["--default-unreachable-toleration-seconds"] == "10"
+    assert t.kube_apiserver["--default-not-ready-toleration-seconds"] == "300"
+    assert t.kwok["--node-lease-duration-seconds"] == "4"
+    assert t.sources[GRACE].startswith("8s (experiment")
+
+
+@given(hs.integers(min_value=1, max_value=3_600_000))
+def test_duration_flags_are_exact_milliseconds(ms: int) -> None:
+    ps = ParamSet.resolve(overrides={GRACE: f"{ms}ms"})
+    flag = ClusterConfig.from_params(ps).timers.kube_controller_manager
+    assert flag["--node-monitor-grace-period"] == f"{ms}ms"
+
+
+def test_a_distribution_is_refused_naming_the_key() -> None:
+    with pytest.raises(UnsupportedTimer, match=GRACE):
+        ClusterConfig.from_params(ParamSet.resolve(overrides={GRACE: "uniform(1s, 3s)"}))
+
+
+def test_fractional_toleration_seconds_are_refused() -> None:
+    key = "kube_apiserver.default_unreachable_toleration_seconds"
+    with pytest.raises(UnsupportedTimer, match="whole number of seconds"):
+        ClusterConfig.from_params(ParamSet.resolve(overrides={key: "10.5s"}))
+
+
+def test_status_post_heartbeats_of_1_10_are_refused() -> None:
+    with pytest.raises(UnsupportedTimer, match="kubelet.node_lease"):
+        ClusterConfig.from_params(ParamSet.resolve("k8s-1.10"))
+
+
+def test_a_renew_fraction_kwok_cannot_do_is_refused() -> None:
+    key = "kubelet.node_lease_renew_interval_fraction"
+    with pytest.raises(UnsupportedTimer, match=key):
+        ClusterConfig.from_params(ParamSet.resolve(overrides={key: "0.5"}))
+
+
+EXPERIMENT = """\
+title: t
+profile: k8s-1.31
+cluster:
+  nodes: {master: 1, controller: 2, compute: 1}
+  app: {replicas: 2}
+designs: [nodeport-lb]
+faults:
+  - {kind: node-crash, target: app-pod-node}
+params:
+  kube_apiserver.default_unreachable_toleration_seconds: 20s
+"""
+
+
+def test_experiment_gives_nodes_profile_and_params(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXPERIMENT)
+    cfg = config_from_experiment(exp)
+    assert [(n.name, n.role) for n in cfg.nodes()] == [
+        ("master-1", "master"),
+        ("controller-1", "controller"),
+        ("controller-2", "controller"),
+        ("compute-1", "compute"),
+    ]
+    assert cfg.spec.replicas == 2
+    # the profile's grace (k8s-1.31: 40 s) and the file's toleration
+    assert cfg.timers.kube_controller_manager["--node-monitor-grace-period"] == "40000ms"
+    assert cfg.timers.kube_apiserver["--default-unreachable-toleration-seconds"] == "20"
+
+
+def test_a_sweep_is_refused(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXPERIMENT + "sweep:\n  " + GRACE + ": [8s, 16s]\n")
+    with pytest.raises(UnsupportedTimer, match="sweep"):
+        config_from_experiment(exp)
+
+
+# ----------------------------------------------------------------------- go.mod
+
+
+def _gen_gomod():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("gen_gomod", REPO / "tools" / "gen_gomod.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+UPSTREAM = textwrap.dedent(
+    """\
+    module k8s.io/kubernetes
+
+    go 1.26.0
+
+    godebug default=go1.26
+
+    require (
+    \tgo.etcd.io/etcd/client/v3 v3.7.0
+    \tk8s.io/api v0.0.0
+    )
+
+    require go.etcd.io/etcd/server/v3 v3.7.0 // indirect
+
+    replace (
+    \tk8s.io/api => ./staging/src/k8s.io/api
+    \tk8s.io/client-go => ./staging/src/k8s.io/client-go
+    \tgithub.com/other/mod => github.com/other/mod v1.2.3
+    )
+    """
+)
+
+
+def test_replace_block_is_derived_from_the_release_go_mod() -> None:
+    gen = _gen_gomod()
+    args = gen.edit_args(gen.parse(UPSTREAM), "v1.37.2")
+    assert "-replace=k8s.io/api=k8s.io/api@v0.37.2" in args
+    assert "-replace=k8s.io/client-go=k8s.io/client-go@v0.37.2" in args
+    assert not any("github.com/other" in a for a in args)
+    assert "-require=go.etcd.io/etcd/server/v3@v3.7.0" in args
+    assert "-go=1.26.0" in args and "-godebug=default=go1.26" in args
+
+
+@pytest.mark.parametrize("module", ["k8s", "k8s-1.33"])
+def test_committed_go_mod_replaces_every_staging_module_at_its_release(module: str) -> None:
+    text = (REPO / "tools" / module / "go.mod").read_text()
+    version = next(
+        line.split()[1]
+        for line in text.splitlines()
+        if line.strip().startswith("k8s.io/kubernetes ")
+    )
+    minor = version.split(".")[1]
+    replaces = [line for line in text.splitlines() if "=>" in line]
+    assert replaces, "no replace block"
+    for line in replaces:
+        name, _, target = line.replace("replace", "").partition("=>")
+        assert target.split() == [name.strip(), f"v0.{minor}.{version.split('.')[2]}"]
+
+
+def test_python_and_build_script_agree_on_the_build_folder_hash() -> None:
+    mod = REPO / "tools" / "k8s"
+    out = subprocess.run(
+        f"cat {mod}/go.mod {mod}/go.sum | sha256sum", shell=True, capture_output=True, text=True
+    )
+    assert out.stdout[:16] == module_hash(mod)
+
+
+def test_missing_build_names_the_build_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHAOSLAB_K8S_BUILD", str(tmp_path))
+    with pytest.raises(BuildMissing, match="tools/build.sh k8s"):
+        find_build("k8s")
+
+
+# ----------------------------------------------------------------------- PKI
+
+
+@pytest.mark.parametrize("backend", ["cryptography", "openssl"])
+def test_certificates_chain_to_the_ca_with_kubernetes_identities(
+    backend: str, tmp_path: Path
+) -> None:
+    pki = Pki(tmp_path / "pki", backend=backend)
+    pki.create(cert_specs(ClusterConfig().nodes()))
+
+    def openssl(*args: str) -> str:
+        return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
+
+    for name in ("apiserver", "admin", "node-controller-1"):
+        assert (
+            openssl("verify", "-CAfile", str(pki.ca_cert), str(pki.cert(name)))
+            .strip()
+            .endswith("OK")
+        )
+    node = openssl("x509", "-in", str(pki.cert("node-controller-1")), "-noout", "-subject")
+    assert "O = system:nodes" in node and "CN = system:node:controller-1" in node
+    api = openssl("x509", "-in", str(pki.cert("apiserver")), "-noout", "-ext", "subjectAltName")
+    assert "IP Address:127.0.0.1" in api and "DNS:kubernetes.default.svc" in api
+    assert oct(pki.key("admin").stat().st_mode & 0o777) == "0o600"
+    assert (pki.dir / "sa.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
+
+
+# ----------------------------------------------------------------------- processes, state
+
+
+def test_stop_leaves_a_process_whose_start_time_differs(tmp_path: Path) -> None:
+    rec = spawn("sleeper", ["sleep", "60"], tmp_path / "sleep.log")
+    try:
+        impostor = ProcRecord(rec.name, rec.pid, rec.start + 1, rec.argv, rec.log)
+        assert not stop(impostor, grace=1.0)
+        assert alive(rec.pid, rec.start)
+        assert stop(rec, grace=5.0)
+        assert not alive(rec.pid, rec.start)
+    finally:
+        if alive(rec.pid, rec.start):
+            os.kill(rec.pid, signal.SIGKILL)
+
+
+def test_second_claim_of_a_state_folder_is_refused(tmp_path: Path) -> None:
+    _claim(tmp_path / "s", "one")
+    with pytest.raises(StateInUse, match="already holds a cluster") as e:
+        _claim(tmp_path / "s", "two")
+    assert "\n" not in str(e.value) and "cluster down --state" in str(e.value)
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def chaoslab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chaoslab", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_up_refuses_a_distribution_in_one_line(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(EXPERIMENT.replace("20s", "uniform(10s, 20s)"))
+    r = chaoslab("cluster", "up", str(exp), "--state", str(tmp_path / "state"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "default_unreachable_toleration_seconds" in r.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_cli_status_and_down_without_a_cluster(tmp_path: Path) -> None:
+    r = chaoslab("cluster", "status", "--state", str(tmp_path / "none"))
+    assert r.returncode == 1 and "no cluster" in r.stdout
+    r = chaoslab("cluster", "down", "--state", str(tmp_path / "none"))
+    assert r.returncode == 0 and "nothing to do" in r.stdout
