@@ -37,7 +37,7 @@ from chaoslab.live.cluster.dataplane import (
     node_networks,
     parse_rules,
 )
-from chaoslab.live.lab.netns import namespaces_with_prefix, pid_alive
+from chaoslab.live.lab.netns import namespaces_with_prefix, pid_alive, run
 
 pytestmark = pytest.mark.cluster
 
@@ -181,7 +181,7 @@ def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_only_it(
     plane.start_runtime(n1, static_pods=["app-a=10.244.1.10:8080"])
     plane._wait("pod", lambda: plane._listening(n1, 8080))
     plane.partition(n1)
-    assert exchange(plane.node_ns(n1), API_PORT, timeout=0.5) in ("TimeoutError", "timeout")
+    assert exchange(plane.node_ns(n1), API_PORT, timeout=0.5) == "TimeoutError"
     assert exchange(plane.node_ns(n2), API_PORT) == "host-loopback ping"
     # the data path stays: the client still reaches the node and the node its pod
     assert http_get(plane.node_ns(n2), "10.244.1.10", 8080) == "app-a"
@@ -238,6 +238,8 @@ def test_a_crash_stops_pods_and_links_and_a_restore_brings_them_back(plane: Data
             self.calls.append(f"start {node}")
 
     hooks = Hooks()
+    plane._iptables(c1, "*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n")  # as kube-proxy left it
+    plane.partition(c1)
     plane.crash(c1, hooks)
     assert not pid_alive(proc.pid, proc.start)
     assert "state DOWN" in plane.state.ip("sw", "link", "show", plane._role(c1))
@@ -247,6 +249,11 @@ def test_a_crash_stops_pods_and_links_and_a_restore_brings_them_back(plane: Data
     assert http_get(plane.node_ns(n1), "10.244.3.10", 8080) == "app-b"
     assert hooks.calls == [f"stop {c1}", f"start {c1}"]
     assert plane.state.info["crashed"] == []
+    # it booted with empty NAT rules, and it is still cut off from the API server
+    assert "KUBE-SERVICES" not in run(["ip", "netns", "exec", plane.node_ns(c1), "iptables-save"])
+    assert exchange(plane.node_ns(c1), API_PORT, timeout=0.5) == "TimeoutError"
+    plane.heal(c1)
+    assert exchange(plane.node_ns(c1), API_PORT) == "host-loopback ping"
 
 
 @needs_netns

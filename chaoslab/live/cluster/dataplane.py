@@ -52,7 +52,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -266,7 +266,7 @@ def _check_nodes(nodes: Sequence[NodeNet]) -> None:
             net = ipaddress.ip_network(n.pod_cidr)
         except ValueError:
             raise UserError(f"node {n.name}: spec.podCIDR {n.pod_cidr!r} is not a CIDR") from None
-        clash = next((s for s in seen if net.overlaps(s)), None)  # type: ignore[arg-type]
+        clash = next((s for s in seen if net.overlaps(s)), None)
         if clash is not None:
             raise UserError(f"node {n.name}: podCIDR {net} overlaps {clash}")
         seen.append(net)
@@ -345,10 +345,7 @@ class DataPlane:
         st.bridge("sw", "br0", [*ports, "client"])
         for node in self.nodes:
             self._routes(node)
-            self._iptables(
-                node,
-                f"*filter\n:{PARTITION_CHAIN} - [0:0]\n-I OUTPUT 1 -j {PARTITION_CHAIN}\nCOMMIT\n",
-            )
+            self._iptables(node, self._fresh_tables(node), noflush=False)
         self._start_bridges()
         st.status = "up"
         st.save()
@@ -413,10 +410,10 @@ class DataPlane:
                     f"unix:{self._socket(n)}",
                 ),
             )
-        for n in self.nodes:
-            self._wait(
-                f"the API bridge in {self.node_ns(n)}", lambda n=n: self._listening(n, API_PORT)
-            )
+        self._wait(
+            "the API bridge in every node namespace",
+            lambda: all(self._listening(n, API_PORT) for n in self.nodes),
+        )
 
     def bridged_kubeconfig(self, node: str, source: str | Path) -> str:
         """A copy of ``source`` whose server is the bridge inside the node's namespace
@@ -560,7 +557,7 @@ class DataPlane:
         )
         return bool(out.strip())
 
-    def _wait(self, what: str, ready: Any, timeout: float = 15.0) -> None:
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
             dead = [p for p in self.state.procs.values() if not p.alive()]
@@ -595,11 +592,15 @@ class DataPlane:
         return t
 
     def restore(self, node: str, hooks: NodeHooks | None = None) -> float:
-        """The node boots again: links and routes, then stand-in, kube-proxy and kubelet."""
+        """The node boots again: links and routes, empty iptables and conntrack tables, then
+        stand-in, kube-proxy and kubelet stand-in. Returns the instant before the first step."""
         t = time.monotonic()
         with _live():
             self._links(node, up=True)
             self._routes(node)
+            # a rebooted node has no NAT rules and no conntrack entries until kube-proxy syncs
+            self._iptables(node, self._fresh_tables(node), noflush=False)
+            run(["ip", "netns", "exec", self.node_ns(node), "conntrack", "-F"], check=False)
         self._restart(node)
         if hooks is not None:
             hooks.start_kubelet(node)
@@ -625,19 +626,23 @@ class DataPlane:
         self._mark("partitioned", node, False)
         return t
 
-    def _iptables(self, node: str, batch: str) -> None:
-        """One atomic ``iptables-restore --noflush`` batch in the node's namespace (kube-proxy
-        writes only its own KUBE-* chains, so ours survive its syncs)."""
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.node_ns(node),
-            "iptables-restore",
-            "-w",
-            "5",
-            "--noflush",
-        ]
+    def _fresh_tables(self, node: str) -> str:
+        """The tables of a node that just booted: empty but for the partition chain (still
+        filled if the node is partitioned), hooked first into OUTPUT."""
+        drop = "".join(
+            f"-A {PARTITION_CHAIN} -o lo -p tcp --{d} {API_PORT} -j DROP\n"
+            for d in ("dport", "sport")
+            if node in self.state.info["partitioned"]
+        )
+        chain = f":{PARTITION_CHAIN} - [0:0]\n-A OUTPUT -j {PARTITION_CHAIN}\n"
+        return f"*nat\nCOMMIT\n*mangle\nCOMMIT\n*filter\n{chain}{drop}COMMIT\n"
+
+    def _iptables(self, node: str, batch: str, *, noflush: bool = True) -> None:
+        """One atomic ``iptables-restore`` batch in the node's namespace. With ``--noflush``
+        only the chains named are replaced (kube-proxy writes only its own KUBE-* chains
+        that way, so ours survive its syncs); without, the tables named are reset."""
+        argv = ["ip", "netns", "exec", self.node_ns(node), "iptables-restore", "-w", "5"]
+        argv += ["--noflush"] if noflush else []
         r = subprocess.run(
             argv, input=batch, capture_output=True, text=True, timeout=20, check=False
         )
