@@ -35,8 +35,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaoslab.outage import OutageMetrics, probed_metrics
-from chaoslab.results import FORMAT_VERSION, Run, atomic_write_text, inferred_sweep_columns
+from chaoslab.errors import UserError
+from chaoslab.outage import OutageMetrics, probed_metrics, service_recovered
+from chaoslab.results import (
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    ProberInfo,
+    Run,
+    atomic_write_text,
+    inferred_sweep_columns,
+)
 
 __all__ = [
     "CELL_COLUMNS",
@@ -45,7 +53,6 @@ __all__ = [
     "METRICS",
     "CompareError",
     "Comparison",
-    "Prober",
     "as_probed",
     "comparable_cells",
     "compare",
@@ -104,7 +111,7 @@ COMPARISON_COLUMNS = ("design", "fault", *COMPARISON_VALUES)
 RANK_COLUMNS = ["design", "fault", "target", "point", "trial", "metric", "measured", "rank"]
 
 
-class CompareError(ValueError):
+class CompareError(UserError):
     """Two runs that cannot be compared (format version, designs, ambiguous cells)."""
 
 
@@ -195,29 +202,9 @@ def _name(r: Run | pd.DataFrame) -> str:
     return str(r.path) if isinstance(r, Run) else "trials"
 
 
-@dataclass(frozen=True)
-class Prober:
-    """How a live run probed: ``probers`` x ``rate_hz`` new requests/s, ``bin_s`` bins."""
-
-    rate_hz: float
-    probers: int
-    bin_s: float
-
-    @classmethod
-    def of(cls, meta: Mapping[str, Any]) -> Prober | None:
-        """The lab prober a measured run's meta describes (None: not a lab run)."""
-        lab = meta.get("lab") or {}
-        probe, trial = lab.get("probe") or {}, lab.get("trial") or {}
-        try:
-            return cls(float(probe["rate"]), int(probe["probers"]), float(trial["bin"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def text(self) -> str:
-        return f"{self.probers} x {self.rate_hz:g}/s, {self.bin_s * 1000:g} ms bins"
-
-
-def as_probed(trials: pd.DataFrame, prober: Prober, horizon: float, seed: int = 0) -> pd.DataFrame:
+def as_probed(
+    trials: pd.DataFrame, prober: ProberInfo, horizon: float, seed: int = 0
+) -> pd.DataFrame:
     """The predicted trials as ``prober`` would have measured them: each trial's a(t) is
     sampled by the prober and turned into metrics the way live probes are
     (`chaoslab.outage.probed_metrics`). A dip shorter than the probe spacing is then seen
@@ -243,9 +230,7 @@ def as_probed(trials: pd.DataFrame, prober: Prober, horizon: float, seed: int = 
         if col in out.columns:
             out[col] = [getattr(m, col) for m in rows]
     if "at_service_recovered" in out.columns:
-        out["at_service_recovered"] = [
-            m.recovery_s if m.recovered and m.recovery_s > 0 else math.nan for m in rows
-        ]
+        out["at_service_recovered"] = [service_recovered(m) for m in rows]
     return out
 
 
@@ -272,14 +257,15 @@ def stored_prediction(run: Run) -> Run | None:
 
 
 def check_compatible(predicted: Run | pd.DataFrame, measured: Run | pd.DataFrame) -> None:
-    """Refuse runs of different format versions or different designs (CompareError)."""
-    pv = _meta(predicted).get("format_version", FORMAT_VERSION)
-    mv = _meta(measured).get("format_version", FORMAT_VERSION)
-    if pv != mv:
-        raise CompareError(
-            f"cannot compare: {_name(predicted)} has results format version {pv}, "
-            f"{_name(measured)} has {mv}"
-        )
+    """Refuse runs of a format version this chaoslab does not read, or of different designs
+    (CompareError). Versions 1 and 2 have the same trials table and compare."""
+    for r in (predicted, measured):
+        v = _meta(r).get("format_version", FORMAT_VERSION)
+        if v not in READABLE_VERSIONS:
+            raise CompareError(
+                f"cannot compare: {_name(r)} has results format version {v}, this chaoslab "
+                f"reads {', '.join(map(str, READABLE_VERSIONS))}"
+            )
     p, m = _trials(predicted), _trials(measured)
     for name, df in ((_name(predicted), p), (_name(measured), m)):
         if df.empty or "design" not in df.columns:
@@ -291,27 +277,6 @@ def check_compatible(predicted: Run | pd.DataFrame, measured: Run | pd.DataFrame
             f"{', '.join(missing)}, {_name(predicted)} predicted "
             f"{', '.join(sorted(set(p['design'])))}"
         )
-
-
-def _fault_kinds(meta: Mapping[str, Any]) -> dict[str, str]:
-    """Lab fault label -> the name of the model fault it is predicted as (the lab fault's
-    own ``model_fault()``), so 'link-down' measured with ``predict: node-crash`` meets
-    'node-crash' predicted, and 'daemon-kill/bird-kill' meets 'daemon-kill/bgp-kill'."""
-    from pydantic import ValidationError
-
-    from chaoslab.faults import Fault
-    from chaoslab.live.lab.spec import LabFault
-
-    out: dict[str, str] = {}
-    for raw in (meta.get("lab") or {}).get("faults") or []:
-        try:
-            f = LabFault.model_validate(raw)
-        except ValidationError:
-            continue  # a run written by another version: match by name and kind only
-        model = dict(f.model_fault())
-        kind, target = str(model.pop("kind", f.kind)), str(model.pop("target", ""))
-        out[f.label] = Fault(kind, target, model).result_name
-    return out
 
 
 def sweep_columns(results: Run | pd.DataFrame) -> list[str]:
@@ -332,8 +297,8 @@ def match_cells(
 ) -> list[tuple[pd.DataFrame, pd.DataFrame, str]]:
     """Pairs (predicted trials, measured trials, label) per measured design x fault x target.
 
-    The predicted cell has the same design and fault (or the model fault the lab fault is
-    predicted as), the same target when the prediction has it, and one sweep point: pass
+    The predicted cell has the same design and fault (a drill names its faults as the
+    prediction does), the same target when the prediction has it, and one sweep point: pass
     ``select={"profile": "k8s-1.32"}`` when the prediction swept several.
     """
     check_compatible(predicted, measured)
@@ -341,7 +306,6 @@ def match_cells(
     # a run written without a target column (older drills) names no target: ""
     p = p if "target" in p.columns else p.assign(target="")
     m = m if "target" in m.columns else m.assign(target="")
-    kinds = _fault_kinds(_meta(measured))
     sweep = _sweep_cols(p, _meta(predicted))
     for k, v in (select or {}).items():
         if k not in p.columns:
@@ -362,8 +326,6 @@ def match_cells(
             if k in pd_.columns:
                 pd_ = pd_[pd_[k] == v]
         cand = pd_[pd_["fault"] == fault]
-        if cand.empty and fault in kinds:
-            cand = pd_[pd_["fault"] == kinds[fault]]
         if cand.empty:
             # the same kind under another name (a drill's own label): only if unambiguous
             kind = str(fault).split("/")[0]
@@ -425,10 +387,11 @@ def comparable_cells(
     select: Mapping[str, Any] | None = None,
 ) -> tuple[list[tuple[pd.DataFrame, pd.DataFrame, str]], list[str]]:
     """`match_cells`, with the prediction as the measured run's prober would have seen it
-    when that run is a lab run (`as_probed`): what `compare` and the predicted-vs-measured
-    figure both use, so they always agree. Returns the pairs and a note saying so."""
+    when that run is a live run recording its prober (`as_probed`): what `compare` and the
+    predicted-vs-measured figure both use, so they always agree. Returns the pairs and a note
+    saying so."""
     pairs = match_cells(predicted, measured, select)
-    prober = Prober.of(_meta(measured))
+    prober = ProberInfo.of(_meta(measured))
     horizon = _meta(predicted).get("horizon_s")
     if prober is None or not horizon:
         return pairs, []

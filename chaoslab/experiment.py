@@ -1,8 +1,10 @@
-"""Experiment files: YAML -> validated model -> cells the runner can execute.
+"""Experiment files: YAML -> validated model -> cells the runner and the drills execute.
 
-This is the only module that knows YAML and the file schema. Every error names the file,
-the line and the key (``experiments/x.yaml:12: params.lb.intreval: unknown parameter
-'lb.intreval' (did you mean lb.interval?)``).
+This is the only module that reads experiment files (the lab and the Kubernetes drill get
+theirs from here) and the only one that knows YAML and the file schema. Every error names
+the file, the line and the key (``experiments/x.yaml:12: params.lb.intreval: unknown
+parameter 'lb.intreval' (did you mean lb.interval?)``), and a file with several errors gets
+one such line for each.
 
 Shape (JSON Schema in ``experiments/schema.json``, written by ``chaoslab schema``)::
 
@@ -15,33 +17,51 @@ Shape (JSON Schema in ``experiments/schema.json``, written by ``chaoslab schema`
     designs: [nodeport-lb, nodeport-lb-local]
     faults:
       - {kind: node-crash, target: app-pod-node, repair: 10m}
-      - {kind: pod-kill, target: app-pod}
+      - kind: pod-kill
+        target: app-pod
+        params: {client.timeout: 500ms}      # this fault's own parameter values
+        lab: {method: pod-kill}              # how the lab injects it (live/lab/spec.py)
+        live: {method: pod, image: ..., arm: 5s}   # how a cluster drill does (live/k8s/spec.py)
     params:
       kube_controller_manager.node_monitor_grace_period: 40s
     sweep:
       lb.interval: [1s, 2s, 5s]
     client: {timeout: 5s}
+    probe: {rate: 100, probers: 3, bin: 50ms}    # the prober of lab and cluster drills
     trials: 1000
     seed: 7
     horizon: 30m
+    lab: {...}       # the lab's environment (chaoslab lab drill)
+    live: {...}      # the cluster's environment (chaoslab drill)
+
+A fault is written once: the prediction simulates it, and a drill injects it as its
+``lab:`` / ``live:`` key says. Files of the first layout (faults listed again under
+``lab.faults`` or ``live.fault``, tied by ``predict:``; the prober inside ``lab:`` or
+``live:``) are refused with a line saying how to move each key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import itertools
+import math
 import re
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chaoslab.designs import DESIGNS, ImpossibleTarget
+from chaoslab.errors import UserError, located
 from chaoslab.faults import FAULTS, Fault, ImpossibleFault
-from chaoslab.live.k8s.spec import LiveSpec
-from chaoslab.live.lab.spec import LabSpec
+from chaoslab.live.fields import Duration
+from chaoslab.live.k8s.spec import FAULT_KINDS, LiveFaultKey, LiveSection, LiveSpec
+from chaoslab.live.lab.spec import LabFault, LabFaultKey, LabSpec, lab_fault
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.params import (
     ParamSet,
@@ -59,21 +79,31 @@ __all__ = [
     "Experiment",
     "ExperimentError",
     "ExperimentFile",
+    "ProbeModel",
     "load_experiment",
     "parse_set_option",
+    "validate_files",
     "write_schema",
 ]
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "experiments" / "schema.json"
 
+Loc = tuple[Any, ...]
 
-class ExperimentError(ValueError):
-    """Bad input, located: ``file:line: key: message``."""
 
-    def __init__(self, path: str, line: int | None, key: str, message: str) -> None:
-        self.path, self.line, self.key, self.message = path, line, key, message
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+class ExperimentError(UserError):
+    """Bad input: one located line ``file:line: key: message`` per problem found."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(*lines)
+        self.lines = list(lines)
+
+    @classmethod
+    def at(cls, path: str, line: int | None, key: str, message: str) -> ExperimentError:
+        return cls(located(path, line, key, message))
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
 
 
 # --------------------------------------------------------------------------- file shape
@@ -99,13 +129,14 @@ class AppSpec(_Strict):
 
 
 class ClusterModel(_Strict):
-    nodes: NodeCounts = NodeCounts()
-    app: AppSpec = AppSpec()
+    nodes: NodeCounts = NodeCounts()  # type: ignore[call-arg]
+    app: AppSpec = AppSpec()  # type: ignore[call-arg]
     zones: int = Field(1, ge=1, description="nodes are spread round-robin over this many zones")
 
 
 class FaultModel(BaseModel):
-    """A fault: kind, target and the kind's options (see ``chaoslab faults``)."""
+    """A fault: kind, target and the kind's options (see ``chaoslab faults``), and how the
+    lab (``lab:``) and a cluster drill (``live:``) inject it."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     kind: str
@@ -118,6 +149,12 @@ class FaultModel(BaseModel):
         description="name in result tables (default: the kind and its options, "
         "e.g. daemon-kill/keepalived-term)",
     )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="catalogue key -> value for this fault only (e.g. client.timeout)",
+    )
+    lab: LabFaultKey | None = Field(None, description="how the lab injects this fault")
+    live: LiveFaultKey | None = Field(None, description="how a cluster drill injects it")
 
 
 class DesignVariant(_Strict):
@@ -133,13 +170,31 @@ class DesignVariant(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProbeModel(_Strict):
+    """The prober of every drill: ``probers`` new-connection probers at ``rate`` probes/s
+    each (phase-shifted), ``long`` long-lived connections, a(t) estimated in ``bin``
+    bins. Its timeout is the ``client.timeout`` parameter, as in the prediction."""
+
+    rate: float = Field(gt=0, le=1000, description="new-connection probes/s per prober")
+    probers: int = Field(ge=1, le=16)
+    long: int = Field(0, ge=0, le=64, description="long-lived connections")
+    long_interval: Duration | None = None
+    bin: Duration = Field(description="probe bin width for a(t)")
+
+    @model_validator(mode="after")
+    def _long(self) -> ProbeModel:
+        if self.long and not self.long_interval:
+            raise ValueError("long_interval is needed when long > 0")
+        return self
+
+
 class ExperimentFile(_Strict):
     title: str
     description: str = ""
     profile: str | list[str] | None = Field(
         None, description="profiles, at most one per family (k8s, lb, vrrp, bgp, ...)"
     )
-    cluster: ClusterModel = ClusterModel()
+    cluster: ClusterModel = ClusterModel()  # type: ignore[call-arg]
     designs: list[str | DesignVariant] = Field(
         min_length=1,
         description="design keys, or {design, label, profile, params} for a variant",
@@ -155,13 +210,14 @@ class ExperimentFile(_Strict):
     client: dict[str, Any] = Field(
         default_factory=dict, description="client.* parameters without the prefix, e.g. timeout"
     )
-    trials: int = Field(1000, ge=1)
+    probe: ProbeModel | None = Field(None, description="the prober of lab and cluster drills")
+    trials: int = Field(1000, ge=1, description="simulated trials per cell (and per drill fault)")
     seed: int = Field(0, ge=0)
     horizon: str | float = Field("30m", description="how long after the fault a trial runs")
     lab: LabSpec | None = Field(
         None, description="the local lab of real daemons (chaoslab lab up|drill|down)"
     )
-    live: LiveSpec | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
+    live: LiveSection | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
 
     @field_validator("sweep")
     @classmethod
@@ -175,15 +231,12 @@ class ExperimentFile(_Strict):
 # --------------------------------------------------------------------------- YAML with lines
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of every mapping key and sequence item."""
+def _compose_lines(text: str) -> dict[Loc, int]:
+    """The line of every mapping key and sequence item, by its path in the document."""
+    lines: dict[Loc, int] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
 
-
-def _compose_lines(text: str) -> dict[tuple[Any, ...], int]:
-    lines: dict[tuple[Any, ...], int] = {}
-    root = yaml.compose(text, Loader=_LineLoader)
-
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+    def walk(node: yaml.Node, path: Loc) -> None:
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
@@ -217,7 +270,7 @@ class Experiment:
     path: str
     model: ExperimentFile
     text: str
-    lines: dict[tuple[Any, ...], int]
+    lines: dict[Loc, int]
 
     # ------------------------------------------------------------------ errors
     def line(self, *loc: Any) -> int | None:
@@ -226,8 +279,11 @@ class Experiment:
             loc_t = loc_t[:-1]
         return self.lines.get(loc_t)
 
+    def located(self, loc: Sequence[Any], message: str) -> str:
+        return located(self.path, self.line(*loc), _key_text(loc), message)
+
     def error(self, loc: Sequence[Any], message: str) -> ExperimentError:
-        return ExperimentError(self.path, self.line(*loc), _key_text(loc), message)
+        return ExperimentError(self.located(loc, message))
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -252,7 +308,7 @@ class Experiment:
 
     def design_entries(self) -> list[tuple[str, str, DesignVariant | None]]:
         """(label, design key, variant) for every entry of ``designs:``."""
-        out = []
+        out: list[tuple[str, str, DesignVariant | None]] = []
         for entry in self.model.designs:
             if isinstance(entry, str):
                 out.append((entry, entry, None))
@@ -283,6 +339,10 @@ class Experiment:
             out[f"client.{k}"] = v
         return out
 
+    def fault_overrides(self, i: int) -> dict[str, Any]:
+        """The experiment's parameter values with fault ``i``'s own ``params:`` on top."""
+        return {**self.overrides(), **self.model.faults[i].params}
+
     def faults(self) -> list[Fault]:
         out = []
         for f in self.model.faults:
@@ -293,12 +353,18 @@ class Experiment:
             out.append(Fault(f.kind, target, extra, name=f.name or ""))
         return out
 
-    def sweep_points(self) -> list[dict[str, Any]]:
-        import itertools
+    def model_fault(self, i: int) -> dict[str, Any]:
+        """Fault ``i`` as a mapping (``chaoslab.simulate`` takes it)."""
+        f = self.faults()[i]
+        return {"kind": f.kind, "target": f.label, **dict(f.options)}
 
+    def sweep_points(self) -> list[dict[str, Any]]:
         sweep = self.model.sweep
         keys = list(sweep)
         return [dict(zip(keys, c, strict=True)) for c in itertools.product(*sweep.values())]
+
+    def _applies(self, fm: FaultModel, label: str, key: str) -> bool:
+        return fm.designs is None or label in fm.designs or key in fm.designs
 
     def cells(self, extra_overrides: Mapping[str, Any] | None = None) -> list[Cell]:
         """design x fault x sweep point, each with its resolved ParamSet."""
@@ -313,152 +379,275 @@ class Experiment:
                 profiles = DESIGNS[key].profiles(self.profiles_for(point, variant))
                 ps = ParamSet.resolve(profiles, {**base, **own, **swept})
                 for fm, fault in zip(self.model.faults, self.faults(), strict=True):
-                    if fm.designs is None or label in fm.designs or key in fm.designs:
-                        cell = Cell(key, fault, ps, spec, point, self.horizon, label=label)
-                        out.append(cell)
+                    if not self._applies(fm, label, key):
+                        continue
+                    fps = ps
+                    if fm.params:  # this fault's own values, under the swept ones
+                        fps = ParamSet.resolve(profiles, {**base, **own, **fm.params, **swept})
+                    out.append(Cell(key, fault, fps, spec, point, self.horizon, label=label))
         return out
 
     def slug(self) -> str:
         stem = Path(self.path).stem if self.path != "<string>" else self.model.title
         return re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "experiment"
 
+    # ------------------------------------------------------------------ drills
+    def lab_faults(self) -> list[LabFault]:
+        """Every fault as the lab injects it, with its own client timeout when it has one."""
+        out = []
+        for fm, fault in zip(self.model.faults, self.faults(), strict=True):
+            lf = lab_fault(fm.kind, fault.label, fault.options, fm.lab, fault.result_name)
+            raw = fm.params.get("client.timeout")
+            if raw is not None:
+                lf = dataclasses.replace(lf, client_timeout=parse_duration(str(raw)))
+            out.append(lf)
+        return out
+
+    def probe_timeout(self, i: int) -> float:
+        """Fault ``i``'s client timeout: what a probe waits, what a(t) is defined by."""
+        ps = ParamSet.resolve(self.profiles, self.fault_overrides(i))
+        value = ps.values["client.timeout"]
+        lo, hi = value.bounds()
+        if lo != hi or not math.isfinite(lo):
+            raise self.error(("client", "timeout"), "a drill's prober needs one timeout value")
+        return float(lo)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The file as YAML data (durations still as written, with their units)."""
+        data = yaml.safe_load(self.text) if self.text else {}
+        return data if isinstance(data, dict) else {}
+
+    def live_data(self, i: int) -> dict[str, Any]:
+        """What `LiveSpec` is built from for fault ``i``: the ``live:`` section as written,
+        the fault's ``live:`` key (target and duration default to the fault's own), the
+        top-level ``probe:`` with ``client.timeout``, the experiment's trials and seed."""
+        m, raw = self.model, self.raw
+        fm, fraw = m.faults[i], dict(raw["faults"][i])
+        if m.live is None or m.probe is None or fm.live is None:
+            missing = "live:" if m.live is None else "probe:" if m.probe is None else "its live:"
+            raise self.error(("faults", i), f"a cluster drill of this fault needs {missing}")
+        key = dict(fraw.get("live") or {})
+        target = fm.target if isinstance(fm.target, str) else None
+        key.setdefault("target", {"select": target or FAULTS[fm.kind].default_target})
+        if "duration" in fraw:
+            key.setdefault("duration", fraw["duration"])
+        return {
+            **raw["live"],
+            "fault": {"kind": fm.kind, **key},
+            "probe": {**raw["probe"], "timeout": f"{self.probe_timeout(i)}s"},
+            "predict_trials": m.trials,
+            "seed": m.seed,
+        }
+
+    def live_spec(self, i: int) -> LiveSpec:
+        """The Kubernetes drill of fault ``i`` (ExperimentError, located, when the fault's
+        ``live:`` key does not fit its kind)."""
+        try:
+            return LiveSpec.model_validate(self.live_data(i))
+        except ValidationError as e:
+            err = e.errors()[0]
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = tuple(err["loc"])
+            where = ("faults", i, "live", *loc[2:]) if loc[:1] == ("fault",) else ("faults", i)
+            raise self.error(where, msg) from None
+
     # ------------------------------------------------------------------ checks
     def validate(self, extra_overrides: Mapping[str, Any] | None = None) -> None:
-        """Semantic checks beyond the file shape; raises ExperimentError at the first problem."""
+        """Semantic checks beyond the file shape; raises one ExperimentError listing every
+        problem found (checks that need a sound file run once the basics are sound)."""
+        found = list(self._basic_problems(extra_overrides))
+        if not found:
+            found = list(self._cell_problems(extra_overrides))
+        if not found:
+            found = list(self._drill_problems())
+        if found:
+            raise ExperimentError(*[self._where(loc, msg) for loc, msg in found])
+
+    def _where(self, loc: Loc, message: str) -> str:
+        if loc[:1] == ("--set",):  # a command-line value, not a line of the file
+            return located("--set", None, str(loc[1]), message)
+        return self.located(loc, message)
+
+    def _basic_problems(self, extra: Mapping[str, Any] | None) -> Iterator[tuple[Loc, str]]:
+        yield from self._profile_problems()
         m = self.model
-        for i, name in enumerate(self.profiles):
-            loc: tuple[Any, ...] = ("profile", i) if isinstance(m.profile, list) else ("profile",)
-            try:
-                profile(name)
-            except UnknownProfile as e:
-                raise self.error(loc, str(e)) from None
-        try:
-            ParamSet.resolve(self.profiles)
-        except ProfileConflict as e:
-            raise self.error(("profile",), str(e)) from None
         for section, mapping in (("params", m.params), ("client", m.client)):
             for key, raw in mapping.items():
                 full = key if section == "params" else f"client.{key}"
-                self._check_param((section, key), full, raw)
-        for key, values in m.sweep.items():
+                yield from _param_problem((section, key), full, raw)
+        yield from self._sweep_problems()
+        for key, raw in (extra or {}).items():
+            for _, msg in _param_problem((), key, raw):
+                yield ("--set", key), msg
+        yield from self._horizon_problems()
+        yield from self._design_problems()
+        yield from self._fault_problems()
+        yield from self._cluster_problems()
+
+    def _profile_problems(self) -> Iterator[tuple[Loc, str]]:
+        listed = isinstance(self.model.profile, list)
+        for i, name in enumerate(self.profiles):
+            yield from _profile_problem(("profile", i) if listed else ("profile",), name)
+        if all(not list(_profile_problem((), n)) for n in self.profiles):
+            try:
+                ParamSet.resolve(self.profiles)
+            except ProfileConflict as e:
+                yield ("profile",), str(e)
+
+    def _sweep_problems(self) -> Iterator[tuple[Loc, str]]:
+        for key, values in self.model.sweep.items():
             for j, raw in enumerate(values):
-                if key == "profile":
-                    for name in [raw] if isinstance(raw, str) else list(raw):
-                        try:
-                            profile(name)
-                        except UnknownProfile as e:
-                            raise self.error(("sweep", key, j), str(e)) from None
+                if key != "profile":
+                    yield from _param_problem(("sweep", key, j), key, raw)
+                    continue
+                names = [raw] if isinstance(raw, str) else list(raw)
+                bad = [p for n in names for p in _profile_problem(("sweep", key, j), n)]
+                yield from bad
+                if not bad:
                     try:
                         ParamSet.resolve(self.profiles_for({"profile": raw}))
-                    except ProfileConflict as e:
-                        raise self.error(("sweep", key, j), str(e)) from None
-                    continue
-                self._check_param(("sweep", key, j), key, raw)
-        for key, raw in (extra_overrides or {}).items():
-            try:
-                lookup(key).parse(raw)
-            except (UnknownParameter, ParseError) as e:
-                raise ExperimentError("--set", None, key, str(e)) from None
+                    except (ProfileConflict, UnknownProfile) as e:
+                        yield ("sweep", key, j), str(e)
+
+    def _horizon_problems(self) -> Iterator[tuple[Loc, str]]:
+        raw = self.model.horizon
         try:
-            horizon = parse_duration(m.horizon)
+            horizon = parse_duration(raw)
         except ParseError as e:
-            raise self.error(("horizon",), str(e)) from None
-        if not 0 < horizon < float("inf"):
-            raise self.error(("horizon",), f"the horizon must be a positive time, got {m.horizon}")
+            yield ("horizon",), str(e)
+            return
+        if not 0 < horizon < math.inf:
+            yield ("horizon",), f"the horizon must be a positive time, got {raw}"
+
+    def _design_problems(self) -> Iterator[tuple[Loc, str]]:
         labels: set[str] = set()
         for i, (label, name, variant) in enumerate(self.design_entries()):
-            loc: tuple[Any, ...] = ("designs", i) if variant is None else ("designs", i, "design")
+            loc: Loc = ("designs", i) if variant is None else ("designs", i, "design")
             if name not in DESIGNS:
                 near = difflib.get_close_matches(name, DESIGNS, n=2)
                 hint = f" (did you mean {' or '.join(near)}?)" if near else ""
-                raise self.error(loc, f"unknown design {name!r}{hint}; known: {', '.join(DESIGNS)}")
+                yield loc, f"unknown design {name!r}{hint}; known: {', '.join(DESIGNS)}"
             if label in labels:
-                raise self.error(
-                    ("designs", i), f"two designs are named {label!r}; give one a label"
-                )
+                yield ("designs", i), f"two designs are named {label!r}; give one a label"
             labels.add(label)
             if variant is None:
                 continue
             for key, raw in variant.params.items():
-                self._check_param(("designs", i, "params", key), key, raw)
+                yield from _param_problem(("designs", i, "params", key), key, raw)
             vp = variant.profile
+            listed = not isinstance(vp, str)
             for j, pname in enumerate([vp] if isinstance(vp, str) else list(vp or [])):
-                try:
-                    profile(pname)
-                except UnknownProfile as e:
-                    where = (
-                        ("designs", i, "profile")
-                        if isinstance(vp, str)
-                        else ("designs", i, "profile", j)
-                    )
-                    raise self.error(where, str(e)) from None
-        for i, f in enumerate(m.faults):
+                where = ("designs", i, "profile", j) if listed else ("designs", i, "profile")
+                yield from _profile_problem(where, pname)
+
+    def _fault_problems(self) -> Iterator[tuple[Loc, str]]:
+        entries = self.design_entries()
+        names = {label for label, _, _ in entries} | {key for _, key, _ in entries}
+        for i, f in enumerate(self.model.faults):
             if f.kind not in FAULTS:
                 near = difflib.get_close_matches(f.kind, FAULTS, n=2)
                 hint = f" (did you mean {' or '.join(near)}?)" if near else ""
-                raise self.error(
+                yield (
                     ("faults", i, "kind"),
                     f"unknown fault {f.kind!r}{hint}; known: {', '.join(FAULTS)}",
                 )
+                continue
             kind = FAULTS[f.kind]
             for opt, raw in (f.model_extra or {}).items():
                 if opt not in kind.options:
                     known = ", ".join(kind.options) or "none"
-                    raise self.error(
-                        ("faults", i, opt), f"{f.kind} has no option {opt!r} (options: {known})"
-                    )
-                self._check_param(("faults", i, opt), kind.options[opt], raw)
-        spec = self.cluster_spec()
-        try:
-            from chaoslab.designs.base import initial_app_nodes
-
-            if not initial_app_nodes(spec):
-                raise ValueError(f"no node of role {'/'.join(spec.app_roles())} for the app")
-        except ValueError as e:
-            raise self.error(("cluster",), str(e)) from None
-        faults = self.faults()
-        entries = self.design_entries()
-        names = {label for label, _, _ in entries} | {key for _, key, _ in entries}
-        for i, fm in enumerate(m.faults):
-            for j, name in enumerate(fm.designs or []):
+                    yield ("faults", i, opt), f"{f.kind} has no option {opt!r} (options: {known})"
+                    continue
+                yield from _param_problem(("faults", i, opt), kind.options[opt], raw)
+            for key, raw in f.params.items():
+                yield from _param_problem(("faults", i, "params", key), key, raw)
+            for j, name in enumerate(f.designs or []):
                 if name not in names:
-                    raise self.error(
+                    yield (
                         ("faults", i, "designs", j),
                         f"{name!r} is not among the experiment's designs ({', '.join(names)})",
                     )
-        for label, design, variant in entries:
+
+    def _cluster_problems(self) -> Iterator[tuple[Loc, str]]:
+        from chaoslab.designs.base import initial_app_nodes
+
+        spec = self.cluster_spec()
+        try:
+            if not initial_app_nodes(spec):
+                yield ("cluster",), f"no node of role {'/'.join(spec.app_roles())} for the app"
+        except ValueError as e:
+            yield ("cluster",), str(e)
+
+    def _cell_problems(self, extra: Mapping[str, Any] | None) -> Iterator[tuple[Loc, str]]:
+        """Every design x fault pair the file asks for must be possible, and named once."""
+        m, spec, faults = self.model, self.cluster_spec(), self.faults()
+        for label, design, variant in self.design_entries():
             own = dict(variant.params) if variant else {}
             vps = ParamSet.resolve(
                 DESIGNS[design].profiles(self.profiles_for({}, variant)),
-                {**self.overrides(), **own, **(extra_overrides or {})},
+                {**self.overrides(), **own, **(extra or {})},
             )
             seen: dict[tuple[str, str], int] = {}
             for i, fault in enumerate(faults):
-                fdesigns = m.faults[i].designs
-                if fdesigns is not None and label not in fdesigns and design not in fdesigns:
+                if not self._applies(m.faults[i], label, design):
                     continue
                 row = (fault.result_name, fault.label)
                 if row in seen:
-                    raise self.error(
+                    yield (
                         ("faults", i),
-                        f"faults {seen[row]} and {i} are both {row[0]} on {row[1]} for {label}; "
-                        "give one a name:",
+                        f"faults {seen[row]} and {i} are both {row[0]} on {row[1]} for "
+                        f"{label}; give one a name:",
                     )
                 seen[row] = i
-                cell = Cell(design, fault, vps, spec, {}, self.horizon, label=label)
                 try:
-                    cell.check()
+                    Cell(design, fault, vps, spec, {}, self.horizon, label=label).check()
                 except (ImpossibleTarget, ImpossibleFault, ValueError) as e:
                     loc = ("faults", i, "target") if m.faults[i].target else ("faults", i)
-                    raise self.error(loc, f"{label} x {fault.kind}: {e}") from None
+                    yield loc, f"{label} x {fault.kind}: {e}"
 
-    def _check_param(self, loc: tuple[Any, ...], key: str, raw: Any) -> None:
-        try:
-            lookup(key).parse(raw)
-        except UnknownParameter as e:
-            raise self.error(loc, str(e)) from None
-        except ParseError as e:
-            raise self.error(loc, str(e)) from None
+    def _drill_problems(self) -> Iterator[tuple[Loc, str]]:
+        m = self.model
+        if (m.lab or m.live) and m.probe is None:
+            yield (), "a lab: or live: drill needs a probe: section (rate, probers, bin)"
+        if m.lab is not None:
+            yield from self._lab_problems(m.lab)
+        if m.live is not None and m.probe is not None:
+            yield from self._live_problems(m.live)
+
+    def _lab_problems(self, lab: LabSpec) -> Iterator[tuple[Loc, str]]:
+        if lab.design not in {key for _, key, _ in self.design_entries()}:
+            yield ("lab", "design"), f"{lab.design!r} is not among the experiment's designs"
+        for i, (fm, fault) in enumerate(zip(self.model.faults, self.faults(), strict=True)):
+            try:
+                lab_fault(fm.kind, fault.label, fault.options, fm.lab, fault.result_name)
+            except ValueError as e:
+                yield ("faults", i, "lab") if fm.lab else ("faults", i), str(e)
+
+    def _live_problems(self, live: LiveSection) -> Iterator[tuple[Loc, str]]:
+        keys = [key for _, key, _ in self.design_entries()]
+        design = live.design or (keys[0] if len(keys) == 1 else None)
+        if design is None:
+            yield (
+                ("live",),
+                "the experiment has several designs; say which one the cluster runs with "
+                "live.design",
+            )
+        elif design not in keys:
+            yield ("live", "design"), f"{design!r} is not among the experiment's designs"
+        for i, fm in enumerate(self.model.faults):
+            if fm.kind not in FAULT_KINDS:
+                yield ("faults", i, "kind"), f"a cluster drill cannot inject {fm.kind}"
+            elif fm.live is None:
+                yield ("faults", i), "a cluster drill needs live: {method: api | pod | hook}"
+            else:
+                try:
+                    LiveSpec.model_validate(self.live_data(i))
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    loc = tuple(err["loc"])
+                    tail = loc[2:] if loc[:1] == ("fault",) else ()
+                    yield ("faults", i, "live", *tail), err["msg"].removeprefix("Value error, ")
 
     # ------------------------------------------------------------------ output
     def effective_yaml(self, extra_overrides: Mapping[str, Any] | None = None) -> str:
@@ -475,6 +664,20 @@ class Experiment:
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
+def _param_problem(loc: Loc, key: str, raw: Any) -> Iterator[tuple[Loc, str]]:
+    try:
+        lookup(key).parse(raw)
+    except (UnknownParameter, ParseError) as e:
+        yield loc, str(e)
+
+
+def _profile_problem(loc: Loc, name: str) -> Iterator[tuple[Loc, str]]:
+    try:
+        profile(name)
+    except UnknownProfile as e:
+        yield loc, str(e)
+
+
 def _variant_label(v: DesignVariant) -> str:
     """A readable default name for a design variant: design[profile,key=value]."""
     bits = [v.profile] if isinstance(v.profile, str) else list(v.profile or [])
@@ -484,16 +687,53 @@ def _variant_label(v: DesignVariant) -> str:
     return f"{v.design}[{','.join(bits)}]" if bits else v.design
 
 
-def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
-    """Read and validate the file's shape; `Experiment.validate` checks the meaning."""
+# --------------------------------------------------------------------------- reading
+
+#: keys of the first file layout -> how to write them now (docs/lab.md, "Experiment files")
+_MOVED = {
+    ("lab", "faults"): "list each fault once in the top-level faults:, with a lab: key "
+    "saying how the lab injects it (e.g. lab: {method: link-down}); see docs/lab.md",
+    ("lab", "probe"): "move it to a top-level probe: section (rate, probers, long, "
+    "long_interval, and bin from lab.trial.bin)",
+    ("lab", "predict_trials"): "the prediction uses the experiment's trials:; move it there",
+    ("lab", "cluster"): "the prediction uses the experiment's cluster:; remove it",
+    ("lab", "trial", "observe"): "a trial observes for the experiment's horizon:; remove it",
+    ("lab", "trial", "bin"): "move it to probe.bin",
+    ("live", "fault"): "move it into its entry of the top-level faults: as a live: key "
+    "(method, target, hook, ...); see docs/live-kubernetes.md",
+    ("live", "probe"): "move it to a top-level probe: section; its timeout is the "
+    "client.timeout parameter (client: {timeout: ...})",
+    ("live", "predict_trials"): "the prediction uses the experiment's trials:; move it there",
+    ("live", "seed"): "the drill uses the experiment's seed:; move it there",
+}
+
+
+def _old_layout(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Keys of the first layout, each with how to migrate it."""
+    out = []
+    for loc, how in _MOVED.items():
+        node: Any = data
+        for part in loc:
+            node = node.get(part) if isinstance(node, Mapping) and part in node else None
+        if node is not None:
+            out.append((loc, f"this file has the first layout: {how}"))
+    for i, f in enumerate(data.get("faults") or []):
+        if isinstance(f, Mapping) and "predict" in f:
+            out.append(
+                (("faults", i, "predict"), "predict: is gone: the fault is what is predicted")
+            )
+    return out
+
+
+def _read(path: str | Path, text: str | None) -> tuple[str, Any, dict[Loc, int]]:
     p = str(path)
     if text is None:
         try:
             text = Path(path).read_text()
         except FileNotFoundError:
-            raise ExperimentError(p, None, "", "no such file") from None
+            raise ExperimentError.at(p, None, "", "no such file") from None
         except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-            raise ExperimentError(p, None, "", f"cannot read: {e}") from None
+            raise ExperimentError.at(p, None, "", f"cannot read: {e}") from None
     try:
         data = yaml.safe_load(text)
         lines = _compose_lines(text)
@@ -501,33 +741,69 @@ def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ExperimentError(p, line, "", f"malformed YAML: {problem}") from None
+        raise ExperimentError.at(p, line, "", f"malformed YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise ExperimentError(
-            p, 1, "", "an experiment file is a YAML mapping (title:, designs:...)"
-        )
+        raise ExperimentError.at(p, 1, "", "an experiment file is a YAML mapping (title:, ...)")
+    return text, data, lines
+
+
+def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
+    """Read the file and check its shape; `Experiment.validate` checks the meaning. Every
+    problem of the file is reported, one located line each."""
+    text, data, lines = _read(path, text)
+    exp = Experiment(str(path), ExperimentFile.model_construct(), text, lines)
+    old = _old_layout(data)
+    if old:
+        raise ExperimentError(*[exp.located(loc, msg) for loc, msg in old])
     try:
         model = ExperimentFile.model_validate(data)
     except ValidationError as e:
-        # a typo'd key also makes the real one "missing": report the typo first
-        errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
-        err = errs[0]
-        loc = tuple(err["loc"])
-        exp = Experiment(p, ExperimentFile.model_construct(), text, lines)
-        msg = err["msg"]
+        problems = _shape_problems(e, data)
+        raise ExperimentError(*[exp.located(loc, msg) for loc, msg in problems]) from None
+    return Experiment(str(path), model, text, lines)
+
+
+def _shape_problems(e: ValidationError, data: Any) -> list[tuple[Loc, str]]:
+    """pydantic's errors as (location in the file, message), one per location: union
+    branch tags are dropped, and a key reported missing next to a typo of it is left out."""
+    out: dict[Loc, str] = {}
+    typos: set[Loc] = set()
+    for err in sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden"):
+        loc = _data_loc(err["loc"], data, err["type"] == "missing")
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            near = _near_field(loc)
-            msg = f"unknown key{near}"
+            near, hint = _near_field(loc)
+            if near:
+                typos.add((*loc[:-1], near))
+            msg = f"unknown key{hint}"
         elif err["type"] == "missing":
+            if loc in typos:
+                continue
             msg = "required key is missing"
-        raise exp.error(loc, msg) from None
-    return Experiment(p, model, text, lines)
+        out.setdefault(loc, msg)
+    return list(out.items())
+
+
+def _data_loc(loc: Sequence[Any], data: Any, missing: bool) -> Loc:
+    """The error's path through the document, without pydantic's union-branch tags
+    (``str``, ``DesignVariant``): a part that is not in the document is a tag, except the
+    last part of a missing key, which names it."""
+    out: list[Any] = []
+    node = data
+    for n, part in enumerate(loc):
+        inside = (isinstance(node, Mapping) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if inside:
+            node = node[part]
+            out.append(part)
+        elif missing and n == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
 
 
 def _model_of(ann: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation (``X``, ``X | None``, ``list[X]``)."""
-    import typing
-
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for arg in typing.get_args(ann):
@@ -537,7 +813,8 @@ def _model_of(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def _near_field(loc: Sequence[Any]) -> str:
+def _near_field(loc: Sequence[Any]) -> tuple[str | None, str]:
+    """The field a misspelt key most likely means, and the hint that says so."""
     model: type[BaseModel] = ExperimentFile
     for part in loc[:-1]:
         if not isinstance(part, str):
@@ -545,10 +822,25 @@ def _near_field(loc: Sequence[Any]) -> str:
         field = model.model_fields.get(part)
         inner = _model_of(field.annotation) if field else None
         if inner is None:
-            return ""
+            return None, ""
         model = inner
     near = difflib.get_close_matches(str(loc[-1]), model.model_fields, n=1)
-    return f" (did you mean {near[0]}?)" if near else f"; known: {', '.join(model.model_fields)}"
+    if near:
+        return near[0], f" (did you mean {near[0]}?)"
+    return None, f"; known: {', '.join(model.model_fields)}"
+
+
+def validate_files(paths: Sequence[str | Path]) -> list[str]:
+    """Load and validate every file; every problem of every file, one located line each
+    (empty: all files are good)."""
+    out: list[str] = []
+    for path in paths:
+        try:
+            exp = load_experiment(path)
+            exp.validate()
+        except ExperimentError as e:
+            out += e.lines
+    return out
 
 
 def parse_set_option(items: Sequence[str]) -> dict[str, str]:
@@ -556,7 +848,7 @@ def parse_set_option(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item:
-            raise ExperimentError("--set", None, item, "expected key=value")
+            raise ExperimentError.at("--set", None, item, "expected key=value")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out

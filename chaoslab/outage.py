@@ -5,7 +5,7 @@ client's timeout. Before the fault (t < 0) it is 1. It is represented by *change
 sorted times ``t[i]`` with values ``a[i]`` holding on ``[t[i], t[i+1])``; the first change
 point is at t = 0 and the last value holds until the horizon.
 
-From a(t) on ``[0, horizon]`` (DESIGN.md, "Model semantics"):
+From a(t) on ``[0, horizon]`` (README.md, "Definitions"):
 
 - ``recovery_s``: the start of the final stretch with a = 1; ``inf`` (and
   ``recovered = False``) if a(t) is below 1 at the horizon; 0 if a(t) never dropped.
@@ -24,12 +24,21 @@ rate, its bins), so a 1 ms dip counts as often as the prober would really catch 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["OutageMetrics", "availability_from_probes", "metrics", "probed_metrics"]
+__all__ = [
+    "OutageMetrics",
+    "availability_from_probes",
+    "metrics",
+    "milestone_column",
+    "probed_metrics",
+    "service_recovered",
+    "trial_row",
+]
 
 #: availability values closer than this to 1 or 0 count as 1 or 0 (float noise)
 EPS = 1e-9
@@ -150,3 +159,48 @@ def probed_metrics(
     ok = rng.random(sends.size) < a
     ts, vs = availability_from_probes(sends, ok, t_fault=0.0, bin_s=bin_s, horizon=horizon)
     return metrics(list(ts), list(vs), horizon)
+
+
+def milestone_column(name: str) -> str:
+    """The trials column of a milestone: ``node.not_ready`` -> ``at_node_not_ready``."""
+    return "at_" + name.replace(".", "_")
+
+
+def service_recovered(m: OutageMetrics) -> float:
+    """The ``service.recovered`` milestone: when a(t) came back to 1 for good, for a trial
+    whose service did drop. A trial that never dropped (recovery 0) did not recover from
+    anything: it has no such milestone (NaN), as the model's trials, so a measured 0 is not
+    compared with predicted times of trials that did drop."""
+    return m.recovery_s if m.recovered and m.recovery_s > 0 else math.nan
+
+
+def trial_row(
+    times: Sequence[float],
+    values: Sequence[float],
+    horizon: float,
+    *,
+    connections: tuple[float, float] = (math.nan, math.nan),
+    milestones: Mapping[str, float] | None = None,
+    milestone_names: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One trial's row of trials.parquet from its a(t): the metrics, the long-lived
+    connections' fates (reset, hung), one ``at_*`` column per name in ``milestone_names``
+    and per milestone seen, ``service.recovered``, and the change points ``a_t``/``a_v``.
+    The same row for a simulated, a lab and a cluster trial."""
+    m = metrics(times, values, horizon)
+    row: dict[str, Any] = {
+        "recovery_s": m.recovery_s,
+        "recovered": m.recovered,
+        "downtime_s": m.downtime_s,
+        "degraded_s": m.degraded_s,
+        "lost_s": m.lost_s,
+        "connections_reset": connections[0],
+        "connections_hung": connections[1],
+    }
+    seen = dict(milestones or {})
+    seen.setdefault("service.recovered", service_recovered(m))
+    for name in [*milestone_names, *seen]:
+        row[milestone_column(name)] = seen.get(name, math.nan)
+    row["a_t"] = [float(x) for x in times]
+    row["a_v"] = [float(x) for x in values]
+    return row

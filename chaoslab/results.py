@@ -10,14 +10,27 @@ A run folder holds
                     (written by the experiment layer: the core knows no YAML);
 - ``trials.parquet`` one row per trial (see `TRIAL_COLUMNS` and the ``at_*`` milestones);
 - ``summary.csv``   one row per design x fault x target x sweep point;
-- live runs add ``probes.parquet``, ``milestones.parquet``, ``comparison.csv`` ...
+- live runs (lab and cluster drills) add the tables declared in `LIVE_TABLES`:
+  ``probes.parquet`` (every probe record), ``milestones.parquet`` (every milestone seen,
+  with its evidence), ``trial_info.csv`` (per trial: victim, fault instant, probe counts,
+  abort reason, then the target's own columns), plus ``comparison.csv``
+  (`chaoslab.compare.comparison_table`) and ``journal.jsonl``; their ``meta.json`` has
+  ``prober`` (`ProberInfo`: ``rate_hz``, ``probers``, ``bin_s``), so an analysis never
+  reads a target's own keys.
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file.
 While a run is going, finished chunks of trials are in ``trials.parts/``; an interrupted run
 keeps them and ``meta.json`` says ``partial``; `load_run` reads either layout.
 
+Run folders are named by `new_run_dir`: ``<out>/<experiment>/<UTC time>-<mode>-<id>``.
+
 Format history (pyperf-style):
     1  first version (chaoslab 0.1).
+    2  live tables declared (`LIVE_TABLES`): one ``trial_info.csv`` for every target (was
+       ``lab_trials.parquet`` in the lab), milestones with ``design``/``fault``/``source``/
+       ``detail`` columns, probes with ``design``/``fault``/``trial``/``t_rel``; the prober
+       in ``meta.json``; a lab trial's fault column is the prediction's name. Version 1
+       runs still load.
 """
 
 from __future__ import annotations
@@ -40,10 +53,18 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from chaoslab.errors import UserError
+
 __all__ = [
     "FORMAT_VERSION",
     "KEY_COLUMNS",
+    "LIVE_TABLES",
     "METRIC_COLUMNS",
+    "MILESTONE_COLUMNS",
+    "PROBE_COLUMNS",
+    "READABLE_VERSIONS",
+    "TRIAL_INFO_COLUMNS",
+    "ProberInfo",
     "Run",
     "RunFormatError",
     "RunWriter",
@@ -51,11 +72,15 @@ __all__ = [
     "atomic_write_text",
     "environment_meta",
     "inferred_sweep_columns",
+    "live_table",
     "load_run",
+    "new_run_dir",
     "summarize",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions `load_run` reads (2 only adds declared live tables to 1)
+READABLE_VERSIONS = (1, 2)
 
 #: columns identifying a cell (plus one column per swept parameter, named by its key)
 KEY_COLUMNS = ("design", "fault", "target")
@@ -72,11 +97,102 @@ METRIC_COLUMNS = (
 #: optional compact a(t): change-point times and values per trial (list columns)
 AVAILABILITY_COLUMNS = ("a_t", "a_v")
 
+#: probes.parquet: the probe records (chaoslab.live.probe.ProbeRecord) of every trial
+PROBE_COLUMNS = (
+    "design",
+    "fault",
+    "trial",
+    "url",
+    "t",
+    "t_rel",
+    "latency",
+    "outcome",
+    "status",
+    "prober",
+    "kind",
+    "conn",
+    "server",
+)
+#: milestones.parquet: one row per milestone seen (t: seconds after the fault)
+MILESTONE_COLUMNS = ("design", "fault", "trial", "milestone", "t", "t_server", "source", "detail")
+#: trial_info.csv: these first, then the target's own (clock offsets, fault call times ...)
+TRIAL_INFO_COLUMNS = (
+    "design",
+    "fault",
+    "trial",
+    "victim",
+    "t0_mono",
+    "t0_wall",
+    "horizon_s",
+    "probes",
+    "failed",
+    "aborted",
+    "abort_reason",
+)
+LIVE_TABLES = {
+    "probes": ("probes.parquet", PROBE_COLUMNS),
+    "milestones": ("milestones.parquet", MILESTONE_COLUMNS),
+    "trial_info": ("trial_info.csv", TRIAL_INFO_COLUMNS),
+}
+
 _DEPS = ("simpy", "numpy", "pandas", "pyarrow", "pydantic")
 
 
-class RunFormatError(ValueError):
+class RunFormatError(UserError):
     """A folder that is not a readable run, or one of an unsupported format version."""
+
+
+@dataclass(frozen=True)
+class ProberInfo:
+    """How a live run probed: ``probers`` x ``rate_hz`` new requests/s, a(t) in ``bin_s``
+    bins; stored as ``meta.json`` ``prober``."""
+
+    rate_hz: float
+    probers: int
+    bin_s: float
+
+    def as_meta(self) -> dict[str, float | int]:
+        return {"rate_hz": self.rate_hz, "probers": self.probers, "bin_s": self.bin_s}
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any]) -> ProberInfo | None:
+        """The prober a run's meta records (None: not a live run). Version 1 lab runs kept
+        it in their ``lab`` section."""
+        p = meta.get("prober")
+        try:
+            if isinstance(p, Mapping):
+                return cls(float(p["rate_hz"]), int(p["probers"]), float(p["bin_s"]))
+            lab = meta.get("lab") or {}
+            probe, trial = lab.get("probe") or {}, lab.get("trial") or {}
+            return cls(float(probe["rate"]), int(probe["probers"]), float(trial["bin"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def text(self) -> str:
+        return f"{self.probers} x {self.rate_hz:g}/s, {self.bin_s * 1000:g} ms bins"
+
+
+def new_run_dir(out: str | Path, experiment: str, mode: str) -> Path:
+    """A fresh run folder ``<out>/<experiment>/<UTC time>-<mode>-<id>`` (``mode``:
+    ``simulate`` | ``live``), sortable by time and unique within the second."""
+    import hashlib
+    import time
+
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_id = hashlib.sha1(f"{experiment}{time.time_ns()}{os.getpid()}".encode()).hexdigest()[:6]
+    return Path(out) / experiment / f"{stamp}-{mode}-{run_id}"
+
+
+def live_table(name: str, frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One declared live table (`LIVE_TABLES`) from per-trial frames: its columns first, in
+    order (missing ones empty), then any the target adds."""
+    declared = list(LIVE_TABLES[name][1])
+    frames = [f for f in frames if not f.empty]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=declared)
+    for c in declared:
+        if c not in df.columns:
+            df[c] = None
+    return df[declared + [c for c in df.columns if c not in declared]]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -369,9 +485,10 @@ def load_run(path: str | Path) -> Run:
     except ValueError as e:
         raise RunFormatError(f"{meta_path}: unreadable ({e})") from None
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
         raise RunFormatError(
-            f"{p}: results format version {version}, this chaoslab reads {FORMAT_VERSION}"
+            f"{p}: results format version {version}, this chaoslab reads {readable}"
         )
     files = (
         [p / "trials.parquet"]

@@ -1,14 +1,18 @@
-"""``chaoslab lab``: the local lab of real daemons in network namespaces."""
+"""``chaoslab lab``: the local lab of real daemons in network namespaces.
+
+Registered by ``chaoslab/cli/__init__.py`` (``app.add_typer(lab.app, name="lab")``).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import typer
+
+from chaoslab.cli.common import fail, user_errors
 
 app = typer.Typer(
     help="Build a lab of real daemons (keepalived, BIRD, HAProxy, nginx, iptables) in network "
@@ -17,66 +21,52 @@ app = typer.Typer(
 )
 
 
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
 def _load(path: Path):  # type: ignore[no-untyped-def]
-    from chaoslab.live.lab.spec import SpecError, load_lab_experiment
+    from chaoslab.experiment import load_experiment
+    from chaoslab.live.lab.drill import lab_spec
 
-    try:
-        return load_lab_experiment(path)
-    except SpecError as exc:
-        _fail(str(exc))
+    exp = load_experiment(path)
+    lab_spec(exp)
+    return exp
 
 
 def _need_root() -> None:
     if os.geteuid() != 0:
-        _fail("the lab needs root (network namespaces, iptables, daemons)")
+        fail("the lab needs root (network namespaces, iptables, daemons)")
 
 
-def _guard(fn):  # type: ignore[no-untyped-def]
-    """Turn lab errors into one line and exit code; Ctrl-C exits 130 after cleanup."""
-    from chaoslab.live.lab.netns import LabError
-    from chaoslab.live.lab.spec import SpecError
-
-    try:
-        return fn()
-    except (LabError, SpecError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo("interrupted; the lab was torn down", err=True)
-        raise typer.Exit(130) from None
+def _lab_name(experiment: Path) -> str:
+    return experiment.name if not experiment.exists() else _load(experiment).model.lab.name
 
 
 @app.command()
+@user_errors
 def up(experiment: Path = typer.Argument(..., help="experiment YAML with a lab: section")) -> None:
     """Build the lab and leave it running (inspect with `ip netns`, probe it, then `down`)."""
     _need_root()
     exp = _load(experiment)
     from chaoslab.live.lab.drill import lab_up
 
-    topo = _guard(lambda: lab_up(exp))
+    topo = lab_up(exp)
     typer.echo(
-        f"lab {exp.lab.name} ({exp.lab.design}) is up: {topo.target_url()} "
+        f"lab {topo.spec.name} ({topo.spec.design}) is up: {topo.target_url()} "
         f"from namespace {topo.state.ns(topo.client_role)}; state in {topo.state.dir}"
     )
 
 
 @app.command()
+@user_errors
 def status(
     experiment: Path = typer.Argument(..., help="experiment YAML (or the lab name)"),
 ) -> None:
     """Show a lab's namespaces and processes and whether they are alive."""
-    name = experiment.name if not experiment.exists() else _load(experiment).lab.name
     from chaoslab.live.lab.drill import lab_status
 
-    st = _guard(lambda: lab_status(name))
-    typer.echo(json.dumps(st, indent=2))
+    typer.echo(json.dumps(lab_status(_lab_name(experiment)), indent=2))
 
 
 @app.command()
+@user_errors
 def down(
     experiment: Path = typer.Argument(None, help="experiment YAML or lab name; omit with --all"),
     all_: bool = typer.Option(False, "--all", help="tear down every lab recorded on disk"),
@@ -85,15 +75,10 @@ def down(
     _need_root()
     from chaoslab.live.lab.drill import lab_down
 
-    if all_:
-        name = None
-    elif experiment is None:
-        _fail("name an experiment or a lab, or pass --all")
-        return
-    else:
-        name = experiment.name if not experiment.exists() else _load(experiment).lab.name
-    notes = _guard(lambda: lab_down(name))
-    for n in notes:
+    if not all_ and experiment is None:
+        fail("name an experiment or a lab, or pass --all")
+    name = None if all_ else _lab_name(experiment)
+    for n in lab_down(name):
         typer.echo(f"warning: {n}", err=True)
     typer.echo("lab down" if name else "all labs down")
 
@@ -107,26 +92,40 @@ def _fmt(x: float) -> str:
 
 
 @app.command()
+@user_errors
 def drill(
-    experiment: Path = typer.Argument(..., help="experiment YAML with a lab: section"),
+    experiment: Path = typer.Argument(None, help="experiment YAML with a lab: section"),
     trials: int = typer.Option(None, "--trials", "-k", min=1, help="trials per fault"),
     out: Path = typer.Option(Path("results"), "--out", help="results folder"),
+    recover: Path = typer.Option(
+        None, "--recover", metavar="RUN_DIR", help="tear down what a killed drill left"
+    ),
 ) -> None:
     """Build the lab, run K trials per fault, write a live run and compare with the model."""
     _need_root()
-    exp = _load(experiment)
-    from chaoslab.live.lab.drill import run_drill
+    from chaoslab.live.lab.drill import lab_recover, run_lab_drill
 
-    res = _guard(
-        lambda: run_drill(
-            exp,
-            trials=trials,
-            out=out,
-            source=str(experiment),
-            log=lambda s: typer.echo(s, err=True),
-        )
+    if recover is not None:
+        ok = lab_recover(recover, log=typer.echo)
+        typer.echo("rollback complete" if ok else "rollback still incomplete (see journal)")
+        raise typer.Exit(0 if ok else 1)
+    if experiment is None:
+        fail("give an experiment file (or --recover RUN_DIR)")
+    res = run_lab_drill(
+        _load(experiment), trials=trials, out=out, log=lambda s: typer.echo(s, err=True)
     )
-    c = res.comparison
+    _print_comparison(res.comparison)
+    typer.echo(f"run written to {res.path} ({res.status})")
+    if res.status == "interrupted":
+        raise typer.Exit(130)
+    if res.status != "complete":
+        raise typer.Exit(1)
+
+
+def _print_comparison(c: object) -> None:
+    import pandas as pd
+
+    assert isinstance(c, pd.DataFrame)
     typer.echo(
         f"{'fault':38} {'metric':11} {'pred p5':>8} {'p50':>8} {'p95':>8} "
         f"{'meas min':>8} {'median':>8} {'max':>8} {'n':>3} inside"
@@ -138,12 +137,3 @@ def drill(
             f"{_fmt(r.measured_min):>8} {_fmt(r.measured_median):>8} "
             f"{_fmt(r.measured_max):>8} {r.n:>3} {_fmt(r.inside)} {r.note}"
         )
-    typer.echo(f"run written to {res.path}")
-
-
-def main() -> None:  # `python -m chaoslab.cli.lab` without the lead's CLI
-    app()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,15 @@
-"""The drill journal: everything done to the cluster, on disk as it happens, and its undo.
+"""The drill journal: everything a drill does to its target (a cluster, a lab), on disk as
+it happens, and its undo.
 
 ``journal.jsonl`` gets one JSON line per entry, flushed and fsynced before the action it
 announces is taken. An action that changes the cluster is written *first* with its undo
 steps (``{"event": "undo.add", "id": ..., "step": {...}}``), so a run that dies between the
 journal line and the action still knows what to undo; every undo step is idempotent
-(uncordon an uncordoned node, delete a pod that is gone), so running it for an action that
+(uncordon an uncordoned node, delete a pod that is gone, tear down a lab that is down),
+so running it for an action that
 never happened is harmless. ``undo.done`` marks a step finished; `pending_undo` is what a
-rollback (or ``chaoslab drill --recover RUN_DIR`` after a crash) still has to do.
+rollback (or ``--recover RUN_DIR`` after a crash: ``chaoslab drill`` or ``chaoslab lab
+drill``) still has to do.
 
 No credentials are ever written: entries carry object names, node addresses, hook argv
 (what the operator wrote in the experiment) and API status messages.

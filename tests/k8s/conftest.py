@@ -35,7 +35,8 @@ class Env:
         return [sys.executable, "-c", code]
 
     def experiment(self, fault: dict[str, Any], **live: Any) -> Path:
-        """An experiment file whose live: section drives the fake cluster."""
+        """An experiment file whose live: section drives the fake cluster. ``fault`` is the
+        fault's live: key with its ``kind``; ``probe`` overrides go to the top-level probe:."""
         section: dict[str, Any] = {
             "kubeconfig": str(self.api.kubeconfig),
             "context": "fake",
@@ -43,26 +44,32 @@ class Env:
             "urls": [self.target.url],
             "workload": {"kind": "Deployment", "name": "web"},
             "service": "web",
-            "fault": fault,
             "trials": 1,
             "cooldown": "200ms",
-            "probe": {"rate": 40, "probers": 2, "timeout": "300ms", "bin": "100ms"},
             "limits": {"max_outage": "20s", "trial_timeout": "20s", "node_return": "3s"},
             "preflight": {"window": "300ms", "timeout": "10s"},
             "settle": "400ms",
             "poll": "50ms",
             "api_timeout": "5s",
-            "predict_trials": 40,
         }
+        probe: dict[str, Any] = {"rate": 40, "probers": 2, "bin": "100ms"}
+        probe.update(live.pop("probe", {}))
         for k, v in live.items():
             if isinstance(v, dict) and isinstance(section.get(k), dict):
                 section[k] = {**section[k], **v}
             else:
                 section[k] = v
+        key = {k: v for k, v in fault.items() if k != "kind"}
+        entry: dict[str, Any] = {"kind": fault["kind"], "live": key}
+        select = (key.get("target") or {}).get("select")
+        if select:
+            entry["target"] = select
         doc = {
             "title": "fake drill",
             "designs": ["clusterip"],
-            "faults": [{"kind": fault["kind"]}],
+            "faults": [entry],
+            "client": {"timeout": "300ms"},
+            "probe": probe,
             "trials": 40,
             "live": section,
         }

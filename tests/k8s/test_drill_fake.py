@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chaoslab.cli.drill import main
+from chaoslab.cli import main
 from chaoslab.compare import COMPARISON_COLUMNS
 from chaoslab.results import load_run
 
@@ -28,10 +28,12 @@ from .fakeapi import FakeApi, Timing
 from .rbac_check import denied
 
 REPO = Path(__file__).resolve().parents[2]
+#: the chaoslab command line as a program
+_MAIN = "import sys; from chaoslab.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _drill(env: Env, exp: Path, *extra: str) -> int:
-    return main([str(exp), "--yes", "--out", str(env.tmp / "results"), *extra])
+    return main(["drill", str(exp), "--yes", "--out", str(env.tmp / "results"), *extra])
 
 
 def _milestones(run: Path) -> dict[str, float]:
@@ -439,10 +441,10 @@ def test_node_never_comes_back_then_recover(make_env) -> None:
     assert meta["status"] == "needs-recovery"
     # the operator powers the node on; --recover finishes the rollback
     env.cluster.heal_node("worker-1")
-    assert main(["--recover", str(run)]) == 0
+    assert main(["drill", "--recover", str(run)]) == 0
     j = env.journal(run)
     assert j[-1]["event"] == "recover.end" and j[-1]["ok"]
-    assert main(["--recover", str(run)]) == 0  # idempotent: nothing left
+    assert main(["drill", "--recover", str(run)]) == 0  # idempotent: nothing left
 
 
 def test_abort_at_outage_limit(make_env) -> None:
@@ -484,7 +486,7 @@ def test_dry_run_injects_nothing(make_env, capsys) -> None:
             "arm": "300ms",
         }
     )
-    assert main([str(exp), "--out", str(env.tmp / "results")]) == 0
+    assert main(["drill", str(exp), "--out", str(env.tmp / "results")]) == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "prediction" in out and "assumed" in out
     assert all(m == "GET" for m, _ in env.cluster.calls)
@@ -502,7 +504,7 @@ def test_refuses_control_plane(make_env, capsys) -> None:
             "arm": "300ms",
         }
     )
-    assert main([str(exp), "--out", str(env.tmp / "results")]) == 1  # already in the plan
+    assert main(["drill", str(exp), "--out", str(env.tmp / "results")]) == 1  # already in the plan
     assert "control-plane" in capsys.readouterr().err
     assert all(m == "GET" for m, _ in env.cluster.calls)
 
@@ -542,7 +544,7 @@ def test_signal_during_trial_rolls_back(make_env, sig: signal.Signals) -> None:
     )
     out = env.tmp / "results"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chaoslab.cli.drill", str(exp), "--yes", "--out", str(out)],
+        [sys.executable, "-c", _MAIN, "drill", str(exp), "--yes", "--out", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -585,7 +587,7 @@ def test_vip_holder_from_lease_or_metallb_event(make_env) -> None:
     import random
 
     from chaoslab.live.k8s.discover import discover
-    from chaoslab.live.k8s.drill import load_live
+    from chaoslab.experiment import load_experiment
     from chaoslab.live.k8s.inject import DrillRefused, choose_target
     from chaoslab.live.k8s.kube import load_kube
 
@@ -595,7 +597,7 @@ def test_vip_holder_from_lease_or_metallb_event(make_env) -> None:
     exp_lease = env.experiment(
         {**fault, "target": {"select": "vip-holder", "vip_lease": "kube-system/plndr-svcs-lock"}}
     )
-    _, spec = load_live(exp_lease)
+    spec = load_experiment(exp_lease).live_spec(0)
     kube = load_kube(str(env.api.kubeconfig), "fake", 5)
     disc = discover(kube, spec)
     rng = random.Random(0)
@@ -611,7 +613,7 @@ def test_vip_holder_from_lease_or_metallb_event(make_env) -> None:
     assert choose_target(kube, spec, disc, rng).node.name == "worker-3"
     # without a Lease: MetalLB's event on the Service names the announcing node
     exp_ev = env.experiment({**fault, "target": {"select": "vip-holder"}})
-    _, spec = load_live(exp_ev)
+    spec = load_experiment(exp_ev).live_spec(0)
     with pytest.raises(DrillRefused, match="no MetalLB nodeAssigned"):
         choose_target(kube, spec, disc, rng)
     svc = cl.get("services", "demo", "web")
@@ -667,7 +669,7 @@ def test_single_node_cluster_plan(make_env, capsys) -> None:
         exp = env.experiment(
             {"kind": "pod-delete", "target": {"select": "app-pod"}, "method": "api"}
         )
-        assert main([str(exp), "--yes", "--out", str(env.tmp / "r")]) == 1
+        assert main(["drill", str(exp), "--yes", "--out", str(env.tmp / "r")]) == 1
         err = capsys.readouterr().err
         assert "no prediction for clusterip x pod-delete" in err and "\n" not in err.strip()
         assert all(m == "GET" for m, _ in cl.calls)
@@ -692,8 +694,9 @@ def test_killed_drill_is_finished_by_recover(make_env) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "chaoslab.cli.drill",
+            "-c",
+            _MAIN,
+            "drill",
             str(exp),
             "--yes",
             "--out",
@@ -716,7 +719,7 @@ def test_killed_drill_is_finished_by_recover(make_env) -> None:
             proc.kill()
     assert _node(env, "worker-2")["spec"].get("unschedulable")  # left cordoned
     run = env.only_run()
-    assert main(["--recover", str(run)]) == 0
+    assert main(["drill", "--recover", str(run)]) == 0
     assert not _node(env, "worker-2")["spec"].get("unschedulable")
     j = env.journal(run)
     assert j[-1]["event"] == "recover.end" and j[-1]["ok"]

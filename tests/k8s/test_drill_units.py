@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from chaoslab.compare import COMPARISON_COLUMNS
-from chaoslab.experiment import ExperimentError
-from chaoslab.live.k8s.drill import comparison, load_live
+from chaoslab.experiment import ExperimentError, load_experiment
+from chaoslab.live.k8s.drill import live_faults
 from chaoslab.live.k8s.inject import _kill_script, _partition_script, chaos_pod
-from chaoslab.live.k8s.journal import Journal, pending_undo
+from chaoslab.live.journal import Journal, pending_undo
 from chaoslab.live.k8s.kube import ClockOffset, KubeError, load_kube
 from chaoslab.live.k8s.spec import FaultSpec, LiveSpec
 
@@ -75,48 +75,62 @@ def test_durations_need_units() -> None:
     assert f.duration == 60.0
 
 
-def _experiment(tmp_path: Path, live: dict[str, object]) -> Path:
+def _experiment(tmp_path: Path, doc: dict[str, object]) -> Path:
     p = tmp_path / "e.yaml"
-    p.write_text(
-        yaml.safe_dump(
-            {
-                "title": "t",
-                "designs": ["clusterip"],
-                "faults": [{"kind": "node-crash"}],
-                "live": live,
-            },
-            sort_keys=False,
-        )
-    )
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
     return p
 
 
 def test_bad_live_key_names_file_line_and_key(tmp_path: Path) -> None:
-    live = yaml.safe_load((REPO / "experiments" / "live-kind-node-crash.yaml").read_text())["live"]
-    live["fault"]["methd"] = "pod"
-    p = _experiment(tmp_path, live)
+    doc = yaml.safe_load((REPO / "experiments" / "live-kind-node-crash.yaml").read_text())
+    doc["faults"][0]["live"]["methd"] = "pod"
+    p = _experiment(tmp_path, doc)
     with pytest.raises(ExperimentError) as ei:
-        load_live(p)
+        load_experiment(p)
     text = str(ei.value)
-    assert text.startswith(f"{p}:") and "live.fault.methd" in text and "unknown key" in text
+    assert text.startswith(f"{p}:") and "faults[0].live.methd" in text and "unknown key" in text
     line = int(text.split(":")[1])
     assert "methd" in p.read_text().splitlines()[line - 1]
+
+
+def test_a_fault_key_that_does_not_fit_its_kind_is_located(tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "experiments" / "live-pod-delete.yaml").read_text())
+    doc["faults"][0]["live"]["method"] = "pod"  # a pod delete is an API action
+    p = _experiment(tmp_path, doc)
+    with pytest.raises(ExperimentError, match=r"faults\[0\]\.live: .*use method: api"):
+        load_experiment(p).validate()
 
 
 def test_missing_live_section(tmp_path: Path) -> None:
     p = tmp_path / "e.yaml"
     p.write_text("title: t\ndesigns: [clusterip]\nfaults: [{kind: node-crash}]\n")
     with pytest.raises(ExperimentError, match="no live: section"):
-        load_live(p)
+        live_faults(load_experiment(p))
+
+
+def test_old_layout_is_refused_with_how_to_migrate(tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "experiments" / "live-pod-delete.yaml").read_text())
+    doc["live"]["fault"] = {"kind": "pod-delete", "method": "api"}
+    doc["live"]["probe"] = doc.pop("probe")
+    with pytest.raises(ExperimentError) as ei:
+        load_experiment(_experiment(tmp_path, doc))
+    lines = str(ei.value).splitlines()
+    assert len(lines) == 2
+    assert "live.fault: this file has the first layout: move it into" in lines[0]
+    assert "live.probe" in lines[1] and "client.timeout" in lines[1]
 
 
 @pytest.mark.parametrize(
     "path", sorted((REPO / "experiments").glob("live-*.yaml")), ids=lambda p: p.name
 )
 def test_shipped_live_experiments_validate(path: Path) -> None:
-    exp, spec = load_live(path)
+    exp = load_experiment(path)
     exp.validate()
-    assert isinstance(spec, LiveSpec) and spec.fault.kind in {f.kind for f in exp.model.faults}
+    (i,) = live_faults(exp)
+    spec = exp.live_spec(i)
+    assert isinstance(spec, LiveSpec) and spec.fault.kind == exp.model.faults[i].kind
+    # one timeout: the probes wait what the model's client waits
+    assert spec.probe.timeout == exp.probe_timeout(i)
 
 
 # ----------------------------------------------------------------------------- clock
@@ -319,6 +333,24 @@ def test_kill_script_quotes_container_id() -> None:
 # ----------------------------------------------------------------------------- comparison
 
 
+def _drill_comparison(pred: pd.DataFrame, meas: pd.DataFrame) -> pd.DataFrame:
+    """The engine's comparison.csv for one design x fault, the probe bin 0.1 s."""
+    from types import SimpleNamespace
+
+    from chaoslab.live.engine import comparison
+    from chaoslab.results import ProberInfo
+
+    fault = SimpleNamespace(name="node-crash", target="app-pod-node")
+    target = SimpleNamespace(
+        design="clusterip",
+        prober=ProberInfo(10, 1, 0.1),
+        faults=lambda: [fault],
+        predict=lambda f: pred,
+    )
+    measured = meas.assign(design="clusterip", fault="node-crash")
+    return comparison(target, measured, lambda s: None)  # type: ignore[arg-type]
+
+
 def test_comparison_table() -> None:
     pred = pd.DataFrame(
         {
@@ -341,7 +373,7 @@ def test_comparison_table() -> None:
             "at_pod_sigterm": [1.0, 1.0, 1.0],
         }
     )
-    table = comparison(pred, meas, "clusterip", "node-crash", tolerance=0.1)
+    table = _drill_comparison(pred, meas)
     assert tuple(table.columns) == COMPARISON_COLUMNS
     c = table.set_index("metric")
     r = c.loc["recovery_s"]
@@ -377,17 +409,15 @@ def test_signal_during_rollback_is_deferred() -> None:
     import os
     import signal
 
-    from chaoslab.live.k8s.drill import DrillInterrupted, _signals
+    from chaoslab.live.engine import DrillInterrupted, SignalGuard
 
-    state: dict[str, object] = {}
     said: list[str] = []
-    with _signals(state, said.append):
-        state["rolling_back"] = True
-        os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode boundary
-        for _ in range(1000):
-            pass
-        assert state["interrupted"] == "SIGINT" and "rollback finishes first" in said[0]
-        state["rolling_back"] = False
+    with SignalGuard(said.append) as guard:
+        with guard.rollback():
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode boundary
+            for _ in range(1000):
+                pass
+        assert guard.interrupted == "SIGINT" and "rollback finishes first" in said[0]
         with pytest.raises(DrillInterrupted):
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):
@@ -545,7 +575,7 @@ def test_progress_before_any_probe_after_the_fault_is_known() -> None:
     must treat that as unknown (no outage started, not steady), not crash (seen in CI)."""
     from chaoslab.live.k8s.drill import _current
 
-    _, spec = load_live(REPO / "experiments" / "live-pod-delete.yaml")
+    spec = load_experiment(REPO / "experiments" / "live-pod-delete.yaml").live_spec(0)
     t0 = 100.0
     before = _Snapshot([98.0, 99.0, 99.9], ["ok", "ok", "ok"])
     now = t0 + spec.probe.timeout + 0.05

@@ -1,58 +1,54 @@
-"""A drill: discover, predict, then inject, probe, watch, always roll back, and compare.
+"""A drill on a Kubernetes cluster: discover, predict, then inject, probe, watch, always
+roll back, and compare.
 
-`plan_drill` reads the experiment's ``live:`` section, discovers the cluster and runs the
-model's prediction for what it found; without ``--yes`` that plan is all that happens.
-`run_drill` then runs the trials:
+`plan_drill` reads the experiment, discovers the cluster and runs the model's prediction for
+what it found, for every fault with a ``live:`` key; without ``--yes`` that plan is all that
+happens. `run_drill` then runs the trials through the one drill engine
+(`chaoslab.live.engine`) with `KubeTarget` as its target:
 
 1. preflight: every replica Ready, the target node Ready, every probe of the last
    ``preflight.window`` successful (the shared prober runs all through the trial);
 2. choose the target now (pods move between trials) and check the safety rules;
 3. inject (method recorded), with the undo step journaled first;
-4. observe: watches -> milestones; probes -> a(t) -> the shared outage metrics; abort at
-   once when one outage lasts longer than ``limits.max_outage``; the trial ends when the
-   service is back, the workload is whole again (and a self-healing node is Ready) and
-   that held for ``settle``, or at ``limits.trial_timeout``;
+4. observe: watches -> milestones; probes -> a(t); abort at once when one outage lasts
+   longer than ``limits.max_outage``; the trial ends when the service is back, the
+   workload is whole again (and a self-healing node is Ready) and that held for
+   ``settle``, or at ``limits.trial_timeout``;
 5. roll back (always: normal end, exception, Ctrl-C, SIGTERM), then cool down.
 
-The run folder has the simulated runs' layout (``meta.json`` with mode ``live`` and target
-``kubernetes``, ``trials.parquet``, ``summary.csv``) plus ``probes.parquet``,
-``milestones.parquet``, ``observations.parquet``, ``trial_info.csv``, ``journal.jsonl``,
-``discovery.json``, ``prediction.parquet`` and ``comparison.csv``.
+Beside the engine's tables the run folder has ``observations.parquet``, ``live.json`` (what
+``--recover`` reads), ``plan.txt``, ``discovery.json`` and ``prediction.parquet``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
 import json
 import math
 import random
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
-from chaoslab.compare import comparison_table, quantile
+from chaoslab.compare import as_probed, quantile
+from chaoslab.errors import LiveError
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
+from chaoslab.live.engine import DrillContext, DrillOutcome, Observed
+from chaoslab.live.engine import recover as engine_recover
+from chaoslab.live.engine import run_drill as engine_run
+from chaoslab.live.journal import Journal, UndoStep
 from chaoslab.live.k8s.discover import Discovery, discover, node_info, pod_ready
 from chaoslab.live.k8s.inject import (
     DrillRefused,
-    InjectionError,
     Injector,
     Target,
     choose_target,
     run_undo,
 )
-from chaoslab.live.k8s.journal import Journal, pending_undo
 from chaoslab.live.k8s.kube import Kube, KubeError, load_kube
 from chaoslab.live.k8s.observe import (
     MilestoneTracker,
@@ -62,20 +58,19 @@ from chaoslab.live.k8s.observe import (
     start_watches,
 )
 from chaoslab.live.k8s.spec import NODE_FAULTS, LiveSpec
-from chaoslab.live.probe import connection_fates
 from chaoslab.outage import availability_from_probes, metrics
+from chaoslab.results import ProberInfo, RunWriter, new_run_dir
 
 __all__ = [
-    "DrillInterrupted",
     "DrillPlan",
-    "comparison",
-    "load_live",
+    "KubeTarget",
+    "design_notes",
+    "live_faults",
     "plan_drill",
     "recover",
     "run_drill",
 ]
 
-_METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s")
 #: catalogue keys the API cannot show a drill; reported as assumed with their source
 ASSUMED_KEYS = (
     "kube_controller_manager.node_monitor_grace_period",
@@ -97,62 +92,27 @@ _CLOCK_SAMPLES = 12
 _WATCH_SERVER_TIMEOUT = 60
 
 
-class DrillInterrupted(BaseException):
-    """SIGTERM (or Ctrl-C) during a drill: roll back, write what was measured, exit."""
+# --------------------------------------------------------------------------- plan
 
 
-# --------------------------------------------------------------------------- loading
-
-
-def load_live(path: str | Path) -> tuple[Experiment, LiveSpec]:
-    """The experiment and its ``live:`` section; errors name file, line and key."""
-    exp = load_experiment(path)
-    raw = exp.model.live
-    if raw is None:
-        raise ExperimentError(exp.path, None, "live", "this experiment has no live: section")
-    try:
-        # a LiveSpec already (once the experiment schema types live:) passes as it is
-        spec = raw if isinstance(raw, LiveSpec) else LiveSpec.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ("live", *err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        raise exp.error(loc, msg) from None
-    keys = [key for _, key, _ in exp.design_entries()]
-    design = spec.design or (keys[0] if len(keys) == 1 else None)
-    if design is None:
-        raise exp.error(
-            ("live",),
-            "the experiment has several designs; say which one the cluster runs with live.design",
-        )
-    if design not in keys:
-        raise exp.error(("live", "design"), f"{design!r} is not among the experiment's designs")
-    return exp, spec
+def live_faults(exp: Experiment) -> list[int]:
+    """Indexes of the faults a cluster drill runs (those with a ``live:`` key)."""
+    if exp.model.live is None:
+        raise ExperimentError.at(exp.path, None, "live", "this experiment has no live: section")
+    return [i for i, f in enumerate(exp.model.faults) if f.live is not None]
 
 
 def _design(exp: Experiment, spec: LiveSpec) -> str:
     return spec.design or exp.design_entries()[0][1]
 
 
-def _model_fault(exp: Experiment, spec: LiveSpec) -> dict[str, Any]:
-    """The fault as the model takes it, with options from the experiment's matching fault."""
+def _model_fault(exp: Experiment, i: int, spec: LiveSpec) -> dict[str, Any]:
+    """Fault ``i`` as the model takes it (with the live key's duration when only it has one)."""
+    mf = exp.model_fault(i)
     f = spec.fault
-    opts: dict[str, Any] = {}
-    for fm in exp.model.faults:
-        if fm.kind == f.kind:
-            opts.update(fm.model_extra or {})
-            break
     if f.duration is not None and f.kind in ("node-partition", "kubelet-stop"):
-        opts["duration"] = f"{f.duration:g}s"
-    target = f.target.select or ("app-pod" if f.target.pod else "app-pod-node")
-    return {"kind": f.kind, "target": target, **opts}
-
-
-# --------------------------------------------------------------------------- plan
+        mf.setdefault("duration", f"{f.duration:g}s")
+    return mf
 
 
 @dataclass
@@ -168,16 +128,29 @@ class DrillPlan:
     prediction: pd.DataFrame
     model_fault: dict[str, Any]
     lines: list[str] = field(default_factory=list)
+    #: the fault's index in the experiment and its name in the results
+    index: int = 0
+    name: str = ""
+
+    @property
+    def target(self) -> str:
+        return str(self.model_fault["target"])
 
 
 def plan_drill(
     path: str | Path, *, kubeconfig: str | None = None, context: str | None = None
-) -> DrillPlan:
+) -> list[DrillPlan]:
+    """One plan per fault with a ``live:`` key: what was found, what the model predicts."""
+    exp = load_experiment(path)
+    exp.validate()
+    return [_plan(exp, i, kubeconfig=kubeconfig, context=context) for i in live_faults(exp)]
+
+
+def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | None) -> DrillPlan:
     import chaoslab
     from chaoslab.params import ParamSet, profile
 
-    exp, spec = load_live(path)
-    exp.validate()
+    spec = exp.live_spec(i)
     kube = load_kube(
         kubeconfig or spec.kubeconfig,
         context or spec.context,
@@ -190,7 +163,7 @@ def plan_drill(
     if named is not None and spec.fault.kind in NODE_FAULTS:
         node = next((n for n in disc.nodes if n.name == named), None)
         if node is None:
-            raise exp.error(("live", "fault", "target", "node"), f"no node named {named!r}")
+            raise exp.error(("faults", i, "live", "target", "node"), f"no node named {named!r}")
         if node.control_plane and not spec.limits.allow_control_plane:
             raise DrillRefused(
                 f"{named} is a control-plane node; set limits.allow_control_plane: true to allow it"
@@ -198,7 +171,7 @@ def plan_drill(
     k8s_profile = disc.profile
     profiles = [n for n in exp.profiles if profile(n).family != "k8s"] + [k8s_profile]
     found = disc.params()
-    overrides: dict[str, Any] = dict(exp.overrides())
+    overrides: dict[str, Any] = dict(exp.fault_overrides(i))
     notes = []
     for key, (val, src) in found.items():
         if key in overrides and str(overrides[key]) != str(val):
@@ -215,7 +188,7 @@ def plan_drill(
         (k, ps.text(k), ps.sources[k]) for k in ASSUMED_KEYS if k in ps.values and k not in found
     ]
     design = _design(exp, spec)
-    mf = _model_fault(exp, spec)
+    mf = _model_fault(exp, i, spec)
     try:
         prediction = chaoslab.simulate(
             design,
@@ -283,8 +256,9 @@ def plan_drill(
             "warning: no recover hook: a crashed node that does not reboot by itself "
             "stays down until you power it on"
         )
+    name = exp.faults()[i].result_name
     return DrillPlan(
-        exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, lines
+        exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, lines, i, name
     )
 
 
@@ -310,422 +284,6 @@ def design_notes(design: str, service: dict[str, Any]) -> list[str]:
     if design.startswith(("metallb", "cloud-lb")) and stype != "LoadBalancer":
         out.append(f"design {design} needs a LoadBalancer Service; this one is {stype}")
     return out
-
-
-# --------------------------------------------------------------------------- signals
-
-
-@contextlib.contextmanager
-def _signals(state: dict[str, Any], log: Callable[[str], None]) -> Iterator[None]:
-    """SIGTERM and Ctrl-C raise DrillInterrupted, except while a rollback runs: then they
-    are noted and the rollback finishes first (a half-done rollback is the worst outcome)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if state.get("rolling_back"):
-            state["interrupted"] = name
-            log(f"{name} received: the rollback finishes first")
-            return
-        state["interrupted"] = name
-        raise DrillInterrupted(name)
-
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in old:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-# --------------------------------------------------------------------------- run
-
-
-@dataclass
-class _TrialResult:
-    row: dict[str, Any]
-    info: dict[str, Any]
-    milestones: list[dict[str, Any]]
-    probes: pd.DataFrame
-
-
-def _run_id(path: str) -> str:
-    h = hashlib.sha1(f"{path}{time.time_ns()}".encode()).hexdigest()[:6]
-    return h
-
-
-def rollback(
-    kube: Kube | None,
-    journal: Journal,
-    spec: LiveSpec,
-    state: dict[str, Any],
-    log: Callable[[str], None],
-) -> bool:
-    """Run every pending undo step (newest first); True when none is left."""
-    state["rolling_back"] = True
-    try:
-        steps = journal.pending()
-        if not steps:
-            return True
-        journal.write("rollback.start", steps=[s.id for s in steps])
-        log(f"rollback: {len(steps)} step(s)")
-        left = []
-        for s in steps:
-            ok = run_undo(
-                kube,
-                journal,
-                s,
-                node_ready_timeout=spec.limits.node_return,
-                poll=spec.poll,
-                log=log,
-            )
-            if not ok:
-                left.append(s.id)
-        journal.write("rollback.end", ok=not left, left=left)
-        if left:
-            log(
-                f"rollback incomplete: {', '.join(left)} left; see journal.jsonl, then run "
-                "chaoslab drill --recover RUN_DIR"
-            )
-        return not left
-    finally:
-        state["rolling_back"] = False
-
-
-def run_drill(plan: DrillPlan, *, out: Path, log: Callable[[str], None] = print) -> Path:
-    """Run the trials of a plan; returns the run folder. Rollback always runs."""
-    from chaoslab.live.probe import ProbeConfig, Prober
-    from chaoslab.live.probe import Target as ProbeTarget
-    from chaoslab.mechanisms.base import MILESTONES, milestone_column
-    from chaoslab.results import RunWriter
-
-    spec, kube, disc, exp = plan.spec, plan.kube, plan.discovery, plan.exp
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = _run_id(exp.path)
-    run_dir = Path(out) / exp.slug() / f"{stamp}-live-{run_id}"
-    writer = RunWriter(
-        run_dir,
-        mode="live",
-        target="kubernetes",
-        meta={
-            "experiment": exp.path,
-            "design": plan.design,
-            "fault": spec.fault.kind,
-            "fault_target": plan.model_fault["target"],
-            "method": spec.fault.method,
-            "context": kube.context,
-            "api_server": kube.host,
-            "kubeconfig": spec.kubeconfig,
-            "server_version": disc.server_version,
-            "profiles": plan.profiles,
-            "urls": spec.urls,
-            "namespace": spec.namespace,
-            "workload": f"{spec.workload.kind}/{spec.workload.name}",
-            "service": spec.service,
-            "run_id": run_id,
-            "seed": spec.seed,
-            "trials_planned": spec.trials,
-        },
-    )
-    journal = Journal(run_dir)
-    writer.write_text("experiment.yaml", plan.exp.effective_yaml(plan.overrides))
-    # the section as written in the file (durations with units), so --recover reads it back
-    # whatever type the experiment schema gives live:
-    import yaml
-
-    raw_live = (yaml.safe_load(exp.text) or {}).get("live", {})
-    writer.write_text("live.json", json.dumps(raw_live, indent=2, default=str) + "\n")
-    writer.write_text("plan.txt", "\n".join(plan.lines) + "\n")
-    writer.write_text(
-        "discovery.json",
-        json.dumps(
-            {
-                "server_version": disc.server_version,
-                "profile": disc.profile,
-                "profile_note": disc.profile_note,
-                "service": {
-                    k: (disc.service.get("spec") or {}).get(k)
-                    for k in ("type", "externalTrafficPolicy", "healthCheckNodePort", "ports")
-                },
-                "workload": {
-                    "kind": disc.workload_kind,
-                    "name": disc.workload_name,
-                    "replicas": disc.replicas,
-                    "selector": disc.selector,
-                    "pods": [p.__dict__ for p in disc.pods],
-                },
-                "nodes": [n.__dict__ for n in disc.nodes],
-                "discovered": {
-                    k: {"value": str(v), "source": s} for k, (v, s) in disc.params().items()
-                },
-                "assumed": {k: {"value": v, "source": s} for k, v, s in plan.assumed},
-                "cluster": disc.cluster(),
-                "notes": disc.notes,
-                "pdbs": disc.pdbs,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n",
-    )
-    writer.add_table(
-        "prediction.parquet",
-        plan.prediction.drop(columns=[c for c in ("a_t", "a_v") if c in plan.prediction.columns]),
-    )
-    journal.write(
-        "run.start",
-        run_id=run_id,
-        context=kube.context,
-        api_server=kube.host,
-        fault=spec.fault.kind,
-        method=spec.fault.method,
-        trials=spec.trials,
-    )
-    state: dict[str, Any] = {}
-    stop = threading.Event()
-    obs = ObservationLog()
-    watchers: list[Watcher] = []
-    results: list[_TrialResult] = []
-    status = "complete"
-    reason = ""
-    cfgs = [
-        ProbeConfig(
-            ProbeTarget.parse(u),
-            spec.probe.rate,
-            spec.probe.probers,
-            spec.probe.timeout,
-            spec.probe.long,
-            spec.probe.long_interval,
-        )
-        for u in spec.urls
-    ]
-    rng = random.Random(spec.seed)
-    try:
-        with _signals(state, log):
-            try:
-                watchers = start_watches(
-                    kube,
-                    spec.namespace,
-                    spec.service,
-                    disc.selector,
-                    obs,
-                    stop,
-                    server_timeout=_WATCH_SERVER_TIMEOUT,
-                    read_timeout=_WATCH_SERVER_TIMEOUT + spec.api_timeout,
-                    backoff=spec.poll,
-                )
-                for w in watchers:
-                    if not w.listed.wait(spec.preflight.timeout):
-                        raise KubeError(0, f"cannot list {w.resource}: {w.error}")
-                for i in range(spec.trials):
-                    _trial(
-                        i,
-                        plan,
-                        journal,
-                        run_id,
-                        obs,
-                        cfgs,
-                        Prober,
-                        rng,
-                        state,
-                        log,
-                        writer,
-                        MILESTONES,
-                        milestone_column,
-                        results.append,
-                    )
-                    res = results[-1]
-                    if res.info.get("aborted"):
-                        status, reason = "aborted", str(res.info.get("abort_reason"))
-                        break
-                    if i + 1 < spec.trials:
-                        log(f"cooldown {spec.cooldown:g}s")
-                        time.sleep(spec.cooldown)
-            except DrillInterrupted as e:
-                status, reason = "interrupted", str(e)
-                log(f"interrupted ({e}): rolling back")
-            except KeyboardInterrupt:
-                status, reason = "interrupted", "SIGINT"
-                log("interrupted (Ctrl-C): rolling back")
-            except (KubeError, InjectionError, DrillRefused) as e:
-                status, reason = "failed", str(e)
-                journal.write("run.error", error=str(e))
-                log(f"drill stopped: {e}")
-            except Exception as e:  # a bug: still roll back, keep the data, say where
-                import traceback
-
-                status, reason = "failed", f"{type(e).__name__}: {e}"
-                journal.write("run.error", error=reason, traceback=traceback.format_exc())
-                log(f"drill stopped by an internal error: {reason} (traceback in journal.jsonl)")
-            finally:
-                ok = rollback(kube, journal, spec, state, log)
-                if not ok and status == "complete":
-                    status = "needs-recovery"
-    finally:
-        stop.set()
-        for w in watchers:
-            w.close()
-        for w in watchers:
-            w.join(timeout=spec.api_timeout)
-        _write_results(writer, plan, results, obs, status, reason, journal, state)
-    return run_dir
-
-
-def _trial(
-    i: int,
-    plan: DrillPlan,
-    journal: Journal,
-    run_id: str,
-    obs: ObservationLog,
-    cfgs: list[Any],
-    prober_cls: Any,
-    rng: random.Random,
-    state: dict[str, Any],
-    log: Callable[[str], None],
-    writer: Any,
-    milestones_reg: dict[str, str],
-    mcol: Callable[[str], str],
-    sink: Callable[[_TrialResult], None],
-) -> None:
-    spec, kube, disc = plan.spec, plan.kube, plan.discovery
-    log(f"trial {i}: preflight")
-    journal.write("trial.start", trial=i)
-    probers: list[Any] = []
-    info: dict[str, Any] = {"trial": i, "aborted": False, "abort_reason": ""}
-    t0 = math.nan
-    end = math.nan
-    tracker: MilestoneTracker | None = None
-    inj: Injector | None = None
-    try:
-        for c in cfgs:
-            probers.append(prober_cls(c).start())
-        _preflight(plan, probers, log)
-        kube.sample_clock(_CLOCK_SAMPLES, 1.0 / _CLOCK_SAMPLES)
-        target = choose_target(kube, spec, disc, rng)
-        info.update(
-            node=target.node.name if target.node else "",
-            pod=target.pod.name if target.pod else "",
-            method=spec.fault.method,
-            affected=",".join(target.affected),
-        )
-        pods = kube.get(f"/api/v1/namespaces/{spec.namespace}/pods", labelSelector=disc.selector)[
-            "items"
-        ]
-        slices = kube.get(
-            f"/apis/discovery.k8s.io/v1/namespaces/{spec.namespace}/endpointslices",
-            labelSelector=f"kubernetes.io/service-name={spec.service}",
-        )["items"]
-        ready_eps = frozenset(
-            (e.get("targetRef") or {}).get("name", "")
-            for s in slices
-            for e in s.get("endpoints") or []
-            if (e.get("conditions") or {}).get("ready", True)
-        )
-        tracker = MilestoneTracker(
-            t0=math.inf,
-            clock=kube.clock,
-            fault=spec.fault.kind,
-            node=target.node.name
-            if (target.node and spec.fault.kind not in ("pod-delete", "pod-kill"))
-            else None,
-            targets=frozenset(target.affected),
-            initial_pods=frozenset(p["metadata"]["name"] for p in pods),
-            initial_ready_endpoints=ready_eps,
-            initial_uids=frozenset(p["metadata"].get("uid", "") for p in pods),
-        )
-        tracker.seed_restarts(pods)
-        for ob in obs.all:
-            tracker.feed(ob)  # state before the fault (t0 = inf: no milestone yet)
-        obs.drain()
-        inj = Injector(kube, spec, journal, run_id, i, target, log)
-        log(f"trial {i}: {spec.fault.kind} on {target.label} ({spec.fault.method})")
-        t0 = inj.inject()
-        tracker.t0 = t0
-        info.update(t0_mono=t0, t0_wall=time.time() - (time.monotonic() - t0), **inj.details)
-        end = _observe(plan, tracker, obs, probers, inj, target, t0, info, log)
-    finally:
-        frames = []
-        for c, p in zip(cfgs, probers, strict=False):
-            try:
-                df = p.stop()
-            except Exception as e:  # a prober crash must not skip the rollback
-                log(f"prober for {c.target} failed: {e}")
-                df = p.snapshot()
-            df.insert(0, "url", str(c.target))
-            frames.append(df)
-        if not math.isfinite(end) or end < t0:
-            end = time.monotonic()
-        if inj is not None:
-            inj.stop(spec.api_timeout)  # no eviction may follow the uncordon
-        # the trial's own undo steps now: its node must be back before the next preflight
-        if not rollback(kube, journal, spec, state, log):
-            info["rollback_incomplete"] = True
-        journal.write("trial.end", trial=i, aborted=info.get("aborted", False))
-        try:
-            res = _finish_trial(
-                plan, i, frames, t0, end, tracker, info, milestones_reg, mcol, writer, log
-            )
-        except Exception as e:  # never mask the trial's own exception
-            journal.write("trial.results_error", trial=i, error=f"{type(e).__name__}: {e}")
-            log(f"trial {i}: results could not be computed: {e}")
-            res = _TrialResult({}, info, [], pd.DataFrame())
-        sink(res)
-
-
-def _finish_trial(
-    plan: DrillPlan,
-    i: int,
-    frames: list[pd.DataFrame],
-    t0: float,
-    end: float,
-    tracker: MilestoneTracker | None,
-    info: dict[str, Any],
-    milestones_reg: dict[str, str],
-    mcol: Callable[[str], str],
-    writer: Any,
-    log: Callable[[str], None],
-) -> _TrialResult:
-    probes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    horizon = end - t0 if math.isfinite(t0) else 0.0
-    probes.insert(0, "trial", i)
-    probes["t_rel"] = probes["t"] - t0 if math.isfinite(t0) else math.nan
-    row = _trial_row(plan, i, probes, t0, horizon, tracker, milestones_reg, mcol)
-    milestones: list[dict[str, Any]] = []
-    if tracker is not None and math.isfinite(t0):
-        for m in tracker.found.values():
-            milestones.append(
-                {
-                    "trial": i,
-                    "milestone": m.name,
-                    "t": m.t,
-                    "t_server": m.t_server,
-                    "detail": m.detail,
-                }
-            )
-        if row["recovered"] and row["recovery_s"] > 0:
-            milestones.append(
-                {
-                    "trial": i,
-                    "milestone": "service.recovered",
-                    "t": row["recovery_s"],
-                    "t_server": math.nan,
-                    "detail": "probes (chaoslab.outage)",
-                }
-            )
-    info.update(plan.kube.clock.as_dict())
-    info["api_reads_retried"] = plan.kube.retried
-    info["horizon_s"] = horizon
-    if math.isfinite(t0):  # a trial that never injected has nothing to add
-        writer.add_trials(pd.DataFrame([row]))
-        log(
-            f"trial {i}: recovery {row['recovery_s']:.3g}s, downtime {row['downtime_s']:.3g}s, "
-            f"lost {row['lost_s']:.3g}s, milestones {len(milestones)}"
-        )
-    return _TrialResult(row if math.isfinite(t0) else {}, info, milestones, probes)
 
 
 def _preflight(plan: DrillPlan, probers: list[Any], log: Callable[[str], None]) -> None:
@@ -785,6 +343,8 @@ def _current(
     probes whose outcome is known (started at least one timeout ago)."""
     frames = [p.snapshot() for p in probes]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if "kind" in df.columns:
+        df = df[df["kind"] == "new"]  # a(t) is about new requests
     horizon = now - spec.probe.timeout - t0
     if horizon <= 0 or df.empty:
         return 0.0, math.nan, False, max(horizon, 0.0)
@@ -810,23 +370,35 @@ def _current(
     return (m.recovery_s if m.recovered else math.inf), start, up, horizon
 
 
-def _observe(
-    plan: DrillPlan,
-    tracker: MilestoneTracker,
-    obs: ObservationLog,
-    probers: list[Any],
-    inj: Injector,
-    target: Target,
-    t0: float,
-    info: dict[str, Any],
-    log: Callable[[str], None],
-) -> float:
-    spec, disc = plan.spec, plan.discovery
+@dataclass
+class _KubeTrial:
+    """What one trial on the cluster keeps between the engine's calls."""
+
+    trial: int
+    probers: list[Any]
+    info: dict[str, Any]
+    target: Target | None = None
+    tracker: MilestoneTracker | None = None
+    inj: Injector | None = None
+    frames: list[pd.DataFrame] = field(default_factory=list)
+
+
+def _node_must_return(spec: LiveSpec) -> bool:
     f = spec.fault
-    steady_since: float | None = None
-    node_must_return = f.kind in ("node-partition", "kubelet-stop", "node-drain") or (
+    return f.kind in ("node-partition", "kubelet-stop", "node-drain") or (
         f.kind == "node-crash" and f.method == "pod" and f.crash == "reboot"
     )
+
+
+def _observe(
+    plan: DrillPlan, tr: _KubeTrial, obs: ObservationLog, t0: float, log: Callable[[str], None]
+) -> tuple[float, str]:
+    """Watch until the trial ends; (the end instant, why it was aborted or "")."""
+    spec, disc = plan.spec, plan.discovery
+    f, info = spec.fault, tr.info
+    tracker, inj, target = tr.tracker, tr.inj, tr.target
+    assert tracker is not None and inj is not None and target is not None
+    steady_since: float | None = None
     while True:
         time.sleep(spec.poll)
         now = time.monotonic()
@@ -837,26 +409,20 @@ def _observe(
         if oos is not None and "out_of_service" not in info and now - t0 >= oos:
             inj.taint_out_of_service()
             info["out_of_service"] = now - t0
-        _rec, start, up, _h = _current(probers, t0, now, spec)
+        _rec, start, up, _h = _current(tr.probers, t0, now, spec)
         if not up and math.isfinite(start) and now - (t0 + start) > spec.limits.max_outage:
-            info.update(
-                aborted=True,
-                abort_reason=(
-                    f"outage longer than limits.max_outage ({spec.limits.max_outage:g}s)"
-                ),
-            )
-            inj.journal.write("trial.abort", trial=inj.trial, reason=info["abort_reason"])
-            log(f"abort: {info['abort_reason']}; recovering now")
-            return now
+            reason = f"outage longer than limits.max_outage ({spec.limits.max_outage:g}s)"
+            inj.journal.write("trial.abort", trial=inj.trial, reason=reason)
+            log(f"abort: {reason}; recovering now")
+            return now, reason
         if now - t0 > spec.limits.trial_timeout:
             info["timed_out"] = True
             inj.journal.write("trial.timeout", trial=inj.trial)
             log(f"trial timeout ({spec.limits.trial_timeout:g}s)")
-            return now
-        ready = sum(1 for r in tracker.pods_ready.values() if r)
-        whole = ready >= disc.replicas
+            return now, ""
+        whole = sum(1 for r in tracker.pods_ready.values() if r) >= disc.replicas
         node_ok = True
-        if target.node is not None and f.kind in NODE_FAULTS and node_must_return:
+        if target.node is not None and f.kind in NODE_FAULTS and _node_must_return(spec):
             node_ok = bool(tracker.node_ready) and (
                 "node.not_ready" not in tracker.found
                 or "node.ready" in tracker.found
@@ -865,155 +431,9 @@ def _observe(
         if up and whole and node_ok and now - t0 > spec.probe.timeout:
             steady_since = steady_since or now
             if now - steady_since >= spec.settle:
-                return now
+                return now, ""
         else:
             steady_since = None
-
-
-def _trial_row(
-    plan: DrillPlan,
-    i: int,
-    probes: pd.DataFrame,
-    t0: float,
-    horizon: float,
-    tracker: MilestoneTracker | None,
-    reg: dict[str, str],
-    mcol: Callable[[str], str],
-) -> dict[str, Any]:
-    spec = plan.spec
-    row: dict[str, Any] = {
-        "design": plan.design,
-        "fault": spec.fault.kind,
-        "target": plan.model_fault["target"],
-        "trial": i,
-    }
-    if probes.empty or not math.isfinite(t0) or horizon <= 0:
-        row.update(
-            recovery_s=math.nan,
-            recovered=False,
-            downtime_s=math.nan,
-            degraded_s=math.nan,
-            lost_s=math.nan,
-            connections_reset=math.nan,
-            connections_hung=math.nan,
-        )
-        ts, vs = np.array([0.0]), np.array([1.0])
-    else:
-        ts, vs = availability_from_probes(
-            probes["t"].to_numpy(),
-            (probes["outcome"] == "ok").to_numpy(),
-            t_fault=t0,
-            bin_s=spec.probe.bin,
-            horizon=horizon,
-        )
-        m = metrics(list(ts), list(vs), horizon)
-        row.update(
-            recovery_s=m.recovery_s,
-            recovered=m.recovered,
-            downtime_s=m.downtime_s,
-            degraded_s=m.degraded_s,
-            lost_s=m.lost_s,
-        )
-        row.update(
-            zip(
-                ("connections_reset", "connections_hung"),
-                connection_fates(probes, t0, horizon),
-                strict=True,
-            )
-        )
-    found = tracker.found if tracker is not None else {}
-    for name in reg:
-        row[mcol(name)] = found[name].t if name in found else math.nan
-    if row.get("recovered") and row["recovery_s"] > 0:
-        row[mcol("service.recovered")] = row["recovery_s"]
-    row["a_t"] = [float(x) for x in ts]
-    row["a_v"] = [float(x) for x in vs]
-    return row
-
-
-# --------------------------------------------------------------------------- results
-
-
-def comparison(
-    prediction: pd.DataFrame,
-    measured: pd.DataFrame,
-    design: str,
-    fault: str,
-    tolerance: float = 0.0,
-) -> pd.DataFrame:
-    """The shared comparison (:func:`chaoslab.compare.comparison_table`, the file the lab
-    writes too) of one design x fault: the prediction the drill was planned with against
-    its trials, the tolerance being the probe bin.
-
-    Beyond the default metrics, degraded_s and every milestone the drill saw are compared:
-    a milestone the model does not have, or never reaches, gets its row with a note
-    (what the drill watched is worth reporting even where the model is silent)."""
-    names = list(_METRICS) + sorted(
-        c for c in measured.columns if c.startswith("at_") and measured[c].notna().any()
-    )
-    return comparison_table(
-        prediction.assign(design=design, fault=fault),
-        measured.assign(design=design, fault=fault),
-        metrics=names,
-        tolerance_s=tolerance,
-    )
-
-
-def _write_results(
-    writer: Any,
-    plan: DrillPlan,
-    results: list[_TrialResult],
-    obs: ObservationLog,
-    status: str,
-    reason: str,
-    journal: Journal,
-    state: dict[str, Any],
-) -> None:
-    probes = [r.probes for r in results if not r.probes.empty]
-    if probes:
-        writer.add_table("probes.parquet", pd.concat(probes, ignore_index=True))
-    ms = [m for r in results for m in r.milestones]
-    writer.add_table(
-        "milestones.parquet",
-        pd.DataFrame(ms, columns=["trial", "milestone", "t", "t_server", "detail"]),
-    )
-    writer.add_table("trial_info.csv", pd.DataFrame([r.info for r in results]))
-    rows = []
-    for ob in obs.all:
-        md = ob.obj.get("metadata") or {}
-        rows.append(
-            {
-                "mono": ob.mono,
-                "resource": ob.resource,
-                "type": ob.type,
-                "name": md.get("name", ob.obj.get("resource", "")),
-                "resource_version": md.get("resourceVersion", ""),
-                "summary": _summary(ob),
-            }
-        )
-    writer.add_table(
-        "observations.parquet",
-        pd.DataFrame(
-            rows, columns=["mono", "resource", "type", "name", "resource_version", "summary"]
-        ),
-    )
-    measured = pd.DataFrame([r.row for r in results if r.row])
-    if not measured.empty:
-        comp = comparison(
-            plan.prediction,
-            measured,
-            plan.design,
-            plan.spec.fault.kind,
-            tolerance=plan.spec.probe.bin,
-        )
-        writer.add_table("comparison.csv", comp)
-    left = pending_undo(journal.path)
-    journal.write("run.end", status=status, reason=reason, pending_undo=[s.id for s in left])
-    fields = {"reason": reason, "pending_undo": len(left)}
-    if not measured.empty:
-        writer.finish(status, **fields)
-    else:
-        writer.finish_partial(status_detail=status, **fields)
 
 
 def _summary(ob: Observation) -> str:
@@ -1046,6 +466,321 @@ def _summary(ob: Observation) -> str:
 # --------------------------------------------------------------------------- recover
 
 
+# --------------------------------------------------------------------------- target
+
+#: clock samples per trial: 12 requests 1/12 s apart cover every sub-second phase of the
+#: whole-second Date header once
+_CLOCK_SAMPLES = 12
+#: how long one watch request lasts on the server before it is renewed (client-go renews
+#: watches every 5-10 min; shorter keeps a stalled stream from hiding long)
+_WATCH_SERVER_TIMEOUT = 60
+
+
+def rollback(
+    kube: Kube | None, journal: Journal, spec: LiveSpec, log: Callable[[str], None]
+) -> bool:
+    """Run every pending undo step (newest first); True when none is left."""
+    steps = journal.pending()
+    if not steps:
+        return True
+    journal.write("rollback.start", steps=[s.id for s in steps])
+    log(f"rollback: {len(steps)} step(s)")
+    left = [s.id for s in steps if not _undo(kube, journal, spec, s, log)]
+    journal.write("rollback.end", ok=not left, left=left)
+    if left:
+        log(
+            f"rollback incomplete: {', '.join(left)} left; see journal.jsonl, then run "
+            "chaoslab drill --recover RUN_DIR"
+        )
+    return not left
+
+
+def _undo(
+    kube: Kube | None, journal: Journal, spec: LiveSpec, step: UndoStep, log: Callable[[str], None]
+) -> bool:
+    return run_undo(
+        kube, journal, step, node_ready_timeout=spec.limits.node_return, poll=spec.poll, log=log
+    )
+
+
+class KubeTarget:
+    """A Kubernetes cluster as a `chaoslab.live.engine.DrillTarget`; its faults are the
+    plans (one per fault with a ``live:`` key)."""
+
+    kind = "kubernetes"
+
+    def __init__(self, plans: list[DrillPlan]) -> None:
+        from chaoslab.mechanisms.base import MILESTONES
+
+        first = plans[0]
+        self.plans, self.first = plans, first
+        self.spec, self.kube = first.spec, first.kube
+        self.design = first.design
+        p = first.spec.probe
+        self.prober = ProberInfo(p.rate, p.probers, p.bin)
+        self.trials = first.spec.trials
+        self.cooldown = first.spec.cooldown
+        self.milestone_names = list(MILESTONES)
+        self.rng = random.Random(first.spec.seed)
+        self.obs = ObservationLog()
+        self.stop_event = threading.Event()
+        self.watchers: list[Watcher] = []
+        self.ctx: DrillContext | None = None
+        self._tr: _KubeTrial | None = None
+
+    def faults(self) -> list[DrillPlan]:
+        return self.plans
+
+    def _ctx(self) -> DrillContext:
+        if self.ctx is None:
+            raise LiveError("the drill is not open")
+        return self.ctx
+
+    def open(self, ctx: DrillContext) -> None:
+        self.ctx = ctx
+        spec = self.spec
+        self.watchers = start_watches(
+            self.kube,
+            spec.namespace,
+            spec.service,
+            self.first.discovery.selector,
+            self.obs,
+            self.stop_event,
+            server_timeout=_WATCH_SERVER_TIMEOUT,
+            read_timeout=_WATCH_SERVER_TIMEOUT + spec.api_timeout,
+            backoff=spec.poll,
+        )
+        for w in self.watchers:
+            if not w.listed.wait(spec.preflight.timeout):
+                raise KubeError(0, f"cannot list {w.resource}: {w.error}")
+
+    def preflight(self, plan: DrillPlan, trial: int) -> None:
+        from chaoslab.live.probe import ProbeConfig, Prober
+        from chaoslab.live.probe import Target as ProbeTarget
+
+        ctx, spec = self._ctx(), plan.spec
+        ctx.log(f"trial {trial}: preflight")
+        p = spec.probe
+        cfgs = [
+            ProbeConfig(ProbeTarget.parse(u), p.rate, p.probers, p.timeout, p.long, p.long_interval)
+            for u in spec.urls
+        ]
+        info = {"method": spec.fault.method}
+        self._tr = _KubeTrial(trial, [], info)
+        for c in cfgs:
+            self._tr.probers.append(Prober(c).start())
+        _preflight(plan, self._tr.probers, ctx.log)
+        self.kube.sample_clock(_CLOCK_SAMPLES, 1.0 / _CLOCK_SAMPLES)
+
+    def _trial(self) -> _KubeTrial:
+        if self._tr is None:
+            raise LiveError("no trial is running")
+        return self._tr
+
+    def choose(self, plan: DrillPlan, trial: int) -> str:
+        spec, kube, disc, tr = plan.spec, self.kube, plan.discovery, self._trial()
+        target = choose_target(kube, spec, disc, self.rng)
+        tr.target = target
+        tr.info.update(
+            node=target.node.name if target.node else "",
+            pod=target.pod.name if target.pod else "",
+            affected=",".join(target.affected),
+        )
+        tr.tracker = self._tracker(plan, target)
+        return target.label
+
+    def _tracker(self, plan: DrillPlan, target: Target) -> MilestoneTracker:
+        spec, kube = plan.spec, self.kube
+        pods = kube.get(
+            f"/api/v1/namespaces/{spec.namespace}/pods", labelSelector=plan.discovery.selector
+        )["items"]
+        slices = kube.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{spec.namespace}/endpointslices",
+            labelSelector=f"kubernetes.io/service-name={spec.service}",
+        )["items"]
+        ready_eps = frozenset(
+            (e.get("targetRef") or {}).get("name", "")
+            for s in slices
+            for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready", True)
+        )
+        on_node = target.node and spec.fault.kind not in ("pod-delete", "pod-kill")
+        tracker = MilestoneTracker(
+            t0=math.inf,
+            clock=kube.clock,
+            fault=spec.fault.kind,
+            node=target.node.name if (target.node and on_node) else None,
+            targets=frozenset(target.affected),
+            initial_pods=frozenset(p["metadata"]["name"] for p in pods),
+            initial_ready_endpoints=ready_eps,
+            initial_uids=frozenset(p["metadata"].get("uid", "") for p in pods),
+        )
+        tracker.seed_restarts(pods)
+        for ob in self.obs.all:
+            tracker.feed(ob)  # state before the fault (t0 = inf: no milestone yet)
+        self.obs.drain()
+        return tracker
+
+    def inject(self, plan: DrillPlan, victim: str) -> float:
+        ctx, tr = self._ctx(), self._trial()
+        assert tr.target is not None and tr.tracker is not None
+        run_id = str(ctx.writer.meta.get("run_id", ""))
+        tr.inj = Injector(self.kube, plan.spec, ctx.journal, run_id, tr.trial, tr.target, ctx.log)
+        ctx.log(f"trial {tr.trial}: {plan.spec.fault.kind} on {victim} ({plan.spec.fault.method})")
+        t0 = tr.inj.inject()
+        tr.tracker.t0 = t0
+        tr.info.update(tr.inj.details)
+        return t0
+
+    def _stop_probers(self, tr: _KubeTrial) -> None:
+        for c, p in zip(self.spec.urls, tr.probers, strict=False):
+            try:
+                df = p.stop()
+            except Exception as e:  # a prober crash must not skip the rollback
+                self._ctx().log(f"prober for {c} failed: {e}")
+                df = p.snapshot()
+            df.insert(0, "url", str(c))
+            tr.frames.append(df)
+        tr.probers = []
+
+    def observe(self, plan: DrillPlan, victim: str, t0: float) -> Observed:
+        ctx, tr = self._ctx(), self._trial()
+        end, aborted = _observe(plan, tr, self.obs, t0, ctx.log)
+        self._stop_probers(tr)
+        probes = pd.concat(tr.frames, ignore_index=True) if tr.frames else pd.DataFrame()
+        out = Observed(probes, max(end - t0, 0.0), aborted=aborted)
+        assert tr.tracker is not None
+        for m in tr.tracker.found.values():
+            out.milestones[m.name] = m.t
+            row = {"milestone": m.name, "t": m.t, "t_server": m.t_server, "detail": m.detail}
+            out.milestone_rows.append({**row, "source": "kubernetes API"})
+        tr.info.update(self.kube.clock.as_dict(), api_reads_retried=self.kube.retried)
+        out.info = tr.info
+        return out
+
+    def restore(self, plan: DrillPlan, victim: str) -> bool:
+        ctx, tr = self._ctx(), self._trial()
+        if tr.probers:
+            self._stop_probers(tr)
+        if tr.inj is not None:
+            tr.inj.stop(plan.spec.api_timeout)  # no eviction may follow the uncordon
+        # the trial's own undo steps now: its node must be back before the next preflight
+        return rollback(self.kube, ctx.journal, plan.spec, ctx.log)
+
+    def close(self) -> list[str]:
+        if self.ctx is not None:
+            rollback(self.kube, self.ctx.journal, self.spec, self.ctx.log)
+        self.stop_event.set()
+        for w in self.watchers:
+            w.close()
+        for w in self.watchers:
+            w.join(timeout=self.spec.api_timeout)
+        if self.ctx is not None:
+            _write_observations(self.ctx.writer, self.obs)
+        return []
+
+    def undo(self, step: UndoStep) -> bool:
+        return _undo(self.kube, self._ctx().journal, self.spec, step, self._ctx().log)
+
+    def predict(self, plan: DrillPlan) -> pd.DataFrame | str:
+        # the model's a(t) as this drill's prober sees it (chaoslab.compare.as_probed)
+        horizon = plan.exp.horizon
+        return as_probed(plan.prediction, self.prober, horizon, seed=plan.spec.seed)
+
+
+def _write_observations(writer: RunWriter, obs: ObservationLog) -> None:
+    rows = []
+    for ob in obs.all:
+        md = ob.obj.get("metadata") or {}
+        rows.append(
+            {
+                "mono": ob.mono,
+                "resource": ob.resource,
+                "type": ob.type,
+                "name": md.get("name", ob.obj.get("resource", "")),
+                "resource_version": md.get("resourceVersion", ""),
+                "summary": _summary(ob),
+            }
+        )
+    cols = ["mono", "resource", "type", "name", "resource_version", "summary"]
+    writer.add_table("observations.parquet", pd.DataFrame(rows, columns=cols))
+
+
+def _discovery_json(plan: DrillPlan) -> str:
+    disc = plan.discovery
+    data = {
+        "server_version": disc.server_version,
+        "profile": disc.profile,
+        "profile_note": disc.profile_note,
+        "service": {
+            k: (disc.service.get("spec") or {}).get(k)
+            for k in ("type", "externalTrafficPolicy", "healthCheckNodePort", "ports")
+        },
+        "workload": {
+            "kind": disc.workload_kind,
+            "name": disc.workload_name,
+            "replicas": disc.replicas,
+            "selector": disc.selector,
+            "pods": [p.__dict__ for p in disc.pods],
+        },
+        "nodes": [n.__dict__ for n in disc.nodes],
+        "discovered": {k: {"value": str(v), "source": s} for k, (v, s) in disc.params().items()},
+        "assumed": {k: {"value": v, "source": s} for k, v, s in plan.assumed},
+        "cluster": disc.cluster(),
+        "notes": disc.notes,
+        "pdbs": disc.pdbs,
+    }
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def _writer(plans: list[DrillPlan], out: Path) -> RunWriter:
+    plan = plans[0]
+    spec, kube, exp = plan.spec, plan.kube, plan.exp
+    run_dir = new_run_dir(out, exp.slug(), "live")
+    meta = {
+        "experiment": exp.path,
+        "design": plan.design,
+        "fault": plan.name,
+        "fault_target": plan.target,
+        "method": spec.fault.method,
+        "context": kube.context,
+        "api_server": kube.host,
+        "kubeconfig": spec.kubeconfig,
+        "server_version": plan.discovery.server_version,
+        "profiles": plan.profiles,
+        "urls": spec.urls,
+        "namespace": spec.namespace,
+        "workload": f"{spec.workload.kind}/{spec.workload.name}",
+        "service": spec.service,
+        "run_id": run_dir.name.rsplit("-", 1)[-1],
+        "seed": spec.seed,
+        "horizon_s": exp.horizon,
+        "prober": ProberInfo(spec.probe.rate, spec.probe.probers, spec.probe.bin).as_meta(),
+        "trials_planned": spec.trials,
+    }
+    writer = RunWriter(run_dir, mode="live", target="kubernetes", meta=meta)
+    writer.write_text("experiment.yaml", exp.effective_yaml(plan.overrides))
+    # the spec with durations as written, so --recover reads it back
+    live = json.dumps(exp.live_data(plan.index), indent=2, default=str)
+    writer.write_text("live.json", live + "\n")
+    writer.write_text("plan.txt", "\n".join(ln for p in plans for ln in p.lines) + "\n")
+    writer.write_text("discovery.json", _discovery_json(plan))
+    preds = [
+        p.prediction.drop(columns=[c for c in ("a_t", "a_v") if c in p.prediction.columns])
+        for p in plans
+    ]
+    writer.add_table("prediction.parquet", pd.concat(preds, ignore_index=True))
+    return writer
+
+
+def run_drill(
+    plans: list[DrillPlan], *, out: Path, log: Callable[[str], None] = print
+) -> DrillOutcome:
+    """Run the trials of the plans (one per fault); rollback always runs."""
+    writer = _writer(plans, out)
+    return engine_run(KubeTarget(plans), writer, log=log)
+
+
 def recover(
     run_dir: Path,
     *,
@@ -1055,21 +790,15 @@ def recover(
 ) -> bool:
     """Finish the rollback a crashed or interrupted run left undone; True when none is left."""
     run_dir = Path(run_dir)
-    journal = Journal(run_dir)
-    if not journal.path.exists():
-        raise FileNotFoundError(f"{run_dir}: no journal.jsonl (not a drill run folder)")
+    if not (run_dir / "journal.jsonl").exists():
+        raise LiveError(f"{run_dir}: no journal.jsonl (not a drill run folder)")
     try:
         spec = LiveSpec.model_validate(json.loads((run_dir / "live.json").read_text()))
     except (OSError, ValueError) as e:
         first = str(e).splitlines()[0]
-        raise FileNotFoundError(f"{run_dir}/live.json unreadable: {first}") from None
-    steps = journal.pending()
-    if not steps:
-        log("nothing to roll back")
-        return True
-    meta = (
-        json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").exists() else {}
-    )
+        raise LiveError(f"{run_dir}/live.json unreadable: {first}") from None
+    meta_path = run_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     kube: Kube | None
     try:
         kube = load_kube(
@@ -1082,9 +811,5 @@ def recover(
     except KubeError as e:
         log(f"no API access ({e}); only hook steps can run")
         kube = None
-    journal.write("recover.start", steps=[s.id for s in steps])
-    state: dict[str, Any] = {}
-    with _signals(state, log):
-        ok = rollback(kube, journal, spec, state, log)
-    journal.write("recover.end", ok=ok)
-    return ok
+    journal = Journal(run_dir)
+    return engine_recover(run_dir, lambda s: _undo(kube, journal, spec, s, log), log=log)

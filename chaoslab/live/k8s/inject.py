@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaoslab.errors import LiveError
+from chaoslab.live.journal import Journal, UndoStep
 from chaoslab.live.k8s.discover import Discovery, NodeInfo, PodInfo, node_info, pod_info
-from chaoslab.live.k8s.journal import Journal, UndoStep
 from chaoslab.live.k8s.kube import Kube, KubeError, parse_time
 from chaoslab.live.k8s.spec import NODE_FAULTS, FaultSpec, LiveSpec
 
@@ -59,15 +60,15 @@ MANAGED_BY = "chaoslab"
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 
 
-class InjectionError(RuntimeError):
+class InjectionError(LiveError):
     """The fault could not be injected (the trial is aborted and rolled back)."""
 
 
 class HookFailed(InjectionError):
-    pass
+    """The operator's hook command failed or timed out."""
 
 
-class DrillRefused(ValueError):
+class DrillRefused(LiveError):
     """The plan breaks a safety rule (control-plane node, too many nodes ...)."""
 
 

@@ -28,10 +28,12 @@ from urllib.parse import quote
 
 __all__ = ["ClockOffset", "Kube", "KubeError", "load_kube", "parse_time"]
 
+from chaoslab.errors import LiveError
+
 Obj = dict[str, Any]
 
 
-class KubeError(Exception):
+class KubeError(LiveError):
     """An API call failed; ``status`` is the HTTP status (0: no answer)."""
 
     def __init__(self, status: int, message: str, reason: str = "") -> None:

@@ -1,7 +1,10 @@
-"""The ``live:`` section of an experiment file for drills on a Kubernetes cluster.
+"""The Kubernetes parts of an experiment file: the ``live:`` environment and a fault's
+``live:`` key (how the drill injects it: method, target selection, hook, chaos pod).
 
-Only the *file shape* lives here (pydantic v2, ``extra="forbid"``, frozen); the drill
-turns it into plain values. Durations are written with units (``30s``, ``500ms``) and read
+Only the *file shape* lives here (pydantic v2, ``extra="forbid"``, frozen); the one reader
+is `chaoslab.experiment.load_experiment`, which resolves a fault entry and the top-level
+``probe:`` into the `LiveSpec` the drill runs (`Experiment.live_spec`).
+Durations are written with units (``30s``, ``500ms``) and read
 with :func:`chaoslab.params.dists.parse_duration`, the same reader as the parameter
 catalogue. Timing values a drill needs and the catalogue does not define (how long to
 wait, how often to probe, when to give up) have no default here: an experiment states
@@ -23,6 +26,8 @@ __all__ = [
     "FaultSpec",
     "HookSpec",
     "LimitsSpec",
+    "LiveFaultKey",
+    "LiveSection",
     "LiveSpec",
     "PreflightSpec",
     "ProbeSpec",
@@ -101,14 +106,14 @@ class HookSpec(_Model):
     timeout: Duration
 
 
-class FaultSpec(_Model):
-    kind: Literal[
-        "pod-delete", "pod-kill", "node-drain", "node-crash", "kubelet-stop", "node-partition"
-    ]
-    target: TargetSpec
+class LiveFaultKey(_Model):
+    """A fault's ``live:`` key. ``target`` defaults to ``{select: <the fault's target>}``;
+    ``duration`` to the fault's own ``duration`` option."""
+
     #: api: Kubernetes API only (pod-delete, node-drain); pod: a privileged chaos pod pinned
     #: to the node; hook: the operator's command
     method: Literal["api", "pod", "hook"]
+    target: TargetSpec | None = None
     #: pod-delete: grace period given to the API delete (None = the pod's own)
     grace_period: Duration | None = None
     #: kubelet-stop / node-partition: how long the fault lasts; the chaos pod undoes it by
@@ -133,6 +138,15 @@ class FaultSpec(_Model):
     out_of_service_after: Duration | None = None
     #: node-crash with method pod: sysrq reboot (b), poweroff (o) or panic (c)
     crash: Literal["reboot", "poweroff", "panic"] = "reboot"
+
+
+class FaultSpec(LiveFaultKey):
+    """A fault as the drill injects it: the entry's kind and its ``live:`` key resolved."""
+
+    kind: Literal[
+        "pod-delete", "pod-kill", "node-drain", "node-crash", "kubelet-stop", "node-partition"
+    ]
+    target: TargetSpec
 
     @model_validator(mode="after")
     def _consistent(self) -> FaultSpec:
@@ -165,7 +179,8 @@ class FaultSpec(_Model):
 class ProbeSpec(_Model):
     """How the service URLs are probed from where chaoslab runs (the shared prober,
     ``chaoslab.live.probe``): ``probers`` new-connection probers at ``rate`` probes/s each,
-    phase-shifted, plus ``long`` long-lived connections."""
+    phase-shifted, plus ``long`` long-lived connections. Built from the experiment's
+    ``probe:`` and its ``client.timeout`` parameter."""
 
     rate: float = Field(gt=0)
     probers: int = Field(ge=1)
@@ -195,8 +210,9 @@ class PreflightSpec(_Model):
     timeout: Duration
 
 
-class LiveSpec(_Model):
-    """The ``live:`` section of an experiment, for ``target: kubernetes``."""
+class LiveSection(_Model):
+    """The ``live:`` section of an experiment, for ``target: kubernetes``: the cluster and
+    the drill's pacing (the faults and the prober are ``faults:`` and ``probe:``)."""
 
     target: Literal["kubernetes"] = "kubernetes"
     kubeconfig: str | None = None
@@ -208,10 +224,8 @@ class LiveSpec(_Model):
     urls: list[str] = Field(min_length=1)
     workload: WorkloadRef
     service: str = Field(min_length=1)
-    fault: FaultSpec
-    trials: int = Field(ge=1)
+    trials: int = Field(ge=1, description="trials per fault")
     cooldown: Duration
-    probe: ProbeSpec
     limits: LimitsSpec
     preflight: PreflightSpec
     #: after recovery, keep observing this long (late milestones, flapping)
@@ -226,6 +240,14 @@ class LiveSpec(_Model):
     design: str | None = None
     #: k8s profile to use instead of the one derived from the server version
     profile: str | None = None
-    #: trials of the prediction run before injecting
+
+
+class LiveSpec(LiveSection):
+    """What one drill runs: the ``live:`` environment, one fault and the prober (built by
+    the experiment, never read from a file; ``live.json`` in a run folder stores it)."""
+
+    fault: FaultSpec
+    probe: ProbeSpec
+    #: trials of the prediction run before injecting (the experiment's ``trials:``)
     predict_trials: int = Field(default=1000, ge=1)
     seed: int = 0

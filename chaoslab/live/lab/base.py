@@ -8,6 +8,7 @@ how a fault target resolves to a node or pod, and what a steady state is.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -20,8 +21,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.netns import LabError, LabState, Proc, run
-from chaoslab.live.lab.spec import LabFault, LabSpec, SpecError, fixed_seconds
+from chaoslab.live.lab.spec import LabFault, LabSpec
 from chaoslab.live.lab.watch import LogEvent, Rule
 
 __all__ = ["LabParams", "Topology"]
@@ -74,12 +76,12 @@ class LabParams:
             if k in CATALOGUE:
                 continue
             if k not in LAB_KEYS:
-                raise SpecError(str(UnknownParameter(f"unknown parameter {k!r} in params:")))
+                raise ExperimentError(str(UnknownParameter(f"unknown parameter {k!r} in params:")))
             self.extra[k] = self._parse_extra(k, raw)
         try:
             self.ps = ParamSet.resolve(list(profiles), known)
         except (ParseError, KeyError, ValueError) as exc:
-            raise SpecError(f"params: {exc}") from None
+            raise ExperimentError(f"params: {exc}") from None
         self.profiles = list(profiles)
         self.overrides = dict(overrides)
 
@@ -100,7 +102,7 @@ class LabParams:
                     raise ParseError(f"{key} is a flag: write true or false, got {raw!r}")
                 return raw
         except ParseError as exc:
-            raise SpecError(f"params: {exc}") from None
+            raise ExperimentError(f"params: {exc}") from None
         return raw
 
     def _raw(self, key: str) -> Any:
@@ -110,7 +112,7 @@ class LabParams:
             return self.ps[key]
         if key in self.extra:
             return self.extra[key]
-        raise SpecError(
+        raise ExperimentError(
             f"params: {key} is not in the parameter catalogue (its model is not merged yet): "
             f"give its value in the experiment's params:"
         )
@@ -124,7 +126,7 @@ class LabParams:
     def flag(self, key: str) -> bool:
         v = self._raw(key)
         if not isinstance(v, bool):
-            raise SpecError(f"{key}: expected true or false, got {v!r}")
+            raise ExperimentError(f"{key}: expected true or false, got {v!r}")
         return v
 
     def per_node(self, key: str, n: int) -> list[int]:
@@ -143,6 +145,22 @@ class LabParams:
         from chaoslab.params import CATALOGUE
 
         return key in CATALOGUE or key in self.extra
+
+
+def fixed_seconds(value: object, key: str) -> float:
+    """A daemon takes one number: a parameter given as a distribution cannot configure it."""
+    from chaoslab.params.dists import Dist
+
+    if isinstance(value, Dist):
+        lo, hi = value.bounds()
+        if lo != hi or not math.isfinite(lo):
+            raise ExperimentError(
+                f"{key} is a distribution ({value.text()}); the lab needs one value"
+            )
+        return float(lo)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExperimentError(f"{key}: expected a number, got {value!r}")
+    return float(value)
 
 
 def _fmt(seconds: float) -> str:
@@ -172,10 +190,12 @@ class Topology(ABC):
     #: which processes serve the app (restarted after a pod-kill)
     client_role: ClassVar[str] = "client"
 
-    def __init__(self, state: LabState, spec: LabSpec, params: LabParams) -> None:
+    def __init__(self, state: LabState, spec: LabSpec, params: LabParams, horizon: float) -> None:
         self.state = state
         self.spec = spec
         self.params = params
+        #: how long a trial observes after the fault (the experiment's horizon)
+        self.horizon = horizon
         #: static routes per namespace role, re-added after a link comes back up
         self.routes: dict[str, list[list[str]]] = state.info.setdefault("routes", {})
         #: the interface a link fault takes down, per node role
@@ -297,8 +317,8 @@ class Topology(ABC):
         t = fault.target
         if t in self.nodes() or t in self.pods():
             return t
-        raise SpecError(
-            f"lab.faults: target {t!r} is not known in design {self.design} "
+        raise ExperimentError(
+            f"faults: target {t!r} is not known in design {self.design} "
             f"(nodes {', '.join(self.nodes())})"
         )
 
@@ -365,7 +385,7 @@ class Topology(ABC):
     def daemon_procs(self, daemon: str, victim: str) -> list[str]:
         name = f"{daemon}-{victim}"
         if name not in self.state.procs:
-            raise SpecError(f"lab.faults: no {daemon} runs on {victim} in design {self.design}")
+            raise ExperimentError(f"faults: no {daemon} runs on {victim} in design {self.design}")
         return [name]
 
     def service_procs(self, victim: str) -> list[str]:
@@ -395,7 +415,7 @@ class Topology(ABC):
             time.sleep(max(0.0, t + fault.duration - time.monotonic()))
             self.blackhole(victim, on=False)
             return t
-        raise SpecError(f"fault kind {fault.kind} is not supported by the lab")
+        raise ExperimentError(f"fault kind {fault.kind} is not supported by the lab")
 
     def restore(self, fault: LabFault, victim: str) -> None:
         """Undo a fault: restart what was killed, bring links back up."""

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.base import NODE_NET, Topology, _fmt
-from chaoslab.live.lab.spec import LabFault, SpecError
+from chaoslab.live.lab.spec import LabFault
 from chaoslab.live.lab.watch import LogEvent, Rule
 
 RT = f"{NODE_NET}.254"
@@ -45,7 +46,7 @@ class BgpTopology(Topology):
         st = self.state
         mode = self.params.ps["ecmp.mode"] if self.params.has("ecmp.mode") else "hash-threshold"
         if mode != "hash-threshold":
-            raise SpecError(
+            raise ExperimentError(
                 f"ecmp.mode {mode}: the lab's router is the Linux kernel, whose multipath "
                 "routes (installed by BIRD) are hash-threshold"
             )

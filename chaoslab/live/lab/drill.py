@@ -1,49 +1,51 @@
 """``lab up | status | drill | down``: build a topology, drill it, tear it down.
 
-A drill runs ``lab.trials`` trials per fault. Each trial starts a prober in the client
-namespace, waits for a steady state (every daemon running, every probe of the last
-``trial.steady`` seconds ok, the design's own condition such as "the VIP is on the
-highest-priority node"), injects the fault and records its instant from the injecting call,
-probes for ``trial.observe`` seconds, undoes the fault and cools down. Outage metrics come
-from the probes through the one outage computation (:mod:`chaoslab.outage`), milestones from
-the daemons' logs (:mod:`chaoslab.live.lab.watch`). The run folder has the format of a
-simulated run (mode ``live``, target ``lab``) plus ``probes.parquet``,
-``milestones.parquet``, ``lab_trials.parquet`` and ``comparison.csv``.
+A drill runs ``lab.trials`` trials per fault of the experiment, through the one drill
+engine (`chaoslab.live.engine`) with `LabTarget` as its target: each trial starts a prober
+in the client namespace, waits for a steady state (every daemon running, every probe of the
+last ``trial.steady`` seconds ok, the design's own condition such as "the VIP is on the
+highest-priority node"), waits a random ``trial.jitter``, injects the fault as its ``lab:``
+key says and records its instant from the injecting call, probes for the experiment's
+``horizon``, undoes the fault and cools down. Outage metrics come from the probes through
+the one outage computation, milestones from the daemons' logs
+(:mod:`chaoslab.live.lab.watch`). The journal records the lab's teardown as its undo step,
+so ``chaoslab lab drill --recover RUN_DIR`` removes a lab a killed drill left behind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import math
+import importlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from chaoslab.compare import Prober, as_probed
-from chaoslab.compare import comparison_table as shared_comparison_table
+from chaoslab.compare import as_probed
+from chaoslab.experiment import Experiment, ExperimentError, load_experiment
+from chaoslab.live.engine import DrillContext, DrillOutcome, Observed, recover, run_drill
+from chaoslab.live.journal import UndoStep
 from chaoslab.live.lab.base import LabParams, Topology
 from chaoslab.live.lab.netns import LabError, LabState, cleanup, list_labs, state_root
-from chaoslab.live.lab.spec import LabExperiment, LabFault, SpecError
+from chaoslab.live.lab.spec import LabFault, LabSpec
 from chaoslab.live.lab.watch import LogWatcher, match_rules
-from chaoslab.live.probe import connection_fates, read_records
+from chaoslab.live.probe import read_records
+from chaoslab.results import ProberInfo, RunWriter, new_run_dir
 
 __all__ = [
-    "DrillResult",
-    "comparison_table",
+    "LabTarget",
     "lab_down",
+    "lab_recover",
     "lab_status",
     "lab_up",
     "open_lab",
-    "run_drill",
-    "trial_metrics",
+    "run_lab_drill",
+    "topology_class",
 ]
 
 _MODULES = {
@@ -57,31 +59,15 @@ _MODULES = {
 
 
 def topology_class(design: str) -> type[Topology]:
-    import importlib
-
     module, name = _MODULES[design]
     cls: type[Topology] = getattr(importlib.import_module(module), name)
     return cls
 
 
-class _Interrupted(KeyboardInterrupt):
-    """SIGTERM during a lab operation: unwinds like Ctrl-C so cleanup runs."""
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise _Interrupted()
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: nothing to install
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+def lab_spec(exp: Experiment) -> LabSpec:
+    if exp.model.lab is None:
+        raise ExperimentError.at(exp.path, None, "lab", "no lab: section (a lab drill needs one)")
+    return exp.model.lab
 
 
 def _prefix_for(name: str) -> str:
@@ -89,33 +75,37 @@ def _prefix_for(name: str) -> str:
     return f"cl-{name}"
 
 
-def lab_up(exp: LabExperiment, *, prefix: str | None = None) -> Topology:
+def _topology(exp: Experiment, state: LabState) -> Topology:
+    spec = lab_spec(exp)
+    params = LabParams(exp.profiles, exp.overrides())
+    return topology_class(spec.design)(state, spec, params, exp.horizon)
+
+
+def lab_up(exp: Experiment, *, prefix: str | None = None) -> Topology:
     """Build the topology and start its daemons. On any failure everything is removed."""
-    spec = exp.lab
-    params = LabParams(exp.profile, exp.params)
+    spec = lab_spec(exp)
+    exp.validate()
     state = LabState.create(spec.name, prefix or _prefix_for(spec.name), spec.design)
-    topo = topology_class(spec.design)(state, spec, params)
-    state.info["experiment"] = exp.model_dump(mode="json")
+    state.info["experiment"] = {"path": exp.path, "text": exp.text}
+    topo = _topology(exp, state)
     try:
-        with _sigterm_unwinds():
-            topo.build()
-            state.status = "up"
-            state.save()
+        topo.build()
+        state.status = "up"
+        state.save()
     except BaseException:
         cleanup(state, remove_dir=False)
         raise
     return topo
 
 
-def open_lab(name: str, exp: LabExperiment | None = None) -> Topology:
+def open_lab(name: str) -> Topology:
     """A topology object for a lab that is up (from its state file)."""
     path = state_root() / name / "state.json"
     if not path.exists():
         raise LabError(f"no lab named {name!r} is up (no {path})")
     state = LabState.load(path)
-    if exp is None:
-        exp = LabExperiment.model_validate(state.info["experiment"])
-    return topology_class(state.design)(state, exp.lab, LabParams(exp.profile, exp.params))
+    saved = state.info["experiment"]
+    return _topology(load_experiment(saved["path"], text=saved["text"]), state)
 
 
 def lab_down(name: str | None = None) -> list[str]:
@@ -145,108 +135,197 @@ def lab_status(name: str) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- metrics
-
-
-def trial_metrics(
-    probes: pd.DataFrame, t_fault: float, observe: float, bin_s: float
-) -> dict[str, Any]:
-    """Outage metrics of one trial from its probe records (the shared outage computation),
-    plus the fate of the long-lived connections open at the fault."""
-    from chaoslab.outage import availability_from_probes, metrics
-
-    new = probes[probes.kind == "new"]
-    times, values = availability_from_probes(
-        new.t.to_numpy(),
-        (new.outcome == "ok").to_numpy(),
-        t_fault=t_fault,
-        bin_s=bin_s,
-        horizon=observe,
-    )
-    m = metrics(times, values, observe)
-    out: dict[str, Any] = {
-        "recovery_s": m.recovery_s,
-        "recovered": m.recovered,
-        "downtime_s": m.downtime_s,
-        "degraded_s": m.degraded_s,
-        "lost_s": m.lost_s,
-    }
-    # each long-lived connection's fate at the horizon, as the model counts it
-    out["connections_reset"], out["connections_hung"] = connection_fates(probes, t_fault, observe)
-    out["a_t"] = [float(x) for x in times]
-    out["a_v"] = [float(x) for x in values]
-    return out
-
-
-def comparison_table(
-    measured: pd.DataFrame,
-    predicted: dict[tuple[str, str], pd.DataFrame | str],
-    tolerance: float = 0.0,
-) -> pd.DataFrame:
-    """The shared comparison (:func:`chaoslab.compare.comparison_table`) for a lab drill.
-
-    ``predicted`` maps (design, fault label) to the simulated trials or to the reason there
-    is no prediction. The model names the fault by its kind (a lab 'link-down' is predicted
-    as a 'node-crash'), so its trials are relabelled with the lab's fault label here; the
-    tolerance is the probe bin."""
-    frames = [
-        trials.assign(design=design, fault=label)
-        for (design, label), trials in predicted.items()
-        if not isinstance(trials, str)
-    ]
-    reasons = {k: v for k, v in predicted.items() if isinstance(v, str)}
-    return shared_comparison_table(
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-        measured,
-        tolerance_s=tolerance,
-        reasons=reasons,
-    )
-
-
-def predict(
-    exp: LabExperiment, fault: LabFault, seed: int, cluster: dict[str, Any] | None = None
-) -> pd.DataFrame | str:
-    """The model's trials for this lab fault, or why there are none. The horizon is the
-    drill's observation window, so "not recovered" means the same on both sides."""
-    try:
-        import chaoslab
-
-        simulate = chaoslab.simulate  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return "chaoslab.simulate is not available"
-    params = dict(exp.params)
-    if fault.client_timeout is not None:
-        params["client.timeout"] = f"{fault.client_timeout}s"
-    try:
-        return simulate(
-            exp.lab.design,
-            fault.model_fault(),
-            profile=exp.profile or None,
-            params=params,
-            trials=exp.lab.predict_trials,
-            seed=seed,
-            horizon=exp.lab.trial.observe,
-            **({"cluster": cluster} if cluster is not None else {}),
-        )
-    except Exception as exc:  # the model may not know this design or fault yet
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return f"model: {type(exc).__name__}: {first}"
-
-
-# ----------------------------------------------------------------------------- drill
+# ----------------------------------------------------------------------------- target
 
 
 @dataclass
-class DrillResult:
-    path: Path
-    trials: pd.DataFrame
-    comparison: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
+class _Trial:
+    """What one trial of the lab keeps between the engine's calls."""
+
+    probe_file: Path
+    timeout: float
+    recent: pd.DataFrame
+    jitter: float = 0.0
+    call_s: float = 0.0
 
 
-def _wait_steady(
-    topo: Topology, probe_file: Path, t_start: float, log: Callable[[str], None]
-) -> pd.DataFrame:
+class LabTarget:
+    """The lab as a `chaoslab.live.engine.DrillTarget`."""
+
+    kind = "lab"
+
+    def __init__(self, exp: Experiment, *, trials: int | None, prefix: str | None) -> None:
+        spec = lab_spec(exp)
+        probe = exp.model.probe
+        if probe is None:
+            raise ExperimentError.at(exp.path, None, "probe", "a lab drill needs probe:")
+        self.exp, self.spec, self.probe, self.prefix = exp, spec, probe, prefix
+        self.design = spec.design
+        self.prober = ProberInfo(probe.rate, probe.probers, probe.bin)
+        self.trials = trials if trials is not None else spec.trials
+        self.cooldown = spec.trial.cooldown
+        self.milestone_names: list[str] = []
+        self.rng = np.random.default_rng(exp.model.seed)
+        self.topo: Topology | None = None
+        self.watcher = LogWatcher()
+        self.ctx: DrillContext | None = None
+        self._trial: _Trial | None = None
+        self._no = 0
+
+    def faults(self) -> list[LabFault]:
+        return self.exp.lab_faults()
+
+    def open(self, ctx: DrillContext) -> None:
+        self.ctx = ctx
+        ctx.journal.add_undo({"op": "lab-down", "lab": self.spec.name, "root": str(state_root())})
+        ctx.log(f"building {self.design} lab {self.spec.name}")
+        self.topo = lab_up(self.exp, prefix=self.prefix)
+        for src, path in self.topo.log_sources().items():
+            self.watcher.add(src, path, from_start=True)
+        self.watcher.start()
+        self.milestone_names = sorted({r.milestone for r in self.topo.rules()})
+
+    def _topo(self) -> Topology:
+        if self.topo is None:
+            raise LabError("the lab is not up")
+        return self.topo
+
+    def _start_prober(self, long: int, out_file: Path, timeout: float) -> None:
+        topo = self._topo()
+        p = self.probe
+        args = ["--rate", f"{p.rate:g}", "--probers", str(p.probers), "--timeout", f"{timeout:g}"]
+        args += ["--long", str(long), "--long-interval", f"{p.long_interval or 0:g}"]
+        argv = topo.python("chaoslab.live.probe", topo.target_url(), *args, "--out", str(out_file))
+        topo.state.spawn("probe", topo.client_role, argv)
+
+    def _stop_prober(self) -> None:
+        topo = self._topo()
+        if "probe" in topo.state.procs:
+            topo.state.stop("probe", signal.SIGTERM, wait=10)
+            del topo.state.procs["probe"]
+
+    def preflight(self, fault: LabFault, trial: int) -> None:
+        topo = self._topo()
+        timeout = fault.client_timeout or topo.params.seconds("client.timeout")
+        folder = Path(topo.state.dir)
+        if self.probe.long:
+            # settle with new connections only, then open the long-lived ones: a connection
+            # opened while a path was still missing (a BGP session coming back after the
+            # last trial) and re-hashed when it returned would be reset before the fault,
+            # and the survivors of that re-hash are exactly the flows the next re-hash
+            # does not move
+            settle = folder / f"settle-{self._no:04d}.csv"
+            self._start_prober(0, settle, timeout)
+            _wait_steady(topo, settle, time.monotonic())
+            self._stop_prober()
+            settle.unlink(missing_ok=True)
+        probe_file = folder / f"probes-{self._no:04d}.csv"
+        self._start_prober(self.probe.long, probe_file, timeout)
+        recent = _wait_steady(topo, probe_file, time.monotonic())
+        self._trial = _Trial(probe_file, timeout, recent)
+
+    def _state(self) -> _Trial:
+        if self._trial is None:
+            raise LabError("no trial is running")
+        return self._trial
+
+    def choose(self, fault: LabFault, trial: int) -> str:
+        return self._topo().resolve_target(fault, self._state().recent)
+
+    def inject(self, fault: LabFault, victim: str) -> float:
+        st = self._state()
+        st.jitter = float(self.rng.uniform(0.0, self.spec.trial.jitter))
+        time.sleep(st.jitter)
+        t0 = self._topo().inject(fault, victim)
+        st.call_s = time.monotonic() - t0
+        return t0
+
+    def observe(self, fault: LabFault, victim: str, t0: float) -> Observed:
+        st, topo, horizon = self._state(), self._topo(), self.exp.horizon
+        time.sleep(max(0.0, t0 + horizon - time.monotonic()))
+        self._stop_prober()
+        probes = read_records(st.probe_file)
+        probes = probes[probes.t < t0 + horizon]
+        obs = Observed(probes, horizon)
+        obs.info = {"fault_call_s": st.call_s, "jitter_s": st.jitter}
+        obs.info["client_timeout_s"] = st.timeout
+        events = self.watcher.events(t0, t0 + horizon)
+
+        def accept(rule: Any, ev: Any) -> bool:
+            return topo.milestone_filter(fault, victim, rule, ev)
+
+        for name, ev in match_rules(events, topo.rules(), accept=accept):
+            if name in obs.milestones:  # the first occurrence is the milestone
+                continue
+            obs.milestones[name] = ev.t - t0
+            row = {"milestone": name, "t": ev.t - t0, "source": ev.source, "detail": ev.line}
+            obs.milestone_rows.append(row)
+        self.watcher.clear_before(t0 + horizon)
+        st.probe_file.unlink(missing_ok=True)
+        return obs
+
+    def restore(self, fault: LabFault, victim: str) -> bool:
+        self._no += 1
+        if self.topo is not None:
+            self._stop_prober()
+            if victim:
+                self.topo.restore(fault, victim)
+        return True
+
+    def close(self) -> list[str]:
+        self.watcher.stop()
+        if self.topo is None:
+            return []
+        notes = cleanup(self.topo.state)
+        if self.ctx is not None:
+            for s in self.ctx.journal.pending():
+                if s.step.get("op") == "lab-down":
+                    self.ctx.journal.undo_done(s.id, op="lab-down")
+        return notes
+
+    def undo(self, step: UndoStep) -> bool:
+        return lab_undo(step, self.ctx.journal.undo_done if self.ctx else None)
+
+    def predict(self, fault: LabFault) -> pd.DataFrame | str:
+        """The model's trials for this fault, as the lab's prober would see them
+        (`chaoslab.compare.as_probed`), or why there are none."""
+        import chaoslab
+
+        exp = self.exp
+        i = next(j for j, f in enumerate(exp.lab_faults()) if f.name == fault.name)
+        try:
+            pred = chaoslab.simulate(
+                self.design,
+                exp.model_fault(i),
+                profile=exp.profiles or None,
+                params=exp.fault_overrides(i),
+                trials=exp.model.trials,
+                seed=exp.model.seed + i,
+                horizon=exp.horizon,
+                cluster=exp.cluster_spec(),
+            )
+        except (ValueError, KeyError) as exc:  # the model cannot represent this fault
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return f"model: {type(exc).__name__}: {first}"
+        # the model's a(t) sampled by the same prober, so a dip shorter than the probe
+        # spacing counts as often as the lab can catch one
+        return as_probed(pred, self.prober, exp.horizon, seed=exp.model.seed + i)
+
+
+def lab_undo(step: UndoStep, done: Callable[..., None] | None) -> bool:
+    """Run one journaled undo step of a lab drill (its teardown)."""
+    s = step.step
+    if s.get("op") != "lab-down":
+        return False
+    for st in list_labs():
+        if st.name == s["lab"]:
+            cleanup(st)
+    if done is not None:
+        done(step.id, op="lab-down", lab=s["lab"])
+    return True
+
+
+def _wait_steady(topo: Topology, probe_file: Path, t_start: float) -> pd.DataFrame:
     tr = topo.spec.trial
     need = max(tr.steady, tr.baseline)
     deadline = t_start + tr.settle_timeout
@@ -269,212 +348,43 @@ def _wait_steady(
             )
 
 
-def run_drill(
-    exp: LabExperiment,
+# ----------------------------------------------------------------------------- drill
+
+
+def run_lab_drill(
+    exp: Experiment,
     *,
     trials: int | None = None,
     out: Path | None = None,
     prefix: str | None = None,
     log: Callable[[str], None] = lambda s: None,
-    source: str | None = None,
-) -> DrillResult:
+) -> DrillOutcome:
     """Build the lab, run every fault ``trials`` times, write the run folder, tear down."""
-    from chaoslab.results import RunWriter
-
-    spec = exp.lab
-    k = trials if trials is not None else spec.trials
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = (out or Path("results")) / f"lab-{spec.name}" / stamp
+    target = LabTarget(exp, trials=trials, prefix=prefix)
+    spec = target.spec
     writer = RunWriter(
-        run_dir,
+        new_run_dir(out or Path("results"), exp.slug(), "live"),
         mode="live",
         target="lab",
         meta={
-            "experiment": source,
-            "title": exp.title,
+            "experiment": exp.path,
+            "title": exp.model.title,
             "design": spec.design,
-            "profiles": exp.profile,
-            "params": exp.params,
-            "seed": exp.seed,
+            "profiles": exp.profiles,
+            "params": exp.overrides(),
+            "seed": exp.model.seed,
+            "horizon_s": exp.horizon,
+            "prober": target.prober.as_meta(),
             "lab": spec.model_dump(mode="json"),
         },
     )
-    if source:
-        with contextlib.suppress(OSError):
-            writer.write_text("experiment.yaml", Path(source).read_text())
-    watcher = LogWatcher()
-    rng = np.random.default_rng(exp.seed)
-    rows: list[dict[str, Any]] = []
-    lab_rows: list[dict[str, Any]] = []
-    probe_frames: list[pd.DataFrame] = []
-    milestone_rows: list[dict[str, Any]] = []
-    notes: list[str] = []
-    topo: Topology | None = None
-    finished = False
-    try:
-        with _sigterm_unwinds():
-            log(f"building {spec.design} lab {spec.name}")
-            topo = lab_up(exp, prefix=prefix)
-            for src, path in topo.log_sources().items():
-                watcher.add(src, path, from_start=True)
-            watcher.start()
-            rules = topo.rules()
-            url = topo.target_url()
-            trial_no = 0
-            for fault in spec.faults:
-                timeout = fault.client_timeout or topo.params.seconds("client.timeout")
-                for i in range(k):
-                    probe_file = state_dir(topo) / f"probes-{trial_no:04d}.csv"
-
-                    def start_prober(long: int, out_file: Path, timeout: float = timeout) -> None:
-                        topo.state.spawn(
-                            "probe",
-                            topo.client_role,
-                            topo.python(
-                                "chaoslab.live.probe",
-                                url,
-                                "--rate",
-                                f"{spec.probe.rate:g}",
-                                "--probers",
-                                str(spec.probe.probers),
-                                "--timeout",
-                                f"{timeout:g}",
-                                "--long",
-                                str(long),
-                                "--long-interval",
-                                f"{spec.probe.long_interval or 0:g}",
-                                "--out",
-                                str(out_file),
-                            ),
-                        )
-
-                    if spec.probe.long:
-                        # settle with new connections only, then open the long-lived ones:
-                        # a connection opened while a path was still missing (a BGP session
-                        # coming back after the last trial) and re-hashed when it returned
-                        # would be reset before the fault, and the survivors of that re-hash
-                        # are exactly the flows the next re-hash does not move
-                        settle_file = state_dir(topo) / f"settle-{trial_no:04d}.csv"
-                        start_prober(0, settle_file)
-                        _wait_steady(topo, settle_file, time.monotonic(), log)
-                        topo.state.stop("probe", signal.SIGTERM, wait=10)
-                        del topo.state.procs["probe"]
-                        settle_file.unlink(missing_ok=True)
-                    start_prober(spec.probe.long, probe_file)
-                    t_start = time.monotonic()
-                    recent = _wait_steady(topo, probe_file, t_start, log)
-                    victim = topo.resolve_target(fault, recent)
-                    wait = float(rng.uniform(0.0, spec.trial.jitter))
-                    time.sleep(wait)
-                    t_fault = topo.inject(fault, victim)
-                    t_call = time.monotonic() - t_fault
-                    time.sleep(max(0.0, t_fault + spec.trial.observe - time.monotonic()))
-                    topo.state.stop("probe", signal.SIGTERM, wait=10)
-                    del topo.state.procs["probe"]
-                    probes = read_records(probe_file)
-                    probes = probes[probes.t < t_fault + spec.trial.observe]
-                    topo.restore(fault, victim)
-                    m = trial_metrics(probes, t_fault, spec.trial.observe, spec.trial.bin)
-                    row = {
-                        "design": spec.design,
-                        "fault": fault.label,
-                        "target": fault.target,
-                        "trial": i,
-                    }
-                    row.update({kk: v for kk, v in m.items() if kk not in ("a_t", "a_v")})
-                    row["a_t"], row["a_v"] = m["a_t"], m["a_v"]
-                    events = watcher.events(t_fault, t_fault + spec.trial.observe)
-                    seen: dict[str, float] = {}
-                    for name, ev in match_rules(
-                        events,
-                        rules,
-                        accept=lambda r, e, f=fault, v=victim: topo.milestone_filter(f, v, r, e),
-                    ):
-                        if name in seen:  # the first occurrence is the milestone
-                            continue
-                        seen[name] = ev.t - t_fault
-                        milestone_rows.append(
-                            {
-                                "design": spec.design,
-                                "fault": fault.label,
-                                "trial": i,
-                                "milestone": name,
-                                "t": ev.t - t_fault,
-                                "source": ev.source,
-                                "line": ev.line,
-                            }
-                        )
-                    for name in {r.milestone for r in rules}:
-                        row["at_" + name.replace(".", "_")] = seen.get(name, math.nan)
-                    row["at_service_recovered"] = m["recovery_s"] if m["recovered"] else math.nan
-                    rows.append(row)
-                    pf = probes.assign(
-                        design=spec.design, fault=fault.label, trial=i, t_rel=probes.t - t_fault
-                    )
-                    probe_frames.append(pf)
-                    lab_rows.append(
-                        {
-                            "design": spec.design,
-                            "fault": fault.label,
-                            "trial": i,
-                            "victim": victim,
-                            "t_fault": t_fault,
-                            "fault_call_s": t_call,
-                            "jitter_s": wait,
-                            "client_timeout_s": timeout,
-                            "probes": int((probes.kind == "new").sum()),
-                            "failed": int(
-                                ((probes.kind == "new") & (probes.outcome != "ok")).sum()
-                            ),
-                        }
-                    )
-                    writer.add_trials(pd.DataFrame([row]))
-                    log(
-                        f"{fault.label} #{i + 1}/{k} on {victim}: recovery "
-                        f"{m['recovery_s']:.3f} s, downtime {m['downtime_s']:.3f} s, "
-                        f"lost {m['lost_s']:.3f} s"
-                    )
-                    watcher.clear_before(t_fault + spec.trial.observe)
-                    probe_file.unlink(missing_ok=True)
-                    trial_no += 1
-                    time.sleep(spec.trial.cooldown)
-            finished = True
-    finally:
-        watcher.stop()
-        if topo is not None:
-            notes += cleanup(topo.state)
-        if probe_frames:
-            writer.add_table("probes.parquet", pd.concat(probe_frames, ignore_index=True))
-        if milestone_rows:
-            writer.add_table("milestones.parquet", pd.DataFrame(milestone_rows))
-        if lab_rows:
-            writer.add_table("lab_trials.parquet", pd.DataFrame(lab_rows))
-        if not finished:
-            writer.finish_partial(notes=notes)
-    measured = pd.DataFrame(rows)
-    predicted: dict[tuple[str, str], pd.DataFrame | str] = {}
-    try:
-        cluster = (
-            spec.cluster
-            if spec.cluster is not None
-            else (topo.model_cluster() if topo is not None else None)
-        )
-    except SpecError as exc:
-        cluster, notes = None, [*notes, str(exc)]
-    # the model's a(t) sampled by the same prober, so a dip shorter than the probe spacing
-    # counts as often as the lab can catch one (compare.as_probed)
-    prober = Prober(spec.probe.rate, spec.probe.probers, spec.trial.bin)
-    for j, fault in enumerate(spec.faults):
-        log(f"predicting {fault.label}")
-        pred = predict(exp, fault, exp.seed + j, cluster)
-        if not isinstance(pred, str):
-            pred = as_probed(pred, prober, spec.trial.observe, seed=exp.seed + j)
-        predicted[(spec.design, fault.label)] = pred
-    comp = comparison_table(measured, predicted, spec.trial.bin)
-    writer.add_table("comparison.csv", comp)
-    run = writer.finish(notes=notes)
-    return DrillResult(run.path, run.trials, comp, notes)
+    writer.write_text("experiment.yaml", exp.effective_yaml())
+    return run_drill(target, writer, log=log)
 
 
-def state_dir(topo: Topology) -> Path:
-    return Path(topo.state.dir)
+def lab_recover(run_dir: Path, *, log: Callable[[str], None] = print) -> bool:
+    """Tear down what a killed lab drill left (its journal's pending undo)."""
+    from chaoslab.live.journal import Journal
+
+    journal = Journal(Path(run_dir))
+    return recover(run_dir, lambda s: lab_undo(s, journal.undo_done), log=log)

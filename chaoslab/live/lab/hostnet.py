@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.base import Topology, _ms
-from chaoslab.live.lab.spec import LabFault, SpecError
+from chaoslab.live.lab.spec import LabFault
 from chaoslab.live.lab.watch import LogEvent, Rule
 
 CLIENT = "10.0.2.2"
@@ -158,7 +159,7 @@ class HostnetTopology(Topology):
             return self.pods()[0]
         if fault.target in self.pods():
             return fault.target
-        raise SpecError(
-            f"lab.faults: target {fault.target!r}: ingress-hostnet faults hit a pod "
+        raise ExperimentError(
+            f"faults: target {fault.target!r}: ingress-hostnet faults hit a pod "
             f"(app-pod or {', '.join(self.pods())})"
         )

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from chaoslab.errors import LiveError
+
 __all__ = [
     "STATE_ROOT",
     "LabError",
@@ -49,7 +51,7 @@ def state_root() -> Path:
     return Path(os.environ.get("CHAOSLAB_LAB_STATE", str(STATE_ROOT)))
 
 
-class LabError(RuntimeError):
+class LabError(LiveError):
     """A lab step failed; the message says which command and why."""
 
 

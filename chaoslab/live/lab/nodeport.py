@@ -33,9 +33,10 @@ import socket
 
 import pandas as pd
 
+from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.base import NODE_NET, Topology, _ms
 from chaoslab.live.lab.netns import run
-from chaoslab.live.lab.spec import LabFault, SpecError
+from chaoslab.live.lab.spec import LabFault
 from chaoslab.live.lab.watch import LogEvent, Rule
 
 LB_NODE_SIDE = f"{NODE_NET}.254"
@@ -76,7 +77,7 @@ class NodeportLbTopology(Topology):
     def build(self) -> None:
         st = self.state
         if not self.endpoints():
-            raise SpecError("lab.lb.pods: the service needs at least one pod")
+            raise ExperimentError("lab.lb.pods: the service needs at least one pod")
         st.add_ns("sw")
         st.add_ns("lb")
         st.add_ns(self.client_role)
@@ -205,7 +206,7 @@ class NodeportLbTopology(Topology):
         p = self.params
         inter, timeout = p.seconds("lb.interval"), p.seconds("lb.timeout")
         fall, rise = p.count("lb.fall"), p.count("lb.rise")
-        horizon = self.spec.trial.observe
+        horizon = self.horizon
         if self.local:
             check = [
                 "  option httpchk GET /healthz",
@@ -254,7 +255,7 @@ class NodeportLbTopology(Topology):
         with app pods are 'controllers', the idle ones 'computes'."""
         counts = self.pod_counts()
         if any(c > 1 for c in counts):
-            raise SpecError("lab.lb.pods: the model spreads one replica per node; use 0 or 1")
+            raise ExperimentError("lab.lb.pods: the model spreads one replica per node; use 0 or 1")
         return {
             "masters": 0,
             "controllers": sum(1 for c in counts if c),
@@ -314,7 +315,7 @@ class NodeportLbTopology(Topology):
         if fault.target == "idle-node":
             idle = [n for n, c in counts.items() if c == 0]
             if not idle:
-                raise SpecError("lab.faults: target idle-node but every node has a pod")
+                raise ExperimentError("faults: target idle-node but every node has a pod")
             return idle[0]
         if fault.target == "app-pod-node":
             return next(n for n, c in counts.items() if c > 0)
@@ -324,7 +325,7 @@ class NodeportLbTopology(Topology):
 
     def inject(self, fault: LabFault, victim: str) -> float:
         if fault.kind == "link-down" and victim in self.pods():
-            raise SpecError("lab.faults: link-down takes a node here, not a pod")
+            raise ExperimentError("faults: link-down takes a node here, not a pod")
         return super().inject(fault, victim)
 
 

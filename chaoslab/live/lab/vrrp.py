@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.base import Topology, _fmt
-from chaoslab.live.lab.spec import LabFault, SpecError
+from chaoslab.live.lab.spec import LabFault
 from chaoslab.live.lab.watch import LogEvent, Rule
 
 SUBNET = "10.0.0"
@@ -67,13 +68,15 @@ class VrrpTopology(Topology):
         assert self.spec.vrrp is not None
         prio = self.priorities()[index - 1]
         if not 1 <= prio <= 254:
-            raise SpecError(f"vrrp.priority: {prio} is not between 1 and 254")
+            raise ExperimentError(f"vrrp.priority: {prio} is not between 1 and 254")
         version = p.count("vrrp.version")
         if version not in (2, 3):
-            raise SpecError(f"vrrp.version must be 2 or 3, got {version}")
+            raise ExperimentError(f"vrrp.version must be 2 or 3, got {version}")
         advert = p.seconds("vrrp.advert_int")
         if version == 2 and advert != int(advert):
-            raise SpecError("vrrp.advert_int: VRRPv2 adverts are whole seconds; use version 3")
+            raise ExperimentError(
+                "vrrp.advert_int: VRRPv2 adverts are whole seconds; use version 3"
+            )
         lines = [
             "global_defs {",
             f"  router_id {node}",
@@ -161,7 +164,7 @@ class VrrpTopology(Topology):
         if fault.target == "vip-holder":
             h = self.holder(recent)
             if h is None:
-                raise SpecError("no node answers on the VIP: cannot find the vip-holder")
+                raise ExperimentError("no node answers on the VIP: cannot find the vip-holder")
             return h
         if fault.target == "backup":
             h = self.holder(recent)

@@ -1,0 +1,416 @@
+"""The one drill engine: a trial loop over a `DrillTarget`, for the lab and for clusters.
+
+A target is anything a fault can be injected into and probed: the lab of real daemons
+(`chaoslab.live.lab.drill.LabTarget`), a Kubernetes cluster
+(`chaoslab.live.k8s.drill.KubeTarget`). It implements `DrillTarget`:
+
+``open(ctx)``
+    bring the target up (build the lab, start the watches); journal its undo first.
+``faults()``
+    the faults to drill, each with ``name`` (the ``fault`` column, the prediction's name)
+    and ``target`` (the ``target`` column).
+``preflight(fault, trial)``
+    wait until the target is in its steady state (every probe ok for a window, every
+    replica Ready, ...); raise a `LiveError` when it is not reached in time.
+``choose(fault, trial) -> victim``
+    the node or pod this trial hits, chosen now (VIP holders and pods move between trials).
+``inject(fault, victim) -> t0``
+    break it; return the fault instant on ``time.monotonic()``. Undo steps are journaled
+    before the action.
+``observe(fault, victim, t0) -> Observed``
+    watch until the trial ends; return the probe records (``t`` on the monotonic clock,
+    ``kind``, ``outcome``), the milestones seen (seconds after t0) and the horizon.
+``restore(fault, victim) -> bool``
+    undo the fault and stop the trial's probers (always runs: normal end, error, Ctrl-C,
+    SIGTERM; ``victim`` is "" when the trial failed before choosing one); True when
+    nothing is left to undo.
+``close() -> notes``
+    tear down (stop watches, remove the lab); ``predict(fault)`` gives the model's trials
+    for the comparison; ``undo(step)`` runs one journaled undo step for ``--recover``.
+
+The engine owns what both drills share: the trial loop, one signal guard (SIGINT/SIGTERM
+raise `DrillInterrupted`, except during a rollback, which finishes first), the journal
+(`chaoslab.live.journal`), the run folder (`chaoslab.results.new_run_dir`, format v2 with the
+prober in ``meta.json``), probes -> a(t) -> `chaoslab.outage.trial_row`, and the
+comparison. A new target (a local control plane) implements the methods above and nothing
+else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import pandas as pd
+
+from chaoslab.errors import LiveError
+from chaoslab.live.journal import Journal, UndoStep
+from chaoslab.live.probe import connection_fates
+from chaoslab.outage import availability_from_probes, trial_row
+from chaoslab.results import (
+    MILESTONE_COLUMNS,
+    ProberInfo,
+    Run,
+    RunWriter,
+    live_table,
+)
+
+__all__ = [
+    "DrillContext",
+    "DrillFault",
+    "DrillInterrupted",
+    "DrillOutcome",
+    "DrillTarget",
+    "Observed",
+    "SignalGuard",
+    "TrialResult",
+    "recover",
+    "run_drill",
+]
+
+Log = Callable[[str], None]
+#: the metrics every comparison.csv has a row for, before the milestones
+_METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s")
+
+
+class DrillInterrupted(BaseException):
+    """SIGTERM (or Ctrl-C) during a drill: roll back, write what was measured, exit."""
+
+
+class DrillFault(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+
+@dataclass
+class Observed:
+    """What a target saw during one trial."""
+
+    probes: pd.DataFrame
+    horizon: float
+    #: milestone name -> seconds after the fault (the first occurrence)
+    milestones: dict[str, float] = field(default_factory=dict)
+    #: one row per milestone with its evidence (``source``, ``detail``, ``t_server``)
+    milestone_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: per-trial facts for trial_info.csv (target-specific columns)
+    info: dict[str, Any] = field(default_factory=dict)
+    aborted: str = ""
+
+
+@dataclass
+class DrillContext:
+    journal: Journal
+    writer: RunWriter
+    guard: SignalGuard
+    log: Log
+
+
+class DrillTarget(Protocol):
+    #: ``lab`` | ``kubernetes``: the run's ``target`` in meta.json
+    kind: str
+    design: str
+    prober: ProberInfo
+    trials: int
+    cooldown: float
+    #: milestones every trial has a column for (NaN when not seen)
+    milestone_names: Sequence[str]
+
+    def open(self, ctx: DrillContext) -> None: ...
+    def faults(self) -> Sequence[DrillFault]: ...
+    def preflight(self, fault: Any, trial: int) -> None: ...
+    def choose(self, fault: Any, trial: int) -> str: ...
+    def inject(self, fault: Any, victim: str) -> float: ...
+    def observe(self, fault: Any, victim: str, t0: float) -> Observed: ...
+    def restore(self, fault: Any, victim: str) -> bool: ...
+    def close(self) -> list[str]: ...
+    def predict(self, fault: Any) -> pd.DataFrame | str: ...
+    def undo(self, step: UndoStep) -> bool: ...
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class SignalGuard:
+    """SIGTERM and Ctrl-C raise DrillInterrupted, except while a rollback runs: then they
+    are noted and the rollback finishes first (a half-done rollback is the worst outcome)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.rolling_back = False
+        self.interrupted = ""
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self.interrupted = name
+        if self.rolling_back:
+            self.log(f"{name} received: the rollback finishes first")
+            return
+        raise DrillInterrupted(name)
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.getsignal(s)
+                signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old.clear()
+
+    @contextlib.contextmanager
+    def rollback(self) -> Iterator[None]:
+        self.rolling_back = True
+        try:
+            yield
+        finally:
+            self.rolling_back = False
+
+
+# --------------------------------------------------------------------------- trials
+
+
+@dataclass
+class TrialResult:
+    row: dict[str, Any]
+    info: dict[str, Any]
+    milestones: list[dict[str, Any]]
+    probes: pd.DataFrame
+
+
+@dataclass
+class DrillOutcome:
+    run: Run
+    status: str
+    reason: str
+    comparison: pd.DataFrame
+    notes: list[str]
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return self.run.trials
+
+
+def _row(target: DrillTarget, fault: DrillFault, trial: int, obs: Observed, t0: float) -> dict:
+    """The trial's row: probes -> a(t) -> the shared outage metrics (`outage.trial_row`)."""
+    probes, horizon = obs.probes, obs.horizon
+    new = probes[probes["kind"] == "new"] if "kind" in probes.columns else probes
+    if new.empty or horizon <= 0:
+        times, values = [], []
+        conn = (float("nan"), float("nan"))
+    else:
+        ts, vs = availability_from_probes(
+            new["t"].to_numpy(),
+            (new["outcome"] == "ok").to_numpy(),
+            t_fault=t0,
+            bin_s=target.prober.bin_s,
+            horizon=horizon,
+        )
+        times, values = list(ts), list(vs)
+        conn = connection_fates(probes, t0, horizon)
+    key = {"design": target.design, "fault": fault.name, "target": fault.target, "trial": trial}
+    return {
+        **key,
+        **trial_row(
+            times,
+            values,
+            horizon,
+            connections=conn,
+            milestones=obs.milestones,
+            milestone_names=target.milestone_names,
+        ),
+    }
+
+
+def _trial(ctx: DrillContext, target: DrillTarget, fault: DrillFault, i: int) -> TrialResult:
+    """preflight, choose, inject, observe, and restore whatever happened."""
+    log = ctx.log
+    ctx.journal.write("trial.start", fault=fault.name, trial=i)
+    info: dict[str, Any] = {"design": target.design, "fault": fault.name, "trial": i}
+    victim = ""
+    t0 = float("nan")
+    obs: Observed | None = None
+    try:
+        target.preflight(fault, i)
+        victim = target.choose(fault, i)
+        info["victim"] = victim
+        log(f"{fault.name} #{i + 1}/{target.trials} on {victim}")
+        t0 = target.inject(fault, victim)
+        info.update(t0_mono=t0, t0_wall=time.time() - (time.monotonic() - t0))
+        obs = target.observe(fault, victim, t0)
+    finally:
+        with ctx.guard.rollback():
+            if not target.restore(fault, victim):
+                info["rollback_incomplete"] = True
+        ctx.journal.write("trial.end", fault=fault.name, trial=i)
+    info.update(obs.info, horizon_s=obs.horizon, aborted=bool(obs.aborted))
+    info["abort_reason"] = obs.aborted
+    row = _row(target, fault, i, obs, t0)
+    new = obs.probes[obs.probes["kind"] == "new"] if "kind" in obs.probes else obs.probes
+    info.update(probes=len(new), failed=int((new["outcome"] != "ok").sum()) if len(new) else 0)
+    probes = obs.probes.assign(design=target.design, fault=fault.name, trial=i)
+    probes["t_rel"] = probes["t"] - t0 if len(probes) else []
+    ms = [
+        {"design": target.design, "fault": fault.name, "trial": i, **m} for m in obs.milestone_rows
+    ]
+    if row["at_service_recovered"] == row["at_service_recovered"]:  # not NaN
+        ms.append(
+            {
+                "design": target.design,
+                "fault": fault.name,
+                "trial": i,
+                "milestone": "service.recovered",
+                "t": row["recovery_s"],
+                "source": "probes",
+                "detail": "chaoslab.outage",
+            }
+        )
+    log(
+        f"{fault.name} #{i + 1} on {victim}: recovery {row['recovery_s']:.3g} s, downtime "
+        f"{row['downtime_s']:.3g} s, lost {row['lost_s']:.3g} s, milestones {len(ms)}"
+    )
+    return TrialResult(row, info, ms, probes)
+
+
+def _loop(ctx: DrillContext, target: DrillTarget, results: list[TrialResult]) -> tuple[str, str]:
+    faults = list(target.faults())
+    for n, fault in enumerate(faults):
+        for i in range(target.trials):
+            res = _trial(ctx, target, fault, i)
+            results.append(res)
+            ctx.writer.add_trials(pd.DataFrame([res.row]))
+            if res.info.get("aborted"):
+                return "aborted", str(res.info.get("abort_reason"))
+            if i + 1 < target.trials or n + 1 < len(faults):
+                time.sleep(target.cooldown)
+    return "complete", ""
+
+
+def _run(ctx: DrillContext, target: DrillTarget, results: list[TrialResult]) -> tuple[str, str]:
+    """The loop, with every way it can end turned into a status."""
+    log = ctx.log
+    try:
+        target.open(ctx)
+        return _loop(ctx, target, results)
+    except DrillInterrupted as e:
+        log(f"interrupted ({e}): rolling back")
+        return "interrupted", str(e)
+    except KeyboardInterrupt:
+        log("interrupted (Ctrl-C): rolling back")
+        return "interrupted", "SIGINT"
+    except LiveError as e:
+        ctx.journal.write("run.error", error=str(e))
+        log(f"drill stopped: {e}")
+        return "failed", str(e)
+    except Exception as e:  # a bug: still roll back, keep the data, say where
+        reason = f"{type(e).__name__}: {e}"
+        ctx.journal.write("run.error", error=reason, traceback=traceback.format_exc())
+        log(f"drill stopped by an internal error: {reason} (traceback in journal.jsonl)")
+        return "failed", reason
+
+
+def run_drill(target: DrillTarget, writer: RunWriter, *, log: Log = print) -> DrillOutcome:
+    """Run every fault of the target ``target.trials`` times into ``writer``'s run folder;
+    the target is always restored and closed, the folder always readable."""
+    journal = Journal(writer.path)
+    journal.write("run.start", target=target.kind, design=target.design, trials=target.trials)
+    results: list[TrialResult] = []
+    notes: list[str] = []
+    with SignalGuard(log) as guard:
+        ctx = DrillContext(journal, writer, guard, log)
+        try:
+            status, reason = _run(ctx, target, results)
+        finally:
+            with guard.rollback():
+                notes += target.close()
+                left = [s.id for s in journal.pending() if not target.undo(s)]
+    if left and status == "complete":
+        status = "needs-recovery"
+    journal.write("run.end", status=status, reason=reason, pending_undo=left)
+    _write_tables(writer, results)
+    measured = pd.DataFrame([r.row for r in results])
+    comp = comparison(target, measured, log) if not measured.empty else pd.DataFrame()
+    if not comp.empty:
+        writer.add_table("comparison.csv", comp)
+    fields = {"reason": reason, "pending_undo": len(left), "notes": notes}
+    if measured.empty:
+        writer.finish_partial(status_detail=status, **fields)
+        run = Run(writer.path, dict(writer.meta))
+    else:
+        run = writer.finish(status, **fields)
+    return DrillOutcome(run, status, reason, comp, notes)
+
+
+def comparison(target: DrillTarget, measured: pd.DataFrame, log: Log) -> pd.DataFrame:
+    """The drill's ``comparison.csv`` (`chaoslab.compare.comparison_table`): each fault's
+    prediction (`DrillTarget.predict`) against its trials, the probe bin as tolerance.
+    Beyond recovery, downtime, degraded and lost time, every milestone the drill saw gets
+    its row, with a note where the model does not have it (what the drill watched is worth
+    reporting even where the model is silent)."""
+    from chaoslab.compare import comparison_table
+
+    predicted: dict[tuple[Any, ...], pd.DataFrame | str] = {}
+    for fault in target.faults():
+        log(f"predicting {fault.name}")
+        pred = target.predict(fault)
+        if not isinstance(pred, str):
+            pred = pred.assign(design=target.design, fault=fault.name)
+        predicted[(target.design, fault.name)] = pred
+    frames = [p for p in predicted.values() if not isinstance(p, str)]
+    names = list(_METRICS) + sorted(
+        c for c in measured.columns if c.startswith("at_") and measured[c].notna().any()
+    )
+    return comparison_table(
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        measured,
+        metrics=names,
+        tolerance_s=target.prober.bin_s,
+        reasons={k: v for k, v in predicted.items() if isinstance(v, str)},
+    )
+
+
+def _write_tables(writer: RunWriter, results: Sequence[TrialResult]) -> None:
+    probes = [r.probes for r in results if not r.probes.empty]
+    writer.add_table("probes.parquet", live_table("probes", probes))
+    ms = [m for r in results for m in r.milestones]
+    writer.add_table("milestones.parquet", pd.DataFrame(ms, columns=list(MILESTONE_COLUMNS)))
+    writer.add_table(
+        "trial_info.csv", live_table("trial_info", [pd.DataFrame([r.info]) for r in results])
+    )
+
+
+# --------------------------------------------------------------------------- recover
+
+
+def recover(run_dir: Path, undo: Callable[[UndoStep], bool], *, log: Log = print) -> bool:
+    """Finish the rollback a crashed or interrupted run left undone (its journal's pending
+    undo steps, newest first, each run by ``undo``); True when none is left."""
+    journal = Journal(Path(run_dir))
+    if not journal.path.exists():
+        raise LiveError(f"{run_dir}: no journal.jsonl (not a drill run folder)")
+    steps = journal.pending()
+    if not steps:
+        log("nothing to roll back")
+        return True
+    journal.write("recover.start", steps=[s.id for s in steps])
+    with SignalGuard(log) as guard, guard.rollback():
+        left = [s.id for s in steps if not undo(s)]
+    journal.write("recover.end", ok=not left, left=left)
+    return not left
