@@ -283,6 +283,25 @@ def test_down_after_sigkill_of_the_builder_leaves_nothing(
 
 
 @needs_netns
+def test_rules_read_back_from_the_kernel_and_wait_rules_waits_for_the_change(
+    plane: DataPlane,
+) -> None:
+    n1 = NODES[0].name
+    svc = {"demo/web:http": ["10.244.1.10:8080", "10.244.2.10:8080"]}
+    batch = _kube_proxy_nat(svc, ["10.244.3.10:8080"]).replace(
+        "*nat\n", "*nat\n:KUBE-MARK-MASQ - [0:0]\n"
+    )
+    with pytest.raises(LiveError, match="did not change"):
+        plane.wait_rules(n1, lambda s: bool(s.services), interval=0.05, timeout=0.3)
+    threading.Timer(0.5, plane._iptables, (n1, batch)).start()
+    t0 = time.monotonic()
+    snap = plane.wait_rules(n1, lambda s: bool(s.services), interval=0.05, timeout=20)
+    assert snap.t > t0 and snap.node == n1
+    assert snap.services == {"demo/web:http": frozenset(svc["demo/web:http"])}
+    assert plane.rules(NODES[1].name).services == {}  # each node has its own tables
+
+
+@needs_netns
 def test_a_second_create_on_the_same_state_refuses(plane: DataPlane) -> None:
     with pytest.raises(LiveError, match="already recorded"):
         DataPlane.create(plane.state.dir, "other", NODES, apiserver=("127.0.0.1", 1))
@@ -315,7 +334,7 @@ def test_a_kubeconfig_whose_server_is_not_loopback_is_refused(tmp_path: Path) ->
 
 def _kube_proxy_nat(services: dict[str, list[str]], stale: list[str]) -> str:
     """NAT rules shaped as kube-proxy writes them (pkg/proxy/iptables/proxier.go)."""
-    lines = ["*nat", ":KUBE-SERVICES - [0:0]"]
+    lines = ["*nat"]
     for i, (svc, eps) in enumerate(services.items()):
         chain = f"KUBE-SVC-{i:016d}"
         lines.append(
@@ -336,8 +355,8 @@ def _kube_proxy_nat(services: dict[str, list[str]], stale: list[str]) -> str:
             )
     for k, ep in enumerate(stale):  # a chain left from an old endpoint, no longer jumped to
         lines.append(f"-A KUBE-SEP-STALE{k:011d} -p tcp -m tcp -j DNAT --to-destination {ep}")
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
+    chains = {ln.split()[1] for ln in lines if ln.startswith("-A ")} | {"KUBE-MARK-MASQ"}
+    return "\n".join(["*nat", *(f":{c} - [0:0]" for c in sorted(chains)), *lines[1:], "COMMIT"])
 
 
 _ep = hs.builds(
@@ -498,12 +517,21 @@ def test_a_deleted_pod_leaves_every_nodes_rules_and_its_node_stops_serving_it(
     _wait_for("rules settled", lambda: _programmed(dp, service, _endpoints(before)))
     victim, (ip, _) = sorted(before.items())[0]
     assert f" serve {ns}/{victim} {ip}:8080" in _runtime_logs(dp)
+    t0 = time.monotonic()
     client.CoreV1Api(cluster.admin_client()).delete_namespaced_pod(victim, ns)
     gone = f"{ip}:8080"
-    _wait_for(
-        f"{gone} removed from {service} on every node",
-        lambda: all(gone not in dp.rules(n).endpoints(service) for n in dp.nodes),
-    )
+    removed: dict[str, float] = {}
+
+    def all_removed() -> bool:  # every node polled in turn, as a drill does
+        for n in dp.nodes:
+            snap = dp.rules(n) if n not in removed else None
+            if snap is not None and gone not in snap.endpoints(service):
+                removed[n] = snap.t
+        return len(removed) == len(dp.nodes)
+
+    _wait_for(f"{gone} removed from {service} on every node", all_removed)
+    assert all(t > t0 for t in removed.values())
+    print({n: round(t - t0, 2) for n, t in removed.items()})
     _wait_for(f"{victim} stopped", lambda: f" stop {ns}/{victim} " in _runtime_logs(dp))
     # the ReplicaSet's replacement is served and programmed; the victim never answers again
     _wait_for("replacement Ready", lambda: len(_ready_pods(cluster)) == len(before))

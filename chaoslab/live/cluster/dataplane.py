@@ -24,10 +24,11 @@ API (what ``chaoslab cluster up`` and the drill target use)::
     dp.spawn_in_node(node, "kwok-<node>", argv)   # e.g. KWOK with --node-ip=dp.node_ip(node)
     dp.start_runtime(node, node_kubeconfig)       # the stand-in, as system:node:<node>
     dp.start_kube_proxy(node, KubeProxy(binary, kube_proxy_kubeconfig, extra_args=(...)))
-    dp.crash(node, hooks)   # hooks.stop_kubelet(node), stand-in + kube-proxy killed, links down
+    dp.crash(node, hooks)   # links down, stand-in (its pods) + kube-proxy die, hooks.stop_kubelet
     dp.restore(node, hooks) # links and routes back, stand-in + kube-proxy, hooks.start_kubelet
     dp.partition(node); dp.heal(node)   # drop / pass the node's traffic to the API server
     dp.rules(node)          # RulesSnapshot(t, node, services={"ns/svc[:port]": {"ip:port"}})
+    dp.wait_rules(node, lambda s: ..., interval=0.05, timeout=60)  # first snapshot that holds
     DataPlane.load(state_dir / "dataplane").down()   # also after SIGKILL of whoever built it
 
 Requirements on the control plane: kube-controller-manager with ``--allocate-node-cidrs=true
@@ -663,6 +664,28 @@ class DataPlane:
             text = run(["ip", "netns", "exec", self.node_ns(node), "iptables-save", "-t", "nat"])
         services, local = parse_rules(text)
         return RulesSnapshot(t, node, services, local)
+
+    def wait_rules(
+        self,
+        node: str,
+        until: Callable[[RulesSnapshot], bool],
+        *,
+        interval: float,
+        timeout: float,
+    ) -> RulesSnapshot:
+        """Read the node's rules every ``interval`` seconds until ``until(snapshot)`` holds;
+        return that first snapshot (the change happened within one interval and one read
+        before its ``t``). A DataPlaneError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.rules(node)
+            if until(snap):
+                return snap
+            if snap.t > deadline:
+                raise DataPlaneError(
+                    f"{node}: kube-proxy's rules did not change within {timeout:g} s"
+                )
+            time.sleep(interval)
 
     def status(self) -> dict[str, str]:
         """Each namespace (present/missing) and process (running/exited) of the data plane."""
