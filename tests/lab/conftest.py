@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from chaoslab.experiment import Experiment, load_experiment
 from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
-from chaoslab.live.lab.spec import LabExperiment, load_lab_experiment
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 DAEMONS = ("ip", "keepalived", "bird", "haproxy", "nginx", "iptables-restore")
@@ -37,19 +37,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=why))
 
 
+def lab_experiment(
+    yaml_name: str,
+    folder: Path,
+    name: str,
+    *,
+    faults: list[dict[str, Any]] | None = None,
+    predict_trials: int | None = None,
+    horizon: str | None = None,
+    **lab: Any,
+) -> Experiment:
+    """A bundled lab experiment with its lab renamed, and optionally other faults, fewer
+    predicted trials, another horizon or other ``lab:`` keys (e.g. ``trials``, ``trial``)."""
+    import yaml
+
+    doc = yaml.safe_load((EXPERIMENTS / yaml_name).read_text())
+    doc["lab"] = {**doc["lab"], "name": name, **lab}
+    for key, value in (("faults", faults), ("trials", predict_trials), ("horizon", horizon)):
+        if value is not None:
+            doc[key] = value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    exp = load_experiment(path)
+    exp.validate()
+    return exp
+
+
 @pytest.fixture
 def lab_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
-    """Returns ``make(yaml_name, **lab_overrides) -> LabExperiment`` with a unique lab name;
-    checks afterwards that no namespace or process of these labs is left."""
+    """Returns ``make(yaml_name, **changes) -> Experiment`` (see `lab_experiment`) with a
+    unique lab name; checks afterwards that no namespace or process of these labs is left."""
     monkeypatch.setenv("CHAOSLAB_LAB_STATE", str(tmp_path / "state"))
     made: list[str] = []
 
-    def make(yaml_name: str, **lab: Any) -> LabExperiment:
-        exp = load_lab_experiment(EXPERIMENTS / yaml_name)
+    def make(yaml_name: str, **changes: Any) -> Experiment:
         name = f"t{uuid.uuid4().hex[:6]}"
         made.append(name)
-        spec = exp.lab.model_copy(update={"name": name, **lab})
-        return exp.model_copy(update={"lab": spec})
+        return lab_experiment(yaml_name, tmp_path, name, **changes)
 
     yield make
     from chaoslab.live.lab.drill import lab_down

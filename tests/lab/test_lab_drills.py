@@ -22,28 +22,23 @@ import pandas as pd
 import pytest
 
 from chaoslab.compare import COMPARISON_COLUMNS
-from chaoslab.live.lab.drill import lab_down, lab_status, lab_up, run_drill
+from chaoslab.live.lab.drill import lab_down, lab_recover, lab_status, lab_up, run_lab_drill
 from chaoslab.live.lab.netns import LabState, pid_alive, state_root
 from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
-from chaoslab.live.lab.spec import LabFault, TrialLab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(240)]
 
 Make = Callable[..., Any]
 
 
-def _trial(observe: str) -> TrialLab:
-    return TrialLab.model_validate(
-        {
-            "baseline": "1s",
-            "observe": observe,
-            "cooldown": "500ms",
-            "steady": "1s",
-            "settle_timeout": "30s",
-            "bin": "50ms",
-            "jitter": "1s",
-        }
-    )
+#: a short trial pace: the bounds below hold for any phase of the daemons' timers
+TRIAL = {
+    "baseline": "1s",
+    "cooldown": "500ms",
+    "steady": "1s",
+    "settle_timeout": "30s",
+    "jitter": "1s",
+}
 
 
 def _assert_clean(name: str) -> None:
@@ -60,17 +55,22 @@ def _row(trials: pd.DataFrame, fault: str) -> pd.Series:
 
 
 def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> None:
+    kill = {"kind": "daemon-kill", "target": "vip-holder", "daemon": "keepalived", "restart": "inf"}
     faults = [
-        LabFault(kind="daemon-kill", target="vip-holder", daemon="keepalived", signal="TERM"),
-        LabFault(kind="daemon-kill", target="vip-holder", daemon="keepalived", signal="KILL"),
-        LabFault(kind="link-down", target="vip-holder"),
-        LabFault(kind="transient-blip", target="vip-holder", duration="500ms"),
+        {**kill, "signal": "TERM"},
+        {**kill, "signal": "KILL"},
+        {"kind": "link-down", "target": "vip-holder", "duration": "inf"},
+        {"kind": "transient-blip", "target": "vip-holder", "duration": "500ms"},
     ]
-    exp = lab_env("lab-vrrp.yaml", trials=1, faults=faults, trial=_trial("5s"), predict_trials=100)
-    res = run_drill(exp, out=tmp_path / "runs")
+    exp = lab_env(
+        "lab-vrrp.yaml", trials=1, faults=faults, trial=TRIAL, horizon="5s", predict_trials=100
+    )
+    res = run_lab_drill(exp, out=tmp_path / "runs")
     t = res.trials
     meta = json.loads((res.path / "meta.json").read_text())
     assert (meta["mode"], meta["target"], meta["status"]) == ("live", "lab", "complete")
+    assert meta["format_version"] == 2
+    assert meta["prober"] == {"rate_hz": 100.0, "probers": 3, "bin_s": 0.02}
     for name in ("probes.parquet", "comparison.csv", "trials.parquet", "summary.csv"):
         assert (res.path / name).exists(), name
     assert tuple(res.comparison.columns) == COMPARISON_COLUMNS
@@ -102,12 +102,12 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
     blip = _row(t, "transient-blip/0.5s")
     assert 0.45 <= blip.recovery_s <= 0.7
     assert math.isnan(blip.at_vrrp_master_changed)
-    _assert_clean(exp.lab.name)
+    _assert_clean(exp.model.lab.name)
 
 
 def test_nodeport_lb_local_link_down(lab_env: Make, tmp_path: Path) -> None:
-    exp = lab_env("lab-nodeport-lb-local.yaml", trials=1, trial=_trial("8s"), predict_trials=100)
-    res = run_drill(exp, out=tmp_path / "runs")
+    exp = lab_env("lab-nodeport-lb-local.yaml", trials=1, trial=TRIAL, predict_trials=100)
+    res = run_lab_drill(exp, out=tmp_path / "runs")
     r = res.trials.iloc[0]
     # HAProxy starts the next check `inter` after the previous one ended, so with a
     # black-holed node each failed check takes inter + timeout: detection is
@@ -116,15 +116,15 @@ def test_nodeport_lb_local_link_down(lab_env: Make, tmp_path: Path) -> None:
     assert r.downtime_s == 0.0
     assert 0.35 <= r.lost_s / r.recovery_s <= 0.65  # 1 of 2 nodes with local pods
     assert abs(r.at_lb_marked_down - r.recovery_s) < 0.3
-    _assert_clean(exp.lab.name)
+    _assert_clean(exp.model.lab.name)
 
 
 def test_bgp_bfd_link_down(lab_env: Make, tmp_path: Path) -> None:
-    faults = [LabFault(kind="link-down", target="ingress-node")]
+    faults = [{"kind": "node-crash", "target": "ingress-node", "lab": {"method": "link-down"}}]
     exp = lab_env(
-        "lab-bgp-bfd.yaml", trials=1, faults=faults, trial=_trial("4s"), predict_trials=100
+        "lab-bgp-bfd.yaml", trials=1, faults=faults, trial=TRIAL, horizon="4s", predict_trials=100
     )
-    res = run_drill(exp, out=tmp_path / "runs")
+    res = run_lab_drill(exp, out=tmp_path / "runs")
     r = res.trials.iloc[0]
     assert r.recovery_s <= 0.6  # BFD 100 ms x 3
     assert r.at_bfd_down <= 0.45
@@ -134,18 +134,35 @@ def test_bgp_bfd_link_down(lab_env: Make, tmp_path: Path) -> None:
     # surviving paths are reset: by the end of the window none is still hung
     assert r.connections_reset > 0
     assert r.connections_hung <= 0.1
-    _assert_clean(exp.lab.name)
+    _assert_clean(exp.model.lab.name)
 
 
 def test_hostnet_pod_kill_vs_link_down(lab_env: Make, tmp_path: Path) -> None:
+    timeout = {"client.timeout": "500ms"}
     faults = [
-        LabFault(kind="pod-kill", target="app-pod", client_timeout="500ms"),
-        LabFault(kind="link-down", target="app-pod", client_timeout="500ms"),
+        {
+            "kind": "pod-kill",
+            "target": "app-pod",
+            "name": "pod-kill/timeout-0.5s",
+            "params": timeout,
+        },
+        {
+            "kind": "node-crash",
+            "target": "app-pod-node",
+            "name": "link-down/timeout-0.5s",
+            "params": timeout,
+            "lab": {"method": "link-down", "target": "app-pod"},
+        },
     ]
     exp = lab_env(
-        "lab-ingress-hostnet.yaml", trials=1, faults=faults, trial=_trial("4s"), predict_trials=100
+        "lab-ingress-hostnet.yaml",
+        trials=1,
+        faults=faults,
+        trial=TRIAL,
+        horizon="4s",
+        predict_trials=100,
     )
-    res = run_drill(exp, out=tmp_path / "runs")
+    res = run_lab_drill(exp, out=tmp_path / "runs")
     killed = _row(res.trials, "pod-kill/timeout-0.5s")
     cut = _row(res.trials, "link-down/timeout-0.5s")
     # refused: nginx retries the next pod at once
@@ -153,36 +170,33 @@ def test_hostnet_pod_kill_vs_link_down(lab_env: Make, tmp_path: Path) -> None:
     # black-holed: every third request waits proxy_connect_timeout (1 s) > client timeout
     assert not cut.recovered
     assert 0.25 <= cut.lost_s / 4.0 <= 0.42
-    _assert_clean(exp.lab.name)
+    _assert_clean(exp.model.lab.name)
 
 
 def test_up_status_down(lab_env: Make) -> None:
     exp = lab_env("lab-nodeport-lb.yaml")
     topo = lab_up(exp)
-    st = lab_status(exp.lab.name)
+    st = lab_status(exp.model.lab.name)
     # sw, lb, client, 3 nodes, 2 pods
     assert all(st["namespaces"].values()) and len(st["namespaces"]) == 8
     assert all(alive for _, alive in st["processes"].values())
-    assert lab_down(exp.lab.name) == []
+    assert lab_down(exp.model.lab.name) == []
     assert our_namespaces(f"{topo.state.prefix}-") == []
-    _assert_clean(exp.lab.name)
+    _assert_clean(exp.model.lab.name)
 
 
 _DRILL = """
 import sys
 from pathlib import Path
-from chaoslab.live.lab.drill import run_drill
-from chaoslab.live.lab.spec import load_lab_experiment
-exp = load_lab_experiment(sys.argv[1])
-exp = exp.model_copy(update={"lab": exp.lab.model_copy(update={"name": sys.argv[2], "trials": 5})})
-run_drill(exp, out=Path(sys.argv[3]))
+from chaoslab.experiment import load_experiment
+from chaoslab.live.lab.drill import run_lab_drill
+run_lab_drill(load_experiment(sys.argv[1]), out=Path(sys.argv[2]))
 """
 
 
-def _start_drill(name: str, out: Path) -> subprocess.Popen[bytes]:
-    yaml = Path(__file__).resolve().parents[2] / "experiments" / "lab-vrrp.yaml"
+def _start_drill(yaml: Path, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", _DRILL, str(yaml), name, str(out)],
+        [sys.executable, "-c", _DRILL, str(yaml), str(out)],
         cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
@@ -203,9 +217,9 @@ def _wait_first_trial(name: str, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_drill_killed_half_way_leaves_nothing(lab_env: Make, tmp_path: Path, sig: int) -> None:
-    exp = lab_env("lab-vrrp.yaml")  # only for a unique name and the leftover check
-    name = exp.lab.name
-    proc = _start_drill(name, tmp_path / "runs")
+    exp = lab_env("lab-vrrp.yaml", trials=5)  # a unique name and the leftover check
+    name = exp.model.lab.name
+    proc = _start_drill(Path(exp.path), tmp_path / "runs")
     try:
         _wait_first_trial(name, proc)
         proc.send_signal(sig)
@@ -220,7 +234,9 @@ def test_drill_killed_half_way_leaves_nothing(lab_env: Make, tmp_path: Path, sig
         metas = list((tmp_path / "runs").glob("*/*/meta.json"))
         assert metas and json.loads(metas[0].read_text())["status"] == "partial"
     else:
-        # a crash leaves the lab; `lab down` cleans it from the state on disk
+        # a crash leaves the lab; the run's journal says to take it down, and --recover does
         assert our_namespaces(f"cl-{name}-")
-        assert lab_down(name) == []
+        (run,) = (tmp_path / "runs").glob("*/*")
+        assert lab_recover(run, log=lambda s: None)
         _assert_clean(name)
+        assert lab_recover(run, log=lambda s: None)  # nothing left: idempotent

@@ -1,5 +1,6 @@
-"""Lab pieces that need no root: the lab: section and its errors, metrics from probe records,
-the comparison table, and the daemon configurations the topologies generate."""
+"""Lab pieces that need no root: the lab's parts of an experiment and their errors, a trial's
+row from probe records, the comparison table, and the daemon configurations the topologies
+generate."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chaoslab.compare import COMPARISON_COLUMNS
+from chaoslab.compare import COMPARISON_COLUMNS, comparison_table
+from chaoslab.experiment import Experiment, ExperimentError, load_experiment
+from chaoslab.live.engine import Observed, _row
 from chaoslab.live.lab.base import LabParams
-from chaoslab.live.lab.drill import comparison_table, trial_metrics
 from chaoslab.live.lab.netns import LabState
-from chaoslab.live.lab.spec import LabFault, SpecError, load_lab_experiment
+from chaoslab.live.lab.spec import LabFaultKey, lab_fault
 from chaoslab.live.probe import ProbeRecord, records_frame
+from chaoslab.results import ProberInfo
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 BUNDLED = sorted(EXPERIMENTS.glob("lab-*.yaml"))
@@ -25,9 +28,10 @@ BUNDLED = sorted(EXPERIMENTS.glob("lab-*.yaml"))
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])
 def test_bundled_lab_experiments_load(path: Path) -> None:
-    exp = load_lab_experiment(path)
-    LabParams(exp.profile, exp.params)  # every parameter is known and readable
-    assert exp.lab.faults
+    exp = load_experiment(path)
+    exp.validate()
+    LabParams(exp.profiles, exp.overrides())  # every parameter is known and readable
+    assert exp.lab_faults()
 
 
 def test_bundled_set_is_complete() -> None:
@@ -44,99 +48,121 @@ BASE = """\
 title: t
 params:
   client.timeout: 200ms
+designs: [ingress-vip-vrrp]
+cluster:
+  nodes: {master: 0, controller: 2, compute: 1}
+  app: {replicas: 1, spread: compute}
+faults:
+  - {kind: link-down, target: vip-holder, duration: inf}
+horizon: 5s
+probe: {rate: 100, probers: 3, bin: 20ms}
 lab:
   name: x
   design: ingress-vip-vrrp
   nodes: 2
   vrrp: {}
-  probe: {rate: 100, probers: 3}
-  trial: {baseline: 1s, observe: 5s, cooldown: 1s, steady: 1s, settle_timeout: 9s, bin: 20ms,
-          jitter: 1s}
-  faults:
-    - {kind: link-down, target: vip-holder}
+  trial: {baseline: 1s, cooldown: 1s, steady: 1s, settle_timeout: 9s, jitter: 1s}
 """
+
+
+def _load(tmp_path: Path, text: str) -> Experiment:
+    f = tmp_path / "e.yaml"
+    f.write_text(text)
+    exp = load_experiment(f)
+    exp.validate()
+    return exp
 
 
 @pytest.mark.parametrize(
     ("old", "new", "line", "words"),
     [
-        ("  nodes: 2\n", "  nodes: 2\n  colour: red\n", 8, "lab.colour: unknown key"),
-        ("observe: 5s", "observe: 5", 10, "no unit"),
-        ("design: ingress-vip-vrrp", "design: nope", 6, "lab.design"),
+        ("  nodes: 2\n", "  nodes: 2\n  colour: red\n", 16, "lab.colour: unknown key"),
+        ("steady: 1s", "steady: 1", 17, "no unit"),
+        ("  design: ingress-vip-vrrp", "  design: nope", 14, "lab.design"),
         (
-            "    - {kind: link-down, target: vip-holder}",
-            "    - {kind: daemon-kill, target: vip-holder}",
-            13,
-            "needs daemon",
-        ),
-        ("  vrrp: {}\n", "", 4, "needs a 'vrrp:' section"),
-        (
-            "  probe: {rate: 100, probers: 3}",
-            "  probe: {rate: 100, probers: 3, long: 2}",
+            "  - {kind: link-down, target: vip-holder, duration: inf}",
+            "  - {kind: node-crash, target: vip-holder}",
             9,
+            "the lab cannot inject node-crash itself",
+        ),
+        ("  vrrp: {}\n", "", 12, "needs a 'vrrp:' section"),
+        (
+            "probe: {rate: 100, probers: 3,",
+            "probe: {rate: 100, probers: 3, long: 2,",
+            11,
             "long_interval",
         ),
+        ("probe: {rate: 100, probers: 3, bin: 20ms}\n", "", 1, "needs a probe: section"),
     ],
 )
-def test_bad_lab_section_is_one_line_with_file_line_key(
+def test_bad_lab_parts_are_one_line_with_file_line_key(
     tmp_path: Path, old: str, new: str, line: int, words: str
 ) -> None:
-    f = tmp_path / "e.yaml"
     assert old in BASE
-    f.write_text(BASE.replace(old, new))
-    with pytest.raises(SpecError) as ei:
-        load_lab_experiment(f)
+    with pytest.raises(ExperimentError) as ei:
+        _load(tmp_path, BASE.replace(old, new))
     msg = str(ei.value)
     assert "\n" not in msg
-    assert msg.startswith(f"{f}:{line}:"), msg
+    assert msg.startswith(f"{tmp_path / 'e.yaml'}:{line}:"), msg
     assert words in msg
 
 
-def test_malformed_yaml_and_missing_section(tmp_path: Path) -> None:
-    f = tmp_path / "e.yaml"
-    f.write_text("title: [unclosed\n")
-    with pytest.raises(SpecError, match=r"e\.yaml:\d+: malformed YAML"):
-        load_lab_experiment(f)
-    f.write_text("title: t\n")
-    with pytest.raises(SpecError, match="no 'lab:' section"):
-        load_lab_experiment(f)
+def test_every_problem_of_a_file_is_reported(tmp_path: Path) -> None:
+    text = BASE.replace("nodes: 2\n", "nodes: 2\n  colour: red\n").replace(
+        "steady: 1s", "steady: 1"
+    )
+    with pytest.raises(ExperimentError) as ei:
+        _load(tmp_path, text)
+    lines = str(ei.value).splitlines()
+    assert len(lines) == 2 and "lab.colour" in lines[0] and "lab.trial.steady" in lines[1]
+
+
+def test_first_layout_is_refused_with_how_to_migrate(tmp_path: Path) -> None:
+    import subprocess
+
+    old = subprocess.run(
+        ["git", "show", "8224ea6:experiments/lab-vrrp.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=EXPERIMENTS.parent,
+        check=False,
+    )
+    if old.returncode != 0:
+        pytest.skip("no git history here")
+    with pytest.raises(ExperimentError) as ei:
+        _load(tmp_path, old.stdout)
+    lines = str(ei.value).splitlines()
+    assert any("lab.faults: this file has the first layout" in ln for ln in lines)
+    assert any("lab.probe:" in ln and "top-level probe:" in ln for ln in lines)
+    assert all(ln.startswith(f"{tmp_path / 'e.yaml'}:") for ln in lines)
 
 
 def test_client_section_is_read_as_client_params(tmp_path: Path) -> None:
-    f = tmp_path / "e.yaml"
-    f.write_text(
+    exp = _load(
+        tmp_path,
         BASE.replace("  client.timeout: 200ms\n", "  vrrp.version: 3\n")
-        + "client: {timeout: 700ms}\n"
+        + "client: {timeout: 700ms}\n",
     )
-    exp = load_lab_experiment(f)
-    assert LabParams(exp.profile, exp.params).seconds("client.timeout") == pytest.approx(0.7)
+    assert LabParams(exp.profiles, exp.overrides()).seconds("client.timeout") == pytest.approx(0.7)
 
 
 def test_unknown_parameter_is_rejected(tmp_path: Path) -> None:
-    f = tmp_path / "e.yaml"
-    f.write_text(BASE.replace("  client.timeout: 200ms\n", "  vrrp.advert_intt: 1s\n"))
-    exp = load_lab_experiment(f)
-    with pytest.raises(SpecError, match="advert_intt"):
-        LabParams(exp.profile, exp.params)
+    with pytest.raises(ExperimentError, match="advert_intt"):
+        _load(tmp_path, BASE.replace("  client.timeout: 200ms\n", "  vrrp.advert_intt: 1s\n"))
 
 
-def test_model_fault_names() -> None:
-    f = LabFault(kind="daemon-kill", target="ingress-node", daemon="bird", signal="TERM")
-    assert f.model_fault() == {
-        "kind": "daemon-kill",
-        "target": "ingress-node",
-        "daemon": "bgp",
-        "signal": "TERM",
-        "restart": "inf",
-    }
-    assert f.label == "daemon-kill/bird-term"
-    b = LabFault(kind="transient-blip", target="vip-holder", duration="500ms")
-    assert b.label == "transient-blip/0.5s"
-    assert b.model_fault() == {"kind": "transient-blip", "target": "vip-holder", "duration": "0.5s"}
-    d = LabFault(kind="link-down", target="vip-holder")
-    assert d.model_fault()["duration"] == "inf"
-    g = LabFault(kind="link-down", target="n1", predict={"kind": "node-crash", "target": "x"})
-    assert g.model_fault() == {"kind": "node-crash", "target": "x"}
+def test_lab_injection_of_model_faults() -> None:
+    f = lab_fault("daemon-kill", "ingress-node", {"daemon": "bgp", "signal": "TERM"}, None, "n")
+    assert (f.kind, f.daemon, f.signal, f.duration) == ("daemon-kill", "bird", "TERM", None)
+    b = lab_fault("transient-blip", "vip-holder", {"duration": "500ms"}, None, "b")
+    assert (b.kind, b.duration) == ("transient-blip", 0.5)
+    d = lab_fault("link-down", "vip-holder", {"duration": "inf"}, None, "d")
+    assert d.duration is None  # the link comes back only after the trial
+    key = LabFaultKey(method="link-down", target="app-pod")
+    g = lab_fault("node-crash", "app-pod-node", {}, key, "g")
+    assert (g.kind, g.target, g.name) == ("link-down", "app-pod", "g")
+    with pytest.raises(ValueError, match="cannot inject node-crash"):
+        lab_fault("node-crash", "vip-holder", {}, None, "x")
 
 
 def _probes(fail_from: float, fail_to: float, frac: float, t0: float = 100.0) -> pd.DataFrame:
@@ -152,8 +178,21 @@ def _probes(fail_from: float, fail_to: float, frac: float, t0: float = 100.0) ->
     return records_frame(recs)
 
 
+def trial_metrics(probes: pd.DataFrame, t0: float, horizon: float, bin_s: float) -> dict:
+    """The engine's row of one trial with these probes (the shared outage computation)."""
+    from types import SimpleNamespace
+
+    target = SimpleNamespace(
+        design="d", prober=ProberInfo(300, 1, bin_s), milestone_names=["vrrp.master_changed"]
+    )
+    fault = SimpleNamespace(name="f", target="vip-holder")
+    return _row(target, fault, 0, Observed(probes, horizon), t0)  # type: ignore[arg-type]
+
+
 def test_trial_metrics_full_outage() -> None:
     m = trial_metrics(_probes(0.0, 2.0, 1.0), 100.0, 5.0, 0.05)
+    assert m["at_service_recovered"] == pytest.approx(m["recovery_s"])
+    assert math.isnan(m["at_vrrp_master_changed"])
     assert m["recovered"] and m["recovery_s"] == pytest.approx(2.0, abs=0.05)
     assert m["downtime_s"] == pytest.approx(2.0, abs=0.05)
     assert m["lost_s"] == pytest.approx(2.0, abs=0.05)
@@ -189,6 +228,13 @@ def test_trial_metrics_long_lived_connections() -> None:
     st.floats(0, 10),
     st.floats(0, 0.1),
 )
+def test_a_trial_without_a_drop_has_no_recovered_milestone() -> None:
+    """As in the model: recovery 0 is no recovery, so the milestone is NaN, not 0."""
+    m = trial_metrics(_probes(0.0, 0.0, 0.0), 100.0, 5.0, 0.05)
+    assert m["recovered"] and m["recovery_s"] == 0.0
+    assert math.isnan(m["at_service_recovered"])
+
+
 def test_comparison_inside_counts_measurements_in_the_band(
     measured: list[float], a: float, b: float, tol: float
 ) -> None:
@@ -205,7 +251,7 @@ def test_comparison_inside_counts_measurements_in_the_band(
             "lost_s": measured,
         }
     )
-    c = comparison_table(meas, {("d", "f"): pred}, tol)
+    c = comparison_table(pred.assign(design="d", fault="f"), meas, tolerance_s=tol)
     assert tuple(c.columns) == COMPARISON_COLUMNS
     row = c[c.metric == "recovery_s"].iloc[0]
     p5, p95 = row.predicted_p5, row.predicted_p95
@@ -219,16 +265,18 @@ def test_comparison_without_prediction_says_why() -> None:
     meas = pd.DataFrame(
         {"design": ["d"], "fault": ["f"], "recovery_s": [1.0], "downtime_s": [1.0], "lost_s": [1.0]}
     )
-    c = comparison_table(meas, {("d", "f"): "model: unknown design"})
+    c = comparison_table(pd.DataFrame(), meas, reasons={("d", "f"): "model: unknown design"})
     assert c.inside.isna().all() and (c.note == "model: unknown design").all()
 
 
 def _topo(design: str, yaml_name: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     from chaoslab.live.lab.drill import topology_class
 
-    exp = load_lab_experiment(EXPERIMENTS / yaml_name)
+    exp = load_experiment(EXPERIMENTS / yaml_name)
+    assert exp.model.lab is not None
     st_ = LabState(name="u", prefix="cl-u", design=design, dir=str(tmp_path))
-    return topology_class(design)(st_, exp.lab, LabParams(exp.profile, exp.params))
+    params = LabParams(exp.profiles, exp.overrides())
+    return topology_class(design)(st_, exp.model.lab, params, exp.horizon)
 
 
 def test_keepalived_config_from_parameters(tmp_path: Path) -> None:
@@ -275,8 +323,9 @@ def test_lab_prediction_uses_the_files_model_cluster(path: Path, tmp_path: Path)
     import yaml
 
     doc = yaml.safe_load(path.read_text())
-    exp = load_lab_experiment(path)
-    topo = _topo(exp.lab.design, path.name, tmp_path)
+    exp = load_experiment(path)
+    assert exp.model.lab is not None
+    topo = _topo(exp.model.lab.design, path.name, tmp_path)
     derived = topo.model_cluster()
     nodes, app = doc["cluster"]["nodes"], doc["cluster"]["app"]
     assert derived == {
@@ -286,4 +335,4 @@ def test_lab_prediction_uses_the_files_model_cluster(path: Path, tmp_path: Path)
         "replicas": app["replicas"],
         "spread": app["spread"],
     }
-    assert doc["designs"] == [exp.lab.design]
+    assert doc["designs"] == [exp.model.lab.design]
