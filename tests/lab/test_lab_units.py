@@ -221,13 +221,6 @@ def test_trial_metrics_long_lived_connections() -> None:
     assert m["connections_hung"] == pytest.approx(1 / 3)
 
 
-@settings(max_examples=50, deadline=None)
-@given(
-    st.lists(st.floats(0, 10), min_size=1, max_size=8),
-    st.floats(0, 10),
-    st.floats(0, 10),
-    st.floats(0, 0.1),
-)
 def test_a_trial_without_a_drop_has_no_recovered_milestone() -> None:
     """As in the model: recovery 0 is no recovery, so the milestone is NaN, not 0."""
     m = trial_metrics(_probes(0.0, 0.0, 0.0), 100.0, 5.0, 0.05)
@@ -235,6 +228,13 @@ def test_a_trial_without_a_drop_has_no_recovered_milestone() -> None:
     assert math.isnan(m["at_service_recovered"])
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(0, 10), min_size=1, max_size=8),
+    st.floats(0, 10),
+    st.floats(0, 10),
+    st.floats(0, 0.1),
+)
 def test_comparison_inside_counts_measurements_in_the_band(
     measured: list[float], a: float, b: float, tol: float
 ) -> None:
