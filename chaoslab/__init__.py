@@ -5,23 +5,30 @@ Python API::
 
     import chaoslab
     df = chaoslab.simulate("nodeport-lb", "node-crash", profile="k8s-1.10", trials=1000)
+    run = chaoslab.run_experiment("experiments/seed-designs.yaml", "results", workers=2)
     run = chaoslab.load_run("results/seed-designs/20261126T...")
+
+Errors a user can cause are `chaoslab.errors.UserError` (bad input) or `LiveError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from chaoslab.designs import DESIGNS
+from chaoslab.errors import ChaoslabError, LiveError, UserError
 from chaoslab.faults import FAULTS, Fault
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.params import CATALOGUE, PROFILES, ParamSet
 from chaoslab.results import Run, load_run
 from chaoslab.runner import Cell, run_cells
+
+if TYPE_CHECKING:
+    from chaoslab.run import resume_run, run_experiment
 
 try:
     __version__ = metadata.version("chaoslab")
@@ -33,14 +40,34 @@ __all__ = [
     "DESIGNS",
     "FAULTS",
     "PROFILES",
+    "ChaoslabError",
     "ClusterSpec",
     "Fault",
+    "LiveError",
     "ParamSet",
     "Run",
+    "UnknownName",
+    "UserError",
     "__version__",
     "load_run",
+    "resume_run",
+    "run_experiment",
     "simulate",
 ]
+
+
+class UnknownName(UserError, KeyError):
+    """A design or fault kind that does not exist (still a KeyError, as lookups raise)."""
+
+
+def __getattr__(name: str) -> Any:
+    # run_experiment reads experiment files (YAML): imported on first use, so that
+    # `import chaoslab` and the core stay free of YAML
+    if name in ("run_experiment", "resume_run"):
+        from chaoslab import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'chaoslab' has no attribute {name!r}")
 
 
 def _fault(fault: str | Mapping[str, Any] | Fault) -> Fault:
@@ -74,10 +101,10 @@ def simulate(
     ``{"kind": "node-crash", "target": "app-pod-node", "repair": "10m"}``.
     """
     if design not in DESIGNS:
-        raise KeyError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
+        raise UnknownName(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     f = _fault(fault)
     if f.kind not in FAULTS:
-        raise KeyError(f"unknown fault {f.kind!r}; known: {', '.join(FAULTS)}")
+        raise UnknownName(f"unknown fault {f.kind!r}; known: {', '.join(FAULTS)}")
     chosen = [profile] if isinstance(profile, str) else list(profile or [])
     ps = ParamSet.resolve(
         DESIGNS[design].profiles(chosen), params or {}, override_source="simulate(params=...)"

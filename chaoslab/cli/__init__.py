@@ -87,9 +87,9 @@ def run(
     ] = None,
 ) -> None:
     """Run an experiment's designs x faults x sweep and write a run folder."""
-    from chaoslab.cli.runcmd import run_experiment
+    from chaoslab.cli.runcmd import run_command
 
-    code = run_experiment(
+    code = run_command(
         experiment,
         trials=trials,
         seed=seed,

@@ -1,0 +1,196 @@
+"""Run an experiment into a run folder: the library behind ``chaoslab run``.
+
+>>> run = chaoslab.run_experiment("experiments/seed-designs.yaml", "results", workers=2)
+>>> run = chaoslab.resume_run(run.path)       # finish a run that was interrupted
+
+The run folder (see `chaoslab.results.RunWriter`) is written chunk by chunk, so a run that
+is interrupted or whose executor fails keeps its finished chunks, says ``partial`` in
+``meta.json`` and can be resumed; the resumed run's trials are the ones an uninterrupted
+run would have written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaoslab.errors import UserError
+from chaoslab.experiment import Experiment, load_experiment
+from chaoslab.results import Run, RunWriter
+from chaoslab.runner import DEFAULT_CHUNK, Cell, ExecutorError, chunks_for, run_cells
+
+__all__ = ["RunInterrupted", "RunPlan", "resume_run", "run_experiment"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a run is about to do, handed to ``on_start`` before the first chunk runs."""
+
+    experiment: Experiment
+    run_dir: Path
+    cells: int
+    trials: int
+    seed: int
+    done_chunks: int
+    todo_trials: int
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """Where and how the chunks run."""
+
+    workers: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+
+    def describe(self) -> str:
+        return self.executor if self.scheduler is None else f"{self.executor} ({self.scheduler})"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: the folder is marked partial and can be resumed."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted: partial run kept in {run_dir}")
+        self.run_dir = run_dir
+
+
+#: called with (trials just finished, trials to do in all) after each chunk
+Progress = Callable[[int, int], None]
+
+
+def run_experiment(
+    exp: Experiment | str | Path,
+    out: str | Path = "results",
+    *,
+    trials: int | None = None,
+    seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    on_start: Callable[[RunPlan], None] | None = None,
+    progress: Progress | None = None,
+) -> Run:
+    """Run every cell of ``exp`` into a new folder ``out/<experiment>/<run-id>``.
+
+    ``exp`` is a loaded `Experiment` or the path of an experiment file; ``trials`` and
+    ``seed`` override the file's; ``overrides`` are parameter values like ``--set``.
+    Raises `RunInterrupted` on Ctrl-C and `ExecutorError` when the executor fails, both
+    after marking the folder partial.
+    """
+    if not isinstance(exp, Experiment):
+        exp = load_experiment(exp)
+    ov = dict(overrides or {})
+    n = trials or exp.model.trials
+    s = exp.model.seed if seed is None else seed
+    run_dir = Path(out) / exp.slug() / _run_id(exp, s)
+    how = Execution(workers, executor, scheduler)
+    writer = _writer(exp, run_dir, how, _meta(exp, n, s, DEFAULT_CHUNK, ov))
+    writer.write_text("experiment.source.yaml", exp.text)
+    return _execute(exp, writer, how, on_start, progress)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    on_start: Callable[[RunPlan], None] | None = None,
+    progress: Progress | None = None,
+) -> Run:
+    """Finish an interrupted run folder with the experiment, seed and trials it recorded."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "meta.json"
+    if not meta_path.exists():
+        raise UserError(f"{run_dir}: not a run folder (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("status") == "complete":
+        raise UserError(f"{run_dir}: this run is already complete")
+    source = run_dir / "experiment.source.yaml"
+    exp = load_experiment(meta.get("experiment_file", str(source)), source.read_text())
+    chunk_size = int(meta.get("chunk_size", DEFAULT_CHUNK))
+    recorded = _meta(
+        exp, int(meta["trials"]), int(meta["seed"]), chunk_size, meta.get("overrides", {})
+    )
+    how = Execution(workers, executor, scheduler)
+    return _execute(exp, _writer(exp, run_dir, how, recorded), how, on_start, progress)
+
+
+def _run_id(exp: Experiment, seed: int) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    digest = hashlib.sha1(f"{exp.text}{seed}{stamp}".encode()).hexdigest()[:6]
+    return f"{stamp}-{digest}"
+
+
+def _meta(
+    exp: Experiment, trials: int, seed: int, chunk_size: int, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The run's identity in meta.json: what a resume reads back."""
+    exp.validate(overrides)
+    return {
+        "experiment": exp.model.title,
+        "experiment_file": str(exp.path),
+        "seed": seed,
+        "trials": trials,
+        "chunk_size": chunk_size,
+        "profiles": exp.profiles,
+        "overrides": dict(overrides),
+        "horizon_s": exp.horizon,
+        "designs": [label for label, _, _ in exp.design_entries()],
+        "faults": [f.kind for f in exp.faults()],
+        "sweep": {k: [str(v) for v in vs] for k, vs in exp.model.sweep.items()},
+        "cells": len(exp.cells(overrides)),
+    }
+
+
+def _writer(exp: Experiment, run_dir: Path, how: Execution, meta: dict[str, Any]) -> RunWriter:
+    meta = {**meta, "workers": how.workers, "executor": how.describe()}
+    writer = RunWriter(run_dir, mode="simulate", target="model", meta=meta)
+    writer.write_text("experiment.yaml", exp.effective_yaml(meta["overrides"]))
+    return writer
+
+
+def _execute(
+    exp: Experiment,
+    writer: RunWriter,
+    how: Execution,
+    on_start: Callable[[RunPlan], None] | None,
+    progress: Progress | None,
+) -> Run:
+    meta = writer.meta
+    cells: list[Cell] = exp.cells(meta["overrides"])
+    trials, seed, chunk_size = int(meta["trials"]), int(meta["seed"]), int(meta["chunk_size"])
+    done = writer.done_chunks()
+    todo = [c for c in chunks_for(cells, trials, seed, chunk_size) if c.index not in done]
+    total = sum(c.stop - c.start for c in todo)
+    if on_start is not None:
+        on_start(RunPlan(exp, writer.path, len(cells), trials, seed, len(done), total))
+    try:
+        for chunk, df in run_cells(
+            cells,
+            trials=trials,
+            seed=seed,
+            workers=how.workers,
+            chunk_size=chunk_size,
+            skip=done,
+            executor=how.executor,
+            scheduler=how.scheduler,
+        ):
+            writer.add_trials(df, chunk.index)
+            if progress is not None:
+                progress(chunk.stop - chunk.start, total)
+    except ExecutorError as e:
+        writer.finish_partial()
+        kept = f"finished chunks kept in {writer.path}; resume with --resume {writer.path}"
+        raise ExecutorError(f"{e} ({kept})") from e
+    except KeyboardInterrupt:
+        writer.finish_partial()
+        raise RunInterrupted(writer.path) from None
+    return writer.finish()
