@@ -9,7 +9,6 @@ namespace to a pod, node or Service address.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import shutil
@@ -407,55 +406,28 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = SETTLE) -> 
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def _plane_on(cluster: Any, build: Any, d: Path) -> Iterator[tuple[Any, DataPlane]]:
-    """The data plane on the cluster's Nodes: the stand-in and the real kube-proxy on each."""
-    dp = DataPlane.create(
-        d / "dp", _name(), node_networks(cluster.kubeconfig), kubeconfig=cluster.kubeconfig
-    )
-    try:
-        kp = KubeProxy(str(build.bin("kube-proxy")), str(cluster.layout.kubeconfig("kube-proxy")))
-        for node in dp.nodes:
-            dp.start_runtime(node, cluster.layout.kubeconfig(f"node-{node}"))
-            dp.start_kube_proxy(node, kp)
-        yield cluster, dp
-    finally:
-        dp.down()
-        assert namespaces_with_prefix(dp.state.prefix) == []
-
-
 @pytest.fixture(scope="module")
-def real(request: pytest.FixtureRequest) -> Iterator[tuple[Any, DataPlane]]:
-    """The real control plane (etcd, apiserver, controller-manager, scheduler, KWOK nodes,
-    the app) — the suite's own if conftest starts one, else one for this module — with the
-    data plane on its Nodes."""
-    from chaoslab.live.cluster.build import find_build
-    from chaoslab.live.cluster.errors import BuildMissing
-    from chaoslab.live.cluster.local import running
-
+def real(local_cluster: Any, k8s_build: Any) -> Iterator[tuple[Any, DataPlane]]:
+    """The suite's real control plane (etcd, apiserver, controller-manager, scheduler, KWOK
+    nodes, the app) with the data plane on its Nodes: on each, the runtime stand-in as
+    ``system:node:<node>`` and the real kube-proxy as ``system:kube-proxy``."""
     if _netns_missing():
         pytest.skip(str(_netns_missing()))
     d = Path(tempfile.mkdtemp(prefix="dpk", dir="/tmp"))
+    kc = local_cluster.kubeconfig
+    dp = DataPlane.create(d / "dp", _name(), node_networks(kc), kubeconfig=kc)
     try:
-        try:
-            shared = request.getfixturevalue("local_cluster"), request.getfixturevalue("k8s_build")
-        except pytest.FixtureLookupError:
-            shared = None
-        if shared is not None:
-            with _plane_on(*shared, d) as got:
-                yield got
-            return
-        try:
-            build = find_build()
-        except BuildMissing as exc:
-            pytest.skip(f"no control plane build: {exc}")
-        with (
-            running(state_dir=d / "cluster", name=_name()) as cluster,
-            _plane_on(cluster, build, d) as got,
-        ):
-            yield got
+        kp = KubeProxy(
+            str(k8s_build.bin("kube-proxy")), str(local_cluster.layout.kubeconfig("kube-proxy"))
+        )
+        for node in dp.nodes:
+            dp.start_runtime(node, local_cluster.layout.kubeconfig(f"node-{node}"))
+            dp.start_kube_proxy(node, kp)
+        yield local_cluster, dp
     finally:
+        dp.down()
         shutil.rmtree(d, ignore_errors=True)
+        assert namespaces_with_prefix(dp.state.prefix) == []
 
 
 def _app(cluster: Any) -> tuple[str, str, int]:
