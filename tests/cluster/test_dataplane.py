@@ -529,3 +529,55 @@ def test_a_deleted_pod_leaves_every_nodes_rules_and_its_node_stops_serving_it(
     _wait_for("replacement programmed", lambda: _programmed(dp, service, _endpoints(after)))
     rec = _probe(dp, f"http://{dp.node_ip(dp.nodes[0])}:{node_port}/", 1.5)
     assert set(rec.outcome) == {"ok"} and set(rec.server) == set(after)
+
+
+# -- the runtime stand-in's reading of a pod ---------------------------------------------------
+
+
+def _pod(phase: str = "Running", ip: str | None = "10.244.1.7", **spec: Any) -> Any:
+    from kubernetes import client
+
+    container = client.V1Container(
+        name="app",
+        ports=[
+            client.V1ContainerPort(container_port=8080),
+            client.V1ContainerPort(container_port=53, protocol="UDP"),
+        ],
+        lifecycle=spec.pop("lifecycle", None),
+    )
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name="web-1", namespace="demo"),
+        spec=client.V1PodSpec(containers=[container], **spec),
+        status=client.V1PodStatus(phase=phase, pod_ip=ip),
+    )
+
+
+def test_the_stand_in_serves_running_pods_with_an_ip_on_their_tcp_ports() -> None:
+    from chaoslab.live.cluster.dataplane_runtime import PodEndpoint, desired
+
+    assert desired(_pod()) == PodEndpoint("demo/web-1", "10.244.1.7", (8080,), 0.0)
+    assert desired(_pod(phase="Pending")) is None
+    assert desired(_pod(ip=None)) is None
+    assert desired(_pod(phase="Succeeded")) is None
+    assert desired(_pod(host_network=True)) is None  # its IP is the node's: nothing to add
+
+
+def test_a_deleted_pods_container_outlives_it_by_its_prestop_sleep_within_the_grace() -> None:
+    from kubernetes import client
+
+    from chaoslab.live.cluster.dataplane_runtime import desired
+
+    def stop_after(pod: Any) -> float:
+        ep = desired(pod)
+        assert ep is not None
+        return ep.stop_after
+
+    sleep = client.V1Lifecycle(
+        pre_stop=client.V1LifecycleHandler(sleep=client.V1SleepAction(seconds=5))
+    )
+    assert stop_after(_pod(lifecycle=sleep)) == 5.0
+    assert stop_after(_pod(lifecycle=sleep, termination_grace_period_seconds=2)) == 2.0
+    shell = client.V1Lifecycle(
+        pre_stop=client.V1LifecycleHandler(_exec=client.V1ExecAction(command=["sleep", "5"]))
+    )
+    assert stop_after(_pod(lifecycle=shell)) == 0.0  # exec hooks are not run
