@@ -497,6 +497,12 @@ class Experiment:
 
     def _sweep_problems(self) -> Iterator[tuple[Loc, str]]:
         for key, values in self.model.sweep.items():
+            if key != "profile":
+                try:
+                    lookup(key)
+                except UnknownParameter as e:  # once for the key, not for each value
+                    yield ("sweep", key), str(e)
+                    continue
             for j, raw in enumerate(values):
                 if key != "profile":
                     yield from _param_problem(("sweep", key, j), key, raw)

@@ -97,11 +97,14 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def test_bad_input_is_one_located_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, line, key, words
 ) -> None:
+    """One located line per problem (a fault impossible for both designs is two)."""
     path = write(tmp_path, edit(GOOD))
     code, out, err = run_cli(["validate", str(path)], capsys)
     assert code == 2
     text = err.strip()
-    assert len(text.splitlines()) == 1 or "\n" not in text.replace("\n ", " "), text
+    lines = text.removeprefix("error: ").splitlines()
+    assert all(ln.removeprefix("error: ").startswith(str(path)) for ln in lines), text
+    assert len(lines) == 1 or line is not None, text
     assert "Traceback" not in err
     assert str(path) in text
     if line is not None:
@@ -169,7 +172,7 @@ def test_run_writes_a_complete_run_folder(
     assert code == 0, err
     (run_dir,) = (tmp_path / "res" / "exp").iterdir()
     run = load_run(run_dir)
-    assert run.complete and run.meta["format_version"] == 1 and run.meta["seed"] == 7
+    assert run.complete and run.meta["format_version"] == 2 and run.meta["seed"] == 7
     assert run.meta["mode"] == "simulate" and run.meta["dependencies"]["simpy"]
     t = run.trials
     assert len(t) == 2 * 2 * 2 * 40
@@ -304,7 +307,20 @@ def test_lab_and_live_sections_are_typed(
     code, _, err = run_cli(["validate", str(path)], capsys)
     assert code == 2 and "lab.nodez: unknown key (did you mean nodes?)" in err
     exp = load_experiment(ROOT / "experiments" / "live-pod-delete.yaml")
-    assert exp.model.live is not None and type(exp.model.live).__name__ == "LiveSpec"
+    assert exp.model.live is not None and type(exp.model.live).__name__ == "LiveSection"
+    assert exp.model.faults[0].live is not None  # how the drill injects the one fault
+
+
+def test_every_problem_of_every_file_is_reported(tmp_path: Path) -> None:
+    from chaoslab.experiment import validate_files
+
+    a = write(tmp_path, GOOD.replace("lb.interval", "lb.intreval").replace("40s", "40"), "a.yaml")
+    b = write(tmp_path, GOOD.replace("nodeport-lb-local]", "nodport-lb]"), "b.yaml")
+    c = write(tmp_path, GOOD, "c.yaml")
+    lines = validate_files([a, b, c])
+    assert [ln.split(":")[0] for ln in lines] == [str(a), str(a), str(b)], lines
+    assert "no unit" in lines[0] and "unknown parameter 'lb.intreval'" in lines[1]
+    assert "unknown design 'nodport-lb'" in lines[2]
 
 
 def test_usage_errors_are_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
