@@ -144,7 +144,7 @@ def _hashmix(value: np.ndarray, const: list[int]) -> np.ndarray:
 
 
 def _mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    r = np.uint32(_MIX_L) * x - np.uint32(_MIX_R) * y
+    r: np.ndarray = np.uint32(_MIX_L) * x - np.uint32(_MIX_R) * y  # uint32, wraps
     return r ^ (r >> np.uint32(16))
 
 
