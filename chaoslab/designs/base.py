@@ -197,7 +197,18 @@ class Connections:
     flows reconnect like new requests. ``trial.connections`` holds (reset, hung) shares.
     """
 
-    __slots__ = ("flows", "gave_up", "l7", "reset", "timeout", "topo", "total")
+    __slots__ = (
+        "_entries",
+        "_pods",
+        "_seen",
+        "flows",
+        "gave_up",
+        "l7",
+        "reset",
+        "timeout",
+        "topo",
+        "total",
+    )
 
     def __init__(self, topo: Topology, flows: list[Flow], *, l7: bool) -> None:
         self.topo = topo
@@ -208,6 +219,30 @@ class Connections:
         self.total = sum(w for w, _, _ in flows) or 1.0
         self.reset = 0.0
         self.gave_up = 0.0
+        self._entries = list({id(f[0]): f[0] for f in self.flows}.values())
+        self._pods = list({id(f[1]): f[1] for f in self.flows}.values())
+        #: the path state the last update saw: an update in the same state changes nothing
+        self._seen: tuple[object, ...] | None = None
+
+    def _path_state(self) -> tuple[object, ...]:
+        """Everything `update` reads of the cluster, per entry and per backend pod."""
+        topo = self.topo
+        l7 = self.l7
+        state: list[object] = []
+        for e in self._entries:
+            state.append(topo.delivers_to(e))
+            state.append(e.powered)
+            state.append(e.net_up)
+            if l7:
+                state.append(topo.entry_serves(e))
+        for p in self._pods:
+            n = p.node
+            state.append(n)
+            state.append(p.running)
+            if n is not None:
+                state.append(n.powered)
+                state.append(n.net_up)
+        return tuple(state)
 
     def rehash(self, moved: dict[str, float]) -> None:
         """An ECMP group changed: ``moved`` is each old next hop's share of flows that
@@ -218,6 +253,7 @@ class Connections:
                 self.reset += m * (f[2] + f[3])
                 f[2] *= 1 - m
                 f[3] *= 1 - m
+                self._seen = None
 
     def _hang(self, f: list) -> bool:
         if f[2]:
@@ -238,6 +274,11 @@ class Connections:
         return True
 
     def update(self) -> bool:
+        # the update is idempotent: in the path state it last saw it would change nothing
+        seen = self._path_state()
+        if seen == self._seen:
+            return False
+        self._seen = seen
         changed = False
         topo = self.topo
         l7 = self.l7
