@@ -18,6 +18,7 @@ from chaoslab.cli import main
 from chaoslab.compare import (
     COMPARISON_COLUMNS,
     CompareError,
+    comparable_cells,
     compare,
     comparison_table,
     coverage,
@@ -27,7 +28,7 @@ from chaoslab.compare import (
     quantile_rank,
     stored_prediction,
 )
-from chaoslab.results import Run, RunWriter, load_run
+from chaoslab.results import ProberInfo, Run, RunWriter, load_run
 
 NODE = {"kind": "node-crash", "target": "app-pod-node"}
 durations = st.lists(
@@ -205,9 +206,26 @@ def test_different_parameters_are_told_apart(lb_runs) -> None:
 
 def test_refuses_other_format_version(lb_runs, tmp_path: Path) -> None:
     pred, again, _ = lb_runs
-    other = Run(tmp_path / "v2", {**again.meta, "format_version": 2}, again.trials)
-    with pytest.raises(CompareError, match="format version"):
+    other = Run(tmp_path / "v3", {**again.meta, "format_version": 3}, again.trials)
+    with pytest.raises(CompareError, match="format version 3, this chaoslab reads 1, 2"):
         compare(pred, other)
+
+
+def test_a_format_1_run_still_loads_and_compares(lb_runs, tmp_path: Path) -> None:
+    """Format 2 only declares the live tables: a version-1 folder (written as version 1
+    wrote it) loads, and a version-1 lab run's prober is found in its lab section."""
+    pred, again, _ = lb_runs
+    v1 = tmp_path / "v1"
+    shutil.copytree(again.path, v1)
+    meta = json.loads((v1 / "meta.json").read_text())
+    meta["format_version"] = 1
+    meta.update(mode="live", target="lab")
+    meta["lab"] = {"probe": {"rate": 100, "probers": 3}, "trial": {"bin": "0.05"}}
+    (v1 / "meta.json").write_text(json.dumps(meta))
+    run = load_run(v1)
+    assert run.meta["format_version"] == 1 and len(run.trials) == len(again.trials)
+    assert ProberInfo.of(run.meta) == ProberInfo(100.0, 3, 0.05)
+    assert {"recovery_s"} <= set(compare(pred, run).cells["metric"])
 
 
 def test_refuses_different_designs(lb_runs, tmp_path: Path) -> None:
@@ -242,24 +260,18 @@ def test_sweep_points_are_matched_or_must_be_selected(tmp_path: Path) -> None:
     assert (self_c.cells["ks"] == 0).all()
 
 
-def test_lab_fault_labels_meet_the_model_fault(lb_runs, tmp_path: Path) -> None:
-    """A lab 'link-down' predicted as a node crash (the drill's ``predict:``) is matched."""
+def test_a_lab_run_names_its_faults_as_the_prediction(lb_runs, tmp_path: Path) -> None:
+    """A lab injects a node crash by taking the link down, but names the fault as the
+    prediction does (one faults: list), so the cells meet without reading the lab's keys;
+    the prediction is probed with the prober the run records."""
     pred, again, _ = lb_runs
-    live = again.trials.assign(fault="link-down").drop(columns=["a_t", "a_v"])
-    lab = {
-        "faults": [
-            {
-                "kind": "link-down",
-                "target": "app-pod-node",
-                "predict": {"kind": "node-crash", "target": "app-pod-node"},
-            }
-        ]
-    }
-    meas = _run(tmp_path / "lab", live, mode="live", target="lab", lab=lab)
+    live = again.trials.drop(columns=["a_t", "a_v"])
+    prober = {"rate_hz": 100.0, "probers": 3, "bin_s": 0.05}
+    meas = _run(tmp_path / "lab", live, mode="live", target="lab", prober=prober)
     ((p, m, label),) = match_cells(pred, meas)
-    assert set(p.fault) == {"node-crash"} and set(m.fault) == {"link-down"}
-    c = compare(pred, meas)
-    assert set(c.cells.fault) == {"link-down"}
+    assert set(p.fault) == set(m.fault) == {"node-crash"}
+    pairs, notes = comparable_cells(pred, meas)
+    assert notes and "3 x 100/s, 50 ms bins" in notes[0]
 
 
 def test_stored_prediction_of_a_live_run(lb_runs, tmp_path: Path) -> None:
@@ -299,11 +311,11 @@ def test_cli_compare_refusal_is_one_line(lb_runs, tmp_path: Path, capsys) -> Non
     v2 = tmp_path / "v2"
     shutil.copytree(again.path, v2)
     meta = json.loads((v2 / "meta.json").read_text())
-    meta["format_version"] = 2
+    meta["format_version"] = 3
     (v2 / "meta.json").write_text(json.dumps(meta))
     assert main(["compare", str(pred.path), str(v2)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "format version 2" in err and len(err.splitlines()) == 1
+    assert "format version 3" in err and len(err.splitlines()) == 1
     assert main(["compare", str(pred.path), str(again.path), "--select", "nokey"]) == 2
 
 
