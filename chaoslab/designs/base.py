@@ -227,22 +227,21 @@ class Connections:
     def _path_state(self) -> tuple[object, ...]:
         """Everything `update` reads of the cluster, per entry and per backend pod."""
         topo = self.topo
-        l7 = self.l7
-        state: list[object] = []
-        for e in self._entries:
-            state.append(topo.delivers_to(e))
-            state.append(e.powered)
-            state.append(e.net_up)
-            if l7:
-                state.append(topo.entry_serves(e))
-        for p in self._pods:
-            n = p.node
-            state.append(n)
-            state.append(p.running)
-            if n is not None:
-                state.append(n.powered)
-                state.append(n.net_up)
-        return tuple(state)
+        delivers = topo.delivers_to
+        if self.l7:
+            serves = topo.entry_serves
+            entries: list[object] = [
+                (delivers(e), e.powered, e.net_up, serves(e)) for e in self._entries
+            ]
+        elif type(topo).delivers_to is Topology.delivers_to:
+            entries = [(e.powered, e.net_up) for e in self._entries]  # always delivered
+        else:
+            entries = [(delivers(e), e.powered, e.net_up) for e in self._entries]
+        pods = [
+            (p.running, n, n.powered, n.net_up) if (n := p.node) is not None else (p.running,)
+            for p in self._pods
+        ]
+        return (entries, pods)
 
     def rehash(self, moved: dict[str, float]) -> None:
         """An ECMP group changed: ``moved`` is each old next hop's share of flows that
