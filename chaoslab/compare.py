@@ -439,7 +439,7 @@ def compare(
         design, fault, target = (str(m[c].iloc[0]) for c in ("design", "fault", "target"))
         point = label.split(" · ", 2)[2] if label.count(" · ") >= 2 else ""
         for metric in compared_metrics(p, m):
-            px = _clean(p[metric])
+            px = _clean(p[metric].to_numpy(dtype=float))
             mx_full = m[metric].to_numpy(dtype=float)
             mx = _clean(mx_full)
             p50 = quantile(px, 0.5)

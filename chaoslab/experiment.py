@@ -73,6 +73,7 @@ from chaoslab.params import (
     parse_duration,
     profile,
 )
+from chaoslab.params.dists import Dist
 from chaoslab.runner import Cell
 
 __all__ = [
@@ -407,7 +408,7 @@ class Experiment:
         """Fault ``i``'s client timeout: what a probe waits, what a(t) is defined by."""
         ps = ParamSet.resolve(self.profiles, self.fault_overrides(i))
         value = ps.values["client.timeout"]
-        lo, hi = value.bounds()
+        lo, hi = value.bounds() if isinstance(value, Dist) else (math.nan, math.nan)
         if lo != hi or not math.isfinite(lo):
             raise self.error(("client", "timeout"), "a drill's prober needs one timeout value")
         return float(lo)
@@ -716,7 +717,7 @@ _MOVED = {
 
 def _old_layout(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Keys of the first layout, each with how to migrate it."""
-    out = []
+    out: list[tuple[Loc, str]] = []
     for loc, how in _MOVED.items():
         node: Any = data
         for part in loc:

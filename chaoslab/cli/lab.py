@@ -83,7 +83,7 @@ def down(
     typer.echo("lab down" if name else "all labs down")
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: object) -> str:
     if isinstance(x, float) and math.isnan(x):
         return "-"
     if isinstance(x, float) and math.isinf(x):

@@ -117,14 +117,25 @@ class DrillContext:
 
 
 class DrillTarget(Protocol):
-    #: ``lab`` | ``kubernetes``: the run's ``target`` in meta.json
-    kind: str
-    design: str
-    prober: ProberInfo
-    trials: int
-    cooldown: float
-    #: milestones every trial has a column for (NaN when not seen)
-    milestone_names: Sequence[str]
+    @property
+    def kind(self) -> str:
+        """``lab`` | ``kubernetes``: the run's ``target`` in meta.json."""
+
+    @property
+    def design(self) -> str: ...
+    @property
+    def prober(self) -> ProberInfo: ...
+    @property
+    def trials(self) -> int:
+        """Trials per fault."""
+
+    @property
+    def cooldown(self) -> float:
+        """Seconds between trials."""
+
+    @property
+    def milestone_names(self) -> Sequence[str]:
+        """Milestones every trial has a column for (NaN when not seen)."""
 
     def open(self, ctx: DrillContext) -> None: ...
     def faults(self) -> Sequence[DrillFault]: ...

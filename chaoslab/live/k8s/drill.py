@@ -205,11 +205,23 @@ def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | Non
             f"no prediction for {design} x {spec.fault.kind} on this cluster "
             f"({disc.cluster()}): {e}"
         ) from None
+    name = exp.faults()[i].result_name
+    plan = DrillPlan(
+        exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, [], i, name
+    )
+    plan.lines = _plan_lines(plan, notes)
+    return plan
+
+
+def _plan_lines(plan: DrillPlan, notes: list[str]) -> list[str]:
+    """What the plan says before anything is injected (the dry run's output)."""
+    exp, spec, kube, disc, design = plan.exp, plan.spec, plan.kube, plan.discovery, plan.design
+    prediction, profiles = plan.prediction, plan.profiles
     lines = [
         f"drill {exp.path}: {design} x {spec.fault.kind} by {spec.fault.method} "
         f"on context {kube.context or '(current)'} at {kube.host}"
     ]
-    lines += disc.lines(assumed)
+    lines += disc.lines(plan.assumed)
     notes += design_notes(design, disc.service)
     if spec.fault.target.select == "vip-holder":
         from chaoslab.live.k8s.inject import vip_holder
@@ -256,10 +268,7 @@ def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | Non
             "warning: no recover hook: a crashed node that does not reboot by itself "
             "stays down until you power it on"
         )
-    name = exp.faults()[i].result_name
-    return DrillPlan(
-        exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, lines, i, name
-    )
+    return lines
 
 
 def design_notes(design: str, service: dict[str, Any]) -> list[str]:

@@ -339,7 +339,9 @@ class MilestoneTracker:
                 self._hit_at(which, ob.mono, server, name)
             if not pod_ready(p) and not gone:
                 self._pod_not_ready.add(name)
-                cond = next((c for c in st.get("conditions", []) if c.get("type") == "Ready"), {})
+                cond: dict[str, Any] = next(
+                    (c for c in st.get("conditions", []) if c.get("type") == "Ready"), {}
+                )
                 self._hit(
                     "pods.not_ready" if node_fault else "pod.not_ready",
                     ob.mono,

@@ -185,7 +185,7 @@ def lab_fault(
             f"the lab cannot inject {kind} itself; say how with lab: {{method: "
             f"{' | '.join(LAB_METHODS)}}}"
         )
-    daemon = key.daemon
+    daemon: str | None = key.daemon
     if daemon is None and method == "daemon-kill":
         model_daemon = str(options.get("daemon", ""))
         daemon = LAB_DAEMONS.get(model_daemon)
