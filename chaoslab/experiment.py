@@ -463,6 +463,7 @@ class Experiment:
         if not found:
             found = list(self._drill_problems())
         if found:
+            found.sort(key=lambda p: self.line(*p[0]) or 0)  # in file order
             raise ExperimentError(*[self._where(loc, msg) for loc, msg in found])
 
     def _where(self, loc: Loc, message: str) -> str:
@@ -759,7 +760,7 @@ def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
     problem of the file is reported, one located line each."""
     text, data, lines = _read(path, text)
     exp = Experiment(str(path), ExperimentFile.model_construct(), text, lines)
-    old = _old_layout(data)
+    old = sorted(_old_layout(data), key=lambda p: exp.line(*p[0]) or 0)
     if old:
         raise ExperimentError(*[exp.located(loc, msg) for loc, msg in old])
     try:

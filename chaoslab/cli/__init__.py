@@ -109,14 +109,19 @@ def run(
 def validate(
     experiments: Annotated[list[Path], typer.Argument(help="Experiment YAML files.")],
 ) -> None:
-    """Check experiment files without running them."""
-    from chaoslab.experiment import load_experiment
+    """Check experiment files without running them; every problem of every file is listed."""
+    from chaoslab.experiment import load_experiment, validate_files
 
+    problems: list[str] = []
     for path in experiments:
-        exp = load_experiment(path)
-        exp.validate()
-        cells = len(exp.cells())
-        console.print(f"[green]ok[/green] {path}: {cells} cells x {exp.model.trials} trials")
+        found = validate_files([path])
+        problems += found
+        if not found:
+            exp = load_experiment(path)
+            cells = len(exp.cells())
+            console.print(f"[green]ok[/green] {path}: {cells} cells x {exp.model.trials} trials")
+    if problems:
+        fail("\nerror: ".join(problems))
 
 
 @app.command()
