@@ -153,3 +153,46 @@ def test_recovery_never_shrinks_when_grace_grows(
         return float(run_trial(cell, 0, seed=seed)["recovery_s"])
 
     assert recovery(grace + extra) >= recovery(grace) - 1e-9
+
+
+# ---------------------------------------------------------------- one trial row
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 50.0), st.sampled_from([0.0, 0.5, 1.0])), min_size=1, max_size=8
+    ),
+    st.floats(1.0, 60.0),
+)
+def test_trial_row_is_the_metrics_and_the_recovered_milestone(
+    points: list[tuple[float, float]], horizon: float
+) -> None:
+    """The row every target writes: the metrics of its a(t), and service.recovered only
+    for a trial whose service dropped and came back (never at 0)."""
+    from chaoslab.outage import trial_row
+
+    pts = sorted(dict(points).items())
+    times = [0.0] + [t for t, _ in pts if t > 0]
+    values = [1.0 if pts[0][0] > 0 else pts[0][1]] + [v for t, v in pts if t > 0]
+    row = trial_row(times, values, horizon, milestone_names=["node.not_ready"])
+    m = metrics(times, values, horizon)
+    assert (row["recovery_s"], row["recovered"], row["lost_s"]) == (
+        m.recovery_s,
+        m.recovered,
+        m.lost_s,
+    )
+    assert math.isnan(row["at_node_not_ready"])
+    if m.recovered and m.recovery_s > 0:
+        assert row["at_service_recovered"] == m.recovery_s
+    else:
+        assert math.isnan(row["at_service_recovered"])
+    assert row["a_t"] == times and row["a_v"] == values
+
+
+def test_trial_row_keeps_the_milestones_seen() -> None:
+    from chaoslab.outage import trial_row
+
+    row = trial_row([0.0, 2.0], [0.0, 1.0], 10.0, milestones={"vrrp.master_changed": 1.9})
+    assert row["at_vrrp_master_changed"] == 1.9 and row["at_service_recovered"] == 2.0
+    assert row["connections_reset"] != row["connections_reset"]  # NaN: none observed
