@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chaoslab.cli.drill import main
+from chaoslab.cli import main
 from chaoslab.results import load_run
 
 pytestmark = pytest.mark.live
@@ -34,14 +34,14 @@ def _experiment() -> str:
 
 def test_plan_against_real_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     exp = _experiment()
-    assert main([exp, "--out", str(tmp_path)]) == 0
+    assert main(["drill", exp, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "prediction" in out and "server" in out
 
 
 def test_drill_against_real_cluster(tmp_path: Path) -> None:
     exp = _experiment()
-    assert main([exp, "--yes", "--out", str(tmp_path)]) == 0
+    assert main(["drill", exp, "--yes", "--out", str(tmp_path)]) == 0
     runs = sorted(tmp_path.glob("*/*-live-*"))
     assert len(runs) == 1
     run = load_run(runs[0])
