@@ -1,12 +1,333 @@
-"""The numbers behind the figures and reports, without drawing: bottlenecks, sensitivity,
-phase medians and the other tables a notebook wants. Imports no matplotlib."""
+"""The numbers behind the figures and reports, without drawing.
+
+What recovery waits for (`bottlenecks`), median milestone times (`phase_medians`),
+one-at-a-time sensitivity (`sensitivity`, `sensitivity_spans`), the a(t) of every trial on
+a time grid and its quantile bands (`availability_matrix`, `availability_bands`), the
+cost of each fault per design (`cost_table`) and ECDFs. `chaoslab.plots` draws these; a
+notebook or a script can use them without matplotlib (this module never imports it).
+"""
 
 from __future__ import annotations
 
-from chaoslab.errors import UserError
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["NothingToShow"]
+import numpy as np
+import pandas as pd
+
+from chaoslab.errors import UserError
+from chaoslab.mechanisms.base import MILESTONES, milestone_column
+from chaoslab.results import Run
+
+__all__ = [
+    "KEY",
+    "NothingToShow",
+    "at_point",
+    "availability_bands",
+    "availability_matrix",
+    "bottlenecks",
+    "cell_stat",
+    "cost_table",
+    "ecdf",
+    "fault_cells",
+    "horizon_of",
+    "milestone_columns",
+    "milestone_name",
+    "phase_medians",
+    "recovery_medians",
+    "sensitivity",
+    "sensitivity_spans",
+    "sweep_points",
+    "time_grid",
+    "trials_of",
+]
+
+#: the columns that name a cell of trials
+KEY = ("design", "fault", "target")
 
 
 class NothingToShow(UserError):
     """A run lacks the data a figure or table needs (no trials, no sweep, no a(t))."""
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def trials_of(results: Run | pd.DataFrame) -> pd.DataFrame:
+    """The trials table of a run (or the table itself)."""
+    return results.trials if isinstance(results, Run) else results
+
+
+def horizon_of(results: Run | pd.DataFrame, default: float | None = None) -> float:
+    """The run's horizon (s): meta, else the lab's observation window, else ``default``,
+    else 1.25 x the latest recovery or a(t) change in the data."""
+    if isinstance(results, Run):
+        m = results.meta
+        if m.get("horizon_s") is not None:
+            return float(m["horizon_s"])
+        obs = (m.get("lab") or {}).get("trial", {}).get("observe")
+        if obs is not None:
+            return float(obs)
+    if default is not None:
+        return default
+    df = trials_of(results)
+    finite = pd.to_numeric(df.get("recovery_s"), errors="coerce")
+    finite = finite[np.isfinite(finite)] if finite is not None else pd.Series(dtype=float)
+    last = [float(t[-1]) for t in df["a_t"] if len(t)] if "a_t" in df else []
+    top = max([*finite.tolist(), *last, 1.0])
+    return float(top) * 1.25
+
+
+def fault_cells(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(fault, target) pairs in order of appearance."""
+    return list(df[["fault", "target"]].drop_duplicates().itertuples(index=False, name=None))
+
+
+def sweep_points(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The sweep points present, in order of appearance (``[()]`` without a sweep)."""
+    if not sweep:
+        return [()]
+    return list(df[list(sweep)].drop_duplicates().itertuples(index=False, name=None))
+
+
+def at_point(df: pd.DataFrame, sweep: Sequence[str], point: tuple[Any, ...]) -> pd.DataFrame:
+    """The trials at one sweep point."""
+    if not sweep:
+        return df
+    mask = np.ones(len(df), dtype=bool)
+    for k, v in zip(sweep, point, strict=True):
+        mask &= (df[k] == v).to_numpy()
+    return df[mask]
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+def ecdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted values and their ECDF heights i/n."""
+    x = np.sort(x)
+    y = np.arange(1, x.size + 1) / x.size
+    return x, y
+
+
+def cell_stat(x: pd.Series, stat: str) -> float:
+    """mean, median/p50, p5, p95 or p99 of the non-NaN values (quantiles as observed
+    values, ``inverted_cdf``); NaN when there are none."""
+    v = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan
+    if stat == "mean":
+        return float(np.mean(v))
+    q = {"median": 0.5, "p50": 0.5, "p95": 0.95, "p5": 0.05, "p99": 0.99}[stat]
+    return float(np.quantile(v, q, method="inverted_cdf"))
+
+
+def cost_table(
+    trials: pd.DataFrame, metric: str, stat: str = "mean", sweep: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Mean (``stat="mean"``) or median of ``metric`` per design (x sweep point) row and
+    (fault, target) column, both in order of appearance; NaN where a cell was not run."""
+    cells = fault_cells(trials)
+    rows = list(trials[["design", *sweep]].drop_duplicates().itertuples(index=False, name=None))
+    mat = np.full((len(rows), len(cells)), np.nan)
+    for i, rk in enumerate(rows):
+        sub = at_point(trials[trials["design"] == rk[0]], sweep, rk[1:])
+        for j, (fault, target) in enumerate(cells):
+            x = sub[(sub["fault"] == fault) & (sub["target"] == target)][metric]
+            x = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
+            if x.size:
+                mat[i, j] = float(np.mean(x) if stat == "mean" else np.median(x))
+    return pd.DataFrame(
+        mat,
+        index=pd.MultiIndex.from_tuples(rows, names=["design", *sweep]),
+        columns=pd.MultiIndex.from_tuples(cells, names=["fault", "target"]),
+    )
+
+
+# ----------------------------------------------------------------------------- a(t)
+
+
+def time_grid(
+    horizon: float, left: float = -0.5, n: int = 400, linear_to: float = 1.0
+) -> np.ndarray:
+    """Times (s) for sampling a(t): linear from ``left`` to ``linear_to``, geometric to
+    the horizon (where a symlog time axis puts its resolution)."""
+    lin = np.linspace(left, linear_to, 60)
+    geo = np.geomspace(linear_to, max(horizon, linear_to * 1.01), n)
+    return np.unique(np.concatenate([lin, geo]))
+
+
+def availability_matrix(trials: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """a(t) of every trial on ``grid`` (rows: trials). a = 1 before the fault (t < 0)."""
+    out = np.ones((len(trials), grid.size))
+    for i, (ts, vs) in enumerate(zip(trials["a_t"], trials["a_v"], strict=True)):
+        ts = np.asarray(ts, dtype=float)
+        vs = np.asarray(vs, dtype=float)
+        if ts.size == 0:
+            continue
+        idx = np.searchsorted(ts, grid, side="right") - 1
+        out[i] = np.where(idx >= 0, vs[np.maximum(idx, 0)], 1.0)
+    return out
+
+
+def availability_bands(
+    trials: pd.DataFrame, grid: np.ndarray, band: tuple[float, float] = (0.05, 0.95)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, median, high) of a(t) across trials at each grid time: the band's quantiles."""
+    m = availability_matrix(trials, grid)
+    lo, med, hi = np.quantile(m, [band[0], 0.5, band[1]], axis=0)
+    return lo, med, hi
+
+
+# ----------------------------------------------------------------------------- milestones
+
+
+def milestone_columns(df: pd.DataFrame) -> list[str]:
+    """The ``at_<milestone>`` columns with at least one value."""
+    return [c for c in df.columns if c.startswith("at_") and df[c].notna().any()]
+
+
+def milestone_name(col: str) -> str:
+    """``at_node_not_ready`` -> ``node.not_ready`` (the registry's name when it has one)."""
+    for k in MILESTONES:
+        if milestone_column(k) == col:
+            return k
+    return col[3:].replace("_", ".", 1)
+
+
+def phase_medians(trials: pd.DataFrame, sweep: Sequence[str] = ()) -> pd.DataFrame:
+    """Median time (s) of each milestone per design x fault x target x sweep point, and
+    the share of trials in which it happened."""
+    keys = [*KEY, *sweep]
+    rows = []
+    for key, g in trials.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for col in milestone_columns(g):
+            x = g[col].to_numpy(dtype=float)
+            seen = x[np.isfinite(x)]
+            if seen.size == 0:
+                continue
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "milestone": milestone_name(col),
+                    "median_s": float(np.median(seen)),
+                    "share": seen.size / x.size,
+                }
+            )
+    return pd.DataFrame(rows, columns=[*keys, "milestone", "median_s", "share"])
+
+
+def recovery_medians(trials: pd.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], float]:
+    """Median ``recovery_s`` per group of ``keys`` (an observed value; inf if most never
+    recovered)."""
+    out = {}
+    for k, g in trials.groupby(list(keys), sort=False, dropna=False)["recovery_s"]:
+        key = k if isinstance(k, tuple) else (k,)
+        out[key] = float(np.quantile(g.to_numpy(dtype=float), 0.5, method="inverted_cdf"))
+    return out
+
+
+def bottlenecks(trials: pd.DataFrame, keys: Sequence[str] = KEY, tol: float = 1e-3) -> pd.DataFrame:
+    """What recovery waits for, per group of ``keys``: in each recovered trial, the last
+    milestone at or before ``recovery_s`` (within ``tol`` s); the most frequent one is the
+    group's bottleneck, with the share of trials it was last in and its median time (s)."""
+    cols = [c for c in milestone_columns(trials) if c != "at_service_recovered"]
+    rows = []
+    for key, g in trials.groupby(list(keys), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key, strict=True)), **_waits_for(g, cols, tol)})
+    return pd.DataFrame(rows, columns=[*keys, "waits_for", "share", "at_s"])
+
+
+def _waits_for(g: pd.DataFrame, cols: list[str], tol: float) -> dict[str, Any]:
+    rec = g["recovery_s"].to_numpy(dtype=float)
+    ok = np.isfinite(rec) & (rec > 0)
+    if not cols or not ok.any():
+        why = "(no outage)" if not (~np.isfinite(rec)).any() else "(never recovers)"
+        return {"waits_for": why, "share": math.nan, "at_s": math.nan}
+    m = g[cols].to_numpy(dtype=float)[ok]
+    m = np.where(np.isfinite(m) & (m <= rec[ok][:, None] + tol), m, -np.inf)
+    has = np.isfinite(m.max(axis=1))
+    if not has.any():
+        return {"waits_for": "(no milestone before recovery)", "share": math.nan, "at_s": math.nan}
+    last = m[has].argmax(axis=1)
+    counts = np.bincount(last, minlength=len(cols))
+    top = int(counts.argmax())
+    return {
+        "waits_for": milestone_name(cols[top]),
+        "share": float(counts[top] / ok.sum()),
+        "at_s": float(np.median(m[has][last == top, top])),
+    }
+
+
+# ----------------------------------------------------------------------------- sensitivity
+
+
+def sensitivity(
+    trials: pd.DataFrame,
+    sweep: Sequence[str],
+    *,
+    metric: str = "recovery_s",
+    stat: str = "median",
+    baseline: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One-at-a-time sensitivity: for each swept key, the metric's statistic at each of its
+    values while the other swept keys stay at their baseline (default: each key's middle
+    value). Returns key, value, stat; plus the baseline statistic as key ``(baseline)``."""
+    base: dict[str, Any] = {}
+    for k in sweep:
+        vals = list(trials[k].drop_duplicates())
+        with contextlib.suppress(TypeError):
+            vals = sorted(vals)
+        base[k] = (baseline or {}).get(k, vals[(len(vals) - 1) // 2])
+    rows = []
+    at_base = trials
+    for k in sweep:
+        at_base = at_base[at_base[k] == base[k]]
+    rows.append({"key": "(baseline)", "value": None, "stat": cell_stat(at_base[metric], stat)})
+    for k in sweep:
+        sub = trials
+        for other in sweep:
+            if other != k:
+                sub = sub[sub[other] == base[other]]
+        for v, g in sub.groupby(k, sort=True):
+            rows.append({"key": k, "value": v, "stat": cell_stat(g[metric], stat)})
+    return pd.DataFrame(rows, columns=["key", "value", "stat"])
+
+
+SPAN_COLUMNS = [*KEY, "key", "low", "low_value", "high", "high_value", "baseline", "rel_span"]
+
+
+def sensitivity_spans(
+    trials: pd.DataFrame,
+    sweep: Sequence[str],
+    *,
+    metric: str = "recovery_s",
+    stat: str = "median",
+    baseline: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Per design x fault cell and swept key: the lowest and highest statistic over the
+    key's values (and those values), the baseline statistic and the span relative to it,
+    sorted by ``rel_span`` ascending. Keys whose lowest statistic is inf (never recovered
+    at any value) are left out: there is nothing to rank."""
+    rows = []
+    for cell, g in trials.groupby(list(KEY), sort=False):
+        s = sensitivity(g, sweep, metric=metric, stat=stat, baseline=baseline)
+        base_v = float(s.loc[s["key"] == "(baseline)", "stat"].iloc[0])
+        for k in sweep:
+            r = s[s["key"] == k].dropna(subset=["stat"])
+            if r.empty:
+                continue
+            lo_r, hi_r = r.loc[r["stat"].idxmin()], r.loc[r["stat"].idxmax()]
+            lo, hi = float(lo_r["stat"]), float(hi_r["stat"])
+            if math.isinf(lo):
+                continue
+            ref = abs(base_v) if np.isfinite(base_v) else abs(lo)
+            rel = (hi - lo) / max(ref, 1e-9)
+            rows.append((*cell, k, lo, lo_r["value"], hi, hi_r["value"], base_v, rel))
+    out = pd.DataFrame(rows, columns=SPAN_COLUMNS)
+    return out.sort_values("rel_span", kind="stable", ignore_index=True)

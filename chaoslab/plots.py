@@ -4,7 +4,7 @@ Every function takes results (a `Run` or its trials DataFrame) and returns a mat
 `Figure` built without pyplot, so nothing here opens a window or keeps global figure state;
 callers save it (`save`) or let a notebook display it.
 
-Figures (DESIGN.md, issue 6):
+Figures (the numbers behind them come from `chaoslab.analysis`):
 
 - `ecdf_recovery`       ECDF of ``recovery_s`` per design, log time axis, unrecovered
                         trials in a band at the right;
@@ -39,15 +39,27 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from chaoslab.analysis import NothingToShow
+from chaoslab import analysis
+from chaoslab.analysis import (
+    KEY,
+    NothingToShow,
+    at_point,
+    availability_bands,
+    ecdf,
+    fault_cells,
+    horizon_of,
+    milestone_columns,
+    milestone_name,
+    phase_medians,
+    sweep_points,
+    trials_of,
+)
 from chaoslab.compare import sweep_columns
 from chaoslab.results import Run
 
 __all__ = [
     "AVAILABILITY_FLOOR",
     "availability",
-    "availability_matrix",
-    "bottlenecks",
     "configure_fonts",
     "design_color",
     "ecdf_recovery",
@@ -67,7 +79,6 @@ AVAILABILITY_FLOOR = 0.0
 #: symlog: linear within +-LINTHRESH s of the fault, logarithmic beyond (seconds)
 LINTHRESH = 1.0
 
-_KEY = ("design", "fault", "target")
 _METRIC_LABELS = {
     "recovery_s": "recovery time (s)",
     "downtime_s": "downtime, a(t) = 0 (s)",
@@ -96,29 +107,6 @@ configure_fonts()
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _trials(results: Run | pd.DataFrame) -> pd.DataFrame:
-    return results.trials if isinstance(results, Run) else results
-
-
-def _horizon(results: Run | pd.DataFrame, default: float | None = None) -> float:
-    """The run's horizon (s): meta, else the lab's observation window, else the data."""
-    if isinstance(results, Run):
-        m = results.meta
-        if m.get("horizon_s") is not None:
-            return float(m["horizon_s"])
-        obs = (m.get("lab") or {}).get("trial", {}).get("observe")
-        if obs is not None:
-            return float(obs)
-    if default is not None:
-        return default
-    df = _trials(results)
-    finite = pd.to_numeric(df.get("recovery_s"), errors="coerce")
-    finite = finite[np.isfinite(finite)] if finite is not None else pd.Series(dtype=float)
-    last = [float(t[-1]) for t in df["a_t"] if len(t)] if "a_t" in df else []
-    top = max([*finite.tolist(), *last, 1.0])
-    return float(top) * 1.25
 
 
 def _design_order() -> list[str]:
@@ -163,17 +151,6 @@ def _cell_label(fault: str, target: str, multi_target: bool) -> str:
     return f"{fault} → {target}" if multi_target else fault
 
 
-def _cells(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """(fault, target) pairs in order of appearance."""
-    return list(df[["fault", "target"]].drop_duplicates().itertuples(index=False, name=None))
-
-
-def _points(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[Any, ...]]:
-    if not sweep:
-        return [()]
-    return list(df[list(sweep)].drop_duplicates().itertuples(index=False, name=None))
-
-
 def _point_label(sweep: Sequence[str], point: tuple[Any, ...]) -> str:
     return ", ".join(f"{k}={_short_value(v)}" for k, v in zip(sweep, point, strict=True))
 
@@ -182,15 +159,6 @@ def _short_value(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return f"{int(v)}"
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _select(df: pd.DataFrame, sweep: Sequence[str], point: tuple[Any, ...]) -> pd.DataFrame:
-    if not sweep:
-        return df
-    mask = np.ones(len(df), dtype=bool)
-    for k, v in zip(sweep, point, strict=True):
-        mask &= (df[k] == v).to_numpy()
-    return df[mask]
 
 
 def _grid(n: int, ncols: int, w: float, h: float) -> tuple[Figure, list[Axes]]:
@@ -206,14 +174,14 @@ def _grid(n: int, ncols: int, w: float, h: float) -> tuple[Figure, list[Axes]]:
 def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
     """One panel per fault cell x sweep point, titled, fault-major (a row of panels per
     fault, one column per sweep point when `_panel_cols` says so); empty ones dropped."""
-    cells = _cells(df)
-    multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+    cells = fault_cells(df)
+    multi = _multi_target(cells)
     out = []
     for fault, target in cells:
-        for point in _points(df, sweep):
-            sub = _select(df, sweep, point)
+        for point in sweep_points(df, sweep):
+            sub = at_point(df, sweep, point)
             g = sub[(sub["fault"] == fault) & (sub["target"] == target)]
-            if g.empty and len(_points(df, sweep)) == 1:
+            if g.empty and len(sweep_points(df, sweep)) == 1:
                 continue
             title = _cell_label(fault, target, multi)
             if sweep:
@@ -223,7 +191,7 @@ def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFr
 
 
 def _panel_cols(df: pd.DataFrame, sweep: Sequence[str], default: int) -> int:
-    n = len(_points(df, sweep))
+    n = len(sweep_points(df, sweep))
     return n if 2 <= n <= 3 else default
 
 
@@ -245,12 +213,6 @@ def _tick_label(t: float) -> str:
 # ----------------------------------------------------------------------------- ECDF
 
 
-def _ecdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = np.sort(x)
-    y = np.arange(1, x.size + 1) / x.size
-    return x, y
-
-
 def ecdf_recovery(
     results: Run | pd.DataFrame,
     *,
@@ -266,8 +228,8 @@ def ecdf_recovery(
     is the height of the last step. Zeros (the fault never touched availability) sit at
     the left edge.
     """
-    df = _trials(results)
-    hz = _horizon(results, horizon)
+    df = trials_of(results)
+    hz = horizon_of(results, horizon)
     sweep = sweep_columns(results)
     panels = _panels(df, sweep)
     fig, axes = _grid(len(panels), _panel_cols(df, sweep, ncols), 4.6, 3.4)
@@ -277,44 +239,48 @@ def ecdf_recovery(
     # trials are 0, which are drawn at that edge
     decade = 10.0 ** math.floor(math.log10(float(pos.min()))) if pos.size else 0.01
     floor = min(decade, 0.01) if (vals == 0).any() else decade
-    never_x = hz * 2.0
+    xlabel = _METRIC_LABELS.get(metric, f"{metric} (s)")
+    if (vals == 0).any():
+        xlabel += f"; 0 drawn at {floor:.2g} s"
     for ax, (ptitle, g) in zip(axes, panels, strict=True):
-        for design, gd in g.groupby("design", sort=False):
-            x = pd.to_numeric(gd[metric], errors="coerce").to_numpy(dtype=float)
-            x = x[~np.isnan(x)]
-            if x.size == 0:
-                continue
-            x = np.where(np.isinf(x), never_x, np.maximum(x, floor))
-            xs, ys = _ecdf(x)
-            xs = np.concatenate([[floor], xs])
-            ys = np.concatenate([[0.0], ys])
-            ax.step(xs, ys, where="post", color=design_color(str(design)), label=str(design))
-        ax.set_xscale("log")
-        ax.set_xlim(floor, hz * 3.0)
-        _log_ticks(ax, floor, hz * 3.0)
-        ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
-        ax.text(
-            hz * 1.3,
-            0.03,
-            f"not recovered\nwithin {fmt_seconds(hz)} →",
-            ha="right",
-            va="bottom",
-            fontsize=7,
-            color="0.35",
-        )
-        if g.empty:
-            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
-        ax.set_ylim(0, 1.02)
+        _ecdf_panel(ax, g, metric, floor, hz)
         ax.set_title(ptitle, fontsize=9)
-        xlabel = _METRIC_LABELS.get(metric, f"{metric} (s)")
-        if (vals == 0).any():
-            xlabel += f"; 0 drawn at {floor:.2g} s"
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("share of trials (fraction)")
-        ax.grid(True, which="major", alpha=0.3)
     _legend_outside(fig, axes)
     fig.suptitle(title or f"ECDF of {metric} per design (log time axis)", fontsize=11)
     return fig
+
+
+def _ecdf_panel(ax: Axes, g: pd.DataFrame, metric: str, floor: float, hz: float) -> None:
+    """One panel: a step ECDF per design, unrecovered trials at 2 x the horizon."""
+    for design, gd in g.groupby("design", sort=False):
+        x = pd.to_numeric(gd[metric], errors="coerce").to_numpy(dtype=float)
+        x = x[~np.isnan(x)]
+        if x.size == 0:
+            continue
+        x = np.where(np.isinf(x), hz * 2.0, np.maximum(x, floor))
+        xs, ys = ecdf(x)
+        xs = np.concatenate([[floor], xs])
+        ys = np.concatenate([[0.0], ys])
+        ax.step(xs, ys, where="post", color=design_color(str(design)), label=str(design))
+    ax.set_xscale("log")
+    ax.set_xlim(floor, hz * 3.0)
+    _log_ticks(ax, floor, hz * 3.0)
+    ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
+    ax.text(
+        hz * 1.3,
+        0.03,
+        f"not recovered\nwithin {fmt_seconds(hz)} →",
+        ha="right",
+        va="bottom",
+        fontsize=7,
+        color="0.35",
+    )
+    if g.empty:
+        ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("share of trials (fraction)")
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def _log_ticks(ax: Axes, lo: float, hi: float) -> None:
@@ -355,23 +321,12 @@ def _legend_outside(fig: Figure, axes: Sequence[Axes], title: str | None = None)
 
 def time_grid(horizon: float, left: float = -LINTHRESH / 2, n: int = 400) -> np.ndarray:
     """Times (s) dense where the symlog axis is: linear near 0, geometric after."""
-    lin = np.linspace(left, LINTHRESH, 60)
-    geo = np.geomspace(LINTHRESH, max(horizon, LINTHRESH * 1.01), n)
-    return np.unique(np.concatenate([lin, geo]))
+    return analysis.time_grid(horizon, left, n, linear_to=LINTHRESH)
 
 
-def availability_matrix(trials: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
-    """a(t) of every trial on ``grid`` (rows: trials). a = 1 before the fault (t < 0)."""
-    out = np.ones((len(trials), grid.size))
-    for i, (ts, vs) in enumerate(zip(trials["a_t"], trials["a_v"], strict=True)):
-        ts = np.asarray(ts, dtype=float)
-        vs = np.asarray(vs, dtype=float)
-        if ts.size == 0:
-            continue
-        idx = np.searchsorted(ts, grid, side="right") - 1
-        row = np.where(idx >= 0, vs[np.maximum(idx, 0)], 1.0)
-        out[i] = row
-    return out
+#: one a(t) series of a panel: (label, colour, its trials); a panel: (title, series)
+_Series = tuple[str, Any, pd.DataFrame]
+_Panel = tuple[str, list[_Series]]
 
 
 def availability(
@@ -392,70 +347,19 @@ def availability(
     ``by="design"``: small multiples, one panel per design, one series per fault cell x
     sweep point — the readable choice when many designs share one fault.
     """
-    df = _trials(results)
-    if "a_t" not in df.columns:
-        raise NothingToShow("this run stores no availability change points (a_t/a_v columns)")
-    if designs is not None:
-        df = df[df["design"].isin(list(designs))]
-    if faults is not None:
-        df = df[df["fault"].isin(list(faults))]
-    if df.empty:
-        raise NothingToShow("no trials of the requested designs/faults in this run")
-    if by not in ("fault", "design"):
-        raise NothingToShow(f"by={by!r}: use 'fault' or 'design'")
-    hz = _horizon(results, horizon)
+    df = _availability_trials(trials_of(results), designs, faults, by)
+    hz = horizon_of(results, horizon)
     grid = time_grid(hz)
     sweep = sweep_columns(results)
-    cells = _cells(df)
-    multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
-    # (panel title, [(series label, colour, trials)])
-    layout: list[tuple[str, list[tuple[str, Any, pd.DataFrame]]]] = []
     if by == "fault":
-        for ptitle, g in _panels(df, sweep):
-            layout.append(
-                (
-                    ptitle,
-                    [
-                        (str(d), design_color(str(d)), gd)
-                        for d, gd in g.groupby("design", sort=False)
-                    ],
-                )
-            )
+        layout = _by_fault(df, sweep)
         ncols = _panel_cols(df, sweep, ncols)
     else:
-        series_keys = [(f, t, pt) for f, t in cells for pt in _points(df, sweep)]
-        cmap = mpl.colormaps["tab10"]
-        order = _design_order()
-        groups = sorted(
-            df.groupby("design", sort=False),
-            key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
-        )
-        for d, gd in groups:  # registry order: the article's designs first, as in DESIGN.md
-            series = []
-            for k, (f, t, pt) in enumerate(series_keys):
-                g = _select(gd[(gd["fault"] == f) & (gd["target"] == t)], sweep, pt)
-                if g.empty:
-                    continue
-                one_fault = len({c[0] for c in cells}) == 1
-                cell = t if one_fault else _cell_label(f, t, multi)
-                parts = ([cell] if len(cells) > 1 else []) + (
-                    [_point_label(sweep, pt)] if sweep else []
-                )
-                series.append((" · ".join(parts) or str(d), cmap(k % 10), g))
-            layout.append((str(d), series))
+        layout = _by_design(df, sweep)
     h = 3.3 if by == "fault" or len(layout) <= ncols else 2.0
     fig, axes = _grid(len(layout), ncols, 6.0, h)
     for k_ax, (ax, (ptitle, series)) in enumerate(zip(axes, layout, strict=True)):
-        for k, (label, c, g) in enumerate(series):
-            m = availability_matrix(g, grid)
-            lo, med, hi = np.quantile(m, [band[0], 0.5, band[1]], axis=0)
-            # series that behave the same would hide each other: offset each median line
-            # by a hair (|offset| < 0.02, far below any real step in a(t))
-            dodge = (k - (len(series) - 1) / 2) * min(0.008, 0.04 / max(len(series), 1))
-            ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.15, lw=0)
-            ax.step(grid, med + dodge, where="post", color=c, lw=1.6, label=label)
-        if not series:
-            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
+        _availability_panel(ax, series, grid, band)
         _symlog_time(ax, hz)
         ax.set_ylim(-0.05, 1.07)
         ax.set_title(ptitle, fontsize=9)
@@ -476,88 +380,76 @@ def availability(
     return fig
 
 
-# ----------------------------------------------------------------------------- phases
-
-
-def _milestone_cols(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c.startswith("at_") and df[c].notna().any()]
-
-
-def _milestone_name(col: str) -> str:
-    name = col[3:]
-    try:
-        from chaoslab.mechanisms.base import MILESTONES, milestone_column
-
-        for k in MILESTONES:
-            if milestone_column(k) == col:
-                return k
-    except ImportError:  # pragma: no cover
-        pass
-    return name.replace("_", ".", 1)
-
-
-def phase_medians(trials: pd.DataFrame, sweep: Sequence[str] = ()) -> pd.DataFrame:
-    """Median time (s) of each milestone per design x fault x target x sweep point, and
-    the share of trials in which it happened."""
-    keys = [*_KEY, *sweep]
-    rows = []
-    for key, g in trials.groupby(keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        for col in _milestone_cols(g):
-            x = g[col].to_numpy(dtype=float)
-            seen = x[np.isfinite(x)]
-            if seen.size == 0:
-                continue
-            rows.append(
-                {
-                    **dict(zip(keys, key, strict=True)),
-                    "milestone": _milestone_name(col),
-                    "median_s": float(np.median(seen)),
-                    "share": seen.size / x.size,
-                }
-            )
-    return pd.DataFrame(rows, columns=[*keys, "milestone", "median_s", "share"])
-
-
-def bottlenecks(
-    trials: pd.DataFrame, keys: Sequence[str] = ("design", "fault", "target"), tol: float = 1e-3
+def _availability_trials(
+    df: pd.DataFrame, designs: Iterable[str] | None, faults: Iterable[str] | None, by: str
 ) -> pd.DataFrame:
-    """What recovery waits for, per group of ``keys``: in each recovered trial, the last
-    milestone at or before ``recovery_s`` (within ``tol`` s); the most frequent one is the
-    group's bottleneck, with the share of trials it was last in and its median time (s)."""
-    cols = [c for c in _milestone_cols(trials) if c != "at_service_recovered"]
-    rows = []
-    for key, g in trials.groupby(list(keys), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        rec = g["recovery_s"].to_numpy(dtype=float)
-        ok = np.isfinite(rec) & (rec > 0)
-        row: dict[str, Any] = dict(zip(keys, key, strict=True))
-        if not cols or not ok.any():
-            row.update(
-                waits_for="(no outage)" if not (~np.isfinite(rec)).any() else "(never recovers)",
-                share=math.nan,
-                at_s=math.nan,
+    if "a_t" not in df.columns:
+        raise NothingToShow("this run stores no availability change points (a_t/a_v columns)")
+    if designs is not None:
+        df = df[df["design"].isin(list(designs))]
+    if faults is not None:
+        df = df[df["fault"].isin(list(faults))]
+    if df.empty:
+        raise NothingToShow("no trials of the requested designs/faults in this run")
+    if by not in ("fault", "design"):
+        raise NothingToShow(f"by={by!r}: use 'fault' or 'design'")
+    return df
+
+
+def _by_fault(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
+    return [
+        (ptitle, [(str(d), design_color(str(d)), gd) for d, gd in g.groupby("design", sort=False)])
+        for ptitle, g in _panels(df, sweep)
+    ]
+
+
+def _by_design(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
+    cells = fault_cells(df)
+    multi = _multi_target(cells)
+    one_fault = len({c[0] for c in cells}) == 1
+    series_keys = [(f, t, pt) for f, t in cells for pt in sweep_points(df, sweep)]
+    cmap = mpl.colormaps["tab10"]
+    order = _design_order()
+    groups = sorted(
+        df.groupby("design", sort=False),
+        key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
+    )
+    layout: list[_Panel] = []
+    for d, gd in groups:  # registry order: the article's designs first
+        series = []
+        for k, (f, t, pt) in enumerate(series_keys):
+            g = at_point(gd[(gd["fault"] == f) & (gd["target"] == t)], sweep, pt)
+            if g.empty:
+                continue
+            cell = t if one_fault else _cell_label(f, t, multi)
+            parts = ([cell] if len(cells) > 1 else []) + (
+                [_point_label(sweep, pt)] if sweep else []
             )
-            rows.append(row)
-            continue
-        m = g[cols].to_numpy(dtype=float)[ok]
-        r = rec[ok][:, None]
-        m = np.where(np.isfinite(m) & (m <= r + tol), m, -np.inf)
-        has = np.isfinite(m.max(axis=1))
-        if not has.any():
-            row.update(waits_for="(no milestone before recovery)", share=math.nan, at_s=math.nan)
-            rows.append(row)
-            continue
-        last = m[has].argmax(axis=1)
-        counts = np.bincount(last, minlength=len(cols))
-        top = int(counts.argmax())
-        row.update(
-            waits_for=_milestone_name(cols[top]),
-            share=float(counts[top] / ok.sum()),
-            at_s=float(np.median(m[has][last == top, top])),
-        )
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[*keys, "waits_for", "share", "at_s"])
+            series.append((" · ".join(parts) or str(d), cmap(k % 10), g))
+        layout.append((str(d), series))
+    return layout
+
+
+def _availability_panel(
+    ax: Axes, series: list[_Series], grid: np.ndarray, band: tuple[float, float]
+) -> None:
+    for k, (label, c, g) in enumerate(series):
+        lo, med, hi = availability_bands(g, grid, band)
+        # series that behave the same would hide each other: offset each median line
+        # by a hair (|offset| < 0.02, far below any real step in a(t))
+        dodge = (k - (len(series) - 1) / 2) * min(0.008, 0.04 / max(len(series), 1))
+        ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.15, lw=0)
+        ax.step(grid, med + dodge, where="post", color=c, lw=1.6, label=label)
+    if not series:
+        ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
+
+
+def _multi_target(cells: Sequence[tuple[str, str]]) -> bool:
+    """Whether panel titles must name the target: several targets, or a fault twice."""
+    return len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+
+
+# ----------------------------------------------------------------------------- phases
 
 
 #: phase of a milestone, by name: (phase, colour). First matching prefix wins.
@@ -641,82 +533,82 @@ def phase_timeline(
     diamond is the median recovery; what happens after it is drawn faded (users no longer
     see it). Milestones seen in fewer than ``min_share`` of a row's trials are left out.
     """
-    df = _trials(results)
-    hz = _horizon(results, horizon)
+    df = trials_of(results)
+    hz = horizon_of(results, horizon)
     sweep = sweep_columns(results)
     med = phase_medians(df, sweep)
     med = med[med["share"] >= min_share]
     if med.empty:
         raise NothingToShow("no milestone happened in this run's trials")
-    keys = [*_KEY, *sweep]
+    keys = [*KEY, *sweep]
     rows = list(dict.fromkeys(med[keys].itertuples(index=False, name=None)))
-    rec_median = {
-        (k if isinstance(k, tuple) else (k,)): float(
-            np.quantile(g.to_numpy(dtype=float), 0.5, method="inverted_cdf")
-        )
-        for k, g in df.groupby(keys, sort=False, dropna=False)["recovery_s"]
-    }
+    rec_median = analysis.recovery_medians(df, keys)
     fig = Figure(figsize=(11, 1.3 + 0.34 * len(rows)), layout="constrained")
     ax = fig.subplots()
-    labels = []
     used: dict[str, str] = {}
     for y, key in enumerate(rows):
         g = med
         for k, v in zip(keys, key, strict=True):
             g = g[g[k] == v]
-        g = g.sort_values("median_s")
         # the median recovery of the row's trials (0: the fault never touched availability,
         # so there is no service.recovered milestone; inf: not recovered in the horizon)
-        t_rec = rec_median.get(key, math.inf)
-        prev = 0.0
-        for _, r in g.iterrows():
-            t = float(r["median_s"])
-            phase, color = milestone_phase(str(r["milestone"]))
-            used[phase] = color
-            if phase == "recovered":
-                continue
-            after = t > t_rec
-            ax.barh(
-                y,
-                t - prev,
-                left=prev,
-                height=0.6,
-                color=color,
-                alpha=0.3 if after else 0.9,
-                edgecolor="white",
-                lw=0.4,
-            )
-            ax.plot(
-                [t],
-                [y],
-                "o",
-                color=color,
-                mec="white",
-                mew=0.5,
-                ms=3.5,
-                alpha=0.4 if after else 1.0,
-            )
-            prev = t
-        if math.isfinite(t_rec):
-            ax.plot([t_rec], [y], "D", color="black", ms=5, zorder=5)
-            note = "no outage" if t_rec == 0 else fmt_seconds(t_rec)
-            ax.text(t_rec, y - 0.38, f" {note}", fontsize=6.5, va="bottom")
-        else:
-            ax.plot([hz], [y], marker=">", color="black", ms=5, clip_on=False)
-        design, fault, target = key[:3]
-        lab = f"{design} · {fault}"
-        if target:
-            lab += f" → {target}"
-        if sweep:
-            lab += f" · {_point_label(sweep, key[3:])}"
-        labels.append(lab)
+        _timeline_row(ax, y, g.sort_values("median_s"), rec_median.get(key, math.inf), hz, used)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(labels, fontsize=7.5)
+    ax.set_yticklabels([_row_label(key, sweep) for key in rows], fontsize=7.5)
     ax.set_ylim(len(rows) - 0.4, -0.7)
     _symlog_time(ax, hz, left=0)
     ax.set_xlabel("median time of each milestone after the fault (s; linear to 1 s, log after)")
     ax.grid(True, axis="x", alpha=0.3)
-    handles = [
+    _phase_legend(fig, used)
+    fig.suptitle(title or "Phase timeline: median milestone times per design × fault", fontsize=11)
+    return fig
+
+
+def _timeline_row(
+    ax: Axes, y: int, g: pd.DataFrame, t_rec: float, hz: float, used: dict[str, str]
+) -> None:
+    """One row: a segment per milestone up to its median, faded after the recovery."""
+    prev = 0.0
+    for t, name in zip(g["median_s"].astype(float), g["milestone"].astype(str), strict=True):
+        phase, color = milestone_phase(name)
+        used[phase] = color
+        if phase == "recovered":
+            continue
+        after = t > t_rec
+        ax.barh(
+            y,
+            t - prev,
+            left=prev,
+            height=0.6,
+            color=color,
+            alpha=0.3 if after else 0.9,
+            edgecolor="white",
+            lw=0.4,
+        )
+        ax.plot(
+            [t], [y], "o", color=color, mec="white", mew=0.5, ms=3.5, alpha=0.4 if after else 1.0
+        )
+        prev = t
+    if math.isfinite(t_rec):
+        ax.plot([t_rec], [y], "D", color="black", ms=5, zorder=5)
+        note = "no outage" if t_rec == 0 else fmt_seconds(t_rec)
+        ax.text(t_rec, y - 0.38, f" {note}", fontsize=6.5, va="bottom")
+    else:
+        ax.plot([hz], [y], marker=">", color="black", ms=5, clip_on=False)
+
+
+def _row_label(key: tuple[Any, ...], sweep: Sequence[str]) -> str:
+    design, fault, target = key[:3]
+    lab = f"{design} · {fault}"
+    if target:
+        lab += f" → {target}"
+    if sweep:
+        lab += f" · {_point_label(sweep, key[3:])}"
+    return lab
+
+
+def _phase_legend(fig: Figure, used: Mapping[str, str]) -> None:
+    handles: list[Any] = [
         Patch(color=c, label=p)
         for p, _, c in [*PHASES, ("other", (), "0.6")]
         if p in used and p != "recovered"
@@ -733,8 +625,6 @@ def phase_timeline(
         title="phase reached",
         title_fontsize=8,
     )
-    fig.suptitle(title or "Phase timeline: median milestone times per design × fault", fontsize=11)
-    return fig
 
 
 # ----------------------------------------------------------------------------- loss
@@ -749,10 +639,10 @@ def loss_heatmap(
 ) -> Figure:
     """Heat map per metric: rows design (x sweep point), columns fault cells, colour on a
     log scale (values span milliseconds to the horizon), each cell annotated."""
-    df = _trials(results)
+    df = trials_of(results)
     sweep = sweep_columns(results)
-    cells = _cells(df)
-    multi = len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+    cells = fault_cells(df)
+    multi = _multi_target(cells)
     row_keys = list(df[["design", *sweep]].drop_duplicates().itertuples(index=False, name=None))
     # side by side while narrow, stacked when there are many fault columns
     stacked = len(cells) > 4
@@ -767,110 +657,48 @@ def loss_heatmap(
         if stacked
         else fig.subplots(1, len(metrics), squeeze=False)[0]
     )
+    col_labels = [_cell_label(f, t, multi) for f, t in cells]
+    row_labels = [
+        str(rk[0]) + (f" · {_point_label(sweep, rk[1:])}" if sweep else "") for rk in row_keys
+    ]
     for ax, metric in zip(axes, metrics, strict=True):
-        mat = np.full((len(row_keys), len(cells)), np.nan)
-        for i, rk in enumerate(row_keys):
-            sub = df[df["design"] == rk[0]]
-            sub = _select(sub, sweep, rk[1:])
-            for j, (fault, target) in enumerate(cells):
-                x = sub[(sub["fault"] == fault) & (sub["target"] == target)][metric]
-                x = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
-                if x.size:
-                    mat[i, j] = float(np.mean(x) if stat == "mean" else np.median(x))
-        pos = mat[np.isfinite(mat) & (mat > 0)]
-        vmin = max(float(pos.min()), 1e-3) if pos.size else 1e-3
-        vmax = max(float(pos.max()), vmin * 10) if pos.size else 1.0
-        shown = np.where(mat > 0, np.maximum(mat, vmin), np.nan)
-        im = ax.imshow(
-            np.ma.masked_invalid(shown),
-            norm=LogNorm(vmin=vmin, vmax=vmax),
-            cmap="YlOrRd",
-            aspect="auto",
-        )
-        ax.set_facecolor("0.93")
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                v = mat[i, j]
-                text = "–" if np.isnan(v) else fmt_seconds(v)
-                dark = (
-                    np.isfinite(v)
-                    and v > 0
-                    and math.log(max(v, vmin))
-                    > (math.log(vmin) + 0.6 * (math.log(vmax) - math.log(vmin)))
-                )
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=7.5,
-                    color="white" if dark else "black",
-                )
+        mat = analysis.cost_table(df, metric, stat, sweep).to_numpy(dtype=float)
+        _heat_panel(fig, ax, mat, metric)
         ax.set_xticks(range(len(cells)))
-        ax.set_xticklabels(
-            [_cell_label(f, t, multi) for f, t in cells], rotation=30, ha="right", fontsize=8
-        )
+        ax.set_xticklabels(col_labels, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(row_keys)))
-        ax.set_yticklabels(
-            [
-                str(rk[0]) + (f" · {_point_label(sweep, rk[1:])}" if sweep else "")
-                for rk in row_keys
-            ],
-            fontsize=8,
-        )
+        ax.set_yticklabels(row_labels, fontsize=8)
         ax.set_title(f"{stat} {_METRIC_LABELS.get(metric, metric)}", fontsize=9)
         ax.set_xlabel("fault")
-        cb = fig.colorbar(im, ax=ax, shrink=0.8)
-        cb.set_label(f"{metric} (s, log scale; grey = 0 or not run)", fontsize=8)
     fig.suptitle(title or "Cost of each fault per design", fontsize=11)
     return fig
 
 
+def _heat_panel(fig: Figure, ax: Axes, mat: np.ndarray, metric: str) -> None:
+    """The log-coloured matrix, each cell annotated, its colour bar."""
+    pos = mat[np.isfinite(mat) & (mat > 0)]
+    vmin = max(float(pos.min()), 1e-3) if pos.size else 1e-3
+    vmax = max(float(pos.max()), vmin * 10) if pos.size else 1.0
+    shown = np.where(mat > 0, np.maximum(mat, vmin), np.nan)
+    im = ax.imshow(
+        np.ma.masked_invalid(shown),
+        norm=LogNorm(vmin=vmin, vmax=vmax),
+        cmap="YlOrRd",
+        aspect="auto",
+    )
+    ax.set_facecolor("0.93")
+    # white text on the darkest 40 % of the log colour range
+    dark_from = math.log(vmin) + 0.6 * (math.log(vmax) - math.log(vmin))
+    for (i, j), v in np.ndenumerate(mat):
+        text = "–" if np.isnan(v) else fmt_seconds(v)
+        dark = np.isfinite(v) and v > 0 and math.log(max(v, vmin)) > dark_from
+        color = "white" if dark else "black"
+        ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=color)
+    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    cb.set_label(f"{metric} (s, log scale; grey = 0 or not run)", fontsize=8)
+
+
 # ----------------------------------------------------------------------------- tornado
-
-
-def _cell_stat(x: pd.Series, stat: str) -> float:
-    v = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return math.nan
-    if stat == "mean":
-        return float(np.mean(v))
-    q = {"median": 0.5, "p50": 0.5, "p95": 0.95, "p5": 0.05, "p99": 0.99}[stat]
-    return float(np.quantile(v, q, method="inverted_cdf"))
-
-
-def sensitivity(
-    trials: pd.DataFrame,
-    sweep: Sequence[str],
-    *,
-    metric: str = "recovery_s",
-    stat: str = "median",
-    baseline: Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
-    """One-at-a-time sensitivity: for each swept key, the metric's statistic at each of its
-    values while the other swept keys stay at their baseline (default: each key's middle
-    value). Returns key, value, stat; plus the baseline statistic as key ``(baseline)``."""
-    base: dict[str, Any] = {}
-    for k in sweep:
-        vals = list(trials[k].drop_duplicates())
-        with contextlib.suppress(TypeError):
-            vals = sorted(vals)
-        base[k] = (baseline or {}).get(k, vals[(len(vals) - 1) // 2])
-    rows = []
-    at_base = trials
-    for k in sweep:
-        at_base = at_base[at_base[k] == base[k]]
-    rows.append({"key": "(baseline)", "value": None, "stat": _cell_stat(at_base[metric], stat)})
-    for k in sweep:
-        sub = trials
-        for other in sweep:
-            if other != k:
-                sub = sub[sub[other] == base[other]]
-        for v, g in sub.groupby(k, sort=True):
-            rows.append({"key": k, "value": v, "stat": _cell_stat(g[metric], stat)})
-    return pd.DataFrame(rows, columns=["key", "value", "stat"])
 
 
 def _with_unit(key: str, value: Any) -> str:
@@ -892,77 +720,70 @@ def tornado(
     max_rows: int = 30,
     title: str | None = None,
 ) -> Figure:
-    """Tornado chart of one-at-a-time sensitivity (see `sensitivity`).
+    """Tornado chart of one-at-a-time sensitivity (`chaoslab.analysis.sensitivity_spans`).
 
     One row per swept parameter (x design x fault cell when the trials hold several): the
     bar spans the statistic over the parameter's values, blue below the row's baseline
     (black tick), orange above; the end labels name the values. Rows are sorted by relative
     span, widest on top. The time axis turns logarithmic when the rows span > 30x.
     """
-    df = _trials(results)
+    df = trials_of(results)
     keys = list(sweep) if sweep is not None else sweep_columns(results)
     keys = [k for k in keys if k in df.columns and df[k].nunique() > 1]
     if not keys:
         raise NothingToShow("no swept parameter with more than one value in these trials")
-    cells = list(df[list(_KEY)].drop_duplicates().itertuples(index=False, name=None))
-    rows: list[tuple[str, float, Any, float, Any, float, float]] = []
-    for cell in cells:
-        g = df[(df["design"] == cell[0]) & (df["fault"] == cell[1]) & (df["target"] == cell[2])]
-        s = sensitivity(g, keys, metric=metric, stat=stat, baseline=baseline)
-        base_v = float(s.loc[s["key"] == "(baseline)", "stat"].iloc[0])
-        for k in keys:
-            r = s[(s["key"] == k)].dropna(subset=["stat"])
-            if r.empty:
-                continue
-            lo_r = r.loc[r["stat"].idxmin()]
-            hi_r = r.loc[r["stat"].idxmax()]
-            lo, hi = float(lo_r["stat"]), float(hi_r["stat"])
-            if math.isinf(lo):
-                continue  # never recovered at any value: nothing to rank
-            label = k if len(cells) == 1 else f"{k} — {cell[0]} · {cell[1]} → {cell[2]}"
-            rel = (hi - lo) / max(abs(base_v) if np.isfinite(base_v) else abs(lo), 1e-9)
-            rows.append(
-                (
-                    label,
-                    lo,
-                    _with_unit(k, lo_r["value"]),
-                    hi,
-                    _with_unit(k, hi_r["value"]),
-                    base_v,
-                    rel,
-                )
-            )
-    if not rows:
+    spans = analysis.sensitivity_spans(df, keys, metric=metric, stat=stat, baseline=baseline)
+    if spans.empty:
         raise NothingToShow(f"{metric} never recovered at any swept value: nothing to show")
-    rows.sort(key=lambda r: r[6])
-    rows = rows[-max_rows:]
-    finite = [v for r in rows for v in (r[1], r[3], r[5]) if np.isfinite(v)]
-    top = max([*finite, 1e-9])
+    spans = spans.iloc[-max_rows:]
+    one_cell = len(df[list(KEY)].drop_duplicates()) == 1
+    finite = [v for v in spans[["low", "high", "baseline"]].to_numpy().ravel() if np.isfinite(v)]
     pos = [v for v in finite if v > 0]
     log = bool(pos) and max(pos) / min(pos) > 30
-    right = top * (3.0 if log else 1.15)
-    fig = Figure(figsize=(10, 1.4 + 0.42 * len(rows)), layout="constrained")
+    right = max([*finite, 1e-9]) * (3.0 if log else 1.15)
+    fig = Figure(figsize=(10, 1.4 + 0.42 * len(spans)), layout="constrained")
     ax = fig.subplots()
-    for y, (_label, lo, lo_val, hi, hi_val, base_v, _rel) in enumerate(rows):
-        hi_draw = hi if np.isfinite(hi) else right
-        b = base_v if np.isfinite(base_v) else hi_draw
-        b = min(max(b, lo), hi_draw)
-        ax.barh(y, b - lo, left=lo, height=0.55, color="#4c72b0")
-        ax.barh(y, hi_draw - b, left=b, height=0.55, color="#dd8452")
-        ax.plot([b, b], [y - 0.36, y + 0.36], color="black", lw=1.2)
-        ax.text(lo, y, f"{lo_val} ", ha="right", va="center", fontsize=7)
-        never = "" if np.isfinite(hi) else " (never)"
-        ax.text(hi_draw, y, f" {hi_val}{never}", ha="left", va="center", fontsize=7)
+    for y, r in enumerate(spans.itertuples()):
+        _tornado_bar(ax, y, r, right)
     if log:
         ax.set_xscale("log")
         ax.set_xlim(min(pos) / 3, right * 3)
     else:
-        ax.set_xlim(min(0.0, *(r[1] for r in rows)), right * 1.1)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r[0] for r in rows], fontsize=8)
-    ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlim(min(0.0, *spans["low"]), right * 1.1)
+    labels = [
+        r.key if one_cell else f"{r.key} — {r.design} · {r.fault} → {r.target}"
+        for r in spans.itertuples()
+    ]
+    ax.set_yticks(range(len(spans)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(-0.6, len(spans) - 0.4)
     unit = "s" if metric.endswith("_s") else "fraction"
     ax.set_xlabel(f"{stat} {metric} ({unit}) over each parameter's swept values")
+    _tornado_legend(fig)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(
+        title or f"Sensitivity of {stat} {metric} to each swept parameter (labels: its values)",
+        fontsize=10,
+    )
+    return fig
+
+
+def _tornado_bar(ax: Axes, y: int, r: Any, right: float) -> None:
+    """One row of `sensitivity_spans`: blue below the baseline, orange above, values named."""
+    lo, hi = float(r.low), float(r.high)
+    hi_draw = hi if np.isfinite(hi) else right
+    b = r.baseline if np.isfinite(r.baseline) else hi_draw
+    b = min(max(b, lo), hi_draw)
+    ax.barh(y, b - lo, left=lo, height=0.55, color="#4c72b0")
+    ax.barh(y, hi_draw - b, left=b, height=0.55, color="#dd8452")
+    ax.plot([b, b], [y - 0.36, y + 0.36], color="black", lw=1.2)
+    ax.text(lo, y, f"{_with_unit(r.key, r.low_value)} ", ha="right", va="center", fontsize=7)
+    never = "" if np.isfinite(hi) else " (never)"
+    hi_text = f" {_with_unit(r.key, r.high_value)}{never}"
+    ax.text(hi_draw, y, hi_text, ha="left", va="center", fontsize=7)
+
+
+def _tornado_legend(fig: Figure) -> None:
     fig.legend(
         handles=[
             Patch(color="#4c72b0", label="below the baseline (others at their middle value)"),
@@ -974,12 +795,6 @@ def tornado(
         fontsize=7,
         frameon=False,
     )
-    ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(
-        title or f"Sensitivity of {stat} {metric} to each swept parameter (labels: its values)",
-        fontsize=10,
-    )
-    return fig
 
 
 # ----------------------------------------------------------------------------- pred vs meas
@@ -1008,46 +823,13 @@ def predicted_vs_measured(
             pd.concat([p for p, _, _ in pairs]), pd.concat([m for _, m, _ in pairs])
         )
     fig, axes = _grid(len(metrics), ncols, 4.4, 3.3)
-    markers = "osD^v<>"
     for ax, metric in zip(axes, metrics, strict=True):
         allx: list[float] = []
         for i, (p, m, label) in enumerate(pairs):
             c = mpl.colormaps["tab10"](i % 10)
-            px = p[metric].to_numpy(dtype=float) if metric in p else np.array([])
-            mx = m[metric].to_numpy(dtype=float) if metric in m else np.array([])
-            px, mx = px[~np.isnan(px)], mx[~np.isnan(mx)]
-            if px.size:
-                xs, ys = _ecdf(px[np.isfinite(px)])
-                if xs.size:
-                    ax.step(
-                        xs,
-                        ys * (xs.size / px.size),
-                        where="post",
-                        color=c,
-                        lw=1.4,
-                        label=f"predicted · {label}",
-                    )
-                    lo, hi = np.quantile(px, [0.05, 0.95], method="inverted_cdf")
-                    if np.isfinite(lo) and np.isfinite(hi):
-                        ax.axvspan(lo, hi, color=c, alpha=0.08)
-                allx += xs.tolist()
-            if mx.size:
-                fin = mx[np.isfinite(mx)]
-                xs, _ = _ecdf(fin)
-                # Hazen plotting positions (i - 0.5) / n: unbiased for a handful of trials
-                ys = (np.arange(1, xs.size + 1) - 0.5) / mx.size
-                ax.plot(
-                    xs,
-                    ys,
-                    ls="",
-                    marker=markers[i % len(markers)],
-                    mfc="none",
-                    color=c,
-                    ms=6,
-                    mew=1.3,
-                    label=f"measured · {label}",
-                )
-                allx += xs.tolist()
+            allx += _predicted_ecdf(ax, _finite_or_inf(p, metric), c, f"predicted · {label}")
+            marker = _MARKERS[i % len(_MARKERS)]
+            allx += _measured_points(ax, _finite_or_inf(m, metric), c, marker, label)
         pos = [x for x in allx if x > 0]
         if pos and max(pos) / min(pos) > 30:
             ax.set_xscale("log")
@@ -1059,7 +841,7 @@ def predicted_vs_measured(
         ]
         ax.set_title(f"{metric}\n{'; '.join(stats)}" if len(stats) == 1 else metric, fontsize=9)
         ax.set_xlabel(
-            _METRIC_LABELS.get(metric, f"{_milestone_name(metric)} time after the fault (s)")
+            _METRIC_LABELS.get(metric, f"{milestone_name(metric)} time after the fault (s)")
         )
         ax.set_ylabel("share of trials (fraction)")
         ax.grid(True, alpha=0.3)
@@ -1068,6 +850,47 @@ def predicted_vs_measured(
         title or "Predicted (lines, p5–p95 shaded) vs measured trials (points)", fontsize=11
     )
     return fig
+
+
+_MARKERS = "osD^v<>"
+
+
+def _finite_or_inf(df: pd.DataFrame, metric: str) -> np.ndarray:
+    """The metric's values without NaN (inf kept: it counts in the ECDF's denominator)."""
+    x = df[metric].to_numpy(dtype=float) if metric in df else np.array([])
+    return x[~np.isnan(x)]
+
+
+def _predicted_ecdf(ax: Axes, px: np.ndarray, c: Any, label: str) -> list[float]:
+    if not px.size:
+        return []
+    xs, ys = ecdf(px[np.isfinite(px)])
+    if xs.size:
+        ax.step(xs, ys * (xs.size / px.size), where="post", color=c, lw=1.4, label=label)
+        lo, hi = np.quantile(px, [0.05, 0.95], method="inverted_cdf")
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.axvspan(lo, hi, color=c, alpha=0.08)
+    return xs.tolist()
+
+
+def _measured_points(ax: Axes, mx: np.ndarray, c: Any, marker: str, label: str) -> list[float]:
+    if not mx.size:
+        return []
+    xs, _ = ecdf(mx[np.isfinite(mx)])
+    # Hazen plotting positions (i - 0.5) / n: unbiased for a handful of trials
+    ys = (np.arange(1, xs.size + 1) - 0.5) / mx.size
+    ax.plot(
+        xs,
+        ys,
+        ls="",
+        marker=marker,
+        mfc="none",
+        color=c,
+        ms=6,
+        mew=1.3,
+        label=f"measured · {label}",
+    )
+    return xs.tolist()
 
 
 # ----------------------------------------------------------------------------- files
@@ -1109,13 +932,13 @@ def figures_for_run(run: Run, vs: Run | None = None) -> dict[str, Figure]:
                     ncols=3,
                     title=f"Availability after {fault}: median and p5–p95 band, per design",
                 )
-    if _milestone_cols(df):
-        with contextlib.suppress(ValueError):
+    if milestone_columns(df):
+        with contextlib.suppress(NothingToShow):
             figs["phases"] = phase_timeline(run)
     figs["loss"] = loss_heatmap(run)
     sweep = [k for k in sweep_columns(run) if df[k].nunique() > 1]
     if sweep:
-        with contextlib.suppress(ValueError):  # nothing recovered at any value
+        with contextlib.suppress(NothingToShow):  # nothing recovered at any value
             figs["sensitivity"] = tornado(run, sweep=sweep, metric="lost_s", stat="mean")
     pred = vs
     if pred is None and run.meta.get("mode") == "live":

@@ -19,7 +19,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 import chaoslab
-from chaoslab import plots
+from chaoslab import analysis, plots
 from chaoslab.cli import main
 from chaoslab.designs import DESIGNS, ImpossibleTarget
 from chaoslab.faults import ImpossibleFault
@@ -89,7 +89,7 @@ def sweep_run(tmp_path_factory: pytest.TempPathFactory):
 def test_availability_matrix_steps() -> None:
     df = pd.DataFrame({"a_t": [[0.0, 2.0]], "a_v": [[0.5, 1.0]]})
     grid = np.array([-1.0, 0.0, 1.0, 1.999, 2.0, 3.0])
-    m = plots.availability_matrix(df, grid)
+    m = analysis.availability_matrix(df, grid)
     assert m.tolist() == [[1.0, 0.5, 0.5, 0.5, 1.0, 1.0]]
 
 
@@ -109,7 +109,7 @@ def test_availability_matrix_integrates_to_lost_s(steps: list[tuple[float, float
         v.append(a)
     horizon = t[-1] + 10.0
     grid = np.linspace(0.0, horizon, 200_001)
-    m = plots.availability_matrix(pd.DataFrame({"a_t": [t], "a_v": [v]}), grid)[0]
+    m = analysis.availability_matrix(pd.DataFrame({"a_t": [t], "a_v": [v]}), grid)[0]
     step = grid[1] - grid[0]
     lost = float(np.sum((1 - m[:-1]) * step))
     assert lost == pytest.approx(metrics(t, v, horizon).lost_s, abs=step * (len(t) + 1))
@@ -133,7 +133,7 @@ def test_bottlenecks_names_the_last_milestone_before_recovery() -> None:
             "at_pod_evicted": [300.0, 300.0, 300.0],
         }
     )
-    b = plots.bottlenecks(df, ["design"])
+    b = analysis.bottlenecks(df, ["design"])
     assert b.loc[0, "waits_for"] == "lb.marked_down"
     assert b.loc[0, "share"] == 1.0  # of the two recovered trials
     assert b.loc[0, "at_s"] == pytest.approx(5.5)
@@ -200,7 +200,7 @@ def test_phase_timeline_rows_and_recovery_markers(every_design_run) -> None:
     _draw(fig)
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    med = plots.phase_medians(run.trials)
+    med = analysis.phase_medians(run.trials)
     med = med[med.share >= 0.5]
     assert len(labels) == med.groupby(["design", "fault", "target"]).ngroups
     assert ax.get_xscale() == "symlog" and "(s" in ax.get_xlabel()
@@ -248,7 +248,7 @@ def test_tornado_rows_span_the_sensitivity(sweep_run) -> None:
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert set(labels) == {"lb.interval", "vrrp.advert_int"}
     assert labels[-1] == "lb.interval"  # the widest span on top
-    s = plots.sensitivity(lb, ["lb.interval", "vrrp.advert_int"])
+    s = analysis.sensitivity(lb, ["lb.interval", "vrrp.advert_int"])
     rows = s[s.key == "lb.interval"]["stat"]
     bars = [p for p in ax.patches if abs(p.get_y() + p.get_height() / 2 - 1) < 1e-9]
     left = min(p.get_x() for p in bars)
