@@ -4,7 +4,8 @@ file, script or stylesheet, so the page can be mailed or attached to a ticket.
 
 Sections: the experiment (title, description, mode/target, seed, trials, horizon,
 versions), parameters that differ from their profile's value (with the source the run
-recorded), the swept parameters, the summary table, for live runs the stored comparison,
+recorded), the swept parameters, the summary table, what recovery waits for
+(`chaoslab.analysis.bottlenecks`), for live runs the stored comparison,
 with ``vs`` the comparison against another run (`chaoslab.compare`), and the figures.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from chaoslab.analysis import KEY, bottlenecks, milestone_columns
 from chaoslab.results import Run, atomic_write_text, format_value
 
 __all__ = ["build_report", "changed_parameters", "write_report"]
@@ -157,13 +159,10 @@ def _meta_table(run: Run) -> pd.DataFrame:
 
 def build_report(run: Run, vs: Run | None = None, *, figures: bool = True) -> str:
     """The HTML page (a string). ``vs``: a prediction (or baseline) to compare with."""
-    from chaoslab.compare import CompareError, compare, stored_prediction
+    from chaoslab.compare import stored_prediction
 
     doc = _read_yaml(Path(run.path) / "experiment.yaml")
-    title = str(run.meta.get("experiment") or run.meta.get("title") or doc.get("title") or "")
-    if run.meta.get("title"):
-        title = str(run.meta["title"])
-    desc = str(doc.get("description") or "")
+    title = str(run.meta.get("title") or run.meta.get("experiment") or doc.get("title") or "")
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>chaoslab report: {html.escape(title or str(run.path))}</title>",
@@ -171,54 +170,17 @@ def build_report(run: Run, vs: Run | None = None, *, figures: bool = True) -> st
         f"<h1>{html.escape(title or 'chaoslab run')}</h1>",
         f'<p class="note">{html.escape(str(run.path))}</p>',
     ]
-    if desc:
-        parts.append(f"<p>{html.escape(desc)}</p>")
-    parts += ["<h2>Experiment</h2>", _table(_meta_table(run), "meta")]
-    parts += [
-        "<h2>Parameters that differ from their profile</h2>",
-        _table(changed_parameters(run), "meta"),
-    ]
-    sweep = run.meta.get("sweep") or {}
-    if sweep:
-        parts += [
-            "<h2>Swept parameters</h2>",
-            _table(
-                pd.DataFrame(
-                    [(k, ", ".join(map(str, v))) for k, v in sweep.items()],
-                    columns=["key", "values"],
-                ),
-                "meta",
-            ),
-        ]
-    parts += [
-        "<h2>Summary (seconds; never = not recovered within the horizon)</h2>",
-        _table(run.summary()),
-    ]
-    comp_path = Path(run.path) / "comparison.csv"
-    if comp_path.exists():
-        parts += [
-            "<h2>Comparison stored by the drill</h2>",
-            _table(pd.read_csv(comp_path).fillna({"note": ""})),
-        ]
-    pred = (
-        vs
-        if vs is not None
-        else (stored_prediction(run) if run.meta.get("mode") == "live" else None)
-    )
-    if pred is not None:
-        parts.append(f"<h2>Against {html.escape(str(pred.path))}</h2>")
-        try:
-            c = compare(pred, run)
-            parts.append(
-                '<p class="note">coverage: share of measured trials inside the predicted '
-                "p5–p95; ks: two-sample Kolmogorov–Smirnov statistic (ks_crit_05: its 5 % "
-                "critical value); errors: measured minus predicted median, seconds.</p>"
-            )
-            parts.append(_table(c.cells))
-            parts += [f'<p class="note">{html.escape(n)}</p>' for n in c.notes]
-        except CompareError as e:
-            parts.append(f'<p class="err">{html.escape(str(e))}</p>')
-            pred = None
+    if doc.get("description"):
+        parts.append(f"<p>{html.escape(str(doc['description']))}</p>")
+    parts += _experiment_sections(run)
+    parts += _result_sections(run)
+    if vs is None and run.meta.get("mode") == "live":
+        vs = stored_prediction(run)
+    pred = None
+    if vs is not None:
+        against, ok = _comparison_section(vs, run)
+        parts += against
+        pred = vs if ok else None
     if figures:
         from chaoslab.plots import figures_for_run
 
@@ -227,6 +189,65 @@ def build_report(run: Run, vs: Run | None = None, *, figures: bool = True) -> st
             parts.append(_figure_html(name, fig))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _experiment_sections(run: Run) -> list[str]:
+    parts = ["<h2>Experiment</h2>", _table(_meta_table(run), "meta")]
+    parts += [
+        "<h2>Parameters that differ from their profile</h2>",
+        _table(changed_parameters(run), "meta"),
+    ]
+    sweep = run.meta.get("sweep") or {}
+    if sweep:
+        values = [(k, ", ".join(map(str, v))) for k, v in sweep.items()]
+        parts += [
+            "<h2>Swept parameters</h2>",
+            _table(pd.DataFrame(values, columns=["key", "values"]), "meta"),
+        ]
+    return parts
+
+
+def _result_sections(run: Run) -> list[str]:
+    parts = [
+        "<h2>Summary (seconds; never = not recovered within the horizon)</h2>",
+        _table(run.summary()),
+    ]
+    trials = run.trials
+    if len(trials) and milestone_columns(trials):
+        keys = [*KEY, *(k for k in run.sweep_columns if k in trials.columns)]
+        parts += [
+            "<h2>What recovery waits for</h2>",
+            '<p class="note">per cell, the milestone reached last before recovery in most '
+            "recovered trials: its share of those trials and its median time (s).</p>",
+            _table(bottlenecks(trials, keys)),
+        ]
+    comp_path = Path(run.path) / "comparison.csv"
+    if comp_path.exists():
+        parts += [
+            "<h2>Comparison stored by the drill</h2>",
+            _table(pd.read_csv(comp_path).fillna({"note": ""})),
+        ]
+    return parts
+
+
+def _comparison_section(pred: Run, run: Run) -> tuple[list[str], bool]:
+    """The comparison with ``pred``, and whether the two runs could be compared."""
+    from chaoslab.compare import CompareError, compare
+
+    parts = [f"<h2>Against {html.escape(str(pred.path))}</h2>"]
+    try:
+        c = compare(pred, run)
+    except CompareError as e:
+        parts.append(f'<p class="err">{html.escape(str(e))}</p>')
+        return parts, False
+    parts.append(
+        '<p class="note">coverage: share of measured trials inside the predicted '
+        "p5–p95; ks: two-sample Kolmogorov–Smirnov statistic (ks_crit_05: its 5 % "
+        "critical value); errors: measured minus predicted median, seconds.</p>"
+    )
+    parts.append(_table(c.cells))
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in c.notes]
+    return parts, True
 
 
 def write_report(run: Run, out: str | Path, vs: Run | None = None) -> Path:

@@ -129,3 +129,17 @@ def test_summary_values_in_page_match_the_run(run_dir: Path) -> None:
     s = run.summary()
     row = s[(s.design == "nodeport-lb-local") & (s.fault == "node-crash")].iloc[0]
     assert f"{row['recovery_p50']:.3g}" in page
+
+
+def test_report_says_what_recovery_waits_for_per_cell(run_dir: Path) -> None:
+    from chaoslab.analysis import bottlenecks
+
+    run = load_run(run_dir)
+    page = build_report(run, figures=False)
+    section = page.split("<h2>What recovery waits for</h2>")[1].split("</table>")[0]
+    waits = bottlenecks(run.trials, ["design", "fault", "target", "lb.interval"])
+    assert section.count("<tr>") == len(waits) + 1 == 2 * 2 * 2 + 1
+    # the node crash behind eTP Local waits for HAProxy marking the backend down
+    local = waits[(waits["design"] == "nodeport-lb-local") & (waits["fault"] == "node-crash")]
+    assert set(local["waits_for"]) == {"lb.marked_down"}
+    assert "<td>lb.marked_down</td>" in section
