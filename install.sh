@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES=(
   keepalived bird2 haproxy nginx-light iptables conntrack iproute2 arping
-  procps psmisc fonts-noto-cjk
+  procps psmisc fonts-noto-cjk time
 )
 
 if [[ "${1:-}" != "--no-apt" ]]; then
@@ -34,4 +34,12 @@ fi
 PY=${PYTHON:-python3}
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q -e ".[all]"
+# The local Kubernetes control plane (chaoslab cluster): built from Go modules into
+# build/k8s/, rebuilt only when tools/<module>/go.mod or go.sum change. Cold: see
+# docs/local-cluster.md; warm: seconds. tools/k8s-1.33 is built on request only.
+if command -v go >/dev/null; then
+  tools/build.sh k8s kwok
+else
+  echo "go not found: skipping the local Kubernetes control plane (chaoslab cluster)"
+fi
 echo "chaoslab installed: $("$PY" -m chaoslab --version)"

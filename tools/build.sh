@@ -44,9 +44,9 @@ timed() { # timed LOG CMD... : run CMD, append /usr/bin/time -v's report to LOG
 
 build_k8s() { # build_k8s MODDIR OUTDIR: one multi-call binary, one symlink per command
   local dir=$1 out=$2 version
-  version=$(module_version "$dir" k8s.io/kubernetes)
+  version=$(module_version "$dir" k8s.io/kubernetes) || return
   (cd "$dir" && timed "$out/build.log" go build -trimpath -ldflags="$(k8s_ldflags "$version")" \
-    -o "$out/bin/k8s" .)
+    -o "$out/bin/k8s" .) || return
   for c in "${k8s_commands[@]}"; do ln -sfn k8s "$out/bin/$c"; done
   printf '{"kubernetes": "%s", "etcd": "%s"}\n' "$version" \
     "$(module_version "$dir" go.etcd.io/etcd/server/v3)" >"$out/versions.json"
@@ -54,10 +54,10 @@ build_k8s() { # build_k8s MODDIR OUTDIR: one multi-call binary, one symlink per 
 
 build_kwok() { # build_kwok MODDIR OUTDIR: the kwok command at the version go.mod pins
   local dir=$1 out=$2 version
-  version=$(module_version "$dir" sigs.k8s.io/kwok)
+  version=$(module_version "$dir" sigs.k8s.io/kwok) || return
   (cd "$dir" && timed "$out/build.log" go build -trimpath \
     -ldflags="-s -w -X 'sigs.k8s.io/kwok/pkg/consts.Version=${version#v}'" \
-    -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
+    -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok) || return
   printf '{"kwok": "%s"}\n' "$version" >"$out/versions.json"
 }
 
@@ -71,10 +71,16 @@ build_one() {
   fi
   rm -rf "$out.tmp" && mkdir -p "$out.tmp/bin"
   echo "tools/$name: building into ${out#"$root"/} (log: ${out#"$root"/}.tmp/build.log)"
+  local rc=0
   case $name in
-    kwok) build_kwok "$dir" "$out.tmp" ;;
-    *) build_k8s "$dir" "$out.tmp" ;;
+    kwok) build_kwok "$dir" "$out.tmp" || rc=$? ;;
+    *) build_k8s "$dir" "$out.tmp" || rc=$? ;;
   esac
+  if [[ $rc -ne 0 ]]; then
+    echo "tools/$name: build failed (exit $rc); last lines of ${out#"$root"/}.tmp/build.log:" >&2
+    tail -n 30 "$out.tmp/build.log" >&2
+    return "$rc"
+  fi
   touch "$out.tmp/.complete"
   rm -rf "$out" && mv "$out.tmp" "$out"
   grep -E 'Elapsed \(wall|Maximum resident' "$out/build.log" | sed "s|^\s*|tools/$name: |" || true

@@ -64,6 +64,7 @@ def cert_specs(nodes: list[NodeSpec]) -> list[CertSpec]:
         CertSpec("controller-manager", CONTROLLER_MANAGER_USER, client=True),
         CertSpec("scheduler", SCHEDULER_USER, client=True),
         CertSpec("kube-proxy", "system:kube-proxy", client=True),
+        CertSpec("front-proxy-client", "front-proxy-client", client=True),
         CertSpec(
             "controller-manager-serving", "kube-controller-manager", sans=loopback, server=True
         ),
@@ -180,6 +181,15 @@ class Layout:
             f"--service-account-signing-key-file={pki.dir / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC",
+            # the aggregation layer's request headers, as kubeadm sets them (its own CA
+            # there; one CA here, whose only front-proxy-client certificate is ours)
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.cert('front-proxy-client')}",
+            f"--proxy-client-key-file={pki.key('front-proxy-client')}",
             "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true",
             # the kubernetes Service would get 127.0.0.1, which endpoints refuse (loopback)
