@@ -1,6 +1,6 @@
 """External load-balancer health-check knobs and the LB profiles.
 
-Facts and sources: ``reference/network-timing.md`` section 8.
+Each value's source names the vendor manual or API reference it was read from.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Network knobs: VIP/ARP, VRRP (keepalived), BGP, BFD, ECMP, ingress-nginx, clients,
 MetalLB (memberlist), kube-vip, cloud LB; and their profiles.
 
-Facts and sources: ``reference/network-timing.md`` (sections 1-9) and
-``reference/kubernetes-timing.md`` section 8 (ingress-nginx). Values marked
-``[assumption]`` have no published default; the source says what bounds them.
+Each value's source names the upstream file, RFC section or docs page it was read from
+(``chaoslab params`` prints them; ``docs/model-network.md`` explains the mechanisms). Values
+marked ``[assumption]`` have no published default; the source says what bounds them.
 
 Profile families (pick at most one per family in an experiment):
 
@@ -27,7 +27,6 @@ from chaoslab.params.paramset import Sampler
 
 __all__ = ["per_node"]
 
-NT = "reference/network-timing.md"
 KA_MAN = "acassen/keepalived doc/man/man5/keepalived.conf.5.in"
 KA_H = "acassen/keepalived keepalived/include/vrrp.h"
 BIRD = "CZ-NIC/bird v2.19.2 doc/bird.sgml"
@@ -40,7 +39,8 @@ ML_LIST = "hashicorp/memberlist config.go DefaultLANConfig (used by metallb spea
 KVIP = "kube-vip/kube-vip cmd/kube-vip.go flag defaults"
 ING = "kubernetes/ingress-nginx"
 ARP7 = "man-pages man7/arp.7; kernel Documentation/networking/ip-sysctl.rst"
-OSH = "openstack/openstack-helm ingress chart @67fae419b^ (network-timing.md section 9)"
+OSH = "openstack/openstack-helm ingress chart at 67fae419b^ (ingress/values.yaml, templates/bin)"
+OSIXIA = "osixia/docker-keepalived v1.4.5 image/service/keepalived/assets/keepalived.conf"
 _CONV = "chaoslab convention"
 
 
@@ -63,8 +63,9 @@ register(
             "choice",
             "linux",
             _CONV,
-            f"{NT} section 2: a Linux host or gateway on the VIP's segment (NUD algorithm); "
-            "'router' is a router/switch ARP cache with a fixed timeout (Cisco IOS 4 h)",
+            f"{_CONV}: a Linux host or gateway on the VIP's segment ({ARP7}: Linux 2.2+ uses "
+            "the RFC 2461 NUD algorithm); 'router' is a router/switch ARP cache with a fixed "
+            "timeout (Cisco IOS 4 h)",
             "Who resolves the VIP to a MAC for the clients: a Linux neighbour cache or a router.",
             choices=("linux", "router"),
         ),
@@ -105,8 +106,8 @@ register(
             "duration",
             Fixed(14400.0),
             "Cisco IOS (all)",
-            f"{NT} section 2.2: Cisco IOS 'arp timeout' default 14400 s (Cisco IOS in a "
-            "Nutshell); HPE Comware 20 min, FortiSwitch 180 s",
+            "O'Reilly, Cisco IOS in a Nutshell, 'arp timeout': default 14400 s (4 h); "
+            "vendor manuals: HPE Comware 'arp timer aging' 20 min, FortiSwitch 180 s",
             "Router ARP cache: an entry is refreshed only when it times out (no NUD).",
         ),
         Param(
@@ -188,8 +189,8 @@ register(
             "flag",
             False,
             "keepalived (vrrp_script configured or not); osixia/keepalived 1.4.5 has none",
-            f"{KA_MAN} section 'VRRP script(s)'; {NT} section 9 (the chart's config has no "
-            "track_script)",
+            f"{KA_MAN} section 'VRRP script(s)'; {OSIXIA} (the chart's keepalived config): "
+            "no track_script",
             "keepalived runs a vrrp_script checking the local ingress (nginx) process.",
         ),
         Param(
@@ -355,7 +356,8 @@ register(
             "flag",
             False,
             "BIRD 2, FRR, GoBGP: off unless configured; Calico: no BFD",
-            f"{BIRD}: bfd disabled; {CALICO}: no bfd line; {NT} section 4",
+            f"{BIRD}: bfd disabled; {CALICO}: no bfd line; FRRouting/frr doc/user/bfd.rst "
+            "(only with 'neighbor X bfd')",
             "BFD runs between each node and the router and tears BGP down on loss.",
         ),
         Param(
@@ -634,8 +636,10 @@ register(
             Fixed(float("inf")),
             "scenario",
             f"{_CONV}: the killed daemon stays dead (as in the lab, without a supervisor); "
-            "as a container in a pod it is back in about 1-2 s (PLEG relist 1 s, first "
-            "restart immediate: kubernetes-timing.md section 5), e.g. restart: 1500ms",
+            "as a container in a pod it is back in about 1-2 s (kubernetes/kubernetes "
+            "pkg/kubelet/kubelet.go genericPlegRelistPeriod 1 s; kubernetes/website "
+            "content/en/docs/concepts/workloads/pods/pod-lifecycle.md: an initial crash is "
+            "restarted immediately), e.g. restart: 1500ms",
             "daemon-kill: time until the killed daemon runs again (inf = never).",
         ),
         Param(
