@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import ks_2samp
+from scipy.stats import fisher_exact, ks_2samp
 
 from chaoslab.experiment import load_experiment
 from chaoslab.fast import FAST_DESIGNS, plan
@@ -56,16 +56,19 @@ def _pair(cell: Cell) -> tuple[pd.DataFrame, pd.DataFrame]:
     return simpy, fast
 
 
-def test_the_covered_cells_are_the_node_crashes_of_the_nodeport_designs() -> None:
+def test_the_covered_cells_are_node_crashes_and_pod_kills_of_the_nodeport_designs() -> None:
     covered = {(c.design, c.fault.kind, c.fault.label) for c in _covered()}
     assert covered == {
+        ("clusterip", "pod-kill", "app-pod"),
+        ("nodeport-direct", "pod-kill", "app-pod"),
+        ("nodeport-lb", "pod-kill", "app-pod"),
         ("clusterip", "node-crash", "app-pod-node"),
         ("nodeport-direct", "node-crash", "app-pod-node"),
         ("nodeport-direct", "node-crash", "entry-node"),
         ("nodeport-lb", "node-crash", "app-pod-node"),
         ("nodeport-lb-local", "node-crash", "app-pod-node"),
     }
-    assert len(_covered()) == 10  # both profiles
+    assert len(_covered()) == 16  # both profiles
 
 
 @pytest.mark.slow
@@ -83,7 +86,10 @@ def test_fast_trials_are_distributed_like_the_simpy_model(cell: Cell) -> None:
             continue
         x = simpy[col].to_numpy(float)
         y = fast[col].to_numpy(float)
-        assert np.isnan(x).sum() == np.isnan(y).sum(), f"{col}: missing in one engine"
+        # how often a step does not happen (a race lost, ~0.1 %) is itself a statistic
+        gaps = [[np.isnan(x).sum(), len(x) - np.isnan(x).sum()]]
+        gaps.append([np.isnan(y).sum(), len(y) - np.isnan(y).sum()])
+        assert fisher_exact(gaps).pvalue > 0.01, f"{col}: missing {gaps[0][0]} vs {gaps[1][0]}"
         x, y = x[~np.isnan(x)], y[~np.isnan(y)]
         if len(x) == 0:
             continue
@@ -97,26 +103,33 @@ def test_fast_trials_are_distributed_like_the_simpy_model(cell: Cell) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", _covered()[5:], ids=_id)  # k8s-1.32
+@pytest.mark.parametrize("cell", _covered()[8:], ids=_id)  # k8s-1.32
 def test_fast_availability_has_the_simpy_shape(cell: Cell) -> None:
     simpy, fast = _pair(cell)
-    # same number of change points, same values in the same order (up to float sums)
-    for a, b in [(simpy, fast)]:
-        assert a.a_t.map(len).value_counts().to_dict() == b.a_t.map(len).value_counts().to_dict()
-    shapes_a = {tuple(round(v, 9) for v in row) for row in simpy.a_v}
-    shapes_b = {tuple(round(v, 9) for v in row) for row in fast.a_v}
-    assert shapes_a == shapes_b
     for df in (simpy, fast):
         assert all(t[0] == 0.0 and list(t) == sorted(t) for t in df.a_t)
+
+    def shapes(df: pd.DataFrame) -> pd.Series:
+        # a shape: the a(t) values in order (their instants are what the KS tests compare)
+        return df.a_v.map(lambda v: tuple(round(x, 9) for x in v)).value_counts()
+
+    a, b = shapes(simpy), shapes(fast)
+    # every shape seen in more than 1 % of either engine's trials: as often in both
+    frequent = set(a[a > TRIALS / 100].index) | set(b[b > TRIALS / 100].index)
+    assert frequent
+    for shape in frequent:
+        na, nb = int(a.get(shape, 0)), int(b.get(shape, 0))
+        table = [[na, TRIALS - na], [nb, TRIALS - nb]]
+        assert fisher_exact(table).pvalue > 0.01, (shape, na, nb)
 
 
 def test_a_wrong_timer_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # the KS check has teeth: an LB one check interval too slow is far outside p > 0.01
-    import chaoslab.fast as fast_mod
+    import chaoslab.fast.node_crash as fast_mod
 
-    cell = next(c for c in _covered() if c.design == "nodeport-lb")
-    real = fast_mod._lb_marked_down
-    monkeypatch.setattr(fast_mod, "_lb_marked_down", lambda d: real(d) + 1.0)
+    cell = next(c for c in _covered() if c.design == "nodeport-lb" and c.fault.kind == "node-crash")
+    real = fast_mod.lb_marked_down
+    monkeypatch.setattr(fast_mod, "lb_marked_down", lambda d: real(d) + 1.0)
     fc, _ = plan(cell)
     assert fc is not None
     simpy = run_chunk(Chunk(cell, SEED, 0, 1000))
@@ -137,7 +150,7 @@ def test_an_uncovered_cell_runs_on_simpy_with_a_note() -> None:
 
 
 def test_without_a_note_callback_the_fallback_is_a_warning() -> None:
-    cells = [c for c in _cells() if c.fault.kind == "pod-kill"][:1]
+    cells = [c for c in _cells() if c.fault.kind == "pod-delete"][:1]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         list(run_cells(cells, trials=5, seed=1, engine="fast"))
@@ -167,7 +180,7 @@ def test_the_fast_metrics_agree_with_outage_metrics_row_by_row() -> None:
     # the vectorized metrics are chaoslab.outage.metrics on the a(t) each row stores
     from chaoslab.outage import metrics
 
-    for cell in _covered()[5:]:
+    for cell in _covered()[8:]:
         fc, _ = plan(cell)
         assert fc is not None
         df = run_chunk(Chunk(cell, 2, 0, 200, fast=fc))

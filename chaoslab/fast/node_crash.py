@@ -1,0 +1,124 @@
+"""Closed form of a node crash without repair (`chaoslab.mechanisms.node`, ``k8s``,
+``endpoints``, ``workload``, ``kubelet``, ``lbcheck``)::
+
+    last heartbeat -> probeTimestamp (next monitor pass) -> + grace: node.not_ready
+      -> + API write: pods.not_ready -> + slice sync: endpoints.removed
+      -> each live kube-proxy: max(removal, last sync start + min sync) + sync: programmed
+    node.not_ready -> rate-limited queue tick: node.tainted -> + toleration: pod.evicted
+      (<= 1.12: probeTimestamp + pod_eviction_timeout -> queue tick: pod.evicted)
+      -> replacement created, scheduled, started, first readiness probe: replacement.ready
+      -> endpoints.added
+    LB check of the dead target: U(0, interval) + (fall - 1) x gap + timeout: lb.marked_down
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from chaoslab.fast.common import Draws, next_tick
+
+__all__ = ["chain", "lb_marked_down", "proxy_syncs", "table"]
+
+_REACT = "kube_controller_manager.controller_reaction"
+_BATCH = "kube_controller_manager.endpointslice_updates_batch_period"
+
+
+def chain(d: Draws) -> dict[str, np.ndarray]:
+    """Milestone times of a node crash at t = 0, one value per trial."""
+    if d.flag("kubelet.node_lease"):
+        hb = d("kubelet.node_lease_duration_seconds") * d(
+            "kubelet.node_lease_renew_interval_fraction"
+        )
+    else:
+        hb = d("kubelet.node_status_update_frequency")
+    last_hb = d.phase(hb) - hb  # last_tick(phase, hb, 0)
+    period = d("kube_controller_manager.node_monitor_period")
+    phase = d.phase(period)
+    probe = next_tick(phase, period, last_hb)
+    t_nr = next_tick(phase, period, probe + d("kube_controller_manager.node_monitor_grace_period"))
+    t_pnr = t_nr + d(_REACT)
+    t_rm = t_pnr + d(_BATCH) + d(_REACT)
+    q_period = d("kube_controller_manager.node_eviction_period")
+    q_phase = d.phase(q_period)
+    out = {"node.not_ready": t_nr, "pods.not_ready": t_pnr, "endpoints.removed": t_rm}
+    if d.flag("kube_controller_manager.taint_based_evictions"):
+        t_taint = next_tick(q_phase, q_period, t_nr)
+        out["node.tainted"] = t_taint
+        t_ev = (
+            t_taint
+            + d("kube_controller_manager.taint_manager_delay")
+            + d("kube_apiserver.default_unreachable_toleration_seconds")
+        )
+    else:
+        due = next_tick(phase, period, probe + d("kube_controller_manager.pod_eviction_timeout"))
+        t_ev = next_tick(q_phase, q_period, due)
+    out["pod.evicted"] = t_ev
+    out.update(_replacement(d, t_ev))
+    return out
+
+
+def _replacement(d: Draws, t_ev: np.ndarray) -> dict[str, np.ndarray]:
+    """ReplicaSet -> scheduler -> kubelet start -> readiness probe -> EndpointSlice."""
+    t_created = t_ev + d(_REACT)
+    t_sched = t_created + d("kube_scheduler.scheduling_latency")
+    t_run = t_sched + d("pod.container_start_time") + d("pod.image_pull_time")
+    period = d("probe.period_seconds")
+    if d.flag("pod.readiness_probe"):
+        success = d.count("probe.success_threshold")
+        first = next_tick(t_sched % period, period, t_run + d("probe.initial_delay_seconds"))
+        ready_at = first + (success - 1) * period
+    else:
+        ready_at = t_run
+    t_ready = ready_at + d(_REACT)
+    return {
+        "replacement.created": t_created,
+        "replacement.scheduled": t_sched,
+        "replacement.ready": t_ready,
+        "pod.ready": t_ready,
+        "endpoints.added": t_ready + d(_BATCH) + d(_REACT),
+    }
+
+
+def proxy_syncs(d: Draws, t_rm: np.ndarray, count: int) -> list[np.ndarray]:
+    """When each live kube-proxy has the removal in the kernel (BoundedFrequencyRunner)."""
+    out = []
+    for _ in range(count):
+        last_start = -d.phase(d("kube_proxy.iptables_sync_period"))
+        start = np.maximum(t_rm, last_start + d("kube_proxy.iptables_min_sync_period"))
+        out.append(start + d("kube_proxy.sync_duration"))
+    return out
+
+
+def lb_marked_down(d: Draws) -> np.ndarray:
+    """`LbHealthChecker` on a target dead at t = 0: fall unanswered checks, then timeout."""
+    interval = d("lb.interval")
+    timeout = d("lb.timeout")
+    fall = d.count("lb.fall")
+    gap = interval + timeout if d.choice("lb.check_schedule") == "after-completion" else interval
+    return d.phase(interval) + (fall - 1) * gap + timeout
+
+
+def table(topo: Any, proxies: list[Any], lb: Any, crashed: Any) -> dict[tuple[bool, ...], float]:
+    """The design's a(t) in every state of the removal's progress (probe trial, after the
+    crash): each live kube-proxy has or has not programmed it, the LB has or has not
+    marked the crashed target down."""
+    from itertools import product
+
+    svc = topo.cluster.service
+    removed = tuple(p for p in svc.ready if p.node is not crashed)
+    terminating = tuple(p for p in svc.serving_terminating if p.node is not crashed)
+    before = [(px.programmed, px.local, px.local_terminating) for px in proxies]
+    out: dict[tuple[bool, ...], float] = {}
+    for state in product((False, True), repeat=len(proxies) + (lb is not None)):
+        for px, done, old in zip(proxies, state, before, strict=False):
+            if done:
+                px.programmed = removed
+                px._split_local(removed, terminating)
+            else:
+                px.programmed, px.local, px.local_terminating = old
+        if lb is not None:
+            lb.up[crashed.name] = not state[-1]
+        out[state] = topo.availability()
+    return out
