@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import compress
 
 import numpy as np
 
@@ -134,11 +133,13 @@ def metrics(
 
 def rows(a: np.ndarray, keep: np.ndarray) -> list[list[float]]:
     """Each trial's kept points as a list (the a_t / a_v cells of a results table)."""
-    # one tolist() for the matrix; most rows keep every point, the rest are filtered
-    full = keep.all(axis=1)
-    out: list[list[float]] = a.tolist()
-    if full.all():
-        return out
-    for i in np.flatnonzero(~full).tolist():
-        out[i] = list(compress(out[i], keep[i].tolist()))
+    # kept points moved to the front (stable), then one tolist() per distinct count
+    order = np.argsort(~keep, axis=1, kind="stable")
+    packed = np.take_along_axis(a, order, axis=1)
+    counts = keep.sum(axis=1)
+    out: list[list[float]] = [[] for _ in range(len(a))]
+    for k in np.unique(counts).tolist():
+        idx = np.flatnonzero(counts == k)
+        for i, row in zip(idx.tolist(), packed[idx, :k].tolist(), strict=True):
+            out[i] = row
     return out
