@@ -357,7 +357,7 @@ def run_drill(target: DrillTarget, writer: RunWriter, *, log: Log = print) -> Dr
     journal.write("run.end", status=status, reason=reason, pending_undo=left)
     _write_tables(writer, results)
     measured = pd.DataFrame([r.row for r in results])
-    comp = comparison(target, measured, log) if not measured.empty else pd.DataFrame()
+    comp = comparison(target, measured, writer, log) if not measured.empty else pd.DataFrame()
     if not comp.empty:
         writer.add_table("comparison.csv", comp)
     fields = {"reason": reason, "pending_undo": len(left), "notes": notes}
@@ -369,9 +369,13 @@ def run_drill(target: DrillTarget, writer: RunWriter, *, log: Log = print) -> Dr
     return DrillOutcome(run, status, reason, comp, notes)
 
 
-def comparison(target: DrillTarget, measured: pd.DataFrame, log: Log) -> pd.DataFrame:
+def comparison(
+    target: DrillTarget, measured: pd.DataFrame, writer: RunWriter | None, log: Log
+) -> pd.DataFrame:
     """The drill's ``comparison.csv`` (`chaoslab.compare.comparison_table`): each fault's
     prediction (`DrillTarget.predict`) against its trials, the probe bin as tolerance.
+    The predictions are kept as ``prediction.parquet`` when the target has not stored its
+    own (`chaoslab.compare.stored_prediction` reads it).
     Beyond recovery, downtime, degraded and lost time, every milestone the drill saw gets
     its row, with a note where the model does not have it (what the drill watched is worth
     reporting even where the model is silent)."""
@@ -385,6 +389,8 @@ def comparison(target: DrillTarget, measured: pd.DataFrame, log: Log) -> pd.Data
             pred = pred.assign(design=target.design, fault=fault.name)
         predicted[(target.design, fault.name)] = pred
     frames = [p for p in predicted.values() if not isinstance(p, str)]
+    if writer is not None and frames and not (writer.path / "prediction.parquet").exists():
+        writer.add_table("prediction.parquet", pd.concat(frames, ignore_index=True))
     names = list(_METRICS) + sorted(
         c for c in measured.columns if c.startswith("at_") and measured[c].notna().any()
     )

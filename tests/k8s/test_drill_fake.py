@@ -586,8 +586,8 @@ def test_signal_during_trial_rolls_back(make_env, sig: signal.Signals) -> None:
 def test_vip_holder_from_lease_or_metallb_event(make_env) -> None:
     import random
 
-    from chaoslab.live.k8s.discover import discover
     from chaoslab.experiment import load_experiment
+    from chaoslab.live.k8s.discover import discover
     from chaoslab.live.k8s.inject import DrillRefused, choose_target
     from chaoslab.live.k8s.kube import load_kube
 

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from chaoslab.compare import COMPARISON_COLUMNS
 from chaoslab.experiment import ExperimentError, load_experiment
+from chaoslab.live.journal import Journal, pending_undo
 from chaoslab.live.k8s.drill import live_faults
 from chaoslab.live.k8s.inject import _kill_script, _partition_script, chaos_pod
-from chaoslab.live.journal import Journal, pending_undo
 from chaoslab.live.k8s.kube import ClockOffset, KubeError, load_kube
 from chaoslab.live.k8s.spec import FaultSpec, LiveSpec
 
@@ -348,7 +348,7 @@ def _drill_comparison(pred: pd.DataFrame, meas: pd.DataFrame) -> pd.DataFrame:
         predict=lambda f: pred,
     )
     measured = meas.assign(design="clusterip", fault="node-crash")
-    return comparison(target, measured, lambda s: None)  # type: ignore[arg-type]
+    return comparison(target, measured, None, lambda s: None)  # type: ignore[arg-type]
 
 
 def test_comparison_table() -> None:

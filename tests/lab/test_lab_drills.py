@@ -71,7 +71,7 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
     assert (meta["mode"], meta["target"], meta["status"]) == ("live", "lab", "complete")
     assert meta["format_version"] == 2
     assert meta["prober"] == {"rate_hz": 100.0, "probers": 3, "bin_s": 0.02}
-    for name in ("probes.parquet", "comparison.csv", "trials.parquet", "summary.csv"):
+    for name in ("probes.parquet", "comparison.csv", "trials.parquet", "prediction.parquet"):
         assert (res.path / name).exists(), name
     assert tuple(res.comparison.columns) == COMPARISON_COLUMNS
 
