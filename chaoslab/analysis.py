@@ -73,10 +73,10 @@ def horizon_of(results: Run | pd.DataFrame, default: float | None = None) -> flo
     if default is not None:
         return default
     df = trials_of(results)
-    finite = pd.to_numeric(df.get("recovery_s"), errors="coerce")
-    finite = finite[np.isfinite(finite)] if finite is not None else pd.Series(dtype=float)
+    rec = df["recovery_s"] if "recovery_s" in df else pd.Series(dtype=float)
+    finite = pd.to_numeric(rec, errors="coerce").to_numpy(dtype=float)
     last = [float(t[-1]) for t in df["a_t"] if len(t)] if "a_t" in df else []
-    top = max([*finite.tolist(), *last, 1.0])
+    top = max([*finite[np.isfinite(finite)].tolist(), *last, 1.0])
     return float(top) * 1.25
 
 
@@ -136,8 +136,8 @@ def cost_table(
     for i, rk in enumerate(rows):
         sub = at_point(trials[trials["design"] == rk[0]], sweep, rk[1:])
         for j, (fault, target) in enumerate(cells):
-            x = sub[(sub["fault"] == fault) & (sub["target"] == target)][metric]
-            x = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
+            cell = sub[(sub["fault"] == fault) & (sub["target"] == target)][metric]
+            x = pd.to_numeric(cell, errors="coerce").to_numpy(dtype=float)
             if x.size:
                 mat[i, j] = float(np.mean(x) if stat == "mean" else np.median(x))
     return pd.DataFrame(
@@ -284,7 +284,7 @@ def sensitivity(
         with contextlib.suppress(TypeError):
             vals = sorted(vals)
         base[k] = (baseline or {}).get(k, vals[(len(vals) - 1) // 2])
-    rows = []
+    rows: list[dict[str, Any]] = []
     at_base = trials
     for k in sweep:
         at_base = at_base[at_base[k] == base[k]]
@@ -322,7 +322,8 @@ def sensitivity_spans(
             r = s[s["key"] == k].dropna(subset=["stat"])
             if r.empty:
                 continue
-            lo_r, hi_r = r.loc[r["stat"].idxmin()], r.loc[r["stat"].idxmax()]
+            stats = r["stat"].to_numpy(dtype=float)
+            lo_r, hi_r = r.iloc[int(np.argmin(stats))], r.iloc[int(np.argmax(stats))]
             lo, hi = float(lo_r["stat"]), float(hi_r["stat"])
             if math.isinf(lo):
                 continue

@@ -412,7 +412,7 @@ def _by_design(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
     order = _design_order()
     groups = sorted(
         df.groupby("design", sort=False),
-        key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
+        key=lambda kv: order.index(str(kv[0])) if kv[0] in order else len(order),
     )
     layout: list[_Panel] = []
     for d, gd in groups:  # registry order: the article's designs first
@@ -751,7 +751,7 @@ def tornado(
     else:
         ax.set_xlim(min(0.0, *spans["low"]), right * 1.1)
     labels = [
-        r.key if one_cell else f"{r.key} — {r.design} · {r.fault} → {r.target}"
+        str(r.key) if one_cell else f"{r.key} — {r.design} · {r.fault} → {r.target}"
         for r in spans.itertuples()
     ]
     ax.set_yticks(range(len(spans)))

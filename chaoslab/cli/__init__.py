@@ -261,7 +261,7 @@ def _exit_status(e: Exception) -> int:
     import click
 
     # typer vendors its own copy of click: accept either's exception classes
-    from typer import _click as tclick  # type: ignore[attr-defined]
+    from typer import _click as tclick
 
     usage = (click.exceptions.ClickException, tclick.exceptions.ClickException)
     aborts = tuple(

@@ -48,16 +48,18 @@ def run_command(
     def advance(done: int, total: int) -> None:
         bar.advance(task, done)
 
-    how = {"workers": workers, "executor": executor, "scheduler": scheduler}
     try:
         with bar:
             if resume is not None:
-                run = resume_run(resume, on_start=started, progress=advance, **how)
+                run = resume_run(
+                    resume, workers=workers, executor=executor, scheduler=scheduler,
+                    on_start=started, progress=advance,
+                )  # fmt: skip
             else:
-                overrides = parse_set_option(sets)
                 run = run_experiment(
-                    path, out, trials=trials, seed=seed, overrides=overrides,
-                    on_start=started, progress=advance, **how,
+                    path, out, trials=trials, seed=seed, overrides=parse_set_option(sets),
+                    workers=workers, executor=executor, scheduler=scheduler,
+                    on_start=started, progress=advance,
                 )  # fmt: skip
     except RunInterrupted as e:
         err_console.print(

@@ -310,7 +310,9 @@ _CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on sep outside parentheses."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -391,4 +393,6 @@ def parse_value(value: str | float | int | Sequence[float] | Dist, *, unit: str 
             raise ParseError("empty value")
         dists = [_one(t, unit) for t in terms]
         return dists[0] if len(dists) == 1 else Sum(tuple(dists))
-    return Fixed(parse_duration(value, unit=unit))
+    if isinstance(value, bool | int | float):
+        return Fixed(parse_duration(value, unit=unit))
+    raise ParseError(f"cannot read {value!r} as a value")
