@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import math
 import os
 import platform
+import secrets
 import socket
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -66,6 +68,7 @@ __all__ = [
     "TRIAL_INFO_COLUMNS",
     "ProberInfo",
     "Run",
+    "RunBusy",
     "RunFormatError",
     "RunWriter",
     "atomic_write_bytes",
@@ -142,6 +145,15 @@ class RunFormatError(UserError):
     """A folder that is not a readable run, or one of an unsupported format version."""
 
 
+class RunBusy(UserError):
+    """Another process writes this run folder (it holds the folder's lock), or the chunks
+    of trials changed under this writer: nothing is merged, nothing is marked complete."""
+
+
+#: the lock file every writer holds (`fcntl.flock`) while it writes a run folder
+LOCK_NAME = ".lock"
+
+
 @dataclass(frozen=True)
 class ProberInfo:
     """How a live run probed: ``probers`` x ``rate_hz`` new requests/s, a(t) in ``bin_s``
@@ -174,13 +186,15 @@ class ProberInfo:
 
 def new_run_dir(out: str | Path, experiment: str, mode: str) -> Path:
     """A fresh run folder ``<out>/<experiment>/<UTC time>-<mode>-<id>`` (``mode``:
-    ``simulate`` | ``live``), sortable by time and unique within the second."""
-    import hashlib
-    import time
-
+    ``simulate`` | ``live``), sortable by time; the id is random, so two processes
+    starting in the same second get different folders."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id = hashlib.sha1(f"{experiment}{time.time_ns()}{os.getpid()}".encode()).hexdigest()[:6]
-    return Path(out) / experiment / f"{stamp}-{mode}-{run_id}"
+    return Path(out) / experiment / f"{stamp}-{mode}-{unique_id()}"
+
+
+def unique_id() -> str:
+    """A run id suffix no other process draws (48 random bits)."""
+    return secrets.token_hex(6)
 
 
 def live_table(name: str, frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -290,9 +304,14 @@ class RunWriter:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._lock_fd = _lock(self.path)
+        _remove_stale_temps(self.path)  # a writer killed mid-rename; we hold the lock now
         self._parts = self.path / "trials.parts"
-        existing = sorted(self._parts.glob("part-*.parquet")) if self._parts.exists() else []
-        self._n_parts = len(existing)
+        #: the chunk files this writer knows of (found at start or written): finish()
+        #: refuses to merge when the folder holds others or lacks one
+        self._known = {f.name for f in _part_files(self._parts)}
+        self._n_parts = len(self._known)
         self._started = _dt.datetime.now(_dt.UTC)
         base = {
             "format_version": FORMAT_VERSION,
@@ -304,12 +323,41 @@ class RunWriter:
         }
         old = self.path / "meta.json"
         if old.exists():  # resuming: keep what the first attempt recorded
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
                 prev = json.loads(old.read_text())
                 base["started_utc"] = prev.get("started_utc", base["started_utc"])
                 base["resumed"] = int(prev.get("resumed", 0)) + 1
         self.meta = {**base, **self.meta}
         self._write_meta()
+
+    def __del__(self) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give up the folder's lock (finish and finish_partial do; a dead process's
+        lock goes with it)."""
+        fd = getattr(self, "_lock_fd", None)  # None too when __post_init__ failed early
+        if fd is not None:
+            self._lock_fd = None
+            os.close(fd)
+
+    def _check_parts(self) -> list[Path]:
+        files = _part_files(self._parts)
+        found = {f.name for f in files}
+        if found != self._known:
+            extra, gone = sorted(found - self._known), sorted(self._known - found)
+            what = "; ".join(
+                x
+                for x in (
+                    f"{len(extra)} chunk(s) it did not write ({', '.join(extra[:3])})"
+                    if extra
+                    else "",
+                    f"{len(gone)} of its chunks gone ({', '.join(gone[:3])})" if gone else "",
+                )
+                if x
+            )
+            raise RunBusy(f"{self._parts}: the chunks changed under this run: {what}")
+        return files
 
     def _write_meta(self) -> None:
         atomic_write_text(self.path / "meta.json", _dump_json(self.meta))
@@ -327,6 +375,7 @@ class RunWriter:
         i = self._n_parts if index is None else index
         p = self._parts / f"part-{i:06d}.parquet"
         _atomic_parquet(p, df)
+        self._known.add(p.name)
         self._n_parts += 1
         return p
 
@@ -358,13 +407,9 @@ class RunWriter:
         their a(t) lists never has to fit in memory. The returned `Run` loads its trials
         when first asked for them.
         """
-        files = _part_files(self._parts)
+        files = self._check_parts()
         dest = self.path / "trials.parquet"
         _merge_parts(files, dest)
-        for part in files:
-            part.unlink()
-        with contextlib.suppress(OSError):
-            self._parts.rmdir()
         summary = summarize(_summary_frame([dest]))
         atomic_write_text(self.path / "summary.csv", summary.to_csv(index=False))
         elapsed = (_dt.datetime.now(_dt.UTC) - self._started).total_seconds()
@@ -374,6 +419,12 @@ class RunWriter:
         )
         self.meta.update(fields)
         self._write_meta()
+        # only now: a run stopped before this line still has every chunk to resume from
+        for part in files:
+            part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._parts.rmdir()
+        self.release()
         return Run(self.path, dict(self.meta))
 
     def finish_partial(self, **fields: Any) -> None:
@@ -385,6 +436,30 @@ class RunWriter:
         self.meta.update(status="partial", interrupted_utc=_now(), n_trials=len(trials))
         self.meta.update(fields)
         self._write_meta()
+        self.release()
+
+
+def _lock(path: Path) -> int:
+    """Hold the folder's lock file for this process (released when it closes or dies)."""
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunBusy(
+            f"{path}: another chaoslab process is writing this run folder "
+            f"(it holds {LOCK_NAME}); wait for it or use another --out"
+        ) from None
+    return fd
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temporary files (``.name.XXXX``) a killed writer left before their rename."""
+    for d in (path, path / "trials.parts"):
+        if d.is_dir():
+            for f in d.glob(".*.*"):
+                if f.name != LOCK_NAME and f.is_file():
+                    f.unlink(missing_ok=True)
 
 
 def _part_files(parts_dir: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from chaoslab.errors import UserError
 from chaoslab.experiment import Experiment, load_experiment
-from chaoslab.results import Run, RunWriter
+from chaoslab.results import Run, RunWriter, unique_id
 from chaoslab.runner import DEFAULT_CHUNK, Cell, ExecutorError, chunks_for, run_cells
 
 __all__ = ["RunInterrupted", "RunPlan", "resume_run", "run_experiment"]
@@ -110,7 +110,12 @@ def resume_run(
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
         raise UserError(f"{run_dir}: not a run folder (no meta.json)")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text(errors="replace"))
+    except ValueError as e:
+        raise UserError(f"{meta_path}: unreadable ({e}); this folder cannot be resumed") from None
+    if not isinstance(meta, dict) or not {"trials", "seed"} <= meta.keys():
+        raise UserError(f"{meta_path}: not the meta of a chaoslab run (no trials/seed)")
     if meta.get("status") == "complete":
         raise UserError(f"{run_dir}: this run is already complete")
     source = run_dir / "experiment.source.yaml"
@@ -126,7 +131,7 @@ def resume_run(
 def _run_id(exp: Experiment, seed: int) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha1(f"{exp.text}{seed}{stamp}".encode()).hexdigest()[:6]
-    return f"{stamp}-{digest}"
+    return f"{stamp}-{digest}-{unique_id()}"  # random: two runs in one second differ
 
 
 def _meta(

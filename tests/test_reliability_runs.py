@@ -1,0 +1,140 @@
+"""Run folders under concurrency and crashes: one writer per folder, nothing merged that
+changed under it, unique run ids, no leftovers a resume trips on (issue 14, items 1, 16)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import chaoslab
+from chaoslab.errors import UserError
+from chaoslab.results import LOCK_NAME, RunBusy, RunWriter, load_run, new_run_dir
+from chaoslab.run import RunInterrupted
+
+EXPERIMENT = """\
+title: Two cells
+profile: k8s-1.32
+designs: [nodeport-lb]
+faults:
+  - {kind: pod-kill, target: app-pod}
+  - {kind: node-crash, target: app-pod-node}
+trials: 1100
+seed: 5
+"""
+
+
+def _trials(n: int, start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "design": "d",
+            "fault": "f",
+            "target": "t",
+            "trial": range(start, start + n),
+            "recovery_s": 1.0,
+            "recovered": True,
+            "downtime_s": 0.0,
+            "degraded_s": 0.0,
+            "lost_s": 0.5,
+        }
+    )
+
+
+def test_a_second_writer_of_a_folder_in_use_is_refused(tmp_path: Path) -> None:
+    first = RunWriter(tmp_path / "run")
+    with pytest.raises(RunBusy, match="another chaoslab process is writing"):
+        RunWriter(tmp_path / "run")
+    first.finish_partial()  # releases the lock: a resume may now take the folder
+    RunWriter(tmp_path / "run").release()
+
+
+def test_the_lock_is_held_by_the_process_and_goes_with_it(tmp_path: Path) -> None:
+    """A writer in a child that dies (os._exit, no cleanup) leaves the folder free."""
+    pid = os.fork()
+    if pid == 0:
+        RunWriter(tmp_path / "run")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert (tmp_path / "run" / LOCK_NAME).exists()
+    RunWriter(tmp_path / "run").release()
+
+
+def test_a_run_whose_chunks_changed_under_it_fails_and_stays_partial(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "run")
+    w.add_trials(_trials(5), 0)
+    # another writer (one that did not take the lock) drops its chunk in the folder
+    (tmp_path / "run" / "trials.parts" / "part-000007.parquet").write_bytes(b"x")
+    with pytest.raises(RunBusy, match="chunks changed under this run: 1 chunk"):
+        w.finish()
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["status"] == "partial"
+    assert not (tmp_path / "run" / "trials.parquet").exists()
+
+
+def test_a_run_whose_chunk_was_deleted_under_it_fails(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "run")
+    w.add_trials(_trials(5), 0)
+    w.add_trials(_trials(5, 5), 1)
+    (tmp_path / "run" / "trials.parts" / "part-000000.parquet").unlink()
+    with pytest.raises(RunBusy, match="1 of its chunks gone"):
+        w.finish()
+
+
+def test_run_ids_drawn_in_one_second_differ() -> None:
+    dirs = {new_run_dir("out", "exp", "live") for _ in range(2000)}
+    assert len(dirs) == 2000
+
+
+class _OneSecond:
+    """The clock of chaoslab.run stopped in one second (both runs start in it)."""
+
+    UTC = dt.UTC
+
+    class datetime(dt.datetime):  # stands in for the module's class
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> _OneSecond.datetime:
+            return cls(2025, 1, 2, 3, 4, 5, tzinfo=tz)
+
+
+def test_two_runs_into_one_out_in_the_same_second_keep_every_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chaoslab.run.dt", _OneSecond)
+    exp = tmp_path / "two.yaml"
+    exp.write_text(EXPERIMENT.replace("1100", "40"))
+    a = chaoslab.run_experiment(exp, tmp_path / "out")
+    b = chaoslab.run_experiment(exp, tmp_path / "out")
+    assert a.path.name.startswith("20250102T030405Z") and a.path != b.path
+    assert len(load_run(a.path).trials) == len(load_run(b.path).trials) == 80
+    pd.testing.assert_frame_equal(load_run(a.path).trials, load_run(b.path).trials)
+
+
+def test_a_resume_removes_the_temporary_files_a_killed_merge_left(tmp_path: Path) -> None:
+    exp = tmp_path / "two.yaml"
+    exp.write_text(EXPERIMENT)
+    seen: list[int] = []
+
+    def stop(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as cut:
+        chaoslab.run_experiment(exp, tmp_path / "out", progress=stop)
+    run_dir = cut.value.run_dir
+    stale = [run_dir / ".trials.parquet.k1ll3d", run_dir / "trials.parts" / ".part-000009.x"]
+    for f in stale:
+        f.write_bytes(b"half a file")
+    resumed = chaoslab.resume_run(run_dir)
+    assert resumed.complete and not any(f.exists() for f in stale)
+    assert not (run_dir / "trials.parts").exists()
+
+
+@pytest.mark.parametrize("meta", ["{not json", "[1, 2]", '{"status": "partial"}', "\udcff"])
+def test_resume_of_a_garbled_meta_is_one_user_error(tmp_path: Path, meta: str) -> None:
+    (tmp_path / "meta.json").write_text(meta, errors="surrogateescape")
+    with pytest.raises(UserError, match="meta.json"):
+        chaoslab.resume_run(tmp_path)
