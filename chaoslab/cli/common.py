@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chaoslab.errors import ChaoslabError, UserError
+from chaoslab.errors import ChaoslabError
 from chaoslab.results import format_value
 
 __all__ = ["console", "err_console", "exit_code_for", "fail", "user_errors"]
@@ -25,44 +25,11 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Transitional: exceptions of modules not yet rebased on chaoslab.errors, by
-#: "module.Class" name (so the CLI imports no live code to recognise them) -> exit status.
-_NOT_YET_REBASED: dict[str, int] = {
-    "chaoslab.experiment.ExperimentError": 2,
-    "chaoslab.designs.base.ImpossibleTarget": 2,
-    "chaoslab.results.RunFormatError": 2,
-    "chaoslab.compare.CompareError": 2,
-    "chaoslab.live.lab.spec.SpecError": 2,
-    "chaoslab.live.k8s.inject.DrillRefused": 1,
-    "chaoslab.runner.ExecutorError": 1,
-    "chaoslab.live.k8s.kube.KubeError": 1,
-    "chaoslab.live.k8s.inject.InjectionError": 1,
-    "chaoslab.live.lab.netns.LabError": 1,
-}
-
-
-def _user_errors_tuple() -> tuple[type[Exception], ...]:
-    from chaoslab.designs import ImpossibleTarget
-    from chaoslab.experiment import ExperimentError
-    from chaoslab.results import RunFormatError
-
-    return (UserError, FileNotFoundError, ExperimentError, ImpossibleTarget, RunFormatError)
-
-
-#: Transitional, for cli/drill.py until it uses `user_errors`: the bad-input classes.
-USER_ERRORS: tuple[type[Exception], ...] = _user_errors_tuple()
-
 
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit status an error a user can meet maps to; None for a bug (let it raise)."""
     if isinstance(exc, ChaoslabError):
         return exc.exit_code
-    if isinstance(exc, FileNotFoundError):  # a path the user named does not exist
-        return 2
-    for cls in type(exc).__mro__:
-        code = _NOT_YET_REBASED.get(f"{cls.__module__}.{cls.__qualname__}")
-        if code is not None:
-            return code
     return None
 
 

@@ -29,6 +29,7 @@ def run_command(
 ) -> int:
     """Run (or resume) and print; returns the exit status (130 when interrupted)."""
     scheduler = _check_options(workers, executor, scheduler)
+    overrides = parse_set_option(sets)
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -44,28 +45,31 @@ def run_command(
         bar.update(task, total=plan.todo_trials)
         if not quiet:
             console.print(_plan_line(plan, workers, executor, scheduler))
+        bar.start()  # only now: an error before the first chunk prints no bar
 
     def advance(done: int, total: int) -> None:
         bar.advance(task, done)
 
     try:
-        with bar:
-            if resume is not None:
-                run = resume_run(
-                    resume, workers=workers, executor=executor, scheduler=scheduler,
-                    on_start=started, progress=advance,
-                )  # fmt: skip
-            else:
-                run = run_experiment(
-                    path, out, trials=trials, seed=seed, overrides=parse_set_option(sets),
-                    workers=workers, executor=executor, scheduler=scheduler,
-                    on_start=started, progress=advance,
-                )  # fmt: skip
+        if resume is not None:
+            run = resume_run(
+                resume, workers=workers, executor=executor, scheduler=scheduler,
+                on_start=started, progress=advance,
+            )  # fmt: skip
+        else:
+            run = run_experiment(
+                path, out, trials=trials, seed=seed, overrides=overrides,
+                workers=workers, executor=executor, scheduler=scheduler,
+                on_start=started, progress=advance,
+            )  # fmt: skip
     except RunInterrupted as e:
+        bar.stop()  # before the message, so the bar does not overwrite it
         err_console.print(
             f"{e} (finish it with: chaoslab run {path} --resume {e.run_dir})", markup=False
         )
         return 130
+    finally:
+        bar.stop()
     _print_summary(run)
     return 0
 
