@@ -94,12 +94,12 @@ def moved_share(mode: str, before: Sequence[str], after: Sequence[str]) -> float
                     same += 1
         return 1.0 - same * g / (n * m)
     if mode == "hash-threshold":
-        same = 0.0
+        overlap = 0.0
         for a0, a1, ha in _regions(before):
             for b0, b1, hb in _regions(after):
                 if ha == hb:
-                    same += max(0.0, min(a1, b1) - max(a0, b0))
-        return 1.0 - same
+                    overlap += max(0.0, min(a1, b1) - max(a0, b0))
+        return 1.0 - overlap
     if mode == "resilient":
         gone = [h for h in before if h not in after]
         if not gone:
