@@ -58,7 +58,21 @@ build_kwok() { # build_kwok MODDIR OUTDIR: the kwok command at the version go.mo
   (cd "$dir" && timed "$out/build.log" go build -trimpath \
     -ldflags="-s -w -X 'sigs.k8s.io/kwok/pkg/consts.Version=${version#v}'" \
     -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok) || return
+  kwok_stages "$dir" "$out/stages.yaml" || return
   printf '{"kwok": "%s"}\n' "$version" >"$out/versions.json"
+}
+
+# kwok_stages MODDIR FILE: kwok's own default stages, from the module at the pinned version
+# (kwok refuses to start without stages; kwokctl passes these ones): nodes initialize,
+# heartbeat through the node Lease, pods go Ready, complete and are deleted at once.
+kwok_stages() {
+  local src f
+  src=$(cd "$1" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage || return
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    printf -- '---\n'
+    cat "$src/$f.yaml"
+  done >"$2"
 }
 
 build_one() {

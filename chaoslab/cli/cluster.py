@@ -42,13 +42,20 @@ def up(
     ] = None,
     state: StateOpt = None,
     name: NameOpt = "default",
+    keep_failed: Annotated[
+        bool, typer.Option("--keep-failed", help="Leave a failed start running for a look.")
+    ] = False,
 ) -> None:
     """Bring the cluster up with the experiment's timers (or the catalogue defaults)."""
     from chaoslab.live.cluster import ClusterConfig, LocalCluster, config_from_experiment
 
     config = config_from_experiment(experiment) if experiment else ClusterConfig()
     cluster = LocalCluster.up(
-        config, state_dir=_state_dir(state, name), name=name, log=lambda m: console.print(m)
+        config,
+        state_dir=_state_dir(state, name),
+        name=name,
+        log=lambda m: console.print(m),
+        keep_failed=keep_failed,
     )
     info = cluster.state.info
     console.print(f"cluster up in {info['up_seconds']} s: {', '.join(_versions(info))}")

@@ -246,6 +246,6 @@ class Layout:
             str(kwok.bin("kwok")),
             f"--kubeconfig={kubeconfig}",
             f"--manage-single-node={node}",
-            # the kwok process's own home: its default config and cache stay in the state folder
+            f"--config={kwok.dir / 'stages.yaml'}",
         ]
         return flags + [f"{f}={v}" for f, v in self.config.timers.kwok.items()]

@@ -21,7 +21,7 @@ from chaoslab.live.cluster import objects
 from chaoslab.live.cluster.build import KWOK, Build, find_build
 from chaoslab.live.cluster.components import Layout, cert_specs, free_ports, write_kubeconfig
 from chaoslab.live.cluster.config import ClusterConfig
-from chaoslab.live.cluster.errors import ClusterError, StateInUse
+from chaoslab.live.cluster.errors import ClusterError, ComponentFailed, StateInUse
 from chaoslab.live.cluster.health import Deadlines, probe, wait_healthy, wait_until
 from chaoslab.live.cluster.procs import ProcRecord, alive, spawn, stop
 from chaoslab.live.cluster.state import ClusterState, default_state_dir
@@ -59,8 +59,10 @@ class LocalCluster:
         deadlines: Deadlines | None = None,
         build: Build | None = None,
         log: Callable[[str], None] | None = None,
+        keep_failed: bool = False,
     ) -> LocalCluster:
-        """Bring a cluster up; on failure stop what was started and re-raise."""
+        """Bring a cluster up; on failure stop what was started (unless ``keep_failed``:
+        then it stays for a look, and ``down`` removes it) and re-raise."""
         config = config or ClusterConfig()
         build = build or find_build()
         kwok = find_build(KWOK)
@@ -76,7 +78,8 @@ class LocalCluster:
             cluster._start(kwok, log or (lambda _m: None))
         except BaseException:
             # stop what runs but keep the folder: the error names a log file inside it
-            cluster.stop_all()
+            if not keep_failed:
+                cluster.stop_all()
             state.phase = "failed"
             state.save()
             raise
@@ -150,17 +153,25 @@ class LocalCluster:
         return client.CoreV1Api(self.admin_client())
 
     def _start_nodes(self, kwok: Build) -> None:
+        from kubernetes import utils
+
         core = self._core()
         nodes = self.layout.config.nodes()
+        for obj in objects.kwok_rbac():
+            utils.create_from_dict(self.admin_client(), obj)
         for n in nodes:
             core.create_node(objects.node_object(n))
+        kwoks = []
         for n in nodes:
             argv = self.layout.kwok(kwok, n.name, self.layout.kubeconfig(f"node-{n.name}"))
-            self._spawn_kwok(n.name, argv)
+            kwoks.append(self._spawn_kwok(n.name, argv))
         names = [n.name for n in nodes]
-        wait_until(
-            "kwok nodes Ready", lambda: objects.nodes_ready(core, names), self.deadlines.nodes_ready
-        )
+
+        def ready() -> tuple[bool, str]:
+            _fail_if_exited(kwoks)
+            return objects.nodes_ready(core, names)
+
+        wait_until("kwok nodes Ready", ready, self.deadlines.nodes_ready)
 
     def _spawn_kwok(self, node: str, argv: list[str]) -> ProcRecord:
         # kwok reads and caches under $HOME: keep that inside the state folder
@@ -213,7 +224,27 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ status / down
     def status(self) -> list[ComponentStatus]:
-        return [self._component_status(p) for p in self.state.processes]
+        """Each recorded process: running, and healthy by its endpoint (kwok: its Node
+        Ready). A process replaced by a restart is not listed."""
+        latest = {p.name: p for p in self.state.processes}
+        rows = [self._component_status(p) for p in latest.values()]
+        ready = self._nodes_ready() if any(r.name.startswith("kwok-") for r in rows) else {}
+        return [
+            ComponentStatus(r.name, r.pid, r.running, ready.get(r.name[5:], False), "Node Ready")
+            if r.name.startswith("kwok-") and r.running
+            else r
+            for r in rows
+        ]
+
+    def _nodes_ready(self) -> dict[str, bool]:
+        import urllib3
+        from kubernetes.client import ApiException
+
+        try:
+            nodes = self._core().list_node(_request_timeout=5).items
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            return {}  # the API server is down: its own row says so
+        return {n.metadata.name: objects.condition(n, "Ready") == "True" for n in nodes}
 
     def _component_status(self, rec: ProcRecord) -> ComponentStatus:
         running = alive(rec.pid, rec.start)
@@ -252,6 +283,12 @@ class LocalCluster:
         shutil.rmtree(self.state.dir, ignore_errors=True)
         notes.append(f"removed {self.state.dir}")
         return notes
+
+
+def _fail_if_exited(procs: list[ProcRecord]) -> None:
+    for rec in procs:
+        if not alive(rec.pid, rec.start):
+            raise ComponentFailed(f"{rec.name} exited during start-up; log: {rec.log}")
 
 
 def _claim(state_dir: Path, name: str) -> ClusterState:

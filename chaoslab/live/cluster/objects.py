@@ -11,7 +11,7 @@ from typing import Any
 
 from chaoslab.live.cluster.config import ClusterConfig, NodeSpec
 
-__all__ = ["app_objects", "node_object", "nodes_ready", "pods_ready"]
+__all__ = ["app_objects", "condition", "kwok_rbac", "node_object", "nodes_ready", "pods_ready"]
 
 ROLE_LABEL = "node-role.kubernetes.io/"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -40,6 +40,38 @@ def node_object(node: NodeSpec) -> dict[str, Any]:
         },
         "spec": spec,
     }
+
+
+def kwok_rbac() -> list[dict[str, Any]]:
+    """kwok runs as its node (``system:node:<name>``, group ``system:nodes``), so the Node
+    authorizer and NodeRestriction check its writes as a kubelet's. Its start-up check lists
+    every Node and it caches Leases by list+watch, reads a kubelet's identity is not given
+    (it reads only its own objects): this grants those reads, nothing else."""
+    name = "chaoslab:kwok-reads"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+            # its lease cache is a list+watch (a kubelet only gets its own Lease)
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["list", "watch"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}
+        ],
+    }
+    return [role, binding]
 
 
 def _affinity(config: ClusterConfig) -> dict[str, Any]:
@@ -114,7 +146,7 @@ def app_objects(config: ClusterConfig) -> list[dict[str, Any]]:
     return [namespace, workload, service]
 
 
-def _condition(obj: Any, kind: str) -> str | None:
+def condition(obj: Any, kind: str) -> str | None:
     for c in (obj.status.conditions or []) if obj.status else []:
         if c.type == kind:
             return str(c.status)
@@ -127,12 +159,12 @@ def nodes_ready(core: Any, names: list[str]) -> tuple[bool, str]:
     waiting = [
         n
         for n in names
-        if n not in items or _condition(items[n], "Ready") != "True" or not items[n].spec.pod_cidr
+        if n not in items or condition(items[n], "Ready") != "True" or not items[n].spec.pod_cidr
     ]
     return not waiting, f"waiting for {', '.join(waiting)}"
 
 
 def pods_ready(core: Any, config: ClusterConfig, count: int) -> tuple[bool, str]:
     pods = core.list_namespaced_pod(config.namespace, label_selector=f"app={config.app}").items
-    ready = [p for p in pods if _condition(p, "Ready") == "True" and p.spec.node_name]
+    ready = [p for p in pods if condition(p, "Ready") == "True" and p.spec.node_name]
     return len(ready) >= count, f"{len(ready)}/{count} pods of {config.app} Ready"
