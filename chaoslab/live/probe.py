@@ -61,6 +61,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # pandas is imported lazily: the subprocess prober should sta
 
 __all__ = [
     "COLUMNS",
+    "NetnsProber",
     "ProbeConfig",
     "ProbeRecord",
     "Prober",
@@ -466,6 +468,65 @@ class Prober:
     def __exit__(self, *exc: object) -> None:
         if self._thread is not None and self._thread.is_alive():
             self.stop()
+
+
+class NetnsProber:
+    """A `Prober` run inside a network namespace: ``ip netns exec NS python -m
+    chaoslab.live.probe ... --out FILE`` as a subprocess (sockets belong to the namespace
+    of the process that opens them), with the same ``start``/``snapshot``/``stop``.
+
+    Its records' ``t`` is CLOCK_MONOTONIC, the same clock as this process's fault instants.
+    """
+
+    def __init__(self, cfg: ProbeConfig, netns: str, out: Path, *, flush: float = 0.1) -> None:
+        self.cfg, self.netns, self.out, self.flush = cfg, netns, Path(out), flush
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        c = self.cfg
+        args = [str(c.target), "--rate", f"{c.rate:g}", "--probers", str(c.probers)]
+        args += ["--timeout", f"{c.timeout:g}", "--flush", f"{self.flush:g}"]
+        if c.long:
+            args += ["--long", str(c.long), "--long-interval", f"{c.long_interval:g}"]
+        py = [sys.executable, "-m", "chaoslab.live.probe", *args, "--out", str(self.out)]
+        return ["ip", "netns", "exec", self.netns, *py]
+
+    def start(self, timeout: float = 30.0) -> NetnsProber:
+        if self._proc is not None:
+            raise RuntimeError("prober already started")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.unlink(missing_ok=True)
+        log = self.out.with_suffix(".log").open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while not (self.out.exists() and self.out.stat().st_size > 0):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                why = self.out.with_suffix(".log").read_text()[-300:].strip()
+                self.stop()
+                raise RuntimeError(f"prober in {self.netns} did not start: {why}")
+            time.sleep(0.05)
+        return self
+
+    def snapshot(self) -> pd.DataFrame:
+        return read_records(self.out) if self.out.exists() else records_frame([])
+
+    def stop(self, timeout: float = 10.0) -> pd.DataFrame:
+        p = self._proc
+        if p is None:
+            raise RuntimeError("prober not started")
+        if p.poll() is None:
+            p.terminate()  # the prober flushes and exits on SIGTERM
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return self.snapshot()
 
 
 def run_prober(cfg: ProbeConfig, duration: float) -> pd.DataFrame:

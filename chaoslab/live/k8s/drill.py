@@ -131,6 +131,8 @@ class DrillPlan:
     #: the fault's index in the experiment and its name in the results
     index: int = 0
     name: str = ""
+    #: the local control plane the plan runs on (`chaoslab.live.cluster.target.LocalSession`)
+    session: Any = None
 
     @property
     def target(self) -> str:
@@ -143,7 +145,23 @@ def plan_drill(
     """One plan per fault with a ``live:`` key: what was found, what the model predicts."""
     exp = load_experiment(path)
     exp.validate()
-    return [_plan(exp, i, kubeconfig=kubeconfig, context=context) for i in live_faults(exp)]
+    faults = live_faults(exp)
+    first = exp.live_spec(faults[0]) if faults else None
+    if first is None or first.cluster != "local":
+        return [_plan(exp, i, kubeconfig=kubeconfig, context=context) for i in faults]
+    # the control plane on this machine: up (or attached), its data plane, the drill's
+    # ServiceAccount; released by run_drill, or at exit after a dry run
+    from chaoslab.live.cluster.target import LocalSession
+
+    session = LocalSession.open(exp, first)
+    try:
+        plans = [_plan(exp, i, kubeconfig=str(session.kubeconfig), context=None) for i in faults]
+    except BaseException:
+        session.close()
+        raise
+    for p in plans:
+        p.session = session
+    return plans
 
 
 def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | None) -> DrillPlan:
@@ -564,22 +582,39 @@ class KubeTarget:
                 raise KubeError(0, f"cannot list {w.resource}: {w.error}")
 
     def preflight(self, plan: DrillPlan, trial: int) -> None:
-        from chaoslab.live.probe import ProbeConfig, Prober
+        from chaoslab.live.probe import ProbeConfig
         from chaoslab.live.probe import Target as ProbeTarget
 
         ctx, spec = self._ctx(), plan.spec
         ctx.log(f"trial {trial}: preflight")
         p = spec.probe
         cfgs = [
-            ProbeConfig(ProbeTarget.parse(u), p.rate, p.probers, p.timeout, p.long, p.long_interval)
+            ProbeConfig(
+                ProbeTarget.parse(self._url(u)),
+                p.rate,
+                p.probers,
+                p.timeout,
+                p.long,
+                p.long_interval,
+            )
             for u in spec.urls
         ]
         info = {"method": spec.fault.method}
         self._tr = _KubeTrial(trial, [], info)
-        for c in cfgs:
-            self._tr.probers.append(Prober(c).start())
+        for n, c in enumerate(cfgs):
+            self._tr.probers.append(self._new_prober(c, trial, n))
         _preflight(plan, self._tr.probers, ctx.log)
         self.kube.sample_clock(_CLOCK_SAMPLES, 1.0 / _CLOCK_SAMPLES)
+
+    def _url(self, url: str) -> str:
+        """The address a URL of the experiment is probed at (as written, here)."""
+        return url
+
+    def _new_prober(self, cfg: Any, trial: int, n: int) -> Any:
+        """A started prober for one URL (here, in this process's network namespace)."""
+        from chaoslab.live.probe import Prober
+
+        return Prober(cfg).start()
 
     def _trial(self) -> _KubeTrial:
         if self._tr is None:
@@ -785,9 +820,20 @@ def _writer(plans: list[DrillPlan], out: Path) -> RunWriter:
 def run_drill(
     plans: list[DrillPlan], *, out: Path, log: Callable[[str], None] = print
 ) -> DrillOutcome:
-    """Run the trials of the plans (one per fault); rollback always runs."""
-    writer = _writer(plans, out)
-    return engine_run(KubeTarget(plans), writer, log=log)
+    """Run the trials of the plans (one per fault); rollback always runs. Plans on the
+    local control plane run with its target and release it afterwards."""
+    session = plans[0].session
+    try:
+        writer = _writer(plans, out)
+        if session is None:
+            return engine_run(KubeTarget(plans), writer, log=log)
+        from chaoslab.live.cluster.target import LocalClusterTarget
+
+        return engine_run(LocalClusterTarget(plans, session), writer, log=log)
+    finally:
+        if session is not None:
+            for note in session.close():
+                log(note)
 
 
 def recover(

@@ -240,6 +240,28 @@ class LiveSection(_Model):
     design: str | None = None
     #: k8s profile to use instead of the one derived from the server version
     profile: str | None = None
+    #: ``local``: the control plane on this machine (``chaoslab.live.cluster``), drilled
+    #: through its data plane: the prober runs in its client namespace, ``urls`` may name
+    #: nodes (``http://compute-1:30080/``), the drill runs as the ServiceAccount of
+    #: ``deploy/rbac.yaml`` (token from the TokenRequest API), not as the admin
+    cluster: Literal["local"] | None = None
+    #: with ``cluster: local``: the state folder of a cluster already up (``chaoslab
+    #: cluster up --state DIR``); without it the drill brings one up from this experiment
+    #: and takes it down afterwards
+    cluster_state: str | None = None
+    #: with ``cluster: local``: the RBAC manifest the drill's ServiceAccount is bound by
+    #: (``deploy/rbac.yaml`` of this repository when not given)
+    rbac: str | None = None
+
+    @model_validator(mode="after")
+    def _local(self) -> LiveSection:
+        if self.cluster is None and (self.cluster_state or self.rbac):
+            raise ValueError("cluster_state and rbac are for cluster: local")
+        if self.cluster == "local" and (self.kubeconfig or self.context):
+            raise ValueError(
+                "cluster: local makes its own ServiceAccount kubeconfig; drop kubeconfig/context"
+            )
+        return self
 
 
 class LiveSpec(LiveSection):
