@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -43,11 +44,26 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from chaoslab.live.lab.server import http_handler
-
 __all__ = ["PodEndpoint", "PodServers", "desired", "main", "parse_static_pod"]
+
+
+def _lab_server() -> Any:
+    """The lab's HTTP server module. Run as a script this file is not in a package, and
+    importing ``chaoslab`` would load pandas into every stand-in: load the file itself."""
+    if __package__:
+        from chaoslab.live.lab import server
+
+        return server
+    path = Path(__file__).resolve().parents[1] / "lab" / "server.py"
+    spec = importlib.util.spec_from_file_location("chaoslab_lab_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 #: the interface of the node namespace that holds the pod IPs (made by dataplane.py)
 POD_DEVICE = "pods0"
@@ -129,6 +145,7 @@ class PodServers:
 
     def __init__(self, device: str = POD_DEVICE) -> None:
         self.device = device
+        self.handler = _lab_server().http_handler
         self.running: dict[str, tuple[PodEndpoint, list[asyncio.Server]]] = {}
         self.stopping: dict[str, asyncio.TimerHandle] = {}
 
@@ -145,7 +162,7 @@ class PodServers:
             try:
                 servers.append(
                     await asyncio.start_server(
-                        http_handler(name, None), ep.ip, port, reuse_address=True
+                        self.handler(name, None), ep.ip, port, reuse_address=True
                     )
                 )
             except OSError as exc:
