@@ -76,6 +76,7 @@ class Timing:
     notready_delay: float = 0.2  # killed container -> readiness fails
     blackhole_hold: float = 3.0  # how long a black-holed request is held before closing
     status_delay: float = 0.05  # container started -> the kubelet's status in the API
+    lease_renew: float = 0.25  # a live kubelet renews its node Lease (10 s in a cluster)
 
 
 def _ts(t: float) -> str:
@@ -342,6 +343,18 @@ class FakeCluster:
                 },
             },
         )
+        self._renew_lease(name)
+
+    def _renew_lease(self, node: str) -> None:
+        """The kubelet's heartbeat: kube-node-lease/<node> renewed while the node is up."""
+        if node in self.node_down or self.closed:
+            return
+        lease = {
+            "metadata": {"name": node, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": node, "renewTime": _micro(self.now())},
+        }
+        self.put("leases", lease)
+        self.after(self.timing.lease_renew, lambda: self._renew_lease(node))
 
     def _cond(self, ctype: str, status: str, reason: str) -> Obj:
         return {
@@ -775,6 +788,7 @@ class FakeCluster:
                 return
             del self.node_down[node]
             self.note(f"node {node} back")
+            self._renew_lease(node)  # the kubelet is back: its heartbeats too
             n = self.get("nodes", "", node)
             assert n is not None
             for c in n["status"]["conditions"]:

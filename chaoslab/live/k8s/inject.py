@@ -26,10 +26,14 @@ Every change is announced in the journal with its undo step before it is made.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
 import random
 import re
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -332,18 +336,63 @@ def render(argv: list[str], values: dict[str, str]) -> list[str]:
 
 
 def run_hook(argv: list[str], timeout: float) -> str:
+    """Run an operator's hook in its own session: the terminal's Ctrl-C reaches chaoslab
+    (which finishes its rollback first), never the hook. A hook past its timeout, or one
+    chaoslab is interrupted in, is killed with its whole process group."""
     try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise HookFailed(f"hook command not found: {argv[0]}") from None
+    except OSError as e:
+        raise HookFailed(f"hook {argv[0]} cannot start: {e.strerror or e}") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
         raise HookFailed(f"hook {argv[0]} did not finish within {timeout:g}s") from None
-    if cp.returncode != 0:
-        err = (cp.stderr or cp.stdout).strip().splitlines()
+    except BaseException:
+        _kill_group(proc)
+        raise
+    if proc.returncode != 0:
+        lines = (err or out).strip().splitlines()
         raise HookFailed(
-            f"hook {argv[0]} exited {cp.returncode}: {err[-1][:200] if err else 'no output'}"
+            f"hook {argv[0]} exited {proc.returncode}: {lines[-1][:200] if lines else 'no output'}"
         )
-    return cp.stdout.strip()[-500:]
+    return out.strip()[-500:]
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the hook's process group (its id is the hook's pid: its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def heartbeat(kube: Kube, node: str) -> tuple[float, float]:
+    """The node's last signs of life: its Lease's renewTime and its Ready condition's
+    lastHeartbeatTime (server clock, POSIX seconds; -inf when the API has none)."""
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
+    try:
+        lease = kube.get_or_none(lease_path)
+    except KubeError as e:
+        if e.status != 403:  # no RBAC for leases: the Ready condition's heartbeat only
+            raise
+        lease = None
+    renew = parse_time(((lease or {}).get("spec") or {}).get("renewTime"))
+    n = kube.get_or_none(f"/api/v1/nodes/{node}")
+    conds = ((n or {}).get("status") or {}).get("conditions") or []
+    beat = next(
+        (parse_time(c.get("lastHeartbeatTime")) for c in conds if c.get("type") == "Ready"), None
+    )
+    return (-math.inf if renew is None else renew, -math.inf if beat is None else beat)
 
 
 # ------------------------------------------------------------------ injection
@@ -410,15 +459,16 @@ class Injector:
         assert hook.inject is not None
         argv = render(hook.inject, vals)
         # undo runs newest first: power on, then wait for the node
-        if self.target.node is not None and self.fault.kind in NODE_FAULTS:
+        node = self.target.node.name if self.target.node is not None else None
+        if node is not None and self.fault.kind in NODE_FAULTS:
             self.journal.add_undo(
-                {"op": "wait-node-ready", "node": self.target.node.name}, trial=self.trial
+                {"op": "wait-node-ready", "node": node, "trial": self.trial}, trial=self.trial
             )
         if hook.recover:
-            self.journal.add_undo(
-                {"op": "hook", "argv": render(hook.recover, vals), "timeout": hook.timeout},
-                trial=self.trial,
-            )
+            step = {"op": "hook", "argv": render(hook.recover, vals), "timeout": hook.timeout}
+            if node is not None:  # wait-node-ready waits for a heartbeat newer than it
+                step.update(node=node, trial=self.trial)
+            self.journal.add_undo(step, trial=self.trial)
         t0 = time.monotonic()
         out = run_hook(argv, hook.timeout)
         # the fault happened while the command ran: t0 is its start (the earliest instant)
@@ -490,14 +540,12 @@ class Injector:
         )
         # undo runs newest first: remove the chaos pod, power on, wait for the node
         if t.node is not None and f.kind in NODE_FAULTS:
-            self.journal.add_undo({"op": "wait-node-ready", "node": t.node.name}, trial=self.trial)
+            mine = {"node": t.node.name, "trial": self.trial}
+            self.journal.add_undo({"op": "wait-node-ready", **mine}, trial=self.trial)
             if f.hook and f.hook.recover:
+                argv = render(f.hook.recover, self._values())
                 self.journal.add_undo(
-                    {
-                        "op": "hook",
-                        "argv": render(f.hook.recover, self._values()),
-                        "timeout": f.hook.timeout,
-                    },
+                    {"op": "hook", "argv": argv, "timeout": f.hook.timeout, **mine},
                     trial=self.trial,
                 )
         self.journal.add_undo({"op": "delete-pod", "namespace": ns, "name": name}, trial=self.trial)
@@ -710,9 +758,7 @@ def run_undo(
     op = s["op"]
     try:
         if op == "hook":
-            out = run_hook(list(s["argv"]), float(s["timeout"]))
-            journal.undo_done(step.id, op=op, output=out)
-            return True
+            return _undo_hook(kube, journal, step)
         if kube is None:
             log(f"  cannot {op} without the API (step {step.id})")
             return False
@@ -745,25 +791,75 @@ def run_undo(
             journal.undo_done(step.id, op=op, node=s["node"], key=s["key"])
             return True
         if op == "wait-node-ready":
-            deadline = time.monotonic() + node_ready_timeout
-            while True:
-                n = kube.get_or_none(f"/api/v1/nodes/{s['node']}")
-                if n is None or node_info(n).ready:
-                    journal.undo_done(step.id, op=op, node=s["node"])
-                    return True
-                if time.monotonic() > deadline:
-                    journal.write(
-                        "attention",
-                        node=s["node"],
-                        message=f"node {s['node']} is still not Ready; power it on or "
-                        "repair it, then run chaoslab drill --recover RUN_DIR",
-                    )
-                    log(f"  node {s['node']} is still not Ready (needs attention)")
-                    return False
-                time.sleep(poll)
+            return _wait_node_ready(kube, journal, step, node_ready_timeout, poll, log)
         journal.write("undo.unknown", id=step.id, op=op)
         return False
     except (KubeError, InjectionError) as e:
         journal.write("undo.failed", id=step.id, op=op, error=str(e))
         log(f"  undo {op} failed: {e}")
         return False
+
+
+def _undo_hook(kube: Kube | None, journal: Journal, step: UndoStep) -> bool:
+    """Run a recover hook; for a node's hook, journal first the node's heartbeat from
+    before it: what `wait-node-ready` must see exceeded, whether the hook works or not."""
+    s = step.step
+    if kube is not None and s.get("node"):
+        with contextlib.suppress(KubeError):
+            before = heartbeat(kube, s["node"])
+            journal.write(
+                "undo.start",
+                id=step.id,
+                op="hook",
+                node=s["node"],
+                trial=s.get("trial"),
+                heartbeat_before=list(before),
+            )
+    out = run_hook(list(s["argv"]), float(s["timeout"]))
+    journal.undo_done(step.id, op="hook", output=out)
+    return True
+
+
+def _baseline(kube: Kube, journal: Journal, s: dict[str, Any]) -> tuple[float, float]:
+    """The heartbeat the node must beat: the one its trial's recover hook started from,
+    else the one it has now (a Ready read moments after a crash is stale, not a return)."""
+    for e in reversed(journal.entries()):
+        if e.get("event") == "undo.start" and e.get("op") == "hook":
+            if e.get("node") == s["node"] and e.get("trial") == s.get("trial"):
+                lease, beat = e["heartbeat_before"]  # -inf is kept as "-inf": float reads it
+                return float(lease), float(beat)
+    return heartbeat(kube, s["node"])
+
+
+def _wait_node_ready(
+    kube: Kube,
+    journal: Journal,
+    step: UndoStep,
+    timeout: float,
+    poll: float,
+    log: Callable[[str], None],
+) -> bool:
+    """Done when the node is Ready with a heartbeat (Lease renewal or Ready condition)
+    newer than the undo; a node that is gone is done too."""
+    s = step.step
+    lease0, beat0 = _baseline(kube, journal, s)
+    deadline = time.monotonic() + timeout
+    while True:
+        n = kube.get_or_none(f"/api/v1/nodes/{s['node']}")
+        if n is None:
+            journal.undo_done(step.id, op="wait-node-ready", node=s["node"], gone=True)
+            return True
+        lease, beat = heartbeat(kube, s["node"])
+        if node_info(n).ready and (lease > lease0 or beat > beat0):
+            journal.undo_done(step.id, op="wait-node-ready", node=s["node"])
+            return True
+        if time.monotonic() > deadline:
+            journal.write(
+                "attention",
+                node=s["node"],
+                message=f"node {s['node']} has not been Ready with a fresh heartbeat; power "
+                "it on or repair it, then run chaoslab drill --recover RUN_DIR",
+            )
+            log(f"  node {s['node']} is still not back (needs attention)")
+            return False
+        time.sleep(poll)
