@@ -8,19 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from k8s.fakeapi import FakeApi, FakeCluster, Timing  # tests/ is on sys.path (rootdir)
 
 from chaoslab.live.journal import Journal
 from chaoslab.live.k8s.inject import run_hook, run_undo
 from chaoslab.live.k8s.kube import load_kube
-
-sys.path.insert(0, str(Path(__file__).parent))
-from k8s.fakeapi import FakeApi, FakeCluster, Timing  # noqa: E402
 
 ROLLBACK_CHILD = """
 import sys, time

@@ -824,10 +824,10 @@ def _baseline(kube: Kube, journal: Journal, s: dict[str, Any]) -> tuple[float, f
     """The heartbeat the node must beat: the one its trial's recover hook started from,
     else the one it has now (a Ready read moments after a crash is stale, not a return)."""
     for e in reversed(journal.entries()):
-        if e.get("event") == "undo.start" and e.get("op") == "hook":
-            if e.get("node") == s["node"] and e.get("trial") == s.get("trial"):
-                lease, beat = e["heartbeat_before"]  # -inf is kept as "-inf": float reads it
-                return float(lease), float(beat)
+        mine = e.get("node") == s["node"] and e.get("trial") == s.get("trial")
+        if e.get("event") == "undo.start" and e.get("op") == "hook" and mine:
+            lease, beat = e["heartbeat_before"]  # -inf is kept as "-inf": float reads it
+            return float(lease), float(beat)
     return heartbeat(kube, s["node"])
 
 
