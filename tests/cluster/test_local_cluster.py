@@ -3,6 +3,7 @@ from the Go build) with kwok nodes: what ``chaoslab cluster up`` promises."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import ssl
@@ -97,7 +98,9 @@ def test_an_anonymous_call_is_refused(local_cluster: LocalCluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(url, context=ctx, timeout=10)
     assert e.value.code == 403
-    assert '"system:anonymous"' in e.value.read().decode()
+    status = json.loads(e.value.read())
+    assert status["reason"] == "Forbidden"
+    assert 'User "system:anonymous"' in status["message"]
 
 
 def _ready(node: Any) -> Any:
