@@ -4,20 +4,26 @@ written whole, interrupted trials kept out of the comparison."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from k8s.fakeapi import FakeApi, FakeCluster, Timing  # tests/ is on sys.path (rootdir)
 
-from chaoslab.live.journal import Journal
+from chaoslab.live.engine import DrillContext, DrillOutcome, Observed, run_drill
+from chaoslab.live.journal import Journal, UndoStep
 from chaoslab.live.k8s.inject import run_hook, run_undo
 from chaoslab.live.k8s.kube import load_kube
+from chaoslab.results import ProberInfo, RunWriter
 
 ROLLBACK_CHILD = """
 import sys, time
@@ -127,3 +133,114 @@ def test_a_node_that_heartbeats_after_the_undo_is_back(
     journal, steps = _undo_node_crash(tmp_path, ["true"])
     done = [run_undo(kube, journal, s, node_ready_timeout=10.0, poll=0.05) for s in steps]
     assert done == [True, True] and journal.pending() == []
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class _Fault:
+    name: str = "pod-kill"
+    target: str = "app-pod"
+
+
+@dataclass
+class _Target:
+    """A drill target whose service drops for 0.3 s after each fault; ``on_restore`` and
+    ``on_predict`` run in the rollback and while the results are written."""
+
+    on_restore: Callable[[int], None] = lambda trial: None
+    on_predict: Callable[[], None] = lambda: None
+    trials: int = 3
+    kind: str = "lab"
+    design: str = "nodeport-lb"
+    cooldown: float = 0.0
+    milestone_names: Sequence[str] = ()
+    restored: list[int] = field(default_factory=list)
+
+    @property
+    def prober(self) -> ProberInfo:
+        return ProberInfo(100.0, 1, 0.1)
+
+    def open(self, ctx: DrillContext) -> None:
+        ctx.journal.add_undo({"op": "lab-down"})
+
+    def faults(self) -> list[_Fault]:
+        return [_Fault()]
+
+    def preflight(self, fault: _Fault, trial: int) -> None: ...
+
+    def choose(self, fault: _Fault, trial: int) -> str:
+        return "pod-1"
+
+    def inject(self, fault: _Fault, victim: str) -> float:
+        return time.monotonic()
+
+    def observe(self, fault: _Fault, victim: str, t0: float) -> Observed:
+        t = t0 + np.arange(0, 1.0, 0.01)
+        outcome = np.where((t - t0 >= 0.1) & (t - t0 < 0.4), "refused", "ok")
+        probes = pd.DataFrame({"t": t, "outcome": outcome, "kind": "new", "conn": -1})
+        return Observed(probes, 1.0)
+
+    def restore(self, fault: _Fault, victim: str) -> bool:
+        self.restored.append(len(self.restored))
+        self.on_restore(len(self.restored) - 1)
+        return True
+
+    def close(self) -> list[str]:
+        return []
+
+    def predict(self, fault: _Fault) -> pd.DataFrame | str:
+        self.on_predict()
+        return "no model in this test"
+
+    def undo(self, step: UndoStep) -> bool:
+        return True
+
+
+def _ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # the handler runs here, in the middle of the work
+
+
+def _run(tmp_path: Path, target: _Target) -> tuple[DrillOutcome, dict, list[dict]]:
+    writer = RunWriter(tmp_path / "run", mode="live", target="lab")
+    out = run_drill(target, writer, log=lambda m: None)
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    return out, meta, Journal(tmp_path / "run").entries()
+
+
+def test_a_trial_interrupted_in_its_rollback_is_stored_aborted_and_ends_the_drill(
+    tmp_path: Path,
+) -> None:
+    target = _Target(on_restore=lambda trial: _ctrl_c() if trial == 0 else None)
+    out, meta, journal = _run(tmp_path, target)
+    assert target.restored == [0]  # the rollback finished; no further trial was started
+    assert out.status == "interrupted" and meta["status"] == "interrupted"
+    info = pd.read_csv(tmp_path / "run" / "trial_info.csv")
+    assert info["aborted"].tolist() == [True]
+    assert info["abort_reason"].tolist() == ["interrupted (SIGINT)"]
+    assert meta["aborted_trials"] == 1
+    assert any("left out of the comparison" in n for n in meta["notes"])
+    assert not (tmp_path / "run" / "comparison.csv").exists()
+
+
+def test_only_the_trials_that_ran_to_their_end_are_compared(tmp_path: Path) -> None:
+    target = _Target(on_restore=lambda trial: _ctrl_c() if trial == 1 else None)
+    out, meta, _ = _run(tmp_path, target)
+    comp = pd.read_csv(tmp_path / "run" / "comparison.csv")
+    assert set(comp["n"]) == {1}  # trial 0 only; trial 1 was cut short
+    assert len(out.trials) == 2 and meta["aborted_trials"] == 1
+
+
+def test_a_signal_while_the_results_are_written_waits_and_meta_and_journal_agree(
+    tmp_path: Path,
+) -> None:
+    target = _Target(on_predict=_ctrl_c)
+    out, meta, journal = _run(tmp_path, target)
+    end = journal[-1]
+    assert end["event"] == "run.end" and end["status"] == meta["status"] == "complete"
+    assert end["meta_status"] == "complete" and end["n_trials"] == meta["n_trials"] == 3
+    for name in ("trials.parquet", "summary.csv", "comparison.csv", "trial_info.csv"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert out.status == "complete"

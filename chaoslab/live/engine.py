@@ -153,12 +153,14 @@ class DrillTarget(Protocol):
 
 
 class SignalGuard:
-    """SIGTERM and Ctrl-C raise DrillInterrupted, except while a rollback runs: then they
-    are noted and the rollback finishes first (a half-done rollback is the worst outcome)."""
+    """SIGTERM and Ctrl-C raise DrillInterrupted, except while a rollback runs or the
+    results are written: then they are noted, that work finishes first (a half-done
+    rollback or half-written run is the worst outcome), and the drill stops after it."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
         self.rolling_back = False
+        self.doing = "the rollback"
         self.interrupted = ""
         self._old: dict[int, Any] = {}
 
@@ -166,7 +168,7 @@ class SignalGuard:
         name = signal.Signals(signum).name
         self.interrupted = name
         if self.rolling_back:
-            self.log(f"{name} received: the rollback finishes first")
+            self.log(f"{name} received: {self.doing} finishes first")
             return
         raise DrillInterrupted(name)
 
@@ -183,12 +185,14 @@ class SignalGuard:
         self._old.clear()
 
     @contextlib.contextmanager
-    def rollback(self) -> Iterator[None]:
-        self.rolling_back = True
+    def rollback(self, doing: str = "the rollback") -> Iterator[None]:
+        """Signals are noted, not raised, inside (nested uses keep the outer one)."""
+        outer, outer_doing = self.rolling_back, self.doing
+        self.rolling_back, self.doing = True, doing
         try:
             yield
         finally:
-            self.rolling_back = False
+            self.rolling_back, self.doing = outer, outer_doing
 
 
 # --------------------------------------------------------------------------- trials
@@ -271,6 +275,10 @@ def _trial(ctx: DrillContext, target: DrillTarget, fault: DrillFault, i: int) ->
             if not target.restore(fault, victim):
                 info["rollback_incomplete"] = True
         ctx.journal.write("trial.end", fault=fault.name, trial=i)
+    if ctx.guard.interrupted:
+        # a signal came while the trial was rolled back: what it measured was cut short
+        info["interrupted"] = ctx.guard.interrupted
+        obs.aborted = obs.aborted or f"interrupted ({ctx.guard.interrupted})"
     info.update(obs.info, horizon_s=obs.horizon, aborted=bool(obs.aborted))
     info["abort_reason"] = obs.aborted
     row = _row(target, fault, i, obs, t0)
@@ -307,6 +315,8 @@ def _loop(ctx: DrillContext, target: DrillTarget, results: list[TrialResult]) ->
             res = _trial(ctx, target, fault, i)
             results.append(res)
             ctx.writer.add_trials(pd.DataFrame([res.row]))
+            if res.info.get("interrupted"):
+                raise DrillInterrupted(res.info["interrupted"])
             if res.info.get("aborted"):
                 return "aborted", str(res.info.get("abort_reason"))
             if i + 1 < target.trials or n + 1 < len(faults):
@@ -352,21 +362,48 @@ def run_drill(target: DrillTarget, writer: RunWriter, *, log: Log = print) -> Dr
             with guard.rollback():
                 notes += target.close()
                 left = [s.id for s in journal.pending() if not target.undo(s)]
-    if left and status == "complete":
-        status = "needs-recovery"
-    journal.write("run.end", status=status, reason=reason, pending_undo=left)
+        if left and status == "complete":
+            status = "needs-recovery"
+        # a signal now waits: meta.json, the tables and the journal's run.end must agree
+        with guard.rollback("writing the results"):
+            run, comp = _write_results(ctx, target, results, (status, reason, left, notes))
+            journal.write(
+                "run.end",
+                status=status,
+                reason=reason,
+                pending_undo=left,
+                meta_status=run.meta.get("status"),
+                n_trials=run.meta.get("n_trials"),
+            )
+    return DrillOutcome(run, status, reason, comp, notes)
+
+
+def _write_results(
+    ctx: DrillContext,
+    target: DrillTarget,
+    results: Sequence[TrialResult],
+    end: tuple[str, str, list[str], list[str]],
+) -> tuple[Run, pd.DataFrame]:
+    """The live tables, the comparison (without aborted trials) and the final meta."""
+    status, reason, left, notes = end
+    writer = ctx.writer
     _write_tables(writer, results)
     measured = pd.DataFrame([r.row for r in results])
-    comp = comparison(target, measured, writer, log) if not measured.empty else pd.DataFrame()
+    kept = pd.DataFrame([r.row for r in results if not r.info.get("aborted")])
+    aborted = len(results) - len(kept)
+    if aborted:
+        notes.append(
+            f"{aborted} aborted or interrupted trial(s) left out of the comparison "
+            "(trial_info.csv: aborted, abort_reason)"
+        )
+    comp = comparison(target, kept, writer, ctx.log) if not kept.empty else pd.DataFrame()
     if not comp.empty:
         writer.add_table("comparison.csv", comp)
     fields = {"reason": reason, "pending_undo": len(left), "notes": notes}
     if measured.empty:
         writer.finish_partial(status_detail=status, **fields)
-        run = Run(writer.path, dict(writer.meta))
-    else:
-        run = writer.finish(status, **fields)
-    return DrillOutcome(run, status, reason, comp, notes)
+        return Run(writer.path, dict(writer.meta)), comp
+    return writer.finish(status, aborted_trials=aborted, **fields), comp
 
 
 def comparison(
