@@ -17,12 +17,13 @@ Data-plane vocabulary used throughout:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from chaoslab.mechanisms.endpoints import KubeProxy
 
-__all__ = ["ClusterSpec", "Node", "Pod", "Service", "Workload"]
+__all__ = ["ClusterSpec", "Node", "Pod", "Service", "Workload", "node_layout"]
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
 
@@ -45,10 +46,7 @@ class ClusterSpec:
     zones: int = 1
 
     def node_names(self) -> list[tuple[str, str]]:
-        out = [(f"master-{i + 1}", "master") for i in range(self.masters)]
-        out += [(f"controller-{i + 1}", "controller") for i in range(self.controllers)]
-        out += [(f"compute-{i + 1}", "compute") for i in range(self.computes)]
-        return out
+        return list(_node_names(self.masters, self.controllers, self.computes))
 
     def app_roles(self) -> tuple[str, ...]:
         return {
@@ -57,6 +55,24 @@ class ClusterSpec:
             "worker": ("controller", "compute"),
             "any": ("master", "controller", "compute"),
         }[self.spread]
+
+
+@lru_cache(maxsize=64)
+def _node_names(masters: int, controllers: int, computes: int) -> tuple[tuple[str, str], ...]:
+    # every trial of a cell builds the same names: made once per layout
+    out = [(f"master-{i + 1}", "master") for i in range(masters)]
+    out += [(f"controller-{i + 1}", "controller") for i in range(controllers)]
+    out += [(f"compute-{i + 1}", "compute") for i in range(computes)]
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def node_layout(spec: ClusterSpec) -> tuple[tuple[str, str, int, str], ...]:
+    """(name, role, index, zone) of every node of ``spec``, once per spec."""
+    zones = max(1, spec.zones)
+    return tuple(
+        (name, role, i, f"zone-{i % zones}") for i, (name, role) in enumerate(spec.node_names())
+    )
 
 
 class Node:

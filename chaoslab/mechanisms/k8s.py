@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from chaoslab.mechanisms.base import Trial, register_milestones
-from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload
+from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload, node_layout
 from chaoslab.mechanisms.endpoints import EndpointSliceController, KubeProxy
 from chaoslab.mechanisms.kubelet import Kubelet
 from chaoslab.mechanisms.node import NodeLifecycleController
@@ -44,9 +44,12 @@ class KubernetesCluster:
         self.spec = spec
         p = trial.p
         self.nodes: list[Node] = []
-        for i, (name, role) in enumerate(spec.node_names()):
-            node = Node(name, role, i, zone=f"zone-{i % max(1, spec.zones)}")
-            if p.flag("kubelet.node_lease"):
+        lease = p.flag("kubelet.node_lease")
+        for name, role, i, zone in node_layout(spec):
+            node = Node(name, role, i, zone)
+            # per node and in this order: a period drawn from a distribution takes the
+            # random stream's next value before the phase does
+            if lease:
                 node.hb_period = p.draw("kubelet.node_lease_duration_seconds") * p.draw(
                     "kubelet.node_lease_renew_interval_fraction"
                 )
@@ -56,7 +59,7 @@ class KubernetesCluster:
             self.nodes.append(node)
         self.by_name = {n.name: n for n in self.nodes}
         self.proxy_terminating_endpoints = p.flag("kube_proxy.proxy_terminating_endpoints")
-        self.lease = p.flag("kubelet.node_lease")
+        self.lease = lease
 
         self.app = Workload(
             "app", spec.app_kind, spec.replicas, spec.app_roles(), spec.anti_affinity
