@@ -95,6 +95,8 @@ class LocalSession:
     owned_cluster: bool = False
     owned_dataplane: bool = False
     closed: bool = False
+    #: run_drill closes it (a session plan_drill opened itself)
+    close_after_run: bool = False
     _env_before: str | None = None
 
     @classmethod
@@ -157,6 +159,8 @@ def refresh(cluster: LocalCluster) -> None:
     fresh = ClusterState.load(cluster.state.dir)
     if fresh is not None:
         cluster.state = fresh
+    if getattr(cluster, "_dataplane", None) is not None:
+        cluster._dataplane = None  # its kwok records too: read again when next needed
 
 
 def _cluster(exp: Experiment, spec: LiveSpec) -> tuple[LocalCluster, bool]:
@@ -181,7 +185,7 @@ def _rbac_path(spec: LiveSpec) -> Path:
 
 def _dataplane(cluster: LocalCluster, exp: Experiment) -> tuple[Path, bool]:
     """The cluster's data plane folder, and whether this session built it."""
-    for d in (cluster.state.dir / "dataplane", _linked(cluster)):
+    for d in (cluster.layout.dir / "dataplane", _linked(cluster)):
         if d is not None and (d / "state.json").exists():
             return d, False
     return _build_dataplane(cluster, exp), True
@@ -275,8 +279,9 @@ def _ensure_pdb(cluster: LocalCluster, spec: LiveSpec) -> None:
         "StatefulSet": wl.read_namespaced_stateful_set,
         "DaemonSet": wl.read_namespaced_daemon_set,
     }[spec.workload.kind]
-    selector = read(spec.workload.name, spec.namespace).spec.selector
-    body = {
+    workload: Any = read(spec.workload.name, spec.namespace)
+    selector = workload.spec.selector
+    body: Any = {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": spec.workload.name, "namespace": spec.namespace},
@@ -331,11 +336,8 @@ def _spread(cluster: LocalCluster, spec: LiveSpec, timeout: float, log: Any) -> 
     sel = f"app={cluster.layout.config.app}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pods = [
-            p
-            for p in core.list_namespaced_pod(spec.namespace, label_selector=sel).items
-            if p.metadata.deletion_timestamp is None
-        ]
+        listed: list[Any] = core.list_namespaced_pod(spec.namespace, label_selector=sel).items
+        pods = [p for p in listed if p.metadata.deletion_timestamp is None]
         by_node: dict[str, list[Any]] = {}
         for p in pods:
             by_node.setdefault(p.spec.node_name or "", []).append(p)
@@ -563,15 +565,26 @@ def _fault_at(output: str) -> float | None:
 # --------------------------------------------------------------------------- hooks
 
 
-def _kwok_in_node_ns(cluster: LocalCluster, dp: DataPlane, node: str) -> bool:
-    """Whether the node's kubelet stand-in runs inside the node's namespace (then a
-    partition cuts it too); otherwise it runs on the host and a partition stops it."""
-    try:
-        rec = cluster._kwok_record(node)
-        ours = os.stat(f"/proc/{rec.pid}/ns/net").st_ino
-        return ours == os.stat(f"/run/netns/{dp.node_ns(node)}").st_ino
-    except (OSError, LiveError):
-        return False
+def _kwok_in_node_ns(dp: DataPlane, node: str) -> bool:
+    """Whether the node's kubelet stand-in runs inside the node's namespace, recorded by the
+    data plane (then a partition cuts it too); otherwise it runs on the host and a
+    partition stops it."""
+    return f"kwok-{node}" in dp.state.procs
+
+
+def _kill_kubelet(cluster: LocalCluster, dp: DataPlane, node: str) -> None:
+    """SIGKILL the node's kubelet stand-in, as a power cut stops a kubelet (a SIGTERM lets
+    kwok finish what it was doing, a lease renewal among it)."""
+    from chaoslab.live.cluster.procs import alive
+
+    name = f"kwok-{node}"
+    if _kwok_in_node_ns(dp, node):
+        dp.state.stop(name, signal.SIGKILL, wait=5)
+        return
+    for rec in [p for p in cluster.state.processes if p.name == name][-1:]:
+        if alive(rec.pid, rec.start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec.pid, signal.SIGKILL)
 
 
 def _sleep_or_term(seconds: float) -> None:
@@ -595,14 +608,16 @@ def _act(action: str, node: str, seconds: float | None, state: Path) -> float:
     dp = DataPlane.load(dp_dir)
     t = time.monotonic()
     if action == "crash-node":
-        t = dp.crash(node, cluster)
+        t = time.monotonic()
+        _kill_kubelet(cluster, dp, node)  # first: its heartbeats end at the fault instant
+        dp.crash(node, cluster)
     elif action == "restore-node":
         if node in dp.state.info["crashed"]:
             t = dp.restore(node, cluster)
         cluster.start_kubelet(node)
     elif action == "partition":
         t = dp.partition(node)
-        if not _kwok_in_node_ns(cluster, dp, node):
+        if not _kwok_in_node_ns(dp, node):
             cluster.stop_kubelet(node)
     elif action == "heal":
         dp.heal(node)

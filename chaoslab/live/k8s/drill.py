@@ -140,9 +140,15 @@ class DrillPlan:
 
 
 def plan_drill(
-    path: str | Path, *, kubeconfig: str | None = None, context: str | None = None
+    path: str | Path,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    session: Any = None,
 ) -> list[DrillPlan]:
-    """One plan per fault with a ``live:`` key: what was found, what the model predicts."""
+    """One plan per fault with a ``live:`` key: what was found, what the model predicts.
+    With ``live.cluster: local`` the plans run on a `LocalSession`: ``session`` when given
+    (its owner closes it), else one opened here and closed by `run_drill`."""
     exp = load_experiment(path)
     exp.validate()
     faults = live_faults(exp)
@@ -153,11 +159,14 @@ def plan_drill(
     # ServiceAccount; released by run_drill, or at exit after a dry run
     from chaoslab.live.cluster.target import LocalSession
 
-    session = LocalSession.open(exp, first)
+    if session is None:
+        session = LocalSession.open(exp, first)
+        session.close_after_run = True
     try:
         plans = [_plan(exp, i, kubeconfig=str(session.kubeconfig), context=None) for i in faults]
     except BaseException:
-        session.close()
+        if session.close_after_run:
+            session.close()
         raise
     for p in plans:
         p.session = session
@@ -831,7 +840,7 @@ def run_drill(
 
         return engine_run(LocalClusterTarget(plans, session), writer, log=log)
     finally:
-        if session is not None:
+        if session is not None and session.close_after_run:
             for note in session.close():
                 log(note)
 
