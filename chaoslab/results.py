@@ -42,6 +42,7 @@ import json
 import math
 import os
 import platform
+import re
 import secrets
 import socket
 import tempfile
@@ -78,6 +79,7 @@ __all__ = [
     "live_table",
     "load_run",
     "new_run_dir",
+    "redact_userinfo",
     "summarize",
 ]
 
@@ -274,8 +276,19 @@ def _json_default(o: object) -> object:
     raise TypeError(f"cannot store {type(o).__name__} in meta.json")
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """A URL's ``user:password@`` replaced by ``***@``, wherever it occurs in ``text``
+    (a kubeconfig may carry a password in its server URL)."""
+    return _USERINFO.sub("***@", text)
+
+
 def _dump_json(obj: Mapping[str, Any]) -> str:
     def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            return redact_userinfo(v)
         if isinstance(v, float) and not math.isfinite(v):
             return str(v)  # JSON has no inf; keep it readable
         if isinstance(v, Mapping):

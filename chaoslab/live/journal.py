@@ -12,7 +12,8 @@ rollback (or ``--recover RUN_DIR`` after a crash: ``chaoslab drill`` or ``chaosl
 drill``) still has to do.
 
 No credentials are ever written: entries carry object names, node addresses, hook argv
-(what the operator wrote in the experiment) and API status messages.
+(what the operator wrote in the experiment) and API status messages; a URL's userinfo
+(``https://user:password@...``) is replaced by ``***@`` in every string written.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaoslab.results import redact_userinfo
+
 __all__ = ["JOURNAL_NAME", "Journal", "UndoStep", "pending_undo", "read_journal"]
 
 JOURNAL_NAME = "journal.jsonl"
@@ -39,6 +42,8 @@ class UndoStep:
 
 
 def _clean(v: Any) -> Any:
+    if isinstance(v, str):
+        return redact_userinfo(v)
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     if isinstance(v, dict):

@@ -19,6 +19,8 @@ import email.utils
 import json
 import math
 import os
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -29,6 +31,7 @@ from urllib.parse import quote
 __all__ = ["ClockOffset", "Kube", "KubeError", "load_kube", "parse_time"]
 
 from chaoslab.errors import LiveError
+from chaoslab.results import redact_userinfo
 
 Obj = dict[str, Any]
 
@@ -37,7 +40,12 @@ class KubeError(LiveError):
     """An API call failed; ``status`` is the HTTP status (0: no answer)."""
 
     def __init__(self, status: int, message: str, reason: str = "") -> None:
-        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
+        message = redact_userinfo(message)
+        if status == 0:  # no HTTP answer: no status to show
+            text = message
+        else:
+            text = f"{status} {reason}: {message}" if reason else f"{status}: {message}"
+        super().__init__(text)
         self.status = status
         self.reason = reason
         self.message = message
@@ -141,7 +149,8 @@ class Kube:
 
     @property
     def host(self) -> str:
-        return str(self.api.configuration.host)
+        """The API server's URL as it may be shown and stored (no userinfo)."""
+        return redact_userinfo(str(self.api.configuration.host))
 
     def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
         q = ""
@@ -169,15 +178,26 @@ class Kube:
         content_type: str | None = None,
         timeout: float | None = None,
     ) -> Obj:
+        # one deadline for the request and its retries: the configured timeout, total
+        budget = timeout or self.timeout
+        deadline = time.monotonic() + budget
         attempt = 0
         while True:
+            left = max(deadline - time.monotonic(), 0.001)
             try:
                 return self._request(
-                    method, path, query=query, body=body, content_type=content_type, timeout=timeout
+                    method, path, query=query, body=body, content_type=content_type, timeout=left
                 )
             except KubeError as e:
                 transient = e.status == 0 or e.status == 429 or 500 <= e.status <= 504
-                if method != "GET" or not transient or attempt >= self.retries:
+                late = deadline - time.monotonic() <= self.retry_wait
+                if method != "GET" or not transient or attempt >= self.retries or late:
+                    if e.status == 0 and deadline - time.monotonic() <= 0:
+                        raise KubeError(
+                            0,
+                            f"API server {self.host} did not answer {method} {path} "
+                            f"within {budget:g}s",
+                        ) from None
                     raise
                 attempt += 1
                 self.retried += 1
@@ -207,7 +227,7 @@ class Kube:
             data = resp.read()
         except Exception as exc:  # no answer: connection refused, TLS, timeout
             raise KubeError(
-                0, f"{method} {path}: {type(exc).__name__}: {_first_line(exc)}"
+                0, f"API server {self.host}: {_no_answer(exc)} ({method} {path})"
             ) from None
         m1 = time.monotonic()
         self.clock.add(resp.getheader("Date"), m0, m1)
@@ -303,6 +323,29 @@ class Kube:
             raw.close()
 
 
+def _no_answer(exc: BaseException) -> str:
+    """Why no answer came, in words: the cause urllib3 wraps in MaxRetryError reprs."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain and len(chain) < 8:
+        chain.append(e)
+        reason = getattr(e, "reason", None)
+        e = reason if isinstance(reason, BaseException) else e.__cause__ or e.__context__
+    for c in chain:
+        name = type(c).__name__
+        if isinstance(c, ConnectionRefusedError) or "Connection refused" in str(c):
+            return "connection refused"
+        if isinstance(c, socket.gaierror) or name == "NameResolutionError":
+            return "cannot resolve its host name"
+        if "Timeout" in name or isinstance(c, TimeoutError):
+            return "no answer in time"
+        if isinstance(c, ssl.SSLError):
+            return f"TLS/SSL handshake failed: {c.reason or _first_line(c)}"
+        if isinstance(c, ConnectionError):
+            return f"connection failed: {c.strerror or _first_line(c)}"
+    return _first_line(chain[-1])
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
@@ -321,11 +364,16 @@ def load_kube(
 
     if kubeconfig:
         kubeconfig = os.path.expanduser(kubeconfig)
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if not os.path.exists(os.path.expanduser(where.split(os.pathsep)[0])):
+        raise KubeError(0, f"kubeconfig {where}: no such file")
     try:
         api = kconfig.new_client_from_config(config_file=kubeconfig, context=context)
     except Exception as exc:  # bad file, unknown context, missing credentials
-        where = kubeconfig or "KUBECONFIG/~/.kube/config"
-        raise KubeError(
-            0, f"cannot load kubeconfig {where} context {context!r}: {_first_line(exc)}"
-        ) from None
+        which = f"context {context!r}" if context else "its current context"
+        raise KubeError(0, f"cannot load kubeconfig {where}, {which}: {_first_line(exc)}") from None
+    # one attempt is one attempt: urllib3's own retries (3 by default) would multiply
+    # the timeout; Kube.request retries reads itself, within one deadline
+    api.rest_client.pool_manager.connection_pool_kw["retries"] = False
+    api.rest_client.pool_manager.clear()
     return Kube(api, context=context, timeout=timeout, retries=retries, retry_wait=retry_wait)
