@@ -459,6 +459,13 @@ def _runtime_logs(dp: DataPlane) -> str:
     return "".join(Path(p.log).read_text() for n, p in dp.state.procs.items() if "runtime" in n)
 
 
+def _served(dp: DataPlane, ns: str, pods: dict[str, tuple[str, str]]) -> bool:
+    """Every pod served by its node's stand-in (KWOK marks a pod Ready without waiting for it:
+    the stand-in follows the watch, a second or more later)."""
+    logs = _runtime_logs(dp)
+    return all(f" serve {ns}/{name} {ip}:8080" in logs for name, (ip, _) in pods.items())
+
+
 def _programmed(dp: DataPlane, service: str, want: set[str]) -> bool:
     return all(dp.rules(node).endpoints(service) == want for node in dp.nodes)
 
@@ -487,6 +494,7 @@ def test_real_kube_proxy_programs_the_nodeport_and_the_client_reaches_every_pod(
     service = f"{ns}/{app}:http"
     want = _endpoints(pods)
     _wait_for(f"{service} -> {sorted(want)} on every node", lambda: _programmed(dp, service, want))
+    _wait_for("every pod served", lambda: _served(dp, ns, pods))
     for node in dp.nodes:
         rec = _probe(dp, f"http://{dp.node_ip(node)}:{node_port}/", 1.5)
         assert set(rec.outcome) == {"ok"}, (node, rec.outcome.value_counts())
@@ -504,8 +512,8 @@ def test_a_deleted_pod_leaves_every_nodes_rules_and_its_node_stops_serving_it(
     service = f"{ns}/{app}:http"
     before = _ready_pods(cluster)
     _wait_for("rules settled", lambda: _programmed(dp, service, _endpoints(before)))
+    _wait_for("every pod served", lambda: _served(dp, ns, before))
     victim, (ip, _) = sorted(before.items())[0]
-    assert f" serve {ns}/{victim} {ip}:8080" in _runtime_logs(dp)
     t0 = time.monotonic()
     client.CoreV1Api(cluster.admin_client()).delete_namespaced_pod(victim, ns)
     gone = f"{ip}:8080"
@@ -527,6 +535,7 @@ def test_a_deleted_pod_leaves_every_nodes_rules_and_its_node_stops_serving_it(
     after = _ready_pods(cluster)
     assert victim not in after
     _wait_for("replacement programmed", lambda: _programmed(dp, service, _endpoints(after)))
+    _wait_for("replacement served", lambda: _served(dp, ns, after))
     rec = _probe(dp, f"http://{dp.node_ip(dp.nodes[0])}:{node_port}/", 1.5)
     assert set(rec.outcome) == {"ok"} and set(rec.server) == set(after)
 
@@ -577,7 +586,7 @@ def test_a_deleted_pods_container_outlives_it_by_its_prestop_sleep_within_the_gr
     )
     assert stop_after(_pod(lifecycle=sleep)) == 5.0
     assert stop_after(_pod(lifecycle=sleep, termination_grace_period_seconds=2)) == 2.0
-    shell = client.V1Lifecycle(
-        pre_stop=client.V1LifecycleHandler(_exec=client.V1ExecAction(command=["sleep", "5"]))
-    )
+    exec_hook = client.V1LifecycleHandler.model_validate({"exec": {"command": ["sleep", "5"]}})
+    assert exec_hook.var_exec is not None
+    shell = client.V1Lifecycle(pre_stop=exec_hook)
     assert stop_after(_pod(lifecycle=shell)) == 0.0  # exec hooks are not run

@@ -35,8 +35,11 @@ Requirements on the control plane: kube-controller-manager with ``--allocate-nod
 --cluster-cidr=<CIDR>`` so that every Node has ``spec.podCIDR`` (KWOK then gives each pod an
 IP from its node's podCIDR, ``pkg/kwok/controllers/pod_controller.go``; without one it uses
 its ``--cidr``, default 10.0.0.1/24, which no route here reaches), and a Service CIDR that
-overlaps neither the switch subnet nor the cluster CIDR. KWOK covered by a partition must run
-inside the node namespace with :meth:`DataPlane.bridged_kubeconfig` (:meth:`spawn_in_node`).
+overlaps neither the switch subnet nor the cluster CIDR. KWOK should run with
+``--node-ip=<dp.node_ip(node)>``: kube-proxy waits up to 30 s at start for its Node to have
+``status.addresses`` (``pkg/proxy/node.go``, ``newNodeManager``), which would delay every
+restore. KWOK covered by a partition must run inside the node namespace with
+:meth:`DataPlane.bridged_kubeconfig` (:meth:`spawn_in_node`).
 
 Every namespace, process, socket and file is recorded in ``state.json`` (the lab's
 :class:`~chaoslab.live.lab.netns.LabState`) before or as it is created; :meth:`down` kills by
