@@ -1,0 +1,141 @@
+"""Drills against the real control plane: each fault kind of ``experiments/cluster-*.yaml``
+through ``chaoslab drill``'s own plan and run (`plan_drill`, `run_drill`), one trial each,
+on the suite's session cluster with its data plane, as the ServiceAccount of
+``deploy/rbac.yaml``.
+
+Network safety: the prober runs in the data plane's client namespace and reaches node
+addresses inside namespaces the session created; nothing is sent from the host namespace
+to a pod, node or Service address. The session (data plane, RBAC objects aside, token
+kubeconfig) is taken down at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from chaoslab.experiment import load_experiment
+from chaoslab.live.cluster.target import LocalSession
+from chaoslab.live.k8s.drill import plan_drill, run_drill
+from chaoslab.live.lab.netns import namespaces_with_prefix
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+#: control-plane milestones each fault must show (the model's names, MILESTONES)
+SEEN = {
+    "pod-delete": {"pod.deleted", "endpoints.removed", "replacement.created", "replacement.ready"},
+    "node-drain": {"pod.deleted", "endpoints.removed", "replacement.created", "replacement.ready"},
+    "node-crash": {
+        "node.not_ready",
+        "pods.not_ready",
+        "node.tainted",
+        "endpoints.removed",
+        "pod.evicted",
+        "replacement.created",
+        "replacement.ready",
+        "proxy.synced",
+        "probe.first_failed",
+        "probe.last_failed",
+    },
+    "node-partition": {"node.not_ready", "pods.not_ready", "endpoints.removed", "node.ready"},
+    "kubelet-stop": {"node.not_ready", "pods.not_ready", "endpoints.removed", "node.ready"},
+}
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0 or not shutil.which("iptables-save"):
+        pytest.skip("the data plane needs root and iptables (network namespaces)")
+
+
+def _ci_copy(name: str, tmp: Path) -> Path:
+    """The bundled experiment with one drill trial and a smaller prediction."""
+    text = (ROOT / "experiments" / name).read_text()
+    text = re.sub(r"(?m)^  trials: \d+", "  trials: 1", text)
+    text = re.sub(r"(?m)^trials: \d+", "trials: 300", text)
+    out = tmp / name
+    out.write_text(text)
+    return out
+
+
+@pytest.fixture(scope="module")
+def session(local_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One drill session on the suite's cluster: its data plane, the ServiceAccount."""
+    _needs_root()
+    path = _ci_copy("cluster-pod-delete.yaml", tmp_path_factory.mktemp("exp"))
+    exp = load_experiment(path)
+    s = LocalSession.open(exp, exp.live_spec(0), cluster=local_cluster)
+    prefix = s.dataplane().state.prefix
+    try:
+        yield s
+    finally:
+        s.close()
+        if s.owned_dataplane:  # else it is the cluster's, taken down with it
+            assert namespaces_with_prefix(prefix) == []
+        assert not s.workdir.exists()
+
+
+def _drill(name: str, session: Any, tmp: Path) -> Any:
+    plans = plan_drill(_ci_copy(name, tmp), session=session)
+    return run_drill(plans, out=tmp / "results", log=lambda _m: None)
+
+
+def _check_run(res: Any, fault: str) -> pd.DataFrame:
+    assert res.status == "complete", res.reason
+    meta = json.loads((res.path / "meta.json").read_text())
+    assert meta["mode"] == "live" and meta["pending_undo"] == 0
+    for f in ("probes.parquet", "milestones.parquet", "trial_info.csv", "prediction.parquet"):
+        assert (res.path / f).exists(), f
+    ms = pd.read_parquet(res.path / "milestones.parquet")
+    missing = SEEN[fault] - set(ms["milestone"])
+    assert not missing, f"{fault}: not seen {sorted(missing)}"
+    comp = pd.read_csv(res.path / "comparison.csv")
+    rows = set(comp["metric"])
+    assert {"recovery_s", "lost_s"} <= rows
+    assert {f"at_{m.replace('.', '_')}" for m in SEEN[fault]} <= rows
+    probes = pd.read_parquet(res.path / "probes.parquet")
+    assert (probes["outcome"] == "ok").mean() > 0.5  # the client reached the NodePort
+    return comp
+
+
+@pytest.mark.parametrize(
+    "name, fault",
+    [
+        ("cluster-pod-delete.yaml", "pod-delete"),
+        ("cluster-node-drain.yaml", "node-drain"),
+        ("cluster-node-crash.yaml", "node-crash"),
+        ("cluster-node-partition.yaml", "node-partition"),
+        ("cluster-kubelet-stop.yaml", "kubelet-stop"),
+    ],
+)
+def test_each_fault_drills_the_real_control_plane_as_the_service_account(
+    name: str, fault: str, session: Any, tmp_path: Path
+) -> None:
+    comp = _check_run(_drill(name, session, tmp_path), fault)
+    row = comp[comp["metric"] == "at_node_not_ready"]
+    if fault in ("node-crash", "node-partition", "kubelet-stop"):
+        assert row["predicted_p50"].notna().all()  # the model has the milestone beside it
+
+
+def test_a_call_outside_the_role_is_refused_by_the_real_authorizer(session: Any) -> None:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    api = config.new_client_from_config(config_file=str(session.kubeconfig))
+    core = client.CoreV1Api(api)
+    assert core.list_namespaced_pod("demo").items  # inside the role
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_secret("kube-system")
+    assert e.value.status == 403
+    assert "system:serviceaccount:chaoslab:chaoslab-drill" in str(e.value.body)
+    with pytest.raises(ApiException) as e:
+        core.delete_node("compute-2")
+    assert e.value.status == 403
