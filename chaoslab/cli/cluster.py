@@ -82,7 +82,10 @@ def status(state: StateOpt = None, name: NameOpt = "default") -> None:
     console.print(f"{cluster.state.dir}: phase {cluster.state.phase}")
     for r in rows:
         health = {True: "healthy", False: "unhealthy", None: "-"}[r.healthy]
-        run = f"running (pid {r.pid})" if r.running else f"not running (pid {r.pid} gone)"
+        if r.name.startswith("netns "):
+            run = "present" if r.running else "missing"
+        else:
+            run = f"running (pid {r.pid})" if r.running else f"not running (pid {r.pid} gone)"
         console.print(f"  {r.name:28} {run:28} {health} {r.detail}".rstrip(), markup=False)
     left = [r.name for r in rows if not r.running]
     if left:

@@ -241,6 +241,12 @@ class Layout:
             "--profiling=false",
         ]
 
+    def kube_proxy_args(self) -> tuple[str, ...]:
+        """kube-proxy flags beyond those the data plane sets: the cluster CIDR (traffic
+        from outside it is masqueraded) and the experiment's sync timers."""
+        timers = self.config.timers.kube_proxy
+        return (f"--cluster-cidr={CLUSTER_CIDR}", *(f"{f}={v}" for f, v in timers.items()))
+
     def kwok(self, kwok: Build, node: str, kubeconfig: Path) -> list[str]:
         flags = [
             str(kwok.bin("kwok")),

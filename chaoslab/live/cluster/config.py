@@ -41,6 +41,11 @@ APISERVER_SECONDS = {
         "kube_apiserver.default_unreachable_toleration_seconds"
     ),
 }
+#: kube-proxy flags (the data plane's kube-proxy in each node namespace)
+KUBE_PROXY_DURATIONS = {
+    "--iptables-min-sync-period": "kube_proxy.iptables_min_sync_period",
+    "--iptables-sync-period": "kube_proxy.iptables_sync_period",
+}
 LEASE_DURATION = "kubelet.node_lease_duration_seconds"
 LEASE_FRACTION = "kubelet.node_lease_renew_interval_fraction"
 #: kwok renews every lease duration / 4, as the kubelet (sigs.k8s.io/kwok
@@ -76,6 +81,7 @@ class Timers:
     kube_controller_manager: dict[str, str]
     kube_apiserver: dict[str, str]
     kwok: dict[str, str]
+    kube_proxy: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -85,9 +91,11 @@ class Timers:
         kcm |= {f: f"{_fixed(ps, k):g}" for f, k in KCM_NUMBERS.items()}
         api = {f: str(_seconds(ps, k)) for f, k in APISERVER_SECONDS.items()}
         kwok = {"--node-lease-duration-seconds": str(_seconds(ps, LEASE_DURATION))}
+        proxy = {f: _duration_flag(_fixed(ps, k)) for f, k in KUBE_PROXY_DURATIONS.items()}
         keys = [*KCM_DURATIONS.values(), *KCM_NUMBERS.values(), *APISERVER_SECONDS.values()]
-        sources = {k: f"{ps.text(k)} ({ps.sources[k]})" for k in [*keys, LEASE_DURATION]}
-        return cls(kcm, api, kwok, sources)
+        keys += [*KUBE_PROXY_DURATIONS.values(), LEASE_DURATION]
+        sources = {k: f"{ps.text(k)} ({ps.sources[k]})" for k in keys}
+        return cls(kcm, api, kwok, proxy, sources)
 
 
 def _refuse_unsupported(ps: ParamSet) -> None:
@@ -101,6 +109,11 @@ def _refuse_unsupported(ps: ParamSet) -> None:
         raise UnsupportedTimer(
             f"{KCM}.taint_based_evictions: false (legacy eviction) was removed from "
             "Kubernetes in 1.27; the local cluster runs a current release"
+        )
+    if ps["kube_proxy.proxy_terminating_endpoints"] is not True:
+        raise UnsupportedTimer(
+            "kube_proxy.proxy_terminating_endpoints: false is pre-1.26 kube-proxy; the "
+            "local cluster's kube-proxy always uses terminating endpoints"
         )
     if _fixed(ps, LEASE_FRACTION) != KWOK_RENEW_FRACTION:
         raise UnsupportedTimer(

@@ -9,6 +9,8 @@ by PID and start time, in reverse order, and removes the state folder.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
 import os
 import shutil
 import time
@@ -21,8 +23,9 @@ from chaoslab.live.cluster import objects
 from chaoslab.live.cluster.build import KWOK, Build, find_build
 from chaoslab.live.cluster.components import Layout, cert_specs, free_ports, write_kubeconfig
 from chaoslab.live.cluster.config import ClusterConfig
-from chaoslab.live.cluster.errors import ClusterError, ComponentFailed, StateInUse
+from chaoslab.live.cluster.errors import ClusterError, StateInUse
 from chaoslab.live.cluster.health import Deadlines, probe, wait_healthy, wait_until
+from chaoslab.live.cluster.kubelets import HostKubelets, Kubelets, NetnsKubelets
 from chaoslab.live.cluster.procs import ProcRecord, alive, spawn, stop
 from chaoslab.live.cluster.state import ClusterState, default_state_dir
 
@@ -47,6 +50,7 @@ class LocalCluster:
     state: ClusterState
     layout: Layout
     deadlines: Deadlines = field(default_factory=Deadlines)
+    _dataplane: Any = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ entry points
     @classmethod
@@ -60,9 +64,11 @@ class LocalCluster:
         build: Build | None = None,
         log: Callable[[str], None] | None = None,
         keep_failed: bool = False,
+        dataplane: bool | None = None,
     ) -> LocalCluster:
         """Bring a cluster up; on failure stop what was started (unless ``keep_failed``:
-        then it stays for a look, and ``down`` removes it) and re-raise."""
+        then it stays for a look, and ``down`` removes it) and re-raise. ``dataplane``:
+        node namespaces with kube-proxy (default: when the module is there and we are root)."""
         config = config or ClusterConfig()
         build = build or find_build()
         kwok = find_build(KWOK)
@@ -72,6 +78,7 @@ class LocalCluster:
         state.ports = dict(layout.ports)
         state.info = {"versions": build.versions | kwok.versions, "config": config.source}
         state.info["timers"] = config.timers.sources
+        state.info["dataplane"] = dataplane_available() if dataplane is None else dataplane
         state.save()
         cluster = cls(state, layout, deadlines or Deadlines())
         try:
@@ -159,48 +166,90 @@ class LocalCluster:
         nodes = self.layout.config.nodes()
         for obj in objects.kwok_rbac():
             utils.create_from_dict(self.admin_client(), obj)
-        for n in nodes:
-            core.create_node(objects.node_object(n))
-        kwoks = []
-        for n in nodes:
-            argv = self.layout.kwok(kwok, n.name, self.layout.kubeconfig(f"node-{n.name}"))
-            kwoks.append(self._spawn_kwok(n.name, argv))
-        names = [n.name for n in nodes]
+        for spec in nodes:
+            core.create_node(objects.node_object(spec))
+        names = [spec.name for spec in nodes]
+        if self.state.info.get("dataplane"):
+            self._start_dataplane(core, names)
+        kubelets = self.kubelets()
+        for n in names:
+            kubelets.start(n, self._kwok_argv(kwok, n))
 
         def ready() -> tuple[bool, str]:
-            _fail_if_exited(kwoks)
+            kubelets.check_started()
             return objects.nodes_ready(core, names)
 
         wait_until("kwok nodes Ready", ready, self.deadlines.nodes_ready)
 
-    def _spawn_kwok(self, node: str, argv: list[str]) -> ProcRecord:
-        # kwok reads and caches under $HOME: keep that inside the state folder
-        home = self.layout.dir / "kwok" / node
-        home.mkdir(parents=True, exist_ok=True)
-        return self._spawn(f"kwok-{node}", argv, env=dict(os.environ, HOME=str(home)))
+    def _kwok_argv(self, kwok: Build, node: str) -> list[str]:
+        kubeconfig = self.layout.kubeconfig(f"node-{node}")
+        dp = self.dataplane()
+        if dp is None:
+            return self.layout.kwok(kwok, node, kubeconfig)
+        bridged = Path(dp.bridged_kubeconfig(node, kubeconfig))
+        return [*self.layout.kwok(kwok, node, bridged), f"--node-ip={dp.node_ip(node)}"]
+
+    # ------------------------------------------------------------------ data plane
+    def _start_dataplane(self, core: Any, names: list[str]) -> None:
+        """Node namespaces with the real kube-proxy and the pods' servers: needs every
+        Node's podCIDR, which the controller-manager allocates as the Nodes appear."""
+        from chaoslab.live.cluster import dataplane as dpmod
+
+        wait_until(
+            "podCIDRs allocated",
+            lambda: objects.nodes_have_cidr(core, names),
+            self.deadlines.controllers,
+        )
+        nets = dpmod.node_networks(self.kubeconfig)
+        dp = dpmod.DataPlane.create(
+            self.layout.dir / "dataplane",
+            _netns_name(self.state.dir),
+            nets,
+            kubeconfig=self.kubeconfig,
+        )
+        build = self.layout.build
+        assert build is not None
+        proxy = dpmod.KubeProxy(
+            str(build.bin("kube-proxy")),
+            str(self.layout.kubeconfig("kube-proxy")),
+            self.layout.kube_proxy_args(),
+        )
+        for n in names:
+            dp.start_runtime(n, self.layout.kubeconfig(f"node-{n}"))
+            dp.start_kube_proxy(n, proxy)
+
+    def dataplane(self) -> Any | None:
+        """The data plane (:class:`chaoslab.live.cluster.dataplane.DataPlane`), if any."""
+        if not self.state.info.get("dataplane"):
+            return None
+        if self._dataplane is None:
+            from chaoslab.live.cluster import dataplane as dpmod
+
+            self._dataplane = dpmod.DataPlane.load(self.layout.dir / "dataplane")
+        return self._dataplane
+
+    def kubelets(self) -> Kubelets:
+        dp = self.dataplane()
+        if dp is not None:
+            return NetnsKubelets(self.layout.dir, dp)
+        return HostKubelets(self.layout.dir, self._spawn, lambda: self.state.processes)
 
     # ------------------------------------------------------------------ node hooks
-    def _kwok_record(self, node: str) -> ProcRecord:
-        recs = [p for p in self.state.processes if p.name == f"kwok-{node}"]
-        if not recs:
-            raise ClusterError(f"no kwok process recorded for node {node}")
-        return recs[-1]
-
     def stop_kubelet(self, node: str) -> None:
         """Stop the node's kubelet stand-in (its kwok process): heartbeats and pod status
         updates stop, as when a kubelet is stopped or its node crashes."""
-        stop(self._kwok_record(node), self.deadlines.stop)
+        self.kubelets().stop(node, self.deadlines.stop)
 
     def start_kubelet(self, node: str) -> None:
         """Start the node's kwok again with the command line it had."""
-        rec = self._kwok_record(node)
-        if alive(rec.pid, rec.start):
+        kubelets = self.kubelets()
+        if kubelets.running(node):
             return
-        self._spawn_kwok(node, list(rec.argv))
+        kwok = find_build(KWOK)
+        kubelets.start(node, self._kwok_argv(kwok, node))
 
     def kubelet_running(self, node: str) -> bool:
-        rec = self._kwok_record(node)
-        return alive(rec.pid, rec.start)
+        return self.kubelets().running(node)
 
     def _start_app(self) -> None:
         from kubernetes import utils
@@ -228,6 +277,7 @@ class LocalCluster:
         Ready). A process replaced by a restart is not listed."""
         latest = {p.name: p for p in self.state.processes}
         rows = [self._component_status(p) for p in latest.values()]
+        rows += self._dataplane_status()
         ready = self._nodes_ready() if any(r.name.startswith("kwok-") for r in rows) else {}
         return [
             ComponentStatus(r.name, r.pid, r.running, ready.get(r.name[5:], False), "Node Ready")
@@ -235,6 +285,18 @@ class LocalCluster:
             else r
             for r in rows
         ]
+
+    def _dataplane_status(self) -> list[ComponentStatus]:
+        dp = self.dataplane()
+        if dp is None:
+            return []
+        rows = [ComponentStatus(n, p.pid, bool(p.alive()), None) for n, p in dp.state.procs.items()]
+        present = dp.status()
+        rows += [
+            ComponentStatus(f"netns {ns}", 0, present.get(ns) == "present", None)
+            for ns in dp.state.namespaces
+        ]
+        return rows
 
     def _nodes_ready(self) -> dict[str, bool]:
         import urllib3
@@ -266,12 +328,23 @@ class LocalCluster:
         }.get(name)
 
     def stop_all(self) -> list[str]:
-        """Stop every recorded process, newest first (reverse start order)."""
-        return [
+        """Stop the data plane, then every recorded process, newest first (reverse start
+        order)."""
+        notes = self._dataplane_down()
+        return notes + [
             f"stopped {rec.name} (pid {rec.pid})"
             for rec in reversed(self.state.processes)
             if stop(rec, self.deadlines.stop)
         ]
+
+    def _dataplane_down(self) -> list[str]:
+        if not (self.layout.dir / "dataplane" / "state.json").exists():
+            return []
+        from chaoslab.live.cluster import dataplane as dpmod
+
+        notes = dpmod.DataPlane.load(self.layout.dir / "dataplane").down()
+        self._dataplane = None
+        return [*notes, "data plane down"]
 
     def down(self) -> list[str]:
         """Stop every recorded process, then remove the state folder."""
@@ -285,10 +358,18 @@ class LocalCluster:
         return notes
 
 
-def _fail_if_exited(procs: list[ProcRecord]) -> None:
-    for rec in procs:
-        if not alive(rec.pid, rec.start):
-            raise ComponentFailed(f"{rec.name} exited during start-up; log: {rec.log}")
+def dataplane_available() -> bool:
+    """The data plane module is there and we may build namespaces (root, ``ip``)."""
+    return (
+        importlib.util.find_spec("chaoslab.live.cluster.dataplane") is not None
+        and os.geteuid() == 0
+        and shutil.which("ip") is not None
+    )
+
+
+def _netns_name(state_dir: Path) -> str:
+    """A short name for the data plane's namespaces, unique per state folder."""
+    return "c" + hashlib.sha256(str(state_dir).encode()).hexdigest()[:6]
 
 
 def _claim(state_dir: Path, name: str) -> ClusterState:

@@ -11,7 +11,15 @@ from typing import Any
 
 from chaoslab.live.cluster.config import ClusterConfig, NodeSpec
 
-__all__ = ["app_objects", "condition", "kwok_rbac", "node_object", "nodes_ready", "pods_ready"]
+__all__ = [
+    "app_objects",
+    "condition",
+    "kwok_rbac",
+    "node_object",
+    "nodes_have_cidr",
+    "nodes_ready",
+    "pods_ready",
+]
 
 ROLE_LABEL = "node-role.kubernetes.io/"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -162,6 +170,12 @@ def nodes_ready(core: Any, names: list[str]) -> tuple[bool, str]:
         if n not in items or condition(items[n], "Ready") != "True" or not items[n].spec.pod_cidr
     ]
     return not waiting, f"waiting for {', '.join(waiting)}"
+
+
+def nodes_have_cidr(core: Any, names: list[str]) -> tuple[bool, str]:
+    items = {n.metadata.name: n for n in core.list_node().items}
+    waiting = [n for n in names if n not in items or not items[n].spec.pod_cidr]
+    return not waiting, f"no podCIDR yet: {', '.join(waiting)}"
 
 
 def pods_ready(core: Any, config: ClusterConfig, count: int) -> tuple[bool, str]:
