@@ -320,6 +320,15 @@ def test_bad_layouts_are_refused_with_one_line() -> None:
         DataPlane.create("/nonexistent", "x", [NODES[0], NODES[0]], apiserver=("127.0.0.1", 1))
 
 
+def test_a_state_folder_too_long_for_unix_sockets_is_refused_before_anything_is_built(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("x" * 90)
+    with pytest.raises(UserError, match="too long for the bridge's unix sockets"):
+        DataPlane.create(deep, "x", NODES, apiserver=("127.0.0.1", 1))
+    assert not deep.exists()
+
+
 def test_a_kubeconfig_whose_server_is_not_loopback_is_refused(tmp_path: Path) -> None:
     kc = tmp_path / "kc.yaml"
     kc.write_text("clusters:\n- name: c\n  cluster:\n    server: https://10.1.2.3:6443\n")

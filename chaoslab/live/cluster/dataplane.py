@@ -301,6 +301,12 @@ class DataPlane:
         d = Path(state_dir).resolve()
         if (d / "state.json").exists():
             raise DataPlaneError(f"a data plane is already recorded in {d}; tear it down first")
+        longest = d / f"api-n{len(nodes)}.sock"
+        if len(str(longest).encode()) > _SUN_PATH_MAX:
+            raise UserError(
+                f"{d}: too long for the bridge's unix sockets ({longest} is over "
+                f"{_SUN_PATH_MAX} bytes, unix(7)); use a shorter state folder"
+            )
         api = apiserver
         if kubeconfig is not None:
             api = _apiserver(_load_kubeconfig(Path(kubeconfig)), Path(kubeconfig))
@@ -381,13 +387,7 @@ class DataPlane:
                 )
 
     def _socket(self, node: str) -> str:
-        path = str(Path(self.state.dir) / f"api-{self._role(node)}.sock")
-        if len(path.encode()) > _SUN_PATH_MAX:
-            raise DataPlaneError(
-                f"{path}: a unix socket path is limited to {_SUN_PATH_MAX} bytes; "
-                "use a shorter state folder"
-            )
-        return path
+        return str(Path(self.state.dir) / f"api-{self._role(node)}.sock")
 
     def _start_bridges(self) -> None:
         """One host relay (unix socket per node -> the API server on host loopback) and, in
