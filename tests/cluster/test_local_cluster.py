@@ -103,6 +103,26 @@ def test_an_anonymous_call_is_refused(local_cluster: LocalCluster) -> None:
     assert 'User "system:anonymous"' in status["message"]
 
 
+FETCH = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+
+
+def test_the_nodeport_answers_through_every_nodes_kube_proxy(local_cluster: LocalCluster) -> None:
+    dp = local_cluster.dataplane()
+    if dp is None:
+        pytest.skip("no data plane: needs root and chaoslab.live.cluster.dataplane")
+    cfg = local_cluster.layout.config
+    pods = _core(local_cluster).list_namespaced_pod(cfg.namespace, label_selector=f"app={cfg.app}")
+    names = {p.metadata.name for p in pods.items}
+    for node in ("master-1", "compute-2"):  # neither runs an app pod: kube-proxy forwards
+        url = f"http://{dp.node_ip(node)}:{cfg.node_port}/hostname"
+        out = subprocess.run(
+            ["ip", "netns", "exec", dp.client_ns, sys.executable, "-c", FETCH, url],
+            capture_output=True,
+            text=True,
+        )
+        assert out.stdout.strip() in names, (node, out.stderr)
+
+
 def _ready(node: Any) -> Any:
     return next(c for c in node.status.conditions if c.type == "Ready")
 

@@ -220,8 +220,9 @@ class LocalCluster:
 
     def dataplane(self) -> Any | None:
         """The data plane (:class:`chaoslab.live.cluster.dataplane.DataPlane`), if any."""
-        if not self.state.info.get("dataplane"):
-            return None
+        recorded = (self.layout.dir / "dataplane" / "state.json").exists()
+        if not self.state.info.get("dataplane") or not recorded:
+            return None  # none asked for, or ``up`` stopped before it was built
         if self._dataplane is None:
             from chaoslab.live.cluster import dataplane as dpmod
 
