@@ -435,8 +435,9 @@ def real(local_cluster: Any, k8s_build: Any) -> Iterator[tuple[Any, DataPlane]]:
         yield local_cluster, dp
     finally:
         dp.down()
+        left = [*Path(dp.state.dir).glob("*.kubeconfig"), *Path(dp.state.dir).glob("*.sock")]
         shutil.rmtree(d, ignore_errors=True)
-        assert namespaces_with_prefix(dp.state.prefix) == []
+        assert namespaces_with_prefix(dp.state.prefix) == [] and left == []
 
 
 def _app(cluster: Any) -> tuple[str, str, int]:

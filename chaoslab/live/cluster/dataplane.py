@@ -694,12 +694,16 @@ class DataPlane:
 
     def down(self) -> list[str]:
         """Kill every process (by PID and start time), delete the namespaces (their links,
-        addresses and iptables rules go with them) and the sockets. Idempotent; notes of
-        what could not be undone."""
+        addresses and iptables rules go with them), the sockets and kubeconfig copies.
+        Idempotent; notes of what could not be undone."""
         notes = netns.cleanup(self.state)
         for p in self._host.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=5)  # reap the host relay
-        for sock in Path(self.state.dir).glob("api-*.sock"):
-            sock.unlink(missing_ok=True)
+        # the sockets, and the kubeconfig copies (they name client keys); the logs stay
+        for f in [
+            *Path(self.state.dir).glob("api-*.sock"),
+            *Path(self.state.dir).glob("*.kubeconfig"),
+        ]:
+            f.unlink(missing_ok=True)
         return notes
