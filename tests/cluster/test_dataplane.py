@@ -190,7 +190,7 @@ def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_only_it(
 
 
 @needs_netns
-def test_pod_servers_are_reached_through_the_podcidr_routes_not_from_the_client(
+def test_pod_servers_are_reached_through_the_podcidr_routes_and_a_nodes_dnat(
     plane: DataPlane,
 ) -> None:
     c1 = NODES[2].name
@@ -219,6 +219,15 @@ def test_pod_servers_are_reached_through_the_podcidr_routes_not_from_the_client(
             """,
         )
         assert got == "ConnectionRefusedError"
+    # through a node, DNATed and masqueraded as kube-proxy does, the client reaches a pod on
+    # another node, and the reply finds its way back
+    n1 = NODES[0].name
+    plane._iptables(
+        n1,
+        "*nat\n-A PREROUTING -p tcp --dport 30080 -j DNAT --to-destination 10.244.3.11:9090\n"
+        "-A POSTROUTING -d 10.244.3.11/32 -j MASQUERADE\nCOMMIT\n",
+    )
+    assert http_get(plane.client_ns, plane.node_ip(n1), 30080) == "app-c"
 
 
 @needs_netns
