@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chaoslab.designs import DESIGNS, ImpossibleTarget
 from chaoslab.errors import UserError, located
@@ -62,6 +62,7 @@ from chaoslab.faults import FAULTS, Fault, ImpossibleFault
 from chaoslab.live.fields import Duration
 from chaoslab.live.k8s.spec import FAULT_KINDS, LiveFaultKey, LiveSection, LiveSpec
 from chaoslab.live.lab.spec import LabFault, LabFaultKey, LabSpec, lab_fault
+from chaoslab.live.probe import Target
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.params import (
     ParamSet,
@@ -115,14 +116,16 @@ class _Strict(BaseModel):
 
 
 class NodeCounts(_Strict):
-    master: int = Field(3, ge=0, description="control-plane nodes (never fault targets)")
-    controller: int = Field(3, ge=0, description="nodes labelled for the app (the article's)")
-    compute: int = Field(2, ge=0, description="other worker nodes")
+    master: int = Field(3, ge=0, strict=True, description="control-plane nodes (never targets)")
+    controller: int = Field(
+        3, ge=0, strict=True, description="nodes labelled for the app (the article's)"
+    )
+    compute: int = Field(2, ge=0, strict=True, description="other worker nodes")
 
 
 class AppSpec(_Strict):
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
-    replicas: int = Field(3, ge=1)
+    replicas: int = Field(3, ge=1, strict=True)
     spread: Literal["controller", "compute", "worker", "any"] = Field(
         "controller", description="node roles the app's pods may run on"
     )
@@ -132,7 +135,9 @@ class AppSpec(_Strict):
 class ClusterModel(_Strict):
     nodes: NodeCounts = NodeCounts()  # type: ignore[call-arg]
     app: AppSpec = AppSpec()  # type: ignore[call-arg]
-    zones: int = Field(1, ge=1, description="nodes are spread round-robin over this many zones")
+    zones: int = Field(
+        1, ge=1, strict=True, description="nodes are spread round-robin over this many zones"
+    )
 
 
 class FaultModel(BaseModel):
@@ -189,6 +194,15 @@ class ProbeModel(_Strict):
         return self
 
 
+class Limits(_Strict):
+    """How large an experiment may be: past these it is refused as a likely typo (a
+    trillion trials), not left to run out of memory. Raise them here when you mean it."""
+
+    trials: int = Field(100_000, ge=1, strict=True, description="trials per cell")
+    cells: int = Field(10_000, ge=1, strict=True, description="designs x faults x sweep points")
+    nodes: int = Field(1_000, ge=1, strict=True, description="nodes of the cluster")
+
+
 class ExperimentFile(_Strict):
     title: str
     description: str = ""
@@ -212,46 +226,85 @@ class ExperimentFile(_Strict):
         default_factory=dict, description="client.* parameters without the prefix, e.g. timeout"
     )
     probe: ProbeModel | None = Field(None, description="the prober of lab and cluster drills")
-    trials: int = Field(1000, ge=1, description="simulated trials per cell (and per drill fault)")
-    seed: int = Field(0, ge=0)
+    trials: int = Field(
+        1000, ge=1, strict=True, description="simulated trials per cell (and per drill fault)"
+    )
+    seed: int = Field(0, ge=0, strict=True)
     horizon: str | float = Field("30m", description="how long after the fault a trial runs")
     lab: LabSpec | None = Field(
         None, description="the local lab of real daemons (chaoslab lab up|drill|down)"
     )
     live: LiveSection | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
-
-    @field_validator("sweep")
-    @classmethod
-    def _non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for k, vals in v.items():
-            if not vals:
-                raise ValueError(f"sweep {k} has no values")
-        return v
+    limits: Limits = Limits()  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------- YAML with lines
 
 
-def _compose_lines(text: str) -> dict[Loc, int]:
-    """The line of every mapping key and sequence item, by its path in the document."""
-    lines: dict[Loc, int] = {}
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+#: bounds on what a file may make the loader do (an experiment file is a few KB)
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000  # YAML nodes after aliases are expanded (a billion laughs is 10^9)
+MAX_DEPTH = 64
 
-    def walk(node: yaml.Node, path: Loc) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = k.value
-                lines[(*path, key)] = k.start_mark.line + 1
-                walk(v, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
-                walk(item, (*path, i))
 
-    if root is not None:
-        walk(root, ())
-    return lines
+class _YamlRefused(Exception):
+    """A YAML document refused before it is built: (line, message)."""
+
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _compose(text: str) -> tuple[Any, dict[Loc, int]]:
+    """The document and the line of every mapping key and sequence item (by its path),
+    from one parse: aliases may not expand beyond MAX_NODES nodes nor refer to
+    themselves, nesting stops at MAX_DEPTH, and a key may appear once per mapping."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            raise _YamlRefused(None, f"nested deeper than {MAX_DEPTH} levels") from None
+        if root is None:
+            return None, {}
+        lines: dict[Loc, int] = {}
+        _walk(root, (), lines, [0], set())
+        return loader.construct_document(root), lines
+    finally:
+        loader.dispose()
+
+
+def _walk(
+    node: yaml.Node, path: Loc, lines: dict[Loc, int], count: list[int], up: set[int]
+) -> None:
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise _YamlRefused(None, f"the document expands to more than {MAX_NODES} nodes (aliases?)")
+    if len(path) > MAX_DEPTH:
+        raise _YamlRefused(node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+    if id(node) in up:
+        raise _YamlRefused(node.start_mark.line + 1, "an alias refers to a node that contains it")
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        up.add(id(node))
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else f"<{k.tag}>"
+            line = k.start_mark.line + 1
+            if key in seen and key != "<<":
+                raise _YamlRefused(
+                    line, f"key {key!r} is given twice (lines {seen[key]} and {line})"
+                )
+            seen[key] = line
+            lines[(*path, key)] = line
+            _walk(v, (*path, key), lines, count, up)
+        up.discard(id(node))
+    elif isinstance(node, yaml.SequenceNode):
+        up.add(id(node))
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _walk(item, (*path, i), lines, count, up)
+        up.discard(id(node))
 
 
 def _key_text(loc: Sequence[Any]) -> str:
@@ -416,7 +469,7 @@ class Experiment:
     @property
     def raw(self) -> dict[str, Any]:
         """The file as YAML data (durations still as written, with their units)."""
-        data = yaml.safe_load(self.text) if self.text else {}
+        data = _compose(self.text)[0] if self.text else {}
         return data if isinstance(data, dict) else {}
 
     def live_data(self, i: int) -> dict[str, Any]:
@@ -457,7 +510,9 @@ class Experiment:
     def validate(self, extra_overrides: Mapping[str, Any] | None = None) -> None:
         """Semantic checks beyond the file shape; raises one ExperimentError listing every
         problem found (checks that need a sound file run once the basics are sound)."""
-        found = list(self._basic_problems(extra_overrides))
+        found = list(self._size_problems())
+        if not found:
+            found = list(self._basic_problems(extra_overrides))
         if not found:
             found = list(self._cell_problems(extra_overrides))
         if not found:
@@ -470,6 +525,23 @@ class Experiment:
         if loc[:1] == ("--set",):  # a command-line value, not a line of the file
             return located("--set", None, str(loc[1]), message)
         return self.located(loc, message)
+
+    def _size_problems(self) -> Iterator[tuple[Loc, str]]:
+        m, lim = self.model, self.model.limits
+        hint = "raise limits.{} if you mean it"
+        if m.trials > lim.trials:
+            yield (
+                ("trials",),
+                f"{m.trials} trials per cell, over {lim.trials}; " + hint.format("trials"),
+            )
+        n = m.cluster.nodes
+        if n.master + n.controller + n.compute > lim.nodes:
+            total = n.master + n.controller + n.compute
+            yield ("cluster", "nodes"), f"{total} nodes, over {lim.nodes}; " + hint.format("nodes")
+        cells = len(m.designs) * len(m.faults) * math.prod(len(v) for v in m.sweep.values())
+        if cells > lim.cells:
+            where: Loc = ("sweep",) if m.sweep else ("designs",)
+            yield where, f"{cells} cells, over {lim.cells}; " + hint.format("cells")
 
     def _basic_problems(self, extra: Mapping[str, Any] | None) -> Iterator[tuple[Loc, str]]:
         yield from self._profile_problems()
@@ -499,6 +571,9 @@ class Experiment:
 
     def _sweep_problems(self) -> Iterator[tuple[Loc, str]]:
         for key, values in self.model.sweep.items():
+            if not values:
+                yield ("sweep", key), "a swept key needs at least one value"
+                continue
             if key != "profile":
                 try:
                     lookup(key)
@@ -520,6 +595,9 @@ class Experiment:
 
     def _horizon_problems(self) -> Iterator[tuple[Loc, str]]:
         raw = self.model.horizon
+        if isinstance(raw, float) and not math.isfinite(raw):
+            yield ("horizon",), "the horizon must be a finite time, e.g. 30m"
+            return
         try:
             horizon = parse_duration(raw)
         except ParseError as e:
@@ -643,6 +721,11 @@ class Experiment:
             )
         elif design not in keys:
             yield ("live", "design"), f"{design!r} is not among the experiment's designs"
+        for j, url in enumerate(live.urls):
+            try:
+                Target.parse(url)
+            except ValueError as e:
+                yield ("live", "urls", j), str(e)
         for i, fm in enumerate(self.model.faults):
             if fm.kind not in FAULT_KINDS:
                 yield ("faults", i, "kind"), f"a cluster drill cannot inject {fm.kind}"
@@ -674,9 +757,17 @@ class Experiment:
 
 def _param_problem(loc: Loc, key: str, raw: Any) -> Iterator[tuple[Loc, str]]:
     try:
-        lookup(key).parse(raw)
+        param = lookup(key)
+        value = param.parse(raw)
     except (UnknownParameter, ParseError) as e:
         yield loc, str(e)
+        return
+    # a fault's own duration or repair may be never; a timer of the path may not
+    never = key.startswith("fault.") or (
+        isinstance(param.default, Dist) and math.isinf(param.default.bounds()[1])
+    )
+    if isinstance(value, Dist) and value.is_fixed and math.isinf(value.bounds()[0]) and not never:
+        yield loc, f"{key} cannot be infinite (inf/never is for times that may never come)"
 
 
 def _profile_problem(loc: Loc, name: str) -> Iterator[tuple[Loc, str]]:
@@ -733,23 +824,40 @@ def _old_layout(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     return out
 
 
+def _read_text(p: str) -> str:
+    """The file's text, reading at most MAX_FILE_BYTES (+1, to tell a larger file)."""
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ExperimentError.at(p, None, "", "no such file") from None
+    except OSError as e:
+        raise ExperimentError.at(p, None, "", f"cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES // (1024 * 1024)
+        raise ExperimentError.at(p, None, "", f"larger than {limit} MiB: not an experiment file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ExperimentError.at(p, None, "", f"not UTF-8 text (byte {e.start})") from None
+
+
 def _read(path: str | Path, text: str | None) -> tuple[str, Any, dict[Loc, int]]:
     p = str(path)
-    if text is None:
-        try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise ExperimentError.at(p, None, "", "no such file") from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-            raise ExperimentError.at(p, None, "", f"cannot read: {e}") from None
+    text = _read_text(p) if text is None else text
+    if len(text) > MAX_FILE_BYTES:
+        raise ExperimentError.at(p, None, "", "larger than 4 MiB: not an experiment file")
     try:
-        data = yaml.safe_load(text)
-        lines = _compose_lines(text)
+        data, lines = _compose(text)
+    except _YamlRefused as e:
+        raise ExperimentError.at(p, e.line, "", f"refused YAML: {e.message}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ExperimentError.at(p, line, "", f"malformed YAML: {problem}") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # a scalar the constructor refuses
+        raise ExperimentError.at(p, None, "", f"malformed YAML: {e}") from None
     if not isinstance(data, dict):
         raise ExperimentError.at(p, 1, "", "an experiment file is a YAML mapping (title:, ...)")
     return text, data, lines
@@ -778,7 +886,11 @@ def _shape_problems(e: ValidationError, data: Any) -> list[tuple[Loc, str]]:
     typos: set[Loc] = set()
     for err in sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden"):
         loc = _data_loc(err["loc"], data, err["type"] == "missing")
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = re.sub(r" or instance of \w+", "", str(err["msg"]).removeprefix("Value error, "))
+        if _other_branch(err["loc"], data):
+            continue
+        if loc[:1] == ("designs",) and len(loc) == 2 and err["type"] in _TYPE_ERRORS:
+            msg = "a design is a name or a mapping {design: ..., label: ..., params: ...}"
         if err["type"] == "extra_forbidden":
             near, hint = _near_field(loc)
             if near:
@@ -790,6 +902,27 @@ def _shape_problems(e: ValidationError, data: Any) -> list[tuple[Loc, str]]:
             msg = "required key is missing"
         out.setdefault(loc, msg)
     return list(out.items())
+
+
+_TYPE_ERRORS = {"string_type", "model_type", "dict_type"}
+
+
+def _other_branch(loc: Sequence[Any], data: Any) -> bool:
+    """An error of the union branch the value plainly is not: ``str`` for a mapping,
+    a model for a string (pydantic reports every branch of ``str | DesignVariant``)."""
+    node = data
+    for part in loc:
+        if (isinstance(node, Mapping) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            node = node[part]
+        elif part == "str":
+            return isinstance(node, Mapping)
+        elif isinstance(part, str) and part[:1].isupper():
+            return isinstance(node, str)
+        else:
+            return False
+    return False
 
 
 def _data_loc(loc: Sequence[Any], data: Any, missing: bool) -> Loc:

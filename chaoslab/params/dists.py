@@ -281,6 +281,8 @@ def parse_duration(text: str | float | int, *, unit: str = "s") -> float:
     if isinstance(text, bool):
         raise ParseError(f"expected a number, got {text!r}")
     if isinstance(text, int | float):
+        if not math.isfinite(text):  # YAML's .inf: "inf" (text) is the way to say never
+            raise ParseError(f"{text!r} is not a finite number (write inf or never as text)")
         if unit == "s" and text != 0:
             raise ParseError(f"{text!r} has no unit; write it as {text}s or {text}ms")
         return float(text)
@@ -290,6 +292,8 @@ def parse_duration(text: str | float | int, *, unit: str = "s") -> float:
     if not m:
         raise ParseError(f"cannot read {text!r} as a {'duration' if unit == 's' else 'number'}")
     number, suffix = float(m.group(1)), m.group(2)
+    if not math.isfinite(number * UNITS.get(suffix, 1.0)):
+        raise ParseError(f"{text!r} is too large (write inf or never for no limit)")
     if unit == "s":
         if not suffix:
             if number == 0:
@@ -306,6 +310,7 @@ def parse_duration(text: str | float | int, *, unit: str = "s") -> float:
 
 
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
+_DISTS = ("uniform", "normal", "lognormal", "exponential", "empirical", "fixed")
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -347,7 +352,14 @@ def _one(text: str, unit: str) -> Dist:
     if not m:
         return Fixed(parse_duration(text, unit=unit))
     name, body = m.group(1), m.group(2)
+    if name not in _DISTS:
+        raise ParseError(
+            f"unknown distribution {name!r} in {text.strip()!r} (use {', '.join(_DISTS)})"
+        )
     pos, kw = _args(body, unit)
+    bad = [v for v in (*pos, *kw.values()) if not math.isfinite(v) or (unit == "s" and v < 0)]
+    if bad:
+        raise ParseError(f"{text.strip()!r}: {name}() takes finite, non-negative times")
 
     def need(*names: str) -> list[float]:
         vals = list(pos) + [kw[n] for n in names[len(pos) :] if n in kw]
@@ -388,9 +400,11 @@ def parse_value(value: str | float | int | Sequence[float] | Dist, *, unit: str 
     if isinstance(value, list | tuple):
         return Empirical(tuple(parse_duration(v, unit=unit) for v in value))
     if isinstance(value, str):
-        terms = [t for t in _split_top(value, "+") if t.strip()]
-        if not terms:
+        terms = _split_top(value, "+")
+        if not value.strip():
             raise ParseError("empty value")
+        if any(not t.strip() for t in terms):
+            raise ParseError(f"{value!r}: a '+' needs a value on each side")
         dists = [_one(t, unit) for t in terms]
         return dists[0] if len(dists) == 1 else Sum(tuple(dists))
     if isinstance(value, bool | int | float):
