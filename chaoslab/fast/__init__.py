@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaoslab.fast import node_crash, pod_kill
+from chaoslab.fast import node_crash, pod_delete, pod_kill
 from chaoslab.fast.common import AV_EPS, Draws, availability, metrics, rows
 from chaoslab.params.dists import Dist
 
@@ -43,7 +43,7 @@ __all__ = ["ENGINES", "FAST_DESIGNS", "FastCell", "fast_frame", "plan"]
 ENGINES = ("simpy", "fast")
 #: designs with a closed form under some fault (which faults: `plan`)
 FAST_DESIGNS = ("clusterip", "nodeport-direct", "nodeport-lb", "nodeport-lb-local")
-_POD_KILL_DESIGNS = ("clusterip", "nodeport-direct", "nodeport-lb")
+_POD_DESIGNS = ("clusterip", "nodeport-direct", "nodeport-lb")
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,18 @@ def plan(cell: Any) -> tuple[FastCell | None, str]:
 
     trial, topo, nodes, pods = _build(cell, 0, 0)
     flows = topo.flows()
-    if cell.fault.kind == "pod-kill":
+    if cell.fault.kind in ("pod-kill", "pod-delete"):
         if len(pods) != 1 or getattr(topo, "local", False):
-            return None, "the fast engine covers one killed pod behind eTP Cluster"
+            return None, "the fast engine covers one pod behind eTP Cluster"
         _prepare(cell).kind.inject(topo, nodes, pods)
+        if cell.fault.kind == "pod-delete":
+            pods[0].running = False  # the state once it stopped accepting: flows reset
+            trial.changed()
         reset, hung = trial.connections or _classify_flows(flows)
         proxies = list(topo.cluster.proxies)
-        table = pod_kill.table(topo, pods[0], proxies)
-        return FastCell("pod-kill", len(proxies), False, table, reset, hung), ""
+        form = pod_kill if cell.fault.kind == "pod-kill" else pod_delete
+        table = form.table(topo, pods[0], proxies)
+        return FastCell(cell.fault.kind, len(proxies), False, table, reset, hung), ""
     return _plan_node_crash(cell, trial, topo, nodes, pods, flows)
 
 
@@ -114,14 +118,14 @@ def _fixed_at_least(ps: Any, key: str, bound: float) -> bool:
 
 def _refusal(cell: Any) -> str:
     kind = cell.fault.kind
-    if kind == "pod-kill":
-        if cell.design not in _POD_KILL_DESIGNS:
-            return f"the fast engine has no closed form for {cell.design} under pod-kill"
+    if kind in ("pod-kill", "pod-delete"):
+        if cell.design not in _POD_DESIGNS:
+            return f"the fast engine has no closed form for {cell.design} under {kind}"
     elif kind == "node-crash":
         if cell.design not in FAST_DESIGNS:
             return f"the fast engine has no closed form for {cell.design} under node-crash"
     else:
-        return f"the fast engine covers node-crash and pod-kill, not {kind}"
+        return f"the fast engine covers node-crash, pod-kill and pod-delete, not {kind}"
     ps = cell.params.with_overrides(cell.fault.overrides(), source="fault options")
     ll = ps["client.long_lived_share"]
     if not (isinstance(ll, Dist) and ll.is_fixed and ll.mean() == 0):
@@ -176,6 +180,21 @@ def _pod_kill_trials(d: Draws, fc: FastCell) -> _Trials:
     return ms, on, off
 
 
+def _pod_delete_trials(d: Draws, fc: FastCell) -> _Trials:
+    ms = pod_delete.chain(d)
+    stopped = ms.pop("stopped")
+    publishes = [ms["endpoints.removed"], ms.pop("terminating.removed"), ms["endpoints.added"]]
+    on, synced = pod_delete.proxies(d, publishes, fc.proxies)
+    ms["proxy.synced"] = synced
+    off = [np.full(d.size, np.inf) for _ in on]
+    on.append(np.zeros(d.size))  # the deleted pod accepts until it stopped
+    off.append(stopped)
+    return ms, on, off
+
+
+_FORMS = {"node-crash": _node_crash_trials, "pod-kill": _pod_kill_trials}
+
+
 def fast_frame(
     cell: Any, fc: FastCell, seed: int, start: int, stop: int, milestones: Sequence[str]
 ) -> pd.DataFrame:
@@ -188,8 +207,7 @@ def fast_frame(
     ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(cell.key.encode()), start, 1))
     d = Draws(_prepare(cell).params, np.random.Generator(np.random.PCG64(ss)), n)
     horizon = cell.horizon
-    trials = _pod_kill_trials if fc.kind == "pod-kill" else _node_crash_trials
-    ms, on, off = trials(d, fc)
+    ms, on, off = _FORMS.get(fc.kind, _pod_delete_trials)(d, fc)
     times, values, keep = availability(fc.table, on, off, horizon, n)
     m = metrics(times, values, keep, horizon)
     recovered = m["recovered"] & (m["recovery_s"] > 0)

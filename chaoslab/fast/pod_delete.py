@@ -1,0 +1,124 @@
+"""Closed form of a graceful pod delete behind kube-proxy (`chaoslab.mechanisms.k8s`,
+``kubelet``, ``endpoints``, ``workload``)::
+
+    delete at t = 0: pod.deleted
+      -> slice sync: endpoints.removed (the pod leaves the ready endpoints at once)
+      -> ReplicaSet: replacement created, scheduled, started, readiness probe -> pod.ready
+         -> slice sync: endpoints.added
+      -> kubelet sees it: preStop -> pod.sigterm -> stops accepting -> exits -> pod.gone
+         -> slice sync (the terminating endpoint goes)
+    each kube-proxy syncs the three slice versions through its BoundedFrequencyRunner; until
+    its first sync the dead pod keeps 1/k of its new connections once it stopped accepting.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from chaoslab.fast.common import Draws, next_tick
+
+__all__ = ["chain", "proxies", "table"]
+
+_REACT = "kube_controller_manager.controller_reaction"
+_BATCH = "kube_controller_manager.endpointslice_updates_batch_period"
+
+
+def chain(d: Draws) -> dict[str, np.ndarray]:
+    """Milestones of the delete, the replacement and the endpoint updates."""
+    t_rm = d(_BATCH) + d(_REACT)
+    t_created = d(_REACT)
+    t_sched = t_created + d("kube_scheduler.scheduling_latency")
+    t_run = t_sched + d("pod.container_start_time") + d("pod.image_pull_time")
+    period = d("probe.period_seconds")
+    if d.flag("pod.readiness_probe"):
+        first = next_tick(t_sched % period, period, t_run + d("probe.initial_delay_seconds"))
+        ready_at = first + (d.count("probe.success_threshold") - 1) * period
+    else:
+        ready_at = t_run
+    t_ready = ready_at + d(_REACT)
+    grace = d("pod.termination_grace_period_seconds")
+    prestop = np.minimum(d("pod.prestop_sleep"), grace + d("kubelet.prestop_grace_extension"))
+    t_sigterm = d(_REACT) + prestop
+    remaining = np.maximum(grace - prestop, 0.0)
+    stop = np.minimum(d("app.stop_accepting_after_sigterm"), remaining)
+    exit_ = np.minimum(np.maximum(d("app.exit_after_sigterm"), stop), remaining)
+    t_gone = t_sigterm + exit_ + d(_REACT)
+    return {
+        "pod.deleted": np.zeros(d.size),
+        "endpoints.removed": t_rm,
+        "replacement.created": t_created,
+        "replacement.scheduled": t_sched,
+        "replacement.ready": t_ready,
+        "pod.ready": t_ready,
+        "endpoints.added": t_ready + d(_BATCH) + d(_REACT),
+        "pod.sigterm": t_sigterm,
+        "pod.gone": t_gone,
+        "stopped": t_sigterm + stop,  # not a milestone: the pod stops accepting
+        "terminating.removed": t_gone + d(_BATCH) + d(_REACT),  # not a milestone either
+    }
+
+
+def proxies(
+    d: Draws, publishes: list[np.ndarray], count: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each kube-proxy's first sync end (every slice version lacks the deleted pod) and the
+    proxy.synced milestone, for slice versions published at ``publishes`` (any order).
+
+    BoundedFrequencyRunner per proxy: a sync starts at max(arrival, last start + min sync)
+    and reads the latest version then; an arrival during a sync starts the next one when it
+    ends, an arrival while one waits is read by it."""
+    pub = np.sort(np.stack(publishes, axis=1), axis=1)
+    firsts: list[np.ndarray] = []
+    per_proxy: list[list[tuple[np.ndarray, np.ndarray]]] = []  # (end, version installed)
+    for _ in range(count):
+        last = -d.phase(d("kube_proxy.iptables_sync_period"))
+        min_sync = d("kube_proxy.iptables_min_sync_period")
+        start = np.maximum(pub[:, 0], last + min_sync)
+        syncs = []
+        for _ in range(pub.shape[1]):
+            version = np.sum(pub <= start[:, None], axis=1)
+            end = start + d("kube_proxy.sync_duration")
+            syncs.append((end, np.where(np.isfinite(end), version, 0)))
+            later = np.where(pub > start[:, None], pub, np.inf).min(axis=1)  # next arrival
+            # during the sync: the next one at its end; while idle: at the arrival
+            nxt = np.maximum(np.maximum(later, end), start + min_sync)
+            start = np.where(np.isfinite(later), nxt, np.inf)
+        firsts.append(syncs[0][0])
+        per_proxy.append(syncs)
+    return firsts, _synced(per_proxy, pub)
+
+
+def _synced(per_proxy: list[list[tuple[np.ndarray, np.ndarray]]], pub: np.ndarray) -> np.ndarray:
+    """The first sync end after which every proxy holds the slice's current version."""
+    candidates = np.stack([e for syncs in per_proxy for e, _ in syncs], axis=1)
+    current = np.sum(pub[:, None, :] <= candidates[:, :, None], axis=2)
+    ok = np.ones(candidates.shape, dtype=bool)
+    for syncs in per_proxy:
+        held = np.zeros(candidates.shape, dtype=np.int64)
+        for e, v in syncs:
+            held = np.where(e[:, None] <= candidates, v[:, None], held)
+        ok &= held == current
+    first = np.min(np.where(ok & np.isfinite(candidates), candidates, np.inf), axis=1)
+    return np.where(np.isfinite(first), first, np.nan)
+
+
+def table(topo: Any, pod: Any, proxies: list[Any]) -> dict[tuple[bool, ...], float]:
+    """The design's a(t) for each (kube-proxy j no longer sends to the deleted pod..., the
+    pod still accepts) combination, on a probe trial just after the delete."""
+    svc = topo.cluster.service
+    removed = tuple(p for p in svc.ready if p is not pod)
+    before = [(px.programmed, px.local, px.local_terminating) for px in proxies]
+    out: dict[tuple[bool, ...], float] = {}
+    for state in product((False, True), repeat=len(proxies) + 1):
+        for px, done, old in zip(proxies, state, before, strict=False):
+            if done:
+                px.programmed = removed
+                px._split_local(removed, ())
+            else:
+                px.programmed, px.local, px.local_terminating = old
+        pod.running = state[-1]
+        out[state] = topo.availability()
+    return out
