@@ -9,12 +9,13 @@ column, and a(t) shapes.
 
 Covered: ``node-crash`` without repair of an app-pod node or the entry node under
 ``clusterip``, ``nodeport-direct``, ``nodeport-lb`` and ``nodeport-lb-local``
-(`chaoslab.fast.node_crash`), and ``pod-kill`` (one crash, restarted in place) under
-``clusterip``, ``nodeport-direct`` and ``nodeport-lb`` (`chaoslab.fast.pod_kill`).
+(`chaoslab.fast.node_crash`), and ``pod-kill`` (one crash, restarted in place) and a
+graceful ``pod-delete`` under ``clusterip``, ``nodeport-direct`` and ``nodeport-lb``
+(`chaoslab.fast.pod_kill`, `chaoslab.fast.pod_delete`).
 
 a(t) between the chain's instants is not re-derived: a probe trial built by the design
 itself is put in each combination of the chain's states ("kube-proxy j has programmed the
-removal", "the LB has marked the target down", "the container runs again") and the
+removal", "the LB has marked the target down", "the pod's container runs") and the
 design's own ``availability()`` gives the value.
 
 Random streams differ from the SimPy engine's (one stream per chunk, not per trial), so
