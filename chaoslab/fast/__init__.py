@@ -134,6 +134,9 @@ def _refusal(cell: Any) -> str:
     spec = cell.cluster
     if spec.app_kind != "Deployment" or spec.anti_affinity == "required":
         return "the fast engine covers Deployments without required anti-affinity"
+    if kind == "pod-delete" and not ps["pod.readiness_probe"]:
+        # the replacement's Ready and the old pod's exit would often share one slice sync
+        return "pod-delete without a readiness probe (Ready and exit race for one slice sync)"
     if kind == "pod-kill":
         crashes = ps["fault.crash_count"]
         if not (isinstance(crashes, Dist) and crashes.is_fixed and round(crashes.mean()) <= 1):

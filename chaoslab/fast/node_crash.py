@@ -40,11 +40,15 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     t_nr = next_tick(phase, period, probe + d("kube_controller_manager.node_monitor_grace_period"))
     t_pnr = t_nr + d(_REACT)
     t_rm = t_pnr + d(_BATCH) + d(_REACT)
+    if d.flag("kube_controller_manager.endpointslice_pod_queue"):
+        t_rm = t_rm + d(_REACT)  # >= 1.35: the pod work queue's hop
     q_period = d("kube_controller_manager.node_eviction_period")
     q_phase = d.phase(q_period)
     out = {"node.not_ready": t_nr, "pods.not_ready": t_pnr, "endpoints.removed": t_rm}
     if d.flag("kube_controller_manager.taint_based_evictions"):
-        t_taint = next_tick(q_phase, q_period, t_nr)
+        # <= 1.33: queued in the monitor pass after the one that wrote Unknown
+        lag = period if d.choice("kube_controller_manager.taint_pass") == "next-pass" else 0.0
+        t_taint = next_tick(q_phase, q_period, t_nr + lag)
         out["node.tainted"] = t_taint
         t_ev = (
             t_taint
@@ -53,6 +57,8 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
         )
     else:
         due = next_tick(phase, period, probe + d("kube_controller_manager.pod_eviction_timeout"))
+        if d.choice("kube_controller_manager.taint_pass") == "next-pass":
+            due = np.maximum(due, t_nr + period)
         t_ev = next_tick(q_phase, q_period, due)
     out["pod.evicted"] = t_ev
     out.update(_replacement(d, t_ev))
@@ -86,7 +92,13 @@ def proxy_syncs(d: Draws, t_rm: np.ndarray, count: int) -> list[np.ndarray]:
     out = []
     for _ in range(count):
         last_start = -d.phase(d("kube_proxy.iptables_sync_period"))
-        start = np.maximum(t_rm, last_start + d("kube_proxy.iptables_min_sync_period"))
+        min_sync = d("kube_proxy.iptables_min_sync_period")
+        # the first sync after a quiet period: burst-2 always has a token (the bucket is
+        # at least 1 after the last periodic sync); the other runners wait out min sync
+        # from the last sync (`KubeProxy._earliest_start`)
+        if d.choice("kube_proxy.sync_runner") == "burst-2":
+            min_sync = min_sync * 0.0 - np.inf
+        start = np.maximum(t_rm, last_start + min_sync)
         out.append(start + d("kube_proxy.sync_duration"))
     return out
 

@@ -9,6 +9,10 @@
          -> slice sync (the terminating endpoint goes)
     each kube-proxy syncs the three slice versions through its BoundedFrequencyRunner; until
     its first sync the dead pod keeps 1/k of its new connections once it stopped accepting.
+
+The three slice updates are taken as three syncs of the EndpointSlice controller: the
+replacement's Ready write comes a readiness-probe period after its start, long after the
+old pod's exit (without a readiness probe the two race for one sync: not covered).
 """
 
 from __future__ import annotations
