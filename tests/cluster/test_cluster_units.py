@@ -274,3 +274,18 @@ def test_cli_status_and_down_without_a_cluster(tmp_path: Path) -> None:
     assert r.returncode == 1 and "no cluster" in r.stdout
     r = chaoslab("cluster", "down", "--state", str(tmp_path / "none"))
     assert r.returncode == 0 and "nothing to do" in r.stdout
+
+
+def test_kwok_sets_pods_ready_again_within_the_status_sync_period(tmp_path: Path) -> None:
+    import yaml
+
+    from chaoslab.live.cluster.components import Layout
+
+    cfg = ClusterConfig.from_params(
+        ParamSet.resolve(overrides={"kubelet.status_sync_period": "4s"})
+    )
+    stage = yaml.safe_load(Layout(tmp_path, {}, None, cfg).write_kwok_stages().read_text())
+    assert stage["kind"] == "Stage" and stage["spec"]["resourceRef"]["kind"] == "Pod"
+    assert stage["spec"]["delay"] == {"durationMilliseconds": 0, "jitterDurationMilliseconds": 4000}
+    selects = {e["key"]: e.get("values") for e in stage["spec"]["selector"]["matchExpressions"]}
+    assert selects[".status.phase"] == ["Running"]

@@ -32,6 +32,42 @@ CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
 
 
+#: kwok Stage (sigs.k8s.io/kwok pkg/apis/v1alpha1 Stage): delay uniform in [0, period]
+POD_READY_AGAIN = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: chaoslab-pod-ready-again
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'NotIn'
+      values: ['True']
+  delay:
+    durationMilliseconds: 0
+    jitterDurationMilliseconds: PERIOD_MS
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: ContainersReady
+"""
+
+
 def free_ports(names: tuple[str, ...] = PORT_NAMES) -> dict[str, int]:
     """Ports the kernel hands out now on loopback (all held until all are chosen)."""
     socks = []
@@ -247,11 +283,26 @@ class Layout:
         timers = self.config.timers.kube_proxy
         return (f"--cluster-cidr={CLUSTER_CIDR}", *(f"{f}={v}" for f, v in timers.items()))
 
+    @property
+    def kwok_stages(self) -> Path:
+        return self.dir / "kwok-stages.yaml"
+
+    def write_kwok_stages(self) -> Path:
+        """chaoslab's own kwok stage, beside kwok's defaults: a Running pod that is not
+        Ready (the node lifecycle controller marks pods NotReady on an unreachable node) is
+        set Ready again within the kubelet's status sync period, as a kubelet's status
+        manager does once it reaches the API server again (kwok's pod-ready stage selects
+        only Pending pods)."""
+        period = self.config.timers.status_sync_ms
+        self.kwok_stages.write_text(POD_READY_AGAIN.replace("PERIOD_MS", str(period)))
+        return self.kwok_stages
+
     def kwok(self, kwok: Build, node: str, kubeconfig: Path) -> list[str]:
         flags = [
             str(kwok.bin("kwok")),
             f"--kubeconfig={kubeconfig}",
             f"--manage-single-node={node}",
             f"--config={kwok.dir / 'stages.yaml'}",
+            f"--config={self.kwok_stages}",
         ]
         return flags + [f"{f}={v}" for f, v in self.config.timers.kwok.items()]

@@ -47,6 +47,7 @@ KUBE_PROXY_DURATIONS = {
     "--iptables-sync-period": "kube_proxy.iptables_sync_period",
 }
 LEASE_DURATION = "kubelet.node_lease_duration_seconds"
+STATUS_SYNC = "kubelet.status_sync_period"
 LEASE_FRACTION = "kubelet.node_lease_renew_interval_fraction"
 #: kwok renews every lease duration / 4, as the kubelet (sigs.k8s.io/kwok
 #: pkg/kwok/controllers/controller.go, initNodeLeaseController)
@@ -81,7 +82,9 @@ class Timers:
     kube_controller_manager: dict[str, str]
     kube_apiserver: dict[str, str]
     kwok: dict[str, str]
-    kube_proxy: dict[str, str] = field(default_factory=dict)
+    kube_proxy: dict[str, str]
+    #: within this long a kubelet sets a pod the controller marked NotReady Ready again
+    status_sync_ms: int
     sources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -93,9 +96,10 @@ class Timers:
         kwok = {"--node-lease-duration-seconds": str(_seconds(ps, LEASE_DURATION))}
         proxy = {f: _duration_flag(_fixed(ps, k)) for f, k in KUBE_PROXY_DURATIONS.items()}
         keys = [*KCM_DURATIONS.values(), *KCM_NUMBERS.values(), *APISERVER_SECONDS.values()]
-        keys += [*KUBE_PROXY_DURATIONS.values(), LEASE_DURATION]
+        keys += [*KUBE_PROXY_DURATIONS.values(), LEASE_DURATION, STATUS_SYNC]
         sources = {k: f"{ps.text(k)} ({ps.sources[k]})" for k in keys}
-        return cls(kcm, api, kwok, proxy, sources)
+        sync = round(_fixed(ps, STATUS_SYNC) * 1000)
+        return cls(kcm, api, kwok, proxy, sync, sources)
 
 
 def _refuse_unsupported(ps: ParamSet) -> None:
