@@ -97,8 +97,9 @@ def proxy_syncs(d: Draws, t_rm: np.ndarray, count: int) -> list[np.ndarray]:
         # at least 1 after the last periodic sync); the other runners wait out min sync
         # from the last sync (`KubeProxy._earliest_start`)
         if d.choice("kube_proxy.sync_runner") == "burst-2":
-            min_sync = min_sync * 0.0 - np.inf
-        start = np.maximum(t_rm, last_start + min_sync)
+            start = t_rm
+        else:
+            start = np.maximum(t_rm, last_start + min_sync)
         out.append(start + d("kube_proxy.sync_duration"))
     return out
 

@@ -2,9 +2,17 @@
 
 Covers: a pod's Ready condition or deletionTimestamp changes -> the EndpointSlice
 controller rewrites the Service's slice after ``endpointslice_updates_batch_period`` (0)
-and one controller hop -> every kube-proxy syncs no earlier than
-``iptables_min_sync_period`` after its previous sync *start* (BoundedFrequencyRunner),
-and the new rules are in the kernel after the sync's own duration.
+and one controller hop (two from 1.35: ``endpointslice_pod_queue``) -> every kube-proxy
+syncs when its BoundedFrequencyRunner allows (``kube_proxy.sync_runner``), and the new
+rules are in the kernel after the sync's own duration:
+
+- ``burst-2`` (1.10-1.33, ``pkg/util/async``): a token bucket of rate
+  1/``iptables_min_sync_period`` and burst 2, spent when a sync starts; without a token
+  the sync waits for the retry at the previous sync's completion + min sync period.
+- ``completion-to-start`` (1.34+, ``pkg/proxy/runner``): the min sync period runs from the
+  previous sync's completion; no burst.
+- ``start-to-start``: the min sync period from the previous sync's start, no burst (the
+  simplification chaoslab used before; no release behaves so).
 
 Until a node's kube-proxy has synced, it keeps DNATing 1/k of new connections to each of
 its k programmed endpoints — dead ones included (``statistic mode random``).
@@ -38,13 +46,15 @@ register_milestones(
 
 
 class EndpointSliceController:
-    __slots__ = ("_pending", "batch", "cluster", "service", "trial")
+    __slots__ = ("_pending", "batch", "cluster", "pod_queue", "service", "trial")
 
     def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
         self.trial = trial
         self.cluster = cluster
         self.service = service
         self.batch = trial.p.draw("kube_controller_manager.endpointslice_updates_batch_period")
+        # >= 1.35: a pod change goes through a pod work queue before the Service queue
+        self.pod_queue = trial.p.flag("kube_controller_manager.endpointslice_pod_queue")
         self._pending = False
         self._publish(initial=True)
 
@@ -53,7 +63,10 @@ class EndpointSliceController:
         if self._pending:
             return  # the queued sync will read the latest state (work-queue dedup)
         self._pending = True
-        delay = self.batch + self.trial.p.draw("kube_controller_manager.controller_reaction")
+        draw = self.trial.p.draw
+        delay = self.batch + draw("kube_controller_manager.controller_reaction")
+        if self.pod_queue:
+            delay += draw("kube_controller_manager.controller_reaction")
         self.trial.at(delay, self._sync)
 
     def _sync(self) -> None:
@@ -87,16 +100,21 @@ class KubeProxy:
 
     __slots__ = (
         "_epoch",
+        "_last_end",
         "_last_start",
         "_pending",
         "_running",
+        "_seq",
         "_synced_version",
+        "_token_t",
+        "_tokens",
         "cluster",
         "local",
         "local_terminating",
         "min_sync",
         "node",
         "programmed",
+        "runner",
         "service",
         "trial",
     )
@@ -108,8 +126,16 @@ class KubeProxy:
         self.service = svc
         p = trial.p
         self.min_sync = p.draw("kube_proxy.iptables_min_sync_period")
-        # the last sync before the fault was the periodic one, at a random phase
+        self.runner = p.choice("kube_proxy.sync_runner")
+        # the last sync before the fault was the periodic one, at a random phase (taken as
+        # its start and, the sync's own duration aside, its end)
         self._last_start = -trial.phase(p.draw("kube_proxy.iptables_sync_period"))
+        self._last_end = self._last_start
+        # burst-2: the bucket was full before that sync took a token, then refilled
+        self._token_t = 0.0
+        refill = -self._last_start / self.min_sync if self.min_sync > 0 else 1.0
+        self._tokens = min(2.0, 1.0 + refill)
+        self._seq = 0
         self._pending = False
         self._running = False
         self._epoch = 0
@@ -141,19 +167,45 @@ class KubeProxy:
 
     def slice_changed(self) -> None:
         """The Service's slice changed: sync once the runner allows (one sync at a time)."""
-        if self._pending or self._running or not self.node.reachable:
-            # a pending sync reads the latest slice when it starts; a running one triggers
-            # another when it ends; a dead or cut-off kube-proxy resyncs when it is back
+        if self._running or not self.node.reachable:
+            # a running sync triggers another when it ends; a dead or cut-off kube-proxy
+            # resyncs when it is back
             return
+        if self._pending and self.runner != "burst-2":
+            return  # a pending sync reads the latest slice when it starts
         now = self.trial.env._now
-        start = self._last_start + self.min_sync
+        start = self._earliest_start(now)
         if start <= now:
             # no min-sync wait: start the sync in this very instant instead of through a
             # zero-delay event (the slice it reads is the one just published either way)
+            if self._pending:
+                self._pending = False
+                self._seq += 1  # burst-2: a token came back before the retry timer
             self._start_sync(self._epoch)
             return
+        if self._pending:
+            return
         self._pending = True
-        self.trial.at(start - now, self._start_sync, self._epoch)
+        self.trial.at(start - now, self._timer, self._epoch, self._seq)
+
+    def _earliest_start(self, now: float) -> float:
+        """When the runner lets the next sync start (``kube_proxy.sync_runner``)."""
+        if self.runner == "start-to-start":
+            return self._last_start + self.min_sync
+        if self.runner == "completion-to-start":
+            return self._last_end + self.min_sync
+        # burst-2 (<= 1.33): a token now, else the retry at the last completion + min sync
+        if self.min_sync <= 0 or self._tokens_at(now) >= 1.0 - 1e-9:
+            return now
+        token = now + (1.0 - self._tokens_at(now)) * self.min_sync
+        return max(self._last_end + self.min_sync, token)
+
+    def _tokens_at(self, now: float) -> float:
+        return min(2.0, self._tokens + (now - self._token_t) / self.min_sync)
+
+    def _timer(self, epoch: int, seq: int) -> None:
+        if seq == self._seq:
+            self._start_sync(epoch)
 
     def resync(self) -> None:
         """The node is back (boot or heal): re-list and sync once."""
@@ -169,7 +221,10 @@ class KubeProxy:
         if not self.node.reachable:
             return
         self._running = True
-        self._last_start = self.trial.now
+        now = self._last_start = self.trial.now
+        if self.runner == "burst-2" and self.min_sync > 0:
+            self._tokens = self._tokens_at(now) - 1.0
+            self._token_t = now
         svc = self.service
         snapshot = (svc.ready, svc.serving_terminating, svc.version)
         duration = self.trial.p.draw("kube_proxy.sync_duration")
@@ -181,6 +236,7 @@ class KubeProxy:
         if epoch != self._epoch:
             return
         self._running = False
+        self._last_end = self.trial.now
         if not self.node.powered:
             return
         ready, terminating, version = snapshot

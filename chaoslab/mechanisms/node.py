@@ -14,6 +14,7 @@ Causal chain for a crashed node (reference/kubernetes-timing.md section 0)::
 
     last heartbeat  -> observed at the next monitor pass (probeTimestamp)
     probe + grace   -> first pass after it: node.not_ready, pods.not_ready
+    queued          -> that pass (>= 1.34) or the next one (<= 1.33, ``taint_pass``)
     token available -> node.tainted -> + tolerationSeconds -> pod.evicted
 
 ``probeTimestamp`` is the time of the monitor pass that saw the last renewal, so with a
@@ -127,6 +128,11 @@ class NodeLifecycleController:
         self.phase = trial.phase(self.period)
         self.grace = p.draw("kube_controller_manager.node_monitor_grace_period")
         self.taint_based = p.flag("kube_controller_manager.taint_based_evictions")
+        # <= 1.33 the taint logic reads the Ready condition as observed before this pass
+        # wrote Unknown, so the node is queued one monitor pass later
+        self.taint_lag = (
+            self.period if p.choice("kube_controller_manager.taint_pass") == "next-pass" else 0.0
+        )
         self.eviction_timeout = p.draw("kube_controller_manager.pod_eviction_timeout")
         self.rate = p.draw("kube_controller_manager.node_eviction_rate")
         self.secondary_rate = p.draw("kube_controller_manager.secondary_node_eviction_rate")
@@ -155,7 +161,9 @@ class NodeLifecycleController:
         epoch = self.epoch[node.name]
         self.trial.at(t_nr - now, self._grace_expired, node, epoch)
         if not self.taint_based:
+            # the legacy check sits in the same observed-Unknown branch as the taint
             t_ev = next_tick(self.phase, self.period, probe + self.eviction_timeout)
+            t_ev = max(t_ev, t_nr + self.taint_lag)
             self.trial.at(t_ev - now, self._legacy_eviction_due, node, epoch)
 
     def heartbeat_resumed(self, node: Node, first_heartbeat: float) -> None:
@@ -192,7 +200,10 @@ class NodeLifecycleController:
         self.cluster.mark_pods_not_ready(node)
         self._update_zone(node.zone)
         if self.taint_based and not self.master_disruption:
-            self.queues[node.zone].add(node, self._taint)
+            if self.taint_lag:
+                self.trial.at(self.taint_lag, self._requeue_taint, node, epoch)
+            else:
+                self.queues[node.zone].add(node, self._taint)
         self.cluster.node_ready_changed(node)
 
     def _taint(self, node: Node) -> None:

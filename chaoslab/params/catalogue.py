@@ -132,6 +132,9 @@ class Profile:
     doc: str
     settings: Mapping[str, Setting] = field(default_factory=dict)
     default: bool = False
+    #: exactly which releases or products the profile's values hold for, and at which
+    #: tags or documents they were read ("" for a profile that names no version)
+    covers: str = ""
 
 
 #: key -> Param, filled by the ``params.*`` modules at import time
@@ -159,6 +162,7 @@ def register_profile(
     settings: Mapping[str, tuple[object, str]] | None = None,
     *,
     default: bool = False,
+    covers: str = "",
 ) -> Profile:
     """Register a profile; ``settings`` maps key -> (value as written in YAML, source)."""
     if name in PROFILES:
@@ -167,7 +171,7 @@ def register_profile(
     for key, (raw, source) in (settings or {}).items():
         param = lookup(key)
         parsed[key] = Setting(param.parse(raw), source)
-    prof = Profile(name, family, doc, parsed, default)
+    prof = Profile(name, family, doc, parsed, default, covers)
     PROFILES[name] = prof
     return prof
 

@@ -11,6 +11,8 @@ from chaoslab.params.catalogue import Param, register, register_profile, require
 from chaoslab.params.dists import Fixed, LogNormal
 
 KK = "kubernetes/kubernetes"
+GH = "https://github.com/kubernetes/kubernetes/blob"
+NLC = "pkg/controller/nodelifecycle/node_lifecycle_controller.go"
 
 register(
     [
@@ -214,6 +216,19 @@ register(
             "Delay the EndpointSlice controller adds before syncing a Service after a pod change.",
         ),
         Param(
+            "kube_controller_manager.endpointslice_pod_queue",
+            "flag",
+            False,
+            "from v1.35.0 (read at v1.35.4, v1.36.3, v1.37.2); not in v1.34.4 and earlier",
+            f"{GH}/v1.35.4/pkg/controller/endpointslice/endpointslice_controller.go "
+            "(onPodUpdate puts a PodProjectionKey on podQueue; syncPod looks the Services up "
+            f"and calls serviceQueue.AddAfter, line 503); {GH}/v1.34.4/pkg/controller/"
+            "endpointslice/endpointslice_controller.go (updatePod: serviceQueue.AddAfter at "
+            "once, line 549); PR #134739 (CHANGELOG-1.35)",
+            "A pod change reaches the Service work queue through a pod work queue first: one "
+            "more controller_reaction hop before the slice is rewritten.",
+        ),
+        Param(
             "kube_controller_manager.controller_reaction",
             "duration",
             LogNormal(0.02, 0.1),
@@ -231,6 +246,21 @@ register(
             f"({KK} pkg/controller/tainteviction/taint_eviction.go); one controller hop is "
             "already counted in controller_reaction",
             "Extra delay between a NoExecute taint and the taint manager scheduling evictions.",
+        ),
+        Param(
+            "kube_controller_manager.taint_pass",
+            "choice",
+            "same-pass",
+            "next-pass up to 1.33 (read at v1.31.14, v1.32.13, v1.33.13); same-pass from "
+            "v1.34.0 (read at v1.34.0, v1.34.4, v1.35.4, v1.36.3, v1.37.2)",
+            f"{GH}/v1.33.13/{NLC} monitorNodeHealth (line 737: "
+            "processTaintBaseEviction(ctx, node, &observedReadyCondition), the condition read "
+            f"before this pass wrote Unknown); {GH}/v1.34.0/{NLC} monitorNodeHealth (line 737: "
+            "processTaintBaseEviction(ctx, node, currentReadyCondition)); PR #120816, "
+            "CHANGELOG-1.34 ('Reduced the 5s delay before tainting ...unreachable:NoExecute')",
+            "Which monitor pass queues the NoExecute taint: the one that writes Ready=Unknown "
+            "('same-pass') or the next one, node_monitor_period later ('next-pass').",
+            choices=("same-pass", "next-pass"),
         ),
         # ------------------------------------------------------- kube-apiserver
         Param(
@@ -258,6 +288,24 @@ register(
             "0 up to 1.18; 1 s from 1.19",
             f"{KK} PR #92836 (1.19 release notes); pkg/proxy/apis/config/v1alpha1/defaults.go",
             "Minimum time between the starts of two rule syncs (BoundedFrequencyRunner).",
+        ),
+        Param(
+            "kube_proxy.sync_runner",
+            "choice",
+            "start-to-start",
+            "burst-2: 1.10-1.33 (read at v1.31.14, v1.32.13, v1.33.13); completion-to-start "
+            "from v1.34.0 (read at v1.34.0, v1.37.2); start-to-start: chaoslab's earlier "
+            "simplification",
+            f"{GH}/v1.33.13/pkg/proxy/iptables/proxier.go NewProxier (burstSyncs := 2, "
+            "async.NewBoundedFrequencyRunner) and pkg/util/async/bounded_frequency_runner.go "
+            "(construct: token bucket qps 1/minSyncPeriod, burst 2; tryRun: no token -> "
+            f"retry at lastRun + minInterval, lastRun = completion); {GH}/v1.34.0/pkg/proxy/"
+            "runner/bounded_frequency_runner.go (NewBoundedFrequencyRunner doc: minInterval "
+            "from the *completion* of one run to the start of the next, no bursts; Loop)",
+            "kube-proxy's sync runner: a token bucket with burst 2 spent at each sync start "
+            "('burst-2'), min_sync_period from the previous completion ('completion-to-start'), "
+            "or from the previous start with no burst ('start-to-start').",
+            choices=("start-to-start", "burst-2", "completion-to-start"),
         ),
         Param(
             "kube_proxy.iptables_sync_period",
@@ -431,25 +479,102 @@ _1_10 = (
     f"{KK} pkg/controller/nodelifecycle/config/v1alpha1/defaults.go before PR #126287 "
     "(40 s in every release up to 1.31)"
 )
+_PRE_134 = (
+    f"{GH}/v1.33.13/{NLC} monitorNodeHealth, line 737 (processTaintBaseEviction with "
+    f"&observedReadyCondition; the same at {GH}/v1.31.14/{NLC} line 748, "
+    f"{GH}/v1.32.13/{NLC} line 750, and {GH}/v1.10.13/pkg/controller/nodelifecycle/"
+    "node_lifecycle_controller.go monitorNodeStatus, line 631)"
+)
+_BURST = (
+    f"{GH}/v1.33.13/pkg/proxy/iptables/proxier.go NewProxier, lines 310-315 (burstSyncs := 2; "
+    f"the same at v1.31.14 and v1.32.13, line 328, and {GH}/v1.10.13/pkg/proxy/iptables/"
+    "proxier.go NewProxier, lines 345-347)"
+)
+_COMPLETION = (
+    f"{GH}/v1.34.0/pkg/proxy/iptables/proxier.go NewProxier, line 313 "
+    "(runner.NewBoundedFrequencyRunner; pkg/proxy/runner/bounded_frequency_runner.go Loop "
+    f"waits minInterval after fn returns); the same at {GH}/v1.37.2/pkg/proxy/iptables/"
+    "proxier.go line 305"
+)
+_POD_QUEUE = (
+    f"{GH}/v1.35.4/pkg/controller/endpointslice/endpointslice_controller.go onPodUpdate/"
+    "syncPod; PR #134739 (CHANGELOG-1.35)"
+)
+_OLD_TAINT = {"kube_controller_manager.taint_pass": ("next-pass", _PRE_134)}
+_OLD_RUNNER = {"kube_proxy.sync_runner": ("burst-2", _BURST)}
+_NEW_RUNNER = {"kube_proxy.sync_runner": ("completion-to-start", _COMPLETION)}
+_NEW_SLICES = {"kube_controller_manager.endpointslice_pod_queue": (True, _POD_QUEUE)}
+_SAME_AS = (
+    "Every timer default is the same as 1.32 (grace 50 s, monitor 5 s, eviction 0.1/s, "
+    "lease 40 s x 0.25, toleration 300 s, kube-proxy min sync 1 s, batch period 0)."
+)
 
+register_profile(
+    "k8s-1.37",
+    "k8s",
+    "Kubernetes 1.37: taint in the Unknown pass, kube-proxy min sync from the previous "
+    "sync's completion (no burst), pod changes reach the EndpointSlice Service queue through "
+    "a pod queue. NodeControllerLeaseCircuitBreaker (beta, on) adds a live Lease GET at "
+    "grace expiry: no effect while the controller's lease cache is current (not modelled). "
+    + _SAME_AS,
+    {**_NEW_RUNNER, **_NEW_SLICES},
+    covers="1.37 (source read at v1.37.2, the newest 1.37 patch on the Go module proxy)",
+)
+register_profile(
+    "k8s-1.36",
+    "k8s",
+    "Kubernetes 1.36: as 1.37 in every modelled timer and mechanism (no lease circuit "
+    "breaker; kube-proxy's large-cluster full-sync skip above 1000 endpoints not modelled).",
+    {**_NEW_RUNNER, **_NEW_SLICES},
+    covers="1.36 (source read at v1.36.3)",
+)
+register_profile(
+    "k8s-1.35",
+    "k8s",
+    "Kubernetes 1.35: as 1.36 (the EndpointSlice controller's asynchronous pod-to-Service "
+    "lookup is new in 1.35).",
+    {**_NEW_RUNNER, **_NEW_SLICES},
+    covers="1.35 (source read at v1.35.4)",
+)
+register_profile(
+    "k8s-1.34",
+    "k8s",
+    "Kubernetes 1.34: the NoExecute taint is queued in the pass that writes Ready=Unknown "
+    "(PR #120816), kube-proxy's new sync runner (min sync from the previous completion, no "
+    "burst), SeparateTaintEvictionController GA; pod changes still go straight to the "
+    "Service queue. " + _SAME_AS,
+    {**_NEW_RUNNER},
+    covers="1.34 (source read at v1.34.0 and v1.34.4, identical in what is modelled)",
+)
+register_profile(
+    "k8s-1.33",
+    "k8s",
+    "Kubernetes 1.33: as 1.32 (the taint one monitor pass after Ready=Unknown, kube-proxy "
+    "token bucket with burst 2; the 1.34 fix was not backported). " + _SAME_AS,
+    {**_OLD_TAINT, **_OLD_RUNNER},
+    covers="1.33 (source read at v1.33.13, the newest 1.33 patch on the Go module proxy)",
+)
 register_profile(
     "k8s-1.32",
     "k8s",
-    "Kubernetes 1.32 and later: Lease heartbeats, grace 50 s, taint-based eviction after "
+    "Kubernetes 1.32: Lease heartbeats, grace 50 s, taint-based eviction after "
     "300 s, kube-proxy min sync 1 s, terminating endpoints.",
     {},
     default=True,
+    covers="1.32 (source read at v1.32.13)",
 )
 register_profile(
     "k8s-1.31",
     "k8s",
-    "Kubernetes 1.19-1.31: as 1.32 but node-monitor-grace-period 40 s.",
+    "Kubernetes 1.26-1.31: as 1.32 but node-monitor-grace-period 40 s.",
     {
         "kube_controller_manager.node_monitor_grace_period": (
             "40s",
             f"{KK} pkg/controller/nodelifecycle/config/v1alpha1/defaults.go before PR #126287",
         ),
     },
+    covers="1.26-1.31 (source read at v1.31.14); 1.19-1.25 too with "
+    "kube_proxy.proxy_terminating_endpoints=false (KEP-1669 beta only from 1.26)",
 )
 register_profile(
     "k8s-1.10",
@@ -466,4 +591,6 @@ register_profile(
         "kube_proxy.iptables_min_sync_period": ("0s", f"{KK} PR #92836 (0 before 1.19)"),
         "kube_proxy.proxy_terminating_endpoints": (False, "KEP-1669: alpha from 1.22"),
     },
+    covers="1.10-1.12 (TaintBasedEvictions is on from 1.13, NodeLease from 1.14; node "
+    "lifecycle and kube-proxy read at v1.10.13)",
 )
