@@ -8,6 +8,7 @@ from chaoslab.params import faults as _faults  # noqa: F401
 from chaoslab.params import k8s as _k8s  # noqa: F401  (registers parameters)
 from chaoslab.params import lb as _lb  # noqa: F401
 from chaoslab.params import network as _network  # noqa: F401
+from chaoslab.params import rates as _rates  # noqa: F401
 from chaoslab.params.catalogue import (
     CATALOGUE,
     PROFILES,
