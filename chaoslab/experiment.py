@@ -56,6 +56,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chaoslab.advise.spec import AdviseSpec
 from chaoslab.designs import DESIGNS, ImpossibleTarget
 from chaoslab.errors import UserError, located
 from chaoslab.faults import FAULTS, Fault, ImpossibleFault
@@ -235,6 +236,7 @@ class ExperimentFile(_Strict):
         None, description="the local lab of real daemons (chaoslab lab up|drill|down)"
     )
     live: LiveSection | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
+    advise: AdviseSpec | None = Field(None, description="what chaoslab advise weighs")
     limits: Limits = Limits()  # type: ignore[call-arg]
 
 
