@@ -13,7 +13,7 @@ whose values are the catalogue defaults.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,7 +22,11 @@ from chaoslab.params.dists import Dist, ParseError, parse_value
 
 __all__ = [
     "CATALOGUE",
+    "CONSTRAINTS",
+    "DERIVED",
     "PROFILES",
+    "Constraint",
+    "Derived",
     "Param",
     "Profile",
     "Setting",
@@ -30,6 +34,8 @@ __all__ = [
     "UnknownProfile",
     "lookup",
     "register",
+    "register_constraint",
+    "register_derived",
     "register_profile",
     "require_positive",
 ]
@@ -137,10 +143,41 @@ class Profile:
     covers: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A default the real daemon computes from another setting (HAProxy: the check
+    timeout is ``inter`` unless ``timeout check`` is set).
+
+    Where neither a profile nor an override sets ``key``, its value is ``parent``'s
+    value, whatever set the parent; a distribution is shared, not copied: a trial draws
+    the parent once and the child takes that draw (`Sampler`).
+    """
+
+    key: str
+    parent: str
+    rule: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """A relation the real software refuses to start without (fixed values only)."""
+
+    keys: tuple[str, ...]
+    check: Callable[..., bool]
+    rule: str
+    source: str
+
+
+#: key -> Param, filled by the ``params.*`` modules at import time
 #: key -> Param, filled by the ``params.*`` modules at import time
 CATALOGUE: dict[str, Param] = {}
 #: name -> Profile
 PROFILES: dict[str, Profile] = {}
+#: child key -> its derivation rule
+DERIVED: dict[str, Derived] = {}
+#: relations checked whenever a parameter set is resolved
+CONSTRAINTS: list[Constraint] = []
 
 
 def register(params: Iterable[Param]) -> None:
@@ -176,6 +213,25 @@ def register_profile(
     return prof
 
 
+def register_derived(key: str, parent: str, rule: str, source: str) -> None:
+    """``key`` defaults to ``parent``'s value unless a profile or an override sets it."""
+    child, par = lookup(key), lookup(parent)
+    if child.kind != par.kind or child.kind not in ("duration", "count", "ratio", "rate"):
+        raise ValueError(f"{key} cannot derive from {parent}: kinds {child.kind}/{par.kind}")
+    if key in DERIVED or parent in DERIVED:
+        raise ValueError(f"{key} <- {parent}: one level of derivation only")
+    DERIVED[key] = Derived(key, parent, rule, source)
+
+
+def register_constraint(
+    keys: tuple[str, ...], check: Callable[..., bool], rule: str, source: str
+) -> None:
+    """Refuse parameter sets whose fixed values of ``keys`` fail ``check(*values)``.
+
+    The keys are looked up when a set is resolved (they may be registered later)."""
+    CONSTRAINTS.append(Constraint(keys, check, rule, source))
+
+
 def require_positive(*keys: str) -> None:
     """Mark periods and intervals: a value of 0 (or a distribution reaching 0) is refused."""
     import dataclasses
@@ -201,3 +257,23 @@ def profile(name: str) -> Profile:
         hint = f" (did you mean {' or '.join(near)}?)" if near else ""
         known = ", ".join(sorted(PROFILES))
         raise UnknownProfile(f"unknown profile {name!r}{hint}; known: {known}") from None
+
+
+# ---------------------------------------------------------------- relations between knobs
+_LEADERELECTION = (
+    "kubernetes/client-go tools/leaderelection/leaderelection.go NewLeaderElector "
+    "('leaseDuration must be greater than renewDeadline', 'renewDeadline must be greater "
+    "than retryPeriod*JitterFactor'); kube-vip elects its leader through it"
+)
+register_constraint(
+    ("kube_vip.lease_duration", "kube_vip.renew_deadline"),
+    lambda lease, renew: lease > renew,
+    "kube_vip.lease_duration > kube_vip.renew_deadline",
+    _LEADERELECTION,
+)
+register_constraint(
+    ("kube_vip.renew_deadline", "kube_vip.retry_period", "kube_vip.retry_jitter_factor"),
+    lambda renew, retry, factor: renew > factor * retry,
+    "kube_vip.renew_deadline > kube_vip.retry_jitter_factor x kube_vip.retry_period",
+    _LEADERELECTION,
+)

@@ -5,10 +5,22 @@ Each value's source names the vendor manual or API reference it was read from.
 
 from __future__ import annotations
 
-from chaoslab.params.catalogue import Param, register, register_profile, require_positive
+from chaoslab.params.catalogue import (
+    Param,
+    register,
+    register_derived,
+    register_profile,
+    require_positive,
+)
 from chaoslab.params.dists import Fixed
 
 HAPROXY_DOC = "HAProxy configuration manual (server options inter/fall/rise; 'timeout check')"
+TIMEOUT_CHECK = (
+    "HAProxy Configuration Manual (doc/configuration.txt), section 4.2, 'timeout check': "
+    '\'If "timeout check" is not set haproxy uses "inter" for complete check timeout '
+    "(connect + read)'; if it is set, a check's connect timeout is min(\"timeout connect\", "
+    '"inter") and "timeout check" is added as a read timeout'
+)
 NLB_DOC = (
     "AWS ELBv2 CreateTargetGroup API (HealthCheckIntervalSeconds, HealthCheckTimeoutSeconds, "
     "UnhealthyThresholdCount, HealthyThresholdCount); NLB target-group-health-checks doc"
@@ -29,9 +41,11 @@ register(
             "lb.timeout",
             "duration",
             Fixed(2.0),
-            "HAProxy 1.x-3.x",
-            f"{HAPROXY_DOC}: without 'timeout check', a check's timeout is 'inter'",
-            "A check that gets no answer within this time fails (a dead node never answers).",
+            "HAProxy 1.3.15-3.x",
+            TIMEOUT_CHECK,
+            "A check that gets no answer within this time fails (a dead node never answers). "
+            "Follows lb.interval unless set (HAProxy without 'timeout check'); for a dead node "
+            "with 'timeout check' set, use min(timeout connect, inter).",
         ),
         Param(
             "lb.fall",
@@ -83,6 +97,7 @@ register(
 )
 
 require_positive("lb.interval")
+register_derived("lb.timeout", "lb.interval", "= lb.interval (no 'timeout check')", TIMEOUT_CHECK)
 
 register_profile(
     "haproxy",
@@ -90,6 +105,7 @@ register_profile(
     "HAProxy defaults: inter 2 s, fall 3, rise 2, check timeout = inter, 503 when all down.",
     {},
     default=True,
+    covers="HAProxy 1.3.15-3.x (configuration manual; check scheduling read in src/check.c)",
 )
 register_profile(
     "aws-nlb",
@@ -108,6 +124,7 @@ register_profile(
             "fleet of checkers; no completion-based rescheduling is documented",
         ),
     },
+    covers="AWS NLB target groups, TCP health checks (ELBv2 API defaults as documented)",
 )
 register_profile(
     "gcp",
@@ -124,4 +141,5 @@ register_profile(
             "probe to the start of the next",
         ),
     },
+    covers="Google Cloud health checks (gcloud compute health-checks create defaults)",
 )

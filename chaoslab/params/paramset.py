@@ -9,14 +9,26 @@ from functools import cached_property
 import numpy as np
 
 from chaoslab.errors import UserError
-from chaoslab.params.catalogue import CATALOGUE, PROFILES, Value, lookup, profile
+from chaoslab.params.catalogue import (
+    CATALOGUE,
+    CONSTRAINTS,
+    DERIVED,
+    PROFILES,
+    Value,
+    lookup,
+    profile,
+)
 from chaoslab.params.dists import Dist
 
-__all__ = ["ParamSet", "Sampler"]
+__all__ = ["ConstraintViolated", "ParamSet", "Sampler"]
 
 
 class ProfileConflict(UserError):
     pass
+
+
+class ConstraintViolated(UserError):
+    """Values the real software would refuse (e.g. a lease shorter than its renew deadline)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,8 @@ class ParamSet:
     values: Mapping[str, Value]
     sources: Mapping[str, str]
     profiles: tuple[str, ...]
+    #: keys a profile or an override set; the others keep (or derive) their defaults
+    explicit: frozenset[str] = frozenset()
 
     @classmethod
     def resolve(
@@ -56,12 +70,16 @@ class ParamSet:
             sources[key] = p.source
         ordered = [n for n in names if n in chosen.values()]
         ordered += [n for n in chosen.values() if n not in ordered]
+        explicit: set[str] = set()
         for name in ordered:
             for key, setting in PROFILES[name].settings.items():
                 values[key] = setting.value
                 sources[key] = f"profile {name}: {setting.source}"
-        ps = cls(values, sources, tuple(ordered))
-        return ps.with_overrides(overrides or {}, source=override_source)
+                explicit.add(key)
+        ps = cls(values, sources, tuple(ordered), frozenset(explicit))
+        if not overrides:
+            return ps._derive()
+        return ps.with_overrides(overrides, source=override_source)
 
     def with_overrides(self, overrides: Mapping[str, object], *, source: str) -> ParamSet:
         if not overrides:
@@ -72,7 +90,29 @@ class ParamSet:
             p = lookup(key)
             values[key] = p.parse(raw)
             sources[key] = source
-        return ParamSet(values, sources, self.profiles)
+        explicit = self.explicit | frozenset(overrides)
+        return ParamSet(values, sources, self.profiles, explicit)._derive()
+
+    def _derive(self) -> ParamSet:
+        """Derived defaults follow their parents; then the constraints are checked."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for key, rule in DERIVED.items():
+            if key not in self.explicit:
+                values[key] = values[rule.parent]
+                sources[key] = f"derived: {rule.rule} ({rule.source})"
+        for c in CONSTRAINTS:
+            vals = [values[k] for k in c.keys]
+            fixed = [v.mean() for v in vals if isinstance(v, Dist) and v.is_fixed]
+            if len(fixed) == len(vals) and not c.check(*fixed):
+                shown = ", ".join(f"{k}={lookup(k).text(values[k])}" for k in c.keys)
+                raise ConstraintViolated(f"{shown}: needs {c.rule} ({c.source})")
+        return ParamSet(values, sources, self.profiles, self.explicit)
+
+    def derived_from(self, key: str) -> str | None:
+        """The parent whose value ``key`` takes here (None if it is set or not derived)."""
+        rule = DERIVED.get(key)
+        return rule.parent if rule is not None and key not in self.explicit else None
 
     def __getitem__(self, key: str) -> Value:
         try:
@@ -84,13 +124,28 @@ class ParamSet:
     def differs_from_profile(self) -> dict[str, Value]:
         """Keys whose value was set by an override rather than a default or profile."""
         base = ParamSet.resolve(self.profiles)
-        return {k: v for k, v in self.values.items() if base.values.get(k) != v}
+        return {
+            k: v
+            for k, v in self.values.items()
+            if base.values.get(k) != v and self.derived_from(k) is None
+        }
 
     def text(self, key: str) -> str:
         return lookup(key).text(self.values[key])
 
     def sampler(self, rng: np.random.Generator) -> Sampler:
         return Sampler(self, rng)
+
+    @cached_property
+    def _ties(self) -> dict[str, str]:
+        """Derived keys whose parent is a distribution: child -> parent (one draw each)."""
+        out: dict[str, str] = {}
+        for key in DERIVED:
+            parent = self.derived_from(key)
+            v = self.values[key]
+            if parent is not None and isinstance(v, Dist) and not v.is_fixed:
+                out[key] = parent
+        return out
 
     @cached_property
     def _split(self) -> tuple[dict[str, float], dict[str, Dist], dict[str, bool | str]]:
@@ -106,7 +161,7 @@ class ParamSet:
             if isinstance(v, Dist):
                 if v.is_fixed:
                     fixed[k] = v.mean()
-                else:
+                elif k not in self._ties:
                     dists[k] = v
             else:
                 other[k] = v
@@ -116,20 +171,42 @@ class ParamSet:
 class Sampler:
     """Fast read access for mechanisms: ``draw`` samples a fresh value at each call."""
 
-    __slots__ = ("_dists", "_fixed", "_other", "rng")
+    __slots__ = ("_ahead", "_dists", "_drawn", "_fixed", "_other", "_parents", "_ties", "rng")
 
     def __init__(self, ps: ParamSet, rng: np.random.Generator) -> None:
         self.rng = rng
         # shared, read-only tables of the ParamSet: building them per trial cost more
         # than a short trial's whole simulation
         self._fixed, self._dists, self._other = ps._split
+        self._ties = ps._ties
+        self._parents = frozenset(self._ties.values())
+        #: this trial's last draw of each parent a derived key follows
+        self._drawn: dict[str, float] = {}
+        #: parents drawn for a derived key before their own first draw
+        self._ahead: dict[str, float] = {}
 
     def draw(self, key: str) -> float:
-        """A value of a numeric parameter (a fresh sample if it is a distribution)."""
+        """A value of a numeric parameter (a fresh sample if it is a distribution).
+
+        A derived key whose parent is a distribution takes the parent's draw of this
+        trial (the parent is drawn first if it was not yet)."""
         v = self._fixed.get(key)
         if v is not None:
             return v
-        return self._dists[key].sample(self.rng)
+        dist = self._dists.get(key)
+        if dist is not None:
+            if key in self._parents:
+                ahead = self._ahead.pop(key, None)
+                if ahead is not None:
+                    return ahead  # a derived key drew it first
+                x = self._drawn[key] = dist.sample(self.rng)
+                return x
+            return dist.sample(self.rng)
+        parent = self._ties[key]
+        drawn = self._drawn.get(parent)
+        if drawn is None:
+            drawn = self._drawn[parent] = self._ahead[parent] = self._dists[parent].sample(self.rng)
+        return drawn
 
     def count(self, key: str) -> int:
         return max(0, round(self.draw(key)))
@@ -145,4 +222,4 @@ class Sampler:
 
     def dist(self, key: str) -> Dist | None:
         """The distribution behind a non-fixed numeric parameter (None if fixed or not numeric)."""
-        return self._dists.get(key)
+        return self._dists.get(key) or self._dists.get(self._ties.get(key, ""))
