@@ -147,9 +147,10 @@ def profiles() -> None:
 
     from chaoslab.params import PROFILES
 
-    t = Table("profile", "family", "default", "settings", "what")
+    t = Table("profile", "family", "default", "covers", "settings", "what")
     for p in sorted(PROFILES.values(), key=lambda p: (p.family, p.name)):
-        t.add_row(p.name, p.family, "yes" if p.default else "", str(len(p.settings)), escape(p.doc))
+        default = "yes" if p.default else ""
+        t.add_row(p.name, p.family, default, escape(p.covers), str(len(p.settings)), escape(p.doc))
     console.print(t)
 
 
@@ -231,6 +232,7 @@ def _register_edges() -> None:
     app.command("drill")(drill)
     analysis.register(app)
     cluster.register(app)
+    __import__("chaoslab.cli.advise", fromlist=["register"]).register(app)
 
 
 def _sigterm(signum: int, frame: object) -> None:
