@@ -818,7 +818,8 @@ def _old_layout(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             node = node.get(part) if isinstance(node, Mapping) and part in node else None
         if node is not None:
             out.append((loc, f"this file has the first layout: {how}"))
-    for i, f in enumerate(data.get("faults") or []):
+    faults = data.get("faults")
+    for i, f in enumerate(faults if isinstance(faults, list) else []):
         if isinstance(f, Mapping) and "predict" in f:
             out.append(
                 (("faults", i, "predict"), "predict: is gone: the fault is what is predicted")
