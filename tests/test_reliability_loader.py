@@ -182,7 +182,7 @@ def test_mutations_of_the_bundled_experiment_never_raise_anything_else(
     elif how == "double":
         lines.insert(cut, lines[cut])
     elif how == "truncate":
-        lines = lines[:cut] + [lines[cut][: len(lines[cut]) // 2]]
+        lines = [*lines[:cut], lines[cut][: len(lines[cut]) // 2]]
     elif ":" in lines[cut]:
         head = lines[cut].split(":", 1)[0]
         lines[cut] = f"{head}: {yaml.safe_dump(value, default_flow_style=True).splitlines()[0]}\n"

@@ -4,6 +4,7 @@ exception. Run: python3 tests/fuzz/fuzz_loader.py tests/fuzz/corpus -max_total_t
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import atheris
@@ -18,10 +19,8 @@ def one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     text = fdp.ConsumeUnicodeNoSurrogates(len(data))
     if text.startswith("@"):  # a parameter value, as in params: / --set
-        try:
+        with contextlib.suppress(ParseError):
             parse_value(text[1:])
-        except ParseError:
-            pass
         return
     try:
         load_experiment("fuzz.yaml", text).validate()
