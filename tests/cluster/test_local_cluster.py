@@ -67,15 +67,13 @@ def test_status_shows_every_component_running_and_healthy(local_cluster: LocalCl
 
 
 def test_the_apps_pods_run_one_per_controller_and_are_ready(local_cluster: LocalCluster) -> None:
+    # as `up` recorded them: drills in the same session move pods afterwards
     cfg = local_cluster.layout.config
-    pods = _core(local_cluster).list_namespaced_pod(cfg.namespace, label_selector=f"app={cfg.app}")
-    ready = {
-        p.spec.node_name
-        for p in pods.items
-        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    }
+    placed = local_cluster.state.info["app_pods"]
     controllers = {n.name for n in cfg.nodes() if n.role == "controller"}
-    assert len(pods.items) == 3 and ready == controllers
+    assert len(placed) == 3
+    assert {p["node"] for p in placed.values()} == controllers
+    assert all(p["ready"] == "True" for p in placed.values())
     svc = _core(local_cluster).read_namespaced_service(cfg.app, cfg.namespace)
     assert svc.spec.type == "NodePort" and svc.spec.ports[0].node_port == cfg.node_port
 

@@ -266,6 +266,12 @@ class LocalCluster:
             lambda: objects.pods_ready(core, cfg, want),
             self.deadlines.app_ready,
         )
+        # where the scheduler put the app, as ``up`` left it (drills move pods later)
+        pods = core.list_namespaced_pod(cfg.namespace, label_selector=f"app={cfg.app}").items
+        self.state.info["app_pods"] = {
+            p.metadata.name: {"node": p.spec.node_name, "ready": objects.condition(p, "Ready")}
+            for p in pods
+        }
 
     def _app_pod_count(self) -> int:
         cfg = self.layout.config
