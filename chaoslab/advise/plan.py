@@ -8,12 +8,16 @@ express a disturbance that ends by itself:
 network-blip   ``transient-blip``: the node is cut off the network for ``duration``
 kubelet-stall  ``kubelet-stop`` that ends after ``duration``: status updates stop,
                the data plane keeps serving (a kubelet GC/CPU stall, an API path stall)
-daemon-stall   ``daemon-kill`` (KILL, silent) of the design's network daemon on the
-               target, restarted after ``duration``: sends nothing meanwhile
 =============  ==================================================================
 
-A noise entry whose target or daemon a design does not have is left out for that design
-(a note says so): nothing there can be disturbed.
+A stall of a network daemon (keepalived, BIRD, BFD) that keeps its state is not among the
+fault kinds: ``daemon-kill`` with a restart re-establishes sessions and would charge every
+short stall with a failover. The network blip of the daemon's node stands for it (the
+daemon's packets are lost for the duration, and the data plane too).
+
+A noise entry whose target a design does not have is left out for that design (a note says
+so): nothing there can be disturbed. The default blip targets the VIP holder, or an app
+pod's node in designs without a VIP.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from chaoslab.designs import DESIGNS, ImpossibleTarget
 from chaoslab.designs.base import initial_app_nodes
 from chaoslab.experiment import DesignVariant, Experiment
 from chaoslab.faults import Fault, ImpossibleFault
-from chaoslab.params import ParamSet, lookup
+from chaoslab.params import ParamSet
 from chaoslab.params.dists import Dist
 from chaoslab.params.rates import FAULT_RATE_KEYS, NOISE_KEYS
 from chaoslab.runner import Cell
@@ -59,7 +63,12 @@ class Point:
 
     @property
     def text(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.timers.items()) or "(defaults)"
+        """``node_monitor_grace_period=20s, fall=2``: each key's last part, unless two
+        keys share it."""
+        short = [k.rsplit(".", 1)[-1] for k in self.timers]
+        names = short if len(set(short)) == len(short) else list(self.timers)
+        pairs = zip(names, self.timers.values(), strict=True)
+        return ", ".join(f"{k}={v}" for k, v in pairs) or "(defaults)"
 
     @property
     def parts(self) -> list[tuple[str, bool, float]]:
@@ -67,14 +76,16 @@ class Point:
 
 
 def default_noise() -> list[NoiseSpec]:
-    """Every noise kind where it matters most: blips and daemon stalls on the node holding
-    the VIP (where a design has one, else an app pod's node), kubelet stalls on app pods'
-    nodes."""
+    """Every noise kind where it matters most: network blips on the node holding the VIP
+    (an app pod's node in designs without one), kubelet stalls on app pods' nodes."""
     return [
         NoiseSpec(kind="network-blip", target="vip-holder", name="noise/network-blip"),
         NoiseSpec(kind="kubelet-stall", target="app-pod-node", name="noise/kubelet-stall"),
-        NoiseSpec(kind="daemon-stall", target="vip-holder", name="noise/daemon-stall"),
     ]
+
+
+#: where a default noise entry goes when a design has no such target
+_FALLBACK = {"vip-holder": "app-pod-node"}
 
 
 def exposure(exp: Experiment, scope: str, target: str) -> int:
@@ -123,14 +134,10 @@ def _real_cells(
     return out
 
 
-def _noise_fault(n: NoiseSpec, duration: str, daemon: str | None) -> Fault:
+def _noise_fault(n: NoiseSpec, duration: str) -> Fault:
     name = noise_name(n)
-    if n.kind == "network-blip":
-        return Fault("transient-blip", n.target, {"duration": duration}, name=name)
-    if n.kind == "kubelet-stall":
-        return Fault("kubelet-stop", n.target, {"duration": duration}, name=name)
-    opts = {"daemon": daemon, "signal": "KILL", "restart": duration}
-    return Fault("daemon-kill", n.target, opts, name=name)
+    kind = "transient-blip" if n.kind == "network-blip" else "kubelet-stop"
+    return Fault(kind, n.target, {"duration": duration}, name=name)
 
 
 def _applicable(cell: Cell) -> str:
@@ -143,21 +150,16 @@ def _applicable(cell: Cell) -> str:
 
 
 def _noise_fault_for(
-    n: NoiseSpec, duration: str, make: Callable[[Fault], Cell]
+    n: NoiseSpec, duration: str, make: Callable[[Fault], Cell], fallback: bool
 ) -> tuple[Fault | None, str]:
-    """The noise as a fault this design can run (for a daemon stall: its daemon), or why
-    it cannot."""
-    if n.kind != "daemon-stall":
-        fault = _noise_fault(n, duration, None)
+    """The noise as a fault this design can run, or why it cannot; a default entry moves
+    to its fallback target when the design has no such target."""
+    fault = _noise_fault(n, duration)
+    why = _applicable(make(fault))
+    if why and fallback and n.target in _FALLBACK:
+        fault = _noise_fault(n.model_copy(update={"target": _FALLBACK[n.target]}), duration)
         why = _applicable(make(fault))
-        return (None, why) if why else (fault, "")
-    why = ""
-    for daemon in lookup("fault.daemon").choices:
-        fault = _noise_fault(n, duration, daemon)
-        why = _applicable(make(fault))
-        if not why:
-            return fault, ""
-    return None, why
+    return (None, why) if why else (fault, "")
 
 
 @dataclass
@@ -174,6 +176,7 @@ def _plan_noise(
     label, design, variant = entry
     ps = _design_params(exp, design, variant, {})
     out = _NoisePlan([], [])
+    fallback = spec.noise is None
     for n in spec.noise if spec.noise is not None else default_noise():
         if n.designs is not None and label not in n.designs and design not in n.designs:
             continue
@@ -183,11 +186,11 @@ def _plan_noise(
         def make(f: Fault) -> Cell:
             return Cell(design, f, ps, exp.cluster_spec(), {}, exp.horizon, label=label)
 
-        fault, why = _noise_fault_for(n, duration, make)
+        fault, why = _noise_fault_for(n, duration, make, fallback)
         if fault is None:
             out.notes.append(f"{label}: no {noise_name(n)} ({why})")
             continue
-        rate = _rate(exp, n.rate, (_default_rate(ps, rate_key), "node"), n.target)
+        rate = _rate(exp, n.rate, (_default_rate(ps, rate_key), "node"), fault.label)
         out.faults.append((fault, Component(fault.result_name, False, rate)))
     return out
 

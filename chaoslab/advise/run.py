@@ -80,14 +80,18 @@ def limits_of(spec: AdviseSpec, params: ParamSet) -> Limits:
     return Limits(spurious, resets)
 
 
-def _search_settings(spec: AdviseSpec, params: ParamSet) -> tuple[int, int, int, float]:
+def _search_settings(
+    spec: AdviseSpec, params: ParamSet, min_trials: int | None, max_trials: int | None
+) -> tuple[int, int, int, float]:
     def num(key: str) -> float:
         v = params.values[key]
         return float(v.mean()) if isinstance(v, Dist) else float(str(v))
 
     s = spec.search
-    lo = s.min_trials or int(num("advise.search_min_trials"))
-    hi = s.max_trials or int(num("advise.search_max_trials"))
+    lo = min_trials or s.min_trials or int(num("advise.search_min_trials"))
+    hi = max_trials or s.max_trials or int(num("advise.search_max_trials"))
+    if lo < 1 or hi < lo:
+        raise UserError(f"trials per cell: need 1 <= min ({lo}) <= max ({hi})")
     eta = s.eta or int(num("advise.search_eta"))
     tol = s.tolerance or num("advise.search_tolerance")
     hi = max(lo, hi - hi % lo)  # whole chunks of min_trials
@@ -100,14 +104,15 @@ def advise(
     *,
     workers: int = 1,
     seed: int | None = None,
-    trials: tuple[int, int] | None = None,
+    min_trials: int | None = None,
+    max_trials: int | None = None,
     progress: Callable[[str], None] | None = None,
     figures: bool = True,
 ) -> AdviseResult:
     """Search every advised design's timers; write a run folder with the trials of every
     evaluated point, ``advice.csv``, ``points.csv`` and a frontier figure per design.
 
-    ``trials``: (min, max) trials per cell, overriding the file's ``advise.search``.
+    ``min_trials``/``max_trials`` (trials per cell) override the file's ``advise.search``.
     Cached cells live in ``out/<experiment>/advise-cache/`` and are reused by later calls.
     """
     t0 = dt.datetime.now(dt.UTC)
@@ -116,9 +121,7 @@ def advise(
     spec = check(exp)
     params = ParamSet.resolve(exp.profiles, exp.overrides())
     limits = limits_of(spec, params)
-    lo, hi, eta, tol = _search_settings(spec, params)
-    if trials is not None:
-        lo, hi = trials[0], max(trials[0], trials[1] - trials[1] % trials[0])
+    lo, hi, eta, tol = _search_settings(spec, params, min_trials, max_trials)
     s = exp.model.seed if seed is None else seed
     points = plan_points(exp, spec)
     if not points:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from chaoslab.advise.cost import Annual, CellStats, annual, cell_stats
@@ -92,7 +93,7 @@ class Evaluator:
             df = df.drop_duplicates("trial").reset_index(drop=True)
             keep = [c for c in df.columns if c in _BASE or c in cell.sweep or c.startswith("at_")]
             n = len(df) - len(df) % self.chunk  # whole chunks only
-            if n and (df["trial"].iloc[:n] == range(n)).all():
+            if n and (df["trial"].to_numpy()[:n] == np.arange(n)).all():
                 self.frames[cid] = df[keep].iloc[:n]
                 self.reused += n
         return len(self.frames.get(cid, ()))

@@ -77,7 +77,7 @@ class TimerRange(_Strict):
 class NoiseSpec(_Strict):
     """A transient disturbance that is not a failure: how often, how long, where."""
 
-    kind: Literal["network-blip", "kubelet-stall", "daemon-stall"]
+    kind: Literal["network-blip", "kubelet-stall"]
     target: str = Field("app-pod-node", description="where it happens (a node target)")
     rate: str | float | None = Field(None, description="e.g. 52/node-year (catalogue default)")
     duration: str | float | None = Field(

@@ -39,7 +39,6 @@ FAULT_RATE_KEYS: dict[str, tuple[str, str]] = {
 NOISE_KEYS: dict[str, tuple[str, str]] = {
     "network-blip": ("noise.network_blip_per_node_year", "noise.network_blip_duration"),
     "kubelet-stall": ("noise.kubelet_stall_per_node_year", "noise.kubelet_stall_duration"),
-    "daemon-stall": ("noise.daemon_stall_per_node_year", "noise.daemon_stall_duration"),
 }
 
 
@@ -113,9 +112,9 @@ register(
         ),
         _duration(
             "noise.network_blip_duration",
-            "lognormal(median=1s, p95=20s)",
-            "most blips are a second or two (STP/LACP and ECMP reconvergence), a few last "
-            "tens of seconds",
+            "lognormal(median=500ms, p95=5s)",
+            "most blips are under a second (a burst of loss, LACP or ECMP reconvergence), a "
+            "few last seconds",
             "network-blip noise: how long the node's network is lost.",
         ),
         _rate(
@@ -128,23 +127,9 @@ register(
         ),
         _duration(
             "noise.kubelet_stall_duration",
-            "lognormal(median=5s, p95=60s)",
-            "seconds usually, a minute for a bad API-server or etcd stall",
+            "lognormal(median=2s, p95=20s)",
+            "seconds usually, tens of seconds for a bad API-server or etcd stall",
             "kubelet-stall noise: how long the node's status updates stop.",
-        ),
-        _rate(
-            "noise.daemon_stall_per_node_year",
-            12.0,
-            "keepalived, the BGP speaker or BFD not scheduled for a moment (CPU starvation, "
-            "a noisy neighbour, a long GC) about once a month per node",
-            "daemon-stall noise: stalls of the design's network daemon per node and year "
-            "(modelled as a silent stop and a restart after the stall).",
-        ),
-        _duration(
-            "noise.daemon_stall_duration",
-            "lognormal(median=300ms, p95=3s)",
-            "a scheduling stall is a fraction of a second, rarely seconds",
-            "daemon-stall noise: how long the daemon sends nothing.",
         ),
         _rate(
             "advise.max_spurious_failovers_per_cluster_year",
