@@ -232,6 +232,7 @@ def _register_edges() -> None:
     app.command("drill")(drill)
     analysis.register(app)
     cluster.register(app)
+    __import__("chaoslab.cli.advise", fromlist=["register"]).register(app)
 
 
 def _sigterm(signum: int, frame: object) -> None:
