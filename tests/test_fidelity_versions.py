@@ -25,7 +25,7 @@ from chaoslab.params import PROFILES, ParamSet
 
 N = 400
 G, P, Q = 50.0, 5.0, 0.1  # grace, monitor period, tainting worker period (1.32+ defaults)
-OLD = ("k8s-1.33",)
+OLD = ("k8s-1.32", "k8s-1.33")
 NEW = ("k8s-1.34", "k8s-1.35", "k8s-1.36", "k8s-1.37")
 #: renewals every 10 ms: the last heartbeat is (almost) the crash instant
 CONTINUOUS = {"kubelet.node_lease_duration_seconds": "40ms"}
@@ -49,6 +49,8 @@ def test_profiles_cover_every_release_and_say_which() -> None:
     for minor in range(31, 38):
         assert f"k8s-1.{minor}" in k8s
     assert all(p.covers for p in k8s.values())
+    assert [n for n, p in k8s.items() if p.default] == ["k8s-1.37"]
+    assert ParamSet.resolve().profiles[0] == "k8s-1.37"  # no profile given: the newest
 
 
 @pytest.mark.parametrize("profile", OLD + NEW)
@@ -64,7 +66,7 @@ def test_taint_instant_after_the_last_heartbeat(profile: str, no_latency: dict[s
     assert np.allclose(df["at_pod_evicted"] - taint, 300.0)
 
 
-@pytest.mark.parametrize(("profile", "lag"), [("k8s-1.33", P), ("k8s-1.34", 0.0)])
+@pytest.mark.parametrize(("profile", "lag"), [("k8s-1.31", P), ("k8s-1.33", P), ("k8s-1.34", 0.0)])
 def test_taint_follows_not_ready_by_one_pass_or_none(
     profile: str, lag: float, no_latency: dict[str, str]
 ) -> None:

@@ -11,8 +11,6 @@ rules are in the kernel after the sync's own duration:
   the sync waits for the retry at the previous sync's completion + min sync period.
 - ``completion-to-start`` (1.34+, ``pkg/proxy/runner``): the min sync period runs from the
   previous sync's completion; no burst.
-- ``start-to-start``: the min sync period from the previous sync's start, no burst (the
-  simplification chaoslab used before; no release behaves so).
 
 Until a node's kube-proxy has synced, it keeps DNATing 1/k of new connections to each of
 its k programmed endpoints — dead ones included (``statistic mode random``).
@@ -190,8 +188,6 @@ class KubeProxy:
 
     def _earliest_start(self, now: float) -> float:
         """When the runner lets the next sync start (``kube_proxy.sync_runner``)."""
-        if self.runner == "start-to-start":
-            return self._last_start + self.min_sync
         if self.runner == "completion-to-start":
             return self._last_end + self.min_sync
         # burst-2 (<= 1.33): a token now, else the retry at the last completion + min sync

@@ -218,7 +218,7 @@ register(
         Param(
             "kube_controller_manager.endpointslice_pod_queue",
             "flag",
-            False,
+            True,
             "from v1.35.0 (read at v1.35.4, v1.36.3, v1.37.2); not in v1.34.4 and earlier",
             f"{GH}/v1.35.4/pkg/controller/endpointslice/endpointslice_controller.go "
             "(onPodUpdate puts a PodProjectionKey on podQueue; syncPod looks the Services up "
@@ -292,10 +292,9 @@ register(
         Param(
             "kube_proxy.sync_runner",
             "choice",
-            "start-to-start",
-            "burst-2: 1.10-1.33 (read at v1.31.14, v1.32.13, v1.33.13); completion-to-start "
-            "from v1.34.0 (read at v1.34.0, v1.37.2); start-to-start: chaoslab's earlier "
-            "simplification",
+            "completion-to-start",
+            "burst-2: 1.10-1.33 (read at v1.10.13, v1.31.14, v1.32.13, v1.33.13); "
+            "completion-to-start from v1.34.0 (read at v1.34.0, v1.37.2)",
             f"{GH}/v1.33.13/pkg/proxy/iptables/proxier.go NewProxier (burstSyncs := 2, "
             "async.NewBoundedFrequencyRunner) and pkg/util/async/bounded_frequency_runner.go "
             "(construct: token bucket qps 1/minSyncPeriod, burst 2; tryRun: no token -> "
@@ -303,9 +302,9 @@ register(
             "runner/bounded_frequency_runner.go (NewBoundedFrequencyRunner doc: minInterval "
             "from the *completion* of one run to the start of the next, no bursts; Loop)",
             "kube-proxy's sync runner: a token bucket with burst 2 spent at each sync start "
-            "('burst-2'), min_sync_period from the previous completion ('completion-to-start'), "
-            "or from the previous start with no burst ('start-to-start').",
-            choices=("start-to-start", "burst-2", "completion-to-start"),
+            "('burst-2'), or min_sync_period from the previous completion, no burst "
+            "('completion-to-start').",
+            choices=("burst-2", "completion-to-start"),
         ),
         Param(
             "kube_proxy.iptables_sync_period",
@@ -490,20 +489,16 @@ _BURST = (
     f"the same at v1.31.14 and v1.32.13, line 328, and {GH}/v1.10.13/pkg/proxy/iptables/"
     "proxier.go NewProxier, lines 345-347)"
 )
-_COMPLETION = (
-    f"{GH}/v1.34.0/pkg/proxy/iptables/proxier.go NewProxier, line 313 "
-    "(runner.NewBoundedFrequencyRunner; pkg/proxy/runner/bounded_frequency_runner.go Loop "
-    f"waits minInterval after fn returns); the same at {GH}/v1.37.2/pkg/proxy/iptables/"
-    "proxier.go line 305"
+_OLD_SLICES = (
+    f"{GH}/v1.34.4/pkg/controller/endpointslice/endpointslice_controller.go updatePod "
+    "(serviceQueue.AddAfter at once, line 549; the same in every release before 1.35)"
 )
-_POD_QUEUE = (
-    f"{GH}/v1.35.4/pkg/controller/endpointslice/endpointslice_controller.go onPodUpdate/"
-    "syncPod; PR #134739 (CHANGELOG-1.35)"
-)
-_OLD_TAINT = {"kube_controller_manager.taint_pass": ("next-pass", _PRE_134)}
-_OLD_RUNNER = {"kube_proxy.sync_runner": ("burst-2", _BURST)}
-_NEW_RUNNER = {"kube_proxy.sync_runner": ("completion-to-start", _COMPLETION)}
-_NEW_SLICES = {"kube_controller_manager.endpointslice_pod_queue": (True, _POD_QUEUE)}
+#: what every release up to 1.33 does differently from the newest
+_PRE_1_34 = {
+    "kube_controller_manager.taint_pass": ("next-pass", _PRE_134),
+    "kube_proxy.sync_runner": ("burst-2", _BURST),
+    "kube_controller_manager.endpointslice_pod_queue": (False, _OLD_SLICES),
+}
 _SAME_AS = (
     "Every timer default is the same as 1.32 (grace 50 s, monitor 5 s, eviction 0.1/s, "
     "lease 40 s x 0.25, toleration 300 s, kube-proxy min sync 1 s, batch period 0)."
@@ -517,7 +512,8 @@ register_profile(
     "a pod queue. NodeControllerLeaseCircuitBreaker (beta, on) adds a live Lease GET at "
     "grace expiry: no effect while the controller's lease cache is current (not modelled). "
     + _SAME_AS,
-    {**_NEW_RUNNER, **_NEW_SLICES},
+    {},
+    default=True,
     covers="1.37 (source read at v1.37.2, the newest 1.37 patch on the Go module proxy)",
 )
 register_profile(
@@ -525,7 +521,7 @@ register_profile(
     "k8s",
     "Kubernetes 1.36: as 1.37 in every modelled timer and mechanism (no lease circuit "
     "breaker; kube-proxy's large-cluster full-sync skip above 1000 endpoints not modelled).",
-    {**_NEW_RUNNER, **_NEW_SLICES},
+    {},
     covers="1.36 (source read at v1.36.3)",
 )
 register_profile(
@@ -533,7 +529,7 @@ register_profile(
     "k8s",
     "Kubernetes 1.35: as 1.36 (the EndpointSlice controller's asynchronous pod-to-Service "
     "lookup is new in 1.35).",
-    {**_NEW_RUNNER, **_NEW_SLICES},
+    {},
     covers="1.35 (source read at v1.35.4)",
 )
 register_profile(
@@ -543,7 +539,7 @@ register_profile(
     "(PR #120816), kube-proxy's new sync runner (min sync from the previous completion, no "
     "burst), SeparateTaintEvictionController GA; pod changes still go straight to the "
     "Service queue. " + _SAME_AS,
-    {**_NEW_RUNNER},
+    {"kube_controller_manager.endpointslice_pod_queue": (False, _OLD_SLICES)},
     covers="1.34 (source read at v1.34.0 and v1.34.4, identical in what is modelled)",
 )
 register_profile(
@@ -551,16 +547,16 @@ register_profile(
     "k8s",
     "Kubernetes 1.33: as 1.32 (the taint one monitor pass after Ready=Unknown, kube-proxy "
     "token bucket with burst 2; the 1.34 fix was not backported). " + _SAME_AS,
-    {**_OLD_TAINT, **_OLD_RUNNER},
+    _PRE_1_34,
     covers="1.33 (source read at v1.33.13, the newest 1.33 patch on the Go module proxy)",
 )
 register_profile(
     "k8s-1.32",
     "k8s",
-    "Kubernetes 1.32: Lease heartbeats, grace 50 s, taint-based eviction after "
-    "300 s, kube-proxy min sync 1 s, terminating endpoints.",
-    {},
-    default=True,
+    "Kubernetes 1.32: Lease heartbeats, grace 50 s, the NoExecute taint one monitor pass "
+    "after Ready=Unknown, taint-based eviction after 300 s, kube-proxy min sync 1 s with a "
+    "burst of 2, terminating endpoints.",
+    _PRE_1_34,
     covers="1.32 (source read at v1.32.13)",
 )
 register_profile(
@@ -568,6 +564,7 @@ register_profile(
     "k8s",
     "Kubernetes 1.26-1.31: as 1.32 but node-monitor-grace-period 40 s.",
     {
+        **_PRE_1_34,
         "kube_controller_manager.node_monitor_grace_period": (
             "40s",
             f"{KK} pkg/controller/nodelifecycle/config/v1alpha1/defaults.go before PR #126287",
@@ -582,6 +579,7 @@ register_profile(
     "Kubernetes 1.10 (the article's era): NodeStatus heartbeats, legacy eviction counted "
     "from the last heartbeat, kube-proxy min sync 0, no terminating endpoints.",
     {
+        **_PRE_1_34,
         "kubelet.node_lease": (False, "KEP-589: NodeLease alpha only in 1.13"),
         "kube_controller_manager.node_monitor_grace_period": ("40s", _1_10),
         "kube_controller_manager.taint_based_evictions": (
