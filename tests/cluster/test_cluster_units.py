@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -126,7 +127,7 @@ def test_a_sweep_is_refused(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------- go.mod
 
 
-def _gen_gomod():  # type: ignore[no-untyped-def]
+def _gen_gomod() -> Any:
     spec = importlib.util.spec_from_file_location("gen_gomod", REPO / "tools" / "gen_gomod.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
