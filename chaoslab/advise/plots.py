@@ -37,12 +37,13 @@ def frontier_figure(d: DesignAdvice, limits: Limits) -> Figure:
     if math.isfinite(limits.spurious):
         ax.axvline(limits.spurious, color="tab:red", ls="--", lw=1,
                    label=f"limit {limits.spurious:g} spurious/cluster-year")  # fmt: skip
-    ax.set_xscale("symlog", linthresh=0.1)
-    if all(y > 0 for y in ys):
-        ax.set_yscale("log")
+    ax.set_xscale("symlog", linthresh=1.0)
+    right = max([*xs, limits.spurious if math.isfinite(limits.spurious) else 0.0, 1.0])
+    ax.set_xlim(0, right * 1.8)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("spurious failovers per cluster-year")
     ax.set_ylabel("expected unavailability, min/year")
     ax.set_title(f"{d.label}: annual loss vs spurious failovers", fontsize=11)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return fig
