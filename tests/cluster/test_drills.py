@@ -83,6 +83,33 @@ def session(local_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         assert not s.workdir.exists()
 
 
+def _kwok_pids(state_dir: Path) -> dict[int, list[str]]:
+    """The kwok processes (read from /proc) whose command line names this cluster's state."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if argv[0].endswith("/kwok") and any(str(state_dir) in a for a in argv):
+            out[int(d.name)] = argv
+    return out
+
+
+def _check_kubelets(session: Any) -> None:
+    """After a node fault: one kwok per node, each recorded (so ``down`` stops it), alive,
+    with the lease duration the cluster was brought up with (not the catalogue's 40 s)."""
+    session.cluster.state = type(session.cluster.state).load(session.cluster.state.dir)
+    dp = session.dataplane()
+    running = _kwok_pids(session.cluster.state.dir)
+    recorded = {p.pid: n for n, p in dp.state.procs.items() if n.startswith("kwok-")}
+    assert sorted(running) == sorted(recorded), (running, recorded)
+    lease = {a for argv in running.values() for a in argv if "lease-duration" in a}
+    assert lease == {"--node-lease-duration-seconds=4"}, lease
+
+
 def _drill(name: str, session: Any, tmp: Path) -> Any:
     plans = plan_drill(_ci_copy(name, tmp), session=session)
     return run_drill(plans, out=tmp / "results", log=lambda _m: None)
@@ -120,6 +147,7 @@ def test_each_fault_drills_the_real_control_plane_as_the_service_account(
     name: str, fault: str, session: Any, tmp_path: Path
 ) -> None:
     comp = _check_run(_drill(name, session, tmp_path), fault)
+    _check_kubelets(session)
     row = comp[comp["metric"] == "at_node_not_ready"]
     if fault in ("node-crash", "node-partition", "kubelet-stop"):
         assert row["predicted_p50"].notna().all()  # the model has the milestone beside it

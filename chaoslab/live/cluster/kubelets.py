@@ -28,6 +28,8 @@ class Kubelets(Protocol):
 
     def running(self, node: str) -> bool: ...
 
+    def argv(self, node: str) -> list[str] | None: ...
+
     def check_started(self) -> None: ...
 
 
@@ -63,6 +65,10 @@ class HostKubelets:
         rec = self._latest(node)
         return rec is not None and alive(rec.pid, rec.start)
 
+    def argv(self, node: str) -> list[str] | None:
+        rec = self._latest(node)
+        return list(rec.argv) if rec is not None else None
+
     def check_started(self) -> None:
         for rec in self._records():
             if rec.name.startswith("kwok-") and not alive(rec.pid, rec.start):
@@ -86,6 +92,10 @@ class NetnsKubelets:
     def running(self, node: str) -> bool:
         proc = self.dp.state.procs.get(f"kwok-{node}")
         return proc is not None and bool(proc.alive())
+
+    def argv(self, node: str) -> list[str] | None:
+        proc = self.dp.state.procs.get(f"kwok-{node}")
+        return list(proc.argv) if proc is not None else None
 
     def check_started(self) -> None:
         for name, proc in self.dp.state.procs.items():

@@ -243,12 +243,14 @@ class LocalCluster:
         self.kubelets().stop(node, self.deadlines.stop)
 
     def start_kubelet(self, node: str) -> None:
-        """Start the node's kwok again with the command line it had."""
+        """Start the node's kwok again with the command line it had (the recorded one: a
+        cluster loaded from its state folder, as by a drill's hook, does not know the
+        timers it was brought up with, and would start kwok with the catalogue's lease)."""
         kubelets = self.kubelets()
         if kubelets.running(node):
             return
-        kwok = find_build(KWOK)
-        kubelets.start(node, self._kwok_argv(kwok, node))
+        argv = kubelets.argv(node) or self._kwok_argv(find_build(KWOK), node)
+        kubelets.start(node, argv)
 
     def kubelet_running(self, node: str) -> bool:
         return self.kubelets().running(node)

@@ -606,6 +606,11 @@ def _act(action: str, node: str, seconds: float | None, state: Path) -> float:
     if not (dp_dir / "state.json").exists():
         dp_dir = _linked(cluster) or dp_dir
     dp = DataPlane.load(dp_dir)
+    if dp_dir.resolve() == (cluster.layout.dir / "dataplane").resolve() and cluster.dataplane():
+        # one copy of the data plane's state for the hook and the cluster's kubelet calls:
+        # with two, the last to save (``dp`` marking the node restored) dropped the record
+        # of the kwok the other had just started, which then ran on unseen beside the next
+        cluster._dataplane = dp
     t = time.monotonic()
     if action == "crash-node":
         t = time.monotonic()
