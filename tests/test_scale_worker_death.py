@@ -28,7 +28,7 @@ designs: [nodeport-lb, clusterip, nodeport-lb-local]
 faults:
   - {kind: pod-kill, target: app-pod}
   - {kind: node-crash, target: app-pod-node}
-trials: 200000
+trials: 50000
 seed: 3
 horizon: 30m
 """
