@@ -134,8 +134,8 @@ class AppSpec(_Strict):
 
 
 class ClusterModel(_Strict):
-    nodes: NodeCounts = NodeCounts()  # type: ignore[call-arg]
-    app: AppSpec = AppSpec()  # type: ignore[call-arg]
+    nodes: NodeCounts = NodeCounts()
+    app: AppSpec = AppSpec()
     zones: int = Field(
         1, ge=1, strict=True, description="nodes are spread round-robin over this many zones"
     )
@@ -210,7 +210,7 @@ class ExperimentFile(_Strict):
     profile: str | list[str] | None = Field(
         None, description="profiles, at most one per family (k8s, lb, vrrp, bgp, ...)"
     )
-    cluster: ClusterModel = ClusterModel()  # type: ignore[call-arg]
+    cluster: ClusterModel = ClusterModel()
     designs: list[str | DesignVariant] = Field(
         min_length=1,
         description="design keys, or {design, label, profile, params} for a variant",
@@ -237,7 +237,7 @@ class ExperimentFile(_Strict):
     )
     live: LiveSection | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
     advise: AdviseSpec | None = Field(None, description="what chaoslab advise weighs")
-    limits: Limits = Limits()  # type: ignore[call-arg]
+    limits: Limits = Limits()
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -870,7 +870,7 @@ def load_experiment(path: str | Path, text: str | None = None) -> Experiment:
     """Read the file and check its shape; `Experiment.validate` checks the meaning. Every
     problem of the file is reported, one located line each."""
     text, data, lines = _read(path, text)
-    exp = Experiment(str(path), ExperimentFile.model_construct(), text, lines)
+    exp = Experiment(str(path), ExperimentFile.model_construct(), text, lines)  # type: ignore[call-arg]
     old = sorted(_old_layout(data), key=lambda p: exp.line(*p[0]) or 0)
     if old:
         raise ExperimentError(*[exp.located(loc, msg) for loc, msg in old])

@@ -9,10 +9,14 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from chaoslab.cli.common import fail, user_errors
+
+if TYPE_CHECKING:
+    from chaoslab.experiment import Experiment
 
 app = typer.Typer(
     help="Build a lab of real daemons (keepalived, BIRD, HAProxy, nginx, iptables) in network "
@@ -21,7 +25,7 @@ app = typer.Typer(
 )
 
 
-def _load(path: Path):  # type: ignore[no-untyped-def]
+def _load(path: Path) -> Experiment:
     from chaoslab.experiment import load_experiment
     from chaoslab.live.lab.drill import lab_spec
 
@@ -36,7 +40,11 @@ def _need_root() -> None:
 
 
 def _lab_name(experiment: Path) -> str:
-    return experiment.name if not experiment.exists() else _load(experiment).model.lab.name
+    if not experiment.exists():
+        return experiment.name
+    from chaoslab.live.lab.drill import lab_spec
+
+    return lab_spec(_load(experiment)).name
 
 
 @app.command()

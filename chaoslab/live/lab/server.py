@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 
-def http_handler(name: str, health: int | None):  # type: ignore[no-untyped-def]
+def http_handler(
+    name: str, health: int | None
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """An asyncio connection handler answering every request (see the module docstring)."""
     if health is None:
         status, body = 200, f"{name}\n".encode()
