@@ -1,4 +1,4 @@
-"""Each Kubernetes mechanism against its closed form (reference/kubernetes-timing.md)."""
+"""Each Kubernetes mechanism against its closed form (docs/model-kubernetes.md)."""
 
 from __future__ import annotations
 

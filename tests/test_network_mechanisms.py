@@ -1,4 +1,4 @@
-"""Each network mechanism against its closed form (reference/network-timing.md)."""
+"""Each network mechanism against its closed form (docs/model-network.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A design is registered as a `Design`: a key (``nodeport-lb``), a one-line summar
 it comes from (the article or beyond), and a ``build`` function that wires mechanisms on a
 `Trial` and returns a `Topology`. The topology answers three questions:
 
-- ``availability()``: the probability a new request succeeds now (DESIGN.md semantics);
+- ``availability()``: the probability a new request succeeds now (docs/model-kubernetes.md);
 - ``resolve(target)``: which nodes or pods a fault target names in this design;
 - ``flows()``: the paths of established long-lived connections at the fault, to count
   resets and hangs.

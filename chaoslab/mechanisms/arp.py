@@ -1,6 +1,6 @@
 """A VIP on a node's interface, and the neighbour cache that maps it to a MAC.
 
-Covers (reference/network-timing.md section 2):
+Covers (docs/model-network.md, VIP and the neighbour cache):
 
 - the clients' next hop (a Linux host/gateway, or a router) holds one MAC for the VIP;
   traffic for the VIP goes to that node, whether or not it still holds the VIP;

@@ -1,6 +1,6 @@
 """BGP sessions between the nodes' speakers and one router, with BFD and graceful restart.
 
-Closed forms (reference/network-timing.md sections 3-4):
+Closed forms (docs/model-network.md, BGP, BFD, graceful restart):
 
 - Hold time is negotiated to the lower of both ends' proposals. The speaker sends a
   keepalive every ``keepalive_time`` (0: negotiated hold / 3; never more than hold / 3),

@@ -1,6 +1,6 @@
 """ECMP at the router: which next hop a flow's hash picks, and which flows move.
 
-Modes (reference/network-timing.md section 5; RFC 2991 section 4, RFC 2992):
+Modes (docs/model-network.md, ECMP; RFC 2991 section 4, RFC 2992):
 
 - ``modulo``: next hop = hops[h mod N]. Removing or adding one hop moves (N-1)/N of all
   flows (for N -> N-1: the pair (h mod N, h mod N-1) is uniform since gcd = 1).

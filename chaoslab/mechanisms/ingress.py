@@ -1,6 +1,6 @@
 """ingress-nginx: which upstreams each nginx uses, and the share of requests that succeed.
 
-Covers (reference/kubernetes-timing.md section 8):
+Covers (docs/model-network.md, ingress-nginx):
 
 - nginx proxies to pod IPs directly (no kube-proxy). Its upstream list follows the
   Service's endpoints: the controller syncs at most ``nginx.sync_rate_limit`` times per

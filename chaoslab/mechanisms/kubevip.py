@@ -1,6 +1,6 @@
 """kube-vip's VIP leader: a Kubernetes Lease through client-go leader election.
 
-Closed forms (reference/network-timing.md section 7; client-go tools/leaderelection):
+Closed forms (docs/model-network.md, kube-vip; client-go tools/leaderelection):
 
 - The leader renews every ``RetryPeriod``. A candidate polls the Lease every
   RetryPeriod x U(1, 1 + JitterFactor) (``wait.JitterUntil``, factor 1.2) and records

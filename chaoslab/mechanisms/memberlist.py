@@ -1,6 +1,6 @@
 """memberlist failure detection (MetalLB L2 speakers) and the VIP leader by hash.
 
-Closed forms (reference/network-timing.md section 6.1; hashicorp/memberlist util.go,
+Closed forms (docs/model-network.md, memberlist; hashicorp/memberlist util.go,
 state.go):
 
 - suspicion min = ``SuspicionMult`` x max(1, log10(max(1, n))) x ``ProbeInterval``;

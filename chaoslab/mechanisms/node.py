@@ -10,7 +10,7 @@ disrupted removes every taint); the taint manager deleting pods after
 ``tolerationSeconds``; and the legacy path (<= 1.12) evicting at
 ``probeTimestamp + pod_eviction_timeout``.
 
-Causal chain for a crashed node (reference/kubernetes-timing.md section 0)::
+Causal chain for a crashed node (docs/model-kubernetes.md)::
 
     last heartbeat  -> observed at the next monitor pass (probeTimestamp)
     probe + grace   -> first pass after it: node.not_ready, pods.not_ready

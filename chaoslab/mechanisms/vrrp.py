@@ -1,6 +1,6 @@
 """VRRP (keepalived): who holds the VIP, and when a backup takes over.
 
-Closed forms (reference/network-timing.md section 1; RFC 3768/5798 section 6.1):
+Closed forms (docs/model-network.md, VRRP; RFC 3768/5798 section 6.1):
 
 - Skew_Time: v2 ``(256 - prio) / 256`` s, independent of the advert interval;
   v3 ``(256 - prio) * Master_Adver_Interval / 256``.
