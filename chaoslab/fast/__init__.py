@@ -134,6 +134,14 @@ def _refusal(cell: Any) -> str:
     spec = cell.cluster
     if spec.app_kind != "Deployment" or spec.anti_affinity == "required":
         return "the fast engine covers Deployments without required anti-affinity"
+    if kind != "node-crash":
+        min_sync = ps["kube_proxy.iptables_min_sync_period"]
+        if not (isinstance(min_sync, Dist) and min_sync.is_fixed and min_sync.mean() == 0):
+            # the pod forms step kube-proxy's runner for every slice version; with a min
+            # sync period its token bucket (burst-2) or completion-to-start wait is not here
+            return f"{kind} with kube_proxy.iptables_min_sync_period > 0 (the runner's waits)"
+        if ps["kube_controller_manager.endpointslice_pod_queue"]:
+            return f"{kind} with the EndpointSlice pod queue (>= 1.35, two hops)"
     if kind == "pod-delete" and not ps["pod.readiness_probe"]:
         # the replacement's Ready and the old pod's exit would often share one slice sync
         return "pod-delete without a readiness probe (Ready and exit race for one slice sync)"
