@@ -556,6 +556,7 @@ class Experiment:
         for key, raw in (extra or {}).items():
             for _, msg in _param_problem((), key, raw):
                 yield ("--set", key), msg
+            yield from self._shadowed_set(key)
         yield from self._horizon_problems()
         yield from self._design_problems()
         yield from self._fault_problems()
@@ -594,6 +595,31 @@ class Experiment:
                         ParamSet.resolve(self.profiles_for({"profile": raw}))
                     except (ProfileConflict, UnknownProfile) as e:
                         yield ("sweep", key, j), str(e)
+
+    def _shadowed_set(self, key: str) -> Iterator[tuple[Loc, str]]:
+        """A ``--set`` the file would override in some cells: refused, so that no run
+        records a value it did not use (a sweep, a variant's or a fault's own params)."""
+        m = self.model
+        if key in m.sweep:
+            yield (
+                ("sweep", key),
+                f"--set {key} cannot change a swept key (the sweep sets it in every cell); "
+                "edit the sweep: in the file instead",
+            )
+        for i, entry in enumerate(m.designs):
+            if isinstance(entry, DesignVariant) and key in entry.params:
+                yield (
+                    ("designs", i, "params", key),
+                    f"--set {key} would not apply to this design, which sets its own value; "
+                    "edit it here instead",
+                )
+        for i, fm in enumerate(m.faults):
+            if key in fm.params:
+                yield (
+                    ("faults", i, "params", key),
+                    f"--set {key} would not apply to this fault, which sets its own value; "
+                    "edit it here instead",
+                )
 
     def _horizon_problems(self) -> Iterator[tuple[Loc, str]]:
         raw = self.model.horizon

@@ -45,7 +45,7 @@ import platform
 import re
 import secrets
 import socket
-import tempfile
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -211,9 +211,24 @@ def live_table(name: str, frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return df[declared + [c for c in df.columns if c not in declared]]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new, empty temporary file ``.name.XXXX`` beside ``path``, open for writing.
+
+    Created with mode 0666 so that the umask decides the final file's mode, as for any
+    file a program writes (``tempfile.mkstemp`` makes it 0600, whatever the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -231,8 +246,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _atomic_parquet(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)
@@ -250,10 +264,38 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def model_version() -> dict[str, Any]:
+    """The exact model that ran: the package version and, when chaoslab is imported from a
+    git checkout, the commit and whether the package's files differed from it."""
+    out: dict[str, Any] = {"package": _version("chaoslab") or "unknown"}
+    package = Path(__file__).resolve().parent
+    root = package.parent
+    if not (root / ".git").exists():
+        return out  # an installed wheel: the package version is the whole answer
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return out
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", package.name)
+    out["git_commit"] = commit
+    out["git_dirty"] = bool(status) if status is not None else None
+    return out
+
+
 def environment_meta() -> dict[str, Any]:
     """Versions and platform, recorded in every run (pyperf/chaostoolkit journal style)."""
     return {
         "chaoslab_version": _version("chaoslab") or "unknown",
+        "model_version": model_version(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
@@ -481,8 +523,7 @@ def _part_files(parts_dir: Path) -> list[Path]:
 
 def _merge_parts(files: Sequence[Path], dest: Path) -> None:
     """Concatenate chunk files into ``dest`` atomically, holding one chunk in memory."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    fd, tmp = _temp_beside(dest)
     os.close(fd)
     writer: pq.ParquetWriter | None = None
     try:

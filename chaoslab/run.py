@@ -87,7 +87,7 @@ def run_experiment(
     if not isinstance(exp, Experiment):
         exp = load_experiment(exp)
     ov = dict(overrides or {})
-    n = trials or exp.model.trials
+    n = exp.model.trials if trials is None else _checked_trials(exp, trials)
     s = exp.model.seed if seed is None else seed
     run_dir = Path(out) / exp.slug() / _run_id(exp, s)
     how = Execution(workers, executor, scheduler)
@@ -126,6 +126,19 @@ def resume_run(
     )
     how = Execution(workers, executor, scheduler)
     return _execute(exp, _writer(exp, run_dir, how, recorded), how, on_start, progress)
+
+
+def _checked_trials(exp: Experiment, trials: int) -> int:
+    """A trials override (``--trials``): a whole number from 1 to the file's limit."""
+    limit = exp.model.limits.trials
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UserError(f"--trials {trials}: at least 1 trial per cell")
+    if trials > limit:
+        raise UserError(
+            f"--trials {trials}: over the experiment's limit of {limit} per cell; "
+            "raise limits.trials in the file if you mean it"
+        )
+    return trials
 
 
 def _run_id(exp: Experiment, seed: int) -> str:
