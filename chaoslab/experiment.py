@@ -54,7 +54,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from chaoslab.advise.spec import AdviseSpec
 from chaoslab.designs import DESIGNS, ImpossibleTarget
@@ -215,7 +222,10 @@ class ExperimentFile(_Strict):
         min_length=1,
         description="design keys, or {design, label, profile, params} for a variant",
     )
-    faults: list[FaultModel] = Field(min_length=1)
+    faults: list[FaultModel] = Field(
+        min_length=1,
+        description="fault kinds (default target), or {kind, target, ...} mappings",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="catalogue key -> value (`chaoslab params`)"
     )
@@ -238,6 +248,14 @@ class ExperimentFile(_Strict):
     live: LiveSection | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
     advise: AdviseSpec | None = Field(None, description="what chaoslab advise weighs")
     limits: Limits = Limits()
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _fault_names(cls, value: Any) -> Any:
+        """``faults: [node-crash]``: a bare kind is the fault with its default target."""
+        if isinstance(value, list):
+            return [{"kind": f} if isinstance(f, str) else f for f in value]
+        return value
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -479,7 +497,7 @@ class Experiment:
         the fault's ``live:`` key (target and duration default to the fault's own), the
         top-level ``probe:`` with ``client.timeout``, the experiment's trials and seed."""
         m, raw = self.model, self.raw
-        fm, fraw = m.faults[i], dict(raw["faults"][i])
+        fm, fraw = m.faults[i], _fault_raw(raw["faults"][i])
         if m.live is None or m.probe is None or fm.live is None:
             missing = "live:" if m.live is None else "probe:" if m.probe is None else "its live:"
             raise self.error(("faults", i), f"a cluster drill of this fault needs {missing}")
@@ -805,6 +823,11 @@ def _profile_problem(loc: Loc, name: str) -> Iterator[tuple[Loc, str]]:
         yield loc, str(e)
 
 
+def _fault_raw(entry: Any) -> dict[str, Any]:
+    """A ``faults:`` entry as written, the ``node-crash`` shorthand as its mapping."""
+    return {"kind": entry} if isinstance(entry, str) else dict(entry)
+
+
 def _variant_label(v: DesignVariant) -> str:
     """A readable default name for a design variant: design[profile,key=value]."""
     bits = [v.profile] if isinstance(v.profile, str) else list(v.profile or [])
@@ -1026,6 +1049,8 @@ def parse_set_option(items: Sequence[str]) -> dict[str, str]:
 
 def json_schema() -> dict[str, Any]:
     schema = ExperimentFile.model_json_schema()
+    faults = schema["properties"]["faults"]
+    faults["items"] = {"anyOf": [{"type": "string"}, faults["items"]]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://chaoslab.dev/schema/experiment.json"
     return schema

@@ -3,6 +3,7 @@
 A value in an experiment file or on the command line is one of
 
     40s   300ms   2m   1.5        fixed (durations carry a unit; counts and ratios do not)
+    5m0s  1m30s   1h2m3.5s        Go's duration text, as Kubernetes prints its flags
     uniform(1s, 3s)                uniform between two bounds
     normal(mean=2s, sd=500ms)      normal, truncated at zero
     lognormal(median=2s, p95=8s)   log-normal from two quantiles (how latencies are published)
@@ -43,6 +44,7 @@ __all__ = [
 
 #: Seconds per unit accepted in durations.
 UNITS: dict[str, float] = {
+    "ns": 1e-9,
     "us": 1e-6,
     "µs": 1e-6,
     "ms": 1e-3,
@@ -262,6 +264,21 @@ class Sum(Dist):
 _DURATION = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zµ]*)\s*$")
 
 
+#: Go's time.Duration text, as Kubernetes prints its flags: 5m0s, 1m30s, 1h2m3.5s
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_PART = r"(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h)"
+_GO_DURATION = re.compile(rf"^\s*[+-]?(?:{_GO_PART}){{2,}}\s*$")
+_GO_PIECE = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def _go_duration(text: str) -> float:
+    """Seconds of a Go duration of two or more parts (one part is an ordinary duration)."""
+    body = text.strip()
+    sign = -1.0 if body.startswith("-") else 1.0
+    total = sum(float(n) * _GO_UNITS[u] for n, u in _GO_PIECE.findall(body.lstrip("+-")))
+    return sign * total
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
@@ -288,6 +305,8 @@ def parse_duration(text: str | float | int, *, unit: str = "s") -> float:
         return float(text)
     if str(text).strip().lower() in {"inf", "never"}:
         return math.inf
+    if unit == "s" and _GO_DURATION.match(str(text)):
+        return _go_duration(str(text))
     m = _DURATION.match(str(text))
     if not m:
         raise ParseError(f"cannot read {text!r} as a {'duration' if unit == 's' else 'number'}")
