@@ -584,3 +584,13 @@ def test_progress_before_any_probe_after_the_fault_is_known() -> None:
     later = _Snapshot([99.0, t0 + 0.01, t0 + 0.02], ["ok", "timeout", "timeout"])
     _, start, up, _ = _current([later], t0, now, spec)
     assert not up and start == 0.0
+
+
+def test_a_server_version_picks_its_own_profile_and_a_newer_one_the_newest() -> None:
+    from chaoslab.live.k8s.discover import profile_for_version
+
+    assert profile_for_version("1", "37")[0] == "k8s-1.37"
+    assert profile_for_version("1", "33")[0] == "k8s-1.33"
+    assert profile_for_version("1", "34+")[0] == "k8s-1.34"
+    assert profile_for_version("1", "99")[0] == "k8s-1.37"
+    assert profile_for_version("1", "12")[0] == "k8s-1.10"

@@ -19,6 +19,7 @@ from typing import Any
 
 from chaoslab.live.k8s.kube import Kube, KubeError
 from chaoslab.live.k8s.spec import LiveSpec
+from chaoslab.params.catalogue import PROFILES
 
 __all__ = [
     "CONTROL_PLANE_LABELS",
@@ -189,13 +190,22 @@ def _dur(x: float) -> str:
     return f"{x:g}s"
 
 
+def _newest_k8s_profile() -> tuple[str, int]:
+    """The k8s-1.N profile of the highest N in the catalogue, and N."""
+    minors = [int(n.split(".")[1]) for n in PROFILES if re.fullmatch(r"k8s-1\.\d+", n)]
+    return f"k8s-1.{max(minors)}", max(minors)
+
+
 def profile_for_version(major: str, minor: str) -> tuple[str, int, str]:
     """k8s profile for a server version: (profile, minor, note)."""
     m = int(re.match(r"\d+", minor or "0").group(0))  # type: ignore[union-attr]
+    newest, newest_minor = _newest_k8s_profile()
     if major != "1":
-        return "k8s-1.32", m, f"unknown major version {major}; using the newest profile"
+        return newest, m, f"unknown major version {major}; using the newest profile"
+    if m > newest_minor:
+        return newest, m, f"newer than every profile; using the newest ({newest})"
     if m >= 32:
-        return "k8s-1.32", m, "node-monitor-grace-period 50s"
+        return f"k8s-1.{m}", m, PROFILES[f"k8s-1.{m}"].covers
     if m >= 19:
         return "k8s-1.31", m, "1.19-1.31 defaults"
     if m >= 13:
