@@ -66,6 +66,7 @@ from pydantic import (
 from chaoslab.advise.spec import AdviseSpec
 from chaoslab.designs import DESIGNS, ImpossibleTarget
 from chaoslab.errors import UserError, located
+from chaoslab.expect import Expectation, ExpectError, parse_expectation
 from chaoslab.faults import FAULTS, Fault, ImpossibleFault
 from chaoslab.live.fields import Duration
 from chaoslab.live.k8s.spec import FAULT_KINDS, LiveFaultKey, LiveSection, LiveSpec
@@ -202,6 +203,18 @@ class ProbeModel(_Strict):
         return self
 
 
+class ExpectModel(_Strict):
+    """An expectation with the cells it applies to (``chaoslab.expect``)."""
+
+    check: str = Field(description="METRIC OP VALUE, e.g. recovery_p95 < 30s or coverage >= 0.8")
+    design: str | list[str] | None = Field(None, description="only these designs (labels or keys)")
+    fault: str | list[str] | None = Field(None, description="only these faults (names or kinds)")
+    target: str | list[str] | None = Field(None, description="only these fault targets")
+    metric: str | list[str] | None = Field(
+        None, description="compare: only these compared metrics (recovery_s, lost_s, ...)"
+    )
+
+
 class Limits(_Strict):
     """How large an experiment may be: past these it is refused as a likely typo (a
     trillion trials), not left to run out of memory. Raise them here when you mean it."""
@@ -247,6 +260,11 @@ class ExperimentFile(_Strict):
     )
     live: LiveSection | None = Field(None, description="a drill on a real cluster (chaoslab drill)")
     advise: AdviseSpec | None = Field(None, description="what chaoslab advise weighs")
+    expect: list[str | ExpectModel] = Field(
+        default_factory=list,
+        description="gates checked by run, compare and drill (exit 1 on a breach): "
+        "'recovery_p95 < 30s', or {check, design, fault, target, metric}",
+    )
     limits: Limits = Limits()
 
     @field_validator("faults", mode="before")
@@ -579,6 +597,7 @@ class Experiment:
         yield from self._design_problems()
         yield from self._fault_problems()
         yield from self._cluster_problems()
+        yield from self._expect_problems()
 
     def _profile_problems(self) -> Iterator[tuple[Loc, str]]:
         listed = isinstance(self.model.profile, list)
@@ -638,6 +657,51 @@ class Experiment:
                     f"--set {key} would not apply to this fault, which sets its own value; "
                     "edit it here instead",
                 )
+
+    def _expect_problems(self) -> Iterator[tuple[Loc, str]]:
+        entries = self.design_entries()
+        designs = {label for label, _, _ in entries} | {key for _, key, _ in entries}
+        faults = self.faults()
+        fault_names = {f.result_name for f in faults} | {f.kind for f in faults}
+        for i, entry in enumerate(self.model.expect):
+            where: Loc = ("expect", i) if isinstance(entry, str) else ("expect", i, "check")
+            try:
+                self._expectation(entry)
+            except ExpectError as e:
+                yield where, str(e)
+                continue
+            if isinstance(entry, str):
+                continue
+            for key, known in (("design", designs), ("fault", fault_names)):
+                raw = getattr(entry, key)
+                names = [raw] if isinstance(raw, str) else list(raw or [])
+                for name in names:
+                    if name not in known:
+                        yield (
+                            ("expect", i, key),
+                            f"{name!r} is not among the experiment's {key}s "
+                            f"({', '.join(sorted(known))})",
+                        )
+
+    def _expectation(self, entry: str | ExpectModel) -> Expectation:
+        if isinstance(entry, str):
+            return parse_expectation(entry)
+        designs = [entry.design] if isinstance(entry.design, str) else list(entry.design or [])
+        labels = [
+            label for label, key, _ in self.design_entries() if label in designs or key in designs
+        ]
+        return parse_expectation(
+            entry.check,
+            design=labels or designs or None,
+            fault=entry.fault,
+            target=entry.target,
+            metric=entry.metric,
+        )
+
+    def expectations(self, scope: str | None = None) -> list[Expectation]:
+        """The file's ``expect:`` entries (``scope``: only ``run`` or ``compare`` ones)."""
+        out = [self._expectation(e) for e in self.model.expect]
+        return [e for e in out if scope is None or e.scope == scope]
 
     def _horizon_problems(self) -> Iterator[tuple[Loc, str]]:
         raw = self.model.horizon

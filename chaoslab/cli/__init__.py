@@ -85,8 +85,13 @@ def run(
             "--workers processes (the default with --executor dask)."
         ),
     ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="Write the expect: verdicts as JUnit XML (one case per cell)."),
+    ] = None,
 ) -> None:
-    """Run an experiment's designs x faults x sweep and write a run folder."""
+    """Run an experiment's designs x faults x sweep and write a run folder; exit 1 when an
+    expectation of its expect: block is not met."""
     from chaoslab.cli.runcmd import run_command
 
     code = run_command(
@@ -100,6 +105,7 @@ def run(
         quiet=quiet,
         executor=executor,
         scheduler=scheduler,
+        junit=junit,
     )
     raise typer.Exit(code)
 
@@ -119,7 +125,11 @@ def validate(
         if not found:
             exp = load_experiment(path)
             cells = len(exp.cells())
-            console.print(f"[green]ok[/green] {path}: {cells} cells x {exp.model.trials} trials")
+            gates = len(exp.model.expect)
+            checks = f", {gates} expectation{'s' if gates != 1 else ''}" if gates else ""
+            console.print(
+                f"[green]ok[/green] {path}: {cells} cells x {exp.model.trials} trials{checks}"
+            )
     if problems:
         fail("\nerror: ".join(problems))
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chaoslab.cli.common import console, err_console, fail, summary_table
-from chaoslab.experiment import parse_set_option
-from chaoslab.results import Run
+from chaoslab.expect import check, failed, junit_xml, verdict_lines
+from chaoslab.experiment import Experiment, parse_set_option
+from chaoslab.results import Run, atomic_write_text
 from chaoslab.run import RunInterrupted, RunPlan, resume_run, run_experiment
 from chaoslab.runner import EXECUTORS
 
@@ -26,8 +28,10 @@ def run_command(
     quiet: bool,
     executor: str = "local",
     scheduler: str | None = None,
+    junit: Path | None = None,
 ) -> int:
-    """Run (or resume) and print; returns the exit status (130 when interrupted)."""
+    """Run (or resume) and print; returns the exit status (130 when interrupted, 1 when an
+    expectation of the file's ``expect:`` is not met)."""
     scheduler = _check_options(workers, executor, scheduler)
     overrides = parse_set_option(sets)
     bar = Progress(
@@ -40,8 +44,10 @@ def run_command(
         transient=True,
     )
     task = bar.add_task("trials", total=None)
+    plans: list[RunPlan] = []
 
     def started(plan: RunPlan) -> None:
+        plans.append(plan)
         bar.update(task, total=plan.todo_trials)
         if not quiet:
             console.print(_plan_line(plan, workers, executor, scheduler))
@@ -70,8 +76,31 @@ def run_command(
         return 130
     finally:
         bar.stop()
-    _print_summary(run)
-    return 0
+    summary = _print_summary(run)
+    return gate(plans[0].experiment, "run", summary, junit, points=run.sweep_columns)
+
+
+def gate(
+    exp: Experiment,
+    scope: str,
+    table: pd.DataFrame,
+    junit: Path | None,
+    points: Sequence[str] = (),
+) -> int:
+    """Check the experiment's expectations of ``scope`` on ``table``: print the verdict,
+    write ``junit``; 1 when one is not met, else 0."""
+    expectations = exp.expectations(scope)
+    verdicts = check(expectations, table, points)
+    if junit is not None:
+        atomic_write_text(junit, junit_xml(verdicts, exp.slug()))
+    if not expectations:
+        return 0
+    for line in verdict_lines(verdicts):
+        style = "red" if line.startswith(("FAIL", "  breach")) else None
+        console.print(line, style=style, markup=False, highlight=False)
+    if junit is not None:
+        console.print(f"wrote {junit}", markup=False)
+    return 1 if failed(verdicts) else 0
 
 
 def _check_options(workers: int, executor: str, scheduler: str | None) -> str | None:
@@ -101,9 +130,10 @@ def _plan_line(plan: RunPlan, workers: int, executor: str, scheduler: str | None
     )
 
 
-def _print_summary(run: Run) -> None:
+def _print_summary(run: Run) -> pd.DataFrame:
     # the summary the run just wrote: summarising the Run again would read every trial
     # (with its a(t) lists) back into memory, gigabytes for a million-trial sweep
     summary = pd.read_csv(run.path / "summary.csv")
     console.print(summary_table(summary, title=f"{run.meta.get('experiment')} — seconds"))
     console.print(f"run folder: {run.path}")
+    return summary

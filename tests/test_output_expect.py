@@ -1,0 +1,164 @@
+"""expect: gates in experiment files: parsed and located by validate, checked by run
+(exit 1 on a breach), a one-screen verdict, JUnit XML with one case per cell and check."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pandas as pd
+import pytest
+
+from chaoslab.cli import main
+from chaoslab.expect import (
+    ExpectError,
+    check,
+    failed,
+    junit_xml,
+    parse_expectation,
+    verdict_lines,
+)
+from chaoslab.experiment import ExperimentError, load_experiment
+
+SUMMARY = pd.DataFrame(
+    {
+        "design": ["nodeport-lb", "nodeport-lb", "metallb-bgp[native]"],
+        "fault": ["node-crash", "pod-kill", "node-crash"],
+        "target": ["app-pod-node", "app-pod", "vip-holder"],
+        "recovery_p95": [53.0, 1.2, math.inf],
+        "lost_mean": [17.0, 0.1, 28.0],
+        "recovered": [1.0, 1.0, 0.0],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "threshold"),
+    [
+        ("recovery_p95 < 30s", "recovery_p95", "<", 30.0),
+        ("lost_mean<=1m30s", "lost_mean", "<=", 90.0),
+        ("recovered >= 95%", "recovered", ">=", 0.95),
+        ("coverage >= 0.8", "coverage", ">=", 0.8),
+        ("trials > 10", "trials", ">", 10.0),
+    ],
+)
+def test_expectations_are_read(text: str, metric: str, op: str, threshold: float) -> None:
+    e = parse_expectation(text)
+    assert (e.metric, e.op, e.threshold) == (metric, op, pytest.approx(threshold))
+    assert e.scope == ("compare" if metric == "coverage" else "run")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("recovery_p95 30s", "write METRIC OP VALUE"),
+        ("recovery_p59 < 30s", "unknown metric 'recovery_p59'"),
+        ("recovery_p95 < 30", "has no unit"),
+        ("recovered > 1.5", "between 0 and 1"),
+        ("coverage >= high", "a share, e.g. 0.8 or 80%"),
+    ],
+)
+def test_bad_expectations_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ExpectError, match=message):
+        parse_expectation(text)
+
+
+def test_each_selected_cell_is_a_verdict_and_never_recovering_breaches() -> None:
+    every = parse_expectation("recovery_p95 < 30s")
+    crash = parse_expectation("lost_mean < 20s", design="nodeport-lb", fault="node-crash")
+    verdicts = check([every, crash], SUMMARY)
+    assert [(v.cell, v.passed) for v in verdicts] == [
+        ("nodeport-lb / node-crash / app-pod-node", False),
+        ("nodeport-lb / pod-kill / app-pod", True),
+        ("metallb-bgp[native] / node-crash / vip-holder", False),
+        ("nodeport-lb / node-crash / app-pod-node", True),
+    ]
+    assert [v.cell for v in failed(verdicts)] == [verdicts[0].cell, verdicts[2].cell]
+    lines = verdict_lines(verdicts)
+    assert lines[0] == "FAIL recovery_p95 < 30s: 1/3 cells"
+    assert lines[1] == "PASS lost_mean < 20s [design=nodeport-lb fault=node-crash]: 1/1 cells"
+    assert (
+        "  breach: metallb-bgp[native] / node-crash / vip-holder: recovery_p95 = never"
+        in (lines[3])
+    )
+    assert lines[-1] == "expectations: 2/4 checks passed, 2 failed"
+
+
+def test_a_gate_that_selects_nothing_fails() -> None:
+    (v,) = check([parse_expectation("lost_mean < 1s", design="cloud-lb")], SUMMARY)
+    assert not v.passed and v.note == "no cell of this run matches"
+    (v,) = check([parse_expectation("coverage >= 0.8")], SUMMARY)
+    assert not v.passed and v.note == "no coverage in this table"
+
+
+def test_junit_has_one_case_per_cell_and_expectation() -> None:
+    verdicts = check([parse_expectation("recovery_p95 < 30s")], SUMMARY)
+    root = ET.fromstring(junit_xml(verdicts, "seed"))
+    (suite,) = root.findall("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "2")
+    cases = suite.findall("testcase")
+    assert [c.get("classname") for c in cases] == [
+        "seed.nodeport-lb / node-crash / app-pod-node",
+        "seed.nodeport-lb / pod-kill / app-pod",
+        "seed.metallb-bgp[native] / node-crash / vip-holder",
+    ]
+    assert [c.find("failure") is not None for c in cases] == [True, False, True]
+    assert (
+        cases[0].find("failure").get("message") == "recovery_p95 = 53s, expected recovery_p95 < 30s"
+    )  # type: ignore[union-attr]
+
+
+EXPERIMENT = """\
+title: LB gate
+profile: k8s-1.32
+designs: [nodeport-lb, nodeport-lb-local]
+faults:
+  - {kind: node-crash, target: app-pod-node}
+  - {kind: pod-kill, target: app-pod}
+trials: 20
+seed: 5
+expect:
+  - recovery_p95 < 10m
+  - {check: lost_mean < 1ms, design: nodeport-lb, fault: node-crash}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "gate.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_validate_locates_a_bad_expectation(tmp_path: Path) -> None:
+    bad = EXPERIMENT.replace("recovery_p95 < 10m", "recovery_p95 < ten").replace(
+        "design: nodeport-lb,", "design: nodeport-lbb,"
+    )
+    p = _write(tmp_path, bad)
+    with pytest.raises(ExperimentError) as e:
+        load_experiment(p).validate()
+    assert e.value.lines[0].startswith(f"{p}:10: expect[0]: 'recovery_p95 < ten': recovery_p95")
+    assert e.value.lines[1].startswith(
+        f"{p}:11: expect[1].design: 'nodeport-lbb' is not among the experiment's designs"
+    )
+    assert main(["validate", str(p)]) == 2
+
+
+def test_run_exits_1_on_a_breach_and_writes_junit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = _write(tmp_path, EXPERIMENT)
+    junit = tmp_path / "ci" / "chaoslab.xml"
+    code = main(["run", str(p), "--out", str(tmp_path / "res"), "-q", "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "PASS recovery_p95 < 10m: 4/4 cells" in out
+    assert "FAIL lost_mean < 1ms [design=nodeport-lb fault=node-crash]: 0/1 cells" in out
+    assert "expectations: 4/5 checks passed, 1 failed" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("5", "1")
+
+
+def test_run_exits_0_when_every_expectation_holds(tmp_path: Path) -> None:
+    p = _write(tmp_path, EXPERIMENT.replace("lost_mean < 1ms", "lost_mean < 10m"))
+    assert main(["run", str(p), "--out", str(tmp_path / "res"), "-q"]) == 0
