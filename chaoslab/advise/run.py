@@ -16,7 +16,6 @@ split into real failures and side effects, and its spurious failovers per year
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from chaoslab.errors import UserError
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
 from chaoslab.params import ParamSet, lookup
 from chaoslab.params.dists import Dist
-from chaoslab.results import Run, RunWriter, unique_id
+from chaoslab.results import Run, RunWriter, new_run_dir
 
 __all__ = ["AdviseResult", "AdviseSpec", "advise", "check", "limits_of"]
 
@@ -136,7 +135,7 @@ def advise(
     )
     t2 = dt.datetime.now(dt.UTC)
     advice = [design_advice(label, pts, limits) for label, pts in result.evaluated.items()]
-    run = _write(exp, out, s, ev, advice, limits, result, points, figures)
+    run = _write(exp, out, _Answer(s, ev, advice, limits, result, points), figures)
     t3 = dt.datetime.now(dt.UTC)
     timing = {
         "plan_s": (t1 - t0).total_seconds(),
@@ -172,13 +171,23 @@ def _trial_frames(ev: Evaluator, advice: list[DesignAdvice]) -> list[pd.DataFram
     return out
 
 
-def _write(
-    exp: Experiment, out: str | Path, seed: int, ev: Evaluator, advice: list[DesignAdvice],
-    limits: Limits, result: SearchResult, points: list[Point], figures: bool,
-) -> Run:  # fmt: skip
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    digest = hashlib.sha1(f"{exp.text}{seed}".encode()).hexdigest()[:6]
-    run_dir = Path(out) / exp.slug() / f"{stamp}-advise-{digest}-{unique_id()}"
+@dataclass(frozen=True)
+class _Answer:
+    """What one search found: everything the run folder records."""
+
+    seed: int
+    ev: Evaluator
+    advice: list[DesignAdvice]
+    limits: Limits
+    result: SearchResult
+    points: list[Point]
+
+
+def _write(exp: Experiment, out: str | Path, ans: _Answer, figures: bool) -> Run:
+    seed, ev, advice, limits, result, points = (
+        ans.seed, ans.ev, ans.advice, ans.limits, ans.result, ans.points
+    )  # fmt: skip
+    run_dir = new_run_dir(out, exp.slug(), "advise")
     meta = {
         "experiment": exp.model.title,
         "experiment_file": str(exp.path),
