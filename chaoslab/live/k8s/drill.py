@@ -173,6 +173,36 @@ def plan_drill(
     return plans
 
 
+def _check_named_node(exp: Experiment, i: int, spec: LiveSpec, disc: Discovery) -> None:
+    """A node the fault names must exist, and be a worker unless the limits allow more."""
+    named = spec.fault.target.node
+    if named is None or spec.fault.kind not in NODE_FAULTS:
+        return
+    node = next((n for n in disc.nodes if n.name == named), None)
+    if node is None:
+        raise exp.error(("faults", i, "live", "target", "node"), f"no node named {named!r}")
+    if node.control_plane and not spec.limits.allow_control_plane:
+        raise DrillRefused(
+            f"{named} is a control-plane node; set limits.allow_control_plane: true to allow it"
+        )
+
+
+def _cluster_overrides(
+    overrides: dict[str, Any], found: dict[str, tuple[Any, str]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The experiment's overrides with what the cluster runs on top (the cluster wins), and
+    a note for every value the two disagree on."""
+    notes = []
+    for key, (val, src) in found.items():
+        if key in overrides and str(overrides[key]) != str(val):
+            notes.append(
+                f"{key}: experiment says {overrides[key]}, cluster has {val} ({src}); "
+                "using the cluster's"
+            )
+        overrides[key] = val
+    return overrides, notes
+
+
 def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | None) -> DrillPlan:
     import chaoslab
     from chaoslab.params import ParamSet, profile
@@ -186,27 +216,10 @@ def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | Non
         retry_wait=spec.poll,
     )
     disc = discover(kube, spec)
-    named = spec.fault.target.node
-    if named is not None and spec.fault.kind in NODE_FAULTS:
-        node = next((n for n in disc.nodes if n.name == named), None)
-        if node is None:
-            raise exp.error(("faults", i, "live", "target", "node"), f"no node named {named!r}")
-        if node.control_plane and not spec.limits.allow_control_plane:
-            raise DrillRefused(
-                f"{named} is a control-plane node; set limits.allow_control_plane: true to allow it"
-            )
-    k8s_profile = disc.profile
-    profiles = [n for n in exp.profiles if profile(n).family != "k8s"] + [k8s_profile]
+    _check_named_node(exp, i, spec, disc)
+    profiles = [n for n in exp.profiles if profile(n).family != "k8s"] + [disc.profile]
     found = disc.params()
-    overrides: dict[str, Any] = dict(exp.fault_overrides(i))
-    notes = []
-    for key, (val, src) in found.items():
-        if key in overrides and str(overrides[key]) != str(val):
-            notes.append(
-                f"{key}: experiment says {overrides[key]}, cluster has {val} ({src}); "
-                "using the cluster's"
-            )
-        overrides[key] = val
+    overrides, notes = _cluster_overrides(dict(exp.fault_overrides(i)), found)
     if spec.fault.out_of_service_after is not None:
         # the drill plays the operator who force-deletes the lost node's pods
         overrides["cluster.force_delete_after"] = f"{spec.fault.out_of_service_after:g}s"
