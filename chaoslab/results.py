@@ -73,6 +73,7 @@ __all__ = [
     "RunFormatError",
     "RunWriter",
     "atomic_write_bytes",
+    "atomic_write_parquet",
     "atomic_write_text",
     "environment_meta",
     "inferred_sweep_columns",
@@ -245,7 +246,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _atomic_parquet(path: Path, df: pd.DataFrame) -> None:
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
@@ -429,7 +430,7 @@ class RunWriter:
         """
         i = self._n_parts if index is None else index
         p = self._parts / f"part-{i:06d}.parquet"
-        _atomic_parquet(p, df)
+        atomic_write_parquet(p, df)
         self._known.add(p.name)
         self._n_parts += 1
         return p
@@ -446,7 +447,7 @@ class RunWriter:
         if name.endswith(".csv"):
             atomic_write_text(p, df.to_csv(index=False))
         else:
-            _atomic_parquet(p, df)
+            atomic_write_parquet(p, df)
         return p
 
     def write_text(self, name: str, text: str) -> Path:

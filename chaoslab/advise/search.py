@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import pandas as pd
 
 from chaoslab.advise.cost import Annual, CellStats, annual, cell_stats
 from chaoslab.advise.plan import Point
-from chaoslab.results import KEY_COLUMNS, METRIC_COLUMNS
+from chaoslab.results import KEY_COLUMNS, METRIC_COLUMNS, atomic_write_parquet
 from chaoslab.runner import Cell, run_cells
 
 __all__ = ["Evaluated", "Evaluator", "Limits", "SearchResult", "feasible", "successive_halving"]
@@ -114,7 +112,7 @@ class Evaluator:
         for have, group in sorted(groups.items()):
             fresh += self._run(group, have, n)
         if fresh and self.cache is not None:
-            _write_parquet(self.cache / f"batch-{uuid.uuid4().hex[:12]}.parquet",
+            atomic_write_parquet(self.cache / f"batch-{uuid.uuid4().hex[:12]}.parquet",
                            pd.concat(fresh, ignore_index=True))  # fmt: skip
 
     def _run(self, group: list[Cell], have: int, n: int) -> list[pd.DataFrame]:
@@ -135,17 +133,6 @@ class Evaluator:
             self.frames[cid] = pd.concat([*old, *new.get(i, [])], ignore_index=True)
             out += [df.assign(cell_id=cid) for df in new.get(i, [])]
         return out
-
-
-def _write_parquet(path: Path, df: pd.DataFrame) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)
