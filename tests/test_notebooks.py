@@ -107,6 +107,8 @@ def test_predicted_vs_measured(nb_env: Path, monkeypatch: pytest.MonkeyPatch) ->
         exp = exp.replace("  name: nplb\n", f"  name: {name}\n")
         assert f"name: {name}" in exp
         (nb_env / "lab.yaml").write_text(exp)
+        # the lab keeps its logs after `down`: in this test's folder, not /run
+        monkeypatch.setenv("CHAOSLAB_LAB_STATE", str(nb_env / "lab-state"))
         from chaoslab.cli import main
 
         drilled = (
