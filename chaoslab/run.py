@@ -22,7 +22,15 @@ from typing import Any
 from chaoslab.errors import UserError
 from chaoslab.experiment import Experiment, load_experiment
 from chaoslab.results import Run, RunWriter, unique_id
-from chaoslab.runner import DEFAULT_CHUNK, Cell, ExecutorError, chunks_for, run_cells
+from chaoslab.runner import (
+    DEFAULT_CHUNK,
+    ENGINES,
+    Cell,
+    EngineError,
+    ExecutorError,
+    chunks_for,
+    run_cells,
+)
 
 __all__ = ["RunInterrupted", "RunPlan", "resume_run", "run_experiment"]
 
@@ -74,13 +82,18 @@ def run_experiment(
     workers: int = 1,
     executor: str = "local",
     scheduler: str | None = None,
+    engine: str = "simpy",
     on_start: Callable[[RunPlan], None] | None = None,
     progress: Progress | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Run:
     """Run every cell of ``exp`` into a new folder ``out/<experiment>/<run-id>``.
 
     ``exp`` is a loaded `Experiment` or the path of an experiment file; ``trials`` and
     ``seed`` override the file's; ``overrides`` are parameter values like ``--set``.
+    ``engine="fast"`` runs the cells `chaoslab.fast` covers as NumPy (equal in distribution,
+    not trial by trial); every other cell runs on SimPy with a note to ``on_note``, and the
+    notes are kept in meta.json. A resume keeps the run's engine.
     Raises `RunInterrupted` on Ctrl-C and `ExecutorError` when the executor fails, both
     after marking the folder partial.
     """
@@ -91,9 +104,12 @@ def run_experiment(
     s = exp.model.seed if seed is None else seed
     run_dir = Path(out) / exp.slug() / _run_id(exp, s)
     how = Execution(workers, executor, scheduler)
-    writer = _writer(exp, run_dir, how, _meta(exp, n, s, DEFAULT_CHUNK, ov))
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
+    meta = {**_meta(exp, n, s, DEFAULT_CHUNK, ov), "engine": engine}
+    writer = _writer(exp, run_dir, how, meta)
     writer.write_text("experiment.source.yaml", exp.text)
-    return _execute(exp, writer, how, on_start, progress)
+    return _execute(exp, writer, how, _Hooks(on_start, progress, on_note))
 
 
 def resume_run(
@@ -104,8 +120,10 @@ def resume_run(
     scheduler: str | None = None,
     on_start: Callable[[RunPlan], None] | None = None,
     progress: Progress | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Run:
-    """Finish an interrupted run folder with the experiment, seed and trials it recorded."""
+    """Finish an interrupted run folder with the experiment, seed, trials and engine it
+    recorded."""
     run_dir = Path(run_dir)
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
@@ -124,8 +142,10 @@ def resume_run(
     recorded = _meta(
         exp, int(meta["trials"]), int(meta["seed"]), chunk_size, meta.get("overrides", {})
     )
+    recorded["engine"] = meta.get("engine", "simpy")
     how = Execution(workers, executor, scheduler)
-    return _execute(exp, _writer(exp, run_dir, how, recorded), how, on_start, progress)
+    hooks = _Hooks(on_start, progress, on_note)
+    return _execute(exp, _writer(exp, run_dir, how, recorded), how, hooks)
 
 
 def _checked_trials(exp: Experiment, trials: int) -> int:
@@ -175,14 +195,27 @@ def _writer(exp: Experiment, run_dir: Path, how: Execution, meta: dict[str, Any]
     return writer
 
 
-def _execute(
-    exp: Experiment,
-    writer: RunWriter,
-    how: Execution,
-    on_start: Callable[[RunPlan], None] | None,
-    progress: Progress | None,
-) -> Run:
+@dataclass(frozen=True, slots=True)
+class _Hooks:
+    """What the caller hears while a run goes: its plan, its progress, engine notes."""
+
+    on_start: Callable[[RunPlan], None] | None = None
+    progress: Progress | None = None
+    on_note: Callable[[str], None] | None = None
+
+
+def _execute(exp: Experiment, writer: RunWriter, how: Execution, hooks: _Hooks) -> Run:
+    on_start, progress = hooks.on_start, hooks.progress
     meta = writer.meta
+    notes: list[str] = list(meta.get("engine_notes", []))
+
+    def note(text: str) -> None:
+        if text not in notes:
+            notes.append(text)
+            writer.meta["engine_notes"] = notes
+            if hooks.on_note is not None:
+                hooks.on_note(text)
+
     cells: list[Cell] = exp.cells(meta["overrides"])
     trials, seed, chunk_size = int(meta["trials"]), int(meta["seed"]), int(meta["chunk_size"])
     done = writer.done_chunks()
@@ -200,6 +233,8 @@ def _execute(
             skip=done,
             executor=how.executor,
             scheduler=how.scheduler,
+            engine=meta.get("engine", "simpy"),
+            on_note=note,
         ):
             writer.add_trials(df, chunk.index)
             if progress is not None:

@@ -83,3 +83,51 @@ def test_resume_refuses_a_complete_run_and_a_folder_that_is_no_run(
         chaoslab.resume_run(run.path)
     with pytest.raises(UserError, match="not a run folder"):
         chaoslab.resume_run(tmp_path)
+
+
+FAST_AND_NOT = """\
+title: One cell the fast engine covers, one it does not
+profile: k8s-1.32
+designs: [nodeport-lb, ingress-vip-vrrp]
+faults:
+  - {kind: node-crash, target: app-pod-node}
+trials: 40
+seed: 5
+"""
+
+
+def test_the_fast_engine_is_recorded_and_every_cell_it_does_not_cover_is_noted(
+    tmp_path: Path,
+) -> None:
+    exp = tmp_path / "fast.yaml"
+    exp.write_text(FAST_AND_NOT)
+    heard: list[str] = []
+    run = chaoslab.run_experiment(exp, tmp_path / "res", engine="fast", on_note=heard.append)
+    assert run.complete and run.meta["engine"] == "fast"
+    assert len(run.trials) == 2 * 40
+    (note,) = heard
+    assert "ingress-vip-vrrp" in note and "SimPy engine" in note
+    assert run.meta["engine_notes"] == heard
+    simpy = chaoslab.run_experiment(exp, tmp_path / "ref", on_note=heard.append)
+    assert simpy.meta["engine"] == "simpy" and "engine_notes" not in simpy.meta
+    assert len(heard) == 1  # the SimPy engine has nothing to fall back from
+
+
+def test_an_unknown_engine_is_refused_before_a_folder_is_made(tmp_path: Path) -> None:
+    exp = tmp_path / "fast.yaml"
+    exp.write_text(FAST_AND_NOT)
+    with pytest.raises(UserError, match="unknown engine 'numba'"):
+        chaoslab.run_experiment(exp, tmp_path / "res", engine="numba")
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_resumed_run_keeps_the_engine_it_started_with(tmp_path: Path) -> None:
+    exp = tmp_path / "fast.yaml"
+    exp.write_text(FAST_AND_NOT)
+    with pytest.raises(RunInterrupted) as stopped:
+        chaoslab.run_experiment(
+            exp, tmp_path / "res", engine="fast", progress=_stop_after(1), on_note=print
+        )
+    assert load_run(stopped.value.run_dir).meta["engine"] == "fast"
+    run = chaoslab.resume_run(stopped.value.run_dir, on_note=print)
+    assert run.complete and run.meta["engine"] == "fast" and len(run.trials) == 80

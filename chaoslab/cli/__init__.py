@@ -89,6 +89,13 @@ def run(
         Path | None,
         typer.Option(help="Write the expect: verdicts as JUnit XML (one case per cell)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="simpy (the reference model) or fast (NumPy closed forms where chaoslab.fast "
+            "covers a cell, SimPy with a note elsewhere; equal in distribution, not per trial)."
+        ),
+    ] = "simpy",
 ) -> None:
     """Run an experiment's designs x faults x sweep and write a run folder; exit 1 when an
     expectation of its expect: block is not met."""
@@ -106,6 +113,7 @@ def run(
         executor=executor,
         scheduler=scheduler,
         junit=junit,
+        engine=engine,
     )
     raise typer.Exit(code)
 

@@ -29,6 +29,7 @@ def run_command(
     executor: str = "local",
     scheduler: str | None = None,
     junit: Path | None = None,
+    engine: str = "simpy",
 ) -> int:
     """Run (or resume) and print; returns the exit status (130 when interrupted, 1 when an
     expectation of the file's ``expect:`` is not met)."""
@@ -56,17 +57,20 @@ def run_command(
     def advance(done: int, total: int) -> None:
         bar.advance(task, done)
 
+    def note(text: str) -> None:
+        err_console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+
     try:
         if resume is not None:
             run = resume_run(
                 resume, workers=workers, executor=executor, scheduler=scheduler,
-                on_start=started, progress=advance,
+                on_start=started, progress=advance, on_note=note,
             )  # fmt: skip
         else:
             run = run_experiment(
                 path, out, trials=trials, seed=seed, overrides=overrides,
-                workers=workers, executor=executor, scheduler=scheduler,
-                on_start=started, progress=advance,
+                workers=workers, executor=executor, scheduler=scheduler, engine=engine,
+                on_start=started, progress=advance, on_note=note,
             )  # fmt: skip
     except RunInterrupted as e:
         bar.stop()  # before the message, so the bar does not overwrite it
