@@ -213,7 +213,7 @@ def live_table(name: str, frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
-    """A new, empty temporary file ``.name.XXXX`` beside ``path``, open for writing.
+    """A new, empty temporary file ``.name.<random hex>`` beside ``path``, open for writing.
 
     Created with mode 0666 so that the umask decides the final file's mode, as for any
     file a program writes (``tempfile.mkstemp`` makes it 0600, whatever the umask)."""
@@ -510,7 +510,7 @@ def _lock(path: Path) -> int:
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Temporary files (``.name.XXXX``) a killed writer left before their rename."""
+    """Temporary files (``.name.<random hex>``) a killed writer left before their rename."""
     for d in (path, path / "trials.parts"):
         if d.is_dir():
             for f in d.glob(".*.*"):
