@@ -350,7 +350,6 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     names = list(MILESTONES) if chunk.milestones is None else list(chunk.milestones)
     if chunk.fast is not None:
         return fast_frame(cell, chunk.fast, seed, chunk.start, chunk.stop, names)
-    n = chunk.stop - chunk.start
     cols: dict[str, list[Any]] = {c: [] for c in _METRIC_COLS}
     at: list[list[float]] = [[] for _ in names]
     a_t: list[list[float]] = []
@@ -374,14 +373,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
             at[j].append(get(name, math.nan))
         a_t.append(trial.a_t)
         a_v.append(trial.a_v)
-    data: dict[str, Any] = {
-        "design": [cell.name] * n,
-        "fault": [cell.fault.result_name] * n,
-        "target": [cell.fault.label] * n,
-    }
-    for key, raw in cell.sweep.items():
-        data[key] = [_sweep_value(key, raw)] * n
-    data["trial"] = np.arange(chunk.start, chunk.stop, dtype=np.int64)
+    data = key_columns(cell, chunk.start, chunk.stop)
     for c in _METRIC_COLS:
         dtype = bool if c == "recovered" else float
         data[c] = np.asarray(cols[c], dtype=dtype)
@@ -393,6 +385,21 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
 
 
 _METRIC_COLS = METRIC_COLUMNS  # one list, in chaoslab.results
+
+
+def key_columns(cell: Cell, start: int, stop: int) -> dict[str, Any]:
+    """The columns that name a chunk's rows (design, fault, target, swept values, trial),
+    the same for every engine."""
+    n = stop - start
+    data: dict[str, Any] = {
+        "design": [cell.name] * n,
+        "fault": [cell.fault.result_name] * n,
+        "target": [cell.fault.label] * n,
+    }
+    for key, raw in cell.sweep.items():
+        data[key] = [_sweep_value(key, raw)] * n
+    data["trial"] = np.arange(start, stop, dtype=np.int64)
+    return data
 
 
 def _sweep_value(key: str, raw: object) -> object:

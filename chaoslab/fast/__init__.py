@@ -212,7 +212,7 @@ def fast_frame(
 ) -> pd.DataFrame:
     """A chunk's trials (rows ``start`` to ``stop``), the columns `run_chunk` writes."""
     from chaoslab.mechanisms.base import milestone_column
-    from chaoslab.runner import _prepare, _sweep_value
+    from chaoslab.runner import _prepare, key_columns
 
     n = stop - start
     # one stream per chunk; the extra spawn-key word keeps it apart from the SimPy trials'
@@ -224,14 +224,7 @@ def fast_frame(
     m = metrics(times, values, keep, horizon)
     recovered = m["recovered"] & (m["recovery_s"] > 0)
     ms["service.recovered"] = np.where(recovered, m["recovery_s"], np.nan)
-    data: dict[str, Any] = {
-        "design": [cell.name] * n,
-        "fault": [cell.fault.result_name] * n,
-        "target": [cell.fault.label] * n,
-    }
-    for key, raw in cell.sweep.items():
-        data[key] = [_sweep_value(key, raw)] * n
-    data["trial"] = np.arange(start, stop, dtype=np.int64)
+    data = key_columns(cell, start, stop)
     data.update(m)
     data["connections_reset"] = np.full(n, fc.reset)
     data["connections_hung"] = np.full(n, fc.hung)
