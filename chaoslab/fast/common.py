@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -143,3 +144,20 @@ def rows(a: np.ndarray, keep: np.ndarray) -> list[list[float]]:
         for i, row in zip(idx.tolist(), packed[idx, :k].tolist(), strict=True):
             out[i] = row
     return out
+
+
+def set_proxies(
+    proxies: Sequence[Any],
+    programmed: Sequence[bool],
+    before: Sequence[tuple[Any, Any, Any]],
+    removed: tuple[Any, ...],
+    terminating: tuple[Any, ...],
+) -> None:
+    """Put each kube-proxy in one corner of an a(t) table: the removal programmed (its
+    endpoints without the pod) or its state before the fault (``before``)."""
+    for px, done, old in zip(proxies, programmed, before, strict=False):
+        if done:
+            px.programmed = removed
+            px._split_local(removed, terminating)
+        else:
+            px.programmed, px.local, px.local_terminating = old

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import Draws, next_tick
+from chaoslab.fast.common import Draws, next_tick, set_proxies
 
 __all__ = ["chain", "lb_marked_down", "proxy_syncs", "table"]
 
@@ -125,12 +125,7 @@ def table(topo: Any, proxies: list[Any], lb: Any, crashed: Any) -> dict[tuple[bo
     before = [(px.programmed, px.local, px.local_terminating) for px in proxies]
     out: dict[tuple[bool, ...], float] = {}
     for state in product((False, True), repeat=len(proxies) + (lb is not None)):
-        for px, done, old in zip(proxies, state, before, strict=False):
-            if done:
-                px.programmed = removed
-                px._split_local(removed, terminating)
-            else:
-                px.programmed, px.local, px.local_terminating = old
+        set_proxies(proxies, state, before, removed, terminating)
         if lb is not None:
             lb.up[crashed.name] = not state[-1]
         out[state] = topo.availability()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import Draws, next_tick
+from chaoslab.fast.common import Draws, next_tick, set_proxies
 
 __all__ = ["chain", "proxies", "table"]
 
@@ -117,12 +117,7 @@ def table(topo: Any, pod: Any, proxies: list[Any]) -> dict[tuple[bool, ...], flo
     before = [(px.programmed, px.local, px.local_terminating) for px in proxies]
     out: dict[tuple[bool, ...], float] = {}
     for state in product((False, True), repeat=len(proxies) + 1):
-        for px, done, old in zip(proxies, state, before, strict=False):
-            if done:
-                px.programmed = removed
-                px._split_local(removed, ())
-            else:
-                px.programmed, px.local, px.local_terminating = old
+        set_proxies(proxies, state, before, removed, ())
         pod.running = state[-1]
         out[state] = topo.availability()
     return out
