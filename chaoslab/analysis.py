@@ -3,15 +3,21 @@
 What recovery waits for (`bottlenecks`), median milestone times (`phase_medians`),
 one-at-a-time sensitivity (`sensitivity`, `sensitivity_spans`), the a(t) of every trial on
 a time grid and its quantile bands (`availability_matrix`, `availability_bands`), the
-cost of each fault per design (`cost_table`) and ECDFs. `chaoslab.plots` draws these; a
-notebook or a script can use them without matplotlib (this module never imports it).
+cost of each fault per design (`cost_table`) and ECDFs. For tables people read: the
+design a variant's label stands for (`base_design`), numbers rounded to significant
+figures (`readable`), cells with too few trials to read (`small_samples`), designs ranked
+with their connection resets counted (`rank_designs`), and the advisor's answer from its
+``advice.csv`` / ``points.csv`` (`advice_answer`, `answer_moves`). `chaoslab.plots` draws
+these; a notebook or a script can use them without matplotlib (this module never imports
+it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,22 +29,32 @@ from chaoslab.results import Run
 
 __all__ = [
     "KEY",
+    "MIN_TRIALS_TO_READ",
     "NothingToShow",
+    "advice_answer",
+    "answer_moves",
     "at_point",
     "availability_bands",
     "availability_matrix",
+    "base_design",
     "bottlenecks",
     "cell_stat",
     "cost_table",
+    "designs_not_run",
     "ecdf",
     "fault_cells",
     "horizon_of",
     "milestone_columns",
     "milestone_name",
+    "pareto_layers",
     "phase_medians",
+    "rank_designs",
+    "readable",
     "recovery_medians",
+    "sample_warning",
     "sensitivity",
     "sensitivity_spans",
+    "small_samples",
     "sweep_points",
     "time_grid",
     "trials_of",
@@ -332,3 +348,190 @@ def sensitivity_spans(
             rows.append((*cell, k, lo, lo_r["value"], hi, hi_r["value"], base_v, rel))
     out = pd.DataFrame(rows, columns=SPAN_COLUMNS)
     return out.sort_values("rel_span", kind="stable", ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- for reading
+
+#: a cell with fewer trials than this: its p95 is one of its two largest values, its
+#: median moves by a trial's worth (issue 16, item 12: warn where n < 10)
+MIN_TRIALS_TO_READ = 10
+
+#: what may follow a registered design's name in a variant's label (``design[profile]``,
+#: ``ingress-vip-bgp+bfd``, ``ingress-vip-pod-no-garp``)
+_LABEL_TAIL = re.compile(r"[\[+\-_ .(:/@]")
+
+
+def _registry(registry: Iterable[str] | None) -> list[str]:
+    if registry is None:
+        from chaoslab.designs import DESIGNS
+
+        return list(DESIGNS)
+    return list(registry)
+
+
+def base_design(label: str, registry: Iterable[str] | None = None) -> str | None:
+    """The registered design a design label stands for: the label itself, the design of
+    a default variant label ``metallb-bgp[metallb-native]`` (``design[profile,k=v]``), or
+    the longest registered name the label starts with, followed by a separator
+    (``ingress-vip-bgp+bfd``, ``ingress-vip-pod-no-garp``). None for a label of its own."""
+    names = _registry(registry)
+    if label in names:
+        return label
+    fits = [n for n in names if label.startswith(n) and _LABEL_TAIL.match(label, len(n))]
+    return max(fits, key=len) if fits else None
+
+
+def designs_not_run(labels: Iterable[str], registry: Iterable[str] | None = None) -> list[str]:
+    """Registered designs that no label of a run stands for, in registry order."""
+    names = _registry(registry)
+    ran = {base_design(label, names) for label in labels}
+    return [n for n in names if n not in ran]
+
+
+def _significant(x: float, digits: int) -> float:
+    if not math.isfinite(x) or x == 0:
+        return x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+
+
+def readable(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A copy with every float column rounded to ``digits`` significant figures (inf and
+    NaN kept): 47.83125 -> 47.8, 0.0046512 -> 0.00465."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = [_significant(float(v), digits) for v in out[col]]
+    return out
+
+
+def small_samples(
+    trials: pd.DataFrame, keys: Sequence[str] = KEY, min_n: int = MIN_TRIALS_TO_READ
+) -> pd.DataFrame:
+    """The groups of ``keys`` with fewer than ``min_n`` trials, and their ``n``."""
+    n = trials.groupby(list(keys), sort=False, dropna=False).size().rename("n").reset_index()
+    return n[n["n"] < min_n].reset_index(drop=True)
+
+
+def sample_warning(
+    trials: pd.DataFrame, keys: Sequence[str] = KEY, min_n: int = MIN_TRIALS_TO_READ
+) -> str:
+    """One line naming the cells with fewer than ``min_n`` trials ("" when there are none)."""
+    few = small_samples(trials, keys, min_n)
+    if few.empty:
+        return ""
+    cells = [
+        " / ".join(str(v) for v in r[:-1]) + f" (n={r[-1]})" for r in few.itertuples(index=False)
+    ]
+    more = f", and {len(cells) - 5} more" if len(cells) > 5 else ""
+    return (
+        f"WARNING: fewer than {min_n} trials in {len(cells)} cell(s): {', '.join(cells[:5])}"
+        f"{more}; their percentiles are single trials, not estimates"
+    )
+
+
+def pareto_layers(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Non-dominated sorting, every column minimised: layer 1 holds the rows no other row
+    beats on all ``columns`` (at least as good on each, better on one); layer 2 those only
+    layer 1 beats; and so on. NaN counts as the worst value."""
+    x = df[list(columns)].to_numpy(dtype=float)
+    x = np.where(np.isnan(x), np.inf, x)
+    layer = np.zeros(len(df), dtype=int)
+    left = np.arange(len(df))
+    k = 0
+    while left.size:
+        k += 1
+        sub: np.ndarray = x[left]
+        # [i, j]: row j is at least as good as row i on every column / better on one
+        le = np.all(sub[None, :, :] <= sub[:, None, :], axis=2)
+        lt = np.any(sub[None, :, :] < sub[:, None, :], axis=2)
+        dominated = np.any(le & lt, axis=1)
+        layer[left[~dominated]] = k
+        left = left[dominated]
+    return pd.Series(layer, index=df.index, name="layer")
+
+
+def rank_designs(
+    rows: pd.DataFrame,
+    *,
+    recovered: str = "recovered",
+    lost: str = "lost",
+    resets: str = "resets",
+) -> pd.DataFrame:
+    """Rows ranked with the connections they reset counted beside what they lose: first
+    by Pareto layer over (share not recovered, lost, resets) — a design that loses a
+    little less but resets every connection does not outrank one that resets none — then
+    by lost and resets within a layer. Adds a ``rank`` column (1 = best)."""
+    score = pd.DataFrame(
+        {"unrecovered": 1.0 - rows[recovered], "lost": rows[lost], "resets": rows[resets]},
+        index=rows.index,
+    )
+    layer = pareto_layers(score, ["unrecovered", "lost", "resets"])
+    order = score.assign(layer=layer).sort_values(["layer", "lost", "resets"], kind="stable").index
+    out = rows.loc[order].reset_index(drop=True)
+    out.insert(0, "rank", layer.loc[order].to_numpy())
+    return out
+
+
+# ----------------------------------------------------------------------------- the advisor
+
+#: advice.csv's columns -> their names in the answer table (minutes per year, counts per year)
+_ANSWER = {
+    "design": "design",
+    "timers": "recommended timers",
+    "unavailability_min_per_year": "min/yr",
+    "ci95_low_min": "ci95 low",
+    "ci95_high_min": "ci95 high",
+    "nines": "nines",
+    "real_failures_min": "real failures",
+    "side_effects_min": "side effects",
+    "spurious_per_year": "spurious/yr",
+    "spurious_ci95_half": "spurious ±",
+    "resets_per_year": "resets/yr",
+    "trials_per_cell": "trials/cell",
+    "feasible": "meets constraints",
+}
+
+
+def _recommended(advice: pd.DataFrame) -> pd.DataFrame:
+    """advice.csv's row per design that the advisor answers with: its recommendation, or
+    the closest setting when none meets the constraints."""
+    roles = advice["role"].astype(str).str.split("+")
+    return advice[roles.map(lambda r: "recommended" in r or "closest" in r)]
+
+
+def advice_answer(advice: pd.DataFrame) -> pd.DataFrame:
+    """The advisor's answer per design from its ``advice.csv``: recommended timers, the
+    expected annual unavailability (minutes) with its 95 % interval and nines, split into
+    real failures and side effects, spurious failovers and resets per cluster-year, trials
+    per cell. Designs that meet the constraints first, each group by unavailability."""
+    rec = _recommended(advice)
+    out = rec[list(_ANSWER)].rename(columns=_ANSWER)
+    out = out.sort_values(["meets constraints", "min/yr"], ascending=[False, True])
+    return out.reset_index(drop=True)
+
+
+def answer_moves(answers: Mapping[str, pd.DataFrame], reference: str | None = None) -> pd.DataFrame:
+    """How the answer moves between runs of the advisor (``answers``: a name such as
+    ``"noise x10"`` -> that run's ``advice.csv``): per design and run, the recommended
+    timers, min/yr with its interval, spurious failovers per year, whether they meet the
+    constraints, and ``moved`` — the timers differ from those of the ``reference`` run
+    (default: the first)."""
+    frames = [advice_answer(a).assign(run=name) for name, a in answers.items()]
+    if not frames:
+        raise NothingToShow("no advisor runs to compare")
+    ref = reference if reference is not None else next(iter(answers))
+    both = pd.concat(frames, ignore_index=True)
+    at_ref = both[both["run"] == ref].set_index("design")["recommended timers"]
+    both["moved"] = [
+        d in at_ref.index and t != at_ref[d]
+        for d, t in zip(both["design"], both["recommended timers"], strict=True)
+    ]
+    runs = list(answers)
+    both["order"] = both["run"].map(runs.index)
+    designs = list(dict.fromkeys(both.loc[both["run"] == ref, "design"]))
+    designs += [d for d in both["design"].unique() if d not in designs]
+    both["design_order"] = both["design"].map(designs.index)
+    both = both.sort_values(["design_order", "order"]).drop(columns=["order", "design_order"])
+    cols = ["design", "run", "recommended timers", "min/yr", "ci95 low", "ci95 high",
+            "spurious/yr", "meets constraints", "moved"]  # fmt: skip
+    return both[cols].reset_index(drop=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chaoslab import analysis
@@ -79,3 +81,138 @@ def test_availability_bands_are_ordered_and_one_before_the_fault(times: list[lis
     assert np.all(lo <= med) and np.all(med <= hi)
     assert np.all((lo >= 0) & (hi <= 1))
     assert np.all(med[grid < 0] == 1.0)
+
+
+# ----------------------------------------------------------------------------- for reading
+
+SEED_LABELS = [
+    "clusterip", "nodeport-direct", "nodeport-lb", "nodeport-lb-local", "ingress-hostnet",
+    "ingress-vip-pod", "ingress-vip-pod-no-garp", "ingress-vip-bgp", "ingress-vip-bgp+bfd",
+    "ingress-vip-vrrp", "ingress-tiered", "metallb-l2", "metallb-bgp[metallb-native]",
+    "kube-vip-arp", "cloud-lb[aws-nlb]",
+]  # fmt: skip
+
+
+def test_variant_labels_stand_for_their_base_design() -> None:
+    assert analysis.base_design("metallb-bgp[metallb-native]") == "metallb-bgp"
+    assert analysis.base_design("cloud-lb[aws-nlb]") == "cloud-lb"
+    assert analysis.base_design("ingress-vip-bgp+bfd") == "ingress-vip-bgp"
+    assert analysis.base_design("ingress-vip-pod-no-garp") == "ingress-vip-pod"
+    # the longest registered name wins, and a name must end where the label's tail starts
+    assert analysis.base_design("nodeport-lb-local[haproxy]") == "nodeport-lb-local"
+    assert analysis.base_design("nodeport-lbx") is None
+    assert analysis.base_design("my-own-lb") is None
+
+
+def test_the_bundled_runs_labels_leave_no_registered_design_out() -> None:
+    from chaoslab.designs import DESIGNS
+
+    assert analysis.designs_not_run(SEED_LABELS) == []
+    assert analysis.designs_not_run(["metallb-bgp[metallb-native]"], ["metallb-bgp", "x"]) == ["x"]
+    assert len(analysis.designs_not_run(["ingress-vip-bgp+bfd"])) == len(DESIGNS) - 1
+
+
+def test_readable_rounds_floats_to_significant_figures_and_keeps_the_rest() -> None:
+    df = pd.DataFrame(
+        {"d": ["a", "b", "c"], "x": [47.83125, 0.0046512, math.inf], "n": [1000, 20, 3]}
+    )
+    r = analysis.readable(df)
+    assert r["x"].tolist() == [47.8, 0.00465, math.inf]
+    assert r["n"].tolist() == [1000, 20, 3] and r["d"].tolist() == ["a", "b", "c"]
+    assert df["x"].iloc[0] == 47.83125  # a copy
+
+
+def test_cells_with_fewer_than_ten_trials_are_named_in_a_warning() -> None:
+    df = pd.DataFrame(
+        {"design": ["lb"] * 12 + ["vrrp"] * 5, "fault": "node-crash", "target": "vip-holder"}
+    )
+    few = analysis.small_samples(df)
+    assert few[["design", "n"]].values.tolist() == [["vrrp", 5]]
+    w = analysis.sample_warning(df)
+    assert w.startswith("WARNING") and "vrrp / node-crash / vip-holder (n=5)" in w
+    assert "lb /" not in w
+    assert analysis.sample_warning(df[df["design"] == "lb"]) == ""
+
+
+def test_a_design_that_loses_a_little_less_but_resets_every_connection_does_not_outrank() -> None:
+    rows = pd.DataFrame(
+        {
+            "design": ["vrrp", "bgp+bfd", "lb", "direct"],
+            "recovered": [1.0, 1.0, 1.0, 0.0],
+            "lost": [2.9, 3.0, 4.0, 1800.0],
+            "resets": [1.0, 0.0, 1.0, 0.0],
+        }
+    )
+    r = analysis.rank_designs(rows)
+    # lb loses more than vrrp and resets as much: dominated; direct never recovers
+    assert r["design"].tolist() == ["vrrp", "bgp+bfd", "lb", "direct"]
+    assert r["rank"].tolist() == [1, 1, 2, 2]
+    # with resets ignored vrrp would beat bgp+bfd outright; make bfd reset nothing and
+    # lose the same: it now dominates vrrp
+    rows.loc[1, "lost"] = 2.9
+    assert analysis.rank_designs(rows)["design"].tolist()[0] == "bgp+bfd"
+
+
+@settings(deadline=None)  # a loaded 2-core machine: no timing in tests
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=12))
+def test_pareto_layers_no_row_is_beaten_by_its_own_layer_or_a_later_one(
+    pts: list[tuple[int, int]],
+) -> None:
+    df = pd.DataFrame(pts, columns=["a", "b"], dtype=float)
+    layer = analysis.pareto_layers(df, ["a", "b"]).to_numpy()
+    x = df.to_numpy()
+
+    def beats(i: int, j: int) -> bool:
+        return bool(np.all(x[i] <= x[j]) and np.any(x[i] < x[j]))
+
+    n = len(df)
+    for j in range(n):
+        assert not any(beats(i, j) for i in range(n) if layer[i] >= layer[j])
+        if layer[j] > 1:  # something one layer up beats it
+            assert any(beats(i, j) for i in range(n) if layer[i] == layer[j] - 1)
+
+
+ADVISE_EXP = """
+title: two grace periods
+profile: [k8s-1.32, haproxy]
+cluster:
+  nodes: {master: 1, controller: 3, compute: 0}
+  app: {kind: Deployment, replicas: 3, spread: controller}
+designs: [nodeport-lb]
+faults: [{kind: node-crash, target: app-pod-node}]
+horizon: 5m
+seed: 3
+advise:
+  timers:
+    nodeport-lb:
+      kube_controller_manager.node_monitor_grace_period: [10s, 50s]
+  noise: [{kind: kubelet-stall, target: app-pod-node, rate: RATE}]
+  constraints: {spurious_failovers: 2/cluster-year}
+"""
+
+
+def _advice(tmp_path: Path, rate: str) -> pd.DataFrame:
+    from chaoslab.advise import advise
+    from chaoslab.experiment import load_experiment
+
+    path = tmp_path / "two-grace.yaml"
+    exp = load_experiment(path, ADVISE_EXP.replace("RATE", rate))
+    r = advise(exp, tmp_path / "out", workers=1, min_trials=40, max_trials=40, figures=False)
+    return pd.read_csv(r.run.path / "advice.csv")
+
+
+def test_the_answer_moves_from_the_aggressive_grace_period_once_stalls_are_frequent(
+    tmp_path: Path,
+) -> None:
+    quiet, noisy = _advice(tmp_path, "0"), _advice(tmp_path, "24/node-year")
+    a = analysis.advice_answer(quiet)
+    assert a["recommended timers"].tolist() == ["node_monitor_grace_period=10s"]
+    assert (a["ci95 low"] <= a["min/yr"]).all() and (a["min/yr"] <= a["ci95 high"]).all()
+    assert a["real failures"].iloc[0] + a["side effects"].iloc[0] == pytest.approx(
+        a["min/yr"].iloc[0]
+    )
+    moves = analysis.answer_moves({"no noise": quiet, "stalls": noisy})
+    assert moves["run"].tolist() == ["no noise", "stalls"]
+    # a 10 s grace period marks a node NotReady on most kubelet stalls (median 2 s, p95 20 s)
+    assert moves["recommended timers"].tolist()[1] == "node_monitor_grace_period=50s"
+    assert moves["moved"].tolist() == [False, True]
