@@ -38,7 +38,7 @@ PY=${PYTHON:-python3}
 # build/k8s/, rebuilt only when tools/<module>/go.mod or go.sum change. Cold: see
 # docs/local-cluster.md; warm: seconds. tools/k8s-1.33 is built on request only.
 if command -v go >/dev/null; then
-  tools/build.sh k8s kwok
+  tools/build.sh k8s kwok pushgateway
 else
   echo "go not found: skipping the local Kubernetes control plane (chaoslab cluster)"
 fi

@@ -2,7 +2,8 @@
 # Build the local Kubernetes control plane from Go modules into build/k8s/<dir>-<hash>/,
 # where <hash> covers the module's go.mod and go.sum: an unchanged module is not rebuilt.
 #
-#   tools/build.sh             # every module: tools/k8s (current release), tools/k8s-1.33, tools/kwok
+#   tools/build.sh             # every module: tools/k8s (current release), tools/k8s-1.33, tools/kwok,
+#                              # tools/pushgateway
 #   tools/build.sh k8s kwok    # only these
 #   FORCE=1 tools/build.sh     # rebuild even if the folder is complete
 #
@@ -75,6 +76,14 @@ kwok_stages() {
   done >"$2"
 }
 
+build_pushgateway() { # build_pushgateway MODDIR OUTDIR: the Pushgateway export --push is tested on
+  local dir=$1 out=$2 version
+  version=$(module_version "$dir" github.com/prometheus/pushgateway) || return
+  (cd "$dir" && timed "$out/build.log" go build -trimpath -ldflags="-s -w" \
+    -o "$out/bin/pushgateway" github.com/prometheus/pushgateway) || return
+  printf '{"pushgateway": "%s"}\n' "$version" >"$out/versions.json"
+}
+
 build_one() {
   local name=$1 dir=$root/tools/$1 out
   [[ -f $dir/go.mod ]] || { echo "tools/$name: no go.mod" >&2; return 1; }
@@ -88,6 +97,7 @@ build_one() {
   local rc=0
   case $name in
     kwok) build_kwok "$dir" "$out.tmp" || rc=$? ;;
+    pushgateway) build_pushgateway "$dir" "$out.tmp" || rc=$? ;;
     *) build_k8s "$dir" "$out.tmp" || rc=$? ;;
   esac
   if [[ $rc -ne 0 ]]; then
