@@ -24,7 +24,7 @@ def no_latency() -> dict[str, str]:
 
 
 #: markers of tests that need a real component (daemons, the Go-built control plane)
-REAL_MARKERS = ("lab", "cluster")
+REAL_MARKERS = ("lab", "cluster", "pushgateway")
 _skipped_real: list[str] = []
 
 

@@ -5,6 +5,11 @@ Chaos Toolkit experiment can take the model's p95 as its tolerance."""
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +23,7 @@ from chaoslab.cli import main
 from chaoslab.results import load_run
 from chaoslab.run import run_experiment as chaoslab_run
 
+REPO = Path(__file__).resolve().parents[1]
 GRACE = "kube_controller_manager.node_monitor_grace_period"
 _NOTHING = {
     "type": "action",
@@ -162,3 +168,57 @@ def test_ctk_deviates_when_the_cluster_is_slower_than_the_model(tmp_path: Path) 
     before = journal["steady_states"]["before"]
     assert before["steady_state_met"] is False and before["probes"][0]["tolerance_met"] is False
     assert journal["run"] == []  # Chaos Toolkit does not run the method on a broken steady state
+
+
+def _pushgateway_binary() -> Path | None:
+    """The Pushgateway tools/build.sh built for tools/pushgateway's go.mod and go.sum."""
+    import hashlib
+
+    mod = REPO / "tools" / "pushgateway"
+    digest = hashlib.sha256((mod / "go.mod").read_bytes() + (mod / "go.sum").read_bytes())
+    out = REPO / "build" / "k8s" / f"pushgateway-{digest.hexdigest()[:16]}"
+    binary = out / "bin" / "pushgateway"
+    return binary if (out / ".complete").exists() else None
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[str]:
+    binary = _pushgateway_binary()
+    if binary is None:
+        pytest.skip("the Pushgateway is not built: tools/build.sh pushgateway (needs go)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Pushgateway did not become ready") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.kill()  # by PID: the process this fixture started
+        proc.wait()
+
+
+@pytest.mark.pushgateway
+def test_push_to_a_real_pushgateway(model_run: Path, pushgateway: str, capsys) -> None:
+    code, output = _cli(capsys, str(model_run), "--push", pushgateway, "--out", "-")
+    assert code == 0, output
+    with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as r:
+        scraped = list(parse_prom(r.read().decode()))
+    p95 = [s for s in _samples(scraped, "chaoslab_recovery_seconds")
+           if s.labels.get("quantile") == "0.95"]  # fmt: skip
+    assert {s.labels["job"] for s in p95} == {"chaoslab"}
+    assert {s.labels["run_id"] for s in p95} == {model_run.name}
+    summary = pd.read_csv(model_run / "summary.csv")
+    assert sorted(s.value for s in p95) == pytest.approx(sorted(summary["recovery_p95"]))
