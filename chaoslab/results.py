@@ -44,6 +44,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from chaoslab.errors import UserError
+from chaoslab.errors import ChaoslabError, UserError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -71,6 +72,7 @@ __all__ = [
     "Run",
     "RunBusy",
     "RunFormatError",
+    "RunWriteError",
     "RunWriter",
     "atomic_write_bytes",
     "atomic_write_parquet",
@@ -146,6 +148,11 @@ _DEPS = ("simpy", "numpy", "pandas", "pyarrow", "pydantic")
 
 class RunFormatError(UserError):
     """A folder that is not a readable run, or one of an unsupported format version."""
+
+
+class RunWriteError(ChaoslabError):
+    """The run folder cannot be written (disk full, file size limit, read-only): what
+    was finished is kept and the run can be resumed once there is room. Exit status 1."""
 
 
 class RunBusy(UserError):
@@ -385,6 +392,34 @@ class RunWriter:
                 base["resumed"] = int(prev.get("resumed", 0)) + 1
         self.meta = {**base, **self.meta}
         self._write_meta()
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        files: Mapping[str, str],
+        *,
+        mode: str = "simulate",
+        target: str = "model",
+        meta: dict[str, Any] | None = None,
+    ) -> RunWriter:
+        """A new run folder that appears whole: ``files`` and ``meta.json`` are written
+        under a hidden name beside ``path``, which is then renamed to it. A run stopped at
+        any point leaves either no folder or one a resume can read (a folder without its
+        meta or its experiment could be neither finished nor recognised)."""
+        path = Path(path)
+        stage = path.parent / f".{path.name}.{unique_id()}"
+        try:
+            stage.mkdir(parents=True)
+            for name, text in files.items():
+                atomic_write_text(stage / name, text)
+            writer = cls(stage, mode=mode, target=target, meta=dict(meta or {}))
+            os.rename(stage, path)  # the lock is on the inode: it moves with the folder
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        writer.path, writer._parts = path, path / "trials.parts"
+        return writer
 
     def __del__(self) -> None:
         self.release()

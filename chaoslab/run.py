@@ -11,7 +11,9 @@ run would have written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -21,7 +23,7 @@ from typing import Any
 
 from chaoslab.errors import UserError
 from chaoslab.experiment import Experiment, load_experiment
-from chaoslab.results import Run, RunWriter, unique_id
+from chaoslab.results import Run, RunWriteError, RunWriter, unique_id
 from chaoslab.runner import (
     DEFAULT_CHUNK,
     ENGINES,
@@ -102,13 +104,22 @@ def run_experiment(
     ov = dict(overrides or {})
     n = exp.model.trials if trials is None else _checked_trials(exp, trials)
     s = exp.model.seed if seed is None else seed
-    run_dir = Path(out) / exp.slug() / _run_id(exp, s)
+    run_dir = _checked_out(Path(out)) / exp.slug() / _run_id(exp, s)
     how = Execution(workers, executor, scheduler)
     if engine not in ENGINES:
         raise EngineError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
     meta = {**_meta(exp, n, s, DEFAULT_CHUNK, ov), "engine": engine}
-    writer = _writer(exp, run_dir, how, meta)
-    writer.write_text("experiment.source.yaml", exp.text)
+    meta.update(workers=how.workers, executor=how.describe())
+    files = {
+        "experiment.source.yaml": exp.text,
+        "experiment.yaml": exp.effective_yaml(meta["overrides"]),
+    }
+    try:
+        writer = RunWriter.create(run_dir, files, mode="simulate", target="model", meta=meta)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise RunWriteError(f"{run_dir}: cannot create the run folder: {_why(e)}") from None
     return _execute(exp, writer, how, _Hooks(on_start, progress, on_note))
 
 
@@ -145,7 +156,13 @@ def resume_run(
     recorded["engine"] = meta.get("engine", "simpy")
     how = Execution(workers, executor, scheduler)
     hooks = _Hooks(on_start, progress, on_note)
-    return _execute(exp, _writer(exp, run_dir, how, recorded), how, hooks)
+    try:
+        writer = _writer(exp, run_dir, how, recorded)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise RunWriteError(f"{run_dir}: cannot write: {_why(e)}") from None
+    return _execute(exp, writer, how, hooks)
 
 
 def _checked_trials(exp: Experiment, trials: int) -> int:
@@ -159,6 +176,16 @@ def _checked_trials(exp: Experiment, trials: int) -> int:
             "raise limits.trials in the file if you mean it"
         )
     return trials
+
+
+def _checked_out(out: Path) -> Path:
+    """The results folder (``--out``): a folder or nothing yet, never a file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"--out {out}: {p} is a file, not a folder")
+            break
+    return out
 
 
 def _run_id(exp: Experiment, seed: int) -> str:
@@ -223,27 +250,51 @@ def _execute(exp: Experiment, writer: RunWriter, how: Execution, hooks: _Hooks) 
     total = sum(c.stop - c.start for c in todo)
     if on_start is not None:
         on_start(RunPlan(exp, writer.path, len(cells), trials, seed, len(done), total))
+    results = run_cells(
+        cells,
+        trials=trials,
+        seed=seed,
+        workers=how.workers,
+        chunk_size=chunk_size,
+        skip=done,
+        executor=how.executor,
+        scheduler=how.scheduler,
+        engine=meta.get("engine", "simpy"),
+        on_note=note,
+    )
+    kept = f"finished chunks kept in {writer.path}; resume with --resume {writer.path}"
     try:
-        for chunk, df in run_cells(
-            cells,
-            trials=trials,
-            seed=seed,
-            workers=how.workers,
-            chunk_size=chunk_size,
-            skip=done,
-            executor=how.executor,
-            scheduler=how.scheduler,
-            engine=meta.get("engine", "simpy"),
-            on_note=note,
-        ):
-            writer.add_trials(df, chunk.index)
-            if progress is not None:
-                progress(chunk.stop - chunk.start, total)
+        try:
+            for chunk, df in results:
+                writer.add_trials(df, chunk.index)
+                if progress is not None:
+                    progress(chunk.stop - chunk.start, total)
+        finally:
+            # now, not when the generator is collected: the pool's workers stop here,
+            # instead of finishing every chunk in flight at interpreter exit
+            results.close()
+        return writer.finish()
     except ExecutorError as e:
         writer.finish_partial()
-        kept = f"finished chunks kept in {writer.path}; resume with --resume {writer.path}"
         raise ExecutorError(f"{e} ({kept})") from e
     except KeyboardInterrupt:
         writer.finish_partial()
         raise RunInterrupted(writer.path) from None
-    return writer.finish()
+    except OSError as e:  # disk full, file size limit: keep what is on disk
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        with contextlib.suppress(OSError):
+            writer.finish_partial()
+        writer.release()
+        raise RunWriteError(f"{writer.path}: cannot write: {_why(e)}; {kept}") from None
+
+
+#: what the world says when a run folder cannot take more (anything else is a bug)
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+
+
+def _why(e: OSError) -> str:
+    """An OSError in words, without the temporary file's name."""
+    return e.strerror or str(e)

@@ -10,6 +10,7 @@ them into a run folder with `chaoslab.results.RunWriter`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import itertools
@@ -23,8 +24,9 @@ import uuid
 import warnings
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -476,8 +478,9 @@ def run_cells(
     scheduler: Any = None,
     engine: str = "simpy",
     on_note: Callable[[str], None] | None = None,
-) -> Iterator[tuple[Chunk, pd.DataFrame]]:
-    """Run every cell's trials; yields finished chunks in run order.
+) -> Generator[tuple[Chunk, pd.DataFrame], None, None]:
+    """Run every cell's trials; yields finished chunks in run order (close the generator
+    to stop early: the pool's workers are killed then, not at interpreter exit).
 
     ``skip`` holds chunk indexes already done (resume). Results are identical for any
     ``workers`` and either executor: each trial's random stream depends on (seed, cell,
@@ -573,6 +576,11 @@ def _die_with_parent(run_pid: int) -> None:
     forkserver parent (Python 3.14's default) that outlives the run for a moment.
     """
     _set_pdeathsig(signal.SIGKILL)
+    # the run is in charge of stopping: the terminal's Ctrl-C reaches the whole process
+    # group, and a worker raising KeyboardInterrupt would print a traceback (or, idle, die
+    # mid-queue); SIGTERM ends a worker at once (the pool's own terminate() sends it)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ppid = os.getppid()
     if not _alive(run_pid):
         os._exit(1)
@@ -584,12 +592,39 @@ def _run_pool(work: Sequence[Chunk], workers: int) -> Iterator[tuple[Chunk, pd.D
         max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
     try:
-        yield from _in_order(
-            work, lambda c: pool.submit(run_chunk, c), lambda f: f.result(), 4 * workers
-        )
+        yield from _in_order(work, lambda c: pool.submit(run_chunk, c), _pool_result, 4 * workers)
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM, the generator closed): the chunks in flight are
+        # lost anyway, and waiting for them took minutes under load
+        _kill_workers(pool)
+        raise
     finally:
-        # interrupted (Ctrl-C, generator closed): drop queued chunks, keep nothing running
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_result(fut: Any) -> pd.DataFrame:
+    try:
+        df: pd.DataFrame = fut.result()
+    except BrokenProcessPool:
+        raise ExecutorError(
+            "a worker process died (killed from outside, or out of memory?)"
+        ) from None
+    return df
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL the pool's worker processes (by PID: they are this run's children)."""
+    # before Python 3.14 (kill_workers) ProcessPoolExecutor has no public way to stop
+    # running calls; its process table is the one way to reach them
+    kill_workers = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill_workers is not None:
+        kill_workers()
+        return
+    procs = dict(getattr(pool, "_processes", None) or {})
+    for proc in procs.values():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            proc.kill()
+    # shutdown() joins them: the pool's manager thread reaps its processes itself
 
 
 def _run_dask(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +16,7 @@ import pytest
 
 import chaoslab
 from chaoslab.errors import UserError
-from chaoslab.results import LOCK_NAME, RunBusy, RunWriter, load_run, new_run_dir
+from chaoslab.results import LOCK_NAME, RunBusy, RunWriteError, RunWriter, load_run, new_run_dir
 from chaoslab.run import RunInterrupted
 
 EXPERIMENT = """\
@@ -138,3 +141,63 @@ def test_resume_of_a_garbled_meta_is_one_user_error(tmp_path: Path, meta: str) -
     (tmp_path / "meta.json").write_text(meta, errors="surrogateescape")
     with pytest.raises(UserError, match="meta.json"):
         chaoslab.resume_run(tmp_path)
+
+
+# --------------------------------------------------------------------------- full disks
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs of the test's own, unmounted again whatever happens."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)])
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_a_resumable_run(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    exp = tmp_path / "two.yaml"
+    exp.write_text(EXPERIMENT)
+    with pytest.raises(RunWriteError) as full:
+        chaoslab.run_experiment(exp, small_disk)  # six chunks of ~100 kB do not fit
+    message = str(full.value)
+    assert "No space left on device" in message and "--resume" in message
+    assert "\n" not in message and ".part-" not in message  # no temporary file names
+    (run_dir,) = (small_disk / "two").iterdir()
+    assert load_run(run_dir).meta["status"] == "partial"
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    resumed = chaoslab.resume_run(run_dir)
+    want = chaoslab.run_experiment(exp, tmp_path / "reference")
+    assert resumed.complete
+    pd.testing.assert_frame_equal(load_run(run_dir).trials, load_run(want.path).trials)
+
+
+_LIMITED = """
+import resource, sys
+from chaoslab.cli import main
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # a chunk fits, the merge not
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_file_size_limit_in_the_merge_is_one_line_and_resumable(tmp_path: Path) -> None:
+    exp = tmp_path / "two.yaml"
+    exp.write_text(EXPERIMENT)
+    cmd = [sys.executable, "-c", _LIMITED, "run", str(exp), "--out", str(tmp_path), "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert "File too large" in done.stderr and "--resume" in done.stderr
+    (run_dir,) = (tmp_path / "two").iterdir()
+    assert load_run(run_dir).meta["status"] == "partial"
+    assert not list(run_dir.glob(".trials.parquet.*"))  # the half-merged file is gone
+    assert chaoslab.resume_run(run_dir).complete
