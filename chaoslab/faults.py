@@ -4,6 +4,10 @@ A `Fault` is a value (kind, target, options) written the same way for simulation
 live mode: ``{kind: node-crash, target: app-pod-node, repair: 10m}``. Its options map to
 ``fault.*`` catalogue keys (their defaults and sources live there), so a fault never
 carries a hidden default. `FAULTS` holds each kind's injection over a `Topology`.
+
+A fault can name a second, simultaneous effect: ``{kind: node-crash, with: apiserver-down}``
+injects the named kind at its default target as well, ``with_delay`` later (its own values
+come from the catalogue or the fault's ``params:``).
 """
 
 from __future__ import annotations
@@ -97,6 +101,9 @@ def _option_text(raw: object) -> str | None:
 
 Inject = Callable[[Topology, list[Node], list[Pod]], None]
 
+#: options every kind takes: a second effect and when it starts
+WITH_OPTIONS = {"with": "fault.with", "with_delay": "fault.with_delay"}
+
 
 @dataclass(frozen=True)
 class FaultKind:
@@ -104,14 +111,33 @@ class FaultKind:
     doc: str
     target_kind: TargetKind
     default_target: str
-    inject: Inject
-    #: YAML option -> catalogue key
+    #: what this kind does at t = 0 to its resolved targets
+    effect: Inject
+    #: YAML option -> catalogue key (`WITH_OPTIONS` are added to every kind)
     options: Mapping[str, str] = field(default_factory=dict)
     multi: bool = False
     #: raises ImpossibleFault when the fault cannot apply to the resolved targets
     check: Callable[[Topology, list[Node], list[Pod]], None] | None = None
+    #: acts on control-plane nodes (every other kind refuses them)
+    control_plane: bool = False
 
-    def resolve(self, topo: Topology, fault: Fault) -> tuple[list[Node], list[Pod]]:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", {**self.options, **WITH_OPTIONS})
+
+    def inject(self, topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+        """This kind's effect now, and the ``with`` effect (if any) after its delay."""
+        self.effect(topo, nodes, pods)
+        second = _second(topo, self.kind)
+        if second is not None:
+            more_nodes, more_pods = second.resolve(topo, Fault(second.kind), alone=True)
+            delay = topo.trial.p.draw("fault.with_delay")
+            topo.trial.at(delay, second.effect, topo, more_nodes, more_pods)
+
+    def resolve(
+        self, topo: Topology, fault: Fault, *, alone: bool = False
+    ) -> tuple[list[Node], list[Pod]]:
+        """The fault's nodes and pods in ``topo``; unless ``alone``, its ``with`` effect's
+        targets are checked too (a fault that cannot run fails before any trial)."""
         nodes: list[Node] = []
         pods: list[Pod] = []
         for t in fault.targets:
@@ -127,16 +153,31 @@ class FaultKind:
             else:
                 pods += [p for p in found if isinstance(p, Pod) and p not in pods]
         for n in nodes:
-            if n.role == "master":
+            if n.role == "master" and not self.control_plane:
                 raise ImpossibleTarget(
-                    f"{n.name} is a control-plane node: the model assumes the API server and "
-                    "controllers stay up; target a worker"
+                    f"{n.name} is a control-plane node: {self.kind} targets workers; use "
+                    "master-crash, apiserver-down or controller-manager-restart for it"
                 )
+            if n.role != "master" and self.control_plane:
+                raise ImpossibleTarget(f"{self.kind} acts on a control-plane node, not {n.name}")
         if len(nodes) > 1 and not self.multi:
             raise ImpossibleTarget(f"{self.kind} takes one node")
         if self.check is not None:
             self.check(topo, nodes, pods)
+        second = None if alone else _second(topo, self.kind)
+        if second is not None:
+            second.resolve(topo, Fault(second.kind), alone=True)
         return nodes, pods
+
+
+def _second(topo: Topology, kind: str) -> FaultKind | None:
+    """The kind a fault's ``with`` option names, if any."""
+    name = topo.trial.p.choice("fault.with")
+    if name == "none":
+        return None
+    if name not in FAULTS:  # the catalogue's choices and the registry disagree
+        raise ImpossibleFault(f"fault.with names {name!r}, which is no fault kind")
+    return FAULTS[name]
 
 
 # ----------------------------------------------------------------------------- injections
@@ -229,6 +270,26 @@ def _transient_blip(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
         topo.trial.at(topo.trial.p.draw("fault.blip_duration"), c.reconnect, node)
 
 
+def _controller_manager_restart(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    topo.cluster.cp.crash_leader()
+
+
+def _apiserver_down(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    topo.cluster.cp.force_down(topo.trial.p.draw("fault.apiserver_down_time"))
+
+
+def _master_crash(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    c = topo.cluster
+    for node in nodes:
+        c.power_off(node)
+        topo.trial.at(topo.trial.p.draw("fault.master_repair_time"), c.power_on, node)
+
+
+def _no_control_plane(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    if not topo.cluster.cp.masters:
+        raise ImpossibleFault("the cluster has no control-plane node (cluster.nodes.master: 0)")
+
+
 FAULTS: dict[str, FaultKind] = {
     f.kind: f
     for f in [
@@ -314,6 +375,43 @@ FAULTS: dict[str, FaultKind] = {
             _transient_blip,
             {"duration": "fault.blip_duration"},
             multi=True,
+        ),
+        FaultKind(
+            "controller-manager-restart",
+            "The leading kube-controller-manager's process dies and restarts: no node "
+            "lifecycle, EndpointSlice or ReplicaSet controller acts until another instance "
+            "takes the Lease, and the new leader's NotReady and eviction timers start over.",
+            "node",
+            "controller-manager-leader",
+            _controller_manager_restart,
+            check=_no_control_plane,
+            control_plane=True,
+        ),
+        FaultKind(
+            "apiserver-down",
+            "No API server answers for a duration (or etcd has no quorum): heartbeats and "
+            "Lease renewals fail, endpoints cannot change, kube-proxy keeps its rules; the "
+            "controller manager's leader exits after its renew deadline.",
+            "node",
+            "control-plane",
+            _apiserver_down,
+            {"duration": "fault.apiserver_down_time"},
+            multi=True,
+            check=_no_control_plane,
+            control_plane=True,
+        ),
+        FaultKind(
+            "master-crash",
+            "Power off control-plane nodes: their etcd members, API servers and controller "
+            "managers. Without an etcd quorum (2 masters with one down, or 1 master) no API "
+            "server answers until the repair.",
+            "node",
+            "controller-manager-leader",
+            _master_crash,
+            {"repair": "fault.master_repair_time"},
+            multi=True,
+            check=_no_control_plane,
+            control_plane=True,
         ),
     ]
 }

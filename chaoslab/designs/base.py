@@ -12,7 +12,8 @@ it comes from (the article or beyond), and a ``build`` function that wires mecha
 Targets (faults name one or a list):
 ``app-pod``, ``app-pod-node``, ``app-pod-nodes``, ``entry-node``, ``idle-node``, a node
 name (``controller-2``), ``node:NAME``, ``pod:NAME``; network designs add their own
-(``vip-holder``, ``ingress-node``, ...).
+(``vip-holder``, ``ingress-node``, ...). Control-plane faults name ``control-plane`` (every
+master) or ``controller-manager-leader`` (the master whose kube-controller-manager leads).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Topology(ABC):
         self.extra_targets = {}
         self.long_lived = trial.p.draw("client.long_lived_share")
         self.conns: Connections | None = None
+        cluster.cp.listeners.append(self.api_changed)
 
     @abstractmethod
     def a_new(self) -> float:
@@ -123,6 +125,11 @@ class Topology(ABC):
         """The node's uplink went down or up (daemons tracking the interface react)."""
         return None
 
+    def api_changed(self, up: bool) -> None:
+        """The API server stopped or started answering (`ControlPlane.api_up`): a design
+        whose daemon holds a Kubernetes Lease (kube-vip) cannot renew it meanwhile."""
+        return None
+
     # ------------------------------------------------------------------ targets
     def resolve(self, target: str) -> tuple[Literal["node", "pod"], list[Node] | list[Pod]]:
         c = self.cluster
@@ -161,6 +168,11 @@ class Topology(ABC):
             return "node", [idle[0]]
         if target in self.extra_targets:
             return "node", self.extra_targets[target]()
+        if target == "control-plane":
+            return "node", list(c.cp.masters)
+        if target == "controller-manager-leader":
+            leader = c.cp.leader
+            return "node", [leader] if leader is not None else list(c.cp.masters[:1])
         if target.startswith("pod:"):
             name = target[4:]
             for p in pods:

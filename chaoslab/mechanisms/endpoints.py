@@ -44,7 +44,7 @@ register_milestones(
 
 
 class EndpointSliceController:
-    __slots__ = ("_pending", "batch", "cluster", "pod_queue", "service", "trial")
+    __slots__ = ("_pending", "_stale", "batch", "cluster", "pod_queue", "service", "trial")
 
     def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
         self.trial = trial
@@ -54,10 +54,15 @@ class EndpointSliceController:
         # >= 1.35: a pod change goes through a pod work queue before the Service queue
         self.pod_queue = trial.p.flag("kube_controller_manager.endpointslice_pod_queue")
         self._pending = False
+        #: a change the controller could not write (no leader, no API server)
+        self._stale = False
         self._publish(initial=True)
 
     def pod_changed(self) -> None:
         """A pod's readiness or deletion changed: sync the Service's slice soon."""
+        if not self.cluster.cp.controllers_ok:
+            self._stale = True  # `resume` syncs once a leader can write
+            return
         if self._pending:
             return  # the queued sync will read the latest state (work-queue dedup)
         self._pending = True
@@ -69,7 +74,16 @@ class EndpointSliceController:
 
     def _sync(self) -> None:
         self._pending = False
+        if not self.cluster.cp.controllers_ok:
+            self._stale = True
+            return
         self._publish(initial=False)
+
+    def resume(self) -> None:
+        """The controller runs again (new leader, or the API answers): sync what changed."""
+        if self._stale:
+            self._stale = False
+            self.pod_changed()
 
     def _publish(self, initial: bool) -> None:
         svc = self.service

@@ -9,16 +9,18 @@ kubelet, kill a container, delete a pod, drain) that `chaoslab.faults` composes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload, node_layout
 from chaoslab.mechanisms.endpoints import EndpointSliceController, KubeProxy
 from chaoslab.mechanisms.kubelet import Kubelet
+from chaoslab.mechanisms.kubevip import graceful_takeover
 from chaoslab.mechanisms.node import NodeLifecycleController
 from chaoslab.mechanisms.workload import Scheduler, WorkloadController
 
-__all__ = ["KubernetesCluster"]
+__all__ = ["ControlPlane", "KubernetesCluster"]
 
 register_milestones(
     {
@@ -27,8 +29,233 @@ register_milestones(
         "node.reconnected": "a partitioned node is reachable again",
         "kubelet.started": "a stopped kubelet runs again",
         "pod.force_deleted": "an operator force-deleted the pods of a lost node",
+        "apiserver.down": "no API server answers writes (apiserver down, or etcd without quorum)",
+        "apiserver.up": "the API server answers again",
+        "controller_manager.leader_lost": "the leading kube-controller-manager stopped leading",
+        "controller_manager.leader_elected": "a kube-controller-manager acquired the Lease",
+        "controller_manager.started": "the new leader's controllers run (caches synced)",
     }
 )
+
+
+class ControlPlane:
+    """The API server with its etcd, and the leading kube-controller-manager.
+
+    Nothing here draws a value before a control-plane fault, so a trial without one takes
+    the same random stream as a model without a control plane.
+
+    - etcd runs one member per master (stacked); a write needs more than half of the
+      members powered (2 masters with one down: no quorum). Without a quorum, or while an
+      ``apiserver-down`` fault lasts, no API server answers: `api_up` is False. Kubelets
+      are taken to reach any live API server (an HA endpoint in front of them).
+    - One controller manager leads (the first master's at the fault) and renews its Lease
+      every retry period; a leader that cannot renew stops after the renew deadline and
+      exits, and the kubelet restarts it (client-go ``leaderelection.go`` renew;
+      ``controllermanager.go`` OnStoppedLeading). A standby on another master takes the
+      Lease at its first poll once lease duration has passed since it observed the last
+      renewal; a new process waits a full lease duration from its first read, unless the
+      old leader released the Lease. The new leader's controllers run after its caches
+      sync, and start from empty state (`NodeLifecycleController.restart`).
+    """
+
+    __slots__ = (
+        "_epoch",
+        "_renew_epoch",
+        "_syncing",
+        "api_since",
+        "api_up",
+        "cluster",
+        "forced_down",
+        "kcm_active",
+        "last_renew",
+        "leader",
+        "listeners",
+        "masters",
+        "released",
+        "restarted",
+        "trial",
+    )
+
+    def __init__(self, trial: Trial, cluster: KubernetesCluster) -> None:
+        self.trial = trial
+        self.cluster = cluster
+        self.masters = [n for n in cluster.nodes if n.role == "master"]
+        self.api_up = True
+        self.api_since = 0.0
+        self.forced_down = 0
+        #: the node whose controller manager holds the Lease, and whether its controllers run
+        self.leader: Node | None = self.masters[0] if self.masters else None
+        self.kcm_active = True
+        self.last_renew = 0.0
+        self.released = False
+        #: master -> when its new controller-manager process first polls the Lease
+        self.restarted: dict[str, float] = {}
+        self._epoch = 0
+        self._renew_epoch = 0
+        self._syncing = False
+        #: called with api_up whenever it changes (designs whose daemons hold Leases)
+        self.listeners: list[Callable[[bool], None]] = []
+
+    @property
+    def controllers_ok(self) -> bool:
+        """The controllers can act: their manager leads and the API server answers."""
+        return self.api_up and self.kcm_active
+
+    # ------------------------------------------------------------ API server and etcd
+    def quorum(self) -> bool:
+        if not self.masters:
+            return True  # a managed control plane outside the modelled nodes
+        return 2 * sum(1 for m in self.masters if m.powered) > len(self.masters)
+
+    def force_down(self, duration: float) -> None:
+        """No API server answers for ``duration`` (apiserver-down, an etcd stall)."""
+        self.forced_down += 1
+        self._update()
+        self.trial.at(duration, self._release_forced)
+
+    def _release_forced(self) -> None:
+        self.forced_down -= 1
+        self._update()
+
+    def _update(self) -> None:
+        up = self.forced_down == 0 and self.quorum()
+        if up == self.api_up:
+            return
+        self.api_up = up
+        t = self.trial
+        t.milestone("apiserver.up" if up else "apiserver.down")
+        if not up:
+            self.cluster.api_lost()
+            if self.leader is not None:
+                # renewals fail from now: the leader stops a renew deadline after the
+                # retry loop's next round began
+                retry = t.p.draw("kube_controller_manager.leader_elect_retry_period")
+                self.last_renew = t.now - retry * t.rng.random()
+                loss = self.last_renew + retry
+                loss += t.p.draw("kube_controller_manager.leader_elect_renew_deadline")
+                self._renew_epoch += 1
+                t.at(loss - t.now, self._renew_failed, self._renew_epoch)
+        else:
+            self.api_since = t.now
+            self.cluster.api_restored()
+            if self.leader is None:
+                self._elect()
+            elif self._syncing:
+                sync = t.p.draw("kube_controller_manager.cache_sync_time")
+                t.at(sync, self._started, self._epoch)
+        for fn in self.listeners:
+            fn(up)
+
+    # ------------------------------------------------------------ controller manager
+    def _renew_failed(self, epoch: int) -> None:
+        if epoch == self._renew_epoch and not self.api_up and self.leader is not None:
+            self._lose_leader(released=False)
+
+    def _lose_leader(self, *, released: bool) -> None:
+        host = self.leader
+        was_active = self.kcm_active
+        self.leader = None
+        self.kcm_active = False
+        self._syncing = False
+        self.released = released
+        self.trial.milestone("controller_manager.leader_lost")
+        if was_active:
+            self.cluster.controllers_stopped()
+        if host is not None and host.powered:
+            # the process exits; the kubelet restarts the static pod's container
+            restart = self.trial.p.draw("kube_controller_manager.restart_time")
+            self.restarted[host.name] = self.trial.now + restart
+        self._elect()
+
+    def crash_leader(self) -> None:
+        """The leading controller manager's process dies now (controller-manager-restart)."""
+        if self.leader is None:
+            return  # no leader to lose: an election is under way
+        t = self.trial
+        retry = t.p.draw("kube_controller_manager.leader_elect_retry_period")
+        self.last_renew = t.now - retry * t.rng.random()
+        # an exit releases the Lease only with the 1.36+ alpha gate, and only through the API
+        release = self.api_up and t.p.flag("kube_controller_manager.release_on_exit")
+        self._lose_leader(released=release)
+
+    def master_down(self, node: Node) -> None:
+        """A master lost power: its etcd member, API server and controller manager."""
+        self.restarted.pop(node.name, None)
+        if node is self.leader:
+            retry = self.trial.p.draw("kube_controller_manager.leader_elect_retry_period")
+            self.last_renew = self.trial.now - retry * self.trial.rng.random()
+            self._lose_leader(released=False)
+        self._update()
+
+    def master_up(self, node: Node) -> None:
+        """A master booted: its etcd member rejoins, a new controller manager starts."""
+        restart = self.trial.p.draw("kube_controller_manager.restart_time")
+        self.restarted[node.name] = self.trial.now + restart
+        self._update()
+        if self.api_up and self.leader is None:
+            self._elect()
+
+    def _elect(self) -> None:
+        """Schedule the first acquisition among the live masters' controller managers;
+        without the API none can happen (`_update` calls again when it answers)."""
+        self._epoch += 1
+        if not self.api_up:
+            return
+        t = self.trial
+        p = t.p
+        lease = p.draw("kube_controller_manager.leader_elect_lease_duration")
+        retry = p.draw("kube_controller_manager.leader_elect_retry_period")
+        jitter = p.draw("kube_controller_manager.leader_elect_jitter_factor")
+        best, winner = math.inf, None
+        for m in self.masters:
+            if not m.powered:
+                continue
+            start = self.restarted.get(m.name)
+            if start is None:
+                # a standby observed the last renewal at its first poll after it
+                observed = self.last_renew + graceful_takeover(t.rng, 1, retry=retry, jitter=jitter)
+            elif start >= self.api_since:
+                observed = start  # a new process reads the record when it starts
+            else:
+                observed = self.api_since + graceful_takeover(t.rng, 1, retry=retry, jitter=jitter)
+            wait = 0.0 if self.released else lease
+            at = _poll_at(t, observed, max(observed + wait, t.now), retry, jitter)
+            if at < best:
+                best, winner = at, m
+        if winner is not None:
+            t.at(best - t.now, self._acquired, winner, self._epoch)
+
+    def _acquired(self, host: Node, epoch: int) -> None:
+        if epoch != self._epoch or not self.api_up or not host.powered:
+            return
+        self.leader = host
+        self.restarted.pop(host.name, None)
+        self.released = False
+        self._syncing = True
+        self.trial.milestone("controller_manager.leader_elected")
+        sync = self.trial.p.draw("kube_controller_manager.cache_sync_time")
+        self.trial.at(sync, self._started, epoch)
+
+    def _started(self, epoch: int) -> None:
+        if epoch != self._epoch or self.leader is None or not self._syncing:
+            return
+        if not self.api_up:
+            return  # caches cannot sync: `_update` schedules the sync again
+        self._syncing = False
+        self.kcm_active = True
+        self.trial.milestone("controller_manager.started")
+        self.cluster.controllers_started()
+
+
+def _poll_at(trial: Trial, last: float, target: float, retry: float, jitter: float) -> float:
+    """A candidate's first poll at or after ``target``, when its polls every
+    retry x U(1, 1 + jitter) include one at ``last``; far ahead, a stationary phase."""
+    t = last
+    if target - t > 10 * retry:
+        return target + graceful_takeover(trial.rng, 1, retry=retry, jitter=jitter)
+    while t < target:
+        t += retry * (1.0 + jitter * float(trial.rng.random()))
+    return t
 
 
 class KubernetesCluster:
@@ -66,6 +293,11 @@ class KubernetesCluster:
         )
         self._place_initial_pods()
         self.service = Service(external_traffic_policy)
+        self.cp = ControlPlane(trial, self)
+        #: nodes that booted or restarted their kubelet while the API was down
+        self._reboot_pending: set[str] = set()
+        #: taint-manager deletions that failed while the API was down
+        self._missed_evictions: list[tuple[Node, Pod, int]] = []
 
         self.nlc = NodeLifecycleController(trial, self)
         self.kubelet = Kubelet(trial, self)
@@ -125,8 +357,8 @@ class KubernetesCluster:
         self.trial.at(delay, self._mark_not_ready, node, self.nlc.epoch[node.name])
 
     def _mark_not_ready(self, node: Node, epoch: int) -> None:
-        if epoch != self.nlc.epoch[node.name]:
-            return
+        if epoch != self.nlc.epoch[node.name] or not self.cp.controllers_ok:
+            return  # re-marked when a controller can write again (`_redo_unknown`)
         changed = False
         for pod in node.pods:
             if not pod.gone and pod.ready:
@@ -160,6 +392,10 @@ class KubernetesCluster:
     def _taint_evict(self, node: Node, pod: Pod, epoch: int) -> None:
         if epoch != self._evicting.get(node.name) or not node.tainted:
             return
+        if not self.cp.controllers_ok:
+            if self.cp.kcm_active:
+                self._missed_evictions.append((node, pod, epoch))  # retried when it answers
+            return
         self.delete_pod(pod, milestone="pod.evicted")
 
     def evict_pods(self, node: Node) -> None:
@@ -187,8 +423,8 @@ class KubernetesCluster:
         self.kubelet.graceful_stop(pod)
 
     def pod_gone(self, pod: Pod) -> None:
-        if pod.gone:
-            return
+        if pod.gone or not self.cp.api_up:
+            return  # the kubelet deletes the object when the API answers (`api_back`)
         pod.gone = True
         pod.running = False
         pod.ready = False
@@ -211,13 +447,15 @@ class KubernetesCluster:
 
     # ------------------------------------------------------------ fault primitives
     def power_off(self, node: Node) -> None:
-        was_heartbeating = node.heartbeating
+        was_heartbeating = node.heartbeating and self.cp.api_up
         node.powered = False
         for pod in node.pods:
             pod.running = False
             pod.epoch += 1
         if was_heartbeating:
             self.nlc.heartbeat_stopped(node)
+        if node.role == "master":
+            self.cp.master_down(node)
         self.trial.changed()
 
     def power_on(self, node: Node) -> None:
@@ -229,15 +467,27 @@ class KubernetesCluster:
         node.powered = True
         node.kubelet_up = True
         self.trial.milestone("node.powered_on")
-        if node.heartbeating:
-            self.nlc.heartbeat_resumed(node, self.trial.now)
-            self.kubelet.reconcile(node, restarted=True)
+        self._agent_back(node, restarted=True, first=self.trial.now)
+        if node.role == "master":
+            self.cp.master_up(node)
         if node.proxy is not None:
             node.proxy.resync()
         self.trial.changed()
 
+    def _agent_back(self, node: Node, *, restarted: bool, first: float) -> None:
+        """The node's kubelet can heartbeat again (first renewal at ``first``) and
+        reconciles its pods, once the API answers."""
+        if not node.heartbeating:
+            return
+        if not self.cp.api_up:
+            if restarted:
+                self._reboot_pending.add(node.name)
+            return
+        self.nlc.heartbeat_resumed(node, first)
+        self.kubelet.reconcile(node, restarted=restarted)
+
     def cut_off(self, node: Node) -> None:
-        was_heartbeating = node.heartbeating
+        was_heartbeating = node.heartbeating and self.cp.api_up
         node.net_up = False
         if was_heartbeating:
             self.nlc.heartbeat_stopped(node)
@@ -247,8 +497,7 @@ class KubernetesCluster:
         node.net_up = True
         self.trial.milestone("node.reconnected")
         if node.heartbeating:
-            self.nlc.heartbeat_resumed(node, self.trial.now + self._retry_delay(node))
-            self.kubelet.reconcile(node, restarted=False)
+            self._agent_back(node, restarted=False, first=self.trial.now + self._retry_delay(node))
         if node.proxy is not None:
             node.proxy.resync()
         self.trial.changed()
@@ -260,7 +509,7 @@ class KubernetesCluster:
         return self.trial.phase(cap)
 
     def stop_kubelet(self, node: Node) -> None:
-        was_heartbeating = node.heartbeating
+        was_heartbeating = node.heartbeating and self.cp.api_up
         node.kubelet_up = False
         if was_heartbeating:
             self.nlc.heartbeat_stopped(node)
@@ -269,10 +518,57 @@ class KubernetesCluster:
     def start_kubelet(self, node: Node) -> None:
         node.kubelet_up = True
         self.trial.milestone("kubelet.started")
-        if node.heartbeating:
-            self.nlc.heartbeat_resumed(node, self.trial.now)
-            self.kubelet.reconcile(node, restarted=True)
+        self._agent_back(node, restarted=True, first=self.trial.now)
         self.trial.changed()
+
+    # ------------------------------------------------------------ control plane
+    def api_lost(self) -> None:
+        """No API server answers: every heartbeat fails from now (`ControlPlane`)."""
+        for node in self.nodes:
+            if node.heartbeating:
+                self.nlc.heartbeat_stopped(node)
+
+    def api_restored(self) -> None:
+        """The API answers again: kubelets renew their Leases (after their retry
+        back-off) and rewrite statuses; a controller manager that still leads makes the
+        writes that failed; pending pods are bound."""
+        stopped: list[Node] = []
+        for node in self.nodes:
+            if not node.heartbeating:
+                stopped.append(node)
+                continue
+            self.nlc.heartbeat_resumed(node, self.trial.now + self._retry_delay(node))
+            if node.name in self._reboot_pending:
+                self.kubelet.reconcile(node, restarted=True)
+            else:
+                self.kubelet.api_back(node)
+        self._reboot_pending.clear()
+        if self.cp.kcm_active:
+            self.nlc.api_restored(stopped)
+            missed, self._missed_evictions = self._missed_evictions, []
+            for node, pod, epoch in missed:
+                self._taint_evict(node, pod, epoch)
+            self._controllers_resume()
+        self.scheduler.retry_pending()
+        self.trial.changed()
+
+    def controllers_stopped(self) -> None:
+        self.nlc.stop()
+        self._missed_evictions = []
+        for name in self._evicting:
+            self._evicting[name] += 1  # the taint manager's timers die with the process
+
+    def controllers_started(self) -> None:
+        """A new leader's controllers run: node lifecycle from empty state, the
+        EndpointSlice and ReplicaSet controllers resync what changed meanwhile."""
+        self.nlc.restart()
+        self._controllers_resume()
+        self.scheduler.retry_pending()
+        self.trial.changed()
+
+    def _controllers_resume(self) -> None:
+        self.endpoints.resume()
+        self.controller.resync()
 
     def drain(self, node: Node) -> None:
         """kubectl drain: cordon, then evict every non-DaemonSet pod (graceful)."""

@@ -103,13 +103,15 @@ class Kubelet:
         if epoch != pod.epoch or not pod.running or pod.deleting:
             return
         node = pod.node
-        if node is None or not node.net_up:
-            return  # status can't reach the API; reconcile() writes it later
+        if node is None or not node.net_up or not self.cluster.cp.api_up:
+            return  # status can't reach the API; reconcile() or api_back() writes it later
         self.trial.at(self._api(), self._set_ready, pod, epoch)
 
     def _set_ready(self, pod: Pod, epoch: int) -> None:
         if epoch != pod.epoch or not pod.running or pod.deleting or pod.ready:
             return
+        if not self.cluster.cp.api_up:
+            return  # the write failed: api_back() makes it again
         pod.ready = True
         self.trial.milestone("pod.ready")
         self.cluster.pod_ready_changed(pod)
@@ -146,7 +148,7 @@ class Kubelet:
 
     def _set_not_ready(self, pod: Pod, epoch: int) -> None:
         # not tied to the container epoch: the restart may already be under way
-        if pod.running or not pod.ready or pod.gone:
+        if pod.running or not pod.ready or pod.gone or not self.cluster.cp.api_up:
             return
         pod.ready = False
         self.trial.milestone("pod.not_ready")
@@ -191,6 +193,21 @@ class Kubelet:
         self.trial.at(self._api(), self.cluster.pod_gone, pod)
 
     # ------------------------------------------------------------------ reconcile
+    def api_back(self, node: Node) -> None:
+        """The API answers again (the kubelet kept running): the status manager rewrites
+        what changed meanwhile within its sync period, and deletes pods that finished
+        terminating."""
+        at = self.trial.at
+        for pod in list(node.pods):
+            if pod.gone:
+                continue
+            if pod.deleting and not pod.running:
+                at(self._api(), self.cluster.pod_gone, pod)
+            elif pod.running and not pod.ready and not pod.deleting:
+                at(self.trial.phase(self.status_sync), self._report_ready, pod, pod.epoch)
+            elif not pod.running and pod.ready:
+                at(self.trial.phase(self.status_sync), self._set_not_ready, pod, pod.epoch)
+
     def reconcile(self, node: Node, *, restarted: bool) -> None:
         """The kubelet talks to the API again: finish deletions, rewrite pod statuses."""
         for pod in list(node.pods):

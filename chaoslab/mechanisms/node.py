@@ -91,6 +91,11 @@ class RateLimitedQueue:
     def remove(self, node: Node) -> None:
         self._pending = [(n, a) for n, a in self._pending if n is not node]
 
+    def clear(self) -> None:
+        """A new controller process starts with empty queues."""
+        self._pending = []
+        self._version += 1
+
     def set_rate(self, qps: float) -> None:
         if qps != self.qps:
             self.qps = qps
@@ -147,6 +152,11 @@ class NodeLifecycleController:
         self.probe: dict[str, float] = {}
         self.epoch: dict[str, int] = {n.name: 0 for n in cluster.nodes}
 
+    @property
+    def acting(self) -> bool:
+        """The controller can write: its manager leads and the API server answers."""
+        return self.cluster.cp.controllers_ok
+
     # ------------------------------------------------------------------ heartbeats
     def heartbeat_stopped(self, node: Node) -> None:
         """The node's heartbeats stop now (crash, partition, kubelet stop)."""
@@ -155,27 +165,29 @@ class NodeLifecycleController:
         probe = next_tick(self.phase, self.period, last_hb)
         self.probe[node.name] = probe
         self.epoch[node.name] += 1
-        if not node.ready:
-            return
-        t_nr = next_tick(self.phase, self.period, probe + self.grace)
-        epoch = self.epoch[node.name]
-        self.trial.at(t_nr - now, self._grace_expired, node, epoch)
-        if not self.taint_based:
-            # the legacy check sits in the same observed-Unknown branch as the taint
-            t_ev = next_tick(self.phase, self.period, probe + self.eviction_timeout)
-            t_ev = max(t_ev, t_nr + self.taint_lag)
-            self.trial.at(t_ev - now, self._legacy_eviction_due, node, epoch)
+        if node.ready:
+            self._arm_grace(node, now)
 
     def heartbeat_resumed(self, node: Node, first_heartbeat: float) -> None:
-        """Heartbeats are possible again; the first one lands at ``first_heartbeat``."""
+        """Heartbeats are possible again; the first one lands at ``first_heartbeat``.
+
+        Until a pass sees it the controller still counts from the old probeTimestamp: a
+        pass past the grace period before then marks the node Unknown (a partition that
+        heals a few seconds before the grace period ends still costs a NotReady)."""
         self.epoch[node.name] += 1
         epoch = self.epoch[node.name]
+        now = self.trial.now
         node.hb_phase = first_heartbeat % node.hb_period
         seen = next_tick(self.phase, self.period, first_heartbeat)
-        self.trial.at(seen - self.trial.now, self._heartbeat_seen, node, epoch)
+        self.trial.at(seen - now, self._heartbeat_seen, node, epoch)
+        probe = self.probe.get(node.name)
+        if node.ready and probe is not None:
+            t_nr = next_tick(self.phase, self.period, max(probe + self.grace, now))
+            if t_nr < seen:
+                self.trial.at(t_nr - now, self._grace_expired, node, epoch)
 
     def _heartbeat_seen(self, node: Node, epoch: int) -> None:
-        if epoch != self.epoch[node.name]:
+        if epoch != self.epoch[node.name] or not self.acting:
             return
         self.probe.pop(node.name, None)
         if node.ready:
@@ -192,8 +204,8 @@ class NodeLifecycleController:
 
     # ------------------------------------------------------------------ NotReady
     def _grace_expired(self, node: Node, epoch: int) -> None:
-        if epoch != self.epoch[node.name] or not node.ready:
-            return
+        if epoch != self.epoch[node.name] or not node.ready or not self.acting:
+            return  # without the API the write fails: `api_restored` or `restart` re-arms
         node.ready = False
         self.trial.milestone("node.not_ready")
         # MarkPodsNotReady runs in the same pass; the pod status updates are API writes
@@ -207,25 +219,100 @@ class NodeLifecycleController:
         self.cluster.node_ready_changed(node)
 
     def _taint(self, node: Node) -> None:
-        if node.ready or node.tainted or self.master_disruption:
+        if node.ready or node.tainted or self.master_disruption or not self.acting:
             return
         node.tainted = True
         self.trial.milestone("node.tainted")
         self.cluster.taint_added(node)
 
     def _requeue_taint(self, node: Node, epoch: int) -> None:
-        if epoch == self.epoch[node.name] and not node.ready and not self.master_disruption:
+        if (
+            epoch == self.epoch[node.name]
+            and not node.ready
+            and not self.master_disruption
+            and self.acting
+        ):
             self.queues[node.zone].add(node, self._taint)
 
     def _legacy_eviction_due(self, node: Node, epoch: int) -> None:
-        if epoch != self.epoch[node.name] or self.master_disruption:
+        if epoch != self.epoch[node.name] or self.master_disruption or not self.acting:
             return
         self.queues[node.zone].add(node, self._legacy_evict)
 
     def _legacy_evict(self, node: Node) -> None:
-        if node.name not in self.probe or self.master_disruption:
+        if node.name not in self.probe or self.master_disruption or not self.acting:
             return
         self.cluster.evict_pods(node)
+
+    # ------------------------------------------------------------------ control plane
+    def _arm_grace(self, node: Node, not_before: float) -> None:
+        """Ready -> Unknown at the first pass at or after both probe + grace and
+        ``not_before``, for a node whose heartbeat stopped; legacy eviction at probe +
+        pod_eviction_timeout, which sits in the same observed-Unknown branch as the taint."""
+        now = self.trial.now
+        probe = self.probe[node.name]
+        epoch = self.epoch[node.name]
+        t_nr = next_tick(self.phase, self.period, max(probe + self.grace, not_before))
+        self.trial.at(t_nr - now, self._grace_expired, node, epoch)
+        if not self.taint_based:
+            t_ev = next_tick(self.phase, self.period, max(probe + self.eviction_timeout, now))
+            self.trial.at(max(t_ev, t_nr + self.taint_lag) - now, self._legacy_eviction_due,
+                          node, epoch)  # fmt: skip
+
+    def _redo_unknown(self, node: Node) -> None:
+        """A node already Unknown, seen again by a controller that can write: its pods
+        NotReady, and (taint-based) its taint queued if it has none yet."""
+        self.cluster.mark_pods_not_ready(node)
+        if self.taint_based and not node.tainted and not self.master_disruption:
+            self.queues[node.zone].add(node, self._taint)
+        elif not self.taint_based:
+            self._arm_grace(node, self.trial.now)
+
+    def api_restored(self, stopped: list[Node]) -> None:
+        """The API server answers again and this controller still leads: the writes that
+        failed meanwhile are made at the next passes. ``stopped``: nodes still without
+        heartbeats (the others went through `heartbeat_resumed`)."""
+        for node in stopped:
+            if node.name not in self.probe:
+                continue
+            if node.ready:
+                self._arm_grace(node, self.trial.now)
+            else:
+                self._redo_unknown(node)
+
+    def stop(self) -> None:
+        """The controller manager stopped leading: nothing this process queued happens."""
+        for name in self.epoch:
+            self.epoch[name] += 1
+        for q in self.queues.values():
+            q.clear()
+
+    def restart(self) -> None:
+        """A new leader's first monitor pass, now. Its nodeHealthMap is empty, so every
+        node's probeTimestamp is this pass ("Missing timestamp for Node. Assuming now",
+        tryUpdateNodeHealth): the grace period of a node that stopped heartbeating starts
+        over; a node already Unknown is queued for its taint in this pass, and the taint
+        manager counts tolerationSeconds from now."""
+        now = self.trial.now
+        self.phase = now % self.period
+        self.stop()
+        for node in self.cluster.nodes:
+            epoch = self.epoch[node.name]
+            if node.heartbeating and self.cluster.cp.api_up:
+                self.probe.pop(node.name, None)
+                if not node.ready:
+                    seen = next_tick(node.hb_phase, node.hb_period, now)
+                    self.trial.at(seen - now, self._heartbeat_seen, node, epoch)
+                continue
+            self.probe[node.name] = now
+            if node.ready:
+                self._arm_grace(node, now)
+            elif node.tainted:
+                self.cluster.taint_added(node)
+            else:
+                self._redo_unknown(node)
+        for zone in self.queues:
+            self._update_zone(zone)
 
     # ------------------------------------------------------------------ zones
     def _update_zone(self, zone: str) -> None:

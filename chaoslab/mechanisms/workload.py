@@ -57,7 +57,22 @@ class WorkloadController:
         elif kind == "DaemonSet" and pod.node is not None:
             self.trial.at(self._react(), self._create, pod.name + "-r", pod.node)
 
+    def resync(self) -> None:
+        """A controller that could not act (no leader, no API) catches up: ReplicaSets
+        count again; StatefulSet and DaemonSet pods whose object is gone are re-created."""
+        wl = self.workload
+        if wl.kind == "Deployment":
+            self._reconcile_replicaset()
+            return
+        for pod in [p for p in wl.pods if p.gone]:
+            if wl.kind == "StatefulSet":
+                self._create(pod.name, None)
+            elif pod.node is not None:
+                self._create(pod.name + "-r", pod.node)
+
     def _reconcile_replicaset(self) -> None:
+        if not self.cluster.cp.controllers_ok:
+            return  # `resync` counts again when it can
         wl = self.workload
         missing = wl.replicas - sum(1 for p in wl.pods if p.active)
         for _ in range(missing):
@@ -66,8 +81,12 @@ class WorkloadController:
 
     def _create(self, name: str, node: Node | None) -> None:
         wl = self.workload
+        if not self.cluster.cp.controllers_ok:
+            return  # `resync` creates it when it can
         if wl.kind == "StatefulSet" and any(p.name == name and not p.gone for p in wl.pods):
             return
+        if node is not None and any(p.node is node and not p.gone for p in wl.pods):
+            return  # the DaemonSet's pod on that node exists already
         pod = Pod(name, wl, None)
         pod.replacement = True
         wl.pods.append(pod)
@@ -109,6 +128,9 @@ class Scheduler:
 
     def _bind(self, pod: Pod, pinned: Node | None) -> None:
         if pod.gone or pod.deleting:
+            return
+        if not self.cluster.cp.api_up:
+            self.pending.append((pod, pinned))  # bound when the API answers
             return
         nodes = self._eligible(pod, pinned)
         if not nodes:

@@ -9,6 +9,24 @@ from __future__ import annotations
 from chaoslab.params.catalogue import Param, register
 from chaoslab.params.dists import Fixed
 
+#: every fault kind a fault's ``with:`` option can name (``chaoslab.faults.FAULTS``; a test
+#: keeps the two lists equal: the catalogue cannot import the registry)
+WITH_KINDS = (
+    "none",
+    "pod-kill",
+    "pod-delete",
+    "node-crash",
+    "node-partition",
+    "kubelet-stop",
+    "node-drain",
+    "daemon-kill",
+    "link-down",
+    "transient-blip",
+    "controller-manager-restart",
+    "apiserver-down",
+    "master-crash",
+)
+
 _CHOICE = "chaoslab scenario default (an experimenter's choice, not a software default)"
 
 register(
@@ -52,6 +70,44 @@ register(
             "scenario",
             f"{_CHOICE}: a short loss used to look for false failovers",
             "transient-blip: how long the network loss lasts.",
+        ),
+        Param(
+            "fault.apiserver_down_time",
+            "duration",
+            Fixed(60.0),
+            "scenario",
+            f"{_CHOICE}: longer than the controller manager's renew deadline (10 s), so its "
+            "leader exits and a new one must take the Lease",
+            "apiserver-down: how long no API server answers (or etcd has no quorum).",
+        ),
+        Param(
+            "fault.master_repair_time",
+            "duration",
+            Fixed(float("inf")),
+            "scenario",
+            f"{_CHOICE}: a crashed control-plane node stays down, like fault.repair_time",
+            "master-crash: time until the control-plane node is powered on again "
+            "(inf = never); its own key, so a worker crash named with it keeps its own.",
+        ),
+        Param(
+            "fault.with",
+            "choice",
+            "none",
+            "scenario",
+            f"{_CHOICE}: one effect per fault unless the experiment names a second",
+            "A second fault kind injected with this one, at its default target with the "
+            "catalogue's values (set them with the fault's params:), fault.with_delay later: "
+            "a node crash while the API server is down, a pod that dies during a controller "
+            "manager restart.",
+            choices=WITH_KINDS,
+        ),
+        Param(
+            "fault.with_delay",
+            "duration",
+            Fixed(0.0),
+            "scenario",
+            f"{_CHOICE}: both effects at t = 0",
+            "When the fault.with effect starts, after the fault.",
         ),
     ]
 )

@@ -262,6 +262,83 @@ register(
             "('same-pass') or the next one, node_monitor_period later ('next-pass').",
             choices=("same-pass", "next-pass"),
         ),
+        Param(
+            "kube_controller_manager.leader_elect_lease_duration",
+            "duration",
+            Fixed(15.0),
+            "15 s in every release with leader election (read at v1.33.13 and v1.37.2)",
+            "kubernetes/kubernetes staging/src/k8s.io/component-base/config/v1alpha1/"
+            "defaults.go (RecommendedDefaultLeaderElectionConfiguration: LeaseDuration 15 s; "
+            "read at component-base v0.37.2); client-go tools/leaderelection/"
+            "leaderelection.go (a candidate acquires once observedTime + LeaseDuration has "
+            "passed, observedTime = when it last saw the record change)",
+            "How long a candidate controller manager waits, from the last change of the "
+            "leader's Lease it observed, before it takes the lease.",
+        ),
+        Param(
+            "kube_controller_manager.leader_elect_renew_deadline",
+            "duration",
+            Fixed(10.0),
+            "10 s (read at v1.33.13 and v1.37.2)",
+            "component-base config/v1alpha1/defaults.go (RenewDeadline 10 s); client-go "
+            "leaderelection.go renew (wait.PollUntilContextTimeout(RetryPeriod, "
+            "RenewDeadline): a leader that cannot renew for this long stops leading); "
+            "cmd/kube-controller-manager/app/controllermanager.go OnStoppedLeading "
+            "(klog.FlushAndExit: the process exits)",
+            "A leading controller manager that cannot renew its Lease for this long exits "
+            "(kubelet restarts it as a static pod).",
+        ),
+        Param(
+            "kube_controller_manager.leader_elect_retry_period",
+            "duration",
+            Fixed(2.0),
+            "2 s (read at v1.33.13 and v1.37.2)",
+            "component-base config/v1alpha1/defaults.go (RetryPeriod 2 s); client-go "
+            "leaderelection.go (the leader renews every RetryPeriod; candidates poll every "
+            "RetryPeriod x U(1, 1 + JitterFactor), JitterFactor = 1.2)",
+            "Renew period of the leader and poll period of the candidates.",
+        ),
+        Param(
+            "kube_controller_manager.leader_elect_jitter_factor",
+            "ratio",
+            Fixed(1.2),
+            "constant (read at client-go v0.33.13 and v0.37.2)",
+            "client-go tools/leaderelection/leaderelection.go (JitterFactor = 1.2, "
+            "acquire: wait.JitterUntil(..., RetryPeriod, JitterFactor, true))",
+            "Jitter of a candidate's polls: each waits RetryPeriod x U(1, 1 + factor).",
+        ),
+        Param(
+            "kube_controller_manager.release_on_exit",
+            "flag",
+            False,
+            "ControllerManagerReleaseLeaderElectionLockOnExit alpha (off) from 1.36; absent "
+            "before (read at v1.37.2)",
+            f"{GH}/v1.37.2/cmd/kube-controller-manager/app/controllermanager.go "
+            "(ReleaseOnCancel: the gate); k8s.io/controller-manager v0.37.2 pkg/features/"
+            "kube_features.go (alpha 1.36, default false)",
+            "A controller manager that exits releases its Lease (true), so a candidate takes "
+            "it at its next poll, or leaves it to expire (false).",
+        ),
+        Param(
+            "kube_controller_manager.restart_time",
+            "duration",
+            LogNormal(2.0, 8.0),
+            "[assumption] any version",
+            "[assumption] the kubelet restarts the static pod's container (the first restart "
+            "is immediate, kubelet.go containerBackOffPeriod) and the binary starts; "
+            "not published",
+            "From a controller manager's exit to its new process polling for the Lease.",
+        ),
+        Param(
+            "kube_controller_manager.cache_sync_time",
+            "duration",
+            LogNormal(0.5, 3.0),
+            "[assumption] any version",
+            "[assumption] a new leader's informers list every object before a controller "
+            "runs (cache.WaitForNamedCacheSync in node_lifecycle_controller.go Run); seconds "
+            "in a small cluster, not published",
+            "From acquiring the Lease to the controllers' first pass (informer cache sync).",
+        ),
         # ------------------------------------------------------- kube-apiserver
         Param(
             "kube_apiserver.default_unreachable_toleration_seconds",
@@ -472,6 +549,8 @@ require_positive(
     "kube_controller_manager.node_monitor_period",
     "kube_controller_manager.node_eviction_period",
     "probe.period_seconds",
+    "kube_controller_manager.leader_elect_lease_duration",
+    "kube_controller_manager.leader_elect_retry_period",
 )
 
 _1_10 = (
