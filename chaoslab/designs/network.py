@@ -39,7 +39,7 @@ from chaoslab.mechanisms.arp import VipNeighbour
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.bgp import BgpFabric
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
-from chaoslab.mechanisms.ecmp import moved_from
+from chaoslab.mechanisms.ecmp import SPACE, moved_from, resilient_buckets, route
 from chaoslab.mechanisms.ingress import IngressCluster
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.kubevip import graceful_takeover, silent_takeover
@@ -407,6 +407,14 @@ class BgpTopology(NetTopology):
             self.watch_power()
         self.bgp = BgpFabric(trial, speakers, self.has_vip, self._on_fib)
         self.entry = speakers[0]
+        # L3 hash: each client address takes one path for all its connections, so with
+        # few clients a(t) per trial is all or nothing instead of the FIB's mean
+        n_clients = trial.p.count("client.source_addresses")
+        l3 = trial.p.choice("ecmp.hash_policy") == "L3"
+        self.client_hashes = (
+            [int(h) for h in trial.rng.integers(0, SPACE, n_clients)] if l3 and n_clients else []
+        )
+        self.buckets = self._rebucket([], self.bgp.fib)
 
     def holder(self) -> Node | None:
         return self.speakers[0]
@@ -414,16 +422,36 @@ class BgpTopology(NetTopology):
     def ingress_name(self) -> str | None:
         return INGRESS if self.l7 else None
 
+    def _rebucket(self, old: list[Node], new: list[Node]) -> list[str]:
+        """The resilient group's bucket table after a FIB change (only orphans move)."""
+        if self.mode != "resilient" or not new:
+            return []
+        names = [n.name for n in new]
+        return resilient_buckets(names, self.buckets if old and self.buckets else None)
+
+    def _client_hop(self, fib: list[Node], buckets: list[str], h: int) -> Node:
+        names = [n.name for n in fib]
+        hop = route(self.mode, names, h, buckets=buckets or None)
+        return fib[names.index(hop)]
+
     def _on_fib(self, old: list[Node], new: list[Node]) -> None:
         moved = moved_from(self.mode, [n.name for n in old], [n.name for n in new])
+        old_buckets, self.buckets = self.buckets, self._rebucket(old, new)
         if self.conns is not None:
             self.conns.rehash(moved)
-        if old and new:
-            # new requests in flight on a path that moves off a live next hop are reset on
-            # the node they land on (no socket, no conntrack entry there)
+        if not (old and new):
+            return
+        # new requests in flight on a path that moves off a live next hop are reset on
+        # the node they land on (no socket, no conntrack entry there)
+        if self.client_hashes:
+            was = [self._client_hop(old, old_buckets, h) for h in self.client_hashes]
+            now = [self._client_hop(new, self.buckets, h) for h in self.client_hashes]
+            share = sum(self.node_success(a) for a, b in zip(was, now, strict=True) if a is not b)
+            share /= len(self.client_hashes)
+        else:
             share = sum(moved.get(n.name, 0.0) * self.node_success(n) for n in old) / len(old)
-            if share > 0:
-                self.trial.blip(self.trial.p.draw("client.request_duration"), share)
+        if share > 0:
+            self.trial.blip(self.trial.p.draw("client.request_duration"), share)
 
     def _started(self, pod: Pod) -> None:
         if pod.node is not None:
@@ -446,6 +474,9 @@ class BgpTopology(NetTopology):
         fib = self.bgp.fib
         if not fib:
             return 0.0
+        if self.client_hashes:
+            hops = [self._client_hop(fib, self.buckets, h) for h in self.client_hashes]
+            return sum(self.node_success(n) for n in hops) / len(hops)
         return sum(self.node_success(n) for n in fib) / len(fib)
 
     def delivers_to(self, entry: Node) -> bool:

@@ -19,7 +19,13 @@ Closed forms (docs/model-network.md, BGP, BFD, graceful restart):
 - SIGTERM of the speaker sends a Cease: routes go at once. SIGKILL closes the TCP socket
   (the kernel answers for the dead process): the router sees the drop at once.
 - A speaker withdraws the VIP ``bgp.withdraw_delay`` after it left the interface.
-- The router programs each change into its FIB after ``router.fib_update_time``.
+- The router programs each change into its FIB after ``router.fib_update_time``, counted
+  once: a flush after a hold expiry (``bgp.hold_expiry_flush_delay`` > 0) was measured up
+  to the kernel route, so it is programmed at once.
+- A single-path router (``router.multipath`` false) installs one best path: the lowest
+  BGP Identifier (speaker order, RFC 4271 section 9.1.2.2 f) or the oldest session
+  (``router.best_path: oldest``, Cisco IOS); a dead best next hop takes all traffic until
+  it is withdrawn.
 - A session comes back ``bgp.connect_delay`` after the speaker (re)starts or its node
   returns, or ``bgp.error_wait_time`` after an error while both ends stayed up.
 """
@@ -73,7 +79,7 @@ def keepalive_age(rng_u1: float, rng_u2: float, interval: float, jitter: float) 
 
 
 class _Session:
-    __slots__ = ("announced", "epoch", "gr_epoch", "node", "rib", "up")
+    __slots__ = ("announced", "epoch", "gr_epoch", "node", "rib", "since", "up")
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -82,6 +88,7 @@ class _Session:
         self.rib = "active"  # router's routes via this node: active, stale, none
         self.epoch = 0
         self.gr_epoch = 0
+        self.since = 0.0  # when the route via this node was last learned (best path: oldest)
 
 
 class BgpFabric:
@@ -109,11 +116,13 @@ class BgpFabric:
         self.bfd_detect = bfd_detection_time(
             p.draw("bfd.multiplier"), p.draw("bfd.min_rx"), self.bfd_tx
         )
+        self.multipath = p.flag("router.multipath")
+        self.oldest = p.choice("router.best_path") == "oldest"
         self.sessions = {n.name: _Session(n) for n in speakers}
         for s in self.sessions.values():
             s.announced = announcing(s.node)
             s.rib = "active" if s.announced else "none"
-        self.fib: list[Node] = [s.node for s in self.sessions.values() if s.rib != "none"]
+        self.fib: list[Node] = self._installed()
         self._seen = {n.name: (n.powered, n.net_up) for n in speakers}
         self._daemon = {n.name: True for n in speakers}
         self._fib_epoch = 0
@@ -184,7 +193,9 @@ class BgpFabric:
         if epoch != s.epoch or s.up or s.rib == "none":
             return
         s.rib = "none"
-        self._fib_changed()
+        # the flush delay was measured up to the kernel route: no FIB time on top
+        self._fib_epoch += 1
+        self._program(self._fib_epoch)
 
     def _back(self, s: _Session, *, rebooted: bool) -> None:
         s.epoch += 1
@@ -245,10 +256,8 @@ class BgpFabric:
         s.announced = want
         new = "active" if want else "none"
         if new != s.rib:
-            s.rib = new
+            self._set_rib(s, new)
             self._fib_changed()
-        else:
-            s.rib = new
 
     def _announce_change(self, s: _Session) -> None:
         want = self._wants(s)
@@ -261,8 +270,22 @@ class BgpFabric:
             return
         new = "active" if want else "none"
         if s.rib != new:
-            s.rib = new
+            self._set_rib(s, new)
             self._fib_changed()
+
+    def _set_rib(self, s: _Session, rib: str) -> None:
+        if s.rib == "none" and rib != "none":
+            s.since = self.trial.now
+        s.rib = rib
+
+    def _installed(self) -> list[Node]:
+        """Next hops in the FIB: every route (ECMP) or the one best path."""
+        routes = [s for s in self.sessions.values() if s.rib != "none"]
+        if self.multipath or not routes:
+            return [s.node for s in routes]
+        # speakers are in BGP Identifier order; min() keeps the first of equal keys
+        best = min(routes, key=lambda s: s.since) if self.oldest else routes[0]
+        return [best.node]
 
     def _fib_changed(self) -> None:
         self._fib_epoch += 1
@@ -271,7 +294,7 @@ class BgpFabric:
     def _program(self, epoch: int) -> None:
         if epoch != self._fib_epoch:
             return
-        new = [s.node for s in self.sessions.values() if s.rib != "none"]
+        new = self._installed()
         if new == self.fib:
             return
         old = self.fib

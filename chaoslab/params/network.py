@@ -12,6 +12,9 @@ Profile families (pick at most one per family in an experiment):
 - ``bgp``: ``bird2`` (default), ``calico-bird``, ``frr-traditional``, ``frr-datacenter``,
   ``gobgp``, ``metallb-native``, ``metallb-frr`` — the BGP speaker on the nodes, with its
   BFD defaults;
+- ``router``: ``router-bird2`` (default, the lab's), ``router-frr``, ``router-hardware`` —
+  the router the speakers peer with (hold proposal, hold-timer jitter, flush, FIB time,
+  multipath, ARP cache), picked independently of the speakers;
 - ``ingress-nginx``: ``ingress-nginx`` (default, dynamic Lua balancer),
   ``ingress-nginx-2018`` (0.15: reload on endpoint change, unlimited tries);
 - ``kube-vip``: ``kube-vip-1.1`` (default), ``kube-vip-1.0``.
@@ -247,9 +250,10 @@ register(
             "bgp.peer_hold_time",
             "duration",
             Fixed(240.0),
-            "the router's BGP; BIRD 2 as in the lab",
+            "the router's BGP; BIRD 2 (router-bird2, as in the lab)",
             f"{BIRD}: hold time 240 s (the router is BIRD 2, like chaoslab's lab); "
-            "Cisco IOS and FRR traditional propose 180 s, RFC 4271 section 10 suggests 90 s",
+            "the router-frr and router-hardware profiles propose 180 s, RFC 4271 section 10 "
+            "suggests 90 s",
             "Hold time the router proposes; the session uses min(hold_time, peer_hold_time).",
         ),
         Param(
@@ -293,7 +297,7 @@ register(
             "bgp.hold_timer_jitter",
             "ratio",
             Fixed(0.0),
-            "RFC 4271 speakers; BIRD 2 profiles set 0.25",
+            "RFC 4271 routers; the router-bird2 profile sets 0.25",
             "RFC 4271 section 10 jitters ConnectRetry, keepalive and MRAI timers, not the hold "
             f"timer; {BIRD}: proto/bgp/bgp.c bgp_start_timer() takes a random 0-25 % off every "
             "BGP timer it starts, the hold timer included (measured in the lab: docs/lab.md)",
@@ -303,10 +307,12 @@ register(
             "bgp.hold_expiry_flush_delay",
             "duration",
             Fixed(0.0),
-            "[assumption] RFC 4271 speakers; BIRD 2 profiles set measured values",
+            "[assumption] RFC 4271 routers; router-bird2 / router-frr set measured values",
             "[assumption] a NOTIFICATION then an immediate flush; BIRD 2 enters its CLOSE state "
             "after a hold expiry and flushes later (lab measurement, docs/lab.md)",
-            "Time from a hold-timer expiry on the router to the routes leaving its RIB.",
+            "Time from a hold-timer expiry on the router to the route leaving its forwarding "
+            "table (measured to the kernel route: router.fib_update_time is not added on top "
+            "when this is > 0).",
         ),
         Param(
             "bgp.graceful_restart_time",
@@ -345,10 +351,36 @@ register(
             "router.fib_update_time",
             "duration",
             Uniform(0.01, 0.1),
-            "[assumption] any router",
+            "[assumption] any router; router-bird2 / router-frr set lab measurements",
             "[assumption] RIB to FIB programming of one prefix; tens of ms on Linux/FRR, "
             "bounded above by a scan interval on older software routers",
-            "From a route change in the router's RIB to its forwarding table.",
+            "From a route change in the router's RIB (session closed, BFD down, withdrawal) to "
+            "its forwarding table (the kernel route).",
+        ),
+        Param(
+            "router.multipath",
+            "flag",
+            True,
+            "the ECMP designs' premise; BIRD 2 and Cisco IOS need it configured",
+            f"{_CONV}: the BGP designs assume a router configured for ECMP ({BIRD} kernel "
+            "protocol 'merge paths': 'By default, multipath merging is disabled'; O'Reilly, "
+            "Cisco IOS in a Nutshell, 'maximum-paths': default 1 for BGP)",
+            "The router installs every equal path (ECMP); false: one best path only, so a dead "
+            "next hop takes all traffic until it is withdrawn.",
+        ),
+        Param(
+            "router.best_path",
+            "choice",
+            "lowest-router-id",
+            "RFC 4271; Cisco IOS prefers the oldest external path",
+            "RFC 4271 section 9.1.2.2 (f): the route from the lowest BGP Identifier; Cisco "
+            "IOS IP Configuration Guide, BGP best path: 'If multipath is not enabled, prefer "
+            "the route with the lowest IP address value for the BGP router ID' after older "
+            "external paths (RFC 5004 'prefer the oldest')",
+            "Single-path router: which equal path is installed (lowest-router-id: the "
+            "first node; oldest: the longest-established session, so a returning node does "
+            "not take the traffic back).",
+            choices=("lowest-router-id", "oldest"),
         ),
         # ------------------------------------------------------------ BFD
         Param(
@@ -394,6 +426,27 @@ register(
             "multipath group uses hash-threshold); RFC 2991 section 4, RFC 2992",
             "How the router maps flows to next hops: modulo-N, hash-threshold or resilient.",
             choices=("modulo", "hash-threshold", "resilient"),
+        ),
+        Param(
+            "ecmp.hash_policy",
+            "choice",
+            "L3",
+            "Linux 4.12+ (fib_multipath_hash_policy); most routers hash L3 by default",
+            "kernel Documentation/networking/ip-sysctl.rst fib_multipath_hash_policy: "
+            "0 - Layer 3 (default), 1 - Layer 4",
+            "Fields the router hashes: L3 (source, destination address: all connections of "
+            "one client take one path) or L4 (plus ports: each connection its own path).",
+            choices=("L3", "L4"),
+        ),
+        Param(
+            "client.source_addresses",
+            "count",
+            Fixed(0.0),
+            _CONV,
+            f"{_CONV}: 0 = many clients (users of a service), each a share of the traffic; "
+            "the lab's prober is 1 address",
+            "Distinct client addresses behind the router; with ecmp.hash_policy L3 each takes "
+            "one path for all its connections (0 = so many that only the shares matter).",
         ),
         # ------------------------------------------------------------ ingress-nginx
         Param(
@@ -692,14 +745,9 @@ register_profile(
     "bird2",
     "bgp",
     "BIRD 2 defaults: hold 240 s (jittered 0-25 %), keepalive hold/3, connect delay 5 s, "
-    "error wait 60 s, no BFD (BFD when enabled: tx 100 ms, rx 10 ms, multiplier 5).",
-    {
-        "bgp.hold_timer_jitter": (0.25, f"{BIRD}: bgp_start_timer() (RFC 4271 section 10)"),
-        "bgp.hold_expiry_flush_delay": (
-            "empirical(20ms, 580ms, 1.07s, 430ms, 250ms, 50ms, 1.9s)",
-            "chaoslab lab: BIRD 2.0.12 (Debian 12), hold 9 s, 7 hold expiries (docs/lab.md)",
-        ),
-    },
+    "error wait 60 s, no BFD (BFD when enabled: tx 100 ms, rx 10 ms, multiplier 5). The "
+    "router's side (its hold time, hold-timer jitter, flush) is the router family.",
+    {},
     default=True,
 )
 register_profile(
@@ -713,11 +761,6 @@ register_profile(
         "bgp.connect_delay": ("2s", f"{CALICO}: connect delay time 2"),
         "bgp.error_wait_time": ("5s", f"{CALICO}: error wait time 5,30"),
         "bgp.withdraw_delay": ("uniform(0s, 2s)", f"{CALICO}: protocol device scan time 2"),
-        "bgp.hold_timer_jitter": (0.25, f"{BIRD}: bgp_start_timer() (RFC 4271 section 10)"),
-        "bgp.hold_expiry_flush_delay": (
-            "empirical(20ms, 580ms, 1.07s, 430ms, 250ms, 50ms, 1.9s)",
-            "chaoslab lab: BIRD 2.0.12 (Debian 12), hold 9 s, 7 hold expiries (docs/lab.md)",
-        ),
         "bfd.enabled": (False, f"{CALICO}: no bfd in the templates"),
     },
 )
@@ -793,6 +836,63 @@ register_profile(
         "bfd.min_rx": ("300ms", f"{ML} api/v1beta1/bfdprofile_types.go receiveInterval 300"),
         "bfd.multiplier": (3, f"{ML} bfdprofile_types.go: no default, FRR's 3 applies"),
     },
+)
+
+# The router the speakers peer with (issue 11 item 2): its hold timer detects a silent
+# node, so hold-timer jitter, the flush after a hold expiry and the time to the kernel or
+# hardware route are the router's, picked independently of the speakers' profile.
+register_profile(
+    "router-bird2",
+    "router",
+    "BIRD 2 as the router (the lab's): proposes hold 240 s, re-arms its hold timer 0-25 % "
+    "short, flushes 0.02-1.9 s after a hold expiry, installs a route change in the kernel "
+    "within ~2 ms; ECMP with 'merge paths on'.",
+    {
+        "bgp.hold_timer_jitter": (0.25, f"{BIRD}: bgp_start_timer() (RFC 4271 section 10)"),
+        "bgp.hold_expiry_flush_delay": (
+            "empirical(20ms, 580ms, 1.07s, 430ms, 250ms, 50ms, 1.9s)",
+            "chaoslab lab: BIRD 2.0.12 (Debian 12), hold 9 s, 7 hold expiries, from the "
+            "'Hold timer expired' log line to the kernel route change (docs/lab.md)",
+        ),
+        "router.fib_update_time": (
+            "uniform(0s, 2ms)",
+            "chaoslab lab: BIRD 2.0.12, closed session or BFD down to the kernel route change "
+            "(ip -ts monitor route) within 2 ms (docs/lab.md)",
+        ),
+    },
+    default=True,
+    covers="BIRD 2.0.x-2.19 (bird.sgml v2.19.2; measured with 2.0.12 on Debian 12)",
+)
+register_profile(
+    "router-hardware",
+    "router",
+    "A typical hardware router with vendor defaults (Cisco IOS): hold 180 s, keepalive "
+    "60 s, no timer jitter, one best BGP path (maximum-paths 1, oldest external path "
+    "preferred), ARP cache refreshed only every 4 h.",
+    {
+        "bgp.peer_hold_time": (
+            "180s",
+            "O'Reilly, Cisco IOS in a Nutshell, 'timers bgp': keepalive 60 s, holdtime 180 s",
+        ),
+        "router.multipath": (
+            False,
+            "O'Reilly, Cisco IOS in a Nutshell, 'maximum-paths': default 1 for BGP; Cisco IOS "
+            "IP Configuration Guide: 'By default, BGP will install only one path'",
+        ),
+        "router.best_path": (
+            "oldest",
+            "Cisco IOS BGP best path selection: of two external paths prefer the one received "
+            "first (the oldest), RFC 5004",
+        ),
+        "router.fib_update_time": (
+            "uniform(10ms, 500ms)",
+            "[assumption] BGP RIB to CEF to the hardware table for one prefix; no vendor "
+            "publishes a default",
+        ),
+        "arp.neighbor": ("router", "router ARP cache: no NUD, a fixed timeout"),
+        "arp.router_timeout": ("4h", "O'Reilly, Cisco IOS in a Nutshell, 'arp timeout' 14400 s"),
+    },
+    covers="Cisco IOS 12.x-15.x defaults as documented (no vendor measurement)",
 )
 
 register_profile(

@@ -1,0 +1,115 @@
+"""Network fidelity, issue 11: the router as its own profile, GARP and neighbour caches in
+every VIP design, EHOSTUNREACH after a failed neighbour entry (docs/model-network.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chaoslab
+from chaoslab.mechanisms.base import Trial
+from chaoslab.mechanisms.bgp import BgpFabric
+from chaoslab.mechanisms.cluster import Node
+from chaoslab.params import ParamSet
+from chaoslab.params.catalogue import PROFILES
+
+CRASH = {"kind": "node-crash", "target": "vip-holder"}
+
+
+def trial(profiles: list[str] | None = None, seed: int = 0, **params: object) -> Trial:
+    ps = ParamSet.resolve(profiles, params)
+    rng = np.random.default_rng(seed)
+    return Trial(ps.sampler(rng), rng, 900.0)
+
+
+def nodes(n: int) -> list[Node]:
+    return [Node(f"n{i}", "controller", i, "zone-0") for i in range(n)]
+
+
+def sim(design: str, fault: object, profile: list[str], trials: int = 100, **kw: object):
+    return chaoslab.simulate(
+        design,
+        fault,  # type: ignore[arg-type]
+        profile=["k8s-1.32", *profile],
+        trials=trials,
+        seed=3,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# ============================================================================ item 2: routers
+def test_router_profiles_are_their_own_family_and_combine_with_any_speaker() -> None:
+    routers = {p.name for p in PROFILES.values() if p.family == "router"}
+    assert {"router-bird2", "router-hardware"} <= routers
+    ps = ParamSet.resolve(["calico-bird", "router-hardware"])
+    # the speaker's graceful restart and the router's hold proposal, side by side
+    assert ps["bgp.graceful_restart"] is True
+    assert ps["bgp.peer_hold_time"].mean() == 180.0  # type: ignore[union-attr]
+    assert ps["router.multipath"] is False
+    # the speakers' profiles no longer say anything about the router
+    for name in ("bird2", "calico-bird", "metallb-native", "frr-datacenter"):
+        assert not {"bgp.hold_timer_jitter", "bgp.hold_expiry_flush_delay"} & set(
+            PROFILES[name].settings
+        )
+
+
+def _flush_to_fib(**params: object) -> float:
+    t = trial(None, 1, **params)
+    ns = nodes(3)
+    at: list[float] = []
+    BgpFabric(t, ns, lambda n: n.powered, lambda old, new: at.append(t.now))
+    ns[0].powered = False
+    t.changed()
+    t.env.run(until=899)
+    return at[0] - t.milestones["bgp.session_down"]
+
+
+def test_fib_time_counted_once_after_a_measured_flush() -> None:
+    """The flush delay was measured up to the kernel route: no FIB time on top of it; a
+    router that flushes at once (delay 0) still pays its FIB time."""
+    lag = _flush_to_fib(**{"bgp.hold_expiry_flush_delay": "1s", "router.fib_update_time": "5s"})
+    assert lag == pytest.approx(1.0)
+    lag = _flush_to_fib(**{"bgp.hold_expiry_flush_delay": "0s", "router.fib_update_time": "5s"})
+    assert lag == pytest.approx(5.0)
+
+
+def test_single_best_path_router_loses_all_traffic_until_withdrawal() -> None:
+    """No ECMP: the dead best next hop carries every new flow until the hold timer expires
+    (RFC 4271 section 9.1.2.2: one route installed); ECMP loses only 1/3 meanwhile."""
+    one = sim("ingress-vip-bgp", CRASH, ["router-hardware"])
+    ecmp = sim("ingress-vip-bgp", CRASH, ["router-bird2"])
+    # hardware: hold 180 s, keepalive 60 s, no jitter -> withdrawn in [120, 180] s + FIB
+    assert one["at_bgp_session_down"].between(120 - 1e-9, 180).all()
+    assert np.allclose(one["downtime_s"], one["recovery_s"], atol=1e-9)
+    assert np.allclose(one["lost_s"], one["recovery_s"], rtol=1e-6)
+    assert (ecmp["downtime_s"] == 0).all()
+    assert np.allclose(ecmp["lost_s"], ecmp["recovery_s"] / 3, rtol=0.02)
+
+
+def test_single_path_router_with_oldest_path_keeps_traffic_off_a_returning_node() -> None:
+    """A 2 s blip with BFD drops the first node's session; it returns after the error wait.
+    lowest-router-id takes the traffic back to it (a second move), oldest does not."""
+    blip = {"kind": "transient-blip", "target": "vip-holder", "duration": "2s"}
+    kw = {"bfd.enabled": True, "router.multipath": False, "client.request_duration": "10ms"}
+    rfc = sim("ingress-vip-bgp", blip, [], trials=30, params={**kw})
+    old = sim("ingress-vip-bgp", blip, [], trials=30, params={**kw, "router.best_path": "oldest"})
+    # both lose everything while the blip lasts (one path, on the cut-off node), but only
+    # lowest-router-id moves the path back after BIRD's 60 s error wait
+    assert (rfc["recovery_s"] > 60).all()
+    assert (old["recovery_s"] < 3).all()
+
+
+def test_l3_hash_with_one_client_is_all_or_nothing() -> None:
+    """fib_multipath_hash_policy 0 hashes addresses only: one client address takes one path,
+    so per trial the dead hop costs it everything (1/3 of trials, until BFD withdraws it) or
+    nothing; the re-hash then moves it off a live hop in 1/6 more (hash-threshold, edge
+    region: half the space moves), which costs only the requests in flight."""
+    params = {"ecmp.hash_policy": "L3", "client.source_addresses": 1, "bfd.enabled": True}
+    df = sim("ingress-vip-bgp", CRASH, [], trials=600, params=params)
+    dead = df["lost_s"] > 0.1
+    moved = (df["lost_s"] > 0) & ~dead
+    assert dead.mean() == pytest.approx(1 / 3, abs=0.06)
+    assert moved.mean() == pytest.approx(1 / 6, abs=0.05)
+    assert (df.loc[dead, "downtime_s"] == df.loc[dead, "lost_s"]).all()
+    many = sim("ingress-vip-bgp", CRASH, [], trials=50, params={"bfd.enabled": True})
+    assert (many["downtime_s"] == 0).all()  # many clients: the shares, as with L4
