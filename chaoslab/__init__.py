@@ -13,27 +13,40 @@ Errors a user can cause are `chaoslab.errors.UserError` (bad input) or `LiveErro
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Mapping, Sequence
-from importlib import metadata
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from chaoslab.designs import DESIGNS
 from chaoslab.errors import ChaoslabError, LiveError, UserError
-from chaoslab.faults import FAULTS, Fault
-from chaoslab.mechanisms.cluster import ClusterSpec
-from chaoslab.params import CATALOGUE, PROFILES, ParamSet
-from chaoslab.results import Run, load_run
-from chaoslab.runner import Cell, run_cells
+
+
+def _exit_on_early_interrupt() -> None:
+    """As the ``chaoslab`` program, a Ctrl-C while Python still imports the command line
+    exits 130 without a traceback; ``chaoslab.cli.main`` puts Python's own handler back
+    once a run can be closed properly. Imported as a library, nothing changes."""
+    if os.path.basename(getattr(sys, "argv", [""])[0] or "") != "chaoslab":
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, leave)
+
+
+_exit_on_early_interrupt()
 
 if TYPE_CHECKING:
-    from chaoslab.run import resume_run, run_experiment
+    import pandas as pd
 
-try:
-    __version__ = metadata.version("chaoslab")
-except metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
+    from chaoslab.designs import DESIGNS
+    from chaoslab.faults import FAULTS, Fault
+    from chaoslab.mechanisms.cluster import ClusterSpec
+    from chaoslab.params import CATALOGUE, PROFILES, ParamSet
+    from chaoslab.results import Run, load_run
+    from chaoslab.run import resume_run, run_experiment
 
 __all__ = [
     "CATALOGUE",
@@ -60,17 +73,50 @@ class UnknownName(UserError, KeyError):
     """A design or fault kind that does not exist (still a KeyError, as lookups raise)."""
 
 
-def __getattr__(name: str) -> Any:
-    # run_experiment reads experiment files (YAML): imported on first use, so that
-    # `import chaoslab` and the core stay free of YAML
-    if name in ("run_experiment", "resume_run"):
-        from chaoslab import run
+# where each public name lives: imported on first use, so that `import chaoslab` (and
+# `chaoslab --help`, which imports it as the package of chaoslab.cli) loads no NumPy,
+# pandas or SimPy, and the core stays free of YAML (run_experiment reads experiment files)
+_LAZY = {
+    "CATALOGUE": "chaoslab.params",
+    "PROFILES": "chaoslab.params",
+    "ParamSet": "chaoslab.params",
+    "DESIGNS": "chaoslab.designs",
+    "FAULTS": "chaoslab.faults",
+    "Fault": "chaoslab.faults",
+    "ClusterSpec": "chaoslab.mechanisms.cluster",
+    "Run": "chaoslab.results",
+    "load_run": "chaoslab.results",
+    "run_experiment": "chaoslab.run",
+    "resume_run": "chaoslab.run",
+}
 
-        return getattr(run, name)
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value  # once: later look-ups are plain attribute reads
+        return value
+    if name == "__version__":
+        return _version()
     raise AttributeError(f"module 'chaoslab' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, "__version__"])
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("chaoslab")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0.0.0"
+
+
 def _fault(fault: str | Mapping[str, Any] | Fault) -> Fault:
+    from chaoslab.faults import Fault
+
     if isinstance(fault, Fault):
         return fault
     if isinstance(fault, str):
@@ -100,6 +146,14 @@ def simulate(
     ``fault`` is a kind (``"node-crash"``, default target) or a mapping like
     ``{"kind": "node-crash", "target": "app-pod-node", "repair": "10m"}``.
     """
+    import pandas as pd
+
+    from chaoslab.designs import DESIGNS
+    from chaoslab.faults import FAULTS
+    from chaoslab.mechanisms.cluster import ClusterSpec
+    from chaoslab.params import ParamSet
+    from chaoslab.runner import Cell, run_cells
+
     if design not in DESIGNS:
         raise UnknownName(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     f = _fault(fault)

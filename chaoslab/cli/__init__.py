@@ -6,22 +6,15 @@ line naming file, line and key, and exit status 2 (1 for a failed run, 130 on Ct
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from chaoslab.cli.common import (
-    console,
-    err_console,
-    exit_code_for,
-    fail,
-    summary_table,
-    user_errors,
-)
+from chaoslab.cli.common import console, exit_code_for, fail, user_errors
 
 __all__ = ["app", "main", "user_errors"]
 
@@ -31,7 +24,8 @@ app = typer.Typer(
     "node or network element fails.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -49,8 +43,30 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", envvar="CHAOSLAB_VERBOSE", help="Debug lines on stderr too."
+        ),
+    ] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="CHAOSLAB_LOG_FILE", metavar="FILE", help="Append the log lines to FILE."
+        ),
+    ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="CHAOSLAB_LOG_FORMAT",
+            help="Log lines as text or json (one object a line: ts, level, event, fields).",
+        ),
+    ] = "text",
 ) -> None:
     """chaoslab: outage windows of Kubernetes exposure designs, predicted and measured."""
+    from chaoslab.cli.logs import setup
+
+    setup(verbose, log_file, log_format)
 
 
 # ----------------------------------------------------------------------------- run
@@ -61,28 +77,42 @@ def _root(
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     trials: Annotated[
-        int | None, typer.Option(help="Trials per cell (overrides the file).")
+        int | None,
+        typer.Option(envvar="CHAOSLAB_TRIALS", help="Trials per cell (overrides the file)."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Root seed (overrides the file).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    seed: Annotated[
+        int | None,
+        typer.Option(envvar="CHAOSLAB_SEED", help="Root seed, 0 or more (overrides the file)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(envvar="CHAOSLAB_WORKERS", help="Worker processes.")] = 1,
+    out: Annotated[Path, typer.Option(envvar="CHAOSLAB_OUT", help="Results folder.")] = Path(
+        "results"
+    ),
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a parameter: key=value (repeatable)."),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Finish an interrupted run folder instead of a new one.")
+        Path | None,
+        typer.Option(
+            help="Finish an interrupted run folder instead of a new one (with the run's own "
+            "experiment, trials, seed, --set and engine: a different one is refused)."
+        ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
     executor: Annotated[
         str,
-        typer.Option(help="Where chunks run: local (process pool) or dask (distributed)."),
+        typer.Option(
+            envvar="CHAOSLAB_EXECUTOR",
+            help="Where chunks run: local (process pool) or dask (distributed).",
+        ),
     ] = "local",
     scheduler: Annotated[
         str | None,
         typer.Option(
+            envvar="CHAOSLAB_SCHEDULER",
             help="Dask scheduler address (tcp://host:8786), or 'local' for a LocalCluster of "
-            "--workers processes (the default with --executor dask)."
+            "--workers processes (the default with --executor dask).",
         ),
     ] = None,
     junit: Annotated[
@@ -90,31 +120,27 @@ def run(
         typer.Option(help="Write the expect: verdicts as JUnit XML (one case per cell)."),
     ] = None,
     engine: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="simpy (the reference model) or fast (NumPy closed forms where chaoslab.fast "
-            "covers a cell, SimPy with a note elsewhere; equal in distribution, not per trial)."
+            envvar="CHAOSLAB_ENGINE",
+            help="simpy (the reference model; the default) or fast (NumPy closed forms where "
+            "chaoslab.fast covers a cell, SimPy with a note elsewhere; equal in distribution, "
+            "not per trial).",
         ),
-    ] = "simpy",
+    ] = None,
 ) -> None:
     """Run an experiment's designs x faults x sweep and write a run folder; exit 1 when an
     expectation of its expect: block is not met."""
-    from chaoslab.cli.runcmd import run_command
+    from chaoslab.cli.runcmd import Options, run_command
 
     code = run_command(
         experiment,
-        trials=trials,
-        seed=seed,
-        workers=workers,
-        out=out,
-        sets=set_ or [],
-        resume=resume,
-        quiet=quiet,
-        executor=executor,
-        scheduler=scheduler,
-        junit=junit,
-        engine=engine,
-    )
+        Options(
+            trials=trials, seed=seed, workers=workers, out=out, sets=set_ or [],
+            resume=resume, quiet=quiet, executor=executor, scheduler=scheduler,
+            junit=junit, engine=engine,
+        ),
+    )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -146,88 +172,117 @@ def validate(
 @user_errors
 def params(
     profile: Annotated[
-        list[str] | None, typer.Option("--profile", "-p", help="Apply profile(s).")
+        list[str] | None,
+        typer.Option(
+            "--profile", "-p", help="Apply profile(s).", autocompletion=lambda: _names("profiles")
+        ),
     ] = None,
-    grep: Annotated[str | None, typer.Option(help="Only keys containing this text.")] = None,
+    grep: Annotated[
+        str | None, typer.Option(help="Only keys containing this text (exit 1 if none).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, md or csv.")] = "table",
 ) -> None:
-    """Print the parameter catalogue: value, unit, versions and source of every knob."""
+    """Print the parameter catalogue: value, unit, versions and source of every knob (the
+    keys are what --set and params: take)."""
     from chaoslab.cli.common import params_frame, print_params
 
     df = params_frame(profile or [], grep)
+    if df.empty:
+        print(f"no parameter key contains {grep!r}", file=sys.stderr)
+        raise typer.Exit(1)
     print_params(df, fmt)
+
+
+def _names(kind: str) -> list[str]:
+    from chaoslab.cli.listing import listing
+
+    rows = listing()[kind]
+    return [r if isinstance(r, str) else r[0] for r in rows]
+
+
+def _print_listing(kind: str, headers: tuple[str, ...], numbers: tuple[str, ...] = ()) -> None:
+    from chaoslab.cli.listing import listing
+    from chaoslab.cli.tables import Col, render
+
+    # names whole: they are what an experiment file and the options take
+    cols = [Col(h, rigid=i == 0 or h in numbers, right=h in numbers) for i, h in enumerate(headers)]
+    print(render(cols, listing()[kind]))
 
 
 @app.command()
 def profiles() -> None:
     """List the profiles (named defaults of real versions and vendors)."""
-    from rich.table import Table
-
-    from chaoslab.params import PROFILES
-
-    t = Table("profile", "family", "default", "covers", "settings", "what")
-    for p in sorted(PROFILES.values(), key=lambda p: (p.family, p.name)):
-        default = "yes" if p.default else ""
-        t.add_row(p.name, p.family, default, escape(p.covers), str(len(p.settings)), escape(p.doc))
-    console.print(t)
+    headers = ("profile", "family", "default", "covers", "settings", "what")
+    _print_listing("profiles", headers, numbers=("settings",))
 
 
 @app.command()
 def designs() -> None:
     """List the exposure designs."""
-    from rich.table import Table
-
-    from chaoslab.designs import DESIGNS
-
-    t = Table("design", "from", "entry", "failover decided by")
-    for d in DESIGNS.values():
-        t.add_row(d.key, d.origin, escape(d.entry), escape(d.failover))
-    console.print(t)
+    _print_listing("designs", ("design", "from", "entry", "failover decided by"))
 
 
 @app.command()
 def faults() -> None:
     """List the fault kinds, their targets and options."""
-    from rich.table import Table
-
-    from chaoslab.faults import FAULTS
-
-    t = Table("fault", "acts on", "default target", "options", "what")
-    for f in FAULTS.values():
-        opts = ", ".join(f"{o} ({k})" for o, k in f.options.items())
-        t.add_row(f.kind, f.target_kind, f.default_target, escape(opts), escape(f.doc))
-    console.print(t)
+    _print_listing("faults", ("fault", "acts on", "default target", "options", "what"))
 
 
 @app.command()
+@user_errors
 def schema(
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Print (or write) the JSON Schema of experiment files."""
+    """Print (or write) the JSON Schema of experiment files (parameter keys, design, fault
+    and profile names included, so an editor flags a typo)."""
     import json
 
     from chaoslab.experiment import json_schema, write_schema
 
     if out is None:
         print(json.dumps(json_schema(), indent=2))
-    else:
+        return
+    if not out.parent.is_dir():
+        fail(f"--out {out}: no folder {out.parent}")
+    if out.is_dir():
+        fail(f"--out {out}: is a folder; give a file name")
+    try:
         write_schema(out)
-        console.print(f"wrote {out}")
+    except OSError as e:
+        fail(f"--out {out}: {e.strerror or e}")
+    console.print(f"wrote {out}", markup=False)
 
 
 @app.command()
 @user_errors
-def show(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
-    """Print a run's metadata line and summary table."""
-    from chaoslab.results import load_run
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="table (fits the screen), csv, md or json.")
+    ] = "table",
+    pivot: Annotated[
+        str | None,
+        typer.Option(
+            metavar="METRIC",
+            help="One metric with designs as rows and faults as columns (recovery_p95 or "
+            "p95, lost_mean or lost, downtime_mean, recovered, ...).",
+        ),
+    ] = None,
+    design: Annotated[
+        list[str] | None, typer.Option("--design", "-d", help="Only this design (repeatable).")
+    ] = None,
+    fault: Annotated[
+        list[str] | None, typer.Option("--fault", "-f", help="Only this fault kind (repeatable).")
+    ] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", "-p", help="Only this profile (repeatable).")
+    ] = None,
+) -> None:
+    """Print a run's metadata line and summary (seconds as seconds, shares as %)."""
+    from chaoslab.cli.showcmd import show_command
+    from chaoslab.cli.views import Filters
 
-    r = load_run(run_dir)
-    m = r.meta
-    console.print(
-        f"{run_dir}: {m.get('mode')} / {m.get('target')}, {m.get('status')}, "
-        f"{len(r.trials)} trials, seed {m.get('seed')}, profiles {m.get('profiles')}"
-    )
-    console.print(summary_table(r.summary()))
+    show_command(run_dir, fmt, pivot, Filters(design or (), fault or (), profile or ()))
 
 
 # ----------------------------------------------------------------------------- edges
@@ -238,11 +293,13 @@ _registered = False
 
 
 def _register_edges() -> None:
+    """Add the commands of the lab, drill, analysis, cluster, advise and export modules; each
+    imports its heavy libraries inside its command bodies, so this costs only Typer."""
     global _registered
     if _registered:
         return
     _registered = True
-    from chaoslab.cli import analysis, cluster
+    from chaoslab.cli import advise, analysis, cluster, export
     from chaoslab.cli import lab as _lab
     from chaoslab.cli.drill import drill
 
@@ -250,7 +307,8 @@ def _register_edges() -> None:
     app.command("drill")(drill)
     analysis.register(app)
     cluster.register(app)
-    __import__("chaoslab.cli.advise", fromlist=["register"]).register(app)
+    advise.register(app)
+    export.register(app)
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -261,13 +319,16 @@ def _sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The one entry point; returns the exit status (tests call it in-process)."""
     _register_edges()
+    # from here a Ctrl-C is a KeyboardInterrupt that closes a run as partial (until now
+    # it ended the program at once: see chaoslab/__init__.py)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         rv = app(args=argv, prog_name="chaoslab", standalone_mode=False)
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        print("interrupted", file=sys.stderr, flush=True)
         return 130
     except SystemExit as e:
         return int(e.code or 0) if isinstance(e.code, int) else 1
@@ -278,27 +339,36 @@ def main(argv: list[str] | None = None) -> int:
 
 def _exit_status(e: Exception) -> int:
     """A chaoslab error or a usage error as one line and its status; a bug raises."""
-    import click
-
-    # typer vendors its own copy of click: accept either's exception classes
     from typer import _click as tclick
 
-    usage = (click.exceptions.ClickException, tclick.exceptions.ClickException)
-    aborts = tuple(
-        c for c in (click.exceptions.Abort, getattr(tclick.exceptions, "Abort", None)) if c
-    )
-    if isinstance(e, usage):
-        e.show(file=sys.stderr)
+    if isinstance(e, tclick.exceptions.ClickException):
+        line = _from_environment(e)
+        if line is not None:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        else:
+            e.show(file=sys.stderr)
         return int(e.exit_code)
-    if isinstance(e, aborts):
+    if isinstance(e, typer.Abort):  # Ctrl-C at a prompt
         return 130
     code = exit_code_for(e)
     if code is None:
         raise e
-    try:
-        fail(str(e), code)
-    except typer.Exit as done:
-        return int(done.exit_code)
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    return code
+
+
+def _from_environment(e: Exception) -> str | None:
+    """A bad value that came from an environment variable, as one line naming it."""
+    from typer import _click as tclick
+
+    if not isinstance(e, tclick.exceptions.BadParameter) or e.param is None or e.ctx is None:
+        return None
+    name = e.param.name or ""
+    if e.ctx.get_parameter_source(name) is not tclick.core.ParameterSource.ENVIRONMENT:
+        return None
+    var = e.param.envvar if isinstance(e.param.envvar, str) else (e.param.envvar or ["?"])[0]
+    value = os.environ.get(var, "")
+    return f"{var}={value}: {e.format_message()}"
 
 
 def entry() -> None:

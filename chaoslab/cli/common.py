@@ -5,22 +5,22 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
-import pandas as pd
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from chaoslab.errors import ChaoslabError
-from chaoslab.results import format_value
+from chaoslab.errors import ChaoslabError, UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["console", "err_console", "exit_code_for", "fail", "user_errors"]
 
-# outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+# rich takes the terminal's width, or COLUMNS (default 80) outside one; soft wrap: a long
+# line (a path, a command to paste) is never broken into two
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,47 +57,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _fmt(v: object) -> str:
-    return format_value(v)
-
-
-_HEADERS = {
-    "trials": "n",
-    "recovered": "recovered",
-    "recovery_p50": "recovery p50",
-    "recovery_p95": "p95",
-    "recovery_max": "max",
-    "downtime_mean": "downtime mean",
-    "lost_mean": "lost mean",
-    "connections_reset_mean": "conn reset",
-    "connections_hung_mean": "conn hung",
-}
-
-
-def summary_table(df: pd.DataFrame, title: str | None = None) -> Table:
-    """The run summary as a terminal table (seconds; 'never' = not recovered)."""
-    metric_cols = [c for c in _HEADERS if c in df.columns]
-    key_cols = [c for c in df.columns if c not in _HEADERS and not _is_metric(c)]
-    t = Table(title=title, show_lines=False)
-    for c in key_cols:
-        width = max([len(c), *(len(_fmt(v)) for v in df[c])])
-        t.add_column(c, no_wrap=True, min_width=width)
-    for c in metric_cols:
-        t.add_column(_HEADERS[c], justify="right")
-    for _, row in df.iterrows():
-        cells = [escape(_fmt(row[c])) for c in key_cols]
-        for c in metric_cols:
-            v = row[c]
-            cells.append(f"{v:.0%}" if c == "recovered" else _fmt(v))
-        t.add_row(*cells)
-    return t
-
-
-def _is_metric(col: str) -> bool:
-    return col.startswith(("recovery_", "downtime_", "lost_", "degraded_", "connections_"))
-
-
 def params_frame(profiles: list[str], grep: str | None) -> pd.DataFrame:
+    """The catalogue after ``profiles``: key, value, unit, versions, source per knob
+    (only keys containing ``grep``, case-insensitive)."""
+    import pandas as pd
+
     from chaoslab.params import CATALOGUE, ParamSet
 
     ps = ParamSet.resolve(profiles)
@@ -114,23 +78,41 @@ def params_frame(profiles: list[str], grep: str | None) -> pd.DataFrame:
                 "source": ps.sources[key],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["key", "value", "unit", "versions", "source"])
 
 
-def print_params(df: pd.DataFrame, fmt: str) -> None:
+PARAM_FORMATS = ("table", "md", "csv")
+
+
+def print_params(df: pd.DataFrame, fmt: str, width: int | None = None) -> None:
+    """The catalogue rows: keys whole (they are what --set takes), text folded."""
+    from chaoslab.cli.tables import Col, render, render_records, screen_width
+
+    if fmt not in PARAM_FORMATS:
+        raise UserError(f"--format {fmt}: use one of {', '.join(PARAM_FORMATS)}")
     if fmt == "csv":
         print(df.to_csv(index=False), end="")
         return
+    rows = [[str(x) for x in r] for r in df.itertuples(index=False)]
     if fmt == "md":
         print("| key | value | unit | versions | source |")
         print("|---|---|---|---|---|")
-        for _, r in df.iterrows():
-            print(f"| `{r.key}` | {r.value} | {r.unit} | {r.versions} | {r.source} |")
+        for key, *rest in rows:
+            print("| " + " | ".join([f"`{key}`", *(x.replace("|", "\\|") for x in rest)]) + " |")
         return
-    if fmt != "table":
-        fail(f"--format: unknown format {fmt!r} (table, md, csv)")
-    t = Table("key", "value", "unit", "versions", "source", show_lines=True)
-    for _, r in df.iterrows():
-        # escaped: sources say "[assumption]", which rich would take for a markup tag
-        t.add_row(*(escape(str(x)) for x in (r.key, r.value, r.unit, r.versions, r.source)))
-    console.print(t)
+    width = width or screen_width()
+    cols = [Col("key", rigid=True), Col("value"), Col("unit"), Col("versions"), Col("source")]
+    keys = max([len(r[0]) for r in rows] + [3])
+    if keys + 2 * 4 + 10 * 3 + 30 <= width:  # room for a readable source column
+        print(render(cols, rows, width))
+        return
+    # too narrow for a grid beside the longest key: one record per key
+    print(
+        render_records(
+            [
+                (f"{k} = {v} ({u})", [("versions", ver), ("source", src)])
+                for k, v, u, ver, src in rows
+            ],
+            width,
+        )
+    )
