@@ -40,7 +40,7 @@ def sim(design: str, fault: object, profile: list[str], trials: int = 100, **kw:
 # ============================================================================ item 2: routers
 def test_router_profiles_are_their_own_family_and_combine_with_any_speaker() -> None:
     routers = {p.name for p in PROFILES.values() if p.family == "router"}
-    assert {"router-bird2", "router-hardware"} <= routers
+    assert {"router-bird2", "router-frr", "router-hardware"} <= routers
     ps = ParamSet.resolve(["calico-bird", "router-hardware"])
     # the speaker's graceful restart and the router's hold proposal, side by side
     assert ps["bgp.graceful_restart"] is True
@@ -113,3 +113,38 @@ def test_l3_hash_with_one_client_is_all_or_nothing() -> None:
     assert (df.loc[dead, "downtime_s"] == df.loc[dead, "lost_s"]).all()
     many = sim("ingress-vip-bgp", CRASH, [], trials=50, params={"bfd.enabled": True})
     assert (many["downtime_s"] == 0).all()  # many clients: the shares, as with L4
+
+
+# ============================================================================ item 8: GARP
+VIP_DESIGNS = {
+    # design: (profiles, the failover's own upper bound after the crash, seconds)
+    "ingress-vip-vrrp": (["keepalived-osh"], 3.5),
+    "metallb-l2": ([], 60.0),
+    "kube-vip-arp": ([], 60.0),
+}
+
+
+@pytest.mark.parametrize("design", sorted(VIP_DESIGNS))
+def test_router_that_ignores_garp_waits_for_its_arp_timeout_in_every_vip_design(
+    design: str,
+) -> None:
+    """The new holder's GARPs (keepalived, MetalLB, kube-vip) move a router's entry at
+    once; a router that ignores them moves at its next ARP refresh, U(0, timeout) after the
+    crash (stationary phase) or at the failover if that comes later."""
+    profiles, failover = VIP_DESIGNS[design]
+    router = {"arp.neighbor": "router", "arp.router_timeout": "20m"}
+    heard = sim(design, CRASH, profiles, trials=60, params=router)
+    deaf = sim(design, CRASH, profiles, trials=200, params={**router, "arp.accept_garp": False})
+    assert (heard["downtime_s"] < failover).all()
+    assert (deaf["downtime_s"] <= 1200 + failover).all()
+    # the refresh lands uniformly over the 20 min: mean ~600 s, a spread over the window
+    assert deaf["downtime_s"].mean() == pytest.approx(600, abs=90)
+    assert deaf["downtime_s"].quantile(0.9) > 900
+    assert (deaf["at_arp_updated"].dropna() >= heard["at_arp_updated"].min()).all()
+
+
+def test_linux_neighbour_updates_on_garp_whatever_accept_garp_says() -> None:
+    """arp_accept gates only new entries: a Linux host updates an existing one always."""
+    params = {"arp.neighbor": "linux", "arp.accept_garp": False}
+    df = sim("ingress-vip-vrrp", CRASH, ["keepalived-osh"], trials=50, params=params)
+    assert (df["downtime_s"] < 3.5).all()

@@ -13,7 +13,9 @@ Covers (docs/model-network.md, VIP and the neighbour cache):
   re-resolution that the current holder answers. Closed form after the old node goes
   silent at t0: re-resolved at t0 + U(15, 45) + 5 + 3 s with the defaults (20-53 s);
 - a router has no NUD: its entry is refreshed only when its timer (``arp.router_timeout``,
-  4 h on Cisco IOS) runs out, at a stationary random phase;
+  4 h on Cisco IOS) runs out, at a stationary random phase; a router that ignores GARP
+  (``arp.accept_garp`` false) moves only then, whichever VIP design sent the GARPs
+  (keepalived, the chart's arping, MetalLB, kube-vip: all reach it through `garp`);
 - an entry that failed while nobody held the VIP is re-resolved on the next request once
   some node answers again;
 - moving the entry away from a node that still answers resets the requests in flight
@@ -62,6 +64,7 @@ class VipNeighbour:
     __slots__ = (
         "_epoch",
         "_pending",
+        "accept_garp",
         "answering",
         "confirms",
         "initial",
@@ -84,6 +87,8 @@ class VipNeighbour:
         self.answering = answering
         self.confirms = confirms
         self.kind = trial.p.choice("arp.neighbor")
+        # Linux updates an existing entry on any GARP (arp_accept only gates new entries)
+        self.accept_garp = self.kind == "linux" or trial.p.flag("arp.accept_garp")
         self.mac: Node | None = answering()
         self.initial = self.mac
         self.router_timeout = trial.p.draw("arp.router_timeout")
@@ -95,7 +100,7 @@ class VipNeighbour:
     # ------------------------------------------------------------------ events
     def garp(self, node: Node) -> None:
         """A gratuitous ARP from ``node`` reaches the neighbour (if the node can send)."""
-        if not node.reachable:
+        if not node.reachable or not self.accept_garp:
             return
         self._epoch += 1
         self._pending = False

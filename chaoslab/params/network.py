@@ -114,6 +114,18 @@ register(
             "Router ARP cache: an entry is refreshed only when it times out (no NUD).",
         ),
         Param(
+            "arp.accept_garp",
+            "flag",
+            True,
+            "Linux (always, for an existing entry); routers: per vendor",
+            f"{ARP7}: arp_accept 'If the ARP table already contains the IP address of the "
+            "gratuitous arp frame, the arp table will be updated regardless'; Juniper Junos "
+            "'gratuitous-arp-reply': updating the ARP cache on gratuitous ARP replies is off "
+            "by default; MetalLB issue #2009 (a router ARP cache on another subnet)",
+            "A router neighbour (arp.neighbor: router) updates its entry on a gratuitous ARP; "
+            "false: it keeps the old MAC until its own ARP timeout, in every VIP design.",
+        ),
+        Param(
             "vip.garp",
             "flag",
             True,
@@ -862,6 +874,38 @@ register_profile(
     },
     default=True,
     covers="BIRD 2.0.x-2.19 (bird.sgml v2.19.2; measured with 2.0.12 on Debian 12)",
+)
+register_profile(
+    "router-frr",
+    "router",
+    "FRR 8.4 as the router ('frr defaults traditional'): proposes hold 180 s, no hold-timer "
+    "jitter, no flush lag after a hold expiry, zebra installs a route change in the kernel "
+    "70-85 ms after the session or BFD went down; ECMP.",
+    {
+        "bgp.peer_hold_time": ("180s", f"{FRR}: BGP_DEFAULT_HOLDTIME 180"),
+        "bgp.hold_timer_jitter": (
+            0.0,
+            "chaoslab lab (FRR 8.4.4, Debian 12; BIRD speaker, hold 9 s, keepalive 3 s): 7 "
+            "hold expiries at 7.10-8.66 s after the speaker went silent, inside the RFC "
+            "window [hold - keepalive, hold]; FRRouting/frr bgpd/bgp_fsm.c bgp_timer_set() "
+            "starts the hold timer at the negotiated hold time",
+        ),
+        "bgp.hold_expiry_flush_delay": (
+            "0s",
+            "chaoslab lab (FRR 8.4.4): from 'holdtime timer expire' to the kernel route the "
+            "same 70-84 ms as after a closed session (router.fib_update_time)",
+        ),
+        "router.fib_update_time": (
+            "empirical(70.4ms, 83.4ms, 79.6ms, 82.0ms, 77.5ms, 74.9ms, 70.4ms, 77.5ms, "
+            "74.3ms, 83.5ms, 70.7ms, 76.2ms, 84.0ms, 73.1ms, 79.4ms, 73.0ms, 70.3ms, 70.4ms, "
+            "70.5ms, 71.0ms, 70.4ms)",
+            "chaoslab lab, 2 Dec 2026 (FRR 8.4.4 zebra + bgpd + bfdd, Debian 12, load average "
+            "17-19 on 2 cores): bgpd's 'went from Established to Clearing' log line to the "
+            "route's deletion in 'ip -ts monitor route': 8 closed sessions (speaker SIGKILL), "
+            "7 hold expiries, 6 BFD downs (100 ms x 3)",
+        ),
+    },
+    covers="FRR 8.4.4 (Debian 12) measured; timers of 'frr defaults traditional' (bgpd.h)",
 )
 register_profile(
     "router-hardware",
