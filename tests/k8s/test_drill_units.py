@@ -579,11 +579,61 @@ def test_progress_before_any_probe_after_the_fault_is_known() -> None:
     t0 = 100.0
     before = _Snapshot([98.0, 99.0, 99.9], ["ok", "ok", "ok"])
     now = t0 + spec.probe.timeout + 0.05
-    rec, start, up, horizon = _current([before], t0, now, spec)
-    assert (rec, up) == (0.0, False) and math.isnan(start) and horizon > 0
+    rec, start, up, horizon, up_for = _current([before], t0, now, spec)
+    assert (rec, up, up_for) == (0.0, False, 0.0) and math.isnan(start) and horizon > 0
     later = _Snapshot([99.0, t0 + 0.01, t0 + 0.02], ["ok", "timeout", "timeout"])
-    _, start, up, _ = _current([later], t0, now, spec)
+    _, start, up, _, _ = _current([later], t0, now, spec)
     assert not up and start == 0.0
+
+
+def _written_by(now: float, t0: float, seed: int, lag: float, spec: LiveSpec) -> _Snapshot:
+    """A prober's file at ``now``: 2 probers x 20/s from 5 s before the fault; after it, a
+    third of new connections (at random) go to the dead pod and time out. From the fault on
+    the prober's loop runs ``lag`` late (a loaded machine): every record completes that much
+    later, and the file holds what completed one flush (0.1 s) before ``now``."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(t0 - 5.0, now, 0.025)
+    dead = (starts >= t0) & (rng.random(starts.size) < 1 / 3)
+    latency = np.where(dead, spec.probe.timeout, 0.005) + np.where(starts >= t0, lag, 0.0)
+    seen = starts + latency <= now - 0.1
+    snap = _Snapshot(list(starts[seen]), list(np.where(dead, "timeout", "ok")[seen]))
+    snap.df["latency"] = latency[seen]
+    snap.df["kind"] = "new"
+    return snap
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), lag=st.floats(0.0, 1.0))
+def test_a_service_failing_one_probe_in_three_is_never_up_for_the_settle_window(
+    seed: int, lag: float
+) -> None:
+    """Steady means the probes' record shows a(t) = 1 for the whole settle window, whenever
+    the drill loop happens to look: a node-crash trial whose loop stalled under load saw
+    two clean bins of a failing service, 3 s apart, and ended 4.95 s after the fault."""
+    from chaoslab.live.k8s.drill import _current
+
+    spec = load_experiment(REPO / "experiments" / "cluster-node-crash.yaml").live_spec(0)
+    t0 = 100.0
+    for now in np.arange(t0 + 1.0, t0 + 8.0, 0.3):
+        snap = _written_by(float(now), t0, seed, lag, spec)
+        prog = _current([snap], t0, float(now), spec)
+        assert prog.up_for < spec.settle, f"up for {prog.up_for:.2f} s at t0 + {now - t0:.1f}"
+        df = snap.df[(snap.df["t"] >= t0) & (snap.df["t"] < t0 + prog.horizon)]
+        if prog.up:  # the newest known bin really is clean: every timeout in it is written
+            bins = np.floor((df["t"] - t0) / spec.probe.bin)
+            assert (df[bins == bins.max()]["outcome"] == "ok").all()
+
+
+def test_the_known_horizon_follows_the_prober_and_falls_back_to_the_timeout() -> None:
+    from chaoslab.live.k8s.drill import _known_until
+
+    spec = load_experiment(REPO / "experiments" / "cluster-node-crash.yaml").live_spec(0)
+    behind = _Snapshot([10.0, 10.5], ["ok", "ok"])
+    behind.df["latency"] = [0.01, 0.01]
+    assert _known_until(behind.df, 20.0, spec) == pytest.approx(
+        10.51 - spec.probe.timeout - spec.probe.bin
+    )
+    assert _known_until(_Snapshot([10.0], ["ok"]).df, 20.0, spec) == 20.0 - spec.probe.timeout
 
 
 def test_a_server_version_picks_its_own_profile_and_a_newer_one_the_newest() -> None:

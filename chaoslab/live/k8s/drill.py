@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -370,8 +370,9 @@ def _preflight(plan: DrillPlan, probers: list[Any], log: Callable[[str], None]) 
         ok = True
         for p in probers:
             df = p.snapshot()
-            recent = df[df["t"] >= now - spec.preflight.window - spec.probe.timeout]
-            recent = recent[recent["t"] <= now - spec.probe.timeout]
+            known = _known_until(df, now, spec)
+            recent = df[df["t"] >= known - spec.preflight.window]
+            recent = recent[recent["t"] <= known]
             started = df["t"].min() if len(df) else now
             if now - started < spec.preflight.window + spec.probe.timeout or recent.empty:
                 ok = False
@@ -385,18 +386,46 @@ def _preflight(plan: DrillPlan, probers: list[Any], log: Callable[[str], None]) 
     raise DrillRefused(f"no steady state within {spec.preflight.timeout:g}s: {why}")
 
 
-def _current(
-    probes: list[Any], t0: float, now: float, spec: LiveSpec
-) -> tuple[float, float, bool, float]:
-    """(recovery_s so far, outage stretch start, currently fully up, horizon) from the
-    probes whose outcome is known (started at least one timeout ago)."""
+def _known_until(df: pd.DataFrame, now: float, spec: LiveSpec) -> float:
+    """The latest start instant up to which every probe's outcome is in ``df``.
+
+    A prober writes a record when the probe *completes*: a success within milliseconds, a
+    timeout only ``timeout`` later, and the file lags by its flush and by the prober's own
+    event loop (which falls behind on a loaded machine). Counting every probe started one
+    timeout before ``now`` as known saw the successes of the newest bin without its
+    timeouts: a run of such bins looked like a recovered service, and a node-crash trial
+    ended 4.95 s after the fault. What the prober has written tells how far it got: the
+    latest completion in its records; a probe started one timeout before that has finished
+    too, and one probe bin more covers the loop's step between two completions.
+    """
+    if df.empty or "latency" not in df.columns:
+        return now - spec.probe.timeout
+    written = float((df["t"] + df["latency"]).max())
+    return min(now, written) - spec.probe.timeout - spec.probe.bin
+
+
+class Progress(NamedTuple):
+    """What the probes say so far, from the fault to ``horizon`` (seconds after it)."""
+
+    recovery_s: float  # so far (inf: not recovered yet)
+    outage_start: float  # start of the current stretch below 1 (NaN: up)
+    up: bool  # the newest known bin is fully up
+    horizon: float
+    up_for: float  # how long a(t) has been 1 without a break, up to the horizon
+
+
+def _current(probes: list[Any], t0: float, now: float, spec: LiveSpec) -> Progress:
+    """`Progress` from the probes whose outcome is known (`_known_until`, the earliest over
+    the probers)."""
     frames = [p.snapshot() for p in probes]
+    known = min((_known_until(f, now, spec) for f in frames), default=now - spec.probe.timeout)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if "kind" in df.columns:
         df = df[df["kind"] == "new"]  # a(t) is about new requests
-    horizon = now - spec.probe.timeout - t0
+    horizon = known - t0
+    unknown = Progress(0.0, math.nan, False, max(horizon, 0.0), 0.0)
     if horizon <= 0 or df.empty:
-        return 0.0, math.nan, False, max(horizon, 0.0)
+        return unknown
     ts, vs = availability_from_probes(
         df["t"].to_numpy(),
         (df["outcome"] == "ok").to_numpy(),
@@ -407,16 +436,16 @@ def _current(
     if vs.size == 0:
         # no probe since the fault has an outcome yet (a slow prober under load): unknown,
         # which must neither start an outage nor count as the steady state
-        return 0.0, math.nan, False, max(horizon, 0.0)
+        return unknown
     m = metrics(list(ts), list(vs), horizon)
-    up = bool(vs[-1] >= 1.0)
-    start = math.nan
-    if not up:
-        j = len(vs) - 1
-        while j > 0 and vs[j - 1] < 1.0:
-            j -= 1
-        start = float(ts[j])
-    return (m.recovery_s if m.recovered else math.inf), start, up, horizon
+    recovery = m.recovery_s if m.recovered else math.inf
+    # change points are merged: the last one starts the current stretch, up or not
+    if vs[-1] >= 1.0:
+        return Progress(recovery, math.nan, True, horizon, horizon - float(ts[-1]))
+    j = len(vs) - 1
+    while j > 0 and vs[j - 1] < 1.0:
+        j -= 1
+    return Progress(recovery, float(ts[j]), False, horizon, 0.0)
 
 
 @dataclass
@@ -458,8 +487,9 @@ def _observe(
         if oos is not None and "out_of_service" not in info and now - t0 >= oos:
             inj.taint_out_of_service()
             info["out_of_service"] = now - t0
-        _rec, start, up, _h = _current(tr.probers, t0, now, spec)
-        if not up and math.isfinite(start) and now - (t0 + start) > spec.limits.max_outage:
+        prog = _current(tr.probers, t0, now, spec)
+        start = prog.outage_start
+        if not prog.up and math.isfinite(start) and now - (t0 + start) > spec.limits.max_outage:
             reason = f"outage longer than limits.max_outage ({spec.limits.max_outage:g}s)"
             inj.journal.write("trial.abort", trial=inj.trial, reason=reason)
             log(f"abort: {reason}; recovering now")
@@ -477,9 +507,12 @@ def _observe(
                 or "node.ready" in tracker.found
                 or f.kind == "node-drain"
             )
-        if up and whole and node_ok and now - t0 > spec.probe.timeout:
+        if prog.up and whole and node_ok and now - t0 > spec.probe.timeout:
             steady_since = steady_since or now
-            if now - steady_since >= spec.settle:
+            # the probes' own record, not the polls, says how long the service was up:
+            # a loop that stalled between two polls saw two clean bins of a failing
+            # service (a node-crash trial ended 4.95 s after the fault)
+            if now - steady_since >= spec.settle and prog.up_for >= spec.settle:
                 return now, ""
         else:
             steady_since = None
