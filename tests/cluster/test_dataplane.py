@@ -173,7 +173,7 @@ def test_each_node_routes_the_others_podcidrs_and_nothing_else(plane: DataPlane)
 
 
 @needs_netns
-def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_only_it(
+def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_the_node_off(
     plane: DataPlane,
 ) -> None:
     n1, n2 = NODES[0].name, NODES[1].name
@@ -183,10 +183,17 @@ def test_the_bridge_reaches_host_loopback_and_a_partition_cuts_only_it(
     plane.partition(n1)
     assert exchange(plane.node_ns(n1), API_PORT, timeout=0.5) == "TimeoutError"
     assert exchange(plane.node_ns(n2), API_PORT) == "host-loopback ping"
-    # the data path stays: the client still reaches the node and the node its pod
-    assert http_get(plane.node_ns(n2), "10.244.1.10", 8080) == "app-a"
+    # the model's node-partition: the node's pods are out of reach too (dropped, not reset)
+    assert http_get(plane.node_ns(n2), "10.244.1.10", 8080, 0.5) == "TimeoutError"
+    plane.partition(n1)  # idempotent
     plane.heal(n1)
     assert exchange(plane.node_ns(n1), API_PORT) == "host-loopback ping"
+    assert http_get(plane.node_ns(n2), "10.244.1.10", 8080) == "app-a"
+    # data=False: only the API path, the node keeps serving its pods
+    plane.partition(n1, data=False)
+    assert exchange(plane.node_ns(n1), API_PORT, timeout=0.5) == "TimeoutError"
+    assert http_get(plane.node_ns(n2), "10.244.1.10", 8080) == "app-a"
+    plane.heal(n1)
 
 
 @needs_netns
@@ -248,7 +255,7 @@ def test_a_crash_stops_pods_and_links_and_a_restore_brings_them_back(plane: Data
 
     hooks = Hooks()
     plane._iptables(c1, "*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n")  # as kube-proxy left it
-    plane.partition(c1)
+    plane.partition(c1, data=False)  # cut off from the API server, serving
     plane.crash(c1, hooks)
     assert not pid_alive(proc.pid, proc.start)
     assert "state DOWN" in plane.state.ip("sw", "link", "show", plane._role(c1))

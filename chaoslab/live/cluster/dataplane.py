@@ -12,8 +12,9 @@ real kube-proxy in each, pod IPs served by a runtime stand-in, and a client name
 
 No namespace has a default route or any route beyond the switch subnet and the podCIDRs:
 nothing can leave. The API server stays on host loopback and is reached only through the
-unix-socket bridge (:mod:`chaoslab.live.cluster.dataplane_bridge`), so a partition can
-drop a node's API traffic while its data path keeps working.
+unix-socket bridge (:mod:`chaoslab.live.cluster.dataplane_bridge`), so a partition drops
+a node's API traffic (in the filter table, on ``lo``) and its data traffic (in the raw
+table, on ``eth0``) separately; ``partition(node, data=False)`` cuts the API path only.
 
 API (what ``chaoslab cluster up`` and the drill target use)::
 
@@ -26,7 +27,7 @@ API (what ``chaoslab cluster up`` and the drill target use)::
     dp.start_kube_proxy(node, KubeProxy(binary, kube_proxy_kubeconfig, extra_args=(...)))
     dp.crash(node, hooks)   # links down, stand-in (its pods) + kube-proxy die, hooks.stop_kubelet
     dp.restore(node, hooks) # links and routes back, stand-in + kube-proxy, hooks.start_kubelet
-    dp.partition(node); dp.heal(node)   # drop / pass the node's traffic to the API server
+    dp.partition(node); dp.heal(node)   # cut the node off (data=False: API only) / heal
     dp.rules(node)          # RulesSnapshot(t, node, services={"ns/svc[:port]": {"ip:port"}})
     dp.wait_rules(node, lambda s: ..., interval=0.05, timeout=60)  # first snapshot that holds
     DataPlane.load(state_dir / "dataplane").down()   # also after SIGKILL of whoever built it
@@ -606,15 +607,20 @@ class DataPlane:
         self._mark("crashed", node, False)
         return t
 
-    def partition(self, node: str) -> float:
-        """Drop every packet between the node's processes and its end of the API bridge
-        (both directions, so established connections hang as behind a dead link); the
-        data path stays. Returns the instant just before the rules went in."""
+    def partition(self, node: str, *, data: bool = True) -> float:
+        """Cut the node off: drop every packet between its processes and its end of the API
+        bridge and, with ``data`` (the model's node-partition: "cut a node off the network
+        and the API server"), every packet in or out of its ``eth0``, so its pods are
+        unreachable and connections through it hang as behind a dead link (not reset).
+        ``data=False`` cuts the API path only. Returns the instant just before the rules
+        went in (the data rules first: a client sees the cut before the controllers do)."""
         rules = "".join(
             f"-A {PARTITION_CHAIN} -o lo -p tcp --{d} {API_PORT} -j DROP\n"
             for d in ("dport", "sport")
         )
         t = time.monotonic()
+        if data:
+            self._iptables(node, _raw_partition(cut=True))
         self._iptables(node, f"*filter\n:{PARTITION_CHAIN} - [0:0]\n{rules}COMMIT\n")
         self._mark("partitioned", node, True)
         return t
@@ -622,6 +628,7 @@ class DataPlane:
     def heal(self, node: str) -> float:
         t = time.monotonic()
         self._iptables(node, f"*filter\n:{PARTITION_CHAIN} - [0:0]\nCOMMIT\n")  # flushes it
+        self._iptables(node, _raw_partition(cut=False))
         self._mark("partitioned", node, False)
         return t
 
@@ -707,3 +714,19 @@ class DataPlane:
         ]:
             f.unlink(missing_ok=True)
         return notes
+
+
+def _raw_partition(*, cut: bool) -> str:
+    """The raw table of a node namespace: nothing but our hooks (kube-proxy never writes
+    raw), dropping all of ``eth0``'s traffic when ``cut``. Declaring the built-in chains
+    flushes them even with ``--noflush``, so the batch is the same on every call."""
+    drop = (
+        f"-A {PARTITION_CHAIN} -i eth0 -j DROP\n-A {PARTITION_CHAIN} -o eth0 -j DROP\n"
+        if cut
+        else ""
+    )
+    hooks = f"-A PREROUTING -j {PARTITION_CHAIN}\n-A OUTPUT -j {PARTITION_CHAIN}\n"
+    return (
+        f"*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:{PARTITION_CHAIN} - [0:0]\n"
+        f"{hooks}{drop}COMMIT\n"
+    )
