@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: control-plane milestones each fault must show (the model's names, MILESTONES)
 SEEN = {
     "pod-delete": {"pod.deleted", "endpoints.removed", "replacement.created", "replacement.ready"},
-    "node-drain": {"pod.deleted", "endpoints.removed", "replacement.created", "replacement.ready"},
+    "node-drain": {"pod.evicted", "endpoints.removed", "replacement.created", "replacement.ready"},
     "node-crash": {
         "node.not_ready",
         "pods.not_ready",

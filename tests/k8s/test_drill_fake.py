@@ -262,8 +262,12 @@ def test_node_drain_respects_pdb_and_uncordons(make_env) -> None:
     assert "uncordon" in [e["step"]["op"] for e in j if e["event"] == "undo.add"]
     assert not _node(env, "worker-1")["spec"].get("unschedulable")
     ms = _milestones(run)
-    assert "pod.deleted" in ms and "replacement.ready" in ms
+    assert "pod.evicted" in ms and "replacement.ready" in ms
     assert not any(p["spec"].get("nodeName") == "worker-1" for p in env.cluster.app_pods())
+    # the fault instant is the first accepted eviction, as in the model; the cordon before it
+    info = pd.read_csv(run / "trial_info.csv")
+    assert (info["t0_cordon_s"] < 0).all() and (info["t0_uncertainty_s"] > 0).all()
+    assert ms["pod.evicted"] >= 0
 
 
 def test_node_drain_blocked_by_pdb(make_env) -> None:

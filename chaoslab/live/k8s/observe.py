@@ -325,9 +325,9 @@ class MilestoneTracker:
             if gone:
                 self._hit("pod.gone", ob.mono, None, name)
             if md.get("deletionTimestamp"):
-                which = (
-                    "pod.evicted" if node_fault and self.fault != "node-drain" else "pod.deleted"
-                )
+                # a drain's Eviction API call is an eviction too: the model's drain emits
+                # pod.evicted (chaoslab.mechanisms.k8s Cluster.drain)
+                which = "pod.evicted" if node_fault else "pod.deleted"
                 # deletionTimestamp is the deadline (now + grace): the server instant of
                 # the delete is that minus deletionGracePeriodSeconds
                 ts = parse_time(md["deletionTimestamp"])
