@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
@@ -48,6 +49,21 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
             fail(str(e), code)
 
     return wrapper
+
+
+def given(name: str, flag: str, value: object) -> str:
+    """How the user gave option ``name``: ``--flag VALUE``, or ``VAR=VALUE`` when it came
+    from its environment variable (so a bad value names what to fix)."""
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is not None and ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT:
+        for param in ctx.command.params:
+            if param.name == name and param.envvar:
+                var = param.envvar if isinstance(param.envvar, str) else param.envvar[0]
+                return f"{var}={os.environ.get(var, value)}"
+    return f"{flag} {value}"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -107,12 +123,11 @@ def print_params(df: pd.DataFrame, fmt: str, width: int | None = None) -> None:
         print(render(cols, rows, width))
         return
     # too narrow for a grid beside the longest key: one record per key
-    print(
-        render_records(
-            [
-                (f"{k} = {v} ({u})", [("versions", ver), ("source", src)])
-                for k, v, u, ver, src in rows
-            ],
-            width,
-        )
-    )
+    records = []
+    for key, value, unit, versions, source in rows:
+        title = f"{key} = {value} ({unit})"
+        fields = [("versions", versions), ("source", source)]
+        if len(title) > width:  # a long distribution goes under the key
+            title, fields = key, [("value", f"{value} ({unit})"), *fields]
+        records.append((title, fields))
+    print(render_records(records, width))

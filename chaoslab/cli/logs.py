@@ -51,14 +51,16 @@ class _Json(logging.Formatter):
 
 def setup(verbose: bool, log_file: Path | None, fmt: str) -> None:
     """Send chaoslab's records to stderr (INFO, DEBUG with ``verbose``) and, when asked,
-    to ``log_file`` (appended), in ``fmt``."""
+    all of them to ``log_file`` (appended), in ``fmt``."""
     if fmt not in FORMATS:
         raise UserError(f"--log-format {fmt}: use text or json")
     formatter: logging.Formatter = _Json() if fmt == "json" else _Text()
     for h in list(logger.handlers):  # main() may run more than once in one process
         logger.removeHandler(h)
         h.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handlers: list[logging.Handler] = [stderr]
     if log_file is not None:
         try:
             handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
@@ -67,7 +69,7 @@ def setup(verbose: bool, log_file: Path | None, fmt: str) -> None:
     for h in handlers:
         h.setFormatter(formatter)
         logger.addHandler(h)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.setLevel(logging.DEBUG)  # the file gets every line; stderr by its own level
     logger.propagate = False
 
 

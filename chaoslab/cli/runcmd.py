@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from chaoslab.cli.common import console, err_console, fail
+from chaoslab.cli.common import console, err_console, fail, given
 from chaoslab.cli.logs import Progress, event
 from chaoslab.errors import UserError
 
@@ -177,15 +177,15 @@ def _check_options(opts: Options) -> str | None:
     from chaoslab.runner import EXECUTORS
 
     if opts.executor not in EXECUTORS:
-        fail(f"--executor {opts.executor}: use {' or '.join(EXECUTORS)}")
+        fail(f"{given('executor', '--executor', opts.executor)}: use {' or '.join(EXECUTORS)}")
     if opts.engine is not None and opts.engine not in ENGINES:
-        fail(f"--engine {opts.engine}: use {' or '.join(ENGINES)}")
+        fail(f"{given('engine', '--engine', opts.engine)}: use {' or '.join(ENGINES)}")
     if opts.seed is not None and opts.seed < 0:
-        fail(f"--seed {opts.seed}: a whole number, 0 or more")
+        fail(f"{given('seed', '--seed', opts.seed)}: a whole number, 0 or more")
     if opts.workers < 1:
-        fail(f"--workers {opts.workers}: at least 1")
+        fail(f"{given('workers', '--workers', opts.workers)}: at least 1")
     if opts.resume is None and opts.out.exists() and not opts.out.is_dir():
-        fail(f"--out {opts.out}: is a file; give a folder for the run folders")
+        fail(f"{given('out', '--out', opts.out)}: is a file; give a folder for the run folders")
     if opts.scheduler is not None and opts.executor != "dask":
         fail("--scheduler needs --executor dask")
     if opts.executor != "dask":
@@ -207,9 +207,10 @@ def _check_scheduler(address: str) -> None:
     except ValueError:
         port = None
     if url.scheme not in SCHEDULER_SCHEMES or not url.hostname or port is None:
+        schemes = "/".join(SCHEDULER_SCHEMES)
         fail(
-            f"--scheduler {address}: not a scheduler address (tcp://HOST:PORT, "
-            f"{'/'.join(SCHEDULER_SCHEMES)} schemes, or local)"
+            f"{given('scheduler', '--scheduler', address)}: not a scheduler address "
+            f"(tcp://HOST:PORT, {schemes} schemes, or local)"
         )
 
 
@@ -223,13 +224,13 @@ def _check_resume(path: Path, opts: Options, overrides: dict[str, str]) -> None:
         return  # resume_run says what is wrong with the folder
     if not isinstance(meta, dict):
         return
-    for option, given, recorded in (
+    for option, value, recorded in (
         ("--trials", opts.trials, meta.get("trials")),
         ("--seed", opts.seed, meta.get("seed")),
         ("--engine", opts.engine, meta.get("engine", DEFAULT_ENGINE)),
     ):
-        if given is not None and given != recorded:
-            _refuse(opts.resume, f"{option} {given}", f"it has {recorded}")
+        if value is not None and value != recorded:
+            _refuse(opts.resume, f"{option} {value}", f"it has {recorded}")
     had = {str(k): str(v) for k, v in (meta.get("overrides") or {}).items()}
     for key, value in overrides.items():
         if had.get(key) != str(value):

@@ -29,7 +29,20 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path}: unreadable ({e})") from None
     if not isinstance(meta, dict):
         raise UserError(f"{path}: not a run's metadata (a JSON {type(meta).__name__})")
+    for key, kinds in _SHAPES.items():
+        if key in meta and not isinstance(meta[key], kinds):
+            raise UserError(f"{path}: {key}: a JSON {type(meta[key]).__name__}, not a run's {key}")
     return meta
+
+
+# the fields a run folder is read by, and the JSON types they have when a run wrote them
+_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "sweep": dict,
+    "overrides": dict,
+    "profiles": (list, str),
+    "status": str,
+    "n_trials": int,
+}
 
 
 def _text(value: object) -> str:

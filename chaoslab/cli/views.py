@@ -117,8 +117,16 @@ def _heading(key: Sequence[object], names: Sequence[str]) -> str:
         elif name in ("fault", "profile"):
             parts.append(str(value))
         else:
-            parts.append(f"{name}={format_value(value)}")
+            parts.append(f"{name}={format_value(value)}{_unit(name)}")
     return ", ".join(parts)
+
+
+def _unit(key: str) -> str:
+    """The unit a swept value is in ("s" after a duration, as the files write it)."""
+    from chaoslab.params import CATALOGUE
+
+    p = CATALOGUE.get(key)
+    return "s" if p is not None and p.unit == "s" else ""
 
 
 def _legend(metrics: Sequence[Metric], width: int) -> list[str]:
