@@ -57,10 +57,10 @@ def _predict(
 
 
 def within_prediction(
-    value: float,
+    value: float | None = None,
+    *,
     design: str,
     fault: str | Mapping[str, Any],
-    *,
     metric: str = "recovery_s",
     quantile: float = 0.95,
     profile: str | None = None,
@@ -69,7 +69,11 @@ def within_prediction(
     seed: int = 0,
 ) -> bool:
     """Tolerance probe: True when the measured ``value`` is at most the model's ``quantile``
-    for the cell (a measured recovery slower than the model's p95 deviates)."""
+    for the cell (a measured recovery slower than the model's p95 deviates). Chaos Toolkit
+    passes ``value`` when it runs the tolerance; its validator checks the arguments without
+    it, hence the default."""
+    if value is None:
+        return False
     limit = predict(
         design, fault, metric=metric, quantile=quantile, profile=profile, params=params,
         trials=trials, seed=seed,
