@@ -244,3 +244,70 @@ def test_a_signal_while_the_results_are_written_waits_and_meta_and_journal_agree
     for name in ("trials.parquet", "summary.csv", "comparison.csv", "trial_info.csv"):
         assert (tmp_path / "run" / name).exists(), name
     assert out.status == "complete"
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def test_recover_on_a_missing_path_refuses_and_creates_nothing(tmp_path: Path) -> None:
+    from chaoslab.errors import LiveError
+    from chaoslab.live.engine import recover
+    from chaoslab.live.k8s.drill import recover as kube_recover
+    from chaoslab.live.lab.drill import lab_recover
+
+    missing = tmp_path / "no" / "such-run"
+    for call in (
+        lambda: recover(missing, lambda s: True, log=lambda m: None),
+        lambda: lab_recover(missing, log=lambda m: None),
+        lambda: kube_recover(missing, log=lambda m: None),
+    ):
+        with pytest.raises(LiveError, match="no journal.jsonl"):
+            call()
+        assert not (tmp_path / "no").exists()
+
+
+def test_a_journal_with_bytes_chaoslab_never_writes_is_one_error_and_nothing_is_undone(
+    tmp_path: Path,
+) -> None:
+    from chaoslab.live.engine import recover
+    from chaoslab.live.journal import JournalError
+
+    journal = Journal(tmp_path)
+    journal.add_undo({"op": "uncordon", "node": "worker-1"})
+    with journal.path.open("ab") as f:
+        f.write(b'{"event": "undo.done", "id": "u1\xff\xfe"}\n')
+    undone: list[UndoStep] = []
+    with pytest.raises(JournalError) as bad:
+        recover(tmp_path, lambda s: undone.append(s) or True, log=lambda m: None)
+    assert f"{journal.path}:2:" in str(bad.value) and "\n" not in str(bad.value)
+    assert undone == []
+
+
+def test_a_line_a_crash_cut_short_is_skipped_and_the_next_entry_starts_a_new_line(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path)
+    journal.add_undo({"op": "uncordon", "node": "worker-1"})
+    with journal.path.open("a") as f:
+        f.write('{"seq": 3, "event": "undo.do')  # SIGKILL in the middle of a write
+    after = Journal(tmp_path)  # --recover, later
+    after.undo_done("u1")
+    assert [e["event"] for e in after.entries()] == ["undo.add", "undo.done"]
+    assert after.pending() == []
+
+
+def test_a_refused_lab_drill_leaves_no_run_folder_and_the_other_lab_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chaoslab.experiment import load_experiment
+    from chaoslab.live.lab.drill import LabError, lab_spec, run_lab_drill
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "experiments" / "lab-vrrp.yaml")
+    monkeypatch.setenv("CHAOSLAB_LAB_STATE", str(tmp_path / "labs"))
+    other = tmp_path / "labs" / lab_spec(exp).name / "state.json"
+    other.parent.mkdir(parents=True)
+    other.write_text("{}")  # a lab of that name is up (another operator's)
+    with pytest.raises(LabError, match="already recorded"):
+        run_lab_drill(exp, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert other.read_text() == "{}"  # not torn down by the refused drill's rollback

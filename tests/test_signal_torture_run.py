@@ -99,6 +99,7 @@ class Watched:
     proc: subprocess.Popen[bytes]
     seen: set[tuple[int, int]] = field(default_factory=set)
     stderr: str = ""
+    stdout: str = ""
 
     def __post_init__(self) -> None:
         self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -111,12 +112,13 @@ class Watched:
 
     def wait(self, timeout: float = 180) -> int:
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill_all()
             pytest.fail(f"chaoslab pid {self.proc.pid} did not end within {timeout} s")
         self._watcher.join()
         self.stderr = err.decode(errors="replace")
+        self.stdout = (out or b"").decode(errors="replace")
         return self.proc.returncode
 
     def left_behind(self) -> list[int]:

@@ -166,9 +166,13 @@ class SignalGuard:
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        first = not self.interrupted
         self.interrupted = name
-        if self.rolling_back:
-            self.log(f"{name} received: {self.doing} finishes first")
+        if self.rolling_back or not first:
+            # once the drill is stopping, a second press must not cut its way out of the
+            # code that stops it (the rollback is entered in a finally: clause)
+            what = self.doing if self.rolling_back else "the rollback"
+            self.log(f"{name} received: {what} finishes first")
             return
         raise DrillInterrupted(name)
 
@@ -328,6 +332,9 @@ def _run(ctx: DrillContext, target: DrillTarget, results: list[TrialResult]) -> 
     """The loop, with every way it can end turned into a status."""
     log = ctx.log
     try:
+        ctx.journal.write(
+            "run.start", target=target.kind, design=target.design, trials=target.trials
+        )
         target.open(ctx)
         return _loop(ctx, target, results)
     except DrillInterrupted as e:
@@ -350,10 +357,9 @@ def _run(ctx: DrillContext, target: DrillTarget, results: list[TrialResult]) -> 
 def run_drill(target: DrillTarget, writer: RunWriter, *, log: Log = print) -> DrillOutcome:
     """Run every fault of the target ``target.trials`` times into ``writer``'s run folder;
     the target is always restored and closed, the folder always readable."""
-    journal = Journal(writer.path)
-    journal.write("run.start", target=target.kind, design=target.design, trials=target.trials)
     results: list[TrialResult] = []
     notes: list[str] = []
+    journal = Journal(writer.path)
     with SignalGuard(log) as guard:
         ctx = DrillContext(journal, writer, guard, log)
         try:

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaoslab.errors import LiveError
 from chaoslab.results import redact_userinfo
 
-__all__ = ["JOURNAL_NAME", "Journal", "UndoStep", "pending_undo", "read_journal"]
+__all__ = ["JOURNAL_NAME", "Journal", "JournalError", "UndoStep", "pending_undo", "read_journal"]
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -57,11 +58,14 @@ class Journal:
     """Append-only, fsynced JSON lines; safe to call from several threads."""
 
     def __init__(self, run_dir: Path) -> None:
+        # the folder is made by the first write, never by reading: `--recover` on a path
+        # that does not exist must not create it
         self.path = Path(run_dir) / JOURNAL_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._seq = sum(1 for _ in read_journal(self.path)) if self.path.exists() else 0
         self._undo_ids = {s.id for s in _all_undo(self.path)} if self.path.exists() else set()
+        #: a crash cut the last line short: the next entry starts on a line of its own
+        self._torn = self.path.exists() and not _ends_a_line(self.path)
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         with self._lock:
@@ -73,7 +77,10 @@ class Journal:
                 "event": event,
                 **_clean(fields),
             }
-            line = json.dumps(entry, sort_keys=False) + "\n"
+            line = json.dumps(entry, sort_keys=False) + "\n"  # ASCII: ensure_ascii
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._torn:
+                line, self._torn = "\n" + line, False
             with self.path.open("a") as f:
                 f.write(line)
                 f.flush()
@@ -102,17 +109,44 @@ class Journal:
         return list(read_journal(self.path))
 
 
+def _ends_a_line(path: Path) -> bool:
+    with path.open("rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+class JournalError(LiveError):
+    """A journal that is not one chaoslab wrote (bytes that are not text, entries that
+    are not objects): its undo steps cannot be trusted, so none is run."""
+
+
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """Entries of a journal; a torn last line (crash mid-write) is skipped."""
-    with Path(path).open() as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+    """Entries of a journal; a torn last line (crash mid-write) is skipped.
+
+    chaoslab writes ASCII JSON objects only: other bytes, or JSON that is not an entry, mean
+    the file is damaged or foreign: `JournalError`, one line naming the file and line."""
+    path = Path(path)
+    with path.open("rb") as f:
+        lines = f.read().split(b"\n")
+    for n, raw in enumerate(lines, 1):
+        try:
+            text = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise JournalError(
+                f"{path}:{n}: bytes chaoslab never writes (the journal is ASCII): damaged or "
+                "not a journal; no undo step was run, check the target by hand"
+            ) from None
+        try:
+            entry = json.loads(text) if text else None
+        except ValueError:
+            continue  # a line a crash cut short (a later writer starts a fresh line)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
+            raise JournalError(f"{path}:{n}: not a journal entry (no event)")
+        yield entry
 
 
 def _all_undo(path: Path) -> list[UndoStep]:

@@ -44,6 +44,7 @@ __all__ = [
     "lab_status",
     "lab_up",
     "open_lab",
+    "refuse_if_recorded",
     "run_lab_drill",
     "topology_class",
 ]
@@ -177,6 +178,7 @@ class LabTarget:
 
     def open(self, ctx: DrillContext) -> None:
         self.ctx = ctx
+        refuse_if_recorded(self.spec.name)  # else the undo below would tear that lab down
         ctx.journal.add_undo({"op": "lab-down", "lab": self.spec.name, "root": str(state_root())})
         ctx.log(f"building {self.design} lab {self.spec.name}")
         self.topo = lab_up(self.exp, prefix=self.prefix)
@@ -351,6 +353,16 @@ def _wait_steady(topo: Topology, probe_file: Path, t_start: float) -> pd.DataFra
 # ----------------------------------------------------------------------------- drill
 
 
+def refuse_if_recorded(name: str) -> None:
+    """Refuse a drill whose lab name is taken: a lab of that name is up (or was left by a
+    crash), and the drill's teardown would be that lab's."""
+    d = state_root() / name
+    if (d / "state.json").exists():
+        raise LabError(
+            f"a lab named {name!r} is already recorded in {d}; run 'chaoslab lab down' first"
+        )
+
+
 def run_lab_drill(
     exp: Experiment,
     *,
@@ -362,6 +374,7 @@ def run_lab_drill(
     """Build the lab, run every fault ``trials`` times, write the run folder, tear down."""
     target = LabTarget(exp, trials=trials, prefix=prefix)
     spec = target.spec
+    refuse_if_recorded(spec.name)  # before the run folder: a refused drill leaves none
     writer = RunWriter(
         new_run_dir(out or Path("results"), exp.slug(), "live"),
         mode="live",
