@@ -148,3 +148,73 @@ def test_linux_neighbour_updates_on_garp_whatever_accept_garp_says() -> None:
     params = {"arp.neighbor": "linux", "arp.accept_garp": False}
     df = sim("ingress-vip-vrrp", CRASH, ["keepalived-osh"], trials=50, params=params)
     assert (df["downtime_s"] < 3.5).all()
+
+
+# ============================================================================ item 4: EHOSTUNREACH
+def test_irwin_hall_cdf_closed_forms() -> None:
+    from chaoslab.mechanisms.ingress import irwin_hall_cdf
+
+    assert irwin_hall_cdf(0.3, 1) == pytest.approx(0.3)
+    assert irwin_hall_cdf(1.0, 2) == pytest.approx(0.5)
+    assert irwin_hall_cdf(0.5, 2) == pytest.approx(0.125)
+    assert irwin_hall_cdf(1.5, 3) == pytest.approx(0.5)
+    assert irwin_hall_cdf(-1, 2) == 0.0 and irwin_hall_cdf(9, 2) == 1.0
+
+
+def _proxy_by_sampling(
+    kinds: list[str], tries: int, ct: float, tau: float, cycle: float, n: int = 40_000
+) -> float:
+    """nginx's retries by brute force: random upstream orders, uniform EHOSTUNREACH costs."""
+    rng = np.random.default_rng(9)
+    ok = 0
+    for _ in range(n):
+        spent = 0.0
+        for kind in list(rng.permutation(kinds))[: tries or len(kinds)]:
+            if kind == "live":
+                ok += spent < tau
+                break
+            spent += {"refused": 0.0, "hole": ct, "unreach": cycle * rng.random()}[kind]
+    return ok / n
+
+
+@pytest.mark.parametrize(
+    ("kinds", "tries", "tau"),
+    [
+        (["live", "unreach", "unreach"], 3, 3.0),
+        (["live", "unreach", "unreach", "hole"], 3, 6.0),
+        (["live", "live", "unreach", "refused", "hole"], 0, 4.0),
+        (["live", "unreach", "unreach", "unreach"], 2, 2.0),
+    ],
+)
+def test_proxy_success_with_unreachable_upstreams_matches_sampling(
+    kinds: list[str], tries: int, tau: float
+) -> None:
+    from chaoslab.mechanisms.ingress import proxy_success
+
+    got = proxy_success(
+        kinds.count("live"),
+        kinds.count("refused"),
+        kinds.count("hole"),
+        tries=tries,
+        connect_timeout=5.0,
+        client_timeout=tau,
+        unreachable=kinds.count("unreach"),
+        unreachable_cycle=3.0,
+    )
+    assert got == pytest.approx(_proxy_by_sampling(kinds, tries, 5.0, tau, 3.0), abs=0.01)
+
+
+def test_direct_routing_turns_a_dead_pod_from_a_black_hole_into_a_fast_error() -> None:
+    """Client timeout 3 s < proxy_connect_timeout 5 s: behind an overlay the requests that
+    try the dead node's pod first fail (1/3) until its endpoint goes; with direct routing
+    they fail only until the ingress node's neighbour entry for it FAILS (Linux NUD, 23-53 s),
+    then EHOSTUNREACH within 3 s lets nginx try the next pod in time."""
+    fault = {"kind": "node-crash", "target": "app-pod-node"}
+    p = {"client.timeout": "3s"}
+    over = sim("ingress-hostnet", fault, [], trials=100, params={**p, "cni.routing": "overlay"})
+    direct = sim("ingress-hostnet", fault, [], trials=100, params={**p, "cni.routing": "direct"})
+    for df in (over, direct):
+        assert np.allclose(df["lost_s"], df["recovery_s"] / 3, rtol=0.02)
+    assert direct["recovery_s"].min() >= 15 + 5 + 3 - 1e-6  # U(15, 45) + DELAY + 3 probes
+    assert direct["recovery_s"].max() <= over["recovery_s"].max() + 1e-6
+    assert direct["recovery_s"].mean() < over["recovery_s"].mean() - 5

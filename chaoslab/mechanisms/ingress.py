@@ -13,6 +13,14 @@ Covers (docs/model-network.md, ingress-nginx):
   killed pod on a live node is refused at once; to a pod on a dead node it times out
   after ``proxy_connect_timeout``. The request succeeds if a live upstream is reached
   within the tries and before the client's ``client.timeout``.
+- EHOSTUNREACH (``cni.routing: direct``, pod IPs routed to the node IP without
+  encapsulation): once the nginx node's neighbour entry for a dead node has FAILED
+  (Linux NUD, ``linux_reresolve_bounds`` after its last answer: 23-53 s by default), every
+  connect to a pod there starts a new resolution and fails with EHOSTUNREACH when its
+  ``arp.mcast_solicit`` x ``arp.retrans_time`` (3 s) ends: under steady traffic a uniform
+  residual of that cycle instead of ``proxy_connect_timeout``, then nginx tries the next
+  upstream. Behind an overlay (VXLAN, IP-in-IP: the default) the neighbour that fails is
+  the outer packet's, the error never reaches the proxied socket: a black hole.
 - Non-idempotent requests (``client.non_idempotent_share``) are not passed on once sent
   (nginx 1.9.13+ without ``non_idempotent``; with upstream keep-alive the failure shows
   after sending): they succeed only if the first upstream is live.
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from math import comb, factorial
+from math import comb, factorial, floor
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload
@@ -35,7 +43,7 @@ from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.node import next_tick
 from chaoslab.mechanisms.workload import WorkloadController
 
-__all__ = ["IngressCluster", "Nginx", "proxy_success"]
+__all__ = ["IngressCluster", "Nginx", "irwin_hall_cdf", "proxy_success"]
 
 register_milestones(
     {
@@ -43,6 +51,18 @@ register_milestones(
         "ingress.restarted": "a killed or replaced ingress (nginx) serves again",
     }
 )
+
+
+def irwin_hall_cdf(x: float, n: int) -> float:
+    """P(sum of n independent U(0, 1) < x): the Irwin-Hall distribution's CDF."""
+    if n == 0:
+        return 1.0 if x > 0 else 0.0
+    if x <= 0:
+        return 0.0
+    if x >= n:
+        return 1.0
+    total = sum((-1) ** i * comb(n, i) * (x - i) ** n for i in range(floor(x) + 1))
+    return min(1.0, max(0.0, total / factorial(n)))
 
 
 @lru_cache(maxsize=4096)  # pure; a trial asks the same few questions many times
@@ -56,14 +76,18 @@ def proxy_success(
     client_timeout: float,
     non_idempotent: float = 0.0,
     inner: float = 1.0,
+    unreachable: int = 0,
+    unreachable_cycle: float = 0.0,
 ) -> float:
     """Share of requests that succeed through one nginx (closed form).
 
     Upstreams are tried in a uniformly random order without repetition; refused ones
-    cost nothing, black holes ``connect_timeout`` each. ``inner`` is the success of a
-    live upstream itself (a second ingress tier); its 502 is not retried.
+    cost nothing, black holes ``connect_timeout`` each, unreachable ones (EHOSTUNREACH
+    after a failed neighbour entry) a uniform part of ``unreachable_cycle`` each.
+    ``inner`` is the success of a live upstream itself (a second ingress tier); its 502
+    is not retried.
     """
-    k = live + refused + holes
+    k = live + refused + holes + unreachable
     if k == 0 or live == 0:
         return 0.0
     t = k if tries <= 0 else min(tries, k)
@@ -72,25 +96,43 @@ def proxy_success(
     for j in range(1, t + 1):
         before = j - 1
         for b in range(0, min(holes, before) + 1):
-            r = before - b
-            if r > refused or b * connect_timeout >= client_timeout:
+            left = client_timeout - b * connect_timeout
+            if left <= 0:
                 continue
-            ways = comb(holes, b) * comb(refused, r) * factorial(before) * live * factorial(k - j)
-            idem += ways / fk
+            for u in range(0, min(unreachable, before - b) + 1):
+                r = before - b - u
+                if r > refused:
+                    continue
+                ways = comb(holes, b) * comb(unreachable, u) * comb(refused, r)
+                ways *= factorial(before) * live * factorial(k - j)
+                idem += ways / fk * _within(left, u, unreachable_cycle)
     first = live / k
     return inner * ((1.0 - non_idempotent) * idem + non_idempotent * first)
 
 
-def upstream_counts(upstreams: Sequence[Pod], via: Node) -> tuple[int, int, int]:
-    live = refused = holes = 0
+def _within(left: float, u: int, cycle: float) -> float:
+    """P(u unreachable upstreams cost less than ``left`` seconds together)."""
+    if u == 0 or cycle <= 0:
+        return 1.0
+    return irwin_hall_cdf(left / cycle, u)
+
+
+def upstream_counts(
+    upstreams: Sequence[Pod], via: Node, failed: Callable[[Node, Node], bool] | None = None
+) -> tuple[int, int, int, int]:
+    """(live, refused, black holes, unreachable) upstreams as seen from nginx on ``via``;
+    ``failed(via, node)``: via's neighbour entry for node has FAILED (EHOSTUNREACH)."""
+    live = refused = holes = unreachable = 0
     for u in upstreams:
         if u.serves_from(via):
             live += 1
         elif u.node is not None and u.node.reachable:
             refused += 1  # killed process or removed pod IP on a live node: fast error
+        elif u.node is not None and failed is not None and failed(via, u.node):
+            unreachable += 1
         else:
             holes += 1
-    return live, refused, holes
+    return live, refused, holes, unreachable
 
 
 class Nginx:
@@ -163,7 +205,8 @@ class Nginx:
         if node is None or not pod.running or not node.reachable:
             return 0.0
         c = self.cluster
-        live, refused, holes = upstream_counts(self.upstreams, node)
+        failed = c.neighbours.failed if c.neighbours is not None else None
+        live, refused, holes, unreachable = upstream_counts(self.upstreams, node, failed)
         s = 1.0
         if inner is not None and live:
             s = sum(inner(u) for u in self.upstreams if u.serves_from(node)) / live
@@ -176,7 +219,61 @@ class Nginx:
             client_timeout=c.client_timeout,
             non_idempotent=c.non_idempotent,
             inner=s,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours.cycle if c.neighbours is not None else 0.0,
         )
+
+
+class NodeNeighbours:
+    """The ingress nodes' kernel neighbour entries for the other nodes' IPs (direct pod
+    routing): an entry for a node that stopped answering FAILS after Linux NUD, then
+    connects to its pods get EHOSTUNREACH within a resolution cycle."""
+
+    __slots__ = ("_epoch", "_failed", "_seen", "cycle", "nodes", "trial")
+
+    def __init__(self, trial: Trial, nodes: Sequence[Node]) -> None:
+        p = trial.p
+        self.trial = trial
+        self.nodes = list(nodes)
+        # a FAILED entry is probed again by broadcast: mcast_solicit probes retrans apart
+        self.cycle = p.count("arp.mcast_solicit") * p.draw("arp.retrans_time")
+        self._failed: set[tuple[str, str]] = set()
+        self._seen = {n.name: n.reachable for n in self.nodes}
+        self._epoch = {n.name: 0 for n in self.nodes}
+        trial.listeners.append(self._on_change)
+
+    def failed(self, via: Node, node: Node) -> bool:
+        return (via.name, node.name) in self._failed
+
+    def _on_change(self) -> None:
+        for n in self.nodes:
+            if n.reachable == self._seen[n.name]:
+                continue
+            self._seen[n.name] = n.reachable
+            self._epoch[n.name] += 1
+            if n.reachable:
+                self._failed = {k for k in self._failed if k[1] != n.name}
+                continue
+            for via in self.nodes:
+                if via is not n:
+                    self.trial.at(self._nud_failure(), self._fail, via, n, self._epoch[n.name])
+
+    def _nud_failure(self) -> float:
+        # REACHABLE for U(base/2, 3 base/2) after the last answer (arp(7)), then DELAY,
+        # then the unicast probes: linux_reresolve_bounds
+        p, rng = self.trial.p, self.trial.rng
+        base = p.draw("arp.base_reachable_time")
+        tail = p.draw("arp.delay_first_probe_time")
+        return (
+            base * (0.5 + rng.random())
+            + tail
+            + p.count("arp.ucast_solicit") * p.draw("arp.retrans_time")
+        )
+
+    def _fail(self, via: Node, node: Node, epoch: int) -> None:
+        if epoch == self._epoch[node.name] and not node.reachable and via.reachable:
+            self._failed.add((via.name, node.name))
+            self.trial.changed()
 
 
 class _NotifyingSlices(EndpointSliceController):
@@ -245,6 +342,8 @@ class IngressCluster(KubernetesCluster):
         self.connect_timeout = p.draw("nginx.proxy_connect_timeout")
         self.client_timeout = p.draw("client.timeout")
         self.non_idempotent = p.draw("client.non_idempotent_share")
+        direct = p.choice("cni.routing") == "direct"
+        self.neighbours = NodeNeighbours(trial, self.nodes) if direct else None
         self.endpoints.hooks.append(self._app_endpoints_changed)
 
     # ------------------------------------------------------------------ workloads

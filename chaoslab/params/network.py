@@ -126,6 +126,30 @@ register(
             "false: it keeps the old MAC until its own ARP timeout, in every VIP design.",
         ),
         Param(
+            "arp.mcast_solicit",
+            "count",
+            Fixed(3.0),
+            "Linux 2.2+",
+            f"{ARP7}: mcast_solicit 3 (broadcast probes of an unresolved entry); net/core/"
+            "neighbour.c neigh_invalidate() reports the queued packets' failure "
+            "(EHOSTUNREACH to a connecting socket) when they are used up",
+            "Linux neighbour: broadcast probes before an unresolved entry FAILS.",
+        ),
+        Param(
+            "cni.routing",
+            "choice",
+            "overlay",
+            "Calico (IPIP Always by default), flannel (vxlan by default)",
+            "projectcalico/calico manifests CALICO_IPV4POOL_IPIP 'Always'; flannel-io/flannel "
+            "Documentation/backends.md (VXLAN recommended, host-gw for direct routing); "
+            "[derived] behind an encapsulation the neighbour that fails is the outer packet's "
+            "and the proxied socket sees no error",
+            "How pod IPs reach another node: overlay (VXLAN, IP-in-IP: a dead node is a black "
+            "hole until the connect timeout) or direct (host-gw, BGP without encapsulation: "
+            "EHOSTUNREACH once the neighbour entry for that node failed).",
+            choices=("overlay", "direct"),
+        ),
+        Param(
             "vip.garp",
             "flag",
             True,

@@ -15,7 +15,14 @@ every new client connection picks a path by its ports). ``bgp.hold_time``,
 ``bgp.peer_hold_time`` (the router's), ``bgp.keepalive_time``, ``bgp.connect_delay``,
 ``bgp.error_wait_time``, ``bgp.graceful_restart`` (+ ``_time``), ``bfd.enabled``,
 ``bfd.interval`` (min tx), ``bfd.min_rx`` and ``bfd.multiplier`` configure the daemons;
-``ecmp.mode`` must be ``hash-threshold``, which is what the Linux kernel does.
+``ecmp.mode`` must be ``hash-threshold``, which is what the Linux kernel does;
+``ecmp.hash_policy`` must be ``L4`` (the lab's one prober address would take one path under
+L3, and the steady state could not see every path); ``router.multipath`` false installs one
+path (BIRD without ``merge paths``, FRR ``maximum-paths 1``).
+
+The router is the ``router`` profile's daemon: BIRD 2 (``router-bird2``, the default) or
+FRR (``router-frr``: zebra, bgpd and, with BFD, bfdd, run as the packaged ``frr`` user, kernel
+routes without nexthop objects so that ``ip monitor route`` shows each next hop).
 Milestones: the router's BIRD log
 (``bgp.session_down``, ``bfd.down``, ``bgp.withdrawn``) and ``ip -ts monitor route`` in the
 router namespace (``ecmp.rehashed``: the kernel's VIP route changed).
@@ -26,12 +33,26 @@ every node with a ready endpoint); its defaults come from its profile.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.base import NODE_NET, Topology, _fmt
 from chaoslab.live.lab.spec import LabFault
 from chaoslab.live.lab.watch import LogEvent, Rule
+
+#: the router profile whose daemon the lab runs as the router (others: BIRD)
+FRR_PROFILE = "router-frr"
+#: FRR's sockets, pid files and config: in a folder the unprivileged ``frr`` user can reach
+#: (a lab's state folder may sit under a private 0700 folder, as pytest's do)
+FRR_RUN_ROOT = Path("/run/chaoslab-frr")
+
+
+def frr_run_dir(prefix: str) -> Path:
+    """The FRR folder of the lab whose namespaces start with ``prefix``."""
+    return FRR_RUN_ROOT / prefix
+
 
 RT = f"{NODE_NET}.254"
 CLIENT = "10.0.2.2"
@@ -49,6 +70,12 @@ class BgpTopology(Topology):
             raise ExperimentError(
                 f"ecmp.mode {mode}: the lab's router is the Linux kernel, whose multipath "
                 "routes (installed by BIRD) are hash-threshold"
+            )
+        policy = self.params.ps["ecmp.hash_policy"] if self.params.has("ecmp.hash_policy") else "L4"
+        if policy != "L4":
+            raise ExperimentError(
+                f"ecmp.hash_policy {policy}: the lab has one prober address, which an L3 hash "
+                "sends down one path; set ecmp.hash_policy: L4"
             )
         st.add_ns("sw")
         st.add_ns("rt")
@@ -69,7 +96,10 @@ class BgpTopology(Topology):
             self.route(n, f"{CLIENT.rsplit('.', 1)[0]}.0/24", "via", RT)
         st.bridge("sw", "br0", ports)
         self.monitor("rt", "route")
-        self.start_bird("rt", self.router_conf())
+        if self.frr:
+            self.start_frr()
+        else:
+            self.start_bird("rt", self.router_conf())
         for k, n in enumerate(self.nodes(), start=1):
             self.start_server(f"srv-{n}", n, 80)
             self.start_bird(n, self.node_conf(k))
@@ -84,6 +114,92 @@ class BgpTopology(Topology):
         self.state.spawn(
             f"bird-{role}", role, ["bird", "-f", "-c", path, "-s", sock, "-P", pid], pidfiles=[pid]
         )
+
+    @property
+    def frr(self) -> bool:
+        return FRR_PROFILE in self.params.ps.profiles
+
+    def _multipath(self) -> bool:
+        return not self.params.has("router.multipath") or self.params.flag("router.multipath")
+
+    def start_frr(self) -> None:
+        """zebra, then bfdd (with BFD) and bgpd, sharing one zserv socket in a folder the
+        ``frr`` user owns (FRR refuses to run its daemons as root)."""
+        import shutil
+
+        run_dir = frr_run_dir(self.state.prefix)
+        shutil.rmtree(run_dir, ignore_errors=True)  # a crashed lab's of the same prefix
+        run_dir.mkdir(parents=True)
+        FRR_RUN_ROOT.chmod(0o755)
+        shutil.chown(run_dir, "frr", "frr")
+        self.state.info["frr_run_dir"] = str(run_dir)
+        conf = str(run_dir / "frr.conf")
+        Path(conf).write_text(self.frr_conf())
+        shutil.chown(conf, "frr", "frr")
+        zsock = str(run_dir / "zserv.api")
+        daemons = ["zebra", *(["bfdd"] if self.params.flag("bfd.enabled") else []), "bgpd"]
+        for d in daemons:
+            pid = str(run_dir / f"{d}.pid")
+            argv = [f"/usr/lib/frr/{d}", "-f", conf, "-i", pid, "-z", zsock, "-u", "frr"]
+            argv += ["-g", "frr", "--vty_socket", str(run_dir), "-P", "0", "--log", "stdout"]
+            if d == "bfdd":
+                argv += ["--bfdctl", str(run_dir / "bfdd.sock")]
+            self.state.spawn(f"{d}-rt", "rt", argv, pidfiles=[pid])
+            if d == "zebra":
+                self._wait_file(zsock)
+
+    def _wait_file(self, path: str, timeout: float = 10.0) -> None:
+        import time
+
+        end = time.monotonic() + timeout
+        while not Path(path).exists():
+            if time.monotonic() > end:
+                raise ExperimentError(f"lab: {path} did not appear (see zebra-rt.log)")
+            time.sleep(0.05)
+
+    def frr_conf(self) -> str:
+        """The router in FRR's words: the same neighbours, timers and BFD as BIRD's."""
+        assert self.spec.bgp is not None
+        p, bgp = self.params, self.spec.bgp
+        hold = round(p.seconds("bgp.peer_hold_time"))
+        keep = round(p.seconds("bgp.keepalive_time")) or hold // 3
+        lines = [
+            "frr defaults traditional",
+            "hostname rt",
+            "log timestamp precision 6",
+            "no zebra nexthop kernel enable",
+            "debug bgp neighbor-events",
+            "debug bfd peer",
+        ]
+        bfd = p.flag("bfd.enabled")
+        peers = [f"{NODE_NET}.{k}" for k in range(1, len(self.nodes()) + 1)]
+        if bfd:
+            lines.append("bfd")
+            for peer in peers:
+                lines += [
+                    f" peer {peer}",
+                    f"  receive-interval {round(p.seconds('bfd.min_rx') * 1000)}",
+                    f"  transmit-interval {round(p.seconds('bfd.interval') * 1000)}",
+                    f"  detect-multiplier {p.count('bfd.multiplier')}",
+                    " exit",
+                ]
+            lines.append("exit")
+        lines += [f"router bgp {bgp.router_asn}", f" bgp router-id {RT}"]
+        lines.append(" no bgp ebgp-requires-policy")
+        for peer in peers:
+            lines += [
+                f" neighbor {peer} remote-as {bgp.node_asn}",
+                f" neighbor {peer} timers {keep} {hold}",
+                f" neighbor {peer} timers connect {round(bgp.reconnect)}",
+                *([f" neighbor {peer} bfd"] if bfd else []),
+            ]
+        lines += [
+            " address-family ipv4 unicast",
+            f"  maximum-paths {64 if self._multipath() else 1}",
+            " exit-address-family",
+            "exit",
+        ]
+        return "\n".join(lines) + "\n"
 
     # -- configs ------------------------------------------------------------------------------
 
@@ -137,7 +253,8 @@ class BgpTopology(Topology):
             "protocol device { }",
             "protocol kernel {",
             "  ipv4 { import none; export all; };",
-            "  merge paths on;",
+            # BIRD's default is one path per prefix ('By default, multipath merging is disabled')
+            *(["  merge paths on;"] if self._multipath() else []),
             "}",
             *self._bfd(),
         ]
@@ -187,6 +304,18 @@ class BgpTopology(Topology):
 
     def rules(self) -> list[Rule]:
         v = VIP.replace(".", r"\.")
+        if self.frr:
+            return [
+                Rule(
+                    "bgp.session_down",
+                    r"^bgpd-rt$",
+                    r"(went from Established to|holdtime timer expire|BFD Down)",
+                ),
+                Rule("bfd.down", r"^bfdd-rt$", r"up -> down"),
+                # zebra logs no per-prefix line at this level: the kernel route is the FIB
+                Rule("bgp.withdrawn", r"^mon-route-rt$", rf"{v}"),
+                Rule("ecmp.rehashed", r"^mon-route-rt$", rf"{v}"),
+            ]
         return [
             Rule(
                 "bgp.session_down",
@@ -204,6 +333,9 @@ class BgpTopology(Topology):
         ]
 
     def milestone_filter(self, fault: LabFault, victim: str, rule: Rule, ev: LogEvent) -> bool:
+        if self.frr and rule.milestone in ("bgp.session_down", "bfd.down"):
+            k = victim.removeprefix("n")
+            return f"{NODE_NET}.{k} " in ev.line or f"peer:{NODE_NET}.{k} " in ev.line
         if rule.milestone in ("bgp.session_down", "bgp.withdrawn"):
             return f"{victim}:" in ev.line or f"{victim}.ipv4" in ev.line
         if rule.milestone == "bfd.down":
