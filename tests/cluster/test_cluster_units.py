@@ -25,7 +25,7 @@ from chaoslab.live.cluster import (
     config_from_experiment,
     find_build,
 )
-from chaoslab.live.cluster.build import REPO, module_hash
+from chaoslab.live.cluster.build import REPO, Build, module_hash
 from chaoslab.live.cluster.components import cert_specs
 from chaoslab.live.cluster.local import _claim
 from chaoslab.live.cluster.pki import Pki
@@ -277,7 +277,7 @@ def test_cli_status_and_down_without_a_cluster(tmp_path: Path) -> None:
     assert r.returncode == 0 and "nothing to do" in r.stdout
 
 
-def test_kwok_sets_pods_ready_again_within_the_status_sync_period(tmp_path: Path) -> None:
+def _stages(tmp_path: Path, kwok: Build, *, served: bool) -> dict[str, Any]:
     import yaml
 
     from chaoslab.live.cluster.components import Layout
@@ -285,8 +285,45 @@ def test_kwok_sets_pods_ready_again_within_the_status_sync_period(tmp_path: Path
     cfg = ClusterConfig.from_params(
         ParamSet.resolve(overrides={"kubelet.status_sync_period": "4s"})
     )
-    stage = yaml.safe_load(Layout(tmp_path, {}, None, cfg).write_kwok_stages().read_text())
+    lay = Layout(tmp_path, {}, None, cfg)
+    text = lay.write_kwok_stages(kwok, served=served).read_text()
+    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(text)}
+
+
+def _selects(stage: dict[str, Any]) -> dict[str, Any]:
+    return {e["key"]: e.get("values") for e in stage["spec"]["selector"]["matchExpressions"]}
+
+
+def test_kwok_sets_pods_ready_again_within_the_status_sync_period(
+    tmp_path: Path, kwok_build: Build
+) -> None:
+    stages = _stages(tmp_path, kwok_build, served=False)
+    assert {"node-initialize", "node-heartbeat-with-lease", "pod-ready"} <= set(stages)
+    stage = stages["chaoslab-pod-ready-again"]
     assert stage["kind"] == "Stage" and stage["spec"]["resourceRef"]["kind"] == "Pod"
     assert stage["spec"]["delay"] == {"durationMilliseconds": 0, "jitterDurationMilliseconds": 4000}
-    selects = {e["key"]: e.get("values") for e in stage["spec"]["selector"]["matchExpressions"]}
+    selects = _selects(stage)
     assert selects[".status.phase"] == ["Running"]
+    # a pod that was never Ready waits for its server instead (below)
+    assert selects['.status.conditions.[] | select( .type == "Ready" ) | .reason'] == [
+        "ContainersNotReady"
+    ]
+
+
+def test_with_the_runtime_stand_in_a_pod_is_ready_only_once_it_serves(
+    tmp_path: Path, kwok_build: Build
+) -> None:
+    from chaoslab.live.cluster import dataplane_runtime
+    from chaoslab.live.cluster.components import NOT_YET_READY, SERVING_CONDITION
+
+    assert dataplane_runtime.SERVING_CONDITION == SERVING_CONDITION
+    stages = _stages(tmp_path, kwok_build, served=True)
+    assert "pod-ready" not in stages
+    start = stages["chaoslab-pod-start"]["spec"]["next"]["statusTemplate"]
+    assert "phase: Running" in start and "podIP:" in start
+    assert 'status: "True"\n  type: Ready' not in start
+    assert f'status: "False"\n  reason: {NOT_YET_READY}\n  type: Ready' in start
+    served = _selects(stages["chaoslab-pod-served"])
+    key = f'.status.conditions.[] | select( .type == "{SERVING_CONDITION}" ) | .status'
+    assert served[key] == ["True"] and served[".status.phase"] == ["Running"]
+    assert "chaoslab-pod-ready-again" in stages

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -32,7 +33,16 @@ CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
 
 
-#: kwok Stage (sigs.k8s.io/kwok pkg/apis/v1alpha1 Stage): delay uniform in [0, period]
+#: the pod condition the runtime stand-in sets once it serves the pod's IP
+#: (chaoslab.live.cluster.dataplane_runtime): kwok's stage makes the pod Ready only then
+SERVING_CONDITION = "chaoslab.io/serving"
+#: the Ready reason of a pod that started but was never Ready (kwok's general pod-create
+#: stage, sigs.k8s.io/kwok kustomize/stage/pod/general); the node lifecycle controller's
+#: MarkPodsNotReady changes only the status (pkg/controller/util/node/controller_utils.go)
+NOT_YET_READY = "ContainersNotReady"
+
+#: kwok Stage (sigs.k8s.io/kwok pkg/apis/v1alpha1 Stage): delay uniform in [0, period];
+#: not for a pod that was never Ready (that one waits for its server: POD_SERVED)
 POD_READY_AGAIN = """\
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -52,6 +62,9 @@ spec:
     - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
       operator: 'NotIn'
       values: ['True']
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .reason'
+      operator: 'NotIn'
+      values: ['ContainersNotReady']
   delay:
     durationMilliseconds: 0
     jitterDurationMilliseconds: PERIOD_MS
@@ -66,6 +79,83 @@ spec:
         status: "True"
         type: ContainersReady
 """
+
+
+#: a Running pod that was never Ready turns Ready as soon as the runtime stand-in says it
+#: serves the pod's IP, as a kubelet's readiness probe passes once the app answers
+POD_SERVED = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: chaoslab-pod-served
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .reason'
+      operator: 'In'
+      values: ['ContainersNotReady']
+    - key: '.status.conditions.[] | select( .type == "chaoslab.io/serving" ) | .status'
+      operator: 'In'
+      values: ['True']
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        reason: ""
+        message: ""
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        reason: ""
+        message: ""
+        type: ContainersReady
+"""
+
+#: the conditions of kwok's pod-ready stage (kustomize/stage/pod/fast/pod-ready.yaml at
+#: v0.8.0), and what chaoslab's pod-start stage writes instead: Running, not Ready yet
+_KWOK_READY = """- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: ContainersReady
+"""
+_NOT_READY_YET = _KWOK_READY.replace(
+    'status: "True"\n', f'status: "False"\n  reason: {NOT_YET_READY}\n'
+)
+
+
+def kwok_stages(defaults: str, *, served: bool) -> list[dict[str, Any]]:
+    """kwok's default stages (the text of the build's stages.yaml) and chaoslab's: with
+    ``served``, kwok's pod-ready becomes chaoslab-pod-start (Running with its IP, Ready
+    False) and chaoslab-pod-served makes the pod Ready once its server runs."""
+    out: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(defaults):
+        if not doc:
+            continue
+        if served and doc["metadata"]["name"] == "pod-ready":
+            template = doc["spec"]["next"]["statusTemplate"]
+            if _KWOK_READY not in template:
+                raise BuildMissing(
+                    "kwok's pod-ready stage changed (no Ready/ContainersReady conditions as "
+                    "in v0.8.0): chaoslab-pod-start cannot be derived from it"
+                )
+            doc["metadata"]["name"] = "chaoslab-pod-start"
+            doc["spec"]["next"]["statusTemplate"] = template.replace(_KWOK_READY, _NOT_READY_YET)
+        out.append(doc)
+    if served:
+        out.append(yaml.safe_load(POD_SERVED))
+    return out
 
 
 def free_ports(names: tuple[str, ...] = PORT_NAMES) -> dict[str, int]:
@@ -287,14 +377,17 @@ class Layout:
     def kwok_stages(self) -> Path:
         return self.dir / "kwok-stages.yaml"
 
-    def write_kwok_stages(self) -> Path:
-        """chaoslab's own kwok stage, beside kwok's defaults: a Running pod that is not
-        Ready (the node lifecycle controller marks pods NotReady on an unreachable node) is
-        set Ready again within the kubelet's status sync period, as a kubelet's status
-        manager does once it reaches the API server again (kwok's pod-ready stage selects
-        only Pending pods)."""
+    def write_kwok_stages(self, kwok: Build, *, served: bool) -> Path:
+        """The one stage file kwok runs with: its defaults (`kwok_stages`; with ``served``
+        a pod is Ready only once the runtime stand-in serves it) and a stage that sets a
+        Running pod that was Ready and is not (the node lifecycle controller marks pods
+        NotReady on an unreachable node) Ready again within the kubelet's status sync
+        period, as a kubelet's status manager does once it reaches the API server again
+        (kwok's pod-ready stage selects only Pending pods)."""
         period = self.config.timers.status_sync_ms
-        self.kwok_stages.write_text(POD_READY_AGAIN.replace("PERIOD_MS", str(period)))
+        docs = kwok_stages((kwok.dir / "stages.yaml").read_text(), served=served)
+        docs.append(yaml.safe_load(POD_READY_AGAIN.replace("PERIOD_MS", str(period))))
+        self.kwok_stages.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return self.kwok_stages
 
     def kwok(self, kwok: Build, node: str, kubeconfig: Path) -> list[str]:
@@ -302,7 +395,6 @@ class Layout:
             str(kwok.bin("kwok")),
             f"--kubeconfig={kubeconfig}",
             f"--manage-single-node={node}",
-            f"--config={kwok.dir / 'stages.yaml'}",
             f"--config={self.kwok_stages}",
         ]
         return flags + [f"{f}={v}" for f, v in self.config.timers.kwok.items()]

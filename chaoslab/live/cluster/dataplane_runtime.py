@@ -20,7 +20,12 @@ How it differs from a kubelet with a container runtime (what a drill can and can
 - Termination: when a pod gets ``deletionTimestamp`` the "container" stops after the pod's
   ``preStop`` ``sleep`` action (capped by ``terminationGracePeriodSeconds``), as an app that
   exits on SIGTERM; ``exec``/``httpGet`` preStop hooks are not run (counted as 0 s).
-- No probes: readiness is whatever KWOK writes into the pod status.
+- No probes. Once a pod's server listens, this process sets the pod condition
+  ``chaoslab.io/serving`` (``pods/status``, as the node's kubelet identity), and KWOK's
+  ``chaoslab-pod-served`` stage makes a pod that was never Ready Ready only then
+  (``chaoslab.live.cluster.components``), as a kubelet's readiness probe passes once the
+  app answers; before, KWOK reported a pod Ready at once and kube-proxy could send new
+  connections to an IP nobody served yet.
 - Restarting this process (a node restored after a crash) starts with no pod served, like a
   rebooted node; stopping KWOK alone (kubelet-stop) leaves the pods serving, like stopping a
   kubelet leaves its containers running.
@@ -47,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PodEndpoint", "PodServers", "desired", "main", "parse_static_pod"]
+__all__ = ["PodEndpoint", "PodServers", "desired", "main", "parse_static_pod", "serving"]
 
 
 def _lab_server() -> Any:
@@ -73,6 +78,8 @@ POD_DEVICE = "pods0"
 WATCH_SECONDS = 60
 RETRY_SECONDS = 1.0
 CONNECT_SECONDS = 5.0
+#: components.SERVING_CONDITION (this file runs as a script: it imports no chaoslab)
+SERVING_CONDITION = "chaoslab.io/serving"
 
 
 @dataclass(frozen=True)
@@ -140,14 +147,51 @@ def _ip(*args: str) -> None:
         print(f"ip {' '.join(args)}: {r.stderr.strip()}", flush=True)
 
 
+def serving(pod: Any) -> bool:
+    """Whether the pod (a ``V1Pod``) carries the serving condition already."""
+    conds = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == SERVING_CONDITION and c.status == "True" for c in conds)
+
+
+Mark = Callable[[str, str], bool]
+
+
+def status_marker(kubeconfig: str) -> Mark:
+    """Sets the serving condition of ``namespace, name`` (a strategic merge of
+    ``pods/status``: the condition list merges by type, KWOK's conditions stay)."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+
+    def mark(namespace: str, name: str) -> bool:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        cond = {"type": SERVING_CONDITION, "status": "True", "lastTransitionTime": now}
+        try:
+            api.patch_namespaced_pod_status(
+                name,
+                namespace,
+                {"status": {"conditions": [cond]}},
+                _content_type="application/strategic-merge-patch+json",
+                _request_timeout=(CONNECT_SECONDS, CONNECT_SECONDS),
+            )
+        except Exception as exc:  # the pod went away, or the node is cut off: next event
+            print(f"{time.monotonic():.6f} mark {namespace}/{name}: {exc}", flush=True)
+            return False
+        return True
+
+    return mark
+
+
 class PodServers:
     """The pods this node serves: their addresses on ``pods0`` and their listeners."""
 
-    def __init__(self, device: str = POD_DEVICE) -> None:
+    def __init__(self, device: str = POD_DEVICE, mark: Mark | None = None) -> None:
         self.device = device
         self.handler = _lab_server().http_handler
         self.running: dict[str, tuple[PodEndpoint, list[asyncio.Server]]] = {}
         self.stopping: dict[str, asyncio.TimerHandle] = {}
+        self.mark = mark
+        self.marked: set[tuple[str, str]] = set()
 
     async def serve(self, ep: PodEndpoint) -> None:
         cur = self.running.get(ep.key)
@@ -204,6 +248,23 @@ class PodServers:
             self.terminate(key, ep.stop_after)
         else:
             await self.serve(ep)
+            if key in self.running and not serving(pod) and (key, ep.ip) not in self.marked:
+                self._mark(pod, (key, ep.ip))
+
+    def _mark(self, pod: Any, which: tuple[str, str]) -> None:
+        """Set the serving condition once per pod and IP (again after a failed call), in a
+        thread: a cut-off API must hold up neither the servers nor the events."""
+        mark = self.mark
+        if mark is None:
+            return
+        self.marked.add(which)
+        ns, name = pod.metadata.namespace, pod.metadata.name
+
+        def call() -> None:
+            if not mark(ns, name):
+                self.marked.discard(which)
+
+        asyncio.get_running_loop().run_in_executor(None, call)
 
     async def sync(self, pods: Sequence[Any]) -> None:
         """A fresh list: pods that vanished while the watch was broken stop now."""
@@ -250,7 +311,7 @@ def _watch_pods(node: str, kubeconfig: str, emit: Emit, stop: threading.Event) -
 
 
 async def _run(node: str, kubeconfig: str | None, static: Sequence[PodEndpoint]) -> None:
-    pods = PodServers()
+    pods = PodServers(mark=status_marker(kubeconfig) if kubeconfig is not None else None)
     _ip("addr", "flush", "dev", pods.device)  # a restarted node runs no pod yet
     for ep in static:
         await pods.serve(ep)

@@ -115,7 +115,7 @@ class LocalCluster:
     def _start(self, kwok: Build, log: Callable[[str], None]) -> None:
         t0 = time.monotonic()
         self._write_pki()
-        self.layout.write_kwok_stages()
+        self.layout.write_kwok_stages(kwok, served=bool(self.state.info.get("dataplane")))
         pki, lay, dl = self.layout.pki, self.layout, self.deadlines
         admin = (pki.cert("admin"), pki.key("admin"))
         etcd = self._spawn("etcd", lay.etcd())
