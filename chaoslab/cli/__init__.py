@@ -348,7 +348,8 @@ def _exit_status(e: Exception) -> int:
         else:
             e.show(file=sys.stderr)
         return int(e.exit_code)
-    if isinstance(e, typer.Abort):  # Ctrl-C at a prompt
+    if isinstance(e, typer.Abort):  # Typer's word for a Ctrl-C inside a command
+        print("interrupted", file=sys.stderr, flush=True)
         return 130
     code = exit_code_for(e)
     if code is None:

@@ -68,13 +68,24 @@ def run_command(path: Path, opts: Options) -> int:
         run = _start(path, opts, scheduler, overrides, show)
     except RunInterrupted as e:
         show.stop()  # before the message, so the bar does not overwrite it
-        # one line whatever the width: the command in it is meant to be pasted
-        print(f"{e} (finish it with: chaoslab run {path} --resume {e.run_dir})", file=sys.stderr)
-        return 130
+        return _interrupted(path, e.run_dir, str(e))
+    except KeyboardInterrupt:
+        # before the first chunk: the folder exists (closed as partial), say how to finish it
+        if not plans:
+            raise
+        show.stop()
+        where = plans[0].run_dir
+        return _interrupted(path, where, f"interrupted: partial run kept in {where}")
     finally:
         show.stop()
     summary = _print_summary(run)
     return gate(plans[0].experiment, "run", summary, opts.junit, points=run.sweep_columns)
+
+
+def _interrupted(path: Path, run_dir: Path, message: str) -> int:
+    # one line whatever the width: the command in it is meant to be pasted
+    print(f"{message} (finish it with: chaoslab run {path} --resume {run_dir})", file=sys.stderr)
+    return 130
 
 
 def _start(
