@@ -45,9 +45,18 @@ def up(
     keep_failed: Annotated[
         bool, typer.Option("--keep-failed", help="Leave a failed start running for a look.")
     ] = False,
+    build: Annotated[
+        str,
+        typer.Option(
+            "--build",
+            help="The control plane's Go module under tools/: k8s (the current release) "
+            "or k8s-1.33 (the pre-1.34 node lifecycle; tools/build.sh k8s-1.33 builds it).",
+        ),
+    ] = "k8s",
 ) -> None:
     """Bring the cluster up with the experiment's timers (or the catalogue defaults)."""
     from chaoslab.live.cluster import ClusterConfig, LocalCluster, config_from_experiment
+    from chaoslab.live.cluster.build import find_build
 
     config = config_from_experiment(experiment) if experiment else ClusterConfig()
     cluster = LocalCluster.up(
@@ -56,6 +65,7 @@ def up(
         name=name,
         log=lambda m: console.print(m),
         keep_failed=keep_failed,
+        build=find_build(build),
     )
     info = cluster.state.info
     console.print(f"cluster up in {info['up_seconds']} s: {', '.join(_versions(info))}")

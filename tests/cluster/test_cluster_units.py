@@ -327,3 +327,9 @@ def test_with_the_runtime_stand_in_a_pod_is_ready_only_once_it_serves(
     key = f'.status.conditions.[] | select( .type == "{SERVING_CONDITION}" ) | .status'
     assert served[key] == ["True"] and served[".status.phase"] == ["Running"]
     assert "chaoslab-pod-ready-again" in stages
+
+
+def test_cli_up_with_an_unknown_build_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    r = chaoslab("cluster", "up", "--build", "k8s-0.1", "--state", str(tmp_path / "s"))
+    assert r.returncode == 2 and "tools/k8s-0.1/go.mod not found" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "s").exists()
