@@ -1,9 +1,12 @@
 """The three notebooks, executed top to bottom with nbclient against freshly produced runs.
 
 Small trial counts through ``CHAOSLAB_NB_TRIALS`` keep all three within a couple of
-minutes. ``predicted-vs-measured`` gets a real lab drill (HAProxy in front of NodePorts, two
-trials) when this machine can run one (root, network namespaces, haproxy); otherwise it must
-say that no live run was found and fall back, visibly, to two simulated runs.
+minutes; the two that end with the advisor's answer run it three times (noise at the
+catalogue's rates, 10x and 1/10), one round of 20 trials per cell, the later two from the
+first one's cached trials. ``predicted-vs-measured`` gets a real lab drill (HAProxy in front
+of NodePorts, two trials) when this machine can run one (root, network namespaces, haproxy);
+otherwise it must say that no live run was found and fall back, visibly, to two simulated
+runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
+
+import chaoslab
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -73,27 +78,59 @@ def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def _cell(nb: nbformat.NotebookNode, starts: str) -> str:
+    """The text output of the code cell whose source starts with ``starts``."""
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(starts))
+    return "\n".join(
+        o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs
+    )
+
+
+NOISE_RUNS = ("catalogue noise", "noise x10", "noise x0.1")
+
+
+def _advisor_runs(out: Path, experiment: str) -> list[Path]:
+    return sorted((out / "results" / experiment).glob("*-advise-*/advice.csv"))
+
+
 def test_exposure_designs(nb_env: Path) -> None:
     nb = _execute("exposure-designs", nb_env)
     text = _text(nb)
-    from chaoslab.designs import DESIGNS
-
-    # a fresh run of every design was written, and the recommendation names every design
-    runs = list((nb_env / "results").glob("*/*/trials.parquet"))
+    runs = list((nb_env / "results").glob("seed-designs/*/trials.parquet"))
     assert len(runs) == 1
-    rec = nb.cells[-3].outputs[0]["data"]["text/plain"]
-    for design in DESIGNS:
-        assert design in rec
-    assert "best under k8s-1.32:" in text
-    assert _images(nb) >= 5
+    labels = set(chaoslab.load_run(runs[0].parent).trials["design"])
+    # variants count as their base design: none is reported missing
+    assert "designs in the registry but not in this run: none" in text
+    rec = _cell(nb, "# the recommendation table")
+    for label in labels:
+        assert label in rec
+    assert "reset (share)" in rec and "rank" in rec
+    assert "best under k8s-1.32 for one node crash:" in text
+    # the advisor answered three times, the second and third from the first one's trials
+    assert len(_advisor_runs(nb_env, "advise-exposure-designs")) == 3
+    assert "noise x10: 0 trials run" in text and "A SMALL RUN: 20 trials per cell" in text
+    final = _cell(nb, "# the answer in one line per design")
+    for label in labels:
+        assert label in final
+    for name in NOISE_RUNS:
+        assert f"{name}: " in final
+    assert "the advisor's choice at the catalogue's noise:" in final
+    assert _images(nb) >= 8
 
 
 def test_timer_tuning(nb_env: Path) -> None:
     nb = _execute("timer-tuning", nb_env)
-    final = nb.cells[-1].outputs[0]["data"]["text/plain"]
+    buys = _cell(nb, "def buys")
     for sweep in ("grace period", "grace x toleration", "VRRP", "BGP hold x BFD", "LB interval"):
-        assert sweep in final
-    assert _images(nb) >= 8
+        assert sweep in buys
+    assert len(_advisor_runs(nb_env, "advise-timer-tuning")) == 3
+    final = nb.cells[-1].outputs[0]["text"]
+    for design in ("nodeport-lb", "ingress-vip-pod", "ingress-vip-vrrp", "ingress-vip-bgp+bfd"):
+        assert f"{design}\n" in final
+    for name in NOISE_RUNS:
+        assert f"{name}: " in final
+    assert "A SMALL RUN" in _text(nb)
+    assert _images(nb) >= 9
 
 
 def test_predicted_vs_measured(nb_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
