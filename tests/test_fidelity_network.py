@@ -218,3 +218,46 @@ def test_direct_routing_turns_a_dead_pod_from_a_black_hole_into_a_fast_error() -
     assert direct["recovery_s"].min() >= 15 + 5 + 3 - 1e-6  # U(15, 45) + DELAY + 3 probes
     assert direct["recovery_s"].max() <= over["recovery_s"].max() + 1e-6
     assert direct["recovery_s"].mean() < over["recovery_s"].mean() - 5
+
+
+# ============================================================================ item 4: least_conn
+def _least_conn_by_events(k: int, rate: float, stuck: float, n: int = 60_000) -> float:
+    """Poisson arrivals to least_conn over k upstreams, one a black hole holding each
+    connect for ``stuck`` s, the live ones answering at once; ties broken at random."""
+    rng = np.random.default_rng(4)
+    t, pending, hits = 0.0, [], 0
+    for _ in range(n):
+        t += rng.exponential(1 / rate)
+        pending = [end for end in pending if end > t]
+        if not pending and rng.random() < 1 / k:  # a tie at 0 connections: any of k
+            hits += 1
+            pending.append(t + stuck)
+    return hits / n
+
+
+@pytest.mark.parametrize(("k", "rate", "stuck"), [(3, 300.0, 5.0), (3, 2.0, 1.0), (5, 10.0, 0.5)])
+def test_least_conn_picks_a_black_hole_once_per_stuck_connect(
+    k: int, rate: float, stuck: float
+) -> None:
+    from chaoslab.mechanisms.ingress import least_conn_hole_share
+
+    want = least_conn_hole_share(k, rate, stuck)
+    got = _least_conn_by_events(k, rate, stuck)
+    assert got == pytest.approx(want, rel=0.1, abs=2e-4)
+    assert least_conn_hole_share(k, rate, 0.0) == pytest.approx(1 / k)
+
+
+def test_least_conn_hides_a_black_holed_pod_that_round_robin_charges_a_third() -> None:
+    """Client timeout 3 s < connect timeout 5 s: round robin fails the third of requests
+    that try the dead node's pod first until its endpoint goes; least_conn sends it about
+    one request per 5 s (at 300 requests/s: 1/1503 of them)."""
+    fault = {"kind": "node-crash", "target": "app-pod-node"}
+    p = {"client.timeout": "3s"}
+    rr = sim("ingress-hostnet", fault, [], trials=50, params=p)
+    lc = sim(
+        "ingress-hostnet", fault, [], trials=50, params={**p, "nginx.load_balance": "least_conn"}
+    )
+    assert np.allclose(rr["lost_s"], rr["recovery_s"] / 3, rtol=0.02)
+    share = 1 / (300 * 5 + 3)
+    assert np.allclose(lc["lost_s"], lc["recovery_s"] * share, rtol=0.05)
+    assert (lc["downtime_s"] == 0).all()

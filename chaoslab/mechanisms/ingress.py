@@ -21,6 +21,12 @@ Covers (docs/model-network.md, ingress-nginx):
   residual of that cycle instead of ``proxy_connect_timeout``, then nginx tries the next
   upstream. Behind an overlay (VXLAN, IP-in-IP: the default) the neighbour that fails is
   the outer packet's, the error never reaches the proxied socket: a black hole.
+- ``nginx.load_balance: least_conn`` (plain nginx): a black hole holds each connect it
+  got for ``proxy_connect_timeout``, so it has the most active connections and is picked
+  first only when its last connect timed out and it ties with the (fast) live upstreams:
+  one request per ``connect_timeout + k / rate`` (`least_conn_hole_share`); the retry then
+  goes to an untried live one. Round robin (ingress-nginx's default) tries it 1/k of the
+  time.
 - Non-idempotent requests (``client.non_idempotent_share``) are not passed on once sent
   (nginx 1.9.13+ without ``non_idempotent``; with upstream keep-alive the failure shows
   after sending): they succeed only if the first upstream is live.
@@ -43,7 +49,14 @@ from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.node import next_tick
 from chaoslab.mechanisms.workload import WorkloadController
 
-__all__ = ["IngressCluster", "Nginx", "irwin_hall_cdf", "proxy_success"]
+__all__ = [
+    "IngressCluster",
+    "Nginx",
+    "irwin_hall_cdf",
+    "least_conn_hole_share",
+    "least_conn_success",
+    "proxy_success",
+]
 
 register_milestones(
     {
@@ -108,6 +121,63 @@ def proxy_success(
                 idem += ways / fk * _within(left, u, unreachable_cycle)
     first = live / k
     return inner * ((1.0 - non_idempotent) * idem + non_idempotent * first)
+
+
+def least_conn_hole_share(k: int, rate: float, stuck: float) -> float:
+    """Share of requests whose first pick under least_conn is one given black hole among
+    ``k`` upstreams (live ones answer at once, so they sit at 0 active connections).
+
+    Renewal argument: a pick holds the hole at 1 connection for ``stuck`` seconds; then it
+    ties at 0 with the others and each Poisson arrival (``rate``) picks it with 1/k, so the
+    next pick comes a mean k/rate later: one request per (stuck + k/rate) seconds, i.e. a
+    share 1 / (rate * stuck + k) of all requests (1/k when stuck is 0, as round robin).
+    """
+    if k <= 0:
+        return 0.0
+    if rate <= 0:
+        return 1.0 / k
+    return 1.0 / (rate * stuck + k)
+
+
+def least_conn_success(
+    live: int,
+    refused: int,
+    holes: int,
+    *,
+    tries: int,
+    connect_timeout: float,
+    client_timeout: float,
+    rate: float,
+    non_idempotent: float = 0.0,
+) -> float:
+    """Share of requests that succeed through an nginx balancing with least_conn.
+
+    Holes are first picks only at `least_conn_hole_share` each; a request that drew one
+    waits ``connect_timeout`` and is passed to an untried upstream, which least_conn picks
+    among the live and refused ones (both at 0 connections). Refused ones cost nothing.
+    """
+    k = live + refused + holes
+    if k == 0 or live == 0:
+        return 0.0
+    per_hole = least_conn_hole_share(k, rate, connect_timeout)
+    h = min(holes / k, holes * per_hole)
+    rest = proxy_success(
+        live, refused, 0, tries=tries, connect_timeout=0.0, client_timeout=client_timeout
+    )
+    if tries == 1 or connect_timeout >= client_timeout:
+        after_hole = 0.0
+    else:
+        after_hole = proxy_success(
+            live,
+            refused,
+            0,
+            tries=max(0, tries - 1),
+            connect_timeout=0.0,
+            client_timeout=client_timeout - connect_timeout,
+        )
+    idem = (1.0 - h) * rest + h * after_hole
+    first_live = (1.0 - h) * live / (live + refused)  # a POST is not passed on
+    return (1.0 - non_idempotent) * idem + non_idempotent * first_live
 
 
 def _within(left: float, u: int, cycle: float) -> float:
@@ -210,6 +280,20 @@ class Nginx:
         s = 1.0
         if inner is not None and live:
             s = sum(inner(u) for u in self.upstreams if u.serves_from(node)) / live
+        if c.least_conn:
+            # an EHOSTUNREACH upstream is stuck for at most a resolution cycle: a hole
+            # costing the whole cycle (an upper bound on its residual)
+            stuck = c.neighbours_cycle if unreachable and not holes else c.connect_timeout
+            return s * least_conn_success(
+                live,
+                refused,
+                holes + unreachable,
+                tries=c.tries,
+                connect_timeout=stuck,
+                client_timeout=c.client_timeout,
+                rate=c.request_rate,
+                non_idempotent=c.non_idempotent,
+            )
         return proxy_success(
             live,
             refused,
@@ -344,6 +428,9 @@ class IngressCluster(KubernetesCluster):
         self.non_idempotent = p.draw("client.non_idempotent_share")
         direct = p.choice("cni.routing") == "direct"
         self.neighbours = NodeNeighbours(trial, self.nodes) if direct else None
+        self.neighbours_cycle = self.neighbours.cycle if self.neighbours is not None else 0.0
+        self.least_conn = p.choice("nginx.load_balance") == "least_conn"
+        self.request_rate = p.draw("client.request_rate")
         self.endpoints.hooks.append(self._app_endpoints_changed)
 
     # ------------------------------------------------------------------ workloads

@@ -535,6 +535,28 @@ register(
             "Upstreams tried per request on 'error timeout' (0 = all of them).",
         ),
         Param(
+            "nginx.load_balance",
+            "choice",
+            "round_robin",
+            "ingress-nginx 0.21+ (load-balance ConfigMap key); plain nginx least_conn",
+            f"{ING} docs/user-guide/nginx-configuration/configmap.md load-balance: "
+            "'round_robin' default; nginx.org ngx_http_upstream_module 'least_conn': a "
+            "request goes to the server with the least number of active connections",
+            "How nginx picks the first upstream: round_robin (every upstream in turn, a "
+            "black hole included) or least_conn (a black hole's stuck connects keep it off).",
+            choices=("round_robin", "least_conn"),
+        ),
+        Param(
+            "client.request_rate",
+            "rate",
+            Fixed(300.0),
+            _CONV,
+            f"{_CONV}: the lab's prober rate, 300 new connections per second "
+            "(chaoslab.live.probe); set your service's request rate",
+            "Requests per second reaching one nginx (least_conn: how often a black hole is "
+            "picked again once its stuck connect timed out).",
+        ),
+        Param(
             "client.non_idempotent_share",
             "ratio",
             Fixed(0.0),
