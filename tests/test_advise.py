@@ -81,6 +81,24 @@ def test_with_kubelet_stalls_the_spurious_notready_prices_10s_out(tmp_path: Path
     assert roles >= {"recommended", "most-aggressive", "frontier"}
 
 
+def test_api_server_stalls_mark_every_node_not_ready_under_a_10s_grace(tmp_path: Path) -> None:
+    """8 s stalls of the whole control plane, once a month: the controller manager keeps
+    leading (renew deadline 10 s) with probe timestamps from before the stall, so under a
+    10 s grace period a pass after it, before the nodes' renewals are seen, marks them
+    NotReady; 30 s and 50 s never do."""
+    noise = "{kind: apiserver-stall, rate: 12/cluster-year, duration: 8s}"
+    path = _write(
+        tmp_path,
+        **{"{kind: kubelet-stall, target: app-pod-node, rate: 12/node-year, duration: 12s}": noise},
+    )
+    result = advise(path, tmp_path / "out", figures=False)
+    (d,) = result.advice
+    assert _grace(d) == "30s"
+    assert "NotReady" in d.priced_out and "noise/apiserver-stall" in d.priced_out
+    assert d.aggressive.annual.spurious > 3
+    assert d.best.annual.by_noise["noise/apiserver-stall"][0] == 0
+
+
 def test_two_seeds_agree_within_their_intervals(tmp_path: Path) -> None:
     path = _write(tmp_path)
     a = advise(path, tmp_path / "a", seed=1, figures=False).advice[0]
@@ -118,6 +136,11 @@ def test_the_search_runs_fewer_trials_than_the_grid(tmp_path: Path) -> None:
         ({"[10s, 30s, 50s]": "{from: 50s, to: 10s, steps: 3}"}, GRACE, "an empty range"),
         ({"3/cluster-year": "3/node-year"}, "spurious_failovers", "per cluster-year"),
         ({"node-crash: 1": "node-krash: 1"}, "advise.rates.node-krash", "no fault is named"),
+        (
+            {"kind: kubelet-stall, target: app-pod-node": "kind: apiserver-stall"},
+            "advise.noise[0].rate",
+            "whole cluster",
+        ),
     ],
 )
 def test_bad_input_is_one_located_line_and_exit_2(

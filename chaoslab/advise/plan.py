@@ -4,11 +4,14 @@ with one cell per real fault and per kind of noise, each with its rate per clust
 Real faults are the experiment's ``faults:``; noise runs through the fault kinds that can
 express a disturbance that ends by itself:
 
-=============  ==================================================================
-network-blip   ``transient-blip``: the node is cut off the network for ``duration``
-kubelet-stall  ``kubelet-stop`` that ends after ``duration``: status updates stop,
-               the data plane keeps serving (a kubelet GC/CPU stall, an API path stall)
-=============  ==================================================================
+===============  ================================================================
+network-blip     ``transient-blip``: the node is cut off the network for ``duration``
+kubelet-stall    ``kubelet-stop`` that ends after ``duration``: status updates stop,
+                 the data plane keeps serving (a kubelet GC/CPU stall)
+apiserver-stall  ``apiserver-down`` for ``duration``, per cluster: every heartbeat
+                 fails meanwhile; a grace period shorter than the stall marks nodes
+                 NotReady if the controller manager keeps leading through it
+===============  ================================================================
 
 A stall of a network daemon (keepalived, BIRD, BFD) that keeps its state is not among the
 fault kinds: ``daemon-kill`` with a restart re-establishes sessions and would charge every
@@ -34,7 +37,7 @@ from chaoslab.experiment import DesignVariant, Experiment
 from chaoslab.faults import Fault, ImpossibleFault
 from chaoslab.params import ParamSet
 from chaoslab.params.dists import Dist
-from chaoslab.params.rates import FAULT_RATE_KEYS, NOISE_KEYS
+from chaoslab.params.rates import FAULT_RATE_KEYS, NOISE_KEYS, NOISE_SCOPE
 from chaoslab.runner import Cell
 
 __all__ = ["Component", "Point", "default_noise", "exposure", "grid_size", "plan_points"]
@@ -77,11 +80,21 @@ class Point:
 
 def default_noise() -> list[NoiseSpec]:
     """Every noise kind where it matters most: network blips on the node holding the VIP
-    (an app pod's node in designs without one), kubelet stalls on app pods' nodes."""
+    (an app pod's node in designs without one), kubelet stalls on app pods' nodes, API
+    server stalls of the control plane."""
     return [
         NoiseSpec(kind="network-blip", target="vip-holder", name="noise/network-blip"),
         NoiseSpec(kind="kubelet-stall", target="app-pod-node", name="noise/kubelet-stall"),
+        NoiseSpec(kind="apiserver-stall", target="control-plane", name="noise/apiserver-stall"),
     ]
+
+
+#: noise kind -> the fault kind that expresses it, and its target (None: the entry's)
+_NOISE_FAULTS: dict[str, tuple[str, str | None]] = {
+    "network-blip": ("transient-blip", None),
+    "kubelet-stall": ("kubelet-stop", None),
+    "apiserver-stall": ("apiserver-down", "control-plane"),
+}
 
 
 #: where a default noise entry goes when a design has no such target
@@ -135,9 +148,8 @@ def _real_cells(
 
 
 def _noise_fault(n: NoiseSpec, duration: str) -> Fault:
-    name = noise_name(n)
-    kind = "transient-blip" if n.kind == "network-blip" else "kubelet-stop"
-    return Fault(kind, n.target, {"duration": duration}, name=name)
+    kind, target = _NOISE_FAULTS[n.kind]
+    return Fault(kind, target or n.target, {"duration": duration}, name=noise_name(n))
 
 
 def _applicable(cell: Cell) -> str:
@@ -190,7 +202,8 @@ def _plan_noise(
         if fault is None:
             out.notes.append(f"{label}: no {noise_name(n)} ({why})")
             continue
-        rate = _rate(exp, n.rate, (_default_rate(ps, rate_key), "node"), fault.label)
+        default = (_default_rate(ps, rate_key), NOISE_SCOPE[n.kind])
+        rate = _rate(exp, n.rate, default, fault.label)
         out.faults.append((fault, Component(fault.result_name, False, rate)))
     return out
 

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from chaoslab.params import ParseError, UnknownParameter, lookup, parse_duration
-from chaoslab.params.rates import FAULT_RATE_KEYS, NOISE_KEYS
+from chaoslab.params.rates import FAULT_RATE_KEYS, NOISE_KEYS, NOISE_SCOPE
 
 __all__ = [
     "AdviseSpec",
@@ -77,7 +77,7 @@ class TimerRange(_Strict):
 class NoiseSpec(_Strict):
     """A transient disturbance that is not a failure: how often, how long, where."""
 
-    kind: Literal["network-blip", "kubelet-stall"]
+    kind: Literal["network-blip", "kubelet-stall", "apiserver-stall"]
     target: str = Field("app-pod-node", description="where it happens (a node target)")
     rate: str | float | None = Field(None, description="e.g. 52/node-year (catalogue default)")
     duration: str | float | None = Field(
@@ -283,6 +283,12 @@ def _rate_problem(
         return
     if cluster_only and got != "cluster":
         yield loc, f"a constraint is per cluster: write it per cluster-year, not per {got}-year"
+    elif scope == "cluster" and got != "cluster":
+        yield (
+            loc,
+            f"this noise hits the whole cluster: give its rate per cluster-year, "
+            f"not per {got}-year",
+        )
     elif scope == "node" and got == "pod":
         yield loc, "this fault hits a node: give its rate per node- or cluster-year"
     elif scope == "pod" and got == "node":
@@ -294,7 +300,7 @@ def _noise_problems(spec: AdviseSpec, labels: Sequence[str]) -> Iterator[tuple[L
     for i, n in enumerate(spec.noise or []):
         loc: Loc = ("advise", "noise", i)
         if n.rate is not None:
-            yield from _rate_problem((*loc, "rate"), n.rate, "node")
+            yield from _rate_problem((*loc, "rate"), n.rate, NOISE_SCOPE[n.kind])
         if n.duration is not None:
             try:
                 lookup(NOISE_KEYS[n.kind][1]).parse(n.duration)
@@ -310,4 +316,8 @@ def _noise_problems(spec: AdviseSpec, labels: Sequence[str]) -> Iterator[tuple[L
 
 
 def noise_name(n: NoiseSpec) -> str:
-    return n.name or f"noise/{n.kind}/{n.target}"
+    if n.name:
+        return n.name
+    if NOISE_SCOPE[n.kind] == "cluster":
+        return f"noise/{n.kind}"  # it has no target: the whole control plane
+    return f"noise/{n.kind}/{n.target}"

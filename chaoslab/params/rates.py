@@ -18,7 +18,7 @@ from __future__ import annotations
 from chaoslab.params.catalogue import Param, register
 from chaoslab.params.dists import Fixed, parse_value
 
-__all__ = ["FAULT_RATE_KEYS", "NOISE_KEYS"]
+__all__ = ["FAULT_RATE_KEYS", "NOISE_KEYS", "NOISE_SCOPE"]
 
 _A = "[assumption]"
 _CHOICE = "chaoslab search setting (not a fact about software)"
@@ -39,6 +39,18 @@ FAULT_RATE_KEYS: dict[str, tuple[str, str]] = {
 NOISE_KEYS: dict[str, tuple[str, str]] = {
     "network-blip": ("noise.network_blip_per_node_year", "noise.network_blip_duration"),
     "kubelet-stall": ("noise.kubelet_stall_per_node_year", "noise.kubelet_stall_duration"),
+    "apiserver-stall": (
+        "noise.apiserver_stall_per_cluster_year",
+        "noise.apiserver_stall_duration",
+    ),
+}
+
+#: what one unit of a noise kind's rate is: a node, or the whole cluster (one API server
+#: stall holds up every node's heartbeat at once)
+NOISE_SCOPE: dict[str, str] = {
+    "network-blip": "node",
+    "kubelet-stall": "node",
+    "apiserver-stall": "cluster",
 }
 
 
@@ -120,8 +132,9 @@ register(
         _rate(
             "noise.kubelet_stall_per_node_year",
             12.0,
-            "a kubelet whose status updates are held up (GC or CPU stall, a slow or "
-            "overloaded API server on its path, etcd latency) about once a month per node",
+            "a kubelet whose status updates are held up (GC or CPU stall, a slow node) "
+            "about once a month per node; a stall of the API server itself is "
+            "noise.apiserver_stall_*",
             "kubelet-stall noise: stalls of a node's status updates per node and year "
             "(a kubelet-stop that ends by itself; the data plane keeps serving).",
         ),
@@ -130,6 +143,22 @@ register(
             "lognormal(median=2s, p95=20s)",
             "seconds usually, tens of seconds for a bad API-server or etcd stall",
             "kubelet-stall noise: how long the node's status updates stop.",
+        ),
+        _rate(
+            "noise.apiserver_stall_per_cluster_year",
+            12.0,
+            "the API server failing writes for a while (an etcd leader election, a slow "
+            "disk's fsync, an overloaded server after a large LIST) about once a month per "
+            "cluster",
+            "apiserver-stall noise: stalls of the whole control plane per cluster and year "
+            "(an apiserver-down that ends by itself: every heartbeat fails meanwhile).",
+        ),
+        _duration(
+            "noise.apiserver_stall_duration",
+            "lognormal(median=2s, p95=30s)",
+            "an etcd leader election takes at least its election timeout (1 s by default, "
+            "etcd docs 'Tuning'); overload stalls last tens of seconds",
+            "apiserver-stall noise: how long no API server answers.",
         ),
         _rate(
             "advise.max_spurious_failovers_per_cluster_year",
