@@ -184,9 +184,10 @@ def _second(topo: Topology, kind: str) -> FaultKind | None:
 
 
 def _pod_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
-    crashes = topo.trial.p.count("fault.crash_count")
+    raw = topo.trial.p.draw("fault.crash_count")
+    crashes = raw if math.isinf(raw) else max(1, round(raw))  # inf: the pod stays dead
     for pod in pods:
-        topo.cluster.kubelet.kill_container(pod, crashes=max(1, crashes))
+        topo.cluster.kubelet.kill_container(pod, crashes=crashes)
 
 
 def _pod_delete(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
@@ -295,7 +296,8 @@ FAULTS: dict[str, FaultKind] = {
     for f in [
         FaultKind(
             "pod-kill",
-            "SIGKILL of the app container's main process; it restarts in place.",
+            "SIGKILL of the app container's main process; it restarts in place (crashes: N "
+            "dies N times in a row with CrashLoopBackOff, crashes: inf stays dead).",
             "pod",
             "app-pod",
             _pod_kill,

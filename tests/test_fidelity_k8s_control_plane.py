@@ -172,3 +172,16 @@ def test_no_master_no_control_plane_fault() -> None:
 
     with pytest.raises(ImpossibleFault, match="no control-plane node"):
         chaoslab.simulate("nodeport-lb", "apiserver-down", cluster={"masters": 0}, trials=1)
+
+
+def test_a_heal_just_before_the_grace_period_still_costs_a_notready(
+    no_latency: dict[str, str],
+) -> None:
+    """A partition healing 3 s before the grace period ends: the first renewal lands up
+    to 7 s later (back-off) and is seen at the next pass; a pass past probe + grace in
+    between marks the node Unknown after the heal. A 20 s partition never can."""
+    late = run("nodeport-lb", {"kind": "node-partition", "duration": "47s"}, no_latency)
+    after_heal = (late["at_node_not_ready"] >= 47.0).mean()
+    assert 0.1 < after_heal < 1.0
+    short = run("nodeport-lb", {"kind": "node-partition", "duration": "20s"}, no_latency)
+    assert never(short, "node.not_ready")

@@ -149,7 +149,7 @@ class Pod:
         self.gone = False
         self.replacement = False
         self.restarts = 0
-        self.crashes_left = 0
+        self.crashes_left: float = 0  # inf: a crash loop for good
         self.epoch = 0  # bumped when the container restarts: stale callbacks check it
         self.probe_phase = 0.0
 

@@ -19,7 +19,10 @@ its k programmed endpoints — dead ones included (``statistic mode random``).
 endpoints; with none it DROPs (``"<svc> has no local endpoints"``), and its health-check
 node port answers 503 instead of 200. With ``proxy_terminating_endpoints`` (1.26+), when
 every local endpoint is terminating but still serving, those are used instead of a DROP;
-the health check still fails (KEP-1669).
+the health check still fails (KEP-1669). The same fallback holds for the cluster-wide
+endpoints (``externalTrafficPolicy``/``internalTrafficPolicy: Cluster``): with no ready
+endpoint anywhere, the serving terminating ones are programmed
+(``pkg/proxy/topology.go`` CategorizeEndpoints).
 """
 
 from __future__ import annotations
@@ -251,7 +254,8 @@ class KubeProxy:
             return
         ready, terminating, version = snapshot
         if version > self._synced_version:
-            self.programmed = ready
+            fallback = not ready and self.cluster.proxy_terminating_endpoints
+            self.programmed = terminating if fallback else ready
             self._split_local(ready, terminating)
             self._synced_version = version
             self.cluster.proxy_synced(self)

@@ -17,7 +17,7 @@ from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workloa
 from chaoslab.mechanisms.endpoints import EndpointSliceController, KubeProxy
 from chaoslab.mechanisms.kubelet import Kubelet
 from chaoslab.mechanisms.kubevip import graceful_takeover
-from chaoslab.mechanisms.node import NodeLifecycleController
+from chaoslab.mechanisms.node import NodeLifecycleController, next_tick
 from chaoslab.mechanisms.workload import Scheduler, WorkloadController
 
 __all__ = ["ControlPlane", "KubernetesCluster"]
@@ -272,6 +272,9 @@ class KubernetesCluster:
         p = trial.p
         self.nodes: list[Node] = []
         lease = p.flag("kubelet.node_lease")
+        # JitterUntil(period, 0.04, sliding): intervals period x U(1, 1.04); the grid takes
+        # their mean (the last heartbeat's mean age differs by < 0.1 %)
+        jitter = 1.0 + p.draw("kubelet.heartbeat_jitter_factor") / 2
         for name, role, i, zone in node_layout(spec):
             node = Node(name, role, i, zone)
             # per node and in this order: a period drawn from a distribution takes the
@@ -282,6 +285,7 @@ class KubernetesCluster:
                 )
             else:
                 node.hb_period = p.draw("kubelet.node_status_update_frequency")
+            node.hb_period *= jitter
             node.hb_phase = trial.phase(node.hb_period)
             self.nodes.append(node)
         self.by_name = {n.name: n for n in self.nodes}
@@ -497,16 +501,23 @@ class KubernetesCluster:
         node.net_up = True
         self.trial.milestone("node.reconnected")
         if node.heartbeating:
-            self._agent_back(node, restarted=False, first=self.trial.now + self._retry_delay(node))
+            self._agent_back(node, restarted=False, first=self._first_heartbeat(node))
         if node.proxy is not None:
             node.proxy.resync()
         self.trial.changed()
 
-    def _retry_delay(self, node: Node) -> float:
-        # failed Lease renewals back off up to a cap; NodeStatus posts keep their cadence
+    def _first_heartbeat(self, node: Node) -> float:
+        """When the first heartbeat after a loss of the API path lands: on its regular
+        tick if none fell due meanwhile (a blip between two renewals fails nothing), else
+        after the failed renewal's back-off (up to a cap; NodeStatus posts keep their
+        cadence)."""
+        now = self.trial.now
+        regular = next_tick(node.hb_phase, node.hb_period, self.nlc.stopped_at.get(node.name, now))
+        if regular >= now:
+            return regular
         retry_max = self.trial.p.draw("kubelet.node_lease_retry_max")
         cap = min(node.hb_period, retry_max) if self.lease else node.hb_period
-        return self.trial.phase(cap)
+        return now + self.trial.phase(cap)
 
     def stop_kubelet(self, node: Node) -> None:
         was_heartbeating = node.heartbeating and self.cp.api_up
@@ -537,7 +548,7 @@ class KubernetesCluster:
             if not node.heartbeating:
                 stopped.append(node)
                 continue
-            self.nlc.heartbeat_resumed(node, self.trial.now + self._retry_delay(node))
+            self.nlc.heartbeat_resumed(node, self._first_heartbeat(node))
             if node.name in self._reboot_pending:
                 self.kubelet.reconcile(node, restarted=True)
             else:

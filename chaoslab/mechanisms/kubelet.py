@@ -5,7 +5,9 @@ Covers:
   ``probe.period_seconds`` from when the pod reached the kubelet) passes
   ``success_threshold`` times -> Ready, written to the API;
 - crash (SIGKILL of the main process): refused at once; PLEG relist (1 s) notices it ->
-  pod NotReady; restart immediately the first time, then back-off 10 s doubling to 300 s;
+  pod NotReady; restart immediately the first time, then back-off 10 s doubling to 300 s,
+  counted from the container's exit (``kuberuntime_manager.go`` doBackOff: the back-off
+  runs from ``cStatus.FinishedAt``);
 - graceful delete: the kubelet sees the deletionTimestamp -> preStop -> SIGTERM -> the app
   stops accepting (``app.stop_accepting_after_sigterm``) and exits
   (``app.exit_after_sigterm``, at most the grace period) -> the object goes away. The
@@ -117,8 +119,9 @@ class Kubelet:
         self.cluster.pod_ready_changed(pod)
 
     # ------------------------------------------------------------------ crash
-    def kill_container(self, pod: Pod, crashes: int = 1) -> None:
-        """SIGKILL of the main process; the container then dies ``crashes - 1`` more times."""
+    def kill_container(self, pod: Pod, crashes: float = 1) -> None:
+        """SIGKILL of the main process; the container then dies ``crashes - 1`` more times
+        (``inf``: it never runs again, CrashLoopBackOff for good)."""
         pod.running = False
         pod.crashes_left = max(0, crashes - 1)
         pod.restarts += 1
@@ -133,9 +136,9 @@ class Kubelet:
         assert node is not None
         phase = self._pleg_phase.setdefault(node.name, self.trial.phase(self.pleg))
         seen = next_tick(phase, self.pleg, self.trial.now)
-        self.trial.at(seen - self.trial.now, self._death_seen, pod, epoch)
+        self.trial.at(seen - self.trial.now, self._death_seen, pod, epoch, self.trial.now)
 
-    def _death_seen(self, pod: Pod, epoch: int) -> None:
+    def _death_seen(self, pod: Pod, epoch: int, died: float) -> None:
         if epoch != pod.epoch or pod.gone:
             return
         self.trial.milestone("container.died")
@@ -144,7 +147,7 @@ class Kubelet:
         # first restart immediate, then 10 s, 20 s, ... capped (CrashLoopBackOff)
         n = pod.restarts - 1
         backoff = 0.0 if n <= 0 else min(self.backoff_max, self.backoff0 * 2 ** (n - 1))
-        self.trial.at(backoff, self._restart, pod, epoch)
+        self.trial.at(died + backoff - self.trial.now, self._restart, pod, epoch)
 
     def _set_not_ready(self, pod: Pod, epoch: int) -> None:
         # not tied to the container epoch: the restart may already be under way

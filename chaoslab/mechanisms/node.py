@@ -151,6 +151,8 @@ class NodeLifecycleController:
         # probeTimestamp per node, only for nodes whose heartbeat stopped
         self.probe: dict[str, float] = {}
         self.epoch: dict[str, int] = {n.name: 0 for n in cluster.nodes}
+        #: when each node's heartbeats last stopped (crash, partition, kubelet, API)
+        self.stopped_at: dict[str, float] = {}
 
     @property
     def acting(self) -> bool:
@@ -164,6 +166,7 @@ class NodeLifecycleController:
         last_hb = last_tick(node.hb_phase, node.hb_period, now)
         probe = next_tick(self.phase, self.period, last_hb)
         self.probe[node.name] = probe
+        self.stopped_at[node.name] = now
         self.epoch[node.name] += 1
         if node.ready:
             self._arm_grace(node, now)

@@ -61,7 +61,8 @@ register(
             Fixed(1.0),
             "scenario",
             f"{_CHOICE}: one crash; larger values model a crash loop with restart back-off",
-            "pod-kill: how many times in a row the container dies right after starting.",
+            "pod-kill: how many times in a row the container dies right after starting "
+            "(inf: it never runs again, a pod that stays dead in CrashLoopBackOff).",
         ),
         Param(
             "fault.blip_duration",

@@ -58,6 +58,20 @@ register(
             "Renew interval = fraction x lease duration (10 s by default).",
         ),
         Param(
+            "kubelet.heartbeat_jitter_factor",
+            "ratio",
+            Fixed(0.04),
+            "constant, read at v1.37.2 (kubelet) and component-helpers v0.33.13, v0.37.2 "
+            "(Lease); the same 0.04 at v1.10.13 for NodeStatus",
+            f"{GH}/v1.37.2/pkg/kubelet/kubelet.go (wait.JitterUntil(syncNodeStatus, "
+            "nodeStatusUpdateFrequency, 0.04, true, ...)); k8s.io/component-helpers "
+            "apimachinery/lease/controller.go Run (wait.JitterUntilWithContext(c.sync, "
+            "c.renewInterval, 0.04, true)); wait.Jitter: d + U(0, factor) x d",
+            "Each heartbeat (Lease renewal or NodeStatus post) waits its period x "
+            "U(1, 1 + factor) after the previous one; the model's heartbeat grid uses the "
+            "mean, period x (1 + factor / 2).",
+        ),
+        Param(
             "kubelet.node_lease_retry_max",
             "duration",
             Fixed(7.0),
@@ -404,10 +418,15 @@ register(
             "kube_proxy.proxy_terminating_endpoints",
             "flag",
             True,
-            "alpha 1.22 (off), beta 1.26 (on), GA 1.28",
-            "KEP-1669 (kubernetes/enhancements keps/sig-network/1669-proxy-terminating-endpoints)",
-            "With externalTrafficPolicy Local and only terminating-but-serving local endpoints, "
-            "forward to them instead of dropping.",
+            "alpha 1.22 (off), beta 1.26 (on), GA 1.28; the Cluster-policy fallback read in "
+            "the source at v1.31.14, v1.32.13, v1.33.13, v1.34.0 and v1.37.2",
+            "KEP-1669 (kubernetes/enhancements keps/sig-network/1669-proxy-terminating-endpoints"
+            ", 'all endpoints terminating and traffic policy is Cluster'); "
+            f"{GH}/v1.37.2/pkg/proxy/topology.go CategorizeEndpoints (clusterEndpoints: "
+            "ready ones; if none, IsServing() && IsTerminating() ones; localEndpoints likewise)",
+            "When no endpoint in the traffic policy's scope is ready (the node's own under "
+            "Local, all of them under Cluster), forward to the terminating-but-serving ones "
+            "instead of dropping.",
         ),
         # ------------------------------------------------------ scheduling & pods
         Param(
