@@ -1111,10 +1111,162 @@ def parse_set_option(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+# What the loader reads as a value (chaoslab/params/dists.py), as JSON Schema patterns
+# (ECMA-262), so an editor flags a duration without a unit or a time unit on a count
+_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_TIME = r"(?:ns|us|µs|ms|s|min|m|h)"
+_DIST = r"[a-z]+\([^()]*\)"
+_SECONDS_TERM = rf"(?:(?:{_NUM}\s*{_TIME})+|{_DIST}|inf|never|0)"
+_NUMBER_TERM = rf"(?:{_NUM}|{_DIST}|inf|never)"
+
+
+def _value_pattern(term: str) -> str:
+    return rf"^\s*{term}(?:\s*\+\s*{term})*\s*$"
+
+
+def _value_schemas() -> dict[str, Any]:
+    """A value of each kind of parameter: seconds, plain numbers (counts, ratios, rates)."""
+    seconds = {"type": "string", "pattern": _value_pattern(_SECONDS_TERM)}
+    number = {"type": "string", "pattern": _value_pattern(_NUMBER_TERM)}
+    one_s = {"anyOf": [{"const": 0}, seconds]}
+    one_n = {"anyOf": [{"type": "number"}, number]}
+    return {
+        "Seconds": {
+            "description": "a duration with its unit (40s, 1m30s), a distribution or a list",
+            "anyOf": [*one_s["anyOf"], {"type": "array", "items": one_s, "minItems": 1}],
+        },
+        "Number": {
+            "description": "a plain number (no time unit), a distribution or a list",
+            "anyOf": [*one_n["anyOf"], {"type": "array", "items": one_n, "minItems": 1}],
+        },
+    }
+
+
+_UNIT_WORDS = {"s": "seconds", "bool": "true or false", "choice": "one of the listed words"}
+
+
+def _param_value(key: str) -> dict[str, Any]:
+    from chaoslab.params import CATALOGUE
+
+    p = CATALOGUE[key]
+    # the unit, not the catalogue's prose: the file stays current while sources are reworded
+    doc = {"description": _UNIT_WORDS.get(p.unit, p.unit)}
+    if p.unit == "s":
+        return {"$ref": "#/$defs/Seconds", **doc}
+    if p.unit == "bool":  # as Param.parse reads a flag
+        words = ["true", "false", "yes", "no", "on", "off"]
+        return {"anyOf": [{"type": "boolean"}, {"enum": words}], **doc}
+    if p.unit == "choice":
+        return {"enum": list(p.choices), **doc}
+    return {"$ref": "#/$defs/Number", **doc}
+
+
+def _names() -> dict[str, Any]:
+    """Design, fault and profile names and parameter keys as enums and closed objects."""
+    from chaoslab.params import CATALOGUE, PROFILES
+
+    keys = sorted(CATALOGUE)
+    client = [k for k in keys if k.startswith("client.")]
+    return {
+        "DesignName": {"enum": list(DESIGNS)},
+        "FaultKind": {"enum": list(FAULTS)},
+        "ProfileName": {"enum": sorted(PROFILES)},
+        "Profiles": {
+            "anyOf": [
+                {"$ref": "#/$defs/ProfileName"},
+                {"type": "array", "items": {"$ref": "#/$defs/ProfileName"}},
+                {"type": "null"},
+            ]
+        },
+        "ParamKey": {"enum": keys},
+        "Params": {
+            "type": "object",
+            "properties": {k: _param_value(k) for k in keys},
+            "additionalProperties": False,
+        },
+        "ClientParams": {
+            "type": "object",
+            "properties": {k.removeprefix("client."): _param_value(k) for k in client},
+            "additionalProperties": False,
+        },
+        "Sweep": {
+            "type": "object",
+            "properties": {
+                "profile": {"type": "array", "items": {"$ref": "#/$defs/Profiles"}},
+                **{k: {"type": "array", "items": _param_value(k)} for k in keys},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+_DURATION_CHECK = typing.get_args(Duration)[1]
+
+
+def _says_duration(annotation: Any, metadata: Sequence[Any]) -> bool:
+    """A field read as a duration (``Duration``, alone or ``| None``)."""
+    if _DURATION_CHECK in metadata:
+        return True
+    args = typing.get_args(annotation)
+    return any(_DURATION_CHECK in getattr(a, "__metadata__", ()) for a in args)
+
+
+def _models(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """Every model a schema's $defs can name, by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    todo: list[Any] = [root]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if t.__name__ in found:
+                continue
+            found[t.__name__] = t
+            todo += [f.annotation for f in t.model_fields.values()]
+        else:
+            todo += list(typing.get_args(t))
+    return found
+
+
+def _durations_as_text(schema: dict[str, Any], root: type[BaseModel]) -> None:
+    """Duration fields take "500ms" in a file; pydantic's schema says number."""
+    sections = {root.__name__: schema, **schema["$defs"]}
+    for name, model in _models(root).items():
+        props = sections.get(name, {}).get("properties", {})
+        for field, info in model.model_fields.items():
+            key = info.alias or field
+            if key not in props or not _says_duration(info.annotation, info.metadata):
+                continue
+            optional = type(None) in typing.get_args(info.annotation)
+            ref: dict[str, Any] = {"$ref": "#/$defs/Seconds"}
+            props[key] = _keep_doc(
+                props[key], {"anyOf": [ref, {"type": "null"}]} if optional else ref
+            )
+
+
+def _keep_doc(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: old[k] for k in ("title", "description", "default") if k in old}, **new}
+
+
 def json_schema() -> dict[str, Any]:
+    """The JSON Schema of experiment files, with the names an editor should check."""
     schema = ExperimentFile.model_json_schema()
-    faults = schema["properties"]["faults"]
-    faults["items"] = {"anyOf": [{"type": "string"}, faults["items"]]}
+    defs, props = schema["$defs"], schema["properties"]
+    defs.update(_value_schemas())
+    defs.update(_names())
+    design_item = {"anyOf": [{"$ref": "#/$defs/DesignName"}, {"$ref": "#/$defs/DesignVariant"}]}
+    fault_item = {"anyOf": [{"$ref": "#/$defs/FaultKind"}, {"$ref": "#/$defs/FaultModel"}]}
+    props["designs"]["items"] = design_item
+    props["faults"]["items"] = fault_item
+    for name, ref in (("profile", "Profiles"), ("params", "Params"), ("client", "ClientParams")):
+        props[name] = _keep_doc(props[name], {"$ref": f"#/$defs/{ref}"})
+    props["sweep"] = _keep_doc(props["sweep"], {"$ref": "#/$defs/Sweep"})
+    variant, fault = defs["DesignVariant"]["properties"], defs["FaultModel"]["properties"]
+    variant["design"] = _keep_doc(variant["design"], {"$ref": "#/$defs/DesignName"})
+    variant["profile"] = _keep_doc(variant["profile"], {"$ref": "#/$defs/Profiles"})
+    variant["params"] = _keep_doc(variant["params"], {"$ref": "#/$defs/Params"})
+    fault["kind"] = _keep_doc(fault["kind"], {"$ref": "#/$defs/FaultKind"})
+    fault["params"] = _keep_doc(fault["params"], {"$ref": "#/$defs/Params"})
+    _durations_as_text(schema, ExperimentFile)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://chaoslab.dev/schema/experiment.json"
     return schema
@@ -1123,5 +1275,7 @@ def json_schema() -> dict[str, Any]:
 def write_schema(path: Path = SCHEMA_PATH) -> Path:
     import json
 
-    path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    from chaoslab.results import atomic_write_text
+
+    atomic_write_text(path, json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
     return path

@@ -1,5 +1,7 @@
-"""Inputs people paste: Go's duration text (as Kubernetes prints its flags) and
-``faults: [node-crash]`` like ``designs: [x]``."""
+"""Inputs people paste: Go's duration text (as Kubernetes prints its flags),
+``faults: [node-crash]`` like ``designs: [x]``, and a JSON Schema that flags in an editor
+what the loader refuses: a typo'd key, an unknown design, fault or profile, a duration
+without its unit."""
 
 from __future__ import annotations
 
@@ -81,6 +83,76 @@ def test_a_bare_fault_kind_that_is_unknown_is_located(tmp_path: Path) -> None:
 
 def test_the_schema_allows_a_bare_fault_kind() -> None:
     items = json_schema()["properties"]["faults"]["items"]
-    assert {"type": "string"} in items["anyOf"]
+    assert {"$ref": "#/$defs/FaultKind"} in items["anyOf"]
     committed = Path(__file__).resolve().parent.parent / "experiments" / "schema.json"
     assert json.loads(committed.read_text()) == json_schema()
+
+
+# ------------------------------------------------------------------ the schema in an editor
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = {
+    "title": "t",
+    "profile": "k8s-1.32",
+    "designs": ["nodeport-lb"],
+    "faults": ["node-crash"],
+    "params": {"lb.interval": "2s"},
+}
+
+
+def _schema_errors(data: dict[str, object]) -> list[str]:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json_schema())
+    return [e.message for e in validator.iter_errors(data)]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=str)
+def test_every_bundled_experiment_is_valid_under_the_schema(path: Path) -> None:
+    import yaml
+
+    assert _schema_errors(yaml.safe_load(path.read_text())) == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"params": {"lb.intreval": "2s"}},  # a typo'd key
+        {"params": {"lb.interval": 2}},  # a duration without its unit
+        {"params": {"lb.interval": "2 sec"}},
+        {"params": {"lb.rise": "2s"}},  # a count given a time unit
+        {"params": {"bfd.enabled": "maybe"}},
+        {"designs": ["nodport-lb"]},
+        {"designs": [{"design": "nodport-lb"}]},
+        {"faults": ["node-crsh"]},
+        {"faults": [{"kind": "node-crsh"}]},
+        {"profile": ["k8s-1.99"]},
+        {"sweep": {"lb.intreval": ["1s"]}},
+        {"sweep": {"lb.interval": [1]}},
+        {"client": {"timout": "1s"}},
+    ],
+    ids=repr,
+)
+def test_the_schema_flags_what_the_loader_refuses(edit: dict[str, object], tmp_path: Path) -> None:
+    import yaml
+
+    data = {**BASE, **edit}
+    assert _schema_errors(BASE) == []
+    assert _schema_errors(data) != []
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ExperimentError):
+        load_experiment(path).validate()
+
+
+def test_every_catalogue_and_profile_value_fits_its_key_in_the_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from chaoslab.params import CATALOGUE, PROFILES
+
+    schema = json_schema()
+    params = jsonschema.Draft202012Validator(
+        {"$defs": schema["$defs"], **schema["$defs"]["Params"]}
+    )
+    for profile in [None, *PROFILES]:
+        ps = ParamSet.resolve([profile] if profile else [])
+        for key in CATALOGUE:
+            assert list(params.iter_errors({key: ps.text(key)})) == [], (profile, key)
