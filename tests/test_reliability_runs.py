@@ -3,9 +3,11 @@ changed under it, unique run ids, no leftovers a resume trips on (issue 14, item
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -200,4 +202,30 @@ def test_a_file_size_limit_in_the_merge_is_one_line_and_resumable(tmp_path: Path
     (run_dir,) = (tmp_path / "two").iterdir()
     assert load_run(run_dir).meta["status"] == "partial"
     assert not list(run_dir.glob(".trials.parquet.*"))  # the half-merged file is gone
+    assert chaoslab.resume_run(run_dir).complete
+
+
+def test_a_pool_worker_killed_from_outside_fails_the_run_in_one_line_resumable(
+    tmp_path: Path,
+) -> None:
+    from chaoslab.runner import ExecutorError
+
+    exp = tmp_path / "two.yaml"
+    exp.write_text(EXPERIMENT)
+
+    def kill_a_worker(done: int, total: int) -> None:
+        # the pool's workers are this process's children (the OOM killer's way to strike)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(os.getpid()):
+                with contextlib.suppress(OSError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat[stat.rindex(")") + 2 :].split()[1]) == os.getpid():
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        return
+
+    with pytest.raises(ExecutorError, match="a worker process died") as died:
+        chaoslab.run_experiment(exp, tmp_path / "out", workers=2, progress=kill_a_worker)
+    assert "--resume" in str(died.value) and "\n" not in str(died.value)
+    (run_dir,) = (tmp_path / "out" / "two").iterdir()
+    assert load_run(run_dir).meta["status"] == "partial"
     assert chaoslab.resume_run(run_dir).complete

@@ -108,8 +108,12 @@ def drill(
     recover: Path = typer.Option(
         None, "--recover", metavar="RUN_DIR", help="tear down what a killed drill left"
     ),
+    junit: Path = typer.Option(
+        None, "--junit", help="write the expect: verdicts on what was measured as JUnit XML"
+    ),
 ) -> None:
-    """Build the lab, run K trials per fault, write a live run and compare with the model."""
+    """Build the lab, run K trials per fault, write a live run and compare with the model;
+    exit 1 when an expectation of the file's expect: is not met (see chaoslab drill)."""
     _need_root()
     from chaoslab.live.lab.drill import lab_recover, run_lab_drill
 
@@ -119,14 +123,15 @@ def drill(
         raise typer.Exit(0 if ok else 1)
     if experiment is None:
         fail("give an experiment file (or --recover RUN_DIR)")
-    res = run_lab_drill(
-        _load(experiment), trials=trials, out=out, log=lambda s: typer.echo(s, err=True)
-    )
+    exp = _load(experiment)
+    res = run_lab_drill(exp, trials=trials, out=out, log=lambda s: typer.echo(s, err=True))
     _print_comparison(res.comparison)
     typer.echo(f"run written to {res.path} ({res.status})")
     if res.status == "interrupted":
         raise typer.Exit(130)
-    if res.status != "complete":
+    from chaoslab.cli.drill import drill_gate
+
+    if drill_gate(exp, res, junit) or res.status != "complete":
         raise typer.Exit(1)
 
 
