@@ -5,7 +5,10 @@ Go, a missing or failed build is a failure, never a skip: ``./install.sh`` build
 (``tools/build.sh``), and a machine that has Go must run these tests.
 
 ``local_cluster`` brings one cluster up for the whole session, with CI-sized timers, and
-always takes it down again (also when a test or the start-up fails).
+always takes it down again (also when a test or the start-up fails). A pytest killed from
+outside (SIGKILL: a CI timeout, the OOM killer) runs no teardown: ``_reaper`` watches this
+process and takes down every cluster and data plane left under the session's temporary
+folder once it is gone (`chaoslab.live.cluster.reaper`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from chaoslab.live.cluster import (
     find_build,
     go_available,
 )
+from chaoslab.live.cluster.reaper import start_reaper
 from chaoslab.params import ParamSet
 
 #: timers small enough for CI; the model is checked with the same values
@@ -33,6 +37,19 @@ CI_TIMERS = {
     "kube_apiserver.default_not_ready_toleration_seconds": "10s",
     "kube_apiserver.default_unreachable_toleration_seconds": "10s",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reaper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's temporary folder, watched by a reaper for as long as pytest runs;
+    clusters and data planes of the tests live inside it."""
+    base = tmp_path_factory.getbasetemp()
+    reaper = start_reaper([base], base / "reaper.log")
+    try:
+        yield base
+    finally:
+        reaper.terminate()  # pytest is alive: its own teardown did the work
+        reaper.wait(30)
 
 
 def pytest_configure(config: pytest.Config) -> None:

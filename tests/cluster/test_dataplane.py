@@ -124,10 +124,11 @@ def fake_apiserver() -> Iterator[tuple[str, int]]:
 
 
 @pytest.fixture
-def state_dir() -> Iterator[Path]:
-    """A short private folder (unix socket paths are limited to 107 bytes); afterwards no
-    namespace or process of the data planes built in it may be left."""
-    d = Path(tempfile.mkdtemp(prefix="dp", dir="/tmp"))
+def state_dir(_reaper: Path) -> Iterator[Path]:
+    """A short private folder (unix socket paths are limited to 107 bytes) in the session's
+    folder, which the reaper watches; afterwards no namespace or process of the data planes
+    built in it may be left."""
+    d = Path(tempfile.mkdtemp(prefix="dp", dir=_reaper))
     yield d
     leftovers: list[str] = []
     for st in d.rglob("state.json"):

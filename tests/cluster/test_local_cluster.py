@@ -230,3 +230,55 @@ def test_down_cleans_up_after_up_was_killed(tmp_path: Path, k8s_build: Build) ->
     assert down.returncode == 0, down.stderr
     assert not state.exists()
     assert not [p.name for p in recorded.processes if alive(p.pid, p.start)]
+
+
+ORPHAN_PARENT = """\
+import sys, time
+from pathlib import Path
+from chaoslab.live.cluster import LocalCluster, config_from_experiment
+from chaoslab.live.cluster.reaper import start_reaper
+root, exp = Path(sys.argv[1]), Path(sys.argv[2])
+reaper = start_reaper([root], root / "reaper.log")
+print(reaper.pid, flush=True)
+LocalCluster.up(config_from_experiment(exp), state_dir=root / "state", name="orphan")
+print("up", flush=True)
+time.sleep(900)
+"""
+
+
+def test_a_cluster_outlives_no_owner_killed_with_sigkill(tmp_path: Path, k8s_build: Build) -> None:
+    """A pytest-like owner brings a cluster up (with its data plane when root) under a
+    reaper and is SIGKILLed: no teardown of its own runs, and still nothing is left."""
+    from chaoslab.live.lab.netns import namespaces_with_prefix
+
+    exp, root = tmp_path / "small.yaml", tmp_path / "owned"
+    exp.write_text(SMALL)
+    root.mkdir()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT, str(root), str(exp)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        reaper_pid = int(owner.stdout.readline())
+        assert owner.stdout.readline().strip() == "up", "the owner's cluster did not come up"
+        recorded = ClusterState.load(root / "state")
+        assert recorded is not None and recorded.phase == "up"
+        prefix = recorded.info.get("dataplane") and _netns_prefix(root / "state")
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    _wait("the reaper to finish", lambda: not alive(reaper_pid), deadline=120)
+    assert not [p.name for p in recorded.processes if alive(p.pid, p.start)]
+    assert not [n for n, port in recorded.ports.items() if _listening(port)]
+    assert not (root / "state").exists()
+    if prefix:
+        assert namespaces_with_prefix(prefix) == []
+    assert "removed" in (root / "reaper.log").read_text()
+
+
+def _netns_prefix(state: Path) -> str:
+    from chaoslab.live.cluster.local import _netns_name
+
+    return f"dp-{_netns_name(state.resolve())}-"
