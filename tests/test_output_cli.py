@@ -233,3 +233,17 @@ def test_a_share_is_never_rounded_to_nothing_or_everything() -> None:
         "0%", "<1%", "33%", ">99%", "100%",
     ]  # fmt: skip
     assert cell(math.inf, "s") == "never" and cell(math.nan, "s") == "-"
+
+
+def test_advise_fits_80_columns_with_settings_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_advise import _write  # the advise tests' small experiment
+
+    monkeypatch.setenv("COLUMNS", "80")
+    path = _write(tmp_path)
+    assert main(["advise", str(path), "--out", str(tmp_path / "out"), "-q"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines if not line.startswith("run folder:")) <= 80
+    assert "node_monitor_grace_period=30s" in out.split() and "…" not in out

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from chaoslab.cli.common import console, err_console, fail, user_errors
+from chaoslab.cli.common import err_console, fail, given, user_errors
 
 __all__ = ["advise", "register"]
 
@@ -24,11 +22,15 @@ __all__ = ["advise", "register"]
 @user_errors
 def advise(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML with an advise: section.")],
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    out: Annotated[Path, typer.Option(help="Results folder (the cell cache lives there).")] = Path(
-        "results"
-    ),
-    seed: Annotated[int | None, typer.Option(help="Root seed (overrides the file).")] = None,
+    workers: Annotated[int, typer.Option(envvar="CHAOSLAB_WORKERS", help="Worker processes.")] = 1,
+    out: Annotated[
+        Path,
+        typer.Option(envvar="CHAOSLAB_OUT", help="Results folder (the cell cache lives there)."),
+    ] = Path("results"),
+    seed: Annotated[
+        int | None,
+        typer.Option(envvar="CHAOSLAB_SEED", help="Root seed, 0 or more (overrides the file)."),
+    ] = None,
     min_trials: Annotated[
         int | None, typer.Option(help="Trials per cell in the first round (overrides the file).")
     ] = None,
@@ -43,7 +45,11 @@ def advise(
     from chaoslab.experiment import load_experiment
 
     if workers < 1:
-        fail(f"--workers {workers}: at least 1")
+        fail(f"{given('workers', '--workers', workers)}: at least 1")
+    if seed is not None and seed < 0:
+        fail(f"{given('seed', '--seed', seed)}: a whole number, 0 or more")
+    if out.exists() and not out.is_dir():
+        fail(f"{given('out', '--out', out)}: is a file; give a folder for the run folders")
     exp = load_experiment(experiment)
     check(exp)
 
@@ -73,50 +79,63 @@ def _print(result: object) -> None:
     from chaoslab.advise.run import AdviseResult
 
     assert isinstance(result, AdviseResult)
+    from chaoslab.cli.tables import Col, render
+
     lim = result.limits
-    t = Table(title="Advice per design: expected unavailability per cluster-year", show_lines=True)
-    for col in ("design", "timers", "min/yr (95 % CI)", "nines", "real", "side effects"):
-        t.add_column(col, justify="left" if col in ("design", "timers") else "right")
-    t.add_column("spurious/yr", justify="right")
-    t.add_column("resets/yr", justify="right")
-    t.add_column("trials/cell", justify="right")
+    text = ("design", "timers")
+    headers = ("design", "timers", "min/yr (95 % CI)", "nines", "real min/yr",
+               "side min/yr", "spurious /yr", "resets /yr", "trials /cell")  # fmt: skip
+    # timers whole: they are what --set and params: take
+    cols = [Col(h, rigid=h != "design", right=h not in text) for h in headers]
+    rows = []
     for d in sorted(result.advice, key=lambda d: (not d.feasible, d.best.annual.total_s)):
         a = d.best.annual
         label = d.label if d.feasible else f"{d.label} (no setting meets the constraints)"
-        t.add_row(
-            escape(label), escape(d.best.point.text), f"{a.minutes:.3g} ({_ci(*a.ci_minutes)})",
+        rows.append([
+            label, d.best.point.text, f"{a.minutes:.3g} ({_ci(*a.ci_minutes)})",
             fmt_nines(a.nines), f"{a.real_s / 60:.3g}", f"{a.side_s / 60:.3g}",
             f"{a.spurious:.3g} ± {a.spurious_half:.2g}", f"{a.resets:.3g}", str(d.best.trials),
-        )  # fmt: skip
-    console.print(t)
+        ])  # fmt: skip
+    print("Advice per design: expected unavailability per cluster-year")
+    print(render(cols, rows, keep=1))
     limit = "none" if math.isinf(lim.spurious) else f"{lim.spurious:g}/cluster-year"
-    console.print(f"constraint: spurious failovers ≤ {limit}", markup=False)
+    say(f"constraint: spurious failovers ≤ {limit}")
     for d in result.advice:
         _print_design(d)
     _print_footer(result)
+
+
+def say(text: str) -> None:
+    """A line of prose folded to the screen at spaces (a [setting] stays whole), its
+    continuation lines indented under the first."""
+    from chaoslab.cli.tables import fold, screen_width
+
+    lead = len(text) - len(text.lstrip(" ")) + 4
+    lines = fold(text.lstrip(" "), screen_width() - lead)
+    print(" " * (lead - 4) + lines[0])
+    for line in lines[1:]:
+        print(" " * lead + line)
 
 
 def _print_design(d: object) -> None:
     from chaoslab.advise.advice import DesignAdvice
 
     assert isinstance(d, DesignAdvice)
-    say = console.print
     if not d.feasible:
-        say(f"{d.label}: no setting meets the constraints; closest:", markup=False)
+        say(f"{d.label}: no setting meets the constraints; closest:")
         for e in d.closest:
             a = e.annual
-            say(f"    [{e.point.text}] {a.spurious:.3g} spurious/yr, {a.minutes:.3g} min/yr",
-                markup=False)  # fmt: skip
+            say(f"    [{e.point.text}] {a.spurious:.3g} spurious/yr, {a.minutes:.3g} min/yr")
         return
     if d.priced_out:
-        say(f"{d.label}: not the most aggressive — {d.priced_out}", markup=False)
+        say(f"{d.label}: not the most aggressive — {d.priced_out}")
     else:
-        say(f"{d.label}: the most aggressive setting is also the best", markup=False)
+        say(f"{d.label}: the most aggressive setting is also the best")
     front = ", ".join(
         f"[{e.point.text}] {e.annual.minutes:.3g} min/{e.annual.spurious:.2g} spurious"
         for e in d.frontier[:6]
     )
-    say(f"    frontier (min/yr vs spurious/yr): {front}", markup=False)
+    say(f"    frontier (min/yr vs spurious/yr): {front}")
 
 
 def _print_footer(result: object) -> None:
@@ -127,23 +146,21 @@ def _print_footer(result: object) -> None:
     if ok:
         best = min(ok, key=lambda d: d.best.annual.total_s)
         a = best.best.annual
-        console.print(
+        say(
             f"best design: {best.label} [{best.best.point.text}], {a.minutes:.3g} min/yr "
-            f"({fmt(a.nines)} nines)",
-            markup=False,
+            f"({fmt(a.nines)} nines)"
         )
     else:
-        console.print("no design has a setting that meets the constraints", markup=False)
+        say("no design has a setting that meets the constraints")
     s = result.search
     full = s.cells_grid * max(e.trials for d in result.advice for e in d.evaluated)
-    console.print(
+    say(
         f"{result.points} points, {s.rounds} rounds: {s.trials_run:,} trials run and "
         f"{s.trials_reused:,} reused from the cache, vs {full:,} for the full grid at the "
         f"recommendation's trials ({result.timing['search_s']:.1f} s searching, "
-        f"{result.timing['write_s']:.1f} s writing)",
-        markup=False,
+        f"{result.timing['write_s']:.1f} s writing)"
     )
-    console.print(f"run folder: {result.run.path}", markup=False)
+    print(f"run folder: {result.run.path}")  # whole: a path to paste
 
 
 def fmt(x: float) -> str:
