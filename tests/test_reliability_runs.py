@@ -229,3 +229,11 @@ def test_a_pool_worker_killed_from_outside_fails_the_run_in_one_line_resumable(
     (run_dir,) = (tmp_path / "out" / "two").iterdir()
     assert load_run(run_dir).meta["status"] == "partial"
     assert chaoslab.resume_run(run_dir).complete
+
+
+def test_out_on_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    exp = tmp_path / "two.yaml"
+    exp.write_text(EXPERIMENT)
+    for out in (exp, exp / "below"):
+        with pytest.raises(UserError, match=f"--out {out}: {exp} is a file, not a folder"):
+            chaoslab.run_experiment(exp, out)
