@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(
-  keepalived bird2 haproxy nginx-light iptables conntrack iproute2 arping
+  keepalived bird2 frr haproxy nginx-light iptables conntrack iproute2 arping
   procps psmisc fonts-noto-cjk time
 )
 
