@@ -159,6 +159,8 @@ def test_predicted_vs_measured(nb_env: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert "1 live run(s)" in text
         assert "NO LIVE RUN FOUND" not in text
         assert "lab: " in text
+        # two measured trials: the notebook says they are too few to read as estimates
+        assert "WARNING: fewer than 10 measured trials" in text
     else:
         assert "0 live run(s)" in text and "NO LIVE RUN FOUND" in text
     assert "coverage" in text and "ks_crit_05" in text
