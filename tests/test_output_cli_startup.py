@@ -99,3 +99,16 @@ def test_completion_script_is_offered(capsys: pytest.CaptureFixture[str]) -> Non
     code = main(["--show-completion", "bash"])
     out = capsys.readouterr().out
     assert code == 0 and "complete" in out and "chaoslab" in out.lower()
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(cache_env: dict[str, str]) -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "chaoslab", "params"], cwd=ROOT, env=cache_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert p.stdout is not None and p.stdout.readline()
+    p.stdout.close()  # like `| head -1`
+    err = p.stderr.read() if p.stderr else ""
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert p.returncode in (0, 1, 128 + 13)  # click says 1 for a closed pipe, we 141

@@ -24,6 +24,8 @@ app = typer.Typer(
     "node or network element fails.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain help (click's): rich's help formatter costs more start-up than all the rest
+    rich_markup_mode=None,
     # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -303,6 +305,8 @@ def _register_edges() -> None:
     from chaoslab.cli import lab as _lab
     from chaoslab.cli.drill import drill
 
+    for sub in (_lab.app, cluster.app):
+        sub.rich_markup_mode = None  # their help plain like the rest
     app.add_typer(_lab.app, name="lab")
     app.command("drill")(drill)
     analysis.register(app)
@@ -318,13 +322,28 @@ def _sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The one entry point; returns the exit status (tests call it in-process)."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # `chaoslab params | head`: the reader left; no traceback, and none at exit when
+        # Python flushes stdout into the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(args: list[str]) -> int:
+    if len(args) == 1 and args[0] in _LISTINGS:
+        # a listing takes no option: answered before Typer, whose option parsing (through
+        # pydantic) would double its start-up time
+        _LISTINGS[args[0]]()
+        return 0
     _register_edges()
     # from here a Ctrl-C is a KeyboardInterrupt that closes a run as partial (until now
     # it ended the program at once: see chaoslab/__init__.py)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        rv = app(args=argv, prog_name="chaoslab", standalone_mode=False)
+        rv = app(args=args, prog_name="chaoslab", standalone_mode=False)
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except KeyboardInterrupt:
@@ -335,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         return _exit_status(e)
     return rv if isinstance(rv, int) else 0
+
+
+_LISTINGS = {"designs": designs, "faults": faults, "profiles": profiles}
 
 
 def _exit_status(e: Exception) -> int:

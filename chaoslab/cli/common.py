@@ -6,22 +6,39 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
 
 import typer
-from rich.console import Console
 
 from chaoslab.errors import ChaoslabError, UserError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import Console
 
 __all__ = ["console", "err_console", "exit_code_for", "fail", "user_errors"]
 
+
+class _LazyConsole:
+    """A rich Console made on first use: importing rich.console costs a tenth of a second
+    that `chaoslab --help` and the listings do not need."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
 # rich takes the terminal's width, or COLUMNS (default 80) outside one; soft wrap: a long
 # line (a path, a command to paste) is never broken into two
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = cast("Console", _LazyConsole(soft_wrap=True))
+err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,0 +1,58 @@
+"""Start-up time of the command line: wall and CPU seconds of ``chaoslab --help``,
+``designs``, ``faults``, ``profiles`` and ``params`` (the only one that needs the
+catalogue, so NumPy), each a fresh interpreter, median and max over N runs.
+
+    python benchmarks/bench_startup.py [--runs 10]
+
+The listings read the cache ``chaoslab designs`` leaves under ``$XDG_CACHE_HOME``: one
+warm-up run per command fills it. The load average is printed with the numbers, since on
+a shared machine it moves them more than anything chaoslab does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = (["--help"], ["designs"], ["faults"], ["profiles"], ["params", "--grep", "grace"])
+
+
+def _once(args: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system of the child) seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "chaoslab", *args], cwd=ROOT, check=True,
+        stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="runs per command")
+    runs = parser.parse_args().runs
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs, {runs} runs")
+    print(f"{'command':<22} {'wall p50':>9} {'wall max':>9} {'cpu p50':>8} {'cpu max':>8}")
+    for args in COMMANDS:
+        _once(args)  # warm the listing cache and the page cache
+        walls, cpus = zip(*(_once(args) for _ in range(runs)), strict=True)
+        print(
+            f"{' '.join(args):<22} {statistics.median(walls):>8.3f}s {max(walls):>8.3f}s "
+            f"{statistics.median(cpus):>7.3f}s {max(cpus):>7.3f}s"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
