@@ -142,7 +142,7 @@ def test_ctrl_c_every_50_ms_through_the_rollback_leaves_no_node_down(env: Env) -
             runs = list((env.tmp / "r").glob("*/*-live-*/journal.jsonl"))
             if runs and '"run.end"' in runs[0].read_text():
                 break  # written: what follows is the command line printing and exiting
-            os.killpg(w.proc.pid, signal.SIGINT)
+            w.ctrl_c()
             presses += 1
             time.sleep(0.05)
     finally:

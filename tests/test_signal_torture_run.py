@@ -12,6 +12,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -128,6 +129,13 @@ class Watched:
             time.sleep(0.1)
         return [pid for pid, started in self.seen if _alive(pid, started)]
 
+    def ctrl_c(self) -> None:
+        """SIGINT to the process group, as a terminal sends it; nothing once it ended (its
+        PID, reaped, could be another's)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # ended just now
+                os.killpg(self.proc.pid, signal.SIGINT)
+
     def kill_all(self) -> None:
         for pid, started in self.seen:
             if _alive(pid, started):
@@ -225,7 +233,7 @@ def test_signals_at_random_moments_leave_complete_or_resumable_runs(
                 time.sleep(0.01)
         time.sleep(rng.uniform(0.0, max(whole - (time.monotonic() - t), 0.5)))
         if sig == signal.SIGINT:
-            os.killpg(w.proc.pid, sig)  # what a terminal does
+            w.ctrl_c()
         else:
             w.proc.send_signal(sig)
         rc = _finish(w)
@@ -250,7 +258,7 @@ def test_two_runs_into_one_out_both_interrupted_resume_to_identical(
     while sum(any(d.glob("trials.parts/part-*")) for d in _run_dirs(out)) < 2:
         assert time.monotonic() < end and all(w.proc.poll() is None for w in runs)
         time.sleep(0.05)
-    os.killpg(runs[0].proc.pid, signal.SIGINT)
+    runs[0].ctrl_c()
     runs[1].proc.send_signal(signal.SIGKILL)
     codes = [_finish(w) for w in runs]
     assert codes[0] in (130, 0) and codes[1] in (-signal.SIGKILL, 0), codes
