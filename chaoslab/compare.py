@@ -26,6 +26,8 @@ measured range and median, and the share of measured trials inside the predicted
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -42,6 +44,7 @@ from chaoslab.results import (
     READABLE_VERSIONS,
     ProberInfo,
     Run,
+    atomic_write_bytes,
     atomic_write_text,
     inferred_sweep_columns,
 )
@@ -59,11 +62,13 @@ __all__ = [
     "compared_metrics",
     "comparison_table",
     "coverage",
+    "csv_bytes",
     "ks_critical",
     "ks_statistic",
     "match_cells",
     "quantile",
     "quantile_rank",
+    "quantile_ranks",
     "stored_prediction",
     "sweep_columns",
 ]
@@ -270,7 +275,7 @@ def check_compatible(predicted: Run | pd.DataFrame, measured: Run | pd.DataFrame
     for name, df in ((_name(predicted), p), (_name(measured), m)):
         if df.empty or "design" not in df.columns:
             raise CompareError(f"cannot compare: {name} has no trials")
-    missing = sorted(set(m["design"]) - set(p["design"]))
+    missing = sorted(set(m["design"].unique()) - set(p["design"].unique()))
     if missing:
         raise CompareError(
             f"cannot compare: designs differ — {_name(measured)} measured "
@@ -317,30 +322,17 @@ def match_cells(
     msweep = [c for c in _sweep_cols(m, _meta(measured)) if c not in (select or {})]
     pairs = []
     unmatched = []
+    index = _PredictedIndex(p)
     for key, g in m.groupby(["design", "fault", "target", *msweep], sort=False, dropna=False):
         design, fault, target = key[:3]
         point = dict(zip(msweep, key[3:], strict=True))
-        pd_ = p[p["design"] == design]
-        # the same sweep point on both sides when the prediction swept the same key
-        for k, v in point.items():
-            if k in pd_.columns:
-                pd_ = pd_[pd_[k] == v]
-        cand = pd_[pd_["fault"] == fault]
-        if cand.empty:
-            # the same kind under another name (a drill's own label): only if unambiguous
-            kind = str(fault).split("/")[0]
-            cand = pd_[pd_["fault"].astype(str).str.split("/").str[0] == kind]
-            if cand["fault"].nunique() > 1:
-                raise CompareError(
-                    f"cannot compare {design} · {fault}: the prediction has several {kind} "
-                    f"faults ({', '.join(sorted(map(str, set(cand['fault']))))}); name the "
-                    "measured one like one of them"
-                )
+        cand = index.candidates(design, fault, point)
         if cand.empty:
             unmatched.append(f"{design} · {fault}")
             continue
-        if target in set(cand["target"]):
-            cand = cand[cand["target"] == target]
+        hit = cand["target"] == target
+        if hit.any():
+            cand = cand[hit]
         elif cand["target"].nunique() > 1:
             raise CompareError(
                 f"cannot compare {design} · {fault}: measured target {target!r}, predicted "
@@ -364,18 +356,60 @@ def match_cells(
     return pairs
 
 
+class _PredictedIndex:
+    """The predicted trials' row positions per design and per design x fault, found once:
+    a measured cell takes its rows instead of scanning the whole prediction."""
+
+    def __init__(self, p: pd.DataFrame) -> None:
+        self.p = p
+        self.by_design = p.groupby("design", sort=False).indices
+        self.by_cell = p.groupby(["design", "fault"], sort=False).indices
+
+    def _rows(self, positions: Any, point: Mapping[str, Any]) -> pd.DataFrame:
+        at = np.asarray(positions, dtype=np.intp)
+        # a run stores a cell's trials together: then a slice, not a copy
+        contiguous = at.size and at[-1] - at[0] + 1 == at.size
+        rows = self.p.iloc[at[0] : at[-1] + 1] if contiguous else self.p.take(at)
+        # the same sweep point on both sides when the prediction swept the same key
+        for k, v in point.items():
+            if k in rows.columns:
+                rows = rows[rows[k] == v]
+        return rows
+
+    def candidates(self, design: Any, fault: Any, point: Mapping[str, Any]) -> pd.DataFrame:
+        """The predicted trials of this design and fault at this point (empty: none)."""
+        cand = self._rows(self.by_cell.get((design, fault), []), point)
+        if not cand.empty:
+            return cand
+        # the same kind under another name (a drill's own label): only if unambiguous
+        pd_ = self._rows(self.by_design.get(design, []), point)
+        kind = str(fault).split("/")[0]
+        cand = pd_[pd_["fault"].astype(str).str.split("/").str[0] == kind]
+        if cand["fault"].nunique() > 1:
+            raise CompareError(
+                f"cannot compare {design} · {fault}: the prediction has several {kind} "
+                f"faults ({', '.join(sorted(map(str, set(cand['fault']))))}); name the "
+                "measured one like one of them"
+            )
+        return cand
+
+
 def compared_metrics(predicted: pd.DataFrame, measured: pd.DataFrame) -> list[str]:
     """The metrics, then the milestones measured at least once and predicted at least once."""
     out = [c for c in METRICS if c in predicted.columns and c in measured.columns]
-    for c in measured.columns:
-        if (
-            c.startswith("at_")
-            and c in predicted.columns
-            and measured[c].notna().any()
-            and predicted[c].notna().any()
-        ):
-            out.append(c)
-    return out
+    both = [c for c in measured.columns if c.startswith("at_") and c in predicted.columns]
+    # one notna() over all milestone columns of each side, not one per column
+    seen = np.logical_and(
+        _columns(measured, both).notna().to_numpy().any(axis=0),
+        _columns(predicted, both).notna().to_numpy().any(axis=0),
+    )
+    return out + [c for c, s in zip(both, seen, strict=True) if s]
+
+
+def _columns(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``df[names]`` by position (a label lookup per call costs more than the values)."""
+    pos = {c: i for i, c in enumerate(df.columns)}
+    return df.iloc[:, [pos[c] for c in names]]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -403,7 +437,10 @@ def comparable_cells(
 
 @dataclass
 class Comparison:
-    """Result of `compare`: one row per cell x metric, one row per measured trial x metric."""
+    """Result of `compare`: one row per cell x metric, one row per measured trial x metric.
+
+    ``ranks`` names its cells and metrics with categorical columns: a run compared with
+    itself has over a million rank rows and about a hundred distinct names."""
 
     cells: pd.DataFrame
     ranks: pd.DataFrame
@@ -416,7 +453,7 @@ class Comparison:
         d = Path(out_dir)
         paths = [d / "cells.csv", d / "ranks.csv"]
         atomic_write_text(paths[0], self.cells.to_csv(index=False))
-        atomic_write_text(paths[1], self.ranks.to_csv(index=False))
+        atomic_write_bytes(paths[1], csv_bytes(self.ranks))
         return paths
 
 
@@ -426,76 +463,202 @@ def compare(
     *,
     select: Mapping[str, Any] | None = None,
 ) -> Comparison:
-    """Coverage, quantile ranks, KS statistic and errors of measured vs predicted trials."""
-    pairs, notes = comparable_cells(predicted, measured, select)
-    rows: list[dict[str, Any]] = []
-    ranks: list[dict[str, Any]] = []
+    """Coverage, quantile ranks, KS statistic and errors of measured vs predicted trials.
+
+    Measured trials a drill marked aborted (``trial_info.csv`` or an ``aborted`` column)
+    are left out, with a note saying how many."""
+    measured, notes = _without_aborted(measured)
+    pairs, probe_notes = comparable_cells(predicted, measured, select)
+    notes += probe_notes
     m_all = _trials(measured)
     matched = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
     for (design, fault), _ in m_all.groupby(["design", "fault"], sort=False):
         if (str(design), str(fault)) not in matched:
             notes.append(f"{design} · {fault}: no predicted counterpart, left out")
+    rows: list[dict[str, Any]] = []
+    ranks = _Ranks()
     for p, m, label in pairs:
-        design, fault, target = (str(m[c].iloc[0]) for c in ("design", "fault", "target"))
-        point = label.split(" · ", 2)[2] if label.count(" · ") >= 2 else ""
-        for metric in compared_metrics(p, m):
-            px = _clean(p[metric].to_numpy(dtype=float))
-            mx_full = m[metric].to_numpy(dtype=float)
-            mx = _clean(mx_full)
-            p50 = quantile(px, 0.5)
-            med = quantile(mx, 0.5) if mx.size else math.nan
-            err = [_diff(x, p50) for x in mx]
-            abs_err = [abs(e) for e in err if not math.isnan(e)]
-            median_error = _diff(med, p50)
-            rel = (
-                median_error / p50
-                if p50 not in (0.0,) and math.isfinite(p50) and math.isfinite(median_error)
-                else math.nan
-            )
-            rows.append(
-                {
-                    "design": design,
-                    "fault": fault,
-                    "target": target,
-                    "point": point,
-                    "metric": metric,
-                    "n_predicted": int(px.size),
-                    "n_measured": int(mx.size),
-                    "predicted_p5": quantile(px, 0.05),
-                    "predicted_p50": p50,
-                    "predicted_p95": quantile(px, 0.95),
-                    "measured_median": med,
-                    "coverage": coverage(px, mx),
-                    "ks": ks_statistic(px, mx),
-                    "ks_crit_05": ks_critical(int(px.size), int(mx.size)),
-                    "median_error_s": median_error,
-                    "mean_abs_error_s": float(np.mean(abs_err)) if abs_err else math.nan,
-                    "rel_error": rel,
-                }
-            )
-            trial_ids = m["trial"].to_numpy() if "trial" in m else np.arange(len(m))
-            for tid, x in zip(trial_ids, mx_full, strict=True):
-                if math.isnan(x):
-                    continue
-                ranks.append(
-                    {
-                        "design": design,
-                        "fault": fault,
-                        "target": target,
-                        "point": point,
-                        "trial": int(tid),
-                        "metric": metric,
-                        "measured": float(x),
-                        "rank": quantile_rank(px, float(x)),
-                    }
-                )
+        keys = {c: str(m[c].iloc[0]) for c in ("design", "fault", "target")}
+        keys["point"] = label.split(" · ", 2)[2] if label.count(" · ") >= 2 else ""
+        trial_ids = m["trial"].to_numpy() if "trial" in m else np.arange(len(m))
+        names = compared_metrics(p, m)
+        # the cell's values as two float arrays, one column per metric
+        pv = _columns(p, names).to_numpy(dtype=float)
+        mv = _columns(m, names).to_numpy(dtype=float)
+        for j, metric in enumerate(names):
+            # one sort per cell x metric: every measured trial is ranked against it
+            px = np.sort(_clean(pv[:, j]))
+            mx_full = mv[:, j]
+            rows.append({**keys, "metric": metric, **_cell_stats(px, _clean(mx_full))})
+            has = ~np.isnan(mx_full)
+            x = mx_full[has]
+            ranks.add((*keys.values(), metric), trial_ids[has], x, quantile_ranks(px, x))
     return Comparison(
         pd.DataFrame(rows, columns=CELL_COLUMNS),
-        pd.DataFrame(ranks, columns=RANK_COLUMNS),
+        ranks.frame(),
         _name(predicted),
         _name(measured),
         notes,
     )
+
+
+def _cell_stats(px: np.ndarray, mx: np.ndarray) -> dict[str, Any]:
+    """One cells.csv row's statistics: ``px`` the sorted predicted values, ``mx`` the
+    measured ones (NaN dropped from both). The same numbers as `quantile`, `coverage`
+    and `ks_statistic` give, with the three predicted quantiles taken in one call."""
+    if px.size:
+        q = np.quantile(px, (0.05, 0.5, 0.95), method="inverted_cdf")
+        p5, p50, p95 = (float(v) for v in q)
+    else:
+        p5 = p50 = p95 = math.nan
+    med = quantile(mx, 0.5)
+    err = _diffs(mx, p50)
+    abs_err = np.abs(err[~np.isnan(err)])
+    median_error = _diff(med, p50)
+    rel = (
+        median_error / p50
+        if p50 not in (0.0,) and math.isfinite(p50) and math.isfinite(median_error)
+        else math.nan
+    )
+    covered = float(np.mean((mx >= p5) & (mx <= p95))) if px.size and mx.size else math.nan
+    return {
+        "n_predicted": int(px.size),
+        "n_measured": int(mx.size),
+        "predicted_p5": p5,
+        "predicted_p50": p50,
+        "predicted_p95": p95,
+        "measured_median": med,
+        "coverage": covered,
+        "ks": ks_statistic(px, mx),
+        "ks_crit_05": ks_critical(int(px.size), int(mx.size)),
+        "median_error_s": median_error,
+        "mean_abs_error_s": float(np.mean(abs_err)) if abs_err.size else math.nan,
+        "rel_error": rel,
+    }
+
+
+def _diffs(x: np.ndarray, b: float) -> np.ndarray:
+    """`_diff` of each of ``x`` and ``b``: equal values (inf = inf too) differ by 0."""
+    if math.isnan(b):
+        return np.full(x.shape, math.nan)
+    with np.errstate(invalid="ignore"):
+        return np.where(x == b, 0.0, x - b)
+
+
+def quantile_ranks(predicted_sorted: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`quantile_rank` of every value of ``x`` under an already sorted, NaN-free sample
+    (one `np.searchsorted` per side instead of a sort per value); NaN where ``x`` is."""
+    p = predicted_sorted
+    if p.size == 0:
+        return np.full(x.shape, math.nan)
+    below = np.searchsorted(p, x, side="left")
+    upto = np.searchsorted(p, x, side="right")
+    return np.where(np.isnan(x), math.nan, (below + (upto - below) / 2) / p.size)
+
+
+class _Ranks:
+    """ranks.csv rows, gathered block by block (one block per cell x metric) and made
+    into one frame at the end; the names are stored once per block, not once per row."""
+
+    def __init__(self) -> None:
+        self.names: list[tuple[str, ...]] = []
+        self.sizes: list[int] = []
+        self.values: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(
+        self, names: tuple[str, ...], trials: np.ndarray, measured: np.ndarray, rank: np.ndarray
+    ) -> None:
+        if measured.size:
+            self.names.append(names)
+            self.sizes.append(int(measured.size))
+            self.values.append((trials.astype(np.int64), measured, rank))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.sizes:
+            return pd.DataFrame([], columns=RANK_COLUMNS)
+        block = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        data: dict[str, Any] = {}
+        for j, col in enumerate(("design", "fault", "target", "point", "metric")):
+            codes, uniques = pd.factorize(pd.Series([n[j] for n in self.names], dtype=object))
+            data[col] = pd.Categorical.from_codes(codes[block], categories=uniques.astype(str))
+        for j, col in enumerate(("trial", "measured", "rank")):
+            data[col] = np.concatenate([v[j] for v in self.values])
+        return pd.DataFrame(data, columns=RANK_COLUMNS)
+
+
+def _csv_field(v: str) -> str:
+    """``v`` as the csv module (and so ``DataFrame.to_csv``) writes it: quoted only when
+    it must be."""
+    buf = io.StringIO()
+    # pandas' line terminator (it decides whether a newline is quoted); two fields, so an
+    # empty string stays empty
+    csv.writer(buf, lineterminator="\n").writerow([v, ""])
+    return buf.getvalue()[:-2]
+
+
+def _csv_column(s: pd.Series) -> list[str]:
+    """A column's CSV fields, as ``to_csv`` writes them: numbers through numpy's
+    ``astype(str)`` (what pandas itself calls), each distinct value formatted once; NaN
+    empty; strings quoted where the csv module would."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        names = np.array([*(_csv_field(str(c)) for c in s.cat.categories), ""], dtype=object)
+        return names[s.cat.codes.to_numpy()].tolist()  # code -1 (NaN) takes the last, ""
+    values = s.to_numpy()
+    if values.dtype.kind in "fiu":
+        uniques, inverse = np.unique(values, return_inverse=True)
+        text = uniques.astype(str).astype(object)
+        if values.dtype.kind == "f":
+            text[np.isnan(uniques)] = ""
+        return text[inverse].tolist()
+    codes, found = pd.factorize(s, use_na_sentinel=True)
+    return np.array([*(_csv_field(str(u)) for u in found), ""], dtype=object)[codes].tolist()
+
+
+def csv_bytes(df: pd.DataFrame, chunk: int = 250_000) -> bytes:
+    """``df.to_csv(index=False)`` encoded, byte for byte, for frames of numbers, strings
+    and categoricals, a chunk of rows at a time: pandas' own writer formats every value
+    and goes through the csv module row by row (10 s for the 1.6 M ranks of the bundled
+    run compared with itself); here each distinct value is formatted once and a row is
+    one join."""
+    parts = [(",".join(_csv_field(str(c)) for c in df.columns) + "\n").encode()]
+    for lo in range(0, len(df), chunk):
+        part = df.iloc[lo : lo + chunk]
+        fields = [_csv_column(part[c]) for c in part.columns]
+        parts.append(("\n".join(map(",".join, zip(*fields, strict=True))) + "\n").encode())
+    return b"".join(parts)
+
+
+def _without_aborted(measured: Run | pd.DataFrame) -> tuple[Run | pd.DataFrame, list[str]]:
+    """The measured run without the trials its drill marked aborted, and a note saying how
+    many (none when nothing was aborted). A drill records the mark per trial in
+    ``trial_info.csv`` (`chaoslab.live.engine`); a trials table may carry it itself."""
+    df = _trials(measured)
+    flags = _aborted_flags(measured, df)
+    if flags is None or not flags.any():
+        return measured, []
+    kept = df[~flags]
+    note = (
+        f"{int(flags.sum())} of {len(df)} measured trial(s) aborted or interrupted, left out "
+        "(trial_info.csv: aborted, abort_reason)"
+    )
+    if isinstance(measured, Run):
+        return Run(measured.path, measured.meta, kept), [note]
+    return kept, [note]
+
+
+def _aborted_flags(measured: Run | pd.DataFrame, df: pd.DataFrame) -> np.ndarray | None:
+    if "aborted" in df.columns:
+        return df["aborted"].fillna(False).astype(bool).to_numpy()
+    if not isinstance(measured, Run) or not (Path(measured.path) / "trial_info.csv").exists():
+        return None
+    info = pd.read_csv(Path(measured.path) / "trial_info.csv")
+    keys = [k for k in ("design", "fault", "trial") if k in info.columns and k in df.columns]
+    if "aborted" not in info.columns or "trial" not in keys:
+        return None
+    info = info[info["aborted"].fillna(False).astype(bool)]
+    marked = set(info[keys].astype(str).itertuples(index=False, name=None))
+    own = df[keys].astype(str).itertuples(index=False, name=None)
+    return np.fromiter((k in marked for k in own), dtype=bool, count=len(df))
 
 
 # ----------------------------------------------------------------------------- drill table

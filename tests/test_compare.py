@@ -22,13 +22,16 @@ from chaoslab.compare import (
     compare,
     comparison_table,
     coverage,
+    csv_bytes,
     ks_critical,
     ks_statistic,
     match_cells,
+    quantile,
     quantile_rank,
+    quantile_ranks,
     stored_prediction,
 )
-from chaoslab.results import ProberInfo, Run, RunWriter, load_run
+from chaoslab.results import ProberInfo, Run, RunWriter, live_table, load_run
 
 NODE = {"kind": "node-crash", "target": "app-pod-node"}
 durations = st.lists(
@@ -118,6 +121,17 @@ def test_quantile_rank_bounded_and_monotone(p: list[float], x: float, y: float) 
     assert 0.0 <= a <= b <= 1.0
 
 
+@settings(max_examples=80, deadline=None)
+@given(durations, st.lists(st.one_of(st.floats(0, 1e4), st.just(math.inf)), max_size=40))
+def test_quantile_ranks_is_quantile_rank_for_every_value(p: list[float], xs: list[float]) -> None:
+    # the vectorized ranks (one sort, one searchsorted per side) are the scalar ones
+    ranks = quantile_ranks(np.sort(np.asarray(p)), np.asarray(xs, dtype=float))
+    want = [quantile_rank(p, x) for x in xs]
+    assert ranks.tolist() == want or all(
+        (math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(ranks, want, strict=True)
+    )
+
+
 def test_ks_statistic_extremes() -> None:
     assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0.0
     assert ks_statistic([1, 2, 3], [10, 11]) == 1.0
@@ -195,6 +209,64 @@ def test_same_model_is_covered_and_close(lb_runs) -> None:
     assert "at_lb_marked_down" in set(c.cells.metric)
 
 
+def _old_compare_cells(p: pd.DataFrame, m: pd.DataFrame, metric: str) -> dict[str, float]:
+    """What compare computed per cell x metric before it sorted once: the public scalar
+    functions, one per statistic, and one rank per measured trial."""
+    px, mx = p[metric].dropna().to_numpy(), m[metric].dropna().to_numpy()
+    p50 = quantile(px, 0.5)
+    errs = [0.0 if x == p50 else x - p50 for x in mx]
+    return {
+        "predicted_p5": quantile(px, 0.05),
+        "predicted_p50": p50,
+        "predicted_p95": quantile(px, 0.95),
+        "coverage": coverage(px, mx),
+        "ks": ks_statistic(px, mx),
+        "mean_abs_error_s": float(np.mean(np.abs(errs))) if errs else math.nan,
+        "ranks": [quantile_rank(px, x) for x in mx],
+    }
+
+
+def test_compare_gives_what_the_per_trial_statistics_give(lb_runs, tmp_path: Path) -> None:
+    """One sort per cell x metric and a vectorized searchsorted change nothing: every
+    statistic and every rank equals the scalar function's, on a prediction with ties
+    (zeros) and never-recovered trials (inf), and the CSVs are pandas' own."""
+    pred, again, _ = lb_runs
+    p = pred.trials.assign(recovery_s=pred.trials.recovery_s.where(pred.trials.trial % 7 > 0))
+    p.loc[p.trial % 11 == 0, "recovery_s"] = math.inf
+    m = again.trials.assign(downtime_s=0.0)
+    m.loc[m.trial % 5 == 0, "recovery_s"] = math.inf
+    c = compare(p, m)
+    cells = c.cells.set_index("metric")
+    for metric in cells.index:
+        want = _old_compare_cells(p, m, metric)
+        got = cells.loc[metric]
+        for k, v in want.items():
+            if k != "ranks":
+                assert got[k] == v or (math.isnan(got[k]) and math.isnan(v)), (metric, k)
+        assert c.ranks[c.ranks.metric == metric]["rank"].tolist() == want["ranks"], metric
+    c.write(tmp_path)
+    plain = c.ranks.astype({k: str for k in ("design", "fault", "target", "point", "metric")})
+    assert (tmp_path / "ranks.csv").read_text() == plain.to_csv(index=False)
+    assert (tmp_path / "cells.csv").read_text() == c.cells.to_csv(index=False)
+
+
+def test_csv_bytes_is_to_csv_byte_for_byte() -> None:
+    # floats of every kind, ints, strings the csv module must quote, categoricals, NaN
+    text = ["plain", "a,b", 'say "x"', "line\nbreak", "", " lead", "é"]
+    df = pd.DataFrame(
+        {
+            "s": text,
+            "cat": pd.Categorical(["x", "y,z", "x", None, "", "x", "y,z"]),
+            "i": np.arange(7, dtype=np.int64) * 10**15,
+            "f": [0.1, -0.0, math.inf, -math.inf, math.nan, 1e16, 5e-324],
+            "g": [1 / 3, 2.5e-5, 1e300, 123456789.123, 0.0, 7.0, math.nan],
+        }
+    )
+    assert csv_bytes(df) == df.to_csv(index=False).encode()
+    assert csv_bytes(df, chunk=3) == df.to_csv(index=False).encode()
+    assert csv_bytes(df.iloc[:0]) == df.iloc[:0].to_csv(index=False).encode()
+
+
 def test_different_parameters_are_told_apart(lb_runs) -> None:
     pred, _, fast = lb_runs
     rec = compare(pred, fast).cells.set_index("metric").loc["recovery_s"]
@@ -202,6 +274,32 @@ def test_different_parameters_are_told_apart(lb_runs) -> None:
     assert rec["ks"] > rec["ks_crit_05"]
     assert rec["median_error_s"] < -2  # fall 1 every 1 s detects seconds earlier
     assert rec["rel_error"] < 0
+
+
+def test_a_drill_folders_aborted_trials_are_left_out_with_a_note(lb_runs, tmp_path: Path) -> None:
+    """A drill marks an interrupted trial aborted in trial_info.csv (chaoslab.live.engine)
+    and stores it among the trials: compare leaves it out and says how many."""
+    pred, again, _ = lb_runs
+    live = again.trials.drop(columns=["a_t", "a_v"]).head(5).copy()
+    live.loc[live.trial == 3, "recovery_s"] = 0.001  # what a cut-short trial measures
+    w = RunWriter(tmp_path / "drill", mode="live", target="lab", meta={})
+    w.add_trials(live)
+    info = [
+        pd.DataFrame([{"design": d, "fault": f, "trial": t, "aborted": t == 3}])
+        for d, f, t in live[["design", "fault", "trial"]].itertuples(index=False)
+    ]
+    w.add_table("trial_info.csv", live_table("trial_info", info))
+    run = w.finish(aborted_trials=1)
+    c = compare(pred, load_run(run.path))
+    rec = c.cells.set_index("metric").loc["recovery_s"]
+    assert rec["n_measured"] == 4
+    assert 3 not in set(c.ranks.trial)
+    assert any("1 of 5 measured trial(s) aborted" in n for n in c.notes)
+    # the same flags carried by the trials table itself
+    flagged = compare(pred, live.assign(aborted=live.trial == 3))
+    assert flagged.cells.set_index("metric").loc["recovery_s", "n_measured"] == 4
+    # nothing aborted: no note
+    assert not any("aborted" in n for n in compare(pred, live).notes)
 
 
 def test_refuses_other_format_version(lb_runs, tmp_path: Path) -> None:
