@@ -408,6 +408,7 @@ class RunWriter:
         any point leaves either no folder or one a resume can read (a folder without its
         meta or its experiment could be neither finished nor recognised)."""
         path = Path(path)
+        _remove_stale_stages(path.parent)
         stage = path.parent / f".{path.name}.{unique_id()}"
         try:
             stage.mkdir(parents=True)
@@ -542,6 +543,28 @@ def _lock(path: Path) -> int:
             f"(it holds {LOCK_NAME}); wait for it or use another --out"
         ) from None
     return fd
+
+
+#: a folder `RunWriter.create` stages: ``.<run folder name>.<12 hex digits>``
+_STAGE = re.compile(r"^\..+\.[0-9a-f]{12}$")
+
+
+def _remove_stale_stages(parent: Path) -> None:
+    """Staged run folders a process killed before its rename left (nobody holds their
+    lock): they would show in listings of ``parent`` and can never become a run."""
+    if not parent.is_dir():
+        return
+    for d in parent.iterdir():
+        if not (_STAGE.match(d.name) and d.is_dir() and (d / "meta.json").exists()):
+            continue
+        try:
+            fd = _lock(d)
+        except (RunBusy, OSError):
+            continue  # being staged right now, by another process
+        try:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def _remove_stale_temps(path: Path) -> None:

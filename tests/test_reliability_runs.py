@@ -237,3 +237,16 @@ def test_out_on_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
     for out in (exp, exp / "below"):
         with pytest.raises(UserError, match=f"--out {out}: {exp} is a file, not a folder"):
             chaoslab.run_experiment(exp, out)
+
+
+def test_a_folder_staged_by_a_killed_run_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    parent = tmp_path / "out" / "exp"
+    stale = RunWriter(parent / ".20250102T030405Z-abc-0123456789ab.00112233aabb")
+    stale.release()  # its process died before the rename
+    staging = RunWriter(parent / ".20250102T030406Z-def-0123456789ab.44556677ccdd")  # alive
+    fresh = RunWriter.create(parent / "20250102T030407Z-ghi-0123456789ab", {"a.txt": "a"})
+    assert not stale.path.exists() and staging.path.exists()
+    assert (fresh.path / "a.txt").read_text() == "a" and (fresh.path / "meta.json").exists()
+    assert sorted(p.name for p in parent.iterdir()) == [staging.path.name, fresh.path.name]
+    fresh.release()
+    staging.release()
