@@ -7,9 +7,9 @@ cost of each fault per design (`cost_table`) and ECDFs. For tables people read: 
 design a variant's label stands for (`base_design`), numbers rounded to significant
 figures (`readable`), cells with too few trials to read (`small_samples`), designs ranked
 with their connection resets counted (`rank_designs`), and the advisor's answer from its
-``advice.csv`` / ``points.csv`` (`advice_answer`, `answer_moves`). `chaoslab.plots` draws
-these; a notebook or a script can use them without matplotlib (this module never imports
-it).
+``advice.csv`` and trials (`advice_answer`, `answer_moves`, `recommended_trials`).
+`chaoslab.plots` draws these; a notebook or a script can use them without matplotlib (this
+module never imports it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pandas as pd
 
 from chaoslab.errors import UserError
 from chaoslab.mechanisms.base import MILESTONES, milestone_column
+from chaoslab.params import lookup, parse_duration
 from chaoslab.results import Run
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "phase_medians",
     "rank_designs",
     "readable",
+    "recommended_trials",
     "recovery_medians",
     "sample_warning",
     "sensitivity",
@@ -520,3 +522,28 @@ def answer_moves(answers: Mapping[str, pd.DataFrame], reference: str | None = No
     cols = ["design", "run", "recommended timers", "min/yr", "ci95 low", "ci95 high",
             "spurious/yr", "meets constraints", "moved"]  # fmt: skip
     return both[cols].reset_index(drop=True)
+
+
+def _at_timer(trials: pd.DataFrame, key: str, raw: Any) -> pd.DataFrame:
+    """The trials whose timer column ``key`` holds ``raw`` as advice.csv writes it
+    (``240s``, ``3.0``); durations compared in seconds."""
+    col = trials[key]
+    if not pd.api.types.is_numeric_dtype(col):
+        return trials[col.astype(str) == str(raw)]
+    want = parse_duration(str(raw)) if lookup(key).kind == "duration" else float(raw)
+    return trials[np.isclose(col.to_numpy(dtype=float), want)]
+
+
+def recommended_trials(trials: pd.DataFrame, advice: pd.DataFrame) -> pd.DataFrame:
+    """An advisor run's trials (its ``trials.parquet``) at each design's answer in its
+    ``advice.csv`` — the recommended setting, or the closest one when none meets the
+    constraints — every real fault and noise cell of it."""
+    timers = [c for c in advice.columns if c.startswith("timer:")]
+    out = []
+    for _, row in _recommended(advice).iterrows():
+        sub = trials[trials["design"] == row["design"]]
+        for col in timers:
+            if pd.notna(row[col]):
+                sub = _at_timer(sub, col.removeprefix("timer:"), row[col])
+        out.append(sub)
+    return pd.concat(out, ignore_index=True) if out else trials.iloc[:0]

@@ -188,14 +188,19 @@ advise:
 """
 
 
-def _advice(tmp_path: Path, rate: str) -> pd.DataFrame:
+def _advise(tmp_path: Path, rate: str) -> Path:
+    """The run folder of a real advisor run of ADVISE_EXP with the stalls at ``rate``."""
     from chaoslab.advise import advise
     from chaoslab.experiment import load_experiment
 
     path = tmp_path / "two-grace.yaml"
     exp = load_experiment(path, ADVISE_EXP.replace("RATE", rate))
     r = advise(exp, tmp_path / "out", workers=1, min_trials=40, max_trials=40, figures=False)
-    return pd.read_csv(r.run.path / "advice.csv")
+    return Path(r.run.path)
+
+
+def _advice(tmp_path: Path, rate: str) -> pd.DataFrame:
+    return pd.read_csv(_advise(tmp_path, rate) / "advice.csv")
 
 
 def test_the_answer_moves_from_the_aggressive_grace_period_once_stalls_are_frequent(
@@ -213,3 +218,21 @@ def test_the_answer_moves_from_the_aggressive_grace_period_once_stalls_are_frequ
     # a 10 s grace period marks a node NotReady on most kubelet stalls (median 2 s, p95 20 s)
     assert moves["recommended timers"].tolist()[1] == "node_monitor_grace_period=50s"
     assert moves["moved"].tolist() == [False, True]
+
+
+def test_the_recommended_settings_trials_are_those_of_its_timers_in_every_cell(
+    tmp_path: Path,
+) -> None:
+    import chaoslab
+
+    path = _advise(tmp_path, "24/node-year")
+    trials = chaoslab.load_run(path).trials
+    grace = "kube_controller_manager.node_monitor_grace_period"
+    assert sorted(trials[grace].unique()) == [10.0, 50.0]  # both points' trials are stored
+    at = analysis.recommended_trials(trials, pd.read_csv(path / "advice.csv"))
+    assert at[grace].unique().tolist() == [50.0]
+    # one real fault and one kind of noise, each with the trials behind the estimate
+    assert at.groupby("fault").size().to_dict() == {
+        "node-crash": 40,
+        "noise/kubelet-stall/app-pod-node": 40,
+    }
