@@ -92,7 +92,7 @@ def run(
     ),
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a parameter: key=value (repeatable)."),
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a parameter (repeatable)."),
     ] = None,
     resume: Annotated[
         Path | None,
@@ -271,13 +271,16 @@ def show(
         ),
     ] = None,
     design: Annotated[
-        list[str] | None, typer.Option("--design", "-d", help="Only this design (repeatable).")
+        list[str] | None,
+        typer.Option("--design", "-d", metavar="DESIGN", help="Only this design (repeatable)."),
     ] = None,
     fault: Annotated[
-        list[str] | None, typer.Option("--fault", "-f", help="Only this fault kind (repeatable).")
+        list[str] | None,
+        typer.Option("--fault", "-f", metavar="KIND", help="Only this fault kind (repeatable)."),
     ] = None,
     profile: Annotated[
-        list[str] | None, typer.Option("--profile", "-p", help="Only this profile (repeatable).")
+        list[str] | None,
+        typer.Option("--profile", "-p", metavar="PROFILE", help="Only this profile (repeatable)."),
     ] = None,
 ) -> None:
     """Print a run's metadata line and summary (seconds as seconds, shares as %)."""
