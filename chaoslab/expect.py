@@ -32,6 +32,7 @@ __all__ = [
     "ExpectError",
     "Expectation",
     "Verdict",
+    "cell_name",
     "check",
     "failed",
     "junit_xml",
@@ -191,7 +192,8 @@ class Verdict:
     note: str = ""
 
 
-def _cell_name(row: Mapping[str, object], extra: Sequence[str]) -> str:
+def cell_name(row: Mapping[str, object], extra: Sequence[str] = ()) -> str:
+    """A cell as verdicts name it: ``design / fault / target [key=value, ...]``."""
     name = " / ".join(str(row[k]) for k in _KEYS if k in row and str(row[k]) not in ("", "nan"))
     point = [f"{c}={row[c]}" for c in extra if str(row.get(c, "")) not in ("", "nan")]
     return name + (f" [{', '.join(point)}]" if point else "")
@@ -218,7 +220,7 @@ def check(
             raw = r[e.metric]
             value = math.nan if raw is None else float(raw)
             note = "no value" if math.isnan(value) else ""
-            out.append(Verdict(e, _cell_name(r, extra), value, e.holds(value), note))
+            out.append(Verdict(e, cell_name(r, extra), value, e.holds(value), note))
     return out
 
 

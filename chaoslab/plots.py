@@ -6,16 +6,22 @@ callers save it (`save`) or let a notebook display it.
 
 Figures (the numbers behind them come from `chaoslab.analysis`):
 
-- `ecdf_recovery`       ECDF of ``recovery_s`` per design, log time axis, unrecovered
-                        trials in a band at the right;
+- `ecdf_recovery`       ECDF of ``recovery_s`` per design, log time axis, trials with no
+                        outage in a "0 s" band at the left, unrecovered trials in a band at
+                        the right;
 - `availability`        median a(t) and its p5-p95 band across trials, per design, on a
                         symlog time axis (linear near the fault, logarithmic after), so a
                         3 s and a 6 min outage read at a glance on one axis;
 - `phase_timeline`      waterfall of median milestone times per design x fault;
 - `loss_heatmap`        mean ``lost_s`` and ``downtime_s`` per design x fault;
-- `tornado`             sensitivity of a metric to each swept parameter;
+- `tornado`             sensitivity of a metric to each numeric swept parameter;
 - `predicted_vs_measured` predicted ECDF with the measured trials as points, per metric
                         and milestone.
+
+Series: every series of a run gets its own colour (`series_colors`: designs in registry
+order, a variant right after its base design), so no two series of a panel share one.
+Layout: fixed margins in inches instead of matplotlib's constrained layout, which cost more
+than drawing the figures (issue 13 item 3).
 
 Text: the article's readers are Korean-speaking operators, so the font list falls back to
 Noto Sans CJK for Hangul/Kana/Han glyphs that DejaVu Sans lacks (`configure_fonts`).
@@ -25,8 +31,12 @@ Every axis label names its unit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +44,19 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 
 from chaoslab import analysis
 from chaoslab.analysis import (
     KEY,
     NothingToShow,
     at_point,
-    availability_bands,
+    base_design,
     ecdf,
     fault_cells,
     horizon_of,
@@ -59,17 +71,25 @@ from chaoslab.results import Run
 
 __all__ = [
     "AVAILABILITY_FLOOR",
+    "ECDF_POINTS",
+    "FigureFile",
     "availability",
+    "availability_own_node",
     "configure_fonts",
     "design_color",
+    "design_order",
     "ecdf_recovery",
+    "figure_makers",
     "figures_for_run",
     "fmt_seconds",
     "loss_heatmap",
+    "own_node_crash",
     "phase_timeline",
     "predicted_vs_measured",
     "save",
+    "series_colors",
     "tornado",
+    "write_figures",
 ]
 
 #: fonts tried in order for every glyph: DejaVu for Latin, Noto CJK for Hangul/Kana/Han
@@ -78,6 +98,9 @@ FONT_FALLBACK = ("DejaVu Sans", "Noto Sans CJK KR", "Noto Sans CJK JP")
 AVAILABILITY_FLOOR = 0.0
 #: symlog: linear within +-LINTHRESH s of the fault, logarithmic beyond (seconds)
 LINTHRESH = 1.0
+#: at most this many points per ECDF step line: the curve moves by < 1/ECDF_POINTS in
+#: height between two kept points, invisible at any size a page shows
+ECDF_POINTS = 200
 
 _METRIC_LABELS = {
     "recovery_s": "recovery time (s)",
@@ -101,12 +124,14 @@ def configure_fonts() -> None:
     families = [f for f in FONT_FALLBACK if f in installed]
     mpl.rcParams["font.family"] = [*families, "sans-serif"] if families else ["sans-serif"]
     mpl.rcParams["svg.fonttype"] = "path"  # self-contained SVG: glyphs as outlines
+    # SVG output without a date: the same inputs give the same file
+    mpl.rcParams["svg.hashsalt"] = "chaoslab"
 
 
 configure_fonts()
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- series
 
 
 def _design_order() -> list[str]:
@@ -118,13 +143,39 @@ def _design_order() -> list[str]:
         return []
 
 
+#: 20 colours, no two alike: tab10, then tab20's light shades of the same hues
 _PALETTE = [mpl.colormaps["tab10"](i) for i in range(10)] + [
     mpl.colormaps["tab20"](i) for i in range(1, 20, 2)
 ]
+#: past 20 series colours repeat, each round with its own dash pattern
+_DASHES = ("-", "--", ":", "-.")
+
+
+def _sort_key(label: str, order: Sequence[str]) -> tuple[int, int, str]:
+    base = base_design(label, order)
+    i = order.index(base) if base in order else len(order)
+    return (i, 0 if label == base else 1, label if base in order else f"~{label}")
+
+
+def design_order(labels: Iterable[str]) -> list[str]:
+    """Design labels in registry order, each variant right after its base design
+    (``ingress-vip-bgp`` then ``ingress-vip-bgp+bfd``), labels of their own last."""
+    order = _design_order()
+    return sorted(dict.fromkeys(map(str, labels)), key=lambda lab: _sort_key(lab, order))
+
+
+def series_colors(labels: Iterable[str]) -> dict[str, Any]:
+    """A colour per label, distinct for the first 20 (in `design_order`)."""
+    return {lab: _PALETTE[i % len(_PALETTE)] for i, lab in enumerate(design_order(labels))}
+
+
+def _dash(labels: Sequence[str], label: str) -> str:
+    return _DASHES[(design_order(labels).index(label) // len(_PALETTE)) % len(_DASHES)]
 
 
 def design_color(design: str) -> Any:
-    """The same colour for a design in every figure (by its place in the registry)."""
+    """The colour of a design by its place in the registry (one figure of one design
+    set; figures of a run use `series_colors`, which also tells variants apart)."""
     order = _design_order()
     i = order.index(design) if design in order else len(order) + sum(map(ord, design))
     return _PALETTE[i % len(_PALETTE)]
@@ -161,14 +212,101 @@ def _short_value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _grid(n: int, ncols: int, w: float, h: float) -> tuple[Figure, list[Axes]]:
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-")
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _grid(
+    n: int, ncols: int, w: float, h: float, *, legend_rows: int = 0, top: float = 0.75
+) -> tuple[Figure, list[Axes]]:
+    """``n`` panels of ``w`` x ``h`` inches (axes and their labels) in ``ncols`` columns,
+    room for a suptitle and ``legend_rows`` legend lines below, margins fixed in inches."""
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
-    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    bottom = 0.15 + 0.19 * legend_rows + (0.25 if legend_rows else 0.0)
+    fig = Figure(figsize=(w * ncols, h * nrows + top + bottom))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    _margins(fig, nrows, ncols, left=0.75, right=0.2, top=top, bottom=bottom + 0.55,
+             hgap=0.95, wgap=0.8)  # fmt: skip
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
+
+
+def _margins(
+    fig: Figure,
+    nrows: int,
+    ncols: int,
+    *,
+    left: float,
+    right: float,
+    top: float,
+    bottom: float,
+    hgap: float = 0.0,
+    wgap: float = 0.0,
+) -> None:
+    """Place the axes with margins and gaps in inches (what constrained layout would
+    compute, known ahead here because labels and legends are sized by us)."""
+    w, h = fig.get_size_inches()
+    ah = max((h - top - bottom - (nrows - 1) * hgap) / nrows, 0.3)
+    aw = max((w - left - right - (ncols - 1) * wgap) / ncols, 0.3)
+    fig.subplots_adjust(
+        left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
+        hspace=hgap / ah, wspace=wgap / aw,
+    )  # fmt: skip
+
+
+def _suptitle(fig: Figure, text: str, size: float = 11) -> None:
+    fig.suptitle(text, fontsize=size, y=1 - 0.12 / fig.get_figheight(), va="top")
+
+
+def _legend_cols(fig: Figure, labels: Sequence[str]) -> int:
+    # as many columns as the figure's width holds for its longest label
+    longest = max((len(k) for k in labels), default=1)
+    return max(1, min(len(labels), 5, int(fig.get_figwidth() * 11 // max(longest + 4, 1))))
+
+
+def _legend_rows(n_labels: int, width: float, longest: int) -> int:
+    ncols = max(1, min(n_labels, 5, int(width * 11 // max(longest + 4, 1))))
+    return math.ceil(n_labels / ncols) + 1  # + the title line
+
+
+def _legend_below(fig: Figure, axes: Sequence[Axes], title: str | None = None) -> None:
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.1 / fig.get_figheight()),
+            ncols=_legend_cols(fig, list(handles)),
+            fontsize=8,
+            frameon=False,
+            title=title,
+            title_fontsize=7,
+        )
+
+
+def _symlog_time(ax: Axes, horizon: float, left: float = -LINTHRESH / 2) -> None:
+    ax.set_xscale("symlog", linthresh=LINTHRESH, linscale=0.6)
+    ax.set_xlim(left, horizon)
+    ticks = [t for t in (0, 1, 3, 10, 30, 60, 180, 300, 600, 1800, 3600, 7200) if t <= horizon]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([_tick_label(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())  # minor ticks: thousands of tick objects
+    ax.axvline(0, color="0.3", lw=0.8, ls=":")
+
+
+def _tick_label(t: float) -> str:
+    if t >= 60 and t % 60 == 0:
+        return f"{int(t // 60)}m"
+    return f"{t:g}"
 
 
 def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
@@ -176,12 +314,14 @@ def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFr
     fault, one column per sweep point when `_panel_cols` says so); empty ones dropped."""
     cells = fault_cells(df)
     multi = _multi_target(cells)
+    points = sweep_points(df, sweep)
+    by_cell = {k: g for k, g in df.groupby(["fault", "target"], sort=False)}
     out = []
     for fault, target in cells:
-        for point in sweep_points(df, sweep):
-            sub = at_point(df, sweep, point)
-            g = sub[(sub["fault"] == fault) & (sub["target"] == target)]
-            if g.empty and len(sweep_points(df, sweep)) == 1:
+        cell = by_cell[(fault, target)]
+        for point in points:
+            g = at_point(cell, sweep, point)
+            if g.empty and len(points) == 1:
                 continue
             title = _cell_label(fault, target, multi)
             if sweep:
@@ -195,22 +335,28 @@ def _panel_cols(df: pd.DataFrame, sweep: Sequence[str], default: int) -> int:
     return n if 2 <= n <= 3 else default
 
 
-def _symlog_time(ax: Axes, horizon: float, left: float = -LINTHRESH / 2) -> None:
-    ax.set_xscale("symlog", linthresh=LINTHRESH, linscale=0.6)
-    ax.set_xlim(left, horizon)
-    ticks = [t for t in (0, 1, 3, 10, 30, 60, 180, 300, 600, 1800, 3600, 7200) if t <= horizon]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([_tick_label(t) for t in ticks])
-    ax.axvline(0, color="0.3", lw=0.8, ls=":")
-
-
-def _tick_label(t: float) -> str:
-    if t >= 60 and t % 60 == 0:
-        return f"{int(t // 60)}m"
-    return f"{t:g}"
+def _multi_target(cells: Sequence[tuple[str, str]]) -> bool:
+    """Whether panel titles must name the target: several targets, or a fault twice."""
+    return len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
 
 
 # ----------------------------------------------------------------------------- ECDF
+
+
+def decimated_ecdf(x: np.ndarray, max_points: int = ECDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The ECDF's step tops (last height per distinct value), thinned to one point per
+    1/``max_points`` of height: a post-step through them is within 1/``max_points`` of
+    the full ECDF everywhere, and ends at (max x, 1)."""
+    xs, ys = ecdf(x)
+    if xs.size == 0:
+        return xs, ys
+    top = np.r_[xs[1:] != xs[:-1], True]
+    xs, ys = xs[top], ys[top]
+    if xs.size > max_points:
+        levels = np.linspace(0.0, 1.0, max_points + 1)[1:]
+        keep = np.unique(np.searchsorted(ys, levels - 1e-12, side="left"))
+        xs, ys = xs[keep], ys[keep]
+    return xs, ys
 
 
 def ecdf_recovery(
@@ -225,95 +371,100 @@ def ecdf_recovery(
 
     Log time axis. Trials that never recovered (``inf``) are drawn at the right in a grey
     band marked "not recovered", so the curve ends at 1 and the share that never recovered
-    is the height of the last step. Zeros (the fault never touched availability) sit at
-    the left edge.
+    is the height of the last step. Trials of 0 s (the fault never touched availability)
+    rise in a "0 s" band at the left, each design at its own place in the band, so designs
+    with no outage are seen and told apart instead of sitting on the axis.
     """
     df = trials_of(results)
     hz = horizon_of(results, horizon)
     sweep = sweep_columns(results)
     panels = _panels(df, sweep)
-    fig, axes = _grid(len(panels), _panel_cols(df, sweep, ncols), 4.6, 3.4)
+    labels = design_order(df["design"])
+    colors = series_colors(labels)
+    longest = max(len(lab) for lab in labels)
+    ncols = _panel_cols(df, sweep, ncols)
+    rows = _legend_rows(len(labels), 4.6 * min(ncols, len(panels)), longest)
+    fig, axes = _grid(len(panels), ncols, 4.6, 3.1, legend_rows=rows)
     vals = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
     pos = vals[np.isfinite(vals) & (vals > 0)]
-    # left edge: the decade below the fastest recovery; lower (at most 10 ms) when some
-    # trials are 0, which are drawn at that edge
-    decade = 10.0 ** math.floor(math.log10(float(pos.min()))) if pos.size else 0.01
-    floor = min(decade, 0.01) if (vals == 0).any() else decade
-    xlabel = _METRIC_LABELS.get(metric, f"{metric} (s)")
-    if (vals == 0).any():
-        xlabel += f"; 0 drawn at {floor:.2g} s"
+    floor = 10.0 ** math.floor(math.log10(float(pos.min()))) if pos.size else 0.01
+    zero_band = (floor / 10**0.9, floor / 10**0.1) if (vals == 0).any() else None
     for ax, (ptitle, g) in zip(axes, panels, strict=True):
-        _ecdf_panel(ax, g, metric, floor, hz)
-        ax.set_title(ptitle, fontsize=9)
-        ax.set_xlabel(xlabel)
-    _legend_outside(fig, axes)
-    fig.suptitle(title or f"ECDF of {metric} per design (log time axis)", fontsize=11)
+        _ecdf_panel(ax, g, metric, (floor, hz, zero_band), colors)
+        ax.set_title(ptitle, fontsize=9, y=1.0)  # y: skips the per-draw title placement
+        ax.set_xlabel(_METRIC_LABELS.get(metric, f"{metric} (s)"), fontsize=9)
+    _legend_below(fig, axes)
+    _suptitle(fig, title or f"ECDF of {metric} per design (log time axis)")
     return fig
 
 
-def _ecdf_panel(ax: Axes, g: pd.DataFrame, metric: str, floor: float, hz: float) -> None:
-    """One panel: a step ECDF per design, unrecovered trials at 2 x the horizon."""
-    for design, gd in g.groupby("design", sort=False):
+def _ecdf_panel(
+    ax: Axes,
+    g: pd.DataFrame,
+    metric: str,
+    span: tuple[float, float, tuple[float, float] | None],
+    colors: Mapping[str, Any],
+) -> None:
+    """One panel: a step ECDF per design, unrecovered trials at 2 x the horizon, zeros at
+    the design's own place in the 0 s band."""
+    floor, hz, zero_band = span
+    groups = [(str(d), gd) for d, gd in g.groupby("design", sort=False)]
+    groups.sort(key=lambda kv: list(colors).index(kv[0]) if kv[0] in colors else 0)
+    with_zero = [d for d, gd in groups if (gd[metric] == 0).any()]
+    zx: dict[str, float] = {}
+    if zero_band is not None and with_zero:
+        lo, hi = math.log10(zero_band[0]), math.log10(zero_band[1])
+        steps = np.linspace(lo, hi, len(with_zero) + 2)[1:-1]
+        zx = {d: float(10**s) for d, s in zip(with_zero, steps, strict=True)}
+    left = zero_band[0] if zero_band is not None else floor
+    labels = list(colors)
+    for design, gd in groups:
         x = pd.to_numeric(gd[metric], errors="coerce").to_numpy(dtype=float)
         x = x[~np.isnan(x)]
         if x.size == 0:
             continue
-        x = np.where(np.isinf(x), hz * 2.0, np.maximum(x, floor))
-        xs, ys = ecdf(x)
-        xs = np.concatenate([[floor], xs])
-        ys = np.concatenate([[0.0], ys])
-        ax.step(xs, ys, where="post", color=design_color(str(design)), label=str(design))
+        x = np.where(np.isinf(x), hz * 2.0, x)
+        x = np.where(x == 0, zx.get(design, floor), np.maximum(x, floor))
+        xs, ys = decimated_ecdf(x)
+        ax.step(np.r_[left, xs], np.r_[0.0, ys], where="post", color=colors.get(design),
+                ls=_dash(labels, design) if design in colors else "-", label=design)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlim(floor, hz * 3.0)
+    ax.set_xlim(left, hz * 3.0)
     _log_ticks(ax, floor, hz * 3.0)
-    ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
-    ax.text(
-        hz * 1.3,
-        0.03,
-        f"not recovered\nwithin {fmt_seconds(hz)} →",
-        ha="right",
-        va="bottom",
-        fontsize=7,
-        color="0.35",
-    )
+    _ecdf_bands(ax, hz, zero_band)
     if g.empty:
         ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel("share of trials (fraction)")
+    ax.set_ylabel("share of trials (fraction)", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
+
+
+def _ecdf_bands(ax: Axes, hz: float, zero_band: tuple[float, float] | None) -> None:
+    ax.axvspan(hz * 1.4, hz * 3.0, color="0.88", zorder=0)
+    ax.text(hz * 1.3, 0.03, f"not recovered\nwithin {fmt_seconds(hz)} →", ha="right",
+            va="bottom", fontsize=7, color="0.35")  # fmt: skip
+    if zero_band is not None:
+        ax.axvspan(*zero_band, color="#e6f2e6", zorder=0)
+        mid = math.sqrt(zero_band[0] * zero_band[1])
+        ax.text(mid, 0.5, "0 s (no outage)", rotation=90, ha="center", va="center",
+                fontsize=6.5, color="0.35")  # fmt: skip
 
 
 def _log_ticks(ax: Axes, lo: float, hi: float) -> None:
     """Plain-number ticks on a log axis (0.01, 1, 30 rather than 10^-2): 1-2-5 steps when
     the axis spans at most three decades, one tick per decade otherwise."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter
 
     subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) <= 3.2 else (1.0,)
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ticks = [
+        s * 10.0**e
+        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for s in subs
+        if lo <= s * 10.0**e <= hi
+    ]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _legend_outside(fig: Figure, axes: Sequence[Axes], title: str | None = None) -> None:
-    handles: dict[str, Any] = {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    if handles:
-        fig.legend(
-            list(handles.values()),
-            list(handles.keys()),
-            loc="outside lower center",
-            # as many columns as the figure's width holds for its longest label
-            ncols=max(
-                1,
-                min(len(handles), 5, int(fig.get_figwidth() * 11 // max(len(k) for k in handles))),
-            ),
-            fontsize=8,
-            frameon=False,
-            title=title,
-            title_fontsize=7,
-        )
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 # ----------------------------------------------------------------------------- a(t)
@@ -322,6 +473,51 @@ def _legend_outside(fig: Figure, axes: Sequence[Axes], title: str | None = None)
 def time_grid(horizon: float, left: float = -LINTHRESH / 2, n: int = 400) -> np.ndarray:
     """Times (s) dense where the symlog axis is: linear near 0, geometric after."""
     return analysis.time_grid(horizon, left, n, linear_to=LINTHRESH)
+
+
+def availability_bands(
+    trials: pd.DataFrame, grid: np.ndarray, band: tuple[float, float] = (0.05, 0.95)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`chaoslab.analysis.availability_bands` without its loop over trials, and computed
+    once per cell however many figures show it (the bands of the bundled run cost more
+    than drawing its figures); the same numbers."""
+    ts_list, vs_list = trials["a_t"].to_numpy(), trials["a_v"].to_numpy()
+    n = len(ts_list)
+    lens = np.fromiter((len(t) for t in ts_list), dtype=np.int64, count=n)
+    ts = np.concatenate([np.asarray(t, dtype=float) for t in ts_list]) if n else np.zeros(0)
+    vs = np.concatenate([np.asarray(v, dtype=float) for v in vs_list]) if n else np.zeros(0)
+    h = hashlib.sha1(lens.tobytes())
+    for part in (ts, vs, grid, np.asarray(band, dtype=float)):
+        h.update(part.tobytes())
+    key = h.hexdigest()
+    if key not in _BANDS:
+        if len(_BANDS) > 1024:
+            _BANDS.clear()
+        _BANDS[key] = _bands(_at_matrix(lens, ts, vs, grid), band)
+    return _BANDS[key]
+
+
+#: bands by a digest of the trials' change points, grid and band (content, not identity)
+_BANDS: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _at_matrix(lens: np.ndarray, ts: np.ndarray, vs: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """a(t) of every trial at every grid time: a change point at t holds from the first
+    grid time >= t on (a = 1 before the first one)."""
+    n = lens.size
+    last = np.full((n, grid.size), -1, dtype=np.int64)
+    owner = np.repeat(np.arange(n), lens)
+    col = np.searchsorted(grid, ts, side="left")
+    inside = col < grid.size
+    # change points are in time order per trial: the last one into a grid cell wins
+    last[owner[inside], col[inside]] = np.arange(ts.size)[inside]
+    last = np.maximum.accumulate(last, axis=1)
+    return np.where(last >= 0, vs[np.maximum(last, 0)] if vs.size else 1.0, 1.0)
+
+
+def _bands(m: np.ndarray, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, med, hi = np.quantile(m, [band[0], 0.5, band[1]], axis=0)
+    return lo, med, hi
 
 
 #: one a(t) series of a panel: (label, colour, its trials); a panel: (title, series)
@@ -339,13 +535,15 @@ def availability(
     ncols: int = 2,
     band: tuple[float, float] = (0.05, 0.95),
     title: str | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> Figure:
     """Median a(t) with a p5-p95 band across trials, all panels on the same symlog time
     axis (s).
 
     ``by="fault"``: one panel per fault cell x sweep point, one series per design.
-    ``by="design"``: small multiples, one panel per design, one series per fault cell x
-    sweep point — the readable choice when many designs share one fault.
+    ``by="design"``: small multiples, one panel per design (variants beside their base
+    design), one series per fault cell x sweep point — the readable choice when many
+    designs share one fault. ``titles``: panel titles by design (``by="design"``).
     """
     df = _availability_trials(trials_of(results), designs, faults, by)
     hz = horizon_of(results, horizon)
@@ -356,26 +554,30 @@ def availability(
         ncols = _panel_cols(df, sweep, ncols)
     else:
         layout = _by_design(df, sweep)
-    h = 3.3 if by == "fault" or len(layout) <= ncols else 2.0
-    fig, axes = _grid(len(layout), ncols, 6.0, h)
+    labels = list(dict.fromkeys(lab for _, series in layout for lab, _, _ in series))
+    h = 3.0 if by == "fault" or len(layout) <= ncols else 2.0
+    rows = _legend_rows(len(labels), 6.0 * min(ncols, len(layout)), max(map(len, labels)))
+    fig, axes = _grid(len(layout), ncols, 6.0, h, legend_rows=rows)
     for k_ax, (ax, (ptitle, series)) in enumerate(zip(axes, layout, strict=True)):
         _availability_panel(ax, series, grid, band)
         _symlog_time(ax, hz)
         ax.set_ylim(-0.05, 1.07)
-        ax.set_title(ptitle, fontsize=9)
+        ax.set_yticks([0.0, 0.5, 1.0])
+        ax.set_title((titles or {}).get(ptitle, ptitle), fontsize=9, y=1.0)
         # small multiples: the shared time axis is labelled once per column, at the bottom
         if by == "fault" or k_ax >= len(layout) - ncols:
-            ax.set_xlabel("time since the fault (s; linear to 1 s, log after)")
-        ax.set_ylabel("a(t) (fraction)" if by == "design" else "availability a(t) (fraction)")
+            ax.set_xlabel("time since the fault (s; linear to 1 s, log after)", fontsize=9)
+        if k_ax % ncols == 0:  # the rows share the a(t) axis: labelled once per row
+            ax.set_ylabel("a(t) (fraction)", fontsize=9)
         ax.grid(True, alpha=0.3)
-    _legend_outside(
+    _legend_below(
         fig, axes, title="median a(t), lines offset by < 0.02 so coinciding series stay visible"
     )
-    fig.suptitle(
+    _suptitle(
+        fig,
         title
         or f"Availability after the fault: median and p{band[0] * 100:g}–p{band[1] * 100:g} "
         "band across trials",
-        fontsize=11,
     )
     return fig
 
@@ -397,10 +599,12 @@ def _availability_trials(
 
 
 def _by_fault(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
-    return [
-        (ptitle, [(str(d), design_color(str(d)), gd) for d, gd in g.groupby("design", sort=False)])
-        for ptitle, g in _panels(df, sweep)
-    ]
+    colors = series_colors(df["design"])
+    out: list[_Panel] = []
+    for ptitle, g in _panels(df, sweep):
+        groups = {str(d): gd for d, gd in g.groupby("design", sort=False)}
+        out.append((ptitle, [(d, colors[d], groups[d]) for d in design_order(groups)]))
+    return out
 
 
 def _by_design(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
@@ -408,25 +612,24 @@ def _by_design(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
     multi = _multi_target(cells)
     one_fault = len({c[0] for c in cells}) == 1
     series_keys = [(f, t, pt) for f, t in cells for pt in sweep_points(df, sweep)]
-    cmap = mpl.colormaps["tab10"]
-    order = _design_order()
-    groups = sorted(
-        df.groupby("design", sort=False),
-        key=lambda kv: order.index(str(kv[0])) if kv[0] in order else len(order),
-    )
+    groups = {str(d): gd for d, gd in df.groupby("design", sort=False)}
     layout: list[_Panel] = []
-    for d, gd in groups:  # registry order: the article's designs first
+    for d in design_order(groups):  # registry order, variants beside their base
+        gd = groups[d]
+        by_cell = {k: g for k, g in gd.groupby(["fault", "target"], sort=False)}
         series = []
         for k, (f, t, pt) in enumerate(series_keys):
-            g = at_point(gd[(gd["fault"] == f) & (gd["target"] == t)], sweep, pt)
+            if (f, t) not in by_cell:
+                continue
+            g = at_point(by_cell[(f, t)], sweep, pt)
             if g.empty:
                 continue
             cell = t if one_fault else _cell_label(f, t, multi)
             parts = ([cell] if len(cells) > 1 else []) + (
                 [_point_label(sweep, pt)] if sweep else []
             )
-            series.append((" · ".join(parts) or str(d), cmap(k % 10), g))
-        layout.append((str(d), series))
+            series.append((" · ".join(parts) or d, _PALETTE[k % len(_PALETTE)], g))
+        layout.append((d, series))
     return layout
 
 
@@ -444,9 +647,42 @@ def _availability_panel(
         ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
 
 
-def _multi_target(cells: Sequence[tuple[str, str]]) -> bool:
-    """Whether panel titles must name the target: several targets, or a fault twice."""
-    return len({t for _, t in cells}) > 1 or len(cells) != len({f for f, _ in cells})
+def own_node_crash(df: pd.DataFrame) -> pd.DataFrame:
+    """Per design, its node-crash trials of the node it depends on (entry node, ingress
+    node, VIP holder), or of an app pod's node for designs that depend on none."""
+    node = df[df["fault"] == "node-crash"]
+    own = node[node["target"] != "app-pod-node"]
+    rest = node[~node["design"].isin(set(own["design"]))]
+    return pd.concat([own, rest])
+
+
+def availability_own_node(results: Run | pd.DataFrame, *, ncols: int = 2) -> Figure:
+    """The README's figure: a panel per design, a(t) after the node that design depends
+    on crashes (its title names that node), one series per sweep point."""
+    sel = own_node_crash(trials_of(results))
+    if sel.empty:
+        raise NothingToShow("no node-crash trials in this run")
+    targets = sel.groupby("design", sort=False)["target"].first()
+    names = {str(d): f"{d} · crash of the {str(t).replace('-', ' ')}" for d, t in targets.items()}
+    run_like = results if isinstance(results, Run) else sel
+    horizon = horizon_of(run_like)
+    fig = availability(
+        _with_trials(run_like, sel.assign(target="node crash")),
+        horizon=horizon,
+        by="design",
+        ncols=ncols,
+        titles=names,
+        title="After the node each design depends on crashes (entry / ingress / VIP holder, "
+        "else an app pod's node)",
+    )
+    return fig
+
+
+def _with_trials(results: Run | pd.DataFrame, trials: pd.DataFrame) -> Run | pd.DataFrame:
+    """The same run (meta: horizon, sweep) with other trials."""
+    if isinstance(results, Run):
+        return Run(results.path, results.meta, trials)
+    return trials
 
 
 # ----------------------------------------------------------------------------- phases
@@ -524,6 +760,8 @@ def phase_timeline(
     horizon: float | None = None,
     min_share: float = 0.5,
     title: str | None = None,
+    fault: str | None = None,
+    point: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Waterfall of median milestone times: one row per design x fault (x sweep point).
 
@@ -531,75 +769,96 @@ def phase_timeline(
     the phase of the milestone reached at its end (detection, endpoints, eviction, VIP
     move, route convergence, replacement, node back), with a dot per milestone. The black
     diamond is the median recovery; what happens after it is drawn faded (users no longer
-    see it). Milestones seen in fewer than ``min_share`` of a row's trials are left out.
+    see it), and a segment that spans the recovery is solid up to it: that part is outage.
+    Milestones seen in fewer than ``min_share`` of a row's trials are left out.
+    ``fault`` and ``point`` (swept key -> value) keep one fault and one sweep point.
     """
     df = trials_of(results)
     hz = horizon_of(results, horizon)
     sweep = sweep_columns(results)
-    med = phase_medians(df, sweep)
+    if fault is not None:
+        df = df[df["fault"] == fault]
+    for k, v in (point or {}).items():
+        df = df[df[k] == v]
+    shown = [k for k in sweep if k not in (point or {})]
+    med = phase_medians(df, shown)
     med = med[med["share"] >= min_share]
     if med.empty:
         raise NothingToShow("no milestone happened in this run's trials")
-    keys = [*KEY, *sweep]
-    rows = list(dict.fromkeys(med[keys].itertuples(index=False, name=None)))
+    keys = [*KEY, *shown]
+    per_row = {k: g for k, g in med.groupby(keys, sort=False)}
+    order = design_order(med["design"])
+    rows = sorted(per_row, key=lambda k: (order.index(str(k[0])), list(per_row).index(k)))
     rec_median = analysis.recovery_medians(df, keys)
-    fig = Figure(figsize=(11, 1.3 + 0.34 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(11, 1.5 + 0.3 * len(rows)))
+    _margins(fig, 1, 1, left=0.35 + 0.062 * max(len(_row_label(k, shown, fault)) for k in rows),
+             right=2.1, top=0.55, bottom=0.6)  # fmt: skip
     ax = fig.subplots()
     used: dict[str, str] = {}
+    segments: list[tuple[float, float, float, str, float]] = []
     for y, key in enumerate(rows):
-        g = med
-        for k, v in zip(keys, key, strict=True):
-            g = g[g[k] == v]
         # the median recovery of the row's trials (0: the fault never touched availability,
         # so there is no service.recovered milestone; inf: not recovered in the horizon)
-        _timeline_row(ax, y, g.sort_values("median_s"), rec_median.get(key, math.inf), hz, used)
+        t_rec = rec_median.get(key, math.inf)
+        segments += _timeline_row(ax, y, per_row[key].sort_values("median_s"), t_rec, hz, used)
+    _draw_segments(ax, segments)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([_row_label(key, sweep) for key in rows], fontsize=7.5)
+    ax.set_yticklabels([_row_label(key, shown, fault) for key in rows], fontsize=7.5)
     ax.set_ylim(len(rows) - 0.4, -0.7)
     _symlog_time(ax, hz, left=0)
     ax.set_xlabel("median time of each milestone after the fault (s; linear to 1 s, log after)")
     ax.grid(True, axis="x", alpha=0.3)
     _phase_legend(fig, used)
-    fig.suptitle(title or "Phase timeline: median milestone times per design × fault", fontsize=11)
+    what = f"{fault}" if fault else "design × fault"
+    if point:
+        what += " · " + ", ".join(f"{k}={_short_value(v)}" for k, v in point.items())
+    _suptitle(fig, title or f"Phase timeline: median milestone times — {what}")
     return fig
 
 
 def _timeline_row(
     ax: Axes, y: int, g: pd.DataFrame, t_rec: float, hz: float, used: dict[str, str]
-) -> None:
-    """One row: a segment per milestone up to its median, faded after the recovery."""
+) -> list[tuple[float, float, float, str, float]]:
+    """One row's segments (y, start, end, colour, alpha) up to each milestone's median,
+    solid while users are cut off and faded after the recovery; its dots and marker."""
     prev = 0.0
+    segs: list[tuple[float, float, float, str, float]] = []
+    dots: list[tuple[float, str, float]] = []
     for t, name in zip(g["median_s"].astype(float), g["milestone"].astype(str), strict=True):
         phase, color = milestone_phase(name)
         used[phase] = color
         if phase == "recovered":
             continue
-        after = t > t_rec
-        ax.barh(
-            y,
-            t - prev,
-            left=prev,
-            height=0.6,
-            color=color,
-            alpha=0.3 if after else 0.9,
-            edgecolor="white",
-            lw=0.4,
-        )
-        ax.plot(
-            [t], [y], "o", color=color, mec="white", mew=0.5, ms=3.5, alpha=0.4 if after else 1.0
-        )
+        cut = min(max(t_rec, prev), t)  # the part of [prev, t] before the recovery
+        if cut > prev:
+            segs.append((y, prev, cut, color, 0.9))
+        if t > cut:
+            segs.append((y, cut, t, color, 0.3))
+        dots.append((t, color, 0.4 if t > t_rec else 1.0))
         prev = t
+    if dots:
+        rgba = [mpl.colors.to_rgba(c, a) for _, c, a in dots]
+        ax.scatter([d[0] for d in dots], [y] * len(dots), s=12, zorder=4, linewidths=0.5,
+                   edgecolors="white", c=rgba)  # fmt: skip
     if math.isfinite(t_rec):
         ax.plot([t_rec], [y], "D", color="black", ms=5, zorder=5)
         note = "no outage" if t_rec == 0 else fmt_seconds(t_rec)
         ax.text(t_rec, y - 0.38, f" {note}", fontsize=6.5, va="bottom")
     else:
         ax.plot([hz], [y], marker=">", color="black", ms=5, clip_on=False)
+    return segs
 
 
-def _row_label(key: tuple[Any, ...], sweep: Sequence[str]) -> str:
-    design, fault, target = key[:3]
-    lab = f"{design} · {fault}"
+def _draw_segments(ax: Axes, segs: Sequence[tuple[float, float, float, str, float]]) -> None:
+    """Every row's segments as one collection (a patch per bar drew 20x slower)."""
+    polys = [[(a, y - 0.3), (b, y - 0.3), (b, y + 0.3), (a, y + 0.3)] for y, a, b, _, _ in segs]
+    faces = [mpl.colors.to_rgba(c, alpha) for _, _, _, c, alpha in segs]
+    ax.add_collection(PolyCollection(polys, facecolors=faces, edgecolors="white", linewidths=0.4))
+
+
+def _row_label(key: tuple[Any, ...], sweep: Sequence[str], fault: str | None = None) -> str:
+    design, f, target = key[:3]
+    lab = str(design) if fault else f"{design} · {f}"
     if target:
         lab += f" → {target}"
     if sweep:
@@ -613,13 +872,15 @@ def _phase_legend(fig: Figure, used: Mapping[str, str]) -> None:
         for p, _, c in [*PHASES, ("other", (), "0.6")]
         if p in used and p != "recovered"
     ]
+    handles.append(Patch(color="0.6", alpha=0.3, label="after the recovery (faded)"))
     handles.append(Line2D([], [], marker="D", color="black", ls="", label="median recovery"))
     handles.append(
         Line2D([], [], marker=">", color="black", ls="", label="not recovered in horizon")
     )
     fig.legend(
         handles=handles,
-        loc="outside right upper",
+        loc="upper right",
+        bbox_to_anchor=(1 - 0.05 / fig.get_figwidth(), 1 - 0.55 / fig.get_figheight()),
         fontsize=7.5,
         frameon=False,
         title="phase reached",
@@ -630,6 +891,27 @@ def _phase_legend(fig: Figure, used: Mapping[str, str]) -> None:
 # ----------------------------------------------------------------------------- loss
 
 
+#: the mark of a cell that was not run (every other cell shows a number, 0 s included)
+NOT_RUN = "not run"
+
+
+def _cost_matrix(
+    df: pd.DataFrame, metric: str, stat: str, sweep: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> np.ndarray:
+    """`chaoslab.analysis.cost_table`'s numbers with one groupby (it filters per cell)."""
+    cells = fault_cells(df)
+    x = df.assign(_v=pd.to_numeric(df[metric], errors="coerce"))
+    agg = x.groupby(["design", *sweep, "fault", "target"], sort=False, dropna=False)["_v"]
+    table = agg.mean() if stat == "mean" else agg.median()
+    mat = np.full((len(rows), len(cells)), np.nan)
+    where = {c: j for j, c in enumerate(cells)}
+    at = {r: i for i, r in enumerate(rows)}
+    for key, v in table.items():
+        k = key if isinstance(key, tuple) else (key,)
+        mat[at[tuple(k[:-2])], where[(k[-2], k[-1])]] = v
+    return mat
+
+
 def loss_heatmap(
     results: Run | pd.DataFrame,
     *,
@@ -637,68 +919,103 @@ def loss_heatmap(
     stat: str = "mean",
     title: str | None = None,
 ) -> Figure:
-    """Heat map per metric: rows design (x sweep point), columns fault cells, colour on a
-    log scale (values span milliseconds to the horizon), each cell annotated."""
+    """Heat map per metric: rows design (x sweep point; variants beside their base design),
+    columns fault cells, one log colour scale shared by every panel (values span
+    milliseconds to the horizon), each cell annotated; 0 s is white and says "0 s", a cell
+    that was not run is hatched and says "not run"."""
     df = trials_of(results)
     sweep = sweep_columns(results)
     cells = fault_cells(df)
     multi = _multi_target(cells)
-    row_keys = list(df[["design", *sweep]].drop_duplicates().itertuples(index=False, name=None))
-    # side by side while narrow, stacked when there are many fault columns
-    stacked = len(cells) > 4
-    w = 3.4 + 1.5 * len(cells)
-    h = 1.8 + 0.42 * len(row_keys)
-    fig = Figure(
-        figsize=(w, h * len(metrics)) if stacked else (w * len(metrics), h),
-        layout="constrained",
+    order = design_order(df["design"])
+    row_keys = sorted(
+        df[["design", *sweep]].drop_duplicates().itertuples(index=False, name=None),
+        key=lambda rk: order.index(str(rk[0])),
     )
-    axes = (
-        fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
-        if stacked
-        else fig.subplots(1, len(metrics), squeeze=False)[0]
-    )
-    col_labels = [_cell_label(f, t, multi) for f, t in cells]
+    mats = [_cost_matrix(df, m, stat, sweep, row_keys) for m in metrics]
     row_labels = [
         str(rk[0]) + (f" · {_point_label(sweep, rk[1:])}" if sweep else "") for rk in row_keys
     ]
-    for ax, metric in zip(axes, metrics, strict=True):
-        mat = analysis.cost_table(df, metric, stat, sweep).to_numpy(dtype=float)
-        _heat_panel(fig, ax, mat, metric)
+    stacked = len(cells) > 4  # side by side while narrow, stacked when many fault columns
+    left = 0.3 + 0.058 * max(map(len, row_labels))
+    cell_w, cell_h = 0.95, 0.24
+    w = left + cell_w * len(cells) + 1.4
+    h = 0.55 + 1.25 + cell_h * len(row_keys)
+    n = len(metrics)
+    fig = Figure(figsize=(w, h * n + 0.4) if stacked else (w * n, h + 0.4))
+    axes = fig.subplots(n, 1, squeeze=False)[:, 0] if stacked else fig.subplots(1, n)
+    axes = np.atleast_1d(axes)
+    _margins(fig, n if stacked else 1, 1 if stacked else n, left=left, right=1.4,
+             top=0.9, bottom=1.25, hgap=1.7, wgap=left + 1.4)  # fmt: skip
+    norm = _shared_norm(mats)
+    col_labels = [_cell_label(f, t, multi) for f, t in cells]
+    for ax, metric, mat in zip(axes, metrics, mats, strict=True):
+        im = _heat_panel(ax, mat, norm)
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels(col_labels, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(row_keys)))
         ax.set_yticklabels(row_labels, fontsize=8)
-        ax.set_title(f"{stat} {_METRIC_LABELS.get(metric, metric)}", fontsize=9)
-        ax.set_xlabel("fault")
-    fig.suptitle(title or "Cost of each fault per design", fontsize=11)
+        ax.set_title(f"{stat} {_METRIC_LABELS.get(metric, metric)}", fontsize=9, y=1.0)
+    cb = fig.colorbar(im, ax=list(axes), shrink=0.6, fraction=0.04, pad=0.02)
+    # plain-text ticks: the default 10^k labels go through mathtext, slower than the panels
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    cb.ax.yaxis.set_major_locator(LogLocator(base=10))
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_seconds(v)))
+    cb.ax.yaxis.set_minor_locator(NullLocator())
+    cb.ax.yaxis.set_minor_formatter(NullFormatter())
+    cb.set_label("seconds (log scale, shared by the panels); white: 0 s; hatched: not run",
+                 fontsize=8)  # fmt: skip
+    _suptitle(fig, title or "Cost of each fault per design")
     return fig
 
 
-def _heat_panel(fig: Figure, ax: Axes, mat: np.ndarray, metric: str) -> None:
-    """The log-coloured matrix, each cell annotated, its colour bar."""
-    pos = mat[np.isfinite(mat) & (mat > 0)]
+def _shared_norm(mats: Sequence[np.ndarray]) -> LogNorm:
+    allv = np.concatenate([m.ravel() for m in mats])
+    pos = allv[np.isfinite(allv) & (allv > 0)]
     vmin = max(float(pos.min()), 1e-3) if pos.size else 1e-3
     vmax = max(float(pos.max()), vmin * 10) if pos.size else 1.0
+    return LogNorm(vmin=vmin, vmax=vmax)
+
+
+def _heat_panel(ax: Axes, mat: np.ndarray, norm: LogNorm) -> Any:
+    """The log-coloured matrix, each cell annotated: 0 s on white, not run hatched."""
+    vmin, vmax = float(norm.vmin or 1e-3), float(norm.vmax or 1.0)
     shown = np.where(mat > 0, np.maximum(mat, vmin), np.nan)
-    im = ax.imshow(
-        np.ma.masked_invalid(shown),
-        norm=LogNorm(vmin=vmin, vmax=vmax),
-        cmap="YlOrRd",
-        aspect="auto",
-    )
-    ax.set_facecolor("0.93")
+    im = ax.imshow(np.ma.masked_invalid(shown), norm=norm, cmap="YlOrRd", aspect="auto")
+    ax.set_facecolor("white")  # 0 s: the cells the colour map leaves empty
+    missing = np.argwhere(np.isnan(mat))
+    if missing.size:
+        ax.add_collection(PolyCollection(
+            [[(j - 0.5, i - 0.5), (j + 0.5, i - 0.5), (j + 0.5, i + 0.5), (j - 0.5, i + 0.5)]
+             for i, j in missing],
+            facecolors="0.85", edgecolors="0.6", hatch="////", linewidths=0,
+        ))  # fmt: skip
     # white text on the darkest 40 % of the log colour range
     dark_from = math.log(vmin) + 0.6 * (math.log(vmax) - math.log(vmin))
     for (i, j), v in np.ndenumerate(mat):
-        text = "–" if np.isnan(v) else fmt_seconds(v)
+        text = NOT_RUN if np.isnan(v) else fmt_seconds(v)
         dark = np.isfinite(v) and v > 0 and math.log(max(v, vmin)) > dark_from
-        color = "white" if dark else "black"
-        ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=color)
-    cb = fig.colorbar(im, ax=ax, shrink=0.8)
-    cb.set_label(f"{metric} (s, log scale; grey = 0 or not run)", fontsize=8)
+        color = "white" if dark else ("0.35" if np.isnan(v) else "black")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7 if np.isnan(v) else 7.5,
+                color=color)  # fmt: skip
+    return im
 
 
 # ----------------------------------------------------------------------------- tornado
+
+
+def numeric_sweep(df: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """The swept keys a tornado can rank: numeric, with more than one value. A categorical
+    key (a profile, a boolean) has no below/above its middle value."""
+    return [
+        k
+        for k in keys
+        if k in df.columns
+        and df[k].nunique() > 1
+        and pd.api.types.is_numeric_dtype(df[k])
+        and not pd.api.types.is_bool_dtype(df[k])
+    ]
 
 
 def _with_unit(key: str, value: Any) -> str:
@@ -729,9 +1046,9 @@ def tornado(
     """
     df = trials_of(results)
     keys = list(sweep) if sweep is not None else sweep_columns(results)
-    keys = [k for k in keys if k in df.columns and df[k].nunique() > 1]
+    keys = numeric_sweep(df, keys)
     if not keys:
-        raise NothingToShow("no swept parameter with more than one value in these trials")
+        raise NothingToShow("no numeric swept parameter with more than one value in these trials")
     spans = analysis.sensitivity_spans(df, keys, metric=metric, stat=stat, baseline=baseline)
     if spans.empty:
         raise NothingToShow(f"{metric} never recovered at any swept value: nothing to show")
@@ -741,7 +1058,13 @@ def tornado(
     pos = [v for v in finite if v > 0]
     log = bool(pos) and max(pos) / min(pos) > 30
     right = max([*finite, 1e-9]) * (3.0 if log else 1.15)
-    fig = Figure(figsize=(10, 1.4 + 0.42 * len(spans)), layout="constrained")
+    labels = [
+        str(r.key) if one_cell else f"{r.key} — {r.design} · {r.fault} → {r.target}"
+        for r in spans.itertuples()
+    ]
+    fig = Figure(figsize=(10, 1.9 + 0.42 * len(spans)))
+    _margins(fig, 1, 1, left=0.4 + 0.06 * max(map(len, labels)), right=0.6, top=0.55,
+             bottom=1.0)  # fmt: skip
     ax = fig.subplots()
     for y, r in enumerate(spans.itertuples()):
         _tornado_bar(ax, y, r, right)
@@ -750,10 +1073,6 @@ def tornado(
         ax.set_xlim(min(pos) / 3, right * 3)
     else:
         ax.set_xlim(min(0.0, *spans["low"]), right * 1.1)
-    labels = [
-        str(r.key) if one_cell else f"{r.key} — {r.design} · {r.fault} → {r.target}"
-        for r in spans.itertuples()
-    ]
     ax.set_yticks(range(len(spans)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_ylim(-0.6, len(spans) - 0.4)
@@ -761,9 +1080,10 @@ def tornado(
     ax.set_xlabel(f"{stat} {metric} ({unit}) over each parameter's swept values")
     _tornado_legend(fig)
     ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(
+    _suptitle(
+        fig,
         title or f"Sensitivity of {stat} {metric} to each swept parameter (labels: its values)",
-        fontsize=10,
+        10,
     )
     return fig
 
@@ -790,7 +1110,8 @@ def _tornado_legend(fig: Figure) -> None:
             Patch(color="#dd8452", label="above the baseline"),
             Line2D([], [], color="black", label="baseline"),
         ],
-        loc="outside lower center",
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.05 / fig.get_figheight()),
         ncols=3,
         fontsize=7,
         frameon=False,
@@ -822,7 +1143,11 @@ def predicted_vs_measured(
         metrics = compared_metrics(
             pd.concat([p for p, _, _ in pairs]), pd.concat([m for _, m, _ in pairs])
         )
-    fig, axes = _grid(len(metrics), ncols, 4.4, 3.3)
+    n_labels = 2 * len(pairs)
+    longest = max(len(f"predicted · {lab}") for _, _, lab in pairs)
+    width = 4.4 * min(ncols, len(metrics))
+    fig, axes = _grid(len(metrics), ncols, 4.4, 3.3,
+                      legend_rows=_legend_rows(n_labels, width, longest))  # fmt: skip
     for ax, metric in zip(axes, metrics, strict=True):
         allx: list[float] = []
         for i, (p, m, label) in enumerate(pairs):
@@ -839,16 +1164,16 @@ def predicted_vs_measured(
             f"cover {r.coverage:.0%}, KS {r.ks:.2f}"
             for r in comp.cells[comp.cells["metric"] == metric].itertuples()
         ]
-        ax.set_title(f"{metric}\n{'; '.join(stats)}" if len(stats) == 1 else metric, fontsize=9)
+        ax.set_title(
+            f"{metric}\n{'; '.join(stats)}" if len(stats) == 1 else metric, fontsize=9, y=1.0
+        )
         ax.set_xlabel(
             _METRIC_LABELS.get(metric, f"{milestone_name(metric)} time after the fault (s)")
         )
         ax.set_ylabel("share of trials (fraction)")
         ax.grid(True, alpha=0.3)
-    _legend_outside(fig, axes)
-    fig.suptitle(
-        title or "Predicted (lines, p5–p95 shaded) vs measured trials (points)", fontsize=11
-    )
+    _legend_below(fig, axes)
+    _suptitle(fig, title or "Predicted (lines, p5–p95 shaded) vs measured trials (points)")
     return fig
 
 
@@ -896,8 +1221,9 @@ def _measured_points(ax: Axes, mx: np.ndarray, c: Any, marker: str, label: str) 
 # ----------------------------------------------------------------------------- files
 
 
-def save(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
-    """Write a figure as ``path.<fmt>`` for each format (atomically); return the paths."""
+def save(fig: Figure, path: str | Path, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """Write a figure as ``path.<fmt>`` for each format (atomically); return the paths.
+    PNG by default: SVG doubles the drawing time and is asked for (``formats``)."""
     from io import BytesIO
 
     from chaoslab.results import atomic_write_bytes
@@ -906,45 +1232,175 @@ def save(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", "svg"))
     out = []
     for fmt in formats:
         buf = BytesIO()
-        fig.savefig(buf, format=fmt, dpi=130 if fmt == "png" else None)
-        p = base.with_suffix(f".{fmt}")
+        # no date or software version in the file: the same inputs give the same bytes
+        meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+        fig.savefig(buf, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=meta)
+        p = base.parent / f"{base.name}.{fmt}"  # not with_suffix: names hold dots (k8s-1.10)
         atomic_write_bytes(p, buf.getvalue())
         out.append(p)
     return out
 
 
-def figures_for_run(run: Run, vs: Run | None = None) -> dict[str, Figure]:
-    """Every figure that fits a run, by name (the ones whose data the run lacks are
-    skipped: no a(t) columns, no milestones, no sweep with two values, no prediction)."""
+#: resolution of the PNG files (and of the report's images)
+PNG_DPI = 100
+
+
+def figure_makers(run: Run, vs: Run | None = None) -> dict[str, Callable[[], Figure]]:
+    """Every figure that fits a run, by name, as a function drawing it (so a caller can
+    draw, save and drop them one at a time). Figures whose data the run lacks are left
+    out: no a(t) columns, no milestones, no numeric sweep with two values, no prediction."""
     df = run.trials
     if df.empty:
         raise NothingToShow(f"{run.path}: the run has no trials")
-    figs: dict[str, Figure] = {"ecdf-recovery": ecdf_recovery(run)}
+    makers: dict[str, Callable[[], Figure]] = {}
     if "a_t" in df.columns and df["a_t"].notna().all():
-        if df["design"].nunique() <= 4:
-            figs["availability"] = availability(run)
-        else:  # many designs on one axis do not read: small multiples, a figure per fault
-            for fault in df["fault"].drop_duplicates():
-                figs[f"availability-{fault}"] = availability(
-                    run,
-                    faults=[fault],
-                    by="design",
-                    ncols=3,
-                    title=f"Availability after {fault}: median and p5–p95 band, per design",
-                )
+        makers.update(_availability_makers(run, df))
+    makers["ecdf-recovery"] = lambda: ecdf_recovery(run)
+    makers["loss"] = lambda: loss_heatmap(run)
     if milestone_columns(df):
-        with contextlib.suppress(NothingToShow):
-            figs["phases"] = phase_timeline(run)
-    figs["loss"] = loss_heatmap(run)
-    sweep = [k for k in sweep_columns(run) if df[k].nunique() > 1]
-    if sweep:
-        with contextlib.suppress(NothingToShow):  # nothing recovered at any value
-            figs["sensitivity"] = tornado(run, sweep=sweep, metric="lost_s", stat="mean")
+        makers.update(_phase_makers(run, df))
+    if numeric_sweep(df, sweep_columns(run)):
+        makers["sensitivity"] = lambda: tornado(run, sweep=numeric_sweep(df, sweep_columns(run)),
+                                                metric="lost_s", stat="mean")  # fmt: skip
     pred = vs
     if pred is None and run.meta.get("mode") == "live":
         from chaoslab.compare import stored_prediction
 
         pred = stored_prediction(run)
     if pred is not None:
-        figs["predicted-vs-measured"] = predicted_vs_measured(pred, run)
+        makers["predicted-vs-measured"] = lambda: predicted_vs_measured(pred, run)
+    return makers
+
+
+def _availability_makers(run: Run, df: pd.DataFrame) -> dict[str, Callable[[], Figure]]:
+    """A few designs: one figure, a panel per fault cell. Many designs on one axis do not
+    read: small multiples, a figure per fault, and the README's figure (a panel per design,
+    the crash of the node it depends on) when node crashes hit several targets."""
+    if df["design"].nunique() <= 4:
+        return {"availability": partial(availability, run)}
+    out: dict[str, Callable[[], Figure]] = {}
+    if df.loc[df["fault"] == "node-crash", "target"].nunique() > 1:
+        out["availability"] = partial(availability_own_node, run)
+    for fault in df["fault"].drop_duplicates():
+        out[f"availability-{fault}"] = partial(
+            availability, run, faults=[fault], by="design", ncols=3,
+            title=f"Availability after {fault}: median and p5–p95 band, per design",
+        )  # fmt: skip
+    return out
+
+
+def _phase_makers(run: Run, df: pd.DataFrame) -> dict[str, Callable[[], Figure]]:
+    """A phase timeline per fault, and per sweep point when there are at most four (one
+    image of every row was 5,000 px tall)."""
+    sweep = sweep_columns(run)
+    points = sweep_points(df, sweep)
+    split = bool(sweep) and len(points) <= 4
+    out: dict[str, Callable[[], Figure]] = {}
+    for fault in df["fault"].drop_duplicates():
+        for pt in points if split else [()]:
+            point = dict(zip(sweep, pt, strict=True)) if split else None
+            name = f"phases-{fault}" + (
+                f"-{_slug('-'.join(map(_short_value, pt)))}" if split else ""
+            )
+            out[name] = partial(phase_timeline, run, fault=fault, point=point)
+    return out
+
+
+def figures_for_run(run: Run, vs: Run | None = None) -> dict[str, Figure]:
+    """Every figure that fits a run, drawn, by name (see `figure_makers`); a phase
+    timeline with no milestone above its share is left out."""
+    figs: dict[str, Figure] = {}
+    for name, make in figure_makers(run, vs).items():
+        with contextlib.suppress(NothingToShow):
+            figs[name] = make()
     return figs
+
+
+# ----------------------------------------------------------------------------- figure files
+
+#: the record of a figure folder: per figure, the digest of what it was drawn from
+FIGURE_INDEX = "index.json"
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """One figure of a folder: its files (none when the run had nothing to show) and
+    whether they were reused from an earlier call with the same inputs."""
+
+    name: str
+    paths: tuple[Path, ...]
+    reused: bool
+
+
+def _inputs_digest(run: Run | None) -> str:
+    """What a run's figures are drawn from: its meta, experiment and trial files."""
+    h = hashlib.sha256()
+    if run is not None:
+        for p in sorted(Path(run.path).iterdir()):
+            if p.is_file() and (
+                p.suffix == ".parquet" or p.name in ("meta.json", "experiment.yaml")
+            ):
+                h.update(p.name.encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _code_digest() -> str:
+    """The drawing code and matplotlib's version: a change of either draws again."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(mpl.__version__.encode())
+    return h.hexdigest()
+
+
+def write_figures(
+    run: Run,
+    dest: str | Path,
+    formats: Sequence[str] = ("png",),
+    vs: Run | None = None,
+) -> list[FigureFile]:
+    """Draw every figure of `figure_makers` into ``dest`` (``name.<fmt>``), one at a time,
+    and record what each was drawn from in ``dest/index.json``. A figure whose record
+    matches (same run files, same drawing code, same ``vs``) and whose files exist is not
+    drawn again: `chaoslab report` after `chaoslab plot` reuses every PNG."""
+    import json
+
+    from chaoslab.results import atomic_write_text
+
+    dest = Path(dest)
+    index = _read_index(dest)
+    base = hashlib.sha256((_inputs_digest(run) + _code_digest()).encode()).hexdigest()
+    with_vs = hashlib.sha256((base + _inputs_digest(vs)).encode()).hexdigest()
+    out: list[FigureFile] = []
+    for name, make in figure_makers(run, vs).items():
+        key = with_vs if name == "predicted-vs-measured" else base
+        entry = index.get(name) or {}
+        paths = tuple(dest / f"{name}.{fmt}" for fmt in formats)
+        if entry.get("key") == key and (
+            not entry.get("files") or all(p.name in entry["files"] and p.exists() for p in paths)
+        ):
+            kept = paths if entry.get("files") else ()
+            out.append(FigureFile(name, kept, True))
+            continue
+        try:
+            fig = make()
+        except NothingToShow:
+            index[name] = {"key": key, "files": []}
+            continue
+        for stale in dest.glob(f"{name}.*"):  # another format of an older drawing
+            if stale.suffix in (".png", ".svg") and stale not in paths:
+                stale.unlink()
+        saved = tuple(save(fig, dest / name, formats))
+        index[name] = {"key": key, "files": [p.name for p in saved]}
+        out.append(FigureFile(name, saved, False))
+    atomic_write_text(dest / FIGURE_INDEX, json.dumps(index, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def _read_index(dest: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        doc = json.loads((dest / FIGURE_INDEX).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}

@@ -170,10 +170,11 @@ def test_availability_by_fault_and_by_design(every_design_run) -> None:
     _draw(fig)
     axes = _visible_axes(fig)
     assert len(axes) == run.trials.groupby(["fault", "target"]).ngroups
-    for ax in axes:
+    for k, ax in enumerate(axes):
         assert ax.get_xscale() == "symlog"
         assert "time since the fault (s" in ax.get_xlabel()
-        assert "(fraction)" in ax.get_ylabel()
+        if k % 2 == 0:  # the rows share the a(t) axis: labelled in the first column
+            assert "(fraction)" in ax.get_ylabel()
         n_lines = len(ax.get_lines()) - 1  # minus the dotted fault marker at t = 0
         bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
         assert n_lines == len(bands) > 0
@@ -236,7 +237,11 @@ def test_loss_heatmap_cells_and_annotations(every_design_run) -> None:
         assert "(s)" in ax.get_title()
     texts = {t.get_text() for t in panels[0].texts}
     assert "15 min" in texts  # nodeport-direct's entry node: lost for the whole 900 s horizon
-    assert "–" in texts  # designs without an entry node: not run
+    assert "not run" in texts  # designs without an entry node
+    assert "0 s" in texts  # a pod kill behind nginx: nothing lost, and it says so
+    # one colour scale for the panels side by side
+    (a,), (b,) = panels[0].images, panels[1].images
+    assert (a.norm.vmin, a.norm.vmax) == (b.norm.vmin, b.norm.vmax)
 
 
 def test_tornado_rows_span_the_sensitivity(sweep_run) -> None:
@@ -282,7 +287,9 @@ def test_predicted_vs_measured_panels(sweep_run) -> None:
 def test_figures_for_a_run_of_every_design(every_design_run) -> None:
     figs = plots.figures_for_run(every_design_run)
     faults = set(every_design_run.trials.fault)
-    assert set(figs) == {"ecdf-recovery", "phases", "loss"} | {f"availability-{f}" for f in faults}
+    assert set(figs) == {"ecdf-recovery", "loss", "availability"} | {
+        f"{kind}-{f}" for f in faults for kind in ("availability", "phases")
+    }
     fig = figs["availability-node-crash"]
     titles = [a.get_title() for a in _visible_axes(fig)]
     assert titles == [d for d in DESIGNS if d in titles]  # one panel per design, registry order
@@ -291,8 +298,10 @@ def test_figures_for_a_run_of_every_design(every_design_run) -> None:
 
 def test_figures_for_run_and_save(sweep_run, tmp_path: Path) -> None:
     figs = plots.figures_for_run(sweep_run)
-    assert set(figs) == {"ecdf-recovery", "availability", "phases", "loss", "sensitivity"}
-    paths = plots.save(figs["availability"], tmp_path / "a")
+    # six sweep points: one phase timeline per fault, the points as rows
+    assert set(figs) == {"ecdf-recovery", "availability", "phases-node-crash", "loss",
+                         "sensitivity"}  # fmt: skip
+    paths = plots.save(figs["availability"], tmp_path / "a", ("png", "svg"))
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in paths[1].read_bytes()[:2000]
@@ -330,11 +339,14 @@ def test_missing_glyphs_are_detected_without_the_fallback() -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_plot_writes_png_and_svg(sweep_run, tmp_path: Path) -> None:
+def test_cli_plot_writes_png_and_svg_only_when_asked(sweep_run, tmp_path: Path) -> None:
     out = tmp_path / "figs"
     assert main(["plot", str(sweep_run.path), "--out", str(out)]) == 0
+    figs = ("ecdf-recovery", "availability", "phases-node-crash", "loss", "sensitivity")
+    assert {p.name for p in out.glob("*.*g")} == {f"{f}.png" for f in figs}
+    assert main(["plot", str(sweep_run.path), "--out", str(out), "--svg"]) == 0
     names = {p.name for p in out.iterdir()}
-    for fig in ("ecdf-recovery", "availability", "phases", "loss", "sensitivity"):
+    for fig in figs:
         assert {f"{fig}.png", f"{fig}.svg"} <= names
 
 
@@ -348,10 +360,161 @@ def test_cli_plot_and_report_on_a_run_of_every_design(every_design_run, tmp_path
     run_dir = str(every_design_run.path)
     assert main(["plot", run_dir, "--out", str(tmp_path / "f"), "--format", "png"]) == 0
     pngs = {p.stem for p in (tmp_path / "f").glob("*.png")}
-    faults = set(every_design_run.trials.fault)
-    assert pngs == {"ecdf-recovery", "phases", "loss"} | {f"availability-{f}" for f in faults}
+    assert pngs == set(plots.figures_for_run(every_design_run))
     assert main(["report", run_dir, "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(pngs)
     for design in DESIGNS:
-        assert f"<td>{design}</td>" in page  # every design has its summary rows
+        assert f'<td class="t">{design}</td>' in page  # every design has its summary rows
+
+
+# ----------------------------------------------------------------------------- figure rules
+
+
+@pytest.fixture(scope="module")
+def variant_run(tmp_path_factory: pytest.TempPathFactory):
+    """Designs with variants labelled as the runner labels them (the variant's own
+    params or profile, simulated for real), a 2-value profile sweep."""
+    path = tmp_path_factory.mktemp("runs") / "variants"
+    sweep = {"profile": ["k8s-1.10", "k8s-1.32"]}
+    w = RunWriter(path, mode="simulate", target="model", meta={"horizon_s": 900.0, "sweep": sweep})
+    cells = [
+        ("ingress-vip-bgp", "ingress-vip-bgp", {}),
+        ("ingress-vip-bgp", "ingress-vip-bgp+bfd", {"bfd.enabled": True}),
+        ("ingress-vip-pod", "ingress-vip-pod", {}),
+        ("ingress-vip-pod", "ingress-vip-pod-no-garp", {"vip.garp": False}),
+        ("ingress-vip-vrrp", "ingress-vip-vrrp", {}),
+        ("nodeport-lb", "nodeport-lb", {}),
+    ]
+    frames = []
+    for design, label, params in cells:
+        for profile in ("k8s-1.10", "k8s-1.32"):
+            for fault in ({"kind": "pod-kill", "target": "app-pod"},
+                          {"kind": "node-crash", "target": "app-pod-node"}):  # fmt: skip
+                df = chaoslab.simulate(design, fault, profile=profile, params=params, trials=10,
+                                       seed=4, horizon=900.0)  # fmt: skip
+                frames.append(df.assign(design=label, profile=profile))
+    w.add_trials(pd.concat(frames, ignore_index=True))
+    return w.finish()
+
+
+def _colors(ax) -> list[tuple[float, ...]]:
+    return [tuple(matplotlib.colors.to_rgba(ln.get_color())) for ln in ax.get_lines()
+            if ln.get_label() and not ln.get_label().startswith("_")]  # fmt: skip
+
+
+def test_every_series_of_a_panel_has_its_own_colour(every_design_run, variant_run) -> None:
+    for run in (every_design_run, variant_run):
+        for fig in (plots.ecdf_recovery(run), plots.availability(run)):
+            for ax in _visible_axes(fig):
+                colors = _colors(ax)
+                assert len(colors) == len(set(colors)) > 1, ax.get_title()
+
+
+def test_variants_sit_beside_their_base_design(variant_run) -> None:
+    order = plots.design_order(variant_run.trials.design)
+    assert order == [
+        "nodeport-lb", "ingress-vip-pod", "ingress-vip-pod-no-garp", "ingress-vip-bgp",
+        "ingress-vip-bgp+bfd", "ingress-vip-vrrp",
+    ]  # fmt: skip
+    fig = plots.availability(variant_run, by="design")
+    assert [a.get_title() for a in _visible_axes(fig)] == order
+    legend = [t.get_text() for t in plots.ecdf_recovery(variant_run).legends[0].get_texts()]
+    assert legend == order
+
+
+def test_designs_with_no_outage_are_seen_on_the_ecdf(every_design_run) -> None:
+    """A design whose every pod-kill trial is 0 s rises inside the plot, in a band of its
+    own at the left, at a place no other such design takes (not on the y axis)."""
+    df = every_design_run.trials
+    kill = df[df.fault == "pod-kill"]
+    none = {d for d, g in kill.groupby("design") if (g.recovery_s == 0).all()}
+    assert len(none) >= 3
+    fig = plots.ecdf_recovery(every_design_run)
+    ax = next(a for a in _visible_axes(fig) if a.get_title().startswith("pod-kill"))
+    left = ax.get_xlim()[0]
+    rises = {}
+    for ln in ax.get_lines():
+        if ln.get_label() in none:
+            x = np.asarray(ln.get_xdata())
+            assert x[1] > left * 1.05  # the jump to 1 is inside the axes
+            rises[ln.get_label()] = x[1]
+    assert set(rises) == none and len(set(rises.values())) == len(none)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 1e4), min_size=1, max_size=3000))
+def test_decimated_ecdf_stays_within_a_step_of_the_full_one(xs: list[float]) -> None:
+    x = np.asarray(xs)
+    fx, fy = analysis.ecdf(x)
+    dx, dy = plots.decimated_ecdf(x)
+    assert dx.size <= plots.ECDF_POINTS and dy[-1] == 1.0 and dx[-1] == fx[-1]
+    # both as post-steps, evaluated at every observed value
+    full = fy[np.searchsorted(fx, fx, side="right") - 1]
+    idx = np.searchsorted(dx, fx, side="right") - 1
+    thin = np.where(idx >= 0, dy[np.maximum(idx, 0)], 0.0)
+    assert np.all(np.abs(full - thin) <= 1 / plots.ECDF_POINTS + 1e-12)
+
+
+def test_bands_equal_the_reference_computation(variant_run) -> None:
+    grid = plots.time_grid(900.0)
+    for _, g in variant_run.trials.groupby(["design", "fault", "profile"]):
+        want = analysis.availability_bands(g, grid)
+        got = plots.availability_bands(g, grid)
+        assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
+
+
+def test_phases_are_split_by_fault_and_profile(variant_run) -> None:
+    names = [n for n in plots.figure_makers(variant_run) if n.startswith("phases")]
+    assert names == [f"phases-{f}-{p}" for f in ("pod-kill", "node-crash")
+                     for p in ("k8s-1.10", "k8s-1.32")]  # fmt: skip
+    fig = plots.phase_timeline(variant_run, fault="node-crash", point={"profile": "k8s-1.32"})
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert all("pod-kill" not in lab and "profile" not in lab for lab in labels)
+
+
+def test_the_segment_that_is_the_outage_is_solid() -> None:
+    """VRRP after the VIP holder crashes: the VIP-move segment ends at the recovery, so
+    it is drawn solid (users are cut off during it), not faded."""
+    fault = {"kind": "node-crash", "target": "vip-holder"}
+    vrrp = chaoslab.simulate("ingress-vip-vrrp", fault, trials=30, seed=2, horizon=900.0)
+    fig = plots.phase_timeline(vrrp, horizon=900.0)
+    (ax,) = fig.axes
+    (polys,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    green = matplotlib.colors.to_rgb("#55a868")
+    (diamond,) = [ln for ln in ax.get_lines() if ln.get_marker() == "D"]
+    t_rec = float(diamond.get_xdata()[0])
+    solid = [
+        path.vertices[:, 0].max()
+        for path, face in zip(polys.get_paths(), polys.get_facecolors(), strict=True)
+        if np.allclose(face[:3], green) and face[3] == pytest.approx(0.9)
+    ]
+    # the VIP-move segment is solid up to the recovery (what happens after it is faded)
+    assert solid and max(solid) == pytest.approx(t_rec)
+
+
+def test_no_tornado_on_a_categorical_sweep(variant_run) -> None:
+    assert "sensitivity" not in plots.figure_makers(variant_run)
+    with pytest.raises(ValueError, match="numeric swept"):
+        plots.tornado(variant_run, sweep=["profile"])
+
+
+def test_plot_draws_the_readme_availability_figure(every_design_run) -> None:
+    """One panel per design: the crash of the node it depends on, named in the title."""
+    fig = plots.figures_for_run(every_design_run)["availability"]
+    titles = {a.get_title().split(" · ")[0]: a.get_title() for a in _visible_axes(fig)}
+    assert set(titles) == set(every_design_run.trials.design)
+    assert titles["nodeport-direct"].endswith("crash of the entry node")
+    assert titles["nodeport-lb"].endswith("crash of the app pod node")
+
+
+def test_figures_already_drawn_are_kept_and_the_same_inputs_give_the_same_file(
+    sweep_run, tmp_path: Path
+) -> None:
+    first = plots.write_figures(sweep_run, tmp_path / "a")
+    assert first and not any(f.reused for f in first)
+    again = plots.write_figures(sweep_run, tmp_path / "a")
+    assert all(f.reused for f in again) and [f.name for f in again] == [f.name for f in first]
+    other = plots.write_figures(sweep_run, tmp_path / "b")
+    for f, g in zip(first, other, strict=True):
+        assert f.paths[0].read_bytes() == g.paths[0].read_bytes()

@@ -33,23 +33,27 @@ def plot(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the figures (default: RUN_DIR/figures).")
     ] = None,
+    svg: Annotated[bool, typer.Option("--svg", help="Write SVG beside each PNG.")] = False,
     fmt: Annotated[
         list[str] | None, typer.Option("--format", help="png and/or svg (repeatable).")
     ] = None,
 ) -> None:
-    """Write the figures that fit a run (PNG and SVG)."""
-    from chaoslab.plots import figures_for_run, save
-    from chaoslab.results import load_run
-
-    run = load_run(run_dir)
-    formats = tuple(fmt or ("png", "svg"))
+    """Write the figures that fit a run (PNG; SVG too with --svg). Figures already drawn
+    from the same run and code are kept, not drawn again."""
+    formats = tuple(dict.fromkeys(fmt or (("png", "svg") if svg else ("png",))))
     bad = [f for f in formats if f not in ("png", "svg")]
     if bad:
         fail(f"--format: unknown format {bad[0]!r} (png, svg)")
+    from chaoslab.plots import write_figures
+    from chaoslab.results import load_run
+
+    run = load_run(run_dir)
     dest = out or Path(run_dir) / "figures"
-    for name, fig in figures_for_run(run).items():
-        for p in save(fig, dest / name, formats):
-            console.print(f"wrote {p}")
+    if dest.exists() and not dest.is_dir():
+        fail(f"--out {dest}: a file, not a folder")
+    for f in write_figures(run, dest, formats):
+        for p in f.paths:
+            console.print(f"{'kept' if f.reused else 'wrote'} {p}", markup=False, highlight=False)
 
 
 @user_errors
@@ -62,15 +66,20 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="HTML file (default: RUN_DIR/report.html).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Write one self-contained HTML page: experiment, changed parameters, tables, figures."""
+    """Write one self-contained HTML page: verdicts, advice, figures, experiment, tables.
+    Figures `chaoslab plot` already drew from the same run are reused."""
+    from chaoslab.report import check_out
+
+    dest = check_out(out or Path(run_dir) / "report.html", default=out is None, force=force)
     from chaoslab.report import write_report
     from chaoslab.results import load_run
 
     run = load_run(run_dir)
     other = load_run(vs) if vs is not None else None
-    p = write_report(run, out or Path(run_dir) / "report.html", vs=other)
-    console.print(f"wrote {p}")
+    p = write_report(run, dest, vs=other)
+    console.print(f"wrote {p}", markup=False, highlight=False)
 
 
 @user_errors
@@ -85,16 +94,77 @@ def compare_cmd(
         Path | None,
         typer.Option(help="Folder for cells.csv and ranks.csv (default: MEAS_RUN/compare)."),
     ] = None,
+    experiment: Annotated[
+        Path | None,
+        typer.Option(
+            help="Experiment file whose compare expectations (expect: coverage >= 0.8, ...) "
+            "to check (default: the one the measured run stored, else the prediction's)."
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="Write the expect: verdicts as JUnit XML (one case per cell)."),
+    ] = None,
 ) -> None:
-    """Coverage of the predicted p5-p95, quantile ranks, KS statistic, milestone errors."""
-    from rich.table import Table
-
+    """Coverage of the predicted p5-p95, quantile ranks, KS statistic, milestone errors;
+    exit 1 when an expectation of the experiment's expect: block is not met."""
     from chaoslab.compare import compare
     from chaoslab.results import load_run
 
     pred, meas = load_run(pred_run), load_run(meas_run)
+    exp = _gate_experiment(experiment, meas, pred)
     c = compare(pred, meas, select=_parse_select(select))
-    t = Table(title=f"{meas_run} measured vs {pred_run} predicted — seconds")
+    _print_comparison(c, f"{meas_run} measured vs {pred_run} predicted — seconds")
+    for p in c.write(out or Path(meas_run) / "compare"):
+        console.print(f"wrote {p}", markup=False, highlight=False)
+    if exp is not None:
+        from chaoslab.cli.runcmd import gate
+
+        code = gate(exp, "compare", c.cells, junit)
+        if code:
+            raise typer.Exit(code)
+
+
+def _gate_experiment(path: Path | None, *runs: Any) -> Any:
+    """The experiment whose expectations compare checks: ``path``, else the first run
+    folder's stored experiment that loads (None when there is none)."""
+    from chaoslab.experiment import load_experiment
+
+    if path is not None:
+        exp = load_experiment(path)
+        exp.validate()
+        return exp
+    for run in runs:
+        exp = _stored_experiment(Path(run.path))
+        if exp is not None:
+            return exp
+    return None
+
+
+def _stored_experiment(run_dir: Path) -> Any:
+    """A run folder's experiment: its source copy, else experiment.yaml up to the values
+    chaoslab appended to it (effective_params and after are not part of the file)."""
+    from chaoslab.errors import UserError
+    from chaoslab.experiment import load_experiment
+
+    src = run_dir / "experiment.source.yaml"
+    eff = run_dir / "experiment.yaml"
+    try:
+        if src.exists():
+            return load_experiment(src)
+        if eff.exists():
+            text = eff.read_text()
+            cut = text.find("\neffective_params:")
+            return load_experiment(eff, text[: cut + 1] if cut >= 0 else text)
+    except UserError:
+        return None
+    return None
+
+
+def _print_comparison(c: Any, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
     cols = [
         "design",
         "fault",
@@ -119,8 +189,6 @@ def compare_cmd(
     console.print(t)
     for note in c.notes:
         console.print(f"note: {escape(note)}")
-    for p in c.write(out or Path(meas_run) / "compare"):
-        console.print(f"wrote {p}")
 
 
 def _fmt(v: Any, col: str) -> str:
