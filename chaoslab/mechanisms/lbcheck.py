@@ -19,10 +19,29 @@ When the next check starts (``lb.check_schedule``):
 
 Checks are only stepped while a target's health differs from its marked state; a healthy
 cluster costs no events.
+
+Marking is not routing. ``marked`` is the health state the LB reports; ``up`` is what its
+data plane sends new connections by, and follows a mark ``lb.propagation`` later (0 for
+HAProxy; 30-40 s measured for an AWS NLB, aws/containers-roadmap #470). A target that dies
+at t = 0 therefore takes new connections until marked down + propagation: with fixed-rate
+checks, ``(fall - 1) * interval + U(0, interval) + timeout + propagation``.
+
+Graceful removal and new targets (for topologies whose target set changes: a node leaving
+or joining the target group, IP-mode pod targets):
+
+- `deregister`: the target keeps getting new connections for
+  ``lb.deregistration_propagation`` (AWS: ~120 s whatever the delay, several reports), then
+  none; its established connections drain until ``max(that, lb.deregistration_delay)``
+  after the call (AWS default 300 s) and are ended then (`carries_established`).
+- `register`: the target's first health check comes ``lb.registration_time`` after the call
+  (AWS: 70-120 s measured, "a few minutes" documented); one passing check puts it in service
+  (AWS troubleshooting doc: "not in service until it passes one health check"), routed
+  ``lb.propagation`` after that.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -36,6 +55,11 @@ register_milestones(
     {
         "lb.marked_down": "the external LB took a failed target out of rotation",
         "lb.marked_up": "the external LB put a target back into rotation",
+        "lb.routed_out": "the external LB's data plane stopped sending new connections to a "
+        "target marked down (only where that lags the mark: lb.propagation > 0)",
+        "lb.routed_in": "the external LB's data plane sent new connections to a target marked "
+        "up again (only where that lags the mark: lb.propagation > 0)",
+        "lb.deregistered": "a deregistered target's drain ended; its connections were ended",
     }
 )
 
@@ -61,10 +85,18 @@ class LbHealthChecker:
         self.fail_open = p.flag("lb.fail_open")
         self.after_completion = p.choice("lb.check_schedule") == "after-completion"
         # steady state: each target marked as its health check answers before the fault
-        self.up = {n.name: check(n)[0] for n in self.targets}
+        self.marked = {n.name: check(n)[0] for n in self.targets}
+        #: what the data plane routes new connections by: follows `marked` after propagation
+        self.up = dict(self.marked)
         self.phase = {n.name: trial.phase(self.interval) for n in self.targets}
         # grid of the checks of a target that stopped answering (after-completion schedule)
         self.period = {n.name: self.interval for n in self.targets}
+        #: the last routing change scheduled per target (changes apply in mark order)
+        self._route_at: dict[str, float] = {}
+        #: registered targets not yet in service, and their first check's instant
+        self._initial: dict[str, float] = {}
+        #: deregistered targets whose established connections still pass: drain end
+        self.draining: dict[str, float] = {}
         self._active: set[str] = set()
         trial.listeners.append(self._on_change)
 
@@ -74,39 +106,104 @@ class LbHealthChecker:
             return list(self.targets)
         return nodes
 
+    def carries_established(self, node: Node) -> bool:
+        """The LB still forwards the target's established connections (registered or
+        draining after a deregistration)."""
+        return node in self.targets or node.name in self.draining
+
+    def register(self, node: Node) -> None:
+        """A new target: first check ``lb.registration_time`` from now, in service after one
+        passing check (then routed ``lb.propagation`` later)."""
+        name = node.name
+        first = self.trial.now + self.trial.p.draw("lb.registration_time")
+        self.targets.append(node)
+        self.marked[name] = self.up[name] = False
+        self.phase[name], self.period[name] = first % self.interval, self.interval
+        self._initial[name] = first
+        self._active.add(name)
+        self.trial.env.process(self._checking(node))
+
+    def deregister(self, node: Node) -> None:
+        """Graceful removal: new connections for ``lb.deregistration_propagation``, the
+        established ones until the drain ends (``lb.deregistration_delay``, at least that)."""
+        p = self.trial.p
+        stop = p.draw("lb.deregistration_propagation")
+        drain = max(stop, p.draw("lb.deregistration_delay"))
+        self.draining[node.name] = self.trial.now + drain
+        self.trial.at(stop, self._drop, node)
+        self.trial.at(drain, self._drained, node)
+
+    def _drop(self, node: Node) -> None:
+        if node in self.targets:
+            self.targets.remove(node)
+            self.trial.changed()
+
+    def _drained(self, node: Node) -> None:
+        self.draining.pop(node.name, None)
+        self.trial.milestone("lb.deregistered")
+        self.trial.changed()
+
+    def _route(self, name: str) -> None:
+        """The data plane follows the new mark after ``lb.propagation``."""
+        state = self.marked[name]
+        delay = self.trial.p.draw("lb.propagation")
+        now = self.trial.now
+        last = self._route_at.get(name, -math.inf)
+        if delay <= 0 and last <= now:
+            self.up[name] = state  # HAProxy: the checker is the data plane
+            return
+        # a later mark never overtakes an earlier one still on its way
+        at = max(now + delay, last)
+        self._route_at[name] = at
+        self.trial.at(at - now, self._routed, name, state)
+
+    def _routed(self, name: str, state: bool) -> None:
+        if self.up.get(name) == state:
+            return
+        self.up[name] = state
+        self.trial.milestone("lb.routed_in" if state else "lb.routed_out")
+        self.trial.changed()
+
     def _on_change(self) -> None:
         for node in self.targets:
             if node.name in self._active:
                 continue
-            if self.check(node)[0] != self.up[node.name]:
+            if self.check(node)[0] != self.marked[node.name]:
                 self._active.add(node.name)
                 self.trial.env.process(self._checking(node))
+
+    def _threshold(self, name: str) -> int:
+        if name in self._initial:
+            return 1
+        return self.fall if self.marked[name] else self.rise
 
     def _checking(self, node: Node) -> Generator[Any, Any, None]:
         env = self.trial.env
         name = node.name
-        t = next_tick(self.phase[name], self.period[name], env.now)
+        t = next_tick(self.phase[name], self.period[name], max(env.now, self._initial.get(name, 0)))
         streak = 0
-        while True:
+        while node in self.targets:
             if t > self.trial.horizon:
                 break
             yield env.timeout(t - env.now)
             ok, answers = self.check(node)
-            if ok == self.up[name]:
+            if ok == self.marked[name]:
                 streak = 0
-                if self.check(node)[0] == self.up[name]:
+                if self.check(node)[0] == self.marked[name]:
                     break
             else:
                 streak += 1
-                if streak >= (self.fall if self.up[name] else self.rise):
+                if streak >= self._threshold(name):
                     done = t if (ok or answers) else t + self.timeout
                     if done > env.now:
                         yield env.timeout(done - env.now)
-                    self.up[name] = not self.up[name]
-                    self.trial.milestone("lb.marked_up" if self.up[name] else "lb.marked_down")
+                    self._initial.pop(name, None)
+                    self.marked[name] = not self.marked[name]
+                    self.trial.milestone("lb.marked_up" if self.marked[name] else "lb.marked_down")
                     streak = 0
+                    self._route(name)
                     self.trial.changed()
-                    if self.check(node)[0] == self.up[name]:
+                    if self.check(node)[0] == self.marked[name]:
                         break
             # an unanswered check ends at its timeout; HAProxy then waits a full interval
             gap = self.interval

@@ -26,6 +26,39 @@ NLB_DOC = (
     "UnhealthyThresholdCount, HealthyThresholdCount); NLB target-group-health-checks doc"
 )
 GCP_DOC = "cloud.google.com gcloud compute health-checks create (--check-interval, --timeout, "
+NLB_HC_PAGE = (
+    "AWS ELB docs, 'Health checks for Network Load Balancer target groups' "
+    "(docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html)"
+)
+NLB_TG_PAGE = (
+    "AWS ELB docs, Network Load Balancer target groups, 'Deregistration delay' "
+    "(deregistration_delay.timeout_seconds)"
+)
+#: measured from outside AWS: AWS publishes no propagation figure
+NLB_470 = (
+    "aws/containers-roadmap issue #470 (comment of 2023-08-31, measured with raw TCP "
+    "connections): 'about 30-40 seconds for new connections to stop being sent to the target "
+    "after it gets marked as Unhealthy'; 'about two minutes ... the effective minimum delay "
+    "seems to be 120 seconds' after DeregisterTargets"
+)
+NLB_DEREG_REPORTS = (
+    f"{NLB_470}; kubernetes-sigs/aws-load-balancer-controller #2366 ('deregistration takes "
+    "at least 2 minutes regardless of the deregistration delay setting; ... the pod may still "
+    "receive new requests/connections') and #3270 (deregistration delay 5 s, requests to the "
+    "terminating pod for about 2 minutes)"
+)
+NLB_REG_REPORTS = (
+    f"{NLB_HC_PAGE}: 'It can take a few minutes for the registration process to complete and "
+    "health checks to start'; aws/containers-roadmap #469: targets 'sit idle ... in state "
+    "initial for 70-120 seconds before the first health check'; awsdocs "
+    "elb-network-load-balancers-user-guide PR #11: 'around 120 seconds'"
+)
+GCP_DRAIN_PAGE = (
+    "Google Cloud docs, 'Enable connection draining' "
+    "(cloud.google.com/load-balancing/docs/enabling-connection-draining): a timeout of 0 to "
+    "3600 s on the backend service; 'The load balancer does not send new TCP connections to "
+    "the removed VM'"
+)
 
 register(
     [
@@ -84,6 +117,46 @@ register(
             "of failing every request (HAProxy 503).",
         ),
         Param(
+            "lb.propagation",
+            "duration",
+            Fixed(0.0),
+            "HAProxy 1.x-3.x",
+            f"{HAPROXY_DOC}: the process that runs the checks balances the traffic, so a "
+            "server marked DOWN gets no new connection from that instant",
+            "From the instant the LB marks a target down (or up) until its data plane stops (or "
+            "starts) sending it new connections. Cloud LBs distribute health state to a fleet "
+            "of LB nodes; a target marked unhealthy keeps getting new connections meanwhile.",
+        ),
+        Param(
+            "lb.deregistration_propagation",
+            "duration",
+            Fixed(0.0),
+            "HAProxy 1.x-3.x",
+            "chaoslab convention: a server taken out of an HAProxy backend (runtime API "
+            "'disable server', or a reload) gets no new connection from that instant",
+            "From a target's deregistration (graceful removal: a node leaves the target group, "
+            "an IP target's pod is deleted) until the LB stops sending it new connections.",
+        ),
+        Param(
+            "lb.deregistration_delay",
+            "duration",
+            Fixed(0.0),
+            "HAProxy 1.x-3.x",
+            "chaoslab convention: HAProxy has no deregistration state; connections of a "
+            "removed server end with the server",
+            "How long the LB keeps a deregistered target's established connections (draining) "
+            "before it ends them; no new connections reach it meanwhile.",
+        ),
+        Param(
+            "lb.registration_time",
+            "duration",
+            Fixed(0.0),
+            "HAProxy 1.x-3.x",
+            f"{HAPROXY_DOC}: a server in the configuration is checked from the start",
+            "From registering a new target (a node joins the target group, an IP target's "
+            "new pod) until its first health check; it gets traffic once that check passes.",
+        ),
+        Param(
             "lb.targets",
             "choice",
             "workers",
@@ -111,7 +184,8 @@ register_profile(
     "aws-nlb",
     "lb",
     "AWS Network Load Balancer target group, TCP health checks: 30 s interval, 10 s timeout, "
-    "unhealthy 2, healthy 5, fails open when every target is unhealthy.",
+    "unhealthy 2, healthy 5, fails open when every target is unhealthy; new connections "
+    "for 30-40 s after a mark, ~2 min after a deregistration, 300 s draining.",
     {
         "lb.interval": ("30s", f"{NLB_DOC}: HealthCheckIntervalSeconds 30"),
         "lb.timeout": ("10s", f"{NLB_DOC}: HealthCheckTimeoutSeconds 10 for TCP"),
@@ -123,8 +197,27 @@ register_profile(
             "[assumption] AWS documents an interval between health checks per target, run by a "
             "fleet of checkers; no completion-based rescheduling is documented",
         ),
+        "lb.propagation": (
+            "uniform(30s, 40s)",
+            f"{NLB_470} (measured; AWS publishes no figure; the uniform shape is an [assumption])",
+        ),
+        "lb.deregistration_propagation": (
+            "uniform(120s, 140s)",
+            f"{NLB_DEREG_REPORTS} (measured ~120 s in three reports; the 20 s spread is an "
+            "[assumption])",
+        ),
+        "lb.deregistration_delay": (
+            "300s",
+            f"{NLB_TG_PAGE}: 'The default value is 300 seconds'; a target with no active "
+            "connection completes at once",
+        ),
+        "lb.registration_time": (
+            "uniform(70s, 120s)",
+            f"{NLB_REG_REPORTS} (measured; the uniform shape is an [assumption])",
+        ),
     },
-    covers="AWS NLB target groups, TCP health checks (ELBv2 API defaults as documented)",
+    covers="AWS NLB target groups, TCP health checks (ELBv2 API defaults as documented); "
+    "propagation and registration delays as measured in 2019-2023 reports",
 )
 register_profile(
     "gcp",
@@ -139,6 +232,27 @@ register_profile(
             "fixed-rate",
             "[assumption] Google documents --check-interval as the time from the start of one "
             "probe to the start of the next",
+        ),
+        "lb.propagation": (
+            "uniform(0s, 5s)",
+            "[assumption] Google publishes no figure and no measurement was found; health "
+            "state is computed centrally (health-check-concepts: 'an overall health state is "
+            "computed for each backend') and taken to reach the data plane within one default "
+            "check interval",
+        ),
+        "lb.deregistration_propagation": (
+            "uniform(0s, 5s)",
+            f"{GCP_DRAIN_PAGE}; [assumption] the removal reaches the data plane like a health "
+            "change (no figure published)",
+        ),
+        "lb.deregistration_delay": (
+            "0s",
+            f"{GCP_DRAIN_PAGE}; a timeout of 0 disables draining. [assumption] 0 for a backend "
+            "service nobody set it on (the default was not confirmed)",
+        ),
+        "lb.registration_time": (
+            "0s",
+            "[assumption] Google documents no delay before a new backend's first probe",
         ),
     },
     covers="Google Cloud health checks (gcloud compute health-checks create defaults)",

@@ -1,0 +1,185 @@
+"""Cloud load balancers, issue 11 item 3: marking is not routing (propagation), graceful
+removal (deregistration delay) and new targets (registration) for the AWS NLB and GCP
+profiles (docs/model-network.md, "Cloud load balancers")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chaoslab
+from chaoslab.mechanisms.base import Trial
+from chaoslab.mechanisms.cluster import Node
+from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker
+from chaoslab.params import ParamSet
+from chaoslab.params.catalogue import PROFILES
+
+IDLE = {"kind": "node-crash", "target": "idle-node"}
+APP_NODE = {"kind": "node-crash", "target": "app-pod-node"}
+NEW_KEYS = (
+    "lb.propagation",
+    "lb.deregistration_propagation",
+    "lb.deregistration_delay",
+    "lb.registration_time",
+)
+
+
+def sim(design: str, fault: object, profile: str, trials: int = 400, **params: object):
+    return chaoslab.simulate(
+        design,
+        fault,  # type: ignore[arg-type]
+        profile=["k8s-1.32", profile],
+        params=params,
+        trials=trials,
+        seed=5,
+    )
+
+
+# ------------------------------------------------------------------ propagation
+
+
+def test_an_nlb_sends_new_connections_to_a_dead_node_until_the_mark_has_propagated() -> None:
+    """A worker without app pods dies: 1 of the 5 worker targets takes new connections that
+    fail until the NLB's data plane follows the mark, 30-40 s after it (containers-roadmap
+    #470). Closed form: lost = (marked down + propagation) / 5."""
+    df = sim("cloud-lb", IDLE, "aws-nlb")
+    gap = df["at_lb_routed_out"] - df["at_lb_marked_down"]
+    assert gap.between(30.0, 40.0).all()
+    assert gap.mean() == pytest.approx(35.0, abs=0.6)
+    assert np.allclose(df["recovery_s"], df["at_lb_routed_out"])
+    assert np.allclose(df["lost_s"], df["at_lb_routed_out"] / 5)
+
+
+def test_the_mean_extra_outage_is_the_share_times_the_mean_propagation() -> None:
+    """Same seed, propagation 0 s against 35 s: a fixed value draws nothing, so each trial
+    is the same until the mark and loses 35 s x 1/5 more."""
+    none = sim("cloud-lb", IDLE, "aws-nlb", trials=200, **{"lb.propagation": "0s"})
+    slow = sim("cloud-lb", IDLE, "aws-nlb", trials=200, **{"lb.propagation": "35s"})
+    assert none["at_lb_routed_out"].isna().all()  # no lag, no separate milestone
+    assert np.allclose(slow["at_lb_marked_down"], none["at_lb_marked_down"])
+    assert np.allclose(slow["lost_s"] - none["lost_s"], 35.0 / 5)
+    assert np.allclose(slow["recovery_s"] - none["recovery_s"], 35.0)
+
+
+def test_after_an_app_pod_node_crash_the_nlb_not_the_endpoints_decides_recovery() -> None:
+    """Endpoints are gone from every kube-proxy ~45 s after the crash; the NLB stops sending
+    to the dead node at 40-70 s + 30-40 s, so it is the last step of every trial."""
+    df = sim("cloud-lb", APP_NODE, "aws-nlb", trials=200)
+    assert (df["at_proxy_synced"] < df["at_lb_routed_out"]).all()
+    assert np.allclose(df["recovery_s"], df["at_lb_routed_out"])
+    extra = df["recovery_s"] - df["at_lb_marked_down"]
+    assert extra.mean() == pytest.approx(35.0, abs=0.8)
+
+
+def test_gcp_propagation_is_the_assumed_few_seconds() -> None:
+    df = sim("cloud-lb", IDLE, "gcp", trials=200)
+    gap = df["at_lb_routed_out"] - df["at_lb_marked_down"]
+    assert gap.between(0.0, 5.0).all()
+    assert gap.mean() == pytest.approx(2.5, abs=0.4)
+
+
+def test_haproxy_routes_by_its_own_marks() -> None:
+    """HAProxy's checker is its data plane: nothing lags, recovery is the mark itself."""
+    df = sim("nodeport-lb", IDLE, "haproxy", trials=100)
+    assert df["at_lb_routed_out"].isna().all()
+    assert np.allclose(df["recovery_s"], df["at_lb_marked_down"])
+
+
+# ------------------------------------------------- the mechanism, target by target
+
+
+def checker(profile: str, health: dict[str, bool], **params: object) -> LbHealthChecker:
+    ps = ParamSet.resolve([profile], params)
+    rng = np.random.default_rng(0)
+    trial = Trial(ps.sampler(rng), rng, 3600.0)
+    targets = [Node(name, "compute", i, "zone-0") for i, name in enumerate(health)]
+
+    def check(node: Node) -> CheckResult:
+        return (health[node.name], True)
+
+    return LbHealthChecker(trial, targets, check)
+
+
+def rotation_at(lb: LbHealthChecker, t: float) -> set[str]:
+    lb.trial.env.run(until=t)
+    return {n.name for n in lb.in_rotation()}
+
+
+def test_a_deregistered_target_takes_new_connections_then_drains_for_300_s() -> None:
+    """AWS: new connections for ~2 min after DeregisterTargets, established ones until the
+    deregistration delay (default 300 s) ends."""
+    lb = checker("aws-nlb", {"a": True, "b": True}, **{"lb.deregistration_propagation": "120s"})
+    a = lb.targets[0]
+    lb.deregister(a)
+    assert rotation_at(lb, 119.9) == {"a", "b"}
+    assert rotation_at(lb, 120.1) == {"b"}
+    assert lb.carries_established(a)
+    lb.trial.env.run(until=300.1)
+    assert not lb.carries_established(a)
+    assert lb.trial.milestones["lb.deregistered"] == pytest.approx(300.0)
+
+
+def test_a_short_deregistration_delay_still_drains_until_traffic_stops() -> None:
+    """aws-load-balancer-controller #3270: a 5 s delay, yet requests for about 2 minutes;
+    the drain cannot end before the last new connection."""
+    params = {"lb.deregistration_propagation": "120s", "lb.deregistration_delay": "5s"}
+    lb = checker("aws-nlb", {"a": True, "b": True}, **params)
+    lb.deregister(lb.targets[0])
+    lb.trial.env.run(until=200.0)
+    assert lb.trial.milestones["lb.deregistered"] == pytest.approx(120.0)
+
+
+def test_a_registered_target_waits_for_its_first_check_and_the_propagation() -> None:
+    """AWS: first check 70-120 s after registration (here 90 s, on a 30 s grid), in
+    service after one passing check, routed 35 s after that mark."""
+    params = {"lb.registration_time": "90s", "lb.propagation": "35s"}
+    lb = checker("aws-nlb", {"a": True}, **params)
+    lb.register(Node("new", "compute", 9, "zone-0"))
+    lb.check = lambda node: (True, True)
+    assert rotation_at(lb, 89.9) == {"a"}
+    lb.trial.env.run(until=90.1)
+    assert lb.trial.milestones["lb.marked_up"] == pytest.approx(90.0)
+    assert rotation_at(lb, 124.9) == {"a"}
+    assert rotation_at(lb, 125.1) == {"a", "new"}
+    assert lb.trial.milestones["lb.routed_in"] == pytest.approx(125.0)
+
+
+def test_haproxy_serves_a_new_server_after_its_first_check() -> None:
+    lb = checker("haproxy", {"a": True})
+    lb.register(Node("new", "compute", 9, "zone-0"))
+    lb.check = lambda node: (True, True)
+    assert rotation_at(lb, 0.01) == {"a", "new"}
+
+
+def test_marks_reach_the_data_plane_in_their_order() -> None:
+    """Down then up again before the first change has propagated: the target is routed out
+    and back in that order, never left out."""
+    health = {"a": True, "b": True}
+    lb = checker("aws-nlb", health, **{"lb.propagation": "35s", "lb.rise": 2})
+    health["a"] = False
+    lb.trial.changed()
+    lb.trial.env.run(until=100.0)
+    down = lb.trial.milestones["lb.marked_down"]
+    health["a"] = True
+    lb.trial.changed()
+    lb.trial.env.run(until=3000.0)
+    assert lb.trial.milestones["lb.routed_out"] == pytest.approx(down + 35.0)
+    assert lb.trial.milestones["lb.routed_in"] > lb.trial.milestones["lb.routed_out"]
+    assert {n.name for n in lb.in_rotation()} == {"a", "b"}
+
+
+# -------------------------------------------------------------------- catalogue
+
+
+def test_every_cloud_value_has_a_source_and_unpublished_ones_say_so() -> None:
+    for name in ("aws-nlb", "gcp"):
+        settings = PROFILES[name].settings
+        assert set(NEW_KEYS) <= set(settings), name
+    aws = PROFILES["aws-nlb"].settings
+    assert "#470" in aws["lb.propagation"].source
+    assert "300 seconds" in aws["lb.deregistration_delay"].source
+    assert "#469" in aws["lb.registration_time"].source
+    gcp = PROFILES["gcp"].settings
+    assert all("[assumption]" in gcp[k].source for k in NEW_KEYS)
+    hap = ParamSet.resolve(["haproxy"])
+    assert all(hap.text(k) == "0s" for k in NEW_KEYS)
