@@ -25,6 +25,7 @@ import pandas as pd
 
 from chaoslab.errors import UserError
 from chaoslab.params.dists import ParseError, format_seconds, parse_duration
+from chaoslab.results import METRIC_COLUMNS
 
 __all__ = [
     "COMPARE_METRICS",
@@ -157,6 +158,12 @@ def parse_expectation(
     threshold = _threshold(name, kinds[name], raw, text)
     if metric is not None and name not in COMPARE_METRICS:
         raise ExpectError(f"metric: selects a comparison's rows; {name} is a run's metric")
+    for column in _names(metric):
+        if column not in METRIC_COLUMNS and not column.startswith("at_"):
+            raise ExpectError(
+                f"metric: {column!r} is not a compared metric: one of {', '.join(METRIC_COLUMNS)} "
+                "or a milestone column at_<name> (at_node_not_ready, ...)"
+            )
     return Expectation(
         name, op, threshold, f"{name} {op} {raw}", _names(design), _names(fault), _names(target),
         _names(metric),

@@ -162,3 +162,66 @@ def test_run_exits_1_on_a_breach_and_writes_junit(
 def test_run_exits_0_when_every_expectation_holds(tmp_path: Path) -> None:
     p = _write(tmp_path, EXPERIMENT.replace("lost_mean < 1ms", "lost_mean < 10m"))
     assert main(["run", str(p), "--out", str(tmp_path / "res"), "-q"]) == 0
+
+
+COMPARED = """\
+title: compare gate
+profile: k8s-1.32
+designs: [nodeport-lb-local]
+faults:
+  - {kind: node-crash, target: app-pod-node}
+trials: 40
+seed: 5
+expect:
+  - lost_mean < 10m
+  - COVERAGE
+"""
+
+
+def _two_runs(tmp_path: Path, coverage: str) -> tuple[Path, Path, Path]:
+    """The same experiment run twice with other seeds: a prediction and a stand-in for a
+    measurement of the same cell (what compare checks, with no live target here)."""
+    p = _write(tmp_path, COMPARED.replace("COVERAGE", coverage))
+    runs = []
+    for seed in ("5", "6"):
+        out = tmp_path / f"res-{seed}"
+        assert main(["run", str(p), "--out", str(out), "-q", "--seed", seed]) == 0
+        (run_dir,) = out.glob("*/*")
+        runs.append(run_dir)
+    return p, runs[0], runs[1]
+
+
+def test_compare_checks_the_compare_expectations_and_writes_junit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """coverage >= 0.99 cannot hold for 40 trials against another 40 (about 90 % fall
+    inside a p5-p95): compare exits 1 with the breach, the run-scope lost_mean is not its
+    business."""
+    _, pred, meas = _two_runs(tmp_path, "{check: coverage >= 0.99, metric: recovery_s}")
+    capsys.readouterr()
+    junit = tmp_path / "compare.xml"
+    code = main(["compare", str(pred), str(meas), "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL coverage >= 0.99 [metric=recovery_s]: 0/1 cells" in out
+    verdicts = [ln for ln in out.splitlines() if ln.startswith(("PASS", "FAIL"))]
+    assert verdicts == ["FAIL coverage >= 0.99 [metric=recovery_s]: 0/1 cells"]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("1", "1")
+
+
+def test_compare_exits_0_when_the_coverage_holds(tmp_path: Path) -> None:
+    _, pred, meas = _two_runs(tmp_path, "coverage >= 0.5")
+    assert main(["compare", str(pred), str(meas)]) == 0
+    # an experiment named on the command line instead of the one the measured run stored
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(COMPARED.replace("COVERAGE", "coverage >= 100%"))
+    assert main(["compare", str(pred), str(meas), "--experiment", str(strict)]) == 1
+
+
+def test_validate_locates_a_bad_compare_metric(tmp_path: Path) -> None:
+    p = _write(tmp_path, COMPARED.replace("COVERAGE", "{check: coverage >= 0.8, metric: recovery}"))
+    with pytest.raises(ExperimentError) as e:
+        load_experiment(p).validate()
+    assert e.value.lines[0].startswith(f"{p}:10: expect[1]")
+    assert "'recovery' is not a compared metric" in e.value.lines[0]
