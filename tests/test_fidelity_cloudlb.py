@@ -71,6 +71,21 @@ def test_after_an_app_pod_node_crash_the_nlb_not_the_endpoints_decides_recovery(
     assert extra.mean() == pytest.approx(35.0, abs=0.8)
 
 
+def test_a_graceful_delete_under_local_policy_costs_the_propagation_too() -> None:
+    """eTP Local: the deleted pod's node answers 503 on its health-check node port and DROPs
+    new connections; where its replacement lands elsewhere the NLB marks it down, and the
+    node keeps 1 of the 3 app nodes' new connections 35 s longer (a fixed 35 s here)."""
+    fault = {"kind": "pod-delete", "target": "app-pod"}
+    local = {"cloud_lb.external_traffic_policy": "Local"}
+    none = sim("cloud-lb", fault, "aws-nlb", trials=200, **local, **{"lb.propagation": "0s"})
+    slow = sim("cloud-lb", fault, "aws-nlb", trials=200, **local, **{"lb.propagation": "35s"})
+    marked = none["at_lb_marked_down"].notna()
+    assert 0 < marked.sum() < len(none)  # a replacement on the same node is never marked
+    extra = slow["recovery_s"] - none["recovery_s"]
+    assert np.allclose(extra[marked], 35.0) and np.allclose(extra[~marked], 0.0)
+    assert np.allclose((slow["lost_s"] - none["lost_s"])[marked], 35.0 / 3)
+
+
 def test_gcp_propagation_is_the_assumed_few_seconds() -> None:
     df = sim("cloud-lb", IDLE, "gcp", trials=200)
     gap = df["at_lb_routed_out"] - df["at_lb_marked_down"]
