@@ -227,3 +227,26 @@ def test_ctrl_c_while_the_pool_starts_exits_130_with_the_resume_command_on_one_l
     (line,) = [ln for ln in err.splitlines() if "--resume" in ln]
     (run_dir,) = (tmp_path / "small").iterdir()
     assert line.endswith(f"chaoslab run {experiment} --resume {run_dir})")
+
+
+def test_progress_lines_come_every_5s_or_tenth_and_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    from chaoslab.cli.logs import Progress, logger
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    now = [0.0]
+    progress = Progress(1000, clock=lambda: now[0])
+    for step in range(100):  # 10 trials a second for 100 s: a tenth every 10 s
+        now[0] = step + 1.0
+        progress.advance(10)
+    fields = [r.fields for r in records if r.event == "progress"]  # type: ignore[attr-defined]
+    # every 5 s (50 trials) comes before every tenth (100 trials); the last is the end
+    assert [f["done"] for f in fields] == list(range(50, 1001, 50))
+    assert fields[-1]["rate"] == 10.0 and fields[-1]["eta_s"] == 0
