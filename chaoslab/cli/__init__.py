@@ -78,6 +78,7 @@ def _root(
 @user_errors
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    *,
     trials: Annotated[
         int | None,
         typer.Option(envvar="CHAOSLAB_TRIALS", help="Trials per cell (overrides the file)."),
