@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chaoslab
 from chaoslab.faults import FAULTS, Fault
@@ -185,3 +187,21 @@ def test_a_heal_just_before_the_grace_period_still_costs_a_notready(
     assert 0.1 < after_heal < 1.0
     short = run("nodeport-lb", {"kind": "node-partition", "duration": "20s"}, no_latency)
     assert never(short, "node.not_ready")
+
+
+@settings(max_examples=12, deadline=None)
+@given(outage=st.floats(min_value=0.5, max_value=300.0), masters=st.sampled_from([1, 3]))
+def test_an_api_outage_alone_never_costs_users_under_the_default_grace(
+    outage: float, masters: int
+) -> None:
+    """Whatever its length: shorter than the renew deadline, the leader keeps probe
+    timestamps no more than 15.2 s old and sees renewals again within 12 s (grace 50 s);
+    longer, a new leader counts the grace period from its first pass."""
+    fault = {"kind": "apiserver-down", "duration": f"{outage}s"}
+    df = run("nodeport-lb", fault, {}, masters=masters, n=20)
+    assert never(df, "node.not_ready") and (df["lost_s"] == 0).all()
+    lost_leader = df["at_controller_manager_leader_lost"].notna()
+    if outage < RENEW:
+        assert not lost_leader.any()
+    elif outage > RENEW + RETRY:
+        assert lost_leader.all()
