@@ -261,3 +261,23 @@ def test_least_conn_hides_a_black_holed_pod_that_round_robin_charges_a_third() -
     share = 1 / (300 * 5 + 3)
     assert np.allclose(lc["lost_s"], lc["recovery_s"] * share, rtol=0.05)
     assert (lc["downtime_s"] == 0).all()
+
+
+def test_kube_vip_needs_the_api_server_to_move_its_vip() -> None:
+    """kube-vip's leader holds a Lease: while no API server answers, its death is taken
+    over only once the API server is back (fault.apiserver_down_time 60 s); MetalLB's
+    memberlist moves the IP without it. Alone, the outage drops the VIP after
+    RenewDeadline (10 s) and a candidate takes the expired Lease within one poll of the
+    API server's return, while the old node's kube-proxy keeps serving the neighbour's
+    cached MAC: no request is lost."""
+    crash = {"kind": "node-crash", "target": "vip-holder", "with": "apiserver-down"}
+    kv = chaoslab.simulate("kube-vip-arp", crash, trials=100, seed=2)
+    ml = chaoslab.simulate("metallb-l2", crash, trials=100, seed=2)
+    assert kv["at_kube_vip_leader_changed"].between(60.0, 60.0 + 2.2 * 2.0).all()
+    assert kv["at_vip_added"].min() >= 60.0
+    assert ml["at_vip_added"].max() < 15.0  # memberlist: no Lease, no API server
+    assert kv["lost_s"].min() > ml["lost_s"].max()
+    alone = chaoslab.simulate("kube-vip-arp", "apiserver-down", trials=100, seed=2)
+    assert alone["at_vip_removed"].round(6).eq(10.0).all()
+    assert alone["at_vip_added"].between(60.0, 60.0 + 2.2 * 2.0).all()
+    assert (alone["lost_s"] == 0).all()

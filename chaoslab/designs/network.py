@@ -550,6 +550,8 @@ class LeaderVipTopology(NetTopology):
         self.dead: set[str] = set()  # members the others consider gone
         self._seen = {n.name: n.reachable for n in self.members}
         self._epoch = 0
+        self._api_epoch = 0  # bumped at every API server change: stale timers do nothing
+        self._api_down_at = 0.0
         self.neighbour = VipNeighbour(trial, self.answering, self.confirms)
         if kind == "metallb":
             self.garp_interval = p.draw("metallb.garp_interval")
@@ -635,6 +637,9 @@ class LeaderVipTopology(NetTopology):
     def _mark_dead(self, n: Node, epoch: int) -> None:
         if n.reachable and self.daemon[n.name]:
             return
+        if self.kind == "kube-vip" and not self.cluster.cp.api_up:
+            self.dead.add(n.name)  # the Lease expired, but nobody can take it yet
+            return
         self.trial.milestone(
             "memberlist.dead" if self.kind == "metallb" else "kube_vip.leader_changed"
         )
@@ -654,6 +659,8 @@ class LeaderVipTopology(NetTopology):
                 self._elect()  # stateless hash: the returning node may take the IP back
 
     def _elect(self) -> None:
+        if self.kind == "kube-vip" and not self.cluster.cp.api_up:
+            return  # nobody can write the Lease: the election waits for the API server
         live = [
             m for m in self.order if m.name not in self.dead and m.reachable and self.daemon[m.name]
         ]
@@ -703,6 +710,48 @@ class LeaderVipTopology(NetTopology):
             # the leader sends them, so the loop can stop (kube-vip's runs for ever)
             if self.neighbour.mac is not node:
                 self._garp_loop(node, epoch, until)
+
+    # -------------------------------------------------------------- the API server
+    def api_changed(self, up: bool) -> None:
+        """kube-vip's leader renews a Lease: without an API server it steps down after
+        RenewDeadline and drops the VIP; once the API server answers again, candidates
+        take the expired Lease. MetalLB's memberlist needs no API server to keep the IP."""
+        if self.kind != "kube-vip":
+            return
+        self._api_epoch += 1
+        p = self.trial.p
+        if not up:
+            self._api_down_at = self.trial.now
+            self.trial.at(p.draw("kube_vip.renew_deadline"), self._api_lost, self._api_epoch)
+        elif self.leader is None:
+            self.trial.at(self._reacquire_delay(), self._api_back, self._api_epoch)
+
+    def _api_lost(self, epoch: int) -> None:
+        if epoch != self._api_epoch or self.leader is None:
+            return
+        old, self.leader = self.leader, None
+        if old in self.vip_nodes:
+            self.remove_vip(old)
+        self.trial.changed()
+
+    def _reacquire_delay(self) -> float:
+        """From the API server's return to a candidate's acquiring the Lease: the takeover
+        a silent leader's death at the outage's start would have had, or, when that instant
+        has passed while no poll could succeed, the next poll of any candidate."""
+        p, rng = self.trial.p, self.trial.rng
+        alive = [m for m in self.members if m.reachable and self.daemon[m.name]]
+        retry, jitter = p.draw("kube_vip.retry_period"), p.draw("kube_vip.retry_jitter_factor")
+        t, _ = silent_takeover(
+            rng, len(alive), lease=p.draw("kube_vip.lease_duration"), retry=retry, jitter=jitter
+        )
+        waited = self.trial.now - self._api_down_at
+        if t >= waited:
+            return t - waited
+        return graceful_takeover(rng, len(alive), retry=retry, jitter=jitter)
+
+    def _api_back(self, epoch: int) -> None:
+        if epoch == self._api_epoch and self.leader is None:
+            self._elect()
 
     # -------------------------------------------------------------- daemons
     def daemons(self, node: Node) -> tuple[str, ...]:
