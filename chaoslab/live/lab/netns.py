@@ -360,6 +360,9 @@ def cleanup(state: LabState, *, remove_dir: bool = False) -> list[str]:
             r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
             if r.returncode != 0:
                 notes.append(f"ip netns del {ns}: {r.stderr.strip()}")
+    frr = state.info.get("frr_run_dir")
+    if frr:  # FRR's sockets and config live outside the lab folder (the frr user's reach)
+        shutil.rmtree(frr, ignore_errors=True)
     state.status = "down"
     if remove_dir:
         shutil.rmtree(state.dir, ignore_errors=True)
