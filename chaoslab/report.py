@@ -46,8 +46,9 @@ h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.8em;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:.15em .45em;text-align:right;white-space:nowrap}
 th{background:#f4f4f4;text-align:left;vertical-align:bottom}
-td.t,th.t{text-align:left}
+td.t,th.t{text-align:left}td.w{white-space:normal;min-width:24em;text-align:left}
 .wide{max-width:100%;overflow-x:auto}
+table.dense{font-size:.72em}.dense td,.dense th{padding:.1em .3em}
 .note{color:#555;font-size:.9em}.err{color:#a00}
 figure{margin:1.2em 0}figcaption{color:#333;font-size:.9em;max-width:60em;text-align:left}
 img{max-width:100%;height:auto}
@@ -205,6 +206,10 @@ def _table(df: pd.DataFrame, cls: str = "") -> str:
     if df.empty:
         return '<p class="note">(none)</p>'
     text = [_is_text(df[c]) for c in df.columns]
+    # prose (a source, a note) wraps at its spaces; names and numbers never break
+    prose = [
+        t and bool(df[c].astype(str).str.len().max() > 48) for c, t in zip(df, text, strict=True)
+    ]
     head = "".join(
         f'<th class="t">{html.escape(str(c))}</th>' if t else f"<th>{html.escape(str(c))}</th>"
         for c, t in zip(df.columns, text, strict=True)
@@ -212,10 +217,10 @@ def _table(df: pd.DataFrame, cls: str = "") -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="t">{html.escape(_fmt(v))}</td>'
+            f'<td class="{"w" if w else "t"}">{html.escape(_fmt(v))}</td>'
             if t
             else f"<td>{html.escape(_fmt(v))}</td>"
-            for v, t in zip(row, text, strict=True)
+            for v, t, w in zip(row, text, prose, strict=True)
         )
         + "</tr>"
         for row in df.itertuples(index=False, name=None)
@@ -581,6 +586,23 @@ def _collapsed(title: str, body: str, note: str = "") -> str:
     return f"<details><summary>{html.escape(title)}</summary>{extra}{body}</details>"
 
 
+#: the summary's headers, short enough for every column to fit the page
+_SHORT = {
+    "recovered": "recovered",
+    "recovery_p50": "rec p50",
+    "recovery_p95": "rec p95",
+    "recovery_p99": "rec p99",
+    "recovery_max": "rec max",
+    "downtime_mean": "down",
+    "downtime_p95": "down p95",
+    "degraded_mean": "degraded",
+    "lost_mean": "lost",
+    "lost_p95": "lost p95",
+    "connections_reset_mean": "reset",
+    "connections_hung_mean": "hung",
+}
+
+
 def _result_sections(run: Run, summary: pd.DataFrame) -> list[str]:
     parts = ['<h2 id="tables">Tables</h2>']
     trials = run.trials
@@ -598,8 +620,8 @@ def _result_sections(run: Run, summary: pd.DataFrame) -> list[str]:
         "<h3>Summary</h3>"
         + _collapsed(
             f"Summary of every cell ({len(summary)} rows; seconds; never = not recovered "
-            "within the horizon; recovered, reset, hung: shares)",
-            _table(summary.rename(columns=lambda c: str(c).replace("connections_", "conn "))),
+            "within the horizon; recovered, reset, hung: shares; down, degraded, lost: means)",
+            _table(summary.rename(columns=_SHORT), "dense"),
         )
     )
     comp_path = Path(run.path) / "comparison.csv"
