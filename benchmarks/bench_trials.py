@@ -18,6 +18,7 @@ disturbed one), and the load average is printed with the table.
     python benchmarks/bench_trials.py --trials 1000 --repeat 5 --json out.json
     python benchmarks/bench_trials.py --scaling --workers 2 # run_cells speed-up on N cores
     python benchmarks/bench_trials.py --engine fast         # + the fast engine beside SimPy
+    python benchmarks/bench_trials.py --engine fast --covered   # only the cells it covers
 
 ``--engine fast`` adds, for every cell the fast engine covers, a row timed in the same
 round as the SimPy row (``x simpy`` = SimPy CPU per trial / fast CPU per trial). CPU time
@@ -243,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         default="simpy",
         help="fast: also time the fast engine on the cells it covers",
     )
+    ap.add_argument(
+        "--covered",
+        action="store_true",
+        help="with --engine fast: only the cells the fast engine covers",
+    )
     args = ap.parse_args(argv)
 
     exp = load_experiment(args.experiment)
@@ -257,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for c in cells:
         fast = plan(c)[0] if args.engine == "fast" else None
+        if args.covered and fast is None:
+            continue
         rows += bench_cell(c, args.trials, args.seed, args.repeat, fast)
     load1 = os.getloadavg()
     m = machine()

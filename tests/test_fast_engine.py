@@ -39,16 +39,50 @@ TRIALS = 3000
 SEED = 12
 
 
+#: the profiles the bundled experiment does not sweep: kube-proxy's completion-to-start
+#: runner (1.34), with the EndpointSlice pod queue (1.37), and an LB check interval drawn
+#: from a distribution (the check timeout follows it: one draw for both)
+NEWER = """
+title: fast engine cells beyond the bundled experiment
+profile: [k8s-1.37, haproxy]
+cluster:
+  nodes: {master: 3, controller: 3, compute: 2}
+  app: {kind: Deployment, replicas: 3, spread: controller}
+designs:
+  - clusterip
+  - nodeport-direct
+  - nodeport-lb
+  - {design: nodeport-lb, label: nodeport-lb-drawn-inter, params: {lb.interval: "uniform(1s, 3s)"}}
+faults:
+  - {kind: pod-kill, target: app-pod}
+  - {kind: pod-delete, target: app-pod}
+  - {kind: node-crash, target: app-pod-node}
+sweep:
+  profile: [k8s-1.34, k8s-1.37]
+client: {timeout: 10s}
+horizon: 30m
+"""
+
+
 def _cells() -> list[Cell]:
     return load_experiment(ROOT / "experiments/seed-designs.yaml").cells()
+
+
+def _newer() -> list[Cell]:
+    return load_experiment(ROOT / "tests/newer-profiles.yaml", NEWER).cells()
 
 
 def _covered() -> list[Cell]:
     return [c for c in _cells() if plan(c)[0] is not None]
 
 
+def _checked() -> list[Cell]:
+    """Every covered cell of the bundled experiment and of the newer profiles."""
+    return _covered() + [c for c in _newer() if plan(c)[0] is not None]
+
+
 def _today() -> list[Cell]:
-    return [c for c in _covered() if c.sweep.get("profile") == "k8s-1.32"]
+    return [c for c in _checked() if c.sweep.get("profile") != "k8s-1.10"]
 
 
 def _id(c: Cell) -> str:
@@ -78,12 +112,14 @@ def test_the_covered_cells_are_node_crashes_and_pod_faults_of_the_nodeport_desig
         ("nodeport-lb", "node-crash", "app-pod-node"),
         ("nodeport-lb-local", "node-crash", "app-pod-node"),
     }
-    # pod faults only where kube-proxy has no min sync period (k8s-1.10): 10 + 6
-    assert len(_covered()) == 16
+    # both profiles: kube-proxy's burst-2 runner with a min sync period (1.32) too
+    assert len(_covered()) == 22
+    # and every cell of the newer profiles (completion-to-start runner, pod queue)
+    assert all(plan(c)[0] is not None for c in _newer())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", _covered(), ids=_id)
+@pytest.mark.parametrize("cell", _checked(), ids=_id)
 def test_fast_trials_are_distributed_like_the_simpy_model(cell: Cell) -> None:
     simpy, fast = _pair(cell)
     assert list(fast.columns) == list(simpy.columns)
@@ -146,6 +182,70 @@ def test_a_wrong_timer_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     simpy = run_chunk(Chunk(cell, SEED, 0, 1000))
     fast = run_chunk(Chunk(cell, SEED, 0, 1000, fast=fc))
     assert ks_2samp(simpy.at_lb_marked_down, fast.at_lb_marked_down).pvalue < 1e-6
+
+
+def test_a_drawn_check_interval_is_also_the_check_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # lb.timeout follows lb.interval (HAProxy 'timeout check' unset): one draw for both in
+    # the SimPy model; drawn independently the LB marks the node down visibly differently
+    import chaoslab.fast.common as common
+
+    cell = next(
+        c for c in _newer() if c.name == "nodeport-lb-drawn-inter" and c.fault.kind == "node-crash"
+    )
+    fc, _ = plan(cell)
+    assert fc is not None
+    simpy = run_chunk(Chunk(cell, SEED, 0, TRIALS)).at_lb_marked_down
+    tied = run_chunk(Chunk(cell, SEED, 0, TRIALS, fast=fc)).at_lb_marked_down
+    assert ks_2samp(simpy, tied).pvalue > 0.01
+    real = common.Draws.__init__
+
+    def independent(self: common.Draws, *args: object) -> None:
+        real(self, *args)  # type: ignore[arg-type]
+        self._ties, self._parents = {}, frozenset()
+
+    monkeypatch.setattr(common.Draws, "__init__", independent)
+    apart = run_chunk(Chunk(cell, SEED, 0, TRIALS, fast=fc)).at_lb_marked_down
+    assert ks_2samp(simpy, apart).pvalue < 1e-6
+
+
+def _syncs(runner: str, publishes: list[float], profile: str = "k8s-1.32") -> list[tuple]:
+    """kube_proxy_syncs with fixed timers: min sync 1 s, each sync 50 ms, the periodic sync
+    just before the fault (a 1 us resync period puts its phase at ~0)."""
+    from chaoslab.fast.common import Draws, kube_proxy_syncs
+    from chaoslab.params import ParamSet
+
+    ps = ParamSet.resolve(
+        profile,
+        {
+            "kube_proxy.sync_runner": runner,
+            "kube_proxy.iptables_min_sync_period": "1s",
+            "kube_proxy.sync_duration": "50ms",
+            "kube_proxy.iptables_sync_period": "1us",
+        },
+    )
+    d = Draws(ps, np.random.default_rng(0), 1)
+    out = kube_proxy_syncs(d, np.array([publishes]))
+    return [(round(float(e[0]), 4), int(v[0])) for e, v in out]
+
+
+def test_burst_2_spends_its_second_token_then_waits_for_the_first_back() -> None:
+    # the bucket holds ~1 token after the periodic sync: the first change syncs at once;
+    # the next has 0.1 token, so it waits for the later of the token's return (t = 1.0)
+    # and the previous end + min sync (1.15), reading every version published by then
+    assert _syncs("burst-2", [0.1, 0.2, 0.3]) == [(0.15, 1), (1.2, 3), (math.inf, 0)]
+    # a change after the token is back but before that retry starts a sync at once
+    assert _syncs("burst-2", [0.1, 0.2, 1.05]) == [(0.15, 1), (1.1, 3), (math.inf, 0)]
+
+
+def test_completion_to_start_waits_min_sync_after_the_previous_end() -> None:
+    # the periodic sync ended at ~0: nothing starts before t = 1, then one sync reads all
+    assert _syncs("completion-to-start", [0.1, 0.2, 0.3]) == [
+        (1.05, 3),
+        (math.inf, 0),
+        (math.inf, 0),
+    ]
+    # a change during that sync: the next one min sync after it ended
+    assert _syncs("completion-to-start", [0.1, 1.02]) == [(1.05, 1), (2.1, 2)]
 
 
 def test_an_uncovered_cell_runs_on_simpy_with_a_note() -> None:

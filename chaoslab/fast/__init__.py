@@ -11,7 +11,10 @@ Covered: ``node-crash`` without repair of an app-pod node or the entry node unde
 ``clusterip``, ``nodeport-direct``, ``nodeport-lb`` and ``nodeport-lb-local``
 (`chaoslab.fast.node_crash`), and ``pod-kill`` (one crash, restarted in place) and a
 graceful ``pod-delete`` under ``clusterip``, ``nodeport-direct`` and ``nodeport-lb``
-(`chaoslab.fast.pod_kill`, `chaoslab.fast.pod_delete`).
+(`chaoslab.fast.pod_kill`, `chaoslab.fast.pod_delete`), under every Kubernetes profile:
+kube-proxy's runner is stepped per slice version with its min sync period (the burst-2
+token bucket up to 1.33, completion-to-start from 1.34: `common.kube_proxy_syncs`), and
+the EndpointSlice pod queue's extra hop from 1.35 (`common.slice_delay`).
 
 a(t) between the chain's instants is not re-derived: a probe trial built by the design
 itself is put in each combination of the chain's states ("kube-proxy j has programmed the
@@ -102,6 +105,8 @@ def _plan_node_crash(
     proxies = [px for px in topo.cluster.proxies if px.node.reachable]
     lb = getattr(topo, "lb", None)
     marks = lb is not None and crashed in lb.targets and lb.up[crashed.name]
+    if marks and not _fixed_at_most(cell.params, "lb.propagation", 0.0):
+        return None, "lb.propagation > 0 (the LB's data plane follows its mark later)"
     table = node_crash.table(topo, proxies, lb if marks else None, crashed)
     entry_dead = topo.entry is crashed and len(set(table.values())) == 1
     if table[(True,) * (len(proxies) + int(marks))] < 1 - AV_EPS and not entry_dead:
@@ -115,6 +120,11 @@ def _plan_node_crash(
 def _fixed_at_least(ps: Any, key: str, bound: float) -> bool:
     v = ps[key]
     return isinstance(v, Dist) and v.is_fixed and v.mean() >= bound
+
+
+def _fixed_at_most(ps: Any, key: str, bound: float) -> bool:
+    v = ps[key]
+    return isinstance(v, Dist) and v.is_fixed and v.mean() <= bound
 
 
 def _refusal(cell: Any) -> str:
@@ -134,14 +144,6 @@ def _refusal(cell: Any) -> str:
     spec = cell.cluster
     if spec.app_kind != "Deployment" or spec.anti_affinity == "required":
         return "the fast engine covers Deployments without required anti-affinity"
-    if kind != "node-crash":
-        min_sync = ps["kube_proxy.iptables_min_sync_period"]
-        if not (isinstance(min_sync, Dist) and min_sync.is_fixed and min_sync.mean() == 0):
-            # the pod forms step kube-proxy's runner for every slice version; with a min
-            # sync period its token bucket (burst-2) or completion-to-start wait is not here
-            return f"{kind} with kube_proxy.iptables_min_sync_period > 0 (the runner's waits)"
-        if ps["kube_controller_manager.endpointslice_pod_queue"]:
-            return f"{kind} with the EndpointSlice pod queue (>= 1.35, two hops)"
     if kind == "pod-delete" and not ps["pod.readiness_probe"]:
         # the replacement's Ready and the old pod's exit would often share one slice sync
         return "pod-delete without a readiness probe (Ready and exit race for one slice sync)"

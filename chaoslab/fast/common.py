@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from chaoslab.params import ParamSet
+from chaoslab.params.catalogue import DERIVED
 from chaoslab.params.dists import (
     Dist,
     Empirical,
@@ -19,21 +20,59 @@ from chaoslab.params.dists import (
     Uniform,
 )
 
-__all__ = ["Draws", "availability", "metrics", "next_tick", "rows"]
+__all__ = [
+    "Draws",
+    "availability",
+    "kube_proxy_syncs",
+    "metrics",
+    "next_tick",
+    "rows",
+    "slice_delay",
+    "synced_at",
+]
 
 _EPS = 1e-9  # the SimPy model's grid tolerance (chaoslab.mechanisms.node)
 AV_EPS = 1e-9  # chaoslab.outage.EPS
 
 
 class Draws:
-    """Vectorized draws of catalogue parameters: ``n`` values per call, one per trial."""
+    """Vectorized draws of catalogue parameters: ``n`` values per call, one per trial.
+
+    A derived key following a distribution (``lb.timeout`` = ``lb.interval`` unless set)
+    takes its parent's last draw, as `chaoslab.params.paramset.Sampler.draw` does: the
+    parent is drawn first if it was not yet, and its own next draw is then that one."""
 
     def __init__(self, ps: ParamSet, rng: np.random.Generator, n: int) -> None:
         self.ps = ps
         self.rng = rng
         self.size = n
+        self._ties = {
+            key: parent
+            for key in DERIVED
+            if (parent := ps.derived_from(key)) is not None
+            and isinstance(ps[key], Dist)
+            and not ps[key].is_fixed  # type: ignore[union-attr]
+        }
+        self._parents = frozenset(self._ties.values())
+        self._drawn: dict[str, np.ndarray] = {}
+        self._ahead: dict[str, np.ndarray] = {}
 
     def __call__(self, key: str) -> np.ndarray:
+        parent = self._ties.get(key)
+        if parent is not None:
+            x = self._drawn.get(parent)
+            if x is None:
+                x = self._drawn[parent] = self._ahead[parent] = self._fresh(parent)
+            return x
+        if key in self._parents:
+            ahead = self._ahead.pop(key, None)
+            if ahead is not None:
+                return ahead  # a derived key drew it first
+            x = self._drawn[key] = self._fresh(key)
+            return x
+        return self._fresh(key)
+
+    def _fresh(self, key: str) -> np.ndarray:
         return _sample(self.ps[key], self.rng, self.size)  # type: ignore[arg-type]
 
     def count(self, key: str) -> np.ndarray:
@@ -161,3 +200,82 @@ def set_proxies(
             px._split_local(removed, terminating)
         else:
             px.programmed, px.local, px.local_terminating = old
+
+
+def slice_delay(d: Draws, batch: np.ndarray) -> np.ndarray:
+    """From a pod change to the EndpointSlice write (`EndpointSliceController.pod_changed`):
+    the batch period (drawn once per trial: ``batch``), one controller hop, and from 1.35
+    the pod work queue's hop (``endpointslice_pod_queue``)."""
+    delay = batch + d("kube_controller_manager.controller_reaction")
+    if d.flag("kube_controller_manager.endpointslice_pod_queue"):
+        delay = delay + d("kube_controller_manager.controller_reaction")
+    return delay
+
+
+#: one kube-proxy sync: when its rules are in the kernel (inf: no such sync) and the slice
+#: version it installed (how many of the published versions it read; 0: none)
+Sync = tuple[np.ndarray, np.ndarray]
+
+
+def kube_proxy_syncs(d: Draws, pub: np.ndarray) -> list[Sync]:
+    """One kube-proxy's syncs of slice versions published at ``pub`` (trials x versions,
+    sorted, inf where a version is not published), as `chaoslab.mechanisms.endpoints.
+    KubeProxy` runs them, one row per sync (at most one per version).
+
+    A sync is asked for at the first arrival of a version it has not installed, or at the
+    end of the sync running when one arrived. ``completion-to-start`` (>= 1.34) starts it
+    ``min_sync`` after the previous sync's end; ``burst-2`` (<= 1.33) at once when its token
+    bucket (rate 1/min_sync, burst 2, full before the periodic sync at a random phase) has
+    a token, else at the later of the token's return and previous end + min_sync, or at an
+    arrival after the token is back, whichever comes first. A sync reads every version
+    published by its start."""
+    n, k = pub.shape
+    last_start = -d.phase(d("kube_proxy.iptables_sync_period"))
+    min_sync = d("kube_proxy.iptables_min_sync_period") + np.zeros(n)
+    burst = d.choice("kube_proxy.sync_runner") == "burst-2"
+    limited = min_sync > 0
+    rate = np.where(limited, min_sync, 1.0)  # no bucket without a min sync period
+    last_end = last_start
+    tokens = np.minimum(2.0, 1.0 - last_start / rate)
+    token_t = np.zeros(n)
+    installed = np.zeros(n, dtype=np.int64)
+    padded = np.concatenate([pub, np.full((n, 1), np.inf)], axis=1)
+    out: list[Sync] = []
+    for _ in range(k):
+        asked = np.maximum(last_end, padded[np.arange(n), installed])
+        if burst:
+            have = np.minimum(2.0, tokens + (asked - token_t) / rate)
+            back = asked + (1.0 - have) * min_sync  # the token's return
+            retry = np.maximum(last_end + min_sync, back)
+            arrival = np.where((pub > asked[:, None]) & (pub >= back[:, None]), pub, np.inf)
+            waited = np.minimum(retry, arrival.min(axis=1))
+            start = np.where(~limited | (have >= 1.0 - 1e-9), asked, waited)
+        else:
+            start = np.maximum(asked, last_end + min_sync)
+        ran = np.isfinite(start)
+        end = np.where(ran, start + d("kube_proxy.sync_duration"), np.inf)
+        version = np.where(ran, np.sum(pub <= start[:, None], axis=1), 0)
+        out.append((end, version))
+        if burst:
+            spent = limited & ran
+            now = np.minimum(2.0, tokens + (start - token_t) / rate) - 1.0
+            tokens = np.where(spent, now, tokens)
+            token_t = np.where(spent, start, token_t)
+        last_end = np.where(ran, end, last_end)
+        installed = np.where(ran, version, installed)
+    return out
+
+
+def synced_at(per_proxy: Sequence[Sequence[Sync]], pub: np.ndarray) -> np.ndarray:
+    """The proxy.synced milestone: the first sync end after which every proxy holds the
+    slice's current version (NaN: never within the syncs)."""
+    candidates = np.stack([e for syncs in per_proxy for e, _ in syncs], axis=1)
+    current = np.sum(pub[:, None, :] <= candidates[:, :, None], axis=2)
+    ok = np.ones(candidates.shape, dtype=bool)
+    for syncs in per_proxy:
+        held = np.zeros(candidates.shape, dtype=np.int64)
+        for e, v in syncs:
+            held = np.where(e[:, None] <= candidates, v[:, None], held)
+        ok &= held == current
+    first = np.min(np.where(ok & np.isfinite(candidates), candidates, np.inf), axis=1)
+    return np.where(np.isfinite(first), first, np.nan)

@@ -3,7 +3,8 @@
 
     last heartbeat -> probeTimestamp (next monitor pass) -> + grace: node.not_ready
       -> + API write: pods.not_ready -> + slice sync: endpoints.removed
-      -> each live kube-proxy: max(removal, last sync start + min sync) + sync: programmed
+      -> each live kube-proxy: at once (burst-2) or max(removal, last sync + min sync)
+         (completion-to-start), + sync: programmed
     node.not_ready -> rate-limited queue tick: node.tainted -> + toleration: pod.evicted
       (<= 1.12: probeTimestamp + pod_eviction_timeout -> queue tick: pod.evicted)
       -> replacement created, scheduled, started, first readiness probe: replacement.ready
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import Draws, next_tick, set_proxies
+from chaoslab.fast.common import Draws, next_tick, set_proxies, slice_delay
 
 __all__ = ["chain", "lb_marked_down", "proxy_syncs", "table"]
 
@@ -39,9 +40,8 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     probe = next_tick(phase, period, last_hb)
     t_nr = next_tick(phase, period, probe + d("kube_controller_manager.node_monitor_grace_period"))
     t_pnr = t_nr + d(_REACT)
-    t_rm = t_pnr + d(_BATCH) + d(_REACT)
-    if d.flag("kube_controller_manager.endpointslice_pod_queue"):
-        t_rm = t_rm + d(_REACT)  # >= 1.35: the pod work queue's hop
+    batch = d(_BATCH)  # drawn once: the controller keeps its batch period
+    t_rm = t_pnr + slice_delay(d, batch)
     q_period = d("kube_controller_manager.node_eviction_period")
     q_phase = d.phase(q_period)
     out = {"node.not_ready": t_nr, "pods.not_ready": t_pnr, "endpoints.removed": t_rm}
@@ -61,11 +61,11 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
             due = np.maximum(due, t_nr + period)
         t_ev = next_tick(q_phase, q_period, due)
     out["pod.evicted"] = t_ev
-    out.update(_replacement(d, t_ev))
+    out.update(_replacement(d, t_ev, batch))
     return out
 
 
-def _replacement(d: Draws, t_ev: np.ndarray) -> dict[str, np.ndarray]:
+def _replacement(d: Draws, t_ev: np.ndarray, batch: np.ndarray) -> dict[str, np.ndarray]:
     """ReplicaSet -> scheduler -> kubelet start -> readiness probe -> EndpointSlice."""
     t_created = t_ev + d(_REACT)
     t_sched = t_created + d("kube_scheduler.scheduling_latency")
@@ -83,7 +83,7 @@ def _replacement(d: Draws, t_ev: np.ndarray) -> dict[str, np.ndarray]:
         "replacement.scheduled": t_sched,
         "replacement.ready": t_ready,
         "pod.ready": t_ready,
-        "endpoints.added": t_ready + d(_BATCH) + d(_REACT),
+        "endpoints.added": t_ready + slice_delay(d, batch),
     }
 
 

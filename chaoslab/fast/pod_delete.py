@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import Draws, next_tick, set_proxies
+from chaoslab.fast.common import (
+    Draws,
+    kube_proxy_syncs,
+    next_tick,
+    set_proxies,
+    slice_delay,
+    synced_at,
+)
 
 __all__ = ["chain", "proxies", "table"]
 
@@ -32,7 +39,8 @@ _BATCH = "kube_controller_manager.endpointslice_updates_batch_period"
 
 def chain(d: Draws) -> dict[str, np.ndarray]:
     """Milestones of the delete, the replacement and the endpoint updates."""
-    t_rm = d(_BATCH) + d(_REACT)
+    batch = d(_BATCH)  # drawn once: the controller keeps its batch period
+    t_rm = slice_delay(d, batch)
     t_created = d(_REACT)
     t_sched = t_created + d("kube_scheduler.scheduling_latency")
     t_run = t_sched + d("pod.container_start_time") + d("pod.image_pull_time")
@@ -57,11 +65,11 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
         "replacement.scheduled": t_sched,
         "replacement.ready": t_ready,
         "pod.ready": t_ready,
-        "endpoints.added": t_ready + d(_BATCH) + d(_REACT),
+        "endpoints.added": t_ready + slice_delay(d, batch),
         "pod.sigterm": t_sigterm,
         "pod.gone": t_gone,
         "stopped": t_sigterm + stop,  # not a milestone: the pod stops accepting
-        "terminating.removed": t_gone + d(_BATCH) + d(_REACT),  # not a milestone either
+        "terminating.removed": t_gone + slice_delay(d, batch),  # not a milestone either
     }
 
 
@@ -69,44 +77,11 @@ def proxies(
     d: Draws, publishes: list[np.ndarray], count: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Each kube-proxy's first sync end (every slice version lacks the deleted pod) and the
-    proxy.synced milestone, for slice versions published at ``publishes`` (any order).
-
-    BoundedFrequencyRunner per proxy: a sync starts at max(arrival, last start + min sync)
-    and reads the latest version then; an arrival during a sync starts the next one when it
-    ends, an arrival while one waits is read by it."""
+    proxy.synced milestone, for slice versions published at ``publishes`` (any order),
+    through each proxy's runner (`chaoslab.fast.common.kube_proxy_syncs`)."""
     pub = np.sort(np.stack(publishes, axis=1), axis=1)
-    firsts: list[np.ndarray] = []
-    per_proxy: list[list[tuple[np.ndarray, np.ndarray]]] = []  # (end, version installed)
-    for _ in range(count):
-        last = -d.phase(d("kube_proxy.iptables_sync_period"))
-        min_sync = d("kube_proxy.iptables_min_sync_period")
-        start = np.maximum(pub[:, 0], last + min_sync)
-        syncs = []
-        for _ in range(pub.shape[1]):
-            version = np.sum(pub <= start[:, None], axis=1)
-            end = start + d("kube_proxy.sync_duration")
-            syncs.append((end, np.where(np.isfinite(end), version, 0)))
-            later = np.where(pub > start[:, None], pub, np.inf).min(axis=1)  # next arrival
-            # during the sync: the next one at its end; while idle: at the arrival
-            nxt = np.maximum(np.maximum(later, end), start + min_sync)
-            start = np.where(np.isfinite(later), nxt, np.inf)
-        firsts.append(syncs[0][0])
-        per_proxy.append(syncs)
-    return firsts, _synced(per_proxy, pub)
-
-
-def _synced(per_proxy: list[list[tuple[np.ndarray, np.ndarray]]], pub: np.ndarray) -> np.ndarray:
-    """The first sync end after which every proxy holds the slice's current version."""
-    candidates = np.stack([e for syncs in per_proxy for e, _ in syncs], axis=1)
-    current = np.sum(pub[:, None, :] <= candidates[:, :, None], axis=2)
-    ok = np.ones(candidates.shape, dtype=bool)
-    for syncs in per_proxy:
-        held = np.zeros(candidates.shape, dtype=np.int64)
-        for e, v in syncs:
-            held = np.where(e[:, None] <= candidates, v[:, None], held)
-        ok &= held == current
-    first = np.min(np.where(ok & np.isfinite(candidates), candidates, np.inf), axis=1)
-    return np.where(np.isfinite(first), first, np.nan)
+    per_proxy = [kube_proxy_syncs(d, pub) for _ in range(count)]
+    return [syncs[0][0] for syncs in per_proxy], synced_at(per_proxy, pub)
 
 
 def table(topo: Any, pod: Any, proxies: list[Any]) -> dict[tuple[bool, ...], float]:

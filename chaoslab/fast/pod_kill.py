@@ -6,9 +6,9 @@
     pod.not_ready -> + slice sync: endpoints.removed (unless the pod is Ready again by then:
       the queued sync then publishes nothing, and the Ready write was deduplicated)
     running -> first readiness probe -> + API write: pod.ready -> + slice sync: endpoints.added
-    each kube-proxy (BoundedFrequencyRunner): a removal sync at max(removal, last start +
-      min sync); an add that arrives while it waits is read by that same sync; one that
-      arrives while it runs starts the next sync when it ends.
+    each kube-proxy (`chaoslab.fast.common.kube_proxy_syncs`, its sync runner): an add
+      that arrives while the removal's sync waits is read by that same sync; one that
+      arrives while it runs is asked for when it ends.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import Draws, next_tick, set_proxies
+from chaoslab.fast.common import (
+    Draws,
+    kube_proxy_syncs,
+    next_tick,
+    set_proxies,
+    slice_delay,
+    synced_at,
+)
 
 __all__ = ["chain", "proxies", "table"]
 
@@ -35,7 +42,8 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     t_run = t_died + d("pod.container_start_time")
     t_nr = t_died + d(_REACT)
     not_ready = t_nr < t_run  # else the container runs again before NotReady is written
-    t_s1 = t_nr + d(_BATCH) + d(_REACT)
+    batch = d(_BATCH)  # drawn once: the controller keeps its batch period
+    t_s1 = t_nr + slice_delay(d, batch)
     if d.flag("pod.readiness_probe"):
         first = next_tick(probe_phase, period, t_run + d("probe.initial_delay_seconds"))
         ready_at = first + (d.count("probe.success_threshold") - 1) * period
@@ -43,7 +51,7 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
         ready_at = t_run
     t_ready = ready_at + d(_REACT)
     removed = not_ready & (t_s1 < t_ready)
-    t_s2 = t_ready + d(_BATCH) + d(_REACT)
+    t_s2 = t_ready + slice_delay(d, batch)
     return {
         "container.died": t_died,
         "container.restarted": t_run,
@@ -59,33 +67,22 @@ def proxies(
 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Per kube-proxy the interval with the removal programmed ([on, off), inf if never),
     and the proxy.synced milestone: the first sync end after which every proxy has the
-    slice's current version."""
+    slice's current version. A proxy whose first sync already read the add never
+    programs the removal."""
+    pub = np.stack([t_s1, t_s2], axis=1)
+    pub = np.where(np.isnan(pub), np.inf, pub)  # not removed: nothing published
     on: list[np.ndarray] = []
     off: list[np.ndarray] = []
-    ends: list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = []
+    per_proxy = []
     for _ in range(count):
-        last = -d.phase(d("kube_proxy.iptables_sync_period"))
-        min_sync = d("kube_proxy.iptables_min_sync_period")
-        start_a = np.maximum(t_s1, last + min_sync)
-        reads_add = t_s2 <= start_a  # the add arrived while this sync waited: one sync
-        fin_a = start_a + d("kube_proxy.sync_duration")
-        start_b = np.maximum(np.maximum(fin_a, t_s2), start_a + min_sync)
-        fin_b = np.where(reads_add, np.inf, start_b + d("kube_proxy.sync_duration"))
-        on.append(np.where(reads_add | np.isnan(t_s1), np.inf, fin_a))
-        off.append(np.where(np.isnan(t_s1), np.inf, fin_b))
-        # versions installed: 1 = the removal, 2 = the add
-        ends.append((fin_a, [(fin_a, np.where(reads_add, 2, 1)), (fin_b, np.full(d.size, 2))]))
-    candidates = np.stack([t for _, steps in ends for t, _ in steps], axis=1)
-    ok = np.ones(candidates.shape, dtype=bool)
-    current = np.where(t_s2[:, None] <= candidates, 2, 1)
-    for _, steps in ends:
-        synced = np.zeros(candidates.shape, dtype=np.int64)
-        for t, version in steps:
-            synced = np.where(t[:, None] <= candidates, version[:, None], synced)
-        ok &= synced == current
-    first = np.min(np.where(ok & np.isfinite(candidates), candidates, np.inf), axis=1)
-    synced_at = np.where(np.isfinite(first) & ~np.isnan(t_s1), first, _NAN)
-    return on, off, synced_at
+        syncs = kube_proxy_syncs(d, pub)
+        (end_a, version_a), (end_b, _) = syncs
+        removal = version_a == 1
+        on.append(np.where(removal, end_a, np.inf))
+        off.append(np.where(removal, end_b, np.inf))
+        per_proxy.append(syncs)
+    synced = np.where(np.isnan(t_s1), _NAN, synced_at(per_proxy, pub))
+    return on, off, synced
 
 
 def table(topo: Any, pod: Any, proxies: list[Any]) -> dict[tuple[bool, ...], float]:
