@@ -46,7 +46,14 @@ SEEN = {
         "probe.first_failed",
         "probe.last_failed",
     },
-    "node-partition": {"node.not_ready", "pods.not_ready", "endpoints.removed", "node.ready"},
+    # cut off from the network too: new connections to its pod fail until the endpoints move
+    "node-partition": {
+        "node.not_ready",
+        "pods.not_ready",
+        "endpoints.removed",
+        "node.ready",
+        "probe.first_failed",
+    },
     "kubelet-stop": {"node.not_ready", "pods.not_ready", "endpoints.removed", "node.ready"},
 }
 
