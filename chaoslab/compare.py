@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ __all__ = [
     "comparison_table",
     "coverage",
     "csv_bytes",
+    "csv_chunks",
     "ks_critical",
     "ks_statistic",
     "match_cells",
@@ -323,7 +324,7 @@ def match_cells(
     pairs = []
     unmatched = []
     index = _PredictedIndex(p)
-    for key, g in m.groupby(["design", "fault", "target", *msweep], sort=False, dropna=False):
+    for key, g in _groups(m, ["design", "fault", "target", *msweep]):
         design, fault, target = key[:3]
         point = dict(zip(msweep, key[3:], strict=True))
         cand = index.candidates(design, fault, point)
@@ -331,7 +332,7 @@ def match_cells(
             unmatched.append(f"{design} · {fault}")
             continue
         hit = cand["target"] == target
-        if hit.any():
+        if hit.any() and not hit.all():
             cand = cand[hit]
         elif cand["target"].nunique() > 1:
             raise CompareError(
@@ -354,6 +355,18 @@ def match_cells(
             f"counterpart in {_name(predicted)}"
         )
     return pairs
+
+
+def _groups(df: pd.DataFrame, keys: list[str]) -> list[tuple[Any, pd.DataFrame]]:
+    """``df.groupby(keys, sort=False, dropna=False)``'s groups in the same order, each a
+    slice of ``df`` (no copy) where its rows are together, as a run stores a cell's."""
+    found = df.groupby(keys, sort=False, dropna=False).indices
+    out = []
+    for key, rows in sorted(found.items(), key=lambda kv: kv[1][0]):
+        at = np.asarray(rows, dtype=np.intp)
+        whole = at[-1] - at[0] + 1 == at.size
+        out.append((key, df.iloc[at[0] : at[-1] + 1] if whole else df.take(at)))
+    return out
 
 
 class _PredictedIndex:
@@ -576,14 +589,17 @@ class _Ranks:
     def frame(self) -> pd.DataFrame:
         if not self.sizes:
             return pd.DataFrame([], columns=RANK_COLUMNS)
-        block = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        # each row's block, and the names' codes as int32 (not int64: 4 MB a million rows)
+        block = np.repeat(np.arange(len(self.sizes), dtype=np.int32), self.sizes)
         data: dict[str, Any] = {}
         for j, col in enumerate(("design", "fault", "target", "point", "metric")):
             codes, uniques = pd.factorize(pd.Series([n[j] for n in self.names], dtype=object))
-            data[col] = pd.Categorical.from_codes(codes[block], categories=uniques.astype(str))
+            small = codes.astype(np.int32)
+            data[col] = pd.Categorical.from_codes(small[block], categories=uniques.astype(str))
         for j, col in enumerate(("trial", "measured", "rank")):
             data[col] = np.concatenate([v[j] for v in self.values])
-        return pd.DataFrame(data, columns=RANK_COLUMNS)
+        self.values = []  # the columns hold them now
+        return pd.DataFrame(data, columns=RANK_COLUMNS, copy=False)
 
 
 def _csv_field(v: str) -> str:
@@ -614,18 +630,22 @@ def _csv_column(s: pd.Series) -> list[str]:
     return np.array([*(_csv_field(str(u)) for u in found), ""], dtype=object)[codes].tolist()
 
 
-def csv_bytes(df: pd.DataFrame, chunk: int = 250_000) -> bytes:
+def csv_chunks(df: pd.DataFrame, chunk: int = 250_000) -> Iterator[bytes]:
     """``df.to_csv(index=False)`` encoded, byte for byte, for frames of numbers, strings
     and categoricals, a chunk of rows at a time: pandas' own writer formats every value
     and goes through the csv module row by row (10 s for the 1.6 M ranks of the bundled
     run compared with itself); here each distinct value is formatted once and a row is
     one join."""
-    parts = [(",".join(_csv_field(str(c)) for c in df.columns) + "\n").encode()]
+    yield (",".join(_csv_field(str(c)) for c in df.columns) + "\n").encode()
     for lo in range(0, len(df), chunk):
         part = df.iloc[lo : lo + chunk]
         fields = [_csv_column(part[c]) for c in part.columns]
-        parts.append(("\n".join(map(",".join, zip(*fields, strict=True))) + "\n").encode())
-    return b"".join(parts)
+        yield ("\n".join(map(",".join, zip(*fields, strict=True))) + "\n").encode()
+
+
+def csv_bytes(df: pd.DataFrame, chunk: int = 250_000) -> bytes:
+    """All of `csv_chunks` at once."""
+    return b"".join(csv_chunks(df, chunk))
 
 
 def _without_aborted(measured: Run | pd.DataFrame) -> tuple[Run | pd.DataFrame, list[str]]:
