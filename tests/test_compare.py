@@ -276,6 +276,13 @@ def test_different_parameters_are_told_apart(lb_runs) -> None:
     assert rec["rel_error"] < 0
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=60))
+def test_csv_bytes_formats_any_float_as_pandas_does(xs: list[float]) -> None:
+    df = pd.DataFrame({"x": np.asarray(xs, dtype=float), "n": np.arange(len(xs))})
+    assert csv_bytes(df) == df.to_csv(index=False).encode()
+
+
 def test_a_drill_folders_aborted_trials_are_left_out_with_a_note(lb_runs, tmp_path: Path) -> None:
     """A drill marks an interrupted trial aborted in trial_info.csv (chaoslab.live.engine)
     and stores it among the trials: compare leaves it out and says how many."""
