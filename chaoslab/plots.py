@@ -572,6 +572,8 @@ def availability(
             ax.set_xlabel("time since the fault (s; linear to 1 s, log after)", fontsize=9)
         if k_ax % ncols == 0:  # the rows share the a(t) axis: labelled once per row
             ax.set_ylabel("a(t) (fraction)", fontsize=9)
+        else:  # the same 0 / 0.5 / 1 as the first panel of the row (texts cost drawing time)
+            ax.tick_params(labelleft=False)
         ax.grid(True, alpha=0.3)
     _legend_below(
         fig, axes, title="median a(t), lines offset by < 0.02 so coinciding series stay visible"
