@@ -173,14 +173,14 @@ def metrics(
 
 def rows(a: np.ndarray, keep: np.ndarray) -> list[list[float]]:
     """Each trial's kept points as a list (the a_t / a_v cells of a results table)."""
-    # kept points moved to the front (stable), then one tolist() per distinct count
-    order = np.argsort(~keep, axis=1, kind="stable")
-    packed = np.take_along_axis(a, order, axis=1)
+    # the trials with k kept points together: their kept points, in order, reshape to
+    # (trials, k), and one tolist() gives their lists
     counts = keep.sum(axis=1)
     out: list[list[float]] = [[] for _ in range(len(a))]
     for k in np.unique(counts).tolist():
         idx = np.flatnonzero(counts == k)
-        for i, row in zip(idx.tolist(), packed[idx, :k].tolist(), strict=True):
+        packed = a[idx][keep[idx]].reshape(len(idx), k)
+        for i, row in zip(idx.tolist(), packed.tolist(), strict=True):
             out[i] = row
     return out
 
