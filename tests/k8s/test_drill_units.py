@@ -418,10 +418,15 @@ def test_signal_during_rollback_is_deferred() -> None:
             for _ in range(1000):
                 pass
         assert guard.interrupted == "SIGINT" and "rollback finishes first" in said[0]
-        with pytest.raises(DrillInterrupted):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):
-                pass
+        # the drill is stopping now: a second signal must not cut its way out either
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+        assert guard.interrupted == "SIGTERM" and "finishes first" in said[1]
+    with SignalGuard(said.append), pytest.raises(DrillInterrupted):  # the first one raises
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
