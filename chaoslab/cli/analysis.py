@@ -114,7 +114,7 @@ def compare_cmd(
     pred, meas = load_run(pred_run), load_run(meas_run)
     exp = _gate_experiment(experiment, meas, pred)
     c = compare(pred, meas, select=_parse_select(select))
-    _print_comparison(c, f"{meas_run} measured vs {pred_run} predicted — seconds")
+    _print_comparison(c, f"{meas_run} measured vs {pred_run} predicted")
     for p in c.write(out or Path(meas_run) / "compare"):
         console.print(f"wrote {p}", markup=False, highlight=False)
     if exp is not None:
@@ -161,32 +161,37 @@ def _stored_experiment(run_dir: Path) -> Any:
     return None
 
 
-def _print_comparison(c: Any, title: str) -> None:
-    from rich.table import Table
+#: (column, header) of compare's terminal table; seconds except coverage (a share) and ks
+_COMPARE_COLS = (
+    ("n_measured", "n"),
+    ("predicted_p5", "pred p5"),
+    ("predicted_p50", "pred p50"),
+    ("predicted_p95", "pred p95"),
+    ("measured_median", "meas p50"),
+    ("coverage", "coverage"),
+    ("ks", "ks"),
+    ("ks_crit_05", "ks crit"),
+    ("median_error_s", "p50 err"),
+)
 
-    t = Table(title=title)
-    cols = [
-        "design",
-        "fault",
-        "metric",
-        "n_measured",
-        "predicted_p5",
-        "predicted_p50",
-        "predicted_p95",
-        "measured_median",
-        "coverage",
-        "ks",
-        "ks_crit_05",
-        "median_error_s",
-    ]
-    if (c.cells["point"] != "").any():
-        cols.insert(2, "point")
-    for col in cols:
-        left = col in ("design", "fault", "point", "metric")
-        t.add_column(col.replace("_", " "), justify="left" if left else "right")
-    for _, r in c.cells.iterrows():
-        t.add_row(*[_fmt(r[col], col) for col in cols])
-    console.print(t)
+
+def _print_comparison(c: Any, title: str) -> None:
+    """The comparison at the screen's width: one heading per cell, a row per metric."""
+    from chaoslab.cli.tables import Col, Heading, Row, fold, render, screen_width
+
+    cols = [Col("metric"), *(Col(h, rigid=True, right=True) for _, h in _COMPARE_COLS)]
+    rows: list[Row] = []
+    last = None
+    for r in c.cells.to_dict("records"):
+        cell = " / ".join(str(r[k]) for k in ("design", "fault", "point") if r.get(k))
+        if cell != last:
+            rows.append(Heading(cell))
+            last = cell
+        rows.append([str(r["metric"]), *(_fmt(r[k], k) for k, _ in _COMPARE_COLS)])
+    width = screen_width()
+    lines = [*fold(title, width), render(cols, rows, width, keep=1)]
+    lines.append("seconds, except coverage (share of measured trials inside p5..p95) and ks")
+    console.print("\n".join(lines), markup=False, highlight=False)
     for note in c.notes:
         console.print(f"note: {escape(note)}")
 
