@@ -649,3 +649,20 @@ def test_a_server_version_picks_its_own_profile_and_a_newer_one_the_newest() -> 
     assert profile_for_version("1", "34+")[0] == "k8s-1.34"
     assert profile_for_version("1", "99")[0] == "k8s-1.37"
     assert profile_for_version("1", "12")[0] == "k8s-1.10"
+
+
+def test_recover_reads_around_a_garbled_meta(tmp_path) -> None:
+    """--recover must roll back even when meta.json is torn or not UTF-8: it notes it and
+    takes the kubeconfig and context from live.json instead."""
+    from chaoslab.live.k8s.drill import _recover_meta
+
+    notes: list[str] = []
+    path = tmp_path / "meta.json"
+    path.write_bytes(b'{"kubeconfig": "\xff\xfe')
+    assert _recover_meta(path, notes.append) == {}
+    assert len(notes) == 1 and "unreadable" in notes[0]
+    path.write_text("[1, 2]")
+    assert _recover_meta(path, notes.append) == {}
+    path.write_text('{"context": "kind"}')
+    assert _recover_meta(path, notes.append) == {"context": "kind"}
+    assert _recover_meta(tmp_path / "missing.json", notes.append) == {}

@@ -891,6 +891,19 @@ def run_drill(
                 log(note)
 
 
+def _recover_meta(path: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """meta.json's kubeconfig and context for --recover; an unreadable one must not stop a
+    rollback (live.json has the same), so it is noted and skipped."""
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        log(f"{path} unreadable ({str(e).splitlines()[0]}); using live.json")
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def recover(
     run_dir: Path,
     *,
@@ -907,8 +920,7 @@ def recover(
     except (OSError, ValueError) as e:
         first = str(e).splitlines()[0]
         raise LiveError(f"{run_dir}/live.json unreadable: {first}") from None
-    meta_path = run_dir / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = _recover_meta(run_dir / "meta.json", log)
     kube: Kube | None
     try:
         kube = load_kube(
