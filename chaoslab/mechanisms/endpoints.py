@@ -23,11 +23,21 @@ the health check still fails (KEP-1669). The same fallback holds for the cluster
 endpoints (``externalTrafficPolicy``/``internalTrafficPolicy: Cluster``): with no ready
 endpoint anywhere, the serving terminating ones are programmed
 (``pkg/proxy/topology.go`` CategorizeEndpoints).
+
+Stale informer cache (``endpointslice_controller.go`` syncService, ``StaleSlices``): a
+sync that comes while the controller's own informer has not yet seen its previous write of
+the Service's slice (``endpointslice_informer_lag`` after it) is refused, and the Service
+is retried after ``endpointslice_sync_backoff`` (1 s), doubling with each refusal in a row
+up to ``endpointslice_max_sync_backoff``, reset by a successful sync; a pod change during
+the back-off still syncs after its own hops (the work queue's ``Add`` is not delayed).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import Node, Pod, Service
@@ -35,7 +45,7 @@ from chaoslab.mechanisms.cluster import Node, Pod, Service
 if TYPE_CHECKING:
     from chaoslab.mechanisms.k8s import KubernetesCluster
 
-__all__ = ["EndpointSliceController", "KubeProxy"]
+__all__ = ["EndpointSliceController", "KubeProxy", "sync_backoff"]
 
 register_milestones(
     {
@@ -46,19 +56,61 @@ register_milestones(
 )
 
 
+_LAG = "kube_controller_manager.endpointslice_informer_lag"
+
+
+def sync_backoff(base: float, failures: int, cap: float) -> float:
+    """The Service queue's per-key back-off after ``failures`` refusals in a row
+    (client-go ``ItemExponentialFailureRateLimiter.When``: base x 2^failures, capped)."""
+    if failures >= 64:
+        return cap
+    return min(base * 2.0**failures, cap)
+
+
 class EndpointSliceController:
-    __slots__ = ("_pending", "_stale", "batch", "cluster", "pod_queue", "service", "trial")
+    __slots__ = (
+        "_failures",
+        "_lag_rng",
+        "_pending",
+        "_refused_at",
+        "_retry_at",
+        "_seen_at",
+        "_stale",
+        "_written",
+        "backoff",
+        "backoff_cap",
+        "batch",
+        "cluster",
+        "pod_queue",
+        "service",
+        "trial",
+    )
 
     def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
         self.trial = trial
         self.cluster = cluster
         self.service = service
-        self.batch = trial.p.draw("kube_controller_manager.endpointslice_updates_batch_period")
+        p = trial.p
+        self.batch = p.draw("kube_controller_manager.endpointslice_updates_batch_period")
         # >= 1.35: a pod change goes through a pod work queue before the Service queue
-        self.pod_queue = trial.p.flag("kube_controller_manager.endpointslice_pod_queue")
+        self.pod_queue = p.flag("kube_controller_manager.endpointslice_pod_queue")
+        self.backoff = p.draw("kube_controller_manager.endpointslice_sync_backoff")
+        self.backoff_cap = p.draw("kube_controller_manager.endpointslice_max_sync_backoff")
         self._pending = False
         #: a change the controller could not write (no leader, no API server)
         self._stale = False
+        #: refusals in a row (the rate limiter's failures for this Service's key)
+        self._failures = 0
+        #: when the pending rate-limited retry is due (inf: none)
+        self._retry_at = math.inf
+        #: when a sync was last refused (two adds in one instant are one sync)
+        self._refused_at = -math.inf
+        #: when the last write was made, its informer lag not drawn yet (None: drawn)
+        self._written: float | None = None
+        #: when the controller's informer has seen its own last write
+        self._seen_at = -math.inf
+        #: the lag's own stream (a jump of the trial's): the other draws stay as they were
+        self._lag_rng: np.random.Generator | None = None
         self._publish(initial=True)
 
     def pod_changed(self) -> None:
@@ -77,10 +129,59 @@ class EndpointSliceController:
 
     def _sync(self) -> None:
         self._pending = False
+        self._attempt()
+
+    def _attempt(self) -> None:
+        """``syncService``: refused while the informer lags the last write, else written."""
         if not self.cluster.cp.controllers_ok:
             self._stale = True
             return
+        if self._informer_stale():
+            if self.trial.now != self._refused_at:  # else the same sync (work-queue dedup)
+                self._refused_at = self.trial.now
+                self._requeue()
+            return
+        self._failures = 0  # handleErr: Forget on success
+        before = self.service.version
         self._publish(initial=False)
+        if self.service.version != before:
+            self._written = self.trial.now
+
+    def _informer_stale(self) -> bool:
+        """``endpointSliceTracker.StaleSlices``: the informer has not seen the last write."""
+        if self._written is not None:
+            self._seen_at = self._written + self._draw_lag()
+            self._written = None
+        return self.trial.now < self._seen_at
+
+    def _draw_lag(self) -> float:
+        p = self.trial.p
+        dist = p.dist(_LAG)
+        if dist is None:
+            return p.draw(_LAG)
+        if self._lag_rng is None:
+            bitgen = self.trial.rng.bit_generator
+            jumped = getattr(bitgen, "jumped", None)
+            if jumped is None:
+                return p.draw(_LAG)
+            self._lag_rng = np.random.Generator(jumped())
+        return dist.sample(self._lag_rng)
+
+    def _requeue(self) -> None:
+        """``AddRateLimited``: one delayed add per key, the earliest kept."""
+        delay = sync_backoff(self.backoff, self._failures, self.backoff_cap)
+        self._failures += 1
+        due = self.trial.now + delay
+        if due >= self._retry_at:
+            return
+        self._retry_at = due
+        self.trial.at(delay, self._retry, due)
+
+    def _retry(self, due: float) -> None:
+        if due != self._retry_at:
+            return  # superseded by an earlier retry
+        self._retry_at = math.inf
+        self._attempt()
 
     def resume(self) -> None:
         """The controller runs again (new leader, or the API answers): sync what changed."""

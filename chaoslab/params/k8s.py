@@ -243,6 +243,48 @@ register(
             "more controller_reaction hop before the slice is rewritten.",
         ),
         Param(
+            "kube_controller_manager.endpointslice_informer_lag",
+            "duration",
+            LogNormal(0.02, 0.1),
+            "[assumption] any version with the EndpointSlice tracker (1.19+)",
+            "[assumption] the watch delivery of the controller's own write back to its "
+            "EndpointSlice informer; not published. Taken as the watch part of "
+            "controller_reaction (same bound: the sig-scalability API call latency SLO). "
+            "The local control plane (v1.37.2, docs/live-kubernetes.md) refused 1 of 10 "
+            "pod-delete 'endpoints.added' syncs quiet, 4 of 10 under load, 0.1-0.3 s after "
+            "the previous write: set it larger for a loaded API server",
+            "How long after the EndpointSlice controller writes a Service's slice its own "
+            "informer still holds the older one: a sync within it is refused as stale "
+            "(endpointslice_sync_backoff).",
+        ),
+        Param(
+            "kube_controller_manager.endpointslice_sync_backoff",
+            "duration",
+            Fixed(1.0),
+            "1 s in every release with the EndpointSlice controller (read at v1.31.14, "
+            "v1.32.13, v1.33.13, v1.34.4, v1.35.4, v1.36.3, v1.37.2)",
+            f"{GH}/v1.37.2/pkg/controller/endpointslice/endpointslice_controller.go "
+            "(defaultSyncBackOff = 1 s, line 72; NewTypedItemExponentialFailureRateLimiter"
+            "(defaultSyncBackOff, maxSyncBackOff), line 108; syncService returns "
+            "StaleInformerCache when endpointSliceTracker.StaleSlices, line 433; handleErr "
+            "AddRateLimited, Forget on success, line 349); client-go v0.37.2 util/workqueue/"
+            "default_rate_limiters.go (ItemExponentialFailureRateLimiter.When: "
+            "base x 2^failures, capped)",
+            "First back-off of a Service sync the controller refused (stale informer cache); "
+            "it doubles with each refusal in a row, up to endpointslice_max_sync_backoff, "
+            "and resets on a successful sync.",
+        ),
+        Param(
+            "kube_controller_manager.endpointslice_max_sync_backoff",
+            "duration",
+            Fixed(1000.0),
+            "1000 s in every release with the EndpointSlice controller (read at v1.31.14 "
+            "and v1.37.2)",
+            f"{GH}/v1.37.2/pkg/controller/endpointslice/endpointslice_controller.go "
+            "(maxSyncBackOff = 1000 s, line 74)",
+            "Cap of the doubling EndpointSlice sync back-off.",
+        ),
+        Param(
             "kube_controller_manager.controller_reaction",
             "duration",
             LogNormal(0.02, 0.1),
@@ -570,6 +612,8 @@ require_positive(
     "probe.period_seconds",
     "kube_controller_manager.leader_elect_lease_duration",
     "kube_controller_manager.leader_elect_retry_period",
+    "kube_controller_manager.endpointslice_sync_backoff",
+    "kube_controller_manager.endpointslice_max_sync_backoff",
 )
 
 _1_10 = (
