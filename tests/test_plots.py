@@ -149,12 +149,16 @@ def test_ecdf_recovery_series_and_labels(every_design_run) -> None:
     axes = _visible_axes(fig)
     cells = run.trials.groupby(["fault", "target"]).size()
     assert len(axes) == len(cells)
-    for ax in axes:
+    ncols = 3
+    for k, ax in enumerate(axes):
         fault, target = ax.get_title().split(" → ")
         want = set(run.trials[(run.trials.fault == fault) & (run.trials.target == target)].design)
         assert {ln.get_label() for ln in ax.get_lines()} == want
         assert ax.get_xscale() == "log"
-        assert "(s" in ax.get_xlabel() and "(fraction)" in ax.get_ylabel()
+        # the same axes in every panel: named left of each row and under each column
+        bottom, first = k >= len(axes) - ncols, k % ncols == 0
+        assert ("(s" in ax.get_xlabel()) == bottom == bool(ax.get_xticklabels())
+        assert ("(fraction)" in ax.get_ylabel()) == first == bool(ax.get_yticklabels())
         for ln in ax.get_lines():
             assert ln.get_ydata()[-1] == pytest.approx(1.0)  # unrecovered drawn at the right
     # an entry node that never comes back: its whole ECDF sits past the horizon
@@ -518,3 +522,72 @@ def test_figures_already_drawn_are_kept_and_the_same_inputs_give_the_same_file(
     other = plots.write_figures(sweep_run, tmp_path / "b")
     for f, g in zip(first, other, strict=True):
         assert f.paths[0].read_bytes() == g.paths[0].read_bytes()
+
+
+def test_small_multiples_label_their_shared_axes_on_the_outer_panels_only(
+    every_design_run,
+) -> None:
+    """Inner panels keep the grid at the outer panels' ticks, without ticks or texts."""
+    fig = plots.availability(every_design_run, faults=["node-crash"], by="design", ncols=3)
+    _draw(fig)
+    axes = _visible_axes(fig)
+    assert len(axes) > 6  # rows of three, and inner panels
+    outer_x = [ax for ax in axes if ax.get_xticklabels()]
+    assert outer_x == axes[-3:]
+    assert [t.get_text() for t in outer_x[0].get_xticklabels()][:3] == ["0", "1", "3"]
+    assert [ax for ax in axes if ax.get_yticklabels()] == axes[::3]
+    inner = axes[4]
+    assert not inner.xaxis.get_major_ticks() and not inner.get_xlabel()
+    grids = [c for c in inner.collections if type(c).__name__ == "LineCollection"]
+    xs = sorted(seg[0][0] for seg in grids[0].get_segments())
+    assert xs == plots._symlog_values(900.0)  # vertical grid lines at the outer ticks
+
+
+def _pngs(figs: list[plots.FigureFile]) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for f in figs for p in f.paths}
+
+
+def test_figures_drawn_by_helper_processes_are_the_same_bytes(
+    sweep_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--workers 2: a spawned helper draws whole figures from the run folder; the files
+    and the index are those drawn in one process, and a second call reuses them."""
+    alone = plots.write_figures(sweep_run, tmp_path / "one", workers=1)
+    monkeypatch.setattr(plots.os, "cpu_count", lambda: 2)
+    here: list[str] = []
+    draw = plots._draw_here
+    monkeypatch.setattr(plots, "_draw_here", lambda m, d, n, f: here.append(n) or draw(m, d, n, f))
+    both = plots.write_figures(sweep_run, tmp_path / "two", workers=2)
+    assert [f.name for f in both] == [f.name for f in alone]
+    assert here and set(here) < {f.name for f in both}  # the helper drew the others
+    assert _pngs(both) == _pngs(alone)
+    index = (tmp_path / "two" / plots.FIGURE_INDEX).read_text()
+    assert index == (tmp_path / "one" / plots.FIGURE_INDEX).read_text()
+    again = plots.write_figures(sweep_run, tmp_path / "two", workers=2)
+    assert all(f.reused for f in again)
+
+
+def test_ctrl_c_while_helpers_draw_ends_them(
+    sweep_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(plots.os, "cpu_count", lambda: 2)
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "_draw_here", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plots.write_figures(sweep_run, tmp_path / "f", workers=2)
+    assert multiprocessing.active_children() == []
+    assert not (tmp_path / "f" / plots.FIGURE_INDEX).exists()
+
+
+def test_cli_plot_workers(sweep_run, tmp_path: Path) -> None:
+    assert main(["plot", str(sweep_run.path), "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
+    assert main(["plot", str(sweep_run.path), "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    assert {p.name for p in (tmp_path / "a").iterdir()} == {
+        p.name for p in (tmp_path / "b").iterdir()
+    }
+    assert main(["plot", str(sweep_run.path), "--workers", "0"]) == 2

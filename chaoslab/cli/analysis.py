@@ -27,6 +27,13 @@ def _parse_select(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def default_workers() -> int:
+    """Figure-drawing processes by default: two, fewer on a one-CPU machine."""
+    import os
+
+    return min(2, os.cpu_count() or 1)
+
+
 @user_errors
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
@@ -37,6 +44,14 @@ def plot(
     fmt: Annotated[
         list[str] | None, typer.Option("--format", help="png and/or svg (repeatable).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes drawing figures (this one and N-1 helpers; 1: this one alone; "
+            "default: min(2, CPUs)).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Write the figures that fit a run (PNG; SVG too with --svg). Figures already drawn
     from the same run and code are kept, not drawn again."""
@@ -44,6 +59,7 @@ def plot(
     bad = [f for f in formats if f not in ("png", "svg")]
     if bad:
         fail(f"--format: unknown format {bad[0]!r} (png, svg)")
+    n = workers if workers is not None else default_workers()
     from chaoslab.plots import write_figures
     from chaoslab.results import load_run
 
@@ -51,7 +67,7 @@ def plot(
     dest = out or Path(run_dir) / "figures"
     if dest.exists() and not dest.is_dir():
         fail(f"--out {dest}: a file, not a folder")
-    for f in write_figures(run, dest, formats):
+    for f in write_figures(run, dest, formats, workers=n):
         for p in f.paths:
             console.print(f"{'kept' if f.reused else 'wrote'} {p}", markup=False, highlight=False)
 
