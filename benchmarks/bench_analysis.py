@@ -1,13 +1,15 @@
 """Time ``chaoslab plot`` and ``chaoslab report`` on a run folder: wall and CPU time of
 each command as a user runs it (a fresh process, imports included).
 
-    python benchmarks/bench_analysis.py RUN_DIR [--repeat 1] [--svg]
+    python benchmarks/bench_analysis.py RUN_DIR [--repeat 1] [--svg] [--one-process]
 
 RUN_DIR is typically the bundled run (``chaoslab run experiments/seed-designs.yaml
---workers 2 --out /tmp/b``). Rows: ``plot`` into a fresh folder; ``report`` on a copy of
-the run whose figures ``plot`` already wrote (the usual order: the figures are reused);
-``report (cold)`` on a copy without figures (it draws them). The run folder itself is
-only read: each row works on its own copy of meta.json, experiment files and trials.
+--workers 2 --out /tmp/b``). Rows: with ``--one-process``, ``plot -w 1`` (the figures
+drawn by one process, ``--workers 1``); ``plot`` into a fresh folder (its default
+workers); ``report`` on a copy of the run whose figures ``plot`` already wrote (the usual
+order: the figures are reused); ``report (cold)`` on a copy without figures (it draws
+them). The run folder itself is only read: each row works on its own copy of meta.json,
+experiment files and trials.
 CPU time is the child's user + system time (``resource.getrusage(RUSAGE_CHILDREN)``),
 which a loaded machine does not inflate the way it inflates wall time; the load average
 is printed beside it.
@@ -47,10 +49,13 @@ def _copy_run(src: Path, dest: Path) -> Path:
     return dest
 
 
-def _rows(run: Path, tmp: Path, svg: bool) -> list[tuple[str, float, float]]:
+def _rows(run: Path, tmp: Path, svg: bool, one_process: bool) -> list[tuple[str, float, float]]:
     rows = []
     warm = _copy_run(run, tmp / "warm")
     plot = ["plot", str(warm), *(["--svg"] if svg else [])]
+    if one_process:  # the same figures drawn by this process alone (--workers 1)
+        alone = _copy_run(run, tmp / "alone")
+        rows.append(("plot -w 1", *_timed(["plot", str(alone), "--workers", "1"])))
     rows.append(("plot", *_timed(plot)))
     rows.append(("report", *_timed(["report", str(warm)])))
     cold = _copy_run(run, tmp / "cold")
@@ -63,11 +68,14 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--repeat", type=int, default=1, help="times to run every row")
     ap.add_argument("--svg", action="store_true", help="plot writes SVG too")
+    ap.add_argument(
+        "--one-process", action="store_true", help="a row for plot --workers 1 before plot"
+    )
     args = ap.parse_args()
     print(f"{'command':<15} {'wall s':>8} {'CPU s':>8} {'load (1 min)':>13}")
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            for name, wall, cpu in _rows(args.run_dir, Path(tmp), args.svg):
+            for name, wall, cpu in _rows(args.run_dir, Path(tmp), args.svg, args.one_process):
                 print(f"{name:<15} {wall:>8.1f} {cpu:>8.1f} {os.getloadavg()[0]:>13.1f}")
 
 

@@ -439,7 +439,7 @@ def figure_caption(name: str) -> str:
     return name
 
 
-def _figures(run: Run, vs: Run | None) -> list[tuple[str, bytes]]:
+def _figures(run: Run, vs: Run | None, workers: int = 1) -> list[tuple[str, bytes]]:
     """(name, PNG) of every figure: kept in RUN_DIR/figures (reused when `plot` drew them
     from the same run), or drawn in memory when the run folder cannot be written."""
     from io import BytesIO
@@ -447,7 +447,7 @@ def _figures(run: Run, vs: Run | None) -> list[tuple[str, bytes]]:
     from chaoslab.plots import PNG_DPI, figure_makers, write_figures
 
     try:
-        files = write_figures(run, Path(run.path) / "figures", ("png",), vs=vs)
+        files = write_figures(run, Path(run.path) / "figures", ("png",), vs=vs, workers=workers)
         return [(f.name, f.paths[0].read_bytes()) for f in files if f.paths]
     except OSError:
         out = []
@@ -517,7 +517,7 @@ def _advice_section(run: Run) -> list[str]:
 # ----------------------------------------------------------------------------- page
 
 
-def build_report(run: Run, vs: Run | None = None, *, figures: bool = True) -> str:
+def build_report(run: Run, vs: Run | None = None, *, figures: bool = True, workers: int = 1) -> str:
     """The HTML page (a string). ``vs``: a prediction (or baseline) to compare with."""
     from chaoslab.compare import stored_prediction
 
@@ -539,7 +539,7 @@ def build_report(run: Run, vs: Run | None = None, *, figures: bool = True) -> st
         sections.append(("against", "Comparison", against))
         pred = vs if ok else None
     if figures:
-        figs = [_figure_html(n, png, figure_caption(n)) for n, png in _figures(run, pred)]
+        figs = [_figure_html(n, png, figure_caption(n)) for n, png in _figures(run, pred, workers)]
         sections.append(("figures", "Figures", ['<h2 id="figures">Figures</h2>', *figs]))
     sections.append(("experiment", "Experiment and parameters", _experiment_sections(run)))
     sections.append(("tables", "Tables (collapsed)", _result_sections(run, summary)))
@@ -668,8 +668,9 @@ def check_out(out: str | Path, *, default: bool, force: bool = False) -> Path:
     return p
 
 
-def write_report(run: Run, out: str | Path, vs: Run | None = None) -> Path:
-    """Write the page atomically; returns its path."""
+def write_report(run: Run, out: str | Path, vs: Run | None = None, workers: int = 1) -> Path:
+    """Write the page atomically; returns its path. ``workers``: processes drawing the
+    figures not drawn yet (`chaoslab.plots.write_figures`)."""
     p = Path(out)
-    atomic_write_text(p, build_report(run, vs))
+    atomic_write_text(p, build_report(run, vs, workers=workers))
     return p

@@ -83,6 +83,10 @@ def report(
         Path | None, typer.Option(help="HTML file (default: RUN_DIR/report.html).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes drawing figures not drawn yet (as plot --workers).", min=1),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML page: verdicts, advice, figures, experiment, tables.
     Figures `chaoslab plot` already drew from the same run are reused."""
@@ -94,7 +98,8 @@ def report(
 
     run = load_run(run_dir)
     other = load_run(vs) if vs is not None else None
-    p = write_report(run, dest, vs=other)
+    n = workers if workers is not None else default_workers()
+    p = write_report(run, dest, vs=other, workers=n)
     console.print(f"wrote {p}", markup=False, highlight=False)
 
 
