@@ -40,7 +40,7 @@ def export(
     ] = None,
     push: Annotated[
         str | None,
-        typer.Option(help="Also PUT the metrics to this Pushgateway URL (openmetrics only)."),
+        typer.Option(help="Also PUT the metrics to this Pushgateway URL (metrics formats)."),
     ] = None,
     job: Annotated[str, typer.Option(help="Pushgateway job name.")] = "chaoslab",
 ) -> None:
