@@ -213,15 +213,23 @@ def test_a_pool_worker_killed_from_outside_fails_the_run_in_one_line_resumable(
     exp = tmp_path / "two.yaml"
     exp.write_text(EXPERIMENT)
 
-    def kill_a_worker(done: int, total: int) -> None:
-        # the pool's workers are this process's children (the OOM killer's way to strike)
+    def children() -> set[int]:
+        out = set()
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and entry.name != str(os.getpid()):
                 with contextlib.suppress(OSError):
                     stat = (entry / "stat").read_text()
                     if int(stat[stat.rindex(")") + 2 :].split()[1]) == os.getpid():
-                        os.kill(int(entry.name), signal.SIGKILL)
-                        return
+                        out.add(int(entry.name))
+        return out
+
+    # children the session had before the run (a cluster reaper, a gateway) are not the pool's
+    before = children()
+
+    def kill_a_worker(done: int, total: int) -> None:
+        # the pool's workers are this process's new children (the OOM killer's way to strike)
+        for pid in sorted(children() - before)[:1]:
+            os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(ExecutorError, match="a worker process died") as died:
         chaoslab.run_experiment(exp, tmp_path / "out", workers=2, progress=kill_a_worker)
