@@ -281,3 +281,53 @@ def test_kube_vip_needs_the_api_server_to_move_its_vip() -> None:
     assert alone["at_vip_removed"].round(6).eq(10.0).all()
     assert alone["at_vip_added"].between(60.0, 60.0 + 2.2 * 2.0).all()
     assert (alone["lost_s"] == 0).all()
+
+
+# ============================================================================ item 8: GARP refresh
+ROUTER_4H = {"arp.neighbor": "router", "arp.router_timeout": "4h"}
+
+
+def _arp_offsets(params: dict[str, object], trials: int) -> np.ndarray:
+    df = sim("ingress-vip-vrrp", CRASH, ["keepalived-osh"], trials=trials, params=params)
+    return (df["at_arp_updated"] - df["at_vrrp_master_changed"]).to_numpy()
+
+
+def test_refresh_garps_heal_a_router_entry_that_missed_the_takeover_bursts() -> None:
+    """Each GARP frame lost with q = 1/2, one frame per burst: the router's entry moves at
+    the takeover (p 1/2), at the second burst 5 s later (1/4), else at the first refresh
+    that arrives, 5 + 10 k s (keepalived: delay + k x refresh): P(5 + 10k) = 2^-(k+2)."""
+    lossy = {
+        **ROUTER_4H,
+        "arp.garp_loss": 0.5,
+        "vrrp.garp_master_repeat": 1,
+        "vrrp.garp_master_delay": "5s",
+    }
+    off = _arp_offsets({**lossy, "vrrp.garp_master_refresh": "10s"}, 600)
+    assert np.isfinite(off).all()  # every trial healed within the horizon
+    for at, p in [(0, 1 / 2), (5, 1 / 4), (15, 1 / 8), (25, 1 / 16)]:
+        share = np.isclose(off, at, atol=1e-6).mean()
+        assert share == pytest.approx(p, abs=4 * (p * (1 - p) / 600) ** 0.5)
+    # without the refresh a quarter of the trials wait for the router's own 4 h timeout
+    stale = _arp_offsets(lossy, 400)
+    assert np.mean(~np.isfinite(stale) | (stale > 60)) == pytest.approx(1 / 4, abs=0.07)
+
+
+def test_garp_repeats_make_a_lost_burst_rare() -> None:
+    """A burst of r frames is missed with q^r: keepalived's default 5 frames at q = 1/2
+    leave 1/32 of the takeovers to the second burst."""
+    off = _arp_offsets({**ROUTER_4H, "arp.garp_loss": 0.5}, 400)
+    assert np.isclose(off, 0, atol=1e-6).mean() == pytest.approx(31 / 32, abs=0.03)
+
+
+def test_refresh_does_not_help_a_router_that_ignores_garp() -> None:
+    """A router that ignores GARP ignores the refreshes too: it moves at its ARP timeout."""
+    deaf = {**ROUTER_4H, "arp.router_timeout": "20m", "arp.accept_garp": False}
+    df = sim("ingress-vip-vrrp", CRASH, ["keepalived-osh"], trials=100, params=deaf)
+    refreshed = sim(
+        "ingress-vip-vrrp",
+        CRASH,
+        ["keepalived-osh"],
+        trials=100,
+        params={**deaf, "vrrp.garp_master_refresh": "10s"},
+    )
+    assert refreshed["downtime_s"].tolist() == pytest.approx(df["downtime_s"].tolist())

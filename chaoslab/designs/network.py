@@ -267,7 +267,7 @@ class VipPodTopology(ArpVipTopology):
         # the init container (re)adds the VIP; arping -U -c 3 announces it
         self.add_vip(node)
         if self.garp:
-            self.neighbour.garp(node)
+            self.neighbour.garp(node, frames=3)
 
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
@@ -325,8 +325,8 @@ class VrrpTopology(ArpVipTopology):
         else:
             self.remove_vip(node)
 
-    def _on_garp(self, node: Node) -> None:
-        self.neighbour.garp(node)
+    def _on_garp(self, node: Node, frames: int) -> None:
+        self.neighbour.garp(node, frames)
 
     def _healthy(self, node: Node) -> bool:
         pod = self.ingress_pod_on(node)

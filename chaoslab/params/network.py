@@ -126,6 +126,18 @@ register(
             "false: it keeps the old MAC until its own ARP timeout, in every VIP design.",
         ),
         Param(
+            "arp.garp_loss",
+            "ratio",
+            Fixed(0.0),
+            "[assumption] any segment",
+            "[assumption] every gratuitous ARP reaches the neighbour (the model's VRRP/GARP "
+            "packets are never lost); set a share to study a neighbour that misses bursts: "
+            "MetalLB issue #2910 (a neighbour left with a stale entry), keepalived.conf(5) "
+            "vrrp_garp_master_repeat 'number of gratuitous ARP messages to send at a time'",
+            "Probability that one GARP frame does not reach the neighbour, independently per "
+            "frame: a burst of r frames is missed with probability loss^r.",
+        ),
+        Param(
             "arp.mcast_solicit",
             "count",
             Fixed(3.0),
@@ -272,6 +284,58 @@ register(
             f"{KA_MAN}: weight default 0, range -253..253",
             "vrrp_script: 0 -> FAULT (priority-0 advert); otherwise the priority drops by this "
             "much while the script fails (give the magnitude).",
+        ),
+        Param(
+            "vrrp.garp_master_refresh",
+            "duration",
+            Fixed(0.0),
+            "keepalived 1.2.14-2.x (refresh since 1.2.10, its repeat since 1.2.14)",
+            f"{KA_MAN}: garp_master_refresh 'minimum time interval for refreshing gratuitous "
+            "ARPs while MASTER ... (default: 0 (no refreshing))'; keepalived/vrrp/vrrp.c "
+            "vrrp_state_become_master() arms the first refresh garp_master_delay + refresh "
+            "after the transition, vrrp_scheduler.c vrrp_gratuitous_arp_refresh_thread() "
+            "re-arms it every refresh",
+            "Period of the MASTER's refresh GARPs (0: none); the first comes "
+            "vrrp.garp_master_delay + this after becoming MASTER.",
+        ),
+        Param(
+            "vrrp.garp_master_refresh_repeat",
+            "count",
+            Fixed(1.0),
+            "keepalived 1.2.14-2.x (refresh since 1.2.10, its repeat since 1.2.14)",
+            f"{KA_MAN}: garp_master_refresh_repeat 'number of gratuitous ARP messages to send "
+            "at a time while MASTER (default: 1)'",
+            "GARP frames in each refresh.",
+        ),
+        Param(
+            "vrrp.track_process",
+            "flag",
+            False,
+            "keepalived 2.0.11+ (vrrp_track_process configured or not)",
+            f"{KA_MAN} section 'VRRP track processes' (netlink process events, no polling); "
+            "acassen/keepalived ChangeLog 2.0.11 'Add track_process'",
+            "keepalived tracks the local ingress (nginx) process with vrrp_track_process: it "
+            "reacts to the process's exit at once (plus vrrp.process_delay), not on a grid.",
+        ),
+        Param(
+            "vrrp.process_delay",
+            "duration",
+            Fixed(0.0),
+            "keepalived 2.0.11+",
+            f"{KA_MAN}: terminate_delay / fork_delay (delay sets both), unset by default; "
+            "keepalived/core/track_process.c: without terminate_delay the lost quorum is "
+            "processed in the exit event",
+            "vrrp_track_process: wait after the process exits (or returns) before the "
+            "tracker changes state.",
+        ),
+        Param(
+            "vrrp.process_weight",
+            "count",
+            Fixed(0.0),
+            "keepalived 2.0.11+",
+            f"{KA_MAN}: vrrp_track_process weight 'default is 0' (0: FAULT)",
+            "vrrp_track_process: 0 -> FAULT (priority-0 advert); otherwise the priority drops "
+            "by this much while the process is missing (give the magnitude).",
         ),
         # ------------------------------------------------------------ BGP
         Param(
