@@ -1,0 +1,226 @@
+"""Stale conntrack entries of SYNs that timed out towards a dead endpoint (kube-proxy DNAT).
+
+Covers the NodePort and ClusterIP paths, where a node's kube-proxy DNATs each new
+connection to a pod and the kernel's connection tracking remembers the choice:
+
+- While a node's rules still list an endpoint whose node is dead or cut off (a node crash or
+  partition before the endpoint is removed and the rules synced), each new connection the
+  rules DNAT there sends its SYN into a black hole. The SYN creates a conntrack entry in
+  ``SYN_SENT``; each retransmission of that SYN refreshes its timeout (the ``sSS -> sSS``
+  "Retransmitted SYN" row of ``tcp_conntracks`` and ``nf_ct_refresh_acct`` in
+  ``nf_conntrack_tcp_packet``, Linux net/netfilter/nf_conntrack_proto_tcp.c), so the entry
+  expires ``conntrack.tcp_timeout_syn_sent`` (120 s) after the last SYN the client sent.
+  The client retransmits at ``tcp_timeout_init`` x (1, 3, 7, ...) after the first SYN, up to
+  ``tcp_syn_retries`` times, until its own connect timeout closes the socket (no packet
+  leaves a socket closed in SYN_SENT: ``tcp_need_reset`` excludes that state,
+  net/ipv4/tcp.c).
+- Once the client closed that socket its source port is free again. A later connection from
+  the same client address to the same node address and port that picks the same source port
+  matches the entry: conntrack takes its SYN for a retransmission and it follows the entry's
+  DNAT to the dead pod, whatever the rules say now. kube-proxy deletes conntrack entries of
+  removed endpoints only for UDP (kubernetes/kubernetes pkg/proxy/conntrack/cleanup.go at
+  v1.37.2, lines 69 and 128).
+- connect() picks a source port of one parity first (``__inet_hash_connect``, Linux
+  net/ipv4/inet_hashtables.c: "In first pass we try ports of @low parity", since 4.6), so a
+  client that never runs out of ports uses half of ``ip_local_port_range``: 14,116 ports by
+  default. A new connection collides with probability N / ports, N the entries of its
+  address that are collidable now.
+
+An endpoint that answers (a killed process on a live node: RST) leaves no stale entry: the
+RST moves the entry to CLOSE, and a new SYN on a CLOSE entry makes conntrack delete it and
+track the connection afresh. Entries are lost with their node's power (the table is in
+memory) and are harmless again once their pod serves (its node came back).
+
+The model keeps, per entry node and dead pod, the history of entry creation (rate x the
+share of that node's DNAT choices that go to the pod) and re-reads the count every
+``conntrack.count_step`` while entries live; a(t) via a node is (1 - collision share) x
+what it would be without the mechanism. Two simplifications, both measured against the real
+kernel (docs/live-kubernetes.md): the ports are taken as uniformly random (the kernel walks
+them from a per-destination offset in random steps of 2-16, the same share on average over
+one pass of the range), and a colliding connection does not extend its entry (the
+production-timer series saw no failure later than the last entry's own expiry).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+from chaoslab.mechanisms.base import Trial
+from chaoslab.mechanisms.cluster import Node, Pod
+
+__all__ = ["DnatPath", "StaleSynEntries", "entry_window", "stale_syn_entries", "usable_ports"]
+
+#: one entry node of the client's traffic: (node, share of the client's new connections
+#: entering there, the endpoints its rules DNAT them to, uniformly)
+DnatPath = tuple[Node, float, Sequence[Pod]]
+
+
+def usable_ports(low: int, high: int, *, one_parity: bool) -> int:
+    """Source ports connect() uses before it has to scan the other parity."""
+    remaining = high + 1 - low
+    if remaining > 1:
+        remaining &= ~1  # __inet_hash_connect: "remaining &= ~1U"
+    if one_parity and remaining > 1:
+        return remaining // 2
+    return max(remaining, 1)
+
+
+def entry_window(
+    client_timeout: float, syn_retries: int, rto: float, syn_sent_timeout: float
+) -> tuple[float, float]:
+    """Ages (s after the first SYN) between which a timed-out connection's entry can be hit:
+    from when the client freed the port to when conntrack expires it.
+
+    The n-th retransmission leaves at rto x (2^n - 1); the kernel gives up one back-off
+    after the last one (rto x (2^(retries+1) - 1))."""
+    give_up = rto * (2.0 ** (syn_retries + 1) - 1.0)
+    release = min(client_timeout, give_up)
+    last_syn = 0.0
+    for n in range(1, syn_retries + 1):
+        sent = rto * (2.0**n - 1.0)
+        if sent >= release:
+            break
+        last_syn = sent
+    return release, last_syn + syn_sent_timeout
+
+
+def black_holed(pod: Pod, via: Node) -> bool:
+    """A SYN that ``via`` DNATs to ``pod`` gets no answer at all (no RST, no SYN-ACK)."""
+    n = pod.node
+    if n is None or pod.gone or not n.powered or not n.net_up:
+        return True
+    return via is not n and not via.net_up
+
+
+class StaleSynEntries:
+    """The conntrack entries of one client address, per entry node and dead pod."""
+
+    __slots__ = (
+        "_expire",
+        "_open",
+        "_pods",
+        "_release",
+        "_segments",
+        "_ticking",
+        "collision",
+        "paths",
+        "ports",
+        "rate",
+        "step",
+        "trial",
+    )
+
+    def __init__(self, trial: Trial, paths: Callable[[], Iterable[DnatPath]], rate: float) -> None:
+        p = trial.p
+        self.trial = trial
+        self.paths = paths
+        self.rate = rate
+        self.ports = usable_ports(
+            p.count("client.ip_local_port_range_low"),
+            p.count("client.ip_local_port_range_high"),
+            one_parity=p.flag("client.connect_port_parity"),
+        )
+        self._release, self._expire = entry_window(
+            p.draw("client.timeout"),
+            p.count("client.tcp_syn_retries"),
+            p.draw("client.tcp_timeout_init"),
+            p.draw("conntrack.tcp_timeout_syn_sent"),
+        )
+        self.step = p.draw("conntrack.count_step")
+        #: (node, pod) -> closed creation segments [start, end, entries per second]
+        self._segments: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+        #: (node, pod) -> the open segment (start, entries per second)
+        self._open: dict[tuple[str, str], tuple[float, float]] = {}
+        self._pods: dict[tuple[str, str], tuple[Node, Pod]] = {}
+        self._ticking = False
+        #: node name -> share of its new connections that hit an entry now
+        self.collision: dict[str, float] = {}
+        trial.listeners.append(self.paths_changed)
+
+    def share(self, node: Node) -> float:
+        """Share of the client's new connections via ``node`` that hit a stale entry."""
+        return self.collision.get(node.name, 0.0)
+
+    def paths_changed(self) -> None:
+        """Rules or pods changed: restart each (node, pod) creation rate from now."""
+        now = self.trial.now
+        rates: dict[tuple[str, str], float] = {}
+        for via in {id(v): v for v, _ in self._pods.values()}.values():
+            if not via.powered:
+                self._forget(via)  # conntrack lives in memory: a power cut empties it
+        for via, weight, endpoints in self.paths():
+            if weight <= 0 or not endpoints or not via.powered:
+                continue  # no connection of the client's enters here
+            each = self.rate * weight / len(endpoints)
+            for pod in endpoints:
+                if black_holed(pod, via):
+                    key = (via.name, pod.name)
+                    rates[key] = rates.get(key, 0.0) + each
+                    self._pods[key] = (via, pod)
+        for key in set(self._open) | set(rates):
+            self._set_rate(key, rates.get(key, 0.0), now)
+        if self._open and not self._ticking:
+            self._ticking = True
+            self.trial.at(0.0, self._tick)
+
+    def _set_rate(self, key: tuple[str, str], rate: float, now: float) -> None:
+        cur = self._open.get(key)
+        if cur is not None and cur[1] == rate:
+            return
+        if cur is not None:
+            if now > cur[0]:
+                self._segments.setdefault(key, []).append((cur[0], now, cur[1]))
+            del self._open[key]
+        if rate > 0:
+            self._open[key] = (now, rate)
+
+    def _forget(self, node: Node) -> None:
+        for key in [k for k in self._pods if k[0] == node.name]:
+            self._segments.pop(key, None)
+            self._open.pop(key, None)
+            del self._pods[key]
+
+    def count(self, key: tuple[str, str], t: float) -> float:
+        """Expected collidable entries of (node, pod) at ``t``: created in (t - expire,
+        t - release]."""
+        lo, hi = t - self._expire, t - self._release
+        total = 0.0
+        for start, end, rate in self._segments.get(key, ()):
+            total += rate * max(0.0, min(end, hi) - max(start, lo))
+        cur = self._open.get(key)
+        if cur is not None:
+            total += cur[1] * max(0.0, hi - max(cur[0], lo))
+        return total
+
+    def _tick(self) -> None:
+        """Re-read the counts (at the middle of the next step: the step's mean for a count
+        that grows or decays linearly) and re-evaluate a(t)."""
+        now = self.trial.now
+        mid = now + self.step / 2
+        shares: dict[str, float] = {}
+        for key, (via, pod) in self._pods.items():
+            if black_holed(pod, via):  # a pod that serves again answers a hit entry's SYN
+                shares[via.name] = shares.get(via.name, 0.0) + self.count(key, mid)
+        self.collision = {name: min(1.0, n / self.ports) for name, n in shares.items() if n > 0}
+        self.trial.changed()
+        if self._open or self._last_expiry() > now:
+            self.trial.at(self.step, self._tick)
+        else:
+            self._ticking = False
+            self.collision = {}
+
+    def _last_expiry(self) -> float:
+        ends = [end for segs in self._segments.values() for _, end, _ in segs]
+        return max(ends, default=-math.inf) + self._expire
+
+
+def stale_syn_entries(
+    trial: Trial, paths: Callable[[], Iterable[DnatPath]]
+) -> StaleSynEntries | None:
+    """The mechanism for one client address, or None when it opens no connections
+    (``client.connection_rate_per_ip`` 0: many clients at low rates, no draws made)."""
+    rate = trial.p.draw("client.connection_rate_per_ip")
+    if rate <= 0:
+        return None
+    return StaleSynEntries(trial, paths, rate)
