@@ -58,6 +58,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from chaoslab.errors import ChaoslabError, UserError
+from chaoslab.outage import latency_summary
 
 __all__ = [
     "FORMAT_VERSION",
@@ -101,6 +102,8 @@ METRIC_COLUMNS = (
     "lost_s",
     "connections_reset",
     "connections_hung",
+    "slow_s",
+    "p99_latency_s",
 )
 #: optional compact a(t): change-point times and values per trial (list columns)
 AVAILABILITY_COLUMNS = ("a_t", "a_v")
@@ -758,5 +761,7 @@ def summarize(trials: pd.DataFrame, sweep: Sequence[str] | None = None) -> pd.Da
         for extra in ("connections_reset", "connections_hung"):
             if extra in g and g[extra].notna().any():
                 row[f"{extra}_mean"] = float(g[extra].mean())
+        if "slow_s" in g and "p99_latency_s" in g:
+            row.update(latency_summary(g["slow_s"], g["p99_latency_s"]))
         rows.append(row)
     return pd.DataFrame(rows)
