@@ -3,9 +3,11 @@
 A clusterip client at rate r: while its node's rules DNAT 1 of 3 endpoints to a crashed
 node (until its own kube-proxy synced, t_f), each connection sent there leaves an entry
 that another connection can hit from the client's timeout (0.5 s: one SYN) until 120 s
-after that SYN (``nf_conntrack_tcp_timeout_syn_sent``). So after t_f the count is r t_f / 3
-until 120 s, then decays linearly to 0 at t_f + 120 s, and a(t) = 1 - count / 14,116 (the
-even ports of 32768-60999 that connect() uses first).
+after that SYN (``nf_conntrack_tcp_timeout_syn_sent``). With ports taken at random the
+count is r t_f / 3 until 120 s, then decays linearly to 0 at t_f + 120 s, and a(t) =
+1 - count / 14,116 (the even ports of 32768-60999 that connect() uses first). With the
+kernel's walk (9 ports on per connect, 4.5 usable ports) the client comes back to the
+crash's ports one pass later, 14,116 / (4.5 r) s, and hits them with odds 1/4.5 each.
 """
 
 from __future__ import annotations
@@ -65,10 +67,13 @@ def _rules_fixed(trial: Trial) -> float:
     return next(t for t, a in zip(trial.a_t, trial.a_v, strict=True) if a > 0.9)
 
 
-def _crash(rate: float, seed: int = 0) -> Trial:
-    return _trial(
-        "clusterip", "node-crash", {**CI, "client.connection_rate_per_ip": f"{rate:g}"}, seed
-    )
+def _crash(rate: float, seed: int = 0, selection: str = "random") -> Trial:
+    params = {
+        **CI,
+        "client.connection_rate_per_ip": f"{rate:g}",
+        "client.connect_port_selection": selection,
+    }
+    return _trial("clusterip", "node-crash", params, seed)
 
 
 def test_connect_uses_the_even_half_of_the_default_port_range() -> None:
@@ -113,6 +118,27 @@ def test_entries_expire_their_timeout_after_their_syn() -> None:
     )
     assert _a(trial, 120.0 + fixed + STEP) == 1.0
     assert trial.a_t[-1] == pytest.approx(120.0 + fixed, abs=STEP)
+
+
+def test_the_walk_comes_back_to_the_crashs_ports_one_pass_later() -> None:
+    rate = 40.0
+    trial = _crash(rate, selection="walk")
+    fixed = _rules_fixed(trial)
+    lap = PORTS / (4.5 * rate)  # 78.4 s
+    assert _a(trial, fixed + 1.0) == 1.0  # the walk has moved on past the entries
+    assert _a(trial, lap - 1.0) == 1.0
+    # each port the crash took is hit with odds 1 / 4.5; a third of them are stale
+    assert _a(trial, lap + fixed / 2) == pytest.approx(1 - 1 / 3 / 4.5)
+    # two passes on (157 s) every entry has expired (120 s)
+    assert _a(trial, lap + fixed + STEP) == 1.0
+    assert trial.a_t[-1] == pytest.approx(lap + fixed, abs=STEP)
+
+
+def test_a_fast_walk_passes_often_and_averages_to_the_random_share() -> None:
+    """At 3,000 connections a second a pass takes ~1 s: within an entry's life the walk
+    comes back to it ~100 times, and the share is the random one."""
+    walk, random = _crash(3000.0, selection="walk"), _crash(3000.0)
+    assert _a(walk, 60.0) == pytest.approx(_a(random, 60.0))
 
 
 def test_the_effect_grows_with_the_clients_rate() -> None:

@@ -23,8 +23,16 @@ connection to a pod and the kernel's connection tracking remembers the choice:
 - connect() picks a source port of one parity first (``__inet_hash_connect``, Linux
   net/ipv4/inet_hashtables.c: "In first pass we try ports of @low parity", since 4.6), so a
   client that never runs out of ports uses half of ``ip_local_port_range``: 14,116 ports by
-  default. A new connection collides with probability N / ports, N the entries of its
-  address that are collidable now.
+  default. It does not pick them at random: successive connects to one destination *walk*
+  the range from a per-destination offset, each 2-16 ports on (mean 9,
+  ``client.connect_port_increment``; measured here, 8.93). One pass over the range takes
+  14,116 / 4.5 connections (78 s at 40/s); the next pass lands on each port the previous
+  one took with odds 1/4.5. So the connections of a crash come back to its stale entries one
+  pass later, and for as long as the crash lasted a share d / 4.5 of them collide (d: the
+  share the rules sent to the dead pod then), again each pass while the entries live. With
+  ``client.connect_port_selection: random`` (or a pass much shorter than an entry's life)
+  a connection collides with probability N / ports, N the entries collidable now: the
+  walk's mean.
 
 An endpoint that answers (a killed process on a live node: RST) leaves no stale entry: the
 RST moves the entry to CLOSE, and a new SYN on a CLOSE entry makes conntrack delete it and
@@ -32,13 +40,11 @@ track the connection afresh. Entries are lost with their node's power (the table
 memory) and are harmless again once their pod serves (its node came back).
 
 The model keeps, per entry node and dead pod, the history of entry creation (rate x the
-share of that node's DNAT choices that go to the pod) and re-reads the count every
-``conntrack.count_step`` while entries live; a(t) via a node is (1 - collision share) x
-what it would be without the mechanism. Two simplifications, both measured against the real
-kernel (docs/live-kubernetes.md): the ports are taken as uniformly random (the kernel walks
-them from a per-destination offset in random steps of 2-16, the same share on average over
-one pass of the range), and a colliding connection does not extend its entry (the
-production-timer series saw no failure later than the last entry's own expiry).
+share of that node's DNAT choices that go to the pod) and re-reads the collision share every
+``conntrack.count_step``; a(t) via a node is (1 - collision share) x what it would be
+without the mechanism. Not modelled: the jitter of a pass (~0.7 s sd at 40/s), and a
+colliding connection extending its entry (the production-timer series saw no failure after
+the entries' own expiry).
 """
 
 from __future__ import annotations
@@ -93,10 +99,16 @@ def black_holed(pod: Pod, via: Node) -> bool:
     return via is not n and not via.net_up
 
 
+#: a creation segment: (start, end, entries per second, the client's connections per
+#: second via that node then)
+Segment = tuple[float, float, float, float]
+
+
 class StaleSynEntries:
     """The conntrack entries of one client address, per entry node and dead pod."""
 
     __slots__ = (
+        "_conn_rate",
         "_expire",
         "_open",
         "_pods",
@@ -104,9 +116,11 @@ class StaleSynEntries:
         "_segments",
         "_ticking",
         "collision",
+        "increment",
         "paths",
         "ports",
         "rate",
+        "selection",
         "step",
         "trial",
     )
@@ -116,11 +130,15 @@ class StaleSynEntries:
         self.trial = trial
         self.paths = paths
         self.rate = rate
+        one_parity = p.flag("client.connect_port_parity")
         self.ports = usable_ports(
             p.count("client.ip_local_port_range_low"),
             p.count("client.ip_local_port_range_high"),
-            one_parity=p.flag("client.connect_port_parity"),
+            one_parity=one_parity,
         )
+        self.selection = p.choice("client.connect_port_selection")
+        #: the walk's mean advance per connection, in usable ports
+        self.increment = p.draw("client.connect_port_increment") / (2 if one_parity else 1)
         self._release, self._expire = entry_window(
             p.draw("client.timeout"),
             p.count("client.tcp_syn_retries"),
@@ -128,11 +146,11 @@ class StaleSynEntries:
             p.draw("conntrack.tcp_timeout_syn_sent"),
         )
         self.step = p.draw("conntrack.count_step")
-        #: (node, pod) -> closed creation segments [start, end, entries per second]
-        self._segments: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-        #: (node, pod) -> the open segment (start, entries per second)
-        self._open: dict[tuple[str, str], tuple[float, float]] = {}
+        self._segments: dict[tuple[str, str], list[Segment]] = {}
+        #: (node, pod) -> the open segment (start, entries per second, connections per second)
+        self._open: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._pods: dict[tuple[str, str], tuple[Node, Pod]] = {}
+        self._conn_rate: dict[str, float] = {}
         self._ticking = False
         #: node name -> share of its new connections that hit an entry now
         self.collision: dict[str, float] = {}
@@ -145,13 +163,14 @@ class StaleSynEntries:
     def paths_changed(self) -> None:
         """Rules or pods changed: restart each (node, pod) creation rate from now."""
         now = self.trial.now
-        rates: dict[tuple[str, str], float] = {}
         for via in {id(v): v for v, _ in self._pods.values()}.values():
             if not via.powered:
                 self._forget(via)  # conntrack lives in memory: a power cut empties it
+        rates: dict[tuple[str, str], float] = {}
         for via, weight, endpoints in self.paths():
             if weight <= 0 or not endpoints or not via.powered:
                 continue  # no connection of the client's enters here
+            self._conn_rate[via.name] = self.rate * weight
             each = self.rate * weight / len(endpoints)
             for pod in endpoints:
                 if black_holed(pod, via):
@@ -170,10 +189,10 @@ class StaleSynEntries:
             return
         if cur is not None:
             if now > cur[0]:
-                self._segments.setdefault(key, []).append((cur[0], now, cur[1]))
+                self._segments.setdefault(key, []).append((cur[0], now, cur[1], cur[2]))
             del self._open[key]
         if rate > 0:
-            self._open[key] = (now, rate)
+            self._open[key] = (now, rate, self._conn_rate[key[0]])
 
     def _forget(self, node: Node) -> None:
         for key in [k for k in self._pods if k[0] == node.name]:
@@ -181,28 +200,54 @@ class StaleSynEntries:
             self._open.pop(key, None)
             del self._pods[key]
 
+    def _history(self, key: tuple[str, str]) -> list[Segment]:
+        segs = list(self._segments.get(key, ()))
+        cur = self._open.get(key)
+        if cur is not None:
+            segs.append((cur[0], math.inf, cur[1], cur[2]))
+        return segs
+
     def count(self, key: tuple[str, str], t: float) -> float:
         """Expected collidable entries of (node, pod) at ``t``: created in (t - expire,
         t - release]."""
-        lo, hi = t - self._expire, t - self._release
-        total = 0.0
-        for start, end, rate in self._segments.get(key, ()):
-            total += rate * max(0.0, min(end, hi) - max(start, lo))
-        cur = self._open.get(key)
-        if cur is not None:
-            total += cur[1] * max(0.0, hi - max(cur[0], lo))
-        return total
+        return sum(
+            rate * _overlap(start, end, t, self._expire, self._release)
+            for start, end, rate, _ in self._history(key)
+        )
+
+    def hit_share(self, key: tuple[str, str], t: float) -> float:
+        """Share of the client's new connections via the node that hit an entry of
+        (node, pod) at ``t``."""
+        segs = self._history(key)
+        if not segs:
+            return 0.0
+        if self.selection == "random":
+            return self.count(key, t) / self.ports
+        share = 0.0
+        for start, end, rate, conns in segs:
+            lap = self.ports / (self.increment * conns)  # s per pass of the whole range
+            if lap < 4 * self.step:
+                # many passes per entry lifetime: the walk's mean is the random share
+                share += rate * _overlap(start, end, t, self._expire, self._release) / self.ports
+                continue
+            k = max(1, math.ceil(self._release / lap))
+            while k * lap < self._expire:
+                if start <= t - k * lap < end:
+                    # the pass lands on a port the earlier pass took with odds 1/increment
+                    share += rate / conns / self.increment
+                k += 1
+        return share
 
     def _tick(self) -> None:
-        """Re-read the counts (at the middle of the next step: the step's mean for a count
+        """Re-read the shares (at the middle of the next step: the step's mean for a count
         that grows or decays linearly) and re-evaluate a(t)."""
         now = self.trial.now
         mid = now + self.step / 2
         shares: dict[str, float] = {}
         for key, (via, pod) in self._pods.items():
             if black_holed(pod, via):  # a pod that serves again answers a hit entry's SYN
-                shares[via.name] = shares.get(via.name, 0.0) + self.count(key, mid)
-        self.collision = {name: min(1.0, n / self.ports) for name, n in shares.items() if n > 0}
+                shares[via.name] = shares.get(via.name, 0.0) + self.hit_share(key, mid)
+        self.collision = {name: min(1.0, c) for name, c in shares.items() if c > 0}
         self.trial.changed()
         if self._open or self._last_expiry() > now:
             self.trial.at(self.step, self._tick)
@@ -211,8 +256,13 @@ class StaleSynEntries:
             self.collision = {}
 
     def _last_expiry(self) -> float:
-        ends = [end for segs in self._segments.values() for _, end, _ in segs]
+        ends = [seg[1] for segs in self._segments.values() for seg in segs]
         return max(ends, default=-math.inf) + self._expire
+
+
+def _overlap(start: float, end: float, t: float, expire: float, release: float) -> float:
+    """Length of [start, end) within (t - expire, t - release]."""
+    return max(0.0, min(end, t - release) - max(start, t - expire))
 
 
 def stale_syn_entries(
