@@ -289,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     state = a.state or Path(os.environ.get(ENV_STATE) or default_state_dir("default"))
     if (a.action in ACTIONS) != (a.node is not None):
-        ap.error(f"{a.action}: " + ("give the node" if a.action in ACTIONS else "takes no node"))
+        need = "give the node" if a.action in ACTIONS else "takes no node"
+        print(f"{a.action}: {need}", file=sys.stderr)
+        return 2
     try:
         if a.action in CONTROL_ACTIONS:
             _control_act(a.action, a, state)

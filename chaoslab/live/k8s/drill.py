@@ -183,7 +183,9 @@ def plan_drill(
     exp = load_experiment(path)
     exp.validate()
     faults = live_faults(exp)
-    first = live_spec(exp, faults[0]) if faults else None
+    # every fault's drill is checked before anything connects or is brought up
+    specs = [live_spec(exp, i) for i in faults]
+    first = specs[0] if specs else None
     if first is None or first.cluster != "local":
         return [_plan(exp, i, kubeconfig=kubeconfig, context=context) for i in faults]
     # the control plane on this machine: up (or attached), its data plane, the drill's
