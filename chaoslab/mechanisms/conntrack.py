@@ -52,6 +52,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
+
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import Node, Pod
 
@@ -110,14 +112,18 @@ class StaleSynEntries:
     __slots__ = (
         "_conn_rate",
         "_expire",
+        "_offsets",
         "_open",
+        "_phase",
         "_pods",
         "_release",
+        "_rng",
         "_segments",
         "_ticking",
         "collision",
         "increment",
         "paths",
+        "period",
         "ports",
         "rate",
         "selection",
@@ -146,6 +152,13 @@ class StaleSynEntries:
             p.draw("conntrack.tcp_timeout_syn_sent"),
         )
         self.step = p.draw("conntrack.count_step")
+        self.period = p.draw("client.connect_port_shuffle_period")
+        #: the walk's own random stream (a jump of the trial's): the other draws stay
+        jumped = getattr(trial.rng.bit_generator, "jumped", None)
+        self._rng = np.random.Generator(jumped()) if jumped is not None else trial.rng
+        #: where the shuffle periods start relative to the fault (a host-wide grid)
+        self._phase = 0.0 if math.isinf(self.period) else self.period * self._rng.random()
+        self._offsets: dict[tuple[str, int], float] = {}
         self._segments: dict[tuple[str, str], list[Segment]] = {}
         #: (node, pod) -> the open segment (start, entries per second, connections per second)
         self._open: dict[tuple[str, str], tuple[float, float, float]] = {}
@@ -223,20 +236,62 @@ class StaleSynEntries:
             return 0.0
         if self.selection == "random":
             return self.count(key, t) / self.ports
+        node = key[0]
+        where = self._position(node, t)
         share = 0.0
         for start, end, rate, conns in segs:
-            lap = self.ports / (self.increment * conns)  # s per pass of the whole range
-            if lap < 4 * self.step:
-                # many passes per entry lifetime: the walk's mean is the random share
-                share += rate * _overlap(start, end, t, self._expire, self._release) / self.ports
+            a = max(start, t - self._expire)
+            b = min(end, t - self._release)
+            if a >= b:
                 continue
-            k = max(1, math.ceil(self._release / lap))
-            while k * lap < self._expire:
-                if start <= t - k * lap < end:
-                    # the pass lands on a port the earlier pass took with odds 1/increment
-                    share += rate / conns / self.increment
-                k += 1
+            speed = self.increment * conns  # usable ports the walk moves on per second
+            if self.ports / speed < 4 * self.step:
+                # many passes per entry lifetime: the walk's mean is the random share
+                share += rate * (b - a) / self.ports
+                continue
+            # the pass now lands on a port an earlier pass took with odds 1/increment
+            passes = self._passes(node, where, a, b, speed)
+            share += passes * rate / conns / self.increment
         return share
+
+    def _passes(self, node: str, where: float, a: float, b: float, speed: float) -> int:
+        """How often the walk of [a, b) went over port ``where`` (once per lap within a
+        shuffle period, from that period's own offset)."""
+        lap = self.ports / speed
+        n = 0
+        for j in self._periods(a, b):
+            begin = self._period_start(j)
+            lo, hi = max(a, begin), min(b, begin + self.period)
+            first = begin + ((where - self._offset(node, j)) % self.ports) / speed
+            if first < lo:
+                first += math.ceil((lo - first) / lap) * lap
+            if first < hi:
+                n += 1 + math.floor((hi - first) / lap - 1e-12)
+        return n
+
+    def _periods(self, a: float, b: float) -> range:
+        if math.isinf(self.period):
+            return range(1)
+        first = math.floor((a - self._phase) / self.period)
+        return range(first, math.floor((b - self._phase) / self.period) + 1)
+
+    def _period_start(self, j: int) -> float:
+        return 0.0 if math.isinf(self.period) else self._phase + j * self.period
+
+    def _position(self, node: str, t: float) -> float:
+        """Where the node's walk is at ``t``, in usable ports from the range's start."""
+        j = self._periods(t, t)[0]
+        speed = self.increment * self._conn_rate[node]
+        return (self._offset(node, j) + speed * (t - self._period_start(j))) % self.ports
+
+    def _offset(self, node: str, j: int) -> float:
+        """The walk's start in shuffle period ``j``: a new hash of the addresses each
+        period, so independent and uniform."""
+        key = (node, j)
+        x = self._offsets.get(key)
+        if x is None:
+            x = self._offsets[key] = self.ports * self._rng.random()
+        return x
 
     def _tick(self) -> None:
         """Re-read the shares (at the middle of the next step: the step's mean for a count

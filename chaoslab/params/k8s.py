@@ -663,13 +663,13 @@ register(
             "choice",
             "walk",
             "walk: Linux 4.6 and later (one host-wide offset before 5.12, one per "
-            "destination since; random increments since 5.19 and the June 2022 stable "
+            "destination since; random increments since 5.18 and the 2022 stable "
             "backports)",
             "torvalds/linux net/ipv4/inet_hashtables.c __inet_hash_connect (port = low + "
             "(table_perturb[index] + hash(saddr, daddr, dport)) % remaining; after each "
             "connect table_perturb[index] += max(i, get_random_u32_below(8) * step) + step); "
             "commits 'tcp: change source port randomizarion at connect() time' (5.12) and "
-            "'tcp: add small random increments to the source port' (5.19; stable 4.9.320, "
+            "'tcp: add small random increments to the source port' (5.18; stable 4.9.320, "
             "4.14.285, 5.10.125)",
             "How a client's successive connects to one destination pick source ports: "
             "'walk' (the kernel's: the next port a few ports on, so a port comes back once per "
@@ -680,7 +680,7 @@ register(
             "client.connect_port_increment",
             "count",
             Fixed(9.0),
-            "Linux 5.19 and later and the June 2022 stable backports (2 before: one port "
+            "Linux 5.18 and later and the 2022 stable backports (2 before: one port "
             "of the same parity on)",
             "torvalds/linux net/ipv4/inet_hashtables.c __inet_hash_connect (a free port: "
             "i = 0, advance max(0, 2 x U{0..7}) + 2 = 2..16, mean 9); measured on Linux "
@@ -688,6 +688,19 @@ register(
             "2-16 seen ~370 times",
             "Mean advance of the source port between two connects to the same destination, "
             "in ports (a pass of the range takes range / advance connections).",
+        ),
+        Param(
+            "client.connect_port_shuffle_period",
+            "duration",
+            Fixed(10.0),
+            "Linux 5.18 and later and the May 2022 stable releases (before: never, one walk "
+            "per destination for the host's uptime)",
+            "torvalds/linux net/core/secure_seq.c secure_ipv4_port_ephemeral "
+            "(EPHEMERAL_PORT_SHUFFLE_PERIOD (10 * HZ): the hash is salted with jiffies / "
+            "period); commit 4dfa9b438ee3 'tcp: resalt the secret every 10 seconds'",
+            "How often the offset a client's source-port walk to one destination starts from "
+            "is drawn anew (inf: never); periods start on a host-wide grid.",
+            positive=True,
         ),
         Param(
             "client.tcp_syn_retries",
