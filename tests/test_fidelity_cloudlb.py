@@ -198,3 +198,109 @@ def test_every_cloud_value_has_a_source_and_unpublished_ones_say_so() -> None:
     assert all("[assumption]" in gcp[k].source for k in NEW_KEYS)
     hap = ParamSet.resolve(["haproxy"])
     assert all(hap.text(k) == "0s" for k in NEW_KEYS)
+
+
+# ------------------------------------------------- IP targets (cloud-lb-ip), NLB resets
+DELETE = {"kind": "pod-delete", "target": "app-pod"}
+LONG = {"client.long_lived_share": 0.3}
+
+
+def test_ip_targets_keep_a_deleted_pod_in_rotation_until_its_health_check_routes_it_out() -> None:
+    """IP mode: the deleted pod's IP is deregistered at once but keeps getting new
+    connections for ~2 min (aws-load-balancer-controller #2366); it is gone ~1 s after
+    SIGTERM, so its own health checks stop the traffic first: marked down at (fall - 1) x
+    30 s + U(0, 30 s) + the 10 s timeout (a gone pod IP answers nothing) after it went, then
+    30-40 s propagation: 70-110 s. 1/3 of new connections fail until then. Behind NodePorts
+    (cloud-lb) kube-proxy drops the endpoint within a second."""
+    ip = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=200)
+    assert np.allclose(ip["recovery_s"], ip["at_lb_routed_out"])
+    since = ip["recovery_s"] - ip["at_pod_gone"]
+    assert since.between(70.0, 110.0).all()
+    assert since.max() - since.min() > 25  # the check grid's phase and the propagation
+    assert (ip["at_lb_routed_out"] < ip["at_cloud_lb_deregistering"] + 120.0).all()
+    assert np.allclose(ip["lost_s"], ip["at_lb_routed_out"] / 3, rtol=0.02)
+    node = sim("cloud-lb", DELETE, "aws-nlb", trials=100)
+    assert (node["recovery_s"] < 3.0).all()
+
+
+def test_a_prestop_longer_than_the_deregistration_costs_nothing_in_ip_mode() -> None:
+    """The documented cure: keep serving (preStop sleep 150 s, grace 200 s) until the NLB
+    has stopped sending new connections (120-140 s after the deregistration)."""
+    params = {"pod.prestop_sleep": "150s", "pod.termination_grace_period_seconds": "200s"}
+    df = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=100, **params)
+    assert (df["lost_s"] == 0).all()
+    assert df["at_lb_routed_out"].isna().all()
+
+
+def test_a_new_pod_ip_takes_traffic_after_registration_its_first_check_and_propagation() -> None:
+    """The replacement: registered cloud_lb.controller_sync after its endpoint is written,
+    first check lb.registration_time later (fixed), one pass, in rotation lb.propagation later."""
+    params = {
+        "cloud_lb.controller_sync": "1s",
+        "lb.registration_time": "90s",
+        "lb.propagation": "35s",
+    }
+    df = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=100, **params)
+    assert np.allclose(df["at_cloud_lb_registered"] - df["at_endpoints_added"], 1.0)
+    assert np.allclose(df["at_lb_marked_up"] - df["at_cloud_lb_registered"], 90.0)
+    assert np.allclose(df["at_lb_routed_in"] - df["at_lb_marked_up"], 35.0)
+
+
+def test_gcp_negs_follow_the_endpoints_within_seconds() -> None:
+    """GCP (its delays [assumption]): deregistration reaches the data plane in 0-5 s."""
+    df = sim("cloud-lb-ip", DELETE, "gcp", trials=200)
+    late = df["recovery_s"] - df["at_cloud_lb_deregistering"]
+    assert (late <= 5.0 + 1e-6).all()
+
+
+@pytest.mark.parametrize("design", ["cloud-lb", "cloud-lb-ip"])
+def test_an_nlb_resets_the_connections_of_a_target_it_routes_out(design: str) -> None:
+    """AWS NLB: 'sends a TCP RST for packets received on the client connections associated
+    with the target' once it is unhealthy: connections through the crashed node are reset
+    at the routing change instead of hanging; GCP keeps them (they hang)."""
+    aws = sim(design, APP_NODE, "aws-nlb", trials=50, **LONG)
+    gcp = sim(design, APP_NODE, "gcp", trials=50, **LONG)
+    assert np.allclose(aws["at_cloud_lb_reset"], aws["at_lb_routed_out"])
+    assert gcp["at_cloud_lb_reset"].isna().all()
+    share = 1 / 3 if design == "cloud-lb-ip" else 1 / 5  # the dead target's connections
+    assert np.allclose(aws["connections_reset"], share)
+    assert np.allclose(gcp["connections_hung"] - aws["connections_hung"], share)
+
+
+def test_no_reset_while_the_nlb_fails_open() -> None:
+    """Unhealthy targets' connections are reset only while some target is healthy: with
+    every target unhealthy the NLB fails open and sends to all of them, no RST."""
+    health = {"a": True, "b": True}
+    lb = checker("aws-nlb", health, **{"lb.propagation": "35s"})
+    health["a"] = False
+    lb.trial.changed()
+    lb.trial.env.run(until=lb.trial.milestones.get("lb.marked_down", 0) + 200.0)
+    assert [n.name for n in lb.unhealthy_routed_out()] == ["a"]
+    health["b"] = False
+    lb.trial.changed()
+    lb.trial.env.run(until=lb.trial.now + 200.0)
+    assert {n.name for n in lb.in_rotation()} == {"a", "b"}  # fail open
+    assert lb.unhealthy_routed_out() == []
+
+
+def test_deregistration_connection_termination_resets_at_the_end_of_the_drain() -> None:
+    """deregistration_delay.connection_termination.enabled (default false): true resets
+    what is left on a deregistered, still serving pod when its drain ends."""
+    params = {
+        **LONG,
+        "pod.prestop_sleep": "600s",
+        "pod.termination_grace_period_seconds": "700s",
+        "lb.deregistration_delay": "300s",
+    }
+    kept = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=30, **params)
+    cut = sim(
+        "cloud-lb-ip",
+        DELETE,
+        "aws-nlb",
+        trials=30,
+        **params,
+        **{"lb.deregistration_connection_termination": True},
+    )
+    assert kept["at_cloud_lb_reset"].isna().all()
+    assert np.allclose(cut["at_cloud_lb_reset"] - cut["at_cloud_lb_deregistering"], 300.0)
+    assert np.allclose(cut["at_cloud_lb_reset"], cut["at_lb_deregistered"])
