@@ -596,7 +596,7 @@ def _band_quantiles(
     count[np.searchsorted(levels, 1.0)] += n
     at_most = np.cumsum(count, axis=0)  # trials at or below each level, per grid time
 
-    def order_stat(r: np.ndarray) -> np.ndarray:  # the r-th smallest (0-based) per time
+    def order_stat(r: int) -> np.ndarray:  # the r-th smallest (0-based) per grid time
         return levels[(at_most <= r).sum(axis=0)]
 
     out = []
@@ -606,7 +606,7 @@ def _band_quantiles(
         lo_i = min(math.floor(vi), n - 1)
         hi_i = min(lo_i + 1, n - 1)
         gamma = vi - lo_i
-        a, b = order_stat(np.int64(lo_i)), order_stat(np.int64(hi_i))
+        a, b = order_stat(lo_i), order_stat(hi_i)
         diff = b - a
         out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
     return out
