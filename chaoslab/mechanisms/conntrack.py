@@ -24,15 +24,15 @@ connection to a pod and the kernel's connection tracking remembers the choice:
   net/ipv4/inet_hashtables.c: "In first pass we try ports of @low parity", since 4.6), so a
   client that never runs out of ports uses half of ``ip_local_port_range``: 14,116 ports by
   default. It does not pick them at random: successive connects to one destination *walk*
-  the range from a per-destination offset, each 2-16 ports on (mean 9,
-  ``client.connect_port_increment``; measured here, 8.93). One pass over the range takes
-  14,116 / 4.5 connections (78 s at 40/s); the next pass lands on each port the previous
-  one took with odds 1/4.5. So the connections of a crash come back to its stale entries one
-  pass later, and for as long as the crash lasted a share d / 4.5 of them collide (d: the
-  share the rules sent to the dead pod then), again each pass while the entries live. With
-  ``client.connect_port_selection: random`` (or a pass much shorter than an entry's life)
-  a connection collides with probability N / ports, N the entries collidable now: the
-  walk's mean.
+  the range from an offset hashed from the addresses, each 2-16 ports on (mean 9,
+  ``client.connect_port_increment``; measured here, 8.93), and the hash is re-salted every
+  10 s (net/core/secure_seq.c ``EPHEMERAL_PORT_SHUFFLE_PERIOD``), when the walk restarts
+  from a new random offset. A period whose walk crosses the ports an earlier one took lands
+  on each with odds 1/4.5 (usable ports per step), so while it crosses them a share d / 4.5
+  of its connections collide (d: the share the rules sent to the dead pod then). The model
+  draws each period's offset, so collisions come in bursts at random times over the entries'
+  life; on average (and with ``client.connect_port_selection: random``) a connection
+  collides with probability N / ports, N the entries collidable now.
 
 An endpoint that answers (a killed process on a live node: RST) leaves no stale entry: the
 RST moves the entry to CLOSE, and a new SYN on a CLOSE entry makes conntrack delete it and
@@ -42,8 +42,8 @@ memory) and are harmless again once their pod serves (its node came back).
 The model keeps, per entry node and dead pod, the history of entry creation (rate x the
 share of that node's DNAT choices that go to the pod) and re-reads the collision share every
 ``conntrack.count_step``; a(t) via a node is (1 - collision share) x what it would be
-without the mechanism. Not modelled: the jitter of a pass (~0.7 s sd at 40/s), and a
-colliding connection extending its entry (the production-timer series saw no failure after
+without the mechanism. Not modelled: the walk's own jitter, and a colliding connection
+extending its entry (the production-timer series saw no failure after
 the entries' own expiry).
 """
 

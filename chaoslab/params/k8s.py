@@ -612,7 +612,9 @@ register(
             "torvalds/linux net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts "
             "([TCP_CONNTRACK_SYN_SENT] = 2 MINS); sysctl "
             "net.netfilter.nf_conntrack_tcp_timeout_syn_sent (Documentation/networking/"
-            "nf_conntrack-sysctl.rst); kube-proxy sets no value for it",
+            "nf_conntrack-sysctl.rst); kube-proxy's KubeProxyConntrackConfiguration "
+            "(maxPerCore, min, tcpEstablishedTimeout, tcpCloseWaitTimeout, tcpBeLiberal, "
+            "udp timeouts) leaves it alone; 120 in every namespace of this lab",
             "Lifetime of a conntrack entry in SYN_SENT after its last SYN (each retransmitted "
             "SYN refreshes it).",
         ),
