@@ -304,3 +304,19 @@ def test_deregistration_connection_termination_resets_at_the_end_of_the_drain() 
     assert kept["at_cloud_lb_reset"].isna().all()
     assert np.allclose(cut["at_cloud_lb_reset"] - cut["at_cloud_lb_deregistering"], 300.0)
     assert np.allclose(cut["at_cloud_lb_reset"], cut["at_lb_deregistered"])
+
+
+def test_a_pod_restarted_in_place_is_registered_again_from_scratch() -> None:
+    """A killed container restarts in ~1-5 s: its requests fail meanwhile (refused), its
+    endpoint goes not-ready and back, so the controller deregisters and registers the same
+    IP again: out of rotation for the registration (70-120 s) + propagation (30-40 s),
+    capacity lost but no request. A restart before the controller reconciles leaves the
+    target alone (it reads the slices as they are then)."""
+    df = sim("cloud-lb-ip", {"kind": "pod-kill", "target": "app-pod"}, "aws-nlb", trials=100)
+    assert (df["recovery_s"] < 10).all()
+    churn = df[df["at_cloud_lb_deregistering"].notna()]
+    assert 0.8 * len(df) < len(churn)
+    assert (churn["at_cloud_lb_deregistering"] < churn["at_cloud_lb_registered"]).all()
+    back = churn["at_lb_routed_in"] - churn["at_cloud_lb_registered"]
+    assert back.between(70.0 + 30.0, 120.0 + 40.0).all()
+    assert df.loc[df["at_cloud_lb_deregistering"].isna(), "at_cloud_lb_registered"].isna().all()
