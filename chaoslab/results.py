@@ -682,19 +682,13 @@ class Run:
             return read_parquet(p, exclude)
         return _read_parts(self.path / "trials.parts", exclude)
 
-    def trials_without(
-        self, exclude: Sequence[str] = (), categorical: Sequence[str] = ()
-    ) -> pd.DataFrame:
-        """The trials without the ``exclude`` columns, the ``categorical`` ones (when
-        there) as categoricals: for an analysis that needs part of a big run. Read from
-        disk unless `trials` already holds them; not kept."""
+    def trials_without(self, exclude: Sequence[str] = ()) -> pd.DataFrame:
+        """The trials without the ``exclude`` columns, for an analysis that needs part of
+        a big run (its a(t) lists are most of it). Read from disk unless `trials` already
+        holds them; not kept."""
         if self._trials is not None:
-            df = self._trials.drop(columns=[c for c in exclude if c in self._trials])
-        else:
-            df = self._read(exclude)
-        # a cell's names once per category, not per trial: cheap groups and takes
-        cats = {c: "category" for c in categorical if c in df.columns}
-        return df.astype(cats) if cats else df
+            return self._trials.drop(columns=[c for c in exclude if c in self._trials])
+        return self._read(exclude)
 
     @property
     def complete(self) -> bool:
