@@ -13,6 +13,7 @@ from chaoslab.faults import Fault
 from chaoslab.mechanisms.cluster import ClusterSpec
 from chaoslab.outage import (
     BaseLatency,
+    SlowClasses,
     availability_from_probes,
     latency_metrics,
     latency_quantile,
@@ -300,7 +301,22 @@ def test_a_design_without_a_latency_model_states_nothing_late() -> None:
 def test_slow_seconds_is_at_most_the_slow_mass(
     share: float, delay: float, t1: float, span: float
 ) -> None:
-    times = [0.0, t1, t1 + span] if span > 0 else [0.0, t1]
-    classes = [(), ((share, delay),), ()][: len(times)]
+    times = [0.0, t1, t1 + span]
+    classes: list[SlowClasses] = [(), ((share, delay),), ()]
     got = slow_seconds(times, classes, 100.0, threshold=1.0, base=_POINT)
     assert 0.0 <= got <= share * min(span, max(0.0, 100.0 - t1)) + 1e-9
+
+
+@pytest.mark.parametrize("delay", [0.004, 0.5])  # overlapping copies, separate copies
+def test_p99_of_a_mixture_is_the_quantile_of_its_requests(delay: float) -> None:
+    # 10 % of requests a little or much later: the mixture's p99 by brute force over the
+    # base samples (each request's latency is a base sample plus its delay)
+    base = BaseLatency.of(LogNormal(0.001, 0.005))
+    b = np.asarray(base.samples)
+    weights = np.concatenate([np.full(b.size, 0.9), np.full(b.size, 0.1)])
+    lat = np.concatenate([b, b + delay])
+    order = np.argsort(lat)
+    cum = np.cumsum(weights[order]) / weights.sum()
+    want = lat[order][np.searchsorted(cum, 0.99 - 1e-12)]
+    got = latency_quantile([0.0], [1.0], [0.0], [((0.1, delay),)], end=10.0, base=base)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
