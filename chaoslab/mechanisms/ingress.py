@@ -7,7 +7,9 @@ Covers (docs/model-network.md, ingress-nginx):
   second; then either the Lua balancer's workers pick the backends up on their
   ``backends_sync_interval`` (1 s) tick (dynamic mode, 0.18+), or nginx reloads
   (``reload_time``; the 2018 template with ``max_fails=0 fail_timeout=0``: no passive
-  health checks in either mode).
+  health checks in either mode). A sync builds the whole configuration: it takes
+  ``ingress.ingresses`` x ``nginx.sync_time_per_ingress`` (a reload adds
+  ``reload_time_per_ingress`` each), and the next one starts after it (`sync_time`).
 - A request goes to an upstream (round robin ~ uniform); on ``error timeout`` nginx
   passes it to the next, up to ``proxy_next_upstream_tries`` (0 = all). A connect to a
   killed pod on a live node is refused at once; to a pod on a dead node it times out
@@ -27,6 +29,14 @@ Covers (docs/model-network.md, ingress-nginx):
   one request per ``connect_timeout + k / rate`` (`least_conn_hole_share`); the retry then
   goes to an untried live one. Round robin (ingress-nginx's default) tries it 1/k of the
   time.
+- ``nginx.load_balance: ewma`` (ingress-nginx's peak EWMA, ``balancer/ewma.lua``): only
+  the last upstream a request tried gets its score updated, and scores decay to 0, so a
+  dead upstream whose requests were passed on wins every random pair it is in (2/k of
+  the first picks); one its requests end on (one try, or a client timeout within the
+  connect timeout) is avoided for ``DECAY_TIME x ln(stuck / rtt)`` (`ewma_outcomes`).
+- Latency: the requests that reach a live upstream only after black holes or
+  EHOSTUNREACH cycles succeed late (`proxy_outcomes`, `least_conn_late`, `ewma_outcomes`);
+  `IngressCluster` gives the trial these slow classes (`Trial.set_latency`).
 - Non-idempotent requests (``client.non_idempotent_share``) are not passed on once sent
   (nginx 1.9.13+ without ``non_idempotent``; with upstream keep-alive the failure shows
   after sending): they succeed only if the first upstream is live.
