@@ -320,3 +320,16 @@ def test_a_pod_restarted_in_place_is_registered_again_from_scratch() -> None:
     back = churn["at_lb_routed_in"] - churn["at_cloud_lb_registered"]
     assert back.between(70.0 + 30.0, 120.0 + 40.0).all()
     assert df.loc[df["at_cloud_lb_deregistering"].isna(), "at_cloud_lb_registered"].isna().all()
+
+
+def test_ip_targets_under_a_drain_and_a_stopped_kubelet() -> None:
+    """A drain evicts gracefully: each evicted pod is a deregistration like a delete, and
+    its own checks route it out 70-110 s after it went. A stopped kubelet leaves the pods
+    serving: NotReady takes their endpoints, the controller deregisters them, and they go
+    on answering the ~2 min of new connections: nothing is lost."""
+    drain = sim("cloud-lb-ip", {"kind": "node-drain", "target": "app-pod-node"}, "aws-nlb", 100)
+    since = drain["recovery_s"] - drain["at_pod_gone"]
+    assert since.between(70.0, 110.0).all()
+    stop = sim("cloud-lb-ip", {"kind": "kubelet-stop", "target": "app-pod-node"}, "aws-nlb", 50)
+    assert (stop["lost_s"] == 0).all()
+    assert (stop["at_cloud_lb_deregistering"] > stop["at_node_not_ready"]).all()
