@@ -251,11 +251,6 @@ def _daemon_check(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     daemon = topo.trial.p.choice("fault.daemon")
     service = topo.trial.p.flag("fault.with_service")
     for node in nodes:
-        if service and _service_pod(topo, node) is None:
-            raise ImpossibleFault(
-                f"{topo.design.key} runs no ingress on {node.name}: with_service kills the "
-                "node's ingress (nginx) beside the daemon; kill the app pod with pod-kill"
-            )
         have = topo.daemons(node)
         if daemon not in have:
             if have:
@@ -263,6 +258,11 @@ def _daemon_check(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
             else:
                 why = "no keepalived, BGP speaker, MetalLB speaker or kube-vip runs there"
             raise ImpossibleFault(f"{topo.design.key} runs no {daemon} on {node.name}: {why}")
+        if service and _service_pod(topo, node) is None:
+            raise ImpossibleFault(
+                f"{topo.design.key} runs no ingress on {node.name}: with_service kills the "
+                "node's ingress (nginx) beside the daemon; kill the app pod with pod-kill"
+            )
 
 
 def _daemon_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
