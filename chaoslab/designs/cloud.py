@@ -28,7 +28,6 @@ connections resets the node's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic
 
 from chaoslab.designs.base import Design, Flow, Topology
 from chaoslab.designs.nodeport import NodePortLbTopology
@@ -36,7 +35,7 @@ from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service
 from chaoslab.mechanisms.endpoints import EndpointSliceController
 from chaoslab.mechanisms.k8s import KubernetesCluster
-from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker, T
+from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker, LbResets
 
 __all__ = ["DESIGNS"]
 
@@ -45,36 +44,8 @@ register_milestones(
         "cloud_lb.registered": "the LB controller registered a new pod IP (cloud-lb-ip)",
         "cloud_lb.deregistering": "the LB controller deregistered a pod IP that left the "
         "endpoints (cloud-lb-ip): it drains from here",
-        "cloud_lb.reset": "the LB reset the established connections of a target (routed out "
-        "as unhealthy, or at the end of its drain)",
     }
 )
-
-
-class LbResets(Generic[T]):
-    """The entry nodes whose established connections the LB has reset (``reset``), for
-    `Topology.delivers_to`: a connection of such a node is reset, not hung."""
-
-    def __init__(
-        self, trial: Trial, lb: LbHealthChecker[T], node_of: Callable[[T], Node | None]
-    ) -> None:
-        self.trial = trial
-        self.lb = lb
-        self.node_of = node_of
-        self.reset: set[str] = set()
-        if trial.p.flag("lb.unhealthy_connection_termination"):
-            trial.listeners.append(self._unhealthy)
-
-    def add(self, target: T) -> None:
-        node = self.node_of(target)
-        if node is not None and node.name not in self.reset:
-            self.reset.add(node.name)
-            self.trial.milestone("cloud_lb.reset")
-            self.trial.changed()
-
-    def _unhealthy(self) -> None:
-        for target in self.lb.unhealthy_routed_out():
-            self.add(target)
 
 
 # ============================================================================ node targets

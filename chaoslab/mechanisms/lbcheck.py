@@ -41,7 +41,8 @@ or joining the target group, IP-mode pod targets):
 
 Targets are nodes (NodePort / instance targets) or pods (IP targets): anything with a
 ``name``. `unhealthy_routed_out` names the targets whose connections an LB that resets
-them on unhealthy targets (``lb.unhealthy_connection_termination``) has reset.
+them on unhealthy targets (``lb.unhealthy_connection_termination``) has reset; `LbResets`
+keeps the entry nodes so reset for a topology's ``delivers_to``.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from chaoslab.mechanisms.base import Trial, register_milestones
+from chaoslab.mechanisms.cluster import Node
 from chaoslab.mechanisms.node import next_tick
 
-__all__ = ["CheckResult", "LbHealthChecker"]
+__all__ = ["CheckResult", "LbHealthChecker", "LbResets"]
 
 register_milestones(
     {
@@ -64,6 +66,8 @@ register_milestones(
         "lb.routed_in": "the external LB's data plane sent new connections to a target marked "
         "up again (only where that lags the mark: lb.propagation > 0)",
         "lb.deregistered": "a deregistered target's drain ended; its connections were ended",
+        "cloud_lb.reset": "the LB reset the established connections of a target (routed out "
+        "as unhealthy, or at the end of its drain)",
     }
 )
 
@@ -248,3 +252,29 @@ class LbHealthChecker(Generic[T]):
             self.phase[name], self.period[name] = t % gap, gap
             t += gap
         self._active.discard(name)
+
+
+class LbResets(Generic[T]):
+    """The entry nodes whose established connections the LB has reset (``reset``), for
+    `Topology.delivers_to`: a connection of such a node is reset, not hung."""
+
+    def __init__(
+        self, trial: Trial, lb: LbHealthChecker[T], node_of: Callable[[T], Node | None]
+    ) -> None:
+        self.trial = trial
+        self.lb = lb
+        self.node_of = node_of
+        self.reset: set[str] = set()
+        if trial.p.flag("lb.unhealthy_connection_termination"):
+            trial.listeners.append(self._unhealthy)
+
+    def add(self, target: T) -> None:
+        node = self.node_of(target)
+        if node is not None and node.name not in self.reset:
+            self.reset.add(node.name)
+            self.trial.milestone("cloud_lb.reset")
+            self.trial.changed()
+
+    def _unhealthy(self) -> None:
+        for target in self.lb.unhealthy_routed_out():
+            self.add(target)
