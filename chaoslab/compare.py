@@ -72,6 +72,7 @@ __all__ = [
     "ks_critical",
     "ks_statistic",
     "match_cells",
+    "order_statistic",
     "quantile",
     "quantile_rank",
     "quantile_ranks",
@@ -580,18 +581,16 @@ def _values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     return df.iloc[:, pos].to_numpy(dtype=float)
 
 
-#: the predicted quantiles of cells.csv
-_BAND = np.array([0.05, 0.5, 0.95])
-
-
-def order_statistics(sorted_x: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``np.quantile(x, q, method="inverted_cdf")`` of an already sorted, NaN-free,
-    non-empty ``x``: numpy's index rule (the smallest value with at least n q values at or
-    below it) without its partition of ``x``."""
+def order_statistic(sorted_x: np.ndarray, q: float) -> float:
+    """``np.quantile(x, q, method="inverted_cdf")`` of an already sorted, NaN-free ``x``
+    (NaN when it is empty): numpy's index rule (the smallest value with at least n q
+    values at or below it) in Python floats, the same IEEE operations, without numpy's
+    partition of ``x``."""
+    if not sorted_x.size:
+        return math.nan
     index = sorted_x.size * q - 1
-    lower = np.floor(index)
-    at = np.where(index == lower, lower, lower + 1).astype(np.intp)
-    return sorted_x[np.maximum(at, 0)]
+    lower = math.floor(index)
+    return float(sorted_x[max(lower if index == lower else lower + 1, 0)])
 
 
 def _cell_stats(
@@ -608,8 +607,8 @@ def _cell_stats(
     order = np.argsort(mx, kind="stable")
     ms = mx[order]
     n, m = px.size, mx.size
-    p5, p50, p95 = (float(v) for v in order_statistics(px, _BAND)) if n else (math.nan,) * 3
-    med = float(order_statistics(ms, _BAND[1:2])[0]) if m else math.nan
+    p5, p50, p95 = (order_statistic(px, q) for q in (0.05, 0.5, 0.95))
+    med = order_statistic(ms, 0.5)
     err = _diffs(mx, p50)
     abs_err = np.abs(err[~np.isnan(err)])
     median_error = _diff(med, p50)
@@ -638,7 +637,8 @@ def _cell_stats(
         "predicted_p50": p50,
         "predicted_p95": p95,
         "measured_median": med,
-        "coverage": float(np.mean((mx >= p5) & (mx <= p95))) if n and m else math.nan,
+        # a share of whole counts: the same number np.mean of the booleans gives
+        "coverage": np.count_nonzero((mx >= p5) & (mx <= p95)) / m if n and m else math.nan,
         "ks": ks,
         "ks_crit_05": ks_critical(int(n), int(m)),
         "median_error_s": median_error,

@@ -24,7 +24,7 @@ from chaoslab.compare import (
     compare,
     csv_bytes,
     ks_critical,
-    order_statistics,
+    order_statistic,
 )
 from chaoslab.results import Run, RunWriter
 
@@ -184,10 +184,10 @@ def test_one_cells_statistics_and_ranks_are_the_definitions(p: list[float], m: l
     # the band's own quantiles (n q whole for some n) and any others
     st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.95, 1.0]) | st.floats(0, 1), min_size=1),
 )
-def test_order_statistics_are_numpys_inverted_cdf(x: np.ndarray, q: list[float]) -> None:
-    qs = np.asarray(q)
-    want = np.quantile(x, qs, method="inverted_cdf")
-    assert order_statistics(np.sort(x), qs).tolist() == want.tolist()
+def test_order_statistic_is_numpys_inverted_cdf(x: np.ndarray, q: list[float]) -> None:
+    want = np.quantile(x, np.asarray(q), method="inverted_cdf")
+    assert [order_statistic(np.sort(x), v) for v in q] == want.tolist()
+    assert math.isnan(order_statistic(np.array([]), q[0]))
 
 
 @settings(max_examples=100, deadline=None)
