@@ -87,3 +87,13 @@ def test_the_summary_and_expect_gate_on_latency() -> None:
         ("p99_latency_p95", "ingress-hostnet"): False,
         ("p99_latency_p95", "ingress-hostnet-least-conn"): True,
     }
+
+
+def test_a_second_ingress_tiers_late_requests_reach_the_client() -> None:
+    """ingress-tiered: the app's dead pod is the namespace-level nginx's upstream; the
+    cluster-level nginx in front of it is on time, so the client sees the second tier's
+    delays: a third of requests 5 s late until that tier drops the pod."""
+    df = sim("ingress-tiered")
+    assert (df["lost_s"] == 0).all()
+    assert late_for(df, 1 / 3)
+    assert df["p99_latency_s"].between(5.0, 5.0 + 3 * BASE_P99).all()

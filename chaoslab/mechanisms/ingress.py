@@ -565,42 +565,95 @@ class Nginx:
         )
 
     def slow_classes(self, inner: Callable[[Pod], float] | None = None) -> SlowClasses:
-        """The requests arriving at this nginx that succeed late: ((share, delay), ...)
-        (a second tier's own delays are not added)."""
+        """The requests arriving at this nginx that succeed late: ((share, delay), ...).
+        Behind a second ingress tier, its late requests add their delays to this one's."""
         counts = self._counts()
-        if counts is None or not (counts[2] or counts[3]):
-            return ()  # only black holes and unreachable upstreams cost time
+        if counts is None:
+            return ()
         live, refused, holes, unreachable = counts
-        c = self.cluster
+        tier = self._tier_late(live)
+        if not (holes or unreachable or tier):
+            return ()  # only black holes and unreachable upstreams cost time
         s = self._inner_share(inner, live)
+        ok, own = self._own(live, refused, holes, unreachable)
+        if not tier:
+            return tuple((v * s, d) for v, d in own) if s != 1.0 else own
+        # a request's delays in the two tiers add up (independent outcomes)
+        first = {0.0: ok - sum(v for v, _ in own)} | {d: v for v, d in own}
+        second = {0.0: s - sum(tier.values())} | tier
+        late: dict[float, float] = {}
+        for d1, v1 in first.items():
+            for d2, v2 in second.items():
+                if d1 + d2 > 0 and v1 * v2 > 0:
+                    late[d1 + d2] = late.get(d1 + d2, 0.0) + v1 * v2
+        return tuple((v, d) for d, v in sorted(late.items()))
+
+    def _tier_late(self, live: int) -> dict[float, float]:
+        """{delay: share} of this nginx's requests that a second-tier nginx (its live
+        upstreams, when they are ingress pods) answers late, each upstream 1/live."""
+        node = self.pod.node
+        nginx = self.cluster.nginx
+        out: dict[float, float] = {}
+        if node is None or not live:
+            return out
+        for u in self.upstreams:
+            ng = nginx.get(u.name)
+            if ng is None or not u.serves_from(node):
+                continue
+            for v, d in ng.slow_classes():
+                out[d] = out.get(d, 0.0) + v / live
+        return out
+
+    def _own(
+        self, live: int, refused: int, holes: int, unreachable: int
+    ) -> tuple[float, SlowClasses]:
+        """(success, late classes) of this tier alone (its upstreams' own success 1)."""
+        c = self.cluster
+        if c.ewma:
+            return self._ewma(live, refused, holes, unreachable)
         if c.least_conn:
             stuck = c.neighbours_cycle if unreachable and not holes else c.connect_timeout
-            late = least_conn_late(
-                live,
-                refused,
-                holes + unreachable,
+            args = (live, refused, holes + unreachable)
+            ok = least_conn_success(
+                *args,
                 tries=c.tries,
                 connect_timeout=stuck,
                 client_timeout=c.client_timeout,
                 rate=c.request_rate,
                 non_idempotent=c.non_idempotent,
             )
-        elif c.ewma:
-            late = self._ewma(live, refused, holes, unreachable)[1]
-        else:
-            return proxy_outcomes(
-                live,
-                refused,
-                holes,
+            late = least_conn_late(
+                *args,
                 tries=c.tries,
-                connect_timeout=c.connect_timeout,
+                connect_timeout=stuck,
                 client_timeout=c.client_timeout,
+                rate=c.request_rate,
                 non_idempotent=c.non_idempotent,
-                inner=s,
-                unreachable=unreachable,
-                unreachable_cycle=c.neighbours_cycle,
             )
-        return tuple((v * s, d) for v, d in late) if s != 1.0 else late
+            return ok, late
+        ok = proxy_success(
+            live,
+            refused,
+            holes,
+            tries=c.tries,
+            connect_timeout=c.connect_timeout,
+            client_timeout=c.client_timeout,
+            non_idempotent=c.non_idempotent,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours_cycle,
+        )
+        late = proxy_outcomes(
+            live,
+            refused,
+            holes,
+            tries=c.tries,
+            connect_timeout=c.connect_timeout,
+            client_timeout=c.client_timeout,
+            non_idempotent=c.non_idempotent,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours_cycle,
+        )
+        return ok, late
 
 
 class NodeNeighbours:
