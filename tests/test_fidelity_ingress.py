@@ -19,6 +19,7 @@ from chaoslab.mechanisms.ingress import (
     ewma_outcomes,
     least_conn_late,
     least_conn_success,
+    lua_round_robin_outcomes,
     proxy_outcomes,
     proxy_success,
     sync_time,
@@ -199,3 +200,47 @@ def test_a_large_configuration_delays_the_upstream_removal_by_its_sync() -> None
     assert gap_small.max() < 5.0
     assert (gap_large >= 9.0).all()
     assert gap_large.median() - gap_small.median() == pytest.approx(9.0, abs=1.5)
+
+
+def test_lua_round_robin_can_retry_the_dead_upstream_after_a_connect_timeout() -> None:
+    """ingress-nginx's Lua round robin keeps no list of tried upstreams: after 5 s on a
+    black hole the worker's cycle has moved on, so the retry is any of the 3 again. With
+    a 10 s client: 2/3 on time, 1/3 x 2/3 five seconds late, 1/9 fail (hole twice)."""
+    kw = dict(tries=3, connect_timeout=5.0, client_timeout=10.0)
+    ok, late = lua_round_robin_outcomes(2, 0, 1, **kw)  # type: ignore[arg-type]
+    assert ok == pytest.approx(8 / 9)
+    assert by_delay(late) == pytest.approx({5.0: 2 / 9})
+    # 30 s: the third try too; 2/27 ten seconds late, 1/27 fail (the tries run out)
+    ok, late = lua_round_robin_outcomes(2, 0, 1, tries=3, connect_timeout=5.0, client_timeout=30.0)
+    assert ok == pytest.approx(26 / 27)
+    assert by_delay(late) == pytest.approx({5.0: 2 / 9, 10.0: 2 / 27})
+    # refused connects are retried at once on the next, untried upstream: nothing lost
+    assert lua_round_robin_outcomes(1, 2, 0, **kw) == (pytest.approx(1.0), ())  # type: ignore[arg-type]
+    # nginx's own round robin (reload mode) never repeats: the closed form of proxy_success
+    assert proxy_success(2, 0, 1, **kw) == pytest.approx(1.0)  # type: ignore[arg-type]
+
+
+def test_cycle_retries_lose_a_ninth_while_the_dead_pod_is_listed() -> None:
+    fault = {"kind": "node-crash", "target": "app-pod-node"}
+    df = chaoslab.simulate(
+        "ingress-hostnet",
+        fault,
+        profile=["k8s-1.32"],
+        trials=30,
+        seed=4,
+        params={"nginx.round_robin_retry": "cycle"},
+    )
+    removed = df["at_ingress_upstream_removed"]
+    lag = 1 / 0.3 + 1.0  # the entry's nginx drops it at most a sync and a tick later
+    assert ((df["lost_s"] >= removed / 9 - 1e-9) & (df["lost_s"] <= (removed + lag) / 9)).all()
+    assert np.allclose(df["slow_s"], 2 * df["lost_s"])
+    # the 2018 profile reloads nginx.conf: nginx's own round robin, no repeat, nothing lost
+    old = chaoslab.simulate(
+        "ingress-hostnet",
+        fault,
+        profile=["k8s-1.32", "ingress-nginx-2018"],
+        trials=10,
+        seed=4,
+        params={"nginx.round_robin_retry": "cycle"},
+    )
+    assert (old["lost_s"] == 0).all()

@@ -612,6 +612,21 @@ register(
             choices=("round_robin", "least_conn", "ewma"),
         ),
         Param(
+            "nginx.round_robin_retry",
+            "choice",
+            "untried",
+            "nginx's own upstream round robin (ingress-nginx reload mode); ingress-nginx "
+            "0.18+ Lua balancer: cycle",
+            "nginx src/http/ngx_http_upstream_round_robin.c skips the peers a request tried "
+            "(untried); ingress-nginx rootfs/etc/nginx/lua/balancer/round_robin.lua returns "
+            "resty.roundrobin find(), the worker's next peer, with no memory of tried ones "
+            "(cycle; issue #11852). Default untried: the bundled results' model until they "
+            "are re-run with cycle",
+            "Round robin's retry after a dead upstream: untried (another upstream) or cycle "
+            "(after a connect timeout any upstream again, the dead one included).",
+            choices=("untried", "cycle"),
+        ),
+        Param(
             "nginx.ewma_decay_time",
             "duration",
             Fixed(10.0),
