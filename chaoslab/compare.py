@@ -506,7 +506,10 @@ def compare(
     notes += probe_notes
     m_all = _trials(measured)
     matched = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
-    for (design, fault), _ in m_all.groupby(["design", "fault"], sort=False):
+    # each measured design x fault once, in the run's order (the groups, without a frame
+    # per group)
+    cells = m_all[["design", "fault"]].dropna().drop_duplicates()
+    for design, fault in cells.itertuples(index=False, name=None):
         if (str(design), str(fault)) not in matched:
             notes.append(f"{design} · {fault}: no predicted counterpart, left out")
     rows: list[dict[str, Any]] = []

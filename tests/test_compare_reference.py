@@ -227,3 +227,20 @@ def test_csv_bytes_formats_floats_of_every_magnitude_as_pandas_does(seed: int) -
     )
     df = pd.DataFrame({"x": x, "y": x[::-1]})
     assert csv_bytes(df, chunk=10_000) == df.to_csv(index=False).encode()
+
+
+def test_measured_cells_without_a_prediction_are_left_out_with_a_note_each(
+    tmp_path: Path,
+) -> None:
+    pred = _run(tmp_path / "pred", _cells(30, seed=1))
+    extra = [
+        chaoslab.simulate("clusterip", kind, trials=5, seed=2, horizon=600.0)
+        for kind in ("pod-delete", "pod-kill")
+    ]
+    meas = pd.concat([pred.trials.iloc[:10], *(e.assign(profile="a") for e in extra)])
+    c = compare(pred, meas.reset_index(drop=True))
+    assert c.notes == [
+        "clusterip · pod-delete: no predicted counterpart, left out",
+        "clusterip · pod-kill: no predicted counterpart, left out",
+    ]
+    assert set(c.cells["fault"]) == {"node-crash"}
