@@ -554,8 +554,10 @@ def _needed_columns(
 def _cell_values(p: pd.DataFrame, m: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
     """`compared_metrics` of a pair of cells and both cells' values of them (trials x
     metrics), each read from one slice of its frame's columns."""
-    metrics = [c for c in METRICS if c in p.columns and c in m.columns]
-    both = [c for c in m.columns if c.startswith("at_") and c in p.columns]
+    # the names as a list first: iterating pandas' text index goes value by value
+    p_cols, m_cols = set(p.columns.tolist()), m.columns.tolist()
+    metrics = [c for c in METRICS if c in p_cols and c in m_cols]
+    both = [c for c in m_cols if c.startswith("at_") and c in p_cols]
     try:
         pv, mv = _values(p, [*metrics, *both]), _values(m, [*metrics, *both])
     except (TypeError, ValueError):  # a column that is no number: only those compared
@@ -573,7 +575,7 @@ def _values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     """``df[names].to_numpy(dtype=float)``, from one slice of ``df``'s columns when the
     names lie close together, as a run's metrics and milestones do: a column look-up or
     take per call costs more than the values."""
-    where = {c: i for i, c in enumerate(df.columns)}
+    where = {c: i for i, c in enumerate(df.columns.tolist())}
     pos = np.array([where[c] for c in names], dtype=np.intp)
     if not len(pos):
         return np.empty((len(df), 0))
