@@ -244,3 +244,28 @@ def test_cycle_retries_lose_a_ninth_while_the_dead_pod_is_listed() -> None:
         params={"nginx.round_robin_retry": "cycle"},
     )
     assert (old["lost_s"] == 0).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    live=st.integers(0, 4),
+    refused=st.integers(0, 3),
+    holes=st.integers(0, 3),
+    unreachable=st.integers(0, 2),
+    tries=st.integers(0, 4),
+    client=st.sampled_from([3.0, 10.0, 30.0]),
+    post=st.sampled_from([0.0, 0.5]),
+)
+def test_late_requests_are_a_part_of_the_successes(
+    live: int, refused: int, holes: int, unreachable: int, tries: int, client: float, post: float
+) -> None:
+    kw = dict(tries=tries, connect_timeout=5.0, client_timeout=client, non_idempotent=post)
+    dead = dict(unreachable=unreachable, unreachable_cycle=3.0)
+    for ok, late in (
+        ewma_outcomes(live, refused, holes, **kw, **EWMA, **dead),  # type: ignore[arg-type]
+        lua_round_robin_outcomes(live, refused, holes, **kw, **dead),  # type: ignore[arg-type]
+    ):
+        assert 0.0 <= sum(v for v, _ in late) <= ok + 1e-12 <= 1.0 + 1e-12
+        assert all(0 < d < client for _, d in late)
+        if live == 0:
+            assert (ok, late) == (0.0, ())
