@@ -57,6 +57,7 @@ __all__ = [
     "OutageMetrics",
     "SlowClasses",
     "availability_from_probes",
+    "latency_from_probes",
     "latency_metrics",
     "latency_quantile",
     "latency_summary",
@@ -443,3 +444,45 @@ def latency_summary(slow_s: npt.ArrayLike, p99_latency_s: npt.ArrayLike) -> dict
         "p99_latency_p50": q(p99, 0.5),
         "p99_latency_p95": q(p99, 0.95),
     }
+
+
+def latency_from_probes(
+    t: np.ndarray,
+    ok: np.ndarray,
+    latency: np.ndarray,
+    *,
+    t_fault: float,
+    bin_s: float,
+    horizon: float,
+    threshold: float,
+    recovery_s: float,
+) -> tuple[float, float]:
+    """The measured (slow_s, p99_latency_s) of a live trial, defined as `latency_metrics`.
+
+    ``t`` probe send times, ``ok`` success within the client timeout, ``latency`` seconds
+    until the answer. slow_s: per ``bin_s`` bin from the fault, the share of probes that
+    succeeded slower than ``threshold``, times the bin. p99: over the successful probes
+    sent from the fault to the end of the last stretch with a failure or a slow one
+    (``recovery_s``; the horizon if not recovered); an empty window uses every successful
+    probe after the fault, none at all gives NaN."""
+    rel = np.asarray(t, dtype=float) - t_fault
+    good = np.asarray(ok, dtype=bool)
+    lat = np.asarray(latency, dtype=float)
+    keep = (rel >= 0) & (rel < horizon)
+    rel, good, lat = rel[keep], good[keep], lat[keep]
+    if rel.size == 0:
+        return math.nan, math.nan
+    idx = np.floor(rel / bin_s).astype(np.int64)
+    slow = good & (lat > threshold)
+    total = np.bincount(idx)
+    late = np.bincount(idx, weights=slow.astype(float), minlength=total.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, late / np.maximum(total, 1), 0.0)
+    slow_s = float(share.sum() * bin_s)
+    end = horizon if math.isinf(recovery_s) else float(recovery_s)
+    if slow.any():
+        end = max(end, float((idx[slow].max() + 1) * bin_s))
+    window = good & (rel < end) if end > 0 else good
+    if not window.any():
+        return slow_s, math.nan
+    return slow_s, float(np.quantile(lat[window], 0.99, method="inverted_cdf"))

@@ -15,6 +15,7 @@ from chaoslab.outage import (
     BaseLatency,
     SlowClasses,
     availability_from_probes,
+    latency_from_probes,
     latency_metrics,
     latency_quantile,
     metrics,
@@ -320,3 +321,41 @@ def test_p99_of_a_mixture_is_the_quantile_of_its_requests(delay: float) -> None:
     want = lat[order][np.searchsorted(cum, 0.99 - 1e-12)]
     got = latency_quantile([0.0], [1.0], [0.0], [((0.1, delay),)], end=10.0, base=base)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_measured_latency_uses_the_same_definitions_as_the_model() -> None:
+    # 100 probes/s for 60 s; from 10 s to 40 s a third of them answer 5 s late: the
+    # measured slow_s is 30 s / 3 and the p99 of the window (to the last slow bin) is late
+    t = np.arange(0.0, 60.0, 0.01)
+    late = (t >= 10.0) & (t < 40.0) & (np.arange(t.size) % 3 == 0)
+    lat = np.where(late, 5.002, 0.002)
+    ok = np.ones(t.size, dtype=bool)
+    slow, p99 = latency_from_probes(
+        t, ok, lat, t_fault=0.0, bin_s=0.1, horizon=60.0, threshold=1.0, recovery_s=0.0
+    )
+    assert slow == pytest.approx(10.0, rel=0.01)
+    assert p99 == pytest.approx(5.002)
+    # and the model's latency_metrics on the same story
+    m_slow, m_p99 = latency_metrics(
+        [0.0],
+        [1.0],
+        [0.0, 10.0, 40.0],
+        [(), ((1 / 3, 5.0),), ()],
+        60.0,
+        recovery_s=0.0,
+        threshold=1.0,
+        base=_POINT,
+    )
+    assert (m_slow, m_p99) == pytest.approx((slow, p99), rel=0.01)
+    # failed probes are not timed; nothing after the fault measured: NaN
+    slow, p99 = latency_from_probes(
+        t,
+        np.zeros(t.size, dtype=bool),
+        lat,
+        t_fault=0.0,
+        bin_s=0.1,
+        horizon=60.0,
+        threshold=1.0,
+        recovery_s=math.inf,
+    )
+    assert slow == 0.0 and math.isnan(p99)
