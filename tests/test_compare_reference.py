@@ -244,3 +244,19 @@ def test_measured_cells_without_a_prediction_are_left_out_with_a_note_each(
         "clusterip · pod-kill: no predicted counterpart, left out",
     ]
     assert set(c.cells["fault"]) == {"node-crash"}
+
+
+def test_cells_whose_rows_lie_apart_meet_their_own_values(tmp_path: Path) -> None:
+    """Rows of a cell scattered through the run, and predicted rows of another target
+    beside the measured one's: compare takes each cell's values by its row positions,
+    and they are still the cell's own (the reference groups the frames itself)."""
+    pred, meas = _cells(120, seed=30), _cells(30, seed=40)
+    other = pred[pred.design == "clusterip"].assign(target="entry-node", recovery_s=1.0)
+    pred = pd.concat([pred, other], ignore_index=True)
+    pred = pred.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    meas = meas.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    c = compare(_run(tmp_path / "pred", pred), _run(tmp_path / "meas", meas))
+    c.write(tmp_path / "out")
+    cells, ranks = _reference(pred, meas, ["profile"])
+    assert (tmp_path / "out" / "cells.csv").read_text() == cells
+    assert (tmp_path / "out" / "ranks.csv").read_text() == ranks
