@@ -4,7 +4,11 @@
   leader's process dies a standby takes the Lease within [lease - retry, lease + 2 x 2.2
   retry] (its observation of the last renewal and its acquiring poll each lag up to
   2.2 retry); with one master only the restarted process can, a full lease after it starts.
-- A leader that cannot renew (API server down) stops after the renew deadline, 10-12 s.
+- A leader that cannot renew (API server down) stops after the renew deadline, 10-12 s,
+  and exits; a controller manager started while no API server answers exits at start-up
+  and the kubelet restarts it after its crash-loop back-off (10 s, doubling): it reads
+  the Lease at the first start after the API server serves again (its start-up after
+  the outage: ``kube_apiserver.start_time``).
 - A new leader's node lifecycle controller starts with an empty nodeHealthMap: a node that
   stopped heartbeating goes Unknown exactly one grace period after the new leader's first
   pass (the monitor grid starts there), whatever happened before.
@@ -24,6 +28,7 @@ from chaoslab.params import lookup
 
 LEASE, RENEW, RETRY, JITTER = 15.0, 10.0, 2.0, 1.2
 G = 50.0
+G50 = {"kube_controller_manager.node_monitor_grace_period": f"{G:g}s"}
 N = 200
 
 
@@ -87,16 +92,60 @@ def test_the_taint_manager_counts_toleration_seconds_again(no_latency: dict[str,
 def test_a_leader_without_the_api_server_exits_after_the_renew_deadline(
     no_latency: dict[str, str],
 ) -> None:
-    df = run("nodeport-lb", "apiserver-down", no_latency)
+    params = {**no_latency, "kube_apiserver.start_time": "5s"}
+    df = run("nodeport-lb", "apiserver-down", params)
     lost = df["at_controller_manager_leader_lost"]
     assert lost.min() >= RENEW - 1e-9 and lost.max() <= RENEW + RETRY + 1e-9
-    # standbys saw the last renewal long ago: they take the Lease at their first poll after
-    # the API server answers again (60 s)
+    # the API server serves its start-up time after the 60 s stop
+    assert np.allclose(df["at_apiserver_up"], 65.0)
+    # standbys saw the last renewal long ago and never exited: they take the Lease at
+    # their first poll after the API server answers again
     elected = df["at_controller_manager_leader_elected"]
-    assert elected.min() >= 60.0 and elected.max() <= 60.0 + (1 + JITTER) * RETRY + 1e-9
+    assert elected.min() >= 65.0 and elected.max() <= 65.0 + (1 + JITTER) * RETRY + 1e-9
     # kube-proxy kept its rules and no endpoint changed: nothing for the users
     assert (df["lost_s"] == 0).all()
     assert never(df, "node.not_ready") and never(df, "endpoints.removed")
+
+
+#: restart 1 s, API server start-up 2 s, back-off 10 s doubling (the catalogue's)
+CRASH_LOOP = {"kube_controller_manager.restart_time": "1s", "kube_apiserver.start_time": "2s"}
+
+
+@pytest.mark.parametrize(
+    ("outage", "first_run"),
+    [
+        # up at 17 s; starts at lost + 1 (11-13 s: exits), lost + 1 + 10 + 1 (22-24 s: runs)
+        (15.0, 12.0),
+        # up at 32 s; the second start (22-24 s) exits too, the third is 20 s + 1 s later
+        (30.0, 33.0),
+    ],
+)
+def test_a_controller_manager_started_without_the_api_server_crash_loops(
+    outage: float, first_run: float, no_latency: dict[str, str]
+) -> None:
+    """One master: the leader exits a renew deadline after the API server went away; each
+    process the kubelet starts before the API server serves exits at start-up, so the Lease
+    is read at the first back-off slot after the return and taken a full lease later."""
+    fault = {"kind": "apiserver-down", "duration": f"{outage}s"}
+    df = run("nodeport-lb", fault, {**no_latency, **CRASH_LOOP}, masters=1)
+    assert np.allclose(df["at_apiserver_up"], outage + 2.0)
+    gap = df["at_controller_manager_leader_elected"] - df["at_controller_manager_leader_lost"]
+    assert gap.min() >= first_run + LEASE - 1e-9
+    assert gap.max() <= first_run + LEASE + (1 + JITTER) * RETRY + 1e-9
+
+
+def test_after_the_crash_loop_the_node_lifecycle_rows_follow_the_new_leader(
+    no_latency: dict[str, str],
+) -> None:
+    """A node crashes and the API server stops 4 s later for 15 s (one master): the crash
+    is noticed one grace period after the crash-looped controller manager's first pass."""
+    fault = {"kind": "node-crash", "with": "apiserver-down", "with_delay": "4s"}
+    params = {**no_latency, **CRASH_LOOP, "fault.apiserver_down_time": "15s"}
+    df = run("nodeport-lb", fault, params, masters=1)
+    # lost 14-16 s, the first run 12 s later, then the whole lease
+    assert df["at_controller_manager_leader_elected"].min() >= 14.0 + 12.0 + LEASE - 1e-9
+    gap = df["at_node_not_ready"] - df["at_controller_manager_started"]
+    assert np.allclose(gap, G, atol=1e-6)
 
 
 def test_a_stall_shorter_than_the_renew_deadline_marks_nodes_not_ready_when_grace_is_short(
@@ -106,12 +155,16 @@ def test_a_stall_shorter_than_the_renew_deadline_marks_nodes_not_ready_when_grac
     timestamps: under a 10 s grace period a pass after the stall that comes before the
     node's next renewal is seen marks it Unknown (spuriously). Under 50 s it never does."""
     stall = {"kind": "apiserver-down", "duration": "8s"}
-    grace10 = {**no_latency, "kube_controller_manager.node_monitor_grace_period": "10s"}
+    grace10 = {
+        **no_latency,
+        "kube_controller_manager.node_monitor_grace_period": "10s",
+        "kube_apiserver.start_time": "0s",  # a stall: no process restarts
+    }
     short = run("nodeport-lb", stall, grace10)
     assert short["at_node_not_ready"].notna().mean() > 0.5
     assert short["at_node_not_ready"].min() >= 8.0  # written only once the API answers
     assert never(short, "controller_manager.leader_lost")
-    assert never(run("nodeport-lb", stall, no_latency), "node.not_ready")
+    assert never(run("nodeport-lb", stall, {**grace10, **G50}), "node.not_ready")
 
 
 @pytest.mark.parametrize(("masters", "quorum"), [(3, True), (2, False), (1, False)])
@@ -198,7 +251,8 @@ def test_an_api_outage_alone_never_costs_users_under_the_default_grace(
     timestamps no more than 15.2 s old and sees renewals again within 12 s (grace 50 s);
     longer, a new leader counts the grace period from its first pass."""
     fault = {"kind": "apiserver-down", "duration": f"{outage}s"}
-    df = run("nodeport-lb", fault, {}, masters=masters, n=20)
+    # the outage is the whole time no API server answers: no start-up on top
+    df = run("nodeport-lb", fault, {"kube_apiserver.start_time": "0s"}, masters=masters, n=20)
     assert never(df, "node.not_ready") and (df["lost_s"] == 0).all()
     lost_leader = df["at_controller_manager_leader_lost"].notna()
     if outage < RENEW:

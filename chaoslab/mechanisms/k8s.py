@@ -56,10 +56,19 @@ class ControlPlane:
       renewal; a new process waits a full lease duration from its first read, unless the
       old leader released the Lease. The new leader's controllers run after its caches
       sync, and start from empty state (`NodeLifecycleController.restart`).
+    - A controller manager that starts while no API server answers exits at once (it
+      cannot read the ``extension-apiserver-authentication`` ConfigMap, k8s.io/apiserver
+      ``pkg/server/options/authentication.go``; kube-controller-manager does not tolerate
+      the failure), and the kubelet restarts it with the crash-loop back-off: the first
+      restart at once, then initial x 2^(n-1) up to the cap. Its first run is the first
+      start after the API server answers, not a poll right after the return.
+    - An ``apiserver-down`` ends with the API server process starting again: it serves
+      ``kube_apiserver.start_time`` after the fault's duration.
     """
 
     __slots__ = (
         "_epoch",
+        "_exits",
         "_renew_epoch",
         "_syncing",
         "api_since",
@@ -90,6 +99,8 @@ class ControlPlane:
         self.released = False
         #: master -> when its new controller-manager process first polls the Lease
         self.restarted: dict[str, float] = {}
+        #: master -> how often its controller manager exited (the kubelet's back-off)
+        self._exits: dict[str, int] = {}
         self._epoch = 0
         self._renew_epoch = 0
         self._syncing = False
@@ -111,7 +122,9 @@ class ControlPlane:
         """No API server answers for ``duration`` (apiserver-down, an etcd stall)."""
         self.forced_down += 1
         self._update()
-        self.trial.at(duration, self._release_forced)
+        # the stopped process starts again at the end and serves only once started
+        start = self.trial.p.draw("kube_apiserver.start_time")
+        self.trial.at(duration + start, self._release_forced)
 
     def _release_forced(self) -> None:
         self.forced_down -= 1
@@ -162,10 +175,34 @@ class ControlPlane:
         if was_active:
             self.cluster.controllers_stopped()
         if host is not None and host.powered:
-            # the process exits; the kubelet restarts the static pod's container
-            restart = self.trial.p.draw("kube_controller_manager.restart_time")
-            self.restarted[host.name] = self.trial.now + restart
+            self._exited(host)  # the process exits (OnStoppedLeading)
         self._elect()
+
+    def _exited(self, host: Node) -> None:
+        """The host's controller manager exited: the kubelet restarts the static pod's
+        container, the first time at once, then after the crash-loop back-off."""
+        p = self.trial.p
+        n = self._exits.get(host.name, 0)
+        self._exits[host.name] = n + 1
+        wait = 0.0
+        if n > 0:
+            initial = p.draw("kubelet.container_restart_backoff_initial")
+            wait = min(p.draw("kubelet.container_restart_backoff_max"), initial * 2 ** (n - 1))
+        self._start_process(host, wait + p.draw("kube_controller_manager.restart_time"))
+
+    def _start_process(self, host: Node, delay: float) -> None:
+        """A new controller-manager process on ``host`` reads the Lease ``delay`` from now
+        (`_elect` takes it as a candidate from then), unless it exits at start-up."""
+        start = self.trial.now + delay
+        self.restarted[host.name] = start
+        self.trial.at(delay, self._process_started, host, start)
+
+    def _process_started(self, host: Node, start: float) -> None:
+        if self.restarted.get(host.name) != start or self.api_up:
+            return  # superseded (acquired, powered off), or it runs
+        # no API server answers its ConfigMap read: it exits, the kubelet backs off
+        del self.restarted[host.name]
+        self._exited(host)
 
     def crash_leader(self) -> None:
         """The leading controller manager's process dies now (controller-manager-restart)."""
@@ -181,6 +218,7 @@ class ControlPlane:
     def master_down(self, node: Node) -> None:
         """A master lost power: its etcd member, API server and controller manager."""
         self.restarted.pop(node.name, None)
+        self._exits.pop(node.name, None)  # a rebooted kubelet has no back-off state
         if node is self.leader:
             retry = self.trial.p.draw("kube_controller_manager.leader_elect_retry_period")
             self.last_renew = self.trial.now - retry * self.trial.rng.random()
@@ -189,8 +227,7 @@ class ControlPlane:
 
     def master_up(self, node: Node) -> None:
         """A master booted: its etcd member rejoins, a new controller manager starts."""
-        restart = self.trial.p.draw("kube_controller_manager.restart_time")
-        self.restarted[node.name] = self.trial.now + restart
+        self._start_process(node, self.trial.p.draw("kube_controller_manager.restart_time"))
         self._update()
         if self.api_up and self.leader is None:
             self._elect()
