@@ -512,7 +512,8 @@ class Experiment:
 
     def live_data(self, i: int) -> dict[str, Any]:
         """What `LiveSpec` is built from for fault ``i``: the ``live:`` section as written,
-        the fault's ``live:`` key (target and duration default to the fault's own), the
+        the fault's ``live:`` key (target and duration default to the fault's own, with its
+        ``with:`` and ``with_delay:``), the
         top-level ``probe:`` with ``client.timeout``, the experiment's trials and seed."""
         m, raw = self.model, self.raw
         fm, fraw = m.faults[i], _fault_raw(raw["faults"][i])
@@ -524,9 +525,16 @@ class Experiment:
         key.setdefault("target", {"select": target or FAULTS[fm.kind].default_target})
         if "duration" in fraw:
             key.setdefault("duration", fraw["duration"])
+        fault = {"kind": fm.kind, **key}
+        # the second effect of a composite: the drill injects it by with_hook, so
+        # `chaoslab validate` must see it to refuse what the drill would
+        opts = self.faults()[i].options
+        for opt in ("with", "with_delay"):
+            if opt in opts:
+                fault.setdefault(opt, str(opts[opt]))
         return {
             **raw["live"],
-            "fault": {"kind": fm.kind, **key},
+            "fault": fault,
             "probe": {**raw["probe"], "timeout": f"{self.probe_timeout(i)}s"},
             "predict_trials": m.trials,
             "seed": m.seed,

@@ -414,3 +414,50 @@ def test_params_table_keeps_the_assumption_marks(capsys: pytest.CaptureFixture[s
     """'[assumption]' in a source is text, not rich markup: the table must show it."""
     code, out, _ = run_cli(["params", "--grep", "client.request_duration"], capsys)
     assert code == 0 and "[assumption]" in out
+
+
+DRILL_COMPOSITE = """\
+title: t
+designs: [clusterip]
+faults:
+  - kind: node-crash
+    target: app-pod-node
+    with: apiserver-down
+    with_delay: 4s
+    live: {method: hook, hook: {inject: [ssh, compute-1, reboot], timeout: 60s}}
+client: {timeout: 500ms}
+probe: {rate: 20, probers: 2, bin: 100ms}
+live:
+  namespace: demo
+  urls: ["http://192.0.2.10:30080/"]
+  workload: {kind: Deployment, name: web}
+  service: web
+  trials: 1
+  cooldown: 3s
+  limits: {max_outage: 120s, trial_timeout: 150s, node_return: 60s}
+  preflight: {window: 3s, timeout: 120s}
+  settle: 3s
+  poll: 200ms
+  api_timeout: 10s
+"""
+
+
+def test_validate_refuses_a_drill_composite_without_a_hook_for_its_second_effect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The drill injects a with: effect by its with_hook only: validate sees the with: and
+    refuses the file as the drill does, on the fault's live: line; with the hook it passes."""
+    path = write(tmp_path, DRILL_COMPOSITE)
+    code, _, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"error: {path}:8: faults[0].live: with: apiserver-down: say how the drill injects "
+        "it: with_hook: {inject: [...], timeout: ...}"
+    ]
+    hooked = DRILL_COMPOSITE.replace(
+        "timeout: 60s}}",
+        "timeout: 60s}, with_hook: {inject: [ssh, master-1, stop-apiserver], timeout: 60s}}",
+    )
+    ok = write(tmp_path, hooked, "hooked.yaml")
+    code, _, err = run_cli(["validate", str(ok)], capsys)
+    assert code == 0, err
