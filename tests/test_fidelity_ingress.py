@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import chaoslab
 from chaoslab.mechanisms.ingress import (
+    UNREACHABLE_POINTS,
     ewma_avoided_share,
     ewma_outcomes,
     least_conn_late,
@@ -23,7 +24,9 @@ from chaoslab.mechanisms.ingress import (
     proxy_outcomes,
     proxy_success,
     sync_time,
+    unreachable_delays,
 )
+from chaoslab.outage import BaseLatency, latency_quantile, slow_seconds
 from chaoslab.params import ParamSet
 
 EWMA = {"rate": 300.0, "rtt": 0.001, "decay": 10.0}
@@ -64,17 +67,15 @@ def test_round_robin_late_part_is_the_success_after_a_dead_upstream(
     k = live + refused + holes + unreachable
     t = k if tries <= 0 else min(tries, k)
     # on time: the live one comes before any hole or unreachable upstream in the order
-    first_dead = [
-        sum(
-            math.comb(refused, j - 1)
-            * math.factorial(j - 1)
-            * live
-            * math.factorial(k - j)
-            / math.factorial(k)
-            for j in range(1, min(t, refused + 1) + 1)
-        )
-    ][0]
-    timely = (1 - post) * first_dead + post * live / k
+    live_before_dead = sum(
+        math.comb(refused, j - 1)
+        * math.factorial(j - 1)
+        * live
+        * math.factorial(k - j)
+        / math.factorial(k)
+        for j in range(1, min(t, refused + 1) + 1)
+    )
+    timely = (1 - post) * live_before_dead + post * live / k
     assert sum(v for v, _ in late) + timely == pytest.approx(ok, abs=1e-12)
     assert all(d > 0 for _, d in late)
     if holes + unreachable == 0:
@@ -88,6 +89,41 @@ def test_a_third_of_round_robin_requests_wait_one_connect_timeout() -> None:
     # two holes of 4: 1/2 try one first then a live (2/4 x 2/3), 1/6 try both (10 s: late)
     late = proxy_outcomes(2, 0, 2, tries=3, connect_timeout=5.0, client_timeout=30.0)
     assert by_delay(late) == pytest.approx({5.0: 1 / 3, 10.0: 1 / 6})
+
+
+def test_an_unreachable_upstream_delays_uniformly_over_its_resolution_cycle() -> None:
+    """One live upstream and one EHOSTUNREACH one, cycle 3 s: half the requests try the
+    unreachable one first and wait U(0, 3 s). With a 1 s threshold 2/3 of them are slow
+    (not all, as their mean 1.5 s would say), and the p99 of those requests is 0.99 x 3 s
+    (not 1.5 s), within the points' cycle / (2 n)."""
+    late = proxy_outcomes(
+        1,
+        0,
+        0,
+        tries=2,
+        connect_timeout=5.0,
+        client_timeout=10.0,
+        unreachable=1,
+        unreachable_cycle=3.0,
+    )
+    assert sum(v for v, _ in late) == pytest.approx(0.5)
+    base = BaseLatency.of(0.0)
+    slow = slow_seconds([0.0], [late], 1.0, threshold=1.0, base=base)
+    assert slow == pytest.approx(0.5 * 2 / 3)
+    # a(t) = the late share only: the quantile is the class's own
+    p99 = latency_quantile([0.0], [0.5], [0.0], [late], end=1.0, base=base)
+    assert p99 == pytest.approx(0.99 * 3.0, abs=3.0 / (2 * UNREACHABLE_POINTS))
+
+
+def test_two_unreachable_upstreams_cost_the_sum_of_two_uniforms() -> None:
+    # the grid's sum of two U(0, 3 s): mean 3 s, P(sum < 3 s) = 1/2; cut at the client's
+    # 5 s, the points that fit carry the whole weight
+    pts = unreachable_delays(2, 3.0, 5.0)
+    assert sum(w for w, _ in pts) == pytest.approx(1.0)
+    assert all(d < 5.0 for _, d in pts)
+    full = unreachable_delays(2, 3.0, 100.0)
+    assert sum(w * d for w, d in full) == pytest.approx(3.0)
+    assert sum(w for w, d in full if d < 3.0) == pytest.approx(0.5, abs=1 / UNREACHABLE_POINTS)
 
 
 def test_least_conn_late_requests_are_the_ones_that_drew_the_hole() -> None:

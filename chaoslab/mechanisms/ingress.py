@@ -72,6 +72,7 @@ __all__ = [
     "proxy_outcomes",
     "proxy_success",
     "sync_time",
+    "unreachable_delays",
 ]
 
 register_milestones(
@@ -92,6 +93,54 @@ def irwin_hall_cdf(x: float, n: int) -> float:
         return 1.0
     total = sum((-1) ** i * comb(n, i) * (x - i) ** n for i in range(floor(x) + 1))
     return min(1.0, max(0.0, total / factorial(n)))
+
+
+#: equally likely points standing for one EHOSTUNREACH residual U(0, cycle): a p99 within
+#: cycle / (2 n) of the uniform's, a threshold at a multiple of cycle / 30 exact
+UNREACHABLE_POINTS = 30
+
+
+@lru_cache(maxsize=1024)
+def unreachable_delays(u: int, cycle: float, left: float) -> SlowClasses:
+    """((weight, delay), ...) of the time u EHOSTUNREACH upstreams cost together, given
+    it is below ``left``; weights sum to 1.
+
+    Each costs a uniform residual U(0, cycle), as n points at (i + 0.5) / n x cycle (a
+    mean would put the whole class on one side of a slow threshold). One: n points of
+    U(0, min(cycle, left)), the truncated uniform. Several: the sum over the grid (the
+    convolution of the counts), the points at or above ``left`` dropped."""
+    n = UNREACHABLE_POINTS
+    if u == 0 or cycle <= 0:
+        return ((1.0, 0.0),)
+    if u == 1:
+        span = min(cycle, left) if left > 0 else cycle
+        return tuple((1.0 / n, (i + 0.5) / n * span) for i in range(n))
+    counts = [1]
+    for _ in range(u):
+        counts = [
+            sum(counts[m - j] for j in range(n) if 0 <= m - j < len(counts))
+            for m in range(len(counts) + n - 1)
+        ]
+    points = [((m + 0.5 * u) / n * cycle, c) for m, c in enumerate(counts)]
+    kept = [(d, c) for d, c in points if d < left]
+    if not kept:
+        return ((1.0, min(left, u * cycle) / 2),)
+    total = sum(c for _, c in kept)
+    return tuple((c / total, d) for d, c in kept)
+
+
+def _spread(
+    done: dict[tuple[float, int], float], cycle: float, client_timeout: float, scale: float
+) -> SlowClasses:
+    """Late classes from ``{(fixed delay, unreachable ones): share}``: each share spread
+    over `unreachable_delays` on top of its fixed delay; on-time ones (0, 0) left out."""
+    late: dict[float, float] = {}
+    for (fixed, u), v in done.items():
+        if v <= 0 or (fixed <= 0 and u == 0):
+            continue
+        for w, d in unreachable_delays(u, cycle, client_timeout - fixed):
+            late[fixed + d] = late.get(fixed + d, 0.0) + v * w * scale
+    return tuple((v, d) for d, v in sorted(late.items()) if v > 0)
 
 
 @lru_cache(maxsize=4096)  # pure; a trial asks the same few questions many times
@@ -155,14 +204,14 @@ def proxy_outcomes(
 ) -> SlowClasses:
     """The late part of `proxy_success`: ((share, extra delay), ...) of the requests that
     reached a live upstream only after b black holes (``b * connect_timeout``) and u
-    unreachable ones (their mean, ``u * unreachable_cycle / 2``). The rest of the
+    unreachable ones (`unreachable_delays`). The rest of the
     success (refused ones tried first, a non-idempotent request's first pick) is on time.
     """
     k = live + refused + holes + unreachable
     if k == 0 or live == 0:
         return ()
     t = k if tries <= 0 else min(tries, k)
-    late: dict[float, float] = {}
+    late: dict[tuple[float, int], float] = {}
     fk = factorial(k)
     for j in range(2, t + 1):
         before = j - 1
@@ -177,10 +226,10 @@ def proxy_outcomes(
                 ways = comb(holes, b) * comb(unreachable, u) * comb(refused, r)
                 ways *= factorial(before) * live * factorial(k - j)
                 share = ways / fk * _within(left, u, unreachable_cycle)
-                d = b * connect_timeout + u * unreachable_cycle / 2
-                late[d] = late.get(d, 0.0) + share
+                key = (b * connect_timeout, u)
+                late[key] = late.get(key, 0.0) + share
     scale = inner * (1.0 - non_idempotent)
-    return tuple((v * scale, d) for d, v in sorted(late.items()) if v > 0)
+    return _spread(late, unreachable_cycle, client_timeout, scale)
 
 
 @lru_cache(maxsize=4096)
@@ -203,7 +252,9 @@ def lua_round_robin_outcomes(
     #11852). A refused connect is retried at once: the next one in the cycle, untried. A
     retry after a black hole's ``connect_timeout`` or an unreachable one's resolution comes
     after the worker's other requests moved the cycle on: any upstream, uniformly, the
-    dead one again included. Unreachable ones cost their mean, ``unreachable_cycle / 2``.
+    dead one again included. Unreachable ones cost a uniform part of the cycle
+    (`unreachable_delays`); which retries fit the client's timeout is decided by their
+    mean, ``unreachable_cycle / 2``.
     """
     k = live + refused + holes + unreachable
     if k == 0 or live == 0:
@@ -211,27 +262,31 @@ def lua_round_robin_outcomes(
     t = k if tries <= 0 else tries
     total = (refused, holes, unreachable)
     costs = (0.0, connect_timeout, unreachable_cycle / 2)
-    done: dict[float, float] = {}
+    done: dict[tuple[float, int], float] = {}  # (fixed delay, unreachable ones): share
 
-    def walk(untried: tuple[int, ...], fresh: bool, left: int, spent: float, prob: float) -> None:
+    def walk(
+        untried: tuple[int, ...], fresh: bool, left: int, at: tuple[float, int], prob: float
+    ) -> None:
         if left == 0 or prob <= 0:
             return
         n = k if fresh else live + sum(untried)
-        done[spent] = done.get(spent, 0.0) + prob * live / n
+        done[at] = done.get(at, 0.0) + prob * live / n
+        spent = at[0] + at[1] * costs[2]
         for i, cost in enumerate(costs):
             pool = total[i] if fresh else untried[i]
             if pool == 0 or spent + cost >= client_timeout:
                 continue
+            nxt_at = (at[0] + cost, at[1]) if i < 2 else (at[0], at[1] + 1)
             # a fresh pick may land on a tried one (no change) or an untried one
             for hit, ways in ((1, untried[i]), (0, pool - untried[i] if fresh else 0)):
                 if ways:
                     nxt = tuple(x - hit * (j == i) for j, x in enumerate(untried))
-                    walk(nxt, cost > 0, left - 1, spent + cost, prob * ways / n)
+                    walk(nxt, cost > 0, left - 1, nxt_at, prob * ways / n)
 
-    walk(total, True, t, 0.0, 1.0)
+    walk(total, True, t, (0.0, 0), 1.0)
     scale = 1.0 - non_idempotent
     ok = scale * sum(done.values()) + non_idempotent * live / k
-    return ok, tuple((v * scale, d) for d, v in sorted(done.items()) if d > 0 and v > 0)
+    return ok, _spread(done, unreachable_cycle, client_timeout, scale)
 
 
 def least_conn_hole_share(k: int, rate: float, stuck: float) -> float:
@@ -387,8 +442,8 @@ def ewma_outcomes(
     ones' and it is the first pick of every pair it is in (`_pair_pick`); tried upstreams
     are skipped (0.42.0+). When the requests that pick a black hole end on it (one try,
     or the client's timeout within the connect timeout) it is avoided instead
-    (`ewma_avoided_share`) and those requests fail. Unreachable upstreams cost their mean
-    ``unreachable_cycle / 2``.
+    (`ewma_avoided_share`) and those requests fail. Unreachable upstreams cost a uniform
+    part of the cycle (`unreachable_delays`; the timeout's cut by their mean).
     """
     k = live + refused + holes + unreachable
     if k == 0 or live == 0:
@@ -412,24 +467,40 @@ def ewma_outcomes(
             unreachable_cycle=unreachable_cycle,
         )
         return (1.0 - h) * ok, tuple((v * (1.0 - h), d) for v, d in late)
-    done: dict[float, float] = {}
+    costs = (0.0, connect_timeout, unreachable_cycle / 2)
+    done = _ewma_walk(live, (refused, holes, unreachable), t, costs, client_timeout)
+    first = _pair_pick(live, (refused, holes, unreachable))[0]
+    ok = (1.0 - non_idempotent) * sum(done.values()) + non_idempotent * first
+    return ok, _spread(done, unreachable_cycle, client_timeout, 1.0 - non_idempotent)
 
-    def walk(fails: tuple[int, int, int], left: int, spent: float, prob: float) -> None:
+
+def _ewma_walk(
+    live: int,
+    fails: tuple[int, int, int],
+    tries: int,
+    costs: tuple[float, float, float],
+    client_timeout: float,
+) -> dict[tuple[float, int], float]:
+    """{(fixed delay, unreachable ones tried): share reaching a live upstream} over the
+    ewma picks (`_pair_pick`) of up to ``tries`` tries among the live and the failed
+    (refused, holes, unreachable) ones, each failed kind costing ``costs`` (an
+    unreachable one its mean, to cut at the client's timeout)."""
+    done: dict[tuple[float, int], float] = {}
+
+    def walk(fails: tuple[int, int, int], left: int, at: tuple[float, int], prob: float) -> None:
         if left == 0 or prob == 0:
             return
         p_live, p_kind = _pair_pick(live, fails)
-        done[spent] = done.get(spent, 0.0) + prob * p_live
-        costs = (0.0, connect_timeout, unreachable_cycle / 2)
+        done[at] = done.get(at, 0.0) + prob * p_live
+        spent = at[0] + at[1] * costs[2]
         for i, pk in enumerate(p_kind):
             if pk > 0 and spent + costs[i] < client_timeout:
                 nxt = tuple(x - (j == i) for j, x in enumerate(fails))
-                walk(nxt, left - 1, spent + costs[i], prob * pk)  # type: ignore[arg-type]
+                nxt_at = (at[0] + costs[i], at[1]) if i < 2 else (at[0], at[1] + 1)
+                walk(nxt, left - 1, nxt_at, prob * pk)  # type: ignore[arg-type]
 
-    walk((refused, holes, unreachable), t, 0.0, 1.0)
-    first = _pair_pick(live, (refused, holes, unreachable))[0]
-    ok = (1.0 - non_idempotent) * sum(done.values()) + non_idempotent * first
-    scale = 1.0 - non_idempotent
-    return ok, tuple((v * scale, d) for d, v in sorted(done.items()) if d > 0 and v > 0)
+    walk(fails, tries, (0.0, 0), 1.0)
+    return done
 
 
 def _within(left: float, u: int, cycle: float) -> float:
@@ -568,36 +639,7 @@ class Nginx:
             return 0.0
         live, refused, holes, unreachable = counts
         s = self._inner_share(inner, live)
-        if c.least_conn:
-            # an EHOSTUNREACH upstream is stuck for at most a resolution cycle: a hole
-            # costing the whole cycle (an upper bound on its residual)
-            stuck = c.neighbours_cycle if unreachable and not holes else c.connect_timeout
-            return s * least_conn_success(
-                live,
-                refused,
-                holes + unreachable,
-                tries=c.tries,
-                connect_timeout=stuck,
-                client_timeout=c.client_timeout,
-                rate=c.request_rate,
-                non_idempotent=c.non_idempotent,
-            )
-        if c.ewma:
-            return s * self._ewma(live, refused, holes, unreachable)[0]
-        if c.lua_rr:
-            return s * self._lua_rr(live, refused, holes, unreachable)[0]
-        return proxy_success(
-            live,
-            refused,
-            holes,
-            tries=c.tries,
-            connect_timeout=c.connect_timeout,
-            client_timeout=c.client_timeout,
-            non_idempotent=c.non_idempotent,
-            inner=s,
-            unreachable=unreachable,
-            unreachable_cycle=c.neighbours_cycle,
-        )
+        return s * self._own(live, refused, holes, unreachable)[0]
 
     def _lua_rr(
         self, live: int, refused: int, holes: int, unreachable: int
