@@ -260,7 +260,10 @@ class VrrpGroup:
             self.on_garp(inst.node, self.garp_repeat)
 
     def _garp_refresh(self, inst: _Inst, epoch: int) -> None:
-        # leaving MASTER cancels the refresh thread; a new transition starts another
+        # keepalived re-arms the refresh timer unconditionally (vrrp_scheduler.c) and sends
+        # nothing while the VIP is not set (vrrp.c vrrp_send_link_update); becoming MASTER
+        # again sets the timer afresh. So ending this chain on leaving MASTER and starting
+        # a new one (a new epoch) at each transition sends the same frames at the same times
         if inst.state != "MASTER" or epoch != inst.garp_epoch or not self._active(inst):
             return
         self.on_garp(inst.node, self.garp_refresh_repeat)
