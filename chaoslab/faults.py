@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from chaoslab.designs.base import ImpossibleTarget, Topology
-from chaoslab.designs.network import NetTopology
 from chaoslab.errors import UserError
 from chaoslab.mechanisms.cluster import Node, Pod
 from chaoslab.params.dists import Fixed, ParseError, parse_value
@@ -240,9 +239,19 @@ def _node_drain(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
         topo.cluster.drain(node)
 
 
+@runtime_checkable
+class _HasIngress(Protocol):
+    """A topology with ingress pods (the network designs): the faults need no design
+    module, only these two methods."""
+
+    def ingress_name(self) -> str | None: ...
+
+    def ingress_pod_on(self, node: Node) -> Pod | None: ...
+
+
 def _service_pod(topo: Topology, node: Node) -> Pod | None:
     """The service process a daemon-kill ``with_service`` also kills: the node's ingress."""
-    if isinstance(topo, NetTopology) and topo.ingress_name() is not None:
+    if isinstance(topo, _HasIngress) and topo.ingress_name() is not None:
         return topo.ingress_pod_on(node)
     return None
 
