@@ -615,13 +615,15 @@ register(
             "nginx.round_robin_retry",
             "choice",
             "untried",
-            "nginx's own upstream round robin (ingress-nginx reload mode); ingress-nginx "
-            "0.18+ Lua balancer: cycle",
-            "nginx src/http/ngx_http_upstream_round_robin.c skips the peers a request tried "
-            "(untried); ingress-nginx rootfs/etc/nginx/lua/balancer/round_robin.lua returns "
-            "resty.roundrobin find(), the worker's next peer, with no memory of tried ones "
-            "(cycle; issue #11852). Default untried: the bundled results' model until they "
-            "are re-run with cycle",
+            "[assumption] nginx's own upstream round robin (ingress-nginx reload mode, "
+            "before 0.21); ingress-nginx 0.21+ (dynamic Lua balancer only) behaves as cycle",
+            "[assumption] untried: nginx src/http/ngx_http_upstream_round_robin.c skips the "
+            "peers a request tried. ingress-nginx does otherwise: since 0.21 the dynamic Lua "
+            "balancer is the only mode, and rootfs/etc/nginx/lua/balancer/round_robin.lua "
+            "(controller-v1.15.0) returns resty.roundrobin find(), the worker's next peer, "
+            "with no memory of tried ones (cycle; issue #11852). The default assumes every "
+            "retry reaches another upstream so the bundled results stay comparable; set "
+            "cycle for ingress-nginx 0.21+",
             "Round robin's retry after a dead upstream: untried (another upstream) or cycle "
             "(after a connect timeout any upstream again, the dead one included).",
             choices=("untried", "cycle"),
