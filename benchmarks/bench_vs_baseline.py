@@ -26,7 +26,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from chaoslab.experiment import load_experiment
 from chaoslab.runner import Chunk, run_chunk
-cells = load_experiment(sys.argv[2]).cells()
+cells = load_experiment(sys.argv[2]).cells()[:: int(sys.argv[4])]
 trials = int(sys.argv[3])
 out = {}
 for c in cells:
@@ -38,9 +38,9 @@ print(json.dumps(out))
 """
 
 
-def _round(tree: Path, experiment: Path, trials: int) -> dict[str, float]:
+def _round(tree: Path, experiment: Path, trials: int, every: int) -> dict[str, float]:
     res = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tree), str(experiment), str(trials)],
+        [sys.executable, "-c", _CHILD, str(tree), str(experiment), str(trials), str(every)],
         capture_output=True,
         text=True,
         check=True,
@@ -55,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experiment", type=Path, default=ROOT / "experiments/seed-designs.yaml")
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--every", type=int, default=1, help="every Nth cell only (a quick look)")
     args = ap.parse_args(argv)
     best: dict[str, dict[str, float]] = {"this": {}, "baseline": {}}
     for _ in range(args.rounds):
         for name, tree in (("this", ROOT), ("baseline", args.baseline.resolve())):
-            for key, us in _round(tree, args.experiment.resolve(), args.trials).items():
+            for key, us in _round(tree, args.experiment.resolve(), args.trials, args.every).items():
                 best[name][key] = min(us, best[name].get(key, float("inf")))
     print("| cell | baseline CPU µs/trial | this CPU µs/trial | speed-up |")
     print("|---|---:|---:|---:|")

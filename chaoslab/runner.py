@@ -274,7 +274,7 @@ def _simulate(
     _prepare(cell).kind.inject(topo, nodes, pods)
     reset, hung = _classify_flows(flows)
     trial.changed()
-    trial.env.run(until=cell.horizon)
+    trial.run()
     if trial.connections is not None:
         reset, hung = trial.connections
     return trial, reset, hung

@@ -26,6 +26,7 @@ names are emitted by the live mode.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappop, heappush
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,10 @@ def _fire(ev: simpy.Event) -> None:
     ev.fn(*ev.args)  # type: ignore[attr-defined]
 
 
+#: the callbacks of a `_Call` nobody else waits on: `Trial.run` calls its function itself
+_FIRE_ONLY = [_fire]
+
+
 class Trial:
     """One trial's environment, random stream, parameters, milestones and a(t)."""
 
@@ -125,11 +130,37 @@ class Trial:
         if delay < 0:
             delay = 0.0
         env = self.env
-        if env._now + delay > self.horizon or delay == _INF:
+        at = env._now + delay
+        if at > self.horizon or delay == _INF:
             return None
         ev = _Call(env, fn, args)
-        env.schedule(ev, NORMAL, delay)
+        heappush(env._queue, (at, NORMAL, next(env._eid), ev))  # = env.schedule
         return ev
+
+    def run(self) -> None:
+        """Process every event before the horizon: ``env.run(until=horizon)``, same order.
+
+        SimPy's ``run`` steps through ``Environment.step`` and an URGENT stop event at the
+        horizon; this loop calls a `_Call`'s function directly (most of a trial's events)
+        and steps any other event as SimPy does. Events at the horizon itself stay queued,
+        as behind SimPy's stop event.
+        """
+        env = self.env
+        queue = env._queue
+        horizon = self.horizon
+        next(env._eid)  # the stop event's id: event ids (and counts) stay SimPy's
+        while queue and queue[0][0] < horizon:
+            env._now, _, _, ev = heappop(queue)
+            if type(ev) is _Call and ev.callbacks == _FIRE_ONLY:
+                ev.callbacks = None  # type: ignore[assignment]  # processed
+                ev.fn(*ev.args)
+                continue
+            callbacks, ev.callbacks = ev.callbacks, None  # type: ignore[assignment]
+            for callback in callbacks:
+                callback(ev)
+            if not ev._ok and not hasattr(ev, "_defused"):
+                raise type(ev._value)(*ev._value.args) from ev._value
+        env._now = horizon
 
     def uniform(self, low: float, high: float) -> float:
         return low + (high - low) * self.rng.random()
