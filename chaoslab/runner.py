@@ -197,6 +197,8 @@ class _Streams:
         self.states = pcg_states(seed, crc, start, stop)
         self.bitgen = np.random.PCG64(0)
         self.rng = np.random.Generator(self.bitgen)
+        #: each trial's `Trial.jumped_rng` in turn (trials of a chunk run one at a time)
+        self.spare = np.random.Generator(np.random.PCG64(0))
 
     def rng_for(self, trial: int) -> np.random.Generator:
         if self.states is None:
@@ -243,15 +245,20 @@ def _prepare(cell: Cell) -> _Prepared:
 
 
 def _build(
-    cell: Cell, trial_index: int, seed: int, rng: np.random.Generator | None = None
+    cell: Cell,
+    trial_index: int,
+    seed: int,
+    rng: np.random.Generator | None = None,
+    spare: np.random.Generator | None = None,
 ) -> tuple[Trial, Any, list[Any], list[Any]]:
     """One trial wired and its fault's targets resolved, before the fault: (trial, topology,
     target nodes, target pods). The fast engine reads its topology from this too. ``rng``:
-    the trial's own stream when the caller made it already (`_Streams`)."""
+    the trial's own stream when the caller made it already (`_Streams`); ``spare``: a
+    generator the trial may take over (`Trial.jumped_rng`)."""
     prep = _prepare(cell)
     if rng is None:
         rng = _rng_crc(seed, prep.crc, trial_index)
-    trial = Trial(prep.params.sampler(rng), rng, cell.horizon)
+    trial = Trial(prep.params.sampler(rng), rng, cell.horizon, spare)
     topo = prep.design.build(trial, cell.cluster)
     nodes, pods = prep.kind.resolve(topo, cell.fault)
     topo.targets_resolved(nodes, pods)
@@ -265,9 +272,10 @@ def _simulate(
     seed: int,
     probe_only: bool = False,
     rng: np.random.Generator | None = None,
+    spare: np.random.Generator | None = None,
 ) -> tuple[Trial, float, float]:
     """Build and run one trial; returns it with the (reset, hung) shares of connections."""
-    trial, topo, nodes, pods = _build(cell, trial_index, seed, rng)
+    trial, topo, nodes, pods = _build(cell, trial_index, seed, rng, spare)
     if probe_only:
         return trial, math.nan, math.nan
     flows = topo.flows()
@@ -358,7 +366,7 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     a_v: list[list[float]] = []
     streams = _Streams(seed, _prepare(cell).crc, chunk.start, chunk.stop)
     for i in range(chunk.start, chunk.stop):
-        trial, reset, hung = _simulate(cell, i, seed, rng=streams.rng_for(i))
+        trial, reset, hung = _simulate(cell, i, seed, rng=streams.rng_for(i), spare=streams.spare)
         m = metrics(trial.a_t, trial.a_v, horizon)
         cols["recovery_s"].append(m.recovery_s)
         cols["recovered"].append(m.recovered)

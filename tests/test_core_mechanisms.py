@@ -299,3 +299,18 @@ def test_trial_run_processes_events_as_simpy_does() -> None:
     ours = _loop_record(run_with_simpy=False)
     assert ours == _loop_record(run_with_simpy=True)
     assert [name for _, name in ours[0]] == ["first", "a", "b", "proc", "a-then"]
+
+
+@pytest.mark.parametrize("spare", [True, False])
+def test_jumped_rng_is_numpys_jumped_stream(spare: bool) -> None:
+    """`Trial.jumped_rng` computes PCG64.jumped() itself; the stream must be numpy's."""
+    from chaoslab.mechanisms.base import Trial
+    from chaoslab.params import ParamSet
+
+    rng = np.random.Generator(np.random.PCG64(11))
+    rng.random(7)
+    rng.integers(0, 9, dtype=np.uint32)  # a buffered half word the jump must drop
+    expected = np.random.Generator(rng.bit_generator.jumped()).random(4)
+    given = np.random.Generator(np.random.PCG64(0)) if spare else None
+    trial = Trial(ParamSet.resolve().sampler(rng), rng, 10.0, spare=given)
+    assert trial.jumped_rng().random(4).tolist() == expected.tolist()

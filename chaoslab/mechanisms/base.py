@@ -86,6 +86,34 @@ def _fire(ev: simpy.Event) -> None:
 _FIRE_ONLY = [_fire]
 
 
+_M128 = (1 << 128) - 1
+_PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341  # numpy pcg64.h
+#: PCG64.jump_inplace's step: ``jumped()`` advances a copy by this many draws
+_JUMP = 0x9E3779B97F4A7C15F39CC0605CEDC835
+
+
+def _lcg_advance(delta: int) -> tuple[int, int]:
+    """(A, B) with state' = A x state + B x inc after ``delta`` LCG steps (numpy's
+    pcg_advance_lcg_128 with the increment factored out: its sum is linear in inc)."""
+    acc_mult, acc_plus, cur_mult, cur_plus = 1, 0, _PCG_MULT, 1
+    while delta:
+        if delta & 1:
+            acc_mult = acc_mult * cur_mult & _M128
+            acc_plus = (acc_plus * cur_mult + cur_plus) & _M128
+        cur_plus = (cur_mult + 1) * cur_plus & _M128
+        cur_mult = cur_mult * cur_mult & _M128
+        delta >>= 1
+    return acc_mult, acc_plus
+
+
+_JUMP_A, _JUMP_B = _lcg_advance(_JUMP)
+
+
+def pcg64_jump(state: int, inc: int) -> int:
+    """The LCG state of ``PCG64.jumped()`` from a PCG64's (state, inc)."""
+    return (_JUMP_A * state + _JUMP_B * inc) & _M128
+
+
 class Trial:
     """One trial's environment, random stream, parameters, milestones and a(t)."""
 
@@ -102,11 +130,21 @@ class Trial:
         "milestones",
         "p",
         "rng",
+        "spare",
     )
 
-    def __init__(self, p: Sampler, rng: np.random.Generator, horizon: float) -> None:
+    def __init__(
+        self,
+        p: Sampler,
+        rng: np.random.Generator,
+        horizon: float,
+        spare: np.random.Generator | None = None,
+    ) -> None:
         self.env = simpy.Environment()
         self.rng = rng
+        #: a PCG64 generator this trial may take over for `jumped_rng` (the runner reuses
+        #: one per chunk: making a bit generator costs more than a short trial's draws)
+        self.spare = spare
         self.p = p
         self.horizon = horizon
         self.milestones: dict[str, float] = {}
@@ -161,6 +199,25 @@ class Trial:
             if not ev._ok and not hasattr(ev, "_defused"):
                 raise type(ev._value)(*ev._value.args) from ev._value
         env._now = horizon
+
+    def jumped_rng(self) -> np.random.Generator:
+        """A stream of its own, independent of the trial's: what
+        ``Generator(rng.bit_generator.jumped())`` gives now, bit for bit."""
+        bitgen = self.rng.bit_generator
+        if not isinstance(bitgen, np.random.PCG64):
+            return np.random.Generator(bitgen.jumped())  # type: ignore[attr-defined]
+        st = bitgen.state["state"]
+        out = self.spare
+        self.spare = None  # handed out: a second call gets its own
+        if out is None:
+            out = np.random.Generator(np.random.PCG64(0))
+        out.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": pcg64_jump(st["state"], st["inc"]), "inc": st["inc"]},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return out
 
     def uniform(self, low: float, high: float) -> float:
         return low + (high - low) * self.rng.random()
