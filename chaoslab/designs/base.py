@@ -212,6 +212,7 @@ class Connections:
     __slots__ = (
         "_delivered",
         "_entries",
+        "_ok",
         "_pods",
         "_seen",
         "_where",
@@ -241,6 +242,8 @@ class Connections:
         self._where = [(where_e[id(f[0])], where_p[id(f[1])]) for f in self.flows]
         #: the topology delivers to every entry (no VIP or ECMP to move away from it)
         self._delivered = type(topo).delivers_to is Topology.delivers_to
+        #: L4: the weight of flows that still work (`availability`), None: to be summed
+        self._ok: float | None = None
         #: the path state the last update saw: an update in the same state changes nothing
         self._seen: tuple[list[tuple[bool, ...]], list[tuple[object, ...]]] | None = None
 
@@ -271,7 +274,7 @@ class Connections:
                 self.reset += m * (f[2] + f[3])
                 f[2] *= 1 - m
                 f[3] *= 1 - m
-                self._seen = None
+                self._seen = self._ok = None
 
     def _hang(self, f: list) -> bool:
         if f[2]:
@@ -310,6 +313,7 @@ class Connections:
             moved_p = [a != b for a, b in zip(pods, seen[1], strict=True)]
             todo = [k for k, (e, p) in enumerate(self._where) if moved_e[e] or moved_p[p]]
         self._seen = (entries, pods)
+        self._ok = None  # flows may move below
         # the entry's state is the same for all of its flows: 0 reset, 1 hung, 2 delivered
         states = [
             0 if not e[0] else 1 if not (e[1] and e[2]) else 0 if self.l7 and not e[3] else 2
@@ -353,10 +357,14 @@ class Connections:
         return True
 
     def availability(self, a_new: float) -> float:
-        ok = 0.0
-        for f in self.flows:
-            if f[2]:
-                ok += f[2] * (self.topo.entry_success(f[0]) if self.l7 else 1.0)
+        ok = self._ok
+        if ok is None:
+            ok = 0.0
+            for f in self.flows:
+                if f[2]:
+                    ok += f[2] * (self.topo.entry_success(f[0]) if self.l7 else 1.0)
+            if not self.l7:
+                self._ok = ok  # L4: the flows' weights alone; kept until a flow moves
         return (ok + (self.reset + self.gave_up) * a_new) / self.total
 
 
