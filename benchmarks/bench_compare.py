@@ -1,11 +1,12 @@
-"""`chaoslab compare` of a run against itself: this tree against the old compare module.
+"""`chaoslab compare` of a run against itself: this tree against older trees.
 
 Each variant is the whole command (load both runs, compare, print the table, write
 cells.csv and ranks.csv) in a fresh process, started by a small parent that reports
 ``resource.getrusage(RUSAGE_CHILDREN)`` for it alone: wall time, CPU time (user + system)
-and peak RSS. The old variant is this tree with ``chaoslab/compare.py`` taken from
-``--baseline`` (a git revision: the per-trial `quantile_rank` loop), so only the compare
-code differs. The two variants' CSVs are compared byte for byte.
+and peak RSS. An old variant is the ``chaoslab`` package of a git revision (``--baseline``,
+repeatable; ``git archive`` into a temporary folder) run on the same run folder, so the
+rounds of one invocation see the same machine. Every variant's CSVs are compared byte for
+byte with this tree's.
 
     nice -n 10 chaoslab run experiments/seed-designs.yaml --workers 2 --out /tmp/s
     python benchmarks/bench_compare.py /tmp/s/seed-designs/RUN_ID --repeat 2
@@ -15,30 +16,26 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: chaoslab/compare.py before the one sort per cell x metric
-BASELINE = "6dcbf55de736219d15d9a8d6eb9d2944e04afc27"
+#: the tree before compare's second round (issue 13 item 3): 10 s, 0.9 GB on the
+#: bundled run; 6dcbf55 is the one before the first (the per-trial `quantile_rank`)
+BASELINES = ["2529776e866e121a38c735ac09dc8dffc183ca70"]
 
-# the command under test; argv: tree, old compare.py or "", pred, meas, out
+# the command under test; argv: the folder holding the chaoslab package, pred, meas, out
 _COMMAND = """
-import importlib.util, sys
+import sys
 sys.path.insert(0, sys.argv[1])
-if sys.argv[2]:
-    import chaoslab
-    spec = importlib.util.spec_from_file_location("chaoslab.compare", sys.argv[2])
-    old = importlib.util.module_from_spec(spec)
-    sys.modules["chaoslab.compare"] = old
-    spec.loader.exec_module(old)
-    chaoslab.compare = old
 from chaoslab.cli import main
-sys.exit(main(["compare", sys.argv[3], sys.argv[4], "--out", sys.argv[5]]))
+sys.exit(main(["compare", sys.argv[2], sys.argv[3], "--out", sys.argv[4]]))
 """
 
 # the parent that measures one child alone (RUSAGE_CHILDREN of a process with one child)
@@ -53,35 +50,45 @@ print(json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_stime,
 """
 
 
-def _measure(old: str, pred: str, meas: str, out: Path) -> dict[str, float]:
-    cmd = [sys.executable, "-c", _COMMAND, str(ROOT), old, pred, meas, str(out)]
+def _measure(tree: Path, pred: str, meas: str, out: Path) -> dict[str, float]:
+    cmd = [sys.executable, "-c", _COMMAND, str(tree), pred, meas, str(out)]
     res = subprocess.run(
         [sys.executable, "-c", _PARENT, *cmd], capture_output=True, text=True, check=True
     )
     got = dict(json.loads(res.stdout.strip().splitlines()[-1]))
     if got["rc"] != 0:
-        raise SystemExit(f"compare exited {got['rc']} ({'old' if old else 'new'} code)")
+        raise SystemExit(f"compare exited {got['rc']} (the chaoslab of {tree})")
     return got
 
 
-def _old_module(rev: str, into: Path) -> Path:
-    text = subprocess.run(
-        ["git", "show", f"{rev}:chaoslab/compare.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+def _old_tree(rev: str, into: Path) -> Path:
+    """The chaoslab package of ``rev``, unpacked under ``into``."""
+    tar = subprocess.run(
+        ["git", "archive", rev, "chaoslab"], cwd=ROOT, capture_output=True, check=True
     ).stdout
-    path = into / "compare_old.py"
-    path.write_text(text)
-    return path
+    dest = into / rev[:12]
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(dest, filter="data")
+    return dest
+
+
+def _table(best: dict[str, dict[str, float]], rows: int, repeat: int) -> list[str]:
+    out = [f"| code | wall s | CPU s | peak RSS MB |   ({rows:,} ranks, best of {repeat})"]
+    out.append("|---|---:|---:|---:|")
+    for name, b in best.items():
+        out.append(f"| {name} | {b['wall']:.1f} | {b['cpu']:.1f} | {b['rss_mb']:.0f} |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("pred", help="the predicted run folder")
     ap.add_argument("meas", nargs="?", help="the measured run folder (default: pred)")
-    ap.add_argument("--baseline", default=BASELINE, help="git revision of the old compare.py")
+    ap.add_argument(
+        "--baseline",
+        action="append",
+        help=f"git revision of an old tree (repeatable; default {BASELINES[0][:7]})",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="rounds; each figure is the best")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args(argv)
@@ -89,23 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     best: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        old = str(_old_module(a.baseline, Path(tmp)))
+        trees = {f"old ({rev[:7]})": _old_tree(rev, Path(tmp)) for rev in a.baseline or BASELINES}
+        trees["this tree"] = ROOT
+        outs = {name: Path(tmp) / f"out-{i}" for i, name in enumerate(trees)}
         for _ in range(a.repeat):
-            for name, module in (("new", ""), ("old", old)):
-                got = _measure(module, a.pred, meas, Path(tmp) / name)
+            for name, tree in trees.items():
+                got = _measure(tree, a.pred, meas, outs[name])
                 prev = best.get(name)
                 best[name] = got if prev is None else {k: min(v, prev[k]) for k, v in got.items()}
         same = {
-            f: filecmp.cmp(Path(tmp) / "old" / f, Path(tmp) / "new" / f, shallow=False)
+            f"{name} {f}": filecmp.cmp(outs[name] / f, outs["this tree"] / f, shallow=False)
+            for name in trees
+            if name != "this tree"
             for f in ("cells.csv", "ranks.csv")
         }
-        rows = sum(1 for _ in (Path(tmp) / "new" / "ranks.csv").open()) - 1
+        rows = sum(1 for _ in (outs["this tree"] / "ranks.csv").open()) - 1
     load1 = os.getloadavg()
-    print(f"| code | wall s | CPU s | peak RSS MB |   ({rows:,} ranks, best of {a.repeat})")
-    print("|---|---:|---:|---:|")
-    for name, label in (("old", f"old ({a.baseline[:7]})"), ("new", "this tree")):
-        b = best[name]
-        print(f"| {label} | {b['wall']:.1f} | {b['cpu']:.1f} | {b['rss_mb']:.0f} |")
+    print("\n".join(_table(best, rows, a.repeat)))
     print("identical output: " + ", ".join(f"{f} {'yes' if s else 'NO'}" for f, s in same.items()))
     print(f"load average {load0[0]:.2f} before, {load1[0]:.2f} after (1 min)")
     if a.json:

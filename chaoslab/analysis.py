@@ -217,25 +217,28 @@ def milestone_name(col: str) -> str:
 
 def phase_medians(trials: pd.DataFrame, sweep: Sequence[str] = ()) -> pd.DataFrame:
     """Median time (s) of each milestone per design x fault x target x sweep point, and
-    the share of trials in which it happened."""
+    the share of trials in which it happened; groups in order of appearance, milestones
+    in column order. One grouped median over every milestone column at once (a loop per
+    group and column cost more than drawing the phase figures of the bundled run)."""
     keys = [*KEY, *sweep]
-    rows = []
-    for key, g in trials.groupby(keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        for col in milestone_columns(g):
-            x = g[col].to_numpy(dtype=float)
-            seen = x[np.isfinite(x)]
-            if seen.size == 0:
-                continue
-            rows.append(
-                {
-                    **dict(zip(keys, key, strict=True)),
-                    "milestone": milestone_name(col),
-                    "median_s": float(np.median(seen)),
-                    "share": seen.size / x.size,
-                }
-            )
-    return pd.DataFrame(rows, columns=[*keys, "milestone", "median_s", "share"])
+    out_cols = [*keys, "milestone", "median_s", "share"]
+    cols = milestone_columns(trials)
+    if trials.empty or not cols:
+        return pd.DataFrame(columns=out_cols)
+    x = trials[cols].to_numpy(dtype=float)
+    x = np.where(np.isfinite(x), x, np.nan)  # a milestone at inf did not happen in time
+    grouped = pd.concat(
+        [trials[keys].reset_index(drop=True), pd.DataFrame(x, columns=cols)], axis=1
+    ).groupby(keys, sort=False, dropna=False)
+    med, seen = grouped.median(), grouped.count()
+    size = grouped.size().to_numpy()
+    gi, ci = np.nonzero(seen.to_numpy() > 0)  # row-major: group by group, column order
+    out = med.index.to_frame(index=False).iloc[gi].reset_index(drop=True)
+    names = np.array([milestone_name(c) for c in cols], dtype=object)
+    out["milestone"] = names[ci]
+    out["median_s"] = med.to_numpy()[gi, ci]
+    out["share"] = seen.to_numpy()[gi, ci] / size[gi]
+    return out[out_cols]
 
 
 def recovery_medians(trials: pd.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], float]:

@@ -55,6 +55,10 @@ RUN_METRICS: dict[str, str] = {
     "recovered": "share",
     "connections_reset_mean": "share",
     "connections_hung_mean": "share",
+    "slow_mean": "s",
+    "slow_p95": "s",
+    "p99_latency_p50": "s",
+    "p99_latency_p95": "s",
     "trials": "count",
 }
 #: metrics of a comparison (``chaoslab compare``: one row per cell and compared metric)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from chaoslab.designs.base import ImpossibleTarget, Topology
+from chaoslab.designs.network import NetTopology
 from chaoslab.errors import UserError
 from chaoslab.mechanisms.cluster import Node, Pod
 from chaoslab.params.dists import Fixed, ParseError, parse_value
@@ -67,6 +68,10 @@ class Fault:
             parts.append(str(o["signal"]).lower())
         for opt, raw in o.items():
             if opt in ("daemon", "signal"):
+                continue
+            if isinstance(raw, bool):  # a flag option names itself when set
+                if raw:
+                    parts.append(opt.replace("_", "-"))
                 continue
             text = _option_text(raw)
             if text is None:
@@ -183,9 +188,13 @@ def _second(topo: Topology, kind: str) -> FaultKind | None:
 # ----------------------------------------------------------------------------- injections
 
 
-def _pod_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+def _crashes(topo: Topology) -> float:
     raw = topo.trial.p.draw("fault.crash_count")
-    crashes = raw if math.isinf(raw) else max(1, round(raw))  # inf: the pod stays dead
+    return raw if math.isinf(raw) else max(1, round(raw))  # inf: the pod stays dead
+
+
+def _pod_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
+    crashes = _crashes(topo)
     for pod in pods:
         topo.cluster.kubelet.kill_container(pod, crashes=crashes)
 
@@ -231,8 +240,16 @@ def _node_drain(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
         topo.cluster.drain(node)
 
 
+def _service_pod(topo: Topology, node: Node) -> Pod | None:
+    """The service process a daemon-kill ``with_service`` also kills: the node's ingress."""
+    if isinstance(topo, NetTopology) and topo.ingress_name() is not None:
+        return topo.ingress_pod_on(node)
+    return None
+
+
 def _daemon_check(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     daemon = topo.trial.p.choice("fault.daemon")
+    service = topo.trial.p.flag("fault.with_service")
     for node in nodes:
         have = topo.daemons(node)
         if daemon not in have:
@@ -241,12 +258,23 @@ def _daemon_check(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
             else:
                 why = "no keepalived, BGP speaker, MetalLB speaker or kube-vip runs there"
             raise ImpossibleFault(f"{topo.design.key} runs no {daemon} on {node.name}: {why}")
+        if service and _service_pod(topo, node) is None:
+            raise ImpossibleFault(
+                f"{topo.design.key} runs no ingress on {node.name}: with_service kills the "
+                "node's ingress (nginx) beside the daemon; kill the app pod with pod-kill"
+            )
 
 
 def _daemon_kill(topo: Topology, nodes: list[Node], pods: list[Pod]) -> None:
     p = topo.trial.p
     daemon, signal = p.choice("fault.daemon"), p.choice("fault.signal")
+    service = p.flag("fault.with_service")
     for node in nodes:
+        pod = _service_pod(topo, node) if service else None
+        if pod is not None:
+            # the service dies with the daemon on a live node: its kernel resets the
+            # service's connections and refuses new ones (no hang, unlike a node crash)
+            topo.cluster.kubelet.kill_container(pod, crashes=_crashes(topo))
         topo.kill_daemon(node, daemon, signal)
         topo.trial.at(p.draw("fault.daemon_restart_time"), topo.start_daemon, node, daemon)
 
@@ -348,7 +376,9 @@ FAULTS: dict[str, FaultKind] = {
         FaultKind(
             "daemon-kill",
             "Kill keepalived, the BGP speaker, the MetalLB speaker or kube-vip on a node "
-            "(SIGKILL: silent; SIGTERM: priority-0 advert, Cease, leave, lease release).",
+            "(SIGKILL: silent; SIGTERM: priority-0 advert, Cease, leave, lease release); "
+            "with_service: true kills the node's ingress too (the node lives: RSTs, not a "
+            "hang), crashes as for pod-kill.",
             "node",
             "vip-holder",
             _daemon_kill,
@@ -356,6 +386,8 @@ FAULTS: dict[str, FaultKind] = {
                 "daemon": "fault.daemon",
                 "signal": "fault.signal",
                 "restart": "fault.daemon_restart_time",
+                "with_service": "fault.with_service",
+                "crashes": "fault.crash_count",
             },
             check=_daemon_check,
         ),

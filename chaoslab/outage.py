@@ -15,6 +15,24 @@ From a(t) on ``[0, horizon]`` (README.md, "Definitions"):
 
 No change points at all means nothing was observed: every metric is NaN.
 
+Latency (`latency_metrics`): a design with a latency model also states, at each change
+point, its *slow classes* ``((share, extra_delay_s), ...)``: the shares of all new requests
+that succeed only after an extra delay (nginx waited ``proxy_connect_timeout`` on a dead
+upstream, then passed the request on). The rest of a(t) succeeds at the base latency
+(``client.request_duration``).
+
+- ``slow_s``: integral of the share of requests whose latency (base + extra delay) is
+  above ``client.slow_threshold``, in seconds of traffic that were slow (as ``lost_s``;
+  failures are not slow, they are lost).
+- ``p99_latency_s``: the 99th percentile of the latency of the requests that *succeeded*
+  during the fault window: from the fault to the end of the last stretch with a < 1 or
+  with slow classes (the horizon if a(t) never came back). An empty window (nothing
+  happened) gives the base latency's p99; a window in which no request succeeded, NaN.
+
+A design without a latency model states no slow classes: slow_s 0 and p99_latency_s
+the base latency's p99 (`no_latency_metrics`): the model says every request either
+succeeds at once or fails.
+
 A live run estimates a(t) from probes (`availability_from_probes`) and then uses the same
 function, so a prediction and a measurement are comparable by construction. A prober sees
 a(t) only at its probes: `probed_metrics` puts the same prober on a predicted a(t) (its
@@ -24,24 +42,41 @@ rate, its bins), so a 1 ms dip counts as often as the prober would really catch 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
+    "LATENCY_COLUMNS",
+    "BaseLatency",
     "OutageMetrics",
+    "SlowClasses",
     "availability_from_probes",
+    "latency_metrics",
+    "latency_quantile",
+    "latency_summary",
     "metrics",
     "milestone_column",
+    "no_latency_metrics",
     "probed_metrics",
     "service_recovered",
+    "slow_seconds",
     "trial_row",
 ]
 
 #: availability values closer than this to 1 or 0 count as 1 or 0 (float noise)
 EPS = 1e-9
+#: the per-trial latency columns (`latency_metrics`)
+LATENCY_COLUMNS = ("slow_s", "p99_latency_s")
+#: ((share of all new requests, extra delay in seconds), ...): requests that succeed late
+SlowClasses = tuple[tuple[float, float], ...]
+#: base-latency samples drawn (from a private stream) to tabulate a distribution's CDF
+_BASE_SAMPLES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,13 +215,15 @@ def trial_row(
     horizon: float,
     *,
     connections: tuple[float, float] = (math.nan, math.nan),
+    latency: tuple[float, float] = (math.nan, math.nan),
     milestones: Mapping[str, float] | None = None,
     milestone_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One trial's row of trials.parquet from its a(t): the metrics, the long-lived
-    connections' fates (reset, hung), one ``at_*`` column per name in ``milestone_names``
-    and per milestone seen, ``service.recovered``, and the change points ``a_t``/``a_v``.
-    The same row for a simulated, a lab and a cluster trial."""
+    connections' fates (reset, hung), ``slow_s``/``p99_latency_s`` (NaN: not measured),
+    one ``at_*`` column per name in ``milestone_names`` and per milestone seen,
+    ``service.recovered``, and the change points ``a_t``/``a_v``. The same row for a
+    simulated, a lab and a cluster trial."""
     m = metrics(times, values, horizon)
     row: dict[str, Any] = {
         "recovery_s": m.recovery_s,
@@ -196,6 +233,8 @@ def trial_row(
         "lost_s": m.lost_s,
         "connections_reset": connections[0],
         "connections_hung": connections[1],
+        "slow_s": latency[0],
+        "p99_latency_s": latency[1],
     }
     seen = dict(milestones or {})
     seen.setdefault("service.recovered", service_recovered(m))
@@ -204,3 +243,203 @@ def trial_row(
     row["a_t"] = [float(x) for x in times]
     row["a_v"] = [float(x) for x in values]
     return row
+
+
+# --------------------------------------------------------------------------- latency
+
+
+class _Sampled(Protocol):
+    def sample(self, rng: np.random.Generator) -> float: ...
+
+
+class BaseLatency:
+    """The base latency's distribution (``client.request_duration``) as sorted samples.
+
+    Drawn once per distribution from a private stream (seed 0), never from a trial's, so
+    no trial's draws move; a fixed value is one sample."""
+
+    __slots__ = ("p99", "samples")
+
+    def __init__(self, samples: Sequence[float]) -> None:
+        self.samples = sorted(float(x) for x in samples)
+        self.p99 = self.quantile(0.99)
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def of(dist: _Sampled | float) -> BaseLatency:
+        if isinstance(dist, int | float):
+            return BaseLatency([float(dist)])
+        rng = np.random.default_rng(0)
+        return BaseLatency([dist.sample(rng) for _ in range(_BASE_SAMPLES)])
+
+    def cdf(self, x: float) -> float:
+        return bisect_right(self.samples, x) / len(self.samples)
+
+    def exceeds(self, x: float) -> float:
+        """P(base latency > x)."""
+        return 1.0 - self.cdf(x)
+
+    def quantile(self, q: float) -> float:
+        """The smallest sample with a CDF of at least ``q`` (inverted CDF)."""
+        n = len(self.samples)
+        return self.samples[min(n - 1, max(0, math.ceil(q * n) - 1))]
+
+
+def _segments(
+    times: Sequence[float], horizon: float, end: float | None = None
+) -> list[tuple[int, float]]:
+    """(index of the change point, span) of each stretch inside [0, min(end, horizon)]."""
+    stop = horizon if end is None else min(end, horizon)
+    out = []
+    n = len(times)
+    for i in range(n):
+        t0 = times[i]
+        if t0 >= stop:
+            break
+        t1 = min(times[i + 1] if i + 1 < n else stop, stop)
+        if t1 > t0:
+            out.append((i, t1 - t0))
+    return out
+
+
+def slow_seconds(
+    times: Sequence[float],
+    classes: Sequence[SlowClasses],
+    horizon: float,
+    *,
+    threshold: float,
+    base: BaseLatency,
+) -> float:
+    """Integral over [0, horizon] of the share of requests slower than ``threshold``: a
+    slow class (share s, delay d) adds s * P(base + d > threshold)."""
+    total = 0.0
+    for i, span in _segments(times, horizon):
+        share = sum(s * base.exceeds(threshold - d) for s, d in classes[i])
+        total += share * span
+    return total
+
+
+def _value_before(times: Sequence[float], values: Sequence[float], t: float) -> float:
+    """The value holding on the stretch that starts at or before ``t``."""
+    i = bisect_right(list(times), t) - 1
+    return float(values[i]) if i >= 0 else 1.0
+
+
+def latency_quantile(
+    a_t: Sequence[float],
+    a_v: Sequence[float],
+    times: Sequence[float],
+    classes: Sequence[SlowClasses],
+    *,
+    end: float,
+    base: BaseLatency,
+    q: float = 0.99,
+) -> float:
+    """The ``q`` quantile of the latency of requests that succeeded in [0, end].
+
+    Each stretch of constant a(t) and classes weighs its successes by its span: the slow
+    classes at base + delay, the rest of a(t) at the base latency. The quantile of that
+    mixture of shifted base distributions is the smallest latency whose mixture CDF
+    reaches ``q``."""
+    if end <= 0:
+        return base.p99 if q == 0.99 else base.quantile(q)
+    cuts = sorted({t for t in (*a_t, *times) if 0 <= t < end} | {0.0})
+    weight: dict[float, float] = {}
+    for k, t0 in enumerate(cuts):
+        span = (cuts[k + 1] if k + 1 < len(cuts) else end) - t0
+        a = _value_before(a_t, a_v, t0)
+        j = bisect_right(list(times), t0) - 1
+        slow = classes[j] if j >= 0 else ()
+        late = 0.0
+        for s, d in slow:
+            weight[d] = weight.get(d, 0.0) + s * span
+            late += s
+        weight[0.0] = weight.get(0.0, 0.0) + max(0.0, a - late) * span
+    total = sum(weight.values())
+    if total <= 0:
+        return math.nan  # no request succeeded in the window: nothing to time
+    return _mixture_quantile([(w / total, d) for d, w in weight.items() if w > 0], base, q)
+
+
+def _mixture_quantile(parts: Sequence[tuple[float, float]], base: BaseLatency, q: float) -> float:
+    """The smallest x with sum of w * P(base + d <= x) >= q, by bisection on x (the CDF is
+    a step function; 60 halvings of the range leave less than a nanosecond)."""
+    b = base.samples
+    n = len(b)
+    parts = sorted(parts, key=lambda wd: wd[1])
+    spread = b[-1] - b[0]
+    if all(parts[i + 1][1] - parts[i][1] > spread for i in range(len(parts) - 1)):
+        # the shifted copies do not overlap: the quantile is inside the one that reaches q
+        below = 0.0
+        for w, d in parts:
+            if below + w >= q - 1e-12:
+                return d + base.quantile(min(1.0, (q - below) / w))
+            below += w
+
+    def cdf(x: float) -> float:
+        return sum(w * bisect_right(b, x - d) for w, d in parts) / n
+
+    lo = b[0] + min(d for _, d in parts)
+    hi = b[-1] + max(d for _, d in parts)
+    if cdf(lo) >= q:
+        return lo
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if cdf(mid) >= q - 1e-12:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return hi
+
+
+def _slow_end(times: Sequence[float], classes: Sequence[SlowClasses], horizon: float) -> float:
+    """End of the last stretch with slow classes (0 if none)."""
+    end = 0.0
+    for i, c in enumerate(classes):
+        if c and times[i] < horizon:
+            end = min(times[i + 1] if i + 1 < len(times) else horizon, horizon)
+    return end
+
+
+def latency_metrics(
+    a_t: Sequence[float],
+    a_v: Sequence[float],
+    times: Sequence[float],
+    classes: Sequence[SlowClasses],
+    horizon: float,
+    *,
+    recovery_s: float,
+    threshold: float,
+    base: BaseLatency,
+) -> tuple[float, float]:
+    """(slow_s, p99_latency_s) of one trial from a(t) and its slow classes' change points
+    (``times``/``classes``); ``recovery_s`` is inf if a(t) never came back."""
+    slow = slow_seconds(times, classes, horizon, threshold=threshold, base=base)
+    end = horizon if math.isinf(recovery_s) else max(recovery_s, _slow_end(times, classes, horizon))
+    return slow, latency_quantile(a_t, a_v, times, classes, end=end, base=base)
+
+
+def no_latency_metrics(base: BaseLatency) -> tuple[float, float]:
+    """(slow_s, p99_latency_s) of a trial whose design has no latency model: no request
+    succeeds late, so 0 s slow and the base latency's p99."""
+    return 0.0, base.p99
+
+
+def latency_summary(slow_s: npt.ArrayLike, p99_latency_s: npt.ArrayLike) -> dict[str, float]:
+    """A cell's latency summary over its trials: slow seconds (mean, p95) and the trials'
+    p99 latency (p50, p95 over the trials that had a successful request to time)."""
+    slow = np.asarray(slow_s, dtype=float)
+    p99 = np.asarray(p99_latency_s, dtype=float)
+    p99 = p99[~np.isnan(p99)]
+
+    def q(x: np.ndarray, at: float) -> float:
+        return float(np.quantile(x, at, method="inverted_cdf")) if x.size else math.nan
+
+    return {
+        "slow_mean": float(slow.mean()) if slow.size else math.nan,
+        "slow_p95": q(slow, 0.95),
+        "p99_latency_p50": q(p99, 0.5),
+        "p99_latency_p95": q(p99, 0.95),
+    }

@@ -37,7 +37,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from chaoslab import analysis
 from chaoslab.analysis import (
@@ -167,6 +167,8 @@ def design_order(labels: Iterable[str]) -> list[str]:
     """Design labels in registry order, each variant right after its base design
     (``ingress-vip-bgp`` then ``ingress-vip-bgp+bfd``), labels of their own last."""
     order = _design_order()
+    if isinstance(labels, pd.Series):  # a trials column: its few values, not every row
+        labels = labels.unique()
     return sorted(dict.fromkeys(map(str, labels)), key=lambda lab: _sort_key(lab, order))
 
 
@@ -303,8 +305,10 @@ def _symlog_time(ax: Axes, horizon: float, left: float = -LINTHRESH / 2) -> None
     ax.set_xscale("symlog", linthresh=LINTHRESH, linscale=0.6)
     ax.set_xlim(left, horizon)
     ticks = _symlog_values(horizon)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([_tick_label(t) for t in ticks])
+    # a locator, not set_xticks: ticks are made when drawn, so an inner panel whose axis
+    # `_bare_axis` empties never makes its ten
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([_tick_label(t) for t in ticks]))
     ax.xaxis.set_minor_locator(NullLocator())  # minor ticks: thousands of tick objects
     ax.axvline(0, color="0.3", lw=0.8, ls=":")
 
@@ -451,8 +455,7 @@ def _ecdf_panel(
     if g.empty:
         ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
     ax.set_ylim(0, 1.02)
-    ax.set_yticks(_SHARE_TICKS)
-    ax.grid(True, which="major", alpha=0.3)
+    ax.yaxis.set_major_locator(FixedLocator(_SHARE_TICKS))
 
 
 #: the y ticks of the ECDF panels (what matplotlib's own locator picks, fixed)
@@ -465,13 +468,16 @@ def _outer_labels(
     """Small multiples on the same axes: the x axis (its ticks and label) under each
     column's last panel, the y axis left of each row's first panel; an inner panel keeps
     only the grid of the axes it shares (each tick is a few artists to create and its
-    label a text to lay out: most of the drawing time of a figure of many panels)."""
+    label a text to lay out: most of the drawing time of a figure of many panels).
+    The axes' locators are set already; an outer axis gets its grid here."""
     if k >= n - ncols:
         ax.set_xlabel(labels[0], fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
     else:
         _bare_axis(ax, "x", ticks[0])
     if k % ncols == 0:
         ax.set_ylabel(labels[1], fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
     else:
         _bare_axis(ax, "y", ticks[1])
 
@@ -521,7 +527,7 @@ def _log_values(lo: float, hi: float) -> list[float]:
 def _log_ticks(ax: Axes, lo: float, hi: float) -> None:
     """Plain-number ticks on a log axis (0.01, 1, 30 rather than 10^-2): 1-2-5 steps when
     the axis spans at most three decades, one tick per decade otherwise."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter
+    from matplotlib.ticker import FuncFormatter
 
     ax.xaxis.set_major_locator(FixedLocator(_log_values(lo, hi)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
@@ -554,7 +560,8 @@ def availability_bands(
     if key not in _BANDS:
         if len(_BANDS) > 1024:
             _BANDS.clear()
-        _BANDS[key] = _bands(_at_matrix(lens, ts, vs, grid), band)
+        lo, med, hi = _band_quantiles(lens, ts, vs, grid, (band[0], 0.5, band[1]))
+        _BANDS[key] = (lo, med, hi)
     return _BANDS[key]
 
 
@@ -562,23 +569,47 @@ def availability_bands(
 _BANDS: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _at_matrix(lens: np.ndarray, ts: np.ndarray, vs: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """a(t) of every trial at every grid time: a change point at t holds from the first
-    grid time >= t on (a = 1 before the first one)."""
-    n = lens.size
-    last = np.full((n, grid.size), -1, dtype=np.int64)
-    owner = np.repeat(np.arange(n), lens)
+def _band_quantiles(
+    lens: np.ndarray, ts: np.ndarray, vs: np.ndarray, grid: np.ndarray, qs: Sequence[float]
+) -> list[np.ndarray]:
+    """``np.quantile(m, q, axis=0)`` (its "linear" method) for each q, where m is a(t) of
+    every trial at every grid time (a change point at t holds from the first grid time
+    >= t on, a = 1 before the first), without building m: a(t) takes few values, so the
+    trials at each level and grid time are counted (+1 where a trial enters a level, -1
+    where it leaves it, summed along time) and each order statistic read off the
+    counts: O(change points + levels x grid) instead of a sort of trials x grid."""
+    n, g = lens.size, grid.size
+    if n == 0:
+        return [np.full(g, np.nan) for _ in qs]
+    before = np.ones_like(vs)  # the level each change point leaves: 1 before the first
+    before[1:] = vs[:-1]
+    before[(np.cumsum(lens) - lens)[lens > 0]] = 1.0
+    levels = np.unique(np.r_[vs, 1.0])
     col = np.searchsorted(grid, ts, side="left")
-    inside = col < grid.size
-    # change points are in time order per trial: the last one into a grid cell wins
-    last[owner[inside], col[inside]] = np.arange(ts.size)[inside]
-    last = np.maximum.accumulate(last, axis=1)
-    return np.where(last >= 0, vs[np.maximum(last, 0)] if vs.size else 1.0, 1.0)
+    inside = col < g
+    enter = np.searchsorted(levels, vs[inside]) * g + col[inside]
+    leave = np.searchsorted(levels, before[inside]) * g + col[inside]
+    moves = np.bincount(enter, minlength=levels.size * g) - np.bincount(
+        leave, minlength=levels.size * g
+    )
+    count = np.cumsum(moves.reshape(levels.size, g), axis=1)
+    count[np.searchsorted(levels, 1.0)] += n
+    at_most = np.cumsum(count, axis=0)  # trials at or below each level, per grid time
 
+    def order_stat(r: int) -> np.ndarray:  # the r-th smallest (0-based) per grid time
+        return levels[(at_most <= r).sum(axis=0)]
 
-def _bands(m: np.ndarray, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lo, med, hi = np.quantile(m, [band[0], 0.5, band[1]], axis=0)
-    return lo, med, hi
+    out = []
+    for q in qs:
+        # numpy's "linear" method: virtual index (n - 1) q between two order statistics
+        vi = np.float64(n - 1) * np.float64(q)
+        lo_i = min(math.floor(vi), n - 1)
+        hi_i = min(lo_i + 1, n - 1)
+        gamma = vi - lo_i
+        a, b = order_stat(lo_i), order_stat(hi_i)
+        diff = b - a
+        out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return out
 
 
 _AT_LABELS = ("time since the fault (s; linear to 1 s, log after)", "a(t) (fraction)")
@@ -626,14 +657,13 @@ def availability(
         _availability_panel(ax, series, grid, band)
         _symlog_time(ax, hz)
         ax.set_ylim(-0.05, 1.07)
-        ax.set_yticks(_AT_TICKS)
+        ax.yaxis.set_major_locator(FixedLocator(_AT_TICKS))
         ax.set_title((titles or {}).get(ptitle, ptitle), fontsize=9, y=1.0)
         # small multiples: the shared time axis is labelled once per column, at the bottom,
         # the a(t) axis once per row (panels by fault are few: each keeps its time labels)
         n_shared = 1 if by == "fault" else len(layout)
         _outer_labels(ax, k_ax, n_shared, min(ncols, len(layout)), _AT_LABELS,
                       (_symlog_values(hz), _AT_TICKS))  # fmt: skip
-        ax.grid(True, alpha=0.3)
     _legend_below(
         fig, axes, title="median a(t), lines offset by < 0.02 so coinciding series stay visible"
     )
@@ -859,13 +889,13 @@ def phase_timeline(
              right=2.1, top=0.55, bottom=0.6)  # fmt: skip
     ax = fig.subplots()
     used: dict[str, str] = {}
-    segments: list[tuple[float, float, float, str, float]] = []
+    tl = _Timeline()
     for y, key in enumerate(rows):
         # the median recovery of the row's trials (0: the fault never touched availability,
         # so there is no service.recovered milestone; inf: not recovered in the horizon)
         t_rec = rec_median.get(key, math.inf)
-        segments += _timeline_row(ax, y, per_row[key].sort_values("median_s"), t_rec, hz, used)
-    _draw_segments(ax, segments)
+        _timeline_row(y, per_row[key].sort_values("median_s"), t_rec, tl, used)
+    _draw_timeline(ax, tl, hz)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([_row_label(key, shown, fault) for key in rows], fontsize=7.5)
     ax.set_ylim(len(rows) - 0.4, -0.7)
@@ -880,14 +910,25 @@ def phase_timeline(
     return fig
 
 
+@dataclass
+class _Timeline:
+    """What the rows of a phase timeline draw, gathered to be drawn one collection per
+    kind (a scatter, a marker line and a text per row made most of the figure's cost):
+    segments (y, start, end, colour, alpha), milestone dots (t, y, RGBA), median
+    recoveries (t, y) and the rows not recovered within the horizon (y)."""
+
+    segs: list[tuple[float, float, float, str, float]] = field(default_factory=list)
+    dots: list[tuple[float, float, tuple[float, float, float, float]]] = field(default_factory=list)
+    recovered: list[tuple[float, float]] = field(default_factory=list)
+    unrecovered: list[float] = field(default_factory=list)
+
+
 def _timeline_row(
-    ax: Axes, y: int, g: pd.DataFrame, t_rec: float, hz: float, used: dict[str, str]
-) -> list[tuple[float, float, float, str, float]]:
-    """One row's segments (y, start, end, colour, alpha) up to each milestone's median,
-    solid while users are cut off and faded after the recovery; its dots and marker."""
+    y: int, g: pd.DataFrame, t_rec: float, tl: _Timeline, used: dict[str, str]
+) -> None:
+    """One row's segments up to each milestone's median, solid while users are cut off
+    and faded after the recovery, its dots and its recovery marker, added to ``tl``."""
     prev = 0.0
-    segs: list[tuple[float, float, float, str, float]] = []
-    dots: list[tuple[float, str, float]] = []
     for t, name in zip(g["median_s"].astype(float), g["milestone"].astype(str), strict=True):
         phase, color = milestone_phase(name)
         used[phase] = color
@@ -895,29 +936,34 @@ def _timeline_row(
             continue
         cut = min(max(t_rec, prev), t)  # the part of [prev, t] before the recovery
         if cut > prev:
-            segs.append((y, prev, cut, color, 0.9))
+            tl.segs.append((y, prev, cut, color, 0.9))
         if t > cut:
-            segs.append((y, cut, t, color, 0.3))
-        dots.append((t, color, 0.4 if t > t_rec else 1.0))
+            tl.segs.append((y, cut, t, color, 0.3))
+        tl.dots.append((t, y, mpl.colors.to_rgba(color, 0.4 if t > t_rec else 1.0)))
         prev = t
-    if dots:
-        rgba = [mpl.colors.to_rgba(c, a) for _, c, a in dots]
-        ax.scatter([d[0] for d in dots], [y] * len(dots), s=12, zorder=4, linewidths=0.5,
-                   edgecolors="white", c=rgba)  # fmt: skip
     if math.isfinite(t_rec):
-        ax.plot([t_rec], [y], "D", color="black", ms=5, zorder=5)
+        tl.recovered.append((t_rec, y))
+    else:
+        tl.unrecovered.append(y)
+
+
+def _draw_timeline(ax: Axes, tl: _Timeline, hz: float) -> None:
+    """Every row's segments as one collection (a patch per bar drew 20x slower), the
+    dots as one scatter, the markers as one line each kind; a label per recovery."""
+    polys = [[(a, y - 0.3), (b, y - 0.3), (b, y + 0.3), (a, y + 0.3)] for y, a, b, _, _ in tl.segs]
+    faces = [mpl.colors.to_rgba(c, alpha) for _, _, _, c, alpha in tl.segs]
+    ax.add_collection(PolyCollection(polys, facecolors=faces, edgecolors="white", linewidths=0.4))
+    if tl.dots:
+        ax.scatter([d[0] for d in tl.dots], [d[1] for d in tl.dots], s=12, zorder=4,
+                   linewidths=0.5, edgecolors="white", c=[d[2] for d in tl.dots])  # fmt: skip
+    if tl.recovered:
+        ax.plot(*zip(*tl.recovered, strict=True), "D", color="black", ms=5, zorder=5)
+    for t_rec, y in tl.recovered:
         note = "no outage" if t_rec == 0 else fmt_seconds(t_rec)
         ax.text(t_rec, y - 0.38, f" {note}", fontsize=6.5, va="bottom")
-    else:
-        ax.plot([hz], [y], marker=">", color="black", ms=5, clip_on=False)
-    return segs
-
-
-def _draw_segments(ax: Axes, segs: Sequence[tuple[float, float, float, str, float]]) -> None:
-    """Every row's segments as one collection (a patch per bar drew 20x slower)."""
-    polys = [[(a, y - 0.3), (b, y - 0.3), (b, y + 0.3), (a, y + 0.3)] for y, a, b, _, _ in segs]
-    faces = [mpl.colors.to_rgba(c, alpha) for _, _, _, c, alpha in segs]
-    ax.add_collection(PolyCollection(polys, facecolors=faces, edgecolors="white", linewidths=0.4))
+    if tl.unrecovered:
+        ax.plot([hz] * len(tl.unrecovered), tl.unrecovered, ls="", marker=">", color="black",
+                ms=5, clip_on=False)  # fmt: skip
 
 
 def _row_label(key: tuple[Any, ...], sweep: Sequence[str], fault: str | None = None) -> str:

@@ -47,7 +47,7 @@ import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -58,6 +58,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from chaoslab.errors import ChaoslabError, UserError
+from chaoslab.outage import latency_summary
 
 __all__ = [
     "FORMAT_VERSION",
@@ -75,6 +76,7 @@ __all__ = [
     "RunWriteError",
     "RunWriter",
     "atomic_write_bytes",
+    "atomic_write_chunks",
     "atomic_write_parquet",
     "atomic_write_text",
     "environment_meta",
@@ -82,6 +84,7 @@ __all__ = [
     "live_table",
     "load_run",
     "new_run_dir",
+    "read_parquet",
     "redact_userinfo",
     "summarize",
 ]
@@ -101,6 +104,8 @@ METRIC_COLUMNS = (
     "lost_s",
     "connections_reset",
     "connections_hung",
+    "slow_s",
+    "p99_latency_s",
 )
 #: optional compact a(t): change-point times and values per trial (list columns)
 AVAILABILITY_COLUMNS = ("a_t", "a_v")
@@ -235,11 +240,16 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes]) -> None:
+    """``path`` holding ``chunks`` one after another, written as they come (a big file
+    need never be in memory whole) into a temporary file beside it, synced, then renamed:
+    until the rename ``path`` is what it was before, and a failure or an interruption
+    while a chunk is made or written removes the temporary file."""
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -247,6 +257,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write_chunks(path, (data,))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -613,16 +627,37 @@ def _summary_frame(files: Sequence[Path]) -> pd.DataFrame:
     frames = []
     for f in files:
         names = pq.ParquetFile(f).schema_arrow.names
-        cols = [c for c in names if c not in AVAILABILITY_COLUMNS and not c.startswith("at_")]
-        frames.append(pd.read_parquet(f, columns=cols))
+        skip = [c for c in names if c in AVAILABILITY_COLUMNS or c.startswith("at_")]
+        frames.append(read_parquet(f, exclude=skip))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _read_parts(parts_dir: Path) -> pd.DataFrame:
+def read_parquet(path: str | Path, exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """``pd.read_parquet(path)`` without the ``exclude`` columns.
+
+    The file is read by one `pyarrow.parquet.ParquetFile`, in this thread: pandas' reader
+    goes through pyarrow's dataset layer, which costs about 4x the CPU on a run's trials
+    (a row group per chunk of trials, hundreds of them), and threads buy nothing on a
+    shared machine. The frame is the one pandas gives (the tests hold it to it)."""
+    f = pq.ParquetFile(path, pre_buffer=False)
+    skip = set(exclude)
+    table = f.read(
+        columns=[c for c in f.schema_arrow.names if c not in skip] if skip else None,
+        use_threads=False,
+        use_pandas_metadata=True,
+    )
+    df = table.to_pandas()
+    attrs = (table.schema.metadata or {}).get(b"PANDAS_ATTRS")
+    if attrs is not None:
+        df.attrs = json.loads(attrs)  # as pandas restores them
+    return df
+
+
+def _read_parts(parts_dir: Path, exclude: Sequence[str] = ()) -> pd.DataFrame:
     files = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.exists() else []
     if not files:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([read_parquet(f, exclude) for f in files], ignore_index=True)
 
 
 class Run:
@@ -638,11 +673,22 @@ class Run:
     @property
     def trials(self) -> pd.DataFrame:
         if self._trials is None:
-            p = self.path / "trials.parquet"
-            self._trials = (
-                pd.read_parquet(p) if p.exists() else _read_parts(self.path / "trials.parts")
-            )
+            self._trials = self._read()
         return self._trials
+
+    def _read(self, exclude: Sequence[str] = ()) -> pd.DataFrame:
+        p = self.path / "trials.parquet"
+        if p.exists():
+            return read_parquet(p, exclude)
+        return _read_parts(self.path / "trials.parts", exclude)
+
+    def trials_without(self, exclude: Sequence[str] = ()) -> pd.DataFrame:
+        """The trials without the ``exclude`` columns, for an analysis that needs part of
+        a big run (its a(t) lists are most of it). Read from disk unless `trials` already
+        holds them; not kept."""
+        if self._trials is not None:
+            return self._trials.drop(columns=[c for c in exclude if c in self._trials])
+        return self._read(exclude)
 
     @property
     def complete(self) -> bool:
@@ -758,5 +804,7 @@ def summarize(trials: pd.DataFrame, sweep: Sequence[str] | None = None) -> pd.Da
         for extra in ("connections_reset", "connections_hung"):
             if extra in g and g[extra].notna().any():
                 row[f"{extra}_mean"] = float(g[extra].mean())
+        if "slow_s" in g and "p99_latency_s" in g:
+            row.update(latency_summary(g["slow_s"], g["p99_latency_s"]))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -40,7 +40,7 @@ from chaoslab.fast import ENGINES, FastCell, fast_frame, plan
 from chaoslab.faults import FAULTS, Fault, FaultKind, ImpossibleFault
 from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
 from chaoslab.mechanisms.cluster import ClusterSpec
-from chaoslab.outage import metrics
+from chaoslab.outage import BaseLatency, metrics, no_latency_metrics
 from chaoslab.params import ParamSet, lookup
 from chaoslab.results import METRIC_COLUMNS
 
@@ -318,6 +318,7 @@ def run_trial(
         "connections_reset": reset,
         "connections_hung": hung,
     }
+    row["slow_s"], row["p99_latency_s"] = trial.latency_row(m.recovery_s)
     ms = trial.milestones
     if m.recovered and m.recovery_s > 0:
         ms.setdefault("service.recovered", m.recovery_s)
@@ -360,7 +361,8 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     horizon = cell.horizon
     names = list(MILESTONES) if chunk.milestones is None else list(chunk.milestones)
     if chunk.fast is not None:
-        return fast_frame(cell, chunk.fast, seed, chunk.start, chunk.stop, names)
+        frame = fast_frame(cell, chunk.fast, seed, chunk.start, chunk.stop, names)
+        return _with_latency_columns(frame, cell)
     cols: dict[str, list[Any]] = {c: [] for c in _METRIC_COLS}
     at: list[list[float]] = [[] for _ in names]
     a_t: list[list[float]] = []
@@ -376,6 +378,9 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
         cols["lost_s"].append(m.lost_s)
         cols["connections_reset"].append(reset)
         cols["connections_hung"].append(hung)
+        slow, p99 = trial.latency_row(m.recovery_s)
+        cols["slow_s"].append(slow)
+        cols["p99_latency_s"].append(p99)
         ms = trial.milestones
         if m.recovered and m.recovery_s > 0:
             ms.setdefault("service.recovered", m.recovery_s)
@@ -415,6 +420,20 @@ def _one_by_one(start: int, stop: int) -> Iterator[int]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _with_latency_columns(frame: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """The fast engine's designs have no latency model: slow 0 s and the base latency's
+    p99 (`outage.no_latency_metrics`), where `run_chunk` puts them."""
+    if "slow_s" in frame.columns:
+        return frame
+    key = "client.request_duration"
+    p = _prepare(cell).params.sampler(np.random.default_rng(0))  # a fixed value: no draw
+    slow, p99 = no_latency_metrics(BaseLatency.of(p.dist(key) or p.draw(key)))
+    at = int(frame.columns.get_loc("connections_hung")) + 1  # type: ignore[arg-type]
+    frame.insert(at, "slow_s", slow)
+    frame.insert(at + 1, "p99_latency_s", p99)
+    return frame
 
 
 def key_columns(cell: Cell, start: int, stop: int) -> dict[str, Any]:

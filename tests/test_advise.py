@@ -232,3 +232,30 @@ def test_a_rate_without_a_unit_is_refused_unless_zero() -> None:
     with pytest.raises(RateError, match="no unit"):
         parse_rate(2)
     assert math.isclose(parse_rate("2 per node-week")[0], 2 * 365.25 / 7)
+
+
+def test_noise_scaled_multiplies_each_catalogue_rate(tmp_path: Path) -> None:
+    from chaoslab.advise import noise_scaled
+    from chaoslab.params import ParamSet
+    from chaoslab.params.rates import NOISE_KEYS
+
+    text = BASE.replace(", rate: NOISE_RATE", "").replace("STALL", "12s")
+    path = tmp_path / "advise-catalogue-rate.yaml"
+    path.write_text(text)
+    exp = load_experiment(path)
+    catalogue = float(ParamSet.resolve(exp.profiles, exp.overrides()).text(
+        NOISE_KEYS["kubelet-stall"][0]))  # fmt: skip
+    scaled = noise_scaled(exp, 10.0).model.advise
+    assert scaled is not None and scaled.noise is not None
+    (entry,) = scaled.noise
+    assert parse_rate(entry.rate) == pytest.approx((10.0 * catalogue, "node"))
+    assert exp.model.advise is not None and exp.model.advise.noise[0].rate is None  # type: ignore[index]
+
+
+def test_noise_scaled_refuses_an_entry_with_its_own_rate(tmp_path: Path) -> None:
+    from chaoslab.advise import noise_scaled
+    from chaoslab.experiment import ExperimentError
+
+    path = _write(tmp_path)
+    with pytest.raises(ExperimentError, match=r"advise-test\.yaml:\d+: advise\.noise\[0\]\.rate"):
+        noise_scaled(load_experiment(path), 10.0)

@@ -11,8 +11,19 @@ from hypothesis import strategies as st
 
 from chaoslab.faults import Fault
 from chaoslab.mechanisms.cluster import ClusterSpec
-from chaoslab.outage import availability_from_probes, metrics, probed_metrics
+from chaoslab.outage import (
+    BaseLatency,
+    SlowClasses,
+    availability_from_probes,
+    latency_metrics,
+    latency_quantile,
+    metrics,
+    no_latency_metrics,
+    probed_metrics,
+    slow_seconds,
+)
 from chaoslab.params import ParamSet
+from chaoslab.params.dists import LogNormal
 from chaoslab.runner import Cell, run_trial
 
 
@@ -196,3 +207,116 @@ def test_trial_row_keeps_the_milestones_seen() -> None:
     row = trial_row([0.0, 2.0], [0.0, 1.0], 10.0, milestones={"vrrp.master_changed": 1.9})
     assert row["at_vrrp_master_changed"] == 1.9 and row["at_service_recovered"] == 2.0
     assert row["connections_reset"] != row["connections_reset"]  # NaN: none observed
+
+
+# --------------------------------------------------------------------------- latency
+_POINT = BaseLatency.of(0.002)  # a fixed base latency: one sample
+
+
+def test_a_constant_slow_share_over_a_window_is_share_times_window() -> None:
+    # a share 0.3 of requests succeeds 5 s late from t=10 to t=40: slow 0.3 x 30 s
+    times = [0.0, 10.0, 40.0]
+    classes = [(), ((0.3, 5.0),), ()]
+    assert slow_seconds(times, classes, 100.0, threshold=1.0, base=_POINT) == pytest.approx(9.0)
+    # a threshold above base + delay counts nothing slow
+    assert slow_seconds(times, classes, 100.0, threshold=6.0, base=_POINT) == 0.0
+    # the horizon cuts the window
+    assert slow_seconds(times, classes, 20.0, threshold=1.0, base=_POINT) == pytest.approx(3.0)
+
+
+def test_the_base_latency_tail_decides_a_delay_just_below_the_threshold() -> None:
+    # base lognormal(median 1 ms, p95 5 ms): P(base + 0.998 s > 1 s) = P(base > 2 ms)
+    base = BaseLatency.of(LogNormal(0.001, 0.005))
+    classes = [((1.0, 0.998),)]
+    got = slow_seconds([0.0], classes, 10.0, threshold=1.0, base=base)
+    sigma = math.log(5.0) / 1.6448536269514722
+    expected = 0.5 * math.erfc(math.log(2.0) / sigma / math.sqrt(2.0))  # P(Z > ln 2 / sigma)
+    assert got == pytest.approx(10.0 * expected, abs=0.2)
+
+
+@pytest.mark.parametrize(
+    ("slow_share", "expected"),
+    [
+        (0.005, 0.002),  # 0.5 % late: the 99th percentile is still the base latency
+        (0.02, 5.002),  # 2 % late: the 99th percentile lies among the late ones
+    ],
+)
+def test_p99_of_a_two_point_mixture(slow_share: float, expected: float) -> None:
+    # a(t) = 1 throughout the window; a share succeeds 5 s late on [0, 10)
+    got = latency_quantile(
+        [0.0], [1.0], [0.0, 10.0], [((slow_share, 5.0),), ()], end=10.0, base=_POINT
+    )
+    assert got == pytest.approx(expected)
+
+
+def test_failed_requests_are_not_timed_and_an_empty_window_is_the_base_latency() -> None:
+    # half the requests fail, 1.5 % of all succeed 5 s late: 3 % of the successes are late
+    got = latency_quantile([0.0], [0.5], [0.0], [((0.015, 5.0),)], end=10.0, base=_POINT)
+    assert got == pytest.approx(5.002)
+    # nothing happened (window of length 0): the base latency's p99
+    base = BaseLatency.of(LogNormal(0.001, 0.005))
+    assert latency_quantile([0.0], [1.0], [0.0], [()], end=0.0, base=base) == base.p99
+    # nobody got an answer in the window: nothing to time
+    assert math.isnan(latency_quantile([0.0], [0.0], [0.0], [()], end=5.0, base=_POINT))
+
+
+def test_latency_metrics_window_runs_to_the_end_of_the_slow_stretch() -> None:
+    # a(t) never drops (recovery 0): the slow stretch [0, 20) alone makes the window;
+    # 1.1 % of requests late over it: the 99th percentile is among the late ones
+    a_t, a_v = [0.0], [1.0]
+    times, classes = [0.0, 20.0], [((0.011, 3.0),), ()]
+    slow, p99 = latency_metrics(
+        a_t, a_v, times, classes, 100.0, recovery_s=0.0, threshold=1.0, base=_POINT
+    )
+    assert slow == pytest.approx(0.22)
+    assert p99 == pytest.approx(3.002)
+    # not recovered: the window is the whole horizon, a(t) = 0 after 50 s
+    _, p99 = latency_metrics(
+        [0.0, 50.0],
+        [1.0, 0.0],
+        times,
+        classes,
+        100.0,
+        recovery_s=math.inf,
+        threshold=1.0,
+        base=_POINT,
+    )
+    assert p99 == pytest.approx(0.002)  # 0.22 s of the 50 s of successes: 0.44 % late
+
+
+def test_a_design_without_a_latency_model_states_nothing_late() -> None:
+    base = BaseLatency.of(LogNormal(0.001, 0.005))
+    assert no_latency_metrics(base) == (0.0, base.p99)
+    # lognormal p99 = median x exp(sigma x z99), within the sampling error of 4096 draws
+    sigma = math.log(5.0) / 1.6448536269514722
+    assert base.p99 == pytest.approx(0.001 * math.exp(sigma * 2.3263478740408408), rel=0.15)
+
+
+@given(
+    share=st.floats(0.0, 1.0),
+    delay=st.floats(0.0, 30.0),
+    t1=st.floats(0.0, 50.0),
+    span=st.floats(0.0, 50.0),
+)
+def test_slow_seconds_is_at_most_the_slow_mass(
+    share: float, delay: float, t1: float, span: float
+) -> None:
+    times = [0.0, t1, t1 + span]
+    classes: list[SlowClasses] = [(), ((share, delay),), ()]
+    got = slow_seconds(times, classes, 100.0, threshold=1.0, base=_POINT)
+    assert 0.0 <= got <= share * min(span, max(0.0, 100.0 - t1)) + 1e-9
+
+
+@pytest.mark.parametrize("delay", [0.004, 0.5])  # overlapping copies, separate copies
+def test_p99_of_a_mixture_is_the_quantile_of_its_requests(delay: float) -> None:
+    # 10 % of requests a little or much later: the mixture's p99 by brute force over the
+    # base samples (each request's latency is a base sample plus its delay)
+    base = BaseLatency.of(LogNormal(0.001, 0.005))
+    b = np.asarray(base.samples)
+    weights = np.concatenate([np.full(b.size, 0.9), np.full(b.size, 0.1)])
+    lat = np.concatenate([b, b + delay])
+    order = np.argsort(lat)
+    cum = np.cumsum(weights[order]) / weights.sum()
+    want = lat[order][np.searchsorted(cum, 0.99 - 1e-12)]
+    got = latency_quantile([0.0], [1.0], [0.0], [((0.1, delay),)], end=10.0, base=base)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)

@@ -86,7 +86,7 @@ def _today() -> list[Cell]:
 
 
 def _id(c: Cell) -> str:
-    return f"{c.name}-{c.fault.label}-{c.sweep.get('profile')}"
+    return f"{c.name}-{c.fault.kind}-{c.fault.label}-{c.sweep.get('profile')}"
 
 
 def _pair(cell: Cell) -> tuple[pd.DataFrame, pd.DataFrame]:

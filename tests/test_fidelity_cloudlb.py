@@ -198,3 +198,138 @@ def test_every_cloud_value_has_a_source_and_unpublished_ones_say_so() -> None:
     assert all("[assumption]" in gcp[k].source for k in NEW_KEYS)
     hap = ParamSet.resolve(["haproxy"])
     assert all(hap.text(k) == "0s" for k in NEW_KEYS)
+
+
+# ------------------------------------------------- IP targets (cloud-lb-ip), NLB resets
+DELETE = {"kind": "pod-delete", "target": "app-pod"}
+LONG = {"client.long_lived_share": 0.3}
+
+
+def test_ip_targets_keep_a_deleted_pod_in_rotation_until_its_health_check_routes_it_out() -> None:
+    """IP mode: the deleted pod's IP is deregistered at once but keeps getting new
+    connections for ~2 min (aws-load-balancer-controller #2366); it is gone ~1 s after
+    SIGTERM, so its own health checks stop the traffic first: marked down at (fall - 1) x
+    30 s + U(0, 30 s) + the 10 s timeout (a gone pod IP answers nothing) after it went, then
+    30-40 s propagation: 70-110 s. 1/3 of new connections fail until then. Behind NodePorts
+    (cloud-lb) kube-proxy drops the endpoint within a second."""
+    ip = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=200)
+    assert np.allclose(ip["recovery_s"], ip["at_lb_routed_out"])
+    since = ip["recovery_s"] - ip["at_pod_gone"]
+    assert since.between(70.0, 110.0).all()
+    assert since.max() - since.min() > 25  # the check grid's phase and the propagation
+    assert (ip["at_lb_routed_out"] < ip["at_cloud_lb_deregistering"] + 120.0).all()
+    assert np.allclose(ip["lost_s"], ip["at_lb_routed_out"] / 3, rtol=0.02)
+    node = sim("cloud-lb", DELETE, "aws-nlb", trials=100)
+    assert (node["recovery_s"] < 3.0).all()
+
+
+def test_a_prestop_longer_than_the_deregistration_costs_nothing_in_ip_mode() -> None:
+    """The documented cure: keep serving (preStop sleep 150 s, grace 200 s) until the NLB
+    has stopped sending new connections (120-140 s after the deregistration)."""
+    params = {"pod.prestop_sleep": "150s", "pod.termination_grace_period_seconds": "200s"}
+    df = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=100, **params)
+    assert (df["lost_s"] == 0).all()
+    assert df["at_lb_routed_out"].isna().all()
+
+
+def test_a_new_pod_ip_takes_traffic_after_registration_its_first_check_and_propagation() -> None:
+    """The replacement: registered cloud_lb.controller_sync after its endpoint is written,
+    first check lb.registration_time later (fixed), one pass, in rotation lb.propagation later."""
+    params = {
+        "cloud_lb.controller_sync": "1s",
+        "lb.registration_time": "90s",
+        "lb.propagation": "35s",
+    }
+    df = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=100, **params)
+    assert np.allclose(df["at_cloud_lb_registered"] - df["at_endpoints_added"], 1.0)
+    assert np.allclose(df["at_lb_marked_up"] - df["at_cloud_lb_registered"], 90.0)
+    assert np.allclose(df["at_lb_routed_in"] - df["at_lb_marked_up"], 35.0)
+
+
+def test_gcp_negs_follow_the_endpoints_within_seconds() -> None:
+    """GCP (its delays [assumption]): deregistration reaches the data plane in 0-5 s."""
+    df = sim("cloud-lb-ip", DELETE, "gcp", trials=200)
+    late = df["recovery_s"] - df["at_cloud_lb_deregistering"]
+    assert (late <= 5.0 + 1e-6).all()
+
+
+@pytest.mark.parametrize("design", ["cloud-lb", "cloud-lb-ip"])
+def test_an_nlb_resets_the_connections_of_a_target_it_routes_out(design: str) -> None:
+    """AWS NLB: 'sends a TCP RST for packets received on the client connections associated
+    with the target' once it is unhealthy: connections through the crashed node are reset
+    at the routing change instead of hanging; GCP keeps them (they hang)."""
+    aws = sim(design, APP_NODE, "aws-nlb", trials=50, **LONG)
+    gcp = sim(design, APP_NODE, "gcp", trials=50, **LONG)
+    assert np.allclose(aws["at_cloud_lb_reset"], aws["at_lb_routed_out"])
+    assert gcp["at_cloud_lb_reset"].isna().all()
+    share = 1 / 3 if design == "cloud-lb-ip" else 1 / 5  # the dead target's connections
+    assert np.allclose(aws["connections_reset"], share)
+    assert np.allclose(gcp["connections_hung"] - aws["connections_hung"], share)
+
+
+def test_no_reset_while_the_nlb_fails_open() -> None:
+    """Unhealthy targets' connections are reset only while some target is healthy: with
+    every target unhealthy the NLB fails open and sends to all of them, no RST."""
+    health = {"a": True, "b": True}
+    lb = checker("aws-nlb", health, **{"lb.propagation": "35s"})
+    health["a"] = False
+    lb.trial.changed()
+    lb.trial.env.run(until=lb.trial.milestones.get("lb.marked_down", 0) + 200.0)
+    assert [n.name for n in lb.unhealthy_routed_out()] == ["a"]
+    health["b"] = False
+    lb.trial.changed()
+    lb.trial.env.run(until=lb.trial.now + 200.0)
+    assert {n.name for n in lb.in_rotation()} == {"a", "b"}  # fail open
+    assert lb.unhealthy_routed_out() == []
+
+
+def test_deregistration_connection_termination_resets_at_the_end_of_the_drain() -> None:
+    """deregistration_delay.connection_termination.enabled (default false): true resets
+    what is left on a deregistered, still serving pod when its drain ends."""
+    params = {
+        **LONG,
+        "pod.prestop_sleep": "600s",
+        "pod.termination_grace_period_seconds": "700s",
+        "lb.deregistration_delay": "300s",
+    }
+    kept = sim("cloud-lb-ip", DELETE, "aws-nlb", trials=30, **params)
+    cut = sim(
+        "cloud-lb-ip",
+        DELETE,
+        "aws-nlb",
+        trials=30,
+        **params,
+        **{"lb.deregistration_connection_termination": True},
+    )
+    assert kept["at_cloud_lb_reset"].isna().all()
+    assert np.allclose(cut["at_cloud_lb_reset"] - cut["at_cloud_lb_deregistering"], 300.0)
+    assert np.allclose(cut["at_cloud_lb_reset"], cut["at_lb_deregistered"])
+
+
+def test_a_pod_restarted_in_place_is_registered_again_from_scratch() -> None:
+    """A killed container restarts in ~1-5 s: its requests fail meanwhile (refused), its
+    endpoint goes not-ready and back, so the controller deregisters and registers the same
+    IP again: out of rotation for the registration (70-120 s) + propagation (30-40 s),
+    capacity lost but no request. A restart before the controller reconciles leaves the
+    target alone (it reads the slices as they are then)."""
+    df = sim("cloud-lb-ip", {"kind": "pod-kill", "target": "app-pod"}, "aws-nlb", trials=100)
+    assert (df["recovery_s"] < 10).all()
+    churn = df[df["at_cloud_lb_deregistering"].notna()]
+    assert 0.8 * len(df) < len(churn)
+    assert (churn["at_cloud_lb_deregistering"] < churn["at_cloud_lb_registered"]).all()
+    back = churn["at_lb_routed_in"] - churn["at_cloud_lb_registered"]
+    assert back.between(70.0 + 30.0, 120.0 + 40.0).all()
+    assert df.loc[df["at_cloud_lb_deregistering"].isna(), "at_cloud_lb_registered"].isna().all()
+
+
+def test_ip_targets_under_a_drain_and_a_stopped_kubelet() -> None:
+    """A drain evicts gracefully: each evicted pod is a deregistration like a delete, and
+    its own checks route it out 70-110 s after it went. A stopped kubelet leaves the pods
+    serving: NotReady takes their endpoints, the controller deregisters them, and they go
+    on answering the ~2 min of new connections: nothing is lost."""
+    drain = sim("cloud-lb-ip", {"kind": "node-drain", "target": "app-pod-node"}, "aws-nlb", 100)
+    since = drain["recovery_s"] - drain["at_pod_gone"]
+    assert since.between(70.0, 110.0).all()
+    stop = sim("cloud-lb-ip", {"kind": "kubelet-stop", "target": "app-pod-node"}, "aws-nlb", 50)
+    assert (stop["lost_s"] == 0).all()
+    assert (stop["at_cloud_lb_deregistering"] > stop["at_node_not_ready"]).all()

@@ -281,3 +281,131 @@ def test_kube_vip_needs_the_api_server_to_move_its_vip() -> None:
     assert alone["at_vip_removed"].round(6).eq(10.0).all()
     assert alone["at_vip_added"].between(60.0, 60.0 + 2.2 * 2.0).all()
     assert (alone["lost_s"] == 0).all()
+
+
+# ============================================================================ item 8: GARP refresh
+ROUTER_4H = {"arp.neighbor": "router", "arp.router_timeout": "4h"}
+
+
+def _arp_offsets(params: dict[str, object], trials: int) -> np.ndarray:
+    df = sim("ingress-vip-vrrp", CRASH, ["keepalived-osh"], trials=trials, params=params)
+    return (df["at_arp_updated"] - df["at_vrrp_master_changed"]).to_numpy()
+
+
+def test_refresh_garps_heal_a_router_entry_that_missed_the_takeover_bursts() -> None:
+    """Each GARP frame lost with q = 1/2, one frame per burst: the router's entry moves at
+    the takeover (p 1/2), at the second burst 5 s later (1/4), else at the first refresh
+    that arrives, 5 + 10 k s (keepalived: delay + k x refresh): P(5 + 10k) = 2^-(k+2)."""
+    lossy = {
+        **ROUTER_4H,
+        "arp.garp_loss": 0.5,
+        "vrrp.garp_master_repeat": 1,
+        "vrrp.garp_master_delay": "5s",
+    }
+    off = _arp_offsets({**lossy, "vrrp.garp_master_refresh": "10s"}, 600)
+    assert np.isfinite(off).all()  # every trial healed within the horizon
+    for at, p in [(0, 1 / 2), (5, 1 / 4), (15, 1 / 8), (25, 1 / 16)]:
+        share = np.isclose(off, at, atol=1e-6).mean()
+        assert share == pytest.approx(p, abs=4 * (p * (1 - p) / 600) ** 0.5)
+    # without the refresh a quarter of the trials wait for the router's own 4 h timeout
+    stale = _arp_offsets(lossy, 400)
+    assert np.mean(~np.isfinite(stale) | (stale > 60)) == pytest.approx(1 / 4, abs=0.07)
+
+
+def test_garp_repeats_make_a_lost_burst_rare() -> None:
+    """A burst of r frames is missed with q^r: keepalived's default 5 frames at q = 1/2
+    leave 1/32 of the takeovers to the second burst."""
+    off = _arp_offsets({**ROUTER_4H, "arp.garp_loss": 0.5}, 400)
+    assert np.isclose(off, 0, atol=1e-6).mean() == pytest.approx(31 / 32, abs=0.03)
+
+
+def test_refresh_does_not_help_a_router_that_ignores_garp() -> None:
+    """A router that ignores GARP ignores the refreshes too: it moves at its ARP timeout."""
+    deaf = {**ROUTER_4H, "arp.router_timeout": "20m", "arp.accept_garp": False}
+    df = sim("ingress-vip-vrrp", CRASH, ["keepalived-osh"], trials=100, params=deaf)
+    refreshed = sim(
+        "ingress-vip-vrrp",
+        CRASH,
+        ["keepalived-osh"],
+        trials=100,
+        params={**deaf, "vrrp.garp_master_refresh": "10s"},
+    )
+    assert refreshed["downtime_s"].tolist() == pytest.approx(df["downtime_s"].tolist())
+
+
+# ============================================================================ item 6: dead service
+SERVICE_KILL = {"kind": "pod-kill", "target": "ingress-pod", "crashes": "inf"}
+LONG = {"client.long_lived_share": 0.5}
+
+
+def test_dead_service_without_a_track_never_moves_the_vip() -> None:
+    """The ingress dies, keepalived lives and tracks nothing: the VIP stays on a node whose
+    kernel refuses every connection; established connections are reset, none hangs."""
+    df = sim("ingress-vip-vrrp", SERVICE_KILL, [], trials=30, params=LONG, horizon=120)
+    assert not df["recovered"].any()
+    assert df["lost_s"].tolist() == pytest.approx([120.0] * 30)
+    assert df["at_vrrp_master_changed"].isna().all()
+    assert (df["connections_reset"] == 1).all() and (df["connections_hung"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("track", "low", "high"),
+    [
+        # vrrp_script, fall 2, interval 1 s: KO at the second failed run, U(1, 2) s
+        ({"vrrp.track_script": True, "vrrp.script_fall": 2}, 1.0, 2.0),
+        # vrrp_track_process: the exit event, then terminate_delay 0.25 s
+        ({"vrrp.track_process": True, "vrrp.process_delay": "250ms"}, 0.25, 0.25),
+    ],
+)
+def test_a_tracked_dead_service_fails_over_after_the_track_and_the_skew(
+    track: dict[str, object], low: float, high: float
+) -> None:
+    """weight 0: FAULT, priority-0 advert, the backup (priority 100) takes over after its
+    Skew_Time 0.609 s: recovery in [low, high] + skew."""
+    skew = (256 - 100) / 256
+    df = sim("ingress-vip-vrrp", SERVICE_KILL, [], trials=60, params={**LONG, **track})
+    assert df["recovered"].all()
+    assert df["recovery_s"].min() >= low + skew - 1e-6
+    assert df["recovery_s"].max() <= high + skew + 1e-6
+    assert (df["connections_reset"] == 1).all() and (df["connections_hung"] == 0).all()
+
+
+KA_SERVICE = {
+    "kind": "daemon-kill",
+    "target": "vip-holder",
+    "daemon": "keepalived",
+    "signal": "KILL",
+    "with_service": True,
+    "crashes": "inf",
+}
+
+
+def test_keepalived_and_service_killed_on_a_live_node_keep_answering_arp() -> None:
+    """keepalived and its service SIGKILLed, the node alive: the VIP stays configured and
+    the old node answers ARP for it, so without GARPs a Linux neighbour never moves (a
+    crashed node would be re-resolved by NUD in 23-53 s); garp_master_refresh 30 s heals it
+    at the takeover + garp_master_delay (5 s) + 30 s."""
+    quiet = {**LONG, "vrrp.garp_master_repeat": 0}
+    never = sim("ingress-vip-vrrp", KA_SERVICE, [], trials=30, params=quiet, horizon=120)
+    assert not never["recovered"].any() and never["at_arp_updated"].isna().all()
+    assert never["fault"].iloc[0] == "daemon-kill/keepalived-kill/with-service"
+    crash = sim("ingress-vip-vrrp", CRASH, [], trials=30, params=quiet, horizon=120)
+    assert crash["recovery_s"].between(23, 53.7).all()
+    healed = sim(
+        "ingress-vip-vrrp",
+        KA_SERVICE,
+        [],
+        trials=30,
+        params={**quiet, "vrrp.garp_master_refresh": "30s"},
+        horizon=120,
+    )
+    moved = healed["at_arp_updated"] - healed["at_vrrp_master_changed"]
+    assert moved.tolist() == pytest.approx([35.0] * 30)
+    # the move off a node that still answers resets the requests in flight (Trial.blip)
+    late = healed["recovery_s"] - healed["at_arp_updated"]
+    assert late.between(0, 0.05).all()
+
+
+def test_with_service_needs_an_ingress_on_the_node() -> None:
+    with pytest.raises(chaoslab.UserError, match="no ingress"):
+        sim("metallb-l2", {**KA_SERVICE, "daemon": "metallb-speaker"}, [], trials=2)

@@ -25,6 +25,7 @@ NET = [
     "metallb-bgp",
     "kube-vip-arp",
     "cloud-lb",
+    "cloud-lb-ip",
 ]
 
 

@@ -65,15 +65,20 @@ class VrrpRig:
         self.nodes = nodes(len(prios))
         self.vip: list[tuple[float, str, bool]] = []
         self.garps: list[tuple[float, str]] = []
+        self.frames: list[int] = []
         self.healthy = {n.name: True for n in self.nodes}
         self.g = VrrpGroup(
             t,
             self.nodes,
             prios,
             on_vip=lambda n, up: self.vip.append((t.now, n.name, up)),
-            on_garp=lambda n: self.garps.append((t.now, n.name)),
+            on_garp=self._garp,
             healthy=lambda n: self.healthy[n.name],
         )
+
+    def _garp(self, node: Node, frames: int) -> None:
+        self.garps.append((self.t.now, node.name))
+        self.frames.append(frames)
 
     def takeover(self) -> float:
         return next(t for t, _n, up in self.vip if up)
@@ -162,6 +167,72 @@ def test_vrrp_track_script(weight: int) -> None:
     else:
         assert t <= 1.0 + master_down_interval(2, 120, 1.0) + 1e-9
         assert t >= master_down_interval(2, 120, 1.0) - 1.0
+
+
+def test_vrrp_garp_bursts_then_refresh_on_their_own_grid() -> None:
+    """keepalived after a takeover at T: garp_master_repeat frames at T and T + delay, then
+    garp_master_refresh_repeat frames at T + delay + k * refresh while MASTER (vrrp.c
+    vrrp_state_become_master, vrrp_scheduler.c vrrp_gratuitous_arp_refresh_thread)."""
+    params = {
+        "vrrp.garp_master_delay": "5s",
+        "vrrp.garp_master_refresh": "60s",
+        "vrrp.garp_master_refresh_repeat": 2,
+    }
+    rig = VrrpRig(trial(6, horizon=300.0, **params), [150, 100])
+    rig.g.initial_master.powered = False
+    rig.t.changed()
+    rig.t.env.run(until=300)
+    t0 = rig.takeover()
+    offsets = [t - t0 for t, _n in rig.garps]
+    assert offsets == pytest.approx([0, 5, 65, 125, 185, 245][: len(offsets)])
+    assert len(offsets) == sum(1 for o in (0, 5, 65, 125, 185, 245) if t0 + o <= 300)
+    assert rig.frames[:2] == [5, 5] and set(rig.frames[2:]) == {2}
+
+
+def test_vrrp_refresh_stops_when_the_master_steps_down() -> None:
+    """The refresh thread belongs to one MASTER period: a preempted master sends no more."""
+    params = {"vrrp.garp_master_refresh": "10s", "vrrp.garp_master_delay": "0s"}
+    rig = VrrpRig(trial(7, horizon=200.0, **params), [100, 200])
+    hi = rig.nodes[1]
+    hi.powered = False
+    rig.t.changed()
+    rig.t.env.run(until=30)
+    hi.powered = True
+    rig.t.changed()
+    rig.g.start(hi)
+    rig.t.env.run(until=200)
+    preempt = next(t for t, n, up in rig.vip if up and n == hi.name)
+    low = [t for t, n in rig.garps if n == "n0"]
+    assert low and max(low) < preempt
+    # the returning master refreshes from its own transition on (at 0 it also answers the
+    # old master's lower-priority advert with a burst)
+    high = sorted({round(t - preempt, 9) for t, n in rig.garps if n == hi.name})
+    assert high[:3] == pytest.approx([0, 10, 20])
+
+
+@pytest.mark.parametrize("delay", ["0s", "500ms"])
+def test_vrrp_track_process_reacts_to_the_exit_not_on_a_grid(delay: str) -> None:
+    """vrrp_track_process (weight 0): FAULT process_delay after the exit, then the backup
+    takes over after its Skew_Time: exactly delay + skew, whatever the script grid."""
+    params = {"vrrp.track_process": True, "vrrp.process_delay": delay}
+    for seed in range(20):
+        rig = VrrpRig(trial(seed, **params), [150, 100])
+        rig.t.env.run(until=0.3)
+        rig.healthy[rig.g.initial_master.name] = False
+        rig.t.changed()
+        rig.t.env.run(until=20)
+        wait = 0.5 if delay == "500ms" else 0.0
+        assert rig.takeover() - 0.3 == pytest.approx(wait + skew_time(2, 100, 1.0))
+
+
+def test_vrrp_tracks_nothing_by_default() -> None:
+    """Without vrrp_script or vrrp_track_process a dead service moves no VIP."""
+    rig = VrrpRig(trial(8), [150, 100])
+    rig.healthy[rig.g.initial_master.name] = False
+    rig.t.changed()
+    rig.t.env.run(until=60)
+    assert [n for _t, n, up in rig.vip if up] == []
+    assert rig.g.masters() == [rig.g.initial_master]
 
 
 # ============================================================================ BFD, BGP

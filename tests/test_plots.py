@@ -218,8 +218,9 @@ def test_phase_timeline_rows_and_recovery_markers(every_design_run) -> None:
         .quantile(0.5, interpolation="lower")
         .loc[shown]
     )
-    assert len(diamonds) == int(np.isfinite(rec).sum()) > 0
-    assert len(arrows) == int(np.isinf(rec).sum()) > 0
+    # one marker line per kind, a point per row
+    assert sum(len(ln.get_xdata()) for ln in diamonds) == int(np.isfinite(rec).sum()) > 0
+    assert sum(len(ln.get_xdata()) for ln in arrows) == int(np.isinf(rec).sum()) > 0
     # a fault that never touched availability is marked as such, not as unrecovered
     assert (rec == 0).any() == any(t.get_text() == " no outage" for t in ax.texts)
     legend = {t.get_text() for t in fig.legends[0].get_texts()}
@@ -466,6 +467,28 @@ def test_bands_equal_the_reference_computation(variant_run) -> None:
         want = analysis.availability_bands(g, grid)
         got = plots.availability_bands(g, grid)
         assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
+
+
+_step = st.tuples(st.floats(-1.0, 2000.0), st.sampled_from([0.0, 0.25, 1 / 3, 0.5, 2 / 3, 1.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(_step, max_size=6), min_size=1, max_size=40),
+    st.sampled_from([(0.05, 0.95), (0.1, 0.9), (0.25, 0.75)]),
+)
+def test_counted_bands_are_numpys_quantiles_of_every_trial(
+    trials: list[list[tuple[float, float]]], band: tuple[float, float]
+) -> None:
+    """The bands read off level counts are np.quantile of the trials x grid matrix, to
+    the bit: several changes in one grid step, changes past the horizon, trials with none."""
+    steps = [sorted(t) for t in trials]
+    df = pd.DataFrame({"a_t": [[t for t, _ in s] for s in steps],
+                       "a_v": [[v for _, v in s] for s in steps]})  # fmt: skip
+    grid = plots.time_grid(900.0)
+    want = analysis.availability_bands(df, grid, band)
+    got = plots.availability_bands(df, grid, band)
+    assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
 
 
 def test_phases_are_split_by_fault_and_profile(variant_run) -> None:

@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chaoslab.advise.run import AdviseResult, advise, check
+    from chaoslab.advise.run import AdviseResult, advise, check, noise_scaled
 
-__all__ = ["AdviseResult", "advise", "check"]
+__all__ = ["AdviseResult", "advise", "check", "noise_scaled"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,11 +15,13 @@ split into real failures and side effects, and its spurious failovers per year
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -31,7 +33,11 @@ from chaoslab.errors import UserError
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
 from chaoslab.params import ParamSet, lookup
 from chaoslab.params.dists import Dist
-from chaoslab.results import Run, RunWriter, new_run_dir
+from chaoslab.params.rates import NOISE_KEYS, NOISE_SCOPE
+from chaoslab.results import Run, RunWriter, atomic_write_bytes, new_run_dir
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["AdviseResult", "AdviseSpec", "advise", "check", "limits_of"]
 
@@ -67,6 +73,27 @@ def check(exp: Experiment) -> AdviseSpec:
         found.sort(key=lambda p: exp.line(*p[0]) or 0)
         raise ExperimentError(*[exp.located(loc, msg) for loc, msg in found])
     return spec
+
+
+def noise_scaled(exp: Experiment, factor: float) -> Experiment:
+    """``exp`` with every ``advise.noise`` entry at ``factor`` x its catalogue rate.
+
+    The noise rates are assumptions; asking how the answer moves at ten times more or
+    less noise is the question a reader has. An entry with its own ``rate:`` is refused
+    (scale it in the file) rather than silently overridden.
+    """
+    spec = check(exp)
+    ps = ParamSet.resolve(exp.profiles, exp.overrides())
+    noise = []
+    for i, n in enumerate(spec.noise or []):
+        if n.rate is not None:
+            msg = "this entry sets its own rate: scale it there, not by a factor"
+            raise exp.error(("advise", "noise", i, "rate"), msg)
+        rate = float(ps.text(NOISE_KEYS[n.kind][0]))
+        scope = NOISE_SCOPE[n.kind]
+        noise.append(n.model_copy(update={"rate": f"{factor * rate:g}/{scope}-year"}))
+    model = exp.model.model_copy(update={"advise": spec.model_copy(update={"noise": noise})})
+    return dataclasses.replace(exp, model=model)
 
 
 def limits_of(spec: AdviseSpec, params: ParamSet) -> Limits:
@@ -211,8 +238,17 @@ def _write(exp: Experiment, out: str | Path, ans: _Answer, figures: bool) -> Run
         from chaoslab.advise.plots import frontier_figure
 
         for d in advice:
-            frontier_figure(d, limits).savefig(run_dir / f"frontier-{_slug(d.label)}.png", dpi=110)
+            _save_png(frontier_figure(d, limits), run_dir / f"frontier-{_slug(d.label)}.png")
     return writer.finish()
+
+
+def _save_png(fig: Figure, path: Path) -> None:
+    """Render into memory, then rename into place: an interrupted run leaves no torn PNG."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _slug(label: str) -> str:

@@ -49,9 +49,21 @@ _MORE = (
     Metric("downtime_p95", "down_p95", "s", "95th percentile total outage"),
     Metric("degraded_mean", "degraded", "s", "mean time with 0 < a < 1"),
     Metric("lost_p95", "lost_p95", "s", "95th percentile ∫(1 − a) dt"),
+    Metric("slow_mean", "slow", "s", "mean ∫ share slower than client.slow_threshold dt"),
+    Metric("slow_p95", "slow_p95", "s", "95th percentile of the slow seconds"),
+    Metric("p99_latency_p50", "p99lat", "s", "median of the trials' p99 request latency"),
+    Metric("p99_latency_p95", "p99lat_p95", "s", "95th percentile of the trials' p99 latency"),
 )
 _BY_NAME = {m.column: m for m in (*METRICS, *_MORE)} | {m.short: m for m in (*METRICS, *_MORE)}
-_METRIC_PREFIXES = ("recovery_", "downtime_", "lost_", "degraded_", "connections_")
+_METRIC_PREFIXES = (
+    "recovery_",
+    "downtime_",
+    "lost_",
+    "degraded_",
+    "connections_",
+    "slow_",
+    "p99_latency_",
+)
 
 
 def key_columns(df: pd.DataFrame) -> list[str]:

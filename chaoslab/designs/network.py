@@ -15,8 +15,8 @@ Request paths (a(t) = share of new requests that succeed within the client timeo
   hash), memberlist detection, then GARP; traffic -> that node's kube-proxy -> pods.
 - ``metallb-bgp``: every speaker announces the IP; router ECMP -> kube-proxy -> pods.
 - ``kube-vip-arp``: the Lease leader holds the IP; traffic -> its kube-proxy -> pods.
-- ``cloud-lb``: a cloud LB health-checking NodePorts (choose the ``aws-nlb`` or ``gcp``
-  profile), ``externalTrafficPolicy`` from ``cloud_lb.external_traffic_policy``.
+
+The cloud LB designs (``cloud-lb``, ``cloud-lb-ip``) live in `chaoslab.designs.cloud`.
 
 Long-lived connections (``client.long_lived_share`` of the requests ride on them) are
 pinned to the entry node they used at the fault and, on L4 paths (kube-proxy), to one
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from chaoslab.designs.base import Design, Flow, ImpossibleTarget, Topology
-from chaoslab.designs.nodeport import NodePortLbTopology, share_serving
+from chaoslab.designs.nodeport import share_serving
 from chaoslab.mechanisms.arp import VipNeighbour
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.bgp import BgpFabric
@@ -267,7 +267,7 @@ class VipPodTopology(ArpVipTopology):
         # the init container (re)adds the VIP; arping -U -c 3 announces it
         self.add_vip(node)
         if self.garp:
-            self.neighbour.garp(node)
+            self.neighbour.garp(node, frames=3)
 
     def _pod_event(self, what: str, pod: Pod) -> None:
         node = pod.node
@@ -325,8 +325,8 @@ class VrrpTopology(ArpVipTopology):
         else:
             self.remove_vip(node)
 
-    def _on_garp(self, node: Node) -> None:
-        self.neighbour.garp(node)
+    def _on_garp(self, node: Node, frames: int) -> None:
+        self.neighbour.garp(node, frames)
 
     def _healthy(self, node: Node) -> bool:
         pod = self.ingress_pod_on(node)
@@ -837,12 +837,6 @@ def _build(key: str) -> Callable[[Trial, ClusterSpec], Topology]:
             return LeaderVipTopology(trial, KubernetesCluster(trial, spec), d, kind="metallb")
         if key == "kube-vip-arp":
             return LeaderVipTopology(trial, KubernetesCluster(trial, spec), d, kind="kube-vip")
-        if key == "cloud-lb":
-            local = trial.p.choice("cloud_lb.external_traffic_policy") == "Local"
-            cluster = KubernetesCluster(
-                trial, spec, external_traffic_policy="Local" if local else "Cluster"
-            )
-            return NodePortLbTopology(trial, cluster, d, local=local)
         raise KeyError(key)
 
     return build
@@ -939,20 +933,6 @@ DESIGNS: dict[str, Design] = {
             "lease expiry + retry jitter + GARP",
             _build("kube-vip-arp"),
             targets=_T_L4,
-        ),
-        Design(
-            "cloud-lb",
-            "A cloud load balancer health-checking NodePorts (aws-nlb checks unless the "
-            "experiment picks another lb profile, e.g. gcp).",
-            "beyond",
-            "cloud LB -> NodePort (Cluster or Local)",
-            "the cloud LB's health checks",
-            _build("cloud-lb"),
-            refuses={
-                "daemon-kill": "the cloud LB's health checker runs outside the cluster; no "
-                "node daemon holds the entry (kill a pod or crash a node instead)",
-            },
-            default_profiles=("aws-nlb",),
         ),
     ]
 }

@@ -10,6 +10,11 @@ Request paths (a(t) is the share of new requests that reach a live server):
   node's kube-proxy -> 1/k to each programmed endpoint anywhere.
 - ``nodeport-lb-local``: LB health-checks the health-check node port -> nodes with local
   ready endpoints -> only local endpoints; a node with none DROPs.
+
+With ``client.connection_rate_per_ip`` > 0, a new connection via a node can also hit a
+stale conntrack entry of an earlier SYN that timed out towards a dead pod and follow it
+there (`chaoslab.mechanisms.conntrack`): each node's share is multiplied by 1 - that
+collision share.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 from chaoslab.designs.base import Design, Flow, Topology
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
+from chaoslab.mechanisms.conntrack import DnatPath, stale_syn_entries
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker
 
@@ -46,6 +52,7 @@ class ClusterIpTopology(Topology):
         app_nodes = set(cluster.app_nodes())
         # the client pod runs on a worker without app pods if there is one
         self.client = next((n for n in workers if n not in app_nodes), workers[0])
+        self.stale = stale_syn_entries(trial, self._dnat_paths)
 
     def targets_resolved(self, nodes: list[Node], pods: list[Pod]) -> None:
         if self.client in nodes:
@@ -54,11 +61,18 @@ class ClusterIpTopology(Topology):
                 self.client = others[-1]
         super().targets_resolved(nodes, pods)
 
+    def _dnat_paths(self) -> list[DnatPath]:
+        c = self.client
+        # the client pod's own node DNATs (OUTPUT chain): its connections leave even when
+        # that node is cut off
+        return [(c, 1.0, c.proxy.programmed)] if c.proxy is not None and c.powered else []
+
     def a_new(self) -> float:
         c = self.client
         if not c.reachable or c.proxy is None:
             return 0.0
-        return share_serving(c, c.proxy.programmed)
+        a = share_serving(c, c.proxy.programmed)
+        return a * (1.0 - self.stale.share(c)) if self.stale is not None else a
 
     def flows(self) -> list[Flow]:
         c = self.client
@@ -71,13 +85,21 @@ class NodePortDirectTopology(Topology):
         super().__init__(trial, cluster, design)
         # the article: clients use the IP of a node that also hosts an app pod
         self.entry = cluster.app_nodes()[0]
+        self.stale = stale_syn_entries(trial, self._dnat_paths)
+
+    def _dnat_paths(self) -> list[DnatPath]:
+        e = self.entry
+        if e is None or e.proxy is None or not e.powered:
+            return []
+        return [(e, 1.0 if e.net_up else 0.0, e.proxy.external_endpoints())]
 
     def a_new(self) -> float:
         e = self.entry
         assert e is not None
         if not e.reachable or e.proxy is None:
             return 0.0
-        return share_serving(e, e.proxy.external_endpoints())
+        a = share_serving(e, e.proxy.external_endpoints())
+        return a * (1.0 - self.stale.share(e)) if self.stale is not None else a
 
     def flows(self) -> list[Flow]:
         e = self.entry
@@ -100,6 +122,18 @@ class NodePortLbTopology(Topology):
         else:
             targets = [n for n in cluster.nodes if n.role != "master"]
         self.lb = LbHealthChecker(trial, targets, self._check)
+        self.stale = stale_syn_entries(trial, self._dnat_paths)
+
+    def _dnat_paths(self) -> list[DnatPath]:
+        """The LB spreads one client address's connections over the rotation (an LB that
+        connects from its own address: set the rate it opens towards the nodes)."""
+        rotation = self.lb.in_rotation()
+        out: list[DnatPath] = []
+        for n in rotation:
+            if n.proxy is not None and n.powered:
+                w = 1.0 / len(rotation) if n.net_up else 0.0
+                out.append((n, w, n.proxy.external_endpoints()))
+        return out
 
     def _check(self, node: Node) -> CheckResult:
         if not node.reachable:
@@ -113,10 +147,12 @@ class NodePortLbTopology(Topology):
         if not rotation:
             return 0.0
         total = 0.0
+        stale = self.stale
         for n in rotation:
             proxy = n.proxy
             if proxy is not None and n.powered and n.net_up:
-                total += share_serving(n, proxy.external_endpoints())
+                a = share_serving(n, proxy.external_endpoints())
+                total += a * (1.0 - stale.share(n)) if stale is not None else a
         return total / len(rotation)
 
     def flows(self) -> list[Flow]:

@@ -128,19 +128,25 @@ def _fixed_at_most(ps: Any, key: str, bound: float) -> bool:
 
 
 def _refusal(cell: Any) -> str:
+    """Why the closed forms do not hold for ``cell`` ("" if they may: `plan` checks the
+    topology next). Every fault option is checked here: ``with`` (a second effect),
+    ``crashes`` (pod-kill), ``repair`` (node-crash); ``with_delay`` matters only with
+    ``with``."""
     kind = cell.fault.kind
-    if kind in ("pod-kill", "pod-delete"):
-        if cell.design not in _POD_DESIGNS:
-            return f"the fast engine has no closed form for {cell.design} under {kind}"
-    elif kind == "node-crash":
-        if cell.design not in FAST_DESIGNS:
-            return f"the fast engine has no closed form for {cell.design} under node-crash"
-    else:
-        return f"the fast engine covers node-crash, pod-kill and pod-delete, not {kind}"
+    why = _kind_refusal(cell.design, kind)
+    if why:
+        return why
     ps = cell.params.with_overrides(cell.fault.overrides(), source="fault options")
+    second = str(ps["fault.with"])
+    if second != "none":
+        return f"fault.with = {second} (a second effect: no closed form for the pair)"
     ll = ps["client.long_lived_share"]
     if not (isinstance(ll, Dist) and ll.is_fixed and ll.mean() == 0):
         return "client.long_lived_share > 0 (connections followed over the trial)"
+    # looked up softly: the stale-conntrack mechanism may not be in this catalogue
+    rate = ps.values.get("client.connection_rate_per_ip")
+    if rate is not None and not (isinstance(rate, Dist) and rate.is_fixed and rate.mean() == 0):
+        return "client.connection_rate_per_ip > 0 (stale conntrack entries: no closed form)"
     spec = cell.cluster
     if spec.app_kind != "Deployment" or spec.anti_affinity == "required":
         return "the fast engine covers Deployments without required anti-affinity"
@@ -148,12 +154,38 @@ def _refusal(cell: Any) -> str:
         # the replacement's Ready and the old pod's exit would often share one slice sync
         return "pod-delete without a readiness probe (Ready and exit race for one slice sync)"
     if kind == "pod-kill":
-        crashes = ps["fault.crash_count"]
-        if not (isinstance(crashes, Dist) and crashes.is_fixed and round(crashes.mean()) <= 1):
-            return "fault.crash_count > 1 (a crash loop with back-off)"
-        return ""
+        return _crash_refusal(ps["fault.crash_count"])
+    if kind == "node-crash":
+        return _node_crash_refusal(ps, cell.horizon)
+    return ""
+
+
+def _kind_refusal(design: str, kind: str) -> str:
+    if kind in ("pod-kill", "pod-delete"):
+        if design not in _POD_DESIGNS:
+            return f"the fast engine has no closed form for {design} under {kind}"
+    elif kind == "node-crash":
+        if design not in FAST_DESIGNS:
+            return f"the fast engine has no closed form for {design} under node-crash"
+    else:
+        return f"the fast engine covers node-crash, pod-kill and pod-delete, not {kind}"
+    return ""
+
+
+def _crash_refusal(crashes: Any) -> str:
+    if not (isinstance(crashes, Dist) and crashes.is_fixed):
+        return "fault.crash_count follows a distribution (a crash loop in some trials)"
+    n = crashes.mean()
+    if math.isinf(n):
+        return "fault.crash_count = inf (the pod stays dead in CrashLoopBackOff)"
+    if round(n) > 1:
+        return "fault.crash_count > 1 (a crash loop with back-off)"
+    return ""
+
+
+def _node_crash_refusal(ps: Any, horizon: float) -> str:
     for key in ("fault.repair_time", "cluster.force_delete_after"):
-        if not _fixed_at_least(ps, key, cell.horizon):
+        if not _fixed_at_least(ps, key, horizon):
             return f"{key} within the horizon (the node or its pods come back)"
     if not _fixed_at_least(ps, "kube_controller_manager.node_eviction_rate", 1e-12):
         return "kube_controller_manager.node_eviction_rate must be a fixed rate > 0"

@@ -34,6 +34,9 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
         )
     else:
         hb = d("kubelet.node_status_update_frequency")
+    # JitterUntil's intervals, period x U(1, 1 + factor): the SimPy grid runs at their
+    # mean (`KubernetesCluster`), and so does this one
+    hb = hb * (1.0 + d("kubelet.heartbeat_jitter_factor") / 2)
     last_hb = d.phase(hb) - hb  # last_tick(phase, hb, 0)
     period = d("kube_controller_manager.node_monitor_period")
     phase = d.phase(period)

@@ -18,6 +18,10 @@ Covers (docs/model-network.md, VIP and the neighbour cache):
   (keepalived, the chart's arping, MetalLB, kube-vip: all reach it through `garp`);
 - an entry that failed while nobody held the VIP is re-resolved on the next request once
   some node answers again;
+- each GARP frame is lost with probability ``arp.garp_loss`` (0 by default), independently,
+  so a burst of r frames is missed with loss^r; a missed burst changes nothing, and the
+  entry moves only at the next burst that arrives (keepalived's second burst or refresh,
+  MetalLB's and kube-vip's repeats) or by NUD/its own timeout;
 - moving the entry away from a node that still answers resets the requests in flight
   (``client.request_duration`` of them: `Trial.blip`).
 
@@ -67,6 +71,7 @@ class VipNeighbour:
         "accept_garp",
         "answering",
         "confirms",
+        "garp_loss",
         "initial",
         "kind",
         "mac",
@@ -89,6 +94,7 @@ class VipNeighbour:
         self.kind = trial.p.choice("arp.neighbor")
         # Linux updates an existing entry on any GARP (arp_accept only gates new entries)
         self.accept_garp = self.kind == "linux" or trial.p.flag("arp.accept_garp")
+        self.garp_loss = trial.p.draw("arp.garp_loss")
         self.mac: Node | None = answering()
         self.initial = self.mac
         self.router_timeout = trial.p.draw("arp.router_timeout")
@@ -98,9 +104,13 @@ class VipNeighbour:
         trial.listeners.append(self._on_change)
 
     # ------------------------------------------------------------------ events
-    def garp(self, node: Node) -> None:
-        """A gratuitous ARP from ``node`` reaches the neighbour (if the node can send)."""
-        if not node.reachable or not self.accept_garp:
+    def garp(self, node: Node, frames: int = 1) -> None:
+        """A burst of ``frames`` gratuitous ARPs from ``node`` reaches the neighbour (if the
+        node can send and not every frame is lost)."""
+        if not node.reachable or not self.accept_garp or frames < 1:
+            return
+        # no draw without loss: trials of the default catalogue keep their random stream
+        if self.garp_loss > 0 and self.trial.rng.random() < self.garp_loss**frames:
             return
         self._epoch += 1
         self._pending = False

@@ -34,6 +34,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL
 
+from chaoslab.outage import BaseLatency, SlowClasses, latency_metrics, no_latency_metrics
 from chaoslab.params import Sampler
 
 __all__ = ["MILESTONES", "Trial", "milestone_column", "register_milestones"]
@@ -136,11 +137,14 @@ class Trial:
         "_availability",
         "_blips",
         "_in_change",
+        "_latency",
         "a_t",
         "a_v",
         "connections",
         "env",
         "horizon",
+        "l_t",
+        "l_v",
         "listeners",
         "milestones",
         "p",
@@ -173,6 +177,10 @@ class Trial:
         self._in_change = 0  # 0 idle, 1 notifying listeners, 2 dirty again
         #: (until, share): requests in flight when their path moved, see `blip`
         self._blips: list[tuple[float, float]] = []
+        #: the design's slow classes, if it has a latency model (`set_latency`)
+        self._latency: Callable[[], SlowClasses] | None = None
+        self.l_t: list[float] = []
+        self.l_v: list[SlowClasses] = []
 
     @property
     def now(self) -> float:
@@ -249,6 +257,48 @@ class Trial:
         self._availability = fn
         self.a_v[0] = fn()
 
+    def availability(self) -> float:
+        """a(t) now as the design computes it (before blips)."""
+        return self._availability()
+
+    def set_latency(self, fn: Callable[[], SlowClasses]) -> None:
+        """Record ``fn()``, the requests that succeed late (``((share, extra delay), ...)``,
+        shares of all new requests), at every `changed`; no fault, nothing late at t=0."""
+        self._latency = fn
+        self.l_t = [0.0]
+        self.l_v = [()]
+
+    def latency_row(self, recovery_s: float) -> tuple[float, float]:
+        """This trial's (slow_s, p99_latency_s) (`chaoslab.outage.latency_metrics`)."""
+        p = self.p
+        key = "client.request_duration"
+        base = BaseLatency.of(p.dist(key) or p.draw(key))
+        if self._latency is None:
+            return no_latency_metrics(base)
+        return latency_metrics(
+            self.a_t,
+            self.a_v,
+            self.l_t,
+            self.l_v,
+            self.horizon,
+            recovery_s=recovery_s,
+            threshold=p.draw("client.slow_threshold"),
+            base=base,
+        )
+
+    def _record_latency(self, t: float, factor: float) -> None:
+        assert self._latency is not None
+        classes = self._latency()
+        if factor != 1.0:
+            classes = tuple((s * factor, d) for s, d in classes)
+        if classes == self.l_v[-1]:
+            return
+        if self.l_t[-1] == t:
+            self.l_v[-1] = classes
+        else:
+            self.l_t.append(t)
+            self.l_v.append(classes)
+
     def blip(self, duration: float, share: float = 1.0) -> None:
         """A path moved to another live node: requests in flight on it are reset there.
 
@@ -267,11 +317,15 @@ class Trial:
         """Re-evaluate a(t) after a state change and notify listeners."""
         a = self._availability()
         t = self.env._now
+        factor = 1.0
         if self._blips:
             live = [b for b in self._blips if b[0] > t]
             self._blips = live
             for _, share in live:
                 a *= 1.0 - share
+                factor *= 1.0 - share
+        if self._latency is not None:
+            self._record_latency(t, factor)
         a_v = self.a_v
         if a != a_v[-1]:
             a_t = self.a_t

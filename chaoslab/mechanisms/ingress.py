@@ -7,7 +7,9 @@ Covers (docs/model-network.md, ingress-nginx):
   second; then either the Lua balancer's workers pick the backends up on their
   ``backends_sync_interval`` (1 s) tick (dynamic mode, 0.18+), or nginx reloads
   (``reload_time``; the 2018 template with ``max_fails=0 fail_timeout=0``: no passive
-  health checks in either mode).
+  health checks in either mode). A sync builds the whole configuration: it takes
+  ``ingress.ingresses`` x ``nginx.sync_time_per_ingress`` (a reload adds
+  ``reload_time_per_ingress`` each), and the next one starts after it (`sync_time`).
 - A request goes to an upstream (round robin ~ uniform); on ``error timeout`` nginx
   passes it to the next, up to ``proxy_next_upstream_tries`` (0 = all). A connect to a
   killed pod on a live node is refused at once; to a pod on a dead node it times out
@@ -27,6 +29,14 @@ Covers (docs/model-network.md, ingress-nginx):
   one request per ``connect_timeout + k / rate`` (`least_conn_hole_share`); the retry then
   goes to an untried live one. Round robin (ingress-nginx's default) tries it 1/k of the
   time.
+- ``nginx.load_balance: ewma`` (ingress-nginx's peak EWMA, ``balancer/ewma.lua``): only
+  the last upstream a request tried gets its score updated, and scores decay to 0, so a
+  dead upstream whose requests were passed on wins every random pair it is in (2/k of
+  the first picks); one its requests end on (one try, or a client timeout within the
+  connect timeout) is avoided for ``DECAY_TIME x ln(stuck / rtt)`` (`ewma_outcomes`).
+- Latency: the requests that reach a live upstream only after black holes or
+  EHOSTUNREACH cycles succeed late (`proxy_outcomes`, `least_conn_late`, `ewma_outcomes`);
+  `IngressCluster` gives the trial these slow classes (`Trial.set_latency`).
 - Non-idempotent requests (``client.non_idempotent_share``) are not passed on once sent
   (nginx 1.9.13+ without ``non_idempotent``; with upstream keep-alive the failure shows
   after sending): they succeed only if the first upstream is live.
@@ -40,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from math import comb, factorial, floor
+from math import comb, factorial, floor, log
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload
@@ -48,14 +58,19 @@ from chaoslab.mechanisms.endpoints import EndpointSliceController
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.node import next_tick
 from chaoslab.mechanisms.workload import WorkloadController
+from chaoslab.outage import BaseLatency, SlowClasses
 
 __all__ = [
     "IngressCluster",
     "Nginx",
+    "ewma_avoided_share",
+    "ewma_outcomes",
     "irwin_hall_cdf",
     "least_conn_hole_share",
     "least_conn_success",
+    "proxy_outcomes",
     "proxy_success",
+    "sync_time",
 ]
 
 register_milestones(
@@ -123,6 +138,50 @@ def proxy_success(
     return inner * ((1.0 - non_idempotent) * idem + non_idempotent * first)
 
 
+@lru_cache(maxsize=4096)
+def proxy_outcomes(
+    live: int,
+    refused: int,
+    holes: int,
+    *,
+    tries: int,
+    connect_timeout: float,
+    client_timeout: float,
+    non_idempotent: float = 0.0,
+    inner: float = 1.0,
+    unreachable: int = 0,
+    unreachable_cycle: float = 0.0,
+) -> SlowClasses:
+    """The late part of `proxy_success`: ((share, extra delay), ...) of the requests that
+    reached a live upstream only after b black holes (``b * connect_timeout``) and u
+    unreachable ones (their mean, ``u * unreachable_cycle / 2``). The rest of the
+    success (refused ones tried first, a non-idempotent request's first pick) is on time.
+    """
+    k = live + refused + holes + unreachable
+    if k == 0 or live == 0:
+        return ()
+    t = k if tries <= 0 else min(tries, k)
+    late: dict[float, float] = {}
+    fk = factorial(k)
+    for j in range(2, t + 1):
+        before = j - 1
+        for b in range(0, min(holes, before) + 1):
+            left = client_timeout - b * connect_timeout
+            if left <= 0:
+                continue
+            for u in range(0, min(unreachable, before - b) + 1):
+                r = before - b - u
+                if r > refused or b + u == 0:
+                    continue
+                ways = comb(holes, b) * comb(unreachable, u) * comb(refused, r)
+                ways *= factorial(before) * live * factorial(k - j)
+                share = ways / fk * _within(left, u, unreachable_cycle)
+                d = b * connect_timeout + u * unreachable_cycle / 2
+                late[d] = late.get(d, 0.0) + share
+    scale = inner * (1.0 - non_idempotent)
+    return tuple((v * scale, d) for d, v in sorted(late.items()) if v > 0)
+
+
 def least_conn_hole_share(k: int, rate: float, stuck: float) -> float:
     """Share of requests whose first pick under least_conn is one given black hole among
     ``k`` upstreams (live ones answer at once, so they sit at 0 active connections).
@@ -156,9 +215,48 @@ def least_conn_success(
     waits ``connect_timeout`` and is passed to an untried upstream, which least_conn picks
     among the live and refused ones (both at 0 connections). Refused ones cost nothing.
     """
+    parts = _least_conn_parts(live, refused, holes, tries, connect_timeout, client_timeout, rate)
+    if parts is None:
+        return 0.0
+    h, rest, after_hole, first_live = parts
+    idem = (1.0 - h) * rest + h * after_hole
+    return (1.0 - non_idempotent) * idem + non_idempotent * first_live
+
+
+def least_conn_late(
+    live: int,
+    refused: int,
+    holes: int,
+    *,
+    tries: int,
+    connect_timeout: float,
+    client_timeout: float,
+    rate: float,
+    non_idempotent: float = 0.0,
+) -> SlowClasses:
+    """The late part of `least_conn_success`: the requests that drew a hole first and
+    succeeded on the next upstream, ``connect_timeout`` late."""
+    parts = _least_conn_parts(live, refused, holes, tries, connect_timeout, client_timeout, rate)
+    if parts is None:
+        return ()
+    share = (1.0 - non_idempotent) * parts[0] * parts[2]
+    return ((share, connect_timeout),) if share > 0 else ()
+
+
+def _least_conn_parts(
+    live: int,
+    refused: int,
+    holes: int,
+    tries: int,
+    connect_timeout: float,
+    client_timeout: float,
+    rate: float,
+) -> tuple[float, float, float, float] | None:
+    """(share drawing a hole first, success without one, success after one, first pick
+    live) under least_conn; None if nothing can succeed."""
     k = live + refused + holes
     if k == 0 or live == 0:
-        return 0.0
+        return None
     per_hole = least_conn_hole_share(k, rate, connect_timeout)
     h = min(holes / k, holes * per_hole)
     rest = proxy_success(
@@ -175,9 +273,111 @@ def least_conn_success(
             connect_timeout=0.0,
             client_timeout=client_timeout - connect_timeout,
         )
-    idem = (1.0 - h) * rest + h * after_hole
     first_live = (1.0 - h) * live / (live + refused)  # a POST is not passed on
-    return (1.0 - non_idempotent) * idem + non_idempotent * first_live
+    return h, rest, after_hole, first_live
+
+
+def _pair_pick(live: int, failed: tuple[int, ...]) -> tuple[float, tuple[float, ...]]:
+    """ingress-nginx ewma's pick among untried upstreams: two distinct at random, the
+    lower score wins. A failed upstream's score has decayed below every live one's, so
+    it wins any pair it is in (two failed ones: either). (P(live), P(each failed kind))."""
+    f = sum(failed)
+    n = live + f
+    if n <= 1:
+        return float(live), tuple(float(x) for x in failed)
+    pairs = n * (n - 1) / 2
+    kinds = tuple((x * live + comb(x, 2) + x * (f - x) / 2) / pairs for x in failed)
+    return comb(live, 2) / pairs, kinds
+
+
+def ewma_avoided_share(k: int, rate: float, stuck: float, rtt: float, decay: float) -> float:
+    """Share of requests whose first pick under ewma is one given black hole when the
+    requests that pick it *end* on it (no try or no time left), ``stuck`` seconds each.
+
+    Renewal: such a request updates the hole's score to ~``stuck`` (ewma.lua
+    ``after_balance``: connect + response time of the last upstream), so it loses every
+    pair until ``stuck * exp(-t / decay)`` falls below the live ones' ~``rtt``:
+    ``decay * ln(stuck / rtt)`` after the last of them ended; then the next request whose
+    pair holds it (2/k of them) picks it, and until that one ends (``stuck``) every pair
+    holding it picks it too; those end up to ``stuck`` later still.
+    """
+    if k <= 1:
+        return 1.0
+    if rate <= 0:
+        return 2.0 / k
+    avoid = decay * log(stuck / rtt) if stuck > rtt > 0 else 0.0
+    per_cycle = 1.0 + 2.0 * rate * stuck / k
+    cycle = avoid + k / (2.0 * rate) + 2.0 * stuck
+    return min(2.0 / k, per_cycle / (rate * cycle))
+
+
+@lru_cache(maxsize=4096)
+def ewma_outcomes(
+    live: int,
+    refused: int,
+    holes: int,
+    *,
+    tries: int,
+    connect_timeout: float,
+    client_timeout: float,
+    rate: float,
+    rtt: float,
+    decay: float,
+    non_idempotent: float = 0.0,
+    unreachable: int = 0,
+    unreachable_cycle: float = 0.0,
+) -> tuple[float, SlowClasses]:
+    """(success, late classes) through an nginx balancing with ingress-nginx's ewma.
+
+    ewma.lua (controller-v1.15.0) updates only the *last* upstream a request tried, and a
+    score decays towards 0 (``exp(-t / DECAY_TIME)``) when not updated. A failed upstream
+    whose requests went on to a live one is never updated: its score sinks below the live
+    ones' and it is the first pick of every pair it is in (`_pair_pick`); tried upstreams
+    are skipped (0.42.0+). When the requests that pick a black hole end on it (one try,
+    or the client's timeout within the connect timeout) it is avoided instead
+    (`ewma_avoided_share`) and those requests fail. Unreachable upstreams cost their mean
+    ``unreachable_cycle / 2``.
+    """
+    k = live + refused + holes + unreachable
+    if k == 0 or live == 0:
+        return 0.0, ()
+    t = k if tries <= 0 else min(tries, k)
+    if holes and (t == 1 or client_timeout <= connect_timeout):
+        stuck = min(connect_timeout, client_timeout)
+        h = min(1.0, holes * ewma_avoided_share(k, rate, stuck, rtt, decay))
+        ok, late = ewma_outcomes(
+            live,
+            refused,
+            0,
+            tries=tries,
+            connect_timeout=connect_timeout,
+            client_timeout=client_timeout,
+            rate=rate,
+            rtt=rtt,
+            decay=decay,
+            non_idempotent=non_idempotent,
+            unreachable=unreachable,
+            unreachable_cycle=unreachable_cycle,
+        )
+        return (1.0 - h) * ok, tuple((v * (1.0 - h), d) for v, d in late)
+    done: dict[float, float] = {}
+
+    def walk(fails: tuple[int, int, int], left: int, spent: float, prob: float) -> None:
+        if left == 0 or prob == 0:
+            return
+        p_live, p_kind = _pair_pick(live, fails)
+        done[spent] = done.get(spent, 0.0) + prob * p_live
+        costs = (0.0, connect_timeout, unreachable_cycle / 2)
+        for i, pk in enumerate(p_kind):
+            if pk > 0 and spent + costs[i] < client_timeout:
+                nxt = tuple(x - (j == i) for j, x in enumerate(fails))
+                walk(nxt, left - 1, spent + costs[i], prob * pk)  # type: ignore[arg-type]
+
+    walk((refused, holes, unreachable), t, 0.0, 1.0)
+    first = _pair_pick(live, (refused, holes, unreachable))[0]
+    ok = (1.0 - non_idempotent) * sum(done.values()) + non_idempotent * first
+    scale = 1.0 - non_idempotent
+    return ok, tuple((v * scale, d) for d, v in sorted(done.items()) if d > 0 and v > 0)
 
 
 def _within(left: float, u: int, cycle: float) -> float:
@@ -205,10 +405,18 @@ def upstream_counts(
     return live, refused, holes, unreachable
 
 
+def sync_time(ingresses: int, per_ingress: float) -> float:
+    """Duration of one controller sync for a configuration of ``ingresses`` Ingresses: a
+    line through the origin (``nginx.sync_time_per_ingress`` and
+    ``nginx.reload_time_per_ingress`` are its slopes, fitted to published points)."""
+    return max(0, ingresses) * per_ingress
+
+
 class Nginx:
     """One ingress-nginx pod: its controller's sync and its workers' upstream list."""
 
     __slots__ = (
+        "_busy_until",
         "_last_sync",
         "_pending",
         "_version",
@@ -228,6 +436,7 @@ class Nginx:
         self._version = svc.version
         self._pending = False
         self._last_sync = -cluster.sync_gap * trial.rng.random()
+        self._busy_until = 0.0  # the sync in progress (syncs run one at a time) ends
         self.phase = trial.phase(cluster.worker_tick)
 
     def endpoints_changed(self) -> None:
@@ -236,19 +445,23 @@ class Nginx:
             return
         self._pending = True
         now = self.trial.now
-        start = max(now, self._last_sync + self.cluster.sync_gap)
+        start = max(now, self._last_sync + self.cluster.sync_gap, self._busy_until)
         self.trial.at(start - now, self._sync)
 
     def _sync(self) -> None:
         self._pending = False
-        self._last_sync = self.trial.now
+        now = self._last_sync = self.trial.now
         svc = self.cluster.upstream_service(self.pod)
         snap = (svc.ready, svc.version)
         c = self.cluster
+        # the sync builds the whole configuration (longer with more Ingresses), then the
+        # Lua workers pick the backends up on their tick, or nginx reloads
+        done = now + c.sync_time
+        self._busy_until = done
         if c.dynamic:
-            at = next_tick(self.phase, c.worker_tick, self.trial.now) - self.trial.now
+            at = next_tick(self.phase, c.worker_tick, done) - now
         else:
-            at = self.trial.p.draw("nginx.reload_time")
+            at = c.sync_time + self.trial.p.draw("nginx.reload_time") + c.reload_extra
         self.trial.at(at, self._apply, snap)
 
     def _apply(self, snap: tuple[tuple[Pod, ...], int]) -> None:
@@ -268,18 +481,41 @@ class Nginx:
         self.upstreams = svc.ready
         self._version = svc.version
 
-    def success(self, inner: Callable[[Pod], float] | None = None) -> float:
-        """Share of new requests arriving at this nginx that succeed."""
+    def _counts(self) -> tuple[int, int, int, int] | None:
+        """(live, refused, holes, unreachable) upstreams; None if this nginx is down."""
         pod = self.pod
         node = pod.node
         if node is None or not pod.running or not node.reachable:
-            return 0.0
+            return None
         c = self.cluster
         failed = c.neighbours.failed if c.neighbours is not None else None
-        live, refused, holes, unreachable = upstream_counts(self.upstreams, node, failed)
-        s = 1.0
-        if inner is not None and live:
-            s = sum(inner(u) for u in self.upstreams if u.serves_from(node)) / live
+        return upstream_counts(self.upstreams, node, failed)
+
+    def _inner_share(self, inner: Callable[[Pod], float] | None, live: int) -> float:
+        """Mean success of the live upstreams themselves (a second ingress tier)."""
+        node = self.pod.node
+        if inner is None or not live or node is None:
+            return 1.0
+        c = self.cluster
+        mode, c.latency_mode = c.latency_mode, None  # the tier's own success, not its delays
+        try:
+            return sum(inner(u) for u in self.upstreams if u.serves_from(node)) / live
+        finally:
+            c.latency_mode = mode
+
+    def success(self, inner: Callable[[Pod], float] | None = None) -> float:
+        """Share of new requests arriving at this nginx that succeed; while the cluster
+        asks for one delay (`IngressCluster.latency_mode`), the share that succeeds that
+        late."""
+        c = self.cluster
+        if c.latency_mode is not None:
+            d = c.latency_mode
+            return sum(v for v, late in self.slow_classes(inner) if late == d)
+        counts = self._counts()
+        if counts is None:
+            return 0.0
+        live, refused, holes, unreachable = counts
+        s = self._inner_share(inner, live)
         if c.least_conn:
             # an EHOSTUNREACH upstream is stuck for at most a resolution cycle: a hole
             # costing the whole cycle (an upper bound on its residual)
@@ -294,6 +530,8 @@ class Nginx:
                 rate=c.request_rate,
                 non_idempotent=c.non_idempotent,
             )
+        if c.ewma:
+            return s * self._ewma(live, refused, holes, unreachable)[0]
         return proxy_success(
             live,
             refused,
@@ -304,8 +542,118 @@ class Nginx:
             non_idempotent=c.non_idempotent,
             inner=s,
             unreachable=unreachable,
-            unreachable_cycle=c.neighbours.cycle if c.neighbours is not None else 0.0,
+            unreachable_cycle=c.neighbours_cycle,
         )
+
+    def _ewma(
+        self, live: int, refused: int, holes: int, unreachable: int
+    ) -> tuple[float, SlowClasses]:
+        c = self.cluster
+        return ewma_outcomes(
+            live,
+            refused,
+            holes,
+            tries=c.tries,
+            connect_timeout=c.connect_timeout,
+            client_timeout=c.client_timeout,
+            rate=c.request_rate,
+            rtt=c.live_rtt,
+            decay=c.ewma_decay,
+            non_idempotent=c.non_idempotent,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours_cycle,
+        )
+
+    def slow_classes(self, inner: Callable[[Pod], float] | None = None) -> SlowClasses:
+        """The requests arriving at this nginx that succeed late: ((share, delay), ...).
+        Behind a second ingress tier, its late requests add their delays to this one's."""
+        counts = self._counts()
+        if counts is None:
+            return ()
+        live, refused, holes, unreachable = counts
+        tier = self._tier_late(live)
+        if not (holes or unreachable or tier):
+            return ()  # only black holes and unreachable upstreams cost time
+        s = self._inner_share(inner, live)
+        ok, own = self._own(live, refused, holes, unreachable)
+        if not tier:
+            return tuple((v * s, d) for v, d in own) if s != 1.0 else own
+        # a request's delays in the two tiers add up (independent outcomes)
+        first = {0.0: ok - sum(v for v, _ in own)} | {d: v for v, d in own}
+        second = {0.0: s - sum(tier.values())} | tier
+        late: dict[float, float] = {}
+        for d1, v1 in first.items():
+            for d2, v2 in second.items():
+                if d1 + d2 > 0 and v1 * v2 > 0:
+                    late[d1 + d2] = late.get(d1 + d2, 0.0) + v1 * v2
+        return tuple((v, d) for d, v in sorted(late.items()))
+
+    def _tier_late(self, live: int) -> dict[float, float]:
+        """{delay: share} of this nginx's requests that a second-tier nginx (its live
+        upstreams, when they are ingress pods) answers late, each upstream 1/live."""
+        node = self.pod.node
+        nginx = self.cluster.nginx
+        out: dict[float, float] = {}
+        if node is None or not live:
+            return out
+        for u in self.upstreams:
+            ng = nginx.get(u.name)
+            if ng is None or not u.serves_from(node):
+                continue
+            for v, d in ng.slow_classes():
+                out[d] = out.get(d, 0.0) + v / live
+        return out
+
+    def _own(
+        self, live: int, refused: int, holes: int, unreachable: int
+    ) -> tuple[float, SlowClasses]:
+        """(success, late classes) of this tier alone (its upstreams' own success 1)."""
+        c = self.cluster
+        if c.ewma:
+            return self._ewma(live, refused, holes, unreachable)
+        if c.least_conn:
+            stuck = c.neighbours_cycle if unreachable and not holes else c.connect_timeout
+            args = (live, refused, holes + unreachable)
+            ok = least_conn_success(
+                *args,
+                tries=c.tries,
+                connect_timeout=stuck,
+                client_timeout=c.client_timeout,
+                rate=c.request_rate,
+                non_idempotent=c.non_idempotent,
+            )
+            late = least_conn_late(
+                *args,
+                tries=c.tries,
+                connect_timeout=stuck,
+                client_timeout=c.client_timeout,
+                rate=c.request_rate,
+                non_idempotent=c.non_idempotent,
+            )
+            return ok, late
+        ok = proxy_success(
+            live,
+            refused,
+            holes,
+            tries=c.tries,
+            connect_timeout=c.connect_timeout,
+            client_timeout=c.client_timeout,
+            non_idempotent=c.non_idempotent,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours_cycle,
+        )
+        late = proxy_outcomes(
+            live,
+            refused,
+            holes,
+            tries=c.tries,
+            connect_timeout=c.connect_timeout,
+            client_timeout=c.client_timeout,
+            non_idempotent=c.non_idempotent,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours_cycle,
+        )
+        return ok, late
 
 
 class NodeNeighbours:
@@ -432,6 +780,32 @@ class IngressCluster(KubernetesCluster):
         self.least_conn = p.choice("nginx.load_balance") == "least_conn"
         self.request_rate = p.draw("client.request_rate")
         self.endpoints.hooks.append(self._app_endpoints_changed)
+        self.ewma = p.choice("nginx.load_balance") == "ewma"
+        self.ewma_decay = p.draw("nginx.ewma_decay_time")
+        key = "client.request_duration"  # a live upstream's EWMA score: its usual latency
+        self.live_rtt = BaseLatency.of(p.dist(key) or p.draw(key)).quantile(0.5)
+        ingresses = p.count("ingress.ingresses")
+        self.sync_time = sync_time(ingresses, p.draw("nginx.sync_time_per_ingress"))
+        self.reload_extra = sync_time(ingresses, p.draw("nginx.reload_time_per_ingress"))
+        #: the one delay `Nginx.success` answers for while `_latency` asks (None: a(t))
+        self.latency_mode: float | None = None
+        trial.set_latency(self._latency)
+
+    def _latency(self) -> SlowClasses:
+        """The design's late requests: for each delay some nginx has, a(t) evaluated with
+        every nginx answering the share that succeeds that late (a(t) is linear in the
+        nginx successes: a VIP's one nginx, ECMP's mean over next hops)."""
+        delays = sorted({d for ng in list(self.nginx.values()) for _, d in ng.slow_classes()})
+        out = []
+        for d in delays:
+            self.latency_mode = d
+            try:
+                share = self.trial.availability()
+            finally:
+                self.latency_mode = None
+            if share > 0:
+                out.append((share, d))
+        return tuple(out)
 
     # ------------------------------------------------------------------ workloads
     def add_ingress(

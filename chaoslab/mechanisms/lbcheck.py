@@ -36,20 +36,26 @@ or joining the target group, IP-mode pod targets):
 - `register`: the target's first health check comes ``lb.registration_time`` after the call
   (AWS: 70-120 s measured, "a few minutes" documented); one passing check puts it in service
   (AWS troubleshooting doc: "not in service until it passes one health check"), routed
-  ``lb.propagation`` after that.
+  ``lb.propagation`` after that. Registering a target that is still draining cancels its
+  deregistration and starts it over as a new target.
+
+Targets are nodes (NodePort / instance targets) or pods (IP targets): anything with a
+``name``. `unhealthy_routed_out` names the targets whose connections an LB that resets
+them on unhealthy targets (``lb.unhealthy_connection_termination``) has reset; `LbResets`
+keeps the entry nodes so reset for a topology's ``delivers_to``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import Node
 from chaoslab.mechanisms.node import next_tick
 
-__all__ = ["CheckResult", "LbHealthChecker"]
+__all__ = ["CheckResult", "LbHealthChecker", "LbResets"]
 
 register_milestones(
     {
@@ -60,6 +66,8 @@ register_milestones(
         "lb.routed_in": "the external LB's data plane sent new connections to a target marked "
         "up again (only where that lags the mark: lb.propagation > 0)",
         "lb.deregistered": "a deregistered target's drain ended; its connections were ended",
+        "cloud_lb.reset": "the LB reset the established connections of a target (routed out "
+        "as unhealthy, or at the end of its drain)",
     }
 )
 
@@ -67,12 +75,20 @@ register_milestones(
 CheckResult = tuple[bool, bool]
 
 
-class LbHealthChecker:
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
+
+
+class LbHealthChecker(Generic[T]):
     def __init__(
         self,
         trial: Trial,
-        targets: Sequence[Node],
-        check: Callable[[Node], CheckResult],
+        targets: Sequence[T],
+        check: Callable[[T], CheckResult],
     ) -> None:
         p = trial.p
         self.trial = trial
@@ -98,47 +114,69 @@ class LbHealthChecker:
         #: deregistered targets whose established connections still pass: drain end
         self.draining: dict[str, float] = {}
         self._active: set[str] = set()
+        #: bumped at each (re)registration: a stale drop, drain end or check loop does nothing
+        self._gen: dict[str, int] = {}
         trial.listeners.append(self._on_change)
 
-    def in_rotation(self) -> list[Node]:
+    def in_rotation(self) -> list[T]:
         nodes = [n for n in self.targets if self.up[n.name]]
         if not nodes and self.fail_open:
             return list(self.targets)
         return nodes
 
-    def carries_established(self, node: Node) -> bool:
+    def carries_established(self, node: T) -> bool:
         """The LB still forwards the target's established connections (registered or
         draining after a deregistration)."""
         return node in self.targets or node.name in self.draining
 
-    def register(self, node: Node) -> None:
+    def unhealthy_routed_out(self) -> list[T]:
+        """Registered targets the data plane treats as unhealthy now (marked down and
+        routed out); none while the LB fails open (every target down)."""
+        if self.fail_open and not any(self.up[n.name] for n in self.targets):
+            return []
+        return [
+            n
+            for n in self.targets
+            if not self.up[n.name] and not self.marked[n.name] and n.name not in self._initial
+        ]
+
+    def register(self, node: T) -> None:
         """A new target: first check ``lb.registration_time`` from now, in service after one
         passing check (then routed ``lb.propagation`` later)."""
         name = node.name
         first = self.trial.now + self.trial.p.draw("lb.registration_time")
-        self.targets.append(node)
+        gen = self._gen[name] = self._gen.get(name, 0) + 1
+        self.draining.pop(name, None)
+        if node not in self.targets:
+            self.targets.append(node)
         self.marked[name] = self.up[name] = False
+        self._route_at.pop(name, None)
         self.phase[name], self.period[name] = first % self.interval, self.interval
         self._initial[name] = first
         self._active.add(name)
-        self.trial.env.process(self._checking(node))
+        self.trial.env.process(self._checking(node, gen))
+        self.trial.changed()
 
-    def deregister(self, node: Node) -> None:
+    def deregister(self, node: T) -> None:
         """Graceful removal: new connections for ``lb.deregistration_propagation``, the
         established ones until the drain ends (``lb.deregistration_delay``, at least that)."""
         p = self.trial.p
         stop = p.draw("lb.deregistration_propagation")
         drain = max(stop, p.draw("lb.deregistration_delay"))
+        gen = self._gen.get(node.name, 0)
         self.draining[node.name] = self.trial.now + drain
-        self.trial.at(stop, self._drop, node)
-        self.trial.at(drain, self._drained, node)
+        self.trial.at(stop, self._drop, node, gen)
+        self.trial.at(drain, self._drained, node, gen)
 
-    def _drop(self, node: Node) -> None:
-        if node in self.targets:
+    def _drop(self, node: T, gen: int) -> None:
+        if gen == self._gen.get(node.name, 0) and node in self.targets:
             self.targets.remove(node)
+            self._initial.pop(node.name, None)
             self.trial.changed()
 
-    def _drained(self, node: Node) -> None:
+    def _drained(self, node: T, gen: int) -> None:
+        if gen != self._gen.get(node.name, 0):
+            return  # registered again meanwhile
         self.draining.pop(node.name, None)
         self.trial.milestone("lb.deregistered")
         self.trial.changed()
@@ -170,14 +208,14 @@ class LbHealthChecker:
                 continue
             if self.check(node)[0] != self.marked[node.name]:
                 self._active.add(node.name)
-                self.trial.env.process(self._checking(node))
+                self.trial.env.process(self._checking(node, self._gen.get(node.name, 0)))
 
     def _threshold(self, name: str) -> int:
         if name in self._initial:
             return 1
         return self.fall if self.marked[name] else self.rise
 
-    def _checking(self, node: Node) -> Generator[Any, Any, None]:
+    def _checking(self, node: T, gen: int) -> Generator[Any, Any, None]:
         env = self.trial.env
         name = node.name
         t = next_tick(self.phase[name], self.period[name], max(env.now, self._initial.get(name, 0)))
@@ -186,6 +224,8 @@ class LbHealthChecker:
             if t > self.trial.horizon:
                 break
             yield env.timeout(t - env.now)
+            if gen != self._gen.get(name, 0):
+                return  # registered again: the new registration's loop checks it
             ok, answers = self.check(node)
             if ok == self.marked[name]:
                 streak = 0
@@ -212,3 +252,29 @@ class LbHealthChecker:
             self.phase[name], self.period[name] = t % gap, gap
             t += gap
         self._active.discard(name)
+
+
+class LbResets(Generic[T]):
+    """The entry nodes whose established connections the LB has reset (``reset``), for
+    `Topology.delivers_to`: a connection of such a node is reset, not hung."""
+
+    def __init__(
+        self, trial: Trial, lb: LbHealthChecker[T], node_of: Callable[[T], Node | None]
+    ) -> None:
+        self.trial = trial
+        self.lb = lb
+        self.node_of = node_of
+        self.reset: set[str] = set()
+        if trial.p.flag("lb.unhealthy_connection_termination"):
+            trial.listeners.append(self._unhealthy)
+
+    def add(self, target: T) -> None:
+        node = self.node_of(target)
+        if node is not None and node.name not in self.reset:
+            self.reset.add(node.name)
+            self.trial.milestone("cloud_lb.reset")
+            self.trial.changed()
+
+    def _unhealthy(self) -> None:
+        for target in self.lb.unhealthy_routed_out():
+            self.add(target)

@@ -19,8 +19,14 @@ Closed forms (docs/model-network.md, VRRP; RFC 3768/5798 section 6.1):
   answers the loser's advert with GARPs (``vrrp_garp_lower_prio_repeat``).
 - ``vrrp_script`` (interval, fall, rise, weight): KO after ``fall`` failed runs on the
   script's own grid. weight 0 -> FAULT; weight w -> priority lowered by |w|.
-- A new MASTER adds the VIP and sends ``garp_master_repeat`` GARPs at once, and again
-  after ``garp_master_delay``.
+- ``vrrp_track_process`` (keepalived 2.0.11+): the tracker hears the process's exit from
+  the kernel's process events, so it changes state ``process_delay`` after the exit (no
+  grid, no fall count); weight as for a script.
+- A new MASTER adds the VIP and sends ``garp_master_repeat`` GARPs at once, again after
+  ``garp_master_delay``, and with ``garp_master_refresh`` R > 0 ``garp_master_refresh_repeat``
+  more at delay + R, delay + 2R, ... while it stays MASTER (vrrp.c
+  vrrp_state_become_master). ``on_garp(node, frames)`` gets each burst's frame count: a
+  neighbour that loses frames (``arp.garp_loss``) misses a burst of r with loss^r.
 
 Adverts are never stepped: the group re-evaluates who hears whom when something changes
 (node power/network, daemon, script) and computes each backup's down-timer deadline.
@@ -61,6 +67,7 @@ class _Inst:
         "base_prio",
         "daemon",
         "deadline_epoch",
+        "garp_epoch",
         "heard",
         "index",
         "last_rx",
@@ -81,6 +88,7 @@ class _Inst:
         self.last_rx = 0.0  # last accepted advert (backup)
         self.heard: _Inst | None = None  # master whose adverts it accepts now
         self.deadline_epoch = 0
+        self.garp_epoch = 0  # bumped at every MASTER transition: old refresh loops stop
         self.script_ok = True
         self.script_pending = False
 
@@ -88,8 +96,9 @@ class _Inst:
 class VrrpGroup:
     """One virtual router (one VIP) over keepalived instances on ``nodes``.
 
-    ``on_vip(node, present)`` is called when a node adds or removes the VIP; ``on_garp``
-    when it sends gratuitous ARPs; ``healthy(node)`` is what a vrrp_script checks.
+    ``on_vip(node, present)`` is called when a node adds or removes the VIP; ``on_garp(node,
+    frames)`` when it sends a burst of gratuitous ARPs; ``healthy(node)`` is what a
+    vrrp_script or vrrp_track_process checks.
     """
 
     def __init__(
@@ -99,7 +108,7 @@ class VrrpGroup:
         priorities: list[float],
         *,
         on_vip: Callable[[Node, bool], None],
-        on_garp: Callable[[Node], None],
+        on_garp: Callable[[Node, int], None],
         healthy: Callable[[Node], bool] | None = None,
     ) -> None:
         p = trial.p
@@ -111,11 +120,19 @@ class VrrpGroup:
         self.preempt_delay = p.draw("vrrp.preempt_delay")
         self.garp_repeat = p.count("vrrp.garp_master_repeat")
         self.garp_delay = p.draw("vrrp.garp_master_delay")
-        self.track = p.flag("vrrp.track_script") and healthy is not None
+        self.garp_refresh = p.draw("vrrp.garp_master_refresh")
+        self.garp_refresh_repeat = p.count("vrrp.garp_master_refresh_repeat")
+        #: vrrp_track_process (event-driven) instead of a polling vrrp_script
+        self.by_process = p.flag("vrrp.track_process") and healthy is not None
+        self.track = (p.flag("vrrp.track_script") or self.by_process) and healthy is not None
         self.script_interval = p.draw("vrrp.script_interval")
         self.script_fall = max(1, p.count("vrrp.script_fall"))
         self.script_rise = max(1, p.count("vrrp.script_rise"))
-        self.script_weight = abs(p.draw("vrrp.script_weight"))
+        if self.by_process:
+            self.process_delay = p.draw("vrrp.process_delay")
+            self.script_weight = abs(p.draw("vrrp.process_weight"))
+        else:
+            self.script_weight = abs(p.draw("vrrp.script_weight"))
         self.script_phase = trial.phase(self.script_interval)
         self.on_vip = on_vip
         self.on_garp = on_garp
@@ -227,16 +244,28 @@ class VrrpGroup:
         if inst.node is not self.initial_master:
             self.trial.milestone("vrrp.master_changed")
         self.on_vip(inst.node, True)
+        inst.garp_epoch += 1
         if self.garp_repeat > 0:
-            self.on_garp(inst.node)
+            self.on_garp(inst.node, self.garp_repeat)
             if self.garp_delay > 0:
-                self.trial.at(self.garp_delay, self._garp_again, inst)
+                self.trial.at(self.garp_delay, self._garp_again, inst, inst.garp_epoch)
+        if self.garp_refresh > 0 and self.garp_refresh_repeat > 0:
+            first = self.garp_delay + self.garp_refresh
+            self.trial.at(first, self._garp_refresh, inst, inst.garp_epoch)
         self.trial.changed()
         self._reevaluate()
 
-    def _garp_again(self, inst: _Inst) -> None:
-        if inst.state == "MASTER":
-            self.on_garp(inst.node)
+    def _garp_again(self, inst: _Inst, epoch: int) -> None:
+        if inst.state == "MASTER" and epoch == inst.garp_epoch:
+            self.on_garp(inst.node, self.garp_repeat)
+
+    def _garp_refresh(self, inst: _Inst, epoch: int) -> None:
+        # leaving MASTER cancels the refresh thread; a new transition starts another
+        if inst.state != "MASTER" or epoch != inst.garp_epoch or not self._active(inst):
+            return
+        self.on_garp(inst.node, self.garp_refresh_repeat)
+        if self.trial.now + self.garp_refresh <= self.trial.horizon:
+            self.trial.at(self.garp_refresh, self._garp_refresh, inst, epoch)
 
     # ------------------------------------------------------------------ re-evaluation
     def _on_change(self) -> None:
@@ -306,7 +335,7 @@ class VrrpGroup:
         # the winner heard the loser's lower-priority advert and answers with GARPs
         # (vrrp_garp_lower_prio_repeat, default garp_master_repeat)
         if self.garp_repeat > 0:
-            self.on_garp(o.node)
+            self.on_garp(o.node, self.garp_repeat)
         self.trial.changed()
         self._reevaluate()
 
@@ -317,6 +346,10 @@ class VrrpGroup:
         if ok == inst.script_ok or inst.script_pending:
             return
         inst.script_pending = True
+        if self.by_process:
+            # the exit (or the new process) is a kernel event: no grid, no streak
+            self.trial.at(self.process_delay, self._script_result, inst, ok)
+            return
         runs = self.script_rise if ok else self.script_fall
         at = next_tick(self.script_phase, self.script_interval, self.trial.now)
         at += (runs - 1) * self.script_interval

@@ -91,6 +91,17 @@ register(
             "(inf = never); its own key, so a worker crash named with it keeps its own.",
         ),
         Param(
+            "fault.with_service",
+            "flag",
+            False,
+            "scenario",
+            f"{_CHOICE}: daemon-kill stops the daemon alone (the chaoslab lab's with_service "
+            "kills the node's HTTP service as well)",
+            "daemon-kill: the node's ingress (nginx) dies with the daemon while the node "
+            "lives (a crashed container: its kernel refuses new connections and resets the "
+            "established ones).",
+        ),
+        Param(
             "fault.with",
             "choice",
             "none",

@@ -589,6 +589,141 @@ register(
             "chaoslab choice: a common HTTP client deadline; set it to your clients' timeout",
             "A request counts as a success only if answered within this time.",
         ),
+        # ------------------------------------ stale conntrack entries (mechanisms/conntrack.py)
+        Param(
+            "client.connection_rate_per_ip",
+            "rate",
+            Fixed(0.0),
+            "[assumption] any version",
+            "[assumption] 0 = many client addresses, each opening few connections, so a "
+            "stale entry's port is almost never reused in time (effect negligible); set it "
+            "when few addresses open many connections: a NAT gateway, an LB or ingress that "
+            "connects from its own address, one heavy client; the drill's prober is one "
+            "address at probe.rate x probe.probers",
+            "New TCP connections per second from one client source address to one node "
+            "address and port (or ClusterIP); their SYNs that timed out towards a dead pod "
+            "leave conntrack entries later connections can collide with.",
+        ),
+        Param(
+            "conntrack.tcp_timeout_syn_sent",
+            "duration",
+            Fixed(120.0),
+            "Linux 2.6.15 (nf_conntrack) to 6.x and later",
+            "torvalds/linux net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts "
+            "([TCP_CONNTRACK_SYN_SENT] = 2 MINS); sysctl "
+            "net.netfilter.nf_conntrack_tcp_timeout_syn_sent (Documentation/networking/"
+            "nf_conntrack-sysctl.rst); kube-proxy's KubeProxyConntrackConfiguration "
+            "(maxPerCore, min, tcpEstablishedTimeout, tcpCloseWaitTimeout, tcpBeLiberal, "
+            "udp timeouts) leaves it alone; 120 in every namespace of this lab",
+            "Lifetime of a conntrack entry in SYN_SENT after its last SYN (each retransmitted "
+            "SYN refreshes it).",
+        ),
+        Param(
+            "conntrack.count_step",
+            "duration",
+            Fixed(0.5),
+            "chaoslab convention",
+            "chaoslab choice: the model's resolution, not a kernel timer; a(t) steps at this "
+            "pace while stale entries live (the count at each step's middle: its mean for a "
+            "count that grows or decays linearly)",
+            "How often the model re-reads the expected count of stale conntrack entries.",
+            positive=True,
+        ),
+        Param(
+            "client.ip_local_port_range_low",
+            "count",
+            Fixed(32768.0),
+            "Linux 2.6.x to 6.x and later",
+            "torvalds/linux Documentation/networking/ip-sysctl.rst (ip_local_port_range: "
+            "default 32768 60999); net/ipv4/af_inet.c inet_init_net",
+            "First ephemeral source port of the client (net.ipv4.ip_local_port_range).",
+        ),
+        Param(
+            "client.ip_local_port_range_high",
+            "count",
+            Fixed(60999.0),
+            "Linux 4.x to 6.x and later (61000 before 2015)",
+            "torvalds/linux Documentation/networking/ip-sysctl.rst (ip_local_port_range: "
+            "default 32768 60999)",
+            "Last ephemeral source port of the client (net.ipv4.ip_local_port_range).",
+        ),
+        Param(
+            "client.connect_port_parity",
+            "flag",
+            True,
+            "Linux 4.6 and later",
+            'torvalds/linux net/ipv4/inet_hashtables.c __inet_hash_connect ("In first pass '
+            'we try ports of @low parity. inet_csk_get_port() does the opposite choice."; '
+            "commit 1580ab63fc9a, Linux 4.6; from Linux 6.8, commit 207184853dbd, not for a "
+            "socket with IP_LOCAL_PORT_RANGE set)",
+            "connect() takes source ports of the range's low parity first: a client that "
+            "never exhausts them uses half of the range (false: the whole range, e.g. "
+            "sockets with IP_LOCAL_PORT_RANGE on Linux 6.8+).",
+        ),
+        Param(
+            "client.connect_port_selection",
+            "choice",
+            "walk",
+            "walk: Linux 4.6 and later (one host-wide offset before 5.12, one per "
+            "destination since; random increments since 5.18 and the 2022 stable "
+            "backports)",
+            "torvalds/linux net/ipv4/inet_hashtables.c __inet_hash_connect (port = low + "
+            "(table_perturb[index] + hash(saddr, daddr, dport)) % remaining; after each "
+            "connect table_perturb[index] += max(i, get_random_u32_below(8) * step) + step); "
+            "commits 'tcp: change source port randomizarion at connect() time' (5.12) and "
+            "'tcp: add small random increments to the source port' (5.18; stable 4.9.320, "
+            "4.14.285, 5.10.125)",
+            "How a client's successive connects to one destination pick source ports: "
+            "'walk' (the kernel's: the next port a few ports on, so a port comes back once per "
+            "pass of the range) or 'random' (uniform: the walk's mean over many passes).",
+            choices=("walk", "random"),
+        ),
+        Param(
+            "client.connect_port_increment",
+            "count",
+            Fixed(9.0),
+            "Linux 5.18 and later and the 2022 stable backports (2 before: one port "
+            "of the same parity on)",
+            "torvalds/linux net/ipv4/inet_hashtables.c __inet_hash_connect (a free port: "
+            "i = 0, advance max(0, 2 x U{0..7}) + 2 = 2..16, mean 9); measured on Linux "
+            "6.18 here: 3,000 connects to one loopback address, mean 8.93, every step "
+            "2-16 seen ~370 times",
+            "Mean advance of the source port between two connects to the same destination, "
+            "in ports (a pass of the range takes range / advance connections).",
+        ),
+        Param(
+            "client.connect_port_shuffle_period",
+            "duration",
+            Fixed(10.0),
+            "Linux 5.18 and later and the May 2022 stable releases (before: never, one walk "
+            "per destination for the host's uptime)",
+            "torvalds/linux net/core/secure_seq.c secure_ipv4_port_ephemeral "
+            "(EPHEMERAL_PORT_SHUFFLE_PERIOD (10 * HZ): the hash is salted with jiffies / "
+            "period); commit 4dfa9b438ee3 'tcp: resalt the secret every 10 seconds'",
+            "How often the offset a client's source-port walk to one destination starts from "
+            "is drawn anew (inf: never); periods start on a host-wide grid.",
+            positive=True,
+        ),
+        Param(
+            "client.tcp_syn_retries",
+            "count",
+            Fixed(6.0),
+            "Linux 3.7 and later (5 before)",
+            "torvalds/linux include/net/tcp.h (TCP_SYN_RETRIES 6); Documentation/networking/"
+            "ip-sysctl.rst tcp_syn_retries",
+            "SYN retransmissions before the kernel gives up on a connect (net.ipv4."
+            "tcp_syn_retries).",
+        ),
+        Param(
+            "client.tcp_timeout_init",
+            "duration",
+            Fixed(1.0),
+            "Linux 3.1 and later (3 s before)",
+            'torvalds/linux include/net/tcp.h (TCP_TIMEOUT_INIT 1*HZ, "RFC6298 2.1 initial '
+            'RTO value"); RFC 6298 section 2.1',
+            "Initial retransmission timeout of a SYN; each retransmission doubles it.",
+            positive=True,
+        ),
         Param(
             "cluster.force_delete_after",
             "duration",

@@ -12,7 +12,7 @@ from chaoslab.params.catalogue import (
     register_profile,
     require_positive,
 )
-from chaoslab.params.dists import Fixed
+from chaoslab.params.dists import Fixed, Uniform
 
 HAPROXY_DOC = "HAProxy configuration manual (server options inter/fall/rise; 'timeout check')"
 TIMEOUT_CHECK = (
@@ -52,6 +52,31 @@ NLB_REG_REPORTS = (
     "health checks to start'; aws/containers-roadmap #469: targets 'sit idle ... in state "
     "initial for 70-120 seconds before the first health check'; awsdocs "
     "elb-network-load-balancers-user-guide PR #11: 'around 120 seconds'"
+)
+NLB_RST = (
+    "AWS ELB docs, 'Health checks for Network Load Balancer target groups' "
+    "(docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html): "
+    "'If a target becomes unhealthy, the load balancer sends a TCP RST for packets received on "
+    "the client connections associated with the target, unless the unhealthy target triggers "
+    "the load balancer to fail open'; 'Edit target group attributes', 'Connection termination "
+    "for unhealthy targets': target_health_state.unhealthy.connection_termination.enabled, "
+    "default true (unhealthy.draining_interval_seconds 0)"
+)
+NLB_DEREG_TERM = (
+    "AWS ELBv2 API Reference, TargetGroupAttribute: "
+    "deregistration_delay.connection_termination.enabled 'Indicates whether the load balancer "
+    "terminates connections at the end of the deregistration timeout ... The default is false'"
+)
+GCP_PERSIST = (
+    "Google Compute Engine API, BackendServiceConnectionTrackingPolicy."
+    "connectionPersistenceOnUnhealthyBackends: default DEFAULT_FOR_PROTOCOL, 'the existing "
+    "connections persist on unhealthy backends only for connection-oriented protocols (TCP and "
+    "SCTP)' with the default PER_CONNECTION tracking"
+)
+AWS_LBC = (
+    "kubernetes-sigs/aws-load-balancer-controller docs (deploy/pod_readiness_gate.md; "
+    "guide/service/nlb.md target-type ip): the controller registers and deregisters pod IPs "
+    "from the Service's endpoints through the TargetGroupBinding reconciler"
 )
 GCP_DRAIN_PAGE = (
     "Google Cloud docs, 'Enable connection draining' "
@@ -157,6 +182,36 @@ register(
             "new pod) until its first health check; it gets traffic once that check passes.",
         ),
         Param(
+            "lb.unhealthy_connection_termination",
+            "flag",
+            False,
+            "HAProxy 1.x-3.x",
+            f"{HAPROXY_DOC}: 'on-marked-down shutdown-sessions' is not set by default, so "
+            "established sessions of a server marked DOWN are kept",
+            "The LB resets the established connections of a target it routes out as unhealthy "
+            "(not while it fails open). AWS NLB: yes by default; GCP and HAProxy keep them.",
+        ),
+        Param(
+            "lb.deregistration_connection_termination",
+            "flag",
+            False,
+            "AWS NLB (default false); HAProxy has no deregistration",
+            NLB_DEREG_TERM,
+            "At the end of a deregistered target's drain the LB resets its remaining "
+            "connections; false: they run on until the target closes them.",
+        ),
+        Param(
+            "cloud_lb.controller_sync",
+            "duration",
+            Uniform(0.2, 2.0),
+            "[assumption] aws-load-balancer-controller v2.x, GKE NEG controller",
+            f"[assumption] {AWS_LBC}; no figure is published for the time from an "
+            "EndpointSlice change to the RegisterTargets / DeregisterTargets call (a watch "
+            "event, a reconcile and one ELBv2 API call)",
+            "cloud-lb-ip: from an endpoint change (pod ready, deleted, not ready) to the "
+            "controller's registration or deregistration of the pod IP.",
+        ),
+        Param(
             "lb.targets",
             "choice",
             "workers",
@@ -185,7 +240,8 @@ register_profile(
     "lb",
     "AWS Network Load Balancer target group, TCP health checks: 30 s interval, 10 s timeout, "
     "unhealthy 2, healthy 5, fails open when every target is unhealthy; new connections "
-    "for 30-40 s after a mark, ~2 min after a deregistration, 300 s draining.",
+    "for 30-40 s after a mark, ~2 min after a deregistration, 300 s draining; resets the "
+    "connections of a target it routes out as unhealthy.",
     {
         "lb.interval": ("30s", f"{NLB_DOC}: HealthCheckIntervalSeconds 30"),
         "lb.timeout": ("10s", f"{NLB_DOC}: HealthCheckTimeoutSeconds 10 for TCP"),
@@ -215,6 +271,8 @@ register_profile(
             "uniform(70s, 120s)",
             f"{NLB_REG_REPORTS} (measured; the uniform shape is an [assumption])",
         ),
+        "lb.unhealthy_connection_termination": (True, NLB_RST),
+        "lb.deregistration_connection_termination": (False, NLB_DEREG_TERM),
     },
     covers="AWS NLB target groups, TCP health checks (ELBv2 API defaults as documented); "
     "propagation and registration delays as measured in 2019-2023 reports",
@@ -254,6 +312,7 @@ register_profile(
             "0s",
             "[assumption] Google documents no delay before a new backend's first probe",
         ),
+        "lb.unhealthy_connection_termination": (False, GCP_PERSIST),
     },
     covers="Google Cloud health checks (gcloud compute health-checks create defaults)",
 )

@@ -126,6 +126,18 @@ register(
             "false: it keeps the old MAC until its own ARP timeout, in every VIP design.",
         ),
         Param(
+            "arp.garp_loss",
+            "ratio",
+            Fixed(0.0),
+            "[assumption] any segment",
+            "[assumption] every gratuitous ARP reaches the neighbour (the model's VRRP/GARP "
+            "packets are never lost); set a share to study a neighbour that misses bursts: "
+            "MetalLB issue #2910 (a neighbour left with a stale entry), keepalived.conf(5) "
+            "vrrp_garp_master_repeat 'number of gratuitous ARP messages to send at a time'",
+            "Probability that one GARP frame does not reach the neighbour, independently per "
+            "frame: a burst of r frames is missed with probability loss^r.",
+        ),
+        Param(
             "arp.mcast_solicit",
             "count",
             Fixed(3.0),
@@ -272,6 +284,58 @@ register(
             f"{KA_MAN}: weight default 0, range -253..253",
             "vrrp_script: 0 -> FAULT (priority-0 advert); otherwise the priority drops by this "
             "much while the script fails (give the magnitude).",
+        ),
+        Param(
+            "vrrp.garp_master_refresh",
+            "duration",
+            Fixed(0.0),
+            "keepalived 1.2.14-2.x (refresh since 1.2.10, its repeat since 1.2.14)",
+            f"{KA_MAN}: garp_master_refresh 'minimum time interval for refreshing gratuitous "
+            "ARPs while MASTER ... (default: 0 (no refreshing))'; keepalived/vrrp/vrrp.c "
+            "vrrp_state_become_master() arms the first refresh garp_master_delay + refresh "
+            "after the transition, vrrp_scheduler.c vrrp_gratuitous_arp_refresh_thread() "
+            "re-arms it every refresh",
+            "Period of the MASTER's refresh GARPs (0: none); the first comes "
+            "vrrp.garp_master_delay + this after becoming MASTER.",
+        ),
+        Param(
+            "vrrp.garp_master_refresh_repeat",
+            "count",
+            Fixed(1.0),
+            "keepalived 1.2.14-2.x (refresh since 1.2.10, its repeat since 1.2.14)",
+            f"{KA_MAN}: garp_master_refresh_repeat 'number of gratuitous ARP messages to send "
+            "at a time while MASTER (default: 1)'",
+            "GARP frames in each refresh.",
+        ),
+        Param(
+            "vrrp.track_process",
+            "flag",
+            False,
+            "keepalived 2.0.11+ (vrrp_track_process configured or not)",
+            f"{KA_MAN} section 'VRRP track processes' (netlink process events, no polling); "
+            "acassen/keepalived ChangeLog 2.0.11 'Add track_process'",
+            "keepalived tracks the local ingress (nginx) process with vrrp_track_process: it "
+            "reacts to the process's exit at once (plus vrrp.process_delay), not on a grid.",
+        ),
+        Param(
+            "vrrp.process_delay",
+            "duration",
+            Fixed(0.0),
+            "keepalived 2.0.11+",
+            f"{KA_MAN}: terminate_delay / fork_delay (delay sets both), unset by default; "
+            "keepalived/core/track_process.c: without terminate_delay the lost quorum is "
+            "processed in the exit event",
+            "vrrp_track_process: wait after the process exits (or returns) before the "
+            "tracker changes state.",
+        ),
+        Param(
+            "vrrp.process_weight",
+            "count",
+            Fixed(0.0),
+            "keepalived 2.0.11+",
+            f"{KA_MAN}: vrrp_track_process weight 'default is 0' (0: FAULT)",
+            "vrrp_track_process: 0 -> FAULT (priority-0 advert); otherwise the priority drops "
+            "by this much while the process is missing (give the magnitude).",
         ),
         # ------------------------------------------------------------ BGP
         Param(
@@ -543,8 +607,51 @@ register(
             "'round_robin' default; nginx.org ngx_http_upstream_module 'least_conn': a "
             "request goes to the server with the least number of active connections",
             "How nginx picks the first upstream: round_robin (every upstream in turn, a "
-            "black hole included) or least_conn (a black hole's stuck connects keep it off).",
-            choices=("round_robin", "least_conn"),
+            "black hole included), least_conn (a black hole's stuck connects keep it off) or "
+            "ewma (ingress-nginx peak EWMA: the lower score of two random upstreams).",
+            choices=("round_robin", "least_conn", "ewma"),
+        ),
+        Param(
+            "nginx.ewma_decay_time",
+            "duration",
+            Fixed(10.0),
+            "ingress-nginx 0.13.0+ (Changelog.md: #2229, load-balance: ewma)",
+            f"{ING} controller-v1.15.0 rootfs/etc/nginx/lua/balancer/ewma.lua DECAY_TIME = 10",
+            "ewma: an upstream's score decays as exp(-t / this) since it was last updated.",
+            positive=True,
+        ),
+        Param(
+            "ingress.ingresses",
+            "count",
+            Fixed(1.0),
+            _CONV,
+            f"{_CONV}: the app's own Ingress; set the number of Ingress objects the "
+            "controller serves",
+            "Ingress objects in the controller's configuration: its sync (building and "
+            "posting the configuration, a reload's nginx -t) takes longer with more.",
+        ),
+        Param(
+            "nginx.sync_time_per_ingress",
+            "duration",
+            Fixed(0.003),
+            "[assumption] ingress-nginx 1.x",
+            f"[assumption] a line through the origin and one published point: {ING} PR "
+            "#11045 (2024-02-29): syncIngress about one and a half minutes at ~3,000 "
+            "Ingresses, nginx -t and nginx -s reload about 40 s each, leaving ~10 s / 3,000 "
+            "= ~3 ms per Ingress to build and post the configuration",
+            "Controller sync time per Ingress (no reload): an endpoint change reaches the "
+            "Lua balancer this much x ingress.ingresses after the sync starts.",
+        ),
+        Param(
+            "nginx.reload_time_per_ingress",
+            "duration",
+            Fixed(0.00012),
+            "[assumption] ingress-nginx, reload mode",
+            f"[assumption] a line through the origin: {ING} issue #1386 (2017-09-19): "
+            "reload ~12 s at ~100,000 hosts (0.12 ms each); PR #11045: nginx -t + reload "
+            "~80 s at ~3,000 Ingresses with a 200 MB nginx.conf (27 ms each): per-Ingress "
+            "cost follows its share of nginx.conf",
+            "Reload mode: added to nginx.reload_time per Ingress in the configuration.",
         ),
         Param(
             "client.request_rate",
@@ -577,6 +684,15 @@ register(
             "moves to another node that is also alive (VIP taken over by GARP while the old "
             "holder still serves, ECMP re-hash off a live next hop) is reset there (RFC 793 "
             "section 3.4: no connection state on the new node).",
+        ),
+        Param(
+            "client.slow_threshold",
+            "duration",
+            Fixed(1.0),
+            "[assumption] any version",
+            "[assumption] an SLO-style latency threshold (a request answered later than "
+            "this is slow, not failed); set your latency SLO's threshold",
+            "A request that succeeds later than this counts as slow (slow_s).",
         ),
         Param(
             "client.long_lived_share",

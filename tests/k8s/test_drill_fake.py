@@ -194,8 +194,11 @@ def test_pod_delete_api_two_trials(make_env) -> None:
             "pod.gone",
         ):
             assert name in ms, (trial, name, ms)
-        assert ms["pod.deleted"] <= ms["pod.sigterm"] <= ms["pod.gone"]
-        assert ms["pod.deleted"] < 0.3
+        # one watch stream keeps the server's order; the Killing event comes on another
+        # (the events watch), whose thread may deliver it first on a loaded machine, so
+        # only its presence after the fault is asserted, and no bound on wall-clock lag
+        assert 0 <= ms["pod.deleted"] <= ms["pod.gone"]
+        assert ms["pod.sigterm"] >= 0
     deletes = [p for m, p in env.cluster.calls if m == "DELETE" and "/pods/web-" in p]
     assert len(deletes) == 2 and deletes[0] != deletes[1]
     assert denied(env.cluster.calls) == []
@@ -466,16 +469,21 @@ def test_abort_at_outage_limit(make_env) -> None:
         limits={"max_outage": "1s"},
         trials=3,
     )
-    t = time.monotonic()
     assert _drill(env, exp) == 1
-    assert time.monotonic() - t < 15
     run = env.only_run()
     info = pd.read_csv(run / "trial_info.csv")
     assert len(info) == 1 and info.iloc[0]["aborted"]
-    j = env.journal(run)
-    abort = next(e for e in j if e["event"] == "trial.abort")
-    power_on = next(e for e in j if e["event"] == "undo.done" and e.get("op") == "hook")
-    assert power_on["mono"] - abort["mono"] < 1.0  # recovery started at once
+    assert "max_outage" in info.iloc[0]["abort_reason"]
+    # recovery started at once: after the abort the drill did nothing but roll back (no
+    # wait for the trial timeout, no other trial), the power-on among the first steps.
+    # Judged by the journal's order, not by wall time, which a loaded machine stretches.
+    events = [(e["event"], e.get("op")) for e in env.journal(run)]
+    abort = events.index(("trial.abort", None))
+    power_on = events.index(("undo.done", "hook"))
+    between = {ev for ev, _ in events[abort + 1 : power_on]}
+    assert abort < power_on and between <= {"rollback.start", "undo.start", "undo.done"}
+    assert ("trial.timeout", None) not in events
+    assert sum(1 for ev, _ in events if ev == "trial.start") == 1
     assert json.loads((run / "meta.json").read_text())["status"] == "aborted"
 
 

@@ -26,7 +26,15 @@ KCM_DURATIONS = {
     "--node-monitor-grace-period": f"{KCM}.node_monitor_grace_period",
     "--node-startup-grace-period": f"{KCM}.node_startup_grace_period",
     "--endpointslice-updates-batch-period": f"{KCM}.endpointslice_updates_batch_period",
+    # leader election (component-base LeaderElectionConfiguration): a killed leader's Lease
+    # must expire before its new process takes it
+    "--leader-elect-lease-duration": f"{KCM}.leader_elect_lease_duration",
+    "--leader-elect-renew-deadline": f"{KCM}.leader_elect_renew_deadline",
+    "--leader-elect-retry-period": f"{KCM}.leader_elect_retry_period",
 }
+#: client-go's candidates poll every RetryPeriod x U(1, 1 + 1.2): a constant, no flag
+#: (k8s.io/client-go tools/leaderelection/leaderelection.go JitterFactor)
+LEADER_JITTER = 1.2
 #: kube-controller-manager number flags
 KCM_NUMBERS = {
     "--node-eviction-rate": f"{KCM}.node_eviction_rate",
@@ -49,6 +57,7 @@ KUBE_PROXY_DURATIONS = {
 LEASE_DURATION = "kubelet.node_lease_duration_seconds"
 STATUS_SYNC = "kubelet.status_sync_period"
 LEASE_FRACTION = "kubelet.node_lease_renew_interval_fraction"
+BACKOFF = ("kubelet.container_restart_backoff_initial", "kubelet.container_restart_backoff_max")
 #: kwok renews every lease duration / 4, as the kubelet (sigs.k8s.io/kwok
 #: pkg/kwok/controllers/controller.go, initNodeLeaseController)
 KWOK_RENEW_FRACTION = 0.25
@@ -85,6 +94,9 @@ class Timers:
     kube_proxy: dict[str, str]
     #: within this long a kubelet sets a pod the controller marked NotReady Ready again
     status_sync_ms: int
+    #: the kubelet's crash-loop back-off (initial, cap; seconds): how the control-plane
+    #: hooks restart a controller that exits, as a kubelet restarts a static pod
+    restart_backoff_s: tuple[float, float]
     sources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -96,10 +108,11 @@ class Timers:
         kwok = {"--node-lease-duration-seconds": str(_seconds(ps, LEASE_DURATION))}
         proxy = {f: _duration_flag(_fixed(ps, k)) for f, k in KUBE_PROXY_DURATIONS.items()}
         keys = [*KCM_DURATIONS.values(), *KCM_NUMBERS.values(), *APISERVER_SECONDS.values()]
-        keys += [*KUBE_PROXY_DURATIONS.values(), LEASE_DURATION, STATUS_SYNC]
+        keys += [*KUBE_PROXY_DURATIONS.values(), LEASE_DURATION, STATUS_SYNC, *BACKOFF]
         sources = {k: f"{ps.text(k)} ({ps.sources[k]})" for k in keys}
         sync = round(_fixed(ps, STATUS_SYNC) * 1000)
-        return cls(kcm, api, kwok, proxy, sync, sources)
+        backoff = (_fixed(ps, BACKOFF[0]), _fixed(ps, BACKOFF[1]))
+        return cls(kcm, api, kwok, proxy, sync, backoff, sources)
 
 
 def _refuse_unsupported(ps: ParamSet) -> None:
@@ -118,6 +131,17 @@ def _refuse_unsupported(ps: ParamSet) -> None:
         raise UnsupportedTimer(
             "kube_proxy.proxy_terminating_endpoints: false is pre-1.26 kube-proxy; the "
             "local cluster's kube-proxy always uses terminating endpoints"
+        )
+    if _fixed(ps, f"{KCM}.leader_elect_jitter_factor") != LEADER_JITTER:
+        raise UnsupportedTimer(
+            f"{KCM}.leader_elect_jitter_factor: client-go's leader election polls with a "
+            f"fixed jitter factor of {LEADER_JITTER:g}, not "
+            f"{ps.text(f'{KCM}.leader_elect_jitter_factor')}"
+        )
+    if ps[f"{KCM}.release_on_exit"] is not False:
+        raise UnsupportedTimer(
+            f"{KCM}.release_on_exit: a SIGKILLed controller manager releases nothing; "
+            "the local cluster leaves its Lease to expire"
         )
     if _fixed(ps, LEASE_FRACTION) != KWOK_RENEW_FRACTION:
         raise UnsupportedTimer(

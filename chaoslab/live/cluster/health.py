@@ -69,8 +69,11 @@ def wait_healthy(
     deadline: float,
     ca: Path | None = None,
     cert: tuple[Path, Path] | None = None,
+    *,
+    every: float = 0.25,
 ) -> None:
-    """Poll ``url`` until it answers 200; fail at once if the process exits."""
+    """Poll ``url`` every ``every`` s until it answers 200; fail at once if the process
+    exits."""
     end = time.monotonic() + deadline
     last = "no answer"
     while time.monotonic() < end:
@@ -79,7 +82,7 @@ def wait_healthy(
         ok, last = probe(url, ca, cert)
         if ok:
             return
-        time.sleep(0.25)
+        time.sleep(every)
     raise ComponentFailed(
         f"{rec.name}: {url} not healthy within {deadline:.0f} s ({last}); log: {rec.log}"
     )

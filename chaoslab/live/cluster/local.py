@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class LocalCluster:
         state.ports = dict(layout.ports)
         state.info = {"versions": build.versions | kwok.versions, "config": config.source}
         state.info["timers"] = config.timers.sources
+        state.info["restart_backoff_s"] = list(config.timers.restart_backoff_s)
         state.info["dataplane"] = dataplane_available() if dataplane is None else dataplane
         state.save()
         cluster = cls(state, layout, deadlines or Deadlines())
@@ -254,6 +256,49 @@ class LocalCluster:
 
     def kubelet_running(self, node: str) -> bool:
         return self.kubelets().running(node)
+
+    # ------------------------------------------------------------------ control-plane hooks
+    def component(self, name: str) -> ProcRecord:
+        """The newest record of a control-plane process (a restart appends one)."""
+        rec = next((p for p in reversed(self.state.processes) if p.name == name), None)
+        if rec is None:
+            raise ClusterError(f"{self.state.dir}: no {name} recorded")
+        return rec
+
+    def component_running(self, name: str) -> bool:
+        rec = self.component(name)
+        return alive(rec.pid, rec.start)
+
+    def kill_component(self, name: str) -> float:
+        """SIGKILL a control-plane process by its recorded PID and start time (nothing is
+        released: a controller manager's Lease stays until it expires); the instant the
+        signal was sent, on CLOCK_MONOTONIC."""
+        rec = self.component(name)
+        if not alive(rec.pid, rec.start):
+            raise ClusterError(f"{name} (pid {rec.pid}) is not running")
+        t = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGKILL)
+        deadline = t + self.deadlines.stop
+        while alive(rec.pid, rec.start) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if alive(rec.pid, rec.start):
+            raise ClusterError(f"{name} (pid {rec.pid}) survived SIGKILL")
+        return t
+
+    def start_component(self, name: str) -> ProcRecord:
+        """Start a control-plane process again with its recorded command line (same
+        flags, ports and certificates), as a kubelet restarts a static pod."""
+        return self._spawn(name, list(self.component(name).argv))
+
+    def wait_apiserver(self) -> float:
+        """Wait until the API server answers /readyz; the instant it did."""
+        rec, pki = self.component("kube-apiserver"), self.layout.pki
+        admin = (pki.cert("admin"), pki.key("admin"))
+        url = f"{self.layout.url('apiserver')}/readyz"
+        # polled often: the instant is the drill's apiserver.up milestone
+        wait_healthy(rec, url, self.deadlines.apiserver, pki.ca_cert, admin, every=0.05)
+        return time.monotonic()
 
     def _start_app(self) -> None:
         from kubernetes import utils

@@ -25,12 +25,10 @@ cluster (one trial loop in `chaoslab.live.engine`, the observation and injection
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -43,6 +41,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from chaoslab.errors import LiveError, UserError
+from chaoslab.live.cluster.hooks import (
+    DATAPLANE_LINK,
+    ENV_STATE,
+    LocalClusterError,
+    _linked,
+    main,
+)
 from chaoslab.live.k8s.drill import KubeTarget
 
 if TYPE_CHECKING:
@@ -56,10 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBE_MILESTONES", "LocalClusterTarget", "LocalSession", "main"]
 
-#: where the hook commands find the cluster (set for the drill's hooks by the session)
-ENV_STATE = "CHAOSLAB_CLUSTER_STATE"
-#: file in the cluster's state folder naming the data plane a drill session built
-DATAPLANE_LINK = "drill-dataplane"
 #: the ServiceAccount deploy/rbac.yaml binds
 SA_NAMESPACE, SA_NAME = "chaoslab", "chaoslab-drill"
 #: lifetime asked for the drill's token (the API server may shorten it)
@@ -72,13 +73,7 @@ PROBE_MILESTONES = {
     "probe.first_failed": "the first new-connection probe after the fault that failed",
     "probe.last_failed": "the last new-connection probe that failed",
 }
-#: what the hook command does
-ACTIONS = ("crash-node", "restore-node", "partition", "heal", "kubelet-stop", "kubelet-start")
 _REPO = Path(__file__).resolve().parents[3]
-
-
-class LocalClusterError(LiveError):
-    """The local cluster or its data plane is not usable for a drill."""
 
 
 # --------------------------------------------------------------------------- session
@@ -189,11 +184,6 @@ def _dataplane(cluster: LocalCluster, exp: Experiment) -> tuple[Path, bool]:
         if d is not None and (d / "state.json").exists():
             return d, False
     return _build_dataplane(cluster, exp), True
-
-
-def _linked(cluster: LocalCluster) -> Path | None:
-    link = cluster.state.dir / DATAPLANE_LINK
-    return Path(link.read_text().strip()) if link.exists() else None
 
 
 def _build_dataplane(cluster: LocalCluster, exp: Experiment) -> Path:
@@ -412,6 +402,8 @@ class LocalClusterTarget(KubeTarget):
     """`KubeTarget` on the local control plane: the prober in the client namespace, node
     faults by hook, the kube-proxy and probe milestones."""
 
+    shared_clock = True  # the API server runs on this machine
+
     def __init__(self, plans: list[DrillPlan], session: LocalSession) -> None:
         super().__init__(plans)
         self.session = session
@@ -560,111 +552,6 @@ def _fault_at(output: str) -> float | None:
             with contextlib.suppress(ValueError):
                 return float(line.split("=", 1)[1])
     return None
-
-
-# --------------------------------------------------------------------------- hooks
-
-
-def _kwok_in_node_ns(dp: DataPlane, node: str) -> bool:
-    """Whether the node's kubelet stand-in runs inside the node's namespace, recorded by the
-    data plane (then a partition cuts it too); otherwise it runs on the host and a
-    partition stops it."""
-    return f"kwok-{node}" in dp.state.procs
-
-
-def _kill_kubelet(cluster: LocalCluster, dp: DataPlane, node: str) -> None:
-    """SIGKILL the node's kubelet stand-in, as a power cut stops a kubelet (a SIGTERM lets
-    kwok finish what it was doing, a lease renewal among it)."""
-    from chaoslab.live.cluster.procs import alive
-
-    name = f"kwok-{node}"
-    if _kwok_in_node_ns(dp, node):
-        dp.state.stop(name, signal.SIGKILL, wait=5)
-        return
-    for rec in [p for p in cluster.state.processes if p.name == name][-1:]:
-        if alive(rec.pid, rec.start):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(rec.pid, signal.SIGKILL)
-
-
-def _sleep_or_term(seconds: float) -> None:
-    """Sleep, or return early on SIGTERM/SIGINT (the drill's rollback kills the hook)."""
-    done = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: done.set())
-    done.wait(seconds)
-
-
-def _act(action: str, node: str, seconds: float | None, state: Path) -> float:
-    from chaoslab.live.cluster.dataplane import DataPlane
-    from chaoslab.live.cluster.local import LocalCluster
-
-    cluster = LocalCluster.load(state)
-    if cluster is None:
-        raise LocalClusterError(f"no cluster recorded in {state}")
-    dp_dir = state / "dataplane"
-    if not (dp_dir / "state.json").exists():
-        dp_dir = _linked(cluster) or dp_dir
-    dp = DataPlane.load(dp_dir)
-    if dp_dir.resolve() == (cluster.layout.dir / "dataplane").resolve() and cluster.dataplane():
-        # one copy of the data plane's state for the hook and the cluster's kubelet calls:
-        # with two, the last to save (``dp`` marking the node restored) dropped the record
-        # of the kwok the other had just started, which then ran on unseen beside the next
-        cluster._dataplane = dp
-    t = time.monotonic()
-    if action == "crash-node":
-        t = time.monotonic()
-        _kill_kubelet(cluster, dp, node)  # first: its heartbeats end at the fault instant
-        dp.crash(node, cluster)
-    elif action == "restore-node":
-        if node in dp.state.info["crashed"]:
-            t = dp.restore(node, cluster)
-        cluster.start_kubelet(node)
-    elif action == "partition":
-        t = dp.partition(node)
-        if not _kwok_in_node_ns(dp, node):
-            cluster.stop_kubelet(node)
-    elif action == "heal":
-        dp.heal(node)
-        cluster.start_kubelet(node)
-    elif action == "kubelet-stop":
-        cluster.stop_kubelet(node)
-    elif action == "kubelet-start":
-        cluster.start_kubelet(node)
-    print(f"fault_at={t:.6f}", flush=True)
-    if seconds is not None and action in ("partition", "kubelet-stop"):
-        _sleep_or_term(seconds)
-        _act("heal" if action == "partition" else "kubelet-start", node, None, state)
-    return t
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The node hooks of a local-cluster drill (see the module docstring)."""
-    from chaoslab.live.cluster.state import default_state_dir
-
-    ap = argparse.ArgumentParser(prog="python -m chaoslab.live.cluster.target")
-    ap.add_argument(
-        "action",
-        choices=[
-            "crash-node",
-            "restore-node",
-            "partition",
-            "heal",
-            "kubelet-stop",
-            "kubelet-start",
-        ],
-    )
-    ap.add_argument("node")
-    ap.add_argument("--for", dest="seconds", type=float, help="partition/kubelet-stop: undo after")
-    ap.add_argument("--state", type=Path, help=f"cluster state folder (default ${ENV_STATE})")
-    a = ap.parse_args(argv)
-    state = a.state or Path(os.environ.get(ENV_STATE) or default_state_dir("default"))
-    try:
-        _act(a.action, a.node, a.seconds, state)
-    except (LiveError, UserError) as e:
-        print(f"{a.action} {a.node}: {e}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

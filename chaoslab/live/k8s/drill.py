@@ -50,6 +50,7 @@ from chaoslab.live.k8s.inject import (
     run_undo,
 )
 from chaoslab.live.k8s.kube import Kube, KubeError, load_kube
+from chaoslab.live.k8s.leader import LeaderWatch, hook_milestones
 from chaoslab.live.k8s.observe import (
     MilestoneTracker,
     Observation,
@@ -57,7 +58,7 @@ from chaoslab.live.k8s.observe import (
     Watcher,
     start_watches,
 )
-from chaoslab.live.k8s.spec import NODE_FAULTS, LiveSpec
+from chaoslab.live.k8s.spec import CONTROL_PLANE_FAULTS, NODE_FAULTS, LiveSpec
 from chaoslab.outage import availability_from_probes, metrics
 from chaoslab.results import ProberInfo, RunWriter, new_run_dir
 
@@ -100,6 +101,36 @@ def live_faults(exp: Experiment) -> list[int]:
     if exp.model.live is None:
         raise ExperimentError.at(exp.path, None, "live", "this experiment has no live: section")
     return [i for i, f in enumerate(exp.model.faults) if f.live is not None]
+
+
+def live_data(exp: Experiment, i: int) -> dict[str, Any]:
+    """`Experiment.live_data` with the fault's second effect (``with:``, ``with_delay:``),
+    which the drill injects too (`chaoslab.live.k8s.spec.FaultSpec`)."""
+    data = exp.live_data(i)
+    fault = dict(data["fault"])
+    opts = exp.faults()[i].options
+    for opt in ("with", "with_delay"):
+        if opt in opts:
+            fault.setdefault(opt, str(opts[opt]))
+    if fault.get("with") in (None, "none") and fault.get("with_hook"):
+        raise exp.error(
+            ("faults", i, "live", "with_hook"),
+            "with_hook is for the fault's with: effect; add with:",
+        )
+    return {**data, "fault": fault}
+
+
+def live_spec(exp: Experiment, i: int) -> LiveSpec:
+    """The drill of fault ``i`` with its ``with:`` effect (ExperimentError, located)."""
+    from pydantic import ValidationError
+
+    try:
+        return LiveSpec.model_validate(live_data(exp, i))
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        where = ("faults", i, "live", *loc[2:]) if loc[:1] == ("fault",) else ("faults", i)
+        raise exp.error(where, err["msg"].removeprefix("Value error, ")) from None
 
 
 def _design(exp: Experiment, spec: LiveSpec) -> str:
@@ -152,7 +183,9 @@ def plan_drill(
     exp = load_experiment(path)
     exp.validate()
     faults = live_faults(exp)
-    first = exp.live_spec(faults[0]) if faults else None
+    # every fault's drill is checked before anything connects or is brought up
+    specs = [live_spec(exp, i) for i in faults]
+    first = specs[0] if specs else None
     if first is None or first.cluster != "local":
         return [_plan(exp, i, kubeconfig=kubeconfig, context=context) for i in faults]
     # the control plane on this machine: up (or attached), its data plane, the drill's
@@ -207,7 +240,7 @@ def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | Non
     import chaoslab
     from chaoslab.params import ParamSet, profile
 
-    spec = exp.live_spec(i)
+    spec = live_spec(exp, i)
     kube = load_kube(
         kubeconfig or spec.kubeconfig,
         context or spec.context,
@@ -459,6 +492,45 @@ class _KubeTrial:
     tracker: MilestoneTracker | None = None
     inj: Injector | None = None
     frames: list[pd.DataFrame] = field(default_factory=list)
+    #: the controller manager's Lease, for a fault with a control-plane part
+    leader: LeaderWatch | None = None
+    #: when the primary hook returned (local monotonic)
+    hook_end: float = math.nan
+
+
+def _control_plane_parts(spec: LiveSpec) -> set[str]:
+    """The control-plane faults a drill injects: its kind and its with: effect."""
+    f = spec.fault
+    return {k for k in (f.kind, f.with_) if k in CONTROL_PLANE_FAULTS}
+
+
+def _hook_milestones(tr: _KubeTrial) -> dict[str, float]:
+    """Instants the fault's hooks printed (``milestone NAME SECONDS``, local monotonic)."""
+    out = hook_milestones(str(tr.info.get("hook_output", "")))
+    if tr.inj is not None and tr.inj.second_output:
+        for k, v in hook_milestones(tr.inj.second_output).items():
+            out.setdefault(k, v)
+    return out
+
+
+def _control_plane_back(spec: LiveSpec, tr: _KubeTrial) -> bool:
+    """The control-plane part of the fault is over and a controller manager leads: a new
+    holder took the Lease after a restart; after apiserver-down, the hook has ended and a
+    leader renewed the Lease after the API server answered again."""
+    parts = _control_plane_parts(spec)
+    if not parts:
+        return True
+    inj, watch = tr.inj, tr.leader
+    if inj is None or watch is None or not inj.second_done:
+        return False
+    if "controller-manager-restart" in parts and watch.elected is None:
+        return False
+    if "apiserver-down" in parts:
+        # a hook that does not say when the API answered again: from the hook's end on
+        end = inj.second_end if spec.fault.with_ == "apiserver-down" else tr.hook_end
+        back = _hook_milestones(tr).get("apiserver.up", end)
+        return bool(math.isfinite(back)) and watch.renewed_after(back)
+    return True
 
 
 def _node_must_return(spec: LiveSpec) -> bool:
@@ -507,7 +579,8 @@ def _observe(
                 or "node.ready" in tracker.found
                 or f.kind == "node-drain"
             )
-        if prog.up and whole and node_ok and now - t0 > spec.probe.timeout:
+        cp_ok = _control_plane_back(spec, tr)
+        if prog.up and whole and node_ok and cp_ok and now - t0 > spec.probe.timeout:
             steady_since = steady_since or now
             # the probes' own record, not the polls, says how long the service was up:
             # a loop that stalled between two polls saw two clean bins of a failing
@@ -686,7 +759,21 @@ class KubeTarget:
             affected=",".join(target.affected),
         )
         tr.tracker = self._tracker(plan, target)
+        if _control_plane_parts(spec):
+            tr.leader = LeaderWatch(self.kube, spec.poll, self._server_to_local).start()
+            tr.info["leader_before"] = tr.leader.holder0
         return target.label
+
+    #: the API server's clock is this machine's (the local control plane): its
+    #: timestamps are exact instants, not only bounds
+    shared_clock = False
+
+    def _server_to_local(self, posix: float) -> float:
+        """An API server timestamp on the local monotonic clock (NaN: offset unknown)."""
+        if self.shared_clock:
+            return posix - (time.time() - time.monotonic())
+        local = self.kube.clock.to_local(posix)
+        return math.nan if local is None else local
 
     def _tracker(self, plan: DrillPlan, target: Target) -> MilestoneTracker:
         spec, kube = plan.spec, self.kube
@@ -727,6 +814,7 @@ class KubeTarget:
         tr.inj = Injector(self.kube, plan.spec, ctx.journal, run_id, tr.trial, tr.target, ctx.log)
         ctx.log(f"trial {tr.trial}: {plan.spec.fault.kind} on {victim} ({plan.spec.fault.method})")
         t0 = tr.inj.inject()
+        tr.hook_end = time.monotonic()
         tr.tracker.t0 = t0
         tr.info.update(tr.inj.details)
         return t0
@@ -744,6 +832,8 @@ class KubeTarget:
 
     def observe(self, plan: DrillPlan, victim: str, t0: float) -> Observed:
         ctx, tr = self._ctx(), self._trial()
+        if tr.inj is not None:
+            tr.inj.start_second(t0)  # the fault's with: effect, timed from its instant
         end, aborted = _observe(plan, tr, self.obs, t0, ctx.log)
         self._stop_probers(tr)
         probes = pd.concat(tr.frames, ignore_index=True) if tr.frames else pd.DataFrame()
@@ -753,6 +843,7 @@ class KubeTarget:
             out.milestones[m.name] = m.t
             row = {"milestone": m.name, "t": m.t, "t_server": m.t_server, "detail": m.detail}
             out.milestone_rows.append({**row, "source": "kubernetes API"})
+        self._control_plane_milestones(tr, out, t0)
         tr.info.update(self.kube.clock.as_dict(), api_reads_retried=self.kube.retried)
         out.info = tr.info
         return out
@@ -763,8 +854,40 @@ class KubeTarget:
             self._stop_probers(tr)
         if tr.inj is not None:
             tr.inj.stop(plan.spec.api_timeout)  # no eviction may follow the uncordon
+        if tr.leader is not None:
+            tr.leader.stop()
         # the trial's own undo steps now: its node must be back before the next preflight
         return rollback(self.kube, ctx.journal, plan.spec, ctx.log)
+
+    def _control_plane_milestones(self, tr: _KubeTrial, out: Observed, t0: float) -> None:
+        """The hooks' instants and the new Lease holder (``controller_manager.leader_elected``
+        at its acquireTime where the clocks are one, else when the drill saw it)."""
+        for name, mono in _hook_milestones(tr).items():
+            if mono >= t0 and name not in out.milestones:
+                out.milestones[name] = mono - t0
+                row = {"milestone": name, "t": mono - t0, "t_server": math.nan}
+                out.milestone_rows.append({**row, "detail": "hook output", "source": "hook"})
+        watch = tr.leader
+        if watch is None:
+            return
+        watch.stop()
+        tr.info.update(lease_failed_reads=watch.failed_reads)
+        if watch.elected is None:
+            return
+        seen, acquired, holder = watch.elected
+        at = acquired if self.shared_clock and math.isfinite(acquired) else seen
+        name = "controller_manager.leader_elected"
+        out.milestones[name] = at - t0
+        out.milestone_rows.append(
+            {
+                "milestone": name,
+                "t": at - t0,
+                "t_server": acquired - t0,
+                "detail": f"Lease kube-system/kube-controller-manager holder {holder}",
+                "source": "kubernetes API",
+            }
+        )
+        tr.info["leader_after"] = holder
 
     def close(self) -> list[str]:
         if self.ctx is not None:
@@ -860,7 +983,7 @@ def _writer(plans: list[DrillPlan], out: Path) -> RunWriter:
     writer = RunWriter(run_dir, mode="live", target="kubernetes", meta=meta)
     writer.write_text("experiment.yaml", exp.effective_yaml(plan.overrides))
     # the spec with durations as written, so --recover reads it back
-    live = json.dumps(exp.live_data(plan.index), indent=2, default=str)
+    live = json.dumps(live_data(exp, plan.index), indent=2, default=str)
     writer.write_text("live.json", live + "\n")
     writer.write_text("plan.txt", "\n".join(ln for p in plans for ln in p.lines) + "\n")
     writer.write_text("discovery.json", _discovery_json(plan))

@@ -45,7 +45,7 @@ from chaoslab.errors import LiveError
 from chaoslab.live.journal import Journal, UndoStep
 from chaoslab.live.k8s.discover import Discovery, NodeInfo, PodInfo, node_info, pod_info
 from chaoslab.live.k8s.kube import Kube, KubeError, parse_time
-from chaoslab.live.k8s.spec import NODE_FAULTS, FaultSpec, LiveSpec
+from chaoslab.live.k8s.spec import CONTROL_PLANE_FAULTS, NODE_FAULTS, FaultSpec, LiveSpec
 
 __all__ = [
     "MANAGED_BY",
@@ -83,16 +83,30 @@ class Target:
     #: pods of the workload the fault hits directly (on the node, or the pod itself)
     affected: tuple[str, ...]
 
+    #: a control-plane fault's component (``kube-controller-manager``, ``kube-apiserver``)
+    component: str = ""
+
     @property
     def label(self) -> str:
+        if self.component:
+            return self.component
         return (
             self.pod.name if self.pod and not self.node else (self.node.name if self.node else "")
         )
 
 
+#: the component a control-plane fault stops
+COMPONENTS = {
+    "controller-manager-restart": "kube-controller-manager",
+    "apiserver-down": "kube-apiserver",
+}
+
+
 def choose_target(kube: Kube, spec: LiveSpec, disc: Discovery, rng: random.Random) -> Target:
     """Resolve the fault's target now (pods move between trials) and apply the safety rules."""
     f, t = spec.fault, spec.fault.target
+    if f.kind in CONTROL_PLANE_FAULTS:
+        return Target(None, None, (), COMPONENTS[f.kind])
     ns = spec.namespace
     pods = [
         pod_info(p)
@@ -414,12 +428,28 @@ class Injector:
     #: the drain's first accepted eviction: (start of its POST, its round trip)
     _evicted: tuple[float, float] | None = None
     _first_eviction: threading.Event = field(default_factory=threading.Event)
+    #: the fault's with: effect, run by its hook in the background
+    _second: threading.Thread | None = None
+    _second_error: BaseException | None = None
+    #: the with: hook's output once it finished, and when (local monotonic)
+    second_output: str | None = None
+    second_end: float = math.nan
 
     def stop(self, timeout: float) -> None:
-        """Stop background work (the drain's evictions) before a rollback undoes it."""
+        """Stop background work (the drain's evictions, a with: effect not started yet)
+        before a rollback undoes it; a with: hook that runs is waited for (its timeout
+        bounds it)."""
         self._stop.set()
         if self._drain is not None:
             self._drain.join(timeout)
+        hook = self.fault.with_hook
+        if self._second is not None and hook is not None:
+            self._second.join(hook.timeout + timeout)
+
+    @property
+    def second_done(self) -> bool:
+        """No with: effect, or its hook has finished."""
+        return self._second is None or not self._second.is_alive()
 
     @property
     def fault(self) -> FaultSpec:
@@ -434,6 +464,7 @@ class Injector:
             "namespace": self.spec.namespace,
             "container_id": t.pod.container_id if t.pod else "",
             "duration": f"{self.fault.duration:g}" if self.fault.duration else "",
+            "at": "",
         }
 
     def inject(self) -> float:
@@ -454,6 +485,41 @@ class Injector:
         if f.kind == "node-drain":
             return self._node_drain()
         return self._chaos_pod()
+
+    def start_second(self, t0: float) -> None:
+        """The with: effect by its hook, ``with_delay`` after the fault instant ``t0``
+        (recover hook journaled first), in a thread: the trial is observed meanwhile. A
+        hook that takes ``{at}`` (that instant on CLOCK_MONOTONIC) starts now and waits
+        itself, so its start-up does not delay the effect; any other starts at ``{at}``."""
+        if self.fault.with_ in (None, "none"):
+            return
+        hook = self.fault.with_hook
+        assert hook is not None and hook.inject is not None
+        delay = self.fault.with_delay or 0.0
+        at = t0 + delay
+        vals = {**self._values(), "at": f"{at:.6f}"}
+        argv = render(hook.inject, vals)
+        if hook.recover:
+            step = {"op": "hook", "argv": render(hook.recover, vals), "timeout": hook.timeout}
+            self.journal.add_undo(step, trial=self.trial)
+        waits_itself = any("{at}" in a for a in hook.inject)
+
+        def run() -> None:
+            start = time.monotonic() if waits_itself else at
+            if self._stop.wait(max(0.0, start - time.monotonic())):
+                return  # the trial ended first
+            try:
+                self.second_output = run_hook(argv, hook.timeout)
+                self.second_end = time.monotonic()
+                self.journal.write(
+                    "inject.with_done", trial=self.trial, argv=argv, output=self.second_output
+                )
+            except BaseException as e:  # reported by check() in the observing thread
+                self._second_error = e
+
+        self.details.update(with_hook=json.dumps(argv), with_delay_s=delay)
+        self._second = threading.Thread(target=run, name="chaoslab-with", daemon=True)
+        self._second.start()
 
     def _hook(self) -> float:
         hook = self.fault.hook
@@ -759,6 +825,9 @@ class Injector:
         if self._drain_error is not None:
             err, self._drain_error = self._drain_error, None
             raise InjectionError(f"drain failed: {err}")
+        if self._second_error is not None:
+            err, self._second_error = self._second_error, None
+            raise InjectionError(f"with: {self.fault.with_}: {err}")
 
 
 # ------------------------------------------------------------------ undo

@@ -179,7 +179,9 @@ class Watcher(threading.Thread):
                     )
                 )
                 self.stop_event.wait(delay)
-                delay = min(delay * 2, self.read_timeout)
+                # doubling, but capped low: after an API server outage the state changes
+                # that follow must be seen when they happen, not a long back-off later
+                delay = min(delay * 2, self.read_timeout, 8 * self.backoff)
 
 
 def start_watches(

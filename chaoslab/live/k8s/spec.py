@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from chaoslab.live.fields import Duration, StrictModel
 
 __all__ = [
+    "CONTROL_PLANE_FAULTS",
     "FAULT_KINDS",
     "NODE_FAULTS",
     "Duration",
@@ -43,9 +44,20 @@ FAULT_KINDS = (
     "node-crash",
     "kubelet-stop",
     "node-partition",
+    "controller-manager-restart",
+    "apiserver-down",
 )
 #: faults that hit a whole node (subject to the node safety rules)
 NODE_FAULTS = frozenset({"node-drain", "node-crash", "kubelet-stop", "node-partition"})
+#: faults of the control plane: no node or pod of the workload is their target; only the
+#: operator knows how to stop their cluster's API server or controller manager (a hook;
+#: on the local control plane, ``python -m chaoslab.live.cluster.target``)
+CONTROL_PLANE_FAULTS = frozenset({"controller-manager-restart", "apiserver-down"})
+#: the model's targets of the control-plane faults (chaoslab.faults)
+CONTROL_PLANE_TARGETS = {
+    "controller-manager-restart": "controller-manager-leader",
+    "apiserver-down": "control-plane",
+}
 
 
 _Model = StrictModel
@@ -65,9 +77,18 @@ class TargetSpec(_Model):
     ``pod`` names the target directly.
     """
 
-    select: Literal["app-pod", "app-pod-node", "idle-node", "ingress-node", "vip-holder"] | None = (
-        None
-    )
+    select: (
+        Literal[
+            "app-pod",
+            "app-pod-node",
+            "idle-node",
+            "ingress-node",
+            "vip-holder",
+            "controller-manager-leader",
+            "control-plane",
+        ]
+        | None
+    ) = None
     node: str | None = None
     pod: str | None = None
     ingress_namespace: str | None = None
@@ -95,7 +116,9 @@ class HookSpec(_Model):
     """Commands run on the machine running chaoslab, as argv lists.
 
     Each argument is a template: ``{node}``, ``{address}`` (the node's InternalIP),
-    ``{pod}``, ``{namespace}``, ``{container_id}``, ``{duration}`` (seconds) are filled in.
+    ``{pod}``, ``{namespace}``, ``{container_id}``, ``{duration}`` (seconds) are filled in;
+    in a ``with_hook``, ``{at}`` is the instant its effect is due (CLOCK_MONOTONIC
+    seconds): a hook that takes it is started at once and waits itself.
     There is never a default command: power-off and power-on are what the operator writes.
     """
 
@@ -138,15 +161,28 @@ class LiveFaultKey(_Model):
     out_of_service_after: Duration | None = None
     #: node-crash with method pod: sysrq reboot (b), poweroff (o) or panic (c)
     crash: Literal["reboot", "poweroff", "panic"] = "reboot"
+    #: the fault's ``with:`` effect (a control-plane fault) is injected by this hook,
+    #: ``with_delay`` after the fault; its ``recover`` joins the rollback
+    with_hook: HookSpec | None = None
 
 
 class FaultSpec(LiveFaultKey):
     """A fault as the drill injects it: the entry's kind and its ``live:`` key resolved."""
 
     kind: Literal[
-        "pod-delete", "pod-kill", "node-drain", "node-crash", "kubelet-stop", "node-partition"
+        "pod-delete",
+        "pod-kill",
+        "node-drain",
+        "node-crash",
+        "kubelet-stop",
+        "node-partition",
+        "controller-manager-restart",
+        "apiserver-down",
     ]
     target: TargetSpec
+    #: the fault's second effect (its ``with:``) and when it starts (``with_delay:``)
+    with_: str | None = Field(default=None, alias="with")
+    with_delay: Duration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FaultSpec:
@@ -173,7 +209,47 @@ class FaultSpec(LiveFaultKey):
             self.target.node is not None or self.target.select not in (None, "app-pod")
         ):
             raise ValueError(f"{k} hits a pod: target select: app-pod or pod: NAME")
+        if k in CONTROL_PLANE_FAULTS:
+            self._control_plane()
+        elif self.target.select in CONTROL_PLANE_TARGETS.values():
+            raise ValueError(f"{k} does not hit the control plane: pick a node or pod target")
+        self._second()
         return self
+
+    def _control_plane(self) -> None:
+        k = self.kind
+        if self.method != "hook":
+            raise ValueError(
+                f"{k}: a drill stops the control plane only by the operator's hook "
+                "(method: hook); there is no API call or chaos pod for it"
+            )
+        if self.target.select != CONTROL_PLANE_TARGETS[k]:
+            raise ValueError(f"{k} hits {CONTROL_PLANE_TARGETS[k]}, not a node or pod")
+        if k == "apiserver-down" and self.duration is None:
+            raise ValueError("apiserver-down needs duration: (how long no API server answers)")
+
+    def _second(self) -> None:
+        """A ``with:`` effect is drilled when it is a control-plane fault, injected by
+        ``with_hook`` ``with_delay`` after the first (the trial follows the first's node
+        or pod)."""
+        w = self.with_
+        if w is None or w == "none":
+            return
+        if w not in CONTROL_PLANE_FAULTS:
+            raise ValueError(
+                f"with: {w}: a drill runs a second effect only when it is a control-plane "
+                f"fault ({', '.join(sorted(CONTROL_PLANE_FAULTS))}); write the node or pod "
+                "fault as the first"
+            )
+        if self.kind in CONTROL_PLANE_FAULTS:
+            raise ValueError(
+                f"{self.kind} with {w}: two control-plane faults in one trial are not drilled"
+            )
+        if self.with_hook is None or self.with_hook.inject is None:
+            raise ValueError(
+                f"with: {w}: say how the drill injects it: with_hook: {{inject: [...], "
+                "timeout: ...}"
+            )
 
 
 class ProbeSpec(_Model):

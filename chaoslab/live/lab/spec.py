@@ -56,6 +56,8 @@ DESIGNS = (
 )
 #: how the lab can break something
 LAB_METHODS = ("daemon-kill", "link-down", "pod-kill", "transient-blip")
+#: the model's faults of the Kubernetes control plane (chaoslab.faults), which the lab lacks
+CONTROL_PLANE_KINDS = ("controller-manager-restart", "apiserver-down", "master-crash")
 #: the model's name of a daemon -> the program the lab runs for it
 LAB_DAEMONS = {"keepalived": "keepalived", "bgp": "bird", "haproxy": "haproxy", "nginx": "nginx"}
 
@@ -180,6 +182,18 @@ def lab_fault(
 
     key = key or LabFaultKey()
     method = key.method or kind
+    for part in (kind, str(options.get("with", "none"))):
+        if part in CONTROL_PLANE_KINDS:
+            raise ValueError(
+                f"{part}: the lab has no Kubernetes control plane (it runs the network "
+                "daemons only); drill it on a cluster (live: {cluster: local} or a hook)"
+            )
+    second = str(options.get("with", "none"))
+    if second != "none":
+        raise ValueError(
+            f"with: {second}: the lab injects one effect per fault; drill the composite on "
+            "a cluster (live:) or give each effect its own fault"
+        )
     if method not in LAB_METHODS:
         raise ValueError(
             f"the lab cannot inject {kind} itself; say how with lab: {{method: "

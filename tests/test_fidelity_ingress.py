@@ -1,0 +1,201 @@
+"""ingress-nginx balancing towards a dead upstream (issue 11 items 4 and 9): the late part
+of round robin's and least_conn's closed forms, ingress-nginx's peak EWMA
+(rootfs/etc/nginx/lua/balancer/ewma.lua, controller-v1.15.0) against an event simulation
+of that Lua logic, and the sync time growing with the configuration."""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chaoslab
+from chaoslab.mechanisms.ingress import (
+    ewma_avoided_share,
+    ewma_outcomes,
+    least_conn_late,
+    least_conn_success,
+    proxy_outcomes,
+    proxy_success,
+    sync_time,
+)
+from chaoslab.params import ParamSet
+
+EWMA = {"rate": 300.0, "rtt": 0.001, "decay": 10.0}
+
+
+def by_delay(late: tuple[tuple[float, float], ...]) -> dict[float, float]:
+    """Slow classes as {extra delay: share}."""
+    return {d: v for v, d in late}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    live=st.integers(1, 4),
+    refused=st.integers(0, 3),
+    holes=st.integers(0, 3),
+    unreachable=st.integers(0, 2),
+    tries=st.integers(0, 4),
+    client=st.sampled_from([3.0, 10.0, 30.0]),
+    post=st.sampled_from([0.0, 0.3]),
+)
+def test_round_robin_late_part_is_the_success_after_a_dead_upstream(
+    live: int, refused: int, holes: int, unreachable: int, tries: int, client: float, post: float
+) -> None:
+    kw = dict(tries=tries, connect_timeout=5.0, client_timeout=client, non_idempotent=post)
+    kw.update(unreachable=unreachable, unreachable_cycle=3.0)
+    ok = proxy_success(live, refused, holes, **kw)  # type: ignore[arg-type]
+    late = proxy_outcomes(live, refused, holes, **kw)  # type: ignore[arg-type]
+    # what is late plus what reached a live upstream first or after refused ones only
+    on_time = proxy_success(
+        live,
+        refused,
+        0,
+        tries=tries,
+        connect_timeout=5.0,
+        client_timeout=client,
+        non_idempotent=post,
+    )
+    k = live + refused + holes + unreachable
+    t = k if tries <= 0 else min(tries, k)
+    # on time: the live one comes before any hole or unreachable upstream in the order
+    first_dead = [
+        sum(
+            math.comb(refused, j - 1)
+            * math.factorial(j - 1)
+            * live
+            * math.factorial(k - j)
+            / math.factorial(k)
+            for j in range(1, min(t, refused + 1) + 1)
+        )
+    ][0]
+    timely = (1 - post) * first_dead + post * live / k
+    assert sum(v for v, _ in late) + timely == pytest.approx(ok, abs=1e-12)
+    assert all(d > 0 for _, d in late)
+    if holes + unreachable == 0:
+        assert late == () and on_time == pytest.approx(ok)
+
+
+def test_a_third_of_round_robin_requests_wait_one_connect_timeout() -> None:
+    # 3 upstreams, one black hole, tries 3, client 10 s: the hole is the first try of 1/3
+    late = proxy_outcomes(2, 0, 1, tries=3, connect_timeout=5.0, client_timeout=10.0)
+    assert by_delay(late) == pytest.approx({5.0: 1 / 3})
+    # two holes of 4: 1/2 try one first then a live (2/4 x 2/3), 1/6 try both (10 s: late)
+    late = proxy_outcomes(2, 0, 2, tries=3, connect_timeout=5.0, client_timeout=30.0)
+    assert by_delay(late) == pytest.approx({5.0: 1 / 3, 10.0: 1 / 6})
+
+
+def test_least_conn_late_requests_are_the_ones_that_drew_the_hole() -> None:
+    kw = dict(tries=3, connect_timeout=5.0, client_timeout=10.0, rate=300.0)
+    ok = least_conn_success(2, 0, 1, **kw)  # type: ignore[arg-type]
+    late = least_conn_late(2, 0, 1, **kw)  # type: ignore[arg-type]
+    assert ok == pytest.approx(1.0)
+    assert by_delay(late) == pytest.approx({5.0: 1 / (300 * 5 + 3)})
+    # client 3 s: the hole's requests fail instead of being late
+    assert (
+        least_conn_late(2, 0, 1, tries=3, connect_timeout=5.0, client_timeout=3.0, rate=300.0) == ()
+    )
+
+
+def test_ewma_prefers_a_dead_upstream_whose_requests_went_on() -> None:
+    """ewma.lua updates only the last upstream a request tried: a black hole whose
+    requests were passed on keeps a decaying score, lower than any live one's, and wins
+    every pair it is in: 2/k of the requests wait a connect timeout (round robin: 1/k)."""
+    kw = dict(tries=3, connect_timeout=5.0, client_timeout=10.0, **EWMA)
+    ok, late = ewma_outcomes(2, 0, 1, **kw)  # type: ignore[arg-type]
+    assert ok == pytest.approx(1.0)
+    assert by_delay(late) == pytest.approx({5.0: 2 / 3})
+    ok, late = ewma_outcomes(1, 0, 1, **kw)  # type: ignore[arg-type]
+    assert ok == pytest.approx(1.0)
+    assert by_delay(late) == pytest.approx({5.0: 1.0})  # of two, always the hole first
+    # a refused upstream (killed pod) is also preferred, and costs nothing: all on time
+    ok, late = ewma_outcomes(2, 1, 0, **kw)  # type: ignore[arg-type]
+    assert (ok, late) == (pytest.approx(1.0), ())
+    # a POST is not passed on: it succeeds only when both of its pair are live (1/3)
+    ok, _ = ewma_outcomes(2, 0, 1, non_idempotent=1.0, **{k: v for k, v in kw.items()})  # type: ignore[arg-type]
+    assert ok == pytest.approx(1 / 3)
+
+
+def _ewma_by_events(k: int, tau: float, seconds: float, seed: int = 1) -> float:
+    """ewma.lua's logic as events: Poisson requests at 300/s pick the lower score of two
+    random upstreams (score = ewma x exp(-(now - last touched) / 10)); upstream 0 is a
+    black hole whose requests end on it after ``tau`` (the client gives up first) and
+    update it with rtt tau; live ones answer in 1 ms and update theirs. The share of
+    requests that picked the hole, after a warm-up."""
+    rng = np.random.default_rng(seed)
+    ewma = [0.001] * k
+    last = [0.0] * k
+    ends: list[tuple[float, int, float]] = []
+    t, picked, total, warm = 0.0, 0, 0, seconds / 4
+
+    def touch(u: int, rtt: float, now: float) -> None:
+        w = math.exp(-max(0.0, now - last[u]) / 10.0)
+        ewma[u] = ewma[u] * w + rtt * (1 - w)
+        last[u] = now
+
+    while t < seconds:
+        t += rng.exponential(1 / 300)
+        while ends and ends[0][0] <= t:
+            at, u, rtt = heapq.heappop(ends)
+            touch(u, rtt, at)
+        a, b = rng.choice(k, 2, replace=False)
+        score = [ewma[u] * math.exp(-(t - last[u]) / 10.0) for u in (a, b)]
+        u = int(a if score[0] < score[1] else b)
+        rtt = tau if u == 0 else 0.001
+        heapq.heappush(ends, (t + rtt, u, rtt))
+        if t > warm:
+            total += 1
+            picked += u == 0
+    return picked / total
+
+
+@pytest.mark.parametrize(("k", "tau"), [(3, 3.0), (4, 2.0)])
+def test_ewma_avoids_a_hole_its_requests_end_on_as_the_renewal_says(k: int, tau: float) -> None:
+    want = ewma_avoided_share(k, 300.0, tau, 0.001, 10.0)
+    got = _ewma_by_events(k, tau, 1600.0)
+    assert got == pytest.approx(want, rel=0.15)
+    # far below round robin's 1/k and the 2/k of a hole nobody ends on
+    assert want < 0.1 / k
+
+
+def test_ewma_with_a_short_client_timeout_fails_few_requests() -> None:
+    kw = dict(tries=3, connect_timeout=5.0, client_timeout=3.0, **EWMA)
+    ok, late = ewma_outcomes(2, 0, 1, **kw)  # type: ignore[arg-type]
+    assert ok == pytest.approx(1.0 - ewma_avoided_share(3, 300.0, 3.0, 0.001, 10.0))
+    assert late == ()
+
+
+def test_sync_time_is_a_line_through_the_published_points() -> None:
+    """The defaults reproduce the points they were fitted to: PR #11045's ~10 s of
+    syncIngress outside nginx -t and reload at ~3,000 Ingresses, issue #1386's ~12 s
+    reload at ~100,000 hosts."""
+    ps = ParamSet.resolve(None, {})
+    per = ps["nginx.sync_time_per_ingress"].mean()  # type: ignore[union-attr]
+    reload = ps["nginx.reload_time_per_ingress"].mean()  # type: ignore[union-attr]
+    assert sync_time(3000, per) == pytest.approx(9.0)
+    assert sync_time(100_000, reload) == pytest.approx(12.0)
+    assert sync_time(0, per) == 0.0
+
+
+def test_a_large_configuration_delays_the_upstream_removal_by_its_sync() -> None:
+    """A pod delete behind ingress-hostnet: nginx drops the pod one sync after its
+    endpoint went; with 3,000 Ingresses that sync takes 9 s more."""
+    fault = {"kind": "pod-delete", "target": "app-pod"}
+    small = chaoslab.simulate("ingress-hostnet", fault, profile=["k8s-1.32"], trials=30, seed=4)
+    large = chaoslab.simulate(
+        "ingress-hostnet",
+        fault,
+        profile=["k8s-1.32"],
+        trials=30,
+        seed=4,
+        params={"ingress.ingresses": 3000},
+    )
+    gap_small = small["at_ingress_upstream_removed"] - small["at_endpoints_removed"]
+    gap_large = large["at_ingress_upstream_removed"] - large["at_endpoints_removed"]
+    assert gap_small.max() < 5.0
+    assert (gap_large >= 9.0).all()
+    assert gap_large.median() - gap_small.median() == pytest.approx(9.0, abs=1.5)
