@@ -313,6 +313,25 @@ def match_cells(
     prediction does), the same target when the prediction has it, and one sweep point: pass
     ``select={"profile": "k8s-1.32"}`` when the prediction swept several.
     """
+    return _match(predicted, measured, select).pairs
+
+
+@dataclass
+class _Matched:
+    """`match_cells`' pairs, with each pair's row positions in the two frames they were
+    taken from (``p``: the prediction after ``select``, ``m``: the measured trials)."""
+
+    pairs: list[tuple[pd.DataFrame, pd.DataFrame, str]]
+    rows: list[tuple[np.ndarray, np.ndarray]]
+    p: pd.DataFrame
+    m: pd.DataFrame
+
+
+def _match(
+    predicted: Run | pd.DataFrame,
+    measured: Run | pd.DataFrame,
+    select: Mapping[str, Any] | None = None,
+) -> _Matched:
     check_compatible(predicted, measured)
     p, m = _trials(predicted), _trials(measured)
     # a run written without a target column (older drills) names no target: ""
@@ -327,19 +346,19 @@ def match_cells(
         if p.empty:
             raise CompareError(f"--select {k}={v}: no predicted trials have that value")
     msweep = [c for c in _sweep_cols(m, _meta(measured)) if c not in (select or {})]
-    pairs = []
+    out = _Matched([], [], p, m)
     unmatched = []
     index = _PredictedIndex(p)
-    for key, g in _groups(m, ["design", "fault", "target", *msweep]):
+    for key, g, g_at in _groups(m, ["design", "fault", "target", *msweep]):
         design, fault, target = key[:3]
         point = dict(zip(msweep, key[3:], strict=True))
-        cand = index.candidates(design, fault, point)
+        cand, at = index.candidates(design, fault, point)
         if cand.empty:
             unmatched.append(f"{design} · {fault}")
             continue
         hit = cand["target"] == target
         if hit.any() and not hit.all():
-            cand = cand[hit]
+            cand, at = cand[hit], at[hit.to_numpy()]
         elif cand["target"].nunique() > 1:
             raise CompareError(
                 f"cannot compare {design} · {fault}: measured target {target!r}, predicted "
@@ -354,51 +373,59 @@ def match_cells(
         label = f"{design} · {fault}"
         if point:
             label += " · " + ", ".join(f"{k}={v}" for k, v in point.items())
-        pairs.append((cand, g, label))
-    if not pairs:
+        out.pairs.append((cand, g, label))
+        out.rows.append((at, g_at))
+    if not out.pairs:
         raise CompareError(
             f"cannot compare: no measured cell ({'; '.join(unmatched)}) has a predicted "
             f"counterpart in {_name(predicted)}"
         )
-    return pairs
+    return out
 
 
-def _groups(df: pd.DataFrame, keys: list[str]) -> list[tuple[Any, pd.DataFrame]]:
+def _groups(df: pd.DataFrame, keys: list[str]) -> list[tuple[Any, pd.DataFrame, np.ndarray]]:
     """``df.groupby(keys, sort=False, dropna=False)``'s groups in the same order, each a
-    slice of ``df`` (no copy) where its rows are together, as a run stores a cell's."""
+    slice of ``df`` (no copy) where its rows are together, as a run stores a cell's, and
+    its row positions."""
     found = df.groupby(keys, sort=False, dropna=False).indices
     out = []
     for key, rows in sorted(found.items(), key=lambda kv: kv[1][0]):
         at = np.asarray(rows, dtype=np.intp)
         whole = at[-1] - at[0] + 1 == at.size
-        out.append((key, df.iloc[at[0] : at[-1] + 1] if whole else df.take(at)))
+        out.append((key, df.iloc[at[0] : at[-1] + 1] if whole else df.take(at), at))
     return out
 
 
 class _PredictedIndex:
     """The predicted trials' row positions per design and per design x fault x sweep
     point, found once: a measured cell takes its rows instead of scanning the whole
-    prediction."""
+    prediction. Every method returns the rows and their positions."""
 
     def __init__(self, p: pd.DataFrame) -> None:
         self.p = p
         self.by_design = p.groupby("design", sort=False).indices
         self.by_point: dict[tuple[str, ...], dict[Any, Any]] = {}
 
-    def _take(self, positions: Any) -> pd.DataFrame:
+    def _take(self, positions: Any) -> tuple[pd.DataFrame, np.ndarray]:
         at = np.asarray(positions, dtype=np.intp)
         # a run stores a cell's trials together: then a slice, not a copy
         contiguous = at.size and at[-1] - at[0] + 1 == at.size
-        return self.p.iloc[at[0] : at[-1] + 1] if contiguous else self.p.take(at)
+        return (self.p.iloc[at[0] : at[-1] + 1] if contiguous else self.p.take(at)), at
 
-    def _at_point(self, rows: pd.DataFrame, point: Mapping[str, Any]) -> pd.DataFrame:
+    def _at_point(
+        self, found: tuple[pd.DataFrame, np.ndarray], point: Mapping[str, Any]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        rows, at = found
         # the same sweep point on both sides when the prediction swept the same key
         for k, v in point.items():
             if k in rows.columns:
-                rows = rows[rows[k] == v]
-        return rows
+                same = rows[k] == v
+                rows, at = rows[same], at[same.to_numpy()]
+        return rows, at
 
-    def _cell(self, design: Any, fault: Any, point: Mapping[str, Any]) -> pd.DataFrame:
+    def _cell(
+        self, design: Any, fault: Any, point: Mapping[str, Any]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
         """`_at_point` of the design x fault rows, by one look-up of its values."""
         keys = tuple(k for k in point if k in self.p.columns)
         values = tuple(point[k] for k in keys)
@@ -409,22 +436,25 @@ class _PredictedIndex:
             self.by_point[keys] = groups.indices
         return self._take(self.by_point[keys].get((design, fault, *values), []))
 
-    def candidates(self, design: Any, fault: Any, point: Mapping[str, Any]) -> pd.DataFrame:
+    def candidates(
+        self, design: Any, fault: Any, point: Mapping[str, Any]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
         """The predicted trials of this design and fault at this point (empty: none)."""
-        cand = self._cell(design, fault, point)
+        cand, at = self._cell(design, fault, point)
         if not cand.empty:
-            return cand
+            return cand, at
         # the same kind under another name (a drill's own label): only if unambiguous
-        pd_ = self._at_point(self._take(self.by_design.get(design, [])), point)
-        kind = str(fault).split("/")[0]
-        cand = pd_[pd_["fault"].astype(str).str.split("/").str[0] == kind]
+        pd_, at = self._at_point(self._take(self.by_design.get(design, [])), point)
+        same_kind = pd_["fault"].astype(str).str.split("/").str[0] == str(fault).split("/")[0]
+        cand, at = pd_[same_kind], at[same_kind.to_numpy()]
         if cand["fault"].nunique() > 1:
+            kind = str(fault).split("/")[0]
             raise CompareError(
                 f"cannot compare {design} · {fault}: the prediction has several {kind} "
                 f"faults ({', '.join(sorted(map(str, set(cand['fault']))))}); name the "
                 "measured one like one of them"
             )
-        return cand
+        return cand, at
 
 
 def compared_metrics(predicted: pd.DataFrame, measured: pd.DataFrame) -> list[str]:
@@ -457,15 +487,28 @@ def comparable_cells(
     when that run is a live run recording its prober (`as_probed`): what `compare` and the
     predicted-vs-measured figure both use, so they always agree. Returns the pairs and a note
     saying so."""
-    pairs = match_cells(predicted, measured, select)
+    matched, notes = _comparable(predicted, measured, select)
+    return matched.pairs, notes
+
+
+def _comparable(
+    predicted: Run | pd.DataFrame,
+    measured: Run | pd.DataFrame,
+    select: Mapping[str, Any] | None = None,
+) -> tuple[_Matched, list[str]]:
+    """`comparable_cells`, keeping the row positions of the pairs that are still the
+    frames' rows (none when the prediction was seen through a prober: its values are
+    new)."""
+    matched = _match(predicted, measured, select)
     prober = ProberInfo.of(_meta(measured))
     horizon = _meta(predicted).get("horizon_s")
     if prober is None or not horizon:
-        return pairs, []
+        return matched, []
     # compare like with like: a dip shorter than the probe spacing counts as often as the
     # lab's prober catches one
-    probed = [(as_probed(p, prober, float(horizon)), m, lab) for p, m, lab in pairs]
-    return probed, [f"predicted metrics as the measured run's prober sees them ({prober.text()})"]
+    probed = [(as_probed(p, prober, float(horizon)), m, lab) for p, m, lab in matched.pairs]
+    note = f"predicted metrics as the measured run's prober sees them ({prober.text()})"
+    return _Matched(probed, [], matched.p, matched.m), [note]
 
 
 @dataclass
@@ -502,20 +545,25 @@ def compare(
     are left out, with a note saying how many."""
     predicted, measured = _needed_columns(predicted, measured)
     measured, notes = _without_aborted(measured)
-    pairs, probe_notes = comparable_cells(predicted, measured, select)
+    matched, probe_notes = _comparable(predicted, measured, select)
+    pairs = matched.pairs
     notes += probe_notes
     m_all = _trials(measured)
-    matched = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
-    for (design, fault), _ in m_all.groupby(["design", "fault"], sort=False):
-        if (str(design), str(fault)) not in matched:
+    found = {(str(m["design"].iloc[0]), str(m["fault"].iloc[0])) for _, m, _ in pairs}
+    # each measured design x fault once, in the run's order (the groups, without a frame
+    # per group)
+    cells = m_all[["design", "fault"]].dropna().drop_duplicates()
+    for design, fault in cells.itertuples(index=False, name=None):
+        if (str(design), str(fault)) not in found:
             notes.append(f"{design} · {fault}: no predicted counterpart, left out")
     rows: list[dict[str, Any]] = []
     ranks = _Ranks()
-    for p, m, label in pairs:
+    values = _Values(matched)
+    for i, (_, m, label) in enumerate(pairs):
         keys = {c: str(m[c].iloc[0]) for c in ("design", "fault", "target")}
         keys["point"] = label.split(" · ", 2)[2] if label.count(" · ") >= 2 else ""
         trial_ids = m["trial"].to_numpy() if "trial" in m else np.arange(len(m))
-        names, pv, mv = _cell_values(p, m)
+        names, pv, mv = values.of(i)
         for j, metric in enumerate(names):
             # one sort per cell x metric: every measured trial is ranked against it
             px = np.sort(_clean(pv[:, j]))
@@ -548,29 +596,78 @@ def _needed_columns(
     return out[0], out[1]
 
 
+class _Values:
+    """Each pair's `compared_metrics` and both cells' values of them (trials x metrics).
+
+    The metric and milestone columns of a run lie together, all floats: one slice of each
+    frame's columns, taken once, is a view of its values, and a pair's values are its rows
+    of it. Pairs whose rows are not the frames' (a prediction seen through a prober), or
+    frames without such a slice, are read from their own frames."""
+
+    def __init__(self, matched: _Matched) -> None:
+        self.matched = matched
+        p_cols, m_cols = set(matched.p.columns.tolist()), matched.m.columns.tolist()
+        self.metrics = [c for c in METRICS if c in p_cols and c in m_cols]
+        self.names = self.metrics + [c for c in m_cols if c.startswith("at_") and c in p_cols]
+        self.blocks = None
+        if matched.rows:
+            with contextlib.suppress(TypeError, ValueError):  # a column that is no number
+                self.blocks = (_block(matched.p, self.names), _block(matched.m, self.names))
+
+    def of(self, i: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        if self.blocks is None:
+            return _cell_values(*self.matched.pairs[i][:2])
+        (pb, ppos), (mb, mpos) = self.blocks
+        prow, mrow = self.matched.rows[i]
+        return _seen(self.names, len(self.metrics), _at(pb, prow)[:, ppos], _at(mb, mrow)[:, mpos])
+
+
+def _block(df: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The slice of ``df``'s columns from the first of ``names`` to the last as one float
+    array (a view when they are one block of floats), and the names' positions in it."""
+    where = {c: i for i, c in enumerate(df.columns.tolist())}
+    pos = np.array([where[c] for c in names], dtype=np.intp)
+    lo, hi = (int(pos.min()), int(pos.max()) + 1) if len(pos) else (0, 0)
+    return df.iloc[:, lo:hi].to_numpy(dtype=float), pos - lo
+
+
+def _at(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``block[rows]``, a view when the rows are together."""
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size:
+        return block[rows[0] : rows[-1] + 1]
+    return block[rows]
+
+
+def _seen(
+    names: list[str], k: int, pv: np.ndarray, mv: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The first ``k`` names (the metrics) and the milestones seen at least once on each
+    side, with their values."""
+    seen = ~np.isnan(pv[:, k:]).all(axis=0) & ~np.isnan(mv[:, k:]).all(axis=0)
+    keep = np.concatenate([np.ones(k, dtype=bool), seen])
+    return [c for c, kept in zip(names, keep, strict=True) if kept], pv[:, keep], mv[:, keep]
+
+
 def _cell_values(p: pd.DataFrame, m: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
     """`compared_metrics` of a pair of cells and both cells' values of them (trials x
     metrics), each read from one slice of its frame's columns."""
-    metrics = [c for c in METRICS if c in p.columns and c in m.columns]
-    both = [c for c in m.columns if c.startswith("at_") and c in p.columns]
+    # the names as a list first: iterating pandas' text index goes value by value
+    p_cols, m_cols = set(p.columns.tolist()), m.columns.tolist()
+    metrics = [c for c in METRICS if c in p_cols and c in m_cols]
+    both = [c for c in m_cols if c.startswith("at_") and c in p_cols]
     try:
         pv, mv = _values(p, [*metrics, *both]), _values(m, [*metrics, *both])
     except (TypeError, ValueError):  # a column that is no number: only those compared
         names = compared_metrics(p, m)
         return names, _values(p, names), _values(m, names)
-    k = len(metrics)
-    # a milestone counts when seen at least once on each side
-    seen = ~np.isnan(pv[:, k:]).all(axis=0) & ~np.isnan(mv[:, k:]).all(axis=0)
-    keep = np.concatenate([np.ones(k, dtype=bool), seen])
-    names = [c for c, kept in zip([*metrics, *both], keep, strict=True) if kept]
-    return names, pv[:, keep], mv[:, keep]
+    return _seen([*metrics, *both], len(metrics), pv, mv)
 
 
 def _values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     """``df[names].to_numpy(dtype=float)``, from one slice of ``df``'s columns when the
     names lie close together, as a run's metrics and milestones do: a column look-up or
     take per call costs more than the values."""
-    where = {c: i for i, c in enumerate(df.columns)}
+    where = {c: i for i, c in enumerate(df.columns.tolist())}
     pos = np.array([where[c] for c in names], dtype=np.intp)
     if not len(pos):
         return np.empty((len(df), 0))

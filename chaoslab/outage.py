@@ -27,11 +27,14 @@ upstream, then passed the request on). The rest of a(t) succeeds at the base lat
 - ``p99_latency_s``: the 99th percentile of the latency of the requests that *succeeded*
   during the fault window: from the fault to the end of the last stretch with a < 1 or
   with slow classes (the horizon if a(t) never came back). An empty window (nothing
-  happened) gives the base latency's p99; a window in which no request succeeded, NaN.
+  happened) gives the base latency's p99. A window in which no request succeeded (a full
+  outage, then recovery) is widened to the horizon: the first successes after recovery
+  are the fault's tail, so a short full outage reads the base latency's p99, not "no
+  value". NaN only if no request succeeds before the horizon at all.
 
 A design without a latency model states no slow classes: slow_s 0 and p99_latency_s
 the base latency's p99 (`no_latency_metrics`): the model says every request either
-succeeds at once or fails.
+succeeds at once or fails; by the same rule NaN if a(t) is 0 until the horizon.
 
 A live run estimates a(t) from probes (`availability_from_probes`) and then uses the same
 function, so a prediction and a measurement are comparable by construction. A prober sees
@@ -57,6 +60,7 @@ __all__ = [
     "OutageMetrics",
     "SlowClasses",
     "availability_from_probes",
+    "latency_from_probes",
     "latency_metrics",
     "latency_quantile",
     "latency_summary",
@@ -320,9 +324,18 @@ def slow_seconds(
 
 
 def _value_before(times: Sequence[float], values: Sequence[float], t: float) -> float:
-    """The value holding on the stretch that starts at or before ``t``."""
-    i = bisect_right(list(times), t) - 1
+    """The value holding on the stretch that starts at or before ``t`` (``times`` a list:
+    callers in a loop convert once)."""
+    i = bisect_right(times, t) - 1
     return float(values[i]) if i >= 0 else 1.0
+
+
+def _any_success(a_t: Sequence[float], a_v: Sequence[float], horizon: float) -> bool:
+    """Whether a(t) is above 0 on some stretch of [0, horizon) (before the fault it is 1,
+    so a first change point after 0 leaves a stretch of successes)."""
+    if not a_t or a_t[0] > 0:
+        return True
+    return any(a_v[i] > 0 for i, _ in _segments(a_t, horizon))
 
 
 def latency_quantile(
@@ -344,11 +357,12 @@ def latency_quantile(
     if end <= 0:
         return base.p99 if q == 0.99 else base.quantile(q)
     cuts = sorted({t for t in (*a_t, *times) if 0 <= t < end} | {0.0})
+    a_times, c_times = list(a_t), list(times)
     weight: dict[float, float] = {}
     for k, t0 in enumerate(cuts):
         span = (cuts[k + 1] if k + 1 < len(cuts) else end) - t0
-        a = _value_before(a_t, a_v, t0)
-        j = bisect_right(list(times), t0) - 1
+        a = _value_before(a_times, a_v, t0)
+        j = bisect_right(c_times, t0) - 1
         slow = classes[j] if j >= 0 else ()
         late = 0.0
         for s, d in slow:
@@ -418,12 +432,24 @@ def latency_metrics(
     (``times``/``classes``); ``recovery_s`` is inf if a(t) never came back."""
     slow = slow_seconds(times, classes, horizon, threshold=threshold, base=base)
     end = horizon if math.isinf(recovery_s) else max(recovery_s, _slow_end(times, classes, horizon))
-    return slow, latency_quantile(a_t, a_v, times, classes, end=end, base=base)
+    p99 = latency_quantile(a_t, a_v, times, classes, end=end, base=base)
+    if math.isnan(p99) and end < horizon:
+        # nothing succeeded in the window: its tail is the first successes after it
+        p99 = latency_quantile(a_t, a_v, times, classes, end=horizon, base=base)
+    return slow, p99
 
 
-def no_latency_metrics(base: BaseLatency) -> tuple[float, float]:
+def no_latency_metrics(
+    base: BaseLatency,
+    a_t: Sequence[float] = (),
+    a_v: Sequence[float] = (),
+    horizon: float = math.inf,
+) -> tuple[float, float]:
     """(slow_s, p99_latency_s) of a trial whose design has no latency model: no request
-    succeeds late, so 0 s slow and the base latency's p99."""
+    succeeds late, so 0 s slow and the base latency's p99; NaN if a(t) (when given) lets
+    no request succeed before the horizon, as `latency_metrics`."""
+    if not _any_success(a_t, a_v, horizon):
+        return 0.0, math.nan
     return 0.0, base.p99
 
 
@@ -443,3 +469,47 @@ def latency_summary(slow_s: npt.ArrayLike, p99_latency_s: npt.ArrayLike) -> dict
         "p99_latency_p50": q(p99, 0.5),
         "p99_latency_p95": q(p99, 0.95),
     }
+
+
+def latency_from_probes(
+    t: np.ndarray,
+    ok: np.ndarray,
+    latency: np.ndarray,
+    *,
+    t_fault: float,
+    bin_s: float,
+    horizon: float,
+    threshold: float,
+    recovery_s: float,
+) -> tuple[float, float]:
+    """The measured (slow_s, p99_latency_s) of a live trial, defined as `latency_metrics`.
+
+    ``t`` probe send times, ``ok`` success within the client timeout, ``latency`` seconds
+    until the answer. slow_s: per ``bin_s`` bin from the fault, the share of probes that
+    succeeded slower than ``threshold``, times the bin. p99: over the successful probes
+    sent from the fault to the end of the last stretch with a failure or a slow one
+    (``recovery_s``; the horizon if not recovered); an empty window, or one in which no
+    probe succeeded, uses every successful probe before the horizon; none at all, NaN."""
+    rel = np.asarray(t, dtype=float) - t_fault
+    good = np.asarray(ok, dtype=bool)
+    lat = np.asarray(latency, dtype=float)
+    keep = (rel >= 0) & (rel < horizon)
+    rel, good, lat = rel[keep], good[keep], lat[keep]
+    if rel.size == 0:
+        return math.nan, math.nan
+    idx = np.floor(rel / bin_s).astype(np.int64)
+    slow = good & (lat > threshold)
+    total = np.bincount(idx)
+    late = np.bincount(idx, weights=slow.astype(float), minlength=total.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, late / np.maximum(total, 1), 0.0)
+    slow_s = float(share.sum() * bin_s)
+    end = horizon if math.isinf(recovery_s) else float(recovery_s)
+    if slow.any():
+        end = max(end, float((idx[slow].max() + 1) * bin_s))
+    window = good & (rel < end) if end > 0 else good
+    if not window.any():
+        window = good  # widened to the horizon, as `latency_metrics`
+    if not window.any():
+        return slow_s, math.nan
+    return slow_s, float(np.quantile(lat[window], 0.99, method="inverted_cdf"))

@@ -57,7 +57,6 @@ from chaoslab import analysis
 from chaoslab.analysis import (
     KEY,
     NothingToShow,
-    at_point,
     base_design,
     ecdf,
     fault_cells,
@@ -85,15 +84,19 @@ __all__ = [
     "design_color",
     "design_order",
     "ecdf_recovery",
+    "figure_cost",
     "figure_makers",
     "figures_for_run",
     "fmt_seconds",
     "loss_heatmap",
+    "not_run_blocks",
     "own_node_crash",
     "phase_timeline",
+    "png_bytes",
     "predicted_vs_measured",
     "save",
     "series_colors",
+    "step_band",
     "tornado",
     "write_figures",
 ]
@@ -330,12 +333,11 @@ def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFr
     cells = fault_cells(df)
     multi = _multi_target(cells)
     points = sweep_points(df, sweep)
-    by_cell = {k: g for k, g in df.groupby(["fault", "target"], sort=False)}
+    by_panel = _groups(df, ["fault", "target", *sweep])
     out = []
     for fault, target in cells:
-        cell = by_cell[(fault, target)]
         for point in points:
-            g = at_point(cell, sweep, point)
+            g = by_panel.get((fault, target, *point), df.iloc[:0])
             if g.empty and len(points) == 1:
                 continue
             title = _cell_label(fault, target, multi)
@@ -343,6 +345,13 @@ def _panels(df: pd.DataFrame, sweep: Sequence[str]) -> list[tuple[str, pd.DataFr
                 title += f"\n{_point_label(sweep, point)}"
             out.append((title, g))
     return out
+
+
+def _groups(df: pd.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], pd.DataFrame]:
+    """The trials of every group of ``keys`` by its values: one groupby, where a mask
+    per panel and series (`at_point`) cost more than the availability panels' drawing."""
+    return {(k if isinstance(k, tuple) else (k,)): g
+            for k, g in df.groupby(list(keys), sort=False)}  # fmt: skip
 
 
 def _panel_cols(df: pd.DataFrame, sweep: Sequence[str], default: int) -> int:
@@ -706,17 +715,13 @@ def _by_design(df: pd.DataFrame, sweep: Sequence[str]) -> list[_Panel]:
     multi = _multi_target(cells)
     one_fault = len({c[0] for c in cells}) == 1
     series_keys = [(f, t, pt) for f, t in cells for pt in sweep_points(df, sweep)]
-    groups = {str(d): gd for d, gd in df.groupby("design", sort=False)}
+    by_series = _groups(df, ["design", "fault", "target", *sweep])
     layout: list[_Panel] = []
-    for d in design_order(groups):  # registry order, variants beside their base
-        gd = groups[d]
-        by_cell = {k: g for k, g in gd.groupby(["fault", "target"], sort=False)}
+    for d in design_order(df["design"]):  # registry order, variants beside their base
         series = []
         for k, (f, t, pt) in enumerate(series_keys):
-            if (f, t) not in by_cell:
-                continue
-            g = at_point(by_cell[(f, t)], sweep, pt)
-            if g.empty:
+            g = by_series.get((d, f, t, *pt))
+            if g is None:
                 continue
             cell = t if one_fault else _cell_label(f, t, multi)
             parts = ([cell] if len(cells) > 1 else []) + (
@@ -735,10 +740,29 @@ def _availability_panel(
         # series that behave the same would hide each other: offset each median line
         # by a hair (|offset| < 0.02, far below any real step in a(t))
         dodge = (k - (len(series) - 1) / 2) * min(0.008, 0.04 / max(len(series), 1))
-        ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.15, lw=0)
+        # the band as fill_between draws it, pixel for pixel: a collection of its own
+        # (Agg draws a lone path's zero-width edge as a hairline, one of many paths' not:
+        # that hairline is what shows a band narrower than a pixel), edges in its colour
+        face = [mpl.colors.to_rgba(c, 0.15)]
+        fill = PolyCollection([step_band(grid, lo, hi)], facecolors=face, edgecolors=face, lw=0)
+        ax.add_collection(fill, autolim=False)
         ax.step(grid, med + dodge, where="post", color=c, lw=1.6, label=label)
     if not series:
         ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="0.5")
+
+
+def step_band(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The polygon ``fill_between(x, lo, hi, step="post")`` fills, vertex for vertex
+    (along lo from its start at hi, back along hi), built with numpy: fill_between's own
+    bookkeeping cost more than drawing the band."""
+    n = x.size
+    xs, ls, hs = (np.empty(2 * n - 1) for _ in range(3))
+    for out, v in ((xs, x), (ls, lo), (hs, hi)):
+        out[0::2] = v
+    xs[1::2], ls[1::2], hs[1::2] = x[1:], lo[:-1], hi[:-1]
+    return np.concatenate(
+        [[[xs[0], hs[0]]], np.c_[xs, ls], [[xs[-1], hs[-1]]], np.c_[xs[::-1], hs[::-1]]]
+    )
 
 
 def own_node_crash(df: pd.DataFrame) -> pd.DataFrame:
@@ -1031,8 +1055,8 @@ def loss_heatmap(
 ) -> Figure:
     """Heat map per metric: rows design (x sweep point; variants beside their base design),
     columns fault cells, one log colour scale shared by every panel (values span
-    milliseconds to the horizon), each cell annotated; 0 s is white and says "0 s", a cell
-    that was not run is hatched and says "not run"."""
+    milliseconds to the horizon), each cell annotated; 0 s is white and says "0 s", cells
+    that were not run are hatched, each block of them down a column saying "not run"."""
     df = trials_of(results)
     sweep = sweep_columns(results)
     cells = fault_cells(df)
@@ -1094,22 +1118,37 @@ def _heat_panel(ax: Axes, mat: np.ndarray, norm: LogNorm) -> Any:
     shown = np.where(mat > 0, np.maximum(mat, vmin), np.nan)
     im = ax.imshow(np.ma.masked_invalid(shown), norm=norm, cmap="YlOrRd", aspect="auto")
     ax.set_facecolor("white")  # 0 s: the cells the colour map leaves empty
-    missing = np.argwhere(np.isnan(mat))
-    if missing.size:
+    blocks = not_run_blocks(mat)
+    if blocks:
         ax.add_collection(PolyCollection(
-            [[(j - 0.5, i - 0.5), (j + 0.5, i - 0.5), (j + 0.5, i + 0.5), (j - 0.5, i + 0.5)]
-             for i, j in missing],
-            facecolors="0.85", edgecolors="0.6", hatch="////", linewidths=0,
+            [[(j - 0.5, a - 0.5), (j + 0.5, a - 0.5), (j + 0.5, b + 0.5), (j - 0.5, b + 0.5)]
+             for j, a, b in blocks],
+            # a white rim tells the blocks of adjacent columns apart
+            facecolors="0.85", edgecolors="white", hatchcolor="0.6", hatch="////",
+            linewidths=1.0,
         ))  # fmt: skip
+    for j, a, b in blocks:  # named once per block: the text was half the figure's cost
+        ax.text(j, (a + b) / 2, NOT_RUN, ha="center", va="center", fontsize=7, color="0.35")
     # white text on the darkest 40 % of the log colour range
     dark_from = math.log(vmin) + 0.6 * (math.log(vmax) - math.log(vmin))
     for (i, j), v in np.ndenumerate(mat):
-        text = NOT_RUN if np.isnan(v) else fmt_seconds(v)
-        dark = np.isfinite(v) and v > 0 and math.log(max(v, vmin)) > dark_from
-        color = "white" if dark else ("0.35" if np.isnan(v) else "black")
-        ax.text(j, i, text, ha="center", va="center", fontsize=7 if np.isnan(v) else 7.5,
-                color=color)  # fmt: skip
+        if np.isnan(v):
+            continue
+        dark = math.isfinite(v) and v > 0 and math.log(max(v, vmin)) > dark_from
+        ax.text(j, i, fmt_seconds(v), ha="center", va="center", fontsize=7.5,
+                color="white" if dark else "black")  # fmt: skip
     return im
+
+
+def not_run_blocks(mat: np.ndarray) -> list[tuple[int, int, int]]:
+    """(column, first row, last row) of each run of adjacent not-run (NaN) cells down a
+    column of a heat map: one hatched block and one "not run" each."""
+    out = []
+    for j in range(mat.shape[1]):
+        edges = np.diff(np.r_[0, np.isnan(mat[:, j]).astype(np.int8), 0])
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+        out += [(j, int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+    return out
 
 
 # ----------------------------------------------------------------------------- tornado
@@ -1341,18 +1380,45 @@ def save(fig: Figure, path: str | Path, formats: Sequence[str] = ("png",)) -> li
     base = Path(path)
     out = []
     for fmt in formats:
-        buf = BytesIO()
-        # no date or software version in the file: the same inputs give the same bytes
-        meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
-        fig.savefig(buf, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=meta)
+        if fmt == "png":
+            data = png_bytes(fig)
+        else:
+            buf = BytesIO()
+            # no date or software version in the file: the same inputs give the same bytes
+            fig.savefig(buf, format=fmt, metadata={"Date": None, "Creator": None})
+            data = buf.getvalue()
         p = base.parent / f"{base.name}.{fmt}"  # not with_suffix: names hold dots (k8s-1.10)
-        atomic_write_bytes(p, buf.getvalue())
+        atomic_write_bytes(p, data)
         out.append(p)
     return out
 
 
 #: resolution of the PNG files (and of the report's images)
 PNG_DPI = 100
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure drawn by Agg at `PNG_DPI` as PNG, RGB when every pixel is opaque (the
+    figures are): without the alpha channel the file is ~10 % smaller and compressing it
+    ~40 % cheaper than ``savefig``'s RGBA. No text chunk (no date, no software version):
+    the same inputs give the same bytes."""
+    from io import BytesIO
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    dpi = fig.dpi
+    fig.dpi = PNG_DPI
+    try:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba())
+    finally:
+        fig.dpi = dpi
+    img = Image.fromarray(rgba[..., :3] if rgba[..., 3].min() == 255 else rgba)
+    buf = BytesIO()
+    img.save(buf, format="png", dpi=(PNG_DPI, PNG_DPI))
+    return buf.getvalue()
 
 
 def figure_makers(run: Run, vs: Run | None = None) -> dict[str, Callable[[], Figure]]:
@@ -1574,26 +1640,41 @@ def _draw_in_parallel(
     n_helpers: int,
 ) -> dict[str, tuple[Path, ...] | None]:
     """This process and ``n_helpers`` spawned helpers draw whole figures, each writing
-    its own files atomically: the helpers take figures from the front of ``makers``, this
-    process from the back. A figure a helper could not draw (an error, a helper that
-    died) is drawn here, so its error is raised as when drawn alone. The helpers end when
-    this returns or raises (Ctrl-C included), and on their own when this process dies."""
-    work = _Work(deque(makers), [], {})
+    its own files atomically: whoever is free takes the costliest figure left
+    (`figure_cost`; this process first, while the helpers start), so all finish at about
+    the same time. A figure a helper could not draw (an error, a helper that died) is
+    drawn here, so its error is raised as when drawn alone. The helpers end when this
+    returns or raises (Ctrl-C included), and on their own when this process dies."""
+    work = _Work(deque(sorted(makers, key=figure_cost, reverse=True)), [], {})
     helpers = _start_helpers(run, vs, n_helpers)
     try:
         while work.left(helpers):
+            mine = work.retry.pop() if work.retry else _next(work.pending)
             for h in helpers:
                 if h.busy is None and work.pending:
                     h.busy = work.pending.popleft()
                     h.conn.send((h.busy, str(dest), tuple(formats)))
-            mine = work.retry or work.pending
-            if mine:
-                name = mine.pop()
-                work.done[name] = _draw_here(makers[name], dest, name, formats)
+            if mine is not None:
+                work.done[mine] = _draw_here(makers[mine], dest, mine, formats)
             _collect(helpers, work, timeout=0 if work.pending or work.retry else None)
     finally:
         _stop_helpers(helpers)
     return work.done
+
+
+#: drawing cost of a figure relative to a phase timeline, by the start of its name (the
+#: CPU time of the bundled run's figures: the heat map's ~500 annotations, the a(t) and
+#: ECDF small multiples); anything else counts as 1
+_FIGURE_COST = (("loss", 4.0), ("ecdf", 2.5), ("availability", 2.2), ("predicted", 2.0))
+
+
+def figure_cost(name: str) -> float:
+    """How costly a figure of `figure_makers` is to draw, relative to the others."""
+    return next((c for prefix, c in _FIGURE_COST if name.startswith(prefix)), 1.0)
+
+
+def _next(pending: deque[str]) -> str | None:
+    return pending.popleft() if pending else None
 
 
 def _collect(helpers: list[_Helper], work: _Work, timeout: float | None) -> None:

@@ -17,6 +17,7 @@ See docs/report.md.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -442,19 +443,17 @@ def figure_caption(name: str) -> str:
 def _figures(run: Run, vs: Run | None, workers: int = 1) -> list[tuple[str, bytes]]:
     """(name, PNG) of every figure: kept in RUN_DIR/figures (reused when `plot` drew them
     from the same run), or drawn in memory when the run folder cannot be written."""
-    from io import BytesIO
-
-    from chaoslab.plots import PNG_DPI, figure_makers, write_figures
+    from chaoslab.analysis import NothingToShow
+    from chaoslab.plots import figure_makers, png_bytes, write_figures
 
     try:
         files = write_figures(run, Path(run.path) / "figures", ("png",), vs=vs, workers=workers)
         return [(f.name, f.paths[0].read_bytes()) for f in files if f.paths]
-    except OSError:
+    except OSError:  # the bytes the files would hold, drawn one figure at a time
         out = []
         for name, make in figure_makers(run, vs).items():
-            buf = BytesIO()
-            make().savefig(buf, format="png", dpi=PNG_DPI)
-            out.append((name, buf.getvalue()))
+            with contextlib.suppress(NothingToShow):  # as write_figures: no file
+                out.append((name, png_bytes(make())))
         return out
 
 

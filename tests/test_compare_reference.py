@@ -227,3 +227,36 @@ def test_csv_bytes_formats_floats_of_every_magnitude_as_pandas_does(seed: int) -
     )
     df = pd.DataFrame({"x": x, "y": x[::-1]})
     assert csv_bytes(df, chunk=10_000) == df.to_csv(index=False).encode()
+
+
+def test_measured_cells_without_a_prediction_are_left_out_with_a_note_each(
+    tmp_path: Path,
+) -> None:
+    pred = _run(tmp_path / "pred", _cells(30, seed=1))
+    extra = [
+        chaoslab.simulate("clusterip", kind, trials=5, seed=2, horizon=600.0)
+        for kind in ("pod-delete", "pod-kill")
+    ]
+    meas = pd.concat([pred.trials.iloc[:10], *(e.assign(profile="a") for e in extra)])
+    c = compare(pred, meas.reset_index(drop=True))
+    assert c.notes == [
+        "clusterip · pod-delete: no predicted counterpart, left out",
+        "clusterip · pod-kill: no predicted counterpart, left out",
+    ]
+    assert set(c.cells["fault"]) == {"node-crash"}
+
+
+def test_cells_whose_rows_lie_apart_meet_their_own_values(tmp_path: Path) -> None:
+    """Rows of a cell scattered through the run, and predicted rows of another target
+    beside the measured one's: compare takes each cell's values by its row positions,
+    and they are still the cell's own (the reference groups the frames itself)."""
+    pred, meas = _cells(120, seed=30), _cells(30, seed=40)
+    other = pred[pred.design == "clusterip"].assign(target="entry-node", recovery_s=1.0)
+    pred = pd.concat([pred, other], ignore_index=True)
+    pred = pred.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    meas = meas.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    c = compare(_run(tmp_path / "pred", pred), _run(tmp_path / "meas", meas))
+    c.write(tmp_path / "out")
+    cells, ranks = _reference(pred, meas, ["profile"])
+    assert (tmp_path / "out" / "cells.csv").read_text() == cells
+    assert (tmp_path / "out" / "ranks.csv").read_text() == ranks

@@ -15,6 +15,7 @@ from chaoslab.outage import (
     BaseLatency,
     SlowClasses,
     availability_from_probes,
+    latency_from_probes,
     latency_metrics,
     latency_quantile,
     metrics,
@@ -284,6 +285,41 @@ def test_latency_metrics_window_runs_to_the_end_of_the_slow_stretch() -> None:
     assert p99 == pytest.approx(0.002)  # 0.22 s of the 50 s of successes: 0.44 % late
 
 
+def test_a_full_outage_then_recovery_times_the_first_successes_after_it() -> None:
+    # a(t) = 0 on [0, 2), 1 after: nothing succeeded in the window [0, 2), so it widens
+    # to the horizon and the successes after recovery, all at the base latency, are timed
+    slow, p99 = latency_metrics(
+        [0.0, 2.0], [0.0, 1.0], [0.0], [()], 60.0, recovery_s=2.0, threshold=1.0, base=_POINT
+    )
+    assert (slow, p99) == (0.0, _POINT.p99)
+    # never recovers: no request succeeds before the horizon, nothing to time
+    _, p99 = latency_metrics(
+        [0.0], [0.0], [0.0], [()], 60.0, recovery_s=math.inf, threshold=1.0, base=_POINT
+    )
+    assert math.isnan(p99)
+
+
+def test_a_design_without_a_latency_model_follows_the_same_rule() -> None:
+    # a(t) = 0 until the horizon: no success to time, as latency_metrics
+    assert math.isnan(no_latency_metrics(_POINT, [0.0], [0.0], 60.0)[1])
+    # a full outage on [0, 2), then recovery: the base latency's p99
+    assert no_latency_metrics(_POINT, [0.0, 2.0], [0.0, 1.0], 60.0) == (0.0, _POINT.p99)
+    # a(t) back only at the horizon: still nothing succeeded before it
+    assert math.isnan(no_latency_metrics(_POINT, [0.0, 60.0], [0.0, 1.0], 60.0)[1])
+
+
+def test_measured_full_outage_then_recovery_times_the_first_successes() -> None:
+    # every probe fails on [0, 2 s), then all answer in 2 ms: the window [0, 2) has no
+    # success, so the p99 is over the successes before the horizon
+    t = np.arange(0.0, 60.0, 0.01)
+    ok = t >= 2.0
+    lat = np.full(t.size, 0.002)
+    _, p99 = latency_from_probes(
+        t, ok, lat, t_fault=0.0, bin_s=0.1, horizon=60.0, threshold=1.0, recovery_s=2.0
+    )
+    assert p99 == pytest.approx(0.002)
+
+
 def test_a_design_without_a_latency_model_states_nothing_late() -> None:
     base = BaseLatency.of(LogNormal(0.001, 0.005))
     assert no_latency_metrics(base) == (0.0, base.p99)
@@ -320,3 +356,41 @@ def test_p99_of_a_mixture_is_the_quantile_of_its_requests(delay: float) -> None:
     want = lat[order][np.searchsorted(cum, 0.99 - 1e-12)]
     got = latency_quantile([0.0], [1.0], [0.0], [((0.1, delay),)], end=10.0, base=base)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_measured_latency_uses_the_same_definitions_as_the_model() -> None:
+    # 100 probes/s for 60 s; from 10 s to 40 s a third of them answer 5 s late: the
+    # measured slow_s is 30 s / 3 and the p99 of the window (to the last slow bin) is late
+    t = np.arange(0.0, 60.0, 0.01)
+    late = (t >= 10.0) & (t < 40.0) & (np.arange(t.size) % 3 == 0)
+    lat = np.where(late, 5.002, 0.002)
+    ok = np.ones(t.size, dtype=bool)
+    slow, p99 = latency_from_probes(
+        t, ok, lat, t_fault=0.0, bin_s=0.1, horizon=60.0, threshold=1.0, recovery_s=0.0
+    )
+    assert slow == pytest.approx(10.0, rel=0.01)
+    assert p99 == pytest.approx(5.002)
+    # and the model's latency_metrics on the same story
+    m_slow, m_p99 = latency_metrics(
+        [0.0],
+        [1.0],
+        [0.0, 10.0, 40.0],
+        [(), ((1 / 3, 5.0),), ()],
+        60.0,
+        recovery_s=0.0,
+        threshold=1.0,
+        base=_POINT,
+    )
+    assert (m_slow, m_p99) == pytest.approx((slow, p99), rel=0.01)
+    # failed probes are not timed; nothing after the fault measured: NaN
+    slow, p99 = latency_from_probes(
+        t,
+        np.zeros(t.size, dtype=bool),
+        lat,
+        t_fault=0.0,
+        bin_s=0.1,
+        horizon=60.0,
+        threshold=1.0,
+        recovery_s=math.inf,
+    )
+    assert slow == 0.0 and math.isnan(p99)

@@ -127,3 +127,47 @@ def test_the_heartbeat_jitter_moves_not_ready_as_in_the_simpy_model() -> None:
     assert fc0 is not None
     without = run_chunk(Chunk(plain, 3, 0, 1500, fast=fc0)).at_node_not_ready
     assert ks_2samp(simpy, without).pvalue < 1e-3  # the factor is visible at this size
+
+
+VRRP = """
+title: fast engine VRRP refusals
+profile: [k8s-1.32, keepalived-osh]
+cluster:
+  nodes: {master: 3, controller: 3, compute: 2}
+  app: {kind: Deployment, replicas: 3, spread: controller}
+designs:
+  - DESIGN
+faults:
+  - {kind: node-crash, target: TARGET}
+client: {timeout: 10s}
+horizon: 30m
+"""
+
+
+def _vrrp_cell(design: str = "ingress-vip-vrrp", target: str = "vip-holder") -> Cell:
+    text = VRRP.replace("DESIGN", design).replace("TARGET", target)
+    return load_experiment("vrrp.yaml", text).cells()[0]
+
+
+def test_the_crash_of_the_vrrp_master_is_covered() -> None:
+    assert plan(_vrrp_cell())[0] is not None
+
+
+def test_the_crash_of_a_backup_falls_back() -> None:
+    _falls_back(_vrrp_cell(target="app-pod-node"), "crash of the VRRP master")
+
+
+def test_lost_garp_frames_fall_back() -> None:
+    cell = _vrrp_cell("{design: ingress-vip-vrrp, params: {arp.garp_loss: 0.5}}")
+    _falls_back(cell, "arp.garp_loss > 0")
+
+
+def test_routed_pod_ips_fall_back() -> None:
+    # nginx's own neighbour entry of the dead node (EHOSTUNREACH after NUD) is not modelled
+    cell = _vrrp_cell("{design: ingress-vip-vrrp, params: {cni.routing: direct}}")
+    _falls_back(cell, "cni.routing: direct")
+
+
+def test_a_drawn_priority_falls_back() -> None:
+    cell = _vrrp_cell('{design: ingress-vip-vrrp, params: {vrrp.priority: "uniform(100, 150)"}}')
+    _falls_back(cell, "vrrp.priority follows a distribution")

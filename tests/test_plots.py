@@ -235,10 +235,20 @@ def test_loss_heatmap_cells_and_annotations(every_design_run) -> None:
     assert len(panels) == 2
     n_rows = run.trials.design.nunique()
     n_cols = run.trials.groupby(["fault", "target"]).ngroups
+    cost = analysis.cost_table(run.trials, "lost_s")  # NaN: not run
+    cost.index = cost.index.get_level_values("design")
+    mat = cost.loc[[t.get_text() for t in panels[0].get_yticklabels()]].to_numpy()
+    blocks = plots.not_run_blocks(mat)
     for ax in panels:
         assert len(ax.images) == 1
-        assert ax.images[0].get_array().shape == (n_rows, n_cols)
-        assert len(ax.texts) == n_rows * n_cols
+        assert ax.images[0].get_array().shape == (n_rows, n_cols) == mat.shape
+        # a number on every cell that was run; "not run" once per block of cells that
+        # were not, down a column, on the block's middle
+        at = {t.get_position(): t.get_text() for t in ax.texts}
+        assert blocks and len(ax.texts) == int(np.isfinite(mat).sum()) + len(blocks)
+        assert all(at[(j, (a + b) / 2)] == "not run" for j, a, b in blocks)
+        ran = np.argwhere(np.isfinite(mat))
+        assert all(at[(j, i)].endswith(("s", "min", "h")) for i, j in ran)
         assert "(s)" in ax.get_title()
     texts = {t.get_text() for t in panels[0].texts}
     assert "15 min" in texts  # nodeport-direct's entry node: lost for the whole 900 s horizon
@@ -247,6 +257,13 @@ def test_loss_heatmap_cells_and_annotations(every_design_run) -> None:
     # one colour scale for the panels side by side
     (a,), (b,) = panels[0].images, panels[1].images
     assert (a.norm.vmin, a.norm.vmax) == (b.norm.vmin, b.norm.vmax)
+
+
+def test_not_run_cells_make_one_block_per_run_down_a_column() -> None:
+    nan = np.nan
+    mat = np.array([[nan, 1.0, nan], [nan, 0.0, 2.0], [3.0, nan, nan], [nan, nan, nan]])
+    assert plots.not_run_blocks(mat) == [(0, 0, 1), (0, 3, 3), (1, 2, 3), (2, 0, 0), (2, 2, 3)]
+    assert plots.not_run_blocks(np.ones((3, 2))) == []
 
 
 def test_tornado_rows_span_the_sensitivity(sweep_run) -> None:
@@ -489,6 +506,16 @@ def test_counted_bands_are_numpys_quantiles_of_every_trial(
     want = analysis.availability_bands(df, grid, band)
     got = plots.availability_bands(df, grid, band)
     assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=50))
+def test_the_band_is_the_polygon_fill_between_fills(pairs: list[tuple[float, float]]) -> None:
+    lo = np.array([min(p) for p in pairs])
+    hi = np.array([max(p) for p in pairs])
+    x = np.cumsum(np.ones(lo.size))
+    (path,) = Figure().subplots().fill_between(x, lo, hi, step="post").get_paths()
+    assert np.array_equal(path.vertices[:-1], plots.step_band(x, lo, hi))  # [-1]: closing
 
 
 def test_phases_are_split_by_fault_and_profile(variant_run) -> None:

@@ -156,6 +156,7 @@ class _Target:
     design: str = "nodeport-lb"
     cooldown: float = 0.0
     milestone_names: Sequence[str] = ()
+    slow_threshold: float = 1.0
     restored: list[int] = field(default_factory=list)
 
     @property
@@ -179,7 +180,9 @@ class _Target:
     def observe(self, fault: _Fault, victim: str, t0: float) -> Observed:
         t = t0 + np.arange(0, 1.0, 0.01)
         outcome = np.where((t - t0 >= 0.1) & (t - t0 < 0.4), "refused", "ok")
-        probes = pd.DataFrame({"t": t, "outcome": outcome, "kind": "new", "conn": -1})
+        probes = pd.DataFrame(
+            {"t": t, "outcome": outcome, "latency": 0.001, "kind": "new", "conn": -1}
+        )
         return Observed(probes, 1.0)
 
     def restore(self, fault: _Fault, victim: str) -> bool:

@@ -14,7 +14,10 @@ Request paths (a(t) = share of new connections that reach a live server):
   registered ``cloud_lb.controller_sync`` later (then ``lb.registration_time`` before its
   first check, one passing check, ``lb.propagation``); an endpoint that leaves (deleted,
   not ready, gone) is deregistered as late (new connections still for
-  ``lb.deregistration_propagation``, established ones until the drain ends).
+  ``lb.deregistration_propagation``, established ones until the drain ends). Only an L4
+  LB that takes pod IPs (``lb.pod_ip_targets``: the AWS NLB) fits: GKE's pod-IP NEGs
+  (GCE_VM_IP_PORT) sit behind proxy LBs (GKE Ingress, an Application LB), whose
+  connections are not pinned to a pod, so the ``gcp`` profile is refused here.
 
 Established connections (``client.long_lived_share``): L4, pinned to their target. An LB
 that resets the connections of a target it routes out as unhealthy
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chaoslab.designs.base import Design, Flow, Topology
+from chaoslab.designs.base import Design, Flow, ImpossibleTarget, Topology
 from chaoslab.designs.nodeport import NodePortLbTopology
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service
@@ -169,6 +172,12 @@ def build_cloud_lb(trial: Trial, spec: ClusterSpec) -> Topology:
 
 
 def _build_ip(trial: Trial, spec: ClusterSpec) -> Topology:
+    if not trial.p.flag("lb.pod_ip_targets"):
+        raise ImpossibleTarget(
+            "cloud-lb-ip: this LB profile sends no L4 connections to pod IPs "
+            "(lb.pod_ip_targets false; GCP's pod-IP NEGs sit behind proxy load balancers, "
+            "not modelled): use cloud-lb for GCP's passthrough LB with node targets"
+        )
     return IpTargetTopology(trial, IpCluster(trial, spec), DESIGNS["cloud-lb-ip"])
 
 
@@ -193,9 +202,9 @@ DESIGNS: dict[str, Design] = {
         ),
         Design(
             "cloud-lb-ip",
-            "A cloud load balancer sending to pod IPs (AWS LB Controller target-type ip, GKE "
-            "NEGs): it health-checks the pods; a controller registers and deregisters them "
-            "from the endpoints.",
+            "An L4 cloud load balancer sending to pod IPs (AWS LB Controller target-type ip; "
+            "not GCP, whose pod-IP NEGs need a proxy LB): it health-checks the pods; a "
+            "controller registers and deregisters them from the endpoints.",
             "beyond",
             "cloud LB -> pod IPs (no kube-proxy)",
             "the LB's checks of the pods; (de)registration by the controller",

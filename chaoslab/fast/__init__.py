@@ -9,12 +9,16 @@ column, and a(t) shapes.
 
 Covered: ``node-crash`` without repair of an app-pod node or the entry node under
 ``clusterip``, ``nodeport-direct``, ``nodeport-lb`` and ``nodeport-lb-local``
-(`chaoslab.fast.node_crash`), and ``pod-kill`` (one crash, restarted in place) and a
+(`chaoslab.fast.node_crash`), ``pod-kill`` (one crash, restarted in place) and a
 graceful ``pod-delete`` under ``clusterip``, ``nodeport-direct`` and ``nodeport-lb``
 (`chaoslab.fast.pod_kill`, `chaoslab.fast.pod_delete`), under every Kubernetes profile:
 kube-proxy's runner is stepped per slice version with its min sync period (the burst-2
 token bucket up to 1.33, completion-to-start from 1.34: `common.kube_proxy_syncs`), and
-the EndpointSlice pod queue's extra hop from 1.35 (`common.slice_delay`).
+the EndpointSlice pod queue's extra hop from 1.35 (`common.slice_delay`); and the crash
+of the keepalived MASTER (``vip-holder``) under ``ingress-vip-vrrp`` (`chaoslab.fast.
+vrrp`: Master_Down_Interval, GARP or the neighbour's own timeout, the new master's nginx
+dropping the dead upstream), with its slow requests when the design has a latency model
+(`chaoslab.fast.latency`). Whatever a form does not model falls back (`plan` says why).
 
 a(t) between the chain's instants is not re-derived: a probe trial built by the design
 itself is put in each combination of the chain's states ("kube-proxy j has programmed the
@@ -28,17 +32,28 @@ and the chunk size.
 
 from __future__ import annotations
 
+import gc
 import math
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from chaoslab.fast import node_crash, pod_delete, pod_kill
-from chaoslab.fast.common import AV_EPS, Draws, availability, metrics, rows
+from chaoslab.fast import node_crash, pod_delete, pod_kill, vrrp
+from chaoslab.fast.common import (
+    AV_EPS,
+    Draws,
+    availability,
+    instants,
+    metrics,
+    relevant_bits,
+    rows,
+)
+from chaoslab.fast.latency import Latency, latency_columns
 from chaoslab.params.dists import Dist
 
 __all__ = ["ENGINES", "FAST_DESIGNS", "FastCell", "fast_frame", "plan"]
@@ -46,7 +61,13 @@ __all__ = ["ENGINES", "FAST_DESIGNS", "FastCell", "fast_frame", "plan"]
 #: the engines a run can ask for
 ENGINES = ("simpy", "fast")
 #: designs with a closed form under some fault (which faults: `plan`)
-FAST_DESIGNS = ("clusterip", "nodeport-direct", "nodeport-lb", "nodeport-lb-local")
+FAST_DESIGNS = (
+    "clusterip",
+    "nodeport-direct",
+    "nodeport-lb",
+    "nodeport-lb-local",
+    "ingress-vip-vrrp",
+)
 _POD_DESIGNS = ("clusterip", "nodeport-direct", "nodeport-lb")
 
 
@@ -61,6 +82,24 @@ class FastCell:
     table: dict[tuple[bool, ...], float]
     reset: float
     hung: float
+    #: the bits a(t) depends on (`relevant_bits`), in the chain's order; ``table`` is
+    #: keyed by these only
+    bits: tuple[int, ...] = ()
+    #: results columns that hold one value in every trial (no latency model: slow_s 0)
+    constants: Mapping[str, float] = field(default_factory=dict)
+    #: VRRP: what `chaoslab.fast.vrrp.chain` needs of the probe trial (its ``shape``)
+    vrrp: tuple[float, float, float, int, bool] = (0.0, 0.0, 0.0, 0, False)
+    #: the slow classes per state, when the design has a latency model
+    latency: Latency | None = None
+    #: VRRP: the (reset, hung) shares once the clients' entry moved to the new master
+    moved: tuple[float, float] | None = None
+
+
+#: the results columns the closed forms compute (`metrics`, and the connection shares)
+_COMPUTED = frozenset(
+    {"recovery_s", "recovered", "downtime_s", "degraded_s", "lost_s"}
+    | {"connections_reset", "connections_hung"}
+)
 
 
 def plan(cell: Any) -> tuple[FastCell | None, str]:
@@ -68,9 +107,45 @@ def plan(cell: Any) -> tuple[FastCell | None, str]:
     why = _refusal(cell)
     if why:
         return None, why
-    from chaoslab.runner import _build, _classify_flows, _prepare
+    from chaoslab.runner import _build
 
     trial, topo, nodes, pods = _build(cell, 0, 0)
+    modelled = getattr(trial, "_latency", None) is not None
+    if modelled and cell.design != "ingress-vip-vrrp":
+        return None, f"{cell.design} has a latency model (slow requests): no closed form here"
+    fc, why = _plan_form(cell, trial, topo, nodes, pods)
+    if fc is None:
+        return None, why
+    constants = {} if fc.latency is not None else _constant_columns(trial)
+    from chaoslab.results import METRIC_COLUMNS
+
+    computed = _COMPUTED | ({"slow_s", "p99_latency_s"} if fc.latency is not None else set())
+    for col in METRIC_COLUMNS:
+        if col not in computed and col not in constants:
+            return None, f"the results column {col} has no closed form here"
+    if fc.latency is None:
+        bits, (table,) = relevant_bits(fc.table)
+        return replace(fc, table=table, bits=bits, constants=constants), ""
+    bits, (table, classes) = relevant_bits(fc.table, fc.latency.classes)
+    lat = replace(fc.latency, classes=classes)
+    return replace(fc, table=table, bits=bits, latency=lat), ""
+
+
+def _constant_columns(trial: Any) -> dict[str, float]:
+    """(slow_s, p99_latency_s) of a design without a latency model: the same in every
+    trial (`Trial.latency_row`; nothing if this model has no such columns)."""
+    row = getattr(trial, "latency_row", None)
+    if row is None:
+        return {}
+    slow, p99 = row(math.inf)
+    return {"slow_s": float(slow), "p99_latency_s": float(p99)}
+
+
+def _plan_form(
+    cell: Any, trial: Any, topo: Any, nodes: list[Any], pods: list[Any]
+) -> tuple[FastCell | None, str]:
+    from chaoslab.runner import _classify_flows, _prepare
+
     flows = topo.flows()
     if cell.fault.kind in ("pod-kill", "pod-delete"):
         if len(pods) != 1 or getattr(topo, "local", False):
@@ -84,7 +159,53 @@ def plan(cell: Any) -> tuple[FastCell | None, str]:
         form = pod_kill if cell.fault.kind == "pod-kill" else pod_delete
         table = form.table(topo, pods[0], proxies)
         return FastCell(cell.fault.kind, len(proxies), False, table, reset, hung), ""
+    if cell.design == "ingress-vip-vrrp":
+        return _plan_vrrp(cell, trial, topo, nodes, pods, flows)
     return _plan_node_crash(cell, trial, topo, nodes, pods, flows)
+
+
+def _plan_vrrp(
+    cell: Any, trial: Any, topo: Any, nodes: list[Any], pods: list[Any], flows: list[Any]
+) -> tuple[FastCell | None, str]:
+    from chaoslab.runner import _classify_flows, _prepare
+
+    why = _crash_shape_refusal(topo, nodes, pods)
+    if why:
+        return None, why
+    prep = _prepare(cell)
+    prep.kind.inject(topo, nodes, pods)
+    trial.changed()
+    reset, hung = trial.connections or _classify_flows(flows)
+    shared, why = vrrp.probe(topo, nodes[0], prep.params)
+    if shared is None:
+        return None, why
+    lat = None
+    if getattr(trial, "_latency", None) is not None:
+        from chaoslab.outage import BaseLatency
+
+        key = "client.request_duration"
+        base = BaseLatency.of(trial.p.dist(key) or trial.p.draw(key))
+        lat = Latency(shared["classes"], trial.p.draw("client.slow_threshold"), base)
+    # the probe is in the last state now (entry moved, upstream dropped): packets of the
+    # connections opened via the dead master reach the new one, which resets them
+    moved = trial.connections if topo.conns is not None and topo.conns.update() else None
+    shape = shared["shape"]
+    fc = FastCell("vrrp", 0, False, shared["table"], reset, hung, vrrp=shape, latency=lat)
+    return replace(fc, moved=moved or trial.connections), ""
+
+
+def _crash_shape_refusal(topo: Any, nodes: list[Any], pods: list[Any]) -> str:
+    """Why the crash of ``nodes`` is not one node whose app pod the cluster replaces
+    through the plain eviction chain ("" if it is)."""
+    if len(nodes) != 1 or pods:
+        return "the fast engine covers the crash of one node"
+    crashed = nodes[0]
+    app = [p for p in topo.cluster.app.pods if not p.gone]
+    if sum(1 for p in app if p.node is crashed) > 1 or any(p.node is None for p in app):
+        return "the fast engine covers at most one app pod on the crashed node"
+    if sum(1 for n in topo.cluster.nodes if n.zone == crashed.zone) < 3:
+        return "zone disruption (a zone of fewer than 3 nodes) has no closed form here"
+    return ""
 
 
 def _plan_node_crash(
@@ -92,14 +213,10 @@ def _plan_node_crash(
 ) -> tuple[FastCell | None, str]:
     from chaoslab.runner import _classify_flows, _prepare
 
-    if len(nodes) != 1 or pods:
-        return None, "the fast engine covers the crash of one node"
+    why = _crash_shape_refusal(topo, nodes, pods)
+    if why:
+        return None, why
     crashed = nodes[0]
-    app = [p for p in topo.cluster.app.pods if not p.gone]
-    if sum(1 for p in app if p.node is crashed) > 1 or any(p.node is None for p in app):
-        return None, "the fast engine covers at most one app pod on the crashed node"
-    if sum(1 for n in topo.cluster.nodes if n.zone == crashed.zone) < 3:
-        return None, "zone disruption (a zone of fewer than 3 nodes) has no closed form here"
     _prepare(cell).kind.inject(topo, nodes, pods)
     reset, hung = trial.connections or _classify_flows(flows)
     proxies = [px for px in topo.cluster.proxies if px.node.reachable]
@@ -238,14 +355,37 @@ def _pod_delete_trials(d: Draws, fc: FastCell) -> _Trials:
     return ms, on, off
 
 
-_FORMS = {"node-crash": _node_crash_trials, "pod-kill": _pod_kill_trials}
+def _vrrp_trials(d: Draws, fc: FastCell) -> _Trials:
+    ms = vrrp.chain(d, fc.vrrp)
+    on, off = vrrp.states(ms)
+    return ms, on, off
+
+
+_FORMS = {"node-crash": _node_crash_trials, "pod-kill": _pod_kill_trials, "vrrp": _vrrp_trials}
 
 
 def fast_frame(
     cell: Any, fc: FastCell, seed: int, start: int, stop: int, milestones: Sequence[str]
 ) -> pd.DataFrame:
     """A chunk's trials (rows ``start`` to ``stop``), the columns `run_chunk` writes."""
+    # the chunk allocates two lists per trial (a_t, a_v); with the cyclic collector on,
+    # its passes over every live object of the process cost more than building them
+    # (4.2 -> 0.9 us per trial measured), and lists of floats hold no cycles
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        # fresh arrays, or shared ones pandas copies before any write (copy on write)
+        return pd.DataFrame(_columns(cell, fc, seed, start, stop, milestones), copy=False)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _columns(
+    cell: Any, fc: FastCell, seed: int, start: int, stop: int, milestones: Sequence[str]
+) -> dict[str, Any]:
     from chaoslab.mechanisms.base import milestone_column
+    from chaoslab.results import METRIC_COLUMNS
     from chaoslab.runner import _prepare, key_columns
 
     n = stop - start
@@ -254,18 +394,43 @@ def fast_frame(
     d = Draws(_prepare(cell).params, np.random.Generator(np.random.PCG64(ss)), n)
     horizon = cell.horizon
     ms, on, off = _FORMS.get(fc.kind, _pod_delete_trials)(d, fc)
-    times, values, keep = availability(fc.table, on, off, horizon, n)
+    on, off = [on[j] for j in fc.bits], [off[j] for j in fc.bits]
+    times, code = instants(on, off, n)
+    values, keep = availability(fc.table, times, code, horizon)
     m = metrics(times, values, keep, horizon)
     recovered = m["recovered"] & (m["recovery_s"] > 0)
     ms["service.recovered"] = np.where(recovered, m["recovery_s"], np.nan)
-    data = key_columns(cell, start, stop)
-    data.update(m)
-    data["connections_reset"] = np.full(n, fc.reset)
-    data["connections_hung"] = np.full(n, fc.hung)
-    nan = np.full(n, math.nan)
+    data = {k: _repeated(v, n) for k, v in key_columns(cell, start, stop).items()}
+    shares = {"connections_reset": fc.reset, "connections_hung": fc.hung, **fc.constants}
+    if fc.latency is not None:
+        m["slow_s"], m["p99_latency_s"] = latency_columns(
+            fc.latency, fc.table, times, code, m["recovery_s"], horizon
+        )
+    if fc.moved is not None:
+        moved = ms["arp.updated"] <= horizon
+        m["connections_reset"] = np.where(moved, fc.moved[0], fc.reset)
+        m["connections_hung"] = np.where(moved, fc.moved[1], fc.hung)
+    for col in METRIC_COLUMNS:
+        data[col] = m[col] if col in m else np.full(n, shares[col])
+    nan = np.full(n, math.nan)  # one array for every milestone of other mechanisms
     for name in milestones:
-        v = ms.get(name, nan)
-        data[milestone_column(name)] = np.where(v <= horizon, v, np.nan)
+        v = ms.get(name)
+        data[milestone_column(name)] = nan if v is None else np.where(v <= horizon, v, nan)
     data["a_t"] = rows(times, keep)
     data["a_v"] = rows(values, keep)
-    return pd.DataFrame(data)
+    return data
+
+
+def _repeated(column: Any, n: int) -> Any:
+    """A key column (one value repeated, as a list) as the array pandas would make of it:
+    converting n equal strings one by one costs ~0.15 us each, a one-element Series ~90 us;
+    so a string column is taken from one element, once per value and length."""
+    if not isinstance(column, list) or not column or not isinstance(column[0], str):
+        return column
+    return _strings(column[0], n)
+
+
+@lru_cache(maxsize=256)
+def _strings(value: str, n: int) -> Any:
+    # pandas' string arrays are immutable (Arrow memory): one serves every chunk's frame
+    return pd.Series([value]).array.take(np.zeros(n, dtype=np.intp))

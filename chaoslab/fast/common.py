@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,14 @@ from chaoslab.params.dists import (
 __all__ = [
     "Draws",
     "availability",
+    "code_of",
+    "instants",
     "kube_proxy_syncs",
+    "lookup",
     "metrics",
     "next_tick",
+    "proxy_syncs",
+    "relevant_bits",
     "rows",
     "slice_delay",
     "synced_at",
@@ -72,12 +77,18 @@ class Draws:
             return x
         return self._fresh(key)
 
+    def wide(self, m: int) -> Draws:
+        """Draws of ``m`` values per call from the same stream: several kube-proxies'
+        timers at once (``m`` = proxies x trials). Only for keys no derived key follows."""
+        return Draws(self.ps, self.rng, m)
+
     def _fresh(self, key: str) -> np.ndarray:
         return _sample(self.ps[key], self.rng, self.size)  # type: ignore[arg-type]
 
     def count(self, key: str) -> np.ndarray:
-        """`Sampler.count` over arrays: rounded, at least 1 where the model says so."""
-        return np.maximum(1, np.round(self(key)))
+        """`Sampler.count` over arrays: rounded, at least 0 (a mechanism that needs at
+        least one applies its own max(1, ...), and so do the closed forms)."""
+        return np.maximum(0, np.round(self(key)))
 
     def flag(self, key: str) -> bool:
         return bool(self.ps[key])
@@ -114,53 +125,89 @@ def next_tick(phase: np.ndarray | float, period: np.ndarray | float, t: np.ndarr
     return phase + np.ceil((t - phase) / period - _EPS) * period
 
 
-def availability(
-    table: dict[tuple[bool, ...], float],
-    on: Sequence[np.ndarray],
-    off: Sequence[np.ndarray],
-    horizon: float,
-    n: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """a(t) change points from state bits: bit j holds on ``[on[j], off[j])`` per trial.
+def relevant_bits(
+    table: dict[tuple[bool, ...], Any], *more: dict[tuple[bool, ...], Any]
+) -> tuple[tuple[int, ...], list[dict[tuple[bool, ...], Any]]]:
+    """The state bits that change some table's value somewhere, and each table keyed by
+    those alone.
 
-    ``table`` maps each combination of bits to the design's a(t) (read off a probe trial).
-    Returns (times, values, keep): sorted instants from t = 0, a(t) after each, and which
-    are change points (within the horizon, value changed) as `Trial.changed` records them.
-    """
-    instants = [np.zeros((n, 1))]
-    instants += [np.asarray(x)[:, None] for x in (*on, *off)]
-    times = np.sort(np.concatenate(instants, axis=1), axis=1)
-    times = np.where(np.isnan(times), np.inf, times)
+    A bit no state's value depends on (a kube-proxy no client goes through) adds instants
+    to every trial but never a change point; a(t) is compared exactly, as `Trial.changed`
+    does, so a bit that moves it by a rounding error stays."""
+    tables = (table, *more)
+    width = len(next(iter(table)))
+
+    def matters(j: int) -> bool:
+        flip = {s: (*s[:j], not s[j], *s[j + 1 :]) for s in table}
+        return any(t[s] != t[flip[s]] for t in tables for s in t)
+
+    bits = tuple(j for j in range(width) if matters(j))
+    return bits, [{tuple(s[j] for j in bits): v for s, v in t.items()} for t in tables]
+
+
+def instants(
+    on: Sequence[np.ndarray], off: Sequence[np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chain's instants and its state after each: bit j holds on ``[on[j], off[j])``.
+
+    Returns (times, code), each instants x trials: sorted instants from t = 0 (inf for one
+    that does not happen) and the state bits after each, bit j of ``code`` for state j.
+    Instants are rows so that every step below and in `metrics` works on whole rows of
+    trials (a reduction over a short last axis is slow)."""
+    points = np.zeros((n, 1 + 2 * len(on)))
+    for j, x in enumerate((*on, *off)):
+        points[:, 1 + j] = x
+    points.sort(axis=1)
+    times = np.ascontiguousarray(points.T)
+    times[np.isnan(times)] = np.inf
     code = np.zeros(times.shape, dtype=np.int64)
     for j, (a, b) in enumerate(zip(on, off, strict=True)):
-        bit = (a[:, None] <= times) & (times < b[:, None])
-        code |= bit.astype(np.int64) << j
-    lookup = np.empty(1 << len(on))
+        code |= ((a <= times) & (times < b)).astype(np.int64) << j
+    return times, code
+
+
+def lookup(table: Mapping[tuple[bool, ...], float]) -> np.ndarray:
+    """``table`` (state bits -> value) as an array indexed by the state's code."""
+    out = np.zeros(1 << len(next(iter(table))))
     for state, v in table.items():
-        lookup[sum(int(s) << j for j, s in enumerate(state))] = v
-    values = lookup[code]
+        out[code_of(state)] = v
+    return out
+
+
+def code_of(state: tuple[bool, ...]) -> int:
+    return sum(int(s) << j for j, s in enumerate(state))
+
+
+def availability(
+    table: dict[tuple[bool, ...], float], times: np.ndarray, code: np.ndarray, horizon: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """a(t) after each of the `instants` and which are change points (within the horizon,
+    value changed) as `Trial.changed` records them. ``table`` maps each combination of
+    bits to the design's a(t) (read off a probe trial)."""
+    values = lookup(table)[code]
     keep = times <= horizon
-    keep[:, 1:] &= values[:, 1:] != values[:, :-1]
-    return times, values, keep
+    keep[1:] &= values[1:] != values[:-1]
+    return values, keep
 
 
 def metrics(
     times: np.ndarray, values: np.ndarray, keep: np.ndarray, horizon: float
 ) -> dict[str, np.ndarray]:
-    """`chaoslab.outage.metrics` on many step functions at once (kept change points)."""
+    """`chaoslab.outage.metrics` on many step functions at once (kept change points,
+    instants x trials as `availability` gives them)."""
     t = np.where(keep, times, np.inf)
     # each kept point holds until the next kept one (or the horizon)
-    nxt = np.minimum.accumulate(t[:, ::-1], axis=1)[:, ::-1]
-    t1 = np.concatenate([nxt[:, 1:], np.full((len(t), 1), np.inf)], axis=1)
-    t1 = np.minimum(t1, horizon)
+    t1 = np.empty_like(t)
+    t1[-1] = horizon
+    np.minimum(np.minimum.accumulate(t[:0:-1], axis=0)[::-1], horizon, out=t1[:-1])
     span = np.where(keep, np.maximum(t1 - times, 0.0), 0.0)
     low = values < 1 - AV_EPS
-    lost = np.sum(np.where(low, (1 - values) * span, 0.0), axis=1)
-    down = np.sum(np.where(low & (values <= AV_EPS), span, 0.0), axis=1)
-    degraded = np.sum(np.where(low & (values > AV_EPS), span, 0.0), axis=1)
-    last_drop = np.max(np.where(low & (span > 0), t1, 0.0), axis=1)
-    last = np.max(np.where(keep, np.arange(times.shape[1]), 0), axis=1)
-    final = values[np.arange(len(t)), last]
+    lost = np.where(low, (1 - values) * span, 0.0).sum(axis=0)
+    down = np.where(low & (values <= AV_EPS), span, 0.0).sum(axis=0)
+    degraded = np.where(low & (values > AV_EPS), span, 0.0).sum(axis=0)
+    last_drop = np.where(low & (span > 0), t1, 0.0).max(axis=0)
+    last = len(t) - 1 - np.argmax(keep[::-1], axis=0)  # the last kept point
+    final = values[last, np.arange(t.shape[1])]
     recovered = final >= 1 - AV_EPS
     return {
         "recovery_s": np.where(recovered, last_drop, np.inf),
@@ -171,18 +218,27 @@ def metrics(
     }
 
 
-def rows(a: np.ndarray, keep: np.ndarray) -> list[list[float]]:
-    """Each trial's kept points as a list (the a_t / a_v cells of a results table)."""
+def rows(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Each trial's kept points as a list (the a_t / a_v cells of a results table), in an
+    object array (a column pandas takes as it is, without looking into each list); ``a``
+    and ``keep`` are instants x trials."""
     # the trials with k kept points together: their kept points, in order, reshape to
     # (trials, k), and one tolist() gives their lists
+    a, keep = a.T, keep.T
+    n = len(a)
     counts = keep.sum(axis=1)
-    out: list[list[float]] = [[] for _ in range(len(a))]
+    if n and counts.min() == counts.max():  # one count for all: most cells
+        return _objects(a[keep].reshape(n, int(counts[0])).tolist())
+    out = np.empty(n, dtype=object)
     for k in np.unique(counts).tolist():
         idx = np.flatnonzero(counts == k)
-        packed = a[idx][keep[idx]].reshape(len(idx), k)
-        for i, row in zip(idx.tolist(), packed.tolist(), strict=True):
-            out[i] = row
+        out[idx] = _objects(a[idx][keep[idx]].reshape(len(idx), k).tolist())
     return out
+
+
+def _objects(lists: list[list[float]]) -> np.ndarray:
+    # np.array(lists, dtype=object) would make a 2-D array of floats; fromiter keeps lists
+    return np.fromiter(lists, dtype=object, count=len(lists))
 
 
 def set_proxies(
@@ -213,7 +269,8 @@ def slice_delay(d: Draws, batch: np.ndarray) -> np.ndarray:
 
 
 #: one kube-proxy sync: when its rules are in the kernel (inf: no such sync) and the slice
-#: version it installed (how many of the published versions it read; 0: none)
+#: version it installed (how many of the published versions it read; 0: none); from
+#: `proxy_syncs` each array is (kube-proxies, trials)
 Sync = tuple[np.ndarray, np.ndarray]
 
 
@@ -226,10 +283,12 @@ def kube_proxy_syncs(d: Draws, pub: np.ndarray) -> list[Sync]:
     end of the sync running when one arrived. ``completion-to-start`` (>= 1.34) starts it
     ``min_sync`` after the previous sync's end; ``burst-2`` (<= 1.33) at once when its token
     bucket (rate 1/min_sync, burst 2, full before the periodic sync at a random phase) has
-    a token, else at the later of the token's return and previous end + min_sync, or at an
+    a token, else at the later of the token's return and previous end + min sync, or at an
     arrival after the token is back, whichever comes first. A sync reads every version
     published by its start."""
     n, k = pub.shape
+    # versions as rows: every reduction below runs over k contiguous rows, not k columns
+    cols = np.ascontiguousarray(pub.T)
     last_start = -d.phase(d("kube_proxy.iptables_sync_period"))
     min_sync = d("kube_proxy.iptables_min_sync_period") + np.zeros(n)
     burst = d.choice("kube_proxy.sync_runner") == "burst-2"
@@ -239,24 +298,28 @@ def kube_proxy_syncs(d: Draws, pub: np.ndarray) -> list[Sync]:
     tokens = np.minimum(2.0, 1.0 - last_start / rate)
     token_t = np.zeros(n)
     installed = np.zeros(n, dtype=np.int64)
-    padded = np.concatenate([pub, np.full((n, 1), np.inf)], axis=1)
+    padded = np.concatenate([cols, np.full((1, n), np.inf)])
+    trial = np.arange(n)
+    bucket = burst and bool(limited.any())  # burst-2 without a min sync starts at once
     out: list[Sync] = []
     for _ in range(k):
-        asked = np.maximum(last_end, padded[np.arange(n), installed])
-        if burst:
+        asked = np.maximum(last_end, padded[installed, trial])
+        if bucket:
             have = np.minimum(2.0, tokens + (asked - token_t) / rate)
             back = asked + (1.0 - have) * min_sync  # the token's return
             retry = np.maximum(last_end + min_sync, back)
-            arrival = np.where((pub > asked[:, None]) & (pub >= back[:, None]), pub, np.inf)
-            waited = np.minimum(retry, arrival.min(axis=1))
+            arrival = np.where((cols > asked) & (cols >= back), cols, np.inf).min(axis=0)
+            waited = np.minimum(retry, arrival)
             start = np.where(~limited | (have >= 1.0 - 1e-9), asked, waited)
+        elif burst:
+            start = asked
         else:
             start = np.maximum(asked, last_end + min_sync)
         ran = np.isfinite(start)
-        end = np.where(ran, start + d("kube_proxy.sync_duration"), np.inf)
-        version = np.where(ran, np.sum(pub <= start[:, None], axis=1), 0)
+        end = start + d("kube_proxy.sync_duration")  # inf where no sync starts
+        version = np.where(ran, (cols <= start).sum(axis=0), 0)
         out.append((end, version))
-        if burst:
+        if bucket:
             spent = limited & ran
             now = np.minimum(2.0, tokens + (start - token_t) / rate) - 1.0
             tokens = np.where(spent, now, tokens)
@@ -266,16 +329,28 @@ def kube_proxy_syncs(d: Draws, pub: np.ndarray) -> list[Sync]:
     return out
 
 
-def synced_at(per_proxy: Sequence[Sequence[Sync]], pub: np.ndarray) -> np.ndarray:
+def proxy_syncs(d: Draws, pub: np.ndarray, count: int) -> list[Sync]:
+    """`kube_proxy_syncs` of ``count`` kube-proxies, each with its own timers, in one pass
+    over (proxies x trials) rows; each array of a `Sync` is (proxies, trials)."""
+    n = d.size
+    syncs = kube_proxy_syncs(d.wide(count * n), np.tile(pub, (count, 1)))
+    return [(e.reshape(count, n), v.reshape(count, n)) for e, v in syncs]
+
+
+def synced_at(syncs: Sequence[Sync], pub: np.ndarray) -> np.ndarray:
     """The proxy.synced milestone: the first sync end after which every proxy holds the
-    slice's current version (NaN: never within the syncs)."""
-    candidates = np.stack([e for syncs in per_proxy for e, _ in syncs], axis=1)
-    current = np.sum(pub[:, None, :] <= candidates[:, :, None], axis=2)
-    ok = np.ones(candidates.shape, dtype=bool)
-    for syncs in per_proxy:
-        held = np.zeros(candidates.shape, dtype=np.int64)
-        for e, v in syncs:
-            held = np.where(e[:, None] <= candidates, v[:, None], held)
-        ok &= held == current
-    first = np.min(np.where(ok & np.isfinite(candidates), candidates, np.inf), axis=1)
+    slice's current version (NaN: never within the syncs), from `proxy_syncs`.
+
+    The versions a proxy holds only grow, and never past the current one; so while
+    version v is current (from pub[v] to pub[v + 1]) all proxies hold it from the latest of
+    their first syncs that installed v or later, if that comes before pub[v + 1]."""
+    n, k = pub.shape
+    first = np.full(n, np.inf)
+    for v in range(1, k + 1):
+        holds = np.full(syncs[0][0].shape, np.inf)  # (proxies, trials)
+        for end, version in syncs:
+            holds = np.minimum(holds, np.where(version >= v, end, np.inf))
+        everyone = holds.max(axis=0)
+        until = pub[:, v] if v < k else np.inf
+        first = np.minimum(first, np.where(everyone < until, everyone, np.inf))
     return np.where(np.isfinite(first), first, np.nan)

@@ -75,7 +75,7 @@ def _replacement(d: Draws, t_ev: np.ndarray, batch: np.ndarray) -> dict[str, np.
     t_run = t_sched + d("pod.container_start_time") + d("pod.image_pull_time")
     period = d("probe.period_seconds")
     if d.flag("pod.readiness_probe"):
-        success = d.count("probe.success_threshold")
+        success = np.maximum(1, d.count("probe.success_threshold"))
         first = next_tick(t_sched % period, period, t_run + d("probe.initial_delay_seconds"))
         ready_at = first + (success - 1) * period
     else:
@@ -92,26 +92,25 @@ def _replacement(d: Draws, t_ev: np.ndarray, batch: np.ndarray) -> dict[str, np.
 
 def proxy_syncs(d: Draws, t_rm: np.ndarray, count: int) -> list[np.ndarray]:
     """When each live kube-proxy has the removal in the kernel (BoundedFrequencyRunner)."""
-    out = []
-    for _ in range(count):
-        last_start = -d.phase(d("kube_proxy.iptables_sync_period"))
-        min_sync = d("kube_proxy.iptables_min_sync_period")
-        # the first sync after a quiet period: burst-2 always has a token (the bucket is
-        # at least 1 after the last periodic sync); the other runners wait out min sync
-        # from the last sync (`KubeProxy._earliest_start`)
-        if d.choice("kube_proxy.sync_runner") == "burst-2":
-            start = t_rm
-        else:
-            start = np.maximum(t_rm, last_start + min_sync)
-        out.append(start + d("kube_proxy.sync_duration"))
-    return out
+    w = d.wide(count * d.size)  # every proxy's own timers, one row per proxy and trial
+    last_start = -w.phase(w("kube_proxy.iptables_sync_period"))
+    min_sync = w("kube_proxy.iptables_min_sync_period")
+    removal = np.tile(t_rm, count)
+    # the first sync after a quiet period: burst-2 always has a token (the bucket is at
+    # least 1 after the last periodic sync); the other runners wait out min sync from the
+    # last sync (`KubeProxy._earliest_start`)
+    if d.choice("kube_proxy.sync_runner") == "burst-2":
+        start = removal
+    else:
+        start = np.maximum(removal, last_start + min_sync)
+    return list((start + w("kube_proxy.sync_duration")).reshape(count, d.size))
 
 
 def lb_marked_down(d: Draws) -> np.ndarray:
     """`LbHealthChecker` on a target dead at t = 0: fall unanswered checks, then timeout."""
     interval = d("lb.interval")
     timeout = d("lb.timeout")
-    fall = d.count("lb.fall")
+    fall = np.maximum(1, d.count("lb.fall"))
     gap = interval + timeout if d.choice("lb.check_schedule") == "after-completion" else interval
     return d.phase(interval) + (fall - 1) * gap + timeout
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from chaoslab.fast.common import (
     Draws,
-    kube_proxy_syncs,
     next_tick,
+    proxy_syncs,
     set_proxies,
     slice_delay,
     synced_at,
@@ -47,7 +47,7 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     period = d("probe.period_seconds")
     if d.flag("pod.readiness_probe"):
         first = next_tick(t_sched % period, period, t_run + d("probe.initial_delay_seconds"))
-        ready_at = first + (d.count("probe.success_threshold") - 1) * period
+        ready_at = first + (np.maximum(1, d.count("probe.success_threshold")) - 1) * period
     else:
         ready_at = t_run
     t_ready = ready_at + d(_REACT)
@@ -80,8 +80,8 @@ def proxies(
     proxy.synced milestone, for slice versions published at ``publishes`` (any order),
     through each proxy's runner (`chaoslab.fast.common.kube_proxy_syncs`)."""
     pub = np.sort(np.stack(publishes, axis=1), axis=1)
-    per_proxy = [kube_proxy_syncs(d, pub) for _ in range(count)]
-    return [syncs[0][0] for syncs in per_proxy], synced_at(per_proxy, pub)
+    syncs = proxy_syncs(d, pub, count)
+    return list(syncs[0][0]), synced_at(syncs, pub)
 
 
 def table(topo: Any, pod: Any, proxies: list[Any]) -> dict[tuple[bool, ...], float]:

@@ -20,8 +20,8 @@ import numpy as np
 
 from chaoslab.fast.common import (
     Draws,
-    kube_proxy_syncs,
     next_tick,
+    proxy_syncs,
     set_proxies,
     slice_delay,
     synced_at,
@@ -46,7 +46,7 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     t_s1 = t_nr + slice_delay(d, batch)
     if d.flag("pod.readiness_probe"):
         first = next_tick(probe_phase, period, t_run + d("probe.initial_delay_seconds"))
-        ready_at = first + (d.count("probe.success_threshold") - 1) * period
+        ready_at = first + (np.maximum(1, d.count("probe.success_threshold")) - 1) * period
     else:
         ready_at = t_run
     t_ready = ready_at + d(_REACT)
@@ -71,17 +71,12 @@ def proxies(
     programs the removal."""
     pub = np.stack([t_s1, t_s2], axis=1)
     pub = np.where(np.isnan(pub), np.inf, pub)  # not removed: nothing published
-    on: list[np.ndarray] = []
-    off: list[np.ndarray] = []
-    per_proxy = []
-    for _ in range(count):
-        syncs = kube_proxy_syncs(d, pub)
-        (end_a, version_a), (end_b, _) = syncs
-        removal = version_a == 1
-        on.append(np.where(removal, end_a, np.inf))
-        off.append(np.where(removal, end_b, np.inf))
-        per_proxy.append(syncs)
-    synced = np.where(np.isnan(t_s1), _NAN, synced_at(per_proxy, pub))
+    syncs = proxy_syncs(d, pub, count)
+    (end_a, version_a), (end_b, _) = syncs
+    removal = version_a == 1
+    on = list(np.where(removal, end_a, np.inf))
+    off = list(np.where(removal, end_b, np.inf))
+    synced = np.where(np.isnan(t_s1), _NAN, synced_at(syncs, pub))
     return on, off, synced
 
 

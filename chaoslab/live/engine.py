@@ -54,7 +54,7 @@ import pandas as pd
 from chaoslab.errors import LiveError
 from chaoslab.live.journal import Journal, UndoStep
 from chaoslab.live.probe import connection_fates
-from chaoslab.outage import availability_from_probes, trial_row
+from chaoslab.outage import availability_from_probes, latency_from_probes, metrics, trial_row
 from chaoslab.results import (
     MILESTONE_COLUMNS,
     ProberInfo,
@@ -125,6 +125,11 @@ class DrillTarget(Protocol):
     def design(self) -> str: ...
     @property
     def prober(self) -> ProberInfo: ...
+    @property
+    def slow_threshold(self) -> float:
+        """Seconds after which a successful probe counts as slow (``client.slow_threshold``
+        of the experiment's parameters: the prediction's own threshold)."""
+
     @property
     def trials(self) -> int:
         """Trials per fault."""
@@ -227,23 +232,33 @@ class DrillOutcome:
         return self.run.trials
 
 
+def slow_threshold(profiles: Sequence[str], overrides: dict[str, Any]) -> float:
+    """The experiment's ``client.slow_threshold``: measured slow_s uses the prediction's."""
+    from chaoslab.params import Dist, ParamSet
+
+    value = ParamSet.resolve(profiles, overrides)["client.slow_threshold"]
+    return value.mean() if isinstance(value, Dist) else float(value)
+
+
 def _row(target: DrillTarget, fault: DrillFault, trial: int, obs: Observed, t0: float) -> dict:
     """The trial's row: probes -> a(t) -> the shared outage metrics (`outage.trial_row`)."""
     probes, horizon = obs.probes, obs.horizon
     new = probes[probes["kind"] == "new"] if "kind" in probes.columns else probes
+    nan = (float("nan"), float("nan"))
     if new.empty or horizon <= 0:
         times, values = [], []
-        conn = (float("nan"), float("nan"))
+        conn = lat = nan
     else:
-        ts, vs = availability_from_probes(
-            new["t"].to_numpy(),
-            (new["outcome"] == "ok").to_numpy(),
-            t_fault=t0,
-            bin_s=target.prober.bin_s,
-            horizon=horizon,
-        )
+        ok = (new["outcome"] == "ok").to_numpy()
+        t, bin_s = new["t"].to_numpy(), target.prober.bin_s
+        ts, vs = availability_from_probes(t, ok, t_fault=t0, bin_s=bin_s, horizon=horizon)
         times, values = list(ts), list(vs)
         conn = connection_fates(probes, t0, horizon)
+        recovery = metrics(times, values, horizon).recovery_s
+        lat = latency_from_probes(
+            t, ok, new["latency"].to_numpy(), t_fault=t0, bin_s=bin_s, horizon=horizon,
+            threshold=target.slow_threshold, recovery_s=recovery,
+        )  # fmt: skip
     key = {"design": target.design, "fault": fault.name, "target": fault.target, "trial": trial}
     return {
         **key,
@@ -252,6 +267,7 @@ def _row(target: DrillTarget, fault: DrillFault, trial: int, obs: Observed, t0: 
             values,
             horizon,
             connections=conn,
+            latency=lat,
             milestones=obs.milestones,
             milestone_names=target.milestone_names,
         ),

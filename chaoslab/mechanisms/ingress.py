@@ -68,6 +68,7 @@ __all__ = [
     "irwin_hall_cdf",
     "least_conn_hole_share",
     "least_conn_success",
+    "lua_round_robin_outcomes",
     "proxy_outcomes",
     "proxy_success",
     "sync_time",
@@ -180,6 +181,57 @@ def proxy_outcomes(
                 late[d] = late.get(d, 0.0) + share
     scale = inner * (1.0 - non_idempotent)
     return tuple((v * scale, d) for d, v in sorted(late.items()) if v > 0)
+
+
+@lru_cache(maxsize=4096)
+def lua_round_robin_outcomes(
+    live: int,
+    refused: int,
+    holes: int,
+    *,
+    tries: int,
+    connect_timeout: float,
+    client_timeout: float,
+    non_idempotent: float = 0.0,
+    unreachable: int = 0,
+    unreachable_cycle: float = 0.0,
+) -> tuple[float, SlowClasses]:
+    """(success, late classes) through ingress-nginx's Lua round robin (dynamic mode).
+
+    Each try takes the next upstream of the worker's cycle (``balancer/round_robin.lua``:
+    ``resty.roundrobin`` ``find()``, no memory of the upstreams a request tried; issue
+    #11852). A refused connect is retried at once: the next one in the cycle, untried. A
+    retry after a black hole's ``connect_timeout`` or an unreachable one's resolution comes
+    after the worker's other requests moved the cycle on: any upstream, uniformly, the
+    dead one again included. Unreachable ones cost their mean, ``unreachable_cycle / 2``.
+    """
+    k = live + refused + holes + unreachable
+    if k == 0 or live == 0:
+        return 0.0, ()
+    t = k if tries <= 0 else tries
+    total = (refused, holes, unreachable)
+    costs = (0.0, connect_timeout, unreachable_cycle / 2)
+    done: dict[float, float] = {}
+
+    def walk(untried: tuple[int, ...], fresh: bool, left: int, spent: float, prob: float) -> None:
+        if left == 0 or prob <= 0:
+            return
+        n = k if fresh else live + sum(untried)
+        done[spent] = done.get(spent, 0.0) + prob * live / n
+        for i, cost in enumerate(costs):
+            pool = total[i] if fresh else untried[i]
+            if pool == 0 or spent + cost >= client_timeout:
+                continue
+            # a fresh pick may land on a tried one (no change) or an untried one
+            for hit, ways in ((1, untried[i]), (0, pool - untried[i] if fresh else 0)):
+                if ways:
+                    nxt = tuple(x - hit * (j == i) for j, x in enumerate(untried))
+                    walk(nxt, cost > 0, left - 1, spent + cost, prob * ways / n)
+
+    walk(total, True, t, 0.0, 1.0)
+    scale = 1.0 - non_idempotent
+    ok = scale * sum(done.values()) + non_idempotent * live / k
+    return ok, tuple((v * scale, d) for d, v in sorted(done.items()) if d > 0 and v > 0)
 
 
 def least_conn_hole_share(k: int, rate: float, stuck: float) -> float:
@@ -532,6 +584,8 @@ class Nginx:
             )
         if c.ewma:
             return s * self._ewma(live, refused, holes, unreachable)[0]
+        if c.lua_rr:
+            return s * self._lua_rr(live, refused, holes, unreachable)[0]
         return proxy_success(
             live,
             refused,
@@ -541,6 +595,22 @@ class Nginx:
             client_timeout=c.client_timeout,
             non_idempotent=c.non_idempotent,
             inner=s,
+            unreachable=unreachable,
+            unreachable_cycle=c.neighbours_cycle,
+        )
+
+    def _lua_rr(
+        self, live: int, refused: int, holes: int, unreachable: int
+    ) -> tuple[float, SlowClasses]:
+        c = self.cluster
+        return lua_round_robin_outcomes(
+            live,
+            refused,
+            holes,
+            tries=c.tries,
+            connect_timeout=c.connect_timeout,
+            client_timeout=c.client_timeout,
+            non_idempotent=c.non_idempotent,
             unreachable=unreachable,
             unreachable_cycle=c.neighbours_cycle,
         )
@@ -611,6 +681,8 @@ class Nginx:
         c = self.cluster
         if c.ewma:
             return self._ewma(live, refused, holes, unreachable)
+        if c.lua_rr and not c.least_conn:
+            return self._lua_rr(live, refused, holes, unreachable)
         if c.least_conn:
             stuck = c.neighbours_cycle if unreachable and not holes else c.connect_timeout
             args = (live, refused, holes + unreachable)
@@ -781,6 +853,7 @@ class IngressCluster(KubernetesCluster):
         self.request_rate = p.draw("client.request_rate")
         self.endpoints.hooks.append(self._app_endpoints_changed)
         self.ewma = p.choice("nginx.load_balance") == "ewma"
+        self.lua_rr = self.dynamic and p.choice("nginx.round_robin_retry") == "cycle"
         self.ewma_decay = p.draw("nginx.ewma_decay_time")
         key = "client.request_duration"  # a live upstream's EWMA score: its usual latency
         self.live_rtt = BaseLatency.of(p.dist(key) or p.draw(key)).quantile(0.5)

@@ -78,6 +78,14 @@ AWS_LBC = (
     "guide/service/nlb.md target-type ip): the controller registers and deregisters pod IPs "
     "from the Service's endpoints through the TargetGroupBinding reconciler"
 )
+GKE_NEG = (
+    "Google Cloud docs, GKE 'Container-native load balancing through standalone zonal NEGs' "
+    "(cloud.google.com/kubernetes-engine/docs/how-to/standalone-neg): pod-IP endpoints are "
+    "GCE_VM_IP_PORT NEGs, added as backends to the backend services of load balancers (GKE "
+    "Ingress: an Application Load Balancer); 'Network endpoint groups overview' "
+    "(cloud.google.com/load-balancing/docs/negs): a passthrough Network Load Balancer takes "
+    "GCE_VM_IP NEGs, the nodes' primary IPs, not pod IPs"
+)
 GCP_DRAIN_PAGE = (
     "Google Cloud docs, 'Enable connection draining' "
     "(cloud.google.com/load-balancing/docs/enabling-connection-draining): a timeout of 0 to "
@@ -201,6 +209,16 @@ register(
             "connections; false: they run on until the target closes them.",
         ),
         Param(
+            "lb.pod_ip_targets",
+            "flag",
+            True,
+            "HAProxy 1.x-3.x, AWS NLB (aws-load-balancer-controller v2.x)",
+            f"{AWS_LBC}; HAProxy takes any routable address as a server",
+            "The L4 LB can send connections straight to pod IPs (cloud-lb-ip); false: pod-IP "
+            "backends exist only behind a proxy LB (GCP), which cloud-lb-ip does not model "
+            "and refuses.",
+        ),
+        Param(
             "cloud_lb.controller_sync",
             "duration",
             Uniform(0.2, 2.0),
@@ -312,7 +330,15 @@ register_profile(
             "0s",
             "[assumption] Google documents no delay before a new backend's first probe",
         ),
-        "lb.unhealthy_connection_termination": (False, GCP_PERSIST),
+        "lb.unhealthy_connection_termination": (
+            False,
+            f"{GCP_PERSIST}; a passthrough Network LB setting: node targets (cloud-lb) only",
+        ),
+        "lb.pod_ip_targets": (
+            False,
+            f"{GKE_NEG}: pinned L4 connections to pod IPs do not exist on GCP",
+        ),
     },
-    covers="Google Cloud health checks (gcloud compute health-checks create defaults)",
+    covers="Google Cloud health checks (gcloud compute health-checks create defaults), a "
+    "passthrough Network LB with instance-group (node) backends",
 )

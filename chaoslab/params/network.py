@@ -612,6 +612,21 @@ register(
             choices=("round_robin", "least_conn", "ewma"),
         ),
         Param(
+            "nginx.round_robin_retry",
+            "choice",
+            "untried",
+            "nginx's own upstream round robin (ingress-nginx reload mode); ingress-nginx "
+            "0.18+ Lua balancer: cycle",
+            "nginx src/http/ngx_http_upstream_round_robin.c skips the peers a request tried "
+            "(untried); ingress-nginx rootfs/etc/nginx/lua/balancer/round_robin.lua returns "
+            "resty.roundrobin find(), the worker's next peer, with no memory of tried ones "
+            "(cycle; issue #11852). Default untried: the bundled results' model until they "
+            "are re-run with cycle",
+            "Round robin's retry after a dead upstream: untried (another upstream) or cycle "
+            "(after a connect timeout any upstream again, the dead one included).",
+            choices=("untried", "cycle"),
+        ),
+        Param(
             "nginx.ewma_decay_time",
             "duration",
             Fixed(10.0),
@@ -645,12 +660,11 @@ register(
         Param(
             "nginx.reload_time_per_ingress",
             "duration",
-            Fixed(0.00012),
-            "[assumption] ingress-nginx, reload mode",
-            f"[assumption] a line through the origin: {ING} issue #1386 (2017-09-19): "
-            "reload ~12 s at ~100,000 hosts (0.12 ms each); PR #11045: nginx -t + reload "
-            "~80 s at ~3,000 Ingresses with a 200 MB nginx.conf (27 ms each): per-Ingress "
-            "cost follows its share of nginx.conf",
+            Fixed(0.027),
+            "[assumption] ingress-nginx 1.x, reload mode",
+            f"[assumption] a line through the origin and one published point: {ING} PR "
+            "#11045 (2024-02-29): nginx -t and nginx -s reload about 40 s each at ~3,000 "
+            "Ingresses (a 200 MB nginx.conf), ~80 s / 3,000 = ~27 ms per Ingress",
             "Reload mode: added to nginx.reload_time per Ingress in the configuration.",
         ),
         Param(

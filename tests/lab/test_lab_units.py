@@ -165,6 +165,13 @@ def test_lab_injection_of_model_faults() -> None:
         lab_fault("node-crash", "vip-holder", {}, None, "x")
 
 
+def test_the_models_with_service_option_kills_the_service_in_the_lab_too() -> None:
+    opts = {"daemon": "keepalived", "signal": "KILL", "with_service": True}
+    assert lab_fault("daemon-kill", "vip-holder", opts, None, "s").with_service
+    opts["with_service"] = False
+    assert not lab_fault("daemon-kill", "vip-holder", opts, None, "k").with_service
+
+
 def _probes(fail_from: float, fail_to: float, frac: float, t0: float = 100.0) -> pd.DataFrame:
     """300 probes/s from t0-1 to t0+5; in [fail_from, fail_to) every k-th probe fails."""
     recs = []
@@ -183,7 +190,10 @@ def trial_metrics(probes: pd.DataFrame, t0: float, horizon: float, bin_s: float)
     from types import SimpleNamespace
 
     target = SimpleNamespace(
-        design="d", prober=ProberInfo(300, 1, bin_s), milestone_names=["vrrp.master_changed"]
+        design="d",
+        prober=ProberInfo(300, 1, bin_s),
+        milestone_names=["vrrp.master_changed"],
+        slow_threshold=1.0,
     )
     fault = SimpleNamespace(name="f", target="vip-holder")
     return _row(target, fault, 0, Observed(probes, horizon), t0)  # type: ignore[arg-type]
@@ -197,6 +207,20 @@ def test_trial_metrics_full_outage() -> None:
     assert m["downtime_s"] == pytest.approx(2.0, abs=0.05)
     assert m["lost_s"] == pytest.approx(2.0, abs=0.05)
     assert math.isnan(m["connections_reset"])
+
+
+def test_trial_metrics_measure_slow_requests_against_the_threshold() -> None:
+    # 300 probes/s; for 2 s after the fault every probe succeeds, but 1.5 s late: slow_s
+    # is 2 s of traffic, lost_s 0, and the window's p99 is the slow probes' latency
+    recs = [
+        ProbeRecord(float(t), 1.5 if 0 <= t - 100.0 < 2.0 else 0.001, "ok", 200, "p0", "new",
+                    -1, "")
+        for t in np.arange(99.0, 105.0, 1 / 300)
+    ]  # fmt: skip
+    m = trial_metrics(records_frame(recs), 100.0, 5.0, 0.05)
+    assert m["lost_s"] == 0.0
+    assert m["slow_s"] == pytest.approx(2.0, abs=0.05)
+    assert m["p99_latency_s"] == pytest.approx(1.5)
 
 
 def test_trial_metrics_partial_outage() -> None:

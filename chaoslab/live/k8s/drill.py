@@ -37,7 +37,7 @@ import pandas as pd
 from chaoslab.compare import as_probed, quantile
 from chaoslab.errors import LiveError
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
-from chaoslab.live.engine import DrillContext, DrillOutcome, Observed
+from chaoslab.live.engine import DrillContext, DrillOutcome, Observed, slow_threshold
 from chaoslab.live.engine import recover as engine_recover
 from chaoslab.live.engine import run_drill as engine_run
 from chaoslab.live.journal import Journal, UndoStep
@@ -673,6 +673,7 @@ class KubeTarget:
         self.design = first.design
         p = first.spec.probe
         self.prober = ProberInfo(p.rate, p.probers, p.bin)
+        self.slow_threshold = slow_threshold(first.profiles, first.overrides)
         self.trials = first.spec.trials
         self.cooldown = first.spec.cooldown
         self.milestone_names = list(MILESTONES)

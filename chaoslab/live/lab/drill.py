@@ -28,7 +28,14 @@ import pandas as pd
 
 from chaoslab.compare import as_probed
 from chaoslab.experiment import Experiment, ExperimentError, load_experiment
-from chaoslab.live.engine import DrillContext, DrillOutcome, Observed, recover, run_drill
+from chaoslab.live.engine import (
+    DrillContext,
+    DrillOutcome,
+    Observed,
+    recover,
+    run_drill,
+    slow_threshold,
+)
 from chaoslab.live.journal import UndoStep
 from chaoslab.live.lab.base import LabParams, Topology
 from chaoslab.live.lab.netns import LabError, LabState, cleanup, list_labs, state_root
@@ -163,6 +170,7 @@ class LabTarget:
         self.exp, self.spec, self.probe, self.prefix = exp, spec, probe, prefix
         self.design = spec.design
         self.prober = ProberInfo(probe.rate, probe.probers, probe.bin)
+        self.slow_threshold = slow_threshold(exp.profiles, exp.overrides())
         self.trials = trials if trials is not None else spec.trials
         self.cooldown = spec.trial.cooldown
         self.milestone_names: list[str] = []

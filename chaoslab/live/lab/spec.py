@@ -213,4 +213,6 @@ def lab_fault(
     if method == "transient-blip" and not duration:
         raise ValueError("transient-blip needs a duration")
     signal = key.signal or str(options.get("signal", "KILL")).upper()
-    return LabFault(method, key.target or target, name, daemon, signal, key.with_service, duration)
+    # the model's own option says it too: daemon-kill {with_service: true} needs no lab: copy
+    with_service = key.with_service or (method == kind and options.get("with_service") is True)
+    return LabFault(method, key.target or target, name, daemon, signal, with_service, duration)
