@@ -260,3 +260,57 @@ def test_drain_is_graceful() -> None:
     df = sim("nodeport-lb", {"kind": "node-drain", "target": "app-pod-node"}, trials=200)
     assert (df["downtime_s"] == 0).all()
     assert df["at_replacement_ready"].notna().all()
+
+
+# ---------------------------------------------------------------- the event loop
+
+
+def _loop_record(run_with_simpy: bool) -> tuple[list[tuple[float, str]], float, int]:
+    """Callbacks, a process and same-instant ties run by `Trial.run` or by SimPy itself."""
+    from chaoslab.mechanisms.base import Trial
+    from chaoslab.params import ParamSet
+
+    rng = np.random.default_rng(1)
+    trial = Trial(ParamSet.resolve().sampler(rng), rng, horizon=10.0)
+    seen: list[tuple[float, str]] = []
+
+    def note(name: str) -> None:
+        seen.append((trial.now, name))
+        if name == "a":
+            trial.at(0.0, note, "a-then")  # same instant, after what was queued already
+
+    def proc():  # a SimPy process among the callbacks (the LB checker is one)
+        yield trial.env.timeout(2.0)
+        seen.append((trial.now, "proc"))
+
+    trial.at(2.0, note, "a")
+    trial.at(2.0, note, "b")
+    trial.env.process(proc())
+    trial.at(10.0, note, "at the horizon")  # behind SimPy's stop event: never run
+    trial.at(1.0, note, "first")
+    if run_with_simpy:
+        trial.env.run(until=trial.horizon)
+    else:
+        trial.run()
+    return seen, trial.now, next(trial.env._eid) - len(trial.env._queue)
+
+
+def test_trial_run_processes_events_as_simpy_does() -> None:
+    ours = _loop_record(run_with_simpy=False)
+    assert ours == _loop_record(run_with_simpy=True)
+    assert [name for _, name in ours[0]] == ["first", "a", "b", "proc", "a-then"]
+
+
+@pytest.mark.parametrize("spare", [True, False])
+def test_jumped_rng_is_numpys_jumped_stream(spare: bool) -> None:
+    """`Trial.jumped_rng` computes PCG64.jumped() itself; the stream must be numpy's."""
+    from chaoslab.mechanisms.base import Trial
+    from chaoslab.params import ParamSet
+
+    rng = np.random.Generator(np.random.PCG64(11))
+    rng.random(7)
+    rng.integers(0, 9, dtype=np.uint32)  # a buffered half word the jump must drop
+    expected = np.random.Generator(rng.bit_generator.jumped()).random(4)
+    given = np.random.Generator(np.random.PCG64(0)) if spare else None
+    trial = Trial(ParamSet.resolve().sampler(rng), rng, 10.0, spare=given)
+    assert trial.jumped_rng().random(4).tolist() == expected.tolist()

@@ -34,6 +34,8 @@ def _cells():  # type: ignore[no-untyped-def]
 def test_events_per_trial_counts_every_processed_simpy_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from chaoslab.mechanisms.base import Trial
+
     steps = {"n": 0}
     real_step = simpy.Environment.step
 
@@ -41,14 +43,22 @@ def test_events_per_trial_counts_every_processed_simpy_event(
         steps["n"] += 1
         real_step(self)
 
-    monkeypatch.setattr(simpy.Environment, "step", counting_step)
+    def simpy_run(self: Trial) -> None:  # SimPy's own loop, each event one step
+        self.env.run(until=self.horizon)
+
     for cell in _cells()[:6]:
         for i in range(5):
-            steps["n"] = 0
-            stats: dict[str, int] = {}
-            run_trial(cell, i, seed=3, stats=stats)
+            ours: dict[str, int] = {}
+            run_trial(cell, i, seed=3, stats=ours)  # Trial.run: the trial's own loop
+            with monkeypatch.context() as m:
+                m.setattr(simpy.Environment, "step", counting_step)
+                m.setattr(Trial, "run", simpy_run)
+                steps["n"] = 0
+                stats: dict[str, int] = {}
+                run_trial(cell, i, seed=3, stats=stats)
             # every step but the one that pops run(until=horizon)'s stop event
             assert stats["events"] == steps["n"] - 1 > 0, cell.key
+            assert ours == stats, cell.key
 
 
 def test_bare_loop_runs_exactly_the_requested_events(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -210,9 +210,12 @@ class Connections:
     """
 
     __slots__ = (
+        "_delivered",
         "_entries",
+        "_ok",
         "_pods",
         "_seen",
+        "_where",
         "flows",
         "gave_up",
         "l7",
@@ -233,27 +236,34 @@ class Connections:
         self.gave_up = 0.0
         self._entries = list({id(f[0]): f[0] for f in self.flows}.values())
         self._pods = list({id(f[1]): f[1] for f in self.flows}.values())
+        #: each flow's (entry, pod) positions in those lists
+        where_e = {id(e): i for i, e in enumerate(self._entries)}
+        where_p = {id(p): i for i, p in enumerate(self._pods)}
+        self._where = [(where_e[id(f[0])], where_p[id(f[1])]) for f in self.flows]
+        #: the topology delivers to every entry (no VIP or ECMP to move away from it)
+        self._delivered = type(topo).delivers_to is Topology.delivers_to
+        #: L4: the weight of flows that still work (`availability`), None: to be summed
+        self._ok: float | None = None
         #: the path state the last update saw: an update in the same state changes nothing
-        self._seen: tuple[object, ...] | None = None
+        self._seen: tuple[list[tuple[bool, ...]], list[tuple[object, ...]]] | None = None
 
-    def _path_state(self) -> tuple[object, ...]:
+    def _path_state(self) -> tuple[list[tuple[bool, ...]], list[tuple[object, ...]]]:
         """Everything `update` reads of the cluster, per entry and per backend pod."""
         topo = self.topo
         delivers = topo.delivers_to
+        entries: list[tuple[bool, ...]]
         if self.l7:
             serves = topo.entry_serves
-            entries: list[object] = [
-                (delivers(e), e.powered, e.net_up, serves(e)) for e in self._entries
-            ]
-        elif type(topo).delivers_to is Topology.delivers_to:
-            entries = [(e.powered, e.net_up) for e in self._entries]  # always delivered
+            entries = [(delivers(e), e.powered, e.net_up, serves(e)) for e in self._entries]
+        elif self._delivered:
+            entries = [(True, e.powered, e.net_up) for e in self._entries]
         else:
             entries = [(delivers(e), e.powered, e.net_up) for e in self._entries]
-        pods = [
+        pods: list[tuple[object, ...]] = [
             (p.running, n, n.powered, n.net_up) if (n := p.node) is not None else (p.running,)
             for p in self._pods
         ]
-        return (entries, pods)
+        return entries, pods
 
     def rehash(self, moved: dict[str, float]) -> None:
         """An ECMP group changed: ``moved`` is each old next hop's share of flows that
@@ -264,7 +274,7 @@ class Connections:
                 self.reset += m * (f[2] + f[3])
                 f[2] *= 1 - m
                 f[3] *= 1 - m
-                self._seen = None
+                self._seen = self._ok = None
 
     def _hang(self, f: list) -> bool:
         if f[2]:
@@ -285,65 +295,76 @@ class Connections:
         return True
 
     def update(self) -> bool:
-        # the update is idempotent: in the path state it last saw it would change nothing
-        seen = self._path_state()
-        if seen == self._seen:
-            return False
-        self._seen = seen
+        """Follow the flows whose entry or backend changed since the last update.
+
+        A flow's step depends on its entry's and backend pod's state only (and on the time
+        when it stops hanging, which only such a change triggers): in the state it last
+        saw it would change nothing, so only flows of a moved entry or pod are walked.
+        """
+        entries, pods = self._path_state()
+        seen = self._seen
+        todo: Sequence[int]
+        if seen is None:
+            todo = range(len(self.flows))  # first update, or after a re-hash: every flow
+        else:
+            if entries == seen[0] and pods == seen[1]:
+                return False
+            moved_e = [a != b for a, b in zip(entries, seen[0], strict=True)]
+            moved_p = [a != b for a, b in zip(pods, seen[1], strict=True)]
+            todo = [k for k, (e, p) in enumerate(self._where) if moved_e[e] or moved_p[p]]
+        self._seen = (entries, pods)
+        self._ok = None  # flows may move below
+        # the entry's state is the same for all of its flows: 0 reset, 1 hung, 2 delivered
+        states = [
+            0 if not e[0] else 1 if not (e[1] and e[2]) else 0 if self.l7 and not e[3] else 2
+            for e in entries
+        ]
         changed = False
-        topo = self.topo
-        l7 = self.l7
-        # the entry's state is the same for all of its flows: evaluate it once per entry
-        entry_state: dict[int, int] = {}
+        flows = self.flows
+        for k in todo:
+            f = flows[k]
+            if f[2] + f[3] > 1e-12:
+                changed |= self._step(f, states[self._where[k][0]])
+        # the same sum, in the same order, as adding each hung flow's weight in the walk
         hung_total = 0.0
-        for f in self.flows:
-            entry, pod, ok, hung = f[0], f[1], f[2], f[3]
-            if ok + hung <= 1e-12:
-                continue
-            key = id(entry)
-            st = entry_state.get(key)
-            if st is None:
-                if not topo.delivers_to(entry):
-                    st = 0  # packets reach another node: reset
-                elif not (entry.powered and entry.net_up):
-                    st = 1  # dead or cut-off entry: hung
-                elif l7 and not topo.entry_serves(entry):
-                    st = 0  # nginx died: the kernel resets its sockets
-                else:
-                    st = 2
-                entry_state[key] = st
-            if st == 0:
-                self.reset += ok + hung
-                f[2] = f[3] = 0.0
-                changed = True
-                continue
-            # behind nginx each request of a keep-alive connection is balanced and retried
-            # on its own: the backend is not pinned (measured in the lab)
-            serves = st == 2 and (l7 or pod.serves_from(entry))
-            if st == 1 or (not serves and (pod.node is None or not pod.node.reachable)):
-                changed |= self._hang(f)
+        for f in flows:
+            if f[2] + f[3] > 1e-12:
                 hung_total += f[3]
-                continue
-            if serves:
-                if hung:  # (_unhang is a no-op for a flow that is not hung: skip the call)
-                    changed |= self._unhang(f)
-                    hung_total += f[3]
-                continue
-            # L4, backend process dead on a live node: the kernel answers with a reset
-            self.reset += ok + hung
-            f[2] = f[3] = 0.0
-            changed = True
-        topo.trial.connections = (
+        self.topo.trial.connections = (
             self.reset / self.total,
             (self.gave_up + hung_total) / self.total,
         )
         return changed
 
+    def _step(self, f: list, st: int) -> bool:
+        """One flow's reaction to its entry's state ``st`` and its backend's."""
+        entry, pod, ok, hung = f[0], f[1], f[2], f[3]
+        if st == 0:
+            self.reset += ok + hung
+            f[2] = f[3] = 0.0
+            return True
+        # behind nginx each request of a keep-alive connection is balanced and retried
+        # on its own: the backend is not pinned (measured in the lab)
+        serves = st == 2 and (self.l7 or pod.serves_from(entry))
+        if st == 1 or (not serves and (pod.node is None or not pod.node.reachable)):
+            return self._hang(f)
+        if serves:
+            # (_unhang is a no-op for a flow that is not hung: skip the call)
+            return self._unhang(f) if hung else False
+        # L4, backend process dead on a live node: the kernel answers with a reset
+        self.reset += ok + hung
+        f[2] = f[3] = 0.0
+        return True
+
     def availability(self, a_new: float) -> float:
-        ok = 0.0
-        for f in self.flows:
-            if f[2]:
-                ok += f[2] * (self.topo.entry_success(f[0]) if self.l7 else 1.0)
+        ok = self._ok
+        if ok is None:
+            ok = 0.0
+            for f in self.flows:
+                if f[2]:
+                    ok += f[2] * (self.topo.entry_success(f[0]) if self.l7 else 1.0)
+            if not self.l7:
+                self._ok = ok  # L4: the flows' weights alone; kept until a flow moves
         return (ok + (self.reset + self.gave_up) * a_new) / self.total
 
 

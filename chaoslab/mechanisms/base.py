@@ -26,6 +26,8 @@ names are emitted by the live mode.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappop, heappush
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -82,6 +84,52 @@ def _fire(ev: simpy.Event) -> None:
     ev.fn(*ev.args)  # type: ignore[attr-defined]
 
 
+#: the callbacks of a `_Call` nobody else waits on: `Trial.run` calls its function itself
+_FIRE_ONLY = [_fire]
+
+
+_M128 = (1 << 128) - 1
+_PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341  # numpy pcg64.h
+#: PCG64.jump_inplace's step: ``jumped()`` advances a copy by this many draws
+_JUMP = 0x9E3779B97F4A7C15F39CC0605CEDC835
+
+
+def _lcg_advance(delta: int) -> tuple[int, int]:
+    """(A, B) with state' = A x state + B x inc after ``delta`` LCG steps (numpy's
+    pcg_advance_lcg_128 with the increment factored out: its sum is linear in inc)."""
+    acc_mult, acc_plus, cur_mult, cur_plus = 1, 0, _PCG_MULT, 1
+    while delta:
+        if delta & 1:
+            acc_mult = acc_mult * cur_mult & _M128
+            acc_plus = (acc_plus * cur_mult + cur_plus) & _M128
+        cur_plus = (cur_mult + 1) * cur_plus & _M128
+        cur_mult = cur_mult * cur_mult & _M128
+        delta >>= 1
+    return acc_mult, acc_plus
+
+
+_JUMP_A, _JUMP_B = _lcg_advance(_JUMP)
+
+
+def pcg64_jump(state: int, inc: int) -> int:
+    """The LCG state of ``PCG64.jumped()`` from a PCG64's (state, inc)."""
+    return (_JUMP_A * state + _JUMP_B * inc) & _M128
+
+
+class _Environment(simpy.Environment):
+    """SimPy's environment without binding its event classes to each instance.
+
+    ``Environment.__init__`` walks the class to bind ``process``/``timeout``/... early
+    (~7 µs, a trial's own environment each time); here they bind on access, as methods do.
+    """
+
+    def __init__(self) -> None:
+        self._now = 0  # SimPy's initial time, an int as there
+        self._queue = []
+        self._eid = count()
+        self._active_proc = None
+
+
 class Trial:
     """One trial's environment, random stream, parameters, milestones and a(t)."""
 
@@ -101,11 +149,21 @@ class Trial:
         "milestones",
         "p",
         "rng",
+        "spare",
     )
 
-    def __init__(self, p: Sampler, rng: np.random.Generator, horizon: float) -> None:
-        self.env = simpy.Environment()
+    def __init__(
+        self,
+        p: Sampler,
+        rng: np.random.Generator,
+        horizon: float,
+        spare: np.random.Generator | None = None,
+    ) -> None:
+        self.env: simpy.Environment = _Environment()
         self.rng = rng
+        #: a PCG64 generator this trial may take over for `jumped_rng` (the runner reuses
+        #: one per chunk: making a bit generator costs more than a short trial's draws)
+        self.spare = spare
         self.p = p
         self.horizon = horizon
         self.milestones: dict[str, float] = {}
@@ -126,18 +184,63 @@ class Trial:
 
     @property
     def now(self) -> float:
-        return self.env.now
+        return self.env._now  # (Environment.now is a property too: one call, not two)
 
     def at(self, delay: float, fn: Callable[..., Any], *args: Any) -> simpy.Event | None:
         """Call ``fn(*args)`` after ``delay`` seconds (nothing if beyond the horizon)."""
         if delay < 0:
             delay = 0.0
         env = self.env
-        if env._now + delay > self.horizon or delay == _INF:
+        at = env._now + delay
+        if at > self.horizon or delay == _INF:
             return None
         ev = _Call(env, fn, args)
-        env.schedule(ev, NORMAL, delay)
+        heappush(env._queue, (at, NORMAL, next(env._eid), ev))  # = env.schedule
         return ev
+
+    def run(self) -> None:
+        """Process every event before the horizon: ``env.run(until=horizon)``, same order.
+
+        SimPy's ``run`` steps through ``Environment.step`` and an URGENT stop event at the
+        horizon; this loop calls a `_Call`'s function directly (most of a trial's events)
+        and steps any other event as SimPy does. Events at the horizon itself stay queued,
+        as behind SimPy's stop event.
+        """
+        env = self.env
+        queue = env._queue
+        horizon = self.horizon
+        next(env._eid)  # the stop event's id: event ids (and counts) stay SimPy's
+        while queue and queue[0][0] < horizon:
+            env._now, _, _, ev = heappop(queue)
+            if type(ev) is _Call and ev.callbacks == _FIRE_ONLY:
+                ev.callbacks = None  # type: ignore[assignment]  # processed
+                ev.fn(*ev.args)
+                continue
+            callbacks, ev.callbacks = ev.callbacks, None  # type: ignore[assignment]
+            for callback in callbacks:
+                callback(ev)
+            if not ev._ok and not hasattr(ev, "_defused"):
+                raise type(ev._value)(*ev._value.args) from ev._value
+        env._now = horizon
+
+    def jumped_rng(self) -> np.random.Generator:
+        """A stream of its own, independent of the trial's: what
+        ``Generator(rng.bit_generator.jumped())`` gives now, bit for bit."""
+        bitgen = self.rng.bit_generator
+        if not isinstance(bitgen, np.random.PCG64):
+            return np.random.Generator(bitgen.jumped())  # type: ignore[attr-defined]
+        st = bitgen.state["state"]
+        out = self.spare
+        self.spare = None  # handed out: a second call gets its own
+        if out is None:
+            out = np.random.Generator(np.random.PCG64(0))
+        out.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": pcg64_jump(st["state"], st["inc"]), "inc": st["inc"]},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return out
 
     def uniform(self, low: float, high: float) -> float:
         return low + (high - low) * self.rng.random()
@@ -148,7 +251,7 @@ class Trial:
 
     def milestone(self, name: str) -> None:
         if name not in self.milestones:
-            self.milestones[name] = self.env.now
+            self.milestones[name] = self.env._now
 
     def set_availability(self, fn: Callable[[], float]) -> None:
         self._availability = fn
@@ -213,7 +316,7 @@ class Trial:
     def changed(self) -> None:
         """Re-evaluate a(t) after a state change and notify listeners."""
         a = self._availability()
-        t = self.env.now
+        t = self.env._now
         factor = 1.0
         if self._blips:
             live = [b for b in self._blips if b[0] > t]
@@ -223,16 +326,18 @@ class Trial:
                 factor *= 1.0 - share
         if self._latency is not None:
             self._record_latency(t, factor)
-        if a != self.a_v[-1]:
-            if self.a_t[-1] == t:
-                self.a_v[-1] = a
+        a_v = self.a_v
+        if a != a_v[-1]:
+            a_t = self.a_t
+            if a_t[-1] == t:
+                a_v[-1] = a
                 # merging may make two neighbours equal
-                if len(self.a_v) > 1 and self.a_v[-2] == a:
-                    self.a_t.pop()
-                    self.a_v.pop()
+                if len(a_v) > 1 and a_v[-2] == a:
+                    a_t.pop()
+                    a_v.pop()
             else:
-                self.a_t.append(t)
-                self.a_v.append(a)
+                a_t.append(t)
+                a_v.append(a)
         if self._in_change:
             self._in_change = 2  # a listener changed state: run the listeners once more
             return

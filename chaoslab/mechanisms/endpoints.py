@@ -164,7 +164,7 @@ class EndpointSliceController:
             jumped = getattr(bitgen, "jumped", None)
             if jumped is None:
                 return p.draw(_LAG)
-            self._lag_rng = np.random.Generator(jumped())
+            self._lag_rng = self.trial.jumped_rng()  # = Generator(jumped()), cheaper
         return dist.sample(self._lag_rng)
 
     def _requeue(self) -> None:

@@ -21,7 +21,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -167,17 +167,20 @@ class LogNormal(Dist):
 
     median: float
     p95: float
+    #: log-space sd, worked out once: a trial samples a dozen log-normals
+    _sigma: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.median <= self.p95:
             raise ParseError("lognormal(median, p95) needs 0 < median <= p95")
+        object.__setattr__(self, "_sigma", math.log(self.p95 / self.median) / _Z95)
 
     @property
     def sigma(self) -> float:
-        return math.log(self.p95 / self.median) / _Z95
+        return self._sigma
 
     def sample(self, rng: np.random.Generator) -> float:
-        return self.median * math.exp(self.sigma * rng.standard_normal())
+        return self.median * math.exp(self._sigma * rng.standard_normal())
 
     def mean(self) -> float:
         return self.median * math.exp(self.sigma**2 / 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -167,11 +167,17 @@ class ParamSet:
                 other[k] = v
         return fixed, dists, other
 
+    @cached_property
+    def _samples(self) -> dict[str, Callable[[np.random.Generator], float]]:
+        """Each distribution no derived key follows -> its bound ``sample``."""
+        parents = set(self._ties.values())
+        return {k: d.sample for k, d in self._split[1].items() if k not in parents}
+
 
 class Sampler:
     """Fast read access for mechanisms: ``draw`` samples a fresh value at each call."""
 
-    __slots__ = ("_ahead", "_dists", "_drawn", "_fixed", "_other", "_parents", "_ties", "rng")
+    __slots__ = ("_ahead", "_dists", "_drawn", "_fixed", "_other", "_samples", "_ties", "rng")
 
     def __init__(self, ps: ParamSet, rng: np.random.Generator) -> None:
         self.rng = rng
@@ -179,7 +185,7 @@ class Sampler:
         # than a short trial's whole simulation
         self._fixed, self._dists, self._other = ps._split
         self._ties = ps._ties
-        self._parents = frozenset(self._ties.values())
+        self._samples = ps._samples
         #: this trial's last draw of each parent a derived key follows
         self._drawn: dict[str, float] = {}
         #: parents drawn for a derived key before their own first draw
@@ -193,15 +199,16 @@ class Sampler:
         v = self._fixed.get(key)
         if v is not None:
             return v
+        sample = self._samples.get(key)
+        if sample is not None:
+            return sample(self.rng)  # a distribution no derived key follows: the most drawn
         dist = self._dists.get(key)
-        if dist is not None:
-            if key in self._parents:
-                ahead = self._ahead.pop(key, None)
-                if ahead is not None:
-                    return ahead  # a derived key drew it first
-                x = self._drawn[key] = dist.sample(self.rng)
-                return x
-            return dist.sample(self.rng)
+        if dist is not None:  # a parent of derived keys
+            ahead = self._ahead.pop(key, None)
+            if ahead is not None:
+                return ahead  # a derived key drew it first
+            x = self._drawn[key] = dist.sample(self.rng)
+            return x
         parent = self._ties[key]
         drawn = self._drawn.get(parent)
         if drawn is None:
