@@ -406,6 +406,11 @@ def _columns(
         m["slow_s"], m["p99_latency_s"] = latency_columns(
             fc.latency, fc.table, times, code, m["recovery_s"], horizon
         )
+    elif "p99_latency_s" in fc.constants:
+        # no request succeeds before the horizon: nothing to time (`outage.no_latency_metrics`)
+        m["p99_latency_s"] = np.where(
+            m["downtime_s"] >= horizon, math.nan, fc.constants["p99_latency_s"]
+        )
     if fc.moved is not None:
         moved = ms["arp.updated"] <= horizon
         m["connections_reset"] = np.where(moved, fc.moved[0], fc.reset)

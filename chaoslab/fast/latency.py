@@ -11,9 +11,9 @@ from a trial's change points:
   (s, d) adding s x P(base + d > threshold);
 - p99_latency_s: the 0.99 quantile of the latency of the requests that succeeded in
   [0, end] (end: the recovery, or the end of the last slow stretch if later; the horizon
-  if a(t) never comes back), a mixture of the base latency shifted by each delay, weighed
-  by share x time: the weights for all trials at once, the quantile of each distinct
-  mixture by the reference's own function.
+  if a(t) never comes back, or if no request succeeded before end), a mixture of the base
+  latency shifted by each delay, weighed by share x time: the weights for all trials at
+  once, the quantile of each distinct mixture by the reference's own function.
 """
 
 from __future__ import annotations
@@ -60,11 +60,21 @@ def latency_columns(
     slow = (slow_share[code] * spans(horizon)).sum(axis=0)
     slow_end = np.where(nonempty[code] & (times < horizon), np.minimum(nxt, horizon), 0.0)
     end = np.where(np.isinf(recovery), horizon, np.maximum(recovery, slow_end.max(axis=0)))
-    within = spans(end)
-    weight = np.stack([(share[j][code] * within).sum(axis=0) for j in range(len(delays))])
-    weight[delays.index(0.0)] += (np.maximum(0.0, a[code] - late[code]) * within).sum(axis=0)
+
+    def weights(stop: np.ndarray) -> np.ndarray:
+        within = spans(stop)
+        w = np.stack([(share[j][code] * within).sum(axis=0) for j in range(len(delays))])
+        w[delays.index(0.0)] += (np.maximum(0.0, a[code] - late[code]) * within).sum(axis=0)
+        return w
+
+    weight = weights(end)
+    # nothing succeeded in the window: its tail is the first successes after it, as the
+    # reference widens it to the horizon
+    widen = (weight.sum(axis=0) <= 0) & (end > 0) & (end < horizon)
+    if widen.any():
+        weight[:, widen] = weights(np.where(widen, horizon, end))[:, widen]
     total = weight.sum(axis=0)
-    some = total > 0  # else no request succeeded in the window: nothing to time
+    some = total > 0  # else no request succeeded before the horizon: nothing to time
     p99 = np.full(len(total), np.nan)
     if some.any():
         p99[some] = _quantiles(weight[:, some] / total[some], delays, lat.base)

@@ -274,7 +274,7 @@ class Trial:
         key = "client.request_duration"
         base = BaseLatency.of(p.dist(key) or p.draw(key))
         if self._latency is None:
-            return no_latency_metrics(base)
+            return no_latency_metrics(base, self.a_t, self.a_v, self.horizon)
         return latency_metrics(
             self.a_t,
             self.a_v,
