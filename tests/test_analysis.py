@@ -89,7 +89,7 @@ SEED_LABELS = [
     "clusterip", "nodeport-direct", "nodeport-lb", "nodeport-lb-local", "ingress-hostnet",
     "ingress-vip-pod", "ingress-vip-pod-no-garp", "ingress-vip-bgp", "ingress-vip-bgp+bfd",
     "ingress-vip-vrrp", "ingress-tiered", "metallb-l2", "metallb-bgp[metallb-native]",
-    "kube-vip-arp", "cloud-lb[aws-nlb]",
+    "kube-vip-arp", "cloud-lb[aws-nlb]", "cloud-lb-ip[aws-nlb]",
 ]  # fmt: skip
 
 
