@@ -30,13 +30,11 @@ connections resets the node's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from chaoslab.designs.base import Design, Flow, ImpossibleTarget, Topology
 from chaoslab.designs.nodeport import NodePortLbTopology
 from chaoslab.mechanisms.base import Trial, register_milestones
-from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service
-from chaoslab.mechanisms.endpoints import EndpointSliceController
+from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
+from chaoslab.mechanisms.endpoints import WatchedSlices
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker, LbResets
 
@@ -66,30 +64,12 @@ class CloudNodePortTopology(NodePortLbTopology):
 
 
 # ============================================================================ IP targets
-class _WatchedSlices(EndpointSliceController):
-    """The EndpointSlice controller, telling the LB controller of every written change
-    (it watches EndpointSlices; no kube-proxy is there to be told)."""
-
-    __slots__ = ("hooks",)
-
-    def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
-        self.hooks: list[Callable[[], None]] = []
-        super().__init__(trial, cluster, service)
-
-    def _publish(self, initial: bool) -> None:
-        before = self.service.version
-        super()._publish(initial)
-        if not initial and self.service.version != before:
-            for hook in self.hooks:
-                hook()
-
-
 class IpCluster(KubernetesCluster):
     """The cluster behind an IP-mode LB: no kube-proxy on any path, watched slices."""
 
     def __init__(self, trial: Trial, spec: ClusterSpec) -> None:
         super().__init__(trial, spec, proxy_nodes=[])
-        self.slices = _WatchedSlices(trial, self, self.service)
+        self.slices = WatchedSlices(trial, self, self.service)
         self.endpoints = self.slices
 
 

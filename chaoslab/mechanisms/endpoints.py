@@ -35,6 +35,7 @@ the back-off still syncs after its own hops (the work queue's ``Add`` is not del
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,7 +46,7 @@ from chaoslab.mechanisms.cluster import Node, Pod, Service
 if TYPE_CHECKING:
     from chaoslab.mechanisms.k8s import KubernetesCluster
 
-__all__ = ["EndpointSliceController", "KubeProxy", "sync_backoff"]
+__all__ = ["EndpointSliceController", "KubeProxy", "WatchedSlices", "sync_backoff"]
 
 register_milestones(
     {
@@ -209,6 +210,25 @@ class EndpointSliceController:
         if not initial:
             for proxy in self.cluster.proxies:
                 proxy.slice_changed()
+
+
+class WatchedSlices(EndpointSliceController):
+    """The EndpointSlice controller, telling its watchers (``hooks``) of every written
+    change: what stands where no kube-proxy is told (nginx's Lua balancer, a cloud LB
+    controller registering pod IPs)."""
+
+    __slots__ = ("hooks",)
+
+    def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
+        self.hooks: list[Callable[[], None]] = []
+        super().__init__(trial, cluster, service)
+
+    def _publish(self, initial: bool) -> None:
+        before = self.service.version
+        super()._publish(initial)
+        if not initial and self.service.version != before:
+            for hook in self.hooks:
+                hook()
 
 
 class KubeProxy:

@@ -54,7 +54,7 @@ from math import comb, factorial, floor, log
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload
-from chaoslab.mechanisms.endpoints import EndpointSliceController
+from chaoslab.mechanisms.endpoints import WatchedSlices
 from chaoslab.mechanisms.k8s import KubernetesCluster
 from chaoslab.mechanisms.node import next_tick
 from chaoslab.mechanisms.workload import WorkloadController
@@ -822,24 +822,7 @@ class NodeNeighbours:
             self.trial.changed()
 
 
-class _NotifyingSlices(EndpointSliceController):
-    """The EndpointSlice controller, telling every nginx when a Service's slice changed."""
-
-    __slots__ = ("hooks",)
-
-    def __init__(self, trial: Trial, cluster: KubernetesCluster, service: Service) -> None:
-        self.hooks: list[Callable[[], None]] = []
-        super().__init__(trial, cluster, service)
-
-    def _publish(self, initial: bool) -> None:
-        before = self.service.version
-        super()._publish(initial)
-        if not initial and self.service.version != before:
-            for h in self.hooks:
-                h()
-
-
-class _TierSlices(_NotifyingSlices):
+class _TierSlices(WatchedSlices):
     """EndpointSlices of a second Service (the namespace-level ingress's own pods)."""
 
     __slots__ = ("workload",)
@@ -873,7 +856,7 @@ class IngressCluster(KubernetesCluster):
     def __init__(self, trial: Trial, spec: ClusterSpec, **kw: object) -> None:
         super().__init__(trial, spec, **kw)  # type: ignore[arg-type]
         p = trial.p
-        self.endpoints = _NotifyingSlices(trial, self, self.service)
+        self.endpoints = WatchedSlices(trial, self, self.service)
         self.extra: dict[str, Workload] = {}
         self.controllers: dict[str, WorkloadController] = {}
         self.services: dict[str, Service] = {}  # workload name -> Service it proxies to
