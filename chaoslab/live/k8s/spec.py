@@ -13,7 +13,7 @@ them, so a drill never runs on a hidden timer.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: faults a drill can inject on Kubernetes
-FAULT_KINDS = (
+FaultKind = Literal[
     "pod-delete",
     "pod-kill",
     "node-drain",
@@ -46,7 +46,8 @@ FAULT_KINDS = (
     "node-partition",
     "controller-manager-restart",
     "apiserver-down",
-)
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 #: faults that hit a whole node (subject to the node safety rules)
 NODE_FAULTS = frozenset({"node-drain", "node-crash", "kubelet-stop", "node-partition"})
 #: faults of the control plane: no node or pod of the workload is their target; only the
@@ -169,16 +170,7 @@ class LiveFaultKey(_Model):
 class FaultSpec(LiveFaultKey):
     """A fault as the drill injects it: the entry's kind and its ``live:`` key resolved."""
 
-    kind: Literal[
-        "pod-delete",
-        "pod-kill",
-        "node-drain",
-        "node-crash",
-        "kubelet-stop",
-        "node-partition",
-        "controller-manager-restart",
-        "apiserver-down",
-    ]
+    kind: FaultKind
     target: TargetSpec
     #: the fault's second effect (its ``with:``) and when it starts (``with_delay:``)
     with_: str | None = Field(default=None, alias="with")
