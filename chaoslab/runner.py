@@ -40,7 +40,7 @@ from chaoslab.fast import ENGINES, FastCell, fast_frame, plan
 from chaoslab.faults import FAULTS, Fault, FaultKind, ImpossibleFault
 from chaoslab.mechanisms.base import MILESTONES, Trial, milestone_column
 from chaoslab.mechanisms.cluster import ClusterSpec
-from chaoslab.outage import BaseLatency, metrics, no_latency_metrics
+from chaoslab.outage import metrics
 from chaoslab.params import ParamSet, lookup
 from chaoslab.results import METRIC_COLUMNS
 
@@ -364,8 +364,9 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     horizon = cell.horizon
     names = list(MILESTONES) if chunk.milestones is None else list(chunk.milestones)
     if chunk.fast is not None:
-        frame = fast_frame(cell, chunk.fast, seed, chunk.start, chunk.stop, names)
-        return _with_latency_columns(frame, cell)
+        # every results column, slow_s/p99_latency_s included: `fast.plan` refuses a cell
+        # it has no closed form or constant for
+        return fast_frame(cell, chunk.fast, seed, chunk.start, chunk.stop, names)
     cols: dict[str, list[Any]] = {c: [] for c in _METRIC_COLS}
     at: list[list[float]] = [[] for _ in names]
     a_t: list[list[float]] = []
@@ -423,23 +424,6 @@ def _one_by_one(start: int, stop: int) -> Iterator[int]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _with_latency_columns(frame: pd.DataFrame, cell: Cell) -> pd.DataFrame:
-    """The fast engine's designs have no latency model: slow 0 s and the base latency's
-    p99 (`outage.no_latency_metrics`), where `run_chunk` puts them."""
-    if "slow_s" in frame.columns:
-        return frame
-    key = "client.request_duration"
-    p = _prepare(cell).params.sampler(np.random.default_rng(0))  # a fixed value: no draw
-    base = BaseLatency.of(p.dist(key) or p.draw(key))
-    # NaN where a(t) lets no request succeed before the horizon, as run_chunk's rows
-    p99 = [no_latency_metrics(base, t, v, cell.horizon)[1] for t, v in zip(
-        frame["a_t"], frame["a_v"], strict=True)]  # fmt: skip
-    at = int(frame.columns.get_loc("connections_hung")) + 1  # type: ignore[arg-type]
-    frame.insert(at, "slow_s", 0.0)
-    frame.insert(at + 1, "p99_latency_s", p99)
-    return frame
 
 
 def key_columns(cell: Cell, start: int, stop: int) -> dict[str, Any]:
