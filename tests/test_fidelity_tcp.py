@@ -37,7 +37,19 @@ def test_a_client_that_gives_up_before_the_first_rto_never_retransmits() -> None
 
 
 def test_the_backoff_stops_doubling_at_tcp_rto_max() -> None:
-    assert syn_offsets(1000.0, 4, 50.0) == (50.0, 150.0, 150.0 + TCP_RTO_MAX, 150.0 + 2 * 120)
+    assert syn_offsets(500.0, 6, 50.0) == (50.0, 150.0, 150.0 + TCP_RTO_MAX, 150.0 + 2 * 120)
+
+
+def test_the_kernel_gives_up_when_six_doublings_would_have_passed() -> None:
+    assert syn_offsets(1e4, 6, 1.0)[-1] == 63.0  # then nothing until the give-up at 127 s
+    assert syn_offsets(1e4, 6, 1.0, linear=4)[-1] == 67.0
+
+
+def test_linear_syn_timeouts_match_this_kernels_connect() -> None:
+    """Linux 6.18 here, tcp_syn_linear_timeouts 4: a connect() to a port whose SYNs a
+    namespace's iptables dropped sent them at +1.04, 2.06, 3.08, 4.10, 5.13, 7.15, 11.37 s
+    (2 Dec 2026, AF_PACKET on lo): five 1 s expiries, then doubling."""
+    assert syn_offsets(12.0, 6, 1.0, linear=4) == (1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0)
 
 
 # --------------------------------------------------------------------- closed forms

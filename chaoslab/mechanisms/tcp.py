@@ -51,18 +51,26 @@ __all__ = ["SynRetransmission", "late_successes", "merge_late", "syn_offsets"]
 TCP_RTO_MAX = 120.0
 
 
-def syn_offsets(timeout: float, retries: int, rto: float) -> tuple[float, ...]:
+def syn_offsets(timeout: float, retries: int, rto: float, linear: int = 0) -> tuple[float, ...]:
     """Send times of a connect()'s SYN retransmissions after its first SYN, before the
-    client's ``timeout`` closes the socket: the timeout doubles at each expiry."""
+    client's ``timeout`` closes the socket.
+
+    The timeout doubles at each expiry, after ``linear`` + 1 expiries of ``rto`` each
+    (Linux 6.5+ ``tcp_syn_linear_timeouts``; 0 before). The kernel gives up when the
+    time ``retries`` doubling expiries would take has passed (``retransmits_timed_out``
+    with ``tcp_model_timeout``, net/ipv4/tcp_timer.c): rto x (2^(retries+1) - 1)."""
+    give_up = rto * (2.0 ** (max(0, retries) + 1) - 1.0)
+    stop = min(timeout, give_up)
     out: list[float] = []
-    at, wait = 0.0, rto
-    for _ in range(max(0, retries)):
+    at, wait, k = 0.0, rto, 0
+    while True:
         at += wait
-        if at >= timeout:
-            break
+        if at >= stop:
+            return tuple(out)
         out.append(at)
-        wait = min(2.0 * wait, TCP_RTO_MAX)
-    return tuple(out)
+        k += 1
+        if k > linear:
+            wait = min(2.0 * wait, TCP_RTO_MAX)
 
 
 def _value(times: Sequence[float], values: Sequence[float], t: float) -> float:
