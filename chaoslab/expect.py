@@ -37,6 +37,7 @@ __all__ = [
     "check",
     "failed",
     "junit_xml",
+    "metric_of",
     "parse_expectation",
     "verdict_lines",
 ]
@@ -138,6 +139,14 @@ def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def metric_of(entry: object) -> str | None:
+    """The metric an ``expect:`` entry as written checks (``recovery_p95 < 30s``, or a
+    mapping with that as ``check:``); None when the entry cannot be read as one."""
+    text = entry.get("check") if isinstance(entry, Mapping) else entry
+    m = _EXPR.match(text) if isinstance(text, str) else None
+    return m.group(1) if m else None
 
 
 def parse_expectation(

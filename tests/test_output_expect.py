@@ -225,3 +225,34 @@ def test_validate_locates_a_bad_compare_metric(tmp_path: Path) -> None:
         load_experiment(p).validate()
     assert e.value.lines[0].startswith(f"{p}:10: expect[1]")
     assert "'recovery' is not a compared metric" in e.value.lines[0]
+
+
+_COMPARE_MODULES = """
+import sys
+from chaoslab.cli import main
+code = main(sys.argv[1:])
+print("model loaded" if "chaoslab.experiment" in sys.modules else "model not loaded", code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("gate", "said"),
+    [
+        ("trials >= 1", "model not loaded 0"),  # a run's gate only: nothing to check
+        ("coverage >= 100%", "model loaded 1"),  # a comparison's: loaded and checked
+    ],
+)
+def test_compare_loads_the_experiment_only_when_it_has_something_to_check(
+    tmp_path: Path, gate: str, said: str
+) -> None:
+    """Loading an experiment imports the whole model (designs, runner, fast engine):
+    compare reads the stored file's expect: with YAML alone first."""
+    import subprocess
+    import sys
+
+    _, pred, meas = _two_runs(tmp_path, gate)
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPARE_MODULES, "compare", str(pred), str(meas)],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1],
+    ).stdout  # fmt: skip
+    assert out.splitlines()[-1] == said
