@@ -311,6 +311,23 @@ def test_keepalived_config_from_parameters(tmp_path: Path) -> None:
     assert "nopreempt" not in c1 and "state BACKUP" in c1
 
 
+def test_keepalived_tracks_the_service_process_from_the_host_namespace(tmp_path: Path) -> None:
+    """vrrp_track_process: the kernel sends process events only to the initial namespace,
+    so keepalived enters the node's namespace itself (net_namespace, a top-level keyword:
+    inside global_defs keepalived 2.2.7 ignores it and stays on the host) and matches the
+    service by its whole command line, which names this lab's namespace."""
+    t = _topo("ingress-vip-vrrp", "lab-vrrp-track-process.yaml", tmp_path)
+    conf = t.keepalived_conf("n1", 1)
+    assert conf.startswith("net_namespace cl-u-n1\nglobal_defs {")
+    block = conf[conf.index("vrrp_track_process") : conf.index("vrrp_instance")]
+    assert '"--name" "n1" "--lab" "cl-u-n1"' in block and "full_command" in block
+    assert "weight 0" in block and "track_process {" in conf
+    assert t.server_argv("n1", 80, *t.server_tag("n1"))[-2:] == ["--lab", "cl-u-n1"]
+    plain = _topo("ingress-vip-vrrp", "lab-vrrp.yaml", tmp_path).keepalived_conf("n1", 1)
+    assert "net_namespace" not in plain and "track_process" not in plain
+    assert "garp_master_delay 5\n" in plain and "garp_master_refresh" not in plain
+
+
 def test_kube_proxy_chains(tmp_path: Path) -> None:
     cluster = _topo("nodeport-lb", "lab-nodeport-lb.yaml", tmp_path)
     rules = cluster.iptables_rules(1)  # n1 is idle: it forwards to the pods on n2 and n3

@@ -231,12 +231,12 @@ class Topology(ABC):
 
     def start_server(self, name: str, role: str, port: int, *extra: str, answer: str = "") -> Proc:
         """The HTTP service; it answers with ``answer`` (default: the namespace role)."""
-        return self.state.spawn(
-            name,
-            role,
-            self.python(
-                "chaoslab.live.lab.server", "--port", str(port), "--name", answer or role, *extra
-            ),
+        return self.state.spawn(name, role, self.server_argv(role, port, *extra, answer=answer))
+
+    def server_argv(self, role: str, port: int, *extra: str, answer: str = "") -> list[str]:
+        """`start_server`'s command line."""
+        return self.python(
+            "chaoslab.live.lab.server", "--port", str(port), "--name", answer or role, *extra
         )
 
     def monitor(self, role: str, what: str) -> Proc:
@@ -433,4 +433,5 @@ class Topology(ABC):
                 proc.ns.removeprefix(self.state.prefix + "-"),
                 proc.argv,
                 pidfiles=proc.pidfiles,
+                enters_ns=proc.enters_ns,
             )

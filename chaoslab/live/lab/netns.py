@@ -144,6 +144,8 @@ class Proc:
     argv: list[str]
     log: str
     pidfiles: list[str] = field(default_factory=list)
+    #: started in the host's namespace, entering ``ns`` itself (`LabState.spawn`)
+    enters_ns: bool = False
 
     def alive(self) -> bool:
         return pid_alive(self.pid, self.start)
@@ -279,13 +281,19 @@ class LabState:
         *,
         pidfiles: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        enters_ns: bool = False,
     ) -> Proc:
-        """Start ``argv`` inside namespace ``role``; its output goes to ``<dir>/<name>.log``."""
+        """Start ``argv`` inside namespace ``role``; its output goes to ``<dir>/<name>.log``.
+
+        ``enters_ns``: the program is started in the host's namespace and enters ``role``'s
+        itself (keepalived's ``net_namespace``: its process-event socket, vrrp_track_process,
+        exists only in the initial namespace). A program that cannot enter it must exit.
+        """
         if name in self.procs and self.procs[name].alive():
             raise LabError(f"{name} is already running (pid {self.procs[name].pid})")
         log = Path(self.dir) / f"{name}.log"
         fh: IO[bytes] = log.open("ab")
-        full = ["ip", "netns", "exec", self.ns(role), *argv]
+        full = list(argv) if enters_ns else ["ip", "netns", "exec", self.ns(role), *argv]
         try:
             # `ip netns exec` execs the command after setns(), so the PID is the daemon's own
             p = subprocess.Popen(
@@ -298,13 +306,37 @@ class LabState:
             )
         finally:
             fh.close()
-        proc = Proc(name, self.ns(role), p.pid, None, list(argv), str(log), list(pidfiles))
+        proc = Proc(
+            name, self.ns(role), p.pid, None, list(argv), str(log), list(pidfiles), enters_ns
+        )
         # read the start time once the exec happened; it identifies the PID from now on
         proc.start = _start_time(p.pid)
         self.procs[name] = proc
         self.save()
         _REAPERS[p.pid] = p
+        if enters_ns:
+            self._entered(proc, p)
         return proc
+
+    def _entered(self, proc: Proc, p: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
+        """A process started in the host's namespace is in the lab's within ``timeout``, or
+        is killed: a daemon must never run on the host's links."""
+        want = os.stat(f"/run/netns/{proc.ns}").st_ino
+        deadline = time.monotonic() + timeout
+        while p.poll() is None:
+            try:
+                if os.stat(f"/proc/{p.pid}/ns/net").st_ino == want:
+                    return
+            except OSError:
+                break  # gone meanwhile
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        self.stop(proc.name)
+        raise LabError(
+            f"{proc.name} did not enter namespace {proc.ns} within {timeout:.0f} s "
+            f"(killed; its log: {proc.log})"
+        )
 
     def stop(self, name: str, sig: int = signal.SIGKILL, *, wait: float = 5.0) -> list[int]:
         """Signal a started process and everything it forked; wait for them to exit."""
@@ -363,6 +395,9 @@ def cleanup(state: LabState, *, remove_dir: bool = False) -> list[str]:
     frr = state.info.get("frr_run_dir")
     if frr:  # FRR's sockets and config live outside the lab folder (the frr user's reach)
         shutil.rmtree(frr, ignore_errors=True)
+    for d in state.info.get("keepalived_run_dirs", []):
+        # keepalived's net_namespace makes /run/keepalived/<ns>; a SIGKILL leaves it
+        shutil.rmtree(d, ignore_errors=True)
     state.status = "down"
     if remove_dir:
         shutil.rmtree(state.dir, ignore_errors=True)

@@ -8,18 +8,30 @@
 
 Each node runs keepalived (``vrrp.version``, ``vrrp.advert_int``, ``vrrp.nopreempt`` and
 ``vrrp.priority`` — a list gives one per node — from the parameters) and the HTTP service on
-port 80, which answers with the node's name. With ``vrrp.track_script: true`` keepalived
-runs a ``vrrp_script`` that checks the local service (``vrrp.script_*`` parameters). Milestones:
+port 80, which answers with the node's name; the instance's ``garp_master_delay``,
+``_repeat``, ``_refresh`` and ``_refresh_repeat`` come from the ``vrrp.garp_master_*``
+parameters. With ``vrrp.track_script: true`` keepalived
+runs a ``vrrp_script`` that checks the local service (``vrrp.script_*`` parameters); with
+``vrrp.track_process: true`` a ``vrrp_track_process`` follows the service's process instead
+(``vrrp.process_weight``, ``vrrp.process_delay``). keepalived learns of the process's exit
+from the kernel's process events (netlink connector, ``CN_IDX_PROC``), which the kernel
+delivers only to sockets of the initial network namespace, so that keepalived starts in the
+host's namespace and enters the node's itself (``net_namespace``; keepalived
+``core/main.c`` opens the tracking socket before ``setns()`` for exactly this). Milestones:
 keepalived's "Entering MASTER STATE" (``vrrp.master_changed``) and ``ip -ts monitor
 address`` per node (``vip.added`` / ``vip.removed``).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 
 from chaoslab.experiment import ExperimentError
 from chaoslab.live.lab.base import Topology, _fmt
+from chaoslab.live.lab.netns import LabError
 from chaoslab.live.lab.spec import LabFault
 from chaoslab.live.lab.watch import LogEvent, Rule
 
@@ -47,16 +59,20 @@ class VrrpTopology(Topology):
         st.bridge("sw", "br0", ports)
         st.ip(self.client_role, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
         st.save()
+        by_process = self.params.flag("vrrp.track_process")
         for i, n in enumerate(self.nodes(), start=1):
             self.monitor(n, "address")
-            self.start_server(f"srv-{n}", n, 80)
+            self.start_server(f"srv-{n}", n, 80, *self.server_tag(n))
             conf = self.write(f"keepalived-{n}.conf", self.keepalived_conf(n, i))
+            if by_process:
+                self.check_conf(n, conf)
             pid, vpid = str(self.dir / f"keepalived-{n}.pid"), str(self.dir / f"vrrp-{n}.pid")
             st.spawn(
                 f"keepalived-{n}",
                 n,
                 ["keepalived", "-n", "-l", "-D", "-G", "-f", conf, "-p", pid, "-r", vpid],
                 pidfiles=[pid, vpid],
+                enters_ns=by_process,
             )
         for i, _ in enumerate(self.nodes(), start=1):
             self.wait_port(self.client_role, f"{SUBNET}.{i}", 80)
@@ -77,7 +93,10 @@ class VrrpTopology(Topology):
             raise ExperimentError(
                 "vrrp.advert_int: VRRPv2 adverts are whole seconds; use version 3"
             )
+        by_process = p.flag("vrrp.track_process")
         lines = [
+            # a top-level keyword (keepalived core/global_parser.c install_keyword_root)
+            *([f"net_namespace {self.state.ns(node)}"] if by_process else []),
             "global_defs {",
             f"  router_id {node}",
             f"  vrrp_version {version}",
@@ -86,7 +105,10 @@ class VrrpTopology(Topology):
             "}",
         ]
         track = []
-        if p.flag("vrrp.track_script"):
+        if by_process:
+            lines += self.track_process_conf(node)
+            track = ["  track_process {", "    chk_service", "  }"]
+        elif p.flag("vrrp.track_script"):
             lines += [
                 "vrrp_script chk_service {",
                 "  script \"/bin/bash -c ': </dev/tcp/127.0.0.1/80'\"",
@@ -107,6 +129,7 @@ class VrrpTopology(Topology):
             f"  priority {prio}",
             f"  advert_int {_fmt(advert)}",
             *(["  nopreempt"] if p.flag("vrrp.nopreempt") else []),
+            *self.garp_lines(),
             "  virtual_ipaddress {",
             f"    {VIP}/32 dev eth0",
             "  }",
@@ -114,6 +137,59 @@ class VrrpTopology(Topology):
             "}",
         ]
         return "\n".join(lines) + "\n"
+
+    def garp_lines(self) -> list[str]:
+        """The instance's GARP settings (keepalived reads whole seconds for these)."""
+        p = self.params
+        delay, refresh = p.seconds("vrrp.garp_master_delay"), p.seconds("vrrp.garp_master_refresh")
+        for key, v in (("vrrp.garp_master_delay", delay), ("vrrp.garp_master_refresh", refresh)):
+            if v != int(v):
+                raise ExperimentError(f"{key}: keepalived takes whole seconds, got {v:g} s")
+        lines = [
+            f"  garp_master_delay {_fmt(delay)}",
+            f"  garp_master_repeat {p.count('vrrp.garp_master_repeat')}",
+        ]
+        if refresh > 0:
+            lines += [
+                f"  garp_master_refresh {_fmt(refresh)}",
+                f"  garp_master_refresh_repeat {p.count('vrrp.garp_master_refresh_repeat')}",
+            ]
+        return lines
+
+    def check_conf(self, node: str, conf: str) -> None:
+        """``keepalived -t`` inside the node's namespace before a start in the host's: an
+        unknown keyword (a misplaced net_namespace) would leave it on the host's links."""
+        ns = self.state.ns(node)
+        argv = ["ip", "netns", "exec", ns, "keepalived", "-t", "-l", "-n", "-f", conf]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise LabError(f"keepalived -t {conf}: {(r.stderr or r.stdout).strip()}")
+        self.state.info.setdefault("keepalived_run_dirs", []).append(f"/run/keepalived/{ns}")
+        self.state.save()
+
+    def server_tag(self, node: str) -> list[str]:
+        """Extra server arguments that make its command line unique on the machine."""
+        return ["--lab", self.state.ns(node)] if self.params.flag("vrrp.track_process") else []
+
+    def track_process_conf(self, node: str) -> list[str]:
+        """``vrrp_track_process`` on the node's HTTP service, matched by its whole command
+        line (the process name alone, python3, matches every lab's servers and probers)."""
+        p = self.params
+        argv = self.server_argv(node, 80, *self.server_tag(node))
+        # `env PYTHONPATH=... python ...` execs python: its command line starts there
+        cmd = argv[argv.index(sys.executable) :]
+        weight = p.count("vrrp.process_weight")
+        delay = p.seconds("vrrp.process_delay")
+        return [
+            "vrrp_track_process chk_service {",
+            "  process " + " ".join(f'"{a}"' for a in cmd),
+            "  full_command",
+            "  quorum 1",
+            # the model lowers the priority by the magnitude while the process is missing
+            f"  weight {-abs(weight)}",
+            *([f"  terminate_delay {_fmt(delay)}"] if delay > 0 else []),
+            "}",
+        ]
 
     def priorities(self) -> list[int]:
         return self.params.per_node("vrrp.priority", len(self.nodes()))

@@ -1,0 +1,185 @@
+"""keepalived 2.2.7 (Debian 12) in the lab: vrrp_track_process, and when a new MASTER's
+refresh GARPs go out (the model's ``advert`` schedule, `garp_refresh_offsets`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaoslab.live.lab.drill import lab_down, lab_up
+from chaoslab.live.lab.netns import LabState, pid_alive, state_root
+from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
+from chaoslab.live.lab.vrrp import VIP
+from chaoslab.mechanisms.vrrp import garp_refresh_grid, garp_refresh_offsets
+
+Make = Callable[..., Any]
+
+
+# ------------------------------------------------------------------ closed forms
+
+
+def test_refresh_rides_the_adverts_up_to_keepalived_2_3_1() -> None:
+    """keepalived <= 2.3.1 sends the refresh with the first advert after T + R and re-arms
+    from that advert: every ceil(R / advert) adverts, garp_master_delay plays no part.
+    2.3.2+ starts a timer thread at T + delay + R, then every R."""
+    assert garp_refresh_grid("advert", 3.0, delay=5.0, adver=1.0) == (3.0, 3.0)
+    assert garp_refresh_grid("advert", 2.5, delay=5.0, adver=1.0) == (3.0, 3.0)
+    assert garp_refresh_grid("advert", 0.3, delay=5.0, adver=1.0) == (1.0, 1.0)
+    assert garp_refresh_grid("advert", 10.0, delay=0.0, adver=4.0) == (12.0, 12.0)
+    assert garp_refresh_grid("timer", 3.0, delay=5.0, adver=1.0) == (8.0, 3.0)
+    assert garp_refresh_offsets("advert", 3.0, delay=5.0, adver=1.0, until=12.0) == [3, 6, 9, 12]
+    assert garp_refresh_offsets("timer", 3.0, delay=5.0, adver=1.0, until=12.0) == [8, 11]
+    assert garp_refresh_offsets("advert", 0.0, delay=5.0, adver=1.0, until=60.0) == []
+
+
+# ------------------------------------------------------------------ the real keepalived
+
+
+def _ns_inode(ns: str) -> int:
+    return os.stat(f"/run/netns/{ns}").st_ino
+
+
+def _holds_vip(st: LabState, node: str) -> bool:
+    out = subprocess.run(
+        ["ip", "-n", st.ns(node), "-4", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return f"inet {VIP}/" in out
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``cond`` held (polled every 5 ms); fails after ``timeout``."""
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.005)
+    return time.monotonic() - t0
+
+
+def _assert_clean(name: str) -> None:
+    st = LabState.load(state_root() / name / "state.down.json")
+    assert our_namespaces(f"{st.prefix}-") == []
+    assert [p.name for p in st.procs.values() if pid_alive(p.pid, p.start)] == []
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_track_process_hands_the_vip_over_at_the_service_exit(lab_env: Make) -> None:
+    """keepalived starts in the host's namespace for the process events and is inside the
+    node's before it sends anything; the service's SIGKILL is a kernel event, the master goes
+    FAULT at once (weight 0) and the backup takes over after its Skew_Time, 0.609 s."""
+    exp = lab_env("lab-vrrp-track-process.yaml")
+    topo = lab_up(exp)
+    st = topo.state
+    try:
+        for node in ("n1", "n2"):
+            proc = st.procs[f"keepalived-{node}"]
+            pids = proc.all_pids()
+            assert len(pids) >= 2  # the parent and its VRRP child
+            for pid in pids:
+                assert os.stat(f"/proc/{pid}/ns/net").st_ino == _ns_inode(st.ns(node))
+        _wait(lambda: _holds_vip(st, "n1"), 15.0)
+        st.stop("srv-n1")
+        took = _wait(lambda: _holds_vip(st, "n2"), 5.0)
+        assert 0.5 <= took <= 1.5
+        log = Path(st.procs["keepalived-n1"].log).read_text()
+        assert "Quorum lost for tracked process chk_service" in log
+        assert "Entering FAULT STATE" in log
+    finally:
+        lab_down(exp.model.lab.name)
+    _assert_clean(exp.model.lab.name)
+    assert not any(Path(d).exists() for d in st.info.get("keepalived_run_dirs", []))
+
+
+#: prints "t op sender_mac sender_ip target_ip" for every ARP frame on the client's eth0
+_CAPTURE = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(("eth0", 0))
+s.settimeout(0.1)
+end = time.monotonic() + float(sys.argv[1])
+print("ready", flush=True)
+while time.monotonic() < end:
+    try:
+        f = s.recv(128)
+    except socket.timeout:
+        continue
+    t = time.monotonic()
+    op = struct.unpack("!H", f[20:22])[0]
+    print(t, op, f[22:28].hex(), socket.inet_ntoa(f[28:32]), socket.inet_ntoa(f[38:42]), flush=True)
+"""
+
+
+def _mac(st: LabState, node: str) -> str:
+    out = subprocess.run(
+        ["ip", "-n", st.ns(node), "link", "show", "eth0"], capture_output=True, text=True
+    ).stdout
+    return out.split("link/ether ")[1].split()[0].replace(":", "")
+
+
+def _bursts(times: list[float], gap: float = 0.2) -> list[tuple[float, int]]:
+    """(start, frames) of each burst: frames less than ``gap`` apart are one burst."""
+    out: list[tuple[float, int]] = []
+    for t in sorted(times):
+        if out and t - out[-1][0] < gap:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((t, 1))
+    return out
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_keepalived_2_2_7_refreshes_with_its_adverts_not_after_the_delay(lab_env: Make) -> None:
+    """garp_master_refresh 3 s, garp_master_delay 5 s, advert 1 s. After the backup takes
+    over at T (SIGTERM of the master): 5 frames at T and at T + 5 (the delayed burst), one
+    refresh frame at T + 3, 6, 9, 12 (the advert schedule), none at T + 8 or 11 (the timer
+    schedule of keepalived 2.3.2+, and the model's before this test)."""
+    params = {"vrrp.garp_master_refresh": "3s", "vrrp.garp_master_delay": "5s"}
+    exp = lab_env("lab-vrrp.yaml", params=params)
+    topo = lab_up(exp)
+    st = topo.state
+    window = 13.5
+    try:
+        _wait(lambda: _holds_vip(st, "n1"), 15.0)
+        mac = _mac(st, "n2")
+        cap = subprocess.Popen(
+            ["ip", "netns", "exec", st.ns("client"), sys.executable, "-c", _CAPTURE, str(window)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert cap.stdout is not None and cap.stdout.readline().strip() == "ready"
+            st.stop("keepalived-n1", signal.SIGTERM)
+            out, _ = cap.communicate(timeout=window + 10)
+        finally:
+            if cap.poll() is None:
+                cap.kill()
+                cap.wait()
+    finally:
+        lab_down(exp.model.lab.name)
+    _assert_clean(exp.model.lab.name)
+    frames = [
+        float(t)
+        for t, _op, sha, spa, tpa in (ln.split() for ln in out.splitlines())
+        if sha == mac and spa == VIP and tpa == VIP
+    ]
+    bursts = _bursts(frames)
+    t0 = bursts[0][0]
+    offsets = [round(b[0] - t0, 2) for b in bursts]
+    want = sorted([0.0, 5.0, *garp_refresh_offsets("advert", 3, delay=5, adver=1, until=12.5)])
+    assert len(offsets) == len(want), offsets
+    assert all(abs(o - w) < 0.3 for o, w in zip(offsets, want, strict=True)), offsets
+    sizes = {round(w): n for w, (_, n) in zip(want, bursts, strict=True)}
+    assert sizes[0] == sizes[5] == 5 and {sizes[k] for k in (3, 6, 9, 12)} == {1}
