@@ -614,16 +614,19 @@ register(
         Param(
             "nginx.round_robin_retry",
             "choice",
-            "untried",
-            "[assumption] nginx's own upstream round robin (ingress-nginx reload mode, "
-            "before 0.21); ingress-nginx 0.21+ (dynamic Lua balancer only) behaves as cycle",
-            "[assumption] untried: nginx src/http/ngx_http_upstream_round_robin.c skips the "
-            "peers a request tried. ingress-nginx does otherwise: since 0.21 the dynamic Lua "
-            "balancer is the only mode, and rootfs/etc/nginx/lua/balancer/round_robin.lua "
-            "(controller-v1.15.0) returns resty.roundrobin find(), the worker's next peer, "
-            "with no memory of tried ones (cycle; issue #11852). The default assumes every "
-            "retry reaches another upstream so the bundled results stay comparable; set "
-            "cycle for ingress-nginx 0.21+",
+            "cycle",
+            "ingress-nginx 0.21.0+ (controller-v0.21.0 to controller-v1.15.1: the dynamic "
+            "Lua balancer, the only mode; load-balance round_robin); untried: nginx's own "
+            "upstream round robin (reload mode, nginx.dynamic_configuration false)",
+            f"{ING} controller-v1.15.1 rootfs/etc/nginx/lua/balancer.lua balance(): "
+            "every try asks the backend's balancer again, set_more_tries(1); "
+            "rootfs/etc/nginx/lua/balancer/round_robin.lua (resty.roundrobin since commit "
+            "e9dc275b8, 2018-05) returns find(): the worker's next peer, no list of tried "
+            "ones (openresty/lua-resty-balancer lib/resty/roundrobin.lua; issue #11852); "
+            "openresty/lua-nginx-module src/ngx_http_lua_balancer.c set_more_tries caps "
+            "the tries at proxy_next_upstream_tries. untried: nginx release-1.31.4 "
+            "src/http/ngx_http_upstream_round_robin.c ngx_http_upstream_get_peer skips "
+            "the peers set in the request's tried bitmap",
             "Round robin's retry after a dead upstream: untried (another upstream) or cycle "
             "(after a connect timeout any upstream again, the dead one included).",
             choices=("untried", "cycle"),
