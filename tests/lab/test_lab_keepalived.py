@@ -12,8 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+import chaoslab
+import chaoslab.mechanisms.vrrp as vrrp_mechanism
 from chaoslab.live.lab.drill import lab_down, lab_up
 from chaoslab.live.lab.netns import LabState, pid_alive, state_root
 from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
@@ -38,6 +41,38 @@ def test_refresh_rides_the_adverts_up_to_keepalived_2_3_1() -> None:
     assert garp_refresh_offsets("advert", 3.0, delay=5.0, adver=1.0, until=12.0) == [3, 6, 9, 12]
     assert garp_refresh_offsets("timer", 3.0, delay=5.0, adver=1.0, until=12.0) == [8, 11]
     assert garp_refresh_offsets("advert", 0.0, delay=5.0, adver=1.0, until=60.0) == []
+
+
+def test_a_vrrp_group_on_the_advert_schedule_heals_a_router_at_those_refreshes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model's group on keepalived 2.2.7's schedule: each GARP frame lost with q = 1/2,
+    one frame per burst, bursts at T, T + 3 (the first refresh), T + 5 (garp_master_delay),
+    T + 6, T + 9: a router entry that only a GARP moves (4 h ARP timeout) moves at the k-th
+    burst with P = 2^-(k+1). The catalogue names no schedule yet: the lookup is set here."""
+    monkeypatch.setattr(vrrp_mechanism, "_refresh_schedule", lambda _p: "advert")
+    params = {
+        "arp.neighbor": "router",
+        "arp.router_timeout": "4h",
+        "arp.garp_loss": 0.5,
+        "vrrp.garp_master_repeat": 1,
+        "vrrp.garp_master_delay": "5s",
+        "vrrp.garp_master_refresh": "3s",
+    }
+    df = chaoslab.simulate(
+        "ingress-vip-vrrp",
+        {"kind": "node-crash", "target": "vip-holder"},
+        profile=["k8s-1.32", "keepalived-osh"],
+        params=params,
+        trials=600,
+        seed=3,
+    )
+    moved = (df["at_arp_updated"] - df["at_vrrp_master_changed"]).to_numpy()
+    for k, at in enumerate((0.0, 3.0, 5.0, 6.0, 9.0)):
+        p = 2.0 ** -(k + 1)
+        share = np.isclose(moved, at, atol=1e-6).mean()
+        assert share == pytest.approx(p, abs=4 * (p * (1 - p) / 600) ** 0.5), at
+    assert np.isclose(moved, 8.0, atol=1e-6).sum() == 0  # the timer schedule's first refresh
 
 
 # ------------------------------------------------------------------ the real keepalived

@@ -356,6 +356,19 @@ def test_bird_and_nginx_configs(tmp_path: Path) -> None:
     ng = _topo("ingress-hostnet", "lab-ingress-hostnet.yaml", tmp_path).nginx_conf()
     assert ng.count("max_fails=0 fail_timeout=0;") == 3
     assert "proxy_connect_timeout 1000ms;" in ng and "proxy_next_upstream_tries 3;" in ng
+    assert "least_conn;" not in ng  # nginx's round robin: no directive
+
+
+def test_nginx_balances_as_the_parameter_says(tmp_path: Path) -> None:
+    """nginx.load_balance: least_conn is nginx's own directive, first in the upstream;
+    ingress-nginx's EWMA is Lua, which the lab's nginx does not run: refused, with why."""
+    t = _topo("ingress-hostnet", "lab-ingress-least-conn.yaml", tmp_path)
+    ng = t.nginx_conf()
+    upstream = ng[ng.index("upstream app {") : ng.index("  }")]
+    assert upstream.splitlines()[1] == "    least_conn;"
+    t.params = LabParams(["ingress-nginx-2018"], {"nginx.load_balance": "ewma"})
+    with pytest.raises(ExperimentError, match="ewma is ingress-nginx's Lua balancer"):
+        t.nginx_conf()
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])

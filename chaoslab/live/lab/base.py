@@ -129,6 +129,9 @@ class LabParams:
             raise ExperimentError(f"{key}: expected true or false, got {v!r}")
         return v
 
+    def choice(self, key: str) -> str:
+        return str(self._raw(key))
+
     def per_node(self, key: str, n: int) -> list[int]:
         """One value per node, as the model reads it: a list (``[150, 100]``) gives the
         nodes' values in order (cycled), a single value is shared by all."""
