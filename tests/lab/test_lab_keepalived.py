@@ -18,7 +18,7 @@ import pytest
 import chaoslab
 import chaoslab.mechanisms.vrrp as vrrp_mechanism
 from chaoslab.live.lab.drill import lab_down, lab_up
-from chaoslab.live.lab.netns import LabState, pid_alive, state_root
+from chaoslab.live.lab.netns import LabError, LabState, cleanup, pid_alive, state_root
 from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
 from chaoslab.live.lab.vrrp import VIP
 from chaoslab.mechanisms.vrrp import garp_refresh_grid, garp_refresh_offsets
@@ -134,6 +134,22 @@ def test_track_process_hands_the_vip_over_at_the_service_exit(lab_env: Make) -> 
         lab_down(exp.model.lab.name)
     _assert_clean(exp.model.lab.name)
     assert not any(Path(d).exists() for d in st.info.get("keepalived_run_dirs", []))
+
+
+@pytest.mark.lab
+def test_a_daemon_that_does_not_enter_its_namespace_is_killed(lab_env: Make) -> None:
+    """The guard behind keepalived's start on the host: a process started with enters_ns
+    that is not inside the namespace 2 s later is killed and the start fails."""
+    lab_env("lab-vrrp.yaml")  # only for the private state folder and the leftover check
+    st = LabState.create(f"g{os.getpid()}", f"cl-g{os.getpid()}", "ingress-vip-vrrp")
+    try:
+        st.add_ns("n1")
+        with pytest.raises(LabError, match="did not enter namespace"):
+            st.spawn("stays", "n1", ["sleep", "30"], enters_ns=True)
+        assert not st.procs["stays"].alive()
+    finally:
+        cleanup(st)
+    assert our_namespaces(f"{st.prefix}-") == []
 
 
 #: prints "t op sender_mac sender_ip target_ip" for every ARP frame on the client's eth0
