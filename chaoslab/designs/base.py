@@ -81,13 +81,17 @@ class Topology(ABC):
     def availability(self) -> float:
         """a(t): new requests, and the share riding on connections opened before the fault."""
         a = self.a_new()
+        c = self.cluster
+        # nginx's latency model asks for one delay's share (`latency_mode`): not a(t)
+        record = not (isinstance(c, IngressCluster) and c.latency_mode is not None)
         conns = self.conns
         if conns is not None and self.long_lived > 0:
             ll = self.long_lived
-            # new connections: the new requests and those of reset or given-up flows
-            self.syn.record(a, 1 - ll + ll * (conns.reset + conns.gave_up) / conns.total)
+            if record:  # new connections: new requests and those of reset or given-up flows
+                self.syn.record(a, 1 - ll + ll * (conns.reset + conns.gave_up) / conns.total)
             return (1 - ll) * a + ll * conns.availability(a)
-        self.syn.record(a)
+        if record:
+            self.syn.record(a)
         return a
 
     def syn_refused(self) -> bool:
