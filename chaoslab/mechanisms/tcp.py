@@ -209,12 +209,14 @@ class SynRetransmission:
         "_armed",
         "decide",
         "decisions",
+        "last_failure",
         "last_state",
         "refused",
         "times",
         "trial",
         "values",
         "weights",
+        "window",
     )
 
     def __init__(
@@ -233,6 +235,12 @@ class SynRetransmission:
         self.decisions: list[float] = []
         self.last_state: tuple[object, ...] | None = None
         self._armed = False
+        self.last_failure = 0.0
+        #: how long after a failing instant its senders may still retransmit: the client's
+        #: timeout (fixed: read without a draw, so no other draw moves), else the horizon
+        p = trial.p
+        key = "client.timeout"
+        self.window = p.draw(key) if p.dist(key) is None else float("inf")
 
     def record(self, a_new: float, weight: float = 1.0) -> None:
         """a(t) of new requests now and the share of all requests they are (``weight``),
@@ -243,11 +251,17 @@ class SynRetransmission:
                 return  # nothing failed yet: nothing to retransmit
             self.times, self.values, self.weights = [0.0], [1.0], [1.0]
             self._arm()
-        state = self.decide()
-        if self.last_state is not None and state != self.last_state:
-            self.decisions.append(t)
-        self.last_state = state
-        if a_new < 1.0 - EPS and self.refused():
+        failing = a_new < 1.0 - EPS
+        if failing or self.values[-1] < 1.0 - EPS:
+            self.last_failure = t  # (a failing stretch lasts until now)
+        if failing or t - self.last_failure < self.window:
+            state = self.decide()
+            if self.last_state is not None and state != self.last_state:
+                self.decisions.append(t)
+            self.last_state = state
+        else:
+            self.last_state = None  # no sender retransmits any more: decisions concern nobody
+        if failing and self.refused():
             weight = 0.0  # a reset ends connect() at once: nothing sent now comes late
         if a_new == self.values[-1] and weight == self.weights[-1]:
             return
