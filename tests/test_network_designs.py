@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,12 @@ LAG = 1 / 0.3 + 1.0
 #: timeout 5 s, client 10 s: the retry after the 5 s is any of the 3 again, so a request
 #: fails when it draws the dead one twice (1/9) and is 5 s late when it draws it once (2/9)
 CYCLE_LOST, CYCLE_LATE = 1 / 9, 2 / 9
+
+
+#: the client's SYN retransmissions (mechanisms/tcp.py) off: a request sent into a
+#: failover fails instead of succeeding late at a retransmission after it, so the
+#: failover's own timers are the outage (the tests that pin it tell those stories)
+NO_SYN = {"client.tcp_syn_retries": 0}
 
 
 def within_lag(value: pd.Series, base: pd.Series | float, share: float, removed: pd.Series) -> bool:
@@ -76,6 +83,7 @@ def test_vrrp_costs_a_few_seconds() -> None:
         "ingress-vip-vrrp",
         {"kind": "node-crash", "target": "vip-holder"},
         ["k8s-1.10", "keepalived-osh"],
+        params=NO_SYN,
     )
     mdi = master_down_interval(2, 150, 1.0)
     assert df["downtime_s"].between(mdi - 1.0, mdi + 1e-6).all()
@@ -101,7 +109,12 @@ def test_vrrp_graceful_delete_costs_the_skew_time() -> None:
 
 
 def test_bgp_hold_time_on_one_in_n_flows_and_calico_graceful_restart() -> None:
-    df = sim("ingress-vip-bgp", {"kind": "node-crash", "target": "vip-holder"}, ["k8s-1.32"])
+    df = sim(
+        "ingress-vip-bgp",
+        {"kind": "node-crash", "target": "vip-holder"},
+        ["k8s-1.32"],
+        params=NO_SYN,
+    )
     # BIRD 2 both ends: hold 240 s (re-armed 0-25 % short), keepalive 80 s; 1/3 of new
     # flows fail meanwhile; on the other 2/3 the live nodes' nginx lose 1/9 (their retries
     # draw the crashed node's app pod twice) until they drop it, long before the withdrawal
@@ -135,7 +148,7 @@ def test_bgp_with_bfd_about_a_second(profile: str, detect: float) -> None:
         "ingress-vip-bgp",
         {"kind": "node-crash", "target": "vip-holder"},
         ["k8s-1.32", profile],
-        params={"bfd.enabled": True},
+        params={"bfd.enabled": True, **NO_SYN},
     )
     assert df["at_bfd_down"].le(detect + 1e-9).all()
     moved = df["at_ecmp_rehashed"]
@@ -245,7 +258,9 @@ def test_ingress_retries_hide_a_dead_backend_unless_non_idempotent() -> None:
 
 
 def test_ingress_tiered_and_cloud_lb_end_to_end() -> None:
-    t = sim("ingress-tiered", {"kind": "node-crash", "target": "vip-holder"}, trials=50)
+    t = sim(
+        "ingress-tiered", {"kind": "node-crash", "target": "vip-holder"}, trials=50, params=NO_SYN
+    )
     assert t["downtime_s"].between(2.6, 3.61).all()  # the VIP's move (VRRP)
     # then the namespace-level nginx retry onto the crashed node's app pod (Lua cycle):
     # 1/9 lost and 2/9 late from the move until each of them drops it
@@ -313,7 +328,7 @@ def test_keepalived_sigkill_leaves_the_vip_until_keepalived_restarts() -> None:
         "ingress-vip-vrrp",
         {**kill, "signal": "KILL"},
         ["k8s-1.32", "keepalived-osh"],
-        params={"client.request_duration": "2ms"},
+        params={"client.request_duration": "2ms", **NO_SYN},
     )
     assert dead["at_vrrp_master_changed"].between(2.4, 3.42).all()
     assert np.allclose(dead["lost_s"], 0.002) and np.allclose(dead["downtime_s"], 0.002)
@@ -322,10 +337,16 @@ def test_keepalived_sigkill_leaves_the_vip_until_keepalived_restarts() -> None:
         "ingress-vip-vrrp",
         {**kill, "signal": "KILL", "restart": "1s"},
         ["k8s-1.32", "keepalived-osh"],
+        params=NO_SYN,
     )
     # VIP gone at 1 s, the backup's GARP at 2.4-3.4 s
     assert back["downtime_s"].between(1.4 - 1e-6, 2.42).all()
-    term = sim("ingress-vip-vrrp", {**kill, "signal": "TERM"}, ["k8s-1.32", "keepalived-osh"])
+    term = sim(
+        "ingress-vip-vrrp",
+        {**kill, "signal": "TERM"},
+        ["k8s-1.32", "keepalived-osh"],
+        params=NO_SYN,
+    )
     assert np.allclose(term["recovery_s"], skew_time(2, 150, 1.0))
 
 
@@ -350,6 +371,7 @@ def test_seed_designs_file_shows_the_articles_claims() -> None:
 
     def run(design: str, target: str, profile: str):  # type: ignore[no-untyped-def]
         cell = cells[(design, "node-crash", target, profile)]
+        cell = replace(cell, params=cell.params.with_overrides(NO_SYN, source="test"))
         return run_chunk(Chunk(cell, 7, 0, 100))
 
     for profile, lo in (("k8s-1.10", 280), ("k8s-1.32", 330)):
@@ -405,6 +427,7 @@ def test_preemption_after_a_link_blip_fails_the_requests_in_flight() -> None:
             "client.request_duration": "2ms",
             "vrrp.priority": [150, 100],
             "vrrp.nopreempt": False,
+            **NO_SYN,
         },
         cluster=lab_cluster,
         horizon=10.0,
