@@ -149,10 +149,16 @@ def late_successes(
     if not offsets or not times:
         return [], []
     ts, vs = list(times), list(values)
-    cuts = {0.0}
+    n = len(ts)
+    # only senders of failing stretches can come late: cut [0, horizon) inside them
+    fail = [(ts[i], ts[i + 1] if i + 1 < n else horizon) for i in range(n) if vs[i] < 1.0 - EPS]
+    if not fail:
+        return [], []
+    lo, hi = fail[0][0], min(fail[-1][1], horizon)
+    cuts = {a for a, _ in fail} | {b for _, b in fail}
     for r in (0.0, *offsets):
-        cuts.update(x - r for x in ts)
-        cuts.update(x - r for x in decisions)
+        cuts.update(c for x in ts if lo <= (c := x - r) < hi)
+        cuts.update(c for x in decisions if lo <= (c := x - r) < hi)
     grid = sorted(c for c in cuts if 0.0 <= c < horizon)
     out_t: list[float] = []
     out_c: list[SlowClasses] = []
