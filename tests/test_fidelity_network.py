@@ -379,20 +379,24 @@ def _arp_offsets(params: dict[str, object], trials: int) -> np.ndarray:
 def test_refresh_garps_heal_a_router_entry_that_missed_the_takeover_bursts() -> None:
     """Each GARP frame lost with q = 1/2, one frame per burst: the router's entry moves at
     the takeover (p 1/2), at the second burst 5 s later (1/4), else at the first refresh
-    that arrives, 5 + 10 k s (keepalived: delay + k x refresh): P(5 + 10k) = 2^-(k+2)."""
+    that arrives, P = 2^-(k+2) for the k-th: keepalived 2.3.2+ (timer) at 5 + 10 k s;
+    keepalived <= 2.3.1 (advert, the osh profile's 1.4.5) with the first advert after each
+    deadline, 10 k s with 1 s adverts."""
     lossy = {
         **ROUTER_4H,
         "arp.garp_loss": 0.5,
         "vrrp.garp_master_repeat": 1,
         "vrrp.garp_master_delay": "5s",
+        "vrrp.garp_master_refresh": "10s",
     }
-    off = _arp_offsets({**lossy, "vrrp.garp_master_refresh": "10s"}, 600)
-    assert np.isfinite(off).all()  # every trial healed within the horizon
-    for at, p in [(0, 1 / 2), (5, 1 / 4), (15, 1 / 8), (25, 1 / 16)]:
-        share = np.isclose(off, at, atol=1e-6).mean()
-        assert share == pytest.approx(p, abs=4 * (p * (1 - p) / 600) ** 0.5)
+    for schedule, refreshes in (("timer", (15, 25)), ("advert", (10, 20))):
+        off = _arp_offsets({**lossy, "vrrp.garp_refresh_schedule": schedule}, 600)
+        assert np.isfinite(off).all()  # every trial healed within the horizon
+        for at, p in zip((0, 5, *refreshes), (1 / 2, 1 / 4, 1 / 8, 1 / 16), strict=True):
+            share = np.isclose(off, at, atol=1e-6).mean()
+            assert share == pytest.approx(p, abs=4 * (p * (1 - p) / 600) ** 0.5), schedule
     # without the refresh a quarter of the trials wait for the router's own 4 h timeout
-    stale = _arp_offsets(lossy, 400)
+    stale = _arp_offsets({**lossy, "vrrp.garp_master_refresh": "0s"}, 400)
     assert np.mean(~np.isfinite(stale) | (stale > 60)) == pytest.approx(1 / 4, abs=0.07)
 
 

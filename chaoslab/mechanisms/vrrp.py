@@ -45,7 +45,6 @@ from collections.abc import Callable
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import Node
 from chaoslab.mechanisms.node import last_tick, next_tick
-from chaoslab.params import Sampler
 
 __all__ = ["VrrpGroup", "garp_refresh_offsets", "master_down_interval", "skew_time"]
 
@@ -96,15 +95,6 @@ def garp_refresh_offsets(
     first, period = garp_refresh_grid(schedule, refresh, delay=delay, adver=adver)
     n = math.floor((until - first) / period + 1e-9) + 1 if until >= first else 0
     return [first + k * period for k in range(n)]
-
-
-def _refresh_schedule(p: Sampler) -> str:
-    """``vrrp.garp_refresh_schedule``, looked up softly: a catalogue without the key
-    models keepalived 2.3.2+ (``timer``)."""
-    try:
-        return p.choice("vrrp.garp_refresh_schedule")
-    except KeyError:
-        return "timer"
 
 
 class _Inst:
@@ -170,7 +160,10 @@ class VrrpGroup:
         #: (first, period) of the refresh bursts after a MASTER transition
         self.garp_grid = (
             garp_refresh_grid(
-                _refresh_schedule(p), self.garp_refresh, delay=self.garp_delay, adver=self.adver
+                p.choice("vrrp.garp_refresh_schedule"),
+                self.garp_refresh,
+                delay=self.garp_delay,
+                adver=self.adver,
             )
             if self.garp_refresh > 0
             else (math.inf, math.inf)

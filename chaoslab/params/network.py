@@ -295,8 +295,8 @@ register(
             "vrrp_state_become_master() arms the first refresh garp_master_delay + refresh "
             "after the transition, vrrp_scheduler.c vrrp_gratuitous_arp_refresh_thread() "
             "re-arms it every refresh",
-            "Period of the MASTER's refresh GARPs (0: none); the first comes "
-            "vrrp.garp_master_delay + this after becoming MASTER.",
+            "Period of the MASTER's refresh GARPs (0: none); when the first comes follows "
+            "vrrp.garp_refresh_schedule.",
         ),
         Param(
             "vrrp.garp_master_refresh_repeat",
@@ -306,6 +306,20 @@ register(
             f"{KA_MAN}: garp_master_refresh_repeat 'number of gratuitous ARP messages to send "
             "at a time while MASTER (default: 1)'",
             "GARP frames in each refresh.",
+        ),
+        Param(
+            "vrrp.garp_refresh_schedule",
+            "choice",
+            "timer",
+            "timer: keepalived 2.3.2+; advert: 1.2.10-2.3.1 (Debian 12's 2.2.7)",
+            "acassen/keepalived v2.3.2 keepalived/vrrp/vrrp.c vrrp_state_become_master(): a "
+            "refresh thread at garp_master_delay + refresh, re-armed every refresh (commit "
+            "b1d9e375); v2.2.7 vrrp.c: garp_refresh_timer = now + refresh, the refresh sent by "
+            "vrrp_state_master_tx() with the first advert after it; captured with keepalived "
+            "2.2.7 in the lab (docs/lab.md)",
+            "When a MASTER's refresh GARPs go out: timer (delay + k x refresh) or advert (with "
+            "the first advert after each deadline: every ceil(refresh / advert) adverts).",
+            choices=("timer", "advert"),
         ),
         Param(
             "vrrp.track_process",
@@ -931,6 +945,10 @@ register_profile(
         "vrrp.nopreempt": (True, "osixia/docker-keepalived v1.4.5 keepalived.conf 'nopreempt'"),
         "vrrp.version": (2, f"{KA_MAN}: not set in the template, keepalived default 2"),
         "vrrp.advert_int": ("1s", f"{KA_H}: not set in the template, VRRP_ADVER_DFL 1"),
+        "vrrp.garp_refresh_schedule": (
+            "advert",
+            "osixia/keepalived 1.4.5 is keepalived <= 2.3.1: the refresh rides the adverts",
+        ),
     },
 )
 
