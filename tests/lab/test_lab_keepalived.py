@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 import chaoslab
-import chaoslab.mechanisms.vrrp as vrrp_mechanism
-from chaoslab.live.lab.drill import lab_down, lab_up
+from chaoslab.live.lab.base import LabParams
+from chaoslab.live.lab.drill import lab_down, lab_up, topology_class
 from chaoslab.live.lab.netns import LabError, LabState, cleanup, pid_alive, state_root
 from chaoslab.live.lab.netns import namespaces_with_prefix as our_namespaces
-from chaoslab.live.lab.vrrp import VIP
+from chaoslab.live.lab.spec import LabFault
+from chaoslab.live.lab.vrrp import TRACK_PROCESS_LINK, VIP, VrrpTopology, _keepalived_test
 from chaoslab.mechanisms.vrrp import garp_refresh_grid, garp_refresh_offsets
 
 Make = Callable[..., Any]
@@ -43,15 +44,13 @@ def test_refresh_rides_the_adverts_up_to_keepalived_2_3_1() -> None:
     assert garp_refresh_offsets("advert", 0.0, delay=5.0, adver=1.0, until=60.0) == []
 
 
-def test_a_vrrp_group_on_the_advert_schedule_heals_a_router_at_those_refreshes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_vrrp_group_on_the_advert_schedule_heals_a_router_at_those_refreshes() -> None:
     """The model's group on keepalived 2.2.7's schedule: each GARP frame lost with q = 1/2,
     one frame per burst, bursts at T, T + 3 (the first refresh), T + 5 (garp_master_delay),
     T + 6, T + 9: a router entry that only a GARP moves (4 h ARP timeout) moves at the k-th
-    burst with P = 2^-(k+1). The catalogue names no schedule yet: the lookup is set here."""
-    monkeypatch.setattr(vrrp_mechanism, "_refresh_schedule", lambda _p: "advert")
+    burst with P = 2^-(k+1)."""
     params = {
+        "vrrp.garp_refresh_schedule": "advert",
         "arp.neighbor": "router",
         "arp.router_timeout": "4h",
         "arp.garp_loss": 0.5,
@@ -84,7 +83,7 @@ def _ns_inode(ns: str) -> int:
 
 def _holds_vip(st: LabState, node: str) -> bool:
     out = subprocess.run(
-        ["ip", "-n", st.ns(node), "-4", "addr", "show", "dev", "eth0"],
+        ["ip", "-n", st.ns(node), "-4", "addr", "show", "dev", st.info["uplinks"][node]],
         capture_output=True,
         text=True,
     ).stdout
@@ -106,6 +105,20 @@ def _assert_clean(name: str) -> None:
     assert [p.name for p in st.procs.values() if pid_alive(p.pid, p.start)] == []
 
 
+def _host() -> tuple[set[str], set[str]]:
+    """The host namespace's addresses and interface names (a lab must change neither)."""
+    run = [["ip", "-br", "addr"], ["ip", "-br", "link"]]
+    a, b = (subprocess.run(c, capture_output=True, text=True, check=True).stdout for c in run)
+    addrs = {w for ln in a.splitlines() for w in ln.split()[2:]}
+    return addrs, {ln.split()[0] for ln in b.splitlines()}
+
+
+def _assert_host_untouched(before: tuple[set[str], set[str]]) -> None:
+    addrs, links = _host()
+    assert not any(a.startswith(f"{VIP}/") for a in addrs) and TRACK_PROCESS_LINK not in links
+    assert addrs == before[0] and links == before[1]
+
+
 @pytest.mark.lab
 @pytest.mark.slow
 @pytest.mark.timeout(240)
@@ -114,42 +127,123 @@ def test_track_process_hands_the_vip_over_at_the_service_exit(lab_env: Make) -> 
     node's before it sends anything; the service's SIGKILL is a kernel event, the master goes
     FAULT at once (weight 0) and the backup takes over after its Skew_Time, 0.609 s."""
     exp = lab_env("lab-vrrp-track-process.yaml")
+    before = _host()
     topo = lab_up(exp)
     st = topo.state
+
+    def inside(node: str) -> None:
+        proc = st.procs[f"keepalived-{node}"]
+        assert proc.enters_ns and proc.argv[-2:] == ["-s", st.ns(node)]
+        pids = proc.all_pids()
+        assert len(pids) >= 2  # the parent and its VRRP child
+        for pid in pids:
+            assert os.stat(f"/proc/{pid}/ns/net").st_ino == _ns_inode(st.ns(node))
+
     try:
         for node in ("n1", "n2"):
-            proc = st.procs[f"keepalived-{node}"]
-            pids = proc.all_pids()
-            assert len(pids) >= 2  # the parent and its VRRP child
-            for pid in pids:
-                assert os.stat(f"/proc/{pid}/ns/net").st_ino == _ns_inode(st.ns(node))
+            inside(node)
+            assert "net_namespace" not in Path(st.dir, f"keepalived-{node}.conf").read_text()
         _wait(lambda: _holds_vip(st, "n1"), 15.0)
+        _assert_host_untouched(before)
         st.stop("srv-n1")
         took = _wait(lambda: _holds_vip(st, "n2"), 5.0)
         assert 0.5 <= took <= 1.5
         log = Path(st.procs["keepalived-n1"].log).read_text()
         assert "Quorum lost for tracked process chk_service" in log
         assert "Entering FAULT STATE" in log
+        # a daemon-kill's restore starts keepalived on the host again, checked again
+        st.stop("keepalived-n1")
+        fault = LabFault(kind="daemon-kill", target="n1", name="k", daemon="keepalived")
+        topo.restore(fault, "n1")
+        inside("n1")
+        _wait(lambda: _holds_vip(st, "n1"), 15.0)  # priority 150 preempts again
+        _assert_host_untouched(before)
     finally:
         lab_down(exp.model.lab.name)
     _assert_clean(exp.model.lab.name)
+    _assert_host_untouched(before)
     assert not any(Path(d).exists() for d in st.info.get("keepalived_run_dirs", []))
+
+
+def _group(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2 :].split()
+        if int(rest[2]) == pgid and rest[0] != "Z":
+            out.append(int(d.name))
+    return out
 
 
 @pytest.mark.lab
 def test_a_daemon_that_does_not_enter_its_namespace_is_killed(lab_env: Make) -> None:
     """The guard behind keepalived's start on the host: a process started with enters_ns
-    that is not inside the namespace 2 s later is killed and the start fails."""
+    that is not inside the namespace 0.25 s later is killed with its process group (what it
+    forked meanwhile) and the start fails."""
     lab_env("lab-vrrp.yaml")  # only for the private state folder and the leftover check
     st = LabState.create(f"g{os.getpid()}", f"cl-g{os.getpid()}", "ingress-vip-vrrp")
     try:
         st.add_ns("n1")
-        with pytest.raises(LabError, match="did not enter namespace"):
-            st.spawn("stays", "n1", ["sleep", "30"], enters_ns=True)
-        assert not st.procs["stays"].alive()
+        argv = ["sh", "-c", "sleep 30 & sleep 30 & wait", st.ns("n1")]  # $0 names the ns
+        t0 = time.monotonic()
+        with pytest.raises(LabError, match=r"did not enter namespace \S+ within 0.25 s"):
+            st.spawn("stays", "n1", argv, enters_ns=True)
+        assert time.monotonic() - t0 < 2.0
+        proc = st.procs["stays"]
+        assert not proc.alive()
+        assert _wait(lambda: _group(proc.pid) == [], 2.0) < 2.0
     finally:
         cleanup(st)
     assert our_namespaces(f"{st.prefix}-") == []
+
+
+def _track_process_topology(lab_env: Make) -> VrrpTopology:
+    exp = lab_env("lab-vrrp-track-process.yaml")
+    name = exp.model.lab.name
+    st = LabState.create(name, f"cl-{name}", "ingress-vip-vrrp")
+    params = LabParams(exp.profiles, exp.overrides())
+    topo = topology_class("ingress-vip-vrrp")(st, exp.model.lab, params, exp.horizon)
+    assert isinstance(topo, VrrpTopology)
+    return topo
+
+
+@pytest.mark.lab
+def test_keepalived_left_on_the_host_would_find_no_interface(lab_env: Make) -> None:
+    """The interlock behind ``keepalived -s NAMESPACE`` (only config tests here, no daemon
+    starts): the config passes ``-t -s`` (inside the namespace, which has kvrrp0) and fails
+    ``-t`` without ``-s`` on the host, which has no kvrrp0 (2.2.7: rc 5, "Non-existent
+    interface"); a config naming an interface the host has too (eth0) is refused."""
+    before = _host()
+    topo = _track_process_topology(lab_env)
+    st = topo.state
+    try:
+        st.add_ns("n1")
+        st.ip("n1", "link", "add", TRACK_PROCESS_LINK, "type", "veth", "peer", "name", "p")
+        conf = topo.write("k.conf", topo.keepalived_conf("n1", 1))
+        argv = ["keepalived", "-n", "-l", "-D", "-f", conf, "-s", st.ns("n1")]
+        topo.check_conf("n1", argv)  # passes
+        host = _keepalived_test([*argv[:-2], "-t"])
+        assert host.returncode != 0
+        assert f"interface {TRACK_PROCESS_LINK} for vrrp_instance VI_1 doesn't exist" in (
+            host.stderr + host.stdout
+        )
+        assert _keepalived_test([*argv, "-t"]).returncode == 0
+        # the namespace has an eth0 too: only the host-side test can tell this config apart
+        st.ip("n1", "link", "add", "eth0", "type", "veth", "peer", "name", "p2")
+        bad = topo.write("bad.conf", Path(conf).read_text().replace(TRACK_PROCESS_LINK, "eth0"))
+        with pytest.raises(LabError, match=r"without -s \S+ did not fail on the host"):
+            topo.check_conf("n1", [*argv[:5], bad, *argv[6:]])
+        # 2.2.7 passes -t unchecked when setns() fails: the lab refuses a missing namespace
+        with pytest.raises(LabError, match="namespace .* does not exist"):
+            topo.check_conf("n2", [*argv[:-1], st.ns("n2")])
+    finally:
+        cleanup(st)
+    assert our_namespaces(f"{st.prefix}-") == []
+    _assert_host_untouched(before)
 
 
 #: prints "t op sender_mac sender_ip target_ip" for every ARP frame on the client's eth0

@@ -431,10 +431,16 @@ class Topology(ABC):
             for pf in proc.pidfiles:
                 with contextlib.suppress(OSError):
                     Path(pf).unlink()
+            role = proc.ns.removeprefix(self.state.prefix + "-")
+            if proc.enters_ns:
+                # started on the host again: the same checks as at the first start
+                self.check_enters_ns(role, proc.argv)
             self.state.spawn(
-                name,
-                proc.ns.removeprefix(self.state.prefix + "-"),
-                proc.argv,
-                pidfiles=proc.pidfiles,
-                enters_ns=proc.enters_ns,
+                name, role, proc.argv, pidfiles=proc.pidfiles, enters_ns=proc.enters_ns
             )
+
+    def check_enters_ns(self, role: str, argv: list[str]) -> None:
+        """Refuse (LabError) unless ``argv``, started in the host's namespace, is sure to
+        enter ``role``'s and to have nothing to send on if it did not. A topology that
+        starts such a daemon overrides this; nothing else may."""
+        raise LabError(f"{self.design}: no check for a daemon started on the host ({argv[0]})")

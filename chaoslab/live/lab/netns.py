@@ -286,11 +286,24 @@ class LabState:
         """Start ``argv`` inside namespace ``role``; its output goes to ``<dir>/<name>.log``.
 
         ``enters_ns``: the program is started in the host's namespace and enters ``role``'s
-        itself (keepalived's ``net_namespace``: its process-event socket, vrrp_track_process,
-        exists only in the initial namespace). A program that cannot enter it must exit.
+        itself (``keepalived -s NAMESPACE``: its process-event socket, vrrp_track_process,
+        exists only in the initial namespace); ``argv`` must name the namespace. A program
+        that is not inside it within `ENTER_TIMEOUT` is killed with its process group.
         """
         if name in self.procs and self.procs[name].alive():
             raise LabError(f"{name} is already running (pid {self.procs[name].pid})")
+        want: tuple[int, int] | None = None
+        if enters_ns:
+            ns = self.ns(role)
+            if ns not in argv:
+                raise LabError(f"{name}: started on the host, its command line must name {ns}")
+            try:
+                st = os.stat(f"/run/netns/{ns}")
+            except OSError as exc:
+                raise LabError(
+                    f"{name}: namespace {ns} is missing ({exc.strerror}); not started"
+                ) from None
+            want = (st.st_dev, st.st_ino)
         log = Path(self.dir) / f"{name}.log"
         fh: IO[bytes] = log.open("ab")
         full = list(argv) if enters_ns else ["ip", "netns", "exec", self.ns(role), *argv]
@@ -314,27 +327,40 @@ class LabState:
         self.procs[name] = proc
         self.save()
         _REAPERS[p.pid] = p
-        if enters_ns:
-            self._entered(proc, p)
+        if want is not None:
+            self._entered(proc, p, want)
         return proc
 
-    def _entered(self, proc: Proc, p: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
-        """A process started in the host's namespace is in the lab's within ``timeout``, or
-        is killed: a daemon must never run on the host's links."""
-        want = os.stat(f"/run/netns/{proc.ns}").st_ino
+    def _entered(
+        self,
+        proc: Proc,
+        p: subprocess.Popen[bytes],
+        want: tuple[int, int],
+        timeout: float | None = None,
+    ) -> None:
+        """A process started in the host's namespace is in ``want`` (the namespace's
+        (st_dev, st_ino), taken before the start) within ``timeout``, or it and its process
+        group are killed: a daemon must never run on the host's links. keepalived reads its
+        config, then setns()es, before it forks anything."""
+        timeout = ENTER_TIMEOUT if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while p.poll() is None:
             try:
-                if os.stat(f"/proc/{p.pid}/ns/net").st_ino == want:
-                    return
+                st = os.stat(f"/proc/{p.pid}/ns/net")
             except OSError:
                 break  # gone meanwhile
+            if (st.st_dev, st.st_ino) == want:
+                return
             if time.monotonic() > deadline:
                 break
             time.sleep(0.001)
+        if p.poll() is None:
+            # its own session (start_new_session): the group is the daemon and what it forked
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)
         self.stop(proc.name)
         raise LabError(
-            f"{proc.name} did not enter namespace {proc.ns} within {timeout:.0f} s "
+            f"{proc.name} did not enter namespace {proc.ns} within {timeout:g} s "
             f"(killed; its log: {proc.log})"
         )
 
@@ -354,6 +380,9 @@ class LabState:
 
 
 _REAPERS: dict[int, subprocess.Popen[bytes]] = {}
+
+#: seconds a daemon started with ``enters_ns`` has to be inside its namespace
+ENTER_TIMEOUT = 0.25
 
 
 def _alive_reaped(pid: int) -> bool:
@@ -396,7 +425,7 @@ def cleanup(state: LabState, *, remove_dir: bool = False) -> list[str]:
     if frr:  # FRR's sockets and config live outside the lab folder (the frr user's reach)
         shutil.rmtree(frr, ignore_errors=True)
     for d in state.info.get("keepalived_run_dirs", []):
-        # keepalived's net_namespace makes /run/keepalived/<ns>; a SIGKILL leaves it
+        # keepalived -s <ns> makes /run/keepalived/<ns>; a SIGKILL leaves it
         shutil.rmtree(d, ignore_errors=True)
     state.status = "down"
     if remove_dir:

@@ -16,14 +16,19 @@ runs a ``vrrp_script`` that checks the local service (``vrrp.script_*`` paramete
 (``vrrp.process_weight``, ``vrrp.process_delay``). keepalived learns of the process's exit
 from the kernel's process events (netlink connector, ``CN_IDX_PROC``), which the kernel
 delivers only to sockets of the initial network namespace, so that keepalived starts in the
-host's namespace and enters the node's itself (``net_namespace``; keepalived
-``core/main.c`` opens the tracking socket before ``setns()`` for exactly this). Milestones:
+host's namespace and enters the node's itself (``keepalived -s NAMESPACE``; keepalived
+``core/main.c`` opens the tracking socket before ``setns()`` for exactly this, and exits if
+the ``setns()`` fails). Its node link is then ``kvrrp0``, a name the host must not have:
+a keepalived that stayed on the host would find no interface to send on (`check_conf`).
+Milestones:
 keepalived's "Entering MASTER STATE" (``vrrp.master_changed``) and ``ip -ts monitor
 address`` per node (``vip.added`` / ``vip.removed``).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 
@@ -38,6 +43,8 @@ from chaoslab.live.lab.watch import LogEvent, Rule
 SUBNET = "10.0.0"
 VIP = f"{SUBNET}.100"
 CLIENT = f"{SUBNET}.200"
+#: the nodes' VRRP link with vrrp.track_process: a name the host's namespace must not have
+TRACK_PROCESS_LINK = "kvrrp0"
 
 
 class VrrpTopology(Topology):
@@ -50,30 +57,28 @@ class VrrpTopology(Topology):
         st.add_ns(self.client_role)
         st.veth("sw", "c", self.client_role, "eth0")
         ports = ["c"]
+        by_process = self.params.flag("vrrp.track_process")
+        link = self.vrrp_link()
         for i, n in enumerate(self.nodes(), start=1):
             st.add_ns(n)
-            st.veth("sw", n, n, "eth0")
+            st.veth("sw", n, n, link)
             ports.append(n)
-            st.ip(n, "addr", "add", f"{SUBNET}.{i}/24", "dev", "eth0")
-            self.uplinks[n] = "eth0"
+            st.ip(n, "addr", "add", f"{SUBNET}.{i}/24", "dev", link)
+            self.uplinks[n] = link
         st.bridge("sw", "br0", ports)
         st.ip(self.client_role, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
         st.save()
-        by_process = self.params.flag("vrrp.track_process")
         for i, n in enumerate(self.nodes(), start=1):
             self.monitor(n, "address")
             self.start_server(f"srv-{n}", n, 80, *self.server_tag(n))
             conf = self.write(f"keepalived-{n}.conf", self.keepalived_conf(n, i))
-            if by_process:
-                self.check_conf(n, conf)
             pid, vpid = str(self.dir / f"keepalived-{n}.pid"), str(self.dir / f"vrrp-{n}.pid")
-            st.spawn(
-                f"keepalived-{n}",
-                n,
-                ["keepalived", "-n", "-l", "-D", "-G", "-f", conf, "-p", pid, "-r", vpid],
-                pidfiles=[pid, vpid],
-                enters_ns=by_process,
-            )
+            argv = ["keepalived", "-n", "-l", "-D", "-G", "-f", conf, "-p", pid, "-r", vpid]
+            if by_process:
+                # the one source of "this keepalived enters a namespace": -s on its argv
+                argv += ["-s", st.ns(n)]
+                self.check_conf(n, argv)
+            st.spawn(f"keepalived-{n}", n, argv, pidfiles=[pid, vpid], enters_ns=by_process)
         for i, _ in enumerate(self.nodes(), start=1):
             self.wait_port(self.client_role, f"{SUBNET}.{i}", 80)
         st.info.update(vip=VIP, url=self.target_url())
@@ -94,9 +99,9 @@ class VrrpTopology(Topology):
                 "vrrp.advert_int: VRRPv2 adverts are whole seconds; use version 3"
             )
         by_process = p.flag("vrrp.track_process")
+        link = self.vrrp_link()
         lines = [
-            # a top-level keyword (keepalived core/global_parser.c install_keyword_root)
-            *([f"net_namespace {self.state.ns(node)}"] if by_process else []),
+            # no net_namespace here: the namespace is on keepalived's argv (-s), see build
             "global_defs {",
             f"  router_id {node}",
             f"  vrrp_version {version}",
@@ -124,14 +129,14 @@ class VrrpTopology(Topology):
             "vrrp_instance VI_1 {",
             # BACKUP everywhere: nopreempt needs it, and the priorities elect the master
             "  state BACKUP",
-            "  interface eth0",
+            f"  interface {link}",
             f"  virtual_router_id {self.spec.vrrp.virtual_router_id}",
             f"  priority {prio}",
             f"  advert_int {_fmt(advert)}",
             *(["  nopreempt"] if p.flag("vrrp.nopreempt") else []),
             *self.garp_lines(),
             "  virtual_ipaddress {",
-            f"    {VIP}/32 dev eth0",
+            f"    {VIP}/32 dev {link}",
             "  }",
             *track,
             "}",
@@ -156,16 +161,49 @@ class VrrpTopology(Topology):
             ]
         return lines
 
-    def check_conf(self, node: str, conf: str) -> None:
-        """``keepalived -t`` inside the node's namespace before a start in the host's: an
-        unknown keyword (a misplaced net_namespace) would leave it on the host's links."""
+    def vrrp_link(self) -> str:
+        """The nodes' link to the segment: keepalived's interface and its VIP's device."""
+        return TRACK_PROCESS_LINK if self.params.flag("vrrp.track_process") else "eth0"
+
+    def check_enters_ns(self, role: str, argv: list[str]) -> None:
+        self.check_conf(role, argv)
+
+    def check_conf(self, node: str, argv: list[str]) -> None:
+        """Before keepalived starts in the host's namespace (``-s NAMESPACE``): the namespace
+        exists, the same command line with ``-t`` passes (it takes the start's own setns()
+        path; 2.2.7's -t exits 0 unchecked when the setns() fails, hence the first check),
+        the host has no interface of the config's name, and the config without ``-s`` fails
+        on the host for that missing interface: a keepalived that stayed on the host would
+        have nothing to send on (its VRRP child exits with a CONFIG error)."""
         ns = self.state.ns(node)
-        argv = ["ip", "netns", "exec", ns, "keepalived", "-t", "-l", "-n", "-f", conf]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        link = self.vrrp_link()
+        if argv[-2:] != ["-s", ns]:
+            raise LabError(f"keepalived-{node}: its command line does not end in -s {ns}")
+        if not os.path.exists(f"/run/netns/{ns}"):
+            raise LabError(f"keepalived-{node}: namespace {ns} does not exist (not started)")
+        try:
+            socket.if_nametoindex(link)
+        except OSError:
+            pass
+        else:
+            raise LabError(
+                f"keepalived-{node}: the host's namespace has an interface {link}; a "
+                "keepalived left on the host could send on it (not started)"
+            )
+        self.state.info.setdefault("keepalived_run_dirs", [])
+        if f"/run/keepalived/{ns}" not in self.state.info["keepalived_run_dirs"]:
+            self.state.info["keepalived_run_dirs"].append(f"/run/keepalived/{ns}")
+            self.state.save()
+        r = _keepalived_test([*argv, "-t"])
         if r.returncode != 0:
-            raise LabError(f"keepalived -t {conf}: {(r.stderr or r.stdout).strip()}")
-        self.state.info.setdefault("keepalived_run_dirs", []).append(f"/run/keepalived/{ns}")
-        self.state.save()
+            raise LabError(f"keepalived -t -s {ns}: rc {r.returncode}: {_why(r)}")
+        host = _keepalived_test([*argv[:-2], "-t"])
+        out = _text(host)
+        if host.returncode == 0 or f"interface {link} for vrrp_instance" not in out:
+            raise LabError(
+                f"keepalived -t without -s {ns} did not fail on the host for the missing "
+                f"interface {link} (rc {host.returncode}: {_why(host)}): not started"
+            )
 
     def server_tag(self, node: str) -> list[str]:
         """Extra server arguments that make its command line unique on the machine."""
@@ -246,3 +284,28 @@ class VrrpTopology(Topology):
             h = self.holder(recent)
             return next(n for n in self.nodes() if n != h)
         return super().resolve_target(fault, recent)
+
+
+def _text(r: subprocess.CompletedProcess[str]) -> str:
+    return (r.stderr or "") + (r.stdout or "")
+
+
+def _why(r: subprocess.CompletedProcess[str]) -> str:
+    """keepalived's reason in one line (its config errors, else its last line)."""
+    lines = [ln.strip() for ln in _text(r).splitlines() if ln.strip()]
+    bad = [
+        ln
+        for ln in lines
+        if any(w in ln for w in ("Unknown keyword", "WARNING", "rror", "Unable", "Non-existent"))
+    ]
+    return "; ".join(bad[:3])[:300] if bad else (lines[-1][:300] if lines else "no output")
+
+
+def _keepalived_test(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``keepalived ... -t`` from the host's namespace; a config test, it sends nothing."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{' '.join(argv)} did not finish within 20 s") from None
+    except OSError as exc:
+        raise LabError(f"{argv[0]} could not be run: {exc.strerror or exc}") from None
