@@ -23,6 +23,8 @@ designs:
 faults:
   - {kind: node-crash, target: vip-holder}
 client: {timeout: 10s}
+# no SYN retransmission: the fast form has none (it refuses a cell that has it)
+params: {client.tcp_syn_retries: 0}
 horizon: 30m
 """
 
