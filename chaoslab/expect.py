@@ -140,10 +140,14 @@ class Expectation:
         # a run's summary has a column per swept key; a comparison's cells one "point"
         # column, "key=value, key=value"
         text = str(row.get("point") or "")
-        point = dict(p.split("=", 1) for p in text.split(", ") if "=" in p)
+        # a value may hold ", " itself (uniform(1s, 3s)): split only before the next key
+        point = dict(p.split("=", 1) for p in _POINT_SEP.split(text) if "=" in p)
         return all(
             any(_same(row[k] if k in row else point.get(k), v) for v in vs) for k, vs in self.points
         )
+
+
+_POINT_SEP = re.compile(r", (?=[\w.\-]+=)")
 
 
 def _among(value: object, allowed: tuple[str, ...]) -> bool:

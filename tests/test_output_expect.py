@@ -326,3 +326,20 @@ def test_a_sweep_scope_reads_a_comparisons_point_column() -> None:
     e = parse_expectation("coverage >= 0.9", point={"profile": ["k8s-1.32"], "lb.interval": [2.0]})
     (v,) = check([e], cells)
     assert v.passed and "profile=k8s-1.32" in v.cell
+
+
+def test_a_swept_distribution_in_a_comparisons_point_column_is_one_value() -> None:
+    """A swept value may itself hold ", " (uniform(1s, 3s)): it is one value of the point,
+    not two."""
+    cells = pd.DataFrame(
+        {
+            "design": ["nodeport-lb"] * 2,
+            "fault": ["pod-kill"] * 2,
+            "point": ["lb.interval=uniform(1s, 3s), profile=k8s-1.32", "lb.interval=2s"],
+            "metric": ["recovery_s"] * 2,
+            "coverage": [0.95, 0.5],
+        }
+    )
+    e = parse_expectation("coverage >= 0.9", point={"lb.interval": ["uniform(1s, 3s)"]})
+    (v,) = check([e], cells)
+    assert v.passed and "uniform(1s, 3s)" in v.cell
