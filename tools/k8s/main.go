@@ -1,6 +1,6 @@
 // Command k8s is a multi-call binary: it runs the upstream Kubernetes component, or
 // etcd, named by the basename it was invoked as (kube-apiserver, kube-controller-manager,
-// kube-scheduler, kube-proxy, etcd), one component per process. The blank imports are
+// kube-scheduler, kube-proxy, etcd; hollow-node: hollow.go), one component per process. The blank imports are
 // the ones each upstream cmd/<component>/main.go makes.
 package main
 
@@ -38,7 +38,7 @@ func main() {
 	}
 	newCommand, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "%s: invoke as one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy\n", name)
+		fmt.Fprintf(os.Stderr, "%s: invoke as one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, hollow-node\n", name)
 		os.Exit(2)
 	}
 	os.Exit(cli.Run(newCommand()))
