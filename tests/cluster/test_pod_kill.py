@@ -155,6 +155,20 @@ def hollow_cluster(
     finally:
         cluster.down()
     assert not state.exists()
+    assert _processes_naming(state) == []  # the hollow kubelets (and their apps) are gone
+
+
+def _processes_naming(path: Path) -> list[int]:
+    """PIDs whose command line names ``path`` (read from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            argv = (d / "cmdline").read_bytes().decode() if d.name.isdigit() else ""
+        except OSError:
+            continue
+        if str(path) in argv:
+            out.append(int(d.name))
+    return out
 
 
 def _core(cluster: LocalCluster) -> Any:
