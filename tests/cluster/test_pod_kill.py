@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from chaoslab.errors import UserError
+from chaoslab.errors import LiveError, UserError
 from chaoslab.live.cluster import ClusterConfig, ClusterError, LocalCluster, config_from_experiment
-from chaoslab.live.cluster.hollow import argv, with_readiness_probe
+from chaoslab.live.cluster.hollow import argv, kill, renew, targets, with_readiness_probe
 from chaoslab.live.cluster.objects import app_objects
 from chaoslab.params import ParamSet
 
@@ -195,6 +196,54 @@ def test_hollow_nodes_run_the_real_kubelet_and_give_pods_ips_of_their_podcidr(
         (c,) = p.status.container_statuses
         assert c.ready and c.container_id.startswith("fakeRuntime://")
         assert p.spec.containers[0].readiness_probe.http_get.port == 8080
+
+
+def _wait(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not within {timeout:g} s", pytrace=False)
+
+
+@pytest.mark.cluster
+def test_a_killed_container_exits_137_and_its_kubelet_restarts_it_in_place(
+    hollow_cluster: tuple[LocalCluster, Path],
+) -> None:
+    cluster, _ = hollow_cluster
+    core = _core(cluster)
+    name = core.list_namespaced_pod("demo", label_selector="app=web").items[0].metadata.name
+    binary, sockets = targets(cluster.state.dir, None)
+    assert len(sockets) == 2  # the two controllers; compute-1 and master-1 run kwok
+    out = kill(binary, sockets, "demo", name)
+    assert re.search(r"(?m)^fault_at=\d+\.\d+$", out) and "killed app " in out, out
+
+    def restarted() -> Any:
+        p = core.read_namespaced_pod(name, "demo")
+        (c,) = p.status.container_statuses
+        return c if c.restart_count == 1 and c.ready else None
+
+    c = _wait("restartCount 1 and Ready again", restarted)
+    assert (c.last_state.terminated.exit_code, c.last_state.terminated.reason) == (137, "Error")
+    with pytest.raises(LiveError, match="no running container of demo/nosuchpod"):
+        kill(binary, sockets, "demo", "nosuchpod")
+    # a fresh pod for the drill below: this one would restart after the crash-loop back-off
+    assert renew(cluster.state.dir, "demo", name) == f"deleted demo/{name}\n"
+    renew(cluster.state.dir, "demo", name)  # again while it terminates: no error
+
+    def fresh() -> bool:
+        pods = core.list_namespaced_pod("demo", label_selector="app=web").items
+        names = {p.metadata.name for p in pods}
+        ready = all(
+            p.status.container_statuses and all(c.ready for c in p.status.container_statuses)
+            for p in pods
+        )
+        return name not in names and len(pods) == 2 and ready
+
+    _wait("the killed pod replaced", fresh)
+    assert renew(cluster.state.dir, "demo", name) == f"demo/{name} already gone\n"
 
 
 @pytest.mark.cluster

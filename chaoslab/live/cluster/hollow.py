@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from chaoslab.live.cluster.components import Layout
     from chaoslab.live.cluster.config import ClusterConfig
 
-__all__ = ["COMMAND", "argv", "kill", "main", "socket", "with_readiness_probe"]
+__all__ = ["COMMAND", "argv", "kill", "main", "renew", "socket", "targets", "with_readiness_probe"]
 
 #: the multi-call binary's name for the hollow node (tools/k8s/hollow.go)
 COMMAND = "hollow-node"
@@ -114,7 +114,7 @@ def kill(binary: Path, sockets: Sequence[Path], namespace: str, pod: str) -> str
     return done.stdout
 
 
-def _targets(state: Path, node: str | None) -> tuple[Path, list[Path]]:
+def targets(state: Path, node: str | None) -> tuple[Path, list[Path]]:
     """The hollow-node binary and the CRI sockets of the cluster's hollow nodes."""
     from chaoslab.live.cluster.dataplane import DataPlane
 
@@ -171,7 +171,7 @@ def main(argv_: Sequence[str] | None = None) -> int:
         if a.action == "pod-renew":
             print(renew(state, a.namespace, a.pod), end="", flush=True)
             return 0
-        binary, sockets = _targets(state, a.node or None)
+        binary, sockets = targets(state, a.node or None)
         print(kill(binary, sockets, a.namespace, a.pod), end="", flush=True)
     except (LiveError, UserError) as e:
         print(f"{a.action} {a.pod}: {e}", file=sys.stderr)
