@@ -13,7 +13,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out_root=${CHAOSLAB_K8S_BUILD:-$root/build/k8s}
-k8s_commands=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+k8s_commands=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy hollow-node)
 
 module_hash() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-16; }
 

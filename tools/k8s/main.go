@@ -1,13 +1,14 @@
 // Command k8s is a multi-call binary: it runs the upstream Kubernetes component, or
 // etcd, named by the basename it was invoked as (kube-apiserver, kube-controller-manager,
-// kube-scheduler, kube-proxy, etcd), one component per process. The blank imports are
-// the ones each upstream cmd/<component>/main.go makes.
+// kube-scheduler, kube-proxy, etcd; hollow-node: hollow.go, tools/k8s only), one component
+// per process. The blank imports are the ones each upstream cmd/<component>/main.go makes.
 package main
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	_ "time/tzdata" // CronJob time zones, as upstream kube-apiserver/kube-controller-manager
 
@@ -38,7 +39,12 @@ func main() {
 	}
 	newCommand, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "%s: invoke as one of etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy\n", name)
+		names := []string{"etcd"}
+		for n := range commands {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(os.Stderr, "%s: invoke as one of %s\n", name, strings.Join(names, ", "))
 		os.Exit(2)
 	}
 	os.Exit(cli.Run(newCommand()))

@@ -9,7 +9,8 @@ flag: a parameter given as a distribution is refused here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chaoslab.live.cluster.errors import UnsupportedTimer
@@ -58,6 +59,25 @@ LEASE_DURATION = "kubelet.node_lease_duration_seconds"
 STATUS_SYNC = "kubelet.status_sync_period"
 LEASE_FRACTION = "kubelet.node_lease_renew_interval_fraction"
 BACKOFF = ("kubelet.container_restart_backoff_initial", "kubelet.container_restart_backoff_max")
+#: the hollow kubelet's flags (tools/k8s/hollow.go) and the catalogue key each is set from
+HOLLOW_DURATIONS = {
+    "--node-status-update-frequency": "kubelet.node_status_update_frequency",
+    # its fake runtime's containers listen this long after they start (the app's start-up)
+    "--app-start-time": "pod.container_start_time",
+}
+#: the app's readiness probe (whole seconds, as the Pod API takes them) on hollow nodes
+PROBE_SECONDS = {
+    "periodSeconds": "probe.period_seconds",
+    "timeoutSeconds": "probe.timeout_seconds",
+    "initialDelaySeconds": "probe.initial_delay_seconds",
+}
+PROBE_COUNTS = {
+    "successThreshold": "probe.success_threshold",
+    "failureThreshold": "probe.failure_threshold",
+}
+#: the kubelet's PLEG relists every second, a constant (pkg/kubelet/kubelet.go
+#: genericPlegRelistPeriod); a hollow node cannot run another value
+PLEG = "kubelet.pleg_relist_period"
 #: kwok renews every lease duration / 4, as the kubelet (sigs.k8s.io/kwok
 #: pkg/kwok/controllers/controller.go, initNodeLeaseController)
 KWOK_RENEW_FRACTION = 0.25
@@ -98,6 +118,10 @@ class Timers:
     #: hooks restart a controller that exits, as a kubelet restarts a static pod
     restart_backoff_s: tuple[float, float]
     sources: dict[str, str] = field(default_factory=dict)
+    #: flags of a hollow node's kubelet (its lease duration: ``kwok``'s)
+    hollow: dict[str, str] = field(default_factory=dict)
+    #: the app's readiness probe (``pod.readiness_probe`` false: None), run by hollow nodes
+    readiness_probe: dict[str, int] | None = None
 
     @classmethod
     def from_params(cls, ps: ParamSet) -> Timers:
@@ -113,6 +137,33 @@ class Timers:
         sync = round(_fixed(ps, STATUS_SYNC) * 1000)
         backoff = (_fixed(ps, BACKOFF[0]), _fixed(ps, BACKOFF[1]))
         return cls(kcm, api, kwok, proxy, sync, backoff, sources)
+
+    def with_hollow(self, ps: ParamSet) -> Timers:
+        """These timers plus what hollow nodes take: their kubelet's flags, the probe."""
+        if _fixed(ps, PLEG) != 1.0:
+            raise UnsupportedTimer(
+                f"{PLEG}: the hollow kubelet relists every 1 s (a constant), not {ps.text(PLEG)}"
+            )
+        keys = [*HOLLOW_DURATIONS.values(), *PROBE_SECONDS.values(), *PROBE_COUNTS.values()]
+        keys += ["pod.readiness_probe", PLEG]
+        sources = self.sources | {k: f"{ps.text(k)} ({ps.sources[k]})" for k in keys}
+        hollow = {f: _duration_flag(_fixed(ps, k)) for f, k in HOLLOW_DURATIONS.items()}
+        return replace(self, sources=sources, hollow=hollow, readiness_probe=_readiness_probe(ps))
+
+
+def _readiness_probe(ps: ParamSet) -> dict[str, int] | None:
+    """The probe fields of the app's container, from the catalogue's ``probe.*`` keys."""
+    if ps["pod.readiness_probe"] is not True:
+        return None
+    out = {f: _seconds(ps, k) for f, k in PROBE_SECONDS.items()}
+    for f, k in PROBE_COUNTS.items():
+        n = _fixed(ps, k)
+        if n != int(n) or n < 1:
+            raise UnsupportedTimer(f"{k}: {ps.text(k)} is not a whole number >= 1")
+        out[f] = int(n)
+    if out["periodSeconds"] < 1 or out["timeoutSeconds"] < 1:
+        raise UnsupportedTimer("probe.period_seconds and probe.timeout_seconds: at least 1 s")
+    return out
 
 
 def _refuse_unsupported(ps: ParamSet) -> None:
@@ -167,12 +218,24 @@ class ClusterConfig:
     app: str = "web"
     node_port: int = 30080
     source: str = "catalogue defaults"
+    #: nodes that run kubemark's hollow kubelet (`chaoslab.live.cluster.hollow`), not kwok
+    hollow_nodes: tuple[str, ...] = ()
 
     @classmethod
     def from_params(
-        cls, ps: ParamSet, spec: ClusterSpec | None = None, *, source: str = "parameters"
+        cls,
+        ps: ParamSet,
+        spec: ClusterSpec | None = None,
+        *,
+        source: str = "parameters",
+        hollow: Sequence[str] = (),
     ) -> ClusterConfig:
-        return cls(spec=spec or ClusterSpec(), timers=Timers.from_params(ps), source=source)
+        cfg = cls(spec=spec or ClusterSpec(), timers=Timers.from_params(ps), source=source)
+        if not hollow:
+            return cfg
+        return replace(
+            cfg, timers=cfg.timers.with_hollow(ps), hollow_nodes=_hollow_names(cfg, hollow)
+        )
 
     def nodes(self) -> list[NodeSpec]:
         zones = self.spec.zones
@@ -180,6 +243,19 @@ class ClusterConfig:
             NodeSpec(name, role, f"zone-{i % zones + 1}")
             for i, (name, role) in enumerate(self.spec.node_names())
         ]
+
+
+def _hollow_names(cfg: ClusterConfig, wanted: Sequence[str]) -> tuple[str, ...]:
+    """Node names, each given by name or by role (``controller``: every controller)."""
+    nodes = cfg.nodes()
+    out = [n.name for n in nodes if n.name in wanted or n.role in wanted]
+    unknown = set(wanted) - {n.name for n in nodes} - {n.role for n in nodes}
+    if unknown:
+        raise UnsupportedTimer(
+            f"live.hollow_nodes: no node or role {', '.join(sorted(unknown))} "
+            f"(nodes: {', '.join(n.name for n in nodes)})"
+        )
+    return tuple(out)
 
 
 def config_from_experiment(path: Path) -> ClusterConfig:
@@ -193,4 +269,5 @@ def config_from_experiment(path: Path) -> ClusterConfig:
             f"{path}: sweep: a cluster runs one set of parameters; drop the sweep or pick a point"
         )
     ps = ParamSet.resolve(exp.profiles, exp.overrides())
-    return ClusterConfig.from_params(ps, exp.cluster_spec(), source=str(path))
+    hollow = exp.model.live.hollow_nodes if exp.model.live is not None else []
+    return ClusterConfig.from_params(ps, exp.cluster_spec(), source=str(path), hollow=hollow)

@@ -187,6 +187,10 @@ class LocalCluster:
     def _kwok_argv(self, kwok: Build, node: str) -> list[str]:
         kubeconfig = self.layout.kubeconfig(f"node-{node}")
         dp = self.dataplane()
+        if node in self.layout.config.hollow_nodes:  # kubemark's kubelet, not kwok
+            from chaoslab.live.cluster import hollow  # lazily: it is also run with -m
+
+            return hollow.argv(self.layout, dp, node)
         if dp is None:
             return self.layout.kwok(kwok, node, kubeconfig)
         bridged = Path(dp.bridged_kubeconfig(node, kubeconfig))
@@ -218,7 +222,8 @@ class LocalCluster:
             self.layout.kube_proxy_args(),
         )
         for n in names:
-            dp.start_runtime(n, self.layout.kubeconfig(f"node-{n}"))
+            if n not in self.layout.config.hollow_nodes:  # a hollow node's runtime serves
+                dp.start_runtime(n, self.layout.kubeconfig(f"node-{n}"))
             dp.start_kube_proxy(n, proxy)
 
     def dataplane(self) -> Any | None:
@@ -308,10 +313,13 @@ class LocalCluster:
     def _start_app(self) -> None:
         from kubernetes import utils
 
+        from chaoslab.live.cluster.hollow import with_readiness_probe
+
         api = self.admin_client()
-        for obj in objects.app_objects(self.layout.config):
+        cfg = self.layout.config
+        for obj in with_readiness_probe(objects.app_objects(cfg), cfg):
             utils.create_from_dict(api, obj)
-        core, cfg = self._core(), self.layout.config
+        core = self._core()
         want = self._app_pod_count()
         wait_until(
             f"{cfg.app} pods Ready",

@@ -320,11 +320,15 @@ class LiveSection(_Model):
     #: with ``cluster: local``: the RBAC manifest the drill's ServiceAccount is bound by
     #: (``deploy/rbac.yaml`` of this repository when not given)
     rbac: str | None = None
+    #: with ``cluster: local`` brought up by the drill: nodes (names or roles) that run
+    #: kubemark's hollow kubelet, the real kubelet code on a fake CRI runtime
+    #: (``chaoslab.live.cluster.hollow``; needed for pod-kill), instead of kwok
+    hollow_nodes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _local(self) -> LiveSection:
-        if self.cluster is None and (self.cluster_state or self.rbac):
-            raise ValueError("cluster_state and rbac are for cluster: local")
+        if self.cluster is None and (self.cluster_state or self.rbac or self.hollow_nodes):
+            raise ValueError("cluster_state, rbac and hollow_nodes are for cluster: local")
         if self.cluster == "local" and (self.kubeconfig or self.context):
             raise ValueError(
                 "cluster: local makes its own ServiceAccount kubeconfig; drop kubeconfig/context"
