@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the local Kubernetes control plane from Go modules into build/k8s/<dir>-<hash>/,
-# where <hash> covers the module's go.mod and go.sum: an unchanged module is not rebuilt.
+# where <hash> covers the module's go.mod, go.sum and its own *.go files: an unchanged
+# module is not rebuilt, a changed main.go is.
 #
 #   tools/build.sh             # every module: tools/k8s (current release), tools/k8s-1.33, tools/kwok,
 #                              # tools/pushgateway
@@ -15,7 +16,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out_root=${CHAOSLAB_K8S_BUILD:-$root/build/k8s}
 k8s_commands=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy hollow-node)
 
-module_hash() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-16; }
+module_hash() { # go.mod, go.sum, then the module's own Go files in byte order of their names
+  local files=("$1/go.mod" "$1/go.sum")
+  mapfile -t -O 2 files < <(find "$1" -maxdepth 1 -name '*.go' | LC_ALL=C sort)
+  cat "${files[@]}" | sha256sum | cut -c1-16
+}
 
 module_version() { # module_version DIR MODULE -> version from go.mod's require
   (cd "$1" && go list -m -f '{{.Version}}' "$2")

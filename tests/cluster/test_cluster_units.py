@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,12 +188,24 @@ def test_committed_go_mod_replaces_every_staging_module_at_its_release(module: s
         assert target.split() == [name.strip(), f"v0.{minor}.{version.split('.')[2]}"]
 
 
-def test_python_and_build_script_agree_on_the_build_folder_hash() -> None:
-    mod = REPO / "tools" / "k8s"
-    out = subprocess.run(
-        f"cat {mod}/go.mod {mod}/go.sum | sha256sum", shell=True, capture_output=True, text=True
-    )
-    assert out.stdout[:16] == module_hash(mod)
+def test_python_and_build_script_agree_on_the_build_folder_hash(tmp_path: Path) -> None:
+    """The same hash from tools/build.sh's function and from Python, for a module with Go
+    files and one without; a changed main.go changes it (a new build, not the cached)."""
+    script = REPO / "tools" / "build.sh"
+    fn = next(ln for ln in script.read_text().split("\nmodule_hash() {", 1)[1:])
+    body = "module_hash() {" + fn.split("\n}\n", 1)[0] + "\n}\n"
+
+    def shell_hash(mod: Path) -> str:
+        cmd = body + f'module_hash "{mod}"'
+        return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True).stdout.strip()
+
+    for mod in (REPO / "tools" / "k8s", REPO / "tools" / "kwok"):
+        assert shell_hash(mod) == module_hash(mod)
+    copy = tmp_path / "k8s"
+    shutil.copytree(REPO / "tools" / "k8s", copy)
+    before = module_hash(copy)
+    (copy / "main.go").write_text((copy / "main.go").read_text() + "\n// changed\n")
+    assert module_hash(copy) != before and shell_hash(copy) == module_hash(copy)
 
 
 def test_missing_build_names_the_build_step(

@@ -1,7 +1,7 @@
 """Where the Go build of the control plane is: ``build/k8s/<dir>-<hash>/bin``.
 
 ``tools/build.sh`` builds each Go module under ``tools/`` into a folder named after the
-module folder and a hash of its go.mod and go.sum, so a changed module gets a new folder
+module folder and a hash of its go.mod, go.sum and Go files, so a changed module gets a new folder
 and an unchanged one is never rebuilt. This module computes the same name.
 """
 
@@ -33,10 +33,13 @@ def build_root() -> Path:
 
 
 def module_hash(module_dir: Path) -> str:
-    """First 16 hex digits of sha256(go.mod + go.sum), as tools/build.sh computes it."""
+    """First 16 hex digits of sha256(go.mod + go.sum + the module's own *.go files in
+    byte order of their names), as tools/build.sh computes it: a changed main.go is a new
+    build, not the cached one."""
     h = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        h.update((module_dir / name).read_bytes())
+    go = sorted(module_dir.glob("*.go"), key=lambda f: f.name.encode())
+    for f in (module_dir / "go.mod", module_dir / "go.sum", *go):
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
