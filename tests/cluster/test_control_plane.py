@@ -42,6 +42,7 @@ def _copy(name: str, tmp: Path, keep: list[int]) -> Path:
     data["faults"] = [data["faults"][i] for i in keep]
     data["trials"] = 300
     data["live"]["trials"] = 1
+    data["live"]["settle"] = "3s"  # the bundled 90 s lets a composite see its stale conntrack
     out = tmp / name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out

@@ -220,6 +220,7 @@ class LocalCluster:
             str(build.bin("kube-proxy")),
             str(self.layout.kubeconfig("kube-proxy")),
             self.layout.kube_proxy_args(),
+            restart_backoff=self.layout.config.timers.restart_backoff_s,
         )
         for n in names:
             if n not in self.layout.config.hollow_nodes:  # a hollow node's runtime serves

@@ -198,10 +198,13 @@ def _build_dataplane(cluster: LocalCluster, exp: Experiment) -> Path:
     dp = DataPlane.create(d, uuid.uuid4().hex[:5], node_networks(kc), kubeconfig=kc)
     try:
         build = cluster.layout.build or find_build()
+        # the kubelet's back-off the cluster was brought up with (None: the catalogue's)
+        backoff = cluster.state.info.get("restart_backoff_s")
         kp = KubeProxy(
             str(build.bin("kube-proxy")),
             str(cluster.layout.kubeconfig("kube-proxy")),
             extra_args=_kube_proxy_flags(exp),
+            restart_backoff=(float(backoff[0]), float(backoff[1])) if backoff else None,
         )
         for node in dp.nodes:
             dp.start_runtime(node, cluster.layout.kubeconfig(f"node-{node}"))
