@@ -169,6 +169,16 @@ def test_a_client_timeout_between_the_retransmissions_saves_only_the_late_sender
     assert df["slow_s"].tolist() == pytest.approx([1.0] * len(df))
 
 
+def test_linear_first_timeouts_save_the_first_seconds_senders_at_2_s_not_3_s() -> None:
+    """The same 2 s blip with Linux 6.5+'s linear first timeouts (4): the first second's
+    requests get through at their second retransmission, 2 s after sending instead of
+    3 s; the rest at the first, 1 s after; no request is lost either way."""
+    df = sim("nodeport-direct", BLIP, {"client.tcp_syn_linear_timeouts": 4})
+    assert (df["lost_s"] == 0).all()
+    assert df["slow_s"].tolist() == pytest.approx([2.0] * len(df))
+    assert df["p99_latency_s"].between(2.0, 2.0 + 3 * BASE_P99).all()
+
+
 def test_a_vrrp_failover_within_the_first_retransmissions_loses_no_request() -> None:
     crash = {"kind": "node-crash", "target": "vip-holder"}
     fast = sim("ingress-vip-vrrp", crash, {"client.timeout": "500ms"})

@@ -31,8 +31,7 @@ entry refuses connections (its proxy is down on a live node, `Topology.syn_refus
 late. A spurious decision change only withholds late successes.
 
 Not modelled: the kernel's give-up after the last retransmission when it comes before the
-client timeout (``rto x (2^(retries+1) - 1)``, 127 s by default); Linux 6.5+'s linear first
-SYN timeouts (``tcp_syn_linear_timeouts``, default 4: 1, 1, 1, 1, 1, 2, 4 s); a request
+client timeout (``rto x (2^(retries+1) - 1)``, 127 s by default); a request
 whose entry was black-holed getting a fresh DNAT when it finally reaches the node (it is
 counted at a(t + r_k), which is that fresh choice, only while the rules did not change).
 """
@@ -294,7 +293,10 @@ class SynRetransmission:
         p = trial.p
         timeout = p.draw("client.timeout")
         offsets = syn_offsets(
-            timeout, p.count("client.tcp_syn_retries"), p.draw("client.tcp_timeout_init")
+            timeout,
+            p.count("client.tcp_syn_retries"),
+            p.draw("client.tcp_timeout_init"),
+            linear=p.count("client.tcp_syn_linear_timeouts"),
         )
         slow = (trial.l_t, trial.l_v, trial.a_t, trial.a_v) if trial.l_t else None
         late_t, late_c = late_successes(

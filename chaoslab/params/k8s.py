@@ -738,8 +738,22 @@ register(
             "Linux 3.1 and later (3 s before)",
             'torvalds/linux include/net/tcp.h (TCP_TIMEOUT_INIT 1*HZ, "RFC6298 2.1 initial '
             'RTO value"); RFC 6298 section 2.1',
-            "Initial retransmission timeout of a SYN; each retransmission doubles it.",
+            "Initial retransmission timeout of a SYN; each retransmission doubles it (after "
+            "client.tcp_syn_linear_timeouts linear ones).",
             positive=True,
+        ),
+        Param(
+            "client.tcp_syn_linear_timeouts",
+            "count",
+            Fixed(0.0),
+            "Linux before 6.5 (RHEL 9's 5.14, Ubuntu 22.04's 5.15, Debian 12's 6.1); 6.5 and "
+            "later default to 4: set it for such clients",
+            "torvalds/linux commit ccce324dabfe 'tcp: make the first N SYN RTO backoffs "
+            "linear' (net/ipv4/tcp_timer.c, v6.5); Documentation/networking/ip-sysctl.rst "
+            "tcp_syn_linear_timeouts; a connect() into dropped SYNs on Linux 6.18 (value 4) "
+            "sent them at +1.04, 2.06, 3.08, 4.10, 5.13, 7.15, 11.37 s",
+            "SYN retransmissions that wait one initial timeout each before the doubling "
+            "starts (net.ipv4.tcp_syn_linear_timeouts).",
         ),
         Param(
             "cluster.force_delete_after",
