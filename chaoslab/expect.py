@@ -8,8 +8,8 @@ An expectation is ``METRIC OP THRESHOLD``: a metric of the run summary (``recove
 ``lost_mean``, ``recovered``, ...) or of a comparison (``coverage``, ``ks``, ...), one of
 ``< <= > >=``, and a threshold in the metric's unit: a duration (``30s``, ``5m0s``,
 ``never``) for times, a share (``0.8`` or ``80%``) for shares, a number for counts. It holds
-for every cell it applies to (its ``design``/``fault``/``target``/``metric`` filters, or
-all); each cell it applies to is one verdict, one JUnit test case.
+for every cell it applies to (its ``design``/``fault``/``target``/``metric`` filters and
+its sweep ``points``, or all); each cell it applies to is one verdict, one JUnit test case.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = [
     "check",
     "failed",
     "junit_xml",
+    "metric_of",
     "parse_expectation",
     "verdict_lines",
 ]
@@ -96,6 +97,8 @@ class Expectation:
     faults: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()  # a comparison's compared metric (recovery_s, ...)
+    #: sweep points: (swept key, the values it may have), as the cells' columns hold them
+    points: tuple[tuple[str, tuple[object, ...]], ...] = ()
 
     @property
     def scope(self) -> str:
@@ -115,6 +118,7 @@ class Expectation:
             )
             if v
         ]
+        bits += [f"{k}={','.join(map(_text, vs))}" for k, vs in self.points]
         return self.text + (f" [{' '.join(bits)}]" if bits else "")
 
     def holds(self, value: float) -> bool:
@@ -127,17 +131,58 @@ class Expectation:
             and (not self.faults or fault in self.faults or fault.split("/")[0] in self.faults)
             and _among(row.get("target"), self.targets)
             and _among(row.get("metric"), self.metrics)
+            and self._at_point(row)
         )
+
+    def _at_point(self, row: Mapping[str, object]) -> bool:
+        if not self.points:
+            return True
+        # a run's summary has a column per swept key; a comparison's cells one "point"
+        # column, "key=value, key=value"
+        text = str(row.get("point") or "")
+        # a value may hold ", " itself (uniform(1s, 3s)): split only before the next key
+        point = dict(p.split("=", 1) for p in _POINT_SEP.split(text) if "=" in p)
+        return all(
+            any(_same(row[k] if k in row else point.get(k), v) for v in vs) for k, vs in self.points
+        )
+
+
+_POINT_SEP = re.compile(r", (?=[\w.\-]+=)")
 
 
 def _among(value: object, allowed: tuple[str, ...]) -> bool:
     return not allowed or str(value) in allowed
 
 
+def _same(seen: object, wanted: object) -> bool:
+    """A cell's swept value is the wanted one: numbers (seconds, counts) by value, the
+    rest (profiles, values that are distributions) as text."""
+    if seen is None:
+        return False
+    if isinstance(wanted, int | float) and not isinstance(wanted, bool):
+        try:
+            return math.isclose(float(str(seen)), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+        except ValueError:
+            return False
+    return str(seen) == str(wanted)
+
+
+def _text(v: object) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def metric_of(entry: object) -> str | None:
+    """The metric an ``expect:`` entry as written checks (``recovery_p95 < 30s``, or a
+    mapping with that as ``check:``); None when the entry cannot be read as one."""
+    text = entry.get("check") if isinstance(entry, Mapping) else entry
+    m = _EXPR.match(text) if isinstance(text, str) else None
+    return m.group(1) if m else None
 
 
 def parse_expectation(
@@ -147,8 +192,11 @@ def parse_expectation(
     fault: str | Sequence[str] | None = None,
     target: str | Sequence[str] | None = None,
     metric: str | Sequence[str] | None = None,
+    point: Mapping[str, Sequence[object]] | None = None,
 ) -> Expectation:
-    """``recovery_p95 < 30s`` -> an Expectation (ExpectError saying what is wrong)."""
+    """``recovery_p95 < 30s`` -> an Expectation (ExpectError saying what is wrong).
+    ``point``: swept key -> the values it may have, as the cells' columns hold them
+    (seconds for durations: `chaoslab.experiment` turns what the file says into those)."""
     m = _EXPR.match(str(text))
     if not m:
         raise ExpectError(
@@ -168,9 +216,10 @@ def parse_expectation(
                 f"metric: {column!r} is not a compared metric: one of {', '.join(METRIC_COLUMNS)} "
                 "or a milestone column at_<name> (at_node_not_ready, ...)"
             )
+    points = tuple((str(k), tuple(vs)) for k, vs in (point or {}).items())
     return Expectation(
         name, op, threshold, f"{name} {op} {raw}", _names(design), _names(fault), _names(target),
-        _names(metric),
+        _names(metric), points,
     )  # fmt: skip
 
 

@@ -84,7 +84,7 @@ from chaoslab.params import (
     profile,
 )
 from chaoslab.params.dists import Dist
-from chaoslab.runner import Cell
+from chaoslab.runner import Cell, _sweep_value
 
 __all__ = [
     "Experiment",
@@ -212,6 +212,11 @@ class ExpectModel(_Strict):
     target: str | list[str] | None = Field(None, description="only these fault targets")
     metric: str | list[str] | None = Field(
         None, description="compare: only these compared metrics (recovery_s, lost_s, ...)"
+    )
+    sweep: dict[str, Any] | None = Field(
+        None,
+        description="only these sweep points: a swept key (or 'profile') -> a value of its "
+        "sweep, or a list of them, e.g. {profile: k8s-1.32}",
     )
 
 
@@ -680,6 +685,7 @@ class Experiment:
                 continue
             if isinstance(entry, str):
                 continue
+            yield from self._expect_sweep_problems(i, entry)
             for key, known in (("design", designs), ("fault", fault_names)):
                 raw = getattr(entry, key)
                 names = [raw] if isinstance(raw, str) else list(raw or [])
@@ -690,6 +696,29 @@ class Experiment:
                             f"{name!r} is not among the experiment's {key}s "
                             f"({', '.join(sorted(known))})",
                         )
+
+    def _expect_sweep_problems(self, i: int, entry: ExpectModel) -> Iterator[tuple[Loc, str]]:
+        """An expectation's sweep: names swept keys, each with values of its sweep."""
+        swept = self.model.sweep
+        for key, raw in (entry.sweep or {}).items():
+            where: Loc = ("expect", i, "sweep", key)
+            if key not in swept:
+                known = ", ".join(swept) or "nothing is swept"
+                yield where, f"{key!r} is not a swept key of this experiment ({known})"
+                continue
+            try:
+                values = set(self._sweep_values(key, swept[key]))
+                for given in raw if isinstance(raw, list) else [raw]:
+                    if self._sweep_values(key, [given])[0] not in values:
+                        shown = ", ".join(map(str, swept[key]))
+                        yield where, f"{given!r} is not a value of the sweep of {key} ({shown})"
+            except (ParseError, UserError, TypeError, ValueError) as e:
+                yield where, str(e)
+
+    @staticmethod
+    def _sweep_values(key: str, raws: Sequence[Any]) -> list[object]:
+        """Sweep values as the cells' columns hold them (the runner's own conversion)."""
+        return [_sweep_value(key, raw) for raw in raws]
 
     def _expectation(self, entry: str | ExpectModel) -> Expectation:
         if isinstance(entry, str):
@@ -704,7 +733,17 @@ class Experiment:
             fault=entry.fault,
             target=entry.target,
             metric=entry.metric,
+            point=self._expect_points(entry),
         )
+
+    def _expect_points(self, entry: ExpectModel) -> dict[str, list[object]]:
+        out: dict[str, list[object]] = {}
+        for key, raw in (entry.sweep or {}).items():
+            try:
+                out[key] = self._sweep_values(key, raw if isinstance(raw, list) else [raw])
+            except (ParseError, UserError, TypeError, ValueError):
+                out[key] = [raw]  # validate() says what is wrong with it
+        return out
 
     def expectations(self, scope: str | None = None) -> list[Expectation]:
         """The file's ``expect:`` entries (``scope``: only ``run`` or ``compare`` ones)."""

@@ -18,8 +18,9 @@ No change points at all means nothing was observed: every metric is NaN.
 Latency (`latency_metrics`): a design with a latency model also states, at each change
 point, its *slow classes* ``((share, extra_delay_s), ...)``: the shares of all new requests
 that succeed only after an extra delay (nginx waited ``proxy_connect_timeout`` on a dead
-upstream, then passed the request on). The rest of a(t) succeeds at the base latency
-(``client.request_duration``).
+upstream, then passed the request on; or the client's connect() got through at a SYN
+retransmission after its first SYN was lost, `chaoslab.mechanisms.tcp`). The rest of a(t)
+succeeds at the base latency (``client.request_duration``).
 
 - ``slow_s``: integral of the share of requests whose latency (base + extra delay) is
   above ``client.slow_threshold``, in seconds of traffic that were slow (as ``lost_s``;

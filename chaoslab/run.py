@@ -16,9 +16,13 @@ import datetime as dt
 import errno
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from chaoslab.errors import UserError
@@ -264,15 +268,16 @@ def _execute(exp: Experiment, writer: RunWriter, how: Execution, hooks: _Hooks) 
     )
     kept = f"finished chunks kept in {writer.path}; resume with --resume {writer.path}"
     try:
-        try:
-            for chunk, df in results:
-                writer.add_trials(df, chunk.index)
-                if progress is not None:
-                    progress(chunk.stop - chunk.start, total)
-        finally:
-            # now, not when the generator is collected: the pool's workers stop here,
-            # instead of finishing every chunk in flight at interpreter exit
-            results.close()
+        with _dask_interrupts(how.executor == "dask"):
+            try:
+                for chunk, df in results:
+                    writer.add_trials(df, chunk.index)
+                    if progress is not None:
+                        progress(chunk.stop - chunk.start, total)
+            finally:
+                # now, not when the generator is collected: the pool's workers stop here,
+                # instead of finishing every chunk in flight at interpreter exit
+                results.close()
         return writer.finish()
     except ExecutorError as e:
         writer.finish_partial()
@@ -287,6 +292,94 @@ def _execute(exp: Experiment, writer: RunWriter, how: Execution, hooks: _Hooks) 
             writer.finish_partial()
         writer.release()
         raise RunWriteError(f"{writer.path}: cannot write: {_why(e)}; {kept}") from None
+
+
+class _SyncCancelNameError(logging.Filter):
+    """Drops one record: distributed's ``utils.sync`` (2026.8.0) waits for a coroutine it
+    hands to the event loop's thread; a Ctrl-C or SIGTERM that comes before that coroutine
+    has set its ``future`` makes the ``cancel`` callback it schedules raise NameError
+    (``future`` is declared, never assigned), and tornado logs that with a traceback. The
+    run is cut cleanly all the same (a partial folder), so the traceback only alarms."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info
+        if not exc or not isinstance(exc[1], NameError) or exc[2] is None:
+            return True
+        tb = exc[2]
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        where = Path(code.co_filename).parts[-2:]
+        return not (code.co_name == "cancel" and where == ("distributed", "utils.py"))
+
+
+#: how long a signal that came during a finalizer waits to be delivered again
+_REDELIVER_S = 0.05
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _finalizer_safe(old: Callable[[int, FrameType | None], Any]) -> Any:
+    """A signal handler that never raises inside a ``__del__``: Python drops any exception
+    there ("Exception ignored in"), so the Ctrl-C would be lost while the run waits for a
+    result that no worker computes any more (the terminal's Ctrl-C ended them too: the
+    run hung). distributed's Futures release themselves in ``__del__``; the signal is
+    delivered again a moment later, outside it."""
+
+    def handler(signum: int, frame: FrameType | None) -> Any:
+        if _in_finalizer(frame):
+            # to the main thread itself: its blocking wait is cut short only there
+            main = threading.main_thread().ident
+            assert main is not None
+            threading.Timer(_REDELIVER_S, signal.pthread_kill, (main, signum)).start()
+            return None
+        return old(signum, frame)
+
+    return handler
+
+
+#: a Dask worker preload (its text: distributed writes it to a file and imports it): the
+#: local cluster's worker processes are in the terminal's process group, and a Ctrl-C
+#: made each print a KeyboardInterrupt traceback; the run stops them itself, as it stops
+#: its pool workers
+_WORKER_IGNORES_SIGINT = """\
+import signal
+
+
+def dask_setup(worker):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+"""
+
+
+@contextlib.contextmanager
+def _dask_interrupts(on: bool) -> Iterator[None]:
+    """While a Dask run goes: `_finalizer_safe` SIGINT and SIGTERM handlers (main thread
+    only: elsewhere Python has none to replace), `_SyncCancelNameError` on tornado's
+    callback logger, and local workers that leave the terminal's Ctrl-C to the run."""
+    log, quiet = logging.getLogger("tornado.application"), _SyncCancelNameError()
+    with contextlib.ExitStack() as stack:
+        if on:
+            with contextlib.suppress(ImportError):  # else the executor says what is missing
+                import dask
+
+                preload = dask.config.get("distributed.worker.preload", [])
+                preload = [*preload, _WORKER_IGNORES_SIGINT]
+                stack.enter_context(dask.config.set({"distributed.worker.preload": preload}))
+            log.addFilter(quiet)
+            stack.callback(log.removeFilter, quiet)
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    h = signal.getsignal(sig)
+                    if callable(h):
+                        signal.signal(sig, _finalizer_safe(h))
+                        stack.callback(signal.signal, sig, h)
+        yield
 
 
 #: what the world says when a run folder cannot take more (anything else is a bug)

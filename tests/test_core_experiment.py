@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from experiment_text import LIVE_SECTIONS  # tests/ is on sys.path (rootdir)
 
 from chaoslab.cli import main
 from chaoslab.experiment import ExperimentError, json_schema, load_experiment
@@ -416,7 +417,8 @@ def test_params_table_keeps_the_assumption_marks(capsys: pytest.CaptureFixture[s
     assert code == 0 and "[assumption]" in out
 
 
-DRILL_COMPOSITE = """\
+DRILL_COMPOSITE = (
+    """\
 title: t
 designs: [clusterip]
 faults:
@@ -425,21 +427,9 @@ faults:
     with: apiserver-down
     with_delay: 4s
     live: {method: hook, hook: {inject: [ssh, compute-1, reboot], timeout: 60s}}
-client: {timeout: 500ms}
-probe: {rate: 20, probers: 2, bin: 100ms}
-live:
-  namespace: demo
-  urls: ["http://192.0.2.10:30080/"]
-  workload: {kind: Deployment, name: web}
-  service: web
-  trials: 1
-  cooldown: 3s
-  limits: {max_outage: 120s, trial_timeout: 150s, node_return: 60s}
-  preflight: {window: 3s, timeout: 120s}
-  settle: 3s
-  poll: 200ms
-  api_timeout: 10s
 """
+    + LIVE_SECTIONS
+)
 
 
 def test_validate_refuses_a_drill_composite_without_a_hook_for_its_second_effect(

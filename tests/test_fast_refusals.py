@@ -140,17 +140,27 @@ designs:
 faults:
   - {kind: node-crash, target: TARGET}
 client: {timeout: 10s}
+# no SYN retransmission: the closed form has none (a story below)
+params: {client.tcp_syn_retries: RETRIES}
 horizon: 30m
 """
 
 
-def _vrrp_cell(design: str = "ingress-vip-vrrp", target: str = "vip-holder") -> Cell:
+def _vrrp_cell(
+    design: str = "ingress-vip-vrrp", target: str = "vip-holder", retries: int = 0
+) -> Cell:
     text = VRRP.replace("DESIGN", design).replace("TARGET", target)
-    return load_experiment("vrrp.yaml", text).cells()[0]
+    return load_experiment("vrrp.yaml", text.replace("RETRIES", str(retries))).cells()[0]
 
 
 def test_the_crash_of_the_vrrp_master_is_covered() -> None:
     assert plan(_vrrp_cell())[0] is not None
+
+
+def test_clients_that_resend_their_syn_during_the_vip_move_fall_back() -> None:
+    # a 10 s client resends a lost SYN at 1, 3 and 7 s: the SimPy model saves part of the
+    # VIP move's requests late, the closed form has no such term
+    _falls_back(_vrrp_cell(retries=6), "SYN retransmission")
 
 
 def test_the_crash_of_a_backup_falls_back() -> None:

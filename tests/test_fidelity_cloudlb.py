@@ -204,6 +204,9 @@ def test_every_cloud_value_has_a_source_and_unpublished_ones_say_so() -> None:
 # ------------------------------------------------- IP targets (cloud-lb-ip), NLB resets
 DELETE = {"kind": "pod-delete", "target": "app-pod"}
 LONG = {"client.long_lived_share": 0.3}
+#: connections that stay open past the NLB's ~90 s to routing out: a client gives a hung
+#: connection up after client.timeout and reconnects, and the LB then has nothing to reset
+PINNED = {**LONG, "client.timeout": "30m"}
 
 
 def test_ip_targets_keep_a_deleted_pod_in_rotation_until_its_health_check_routes_it_out() -> None:
@@ -260,12 +263,45 @@ def test_an_nlb_resets_the_connections_of_a_target_it_routes_out() -> None:
     with the target' once it is unhealthy: connections through the crashed node are reset
     at the routing change instead of hanging; GCP's passthrough LB keeps them (they hang)."""
     for design, share in (("cloud-lb-ip", 1 / 3), ("cloud-lb", 1 / 5)):  # the dead target's
-        aws = sim(design, APP_NODE, "aws-nlb", trials=50, **LONG)
+        aws = sim(design, APP_NODE, "aws-nlb", trials=50, **PINNED)
         assert np.allclose(aws["at_cloud_lb_reset"], aws["at_lb_routed_out"])
         assert np.allclose(aws["connections_reset"], share)
-    gcp = sim("cloud-lb", APP_NODE, "gcp", trials=50, **LONG)  # aws: cloud-lb's, the last
+    gcp = sim("cloud-lb", APP_NODE, "gcp", trials=50, **PINNED)  # aws: cloud-lb's, the last
     assert gcp["at_cloud_lb_reset"].isna().all()
     assert np.allclose(gcp["connections_hung"] - aws["connections_hung"], 1 / 5)
+
+
+def test_nodeport_lb_behind_an_nlb_resets_what_cloud_lb_resets() -> None:
+    """nodeport-lb is the same NodePort-behind-an-LB topology as cloud-lb: under the aws-nlb
+    profile the crashed app-pod node's connections (1 of 5 workers) are reset when the NLB
+    routes it out, and only those: the other nodes' flows DNATed to the dead pod (4/5 x 1/3)
+    still hang, as under cloud-lb."""
+    for design in ("nodeport-lb", "cloud-lb"):
+        df = sim(design, APP_NODE, "aws-nlb", trials=50, **PINNED)
+        assert np.allclose(df["at_cloud_lb_reset"], df["at_lb_routed_out"])
+        assert np.allclose(df["connections_reset"], 1 / 5)
+        assert np.allclose(df["connections_hung"], 4 / 5 * 1 / 3)
+
+
+def test_nodeport_lb_resets_only_where_the_lb_profile_says_so() -> None:
+    """HAProxy keeps a server's sessions when it marks it DOWN (no 'on-marked-down
+    shutdown-sessions'): every flow through the crashed node hangs, 1/5 + 4/5 x 1/3. The
+    same HAProxy told to reset (lb.unhealthy_connection_termination) resets the crashed
+    node's 1/5 at its mark (no propagation: the checker is the data plane)."""
+    kept = sim("nodeport-lb", APP_NODE, "haproxy", trials=50, **PINNED)
+    assert kept["at_cloud_lb_reset"].isna().all()
+    assert np.allclose(kept["connections_reset"], 0.0)
+    assert np.allclose(kept["connections_hung"], 1 / 5 + 4 / 5 * 1 / 3)
+    cut = sim(
+        "nodeport-lb",
+        APP_NODE,
+        "haproxy",
+        trials=50,
+        **PINNED,
+        **{"lb.unhealthy_connection_termination": True},
+    )
+    assert np.allclose(cut["at_cloud_lb_reset"], cut["at_lb_marked_down"])
+    assert np.allclose(cut["connections_reset"], 1 / 5)
 
 
 def test_no_reset_while_the_nlb_fails_open() -> None:

@@ -225,3 +225,121 @@ def test_validate_locates_a_bad_compare_metric(tmp_path: Path) -> None:
         load_experiment(p).validate()
     assert e.value.lines[0].startswith(f"{p}:10: expect[1]")
     assert "'recovery' is not a compared metric" in e.value.lines[0]
+
+
+_COMPARE_MODULES = """
+import sys
+from chaoslab.cli import main
+code = main(sys.argv[1:])
+print("model loaded" if "chaoslab.experiment" in sys.modules else "model not loaded", code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("gate", "said"),
+    [
+        ("trials >= 1", "model not loaded 0"),  # a run's gate only: nothing to check
+        ("coverage >= 100%", "model loaded 1"),  # a comparison's: loaded and checked
+    ],
+)
+def test_compare_loads_the_experiment_only_when_it_has_something_to_check(
+    tmp_path: Path, gate: str, said: str
+) -> None:
+    """Loading an experiment imports the whole model (designs, runner, fast engine):
+    compare reads the stored file's expect: with YAML alone first."""
+    import subprocess
+    import sys
+
+    _, pred, meas = _two_runs(tmp_path, gate)
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPARE_MODULES, "compare", str(pred), str(meas)],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1],
+    ).stdout  # fmt: skip
+    assert out.splitlines()[-1] == said
+
+
+SWEPT = """\
+title: swept gate
+designs: [nodeport-lb]
+faults:
+  - {kind: pod-kill, target: app-pod}
+sweep:
+  profile: [k8s-1.10, k8s-1.32]
+  lb.interval: [1s, 2s]
+trials: 20
+seed: 5
+horizon: 5m
+expect:
+  - {check: recovery_p95 < 1ms, sweep: {profile: k8s-1.32}}
+  - {check: trials >= 20, sweep: {lb.interval: 2s, profile: [k8s-1.10]}}
+"""
+
+
+def test_an_expectation_scoped_to_a_sweep_point_checks_only_its_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sweep: picks cells by the file's own sweep values (a duration as written, matched
+    to the seconds the summary holds): 2 of the 4 cells, then 1 of them."""
+    p = _write(tmp_path, SWEPT)
+    junit = tmp_path / "gate.xml"
+    code = main(["run", str(p), "--out", str(tmp_path / "res"), "-q", "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL recovery_p95 < 1ms [profile=k8s-1.32]: 0/2 cells" in out
+    assert "PASS trials >= 20 [lb.interval=2 profile=k8s-1.10]: 1/1 cells" in out
+    breaches = [ln for ln in out.splitlines() if ln.startswith("  breach:")]
+    assert len(breaches) == 2 and all("profile=k8s-1.32" in ln for ln in breaches)
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("3", "2")
+
+
+def test_validate_locates_a_sweep_scope_that_names_no_sweep_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = SWEPT.replace("sweep: {profile: k8s-1.32}", "sweep: {profil: k8s-1.32}").replace(
+        "lb.interval: 2s, profile: [k8s-1.10]", "lb.interval: 3s, profile: [k8s-1.31]"
+    )
+    p = _write(tmp_path, bad)
+    assert main(["validate", str(p)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err == [
+        f"error: {p}:12: expect[0].sweep.profil: 'profil' is not a swept key of this "
+        "experiment (profile, lb.interval)",
+        f"error: {p}:13: expect[1].sweep.lb.interval: '3s' is not a value of the sweep of "
+        "lb.interval (1s, 2s)",
+        f"error: {p}:13: expect[1].sweep.profile: 'k8s-1.31' is not a value of the sweep of "
+        "profile (k8s-1.10, k8s-1.32)",
+    ]
+
+
+def test_a_sweep_scope_reads_a_comparisons_point_column() -> None:
+    """compare's cells name their sweep point in one column, key=value, ..."""
+    cells = pd.DataFrame(
+        {
+            "design": ["nodeport-lb"] * 2,
+            "fault": ["pod-kill"] * 2,
+            "point": ["profile=k8s-1.10, lb.interval=2.0", "profile=k8s-1.32, lb.interval=2.0"],
+            "metric": ["recovery_s"] * 2,
+            "coverage": [0.5, 0.95],
+        }
+    )
+    e = parse_expectation("coverage >= 0.9", point={"profile": ["k8s-1.32"], "lb.interval": [2.0]})
+    (v,) = check([e], cells)
+    assert v.passed and "profile=k8s-1.32" in v.cell
+
+
+def test_a_swept_distribution_in_a_comparisons_point_column_is_one_value() -> None:
+    """A swept value may itself hold ", " (uniform(1s, 3s)): it is one value of the point,
+    not two."""
+    cells = pd.DataFrame(
+        {
+            "design": ["nodeport-lb"] * 2,
+            "fault": ["pod-kill"] * 2,
+            "point": ["lb.interval=uniform(1s, 3s), profile=k8s-1.32", "lb.interval=2s"],
+            "metric": ["recovery_s"] * 2,
+            "coverage": [0.95, 0.5],
+        }
+    )
+    e = parse_expectation("coverage >= 0.9", point={"lb.interval": ["uniform(1s, 3s)"]})
+    (v,) = check([e], cells)
+    assert v.passed and "uniform(1s, 3s)" in v.cell

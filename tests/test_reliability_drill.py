@@ -4,6 +4,7 @@ written whole, interrupted trials kept out of the comparison."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -314,3 +315,42 @@ def test_a_refused_lab_drill_leaves_no_run_folder_and_the_other_lab_up(
         run_lab_drill(exp, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert other.read_text() == "{}"  # not torn down by the refused drill's rollback
+
+
+def test_the_hook_reaper_kills_at_end_of_file_only_the_groups_still_registered(
+    tmp_path: Path,
+) -> None:
+    """Two hook groups registered, one of them ended and forgotten: when the drill's pipe
+    closes (its process died), the reaper kills the other, child included, and nothing of
+    a forgotten one."""
+
+    def group(name: str) -> subprocess.Popen[bytes]:
+        # a group leader and its child sleeping in the same group
+        script = f"sleep 60 & echo $! > {tmp_path / name}; wait"
+        return subprocess.Popen(["sh", "-c", script], start_new_session=True)
+
+    running, finished = group("running"), group("finished")
+    reaper = subprocess.Popen([sys.executable, "-m", "chaoslab.live.hookreaper"],
+                              stdin=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        assert reaper.stdin is not None
+        reaper.stdin.write(f"+{running.pid}\n+{finished.pid}\n-{finished.pid}\n".encode())
+        reaper.stdin.close()  # what the drill's death does to the pipe
+        assert reaper.wait(30) == 0
+        assert running.wait(30) == -signal.SIGKILL
+        child = int((tmp_path / "running").read_text())
+        for _ in range(100):  # SIGKILL is delivered at once, reaping by init may lag
+            try:
+                if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+                    break
+            except FileNotFoundError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the hook's child outlived the reaper")
+        assert finished.poll() is None  # forgotten: not the reaper's to kill
+    finally:
+        for p in (running, finished):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

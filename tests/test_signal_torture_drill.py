@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from k8s.conftest import SKEW, Env  # tests/ is on sys.path (rootdir)
 from k8s.fakeapi import FakeApi, FakeCluster, ServiceTarget
-from test_signal_torture_run import Watched
+from test_signal_torture_run import Watched, _proc_stat
 
 from chaoslab.cli import main
 
@@ -168,7 +168,7 @@ def test_sigkill_at_a_random_moment_then_recover_leaves_no_node_down(env: Env, n
         time.sleep(moment)
         w.proc.send_signal(signal.SIGKILL)
     finally:
-        rc = _ended_clean(w)  # a hook it started finishes by itself, then nothing is left
+        rc = _ended_clean(w)  # a hook still running dies with the drill (its reaper)
     assert rc in (-signal.SIGKILL, 0, 1)
     run = _run_dir(env)
     assert main(["drill", "--recover", str(run)]) == 0
@@ -178,3 +178,80 @@ def test_sigkill_at_a_random_moment_then_recover_leaves_no_node_down(env: Env, n
     assert not [e for e in j if e["event"] == "recover.end" and not e["ok"]]
     assert main(["drill", "--recover", str(run)]) == 0  # and again: nothing left to do
     assert _journal(run)[-1]["event"] in ("recover.end", "run.end")
+
+
+def _sleeping_crash_hook(env: Env, pids: Path) -> list[str]:
+    """A node-crash hook that crashes the node, then forks a child into its own process
+    group and sleeps (a slow IPMI call, say): it writes both PIDs to ``pids`` and, only if
+    it is ever let finish, ``pids``.done. No braces: the drill fills {placeholders}."""
+    crash = env.control_hook("crash")
+    code = (
+        crash[-1]
+        + "import os, subprocess, time\n"
+        + "child = subprocess.Popen(['sleep', '600'])\n"
+        + f"open({str(pids)!r}, 'w').write('%d %d' % (os.getpid(), child.pid))\n"
+        + "time.sleep(600)\n"
+        + f"open({str(pids) + '.done'!r}, 'w').write('finished')\n"
+    )
+    return [*crash[:-1], code]
+
+
+def _gone(pid: int, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        st = _proc_stat(pid)
+        if st is None or st[2] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_sigkilled_drill_takes_its_running_hook_with_it_and_the_next_drill_waits(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL while the inject hook sleeps: the hook and the child it forked die with the
+    drill (not 600 s later); the node it crashed stays down, and a new drill into the same
+    --out refuses in one line naming the run to --recover; after --recover it drills."""
+    pids = env.tmp / "hook.pids"
+    fault = {
+        "kind": "node-crash",
+        "target": {"select": "app-pod-node"},
+        "method": "hook",
+        "hook": {
+            "inject": _sleeping_crash_hook(env, pids),
+            "recover": env.control_hook("poweron"),
+            "timeout": "900s",
+        },
+    }
+    exp = env.experiment(fault, trials=1)
+    w = _drill(env, exp)
+    try:
+        end = time.monotonic() + 60
+        while not pids.exists() or len(pids.read_text().split()) < 2:
+            if w.proc.poll() is not None:
+                w.wait()
+                pytest.fail(f"the drill ended before its hook slept: {w.stdout}{w.stderr}")
+            assert time.monotonic() < end, "the hook never started"
+            time.sleep(0.05)
+        hook, child = map(int, pids.read_text().split())
+        w.proc.send_signal(signal.SIGKILL)
+        assert w.wait(60) == -signal.SIGKILL
+        assert _gone(hook, 30) and _gone(child, 30), "the hook outlived the SIGKILLed drill"
+        assert not Path(f"{pids}.done").exists()
+        assert not w.left_behind()
+    finally:
+        w.kill_all()
+    assert env.cluster.node_down  # the fault stays: nothing ran the recover hook
+    run = _run_dir(env)
+    out = str(env.tmp / "r")
+    capsys.readouterr()
+    assert main(["drill", str(exp), "--yes", "--out", out]) == 1
+    said = capsys.readouterr().out
+    assert f"{run}: an earlier drill of this target left 2 undo step(s) not done" in said
+    assert f"'chaoslab drill --recover {run}' first" in said
+    assert main(["drill", "--recover", str(run)]) == 0
+    _no_node_down(env)
+    fault["hook"] = {"inject": env.control_hook("crash"), "recover": env.control_hook("poweron"),
+                     "timeout": "10s"}  # fmt: skip
+    assert main(["drill", str(env.experiment(fault, trials=1)), "--yes", "--out", out]) == 0
+    _no_node_down(env)

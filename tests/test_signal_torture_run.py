@@ -274,3 +274,43 @@ def test_two_runs_into_one_out_both_interrupted_resume_to_identical(
     assert len(dirs) == 2
     # (a run that finished its last chunk in the moment before its signal is complete)
     assert {_check_folder(exp, d, want, 2) for d in dirs} <= {"partial", "complete"}
+
+
+#: a longer run for the Dask case: its local cluster takes seconds to start, and the
+#: Ctrl-C must come while chunks (six of 500) are still out on its workers
+DASK_TRIALS = 1500
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_dask_run_is_readable_partial_and_resumes_to_identical(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C (to the process group: the Dask workers get it too, as in a terminal) or
+    SIGTERM once a chunk is written: exit 130, a partial folder of whole chunks that loads,
+    no Dask process left, and --resume gives the trials of an uninterrupted local run."""
+    pytest.importorskip("distributed")
+    exp = tmp_path / "torture.yaml"
+    exp.write_text(EXPERIMENT.replace("trials: 700", f"trials: {DASK_TRIALS}"))
+    out = tmp_path / "dask"
+    w = _chaoslab("run", str(exp), "--out", str(out), "-q", "--executor", "dask",
+                  "--workers", "2")  # fmt: skip
+    end = time.monotonic() + 180
+    while not any(out.glob(f"{SLUG}/*/trials.parts/part-*")):
+        if w.proc.poll() is not None or time.monotonic() > end:
+            w.kill_all()
+            pytest.fail(f"no chunk was written (exit {w.proc.poll()}): {w.wait()} {w.stderr}")
+        time.sleep(0.02)
+    if sig == signal.SIGINT:
+        w.ctrl_c()
+    else:
+        w.proc.send_signal(sig)
+    assert _finish(w) == 130, w.stderr
+    (run_dir,) = _run_dirs(out)
+    partial = chaoslab.load_run(run_dir)
+    assert partial.meta["status"] == "partial", partial.meta
+    assert 0 < len(partial.trials) < 2 * DASK_TRIALS
+    assert len(partial.trials) % 500 == 0  # whole chunks only
+    resumed = _chaoslab("run", str(exp), "--resume", str(run_dir), "-q", "--workers", "2")
+    assert _finish(resumed) == 0, resumed.stderr
+    whole = chaoslab.run_experiment(exp, tmp_path / "whole", workers=2)
+    assert _table(run_dir).equals(_table(whole.path))

@@ -26,7 +26,10 @@ from typing import Literal
 from chaoslab.errors import UserError
 from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
+from chaoslab.mechanisms.ingress import IngressCluster
 from chaoslab.mechanisms.k8s import KubernetesCluster
+from chaoslab.mechanisms.lbcheck import LbHealthChecker
+from chaoslab.mechanisms.tcp import SynRetransmission
 
 __all__ = ["Connections", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]
 
@@ -67,6 +70,8 @@ class Topology(ABC):
         self.extra_targets = {}
         self.long_lived = trial.p.draw("client.long_lived_share")
         self.conns: Connections | None = None
+        #: late successes of requests whose first SYN was lost (`chaoslab.mechanisms.tcp`)
+        self.syn = SynRetransmission(trial, self.decision_state, self.syn_refused)
         cluster.cp.listeners.append(self.api_changed)
 
     @abstractmethod
@@ -76,9 +81,46 @@ class Topology(ABC):
     def availability(self) -> float:
         """a(t): new requests, and the share riding on connections opened before the fault."""
         a = self.a_new()
-        if self.conns is not None and self.long_lived > 0:
-            return (1 - self.long_lived) * a + self.long_lived * self.conns.availability(a)
+        c = self.cluster
+        # nginx's latency model asks for one delay's share (`latency_mode`): not a(t)
+        record = not (isinstance(c, IngressCluster) and c.latency_mode is not None)
+        conns = self.conns
+        if conns is not None and self.long_lived > 0:
+            ll = self.long_lived
+            if record:  # new connections: new requests and those of reset or given-up flows
+                self.syn.record(a, 1 - ll + ll * (conns.reset + conns.gave_up) / conns.total)
+            return (1 - ll) * a + ll * conns.availability(a)
+        if record:
+            self.syn.record(a)
         return a
+
+    def syn_refused(self) -> bool:
+        """Would a new request's SYN meet a reset now: an L7 entry the SYN reaches is up but
+        its proxy is not running (connection refused; no retransmission follows)?"""
+        if not self.l7:
+            return False  # L4: a dead backend process's reset changes `decision_state`
+        if type(self).delivers_to is Topology.delivers_to:
+            entries = [self.entry] if self.entry is not None else []
+        else:
+            entries = [n for n in self.cluster.nodes if self.delivers_to(n)]
+        return any(n.reachable and not self.entry_serves(n) for n in entries)
+
+    def decision_state(self) -> tuple[object, ...]:
+        """What decides a request once its SYN got somewhere: each kube-proxy's rules, the
+        LB's rotation, nginx's upstreams, the pods' processes (`chaoslab.mechanisms.tcp`).
+        Rules by identity: one re-written unchanged only withholds late successes."""
+        c = self.cluster
+        state: list[object] = [id(n.proxy.programmed) for n in c.nodes if n.proxy is not None]
+        pods = list(c.app.pods)
+        if isinstance(c, IngressCluster):
+            state += [id(ng.upstreams) for ng in c.nginx.values()]
+            for wl in c.extra.values():
+                pods += wl.pods
+        state += [(id(p), p.running, p.gone) for p in pods]
+        lb = getattr(self, "lb", None)  # an LB design's health checker: its rotation decides
+        if isinstance(lb, LbHealthChecker):
+            state.append(tuple(id(x) for x in lb.in_rotation()))
+        return tuple(state)
 
     # hooks the connection tracker asks (a design whose entry can move overrides them)
     def delivers_to(self, entry: Node) -> bool:
@@ -204,9 +246,13 @@ class Connections:
     A flow is *reset* when its packets reach another node (VIP moved, ECMP re-hash: no
     conntrack state there, RFC 793 section 3.4), when the proxy on its entry died, or (L4)
     when its backend's process died on a live node. It *hangs* while its entry or (L4)
-    backend node is dead or cut off; a hang that lasts longer than the client's timeout
-    counts as hung even if the path heals later (the client gave up). Reset and given-up
-    flows reconnect like new requests. ``trial.connections`` holds (reset, hung) shares.
+    backend node is dead or cut off. A hang that heals within the client's timeout
+    recovers on the same connection (TCP retransmits the unacknowledged request, RFC 6298
+    section 5); one that lasts the client's timeout counts as hung and is given up then
+    (`_give_up`: the client closes it and reconnects), healed later or never. Reset and
+    given-up flows reconnect like new requests. ``trial.connections`` holds (reset, hung)
+    shares. Not modelled: the connection's own retransmission back-off after a heal
+    (the request is answered at its next retransmission, not at the heal).
     """
 
     __slots__ = (
@@ -279,10 +325,24 @@ class Connections:
     def _hang(self, f: list) -> bool:
         if f[2]:
             if not f[3]:
-                f[4] = self.topo.trial.now
+                trial = self.topo.trial
+                f[4] = trial.now
+                if self.topo.long_lived > 0:  # (otherwise only the fates count: the same)
+                    trial.at(self.timeout, self._give_up, f, f[4])
             f[2], f[3] = 0.0, f[2] + f[3]
             return True
         return False
+
+    def _give_up(self, f: list, since: float) -> None:
+        """The request on a flow hung since ``since`` timed out (``client.timeout``): the
+        client drops the connection and reconnects like a new request, whether or not
+        the path ever heals (a flow hung on a dead backend is not waited on for ever)."""
+        if not f[3] or f[4] != since:
+            return  # it healed meanwhile (TCP retransmitted on the same connection)
+        self.gave_up += f[3]
+        f[3] = 0.0
+        self._ok = None
+        self.topo.trial.changed()
 
     def _unhang(self, f: list) -> bool:
         if not f[3]:

@@ -4,8 +4,8 @@ Request paths (a(t) = share of new connections that reach a live server):
 
 - ``cloud-lb``: the LB health-checks every node's NodePort (instance targets, the AWS NLB
   default and GCP's instance groups) -> that node's kube-proxy -> an endpoint
-  (``cloud_lb.external_traffic_policy``); the health checker is
-  `chaoslab.mechanisms.lbcheck.LbHealthChecker` over the nodes.
+  (``cloud_lb.external_traffic_policy``): `chaoslab.designs.nodeport.NodePortLbTopology`
+  with the cloud profile's checks and resets, as ``nodeport-lb`` under that profile.
 - ``cloud-lb-ip``: the LB sends each connection straight to a pod IP (AWS Load Balancer
   Controller ``target-type: ip``, GKE container-native load balancing with NEGs): no
   kube-proxy, no NodePort hop. It health-checks the pods themselves: a dead container on a
@@ -47,20 +47,6 @@ register_milestones(
         "endpoints (cloud-lb-ip): it drains from here",
     }
 )
-
-
-# ============================================================================ node targets
-class CloudNodePortTopology(NodePortLbTopology):
-    """`NodePortLbTopology` whose LB may reset the connections of a node it routes out."""
-
-    def __init__(
-        self, trial: Trial, cluster: KubernetesCluster, design: Design, *, local: bool
-    ) -> None:
-        super().__init__(trial, cluster, design, local=local)
-        self.resets = LbResets(trial, self.lb, lambda node: node)
-
-    def delivers_to(self, entry: Node) -> bool:
-        return entry.name not in self.resets.reset
 
 
 # ============================================================================ IP targets
@@ -148,7 +134,7 @@ def build_cloud_lb(trial: Trial, spec: ClusterSpec) -> Topology:
     cluster = KubernetesCluster(
         trial, spec, external_traffic_policy="Local" if local else "Cluster"
     )
-    return CloudNodePortTopology(trial, cluster, DESIGNS["cloud-lb"], local=local)
+    return NodePortLbTopology(trial, cluster, DESIGNS["cloud-lb"], local=local)
 
 
 def _build_ip(trial: Trial, spec: ClusterSpec) -> Topology:

@@ -11,6 +11,11 @@ Request paths (a(t) is the share of new requests that reach a live server):
 - ``nodeport-lb-local``: LB health-checks the health-check node port -> nodes with local
   ready endpoints -> only local endpoints; a node with none DROPs.
 
+An LB that resets the established connections of a target it routes out as unhealthy
+(``lb.unhealthy_connection_termination``: the AWS NLB profile; HAProxy keeps them) turns the
+connections through that node from hung into reset at that instant (`LbResets`); the
+cloud designs' node targets (``cloud-lb``) are this same topology.
+
 With ``client.connection_rate_per_ip`` > 0, a new connection via a node can also hit a
 stale conntrack entry of an earlier SYN that timed out towards a dead pod and follow it
 there (`chaoslab.mechanisms.conntrack`): each node's share is multiplied by 1 - that
@@ -26,7 +31,7 @@ from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
 from chaoslab.mechanisms.conntrack import DnatPath, stale_syn_entries
 from chaoslab.mechanisms.k8s import KubernetesCluster
-from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker
+from chaoslab.mechanisms.lbcheck import CheckResult, LbHealthChecker, LbResets
 
 __all__ = ["DESIGNS"]
 
@@ -122,6 +127,7 @@ class NodePortLbTopology(Topology):
         else:
             targets = [n for n in cluster.nodes if n.role != "master"]
         self.lb = LbHealthChecker(trial, targets, self._check)
+        self.resets = LbResets(trial, self.lb, lambda node: node)
         self.stale = stale_syn_entries(trial, self._dnat_paths)
 
     def _dnat_paths(self) -> list[DnatPath]:
@@ -134,6 +140,9 @@ class NodePortLbTopology(Topology):
                 w = 1.0 / len(rotation) if n.net_up else 0.0
                 out.append((n, w, n.proxy.external_endpoints()))
         return out
+
+    def delivers_to(self, entry: Node) -> bool:
+        return entry.name not in self.resets.reset
 
     def _check(self, node: Node) -> CheckResult:
         if not node.reachable:

@@ -196,4 +196,17 @@ def _params_refusal(ps: Any) -> str:
     loss = ps.values.get("arp.garp_loss")
     if loss is not None and loss.mean() > 0:
         return "arp.garp_loss > 0 (lost GARP bursts): no closed form here"
+    if _retransmits(ps):
+        return "SYN retransmission within client.timeout (late successes): no closed form here"
     return ""
+
+
+def _retransmits(ps: Any) -> bool:
+    """A client whose SYN is lost during the VIP move sends it again before its timeout
+    (chaoslab.mechanisms.tcp): the SimPy model saves those requests late."""
+    from chaoslab.mechanisms.tcp import syn_offsets
+
+    v = ps.values
+    timeout = v["client.timeout"].mean()
+    retries = round(v["client.tcp_syn_retries"].mean())
+    return bool(syn_offsets(timeout, retries, v["client.tcp_timeout_init"].mean()))

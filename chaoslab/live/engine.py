@@ -39,6 +39,7 @@ else.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 import time
@@ -52,7 +53,16 @@ from typing import Any, Protocol
 import pandas as pd
 
 from chaoslab.errors import LiveError
-from chaoslab.live.journal import Journal, UndoStep
+from chaoslab.live import hookreaper
+from chaoslab.live.journal import (
+    JOURNAL_NAME,
+    Journal,
+    JournalError,
+    UndoStep,
+    owner,
+    owner_alive,
+    pending_undo,
+)
 from chaoslab.live.probe import connection_fates
 from chaoslab.outage import availability_from_probes, latency_from_probes, metrics, trial_row
 from chaoslab.results import (
@@ -72,6 +82,7 @@ __all__ = [
     "Observed",
     "SignalGuard",
     "TrialResult",
+    "left_injected",
     "recover",
     "run_drill",
 ]
@@ -349,8 +360,16 @@ def _run(ctx: DrillContext, target: DrillTarget, results: list[TrialResult]) -> 
     log = ctx.log
     try:
         ctx.journal.write(
-            "run.start", target=target.kind, design=target.design, trials=target.trials
+            "run.start",
+            target=target.kind,
+            design=target.design,
+            trials=target.trials,
+            **owner(),
         )
+        left = left_injected(ctx.writer.path, ctx.writer.meta, target.kind)
+        if left:
+            raise LiveError(left)
+        hookreaper.ensure()  # now, so that starting it does not delay the first hook
         target.open(ctx)
         return _loop(ctx, target, results)
     except DrillInterrupted as e:
@@ -475,6 +494,49 @@ def _write_tables(writer: RunWriter, results: Sequence[TrialResult]) -> None:
 # --------------------------------------------------------------------------- recover
 
 
+def _target_id(meta: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells two drills' targets apart in their meta.json: the kind, the cluster's
+    API server and context, the lab's name."""
+    lab = meta.get("lab")
+    name = lab.get("name") if isinstance(lab, dict) else None
+    return (meta.get("target"), meta.get("api_server"), meta.get("context"), name)
+
+
+def _meta(run: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((run / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def left_injected(run_dir: Path, meta: dict[str, Any], kind: str) -> str:
+    """One line naming an earlier drill of the same target, a run folder beside
+    ``run_dir`` (under the same ``--out``), whose journal still has undo steps while no
+    process works on it (killed, or its rollback failed): its fault may still be injected,
+    and a drill on top of it would measure both. "" when there is none."""
+    here, out = Path(run_dir), Path(run_dir).parent.parent
+    me = _target_id(meta)
+    for path in sorted(out.glob(f"*/*/{JOURNAL_NAME}")):
+        run = path.parent
+        if run == here or _target_id(_meta(run)) != me:
+            continue
+        try:
+            steps = pending_undo(path)
+            if not steps or owner_alive(path):
+                continue
+        except (OSError, JournalError):
+            continue  # not a journal chaoslab can act on: --recover says so for it
+        cmd = "chaoslab lab drill --recover" if kind == "lab" else "chaoslab drill --recover"
+        return (
+            f"{run}: an earlier drill of this target left {len(steps)} undo step(s) not done "
+            f"(stopped before its rollback ended): its fault may still be injected; run "
+            f"'{cmd} {run}' first, or move that folder out of {out} if the target was put "
+            "right by hand"
+        )
+    return ""
+
+
 def recover(run_dir: Path, undo: Callable[[UndoStep], bool], *, log: Log = print) -> bool:
     """Finish the rollback a crashed or interrupted run left undone (its journal's pending
     undo steps, newest first, each run by ``undo``); True when none is left."""
@@ -485,7 +547,7 @@ def recover(run_dir: Path, undo: Callable[[UndoStep], bool], *, log: Log = print
     if not steps:
         log("nothing to roll back")
         return True
-    journal.write("recover.start", steps=[s.id for s in steps])
+    journal.write("recover.start", steps=[s.id for s in steps], **owner())
     with SignalGuard(log) as guard, guard.rollback():
         left = [s.id for s in steps if not undo(s)]
     journal.write("recover.end", ok=not left, left=left)

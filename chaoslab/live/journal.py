@@ -31,7 +31,16 @@ from typing import Any
 from chaoslab.errors import LiveError
 from chaoslab.results import redact_userinfo
 
-__all__ = ["JOURNAL_NAME", "Journal", "JournalError", "UndoStep", "pending_undo", "read_journal"]
+__all__ = [
+    "JOURNAL_NAME",
+    "Journal",
+    "JournalError",
+    "UndoStep",
+    "owner",
+    "owner_alive",
+    "pending_undo",
+    "read_journal",
+]
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -165,3 +174,34 @@ def pending_undo(path: Path) -> list[UndoStep]:
         elif e["event"] == "undo.done":
             done.add(e["id"])
     return [s for uid, s in reversed(steps.items()) if uid not in done]
+
+
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat; it
+    changes when a PID is reused); None when no such process runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # the name may hold spaces and ')'
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def owner() -> dict[str, Any]:
+    """This process, as a run.start or recover.start entry names the process writing the
+    journal (`owner_alive` reads it back)."""
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": process_start(pid)}
+
+
+def owner_alive(path: Path) -> bool:
+    """The process that last started writing this journal (its latest run.start or
+    recover.start) still runs; False for a journal that names none."""
+    last: dict[str, Any] = {}
+    for e in read_journal(path):
+        if e["event"] in ("run.start", "recover.start"):
+            last = e
+    pid, start = last.get("pid"), last.get("pid_start")
+    if not isinstance(pid, int) or not isinstance(start, int):
+        return False
+    return process_start(pid) == start

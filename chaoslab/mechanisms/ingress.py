@@ -14,7 +14,11 @@ Covers (docs/model-network.md, ingress-nginx):
   passes it to the next, up to ``proxy_next_upstream_tries`` (0 = all). A connect to a
   killed pod on a live node is refused at once; to a pod on a dead node it times out
   after ``proxy_connect_timeout``. The request succeeds if a live upstream is reached
-  within the tries and before the client's ``client.timeout``.
+  within the tries and before the client's ``client.timeout``. Which upstream a retry
+  takes (``nginx.round_robin_retry``): ingress-nginx's Lua round robin (dynamic mode)
+  the worker's next one, after a connect timeout any, the dead one again included
+  (``cycle``, `lua_round_robin_outcomes`); nginx's own round robin (reload mode) one the
+  request has not tried (``untried``, `proxy_success`).
 - EHOSTUNREACH (``cni.routing: direct``, pod IPs routed to the node IP without
   encapsulation): once the nginx node's neighbour entry for a dead node has FAILED
   (Linux NUD, ``linux_reresolve_bounds`` after its last answer: 23-53 s by default), every
@@ -252,17 +256,18 @@ def lua_round_robin_outcomes(
     #11852). A refused connect is retried at once: the next one in the cycle, untried. A
     retry after a black hole's ``connect_timeout`` or an unreachable one's resolution comes
     after the worker's other requests moved the cycle on: any upstream, uniformly, the
-    dead one again included. Unreachable ones cost a uniform part of the cycle
-    (`unreachable_delays`); which retries fit the client's timeout is decided by their
-    mean, ``unreachable_cycle / 2``.
+    dead one again included. Unreachable ones cost a uniform part of the cycle each: a
+    request that reaches a live upstream after b black holes and u of them succeeds if
+    b x ``connect_timeout`` plus their sum (Irwin-Hall) is below the client's timeout
+    (`unreachable_delays` gives its delay). ``tries`` 0 (no cap) counts k tries.
     """
     k = live + refused + holes + unreachable
     if k == 0 or live == 0:
         return 0.0, ()
     t = k if tries <= 0 else tries
     total = (refused, holes, unreachable)
-    costs = (0.0, connect_timeout, unreachable_cycle / 2)
-    done: dict[tuple[float, int], float] = {}  # (fixed delay, unreachable ones): share
+    fixed = (0.0, connect_timeout, 0.0)  # an unreachable one's cost is counted in u
+    reached: dict[tuple[float, int], float] = {}  # (fixed delay, unreachable ones): share
 
     def walk(
         untried: tuple[int, ...], fresh: bool, left: int, at: tuple[float, int], prob: float
@@ -270,20 +275,23 @@ def lua_round_robin_outcomes(
         if left == 0 or prob <= 0:
             return
         n = k if fresh else live + sum(untried)
-        done[at] = done.get(at, 0.0) + prob * live / n
-        spent = at[0] + at[1] * costs[2]
-        for i, cost in enumerate(costs):
+        reached[at] = reached.get(at, 0.0) + prob * live / n
+        for i, cost in enumerate(fixed):
             pool = total[i] if fresh else untried[i]
-            if pool == 0 or spent + cost >= client_timeout:
+            if pool == 0 or at[0] + cost >= client_timeout:
                 continue
             nxt_at = (at[0] + cost, at[1]) if i < 2 else (at[0], at[1] + 1)
             # a fresh pick may land on a tried one (no change) or an untried one
             for hit, ways in ((1, untried[i]), (0, pool - untried[i] if fresh else 0)):
                 if ways:
                     nxt = tuple(x - hit * (j == i) for j, x in enumerate(untried))
-                    walk(nxt, cost > 0, left - 1, nxt_at, prob * ways / n)
+                    walk(nxt, cost > 0 or i == 2, left - 1, nxt_at, prob * ways / n)
 
     walk(total, True, t, (0.0, 0), 1.0)
+    done = {
+        at: v * _within(client_timeout - at[0], at[1], unreachable_cycle)
+        for at, v in reached.items()
+    }
     scale = 1.0 - non_idempotent
     ok = scale * sum(done.values()) + non_idempotent * live / k
     return ok, _spread(done, unreachable_cycle, client_timeout, scale)

@@ -24,9 +24,14 @@ Closed forms (docs/model-network.md, VRRP; RFC 3768/5798 section 6.1):
   grid, no fall count); weight as for a script.
 - A new MASTER adds the VIP and sends ``garp_master_repeat`` GARPs at once, again after
   ``garp_master_delay``, and with ``garp_master_refresh`` R > 0 ``garp_master_refresh_repeat``
-  more at delay + R, delay + 2R, ... while it stays MASTER (vrrp.c
-  vrrp_state_become_master). ``on_garp(node, frames)`` gets each burst's frame count: a
-  neighbour that loses frames (``arp.garp_loss``) misses a burst of r with loss^r.
+  more while it stays MASTER, on one of two schedules (`garp_refresh_offsets`):
+  ``timer`` (keepalived 2.3.2+, commit b1d9e375: vrrp.c vrrp_state_become_master starts a
+  timer thread at delay + R, vrrp_scheduler.c re-arms it every R) or ``advert`` (keepalived
+  1.2.10-2.3.1, Debian 12's 2.2.7: become_master sets the refresh timer to T + R, and
+  vrrp_state_master_tx sends the refresh with the first advert after it, re-arming from that
+  advert: every ceil(R / advert) adverts, the delay plays no part).
+  ``on_garp(node, frames)`` gets each burst's frame count: a neighbour that loses frames
+  (``arp.garp_loss``) misses a burst of r with loss^r.
 
 Adverts are never stepped: the group re-evaluates who hears whom when something changes
 (node power/network, daemon, script) and computes each backup's down-timer deadline.
@@ -34,13 +39,14 @@ Adverts are never stepped: the group re-evaluates who hears whom when something 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import Node
 from chaoslab.mechanisms.node import last_tick, next_tick
 
-__all__ = ["VrrpGroup", "master_down_interval", "skew_time"]
+__all__ = ["VrrpGroup", "garp_refresh_offsets", "master_down_interval", "skew_time"]
 
 register_milestones(
     {
@@ -60,6 +66,35 @@ def skew_time(version: int, priority: float, adver: float) -> float:
 
 def master_down_interval(version: int, priority: float, adver: float, adverts: int = 3) -> float:
     return adverts * adver + skew_time(version, priority, adver)
+
+
+def garp_refresh_grid(
+    schedule: str, refresh: float, *, delay: float, adver: float
+) -> tuple[float, float]:
+    """(first, period) of the refresh bursts after becoming MASTER (``refresh`` > 0).
+
+    ``timer``: delay + k * refresh, k >= 1. ``advert``: the refresh rides the master's
+    adverts at k * adver; it goes with the first advert after the refresh deadline
+    (``timercmp(&time_now, &garp_refresh_timer, >)``: each advert runs a little after its
+    tick, so one due exactly on a tick goes with it), and the deadline is re-armed from that
+    advert: every n = ceil(refresh / adver) adverts.
+    """
+    if schedule == "timer":
+        return delay + refresh, refresh
+    # the 1e-9 keeps a refresh of a whole number of adverts on that advert
+    period = adver * max(1, math.ceil(refresh / adver - 1e-9))
+    return period, period
+
+
+def garp_refresh_offsets(
+    schedule: str, refresh: float, *, delay: float, adver: float, until: float
+) -> list[float]:
+    """Offsets after becoming MASTER of the refresh bursts up to ``until`` (none if off)."""
+    if refresh <= 0:
+        return []
+    first, period = garp_refresh_grid(schedule, refresh, delay=delay, adver=adver)
+    n = math.floor((until - first) / period + 1e-9) + 1 if until >= first else 0
+    return [first + k * period for k in range(n)]
 
 
 class _Inst:
@@ -122,6 +157,17 @@ class VrrpGroup:
         self.garp_delay = p.draw("vrrp.garp_master_delay")
         self.garp_refresh = p.draw("vrrp.garp_master_refresh")
         self.garp_refresh_repeat = p.count("vrrp.garp_master_refresh_repeat")
+        #: (first, period) of the refresh bursts after a MASTER transition
+        self.garp_grid = (
+            garp_refresh_grid(
+                p.choice("vrrp.garp_refresh_schedule"),
+                self.garp_refresh,
+                delay=self.garp_delay,
+                adver=self.adver,
+            )
+            if self.garp_refresh > 0
+            else (math.inf, math.inf)
+        )
         #: vrrp_track_process (event-driven) instead of a polling vrrp_script
         self.by_process = p.flag("vrrp.track_process") and healthy is not None
         self.track = (p.flag("vrrp.track_script") or self.by_process) and healthy is not None
@@ -250,7 +296,7 @@ class VrrpGroup:
             if self.garp_delay > 0:
                 self.trial.at(self.garp_delay, self._garp_again, inst, inst.garp_epoch)
         if self.garp_refresh > 0 and self.garp_refresh_repeat > 0:
-            first = self.garp_delay + self.garp_refresh
+            first = self.garp_grid[0]
             self.trial.at(first, self._garp_refresh, inst, inst.garp_epoch)
         self.trial.changed()
         self._reevaluate()
@@ -267,8 +313,9 @@ class VrrpGroup:
         if inst.state != "MASTER" or epoch != inst.garp_epoch or not self._active(inst):
             return
         self.on_garp(inst.node, self.garp_refresh_repeat)
-        if self.trial.now + self.garp_refresh <= self.trial.horizon:
-            self.trial.at(self.garp_refresh, self._garp_refresh, inst, epoch)
+        period = self.garp_grid[1]
+        if self.trial.now + period <= self.trial.horizon:
+            self.trial.at(period, self._garp_refresh, inst, epoch)
 
     # ------------------------------------------------------------------ re-evaluation
     def _on_change(self) -> None:

@@ -295,8 +295,8 @@ register(
             "vrrp_state_become_master() arms the first refresh garp_master_delay + refresh "
             "after the transition, vrrp_scheduler.c vrrp_gratuitous_arp_refresh_thread() "
             "re-arms it every refresh",
-            "Period of the MASTER's refresh GARPs (0: none); the first comes "
-            "vrrp.garp_master_delay + this after becoming MASTER.",
+            "Period of the MASTER's refresh GARPs (0: none); when the first comes follows "
+            "vrrp.garp_refresh_schedule.",
         ),
         Param(
             "vrrp.garp_master_refresh_repeat",
@@ -306,6 +306,20 @@ register(
             f"{KA_MAN}: garp_master_refresh_repeat 'number of gratuitous ARP messages to send "
             "at a time while MASTER (default: 1)'",
             "GARP frames in each refresh.",
+        ),
+        Param(
+            "vrrp.garp_refresh_schedule",
+            "choice",
+            "timer",
+            "timer: keepalived 2.3.2+; advert: 1.2.10-2.3.1 (Debian 12's 2.2.7)",
+            "acassen/keepalived v2.3.2 keepalived/vrrp/vrrp.c vrrp_state_become_master(): a "
+            "refresh thread at garp_master_delay + refresh, re-armed every refresh (commit "
+            "b1d9e375); v2.2.7 vrrp.c: garp_refresh_timer = now + refresh, the refresh sent by "
+            "vrrp_state_master_tx() with the first advert after it; captured with keepalived "
+            "2.2.7 in the lab (docs/lab.md)",
+            "When a MASTER's refresh GARPs go out: timer (delay + k x refresh) or advert (with "
+            "the first advert after each deadline: every ceil(refresh / advert) adverts).",
+            choices=("timer", "advert"),
         ),
         Param(
             "vrrp.track_process",
@@ -614,16 +628,19 @@ register(
         Param(
             "nginx.round_robin_retry",
             "choice",
-            "untried",
-            "[assumption] nginx's own upstream round robin (ingress-nginx reload mode, "
-            "before 0.21); ingress-nginx 0.21+ (dynamic Lua balancer only) behaves as cycle",
-            "[assumption] untried: nginx src/http/ngx_http_upstream_round_robin.c skips the "
-            "peers a request tried. ingress-nginx does otherwise: since 0.21 the dynamic Lua "
-            "balancer is the only mode, and rootfs/etc/nginx/lua/balancer/round_robin.lua "
-            "(controller-v1.15.0) returns resty.roundrobin find(), the worker's next peer, "
-            "with no memory of tried ones (cycle; issue #11852). The default assumes every "
-            "retry reaches another upstream so the bundled results stay comparable; set "
-            "cycle for ingress-nginx 0.21+",
+            "cycle",
+            "ingress-nginx 0.21.0+ (controller-v0.21.0 to controller-v1.15.1: the dynamic "
+            "Lua balancer, the only mode; load-balance round_robin); untried: nginx's own "
+            "upstream round robin (reload mode, nginx.dynamic_configuration false)",
+            f"{ING} controller-v1.15.1 rootfs/etc/nginx/lua/balancer.lua balance(): "
+            "every try asks the backend's balancer again, set_more_tries(1); "
+            "rootfs/etc/nginx/lua/balancer/round_robin.lua (resty.roundrobin since commit "
+            "e9dc275b8, 2018-05) returns find(): the worker's next peer, no list of tried "
+            "ones (openresty/lua-resty-balancer lib/resty/roundrobin.lua; issue #11852); "
+            "openresty/lua-nginx-module src/ngx_http_lua_balancer.c set_more_tries caps "
+            "the tries at proxy_next_upstream_tries. untried: nginx release-1.31.4 "
+            "src/http/ngx_http_upstream_round_robin.c ngx_http_upstream_get_peer skips "
+            "the peers set in the request's tried bitmap",
             "Round robin's retry after a dead upstream: untried (another upstream) or cycle "
             "(after a connect timeout any upstream again, the dead one included).",
             choices=("untried", "cycle"),
@@ -928,6 +945,10 @@ register_profile(
         "vrrp.nopreempt": (True, "osixia/docker-keepalived v1.4.5 keepalived.conf 'nopreempt'"),
         "vrrp.version": (2, f"{KA_MAN}: not set in the template, keepalived default 2"),
         "vrrp.advert_int": ("1s", f"{KA_H}: not set in the template, VRRP_ADVER_DFL 1"),
+        "vrrp.garp_refresh_schedule": (
+            "advert",
+            "osixia/keepalived 1.4.5 is keepalived <= 2.3.1: the refresh rides the adverts",
+        ),
     },
 )
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -323,13 +324,106 @@ def test_with_the_runtime_stand_in_a_pod_is_ready_only_once_it_serves(
     assert "phase: Running" in start and "podIP:" in start
     assert 'status: "True"\n  type: Ready' not in start
     assert f'status: "False"\n  reason: {NOT_YET_READY}\n  type: Ready' in start
-    served = _selects(stages["chaoslab-pod-served"])
-    key = f'.status.conditions.[] | select( .type == "{SERVING_CONDITION}" ) | .status'
-    assert served[key] == ["True"] and served[".status.phase"] == ["Running"]
+    # the stand-in writes Ready itself once it serves: no stage of kwok's may do it first
+    assert "chaoslab-pod-served" not in stages
     assert "chaoslab-pod-ready-again" in stages
+    again = _selects(stages["chaoslab-pod-ready-again"])
+    assert again['.status.conditions.[] | select( .type == "Ready" ) | .reason'] == [NOT_YET_READY]
+    conds = {c["type"]: c for c in dataplane_runtime.ready_conditions("2026-12-02T06:00:00Z")}
+    assert conds[SERVING_CONDITION]["status"] == "True"
+    for kind in ("Ready", "ContainersReady"):  # kwok's reason must go, or it looks not-ready
+        assert conds[kind]["status"] == "True" and conds[kind]["reason"] == ""
 
 
 def test_cli_up_with_an_unknown_build_is_one_line_and_exit_2(tmp_path: Path) -> None:
     r = chaoslab("cluster", "up", "--build", "k8s-0.1", "--state", str(tmp_path / "s"))
     assert r.returncode == 2 and "tools/k8s-0.1/go.mod not found" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "s").exists()
+
+
+# -- the data plane's kube-proxy supervisor (a kubelet's crash-loop back-off) -------------
+
+
+def test_crash_loop_restarts_at_once_then_doubles_to_the_cap_and_forgets_after_two_caps() -> None:
+    from chaoslab.live.cluster.dataplane_supervise import CrashLoop
+
+    loop = CrashLoop(initial=10.0, cap=40.0)
+    # exits 1 s after each restart: at once, 10, 20, 40, 40 (kubelet doBackOff + Backoff)
+    waits, t = [], 0.0
+    for _ in range(5):
+        w = loop.wait_after_exit(t)
+        waits.append(w)
+        t += w + 1.0
+    assert waits == [0.0, 10.0, 20.0, 40.0, 40.0]
+    # stable for more than twice the cap: the next exit is a first exit again
+    assert loop.wait_after_exit(t + 80.5) == 0.0
+    assert loop.wait_after_exit(t + 81.0) == 10.0
+
+
+@given(hs.lists(hs.floats(min_value=0.0, max_value=1000.0), min_size=1, max_size=30))
+def test_crash_loop_never_waits_past_the_cap(gaps: list[float]) -> None:
+    from chaoslab.live.cluster.dataplane_supervise import CrashLoop
+
+    loop, t = CrashLoop(initial=10.0, cap=300.0), 0.0
+    for gap in gaps:
+        t += gap
+        assert 0.0 <= loop.wait_after_exit(t) <= 300.0
+
+
+def _supervise(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen[bytes], Path]:
+    script = Path(__file__).resolve().parents[2] / "chaoslab/live/cluster/dataplane_supervise.py"
+    log = tmp_path / "kube-proxy.log"
+    fh = log.open("wb")
+    p = subprocess.Popen(
+        [sys.executable, "-P", "-u", str(script), "--backoff", "0.2", "0.4", "--", *argv],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+    )
+    fh.close()
+    return p, log
+
+
+def _lines(log: Path, word: str, n: int) -> list[str]:
+    for _ in range(600):  # up to 60 s on a loaded machine
+        lines = [ln for ln in log.read_text().splitlines() if f"supervise {word}" in ln]
+        if len(lines) >= n:
+            return lines
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} '{word}' lines in {log}:\n{log.read_text()}")
+
+
+def test_an_exiting_process_is_restarted_with_the_back_off_and_each_restart_is_logged(
+    tmp_path: Path,
+) -> None:
+    p, log = _supervise(tmp_path, "sh", "-c", "echo NodeIPs changed; exit 1")
+    try:
+        exits = _lines(log, "exited", 4)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    waits = [ln.rsplit("restart in ", 1)[1] for ln in exits[:4]]
+    assert waits == ["0 s", "0.2 s", "0.4 s", "0.4 s"]
+    assert all("rc=1" in ln for ln in exits)
+    text = log.read_text()
+    assert text.count("NodeIPs changed") >= 4  # the child's own output lands in the same log
+
+
+def test_killing_the_supervisor_kills_its_kube_proxy(tmp_path: Path) -> None:
+    p, log = _supervise(tmp_path, "sleep", "600")
+    child = int(_lines(log, "start", 1)[0].rsplit("pid=", 1)[1])
+    p.kill()  # a node crash SIGKILLs the recorded process: the supervisor
+    p.wait(timeout=30)
+    for _ in range(300):
+        if not Path(f"/proc/{child}").exists() or "Z" in _proc_state(child):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the supervised child outlived its supervisor")
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"

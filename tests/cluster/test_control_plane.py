@@ -68,10 +68,63 @@ def _run(name: str, keep: list[int], session: Any, tmp: Path) -> tuple[Any, pd.D
     return res, pd.read_parquet(res.path / "milestones.parquet")
 
 
+def _controller_managers(session: Any) -> list[int]:
+    """PIDs of every controller manager of the session cluster running on the machine,
+    found by its kubeconfig on the command line: one recorded and none beside it."""
+    marker = str(session.cluster.layout.kubeconfig("controller-manager")).encode()
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if not d.name.isdigit() or marker not in (d / "cmdline").read_bytes():
+                continue
+            if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                pids.append(int(d.name))
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+def _story(session: Any, res: Any) -> str:
+    """What a failed control-plane trial leaves to read: the hooks' output, the
+    controller managers running now, and the leader-election lines of their log."""
+    hooks = [
+        str(e.get("output", ""))
+        for e in map(json.loads, (res.path / "journal.jsonl").read_text().splitlines())
+        if e.get("event") in ("inject.done", "inject.with_done")
+    ]
+    rec = session.cluster.component("kube-controller-manager")
+    log = Path(rec.log).read_text(errors="replace").splitlines()
+    lines = [ln[:160] for ln in log if "leaderelection" in ln or ln[:1] in "EF"][-12:]
+    running = _controller_managers(session)
+    return "\n".join(["hooks: " + " | ".join(hooks), f"running: {running}", *lines])
+
+
 def _all_running(session: Any) -> None:
     session.cluster.state = type(session.cluster.state).load(session.cluster.state.dir)
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         assert session.cluster.component_running(name), name
+    # a restart left exactly the process it recorded: no second candidate for the Lease
+    assert _controller_managers(session) == [
+        session.cluster.component("kube-controller-manager").pid
+    ]
+    _a_leader_renews(session)
+
+
+def _a_leader_renews(session: Any) -> None:
+    """Wait until the Lease is renewed: the next test starts with a leading controller
+    manager, not with a new process still waiting out a dead leader's Lease (client-go
+    counts the lease duration from its own first read, however stale the renewTime)."""
+    from kubernetes import client
+
+    leases = client.CoordinationV1Api(session.cluster.admin_client())
+    first = leases.read_namespaced_lease("kube-controller-manager", "kube-system").spec
+    deadline = time.monotonic() + first.lease_duration_seconds + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        spec = leases.read_namespaced_lease("kube-controller-manager", "kube-system").spec
+        if spec.renew_time != first.renew_time:
+            return
+    raise AssertionError(f"no controller manager renewed the Lease: {first}")
 
 
 def test_a_controller_manager_restart_waits_for_the_dead_leaders_lease(
@@ -79,7 +132,8 @@ def test_a_controller_manager_restart_waits_for_the_dead_leaders_lease(
 ) -> None:
     res, ms = _run("cluster-controller-manager-restart.yaml", [0], session, tmp_path)
     seen = dict(zip(ms["milestone"], ms["t"], strict=True))
-    assert {"controller_manager.leader_lost", "controller_manager.leader_elected"} <= set(seen)
+    needed = {"controller_manager.leader_lost", "controller_manager.leader_elected"}
+    assert needed <= set(seen), f"{sorted(seen)}\n{_story(session, res)}"
     # the killed leader released nothing: the new one took the Lease only after it expired
     lease = session.cluster.admin_client()
     from kubernetes import client
@@ -105,7 +159,7 @@ def test_a_node_crash_with_a_controller_manager_restart_runs_both_effects(
     seen = dict(zip(ms["milestone"], ms["t"], strict=True))
     needed = {"controller_manager.leader_lost", "controller_manager.leader_elected"}
     needed |= {"node.not_ready", "pod.evicted", "replacement.ready"}
-    assert needed <= set(seen), sorted(seen)
+    assert needed <= set(seen), f"{sorted(seen)}\n{_story(session, res)}"
     # the second effect came with_delay after the crash (its hook waited for {at})
     assert seen["controller_manager.leader_lost"] >= 5.0 - 1e-5  # {at} has 6 decimals
     # the new leader's node lifecycle controller starts its grace period afresh
@@ -119,7 +173,8 @@ def test_apiserver_down_restarts_the_controllers_and_the_api_comes_back(
     res, ms = _run("cluster-apiserver-down.yaml", [0], session, tmp_path)
     seen = dict(zip(ms["milestone"], ms["t"], strict=True))
     needed = {"apiserver.down", "apiserver.up", "controller_manager.leader_lost"}
-    assert needed | {"controller_manager.leader_elected"} <= set(seen), sorted(seen)
+    needed |= {"controller_manager.leader_elected"}
+    assert needed <= set(seen), f"{sorted(seen)}\n{_story(session, res)}"
     assert seen["apiserver.up"] >= 15.0  # stopped for --for 15 s, then its start-up
     info = pd.read_csv(res.path / "trial_info.csv")
     assert "'kube-controller-manager'" in str(info["hook_output"].iloc[0])  # restarted
@@ -157,3 +212,52 @@ def test_the_leader_lease_is_read_only_by_name_and_only_with_its_rule(session: A
             name="chaoslab-drill-leader", namespace="kube-system"
         )
         rbac.create_namespaced_role_binding("kube-system", binding)
+
+
+def test_a_restarted_controller_manager_that_cannot_bind_is_restarted_after_its_back_off(
+    session: Any,
+) -> None:
+    """The restart hook's kubelet part, with the real binary: the new process finds its
+    secure port taken (as when a connection's ephemeral port took it in the instant
+    between the kill and the restart), exits, and is started again after the crash-loop
+    back-off, once the port is free; then it takes the Lease."""
+    import socket
+    import threading
+
+    from kubernetes import client
+
+    from chaoslab.live.cluster import hooks
+
+    cluster = session.cluster
+    cluster.state = type(cluster.state).load(cluster.state.dir)
+    port = cluster.layout.ports["controller-manager"]
+    kubelet = hooks._Kubelet(cluster, hooks._backoff(cluster))
+    t = cluster.kill_component(hooks.KCM)
+    kubelet.lost = t
+    holder = socket.socket()
+    # as Go's listeners do: the dead process's accepted connections are in TIME_WAIT
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))  # the dead process's port, free again after its kill
+    holder.listen()
+    done = threading.Event()
+
+    def free_once_it_exited() -> None:
+        # the first start has exited: it waits out its back-off now
+        while not done.is_set() and not (kubelet.restarts and hooks.KCM in kubelet.due):
+            time.sleep(0.05)
+        holder.close()
+
+    freer = threading.Thread(target=free_once_it_exited, daemon=True)
+    freer.start()
+    try:
+        healthy = hooks._supervise_until_healthy(cluster, kubelet, hooks.KCM)
+    finally:
+        done.set()
+        freer.join()
+    assert kubelet.restarts[hooks.KCM] >= 2, kubelet.restarts  # the first start failed
+    assert healthy - t >= kubelet.backoff[0]  # the second came after the back-off
+    lease = client.CoordinationV1Api(cluster.admin_client())
+    old = lease.read_namespaced_lease("kube-controller-manager", "kube-system").spec
+    _all_running(session)  # a leader renews again: the restarted process took the Lease
+    new = lease.read_namespaced_lease("kube-controller-manager", "kube-system").spec
+    assert new.holder_identity != old.holder_identity

@@ -567,6 +567,33 @@ def test_a_deleted_pod_leaves_every_nodes_rules_and_its_node_stops_serving_it(
     assert set(rec.outcome) == {"ok"} and set(rec.server) == set(after)
 
 
+def _supervised_pids(log: str) -> list[int]:
+    return [int(ln.rsplit("pid=", 1)[1]) for ln in log.splitlines() if " supervise start " in ln]
+
+
+@needs_netns
+def test_a_kube_proxy_that_exits_is_started_again_as_a_kubelet_would(
+    real: tuple[Any, DataPlane],
+) -> None:
+    """kube-proxy exits on purpose (a node IP change) and counts on its kubelet to start it
+    again: the data plane's supervisor does, at once the first time, and logs it."""
+    _cluster, dp = real
+    node = dp.nodes[0]
+    rec = dp.state.procs[f"kube-proxy-{dp.state.info['nodes'][node]['role']}"]
+    log = Path(rec.log)
+    first = _supervised_pids(log.read_text())[-1]
+    os.kill(first, 9)  # the child only: its supervisor (the recorded process) stays
+    _wait_for("kube-proxy started again", lambda: _supervised_pids(log.read_text())[-1] != first)
+    second = _supervised_pids(log.read_text())[-1]
+    assert rec.alive() and pid_alive(second) and not pid_alive(first)
+    text = log.read_text()
+    assert "exited rc=-9" in text and "restart in 0 s" in text
+    # the new process found its Node's address and synced (its own klog lines, after its start)
+    after = lambda: log.read_text().rsplit(f"supervise start pid={second}", 1)[1]  # noqa: E731
+    _wait_for("the new kube-proxy synced", lambda: "Caches are synced" in after())
+    assert "Successfully retrieved NodeIPs" in after()
+
+
 # -- the runtime stand-in's reading of a pod ---------------------------------------------------
 
 

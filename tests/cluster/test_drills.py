@@ -117,6 +117,24 @@ def _check_kubelets(session: Any) -> None:
     assert sorted(running) == sorted(recorded), (running, recorded)
     lease = {a for argv in running.values() for a in argv if "lease-duration" in a}
     assert lease == {"--node-lease-duration-seconds=4"}, lease
+    _check_node_addresses(session)
+
+
+def _check_node_addresses(session: Any) -> None:
+    """Every Node keeps its address through a fault and its restore: kwok's node-initialize
+    stage runs again on a NotReady node, and without a Hostname address it deleted every
+    address; kube-proxy then exited ("NodeIPs changed ... null")."""
+    from kubernetes import client
+
+    dp = session.dataplane()
+    core = client.CoreV1Api(session.cluster.admin_client())
+    for node in core.list_node().items:
+        addrs = {(a.type, a.address) for a in node.status.addresses or []}
+        name = node.metadata.name
+        assert ("InternalIP", dp.node_ip(name)) in addrs and ("Hostname", name) in addrs, addrs
+    for name, proc in dp.state.procs.items():
+        if name.startswith("kube-proxy-"):
+            assert "NodeIPs changed" not in Path(proc.log).read_text(), proc.log
 
 
 def _drill(name: str, session: Any, tmp: Path) -> Any:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from experiment_text import LIVE_SECTIONS  # tests/ is on sys.path (rootdir)
 
 from chaoslab.cli import main
 from chaoslab.experiment import ExperimentError, load_experiment
@@ -16,26 +17,10 @@ from chaoslab.live.k8s.drill import live_spec
 from chaoslab.live.k8s.inject import COMPONENTS, Target, choose_target
 from chaoslab.live.k8s.leader import hook_milestones
 
-LIVE = """\
-client: {timeout: 500ms}
-probe: {rate: 20, probers: 2, bin: 100ms}
-live:
-  namespace: demo
-  urls: ["http://192.0.2.10:30080/"]
-  workload: {kind: Deployment, name: web}
-  service: web
-  trials: 1
-  cooldown: 3s
-  limits: {max_outage: 120s, trial_timeout: 150s, node_return: 60s}
-  preflight: {window: 3s, timeout: 120s}
-  settle: 3s
-  poll: 200ms
-  api_timeout: 10s
-"""
 HOOK = "{inject: [ssh, master-1, systemctl, restart, kube-controller-manager], timeout: 60s}"
 
 
-def _exp(tmp_path: Path, faults: str, rest: str = LIVE) -> Path:
+def _exp(tmp_path: Path, faults: str, rest: str = LIVE_SECTIONS) -> Path:
     p = tmp_path / "exp.yaml"
     p.write_text(f"title: t\ndesigns: [clusterip]\nfaults:\n{faults}{rest}")
     return p

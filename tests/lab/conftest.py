@@ -45,14 +45,17 @@ def lab_experiment(
     faults: list[dict[str, Any]] | None = None,
     predict_trials: int | None = None,
     horizon: str | None = None,
+    params: dict[str, Any] | None = None,
     **lab: Any,
 ) -> Experiment:
     """A bundled lab experiment with its lab renamed, and optionally other faults, fewer
-    predicted trials, another horizon or other ``lab:`` keys (e.g. ``trials``, ``trial``)."""
+    predicted trials, another horizon, more ``params`` or other ``lab:`` keys (e.g.
+    ``trials``, ``trial``)."""
     import yaml
 
     doc = yaml.safe_load((EXPERIMENTS / yaml_name).read_text())
     doc["lab"] = {**doc["lab"], "name": name, **lab}
+    doc["params"] = {**doc.get("params", {}), **(params or {})}
     for key, value in (("faults", faults), ("trials", predict_trials), ("horizon", horizon)):
         if value is not None:
             doc[key] = value

@@ -311,6 +311,55 @@ def test_keepalived_config_from_parameters(tmp_path: Path) -> None:
     assert "nopreempt" not in c1 and "state BACKUP" in c1
 
 
+def test_keepalived_tracks_the_service_process_from_the_host_namespace(tmp_path: Path) -> None:
+    """vrrp_track_process: the kernel sends process events only to the initial namespace,
+    so keepalived enters the node's namespace itself (``-s NAMESPACE`` on its command line,
+    nothing in the config: inside global_defs 2.2.7 ignored net_namespace and stayed on the
+    host) on a link the host does not have (kvrrp0), and matches the service by its whole
+    command line, which names this lab's namespace."""
+    t = _topo("ingress-vip-vrrp", "lab-vrrp-track-process.yaml", tmp_path)
+    conf = t.keepalived_conf("n1", 1)
+    assert conf.startswith("global_defs {") and "net_namespace" not in conf
+    assert "  interface kvrrp0\n" in conf and "10.0.0.100/32 dev kvrrp0\n" in conf
+    assert "eth0" not in conf
+    block = conf[conf.index("vrrp_track_process") : conf.index("vrrp_instance")]
+    assert '"--name" "n1" "--lab" "cl-u-n1"' in block and "full_command" in block
+    assert "weight 0" in block and "track_process {" in conf
+    assert t.server_argv("n1", 80, *t.server_tag("n1"))[-2:] == ["--lab", "cl-u-n1"]
+    plain = _topo("ingress-vip-vrrp", "lab-vrrp.yaml", tmp_path).keepalived_conf("n1", 1)
+    assert "net_namespace" not in plain and "track_process" not in plain
+    assert "  interface eth0\n" in plain and "kvrrp0" not in plain
+    assert "garp_master_delay 5\n" in plain and "garp_master_refresh" not in plain
+
+
+def test_keepalived_for_a_missing_namespace_is_refused_before_any_start(tmp_path: Path) -> None:
+    """keepalived 2.2.7's ``-t -s NAMESPACE`` exits 0 without checking anything when the
+    setns() fails: a missing namespace is refused by the lab itself, in one line, before a
+    config test, a start or a restart (cl-u-n1 does not exist)."""
+    from chaoslab.live.lab.netns import LabError, Proc
+    from chaoslab.live.lab.spec import LabFault
+
+    t = _topo("ingress-vip-vrrp", "lab-vrrp-track-process.yaml", tmp_path)
+    argv = ["keepalived", "-n", "-f", "k.conf", "-s", "cl-u-n1"]
+    with pytest.raises(LabError, match=r"^keepalived-n1: namespace cl-u-n1 does not exist") as e:
+        t.check_conf("n1", argv)
+    assert "\n" not in str(e.value)
+    with pytest.raises(LabError, match="does not end in -s cl-u-n1"):
+        t.check_conf("n1", argv[:-2])
+    st_ = t.state
+    with pytest.raises(LabError, match=r"^k: namespace cl-u-n1 is missing .*; not started$"):
+        st_.spawn("k", "n1", argv, enters_ns=True)
+    with pytest.raises(LabError, match="must name cl-u-n1"):
+        st_.spawn("k", "n1", ["sleep", "30"], enters_ns=True)
+    assert st_.procs == {}
+    # restore() re-checks before it starts a killed keepalived on the host again
+    st_.procs["keepalived-n1"] = Proc("keepalived-n1", "cl-u-n1", 0, None, argv, "l", [], True)
+    fault = LabFault(kind="daemon-kill", target="n1", name="f", daemon="keepalived")
+    with pytest.raises(LabError, match="namespace cl-u-n1 does not exist"):
+        t.restore(fault, "n1")
+    assert st_.procs["keepalived-n1"].pid == 0  # not started again
+
+
 def test_kube_proxy_chains(tmp_path: Path) -> None:
     cluster = _topo("nodeport-lb", "lab-nodeport-lb.yaml", tmp_path)
     rules = cluster.iptables_rules(1)  # n1 is idle: it forwards to the pods on n2 and n3
@@ -339,6 +388,19 @@ def test_bird_and_nginx_configs(tmp_path: Path) -> None:
     ng = _topo("ingress-hostnet", "lab-ingress-hostnet.yaml", tmp_path).nginx_conf()
     assert ng.count("max_fails=0 fail_timeout=0;") == 3
     assert "proxy_connect_timeout 1000ms;" in ng and "proxy_next_upstream_tries 3;" in ng
+    assert "least_conn;" not in ng  # nginx's round robin: no directive
+
+
+def test_nginx_balances_as_the_parameter_says(tmp_path: Path) -> None:
+    """nginx.load_balance: least_conn is nginx's own directive, first in the upstream;
+    ingress-nginx's EWMA is Lua, which the lab's nginx does not run: refused, with why."""
+    t = _topo("ingress-hostnet", "lab-ingress-least-conn.yaml", tmp_path)
+    ng = t.nginx_conf()
+    upstream = ng[ng.index("upstream app {") : ng.index("  }")]
+    assert upstream.splitlines()[1] == "    least_conn;"
+    t.params = LabParams(["ingress-nginx-2018"], {"nginx.load_balance": "ewma"})
+    with pytest.raises(ExperimentError, match="ewma is ingress-nginx's Lua balancer"):
+        t.nginx_conf()
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])

@@ -33,8 +33,8 @@ CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
 
 
-#: the pod condition the runtime stand-in sets once it serves the pod's IP
-#: (chaoslab.live.cluster.dataplane_runtime): kwok's stage makes the pod Ready only then
+#: the pod condition the runtime stand-in sets, with Ready, once it serves the pod's IP
+#: (chaoslab.live.cluster.dataplane_runtime)
 SERVING_CONDITION = "chaoslab.io/serving"
 #: the Ready reason of a pod that started but was never Ready (kwok's general pod-create
 #: stage, sigs.k8s.io/kwok kustomize/stage/pod/general); the node lifecycle controller's
@@ -42,7 +42,8 @@ SERVING_CONDITION = "chaoslab.io/serving"
 NOT_YET_READY = "ContainersNotReady"
 
 #: kwok Stage (sigs.k8s.io/kwok pkg/apis/v1alpha1 Stage): delay uniform in [0, period];
-#: not for a pod that was never Ready (that one waits for its server: POD_SERVED)
+#: not for a pod that was never Ready (the runtime stand-in makes that one Ready once it
+#: serves it)
 POD_READY_AGAIN = """\
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -81,46 +82,6 @@ spec:
 """
 
 
-#: a Running pod that was never Ready turns Ready as soon as the runtime stand-in says it
-#: serves the pod's IP, as a kubelet's readiness probe passes once the app answers
-POD_SERVED = """\
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: chaoslab-pod-served
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Running']
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .reason'
-      operator: 'In'
-      values: ['ContainersNotReady']
-    - key: '.status.conditions.[] | select( .type == "chaoslab.io/serving" ) | .status'
-      operator: 'In'
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        reason: ""
-        message: ""
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        reason: ""
-        message: ""
-        type: ContainersReady
-"""
-
 #: the conditions of kwok's pod-ready stage (kustomize/stage/pod/fast/pod-ready.yaml at
 #: v0.8.0), and what chaoslab's pod-start stage writes instead: Running, not Ready yet
 _KWOK_READY = """- lastTransitionTime: {{ $now | Quote }}
@@ -138,7 +99,8 @@ _NOT_READY_YET = _KWOK_READY.replace(
 def kwok_stages(defaults: str, *, served: bool) -> list[dict[str, Any]]:
     """kwok's default stages (the text of the build's stages.yaml) and chaoslab's: with
     ``served``, kwok's pod-ready becomes chaoslab-pod-start (Running with its IP, Ready
-    False) and chaoslab-pod-served makes the pod Ready once its server runs."""
+    False) and the runtime stand-in writes Ready once its server runs (in the same patch
+    as SERVING_CONDITION, `dataplane_runtime.status_marker`)."""
     out: list[dict[str, Any]] = []
     for doc in yaml.safe_load_all(defaults):
         if not doc:
@@ -153,8 +115,6 @@ def kwok_stages(defaults: str, *, served: bool) -> list[dict[str, Any]]:
             doc["metadata"]["name"] = "chaoslab-pod-start"
             doc["spec"]["next"]["statusTemplate"] = template.replace(_KWOK_READY, _NOT_READY_YET)
         out.append(doc)
-    if served:
-        out.append(yaml.safe_load(POD_SERVED))
     return out
 
 
@@ -395,6 +355,13 @@ class Layout:
             str(kwok.bin("kwok")),
             f"--kubeconfig={kubeconfig}",
             f"--manage-single-node={node}",
+            # kwok's NodeName (the node-initialize stage's Hostname address) is this flag,
+            # not --manage-single-node. Without it a Node has no Hostname address, and when
+            # the stage runs again on a NotReady node (a restored crash) it renders
+            # `addresses:` with no entry, a strategic merge deleting every address
+            # (sigs.k8s.io/kwok v0.8.0 kustomize/stage/node/fast/node-initialize.yaml):
+            # kube-proxy then exits, "NodeIPs changed ... null" (pkg/proxy/node.go v1.37.2)
+            f"--node-name={node}",
             f"--config={self.kwok_stages}",
         ]
         return flags + [f"{f}={v}" for f, v in self.config.timers.kwok.items()]

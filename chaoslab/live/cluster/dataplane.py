@@ -25,6 +25,7 @@ API (what ``chaoslab cluster up`` and the drill target use)::
     dp.spawn_in_node(node, "kwok-<node>", argv)   # e.g. KWOK with --node-ip=dp.node_ip(node)
     dp.start_runtime(node, node_kubeconfig)       # the stand-in, as system:node:<node>
     dp.start_kube_proxy(node, KubeProxy(binary, kube_proxy_kubeconfig, extra_args=(...)))
+                            # supervised: restarted after an exit with the kubelet's back-off
     dp.crash(node, hooks)   # links down, stand-in (its pods) + kube-proxy die, hooks.stop_kubelet
     dp.restore(node, hooks) # links and routes back, stand-in + kube-proxy, hooks.start_kubelet
     dp.partition(node); dp.heal(node)   # cut the node off (data=False: API only) / heal
@@ -124,6 +125,15 @@ class KubeProxy:
     binary: str
     kubeconfig: str
     extra_args: tuple[str, ...] = ()
+    #: the kubelet's crash-loop back-off (initial, cap; seconds) for restarting it when it
+    #: exits; None: the catalogue's (``kubelet.container_restart_backoff_initial``, ``_max``)
+    restart_backoff: tuple[float, float] | None = None
+
+
+def _catalogue_backoff() -> tuple[float, float]:
+    from chaoslab.live.cluster.config import ClusterConfig
+
+    return ClusterConfig().timers.restart_backoff_s
 
 
 class NodeHooks(Protocol):
@@ -518,7 +528,10 @@ class DataPlane:
             )
 
     def start_kube_proxy(self, node: str, kp: KubeProxy) -> Proc:
-        """The real kube-proxy in iptables mode, as this node, through the node's bridge."""
+        """The real kube-proxy in iptables mode, as this node, through the node's bridge,
+        under a supervisor that restarts it when it exits, as a kubelet restarts its pod
+        (``dataplane_supervise``: the crash-loop back-off, each start and exit logged)."""
+        backoff = kp.restart_backoff or _catalogue_backoff()
         argv = [
             kp.binary,
             f"--kubeconfig={self.bridged_kubeconfig(node, kp.kubeconfig)}",
@@ -534,10 +547,14 @@ class DataPlane:
             "binary": kp.binary,
             "kubeconfig": str(Path(kp.kubeconfig).resolve()),
             "extra_args": list(kp.extra_args),
+            "restart_backoff": list(backoff),
         }
         role = self._role(node)
+        supervised = self._python(
+            "dataplane_supervise", "--backoff", *(f"{b:g}" for b in backoff), "--", *argv
+        )
         with _live():
-            return self.state.spawn(f"kube-proxy-{role}", role, argv)
+            return self.state.spawn(f"kube-proxy-{role}", role, supervised)
 
     def _restart(self, node: str) -> None:
         """What was started on the node before it crashed, started again."""
@@ -546,8 +563,15 @@ class DataPlane:
             self.start_runtime(node, rt["kubeconfig"], rt["static_pods"])
         kp = self.state.info["kube_proxy"].get(node)
         if kp is not None:
+            backoff = kp.get("restart_backoff")
             self.start_kube_proxy(
-                node, KubeProxy(kp["binary"], kp["kubeconfig"], tuple(kp["extra_args"]))
+                node,
+                KubeProxy(
+                    kp["binary"],
+                    kp["kubeconfig"],
+                    tuple(kp["extra_args"]),
+                    (float(backoff[0]), float(backoff[1])) if backoff else None,
+                ),
             )
 
     def _listening(self, node: str, port: int) -> bool:

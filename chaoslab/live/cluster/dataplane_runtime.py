@@ -20,12 +20,14 @@ How it differs from a kubelet with a container runtime (what a drill can and can
 - Termination: when a pod gets ``deletionTimestamp`` the "container" stops after the pod's
   ``preStop`` ``sleep`` action (capped by ``terminationGracePeriodSeconds``), as an app that
   exits on SIGTERM; ``exec``/``httpGet`` preStop hooks are not run (counted as 0 s).
-- No probes. Once a pod's server listens, this process sets the pod condition
-  ``chaoslab.io/serving`` (``pods/status``, as the node's kubelet identity), and KWOK's
-  ``chaoslab-pod-served`` stage makes a pod that was never Ready Ready only then
-  (``chaoslab.live.cluster.components``), as a kubelet's readiness probe passes once the
-  app answers; before, KWOK reported a pod Ready at once and kube-proxy could send new
-  connections to an IP nobody served yet.
+- No probes. Once a pod's server listens, this process writes the pod condition
+  ``chaoslab.io/serving`` and Ready in one ``pods/status`` patch (as the node's kubelet
+  identity), as a kubelet writes Ready once its readiness probe passes; KWOK's start stage
+  leaves a new pod Running but not Ready (``chaoslab.live.cluster.components``). Before,
+  KWOK reported a pod Ready at once and kube-proxy could send new connections to an IP
+  nobody served yet. What stays different from a kubelet: the start is two watch-and-write
+  hops (KWOK's Running, then this process's Ready) where a kubelet writes Running and Ready
+  in its one pod sync after the container starts.
 - Restarting this process (a node restored after a crash) starts with no pod served, like a
   rebooted node; stopping KWOK alone (kubelet-stop) leaves the pods serving, like stopping a
   kubelet leaves its containers running.
@@ -52,7 +54,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PodEndpoint", "PodServers", "desired", "main", "parse_static_pod", "serving"]
+__all__ = [
+    "PodEndpoint",
+    "PodServers",
+    "desired",
+    "main",
+    "parse_static_pod",
+    "ready_conditions",
+    "serving",
+]
 
 
 def _lab_server() -> Any:
@@ -156,21 +166,34 @@ def serving(pod: Any) -> bool:
 Mark = Callable[[str, str], bool]
 
 
+def ready_conditions(now: str) -> list[dict[str, str]]:
+    """The conditions the stand-in writes once it serves a pod: its own serving condition,
+    and Ready and ContainersReady, as a kubelet writes them itself when the readiness probe
+    passes (``reason`` cleared: KWOK's start stage left ``ContainersNotReady`` there)."""
+    ready = {"status": "True", "lastTransitionTime": now, "reason": "", "message": ""}
+    return [
+        {"type": SERVING_CONDITION, "status": "True", "lastTransitionTime": now},
+        {"type": "Ready", **ready},
+        {"type": "ContainersReady", **ready},
+    ]
+
+
 def status_marker(kubeconfig: str) -> Mark:
-    """Sets the serving condition of ``namespace, name`` (a strategic merge of
-    ``pods/status``: the condition list merges by type, KWOK's conditions stay)."""
+    """Marks ``namespace, name`` served and Ready in one strategic merge of ``pods/status``
+    (the condition list merges by type, KWOK's other conditions stay): one API write after
+    the server listens, where KWOK's stage waiting for a serving condition was a second
+    watch and write (0.01-0.17 s more under load)."""
     from kubernetes import client, config
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
 
     def mark(namespace: str, name: str) -> bool:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        cond = {"type": SERVING_CONDITION, "status": "True", "lastTransitionTime": now}
         try:
             api.patch_namespaced_pod_status(
                 name,
                 namespace,
-                {"status": {"conditions": [cond]}},
+                {"status": {"conditions": ready_conditions(now)}},
                 _content_type="application/strategic-merge-patch+json",
                 _request_timeout=(CONNECT_SECONDS, CONNECT_SECONDS),
             )

@@ -48,6 +48,9 @@ KCM, APISERVER, SCHEDULER = "kube-controller-manager", "kube-apiserver", "kube-s
 #: how often the apiserver-down hook looks for a controller that exited (the kubelet of
 #: a static pod restarts its container as soon as it sees it exit)
 SUPERVISE_INTERVAL = 0.05
+#: how long a restart hook waits for the restarted controller's health endpoint: well
+#: inside the hook timeout of the bundled experiments (60 s)
+HEALTHY_WITHIN = 30.0
 
 
 class LocalClusterError(LiveError):
@@ -159,12 +162,32 @@ def _milestone(name: str, mono: float) -> None:
 def _restart_controller_manager(cluster: LocalCluster) -> float:
     """SIGKILL the controller manager and start it again at once with the same flags:
     the new process (a new identity) finds the dead leader's Lease and waits for it to
-    expire (client-go leaderelection: lease duration from its first read)."""
+    expire (client-go leaderelection: lease duration from its first read). As the kubelet
+    of a static pod would, restart the new process with the crash-loop back-off should it
+    exit before it serves its health endpoint (its port may still be held, say); say what
+    happened (``restarts``, its pid), so a trial without a new leader can be read."""
+    kubelet = _Kubelet(cluster, _backoff(cluster))
     t = cluster.kill_component(KCM)
-    cluster.start_component(KCM)
     print(f"fault_at={t:.6f}", flush=True)
     _milestone("controller_manager.leader_lost", t)
+    kubelet.lost = t
+    healthy = _supervise_until_healthy(cluster, kubelet, KCM)
+    rec = cluster.component(KCM)
+    took = f"healthy after {healthy - t:.2f} s" if math.isfinite(healthy) else "not healthy"
+    print(f"{KCM} pid {rec.pid} {took}; restarts {kubelet.restarts}", flush=True)
     return t
+
+
+def _supervise_until_healthy(cluster: LocalCluster, kubelet: _Kubelet, name: str) -> float:
+    """Start ``name`` (and restart it when it exits) until its /healthz answers; the
+    instant it did, or NaN after the controllers' start-up deadline."""
+    end = time.monotonic() + HEALTHY_WITHIN
+    while time.monotonic() < end:
+        kubelet.tick()
+        if name not in kubelet.due and cluster.component_healthy(name):
+            return time.monotonic()
+        time.sleep(SUPERVISE_INTERVAL)
+    return math.nan
 
 
 @dataclass

@@ -27,7 +27,7 @@ from chaoslab.live.cluster.config import ClusterConfig
 from chaoslab.live.cluster.errors import ClusterError, StateInUse
 from chaoslab.live.cluster.health import Deadlines, probe, wait_healthy, wait_until
 from chaoslab.live.cluster.kubelets import HostKubelets, Kubelets, NetnsKubelets
-from chaoslab.live.cluster.procs import ProcRecord, alive, spawn, stop
+from chaoslab.live.cluster.procs import ProcRecord, alive, gone, spawn, stop
 from chaoslab.live.cluster.state import ClusterState, default_state_dir
 
 __all__ = ["ComponentStatus", "LocalCluster"]
@@ -269,6 +269,10 @@ class LocalCluster:
         rec = self.component(name)
         return alive(rec.pid, rec.start)
 
+    def component_healthy(self, name: str) -> bool:
+        """The newest process of ``name`` runs and its health endpoint answers now."""
+        return bool(self._component_status(self.component(name)).healthy)
+
     def kill_component(self, name: str) -> float:
         """SIGKILL a control-plane process by its recorded PID and start time (nothing is
         released: a controller manager's Lease stays until it expires); the instant the
@@ -280,9 +284,10 @@ class LocalCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec.pid, signal.SIGKILL)
         deadline = t + self.deadlines.stop
-        while alive(rec.pid, rec.start) and time.monotonic() < deadline:
+        # until its last thread is gone: then its ports are free for the restart
+        while not gone(rec.pid, rec.start) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if alive(rec.pid, rec.start):
+        if not gone(rec.pid, rec.start):
             raise ClusterError(f"{name} (pid {rec.pid}) survived SIGKILL")
         return t
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcRecord", "alive", "spawn", "start_time", "stop"]
+__all__ = ["ProcRecord", "alive", "gone", "spawn", "start_time", "stop"]
 
 #: our own children, kept so that they are reaped (not left as zombies) when they exit
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -39,12 +39,7 @@ class ProcRecord:
 
 
 def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name may hold spaces and ')': the fields we read follow the last ')'
-    return stat[stat.rfind(")") + 2 :].split()
+    return _stat_fields_of(f"/proc/{pid}/stat")
 
 
 def start_time(pid: int) -> int | None:
@@ -63,6 +58,35 @@ def alive(pid: int, start: int | None = None) -> bool:
     if not fields or fields[0] == "Z":
         return False
     return start is None or int(fields[19]) == start
+
+
+def gone(pid: int, start: int | None = None) -> bool:
+    """``pid`` has exited and so have all its threads. A SIGKILLed multi-threaded process
+    (every Go binary) shows its leader as a zombie while its other threads still exit,
+    and its files and sockets close only with the last of them: a restart that binds the
+    same port must wait for this, not for the zombie."""
+    if alive(pid, start):
+        return False
+    fields = _stat_fields(pid)
+    if not fields or (start is not None and int(fields[19]) != start):
+        return True  # reaped, or the PID names another process now
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return all(
+        (f := _stat_fields_of(f"/proc/{pid}/task/{tid}/stat")) is None or f[0] in "ZX"
+        for tid in tasks
+    )
+
+
+def _stat_fields_of(path: str) -> list[str] | None:
+    try:
+        stat = Path(path).read_text()
+    except OSError:
+        return None
+    # the command name may hold spaces and ')': the fields we read follow the last ')'
+    return stat[stat.rfind(")") + 2 :].split()
 
 
 def spawn(

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaoslab.errors import LiveError
+from chaoslab.live import hookreaper
 from chaoslab.live.journal import Journal, UndoStep
 from chaoslab.live.k8s.discover import Discovery, NodeInfo, PodInfo, node_info, pod_info
 from chaoslab.live.k8s.kube import Kube, KubeError, parse_time
@@ -352,7 +353,8 @@ def render(argv: list[str], values: dict[str, str]) -> list[str]:
 def run_hook(argv: list[str], timeout: float) -> str:
     """Run an operator's hook in its own session: the terminal's Ctrl-C reaches chaoslab
     (which finishes its rollback first), never the hook. A hook past its timeout, or one
-    chaoslab is interrupted in, is killed with its whole process group."""
+    chaoslab is interrupted in, is killed with its whole process group; so is one still
+    running when chaoslab is killed (`chaoslab.live.hookreaper`)."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -367,6 +369,7 @@ def run_hook(argv: list[str], timeout: float) -> str:
         raise HookFailed(f"hook command not found: {argv[0]}") from None
     except OSError as e:
         raise HookFailed(f"hook {argv[0]} cannot start: {e.strerror or e}") from None
+    hookreaper.watch(proc.pid)  # its group id is its pid: its own session
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -375,6 +378,8 @@ def run_hook(argv: list[str], timeout: float) -> str:
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        hookreaper.forget(proc.pid)
     if proc.returncode != 0:
         lines = (err or out).strip().splitlines()
         raise HookFailed(

@@ -129,6 +129,9 @@ class LabParams:
             raise ExperimentError(f"{key}: expected true or false, got {v!r}")
         return v
 
+    def choice(self, key: str) -> str:
+        return str(self._raw(key))
+
     def per_node(self, key: str, n: int) -> list[int]:
         """One value per node, as the model reads it: a list (``[150, 100]``) gives the
         nodes' values in order (cycled), a single value is shared by all."""
@@ -231,12 +234,12 @@ class Topology(ABC):
 
     def start_server(self, name: str, role: str, port: int, *extra: str, answer: str = "") -> Proc:
         """The HTTP service; it answers with ``answer`` (default: the namespace role)."""
-        return self.state.spawn(
-            name,
-            role,
-            self.python(
-                "chaoslab.live.lab.server", "--port", str(port), "--name", answer or role, *extra
-            ),
+        return self.state.spawn(name, role, self.server_argv(role, port, *extra, answer=answer))
+
+    def server_argv(self, role: str, port: int, *extra: str, answer: str = "") -> list[str]:
+        """`start_server`'s command line."""
+        return self.python(
+            "chaoslab.live.lab.server", "--port", str(port), "--name", answer or role, *extra
         )
 
     def monitor(self, role: str, what: str) -> Proc:
@@ -428,9 +431,16 @@ class Topology(ABC):
             for pf in proc.pidfiles:
                 with contextlib.suppress(OSError):
                     Path(pf).unlink()
+            role = proc.ns.removeprefix(self.state.prefix + "-")
+            if proc.enters_ns:
+                # started on the host again: the same checks as at the first start
+                self.check_enters_ns(role, proc.argv)
             self.state.spawn(
-                name,
-                proc.ns.removeprefix(self.state.prefix + "-"),
-                proc.argv,
-                pidfiles=proc.pidfiles,
+                name, role, proc.argv, pidfiles=proc.pidfiles, enters_ns=proc.enters_ns
             )
+
+    def check_enters_ns(self, role: str, argv: list[str]) -> None:
+        """Refuse (LabError) unless ``argv``, started in the host's namespace, is sure to
+        enter ``role``'s and to have nothing to send on if it did not. A topology that
+        starts such a daemon overrides this; nothing else may."""
+        raise LabError(f"{self.design}: no check for a daemon started on the host ({argv[0]})")

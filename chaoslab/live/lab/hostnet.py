@@ -10,12 +10,13 @@ nginx is configured as the 2018 ingress-nginx template wrote it: ``upstream { se
 max_fails=0 fail_timeout=0; ... }`` (nginx never takes a failing pod out by itself),
 ``proxy_next_upstream error timeout``, ``proxy_next_upstream_tries`` and
 ``proxy_connect_timeout`` from the parameters (``nginx.proxy_next_upstream_tries``,
-``nginx.proxy_connect_timeout``). The lab has no controller, so no endpoint update removes a
+``nginx.proxy_connect_timeout``) and ``least_conn;`` with ``nginx.load_balance: least_conn``
+(nginx's round robin otherwise). The lab has no controller, so no endpoint update removes a
 pod during a trial: what is measured is nginx's own behaviour on a killed pod (connection
-refused: retried on the next pod at once) and on a pod whose link is down (the connect
-waits ``proxy_connect_timeout`` — or fails early with "No route to host" once the ingress
-node's ARP entry for the pod has failed — then the next pod), against a client timeout
-above or below ``proxy_connect_timeout``.
+refused: retried on the next pod at once) and on a pod whose link is down (the connect waits
+``proxy_connect_timeout`` — or fails early with "No route to host" once the ingress node's
+ARP entry for the pod has failed — then the next pod), against a client timeout above or
+below ``proxy_connect_timeout``.
 
 Milestones (lab-only names, from nginx's error log): ``nginx.upstream_refused`` and
 ``nginx.upstream_timeout``, ``nginx.upstream_unreachable``.
@@ -85,8 +86,11 @@ class HostnetTopology(Topology):
         connect = p.seconds("nginx.proxy_connect_timeout")
         tmp = self.dir / "nginx-tmp"
         servers = [
-            f"    server {POD_NET}.{10 + j}:{POD_PORT} max_fails=0 fail_timeout=0;"
-            for j in range(len(self.pods()))
+            *self.balancing(),
+            *(
+                f"    server {POD_NET}.{10 + j}:{POD_PORT} max_fails=0 fail_timeout=0;"
+                for j in range(len(self.pods()))
+            ),
         ]
         return "\n".join(
             [
@@ -122,6 +126,17 @@ class HostnetTopology(Topology):
                 "",
             ]
         )
+
+    def balancing(self) -> list[str]:
+        """The upstream's balancing directive (``nginx.load_balance``): none for nginx's
+        round robin, ``least_conn;``; ingress-nginx's EWMA is Lua the lab's nginx lacks."""
+        how = self.params.choice("nginx.load_balance")
+        if how == "ewma":
+            raise ExperimentError(
+                "nginx.load_balance: ewma is ingress-nginx's Lua balancer (balancer/ewma.lua); "
+                "the lab's plain nginx has round_robin and least_conn"
+            )
+        return ["    least_conn;"] if how == "least_conn" else []
 
     def model_cluster(self) -> dict[str, object]:
         """One ingress node ('controller'); each pod on its own 'compute' node, so that a

@@ -144,6 +144,8 @@ class Proc:
     argv: list[str]
     log: str
     pidfiles: list[str] = field(default_factory=list)
+    #: started in the host's namespace, entering ``ns`` itself (`LabState.spawn`)
+    enters_ns: bool = False
 
     def alive(self) -> bool:
         return pid_alive(self.pid, self.start)
@@ -279,13 +281,32 @@ class LabState:
         *,
         pidfiles: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        enters_ns: bool = False,
     ) -> Proc:
-        """Start ``argv`` inside namespace ``role``; its output goes to ``<dir>/<name>.log``."""
+        """Start ``argv`` inside namespace ``role``; its output goes to ``<dir>/<name>.log``.
+
+        ``enters_ns``: the program is started in the host's namespace and enters ``role``'s
+        itself (``keepalived -s NAMESPACE``: its process-event socket, vrrp_track_process,
+        exists only in the initial namespace); ``argv`` must name the namespace. A program
+        that is not inside it within `ENTER_TIMEOUT` is killed with its process group.
+        """
         if name in self.procs and self.procs[name].alive():
             raise LabError(f"{name} is already running (pid {self.procs[name].pid})")
+        want: tuple[int, int] | None = None
+        if enters_ns:
+            ns = self.ns(role)
+            if ns not in argv:
+                raise LabError(f"{name}: started on the host, its command line must name {ns}")
+            try:
+                st = os.stat(f"/run/netns/{ns}")
+            except OSError as exc:
+                raise LabError(
+                    f"{name}: namespace {ns} is missing ({exc.strerror}); not started"
+                ) from None
+            want = (st.st_dev, st.st_ino)
         log = Path(self.dir) / f"{name}.log"
         fh: IO[bytes] = log.open("ab")
-        full = ["ip", "netns", "exec", self.ns(role), *argv]
+        full = list(argv) if enters_ns else ["ip", "netns", "exec", self.ns(role), *argv]
         try:
             # `ip netns exec` execs the command after setns(), so the PID is the daemon's own
             p = subprocess.Popen(
@@ -298,13 +319,50 @@ class LabState:
             )
         finally:
             fh.close()
-        proc = Proc(name, self.ns(role), p.pid, None, list(argv), str(log), list(pidfiles))
+        proc = Proc(
+            name, self.ns(role), p.pid, None, list(argv), str(log), list(pidfiles), enters_ns
+        )
         # read the start time once the exec happened; it identifies the PID from now on
         proc.start = _start_time(p.pid)
         self.procs[name] = proc
         self.save()
         _REAPERS[p.pid] = p
+        if want is not None:
+            self._entered(proc, p, want)
         return proc
+
+    def _entered(
+        self,
+        proc: Proc,
+        p: subprocess.Popen[bytes],
+        want: tuple[int, int],
+        timeout: float | None = None,
+    ) -> None:
+        """A process started in the host's namespace is in ``want`` (the namespace's
+        (st_dev, st_ino), taken before the start) within ``timeout``, or it and its process
+        group are killed: a daemon must never run on the host's links. keepalived reads its
+        config, then setns()es, before it forks anything."""
+        timeout = ENTER_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while p.poll() is None:
+            try:
+                st = os.stat(f"/proc/{p.pid}/ns/net")
+            except OSError:
+                break  # gone meanwhile
+            if (st.st_dev, st.st_ino) == want:
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        if p.poll() is None:
+            # its own session (start_new_session): the group is the daemon and what it forked
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)
+        self.stop(proc.name)
+        raise LabError(
+            f"{proc.name} did not enter namespace {proc.ns} within {timeout:g} s "
+            f"(killed; its log: {proc.log})"
+        )
 
     def stop(self, name: str, sig: int = signal.SIGKILL, *, wait: float = 5.0) -> list[int]:
         """Signal a started process and everything it forked; wait for them to exit."""
@@ -322,6 +380,9 @@ class LabState:
 
 
 _REAPERS: dict[int, subprocess.Popen[bytes]] = {}
+
+#: seconds a daemon started with ``enters_ns`` has to be inside its namespace
+ENTER_TIMEOUT = 0.25
 
 
 def _alive_reaped(pid: int) -> bool:
@@ -363,6 +424,9 @@ def cleanup(state: LabState, *, remove_dir: bool = False) -> list[str]:
     frr = state.info.get("frr_run_dir")
     if frr:  # FRR's sockets and config live outside the lab folder (the frr user's reach)
         shutil.rmtree(frr, ignore_errors=True)
+    for d in state.info.get("keepalived_run_dirs", []):
+        # keepalived -s <ns> makes /run/keepalived/<ns>; a SIGKILL leaves it
+        shutil.rmtree(d, ignore_errors=True)
     state.status = "down"
     if remove_dir:
         shutil.rmtree(state.dir, ignore_errors=True)

@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--bind", default="0.0.0.0")
     ap.add_argument("--health-endpoints", type=int, default=None)
+    # not read: it makes the command line unique on the machine, which is what keepalived's
+    # vrrp_track_process matches (process events are not per network namespace)
+    ap.add_argument("--lab", default="", help="the lab namespace serving (for process trackers)")
     a = ap.parse_args(argv)
     asyncio.run(_serve(a.bind, a.port, a.name, a.health_endpoints))
     return 0
