@@ -8,7 +8,8 @@ trial / (a bare SimPy loop's CPU per event x events per trial), the bare loop ti
 same process right after the cell.
 
     git worktree add /tmp/base 2529776       # the baseline commit, checked out beside
-    python benchmarks/bench_vs_baseline.py --baseline /tmp/base --trials 300 --rounds 3
+    python benchmarks/bench_vs_baseline.py --baseline /tmp/base --trials 300 --rounds 3 \
+        --experiment /tmp/base/experiments/seed-designs.yaml   # the cells both trees know
 """
 
 from __future__ import annotations
@@ -64,9 +65,16 @@ def _round(tree: Path, experiment: Path, trials: int, every: int) -> dict[str, l
         [sys.executable, "-c", _CHILD, str(tree), str(experiment), str(trials), str(every)],
         capture_output=True,
         text=True,
-        check=True,
         cwd=tree,
     )
+    if res.returncode != 0:
+        # an older tree may not know a design the experiment names (cloud-lb-ip at 2529776)
+        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(
+            f"{tree} failed on {experiment}: {last}\n"
+            f"an older tree may lack a design of this experiment: pass its own copy, "
+            f"--experiment {tree}/experiments/{experiment.name}"
+        )
     return dict(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
