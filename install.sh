@@ -35,7 +35,7 @@ PY=${PYTHON:-python3}
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q -e ".[all]"
 # The local Kubernetes control plane (chaoslab cluster): built from Go modules into
-# build/k8s/, rebuilt only when tools/<module>/go.mod or go.sum change. Cold: see
+# build/k8s/, rebuilt only when tools/<module>/go.mod, go.sum or its *.go change. Cold: see
 # docs/local-cluster.md; warm: seconds. tools/k8s-1.33 is built on request only.
 if command -v go >/dev/null; then
   tools/build.sh k8s kwok pushgateway

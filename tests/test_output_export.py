@@ -171,14 +171,13 @@ def test_ctk_deviates_when_the_cluster_is_slower_than_the_model(tmp_path: Path) 
 
 
 def _pushgateway_binary() -> Path | None:
-    """The Pushgateway tools/build.sh built for tools/pushgateway's go.mod and go.sum."""
-    import hashlib
+    """The Pushgateway tools/build.sh built for tools/pushgateway as it is now."""
+    from chaoslab.live.cluster.build import BuildMissing, find_build
 
-    mod = REPO / "tools" / "pushgateway"
-    digest = hashlib.sha256((mod / "go.mod").read_bytes() + (mod / "go.sum").read_bytes())
-    out = REPO / "build" / "k8s" / f"pushgateway-{digest.hexdigest()[:16]}"
-    binary = out / "bin" / "pushgateway"
-    return binary if (out / ".complete").exists() else None
+    try:
+        return find_build("pushgateway").bin("pushgateway")
+    except BuildMissing:
+        return None
 
 
 @pytest.fixture

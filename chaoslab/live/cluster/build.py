@@ -56,7 +56,7 @@ class Build:
 
 
 def find_build(module: str = CURRENT) -> Build:
-    """The complete build of ``tools/<module>`` for its current go.mod/go.sum."""
+    """The complete build of ``tools/<module>`` for its current go.mod, go.sum and Go files."""
     src = REPO / "tools" / module
     if not (src / "go.mod").is_file():
         raise BuildMissing(f"tools/{module}/go.mod not found under {REPO}")
