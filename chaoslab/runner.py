@@ -398,8 +398,9 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
         a_t.append(trial.a_t)
         a_v.append(trial.a_v)
     data = key_columns(cell, chunk.start, chunk.stop)
-    by_col = dict(zip(_ROW_COLS, zip(*rows, strict=True), strict=True)) if rows else {}
-    for c in _METRIC_COLS:
+    # each row holds the trial's metrics in METRIC_COLUMNS order
+    by_col = dict(zip(METRIC_COLUMNS, zip(*rows, strict=True), strict=True)) if rows else {}
+    for c in METRIC_COLUMNS:
         data[c] = np.asarray(by_col[c] if rows else (), dtype=bool if c == "recovered" else float)
     nan = math.nan
     for name in names:
@@ -407,21 +408,6 @@ def run_chunk(chunk: Chunk) -> pd.DataFrame:
     data["a_t"] = a_t
     data["a_v"] = a_v
     return pd.DataFrame(data)
-
-
-_METRIC_COLS = METRIC_COLUMNS  # one list, in chaoslab.results
-#: the order of `run_chunk`'s row tuples
-_ROW_COLS = (
-    "recovery_s",
-    "recovered",
-    "downtime_s",
-    "degraded_s",
-    "lost_s",
-    "connections_reset",
-    "connections_hung",
-    "slow_s",
-    "p99_latency_s",
-)
 
 
 def _one_by_one(start: int, stop: int) -> Iterator[int]:
