@@ -3,6 +3,8 @@ every VIP design, EHOSTUNREACH after a failed neighbour entry (docs/model-networ
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -196,6 +198,22 @@ def _proxy_by_sampling(
     return ok / n
 
 
+def _upstreams(kinds: list[str]) -> tuple[int, int, int]:
+    """(live, refused, black-holed) upstream counts of a list of kinds."""
+    return kinds.count("live"), kinds.count("refused"), kinds.count("hole")
+
+
+def _timeouts(kinds: list[str], tries: int, tau: float) -> dict[str, Any]:
+    """The closed forms' keywords for these stories: 5 s connect, EHOSTUNREACH within 3 s."""
+    return {
+        "tries": tries,
+        "connect_timeout": 5.0,
+        "client_timeout": tau,
+        "unreachable": kinds.count("unreach"),
+        "unreachable_cycle": 3.0,
+    }
+
+
 @pytest.mark.parametrize(
     ("kinds", "tries", "tau"),
     [
@@ -210,16 +228,7 @@ def test_proxy_success_with_unreachable_upstreams_matches_sampling(
 ) -> None:
     from chaoslab.mechanisms.ingress import proxy_success
 
-    got = proxy_success(
-        kinds.count("live"),
-        kinds.count("refused"),
-        kinds.count("hole"),
-        tries=tries,
-        connect_timeout=5.0,
-        client_timeout=tau,
-        unreachable=kinds.count("unreach"),
-        unreachable_cycle=3.0,
-    )
+    got = proxy_success(*_upstreams(kinds), **_timeouts(kinds, tries, tau))
     assert got == pytest.approx(_proxy_by_sampling(kinds, tries, 5.0, tau, 3.0), abs=0.01)
 
 
@@ -265,16 +274,7 @@ def test_lua_round_robin_with_unreachable_upstreams_matches_sampling(
     time."""
     from chaoslab.mechanisms.ingress import lua_round_robin_outcomes
 
-    got, _ = lua_round_robin_outcomes(
-        kinds.count("live"),
-        kinds.count("refused"),
-        kinds.count("hole"),
-        tries=tries,
-        connect_timeout=5.0,
-        client_timeout=tau,
-        unreachable=kinds.count("unreach"),
-        unreachable_cycle=3.0,
-    )
+    got, _ = lua_round_robin_outcomes(*_upstreams(kinds), **_timeouts(kinds, tries, tau))
     assert got == pytest.approx(_lua_cycle_by_sampling(kinds, tries, 5.0, tau, 3.0), abs=0.01)
 
 

@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from polling import wait_for  # tests/ is on sys.path (rootdir)
 
 from chaoslab.live.cluster import Build, LocalCluster
 from chaoslab.live.cluster.procs import alive
@@ -29,16 +29,6 @@ GRACE_S = 8.0  # conftest.CI_TIMERS node_monitor_grace_period
 
 def _core(cluster: LocalCluster) -> Any:
     return client.CoreV1Api(cluster.admin_client())
-
-
-def _wait(what: str, check: Any, deadline: float = 90.0) -> Any:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    pytest.fail(f"{what} not seen within {deadline:.0f} s")
 
 
 def test_every_component_reports_the_release_it_was_built_from(
@@ -135,7 +125,7 @@ def test_a_node_whose_kubelet_stops_goes_not_ready_after_the_grace_and_is_tainte
         lease = coord.read_namespaced_lease(node, "kube-node-lease")
         assert lease.spec is not None
         last_renew = lease.spec.renew_time
-        n = _wait(
+        n = wait_for(
             "NotReady",
             lambda: (x := core.read_node(node)) and _ready(x).status != "True" and x,
         )
@@ -145,7 +135,7 @@ def test_a_node_whose_kubelet_stops_goes_not_ready_after_the_grace_and_is_tainte
         # (lastTransitionTime has whole seconds)
         since = (cond.last_transition_time - last_renew).total_seconds()
         assert since >= GRACE_S - 1.0
-        tainted = _wait(
+        tainted = wait_for(
             "unreachable:NoExecute taint",
             lambda: any(
                 t.key == "node.kubernetes.io/unreachable" and t.effect == "NoExecute"
@@ -155,7 +145,7 @@ def test_a_node_whose_kubelet_stops_goes_not_ready_after_the_grace_and_is_tainte
         assert tainted
     finally:
         local_cluster.start_kubelet(node)
-    _wait("Ready again", lambda: _ready(core.read_node(node)).status == "True")
+    wait_for("Ready again", lambda: _ready(core.read_node(node)).status == "True")
 
 
 # ------------------------------------------------------------- up / status / down via the CLI
@@ -215,7 +205,7 @@ def test_down_cleans_up_after_up_was_killed(tmp_path: Path, k8s_build: Build) ->
     )
     try:
         # kill it once the API server has been started (two processes recorded)
-        _wait(
+        wait_for(
             "kube-apiserver started",
             lambda: (s := ClusterState.load(state)) is not None and len(s.processes) >= 2,
         )
@@ -269,7 +259,7 @@ def test_a_cluster_outlives_no_owner_killed_with_sigkill(tmp_path: Path, k8s_bui
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-    _wait("the reaper to finish", lambda: not alive(reaper_pid), deadline=120)
+    wait_for("the reaper to finish", lambda: not alive(reaper_pid), timeout=120)
     assert not [p.name for p in recorded.processes if alive(p.pid, p.start)]
     assert not [n for n, port in recorded.ports.items() if _listening(port)]
     assert not (root / "state").exists()

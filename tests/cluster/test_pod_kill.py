@@ -18,13 +18,13 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from polling import wait_for  # tests/ is on sys.path (rootdir)
 
 from chaoslab.errors import LiveError, UserError
 from chaoslab.live.cluster import ClusterConfig, ClusterError, LocalCluster, config_from_experiment
@@ -198,16 +198,6 @@ def test_hollow_nodes_run_the_real_kubelet_and_give_pods_ips_of_their_podcidr(
         assert p.spec.containers[0].readiness_probe.http_get.port == 8080
 
 
-def _wait(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not within {timeout:g} s", pytrace=False)
-
-
 @pytest.mark.cluster
 def test_a_killed_container_exits_137_and_its_kubelet_restarts_it_in_place(
     hollow_cluster: tuple[LocalCluster, Path],
@@ -225,7 +215,7 @@ def test_a_killed_container_exits_137_and_its_kubelet_restarts_it_in_place(
         (c,) = p.status.container_statuses
         return c if c.restart_count == 1 and c.ready else None
 
-    c = _wait("restartCount 1 and Ready again", restarted)
+    c = wait_for("restartCount 1 and Ready again", restarted, timeout=60)
     assert (c.last_state.terminated.exit_code, c.last_state.terminated.reason) == (137, "Error")
     with pytest.raises(LiveError, match="no running container of demo/nosuchpod"):
         kill(binary, sockets, "demo", "nosuchpod")
@@ -242,7 +232,7 @@ def test_a_killed_container_exits_137_and_its_kubelet_restarts_it_in_place(
         )
         return name not in names and len(pods) == 2 and ready
 
-    _wait("the killed pod replaced", fresh)
+    wait_for("the killed pod replaced", fresh, timeout=60)
     assert renew(cluster.state.dir, "demo", name) == f"demo/{name} already gone\n"
 
 
