@@ -11,6 +11,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 #: assumed latencies set to zero, so a milestone is a pure function of the timers under test
 NO_LATENCY = {
     "kube_controller_manager.controller_reaction": "0s",
+    "kube_controller_manager.node_informer_lag": "0s",
     "kube_proxy.sync_duration": "0s",
     "kube_scheduler.scheduling_latency": "0s",
     "pod.container_start_time": "1s",

@@ -17,6 +17,11 @@ Causal chain for a crashed node (docs/model-kubernetes.md)::
     queued          -> that pass (>= 1.34) or the next one (<= 1.33, ``taint_pass``)
     token available -> node.tainted -> + tolerationSeconds -> pod.evicted
 
+Same-pass tainting races the controller's own node informer: a token granted within
+``node_informer_lag`` of the Unknown write finds the node still Ready there and is spent
+for nothing; the next pass queues the node again and the taint waits for the next token
+(``doNoExecuteTaintingPass``, ``RateLimitedTimedQueue.Try`` v1.37.2).
+
 ``probeTimestamp`` is the time of the monitor pass that saw the last renewal, so with a
 renew interval h and monitor period P, NotReady falls in [G - h, G + P] after the crash.
 Monitor passes are modelled on a fixed grid; the real loop (``wait.Until``, sliding)
@@ -139,6 +144,9 @@ class NodeLifecycleController:
             self.period if p.choice("kube_controller_manager.taint_pass") == "next-pass" else 0.0
         )
         self.eviction_timeout = p.draw("kube_controller_manager.pod_eviction_timeout")
+        self.informer_lag = p.draw("kube_controller_manager.node_informer_lag")
+        #: when this controller wrote Ready=Unknown, per node, for the same-pass taint race
+        self.unknown_written: dict[str, float] = {}
         self.rate = p.draw("kube_controller_manager.node_eviction_rate")
         self.secondary_rate = p.draw("kube_controller_manager.secondary_node_eviction_rate")
         self.unhealthy_threshold = p.draw("kube_controller_manager.unhealthy_zone_threshold")
@@ -218,11 +226,18 @@ class NodeLifecycleController:
             if self.taint_lag:
                 self.trial.at(self.taint_lag, self._requeue_taint, node, epoch)
             else:
+                self.unknown_written[node.name] = self.trial.now
                 self.queues[node.zone].add(node, self._taint)
         self.cluster.node_ready_changed(node)
 
     def _taint(self, node: Node) -> None:
         if node.ready or node.tainted or self.master_disruption or not self.acting:
+            return
+        written = self.unknown_written.pop(node.name, -math.inf)
+        if self.trial.now < written + self.informer_lag - _EPS:
+            # the informer still shows Ready: dropped, token spent; the next pass re-queues
+            t = next_tick(self.phase, self.period, self.trial.now + _EPS)
+            self.trial.at(t - self.trial.now, self._requeue_taint, node, self.epoch[node.name])
             return
         node.tainted = True
         self.trial.milestone("node.tainted")

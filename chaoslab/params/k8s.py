@@ -304,6 +304,27 @@ register(
             "Extra delay between a NoExecute taint and the taint manager scheduling evictions.",
         ),
         Param(
+            "kube_controller_manager.node_informer_lag",
+            "duration",
+            Fixed(0.002),
+            "[assumption] the drop it models is in v1.34.0 and later (same-pass tainting; read "
+            "at v1.37.2); before, the taint is queued a monitor pass after the Unknown write",
+            "[assumption] value derived, not published: the local control plane (v1.37.2, "
+            "docs/live-kubernetes.md, node-crash) dropped 1 taint in ~50 node faults; with "
+            "the tainter worked every node_eviction_period (100 ms) on an independent phase "
+            "a drop has probability lag / 100 ms, so 2 ms. The mechanism: "
+            f"{GH}/v1.37.2/{NLC} doNoExecuteTaintingPass (line 622: nodeLister.Get, the "
+            "informer; line 649: 'Node was in a taint queue, but it's ready now', returns "
+            "true: removed), scheduler/rate_limited_queue.go Try (line 237: TryAccept "
+            "before the action, so the token is spent), markNodeForTainting (lines 1303, "
+            "1307: the next monitor pass removes and adds the node again)",
+            "How long after the node lifecycle controller writes Ready=Unknown its own node "
+            "informer still holds Ready=True. A NoExecute taint the zone's queue grants "
+            "within it is dropped with its token spent: the node is queued again at the "
+            "next monitor pass and tainted at the next token, 1 / node_eviction_rate after "
+            "the spent one.",
+        ),
+        Param(
             "kube_controller_manager.taint_pass",
             "choice",
             "same-pass",
