@@ -1,7 +1,9 @@
 """Predicted against measured: pure functions over two runs (or their trials).
 
 For every measured design x fault x target and every metric (``recovery_s``,
-``downtime_s``, ``lost_s``) and milestone (``at_*``) both runs have:
+``downtime_s``, ``lost_s``), latency metric (``slow_s``, ``p99_latency_s``: when both runs
+have a value of it in that cell, as a drill from before latency probes has none) and
+milestone (``at_*``) both runs have:
 
 - **coverage**: the share of measured trials inside the predicted p5-p95 interval (a
   well-calibrated model covers about 90 % of them);
@@ -58,7 +60,9 @@ __all__ = [
     "CELL_COLUMNS",
     "COMPARISON_COLUMNS",
     "KS_C05",
+    "LATENCY_METRICS",
     "METRICS",
+    "OUTAGE_METRICS",
     "CompareError",
     "Comparison",
     "as_probed",
@@ -80,8 +84,13 @@ __all__ = [
     "sweep_columns",
 ]
 
+#: per-trial metrics compared in every cell, before the latency metrics and milestones
+OUTAGE_METRICS = ("recovery_s", "downtime_s", "lost_s")
+#: per-trial latency metrics (`chaoslab.outage.latency_metrics`), compared like milestones:
+#: only where both sides have a value (a lab or cluster drill may not have measured them)
+LATENCY_METRICS = ("slow_s", "p99_latency_s")
 #: per-trial metrics compared, before the milestones
-METRICS = ("recovery_s", "downtime_s", "lost_s")
+METRICS = (*OUTAGE_METRICS, *LATENCY_METRICS)
 #: Kolmogorov-Smirnov c(alpha) for alpha = 0.05 (two-sided, asymptotic)
 KS_C05 = 1.358
 CELL_COLUMNS = [
@@ -458,15 +467,23 @@ class _PredictedIndex:
 
 
 def compared_metrics(predicted: pd.DataFrame, measured: pd.DataFrame) -> list[str]:
-    """The metrics, then the milestones measured at least once and predicted at least once."""
-    out = [c for c in METRICS if c in predicted.columns and c in measured.columns]
-    both = [c for c in measured.columns if c.startswith("at_") and c in predicted.columns]
+    """The outage metrics, then the latency metrics and milestones measured at least once
+    and predicted at least once."""
+    out = [c for c in OUTAGE_METRICS if c in predicted.columns and c in measured.columns]
+    both = [c for c in _optional(measured.columns.tolist()) if c in predicted.columns]
     # one notna() over all milestone columns of each side, not one per column
     seen = np.logical_and(
         _columns(measured, both).notna().to_numpy().any(axis=0),
         _columns(predicted, both).notna().to_numpy().any(axis=0),
     )
     return out + [c for c, s in zip(both, seen, strict=True) if s]
+
+
+def _optional(columns: Sequence[str]) -> list[str]:
+    """The latency metrics, then the milestones, among ``columns``: those compared only
+    where both sides have a value."""
+    milestones = [c for c in columns if c.startswith("at_")]
+    return [c for c in LATENCY_METRICS if c in columns] + milestones
 
 
 def _columns(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -607,8 +624,8 @@ class _Values:
     def __init__(self, matched: _Matched) -> None:
         self.matched = matched
         p_cols, m_cols = set(matched.p.columns.tolist()), matched.m.columns.tolist()
-        self.metrics = [c for c in METRICS if c in p_cols and c in m_cols]
-        self.names = self.metrics + [c for c in m_cols if c.startswith("at_") and c in p_cols]
+        self.metrics = [c for c in OUTAGE_METRICS if c in p_cols and c in m_cols]
+        self.names = self.metrics + [c for c in _optional(m_cols) if c in p_cols]
         self.blocks = None
         if matched.rows:
             with contextlib.suppress(TypeError, ValueError):  # a column that is no number
@@ -641,8 +658,8 @@ def _at(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _seen(
     names: list[str], k: int, pv: np.ndarray, mv: np.ndarray
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The first ``k`` names (the metrics) and the milestones seen at least once on each
-    side, with their values."""
+    """The first ``k`` names (the outage metrics) and the others (latency metrics,
+    milestones) seen at least once on each side, with their values."""
     seen = ~np.isnan(pv[:, k:]).all(axis=0) & ~np.isnan(mv[:, k:]).all(axis=0)
     keep = np.concatenate([np.ones(k, dtype=bool), seen])
     return [c for c, kept in zip(names, keep, strict=True) if kept], pv[:, keep], mv[:, keep]
@@ -653,8 +670,8 @@ def _cell_values(p: pd.DataFrame, m: pd.DataFrame) -> tuple[list[str], np.ndarra
     metrics), each read from one slice of its frame's columns."""
     # the names as a list first: iterating pandas' text index goes value by value
     p_cols, m_cols = set(p.columns.tolist()), m.columns.tolist()
-    metrics = [c for c in METRICS if c in p_cols and c in m_cols]
-    both = [c for c in m_cols if c.startswith("at_") and c in p_cols]
+    metrics = [c for c in OUTAGE_METRICS if c in p_cols and c in m_cols]
+    both = [c for c in _optional(m_cols) if c in p_cols]
     try:
         pv, mv = _values(p, [*metrics, *both]), _values(m, [*metrics, *both])
     except (TypeError, ValueError):  # a column that is no number: only those compared

@@ -10,6 +10,11 @@ An expectation is ``METRIC OP THRESHOLD``: a metric of the run summary (``recove
 ``never``) for times, a share (``0.8`` or ``80%``) for shares, a number for counts. It holds
 for every cell it applies to (its ``design``/``fault``/``target``/``metric`` filters and
 its sweep ``points``, or all); each cell it applies to is one verdict, one JUnit test case.
+
+Latency (``slow_*``, ``p99_latency_*``, or a comparison's ``metric: slow_s`` /
+``p99_latency_s``) is not measured by every run: a drill folder from before latency probes
+has none. There an expectation of it is one skipped verdict saying so, not a breach; a
+filter that matches nothing in a run that has latency data still fails.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 _EXPR = re.compile(r"^\s*([a-z0-9_]+)\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
 #: the columns naming a cell, in the order a cell's name shows them
 _KEYS = ("design", "fault", "target")
+#: the prefixes of the latency metrics (run summary and compared metrics)
+_LATENCY = ("slow_", "p99_latency_")
+_NOT_MEASURED = "not measured: this run has no latency data (slow_s, p99_latency_s)"
 
 
 class ExpectError(UserError):
@@ -250,6 +258,8 @@ class Verdict:
     value: float
     passed: bool
     note: str = ""
+    #: nothing to check in this run (latency a drill did not measure): no breach
+    skipped: bool = False
 
 
 def cell_name(row: Mapping[str, object], extra: Sequence[str] = ()) -> str:
@@ -271,6 +281,9 @@ def check(
     rows = [{str(k): v for k, v in r.items()} for r in table.to_dict("records")]
     out: list[Verdict] = []
     for e in expectations:
+        if _not_measured(e, table, rows):
+            out.append(Verdict(e, "(none)", math.nan, True, _NOT_MEASURED, skipped=True))
+            continue
         chosen = [r for r in rows if e.selects(r)]
         if e.metric not in table.columns or not chosen:
             why = f"no {e.metric} in this table" if chosen else "no cell of this run matches"
@@ -282,6 +295,17 @@ def check(
             note = "no value" if math.isnan(value) else ""
             out.append(Verdict(e, cell_name(r, extra), value, e.holds(value), note))
     return out
+
+
+def _not_measured(e: Expectation, table: pd.DataFrame, rows: list[dict[str, object]]) -> bool:
+    """Whether ``e`` checks latency that ``table`` has no data of at all (whatever its
+    filters select): a run summary without the column, or a comparison without a row of
+    the latency metrics it names."""
+    if e.metric.startswith(_LATENCY):
+        return e.metric not in table.columns
+    if not e.metrics or not all(m.startswith(_LATENCY) for m in e.metrics):
+        return False
+    return not any(r.get("metric") in e.metrics for r in rows)
 
 
 def failed(verdicts: Iterable[Verdict]) -> list[Verdict]:
@@ -306,6 +330,9 @@ def verdict_lines(verdicts: Sequence[Verdict], *, limit: int = 12) -> list[str]:
     for v in verdicts:
         by.setdefault(v.expectation, []).append(v)
     for e, vs in by.items():
+        if all(v.skipped for v in vs):
+            lines.append(f"SKIP {e.name}: {vs[0].note}")
+            continue
         ok = sum(v.passed for v in vs)
         mark = "PASS" if ok == len(vs) else "FAIL"
         lines.append(f"{mark} {e.name}: {ok}/{len(vs)} cells")
@@ -315,10 +342,12 @@ def verdict_lines(verdicts: Sequence[Verdict], *, limit: int = 12) -> list[str]:
         lines.append(f"  breach: {v.cell}: {seen} (expected {v.expectation.text})")
     if len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more breaches (--junit FILE lists all)")
-    total = len(verdicts)
+    skipped = sum(v.skipped for v in verdicts)
+    total = len(verdicts) - skipped
     lines.append(
         f"expectations: {total - len(bad)}/{total} checks passed"
         + ("" if not bad else f", {len(bad)} failed")
+        + ("" if not skipped else f", {skipped} skipped (not measured)")
     )
     return lines
 
@@ -326,14 +355,17 @@ def verdict_lines(verdicts: Sequence[Verdict], *, limit: int = 12) -> list[str]:
 def junit_xml(verdicts: Sequence[Verdict], suite: str) -> str:
     """JUnit XML: one test case per cell and expectation, a failure for each breach."""
     bad = failed(verdicts)
+    skipped = str(sum(v.skipped for v in verdicts))
     root = ET.Element("testsuites", name="chaoslab", tests=str(len(verdicts)),
                       failures=str(len(bad)))  # fmt: skip
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(verdicts)),
-                       failures=str(len(bad)), errors="0", skipped="0")  # fmt: skip
+                       failures=str(len(bad)), errors="0", skipped=skipped)  # fmt: skip
     for v in verdicts:
         case = ET.SubElement(ts, "testcase", classname=f"{suite}.{v.cell}", name=v.expectation.name)
         seen = v.note or f"{v.expectation.metric} = {_value_text(v.expectation, v.value)}"
-        if not v.passed:
+        if v.skipped:
+            ET.SubElement(case, "skipped", message=seen)
+        elif not v.passed:
             fail = ET.SubElement(case, "failure", message=f"{seen}, expected {v.expectation.text}")
             fail.text = f"{v.cell}: {seen}; expected {v.expectation.name}"
         else:
