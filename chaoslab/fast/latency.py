@@ -109,6 +109,11 @@ def _quantiles(w: np.ndarray, delays: list[float], base: Any) -> np.ndarray:
     chain's trials share a few), so the quantile is the reference's own."""
     from chaoslab.outage import latency_quantile
 
+    order = np.argsort(delays)
+    ds = np.asarray(delays, dtype=float)[order]
+    samples = base.samples
+    if len(ds) > 1 and bool(np.all(np.diff(ds) > samples[-1] - samples[0])):
+        return _apart(w[order], ds, np.asarray(samples))
     rounded = np.round(w.T, 12)
     mixtures, which = np.unique(rounded, axis=0, return_inverse=True)
     out = np.empty(len(mixtures))
@@ -116,3 +121,20 @@ def _quantiles(w: np.ndarray, delays: list[float], base: Any) -> np.ndarray:
         late = tuple((float(s), d) for s, d in zip(mix, delays, strict=True) if d and s > 0)
         out[i] = latency_quantile([0.0], [1.0], [0.0], [late], end=1.0, base=base)
     return out[which.reshape(-1)]
+
+
+def _apart(w: np.ndarray, ds: np.ndarray, samples: np.ndarray, q: float = 0.99) -> np.ndarray:
+    """The quantiles of mixtures whose shifted copies of the base latency do not overlap
+    (delays ``ds`` sorted, further apart than the samples' spread), for every trial at
+    once, as `chaoslab.outage._mixture_quantile`'s shortcut computes them: inside the
+    first copy whose cumulative share reaches q, the base's inverted-CDF quantile there.
+    With the resent SYNs' delays each trial's mixture is its own: one call per trial
+    cost ~15 us."""
+    cum = np.cumsum(w, axis=0)
+    j = np.argmax(cum >= q - 1e-12, axis=0)  # the first copy that reaches q
+    cols = np.arange(w.shape[1])
+    share, below = w[j, cols], cum[j, cols] - w[j, cols]
+    x = np.minimum(1.0, (q - below) / share)
+    n = len(samples)
+    idx = np.clip(np.ceil(x * n) - 1, 0, n - 1).astype(np.intp)
+    return ds[j] + samples[idx]
