@@ -6,6 +6,8 @@
       -> each live kube-proxy: at once (burst-2) or max(removal, last sync + min sync)
          (completion-to-start), + sync: programmed
     node.not_ready -> rate-limited queue tick: node.tainted -> + toleration: pod.evicted
+      (>= 1.34, same pass: a token within node_informer_lag of the Unknown write is spent
+      for nothing; the next pass re-queues, the taint waits for the next token)
       (<= 1.12: probeTimestamp + pod_eviction_timeout -> queue tick: pod.evicted)
       -> replacement created, scheduled, started, first readiness probe: replacement.ready
       -> endpoints.added
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import Draws, next_tick, set_proxies, slice_delay
+from chaoslab.fast.common import _EPS, Draws, next_tick, set_proxies, slice_delay
 
 __all__ = ["chain", "lb_marked_down", "proxy_syncs", "table"]
 
@@ -50,8 +52,10 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     out = {"node.not_ready": t_nr, "pods.not_ready": t_pnr, "endpoints.removed": t_rm}
     if d.flag("kube_controller_manager.taint_based_evictions"):
         # <= 1.33: queued in the monitor pass after the one that wrote Unknown
-        lag = period if d.choice("kube_controller_manager.taint_pass") == "next-pass" else 0.0
-        t_taint = next_tick(q_phase, q_period, t_nr + lag)
+        next_pass = d.choice("kube_controller_manager.taint_pass") == "next-pass"
+        t_taint = next_tick(q_phase, q_period, t_nr + (period if next_pass else 0.0))
+        if not next_pass:
+            t_taint = _informer_race(d, t_taint, t_nr, (phase, period), (q_phase, q_period))
         out["node.tainted"] = t_taint
         t_ev = (
             t_taint
@@ -66,6 +70,25 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     out["pod.evicted"] = t_ev
     out.update(_replacement(d, t_ev, batch))
     return out
+
+
+def _informer_race(
+    d: Draws,
+    t_taint: np.ndarray,
+    t_nr: np.ndarray,
+    monitor: tuple[np.ndarray, np.ndarray],
+    queue: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Same-pass tainting (>= 1.34): a token granted within node_informer_lag of the Unknown
+    write is spent for nothing; the next monitor pass queues the node again, tainted at
+    the queue's tick once that pass and the next token are due (`NodeLifecycleController.
+    _taint`, `RateLimitedQueue._schedule`)."""
+    if "kube_controller_manager.node_informer_lag" not in d.ps.values:
+        return t_taint  # a catalogue without the race
+    dropped = t_taint < t_nr + d("kube_controller_manager.node_informer_lag") - _EPS
+    again = next_tick(*monitor, t_taint + _EPS)
+    token = t_taint + 1.0 / d("kube_controller_manager.node_eviction_rate")
+    return np.where(dropped, next_tick(*queue, np.maximum(again, token)), t_taint)
 
 
 def _replacement(d: Draws, t_ev: np.ndarray, batch: np.ndarray) -> dict[str, np.ndarray]:
