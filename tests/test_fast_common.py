@@ -103,3 +103,29 @@ def test_the_availability_rows_keep_each_trial_s_change_points_in_order() -> Non
     values, keep = availability(table, times, code, 10.0)
     assert rows(times, keep).tolist() == [[0.0, 1.0, 3.0], [0.0, 2.0], [0.0]]
     assert rows(values, keep).tolist() == [[1.0, 0.0, 1.0], [1.0, 0.0], [1.0]]
+
+
+@given(st.lists(st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4), min_size=1, max_size=8))
+def test_the_p99_of_apart_mixtures_is_the_reference_one(rows: list[list[float]]) -> None:
+    # delays 0, 1, 3, 7 s: copies of a ms-scale base latency that never overlap, so each
+    # trial's quantile comes from one vectorized pass; it must be latency_quantile's
+    from chaoslab.fast.latency import _quantiles
+    from chaoslab.outage import BaseLatency, latency_quantile
+    from chaoslab.params.dists import LogNormal
+
+    base = BaseLatency.of(LogNormal(0.001, 0.005))
+    delays = [0.0, 1.0, 3.0, 7.0]
+    w = np.array([r if sum(r) > 0 else [1.0, 0, 0, 0] for r in rows]).T
+    w = w / w.sum(axis=0)
+    expect = [
+        latency_quantile(
+            [0.0],
+            [1.0],
+            [0.0],
+            [tuple((s, d) for s, d in zip(col, delays, strict=True) if d and s > 0)],
+            end=1.0,
+            base=base,
+        )
+        for col in w.T
+    ]
+    np.testing.assert_allclose(_quantiles(w, delays, base), expect, rtol=0, atol=1e-12)
