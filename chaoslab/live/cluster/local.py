@@ -415,16 +415,32 @@ class LocalCluster:
         self._dataplane = None
         return [*notes, "data plane down"]
 
-    def down(self) -> list[str]:
-        """Stop every recorded process, then remove the state folder."""
+    def down(self, keep_logs: bool = False) -> list[str]:
+        """Stop every recorded process, then remove the state folder (with ``keep_logs``:
+        all of it but the components' logs, the evidence of a late milestone)."""
         notes = self.stop_all()
         still = [p for p in self.state.processes if alive(p.pid, p.start)]
         if still:
             names = ", ".join(f"{p.name} (pid {p.pid})" for p in still)
             raise ClusterError(f"{self.state.dir}: could not stop {names}; state kept")
-        shutil.rmtree(self.state.dir, ignore_errors=True)
-        notes.append(f"removed {self.state.dir}")
+        if not keep_logs or not self.layout.logs.is_dir():
+            shutil.rmtree(self.state.dir, ignore_errors=True)
+            notes.append(f"removed {self.state.dir}")
+            return notes
+        # state.json first: once it is gone, down, the reaper and status see no cluster
+        self.state.path.unlink(missing_ok=True)
+        for entry in self.state.dir.iterdir():
+            if entry != self.layout.logs:
+                _remove(entry)
+        notes.append(f"removed {self.state.dir} but its logs ({self.layout.logs})")
         return notes
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def dataplane_available() -> bool:

@@ -11,13 +11,14 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chaoslab.live.cluster.procs import ProcRecord
 
-__all__ = ["STATE_ROOT", "ClusterState", "atomic_write", "default_state_dir"]
+__all__ = ["STATE_ROOT", "ClusterState", "atomic_write", "default_state_dir", "drill_state_dir"]
 
 #: default parent of state folders; ``CHAOSLAB_CLUSTER_STATE`` moves it
 STATE_ROOT = Path("/run/chaoslab-cluster")
@@ -26,6 +27,15 @@ STATE_FILE = "state.json"
 
 def default_state_dir(name: str) -> Path:
     return Path(os.environ.get("CHAOSLAB_CLUSTER_STATE", str(STATE_ROOT))) / name
+
+
+def drill_state_dir(slug: str, now: float | None = None) -> Path:
+    """A state folder of its own for the cluster one drill brings up, named by the
+    experiment, the time and a random tag: the next drill's cluster gets another, so the
+    logs this one keeps (``LocalCluster.down(keep_logs=True)``) survive it. The name is
+    short (unix socket paths inside are limited to 107 bytes)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
+    return default_state_dir(f"drill-{slug[:32]}-{stamp}-{uuid.uuid4().hex[:8]}")
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

@@ -140,8 +140,8 @@ class LocalSession:
             (self.cluster.state.dir / DATAPLANE_LINK).unlink(missing_ok=True)
             shutil.rmtree(self.dataplane_dir.parent, ignore_errors=True)
         refresh(self.cluster)
-        if self.owned_cluster:
-            notes += self.cluster.down()
+        if self.owned_cluster:  # its logs stay, in a folder no later drill takes
+            notes += self.cluster.down(keep_logs=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
         return notes
 
@@ -160,7 +160,7 @@ def refresh(cluster: LocalCluster) -> None:
 
 def _cluster(exp: Experiment, spec: LiveSpec) -> tuple[LocalCluster, bool]:
     from chaoslab.live.cluster import LocalCluster, config_from_experiment
-    from chaoslab.live.cluster.state import default_state_dir
+    from chaoslab.live.cluster.state import drill_state_dir
 
     if spec.cluster_state:
         cluster = LocalCluster.load(Path(spec.cluster_state))
@@ -171,7 +171,8 @@ def _cluster(exp: Experiment, spec: LiveSpec) -> tuple[LocalCluster, bool]:
             )
         return cluster, False
     config = config_from_experiment(Path(exp.path))
-    return LocalCluster.up(config, state_dir=default_state_dir("drill"), name="drill"), True
+    state_dir = drill_state_dir(exp.slug())
+    return LocalCluster.up(config, state_dir=state_dir, name=state_dir.name), True
 
 
 def _rbac_path(spec: LiveSpec) -> Path:
