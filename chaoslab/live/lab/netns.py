@@ -427,6 +427,9 @@ def cleanup(state: LabState, *, remove_dir: bool = False) -> list[str]:
     for d in state.info.get("keepalived_run_dirs", []):
         # keepalived -s <ns> makes /run/keepalived/<ns>; a SIGKILL leaves it
         shutil.rmtree(d, ignore_errors=True)
+    if root := state.info.get("keepalived_run_root"):  # created by this lab; rmdir: only empty
+        with contextlib.suppress(OSError):
+            os.rmdir(root)
     state.status = "down"
     if remove_dir:
         shutil.rmtree(state.dir, ignore_errors=True)

@@ -190,6 +190,8 @@ class VrrpTopology(Topology):
                 f"keepalived-{node}: the host's namespace has an interface {link}; a "
                 "keepalived left on the host could send on it (not started)"
             )
+        if not os.path.exists("/run/keepalived"):  # ours: lab down removes it if empty
+            self.state.info.setdefault("keepalived_run_root", "/run/keepalived")
         self.state.info.setdefault("keepalived_run_dirs", [])
         if f"/run/keepalived/{ns}" not in self.state.info["keepalived_run_dirs"]:
             self.state.info["keepalived_run_dirs"].append(f"/run/keepalived/{ns}")
