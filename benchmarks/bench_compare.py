@@ -6,7 +6,8 @@ cells.csv and ranks.csv) in a fresh process, started by a small parent that repo
 and peak RSS. An old variant is the ``chaoslab`` package of a git revision (``--baseline``,
 repeatable; ``git archive`` into a temporary folder) run on the same run folder, so the
 rounds of one invocation see the same machine. Every variant's CSVs are compared byte for
-byte with this tree's.
+byte with this tree's, without the rows of metrics the old tree does not compare (the
+latency rows are newer than the baseline).
 
     nice -n 10 chaoslab run experiments/seed-designs.yaml --workers 2 --out /tmp/s
     python benchmarks/bench_compare.py /tmp/s/seed-designs/RUN_ID --repeat 2
@@ -15,7 +16,6 @@ byte with this tree's.
 from __future__ import annotations
 
 import argparse
-import filecmp
 import io
 import json
 import os
@@ -23,12 +23,14 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from itertools import zip_longest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the tree before compare's second round (issue 13 item 3): 10 s, 0.9 GB on the
-#: bundled run; 6dcbf55 is the one before the first (the per-trial `quantile_rank`)
-BASELINES = ["2529776e866e121a38c735ac09dc8dffc183ca70"]
+#: the tree before compare's latency rows (issue 11 item 4); 2529776 is the one before
+#: compare's second round (issue 13 item 3: 10 s, 0.9 GB on the bundled run), 6dcbf55 the
+#: one before the first (the per-trial `quantile_rank`)
+BASELINES = ["6c0806822184e5a24abe7792605746e1fe1bc241"]
 
 # the command under test; argv: the folder holding the chaoslab package, pred, meas, out
 _COMMAND = """
@@ -72,6 +74,23 @@ def _old_tree(rev: str, into: Path) -> Path:
     return dest
 
 
+def _same_rows(old: Path, new: Path) -> bool:
+    """Whether ``new`` is ``old`` byte for byte once the rows of metrics ``old`` does not
+    have (slow_s, p99_latency_s, added since) are left out; the rows keep their order."""
+    with old.open("rb") as fo, new.open("rb") as fn:
+        header = fn.readline()
+        if header != fo.readline():
+            return False
+        at = header.rstrip(b"\n").split(b",").index(b"metric")
+        have: set[bytes] = set()
+        for line in fo:
+            have.add(line.split(b",", at + 1)[at])
+        fo.seek(0)
+        fo.readline()
+        kept = (ln for ln in fn if ln.split(b",", at + 1)[at] in have)
+        return all(a == b for a, b in zip_longest(fo, kept))
+
+
 def _table(best: dict[str, dict[str, float]], rows: int, repeat: int) -> list[str]:
     out = [f"| code | wall s | CPU s | peak RSS MB |   ({rows:,} ranks, best of {repeat})"]
     out.append("|---|---:|---:|---:|")
@@ -105,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 prev = best.get(name)
                 best[name] = got if prev is None else {k: min(v, prev[k]) for k, v in got.items()}
         same = {
-            f"{name} {f}": filecmp.cmp(outs[name] / f, outs["this tree"] / f, shallow=False)
+            f"{name} {f}": _same_rows(outs[name] / f, outs["this tree"] / f)
             for name in trees
             if name != "this tree"
             for f in ("cells.csv", "ranks.csv")

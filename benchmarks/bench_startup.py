@@ -2,7 +2,10 @@
 ``designs``, ``faults``, ``profiles`` and ``params`` (the only one that needs the
 catalogue, so NumPy), each a fresh interpreter, median and max over N runs.
 
-    python benchmarks/bench_startup.py [--runs 10]
+    python benchmarks/bench_startup.py [--runs 10] [--run RUN_DIR]
+
+``--run`` adds ``show RUN_DIR`` (a run's summary, issue 13 item 3's 1.5 s), e.g. on the
+bundled run.
 
 The listings read the cache ``chaoslab designs`` leaves under ``$XDG_CACHE_HOME``: one
 warm-up run per command fills it. The load average is printed with the numbers, since on
@@ -41,14 +44,17 @@ def _once(args: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="runs per command")
-    runs = parser.parse_args().runs
+    parser.add_argument("--run", type=Path, help="a run folder: also time `show` of it")
+    a = parser.parse_args()
+    runs = a.runs
+    commands = [*COMMANDS, *([["show", str(a.run.resolve())]] if a.run else [])]
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs, {runs} runs")
     print(f"{'command':<22} {'wall p50':>9} {'wall max':>9} {'cpu p50':>8} {'cpu max':>8}")
-    for args in COMMANDS:
+    for args in commands:
         _once(args)  # warm the listing cache and the page cache
         walls, cpus = zip(*(_once(args) for _ in range(runs)), strict=True)
         print(
-            f"{' '.join(args):<22} {statistics.median(walls):>8.3f}s {max(walls):>8.3f}s "
+            f"{' '.join(args)[:22]:<22} {statistics.median(walls):>8.3f}s {max(walls):>8.3f}s "
             f"{statistics.median(cpus):>7.3f}s {max(cpus):>7.3f}s"
         )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")

@@ -90,9 +90,33 @@ designs:
 faults:
   - {kind: node-crash, target: vip-holder}
 client: {timeout: 10s}
-# the fast form has no SYN retransmission (a 10 s client resends at 1, 3, 7 s): it
-# refuses a cell that has it
+# without SYN resends here (the no-GARP and router cells refuse them: the entry may move
+# after the endpoints' removal); VRRP_RESENDS below has them
 params: {client.tcp_syn_retries: 0}
+horizon: 30m
+"""
+
+
+#: clients that resend a lost SYN during the VIP move (the bundled cell has 1, 3, 7 s):
+#: VRRPv3 with a drawn advert interval, a 30 s client with Linux 6.5's four linear
+#: timeouts (1, 2, 3, 4, 5, 7, 11, 19 s), the 2018 ingress-nginx reloading
+VRRP_RESENDS = """
+title: fast engine VRRP cells whose clients resend their SYN
+profile: [k8s-1.32]
+cluster:
+  nodes: {master: 3, controller: 3, compute: 2}
+  app: {kind: Deployment, replicas: 3, spread: controller}
+designs:
+  - design: ingress-vip-vrrp
+    label: vrrp-v3-resends
+    params: {vrrp.version: 3, vrrp.priority: [100, 120, 150], vrrp.advert_int: "uniform(0.5s,1.5s)"}
+  - design: ingress-vip-vrrp
+    label: vrrp-linear-30s
+    params: {client.timeout: 30s, client.tcp_syn_linear_timeouts: 4}
+  - {design: ingress-vip-vrrp, label: vrrp-2018-resends, profile: ingress-nginx-2018}
+faults:
+  - {kind: node-crash, target: vip-holder}
+client: {timeout: 10s}
 horizon: 30m
 """
 
@@ -106,7 +130,8 @@ def _newer() -> list[Cell]:
 
 
 def _vrrp() -> list[Cell]:
-    return load_experiment(ROOT / "tests/vrrp-variants.yaml", VRRP).cells()
+    plain = load_experiment(ROOT / "tests/vrrp-variants.yaml", VRRP).cells()
+    return plain + load_experiment(ROOT / "tests/vrrp-resends.yaml", VRRP_RESENDS).cells()
 
 
 def _covered() -> list[Cell]:
@@ -134,7 +159,7 @@ def _pair(cell: Cell) -> tuple[pd.DataFrame, pd.DataFrame]:
     return simpy, fast
 
 
-def test_the_covered_cells_are_the_nodeport_designs() -> None:
+def test_the_covered_cells_are_the_nodeport_designs_and_the_vrrp_master() -> None:
     covered = {(c.design, c.fault.kind, c.fault.label) for c in _covered()}
     assert covered == {
         ("clusterip", "pod-kill", "app-pod"),
@@ -148,10 +173,11 @@ def test_the_covered_cells_are_the_nodeport_designs() -> None:
         ("nodeport-direct", "node-crash", "entry-node"),
         ("nodeport-lb", "node-crash", "app-pod-node"),
         ("nodeport-lb-local", "node-crash", "app-pod-node"),
+        ("ingress-vip-vrrp", "node-crash", "vip-holder"),
     }
     # both profiles: kube-proxy's burst-2 runner with a min sync period (1.32) too; the
-    # bundled VRRP master crash has a 10 s client that resends its SYN: SimPy
-    assert len(_covered()) == 22
+    # VRRP master crash with its 10 s client's SYN resends (1, 3, 7 s)
+    assert len(_covered()) == 24
     # and every cell of the newer profiles (completion-to-start runner, pod queue), and
     # keepalived's and the neighbours' other settings
     assert all(plan(c)[0] is not None for c in (*_newer(), *_vrrp()))

@@ -79,3 +79,21 @@ def test_a_breach_exits_1_and_is_a_failure_in_junit(
     out = capsys.readouterr().out
     assert "FAIL trials >= 5: 0/1 cells" in out and "breach:" in out
     assert dict(_cases(junit)) == {"trials >= 5": True, "recovered >= 0% [design=clusterip]": False}
+
+
+def test_a_latency_breach_in_a_drill_exits_1(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The drill's probes measure each request's latency: no real request is answered in
+    a microsecond, so the run-scope p99 gate breaches; the comparison has the latency rows
+    a compare-scope gate reads."""
+    exp = _with_expect(
+        env,
+        [
+            "p99_latency_p95 < 1us",
+            {"check": "mean_abs_error_s >= 0s", "metric": "p99_latency_s"},
+        ],
+    )
+    junit = env.tmp / "verdicts.xml"
+    assert _drill(env, exp, junit) == 1
+    out = capsys.readouterr().out
+    assert "FAIL p99_latency_p95 < 1us: 0/1 cells" in out
+    assert "PASS mean_abs_error_s >= 0s [metric=p99_latency_s]: 1/1 cells" in out

@@ -93,6 +93,8 @@ class FastCell:
     latency: Latency | None = None
     #: VRRP: the (reset, hung) shares once the clients' entry moved to the new master
     moved: tuple[float, float] | None = None
+    #: VRRP: the clients' SYN resend offsets (`chaoslab.fast.vrrp.states`)
+    late: tuple[float, ...] = ()
 
 
 #: the results columns the closed forms compute (`metrics`, and the connection shares)
@@ -191,7 +193,7 @@ def _plan_vrrp(
     moved = trial.connections if topo.conns is not None and topo.conns.update() else None
     shape = shared["shape"]
     fc = FastCell("vrrp", 0, False, shared["table"], reset, hung, vrrp=shape, latency=lat)
-    return replace(fc, moved=moved or trial.connections), ""
+    return replace(fc, moved=moved or trial.connections, late=shared["late"]), ""
 
 
 def _crash_shape_refusal(topo: Any, nodes: list[Any], pods: list[Any]) -> str:
@@ -357,7 +359,7 @@ def _pod_delete_trials(d: Draws, fc: FastCell) -> _Trials:
 
 def _vrrp_trials(d: Draws, fc: FastCell) -> _Trials:
     ms = vrrp.chain(d, fc.vrrp)
-    on, off = vrrp.states(ms)
+    on, off = vrrp.states(ms, fc.late)
     return ms, on, off
 
 

@@ -17,6 +17,16 @@
 
 a(t) is 0 until arp.updated, then what the new master's nginx gives with and without the
 dead upstream (a probe trial's ``availability()``), as are its slow classes.
+
+A client whose SYN met the dead MAC resends it (`chaoslab.mechanisms.tcp`: at
+``syn_offsets`` after the first, before its timeout): a request first sent at t < arp.updated
+gets through at its first resend at or after arp.updated, r_k late, and meets the new
+master's nginx as it is then (its slow classes; a retry that ends after the timeout fails).
+So before arp.updated a(t) is the late share of the k-th resend from arp.updated - r_k on
+(state bit "late k"). That holds while no decision changes between a first SYN and its
+resend (kube-proxy's rules, nginx's upstreams, the pods: `Topology.decision_state`): `plan`
+covers a cell only if GARP moves the entry and the endpoints' removal, the first decision,
+cannot come before the last resend (`_late_refusal`).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import numpy as np
 from chaoslab.fast import node_crash
 from chaoslab.fast.common import Draws, next_tick
 
-__all__ = ["chain", "probe", "states", "table"]
+__all__ = ["chain", "late_table", "probe", "resends", "states", "table"]
 
 
 def chain(d: Draws, shape: tuple[float, float, float, int, bool]) -> dict[str, np.ndarray]:
@@ -60,12 +70,16 @@ def chain(d: Draws, shape: tuple[float, float, float, int, bool]) -> dict[str, n
     return ms
 
 
-def states(ms: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def states(
+    ms: dict[str, np.ndarray], late: tuple[float, ...] = ()
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The chain's state bits, [on, off): the neighbour points at the new master; its
-    nginx no longer has the dead upstream."""
+    nginx no longer has the dead upstream; then for each SYN resend offset r_k (``late``),
+    a request sent now gets through at its k-th resend (from arp.updated - r_k on)."""
     t_arp, dropped = ms["arp.updated"], ms.pop("dropped")
     never = np.full(len(t_arp), np.inf)
-    return [t_arp, dropped], [never, never.copy()]
+    on = [t_arp, dropped, *(np.maximum(0.0, t_arp - r) for r in late)]
+    return on, [never] * len(on)
 
 
 def _takeover(d: Draws, prio: float) -> np.ndarray:
@@ -172,6 +186,14 @@ def probe(topo: Any, crashed: Any, ps: Any) -> tuple[dict[str, Any] | None, str]
     values, classes = table(topo, crashed, best.node)
     if values[(True, True)] < 1.0 or classes[(True, True)]:
         return None, "a(t) stays below 1 (or slow) after the upstream is dropped: no closed form"
+    late, timeout, why = resends(ps)
+    why = why or _late_refusal(ps, late)
+    if not why and late and getattr(topo.trial, "_latency", None) is None:
+        why = "SYN resends without the design's latency model: no closed form here"
+    if why:
+        return None, why
+    if late:
+        values, classes = late_table(values, classes, late, timeout)
     shape = (
         float(vrrp.prio(best)),
         float(getattr(c, "sync_time", 0.0)),
@@ -179,7 +201,7 @@ def probe(topo: Any, crashed: Any, ps: Any) -> tuple[dict[str, Any] | None, str]
         others,
         lazy,
     )
-    return {"shape": shape, "table": values, "classes": classes}, ""
+    return {"shape": shape, "table": values, "classes": classes, "late": late}, ""
 
 
 def _params_refusal(ps: Any) -> str:
@@ -196,17 +218,94 @@ def _params_refusal(ps: Any) -> str:
     loss = ps.values.get("arp.garp_loss")
     if loss is not None and loss.mean() > 0:
         return "arp.garp_loss > 0 (lost GARP bursts): no closed form here"
-    if _retransmits(ps):
-        return "SYN retransmission within client.timeout (late successes): no closed form here"
     return ""
 
 
-def _retransmits(ps: Any) -> bool:
-    """A client whose SYN is lost during the VIP move sends it again before its timeout
-    (chaoslab.mechanisms.tcp): the SimPy model saves those requests late."""
+def resends(ps: Any) -> tuple[tuple[float, ...], float, str]:
+    """(the SYN resend offsets, the client timeout, "") of a cell's clients
+    (`chaoslab.mechanisms.tcp.syn_offsets`), or ((), 0, why not) if they are drawn."""
     from chaoslab.mechanisms.tcp import syn_offsets
+    from chaoslab.params.dists import Dist
 
     v = ps.values
-    timeout = v["client.timeout"].mean()
-    retries = round(v["client.tcp_syn_retries"].mean())
-    return bool(syn_offsets(timeout, retries, v["client.tcp_timeout_init"].mean()))
+    retries = v["client.tcp_syn_retries"]
+    if isinstance(retries, Dist) and retries.is_fixed and round(retries.mean()) <= 0:
+        return (), 0.0, ""
+    keys: tuple[str, ...] = ("client.timeout", "client.tcp_syn_retries", "client.tcp_timeout_init")
+    keys += ("client.tcp_syn_linear_timeouts",) if "client.tcp_syn_linear_timeouts" in v else ()
+    for key in keys:
+        if not (isinstance(v[key], Dist) and v[key].is_fixed):
+            return (), 0.0, f"{key} follows a distribution (SYN resends): no closed form here"
+    timeout, rto = v["client.timeout"].mean(), v["client.tcp_timeout_init"].mean()
+    linear = round(v[keys[3]].mean()) if len(keys) > 3 else 0
+    return syn_offsets(timeout, round(retries.mean()), rto, linear=max(0, linear)), timeout, ""
+
+
+def _hi(ps: Any, key: str) -> float:
+    v = ps[key]
+    return float(v.bounds()[1]) if hasattr(v, "bounds") else float(v)
+
+
+def _late_refusal(ps: Any, late: tuple[float, ...]) -> str:
+    """Why the late successes of resent SYNs have no closed form ("" if they have): the
+    entry must move at the takeover (GARP the neighbour accepts) and the last resend come
+    before the first decision can change, the endpoints' removal (node-crash chain:
+    last heartbeat + grace at the earliest)."""
+    if not late:
+        return ""
+    linux = str(ps["arp.neighbor"]) == "linux"
+    garp = ps["vrrp.garp_master_repeat"]
+    if not (linux or bool(ps["arp.accept_garp"])) or not (garp.is_fixed and garp.mean() >= 0.5):
+        return "SYN resends while the neighbour's own timeout moves the entry: no closed form"
+    adver = _hi(ps, "vrrp.advert_int")
+    takeover = round(_hi(ps, "vrrp.down_timer_adverts")) * adver + max(1.0, adver)
+    if bool(ps["kubelet.node_lease"]):
+        hb = _hi(ps, "kubelet.node_lease_duration_seconds") * _hi(
+            ps, "kubelet.node_lease_renew_interval_fraction"
+        )
+    else:
+        hb = _hi(ps, "kubelet.node_status_update_frequency")
+    hb *= 1.0 + _hi(ps, "kubelet.heartbeat_jitter_factor") / 2
+    removal = float(ps["kube_controller_manager.node_monitor_grace_period"].bounds()[0]) - hb
+    if takeover + late[-1] >= removal:
+        return "SYN resends may outlast the endpoints' removal (a decision): no closed form"
+    return ""
+
+
+def late_table(
+    values: dict[tuple[bool, ...], float],
+    classes: dict[tuple[bool, ...], tuple[tuple[float, float], ...]],
+    late: tuple[float, ...],
+    timeout: float,
+) -> tuple[dict[tuple[bool, ...], float], dict[tuple[bool, ...], tuple[tuple[float, float], ...]]]:
+    """a(t) and the slow classes in each state of `states` with the resend bits: before the
+    entry moved, the first resend whose bit holds adds its late successes (`tcp.merge_late`:
+    a(t) + their shares, the classes of both)."""
+    out_v: dict[tuple[bool, ...], float] = {}
+    out_c: dict[tuple[bool, ...], tuple[tuple[float, float], ...]] = {}
+    for state in product((False, True), repeat=2 + len(late)):
+        moved, dropped, *bits = state
+        v, c = values[(moved, dropped)], classes[(moved, dropped)]
+        k = next((i for i, b in enumerate(bits) if b), None)
+        if not moved and k is not None:
+            extra = _resent(values[(True, False)], classes[(True, False)], late[k], timeout)
+            v, c = min(1.0, v + sum(s for s, _ in extra)), c + extra
+        out_v[state], out_c[state] = v, c
+    return out_v, out_c
+
+
+def _resent(
+    a: float, classes: tuple[tuple[float, float], ...], r: float, timeout: float
+) -> tuple[tuple[float, float], ...]:
+    """The late classes of requests that get through at a resend ``r`` after their first
+    SYN, into a(t) = ``a`` with ``classes`` (`tcp._cohort` and `tcp._split` from a(t) = 0)."""
+    from chaoslab.outage import EPS
+
+    if a <= EPS:
+        return ()
+    share = a - 0.0
+    if not classes:
+        return ((share, r),)
+    out = [(share * s / a, r + d) for s, d in classes if r + d < timeout]
+    out.append((share * max(0.0, a - sum(s for s, _ in classes)) / a, r))
+    return tuple(x for x in out if x[0] > 0)

@@ -89,7 +89,7 @@ __all__ = [
 
 Log = Callable[[str], None]
 #: the metrics every comparison.csv has a row for, before the milestones
-_METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s")
+_METRICS = ("recovery_s", "downtime_s", "degraded_s", "lost_s", "slow_s", "p99_latency_s")
 
 
 class DrillInterrupted(BaseException):
