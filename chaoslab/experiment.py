@@ -84,7 +84,7 @@ from chaoslab.params import (
     profile,
 )
 from chaoslab.params.dists import Dist
-from chaoslab.runner import Cell, _sweep_value
+from chaoslab.runner import Cell, sweep_value
 
 __all__ = [
     "Experiment",
@@ -718,7 +718,7 @@ class Experiment:
     @staticmethod
     def _sweep_values(key: str, raws: Sequence[Any]) -> list[object]:
         """Sweep values as the cells' columns hold them (the runner's own conversion)."""
-        return [_sweep_value(key, raw) for raw in raws]
+        return [sweep_value(key, raw) for raw in raws]
 
     def _expectation(self, entry: str | ExpectModel) -> Expectation:
         if isinstance(entry, str):

@@ -439,12 +439,12 @@ def key_columns(cell: Cell, start: int, stop: int) -> dict[str, Any]:
         "target": [cell.fault.label] * n,
     }
     for key, raw in cell.sweep.items():
-        data[key] = [_sweep_value(key, raw)] * n
+        data[key] = [sweep_value(key, raw)] * n
     data["trial"] = np.arange(start, stop, dtype=np.int64)
     return data
 
 
-def _sweep_value(key: str, raw: object) -> object:
+def sweep_value(key: str, raw: object) -> object:
     """Swept values as numbers (seconds for durations) when fixed, else their text."""
     if key == "profile":
         return raw if isinstance(raw, str) else "+".join(map(str, raw))  # type: ignore[call-overload]

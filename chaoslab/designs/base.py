@@ -28,7 +28,6 @@ from chaoslab.mechanisms.base import Trial
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod
 from chaoslab.mechanisms.ingress import IngressCluster
 from chaoslab.mechanisms.k8s import KubernetesCluster
-from chaoslab.mechanisms.lbcheck import LbHealthChecker
 from chaoslab.mechanisms.tcp import SynRetransmission
 
 __all__ = ["Connections", "Design", "Flow", "ImpossibleTarget", "Topology", "initial_app_nodes"]
@@ -107,20 +106,23 @@ class Topology(ABC):
 
     def decision_state(self) -> tuple[object, ...]:
         """What decides a request once its SYN got somewhere: each kube-proxy's rules, the
-        LB's rotation, nginx's upstreams, the pods' processes (`chaoslab.mechanisms.tcp`).
-        Rules by identity: one re-written unchanged only withholds late successes."""
+        pods' processes and what the design adds (`decision_extra`: an LB's rotation,
+        nginx's upstreams; `chaoslab.mechanisms.tcp`). Rules by identity: one re-written
+        unchanged only withholds late successes."""
         c = self.cluster
         state: list[object] = [id(n.proxy.programmed) for n in c.nodes if n.proxy is not None]
-        pods = list(c.app.pods)
-        if isinstance(c, IngressCluster):
-            state += [id(ng.upstreams) for ng in c.nginx.values()]
-            for wl in c.extra.values():
-                pods += wl.pods
-        state += [(id(p), p.running, p.gone) for p in pods]
-        lb = getattr(self, "lb", None)  # an LB design's health checker: its rotation decides
-        if isinstance(lb, LbHealthChecker):
-            state.append(tuple(id(x) for x in lb.in_rotation()))
+        state += [(id(p), p.running, p.gone) for p in self.decision_pods()]
+        state += self.decision_extra()
         return tuple(state)
+
+    def decision_pods(self) -> list[Pod]:
+        """The pods whose process state decides a request: the app's (a design with more
+        workloads, such as an ingress tier, adds its own)."""
+        return self.cluster.app.pods
+
+    def decision_extra(self) -> list[object]:
+        """The design's own decisions beyond kube-proxy and the pods, as comparable values."""
+        return []
 
     # hooks the connection tracker asks (a design whose entry can move overrides them)
     def delivers_to(self, entry: Node) -> bool:

@@ -81,6 +81,9 @@ class IpTargetTopology(Topology):
         if self.terminate_drained:
             trial.listeners.append(self._drains)
 
+    def decision_extra(self) -> list[object]:
+        return [tuple(id(x) for x in self.lb.in_rotation())]  # the LB's rotation decides
+
     def _check(self, pod: Pod) -> CheckResult:
         node = pod.node
         if pod.gone or node is None or not node.reachable:

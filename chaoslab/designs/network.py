@@ -70,6 +70,18 @@ class NetTopology(Topology):
             "router-link": self._vip_holder,
         }
 
+    def decision_pods(self) -> list[Pod]:
+        c = self.cluster
+        if not isinstance(c, IngressCluster):
+            return c.app.pods
+        return [*c.app.pods, *(p for wl in c.extra.values() for p in wl.pods)]
+
+    def decision_extra(self) -> list[object]:
+        c = self.cluster  # nginx's upstreams decide a request it accepted
+        return (
+            [id(ng.upstreams) for ng in c.nginx.values()] if isinstance(c, IngressCluster) else []
+        )
+
     # -------------------------------------------------------------- hooks for designs
     def holder(self) -> Node | None:
         return self.entry

@@ -130,6 +130,9 @@ class NodePortLbTopology(Topology):
         self.resets = LbResets(trial, self.lb, lambda node: node)
         self.stale = stale_syn_entries(trial, self._dnat_paths)
 
+    def decision_extra(self) -> list[object]:
+        return [tuple(id(x) for x in self.lb.in_rotation())]  # the LB's rotation decides
+
     def _dnat_paths(self) -> list[DnatPath]:
         """The LB spreads one client address's connections over the rotation (an LB that
         connects from its own address: set the rate it opens towards the nodes)."""
