@@ -95,4 +95,6 @@ def test_the_reaper_takes_down_a_drill_cluster_whose_owner_died(tmp_path: Path) 
 def test_drill_folders_are_named_by_the_experiment_and_never_shared() -> None:
     names = {drill_state_dir("cluster-node-partition-production", now=0.0).name for _ in range(50)}
     assert len(names) == 50
-    assert all(n.startswith("drill-cluster-node-partition-productio-19700101T000000-") for n in names)
+    assert all(
+        n.startswith("drill-cluster-node-partition-productio-19700101T000000-") for n in names
+    )
