@@ -98,3 +98,71 @@ def test_drill_folders_are_named_by_the_experiment_and_never_shared() -> None:
     assert all(
         n.startswith("drill-cluster-node-partition-productio-19700101T000000-") for n in names
     )
+
+
+_STAND_IN_DRILL = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from cluster.test_drill_folders import _fake_cluster
+from chaoslab.live.cluster.target import start_drill_reaper
+d = Path({state_dir!r})
+start_drill_reaper(d)
+cluster = _fake_cluster(d, "killed drill's controller")
+print(cluster.state.processes[0].pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_drill_leaves_no_cluster_its_reaper_takes_it_down(tmp_path: Path) -> None:
+    """The leak guard of per-drill folders: a stand-in drill starts the drill's reaper,
+    brings a (recorded) cluster up and is SIGKILLed; the reaper stops the component and
+    removes the folder but its logs, as ``down(keep_logs=True)`` does."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    d = tmp_path / drill_state_dir("killed", now=0.0).name
+    tests = str(Path(__file__).resolve().parents[1])
+    code = _STAND_IN_DRILL.format(tests=tests, state_dir=str(d))
+    drill = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert drill.stdout is not None
+        pid = int(drill.stdout.readline())
+        assert alive(pid, None)
+        _wait_logged(d / "logs" / "kcm.log", "killed drill's controller")
+    finally:
+        os.kill(drill.pid, signal.SIGKILL)
+        drill.wait()
+    deadline = time.monotonic() + 30
+    while (d / "state.json").exists() or alive(pid, None):
+        assert time.monotonic() < deadline, "the reaper left the killed drill's cluster up"
+        time.sleep(0.1)
+    assert "killed drill's controller" in (d / "logs" / "kcm.log").read_text()
+    assert sorted(p.name for p in d.iterdir()) == ["logs"]
+    assert LocalCluster.load(d) is None
+
+
+def test_pruning_keeps_the_newest_log_folders_and_never_a_cluster(tmp_path: Path) -> None:
+    import os
+
+    from chaoslab.live.cluster.state import prune_drill_dirs
+
+    logs = [tmp_path / f"drill-x-{i:02d}" for i in range(14)]
+    for i, d in enumerate(logs):
+        (d / "logs").mkdir(parents=True)
+        (d / "logs" / "kcm.log").write_text("kept\n")
+        os.utime(d, (1000.0 + i, 1000.0 + i))
+    old_cluster = tmp_path / "drill-x-up"  # older than all of them, but up
+    (old_cluster / "logs").mkdir(parents=True)
+    (old_cluster / "state.json").write_text("{}\n")
+    os.utime(old_cluster, (1.0, 1.0))
+    other = tmp_path / "default"  # not a drill's folder
+    other.mkdir()
+    os.utime(other, (1.0, 1.0))
+    gone = prune_drill_dirs(tmp_path, keep=10)
+    assert sorted(gone) == logs[:4]
+    assert sorted(p for p in tmp_path.iterdir()) == sorted([*logs[4:], old_cluster, other])
+    assert (old_cluster / "state.json").exists()
+    assert prune_drill_dirs(tmp_path, keep=10) == []

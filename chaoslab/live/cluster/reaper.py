@@ -14,7 +14,11 @@ folder in the folders it was given (a cluster's, or a data plane's; what no long
 ``state.json`` was taken down by its owner). The owner stops the reaper
 by PID when it is done.
 
-``python -m chaoslab.live.cluster.reaper --parent PID --parent-start TICKS DIR [DIR ...]``
+A drill that brings its own cluster up starts one too (``keep_logs``: the cluster goes as
+``down(keep_logs=True)`` takes it, its components' logs kept); a cluster folder's
+``drill-dataplane`` link names the drill's data plane, taken down first.
+
+``python -m chaoslab.live.cluster.reaper [--keep-logs] --parent PID --parent-start TICKS DIR ...``
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,11 +42,19 @@ __all__ = ["main", "reap", "start_reaper"]
 POLL_SECONDS = 0.5
 
 
-def start_reaper(dirs: Sequence[Path], log: Path) -> subprocess.Popen[bytes]:
+#: the file in a cluster folder naming a drill's data plane folder (``hooks.DATAPLANE_LINK``)
+DATAPLANE_LINK = "drill-dataplane"
+
+
+def start_reaper(
+    dirs: Sequence[Path], log: Path, *, keep_logs: bool = False
+) -> subprocess.Popen[bytes]:
     """A reaper for ``dirs``, watching this process. Stop it by PID (``terminate``) after
-    taking the folders down; its output goes to ``log``."""
+    taking the folders down; its output goes to ``log``. With ``keep_logs`` a cluster is
+    taken down as ``down(keep_logs=True)`` does."""
     me = os.getpid()
     argv = [sys.executable, "-m", "chaoslab.live.cluster.reaper", "--parent", str(me)]
+    argv += ["--keep-logs"] if keep_logs else []
     argv += ["--parent-start", str(start_time(me)), *(str(Path(d).resolve()) for d in dirs)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -55,10 +68,10 @@ def start_reaper(dirs: Sequence[Path], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def reap(dirs: Sequence[Path]) -> list[str]:
+def reap(dirs: Sequence[Path], keep_logs: bool = False) -> list[str]:
     """Take down what each folder, or a folder inside it, still holds (a cluster:
-    everything it recorded, its data plane included; a data plane: its namespaces and
-    processes)."""
+    everything it recorded, its data plane included, a linked drill data plane first; a
+    data plane: its namespaces and processes)."""
     from chaoslab.live.cluster.dataplane import DataPlane
     from chaoslab.live.cluster.local import LocalCluster
 
@@ -73,12 +86,32 @@ def reap(dirs: Sequence[Path]) -> list[str]:
             continue  # taken down by its owner (or never made)
         try:
             if "ports" in doc and "phase" in doc:  # a cluster's state (ClusterState)
+                notes += _linked_dataplane_down(d)
                 cluster = LocalCluster.load(d)
-                notes += cluster.down() if cluster is not None else []
+                notes += cluster.down(keep_logs=keep_logs) if cluster is not None else []
             else:
                 notes += DataPlane.load(d).down()
         except Exception as e:  # one folder's failure must not spare the others
             notes.append(f"{d}: {type(e).__name__}: {e}")
+    return notes
+
+
+def _linked_dataplane_down(cluster_dir: Path) -> list[str]:
+    """The data plane a drill built for this cluster (outside its folder), as
+    ``LocalSession.close`` takes it down: its processes and namespaces, then its folder."""
+    from chaoslab.live.cluster.dataplane import DataPlane
+
+    link = cluster_dir / DATAPLANE_LINK
+    try:
+        d = Path(link.read_text().strip())
+    except OSError:
+        return []
+    notes: list[str] = []
+    if d.name and (d / "state.json").exists():
+        notes += DataPlane.load(d).down()
+        shutil.rmtree(d.parent, ignore_errors=True)
+        notes.append(f"removed data plane {d}")
+    link.unlink(missing_ok=True)
     return notes
 
 
@@ -90,11 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m chaoslab.live.cluster.reaper")
     ap.add_argument("--parent", type=int, required=True, help="PID of the owner")
     ap.add_argument("--parent-start", type=int, required=True, help="its start time (ticks)")
+    ap.add_argument("--keep-logs", action="store_true", help="keep a cluster's logs")
     ap.add_argument("dirs", nargs="+", type=Path, help="state folders to take down")
     a = ap.parse_args(argv)
     while alive(a.parent, a.parent_start):
         time.sleep(POLL_SECONDS)
-    for note in reap(a.dirs):
+    for note in reap(a.dirs, keep_logs=a.keep_logs):
         print(note, flush=True)
     return 0
 

@@ -18,11 +18,20 @@ from typing import Any
 
 from chaoslab.live.cluster.procs import ProcRecord
 
-__all__ = ["STATE_ROOT", "ClusterState", "atomic_write", "default_state_dir", "drill_state_dir"]
+__all__ = [
+    "STATE_ROOT",
+    "ClusterState",
+    "atomic_write",
+    "default_state_dir",
+    "drill_state_dir",
+    "prune_drill_dirs",
+]
 
 #: default parent of state folders; ``CHAOSLAB_CLUSTER_STATE`` moves it
 STATE_ROOT = Path("/run/chaoslab-cluster")
 STATE_FILE = "state.json"
+#: how many log-only drill folders (kept logs, no cluster) `prune_drill_dirs` leaves
+KEEP_DRILL_LOGS = 10
 
 
 def default_state_dir(name: str) -> Path:
@@ -36,6 +45,34 @@ def drill_state_dir(slug: str, now: float | None = None) -> Path:
     short (unix socket paths inside are limited to 107 bytes)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
     return default_state_dir(f"drill-{slug[:32]}-{stamp}-{uuid.uuid4().hex[:8]}")
+
+
+def prune_drill_dirs(root: Path | None = None, keep: int = KEEP_DRILL_LOGS) -> list[Path]:
+    """Remove the log-only drill folders (``drill-*`` without a ``state.json``: what
+    ``down(keep_logs=True)`` leaves) in ``root`` but the newest ``keep`` (by modification
+    time). A folder holding a ``state.json`` (a cluster up, or coming up) is never touched;
+    the removed folders are returned."""
+    import shutil
+
+    root = Path(os.environ.get("CHAOSLAB_CLUSTER_STATE", str(STATE_ROOT))) if root is None else root
+    try:
+        dirs = [d for d in root.iterdir() if d.name.startswith("drill-") and d.is_dir()]
+    except OSError:
+        return []
+    stamped = []
+    for d in dirs:
+        try:
+            stamped.append((d.stat().st_mtime, d))
+        except OSError:
+            continue
+    logs_only = [d for _, d in sorted(stamped, reverse=True) if not (d / STATE_FILE).exists()]
+    gone = []
+    for d in logs_only[max(keep, 0) :]:
+        if (d / STATE_FILE).exists():  # brought up since the listing
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        gone.append(d)
+    return gone
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

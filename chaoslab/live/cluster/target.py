@@ -29,6 +29,7 @@ import contextlib
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -93,6 +94,8 @@ class LocalSession:
     #: run_drill closes it (a session plan_drill opened itself)
     close_after_run: bool = False
     _env_before: str | None = None
+    #: takes the drill's own cluster down if the drill dies without `close` (a SIGKILL)
+    reaper: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def open(
@@ -103,10 +106,12 @@ class LocalSession:
         import atexit
 
         owned = False
+        reaper = None
         if cluster is None:
-            cluster, owned = _cluster(exp, spec)
+            cluster, owned, reaper = _cluster(exp, spec)
         workdir = Path(tempfile.mkdtemp(prefix="chaoslab-drill-"))
         s = cls(cluster, Path(), workdir / "drill.kubeconfig", workdir, owned_cluster=owned)
+        s.reaper = reaper
         s._env_before = os.environ.get(ENV_STATE)
         try:
             s.dataplane_dir, s.owned_dataplane = _dataplane(cluster, exp)
@@ -142,6 +147,8 @@ class LocalSession:
         refresh(self.cluster)
         if self.owned_cluster:  # its logs stay, in a folder no later drill takes
             notes += self.cluster.down(keep_logs=True)
+        _stop_reaper(self.reaper)
+        self.reaper = None
         shutil.rmtree(self.workdir, ignore_errors=True)
         return notes
 
@@ -158,9 +165,34 @@ def refresh(cluster: LocalCluster) -> None:
         cluster._dataplane = None  # its kwok records too: read again when next needed
 
 
-def _cluster(exp: Experiment, spec: LiveSpec) -> tuple[LocalCluster, bool]:
+def start_drill_reaper(state_dir: Path) -> subprocess.Popen[bytes] | None:
+    """A reaper (`chaoslab.live.cluster.reaper`) watching this drill process: should the
+    drill die without closing its session (SIGKILL skips every ``finally``), it takes the
+    cluster in ``state_dir`` and the data plane it links down, the logs kept as
+    ``down(keep_logs=True)`` keeps them. Its own notes go to ``logs/reaper.log`` there.
+    None when it cannot be started (the drill runs unguarded, as it did before)."""
+    from chaoslab.live.cluster.reaper import start_reaper
+
+    try:
+        return start_reaper([state_dir], state_dir / "logs" / "reaper.log", keep_logs=True)
+    except OSError:
+        return None
+
+
+def _stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
+    if reaper is None:
+        return
+    with contextlib.suppress(OSError):
+        reaper.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        reaper.wait(timeout=10)
+
+
+def _cluster(
+    exp: Experiment, spec: LiveSpec
+) -> tuple[LocalCluster, bool, subprocess.Popen[bytes] | None]:
     from chaoslab.live.cluster import LocalCluster, config_from_experiment
-    from chaoslab.live.cluster.state import drill_state_dir
+    from chaoslab.live.cluster.state import drill_state_dir, prune_drill_dirs
 
     if spec.cluster_state:
         cluster = LocalCluster.load(Path(spec.cluster_state))
@@ -169,10 +201,20 @@ def _cluster(exp: Experiment, spec: LiveSpec) -> tuple[LocalCluster, bool]:
                 f"live.cluster_state: no cluster is up in {spec.cluster_state} "
                 f"(chaoslab cluster up --state {spec.cluster_state})"
             )
-        return cluster, False
+        return cluster, False, None
     config = config_from_experiment(Path(exp.path))
     state_dir = drill_state_dir(exp.slug())
-    return LocalCluster.up(config, state_dir=state_dir, name=state_dir.name), True
+    # every drill's cluster has a folder of its own: the kept logs of old ones are pruned,
+    # and a reaper stands in for the one fixed folder's leak guard (`_claim` refusing a
+    # cluster a killed drill left behind)
+    prune_drill_dirs(state_dir.parent)
+    reaper = start_drill_reaper(state_dir)  # before up: a kill during up is covered too
+    try:
+        cluster = LocalCluster.up(config, state_dir=state_dir, name=state_dir.name)
+    except BaseException:
+        _stop_reaper(reaper)
+        raise
+    return cluster, True, reaper
 
 
 def _rbac_path(spec: LiveSpec) -> Path:
