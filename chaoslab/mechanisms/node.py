@@ -201,6 +201,7 @@ class NodeLifecycleController:
         if epoch != self.epoch[node.name] or not self.acting:
             return
         self.probe.pop(node.name, None)
+        self.unknown_written.pop(node.name, None)  # a later Unknown is written anew
         if node.ready:
             return
         node.ready = True
@@ -231,9 +232,11 @@ class NodeLifecycleController:
         self.cluster.node_ready_changed(node)
 
     def _taint(self, node: Node) -> None:
+        # popped first: the drop is for the grant of the queueing this write made, never
+        # for a re-queue (after a drop, a restart or a master-disruption exit)
+        written = self.unknown_written.pop(node.name, -math.inf)
         if node.ready or node.tainted or self.master_disruption or not self.acting:
             return
-        written = self.unknown_written.pop(node.name, -math.inf)
         if self.trial.now < written + self.informer_lag - _EPS:
             # the informer still shows Ready: dropped, token spent; the next pass re-queues
             t = next_tick(self.phase, self.period, self.trial.now + _EPS)
@@ -304,6 +307,7 @@ class NodeLifecycleController:
             self.epoch[name] += 1
         for q in self.queues.values():
             q.clear()
+        self.unknown_written.clear()  # the queued taints they were for are gone
 
     def restart(self) -> None:
         """A new leader's first monitor pass, now. Its nodeHealthMap is empty, so every
@@ -347,6 +351,7 @@ class NodeLifecycleController:
         if all_full and not self.master_disruption:
             # every zone down: the controller assumes its own connectivity is the problem
             self.master_disruption = True
+            self.unknown_written.clear()  # the taints queued are never made: re-queued on exit
             for q in self.queues.values():
                 q.set_rate(0.0)
             for n in self.cluster.nodes:
@@ -356,6 +361,7 @@ class NodeLifecycleController:
             return
         if self.master_disruption and not all_full:
             self.master_disruption = False
+            self.unknown_written.clear()  # the re-queues below are no same-pass writes
             # on exit the controller resets probe and transition timestamps: grace restarts
             now = self.trial.now
             for n in self.cluster.nodes:
