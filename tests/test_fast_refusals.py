@@ -185,6 +185,38 @@ def test_a_drawn_client_timeout_with_resends_falls_back() -> None:
     _falls_back(_vrrp_cell(text, retries=6), "client.timeout follows a distribution")
 
 
+def test_the_new_masters_nginx_is_never_lazy_in_a_covered_cell() -> None:
+    # every ingress pod placed at setup has its nginx from the start (`add_ingress`), so
+    # SYN resends never meet an nginx created (a decision) at ~arp.updated
+    cells = [_vrrp_cell(retries=r) for r in (0, 6)]
+    text = "{design: ingress-vip-vrrp, profile: ingress-nginx-2018}"
+    cells.append(_vrrp_cell(text, retries=6))
+    for cell in cells:
+        fc, why = plan(cell)
+        assert fc is not None and fc.vrrp is not None, why
+        assert fc.vrrp[4] is False  # shape: (prio, sync, reload, others, lazy)
+
+
+def test_resends_with_a_lazily_started_nginx_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # were the new master's nginx started by its first request, its creation at
+    # ~arp.updated would stop every resend (tcp._cohort): no late successes in SimPy
+    from chaoslab.mechanisms.ingress import IngressCluster
+
+    add = IngressCluster.add_ingress
+
+    def lazy_add(self: IngressCluster, *args: object, **kwargs: object) -> object:
+        wl = add(self, *args, **kwargs)  # type: ignore[arg-type]
+        for pod in wl.pods:
+            self.nginx.pop(pod.name, None)
+        return wl
+
+    monkeypatch.setattr(IngressCluster, "add_ingress", lazy_add)
+    fc, why = plan(_vrrp_cell())
+    assert fc is not None and fc.vrrp is not None and fc.vrrp[4] is True, why
+    fc, why = plan(_vrrp_cell(retries=6))
+    assert fc is None and why == "SYN resends with a lazily started nginx: SimPy"
+
+
 def test_the_crash_of_a_backup_falls_back() -> None:
     _falls_back(_vrrp_cell(target="app-pod-node"), "crash of the VRRP master")
 

@@ -181,6 +181,8 @@ def probe(topo: Any, crashed: Any, ps: Any) -> tuple[dict[str, Any] | None, str]
         return None, "the backup that takes over runs no ingress pod"
     c = topo.cluster
     ours = topo.ingress_pod_on(best.node)
+    # never True today: every ingress pod placed at setup gets its nginx then
+    # (`IngressCluster.add_ingress`); only a later pod (a replacement) starts one lazily
     lazy = ours.name not in c.nginx  # else it follows the endpoints from the start
     others = sum(1 for ng in c.nginx.values() if ng.pod is not ours and ng.pod.node is not crashed)
     values, classes = table(topo, crashed, best.node)
@@ -188,6 +190,8 @@ def probe(topo: Any, crashed: Any, ps: Any) -> tuple[dict[str, Any] | None, str]
         return None, "a(t) stays below 1 (or slow) after the upstream is dropped: no closed form"
     late, timeout, why = resends(ps)
     why = why or _late_refusal(ps, late)
+    if not why and late and lazy:  # its creation at ~arp.updated is a decision (tcp._cohort)
+        why = "SYN resends with a lazily started nginx: SimPy"
     if not why and late and getattr(topo.trial, "_latency", None) is None:
         why = "SYN resends without the design's latency model: no closed form here"
     if why:
