@@ -88,7 +88,8 @@ def test_vrrp_sigterm_sigkill_and_link_down(lab_env: Make, tmp_path: Path) -> No
     kill = _row(t, "daemon-kill/keepalived-kill")
     assert math.isnan(kill.at_vip_removed)
     assert 2.4 <= kill.at_vrrp_master_changed <= 4.2
-    assert kill.downtime_s == 0.0 and kill.lost_s <= 0.02
+    # one 20 ms bin at most: under load a bin may hold only the probe or two that fail there
+    assert kill.downtime_s <= 0.02 + 1e-9 and kill.lost_s <= 0.02 + 1e-9
     assert kill.recovery_s == 0.0 or abs(kill.recovery_s - kill.at_vrrp_master_changed) < 0.2
 
     # link down: Master_Down_Interval 3.609 s after the last advert the backup received
