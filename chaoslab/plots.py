@@ -853,6 +853,7 @@ PHASES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         (
             "replacement.",
             "container.restarted",
+            "container.serving",
             "pod.ready",
             "endpoints.added",
             "lb.marked_up",

@@ -57,7 +57,7 @@ def test_a_pod_that_stays_dead_backs_off_to_five_minutes(no_latency: dict[str, s
         trial, (pod,) = _run(Fault("pod-kill", "app-pod", {"crashes": "inf"}), params, seed)
         assert pod.restarts == 11
         assert not pod.running and not pod.ready
-        assert "container.restarted" not in trial.milestones
+        assert "container.serving" not in trial.milestones  # restarted, never listening
     # the closed form gives the same count with the PLEG tick anywhere in (0, 1 s]
     assert _deaths(0.0) == _deaths(1.0) == 11
 
@@ -73,7 +73,7 @@ def test_a_crash_loop_restarts_count_back_off_from_the_exit(no_latency: dict[str
         seed=2,
     )
     died = df["at_container_died"].to_numpy()  # the first death, seen at the PLEG tick
-    assert np.allclose(df["at_container_restarted"], died + 33.0, atol=1e-6)
+    assert np.allclose(df["at_container_serving"], died + 33.0, atol=1e-6)
 
 
 def test_stays_dead_vs_restart_in_place(no_latency: dict[str, str]) -> None:

@@ -340,7 +340,7 @@ def _pod_kill_trials(d: Draws, fc: FastCell) -> _Trials:
     removed, added = ms["endpoints.removed"], ms["endpoints.added"]
     on, off, synced = pod_kill.proxies(d, removed, added, fc.proxies)
     ms["proxy.synced"] = synced
-    on.append(ms["container.restarted"])
+    on.append(ms["container.serving"])
     off.append(np.full(d.size, np.inf))
     return ms, on, off
 

@@ -1,11 +1,16 @@
 """Closed form of a pod kill (one SIGKILL, restarted in place) behind kube-proxy
 (`chaoslab.mechanisms.kubelet`, ``endpoints``)::
 
-    PLEG relist tick: container.died -> restart at once -> + container start: running
-      (pod.not_ready only if the API write, one controller hop, lands before that)
+    PLEG relist tick: container.died -> restart at once -> + runtime start: the process
+      runs -> + the app's start-up: container.serving (pod.not_ready only if the API
+      write, one controller hop, lands before that)
+    the process is seen running at once (on-demand relist, 1.36+; else the next relist):
+      + API write: container.restarted; the readiness probe runs then and every period
+      from then
     pod.not_ready -> + slice sync: endpoints.removed (unless the pod is Ready again by then:
       the queued sync then publishes nothing, and the Ready write was deduplicated)
-    running -> first readiness probe -> + API write: pod.ready -> + slice sync: endpoints.added
+    serving -> first probe of that grid -> + API write: pod.ready -> + slice sync:
+      endpoints.added
     each kube-proxy (`chaoslab.fast.common.kube_proxy_syncs`, its sync runner): an add
       that arrives while the removal's sync waits is read by that same sync; one that
       arrives while it runs is asked for when it ends.
@@ -31,21 +36,30 @@ __all__ = ["chain", "proxies", "table"]
 
 _REACT = "kube_controller_manager.controller_reaction"
 _BATCH = "kube_controller_manager.endpointslice_updates_batch_period"
+_ON_DEMAND = "kubelet.pleg_on_demand_relist"
 _NAN = np.nan
+_EPS = 1e-9  # as chaoslab.mechanisms.node's grid tolerance
 
 
 def chain(d: Draws) -> dict[str, np.ndarray]:
     """The pod's and the EndpointSlice's milestones (NaN where a step does not happen)."""
     period = d("probe.period_seconds")
-    probe_phase = d.phase(period)  # the pod's probe worker, from before the fault
-    t_died = d.phase(d("kubelet.pleg_relist_period"))  # next PLEG tick after t = 0
-    t_run = t_died + d("pod.container_start_time")
+    pleg = d("kubelet.pleg_relist_period")
+    t_died = d.phase(pleg)  # next PLEG tick after t = 0
+    t_start = t_died + d("kubelet.container_runtime_start")  # the process runs again
+    t_run = t_start + d("pod.container_start_time")  # the app listens
     t_nr = t_died + d(_REACT)
     not_ready = t_nr < t_run  # else the container runs again before NotReady is written
     batch = d(_BATCH)  # drawn once: the controller keeps its batch period
     t_s1 = t_nr + slice_delay(d, batch)
+    # the sync that sees the new container: at once (on-demand relist) or the next relist
+    seen = t_start
+    if not d.flag(_ON_DEMAND):
+        seen = t_died + (np.floor((t_start - t_died) / pleg + _EPS) + 1) * pleg
+    t_restarted = seen + d(_REACT)
     if d.flag("pod.readiness_probe"):
-        first = next_tick(probe_phase, period, t_run + d("probe.initial_delay_seconds"))
+        # probed at once when seen, then every period from then
+        first = next_tick(seen, period, t_run + d("probe.initial_delay_seconds"))
         ready_at = first + (np.maximum(1, d.count("probe.success_threshold")) - 1) * period
     else:
         ready_at = t_run
@@ -54,7 +68,8 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     t_s2 = t_ready + slice_delay(d, batch)
     return {
         "container.died": t_died,
-        "container.restarted": t_run,
+        "container.restarted": t_restarted,
+        "container.serving": t_run,
         "pod.not_ready": np.where(not_ready, t_nr, _NAN),
         "pod.ready": np.where(not_ready, t_ready, _NAN),
         "endpoints.removed": np.where(removed, t_s1, _NAN),

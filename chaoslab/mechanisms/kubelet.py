@@ -1,13 +1,20 @@
 """The kubelet's side of a pod: start, readiness, crash and restart, graceful termination.
 
 Covers:
-- start: image pull + container start, then the readiness probe worker (ticking every
-  ``probe.period_seconds`` from when the pod reached the kubelet) passes
-  ``success_threshold`` times -> Ready, written to the API;
+- start: image pull + the runtime's create/start (``kubelet.container_runtime_start``: the
+  process runs) + the app's start-up (``pod.container_start_time``: it listens), then the
+  readiness probe worker (ticking every ``probe.period_seconds`` from when the pod
+  reached the kubelet) passes ``success_threshold`` times -> Ready, written to the API;
 - crash (SIGKILL of the main process): refused at once; PLEG relist (1 s) notices it ->
   pod NotReady; restart immediately the first time, then back-off 10 s doubling to 300 s,
   counted from the container's exit (``kuberuntime_manager.go`` doBackOff: the back-off
-  runs from ``cStatus.FinishedAt``);
+  runs from ``cStatus.FinishedAt``). The sync that restarts it relists the pod at once
+  (``kubelet.pleg_on_demand_relist``, 1.36+; before, the next periodic relist): that sync
+  reports the new container (restartCount, ``container.restarted``) and runs the
+  readiness probe at once, then every period from then (k8s.io/kubernetes v1.37.2
+  ``pkg/kubelet/prober/prober_manager.go`` lines 344-370, ``worker.go`` lines 186-201), so
+  Ready after a restart is the first probe of that grid at or after the app listens
+  (``container.serving``);
 - graceful delete: the kubelet sees the deletionTimestamp -> preStop -> SIGTERM -> the app
   stops accepting (``app.stop_accepting_after_sigterm``) and exits
   (``app.exit_after_sigterm``, at most the grace period) -> the object goes away. The
@@ -23,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import Node, Pod
-from chaoslab.mechanisms.node import next_tick
+from chaoslab.mechanisms.node import last_tick, next_tick
 
 if TYPE_CHECKING:
     from chaoslab.mechanisms.k8s import KubernetesCluster
@@ -33,7 +40,9 @@ __all__ = ["Kubelet"]
 register_milestones(
     {
         "container.died": "the killed container's death was noticed by the kubelet (PLEG)",
-        "container.restarted": "the killed container runs again",
+        "container.restarted": "the killed container's process runs again, as the API shows "
+        "it (restartCount up, state.running)",
+        "container.serving": "the restarted container's app accepts connections again",
         "pod.not_ready": "the failed pod's Ready condition is False in the API",
         "pod.ready": "a pod of the app became Ready again (in place or replacement)",
         "pod.sigterm": "SIGTERM delivered to the deleted pod's container",
@@ -57,6 +66,7 @@ class Kubelet:
         self.backoff0 = p.draw("kubelet.container_restart_backoff_initial")
         self.backoff_max = p.draw("kubelet.container_restart_backoff_max")
         self.status_sync = p.draw("kubelet.status_sync_period")
+        self.on_demand_relist = p.flag("kubelet.pleg_on_demand_relist")
         self._pleg_phase: dict[str, float] = {}
 
     def _api(self) -> float:
@@ -67,30 +77,59 @@ class Kubelet:
 
     # ------------------------------------------------------------------ start
     def start_pod(self, pod: Pod, *, restart: bool = False) -> None:
-        """The pod is bound (or its node came back): pull, start, then probe to Ready."""
+        """The pod is bound (or its node came back, or its container is restarted): the
+        runtime starts the container's process, then the app starts up, then the readiness
+        probe passes."""
         node = pod.node
         if not self._can_act(node):
             return
         pod.epoch += 1
         epoch = pod.epoch
         p = self.trial.p
-        delay = p.draw("pod.container_start_time")
+        delay = p.draw("kubelet.container_runtime_start")
         if not restart:
             delay += p.draw("pod.image_pull_time")
             pod.probe_phase = self.trial.now % self.probe_period
-        self.trial.at(delay, self._container_running, pod, epoch)
+        self.trial.at(delay, self._process_started, pod, epoch, restart)
+
+    def _process_started(self, pod: Pod, epoch: int, restart: bool) -> None:
+        if epoch != pod.epoch or pod.gone or not self._can_act(pod.node):
+            return
+        start_up = self.trial.p.draw("pod.container_start_time")
+        if restart:
+            seen = self._seen_running(pod)
+            # the sync that sees it running reports restartCount and triggers a readiness
+            # probe at once, whose ticker restarts from there (prober_manager.go
+            # UpdatePodStatus, worker.go run: probeTicker.Reset)
+            pod.probe_phase = seen % self.probe_period
+            if pod.restarts:
+                self.trial.at(seen - self.trial.now + self._api(), self._restart_reported, pod)
+        self.trial.at(start_up, self._container_running, pod, epoch)
+
+    def _seen_running(self, pod: Pod) -> float:
+        """When the kubelet first syncs the pod with its new container running: at once
+        with the on-demand relist (1.36+), else at the node's next periodic relist."""
+        now = self.trial.now
+        if self.on_demand_relist or pod.node is None:
+            return now
+        phase = self._pleg_phase.setdefault(pod.node.name, self.trial.phase(self.pleg))
+        return last_tick(phase, self.pleg, now) + self.pleg
+
+    def _restart_reported(self, pod: Pod) -> None:
+        if not pod.gone and self.cluster.cp.api_up:
+            self.trial.milestone("container.restarted")
 
     def _container_running(self, pod: Pod, epoch: int) -> None:
         if epoch != pod.epoch or pod.gone or not self._can_act(pod.node):
             return
-        if pod.crashes_left > 0:  # crash loop: dies right after starting
+        if pod.crashes_left > 0:  # crash loop: dies at the end of its start-up
             pod.crashes_left -= 1
             pod.restarts += 1
             self._died(pod, epoch)
             return
         pod.running = True
         if pod.restarts:
-            self.trial.milestone("container.restarted")
+            self.trial.milestone("container.serving")
         self.trial.changed()
         if pod.deleting:
             return

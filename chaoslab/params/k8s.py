@@ -99,6 +99,31 @@ register(
             "How often the kubelet relists containers and notices that one died.",
         ),
         Param(
+            "kubelet.pleg_on_demand_relist",
+            "flag",
+            True,
+            "1.36+ (PLEGOnDemandRelist beta on in 1.36, GA locked on in 1.37)",
+            f"{GH}/v1.37.2/pkg/kubelet/kubelet.go lines 2321-2326 (a sync that changed "
+            "containers ends with RequestPodRelist) and pkg/kubelet/pleg/generic.go lines "
+            "218-222 (that pod is relisted at once); pkg/features/kube_features.go lines "
+            "1930-1933",
+            "The pod worker relists a pod right after a sync that started or stopped one of "
+            "its containers: a restarted container is seen running (restartCount, "
+            "state.running, the first readiness probe) milliseconds after its start, not "
+            "at the next periodic relist.",
+        ),
+        Param(
+            "kubelet.container_runtime_start",
+            "duration",
+            Fixed(0.0),
+            "[assumption] any version",
+            "[assumption] the CRI CreateContainer + StartContainer of a container whose image "
+            "is on the node: milliseconds next to an app's start-up (the hollow node's fake "
+            "runtime, docs/live-pod-kill.md: 2-6 ms); set it for a slow runtime",
+            "From the kubelet's sync deciding to (re)start a container to its process "
+            "running (state.running.startedAt).",
+        ),
+        Param(
             "kubelet.container_restart_backoff_initial",
             "duration",
             Fixed(10.0),
@@ -534,7 +559,10 @@ register(
             "[assumption] any version",
             "[assumption] within the sig-scalability pod startup SLO: p99 <= 5 s excluding "
             "image pull (sig-scalability/slos/pod_startup_latency.md)",
-            "Sandbox + container start until the container runs (scheduling excluded).",
+            "The app's start-up: from its container's process start "
+            "(kubelet.container_runtime_start after the kubelet's decision) until it accepts "
+            "connections; for a new pod it includes the sandbox (scheduling and the image "
+            "pull excluded).",
         ),
         Param(
             "pod.readiness_probe",
@@ -822,8 +850,17 @@ _OLD_SLICES = (
     f"{GH}/v1.34.4/pkg/controller/endpointslice/endpointslice_controller.go updatePod "
     "(serviceQueue.AddAfter at once, line 549; the same in every release before 1.35)"
 )
+#: what every release up to 1.35 does differently from the newest
+_PRE_1_36 = {
+    "kubelet.pleg_on_demand_relist": (
+        False,
+        f"{GH}/v1.37.2/pkg/features/kube_features.go lines 1930-1933 (PLEGOnDemandRelist: "
+        "beta from 1.36, nothing before)",
+    ),
+}
 #: what every release up to 1.33 does differently from the newest
 _PRE_1_34 = {
+    **_PRE_1_36,
     "kube_controller_manager.taint_pass": ("next-pass", _PRE_134),
     "kube_proxy.sync_runner": ("burst-2", _BURST),
     "kube_controller_manager.endpointslice_pod_queue": (False, _OLD_SLICES),
@@ -857,8 +894,8 @@ register_profile(
     "k8s-1.35",
     "k8s",
     "Kubernetes 1.35: as 1.36 (the EndpointSlice controller's asynchronous pod-to-Service "
-    "lookup is new in 1.35).",
-    {},
+    "lookup is new in 1.35); no on-demand PLEG relist.",
+    _PRE_1_36,
     covers="1.35 (source read at v1.35.4)",
 )
 register_profile(
@@ -868,7 +905,7 @@ register_profile(
     "(PR #120816), kube-proxy's new sync runner (min sync from the previous completion, no "
     "burst), SeparateTaintEvictionController GA; pod changes still go straight to the "
     "Service queue. " + _SAME_AS,
-    {"kube_controller_manager.endpointslice_pod_queue": (False, _OLD_SLICES)},
+    {"kube_controller_manager.endpointslice_pod_queue": (False, _OLD_SLICES), **_PRE_1_36},
     covers="1.34 (source read at v1.34.0 and v1.34.4, identical in what is modelled)",
 )
 register_profile(

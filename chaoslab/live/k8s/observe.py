@@ -19,7 +19,7 @@ pod.deleted            the targeted pod gets a deletionTimestamp (delete, evicti
 pod.sigterm            the kubelet's ``Killing`` event for a targeted pod
 pod.not_ready          the targeted pod turns NotReady (pod faults)
 container.died         the targeted container is seen terminated or restarted
-container.restarted    the targeted container's restartCount went up
+container.restarted    the targeted container's restartCount went up (its new process runs)
 pod.gone               a targeted pod object is removed
 replacement.created    a workload pod that did not exist at the fault appears
 replacement.scheduled  ... is bound to a node
@@ -31,6 +31,9 @@ node.ready             the faulted node is Ready again
 =====================  ===========================================================
 
 ``service.recovered`` comes from the probes (the shared outage computation), not from here.
+The model's ``container.serving`` (the restarted container's app listens again) has no
+field in the API: the kubelet reports the process start (``state.running.startedAt``,
+``restartCount``), and the app serving shows only in the probes and in ``pod.ready``.
 Each milestone has the local time it was observed (``t``, seconds after the fault) and,
 where the object carries one, the API server's own timestamp mapped onto the local clock
 with the estimated offset (``t_server``; Kubernetes timestamps are whole seconds).
