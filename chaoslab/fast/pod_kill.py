@@ -5,8 +5,8 @@
       runs -> + the app's start-up: container.serving (pod.not_ready only if the API
       write, one controller hop, lands before that)
     the process is seen running at once (on-demand relist, 1.36+; else the next relist):
-      + API write: container.restarted; the readiness probe runs then and every period
-      from then
+      + API write after the death's: container.restarted; the readiness probe runs then
+      and every period from then
     pod.not_ready -> + slice sync: endpoints.removed (unless the pod is Ready again by then:
       the queued sync then publishes nothing, and the Ready write was deduplicated)
     serving -> first probe of that grid -> + API write: pod.ready -> + slice sync:
@@ -56,7 +56,7 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     seen = t_start
     if not d.flag(_ON_DEMAND):
         seen = t_died + (np.floor((t_start - t_died) / pleg + _EPS) + 1) * pleg
-    t_restarted = seen + d(_REACT)
+    t_restarted = np.maximum(seen, t_nr) + d(_REACT)  # the death's status is written first
     if d.flag("pod.readiness_probe"):
         # probed at once when seen, then every period from then
         first = next_tick(seen, period, t_run + d("probe.initial_delay_seconds"))

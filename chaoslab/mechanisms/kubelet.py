@@ -68,6 +68,7 @@ class Kubelet:
         self.status_sync = p.draw("kubelet.status_sync_period")
         self.on_demand_relist = p.flag("kubelet.pleg_on_demand_relist")
         self._pleg_phase: dict[str, float] = {}
+        self._status_written: dict[str, float] = {}  # pod -> when its last status write lands
 
     def _api(self) -> float:
         return self.trial.p.draw("kube_controller_manager.controller_reaction")
@@ -103,7 +104,10 @@ class Kubelet:
             # UpdatePodStatus, worker.go run: probeTicker.Reset)
             pod.probe_phase = seen % self.probe_period
             if pod.restarts:
-                self.trial.at(seen - self.trial.now + self._api(), self._restart_reported, pod)
+                # one status writer (status_manager.go Start: syncBatch in one goroutine):
+                # the restart's status is sent after the death's
+                sent = max(seen, self._status_written.get(pod.name, seen))
+                self.trial.at(sent - self.trial.now + self._api(), self._restart_reported, pod)
         self.trial.at(start_up, self._container_running, pod, epoch)
 
     def _seen_running(self, pod: Pod) -> float:
@@ -181,8 +185,10 @@ class Kubelet:
         if epoch != pod.epoch or pod.gone:
             return
         self.trial.milestone("container.died")
+        write = self._api()
+        self._status_written[pod.name] = self.trial.now + write
         if pod.ready and pod.node is not None and pod.node.net_up:
-            self.trial.at(self._api(), self._set_not_ready, pod, epoch)
+            self.trial.at(write, self._set_not_ready, pod, epoch)
         # first restart immediate, then 10 s, 20 s, ... capped (CrashLoopBackOff)
         n = pod.restarts - 1
         backoff = 0.0 if n <= 0 else min(self.backoff_max, self.backoff0 * 2 ** (n - 1))
