@@ -348,11 +348,16 @@ def test_a_pod_restarted_in_place_is_registered_again_from_scratch() -> None:
     endpoint goes not-ready and back, so the controller deregisters and registers the same
     IP again: out of rotation for the registration (70-120 s) + propagation (30-40 s),
     capacity lost but no request. A restart before the controller reconciles leaves the
-    target alone (it reads the slices as they are then)."""
+    target alone (it reads the slices as they are then): a trial churns with the chance
+    that the sync delay, uniform(0.2 s, 2 s), is shorter than its not-ready window."""
     df = sim("cloud-lb-ip", {"kind": "pod-kill", "target": "app-pod"}, "aws-nlb", trials=100)
     assert (df["recovery_s"] < 10).all()
     churn = df[df["at_cloud_lb_deregistering"].notna()]
-    assert 0.8 * len(df) < len(churn)
+    window = df["at_endpoints_added"] - df["at_endpoints_removed"]
+    chance = np.clip((window - 0.2) / 1.8, 0.0, 1.0)
+    spread = np.sqrt((chance * (1 - chance)).sum())
+    assert abs(len(churn) - chance.sum()) < 4 * spread + 1
+    assert 0 < len(churn) < len(df)
     assert (churn["at_cloud_lb_deregistering"] < churn["at_cloud_lb_registered"]).all()
     back = churn["at_lb_routed_in"] - churn["at_cloud_lb_registered"]
     assert back.between(70.0 + 30.0, 120.0 + 40.0).all()
