@@ -238,8 +238,12 @@ def test_a_prestop_longer_than_the_deregistration_costs_nothing_in_ip_mode() -> 
 
 def test_a_new_pod_ip_takes_traffic_after_registration_its_first_check_and_propagation() -> None:
     """The replacement: registered cloud_lb.controller_sync after its endpoint is written,
-    first check lb.registration_time later (fixed), one pass, in rotation lb.propagation later."""
+    first check lb.registration_time later (fixed), one pass, in rotation lb.propagation later.
+    Its app starts up in 3 s: the probe of the sync that first sees it fails and Ready comes
+    one 10 s period later, after the old pod's last reconcile (an app up by that sync would
+    be Ready at once, and registered by the removal's reconcile)."""
     params = {
+        "pod.container_start_time": "3s",
         "cloud_lb.controller_sync": "1s",
         "lb.registration_time": "90s",
         "lb.propagation": "35s",

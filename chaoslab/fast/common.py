@@ -28,10 +28,13 @@ __all__ = [
     "kube_proxy_syncs",
     "lookup",
     "metrics",
+    "new_pod_ready",
     "next_tick",
+    "probed_ready",
     "proxy_syncs",
     "relevant_bits",
     "rows",
+    "seen_running",
     "slice_delay",
     "synced_at",
 ]
@@ -123,6 +126,43 @@ def _sample(d: Dist, rng: np.random.Generator, n: int) -> np.ndarray:
 def next_tick(phase: np.ndarray | float, period: np.ndarray | float, t: np.ndarray) -> np.ndarray:
     """`chaoslab.mechanisms.node.next_tick` over arrays."""
     return phase + np.ceil((t - phase) / period - _EPS) * period
+
+
+def seen_running(d: Draws, t_start: np.ndarray, relist: np.ndarray, pleg: np.ndarray) -> np.ndarray:
+    """When the kubelet first syncs a pod whose container process started at ``t_start``
+    (new or restarted; `chaoslab.mechanisms.kubelet.Kubelet._seen_running`): at once with
+    the on-demand relist (1.36+), else the node's next relist (any tick ``relist`` of its
+    grid every ``pleg``) after it."""
+    if d.flag("kubelet.pleg_on_demand_relist"):
+        return t_start
+    return relist + (np.floor((t_start - relist) / pleg + _EPS) + 1) * pleg
+
+
+def new_pod_ready(d: Draws, t_sched: np.ndarray) -> np.ndarray:
+    """When a new pod bound at ``t_sched`` is Ready in the kubelet (its API write not
+    included): pull, the runtime's start (the process runs), the app's start-up, and the
+    readiness probe from the sync that sees it running, at the node's relist grid
+    (`chaoslab.mechanisms.kubelet.Kubelet.start_pod`)."""
+    t_start = t_sched + d("pod.image_pull_time") + d("kubelet.container_runtime_start")
+    t_run = t_start + d("pod.container_start_time")
+    pleg = d("kubelet.pleg_relist_period")
+    return probed_ready(d, t_start, t_run, seen_running(d, t_start, d.phase(pleg), pleg))
+
+
+def probed_ready(
+    d: Draws, t_start: np.ndarray, t_serving: np.ndarray, seen: np.ndarray
+) -> np.ndarray:
+    """When the kubelet's readiness turns Success (its API write not included) for a
+    container whose process started at ``t_start`` and whose app listens at ``t_serving``:
+    the probe runs at ``seen`` and every period from then, and counts once
+    initialDelaySeconds have passed since the process start (`chaoslab.mechanisms.kubelet`);
+    without a probe, at ``t_serving``."""
+    if not d.flag("pod.readiness_probe"):
+        return t_serving
+    period = d("probe.period_seconds")
+    due = np.maximum(np.maximum(seen, t_serving), t_start + d("probe.initial_delay_seconds"))
+    first = next_tick(seen, period, due)
+    return first + (np.maximum(1, d.count("probe.success_threshold")) - 1) * period
 
 
 def relevant_bits(

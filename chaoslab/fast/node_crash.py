@@ -9,7 +9,8 @@
       (>= 1.34, same pass: a token within node_informer_lag of the Unknown write is spent
       for nothing; the next pass re-queues, the taint waits for the next token)
       (<= 1.12: probeTimestamp + pod_eviction_timeout -> queue tick: pod.evicted)
-      -> replacement created, scheduled, started, first readiness probe: replacement.ready
+      -> replacement created, scheduled, started, readiness probed from the sync that sees
+         it running (`chaoslab.fast.common.new_pod_ready`): replacement.ready
       -> endpoints.added
     LB check of the dead target: U(0, interval) + (fall - 1) x gap + timeout: lb.marked_down
 """
@@ -20,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from chaoslab.fast.common import _EPS, Draws, next_tick, set_proxies, slice_delay
+from chaoslab.fast.common import (
+    _EPS,
+    Draws,
+    new_pod_ready,
+    next_tick,
+    set_proxies,
+    slice_delay,
+)
 
 __all__ = ["chain", "lb_marked_down", "proxy_syncs", "table"]
 
@@ -95,15 +103,7 @@ def _replacement(d: Draws, t_ev: np.ndarray, batch: np.ndarray) -> dict[str, np.
     """ReplicaSet -> scheduler -> kubelet start -> readiness probe -> EndpointSlice."""
     t_created = t_ev + d(_REACT)
     t_sched = t_created + d("kube_scheduler.scheduling_latency")
-    t_run = t_sched + d("pod.container_start_time") + d("pod.image_pull_time")
-    period = d("probe.period_seconds")
-    if d.flag("pod.readiness_probe"):
-        success = np.maximum(1, d.count("probe.success_threshold"))
-        first = next_tick(t_sched % period, period, t_run + d("probe.initial_delay_seconds"))
-        ready_at = first + (success - 1) * period
-    else:
-        ready_at = t_run
-    t_ready = ready_at + d(_REACT)
+    t_ready = new_pod_ready(d, t_sched) + d(_REACT)
     return {
         "replacement.created": t_created,
         "replacement.scheduled": t_sched,

@@ -25,8 +25,9 @@ import numpy as np
 
 from chaoslab.fast.common import (
     Draws,
-    next_tick,
+    probed_ready,
     proxy_syncs,
+    seen_running,
     set_proxies,
     slice_delay,
     synced_at,
@@ -36,14 +37,11 @@ __all__ = ["chain", "proxies", "table"]
 
 _REACT = "kube_controller_manager.controller_reaction"
 _BATCH = "kube_controller_manager.endpointslice_updates_batch_period"
-_ON_DEMAND = "kubelet.pleg_on_demand_relist"
 _NAN = np.nan
-_EPS = 1e-9  # as chaoslab.mechanisms.node's grid tolerance
 
 
 def chain(d: Draws) -> dict[str, np.ndarray]:
     """The pod's and the EndpointSlice's milestones (NaN where a step does not happen)."""
-    period = d("probe.period_seconds")
     pleg = d("kubelet.pleg_relist_period")
     t_died = d.phase(pleg)  # next PLEG tick after t = 0
     t_start = t_died + d("kubelet.container_runtime_start")  # the process runs again
@@ -52,17 +50,9 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     not_ready = t_nr < t_run  # else the container runs again before NotReady is written
     batch = d(_BATCH)  # drawn once: the controller keeps its batch period
     t_s1 = t_nr + slice_delay(d, batch)
-    # the sync that sees the new container: at once (on-demand relist) or the next relist
-    seen = t_start
-    if not d.flag(_ON_DEMAND):
-        seen = t_died + (np.floor((t_start - t_died) / pleg + _EPS) + 1) * pleg
+    seen = seen_running(d, t_start, t_died, pleg)  # the sync that sees the new container
     t_restarted = np.maximum(seen, t_nr) + d(_REACT)  # the death's status is written first
-    if d.flag("pod.readiness_probe"):
-        # probed at once when seen, then every period from then
-        first = next_tick(seen, period, t_run + d("probe.initial_delay_seconds"))
-        ready_at = first + (np.maximum(1, d.count("probe.success_threshold")) - 1) * period
-    else:
-        ready_at = t_run
+    ready_at = probed_ready(d, t_start, t_run, seen)  # probed when seen, every period on
     t_ready = ready_at + d(_REACT)
     removed = not_ready & (t_s1 < t_ready)
     t_s2 = t_ready + slice_delay(d, batch)

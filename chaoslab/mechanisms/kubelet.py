@@ -3,8 +3,15 @@
 Covers:
 - start: image pull + the runtime's create/start (``kubelet.container_runtime_start``: the
   process runs) + the app's start-up (``pod.container_start_time``: it listens), then the
-  readiness probe worker (ticking every ``probe.period_seconds`` from when the pod
-  reached the kubelet) passes ``success_threshold`` times -> Ready, written to the API;
+  readiness probe passes ``success_threshold`` times -> Ready, written to the API. A new
+  pod's probe worker starts at its sync (``AddPod``, before the pull), but finds no
+  container until the sync that sees it running (at once with the on-demand relist, 1.36+;
+  before, the next periodic relist) triggers a probe and restarts the worker's ticker
+  there (k8s.io/kubernetes v1.37.2 ``pkg/kubelet/kubelet.go`` line 2250,
+  ``pkg/kubelet/prober/prober_manager.go`` lines 344-370, ``worker.go`` lines 186-201 and
+  235-243): the grid runs from that sync, as after a restart in place. A probe counts
+  once ``initialDelaySeconds`` have passed since the process start (``worker.go`` lines
+  330-333: ``state.running.startedAt``, not the app's start-up);
 - crash (SIGKILL of the main process): refused at once; PLEG relist (1 s) notices it ->
   pod NotReady; restart immediately the first time, then back-off 10 s doubling to 300 s,
   counted from the container's exit (``kuberuntime_manager.go`` doBackOff: the back-off
@@ -90,25 +97,24 @@ class Kubelet:
         delay = p.draw("kubelet.container_runtime_start")
         if not restart:
             delay += p.draw("pod.image_pull_time")
-            pod.probe_phase = self.trial.now % self.probe_period
         self.trial.at(delay, self._process_started, pod, epoch, restart)
 
     def _process_started(self, pod: Pod, epoch: int, restart: bool) -> None:
         if epoch != pod.epoch or pod.gone or not self._can_act(pod.node):
             return
         start_up = self.trial.p.draw("pod.container_start_time")
-        if restart:
-            seen = self._seen_running(pod)
-            # the sync that sees it running reports restartCount and triggers a readiness
-            # probe at once, whose ticker restarts from there (prober_manager.go
-            # UpdatePodStatus, worker.go run: probeTicker.Reset)
-            pod.probe_phase = seen % self.probe_period
-            if pod.restarts:
-                # one status writer (status_manager.go Start: syncBatch in one goroutine):
-                # the restart's status is sent after the death's
-                sent = max(seen, self._status_written.get(pod.name, seen))
-                self.trial.at(sent - self.trial.now + self._api(), self._restart_reported, pod)
-        self.trial.at(start_up, self._container_running, pod, epoch)
+        seen = self._seen_running(pod)
+        # the sync that sees it running (new or restarted) triggers a readiness probe at
+        # once, whose ticker restarts from there (prober_manager.go UpdatePodStatus,
+        # worker.go run: probeTicker.Reset)
+        pod.probe_phase = seen % self.probe_period
+        if restart and pod.restarts:
+            # that sync reports restartCount; one status writer (status_manager.go Start:
+            # syncBatch in one goroutine): the restart's status is sent after the death's
+            sent = max(seen, self._status_written.get(pod.name, seen))
+            self.trial.at(sent - self.trial.now + self._api(), self._restart_reported, pod)
+        due = max(seen, self.trial.now + self.initial_delay)  # delay from the process start
+        self.trial.at(start_up, self._container_running, pod, epoch, due)
 
     def _seen_running(self, pod: Pod) -> float:
         """When the kubelet first syncs the pod with its new container running: at once
@@ -123,7 +129,7 @@ class Kubelet:
         if not pod.gone and self.cluster.cp.api_up:
             self.trial.milestone("container.restarted")
 
-    def _container_running(self, pod: Pod, epoch: int) -> None:
+    def _container_running(self, pod: Pod, epoch: int, due: float) -> None:
         if epoch != pod.epoch or pod.gone or not self._can_act(pod.node):
             return
         if pod.crashes_left > 0:  # crash loop: dies at the end of its start-up
@@ -140,7 +146,8 @@ class Kubelet:
         if not self.readiness_probe:
             self._report_ready(pod, epoch)
             return
-        first = next_tick(pod.probe_phase, self.probe_period, self.trial.now + self.initial_delay)
+        # the first probe of the grid from the seen sync that finds the app listening
+        first = next_tick(pod.probe_phase, self.probe_period, max(self.trial.now, due))
         ready_at = first + (self.success_threshold - 1) * self.probe_period
         self.trial.at(ready_at - self.trial.now, self._report_ready, pod, epoch)
 
