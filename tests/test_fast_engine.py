@@ -68,20 +68,32 @@ horizon: 30m
 """
 
 
+def _vrrp_head(title: str, v3_label: str) -> str:
+    """The VRRP cells' common start: the cluster and a VRRPv3 design (per-node priorities,
+    a drawn advert interval) labelled ``v3_label``."""
+    return f"""
+title: {title}
+profile: [k8s-1.32]
+cluster:
+  nodes: {{master: 3, controller: 3, compute: 2}}
+  app: {{kind: Deployment, replicas: 3, spread: controller}}
+designs:
+  - design: ingress-vip-vrrp
+    label: {v3_label}
+    params:
+      vrrp.version: 3
+      vrrp.priority: [100, 120, 150]
+      vrrp.advert_int: "uniform(0.5s,1.5s)"
+"""
+
+
 #: keepalived's own defaults and the VIP's other neighbours: priorities per node (a list)
 #: under VRRPv3 with a drawn advert interval, no GARP (the Linux neighbour gives up on the
 #: dead MAC by NUD), a router that ignores GARP (its 1 h timeout: half the trials recover
 #: within the horizon), the 2018 ingress-nginx (reload on endpoint change)
-VRRP = """
-title: fast engine VRRP cells beyond the bundled experiment
-profile: [k8s-1.32]
-cluster:
-  nodes: {master: 3, controller: 3, compute: 2}
-  app: {kind: Deployment, replicas: 3, spread: controller}
-designs:
-  - design: ingress-vip-vrrp
-    label: vrrp-v3
-    params: {vrrp.version: 3, vrrp.priority: [100, 120, 150], vrrp.advert_int: "uniform(0.5s,1.5s)"}
+VRRP = (
+    _vrrp_head("fast engine VRRP cells beyond the bundled experiment", "vrrp-v3")
+    + """\
   - {design: ingress-vip-vrrp, label: vrrp-no-garp, params: {vrrp.garp_master_repeat: 0}}
   - design: ingress-vip-vrrp
     label: vrrp-router
@@ -95,21 +107,15 @@ client: {timeout: 10s}
 params: {client.tcp_syn_retries: 0}
 horizon: 30m
 """
+)
 
 
 #: clients that resend a lost SYN during the VIP move (the bundled cell has 1, 3, 7 s):
 #: VRRPv3 with a drawn advert interval, a 30 s client with Linux 6.5's four linear
 #: timeouts (1, 2, 3, 4, 5, 7, 11, 19 s), the 2018 ingress-nginx reloading
-VRRP_RESENDS = """
-title: fast engine VRRP cells whose clients resend their SYN
-profile: [k8s-1.32]
-cluster:
-  nodes: {master: 3, controller: 3, compute: 2}
-  app: {kind: Deployment, replicas: 3, spread: controller}
-designs:
-  - design: ingress-vip-vrrp
-    label: vrrp-v3-resends
-    params: {vrrp.version: 3, vrrp.priority: [100, 120, 150], vrrp.advert_int: "uniform(0.5s,1.5s)"}
+VRRP_RESENDS = (
+    _vrrp_head("fast engine VRRP cells whose clients resend their SYN", "vrrp-v3-resends")
+    + """\
   - design: ingress-vip-vrrp
     label: vrrp-linear-30s
     params: {client.timeout: 30s, client.tcp_syn_linear_timeouts: 4}
@@ -119,6 +125,7 @@ faults:
 client: {timeout: 10s}
 horizon: 30m
 """
+)
 
 
 def _cells() -> list[Cell]:
