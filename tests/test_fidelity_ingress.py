@@ -6,6 +6,7 @@ of that Lua logic, and the sync time growing with the configuration."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from chaoslab.mechanisms.ingress import (
     UNREACHABLE_POINTS,
     ewma_avoided_share,
     ewma_outcomes,
+    least_conn_hole_share,
     least_conn_late,
     least_conn_success,
     lua_round_robin_outcomes,
@@ -124,6 +126,92 @@ def test_two_unreachable_upstreams_cost_the_sum_of_two_uniforms() -> None:
     full = unreachable_delays(2, 3.0, 100.0)
     assert sum(w * d for w, d in full) == pytest.approx(3.0)
     assert sum(w for w, d in full if d < 3.0) == pytest.approx(0.5, abs=1 / UNREACHABLE_POINTS)
+
+
+def _nginx_least_conn_hole_picks(
+    k: int, rate: float, stuck: float, hold: float, n: int = 40_000
+) -> float:
+    """Share of first picks that go to upstream 0, a black hole, under nginx 1.22.1's own
+    loop (src/http/modules/ngx_http_upstream_least_conn_module.c,
+    ngx_http_upstream_get_least_conn_peer, weights 1): the peer with the fewest ``conns``
+    found first; if others tie, walk the tied ones from it, ``current_weight += 1`` each,
+    the largest wins (the first on equality) and loses the tie count. Poisson arrivals,
+    live requests in flight Exp(``hold``), each connect to the hole ``stuck`` seconds,
+    then the request goes on to an untried peer (its pick counted as well)."""
+    rng = np.random.default_rng(11)
+    conns, cw = [0] * k, [0] * k
+    events: list[tuple[float, int, int]] = []  # (ends, seq, peer)
+
+    def pick(tried: set[int]) -> int:
+        best, many = -1, False
+        for i in range(k):
+            if i in tried:
+                continue
+            if best < 0 or conns[i] < conns[best]:
+                best, many = i, False
+            elif conns[i] == conns[best]:
+                many = True
+        total, first = 0, best
+        for i in range(first, k) if many else ():
+            if i not in tried and conns[i] == conns[first]:
+                cw[i] += 1
+                total += 1
+                best = i if cw[i] > cw[best] else best
+        cw[best] -= total
+        conns[best] += 1
+        return best
+
+    def send(t: float, tried: set[int]) -> int:
+        u = pick(tried)
+        tried.add(u)
+        seq = next(ids)
+        if u == 0:
+            retries[seq] = tried
+        heapq.heappush(events, (t + (stuck if u == 0 else rng.exponential(hold)), seq, u))
+        return u
+
+    retries: dict[int, set[int]] = {}
+    ids = itertools.count()
+    t, hits = 0.0, 0
+    for _ in range(n):
+        t += rng.exponential(1 / rate)
+        while events and events[0][0] <= t:
+            at, seq, u = heapq.heappop(events)
+            if u == 0:  # the hole's connect timed out: freed, the request goes on
+                conns[0] -= 1
+                send(at, retries.pop(seq))
+            else:
+                conns[u] -= 1
+        hits += send(t, set()) == 0
+    return hits / n
+
+
+@pytest.mark.parametrize(
+    ("rate", "stuck", "hold"),
+    [(340.0, 1.0, 0.0001), (340.0, 1.0, 0.0015), (340.0, 0.5, 0.005), (100.0, 1.0, 0.02)],
+)
+def test_least_conn_finds_a_black_hole_again_when_the_live_pods_are_busy(
+    rate: float, stuck: float, hold: float
+) -> None:
+    """nginx's least_conn sends a black hole a new request while its connect is stuck
+    whenever both live pods carry a request too (a tie at one connection each): the
+    closed form's birth-death chain over the hole's stuck connects against nginx's own
+    pick loop. Idle live pods give one pick per stuck + k / rate; at 340 requests/s and
+    1.5 ms in flight, 2.0 per second instead of 1.0."""
+    want = least_conn_hole_share(3, rate, stuck, busy=rate * hold)
+    got = _nginx_least_conn_hole_picks(3, rate, stuck, hold)
+    assert got == pytest.approx(want, rel=0.12)
+    assert want > 1 / (rate * stuck + 3) or hold * rate < 0.05
+
+
+def test_least_conn_is_freed_when_the_client_gives_up_first() -> None:
+    """A client that gives up (0.5 s) before nginx's connect timeout (1 s) closes its
+    connection; nginx finalizes the request (499) and frees the hole's connection count,
+    so the hole is picked about once per 0.5 s + k / rate: lost, not late."""
+    kw = dict(tries=3, connect_timeout=1.0, client_timeout=0.5, rate=340.0)
+    ok = least_conn_success(2, 0, 1, **kw)  # type: ignore[arg-type]
+    assert 1.0 - ok == pytest.approx(1 / (340 * 0.5 + 3))
+    assert least_conn_late(2, 0, 1, **kw) == ()  # type: ignore[arg-type]
 
 
 def test_least_conn_late_requests_are_the_ones_that_drew_the_hole() -> None:

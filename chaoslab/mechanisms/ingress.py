@@ -28,9 +28,10 @@ Covers (docs/model-network.md, ingress-nginx):
   upstream. Behind an overlay (VXLAN, IP-in-IP: the default) the neighbour that fails is
   the outer packet's, the error never reaches the proxied socket: a black hole.
 - ``nginx.load_balance: least_conn`` (plain nginx): a black hole holds each connect it
-  got for ``proxy_connect_timeout``, so it has the most active connections and is picked
-  first only when its last connect timed out and it ties with the (fast) live upstreams:
-  one request per ``connect_timeout + k / rate`` (`least_conn_hole_share`); the retry then
+  got until ``proxy_connect_timeout`` or the client gives up (nginx then frees it), so it
+  has the most active connections and is picked when every live upstream carries at
+  least as many (idle live upstreams: one request per ``stuck + k / rate``; live ones
+  busy ``client.request_duration`` each: more, `least_conn_hole_share`); the retry then
   goes to an untried live one. Round robin (ingress-nginx's default) tries it 1/k of the
   time.
 - ``nginx.load_balance: ewma`` (ingress-nginx's peak EWMA, ``balancer/ewma.lua``): only
@@ -54,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from math import comb, factorial, floor, log
+from math import comb, exp, factorial, floor, lgamma, log
 
 from chaoslab.mechanisms.base import Trial, register_milestones
 from chaoslab.mechanisms.cluster import ClusterSpec, Node, Pod, Service, Workload
@@ -71,6 +72,7 @@ __all__ = [
     "ewma_outcomes",
     "irwin_hall_cdf",
     "least_conn_hole_share",
+    "least_conn_pick_share",
     "least_conn_success",
     "lua_round_robin_outcomes",
     "proxy_outcomes",
@@ -297,20 +299,74 @@ def lua_round_robin_outcomes(
     return ok, _spread(done, unreachable_cycle, client_timeout, scale)
 
 
-def least_conn_hole_share(k: int, rate: float, stuck: float) -> float:
+def least_conn_hole_share(
+    k: int,
+    rate: float,
+    stuck: float,
+    *,
+    busy: float = 0.0,
+    holes: int = 1,
+    refused: int = 0,
+) -> float:
     """Share of requests whose first pick under least_conn is one given black hole among
-    ``k`` upstreams (live ones answer at once, so they sit at 0 active connections).
+    ``k`` upstreams, ``busy`` = rate x a live request's hold time (its mean in flight).
 
-    Renewal argument: a pick holds the hole at 1 connection for ``stuck`` seconds; then it
-    ties at 0 with the others and each Poisson arrival (``rate``) picks it with 1/k, so the
-    next pick comes a mean k/rate later: one request per (stuck + k/rate) seconds, i.e. a
-    share 1 / (rate * stuck + k) of all requests (1/k when stuck is 0, as round robin).
+    nginx 1.22.1 ``ngx_http_upstream_get_least_conn_peer`` picks the peer with the fewest
+    active connections; ties go round robin (smooth weighted ``current_weight`` over the
+    tied peers only). A pick holds the hole for ``stuck`` seconds, so with C connects
+    stuck it is picked again only when every live upstream carries at least C requests
+    (`least_conn_pick_share`). C is a birth-death chain, births ``rate x pick(C)``, each
+    connect ending ``stuck`` later; its product form pi(C+1) = pi(C) rate pick(C)
+    stuck / (C+1) holds for any holding-time law of that mean (an infinite-server queue
+    with state-dependent arrivals is insensitive), and picks per second = E[C] / stuck
+    (Little). Idle live upstreams (``busy`` 0): 1 / (rate x stuck + k), one pick per
+    stuck + k / rate seconds; stuck 0: the tie share (1/k when idle), as round robin.
     """
-    if k <= 0:
+    if k <= 0 or holes <= 0:
         return 0.0
-    if rate <= 0:
-        return 1.0 / k
-    return 1.0 / (rate * stuck + k)
+    live = k - holes - refused
+    if rate <= 0 or stuck <= 0:
+        return least_conn_pick_share(0, live, refused, holes, busy)
+    pi, mean, total = 1.0, 0.0, 1.0
+    for c in range(_MAX_STUCK):
+        p = least_conn_pick_share(c, live, refused, holes, busy)
+        pi *= rate * p * stuck / (c + 1)
+        if pi <= 1e-12 * total:
+            break
+        mean += (c + 1) * pi
+        total += pi
+    return mean / total / (rate * stuck)
+
+
+#: stuck connects on one hole the chain is summed to (far beyond rate x stuck in use)
+_MAX_STUCK = 20_000
+
+
+@lru_cache(maxsize=65536)
+def least_conn_pick_share(c: int, live: int, refused: int, holes: int, busy: float) -> float:
+    """P(least_conn picks a given hole with ``c`` stuck connects) for one request.
+
+    The live upstreams hold Poisson(``busy``) requests in all (M/G/inf), spread evenly
+    by least_conn itself (floor(n / live) each at least); refused ones answer at once,
+    so they sit at 0; other holes are taken as tied with this one. The hole wins when
+    it has fewer than every other upstream, and ties (equal ``conns``) share the pick
+    (round robin among them)."""
+    if live <= 0:
+        return 1.0 / max(holes + refused, 1)
+    spread = 12.0 * busy**0.5 + 30
+    share = 0.0
+    for n in range(max(0, int(busy - spread)), int(busy + spread) + 1):
+        w = exp(n * log(busy) - busy - lgamma(n + 1)) if busy > 0 else float(n == 0)
+        m, r = divmod(n, live)
+        if refused:
+            m, at_min = 0, refused + (live - n if n < live else 0)
+        else:
+            at_min = live - r
+        if m > c:
+            share += w / holes
+        elif m == c:
+            share += w / (holes + at_min)
+    return share
 
 
 def least_conn_success(
@@ -323,14 +379,18 @@ def least_conn_success(
     client_timeout: float,
     rate: float,
     non_idempotent: float = 0.0,
+    hold: float = 0.0,
 ) -> float:
     """Share of requests that succeed through an nginx balancing with least_conn.
 
-    Holes are first picks only at `least_conn_hole_share` each; a request that drew one
-    waits ``connect_timeout`` and is passed to an untried upstream, which least_conn picks
-    among the live and refused ones (both at 0 connections). Refused ones cost nothing.
+    Holes are first picks only at `least_conn_hole_share` each (``hold``: a live
+    request's mean time in flight, so live upstreams are sometimes busy); a request that
+    drew one waits ``connect_timeout`` and is passed to an untried upstream, which
+    least_conn picks among the live and refused ones. Refused ones cost nothing.
     """
-    parts = _least_conn_parts(live, refused, holes, tries, connect_timeout, client_timeout, rate)
+    parts = _least_conn_parts(
+        live, refused, holes, tries, connect_timeout, client_timeout, rate, hold
+    )
     if parts is None:
         return 0.0
     h, rest, after_hole, first_live = parts
@@ -348,10 +408,13 @@ def least_conn_late(
     client_timeout: float,
     rate: float,
     non_idempotent: float = 0.0,
+    hold: float = 0.0,
 ) -> SlowClasses:
     """The late part of `least_conn_success`: the requests that drew a hole first and
     succeeded on the next upstream, ``connect_timeout`` late."""
-    parts = _least_conn_parts(live, refused, holes, tries, connect_timeout, client_timeout, rate)
+    parts = _least_conn_parts(
+        live, refused, holes, tries, connect_timeout, client_timeout, rate, hold
+    )
     if parts is None:
         return ()
     share = (1.0 - non_idempotent) * parts[0] * parts[2]
@@ -366,14 +429,19 @@ def _least_conn_parts(
     connect_timeout: float,
     client_timeout: float,
     rate: float,
+    hold: float,
 ) -> tuple[float, float, float, float] | None:
     """(share drawing a hole first, success without one, success after one, first pick
-    live) under least_conn; None if nothing can succeed."""
+    live) under least_conn; None if nothing can succeed. A hole's connect is stuck until
+    it times out or the client gives up: nginx then finalizes the request (499,
+    ngx_http_upstream_check_broken_connection, proxy_ignore_client_abort off) and frees
+    the peer's connection count."""
     k = live + refused + holes
     if k == 0 or live == 0:
         return None
-    per_hole = least_conn_hole_share(k, rate, connect_timeout)
-    h = min(holes / k, holes * per_hole)
+    stuck = min(connect_timeout, client_timeout)
+    per_hole = least_conn_hole_share(k, rate, stuck, busy=rate * hold, holes=holes, refused=refused)
+    h = min(1.0, holes * per_hole)
     rest = proxy_success(
         live, refused, 0, tries=tries, connect_timeout=0.0, client_timeout=client_timeout
     )
@@ -743,6 +811,7 @@ class Nginx:
                 client_timeout=c.client_timeout,
                 rate=c.request_rate,
                 non_idempotent=c.non_idempotent,
+                hold=c.live_hold,
             )
             late = least_conn_late(
                 *args,
@@ -751,6 +820,7 @@ class Nginx:
                 client_timeout=c.client_timeout,
                 rate=c.request_rate,
                 non_idempotent=c.non_idempotent,
+                hold=c.live_hold,
             )
             return ok, late
         ok = proxy_success(
@@ -889,7 +959,10 @@ class IngressCluster(KubernetesCluster):
         self.lua_rr = self.dynamic and p.choice("nginx.round_robin_retry") == "cycle"
         self.ewma_decay = p.draw("nginx.ewma_decay_time")
         key = "client.request_duration"  # a live upstream's EWMA score: its usual latency
-        self.live_rtt = BaseLatency.of(p.dist(key) or p.draw(key)).quantile(0.5)
+        base = BaseLatency.of(p.dist(key) or p.draw(key))
+        self.live_rtt = base.quantile(0.5)
+        # least_conn: how long a request keeps a live upstream's connection count up
+        self.live_hold = sum(base.samples) / len(base.samples)
         ingresses = p.count("ingress.ingresses")
         self.sync_time = sync_time(ingresses, p.draw("nginx.sync_time_per_ingress"))
         self.reload_extra = sync_time(ingresses, p.draw("nginx.reload_time_per_ingress"))
