@@ -390,3 +390,15 @@ def test_late_requests_are_a_part_of_the_successes(
         assert all(0 < d < client for _, d in late)
         if live == 0:
             assert (ok, late) == (0.0, ())
+
+
+def test_zero_tries_is_every_upstream_as_in_nginx() -> None:
+    """proxy_next_upstream_tries 0 is no limit (nginx.org ngx_http_proxy_module: "The 0
+    value turns off this limitation"): with two black holes and a 2.5 s client, the live
+    pod is reached within two connect timeouts wherever it is in the order, as with
+    tries = k = 3; with tries 1 only when it comes first (1/3)."""
+    kw = dict(connect_timeout=1.0, client_timeout=2.5)
+    assert proxy_success(1, 0, 2, tries=0, **kw) == proxy_success(1, 0, 2, tries=3, **kw) == 1.0
+    assert proxy_success(1, 0, 2, tries=1, **kw) == pytest.approx(1 / 3)
+    lc = dict(kw, rate=340.0, hold=0.0015)
+    assert least_conn_success(1, 0, 2, tries=0, **lc) == least_conn_success(1, 0, 2, tries=3, **lc)

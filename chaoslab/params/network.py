@@ -711,9 +711,13 @@ register(
             LogNormal(0.001, 0.005),
             _CONV,
             f"{_CONV} [assumption]: a small GET over a new connection on a LAN is about "
-            "1.5 round trips plus the server's time; the lab's probes took 0.60 ms median, "
-            "0.84 ms p95 over veth (26 Nov 2026). Set it to your clients' request latency.",
-            "Time from a request's SYN to its response. A request in flight when its path "
+            "1.5 round trips plus the server's time; measured through the lab's nginx "
+            "(lab-ingress-*.yaml, the 1 s before each fault, 2 Dec 2026, load 1-3.5 on 2 "
+            "cores): median 1.2-1.4 ms, p95 4.5-5.0 ms, p99 7.7-7.9 ms (new connections; "
+            "at load 15-22 the same probes' p99 was 27-152 ms: CPU waits, not the network). "
+            "Set it to your clients' request latency.",
+            "Time from a request's SYN to its response (its mean: how long a request keeps "
+            "a live upstream busy for nginx least_conn). A request in flight when its path "
             "moves to another node that is also alive (VIP taken over by GARP while the old "
             "holder still serves, ECMP re-hash off a live next hop) is reset there (RFC 793 "
             "section 3.4: no connection state on the new node).",
