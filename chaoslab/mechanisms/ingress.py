@@ -809,7 +809,7 @@ class Nginx:
                 tries=c.tries,
                 connect_timeout=stuck,
                 client_timeout=c.client_timeout,
-                rate=c.request_rate,
+                rate=c.worker_rate,
                 non_idempotent=c.non_idempotent,
                 hold=c.live_hold,
             )
@@ -818,7 +818,7 @@ class Nginx:
                 tries=c.tries,
                 connect_timeout=stuck,
                 client_timeout=c.client_timeout,
-                rate=c.request_rate,
+                rate=c.worker_rate,
                 non_idempotent=c.non_idempotent,
                 hold=c.live_hold,
             )
@@ -954,6 +954,8 @@ class IngressCluster(KubernetesCluster):
         self.neighbours_cycle = self.neighbours.cycle if self.neighbours is not None else 0.0
         self.least_conn = p.choice("nginx.load_balance") == "least_conn"
         self.request_rate = p.draw("client.request_rate")
+        # least_conn without a zone: each worker balances its share on its own counts
+        self.worker_rate = self.request_rate / p.count("nginx.worker_processes")
         self.endpoints.hooks.append(self._app_endpoints_changed)
         self.ewma = p.choice("nginx.load_balance") == "ewma"
         self.lua_rr = self.dynamic and p.choice("nginx.round_robin_retry") == "cycle"

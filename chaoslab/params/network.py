@@ -626,6 +626,19 @@ register(
             choices=("round_robin", "least_conn", "ewma"),
         ),
         Param(
+            "nginx.worker_processes",
+            "count",
+            Fixed(1.0),
+            "nginx 1.x (plain nginx; upstream without a zone)",
+            "nginx.org ngx_core_module worker_processes 'Default: worker_processes 1;' "
+            "(Debian 12's nginx.conf sets auto: one per CPU); ngx_http_upstream_module "
+            "zone: without it each worker keeps the group's run-time state, the "
+            "least_conn connection counts included, to itself",
+            "nginx workers sharing the requests: least_conn without a zone balances each "
+            "worker's share on its own counts (a black hole is found once per worker).",
+            positive=True,
+        ),
+        Param(
             "nginx.round_robin_retry",
             "choice",
             "cycle",

@@ -403,6 +403,15 @@ def test_nginx_balances_as_the_parameter_says(tmp_path: Path) -> None:
         t.nginx_conf()
 
 
+def test_nginx_runs_the_workers_the_model_splits_least_conn_over(tmp_path: Path) -> None:
+    """nginx.worker_processes is nginx.conf's worker_processes (1, nginx's default): with
+    least_conn and no zone each worker balances on its own counts, as the model takes it."""
+    t = _topo("ingress-hostnet", "lab-ingress-least-conn.yaml", tmp_path)
+    assert "worker_processes 1;" in t.nginx_conf().splitlines()
+    t.params = LabParams(["ingress-nginx-2018"], {"nginx.worker_processes": "2"})
+    assert "worker_processes 2;" in t.nginx_conf().splitlines()
+
+
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])
 def test_lab_prediction_uses_the_files_model_cluster(path: Path, tmp_path: Path) -> None:
     """The cluster the drill predicts with is the one `chaoslab run` simulates for the file."""

@@ -10,13 +10,14 @@ nginx is configured as the 2018 ingress-nginx template wrote it: ``upstream { se
 max_fails=0 fail_timeout=0; ... }`` (nginx never takes a failing pod out by itself),
 ``proxy_next_upstream error timeout``, ``proxy_next_upstream_tries`` and
 ``proxy_connect_timeout`` from the parameters (``nginx.proxy_next_upstream_tries``,
-``nginx.proxy_connect_timeout``) and ``least_conn;`` with ``nginx.load_balance: least_conn``
-(nginx's round robin otherwise). The lab has no controller, so no endpoint update removes a
-pod during a trial: what is measured is nginx's own behaviour on a killed pod (connection
-refused: retried on the next pod at once) and on a pod whose link is down (the connect waits
-``proxy_connect_timeout`` — or fails early with "No route to host" once the ingress node's
-ARP entry for the pod has failed — then the next pod), against a client timeout above or
-below ``proxy_connect_timeout``.
+``nginx.proxy_connect_timeout``), ``least_conn;`` with ``nginx.load_balance: least_conn``
+(nginx's round robin otherwise) and ``worker_processes`` (``nginx.worker_processes``; no
+upstream ``zone``: each worker balances on its own counts). The lab has no controller, so
+no endpoint update removes a pod during a trial: what is measured is nginx's own behaviour
+on a killed pod (connection refused: retried on the next pod at once) and on a pod whose
+link is down (the connect waits ``proxy_connect_timeout`` — or fails early with "No route
+to host" once the ingress node's ARP entry for the pod has failed — then the next pod),
+against a client timeout above or below ``proxy_connect_timeout``.
 
 Milestones (lab-only names, from nginx's error log): ``nginx.upstream_refused`` and
 ``nginx.upstream_timeout``, ``nginx.upstream_unreachable``.
@@ -94,7 +95,7 @@ class HostnetTopology(Topology):
         ]
         return "\n".join(
             [
-                "worker_processes 1;",
+                f"worker_processes {p.count('nginx.worker_processes')};",
                 "daemon off;",
                 "master_process on;",
                 f"pid {self.dir / 'nginx.pid'};",
