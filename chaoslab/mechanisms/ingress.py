@@ -31,7 +31,7 @@ Covers (docs/model-network.md, ingress-nginx):
   got until ``proxy_connect_timeout`` or the client gives up (nginx then frees it), so it
   has the most active connections and is picked when every live upstream carries at
   least as many (idle live upstreams: one request per ``stuck + k / rate``; live ones
-  busy ``client.request_duration`` each: more, `least_conn_hole_share`); the retry then
+  busy ``nginx.upstream_time`` each: more, `least_conn_hole_share`); the retry then
   goes to an untried live one. Round robin (ingress-nginx's default) tries it 1/k of the
   time.
 - ``nginx.load_balance: ewma`` (ingress-nginx's peak EWMA, ``balancer/ewma.lua``): only
@@ -961,10 +961,8 @@ class IngressCluster(KubernetesCluster):
         self.lua_rr = self.dynamic and p.choice("nginx.round_robin_retry") == "cycle"
         self.ewma_decay = p.draw("nginx.ewma_decay_time")
         key = "client.request_duration"  # a live upstream's EWMA score: its usual latency
-        base = BaseLatency.of(p.dist(key) or p.draw(key))
-        self.live_rtt = base.quantile(0.5)
-        # least_conn: how long a request keeps a live upstream's connection count up
-        self.live_hold = sum(base.samples) / len(base.samples)
+        self.live_rtt = BaseLatency.of(p.dist(key) or p.draw(key)).quantile(0.5)
+        self.live_hold = p.draw("nginx.upstream_time")  # least_conn: a live pod's busy time
         ingresses = p.count("ingress.ingresses")
         self.sync_time = sync_time(ingresses, p.draw("nginx.sync_time_per_ingress"))
         self.reload_extra = sync_time(ingresses, p.draw("nginx.reload_time_per_ingress"))
