@@ -10,34 +10,16 @@ from xml.etree import ElementTree as ET
 
 import pandas as pd
 import pytest
+from gate_runs import gate_text, run_seeded  # tests/ is on sys.path (rootdir)
 
 from chaoslab.cli import main
 from chaoslab.expect import check, failed, junit_xml, parse_expectation, verdict_lines
 
-GATE = """\
-title: latency gate
-profile: k8s-1.32
-designs: [nodeport-lb-local]
-faults:
-  - {kind: node-crash, target: app-pod-node}
-trials: 30
-seed: 5
-expect:
-  - EXPECT
-"""
-
 
 def _experiment(tmp_path: Path, expect: str) -> Path:
     p = tmp_path / "gate.yaml"
-    p.write_text(GATE.replace("EXPECT", expect))
+    p.write_text(gate_text("latency gate", 30, expect))
     return p
-
-
-def _run(tmp_path: Path, exp: Path, seed: int) -> tuple[int, Path]:
-    out = tmp_path / f"res-{seed}"
-    code = main(["run", str(exp), "--out", str(out), "-q", "--seed", str(seed)])
-    (run_dir,) = out.glob("*/*")
-    return code, run_dir
 
 
 def _rewrite_trials(run_dir: Path, change: dict[str, object], drop: list[str]) -> None:
@@ -53,7 +35,7 @@ def test_run_exits_1_when_the_p99_latency_breaches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the model's base request latency has a p99 of about 10 ms: 1 ms cannot hold
-    code, _ = _run(tmp_path, _experiment(tmp_path, "p99_latency_p95 < 1ms"), 5)
+    code, _ = run_seeded(tmp_path, _experiment(tmp_path, "p99_latency_p95 < 1ms"), 5)
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL p99_latency_p95 < 1ms: 0/1 cells" in out
@@ -65,8 +47,8 @@ def test_compare_gates_on_the_measured_p99_latency(
     """The measured requests' p99 is 2 s where the model says 10 ms: the median error of
     p99_latency_s breaches its gate, the slow_s rows are still compared."""
     exp = _experiment(tmp_path, "{check: median_error_s < 100ms, metric: p99_latency_s}")
-    _, pred = _run(tmp_path, exp, 5)
-    _, meas = _run(tmp_path, exp, 6)
+    _, pred = run_seeded(tmp_path, exp, 5)
+    _, meas = run_seeded(tmp_path, exp, 6)
     _rewrite_trials(meas, {"p99_latency_s": 2.0}, [])
     capsys.readouterr()
     junit = tmp_path / "compare.xml"
@@ -84,8 +66,8 @@ def test_a_measured_run_without_latency_data_says_so_and_passes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     exp = _experiment(tmp_path, "{check: median_error_s < 100ms, metric: p99_latency_s}")
-    _, pred = _run(tmp_path, exp, 5)
-    _, meas = _run(tmp_path, exp, 6)
+    _, pred = run_seeded(tmp_path, exp, 5)
+    _, meas = run_seeded(tmp_path, exp, 6)
     _rewrite_trials(meas, {}, ["slow_s", "p99_latency_s"])
     capsys.readouterr()
     code = main(["compare", str(pred), str(meas), "--experiment", str(exp)])

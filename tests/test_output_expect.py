@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 
 import pandas as pd
 import pytest
+from gate_runs import gate_text, run_seeded  # tests/ is on sys.path (rootdir)
 
 from chaoslab.cli import main
 from chaoslab.expect import (
@@ -164,29 +165,18 @@ def test_run_exits_0_when_every_expectation_holds(tmp_path: Path) -> None:
     assert main(["run", str(p), "--out", str(tmp_path / "res"), "-q"]) == 0
 
 
-COMPARED = """\
-title: compare gate
-profile: k8s-1.32
-designs: [nodeport-lb-local]
-faults:
-  - {kind: node-crash, target: app-pod-node}
-trials: 40
-seed: 5
-expect:
-  - lost_mean < 10m
-  - COVERAGE
-"""
+def _compared(coverage: str) -> str:
+    return gate_text("compare gate", 40, "lost_mean < 10m", coverage)
 
 
 def _two_runs(tmp_path: Path, coverage: str) -> tuple[Path, Path, Path]:
     """The same experiment run twice with other seeds: a prediction and a stand-in for a
     measurement of the same cell (what compare checks, with no live target here)."""
-    p = _write(tmp_path, COMPARED.replace("COVERAGE", coverage))
+    p = _write(tmp_path, _compared(coverage))
     runs = []
-    for seed in ("5", "6"):
-        out = tmp_path / f"res-{seed}"
-        assert main(["run", str(p), "--out", str(out), "-q", "--seed", seed]) == 0
-        (run_dir,) = out.glob("*/*")
+    for seed in (5, 6):
+        code, run_dir = run_seeded(tmp_path, p, seed)
+        assert code == 0
         runs.append(run_dir)
     return p, runs[0], runs[1]
 
@@ -215,12 +205,12 @@ def test_compare_exits_0_when_the_coverage_holds(tmp_path: Path) -> None:
     assert main(["compare", str(pred), str(meas)]) == 0
     # an experiment named on the command line instead of the one the measured run stored
     strict = tmp_path / "strict.yaml"
-    strict.write_text(COMPARED.replace("COVERAGE", "coverage >= 100%"))
+    strict.write_text(_compared("coverage >= 100%"))
     assert main(["compare", str(pred), str(meas), "--experiment", str(strict)]) == 1
 
 
 def test_validate_locates_a_bad_compare_metric(tmp_path: Path) -> None:
-    p = _write(tmp_path, COMPARED.replace("COVERAGE", "{check: coverage >= 0.8, metric: recovery}"))
+    p = _write(tmp_path, _compared("{check: coverage >= 0.8, metric: recovery}"))
     with pytest.raises(ExperimentError) as e:
         load_experiment(p).validate()
     assert e.value.lines[0].startswith(f"{p}:10: expect[1]")
