@@ -28,7 +28,8 @@ import pandas as pd
 
 from chaoslab.analysis import KEY, bottlenecks, milestone_columns
 from chaoslab.errors import UserError
-from chaoslab.results import Run, atomic_write_text, format_value
+from chaoslab.results import Run, atomic_write_text
+from chaoslab.textfmt import format_value
 
 __all__ = [
     "VERDICT_BINS",

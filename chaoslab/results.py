@@ -749,17 +749,6 @@ def load_run(path: str | Path) -> Run:
 # --------------------------------------------------------------------------- summary
 
 
-def format_value(v: object, missing: str = "-") -> str:
-    """A table cell: 3 significant digits, ``never`` for inf (not recovered), ``-`` for NaN."""
-    if isinstance(v, float):
-        if math.isnan(v):
-            return missing
-        if math.isinf(v):
-            return "never"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
-
-
 def _q(x: np.ndarray, q: float) -> float:
     if x.size == 0:
         return math.nan

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from chaoslab.cli import main
 from chaoslab.cli.tables import Col, Heading, fold, render
-from chaoslab.cli.views import METRICS, cell
+from chaoslab.cli.views import METRICS, Filters, Summary, cell, read_summary, select, summary_text
 
 ROOT = Path(__file__).resolve().parent.parent
 # a number cell as the tables write it
@@ -129,6 +131,54 @@ def test_csv_and_json_keep_full_values_and_filters_select_rows(
         "|---|---|---:"
     )
     assert len(lines) == 2 + summary.groupby(["profile", "design"]).ngroups
+
+
+def _odd_summary(path: Path) -> Path:
+    """A summary as pandas writes one with what a sweep or a live run can put in it: swept
+    ints and floats (one missing), a missing profile, booleans, inf and NaN numbers."""
+    pd.DataFrame(
+        {
+            "design": ["nodeport-lb", "nodeport-lb", "clusterip"],
+            "fault": ["pod-kill", "pod-kill", "node-crash"],
+            "profile": ["k8s-1.32", None, "k8s-1.32"],
+            "kubelet.node_status_update_frequency": [10, 4, 10],
+            "client.request_rate": [0.5, None, 2000.0],
+            "flag": [True, False, True],
+            "trials": [10, 20, 30],
+            "recovery_p95": [1.25, math.inf, None],
+            "connections_reset_mean": [0.004, 0.996, 1.0],
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_the_table_read_without_pandas_is_the_table_pandas_reads(
+    bundled_run: Path, tmp_path: Path
+) -> None:
+    """show's default table reads summary.csv with the csv module: the same values, types
+    and text as through pd.read_csv, grouped (narrow) or flat (wide), filtered or not."""
+    for path in (bundled_run / "summary.csv", _odd_summary(tmp_path / "summary.csv")):
+        by_pandas, by_csv = Summary.of_frame(pd.read_csv(path)), read_summary(path)
+        assert by_csv.columns == by_pandas.columns
+        assert [list(map(repr, r.values())) for r in by_csv.rows] == [
+            list(map(repr, r.values())) for r in by_pandas.rows
+        ]
+        for f in (Filters(), Filters(designs=["nodeport-lb"]), Filters(profiles=["k8s-1.32"])):
+            for width in (40, 80, 250):
+                want = summary_text(select(pd.read_csv(path), f), width, title="t")
+                assert summary_text(select(by_csv, f), width, title="t") == want
+
+
+def test_show_prints_a_complete_runs_table_without_importing_pandas(bundled_run: Path) -> None:
+    code = (
+        "import sys\nfrom chaoslab.cli import main\n"
+        f"assert main(['show', {str(bundled_run)!r}]) == 0\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize(

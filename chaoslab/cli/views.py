@@ -8,18 +8,33 @@ the horizon), shares as percentages; CSV and JSON keep the full values.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import pandas as pd
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from chaoslab.cli.tables import Col, Heading, Row, fold, render
 from chaoslab.errors import UserError
-from chaoslab.results import format_value
+from chaoslab.textfmt import format_value
 
-__all__ = ["FORMATS", "METRICS", "Filters", "pivot_text", "select", "summary_text", "to_format"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "FORMATS",
+    "METRICS",
+    "Filters",
+    "Summary",
+    "pivot_text",
+    "read_summary",
+    "select",
+    "summary_text",
+    "to_format",
+]
 
 FORMATS = ("table", "csv", "md", "json")
 
@@ -66,13 +81,67 @@ _METRIC_PREFIXES = (
 )
 
 
-def key_columns(df: pd.DataFrame) -> list[str]:
+def key_columns(df: pd.DataFrame | Summary) -> list[str]:
     """The columns that name a cell: design, fault, target, profile, swept parameters."""
     return [
         c
         for c in df.columns
         if c not in ("trials", "recovered") and not str(c).startswith(_METRIC_PREFIXES)
     ]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A run's summary as plain rows: what the terminal table is made from, read from
+    summary.csv without pandas (whose import alone was half of ``show``'s second)."""
+
+    columns: list[str]
+    rows: list[dict[str, object]]
+
+    @classmethod
+    def of_frame(cls, df: pd.DataFrame) -> Summary:
+        columns = [str(c) for c in df.columns]
+        return cls(columns, [dict(zip(columns, r, strict=True)) for r in df.itertuples(False)])
+
+    def column(self, name: str) -> list[object]:
+        return [r[name] for r in self.rows]
+
+
+def read_summary(path: Path) -> Summary:
+    """summary.csv with the values pandas' read_csv gives (a column of integers is ints, of
+    numbers floats with NaN for a blank, of True/False bools, else text with NaN for its
+    missing values), so the table is the same byte for byte."""
+    try:
+        with path.open(newline="") as f:
+            header, *lines = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    if any(len(line) != len(header) for line in lines):
+        raise UserError(f"{path}: not a summary (rows of other lengths than its header)")
+    columns = [_typed(list(texts)) for texts in zip(*lines, strict=True)] or [[]] * len(header)
+    return Summary(header, [dict(zip(header, r, strict=True)) for r in zip(*columns, strict=True)])
+
+
+# pandas.read_csv's default missing values (pandas._libs.parsers.STR_NA_VALUES, 3.1)
+_NA = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.I)
+_BOOL = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
+
+
+def _typed(texts: list[str]) -> list[object]:
+    """One column's values as read_csv infers its type."""
+    given = [t for t in texts if t not in _NA]
+    if given and len(given) == len(texts) and all(_INT.fullmatch(t) for t in given):
+        return [int(t) for t in texts]
+    if all(_FLOAT.fullmatch(t) for t in given):
+        return [math.nan if t in _NA else float(t) for t in texts]
+    if all(t in _BOOL for t in given):
+        return [_BOOL.get(t, math.nan) for t in texts]
+    return [math.nan if t in _NA else t for t in texts]
 
 
 def cell(value: object, kind: str) -> str:
@@ -99,7 +168,10 @@ class Filters:
     profiles: Sequence[str] = ()
 
 
-def select(df: pd.DataFrame, f: Filters) -> pd.DataFrame:
+_Data = TypeVar("_Data", "pd.DataFrame", Summary)
+
+
+def select(data: _Data, f: Filters) -> _Data:
     """The rows the filters keep; a name that is not in the run is bad input (a typo
     would otherwise print an empty table)."""
     for option, column, wanted in (
@@ -109,16 +181,30 @@ def select(df: pd.DataFrame, f: Filters) -> pd.DataFrame:
     ):
         if not wanted:
             continue
-        have = [str(x) for x in df[column].unique()] if column in df.columns else []
+        texts = [str(x) for x in values(data, column)]
+        have = list(dict.fromkeys(texts))
         bases = {h: h.split("[")[0] for h in have}
         unknown = [w for w in wanted if w not in have and w not in bases.values()]
         if unknown:
             raise UserError(
                 f"{option} {unknown[0]}: not in this run ({', '.join(have) or 'no ' + column})"
             )
-        keep = [h for h in have if h in wanted or bases[h] in wanted]
-        df = df[df[column].astype(str).isin(keep)]
-    return df
+        keep = {h for h in have if h in wanted or bases[h] in wanted}
+        data = _take(data, [t in keep for t in texts])
+    return data
+
+
+def values(data: pd.DataFrame | Summary, column: str) -> list[object]:
+    """A column's values, none when the column is missing."""
+    if column not in data.columns:
+        return []
+    return data.column(column) if isinstance(data, Summary) else data[column].tolist()
+
+
+def _take(data: _Data, mask: list[bool]) -> _Data:
+    if isinstance(data, Summary):
+        return Summary(data.columns, [r for r, k in zip(data.rows, mask, strict=True) if k])
+    return data[mask]
 
 
 def _heading(key: Sequence[object], names: Sequence[str]) -> str:
@@ -149,37 +235,51 @@ def _legend(metrics: Sequence[Metric], width: int) -> list[str]:
     return fold("; ".join(parts) + ".", width)
 
 
-def summary_text(df: pd.DataFrame, width: int, title: str | None = None) -> str:
+def summary_text(data: pd.DataFrame | Summary, width: int, title: str | None = None) -> str:
     """One row per cell. When the name columns do not fit beside the numbers, the rows
     go under headings of what they share (fault, target, profile, swept values)."""
-    metrics = [m for m in METRICS if m.column in df.columns]
-    keys = key_columns(df)
+    summary = data if isinstance(data, Summary) else Summary.of_frame(data)
+    metrics = [m for m in METRICS if m.column in summary.columns]
+    keys = key_columns(summary)
     cols = [Col(k) for k in keys] + [Col(m.short, rigid=True, right=True) for m in metrics]
     flat = [
         [format_value(r[k]) for k in keys] + [cell(r[m.column], m.kind) for m in metrics]
-        for _, r in df.iterrows()
+        for r in summary.rows
     ]
     natural = sum(max(len(c.header), *(len(r[i]) for r in flat)) for i, c in enumerate(cols))
     rows: list[Row] = list(flat)
     if natural + 2 * (len(cols) - 1) > width and len(keys) > 1:
-        rows, cols = _grouped(df, keys, metrics)
+        rows, cols = _grouped(summary, keys, metrics)
     out = [*fold(title, width)] if title else []
     out += [render(cols, rows, width, keep=1), "", *_legend(metrics, width)]
     return "\n".join(out)
 
 
 def _grouped(
-    df: pd.DataFrame, keys: list[str], metrics: Sequence[Metric]
+    summary: Summary, keys: list[str], metrics: Sequence[Metric]
 ) -> tuple[list[Row], list[Col]]:
     design, rest = keys[0], keys[1:]
     rows: list[Row] = []
-    for key, g in df.groupby(rest, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in _groups(summary.rows, rest):
         rows.append(Heading(_heading(key, rest)))
-        for _, r in g.iterrows():
+        for r in group:
             rows.append([format_value(r[design])] + [cell(r[m.column], m.kind) for m in metrics])
     cols = [Col(design)] + [Col(m.short, rigid=True, right=True) for m in metrics]
     return rows, cols
+
+
+def _groups(
+    rows: list[dict[str, object]], keys: list[str]
+) -> Iterator[tuple[tuple[object, ...], list[dict[str, object]]]]:
+    """The rows by their values of ``keys``, in order of first appearance, missing values
+    a group of their own (pandas' ``groupby(keys, sort=False, dropna=False)``)."""
+    groups: dict[tuple[object, ...], tuple[tuple[object, ...], list[dict[str, object]]]] = {}
+    for r in rows:
+        key = tuple(r[k] for k in keys)
+        # NaN is not equal to itself: one stand-in so the missing values group together
+        same = tuple("\0nan" if isinstance(v, float) and math.isnan(v) else v for v in key)
+        groups.setdefault(same, (key, []))[1].append(r)
+    yield from groups.values()
 
 
 def metric(name: str) -> Metric:
