@@ -1709,15 +1709,20 @@ def _collect(helpers: list[_Helper], work: _Work, timeout: float | None) -> None
 
 
 def _start_helpers(run: Run, vs: Run | None, n: int) -> list[_Helper]:
-    """``n`` helper processes (spawned: a fresh interpreter, no forked state), each
-    loading the run folder while this process draws. They start with SIGINT ignored (a
-    Ctrl-C reaches the whole process group; this process answers it and ends them)."""
+    """``n`` helper processes, forked where the platform can (POSIX): a copy of this
+    process with matplotlib, pandas and the run's trials already loaded, ready at once
+    instead of ~2 CPU-s later (a spawned interpreter imports them and reads the run
+    again; that is still the way elsewhere). They start with SIGINT ignored (a Ctrl-C
+    reaches the whole process group; this process answers it and ends them)."""
     import multiprocessing as mp
     import signal
     import threading
 
-    ctx = mp.get_context("spawn")
-    args = (os.getpid(), str(run.path), None if vs is None else str(vs.path))
+    fork = "fork" in mp.get_all_start_methods()
+    ctx = mp.get_context("fork") if fork else mp.get_context("spawn")
+    # a forked helper takes the loaded runs as they are; a spawned one gets their folders
+    runs = (run, vs) if fork else (str(run.path), None if vs is None else str(vs.path))
+    args = (os.getpid(), *runs)
     main_thread = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     helpers: list[_Helper] = []
@@ -1744,9 +1749,9 @@ def _stop_helpers(helpers: Sequence[_Helper]) -> None:
         h.conn.close()
 
 
-def _helper_main(conn: Connection, parent: int, run_path: str, vs_path: str | None) -> None:
-    """A helper: load the run, then draw the figures asked for by name until the pipe
-    closes; answers (name, file paths or None, whether it worked)."""
+def _helper_main(conn: Connection, parent: int, run: Run | str, vs: Run | str | None) -> None:
+    """A helper: load the run (unless forked with it), then draw the figures asked for by
+    name until the pipe closes; answers (name, file paths or None, whether it worked)."""
     import signal
     import sys
     import threading
@@ -1756,8 +1761,10 @@ def _helper_main(conn: Connection, parent: int, run_path: str, vs_path: str | No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    run = load_run(run_path)
-    makers = figure_makers(run, None if vs_path is None else load_run(vs_path))
+    makers = figure_makers(
+        run if isinstance(run, Run) else load_run(run),
+        vs if vs is None or isinstance(vs, Run) else load_run(vs),
+    )
     while True:
         try:
             name, dest, formats = conn.recv()

@@ -605,8 +605,9 @@ def _pngs(figs: list[plots.FigureFile]) -> dict[str, bytes]:
 def test_figures_drawn_by_helper_processes_are_the_same_bytes(
     sweep_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--workers 2: a spawned helper draws whole figures from the run folder; the files
-    and the index are those drawn in one process, and a second call reuses them."""
+    """--workers 2: a helper (forked with the loaded run, or spawned to read the folder)
+    draws whole figures; the files and the index are those drawn in one process, and a
+    second call reuses them."""
     alone = plots.write_figures(sweep_run, tmp_path / "one", workers=1)
     monkeypatch.setattr(plots.os, "cpu_count", lambda: 2)
     here: list[str] = []
