@@ -100,19 +100,76 @@ def status(state: StateOpt = None, name: NameOpt = "default") -> None:
     left = [r.name for r in rows if not r.running]
     if left:
         console.print(f"left over: state for {len(left)} stopped processes; run `down`")
-    if left or any(r.healthy is False for r in rows):
+    orphan = _drill_dataplane_status(cluster.state.dir)
+    if left or orphan or any(r.healthy is False for r in rows):
         raise typer.Exit(1)
+
+
+def _drill_dataplane_status(state_dir: Path) -> bool:
+    """Print the data plane a drill built for the cluster (`state.DATAPLANE_LINK`); True
+    when that drill is gone and left it (a SIGKILL its reaper did not see through)."""
+    from chaoslab.live.cluster.dataplane import DataPlane
+    from chaoslab.live.cluster.state import read_dataplane_link
+
+    link = read_dataplane_link(state_dir)
+    if link is None:
+        return False
+    owner = "unknown" if link.owner is None else f"pid {link.owner}"
+    live = link.owner is None or link.owner_alive()
+    console.print(
+        f"  drill data plane {link.dir} (drill {owner}, {'running' if live else 'gone'})",
+        markup=False,
+    )
+    if (link.dir / "state.json").exists():
+        for what, how in DataPlane.load(link.dir).status().items():
+            console.print(f"    {what:26} {how}", markup=False)
+    if live:
+        return False
+    console.print(f"left over: the data plane of a drill that is gone ({link.dir}); run `down`")
+    return True
 
 
 @app.command()
 @user_errors
-def down(state: StateOpt = None, name: NameOpt = "default") -> None:
-    """Stop every process `up` started (by PID, newest first) and remove the state folder."""
+def down(
+    state: StateOpt = None,
+    name: NameOpt = "default",
+    purge: Annotated[
+        bool,
+        typer.Option("--purge", help="Remove the components' logs too (kept by default)."),
+    ] = False,
+) -> None:
+    """Stop every process `up` started (by PID, newest first) and a drill's leftover data
+    plane, and remove the state folder but the components' logs (all of it with --purge)."""
     from chaoslab.live.cluster import LocalCluster
+    from chaoslab.live.cluster.reaper import linked_dataplane_down
 
-    cluster = LocalCluster.load(_state_dir(state, name))
-    if cluster is None:
-        console.print(f"nothing to do: no cluster in {_state_dir(state, name)}")
+    d = _state_dir(state, name)
+    cluster = LocalCluster.load(d)
+    if cluster is None and purge:
+        _purge_logs(d)
         return
-    for note in cluster.down():
+    if cluster is None:
+        console.print(f"nothing to do: no cluster in {d}")
+        return
+    notes = linked_dataplane_down(d)
+    notes += cluster.down(keep_logs=not purge)
+    for note in notes:
         console.print(note, markup=False)
+    if not purge and (d / "logs").is_dir():
+        console.print(f"logs kept in {d / 'logs'} (remove them with down --purge)", markup=False)
+
+
+def _purge_logs(d: Path) -> None:
+    """Remove what ``down`` kept of a cluster (a folder holding only ``logs``), nothing else."""
+    import shutil
+
+    try:
+        entries = sorted(p.name for p in d.iterdir())
+    except OSError:
+        entries = []
+    if entries != ["logs"]:
+        console.print(f"nothing to do: no cluster nor kept logs in {d}")
+        return
+    shutil.rmtree(d)
+    console.print(f"removed {d}", markup=False)

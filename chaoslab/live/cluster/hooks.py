@@ -34,12 +34,10 @@ if TYPE_CHECKING:
     from chaoslab.live.cluster.dataplane import DataPlane
     from chaoslab.live.cluster.local import LocalCluster
 
-__all__ = ["ACTIONS", "CONTROL_ACTIONS", "DATAPLANE_LINK", "ENV_STATE", "LocalClusterError", "main"]
+__all__ = ["ACTIONS", "CONTROL_ACTIONS", "ENV_STATE", "LocalClusterError", "main"]
 
 #: where the hook commands find the cluster (set for the drill's hooks by the session)
 ENV_STATE = "CHAOSLAB_CLUSTER_STATE"
-#: file in the cluster's state folder naming the data plane a drill session built
-DATAPLANE_LINK = "drill-dataplane"
 #: what the hook command does to a node
 ACTIONS = ("crash-node", "restore-node", "partition", "heal", "kubelet-stop", "kubelet-start")
 #: what it does to the control plane (no node argument)
@@ -58,8 +56,11 @@ class LocalClusterError(LiveError):
 
 
 def _linked(cluster: LocalCluster) -> Path | None:
-    link = cluster.state.dir / DATAPLANE_LINK
-    return Path(link.read_text().strip()) if link.exists() else None
+    """The data plane a drill built for the cluster (`state.DATAPLANE_LINK`)."""
+    from chaoslab.live.cluster.state import read_dataplane_link
+
+    link = read_dataplane_link(cluster.state.dir)
+    return link.dir if link is not None else None
 
 
 def _kwok_in_node_ns(dp: DataPlane, node: str) -> bool:

@@ -16,9 +16,15 @@ by PID when it is done.
 
 A drill that brings its own cluster up starts one too (``keep_logs``: the cluster goes as
 ``down(keep_logs=True)`` takes it, its components' logs kept); a cluster folder's
-``drill-dataplane`` link names the drill's data plane, taken down first.
+``drill-dataplane`` link (`chaoslab.live.cluster.state.DATAPLANE_LINK`) names the drill's
+data plane, taken down first. The drill writes the link before the data plane's folder
+exists, so a kill at any point of the build leaves a link to whatever part was built.
+A drill attached to a cluster it did not bring up starts one with ``dataplane_only``: it
+takes down only the data plane the link names, and only while the link still names this
+owner's; the cluster stays up.
 
-``python -m chaoslab.live.cluster.reaper [--keep-logs] --parent PID --parent-start TICKS DIR ...``
+``python -m chaoslab.live.cluster.reaper [--keep-logs | --dataplane-only] --parent PID
+--parent-start TICKS DIR ...``
 """
 
 from __future__ import annotations
@@ -34,27 +40,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chaoslab.live.cluster.procs import alive, start_time
+from chaoslab.live.cluster.state import DATAPLANE_LINK, read_dataplane_link
 
-__all__ = ["main", "reap", "start_reaper"]
+__all__ = ["linked_dataplane_down", "main", "reap", "remove_dataplane", "start_reaper"]
 
 #: how often the reaper looks at its owner (its own plumbing, not a model timing): a
 #: cluster outliving its owner by this much costs nothing
 POLL_SECONDS = 0.5
 
 
-#: the file in a cluster folder naming a drill's data plane folder (``hooks.DATAPLANE_LINK``)
-DATAPLANE_LINK = "drill-dataplane"
-
-
 def start_reaper(
-    dirs: Sequence[Path], log: Path, *, keep_logs: bool = False
+    dirs: Sequence[Path], log: Path, *, keep_logs: bool = False, dataplane_only: bool = False
 ) -> subprocess.Popen[bytes]:
     """A reaper for ``dirs``, watching this process. Stop it by PID (``terminate``) after
     taking the folders down; its output goes to ``log``. With ``keep_logs`` a cluster is
-    taken down as ``down(keep_logs=True)`` does."""
+    taken down as ``down(keep_logs=True)`` does; with ``dataplane_only`` only the data
+    plane each cluster folder links, if this process still owns it."""
     me = os.getpid()
     argv = [sys.executable, "-m", "chaoslab.live.cluster.reaper", "--parent", str(me)]
     argv += ["--keep-logs"] if keep_logs else []
+    argv += ["--dataplane-only"] if dataplane_only else []
     argv += ["--parent-start", str(start_time(me)), *(str(Path(d).resolve()) for d in dirs)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -86,7 +91,7 @@ def reap(dirs: Sequence[Path], keep_logs: bool = False) -> list[str]:
             continue  # taken down by its owner (or never made)
         try:
             if "ports" in doc and "phase" in doc:  # a cluster's state (ClusterState)
-                notes += _linked_dataplane_down(d)
+                notes += linked_dataplane_down(d)
                 cluster = LocalCluster.load(d)
                 notes += cluster.down(keep_logs=keep_logs) if cluster is not None else []
             else:
@@ -96,22 +101,40 @@ def reap(dirs: Sequence[Path], keep_logs: bool = False) -> list[str]:
     return notes
 
 
-def _linked_dataplane_down(cluster_dir: Path) -> list[str]:
-    """The data plane a drill built for this cluster (outside its folder), as
-    ``LocalSession.close`` takes it down: its processes and namespaces, then its folder."""
-    from chaoslab.live.cluster.dataplane import DataPlane
-
-    link = cluster_dir / DATAPLANE_LINK
-    try:
-        d = Path(link.read_text().strip())
-    except OSError:
+def linked_dataplane_down(
+    cluster_dir: Path, owner: tuple[int, int | None] | None = None
+) -> list[str]:
+    """The data plane a drill built for this cluster (outside its folder), taken down as
+    ``LocalSession.close`` takes it: its processes and namespaces, then its folder, then
+    the link. Also a half-built one (the link written, the folder or ``state.json`` not
+    yet). With ``owner`` (PID, start time) only while the link names that drill."""
+    link = read_dataplane_link(cluster_dir)
+    if link is None:
+        (cluster_dir / DATAPLANE_LINK).unlink(missing_ok=True)  # empty: names nothing
         return []
+    if owner is not None and not link.owned_by(*owner):
+        return []  # another drill's data plane now
+    notes = remove_dataplane(link.dir)
+    (cluster_dir / DATAPLANE_LINK).unlink(missing_ok=True)
+    return notes
+
+
+def remove_dataplane(d: Path) -> list[str]:
+    """Take the data plane in ``d`` down (if one is recorded there) and remove the drill's
+    temporary folder holding it (only a folder named as a drill names it: a damaged link
+    must not remove anything else)."""
+    from chaoslab.live.cluster.dataplane import DataPlane
+    from chaoslab.live.cluster.state import DataPlaneLink
+
     notes: list[str] = []
-    if d.name and (d / "state.json").exists():
+    if (d / "state.json").exists():
         notes += DataPlane.load(d).down()
-        shutil.rmtree(d.parent, ignore_errors=True)
+    tmp = DataPlaneLink(d).tmp
+    if tmp is None:
+        notes.append(f"data plane {d} down; not a drill's folder, kept")
+    elif tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
         notes.append(f"removed data plane {d}")
-    link.unlink(missing_ok=True)
     return notes
 
 
@@ -124,11 +147,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--parent", type=int, required=True, help="PID of the owner")
     ap.add_argument("--parent-start", type=int, required=True, help="its start time (ticks)")
     ap.add_argument("--keep-logs", action="store_true", help="keep a cluster's logs")
+    ap.add_argument(
+        "--dataplane-only",
+        action="store_true",
+        help="take down only the data plane each cluster folder links to the parent",
+    )
     ap.add_argument("dirs", nargs="+", type=Path, help="state folders to take down")
     a = ap.parse_args(argv)
     while alive(a.parent, a.parent_start):
         time.sleep(POLL_SECONDS)
-    for note in reap(a.dirs, keep_logs=a.keep_logs):
+    if a.dataplane_only:
+        owner = (a.parent, a.parent_start)
+        notes = [n for d in a.dirs for n in linked_dataplane_down(d, owner)]
+    else:
+        notes = reap(a.dirs, keep_logs=a.keep_logs)
+    for note in notes:
         print(note, flush=True)
     return 0
 

@@ -16,20 +16,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaoslab.live.cluster.procs import ProcRecord
+from chaoslab.live.cluster.procs import ProcRecord, alive, start_time
 
 __all__ = [
+    "DATAPLANE_LINK",
     "STATE_ROOT",
     "ClusterState",
+    "DataPlaneLink",
     "atomic_write",
     "default_state_dir",
     "drill_state_dir",
     "prune_drill_dirs",
+    "read_dataplane_link",
+    "write_dataplane_link",
 ]
 
 #: default parent of state folders; ``CHAOSLAB_CLUSTER_STATE`` moves it
 STATE_ROOT = Path("/run/chaoslab-cluster")
 STATE_FILE = "state.json"
+#: the file in a cluster's state folder naming the data plane a drill built for it (outside
+#: the folder), and the drill that owns it; the reaper, ``status`` and ``down`` read it
+DATAPLANE_LINK = "drill-dataplane"
+#: a drill's data plane lives in ``/tmp/<prefix>XXXXXXXX/dp`` (short: unix socket paths are
+#: limited to 107 bytes); only a folder named so is ever removed through a link
+DATAPLANE_TMP_PREFIX = "dpd"
 #: how many log-only drill folders (kept logs, no cluster) `prune_drill_dirs` leaves
 KEEP_DRILL_LOGS = 10
 
@@ -73,6 +83,52 @@ def prune_drill_dirs(root: Path | None = None, keep: int = KEEP_DRILL_LOGS) -> l
         shutil.rmtree(d, ignore_errors=True)
         gone.append(d)
     return gone
+
+
+@dataclass(frozen=True)
+class DataPlaneLink:
+    """What a cluster folder's `DATAPLANE_LINK` says: the data plane folder, and the PID
+    and start time of the drill that builds and owns it (None in a link written before
+    owners were recorded)."""
+
+    dir: Path
+    owner: int | None = None
+    owner_start: int | None = None
+
+    def owner_alive(self) -> bool:
+        return self.owner is not None and alive(self.owner, self.owner_start)
+
+    def owned_by(self, pid: int, start: int | None) -> bool:
+        return self.owner == pid and self.owner_start == start
+
+    @property
+    def tmp(self) -> Path | None:
+        """The drill's temporary folder holding the data plane (None: not a drill's)."""
+        if self.dir.name == "dp" and self.dir.parent.name.startswith(DATAPLANE_TMP_PREFIX):
+            return self.dir.parent
+        return None
+
+
+def write_dataplane_link(cluster_dir: Path, dp_dir: Path, owner: int | None = None) -> None:
+    """Record (atomically) that ``dp_dir`` is the data plane of the drill ``owner`` (this
+    process by default) on the cluster in ``cluster_dir``."""
+    pid = os.getpid() if owner is None else owner
+    atomic_write(cluster_dir / DATAPLANE_LINK, f"{dp_dir}\nowner {pid} {start_time(pid)}\n")
+
+
+def read_dataplane_link(cluster_dir: Path) -> DataPlaneLink | None:
+    """The link in ``cluster_dir`` (None: none, or no folder named in it)."""
+    try:
+        lines = (cluster_dir / DATAPLANE_LINK).read_text().splitlines()
+    except OSError:
+        return None
+    if not lines or not lines[0].strip():
+        return None
+    owner = lines[1].split() if len(lines) > 1 else []
+    if len(owner) == 3 and owner[0] == "owner" and owner[1].isdigit():
+        start = int(owner[2]) if owner[2].isdigit() else None
+        return DataPlaneLink(Path(lines[0].strip()), int(owner[1]), start)
+    return DataPlaneLink(Path(lines[0].strip()))
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -42,13 +43,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from chaoslab.errors import LiveError, UserError
-from chaoslab.live.cluster.hooks import (
-    DATAPLANE_LINK,
-    ENV_STATE,
-    LocalClusterError,
-    _linked,
-    main,
-)
+from chaoslab.live.cluster.hooks import ENV_STATE, LocalClusterError, main
 from chaoslab.live.k8s.drill import KubeTarget
 
 if TYPE_CHECKING:
@@ -57,6 +52,7 @@ if TYPE_CHECKING:
     from chaoslab.experiment import Experiment
     from chaoslab.live.cluster.dataplane import DataPlane
     from chaoslab.live.cluster.local import LocalCluster
+    from chaoslab.live.engine import DrillContext
     from chaoslab.live.k8s.drill import DrillPlan
     from chaoslab.live.k8s.spec import LiveSpec
 
@@ -96,6 +92,8 @@ class LocalSession:
     _env_before: str | None = None
     #: takes the drill's own cluster down if the drill dies without `close` (a SIGKILL)
     reaper: subprocess.Popen[bytes] | None = None
+    #: on a cluster the drill did not bring up: takes down the data plane it built
+    dp_reaper: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def open(
@@ -114,7 +112,7 @@ class LocalSession:
         s.reaper = reaper
         s._env_before = os.environ.get(ENV_STATE)
         try:
-            s.dataplane_dir, s.owned_dataplane = _dataplane(cluster, exp)
+            s.dataplane_dir, s.owned_dataplane, s.dp_reaper = _dataplane(cluster, exp, owned)
             os.environ[ENV_STATE] = str(cluster.state.dir)  # for the hook commands
             _apply_rbac(cluster, _rbac_path(spec), spec.namespace)
             _ensure_pdb(cluster, spec)
@@ -140,10 +138,10 @@ class LocalSession:
             os.environ.pop(ENV_STATE, None)
         else:
             os.environ[ENV_STATE] = self._env_before
-        if self.owned_dataplane and (self.dataplane_dir / "state.json").exists():
-            notes += self.dataplane().down()
-            (self.cluster.state.dir / DATAPLANE_LINK).unlink(missing_ok=True)
-            shutil.rmtree(self.dataplane_dir.parent, ignore_errors=True)
+        if self.owned_dataplane:
+            notes += _dataplane_down(self.cluster.state.dir, self.dataplane_dir)
+        _stop_reaper(self.dp_reaper)
+        self.dp_reaper = None
         refresh(self.cluster)
         if self.owned_cluster:  # its logs stay, in a folder no later drill takes
             notes += self.cluster.down(keep_logs=True)
@@ -151,6 +149,18 @@ class LocalSession:
         self.reaper = None
         shutil.rmtree(self.workdir, ignore_errors=True)
         return notes
+
+
+def cluster_meta(session: LocalSession) -> dict[str, Any]:
+    """Where the run's cluster lives and where its components' logs stay (a drill's own
+    cluster: kept after it goes down, the newest 10 such folders; an attached one: until
+    ``chaoslab cluster down --purge``), for the run folder's ``meta.json``."""
+    c = session.cluster
+    return {
+        "state": str(c.state.dir),
+        "logs": str(c.layout.logs),
+        "brought_up_by_drill": session.owned_cluster,
+    }
 
 
 def refresh(cluster: LocalCluster) -> None:
@@ -221,25 +231,99 @@ def _rbac_path(spec: LiveSpec) -> Path:
     return Path(spec.rbac) if spec.rbac else _REPO / "deploy" / "rbac.yaml"
 
 
-def _dataplane(cluster: LocalCluster, exp: Experiment) -> tuple[Path, bool]:
-    """The cluster's data plane folder, and whether this session built it."""
-    for d in (cluster.layout.dir / "dataplane", _linked(cluster)):
-        if d is not None and (d / "state.json").exists():
-            return d, False
-    return _build_dataplane(cluster, exp), True
+def _dataplane(
+    cluster: LocalCluster, exp: Experiment, owned_cluster: bool
+) -> tuple[Path, bool, subprocess.Popen[bytes] | None]:
+    """The cluster's data plane folder, whether this session built it, and the reaper
+    guarding one built on a cluster the drill did not bring up (that of a drill's own
+    cluster guards its data plane too). A data plane a killed drill left is taken down
+    first."""
+    from chaoslab.live.cluster.reaper import linked_dataplane_down
+    from chaoslab.live.cluster.state import read_dataplane_link
+
+    if (cluster.layout.dir / "dataplane" / "state.json").exists():
+        return cluster.layout.dir / "dataplane", False, None
+    link = read_dataplane_link(cluster.state.dir)
+    if link is not None and (link.owner is None or link.owner_alive()):
+        if (link.dir / "state.json").exists():
+            return link.dir, False, None  # another drill's (or an unowned one): shared
+        if link.owner_alive():
+            raise LocalClusterError(
+                f"{cluster.state.dir}: drill pid {link.owner} is building a data plane "
+                f"on this cluster ({link.dir}); run after it"
+            )
+    linked_dataplane_down(cluster.state.dir)  # what a killed drill left, if anything
+    reaper = None if owned_cluster else start_dataplane_reaper(cluster.state.dir)
+    try:
+        return _build_dataplane(cluster, exp), True, reaper
+    except BaseException:
+        _stop_reaper(reaper)
+        raise
+
+
+def start_dataplane_reaper(state_dir: Path) -> subprocess.Popen[bytes] | None:
+    """A reaper that takes down the data plane this drill links in the cluster folder
+    ``state_dir`` should the drill die without closing its session; the cluster, which
+    the drill did not bring up, stays. Notes go to ``logs/drill-reaper.log`` there. None
+    when it cannot be started."""
+    from chaoslab.live.cluster.reaper import start_reaper
+
+    log = state_dir / "logs" / "drill-reaper.log"
+    try:
+        return start_reaper([state_dir], log, dataplane_only=True)
+    except OSError:
+        return None
+
+
+def _dataplane_down(cluster_dir: Path, d: Path) -> list[str]:
+    """Take down the data plane this session built in ``d``, remove its folder and the
+    cluster's link to it (if the link still names it)."""
+    from chaoslab.live.cluster.reaper import remove_dataplane
+    from chaoslab.live.cluster.state import DATAPLANE_LINK, read_dataplane_link
+
+    notes = remove_dataplane(d)
+    link = read_dataplane_link(cluster_dir)
+    if link is not None and link.dir == d:
+        (cluster_dir / DATAPLANE_LINK).unlink(missing_ok=True)
+    return notes
+
+
+def _claim_dataplane_dir(cluster_dir: Path) -> Path:
+    """A new folder for the drill's data plane, ``/tmp/dpdXXXXXXXX/dp`` (short: unix socket
+    paths are limited to 107 bytes). The cluster's link names it *before* the temporary
+    folder is made, so a SIGKILL from here on leaves a link the reaper, ``cluster status``
+    and ``cluster down`` follow."""
+    from chaoslab.live.cluster.state import (
+        DATAPLANE_LINK,
+        DATAPLANE_TMP_PREFIX,
+        write_dataplane_link,
+    )
+
+    for _ in range(16):
+        tmp = Path("/tmp") / f"{DATAPLANE_TMP_PREFIX}{secrets.token_hex(4)}"
+        if tmp.exists():
+            continue
+        write_dataplane_link(cluster_dir, tmp / "dp")
+        try:
+            tmp.mkdir(mode=0o700)
+        except FileExistsError:  # made since: never name another's folder
+            continue
+        return tmp / "dp"
+    (cluster_dir / DATAPLANE_LINK).unlink(missing_ok=True)
+    raise LocalClusterError("no free /tmp/dpd* folder for the data plane")
 
 
 def _build_dataplane(cluster: LocalCluster, exp: Experiment) -> Path:
     """Node namespaces with the runtime stand-in (as ``system:node:<node>``) and the real
-    kube-proxy (as ``system:kube-proxy``, its timers from the experiment)."""
+    kube-proxy (as ``system:kube-proxy``, its timers from the experiment). On a failure
+    what was built, its folder and the link go again."""
     from chaoslab.live.cluster.build import find_build
     from chaoslab.live.cluster.dataplane import DataPlane, KubeProxy, node_networks
 
     kc = cluster.kubeconfig
-    # a short folder: unix socket paths are limited to 107 bytes
-    d = Path(tempfile.mkdtemp(prefix="dpd", dir="/tmp")) / "dp"
-    dp = DataPlane.create(d, uuid.uuid4().hex[:5], node_networks(kc), kubeconfig=kc)
+    d = _claim_dataplane_dir(cluster.state.dir)
     try:
+        dp = DataPlane.create(d, uuid.uuid4().hex[:5], node_networks(kc), kubeconfig=kc)
         build = cluster.layout.build or find_build()
         # the kubelet's back-off the cluster was brought up with (None: the catalogue's)
         backoff = cluster.state.info.get("restart_backoff_s")
@@ -252,9 +336,8 @@ def _build_dataplane(cluster: LocalCluster, exp: Experiment) -> Path:
         for node in dp.nodes:
             dp.start_runtime(node, cluster.layout.kubeconfig(f"node-{node}"))
             dp.start_kube_proxy(node, kp)
-        (cluster.state.dir / DATAPLANE_LINK).write_text(f"{d}\n")
     except BaseException:
-        dp.down()
+        _dataplane_down(cluster.state.dir, d)
         raise
     return d
 
@@ -457,6 +540,10 @@ class LocalClusterTarget(KubeTarget):
         self.milestone_names = [*self.milestone_names, *PROBE_MILESTONES]
         self._rules: RulesWatch | None = None
         self._probe_dir = session.workdir / "probes"
+
+    def open(self, ctx: DrillContext) -> None:
+        super().open(ctx)
+        ctx.writer.update_meta(local_cluster=cluster_meta(self.session))
 
     # -- probing -----------------------------------------------------------------------
 
