@@ -1,16 +1,18 @@
 """Closed form of a pod kill (one SIGKILL, restarted in place) behind kube-proxy
 (`chaoslab.mechanisms.kubelet`, ``endpoints``)::
 
-    PLEG relist tick: container.died -> restart at once -> + runtime start: the process
-      runs -> + the app's start-up: container.serving (pod.not_ready only if the API
-      write, one controller hop, lands before that)
+    PLEG relist tick: container.died -> + API write (one controller hop): pod.not_ready,
+      always (the death's status is set before the runtime restarts the container)
+    restart at once -> + runtime start: the process runs -> + the app's start-up:
+      container.serving
     the process is seen running at once (on-demand relist, 1.36+; else the next relist):
-      + API write after the death's: container.restarted; the readiness probe runs then
-      and every period from then
+      + API write after the death's lands: container.restarted; the readiness probe runs
+      then and every period from then
     pod.not_ready -> + slice sync: endpoints.removed (unless the pod is Ready again by then:
-      the queued sync then publishes nothing, and the Ready write was deduplicated)
-    serving -> first probe of that grid -> + API write: pod.ready -> + slice sync:
-      endpoints.added
+      the queued sync then publishes nothing)
+    pod.ready: without a probe, in the restart's write; with one, the first probe of that
+      grid at or after serving, in the restart's write if it comes before that write is
+      sent, else + API write after the restart's lands -> + slice sync: endpoints.added
     each kube-proxy (`chaoslab.fast.common.kube_proxy_syncs`, its sync runner): an add
       that arrives while the removal's sync waits is read by that same sync; one that
       arrives while it runs is asked for when it ends.
@@ -46,25 +48,45 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     t_died = d.phase(pleg)  # next PLEG tick after t = 0
     t_start = t_died + d("kubelet.container_runtime_start")  # the process runs again
     t_run = t_start + d("pod.container_start_time")  # the app listens
+    # the death's status (Ready=false) is set before the runtime restarts the container,
+    # and the writer is idle: NotReady is always written
     t_nr = t_died + d(_REACT)
-    not_ready = t_nr < t_run  # else the container runs again before NotReady is written
     batch = d(_BATCH)  # drawn once: the controller keeps its batch period
     t_s1 = t_nr + slice_delay(d, batch)
     seen = seen_running(d, t_start, t_died, pleg)  # the sync that sees the new container
-    t_restarted = np.maximum(seen, t_nr) + d(_REACT)  # the death's status is written first
-    ready_at = probed_ready(d, t_start, t_run, seen)  # probed when seen, every period on
-    t_ready = ready_at + d(_REACT)
-    removed = not_ready & (t_s1 < t_ready)
+    sent = np.maximum(seen, t_nr)  # one writer: the restart's status goes after the death's
+    t_restarted = sent + d(_REACT)
+    t_ready = _ready_written(d, t_start, t_run, seen, sent, t_restarted)
+    removed = t_s1 < t_ready
     t_s2 = t_ready + slice_delay(d, batch)
     return {
         "container.died": t_died,
         "container.restarted": t_restarted,
         "container.serving": t_run,
-        "pod.not_ready": np.where(not_ready, t_nr, _NAN),
-        "pod.ready": np.where(not_ready, t_ready, _NAN),
+        "pod.not_ready": t_nr,
+        "pod.ready": t_ready,
         "endpoints.removed": np.where(removed, t_s1, _NAN),
         "endpoints.added": np.where(removed, t_s2, _NAN),
     }
+
+
+def _ready_written(
+    d: Draws,
+    t_start: np.ndarray,
+    t_run: np.ndarray,
+    seen: np.ndarray,
+    sent: np.ndarray,
+    t_restarted: np.ndarray,
+) -> np.ndarray:
+    """When the Ready=true write lands. The status manager's one writer sends the latest
+    status: without a probe the restart's own write carries Ready (a running container
+    with no probe worker is ready); with one, a result that comes before the restart's
+    write is sent rides in it, else it goes in the next write, after that one lands."""
+    if not d.flag("pod.readiness_probe"):
+        return t_restarted
+    ready_at = probed_ready(d, t_start, t_run, seen)  # probed when seen, every period on
+    later = np.maximum(ready_at, t_restarted) + d(_REACT)
+    return np.where(ready_at < sent, t_restarted, later)
 
 
 def proxies(

@@ -75,10 +75,24 @@ class Kubelet:
         self.status_sync = p.draw("kubelet.status_sync_period")
         self.on_demand_relist = p.flag("kubelet.pleg_on_demand_relist")
         self._pleg_phase: dict[str, float] = {}
-        self._status_written: dict[str, float] = {}  # pod -> when its last status write lands
+        # pod -> (sent, lands) of its last status write (status_manager.go Start: syncPod
+        # and syncBatch share one goroutine, which sends the latest cached status)
+        self._writes: dict[str, tuple[float, float]] = {}
 
     def _api(self) -> float:
         return self.trial.p.draw("kube_controller_manager.controller_reaction")
+
+    def _write(self, pod: Pod, at: float) -> float:
+        """When the status write that carries a change made at ``at`` lands: one writer per
+        kubelet sends the latest status (status_manager.go updateStatusInternal, syncBatch),
+        so a change made before the queued write is sent rides in it; one made while a
+        write is in flight goes in the next, sent when that one lands."""
+        sent, lands = self._writes.get(pod.name, (-float("inf"), -float("inf")))
+        if at < sent:
+            return lands
+        start = max(at, lands)
+        self._writes[pod.name] = (start, start + self._api())
+        return self._writes[pod.name][1]
 
     def _can_act(self, node: Node | None) -> bool:
         return node is not None and node.powered and node.kubelet_up
@@ -108,13 +122,17 @@ class Kubelet:
         # once, whose ticker restarts from there (prober_manager.go UpdatePodStatus,
         # worker.go run: probeTicker.Reset)
         pod.probe_phase = seen % self.probe_period
-        if restart and pod.restarts:
-            # that sync reports restartCount; one status writer (status_manager.go Start:
-            # syncBatch in one goroutine): the restart's status is sent after the death's
-            sent = max(seen, self._status_written.get(pod.name, seen))
-            self.trial.at(sent - self.trial.now + self._api(), self._restart_reported, pod)
+        in_place = restart and pod.restarts > 0
+        if in_place:
+            # that sync reports restartCount, in a write after the death's; without a
+            # probe it carries Ready too (prober_manager.go UpdatePodStatus: no worker ->
+            # ready once running)
+            lands = self._write(pod, seen) - self.trial.now
+            self.trial.at(lands, self._restart_reported, pod)
+            if not self.readiness_probe:
+                self.trial.at(lands, self._set_ready, pod, epoch, False)
         due = max(seen, self.trial.now + self.initial_delay)  # delay from the process start
-        self.trial.at(start_up, self._container_running, pod, epoch, due)
+        self.trial.at(start_up, self._container_running, pod, epoch, due, in_place)
 
     def _seen_running(self, pod: Pod) -> float:
         """When the kubelet first syncs the pod with its new container running: at once
@@ -129,7 +147,7 @@ class Kubelet:
         if not pod.gone and self.cluster.cp.api_up:
             self.trial.milestone("container.restarted")
 
-    def _container_running(self, pod: Pod, epoch: int, due: float) -> None:
+    def _container_running(self, pod: Pod, epoch: int, due: float, in_place: bool) -> None:
         if epoch != pod.epoch or pod.gone or not self._can_act(pod.node):
             return
         if pod.crashes_left > 0:  # crash loop: dies at the end of its start-up
@@ -144,7 +162,8 @@ class Kubelet:
         if pod.deleting:
             return
         if not self.readiness_probe:
-            self._report_ready(pod, epoch)
+            if not in_place:  # in place, the restart's write carries Ready
+                self._report_ready(pod, epoch)
             return
         # the first probe of the grid from the seen sync that finds the app listening
         first = next_tick(pod.probe_phase, self.probe_period, max(self.trial.now, due))
@@ -157,10 +176,12 @@ class Kubelet:
         node = pod.node
         if node is None or not node.net_up or not self.cluster.cp.api_up:
             return  # status can't reach the API; reconcile() or api_back() writes it later
-        self.trial.at(self._api(), self._set_ready, pod, epoch)
+        lands = self._write(pod, self.trial.now) - self.trial.now
+        self.trial.at(lands, self._set_ready, pod, epoch)
 
-    def _set_ready(self, pod: Pod, epoch: int) -> None:
-        if epoch != pod.epoch or not pod.running or pod.deleting or pod.ready:
+    def _set_ready(self, pod: Pod, epoch: int, listening: bool = True) -> None:
+        """The Ready=true write lands (``listening`` false: no probe asked the app)."""
+        if epoch != pod.epoch or (listening and not pod.running) or pod.deleting or pod.ready:
             return
         if not self.cluster.cp.api_up:
             return  # the write failed: api_back() makes it again
@@ -192,22 +213,31 @@ class Kubelet:
         if epoch != pod.epoch or pod.gone:
             return
         self.trial.milestone("container.died")
-        write = self._api()
-        self._status_written[pod.name] = self.trial.now + write
-        if pod.ready and pod.node is not None and pod.node.net_up:
-            self.trial.at(write, self._set_not_ready, pod, epoch)
+        if pod.node is not None and pod.node.net_up:
+            # this sync sets the death's status (Ready=false) before the runtime restarts
+            # the container (kubelet.go SyncPod: SetPodStatus, then containerRuntime.SyncPod)
+            lands = self._write(pod, self.trial.now) - self.trial.now
+            self.trial.at(lands, self._death_written, pod)
         # first restart immediate, then 10 s, 20 s, ... capped (CrashLoopBackOff)
         n = pod.restarts - 1
         backoff = 0.0 if n <= 0 else min(self.backoff_max, self.backoff0 * 2 ** (n - 1))
         self.trial.at(died + backoff - self.trial.now, self._restart, pod, epoch)
 
-    def _set_not_ready(self, pod: Pod, epoch: int) -> None:
-        # not tied to the container epoch: the restart may already be under way
-        if pod.running or not pod.ready or pod.gone or not self.cluster.cp.api_up:
-            return
+    def _death_written(self, pod: Pod) -> None:
+        # not tied to the container's epoch or state: the write carries the death's status
+        if pod.ready and not pod.gone and self.cluster.cp.api_up:
+            self._not_ready(pod)
+
+    def _not_ready(self, pod: Pod) -> None:
         pod.ready = False
         self.trial.milestone("pod.not_ready")
         self.cluster.pod_ready_changed(pod)
+
+    def _set_not_ready(self, pod: Pod, epoch: int) -> None:
+        # a status resync after an outage: the container is still down
+        if pod.running or not pod.ready or pod.gone or not self.cluster.cp.api_up:
+            return
+        self._not_ready(pod)
 
     def _restart(self, pod: Pod, epoch: int) -> None:
         if epoch != pod.epoch or pod.gone or pod.deleting:
