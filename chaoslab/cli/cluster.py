@@ -108,7 +108,7 @@ def status(state: StateOpt = None, name: NameOpt = "default") -> None:
 def _drill_dataplane_status(state_dir: Path) -> bool:
     """Print the data plane a drill built for the cluster (`state.DATAPLANE_LINK`); True
     when that drill is gone and left it (a SIGKILL its reaper did not see through)."""
-    from chaoslab.live.cluster.dataplane import DataPlane
+    from chaoslab.live.cluster.dataplane import DataPlane, DataPlaneError
     from chaoslab.live.cluster.state import read_dataplane_link
 
     link = read_dataplane_link(state_dir)
@@ -120,9 +120,12 @@ def _drill_dataplane_status(state_dir: Path) -> bool:
         f"  drill data plane {link.dir} (drill {owner}, {'running' if live else 'gone'})",
         markup=False,
     )
-    if (link.dir / "state.json").exists():
-        for what, how in DataPlane.load(link.dir).status().items():
-            console.print(f"    {what:26} {how}", markup=False)
+    try:
+        rows = DataPlane.load(link.dir).status() if (link.dir / "state.json").exists() else {}
+    except DataPlaneError as e:
+        rows = {"state": str(e)}
+    for what, how in rows.items():
+        console.print(f"    {what:26} {how}", markup=False)
     if live:
         return False
     console.print(f"left over: the data plane of a drill that is gone ({link.dir}); run `down`")

@@ -331,6 +331,19 @@ def test_status_shows_a_dead_drills_data_plane_and_down_removes_it_keeping_the_l
     assert "why it failed" in (recorded / "logs" / "sleeper.log").read_text()
 
 
+def test_an_unreadable_data_plane_is_named_and_the_cluster_still_goes_down(
+    recorded: Path, planes: list[Path]
+) -> None:
+    d = _claim_dp(recorded, planes)
+    d.mkdir()
+    (d / "state.json").write_text("not json")
+    r = chaoslab("cluster", "down", "--state", str(recorded))
+    assert r.returncode == 0, r.stderr
+    assert f"{d / 'state.json'}: unreadable" in r.stdout and "not taken down" in r.stdout
+    assert LocalCluster.load(recorded) is None
+    assert (d / "state.json").exists()  # kept for reading: what it held is unknown
+
+
 def test_down_purge_removes_the_logs_too_and_then_the_kept_logs_folder(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     pids = [_recorded_cluster(a), _recorded_cluster(b)]

@@ -123,12 +123,15 @@ def remove_dataplane(d: Path) -> list[str]:
     """Take the data plane in ``d`` down (if one is recorded there) and remove the drill's
     temporary folder holding it (only a folder named as a drill names it: a damaged link
     must not remove anything else)."""
-    from chaoslab.live.cluster.dataplane import DataPlane
+    from chaoslab.live.cluster.dataplane import DataPlane, DataPlaneError
     from chaoslab.live.cluster.state import DataPlaneLink
 
     notes: list[str] = []
     if (d / "state.json").exists():
-        notes += DataPlane.load(d).down()
+        try:
+            notes += DataPlane.load(d).down()
+        except DataPlaneError as e:  # what it holds is unknown: its folder stays, to read
+            return [f"{e}; data plane not taken down"]
     tmp = DataPlaneLink(d).tmp
     if tmp is None:
         notes.append(f"data plane {d} down; not a drill's folder, kept")
