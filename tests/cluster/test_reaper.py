@@ -140,7 +140,9 @@ def test_a_damaged_link_removes_no_folder_it_names(cluster_dir: Path, tmp_path: 
     precious = tmp_path / "precious" / "dp"
     precious.mkdir(parents=True)
     write_dataplane_link(cluster_dir, precious)
-    linked_dataplane_down(cluster_dir)
+    assert linked_dataplane_down(cluster_dir) == [
+        f"{precious}: not a drill's data plane folder, kept"
+    ]
     assert precious.is_dir()
 
 

@@ -134,7 +134,7 @@ def remove_dataplane(d: Path) -> list[str]:
             return [f"{e}; data plane not taken down"]
     tmp = DataPlaneLink(d).tmp
     if tmp is None:
-        notes.append(f"data plane {d} down; not a drill's folder, kept")
+        notes.append(f"{d}: not a drill's data plane folder, kept")
     elif tmp.exists():
         shutil.rmtree(tmp, ignore_errors=True)
         notes.append(f"removed data plane {d}")
