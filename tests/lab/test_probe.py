@@ -93,9 +93,13 @@ def test_ok_rate_and_server_name(server: _Server) -> None:
     df = run_prober(cfg, 1.0)
     assert tuple(df.columns) == COLUMNS
     new = df[df.kind == "new"]
-    # 3 probers x 100/s for 1 s: never above the schedule; below it only by what a busy
-    # shared machine costs (no timing bound beyond "it probed")
-    assert 30 <= len(new) <= 306
+    # 3 probers x 100/s for 1 s: slots k = 0..100 each (the one due after the stop is
+    # launched once its sleep ends), 303; 304 measured on an idle machine. Above: a tie at
+    # the stop (+1 each) and a stop timer fired up to 50 ms late on a starved loop (307
+    # seen) -> 3 x 107. Below: a starved prober skips slots (200-307 over 90 runs at load
+    # 8 on 2 CPUs, mean 286, sd 22): 160 is > 5 sd under that and above what one
+    # prober, a rate split over the probers (~101) or a halved rate (<= 153) would give
+    assert 160 <= len(new) <= 3 * 107
     assert set(new.prober) == {"p0", "p1", "p2"}
     assert (df.outcome == "ok").all()
     assert (df.server == "srv-a").all()
