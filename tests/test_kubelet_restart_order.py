@@ -12,7 +12,7 @@ the queued write is sent rides in it. After a kill:
   new container runs;
 - the sync that sees the new container queues the restart's status behind the death's;
 - with a readiness probe the new container is not ready until a probe passes (the result
-  is keyed by container ID; ``prober/prober_manager.go`` UpdatePodStatus, lines 343-362),
+  is keyed by container ID; ``prober/prober_manager.go`` UpdatePodStatus, lines 344-362),
   and that Ready write lands no earlier than the restart's; without one, a running
   container is ready, so the restart's write carries Ready.
 

@@ -13,7 +13,11 @@ Covers:
   once ``initialDelaySeconds`` have passed since the process start (``worker.go`` lines
   330-333: ``state.running.startedAt``, not the app's start-up);
 - crash (SIGKILL of the main process): refused at once; PLEG relist (1 s) notices it ->
-  pod NotReady; restart immediately the first time, then back-off 10 s doubling to 300 s,
+  pod NotReady, always (that sync sets the death's status before the runtime restarts the
+  container: ``kubelet.go`` lines 2135, 2267); the status manager's one writer sends the
+  latest status, so the restart's write follows the death's and Ready lands no earlier than
+  the restart's (``status_manager.go`` lines 288, 1084, 1212; `Kubelet._write`); restart
+  immediately the first time, then back-off 10 s doubling to 300 s,
   counted from the container's exit (``kuberuntime_manager.go`` doBackOff: the back-off
   runs from ``cStatus.FinishedAt``). The sync that restarts it relists the pod at once
   (``kubelet.pleg_on_demand_relist``, 1.36+; before, the next periodic relist): that sync
