@@ -77,6 +77,7 @@ class Timing:
     blackhole_hold: float = 3.0  # how long a black-holed request is held before closing
     status_delay: float = 0.05  # container started -> the kubelet's status in the API
     lease_renew: float = 0.25  # a live kubelet renews its node Lease (10 s in a cluster)
+    write_delay: float = 0.0  # a node PATCH is answered and committed this long after it came
 
 
 def _ts(t: float) -> str:
@@ -992,6 +993,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
+            # read first: a refused request's unread body would corrupt the next request
+            # on this keep-alive connection
+            body = self._body() if method in ("POST", "PATCH", "PUT", "DELETE") else None
             if self.headers.get("Authorization") != f"Bearer {self.server.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             with cl.lock:
@@ -1020,7 +1024,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             plural, ns, name, sub = _route(url.path)
-            body = self._body() if method in ("POST", "PATCH", "PUT", "DELETE") else None
+            if method == "PATCH" and plural == "nodes":
+                time.sleep(cl.timing.write_delay)  # outside the lock: other calls go on
             if method == "GET" and name is None and q.get("watch") in ("true", "1"):
                 self._watch(plural, ns, q)
                 return

@@ -41,6 +41,7 @@ from chaoslab.live.engine import DrillContext, DrillOutcome, Observed, slow_thre
 from chaoslab.live.engine import recover as engine_recover
 from chaoslab.live.engine import run_drill as engine_run
 from chaoslab.live.journal import Journal, UndoStep
+from chaoslab.live.k8s.calibrate import Calibration, calibrate
 from chaoslab.live.k8s.discover import Discovery, discover, node_info, pod_ready
 from chaoslab.live.k8s.inject import (
     DrillRefused,
@@ -164,6 +165,8 @@ class DrillPlan:
     name: str = ""
     #: the local control plane the plan runs on (`chaoslab.live.cluster.target.LocalSession`)
     session: Any = None
+    #: values measured on the cluster for the prediction (``live.calibrate``)
+    calibration: list[Calibration] = field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -176,10 +179,12 @@ def plan_drill(
     kubeconfig: str | None = None,
     context: str | None = None,
     session: Any = None,
+    log: Callable[[str], None] = print,
 ) -> list[DrillPlan]:
     """One plan per fault with a ``live:`` key: what was found, what the model predicts.
     With ``live.cluster: local`` the plans run on a `LocalSession`: ``session`` when given
-    (its owner closes it), else one opened here and closed by `run_drill`."""
+    (its owner closes it), else one opened here and closed by `run_drill`. ``live.calibrate``
+    is measured once, by the first plan, and used by all (`chaoslab.live.k8s.calibrate`)."""
     exp = load_experiment(path)
     exp.validate()
     faults = live_faults(exp)
@@ -187,7 +192,7 @@ def plan_drill(
     specs = [live_spec(exp, i) for i in faults]
     first = specs[0] if specs else None
     if first is None or first.cluster != "local":
-        return [_plan(exp, i, kubeconfig=kubeconfig, context=context) for i in faults]
+        return _plans(exp, faults, kubeconfig, context, log)
     # the control plane on this machine: up (or attached), its data plane, the drill's
     # ServiceAccount; released by run_drill, or at exit after a dry run
     from chaoslab.live.cluster.target import LocalSession
@@ -196,13 +201,27 @@ def plan_drill(
         session = LocalSession.open(exp, first)
         session.close_after_run = True
     try:
-        plans = [_plan(exp, i, kubeconfig=str(session.kubeconfig), context=None) for i in faults]
+        plans = _plans(exp, faults, str(session.kubeconfig), None, log)
     except BaseException:
         if session.close_after_run:
             session.close()
         raise
     for p in plans:
         p.session = session
+    return plans
+
+
+def _plans(
+    exp: Experiment,
+    faults: list[int],
+    kubeconfig: str | None,
+    context: str | None,
+    log: Callable[[str], None],
+) -> list[DrillPlan]:
+    plans: list[DrillPlan] = []
+    for i in faults:
+        cal = plans[0].calibration if plans else None
+        plans.append(_plan(exp, i, kubeconfig=kubeconfig, context=context, log=log, calibrated=cal))
     return plans
 
 
@@ -236,7 +255,15 @@ def _cluster_overrides(
     return overrides, notes
 
 
-def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | None) -> DrillPlan:
+def _plan(
+    exp: Experiment,
+    i: int,
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    log: Callable[[str], None] = print,
+    calibrated: list[Calibration] | None = None,
+) -> DrillPlan:
     import chaoslab
     from chaoslab.params import ParamSet, profile
 
@@ -256,6 +283,11 @@ def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | Non
     if spec.fault.out_of_service_after is not None:
         # the drill plays the operator who force-deletes the lost node's pods
         overrides["cluster.force_delete_after"] = f"{spec.fault.out_of_service_after:g}s"
+    if calibrated is None:
+        calibrated = calibrate(kube, spec, disc, log, server_timeout=_WATCH_SERVER_TIMEOUT)
+    for cal in calibrated:
+        # measured on this cluster: wins over the profile and the experiment file
+        overrides[cal.key] = cal.override
     ps = ParamSet.resolve(profiles, overrides, override_source="drill discovery")
     assumed = [
         (k, ps.text(k), ps.sources[k]) for k in ASSUMED_KEYS if k in ps.values and k not in found
@@ -282,7 +314,8 @@ def _plan(exp: Experiment, i: int, *, kubeconfig: str | None, context: str | Non
     plan = DrillPlan(
         exp, spec, kube, disc, design, profiles, overrides, assumed, prediction, mf, [], i, name
     )
-    plan.lines = _plan_lines(plan, notes)
+    plan.calibration = list(calibrated)
+    plan.lines = _plan_lines(plan, notes + [c.line() for c in calibrated])
     return plan
 
 
@@ -980,6 +1013,7 @@ def _writer(plans: list[DrillPlan], out: Path) -> RunWriter:
         "horizon_s": exp.horizon,
         "prober": ProberInfo(spec.probe.rate, spec.probe.probers, spec.probe.bin).as_meta(),
         "trials_planned": spec.trials,
+        **_calibration_meta(plan.calibration),
     }
     writer = RunWriter(run_dir, mode="live", target="kubernetes", meta=meta)
     writer.write_text("experiment.yaml", exp.effective_yaml(plan.overrides))
@@ -993,7 +1027,21 @@ def _writer(plans: list[DrillPlan], out: Path) -> RunWriter:
         for p in plans
     ]
     writer.add_table("prediction.parquet", pd.concat(preds, ignore_index=True))
+    if plan.calibration:
+        rows = [r for c in plan.calibration for r in c.rows()]
+        writer.write_text("calibration.csv", pd.DataFrame(rows).to_csv(index=False))
     return writer
+
+
+def _calibration_meta(cals: list[Calibration]) -> dict[str, Any]:
+    """meta.json's ``overrides`` (what the prediction ran with instead of the catalogue)
+    and ``calibration`` (how each was measured), for calibrated values only."""
+    if not cals:
+        return {}
+    return {
+        "overrides": {c.key: c.override for c in cals},
+        "calibration": {c.name: c.summary() for c in cals},
+    }
 
 
 def run_drill(

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from chaoslab.live.fields import Duration, StrictModel
 
 __all__ = [
+    "CALIBRATION_NAMES",
     "CONTROL_PLANE_FAULTS",
     "FAULT_KINDS",
     "NODE_FAULTS",
@@ -59,6 +60,9 @@ CONTROL_PLANE_TARGETS = {
     "controller-manager-restart": "controller-manager-leader",
     "apiserver-down": "control-plane",
 }
+#: what ``live.calibrate`` can measure (`chaoslab.live.k8s.calibrate.PARAMS`)
+CalibrationName = Literal["controller_reaction"]
+CALIBRATION_NAMES: tuple[str, ...] = get_args(CalibrationName)
 
 
 _Model = StrictModel
@@ -324,6 +328,11 @@ class LiveSection(_Model):
     #: kubemark's hollow kubelet, the real kubelet code on a fake CRI runtime
     #: (``chaoslab.live.cluster.hollow``; needed for pod-kill), instead of kwok
     hollow_nodes: list[str] = Field(default_factory=list)
+    #: catalogue values measured on this cluster before the prediction
+    #: (`chaoslab.live.k8s.calibrate`); each costs annotation writes on one node
+    calibrate: list[CalibrationName] = Field(default_factory=list)
+    #: round trips per calibrated value (a sample size: ~30 gives a stable median and p95)
+    calibrate_samples: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _local(self) -> LiveSection:
