@@ -190,6 +190,9 @@ def test_cli_up_status_down_leaves_nothing_behind(tmp_path: Path, k8s_build: Bui
     finally:
         down = chaoslab("cluster", "down", "--state", str(state))
     assert down.returncode == 0, down.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["logs"]  # kept for reading
+    assert f"logs kept in {state / 'logs'}" in down.stdout
+    assert chaoslab("cluster", "down", "--state", str(state), "--purge").returncode == 0
     assert not state.exists()
     assert not [p.name for p in recorded.processes if alive(p.pid, p.start)]
     assert not [n for n, port in recorded.ports.items() if _listening(port)]
@@ -216,7 +219,7 @@ def test_down_cleans_up_after_up_was_killed(tmp_path: Path, k8s_build: Build) ->
     assert recorded is not None and recorded.phase == "starting"
     status = chaoslab("cluster", "status", "--state", str(state))
     assert "phase starting" in status.stdout
-    down = chaoslab("cluster", "down", "--state", str(state))
+    down = chaoslab("cluster", "down", "--state", str(state), "--purge")
     assert down.returncode == 0, down.stderr
     assert not state.exists()
     assert not [p.name for p in recorded.processes if alive(p.pid, p.start)]
