@@ -5,11 +5,14 @@ folder and in the prediction's parameters, and that the annotation is always rem
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 import chaoslab.live.k8s.calibrate as calib
 from chaoslab.cli import main
@@ -82,6 +85,18 @@ def test_samples_reach_the_prediction_parameters(make_env, capsys) -> None:
     assert _annotated(env) == []
 
 
+def test_one_calibration_serves_every_fault(make_env) -> None:
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=6)
+    doc = yaml.safe_load(exp.read_text())
+    doc["faults"].append({**doc["faults"][0], "name": "second-delete"})
+    exp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    first, second = plan_drill(exp)
+    assert second.calibration == first.calibration
+    assert second.overrides[KEY] == first.overrides[KEY]
+    assert len(_node_patches(env)) == 6 + 2  # measured once: warm-up, 6 timed, removal
+
+
 def _fail_after(monkeypatch: pytest.MonkeyPatch, calls: int, fail: Any) -> None:
     """Round trip number ``calls`` + 1 meets ``fail()`` (the annotation is set by then)."""
     real, done = calib._round_trip, [0]
@@ -119,6 +134,19 @@ def test_interrupt_midway_removes_annotation(make_env, monkeypatch) -> None:
     with pytest.raises(KeyboardInterrupt):
         plan_drill(exp)
     assert _annotated(env) == []
+
+
+def test_sigterm_midway_removes_annotation(make_env, monkeypatch) -> None:
+    # the drill's signal guard is not up while it plans: calibration turns SIGTERM into
+    # an interrupt itself, and gives the old handler back afterwards
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"])
+    before = signal.getsignal(signal.SIGTERM)
+    _fail_after(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(KeyboardInterrupt):
+        plan_drill(exp)
+    assert _annotated(env) == []
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_unknown_calibration_name_is_one_line_error(make_env, capsys) -> None:
