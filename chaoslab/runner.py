@@ -622,6 +622,9 @@ def _die_with_parent(run_pid: int) -> None:
     # mid-queue); SIGTERM ends a worker at once (the pool's own terminate() sends it)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        # started with SIGINT blocked (`_sigint_held`): ignored from here on
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     ppid = os.getppid()
     if not _alive(run_pid):
         os._exit(1)
@@ -632,8 +635,13 @@ def _run_pool(work: Sequence[Chunk], workers: int) -> Iterator[tuple[Chunk, pd.D
     pool = ProcessPoolExecutor(
         max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
+
+    def submit(chunk: Chunk) -> Any:
+        with _sigint_held():
+            return pool.submit(run_chunk, chunk)
+
     try:
-        yield from _in_order(work, lambda c: pool.submit(run_chunk, c), _pool_result, 4 * workers)
+        yield from _in_order(work, submit, _pool_result, 4 * workers)
     except BaseException:
         # interrupted (Ctrl-C, SIGTERM, the generator closed): the chunks in flight are
         # lost anyway, and waiting for them took minutes under load
@@ -641,6 +649,26 @@ def _run_pool(work: Sequence[Chunk], workers: int) -> Iterator[tuple[Chunk, pd.D
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked while the pool may start workers (in ``submit``): a process forked
+    (or spawned: the mask survives exec) in that moment starts with it blocked until its
+    initializer ignores it. Without this, the terminal's Ctrl-C reaching a worker before
+    its initializer ran killed it with a KeyboardInterrupt, and the run ended as "a worker
+    process died" (exit 1) instead of interrupted. A Ctrl-C meanwhile waits, pending, and
+    reaches the run as soon as the block ends."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _pool_result(fut: Any) -> pd.DataFrame:
@@ -660,11 +688,21 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
     kill_workers = getattr(pool, "kill_workers", None)  # Python 3.14
     if kill_workers is not None:
         kill_workers()
-        return
-    procs = dict(getattr(pool, "_processes", None) or {})
-    for proc in procs.values():
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            proc.kill()
+    else:
+        procs = dict(getattr(pool, "_processes", None) or {})
+        for proc in procs.values():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                proc.kill()
+    # A worker killed while it wrote its result leaves half a message in the result pipe,
+    # and the pool's manager thread waits in recv() for the rest for ever (so did
+    # shutdown(wait=True), and the run hung): this process holds the pipe's write end too,
+    # so the reader never sees end of file. Closed here, the dead workers' ends were the
+    # last: recv() fails with EOFError, and the manager thread marks the pool broken and
+    # ends. Nothing is sent on it from this side; shutdown() closes the queue later.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()
     # shutdown() joins them: the pool's manager thread reaps its processes itself
 
 
