@@ -118,3 +118,25 @@ def test_without_a_probe_ready_is_the_restart_write_at_drawn_timings() -> None:
     for df in _both("k8s-1.35", 200, **{"pod.readiness_probe": "false"}):
         assert not np.isnan(_at(df, "pod.not_ready")).any()
         assert np.allclose(_at(df, "pod.ready"), _at(df, "container.restarted"))
+
+
+@pytest.mark.parametrize(("lag", "added"), [(0.2, 1.08), (0.01, 0.08)])
+def test_the_add_waits_until_the_controller_has_seen_its_removal(lag: float, added: float) -> None:
+    """No probe, R = 10 ms, the process up 50 ms after the death: NotReady at 0.01 s, its
+    slice sync (two hops from 1.35, no batching) removes the pod at 0.03 s, Ready rides in
+    the restart's write at 0.06 s, and the add's sync at 0.08 s is refused while the
+    controller's informer has not seen the removal (at 0.03 s + lag), then retried after
+    the queue's 1 s back-off (k8s.io/kubernetes v1.37.2
+    ``pkg/controller/endpointslice/endpointslice_controller.go`` line 433, StaleSlices)."""
+    params = {
+        "kube_controller_manager.controller_reaction": "0.01s",
+        "kube_controller_manager.endpointslice_updates_batch_period": "0s",
+        "kube_controller_manager.endpointslice_informer_lag": f"{lag}s",
+        "kube_controller_manager.endpointslice_sync_backoff": "1s",
+        "kubelet.container_runtime_start": "0.05s",
+        "pod.readiness_probe": "false",
+    }
+    for df in _both("k8s-1.37", 20, **params):
+        assert np.allclose(_at(df, "pod.ready"), 0.06)
+        assert np.allclose(_at(df, "endpoints.removed"), 0.03)
+        assert np.allclose(_at(df, "endpoints.added"), added)

@@ -13,6 +13,8 @@
     pod.ready: without a probe, in the restart's write; with one, the first probe of that
       grid at or after serving, in the restart's write if it comes before that write is
       sent, else + API write after the restart's lands -> + slice sync: endpoints.added
+      (refused while the controller's informer has not seen the removal, then retried
+      after the queue's back-off)
     each kube-proxy (`chaoslab.fast.common.kube_proxy_syncs`, its sync runner): an add
       that arrives while the removal's sync waits is read by that same sync; one that
       arrives while it runs is asked for when it ends.
@@ -39,6 +41,9 @@ __all__ = ["chain", "proxies", "table"]
 
 _REACT = "kube_controller_manager.controller_reaction"
 _BATCH = "kube_controller_manager.endpointslice_updates_batch_period"
+_LAG = "kube_controller_manager.endpointslice_informer_lag"
+_BACKOFF = "kube_controller_manager.endpointslice_sync_backoff"
+_BACKOFF_MAX = "kube_controller_manager.endpointslice_max_sync_backoff"
 _NAN = np.nan
 
 
@@ -58,7 +63,7 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
     t_restarted = sent + d(_REACT)
     t_ready = _ready_written(d, t_start, t_run, seen, sent, t_restarted)
     removed = t_s1 < t_ready
-    t_s2 = t_ready + slice_delay(d, batch)
+    t_s2 = _after_informer(d, t_s1, t_ready + slice_delay(d, batch))
     return {
         "container.died": t_died,
         "container.restarted": t_restarted,
@@ -68,6 +73,22 @@ def chain(d: Draws) -> dict[str, np.ndarray]:
         "endpoints.removed": np.where(removed, t_s1, _NAN),
         "endpoints.added": np.where(removed, t_s2, _NAN),
     }
+
+
+def _after_informer(d: Draws, t_s1: np.ndarray, t_s2: np.ndarray) -> np.ndarray:
+    """The add's slice sync, refused while the controller's informer has not seen the
+    removal's write (`chaoslab.mechanisms.endpoints.EndpointSliceController._attempt`) and
+    retried after the queue's back-off, base x 2^refusals, capped: the first attempt at or
+    after the informer has seen it."""
+    seen = t_s1 + d(_LAG)
+    base, cap = d(_BACKOFF), d(_BACKOFF_MAX)
+    out = np.array(t_s2, dtype=float)
+    for failures in range(64):
+        stale = out < seen
+        if not stale.any():
+            break
+        out = np.where(stale, out + np.minimum(base * 2.0**failures, cap), out)
+    return out
 
 
 def _ready_written(
