@@ -146,6 +146,7 @@ def _check_run(res: Any, fault: str) -> pd.DataFrame:
     assert res.status == "complete", res.reason
     meta = json.loads((res.path / "meta.json").read_text())
     assert meta["mode"] == "live" and meta["pending_undo"] == 0
+    assert Path(meta["local_cluster"]["logs"]).is_dir()  # where the components' logs stay
     for f in ("probes.parquet", "milestones.parquet", "trial_info.csv", "prediction.parquet"):
         assert (res.path / f).exists(), f
     ms = pd.read_parquet(res.path / "milestones.parquet")
