@@ -346,6 +346,21 @@ def test_an_unreadable_data_plane_is_named_and_the_cluster_still_goes_down(
     assert (d / "state.json").exists()  # kept for reading: what it held is unknown
 
 
+def test_the_reaper_of_a_drills_own_cluster_takes_its_half_built_data_plane_down_first(
+    recorded: Path, planes: list[Path]
+) -> None:
+    from chaoslab.live.cluster.reaper import reap
+
+    d = _claim_dp(recorded, planes)
+    d.mkdir()
+    cluster = LocalCluster.load(recorded)
+    assert cluster is not None
+    pid = cluster.state.processes[0].pid
+    notes = reap([recorded.parent], keep_logs=True)
+    assert notes[0] == f"removed data plane {d}" and f"stopped sleeper (pid {pid})" in notes
+    assert not d.parent.exists() and sorted(p.name for p in recorded.iterdir()) == ["logs"]
+
+
 def test_down_purge_removes_the_logs_too_and_then_the_kept_logs_folder(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     pids = [_recorded_cluster(a), _recorded_cluster(b)]
