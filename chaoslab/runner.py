@@ -657,8 +657,9 @@ def _sigint_held() -> Iterator[None]:
     (or spawned: the mask survives exec) in that moment starts with it blocked until its
     initializer ignores it. Without this, the terminal's Ctrl-C reaching a worker before
     its initializer ran killed it with a KeyboardInterrupt, and the run ended as "a worker
-    process died" (exit 1) instead of interrupted. A Ctrl-C meanwhile waits, pending, and
-    reaches the run as soon as the block ends."""
+    process died" (exit 1) instead of interrupted. Only this thread blocks it: a Ctrl-C
+    meanwhile waits, pending, until the block ends, unless another thread of the run takes
+    it (then it is raised here as usual)."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
         threading.main_thread()
     ):
