@@ -66,6 +66,7 @@ from urllib.parse import urlsplit
 
 from chaoslab.errors import LiveError, UserError, located
 from chaoslab.live.cluster.dataplane_runtime import POD_DEVICE
+from chaoslab.live.cluster.procs import find_marked, marked_env, new_mark
 from chaoslab.live.lab import netns
 from chaoslab.live.lab.netns import LabError, LabState, Proc, run
 
@@ -93,6 +94,8 @@ PARTITION_CHAIN = "CHAOSLAB-PARTITION"
 #: sun_path of struct sockaddr_un is 108 bytes including the NUL (unix(7))
 _SUN_PATH_MAX = 107
 _HERE = Path(__file__).resolve().parent
+#: ``state.info`` key of the host processes being started: mark -> name (`_spawn_host`)
+INTENTS = "intents"
 
 
 class DataPlaneError(LiveError):
@@ -484,8 +487,13 @@ class DataPlane:
         return [sys.executable, "-P", "-u", str(_HERE / f"{module}.py"), *args]
 
     def _spawn_host(self, name: str, argv: Sequence[str]) -> Proc:
-        """A process in the host namespace, recorded like the lab's so that down kills it."""
+        """A process in the host namespace, recorded like the lab's so that down kills it.
+        No namespace holds it, so its intent (a mark in its environment) is saved before it
+        starts: a kill before its PID is saved leaves the mark, `down` finds it by."""
         log = Path(self.state.dir) / f"{name}.log"
+        mark = new_mark()
+        self.state.info.setdefault(INTENTS, {})[mark] = name
+        self.state.save()
         fh: IO[bytes] = log.open("ab")
         try:
             p = subprocess.Popen(
@@ -494,15 +502,26 @@ class DataPlane:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=marked_env(mark),
             )
         finally:
             fh.close()
         # the start time identifies the PID from now on (netns kills only the process it started)
         proc = Proc(name, "", p.pid, netns._start_time(p.pid), list(argv), str(log))
         self.state.procs[name] = proc
+        del self.state.info[INTENTS][mark]
         self.state.save()
         self._host[p.pid] = p
         return proc
+
+    def _unrecorded(self) -> dict[str, Proc]:
+        """Host processes started for an intent whose PID was never saved, by their mark
+        (with the start time, which the kill checks again)."""
+        return {
+            f"{name}@{p.pid}": Proc(name, "", p.pid, p.start, [], "")
+            for mark, name in self.state.info.get(INTENTS, {}).items()
+            for p in find_marked(mark)
+        }
 
     def spawn_in_node(
         self, node: str, name: str, argv: Sequence[str], env: dict[str, str] | None = None
@@ -727,6 +746,7 @@ class DataPlane:
         """Kill every process (by PID and start time), delete the namespaces (their links,
         addresses and iptables rules go with them), the sockets and kubeconfig copies.
         Idempotent; notes of what could not be undone."""
+        self.state.procs.update(self._unrecorded())  # killed with the others, by PID
         notes = netns.cleanup(self.state)
         for p in self._host.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -27,7 +27,7 @@ from chaoslab.live.cluster.config import ClusterConfig
 from chaoslab.live.cluster.errors import ClusterError, StateInUse
 from chaoslab.live.cluster.health import Deadlines, probe, wait_healthy, wait_until
 from chaoslab.live.cluster.kubelets import HostKubelets, Kubelets, NetnsKubelets
-from chaoslab.live.cluster.procs import ProcRecord, alive, gone, spawn, stop
+from chaoslab.live.cluster.procs import ProcRecord, alive, gone, stop
 from chaoslab.live.cluster.state import ClusterState, default_state_dir
 
 __all__ = ["ComponentStatus", "LocalCluster"]
@@ -153,9 +153,7 @@ class LocalCluster:
             )
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ProcRecord:
-        rec = spawn(name, argv, self.layout.logs / f"{name}.log", env)
-        self.state.record(rec)
-        return rec
+        return self.state.spawn(name, argv, self.layout.logs / f"{name}.log", env)
 
     def _core(self) -> Any:
         from kubernetes import client
@@ -400,10 +398,10 @@ class LocalCluster:
         """Stop the data plane, then every recorded process, newest first (reverse start
         order)."""
         notes = self._dataplane_down()
+        # one started but not recorded (its starter killed in between) first: it is the newest
+        procs = [*self.state.unrecorded(), *reversed(self.state.processes)]
         return notes + [
-            f"stopped {rec.name} (pid {rec.pid})"
-            for rec in reversed(self.state.processes)
-            if stop(rec, self.deadlines.stop)
+            f"stopped {rec.name} (pid {rec.pid})" for rec in procs if stop(rec, self.deadlines.stop)
         ]
 
     def _dataplane_down(self) -> list[str]:
@@ -419,7 +417,8 @@ class LocalCluster:
         """Stop every recorded process, then remove the state folder (with ``keep_logs``:
         all of it but the components' logs, the evidence of a late milestone)."""
         notes = self.stop_all()
-        still = [p for p in self.state.processes if alive(p.pid, p.start)]
+        left = [*self.state.processes, *self.state.unrecorded()]
+        still = [p for p in left if alive(p.pid, p.start)]
         if still:
             names = ", ".join(f"{p.name} (pid {p.pid})" for p in still)
             raise ClusterError(f"{self.state.dir}: could not stop {names}; state kept")

@@ -9,12 +9,29 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcRecord", "alive", "gone", "spawn", "start_time", "stop"]
+__all__ = [
+    "MARK_ENV",
+    "ProcRecord",
+    "alive",
+    "find_marked",
+    "gone",
+    "marked_env",
+    "new_mark",
+    "spawn",
+    "start_time",
+    "stop",
+]
+
+#: a child's environment carries ``MARK_ENV=<mark>``, the mark recorded (as an intent)
+#: before it is started: a process whose starter was killed before recording its PID is
+#: still found (`find_marked`), never by its name, and killed by PID and start time
+MARK_ENV = "CHAOSLAB_SPAWN_MARK"
 
 #: our own children, kept so that they are reaped (not left as zombies) when they exit
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -89,11 +106,48 @@ def _stat_fields_of(path: str) -> list[str] | None:
     return stat[stat.rfind(")") + 2 :].split()
 
 
+def new_mark() -> str:
+    return uuid.uuid4().hex
+
+
+def marked_env(mark: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: ours) with the mark a child is found by."""
+    return {**(os.environ if env is None else env), MARK_ENV: mark}
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def find_marked(mark: str) -> list[ProcRecord]:
+    """Every live process whose environment carries ``mark`` (the one started with it and
+    what it forked), with its start time: the identity a kill checks again (`stop`)."""
+    needle = f"{MARK_ENV}={mark}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or needle not in _environ(int(entry)):
+            continue
+        pid = int(entry)
+        start = start_time(pid)
+        if start is not None and alive(pid, start):
+            found.append(ProcRecord(f"marked-{mark[:8]}", pid, start, (), ""))
+    return found
+
+
 def spawn(
-    name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    mark: str | None = None,
 ) -> ProcRecord:
     """Start ``argv`` in its own session (a Ctrl-C of ``up`` does not reach it), output to
-    ``log``."""
+    ``log``; with ``mark`` its environment carries it (`marked_env`)."""
+    if mark is not None:
+        env = marked_env(mark, env)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         child = subprocess.Popen(

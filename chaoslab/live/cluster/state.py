@@ -2,7 +2,10 @@
 
 ``state.json`` is written (atomically: a temporary file renamed over it) before anything
 is started and after every process start, so ``down`` finds every process and file even
-after ``up`` was killed with SIGKILL. Everything the cluster creates lives in the folder.
+after ``up`` was killed with SIGKILL: a process is recorded as an intent (a mark its
+environment carries, `chaoslab.live.cluster.procs.MARK_ENV`) before it starts, and by PID
+and start time after, so a kill between the two leaves a mark ``down`` finds it by.
+Everything the cluster creates lives in the folder.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaoslab.live.cluster.procs import ProcRecord, alive, start_time
+from chaoslab.live.cluster.procs import ProcRecord, alive, new_mark, spawn, start_time
 
 __all__ = [
     "DATAPLANE_LINK",
@@ -158,6 +161,8 @@ class ClusterState:
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ProcRecord] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: processes being started: mark -> name (`spawn`); found by the mark if not recorded
+    intents: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -171,6 +176,7 @@ class ClusterState:
             "ports": self.ports,
             "processes": [p.to_json() for p in self.processes],
             "info": self.info,
+            "intents": self.intents,
         }
         atomic_write(self.path, json.dumps(doc, indent=2) + "\n")
 
@@ -188,11 +194,36 @@ class ClusterState:
             ports={k: int(v) for k, v in doc["ports"].items()},
             processes=[ProcRecord.from_json(p) for p in doc["processes"]],
             info=doc.get("info", {}),
+            intents=dict(doc.get("intents", {})),
         )
 
     def record(self, proc: ProcRecord) -> None:
         self.processes.append(proc)
         self.save()
+
+    def spawn(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> ProcRecord:
+        """Start a process and record it: its intent (a mark) is saved before the start,
+        its PID and start time (replacing the intent, in one write) after."""
+        mark = new_mark()
+        self.intents[mark] = name
+        self.save()
+        rec = spawn(name, argv, log, env, mark=mark)
+        del self.intents[mark]
+        self.record(rec)
+        return rec
+
+    def unrecorded(self) -> list[ProcRecord]:
+        """Live processes started for an intent whose PID was never recorded (the starter
+        was killed in between), found by their mark."""
+        from chaoslab.live.cluster.procs import find_marked
+
+        return [
+            ProcRecord(name, p.pid, p.start, p.argv, p.log)
+            for mark, name in self.intents.items()
+            for p in find_marked(mark)
+        ]
 
     def process(self, name: str) -> ProcRecord | None:
         return next((p for p in self.processes if p.name == name), None)
