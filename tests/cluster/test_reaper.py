@@ -361,6 +361,18 @@ def test_the_reaper_of_a_drills_own_cluster_takes_its_half_built_data_plane_down
     assert not d.parent.exists() and sorted(p.name for p in recorded.iterdir()) == ["logs"]
 
 
+def test_down_keeps_the_logs_of_the_clusters_own_data_plane_in_its_logs(recorded: Path) -> None:
+    """A cluster brought up with a data plane (as root) has it in ``dataplane/``, which
+    ``down(keep_logs=True)`` removes: its components' logs move to ``logs/dataplane``."""
+    (recorded / "dataplane").mkdir()
+    (recorded / "dataplane" / "kube-proxy-n1.log").write_text("synced\n")
+    cluster = LocalCluster.load(recorded)
+    assert cluster is not None
+    cluster.down(keep_logs=True)
+    assert sorted(p.name for p in recorded.iterdir()) == ["logs"]
+    assert (recorded / "logs" / "dataplane" / "kube-proxy-n1.log").read_text() == "synced\n"
+
+
 def test_down_purge_removes_the_logs_too_and_then_the_kept_logs_folder(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     pids = [_recorded_cluster(a), _recorded_cluster(b)]
@@ -410,16 +422,60 @@ def test_the_next_drill_removes_a_dead_drills_data_plane_before_building_its_own
     assert not old.parent.exists()
 
 
-def test_a_live_drills_data_plane_is_shared_and_one_being_built_is_refused(
+@pytest.fixture
+def other_drill() -> Iterator[tuple[int, int | None]]:
+    """A live process standing for another drill: its PID and start time."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield p.pid, start_time(p.pid)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_another_live_drills_data_plane_is_refused_not_shared(
+    cluster_dir: Path, planes: list[Path], other_drill: tuple[int, int | None]
+) -> None:
+    """Its owner takes it down when it ends (and its faults would hit this drill's
+    measurement): a second drill on the cluster refuses with one line, built or not."""
+    d = _claim_dp(cluster_dir, planes)
+    d.mkdir()
+    pid, start = other_drill
+    (cluster_dir / DATAPLANE_LINK).write_text(f"{d}\nowner {pid} {start}\n")
+    with pytest.raises(target.LocalClusterError, match=f"drill pid {pid} is building the"):
+        target._dataplane(_fake_cluster_for(cluster_dir), SimpleNamespace(), False)  # type: ignore[arg-type]
+    (d / "state.json").write_text("{}\n")
+    with pytest.raises(target.LocalClusterError, match=f"drill pid {pid} owns the data plane"):
+        target._dataplane(_fake_cluster_for(cluster_dir), SimpleNamespace(), False)  # type: ignore[arg-type]
+    assert d.is_dir() and read_dataplane_link(cluster_dir) is not None  # left to its owner
+
+
+def test_a_data_plane_this_process_built_is_shared_by_its_next_session(
     cluster_dir: Path, planes: list[Path]
 ) -> None:
-    d = _claim_dp(cluster_dir, planes)  # this process stands for the other, live drill
+    d = _claim_dp(cluster_dir, planes)
     d.mkdir()
-    with pytest.raises(target.LocalClusterError, match="is building a data plane"):
-        target._dataplane(_fake_cluster_for(cluster_dir), SimpleNamespace(), False)  # type: ignore[arg-type]
     (d / "state.json").write_text("{}\n")
     got = target._dataplane(_fake_cluster_for(cluster_dir), SimpleNamespace(), False)  # type: ignore[arg-type]
     assert got == (d, False, None)
+
+
+@needs_netns
+def test_closing_a_session_keeps_its_data_planes_logs_where_the_meta_says(
+    recorded: Path, planes: list[Path], tmp_path: Path
+) -> None:
+    cluster = LocalCluster.load(recorded)
+    assert cluster is not None
+    d = _claim_dp(recorded, planes)
+    DataPlane.create(d, f"t{uuid.uuid4().hex[:5]}", NODES, apiserver=API)
+    logs = sorted(p.name for p in d.glob("*.log"))
+    assert "bridge-host.log" in logs and len(logs) == len(NODES) + 1
+    session = target.LocalSession(cluster, d, tmp_path / "kc", tmp_path / "w", owned_dataplane=True)
+    kept = Path(target.cluster_meta(session)["dataplane_logs"])
+    assert kept == recorded.resolve() / "logs" / f"dataplane-{d.parent.name}"
+    notes = session.close()
+    assert f"data plane logs kept in {kept}" in notes
+    assert not d.parent.exists() and sorted(p.name for p in kept.iterdir()) == logs
 
 
 def test_the_run_folder_is_told_where_the_clusters_logs_stay(recorded: Path) -> None:

@@ -28,7 +28,7 @@ from chaoslab.live.cluster.errors import ClusterError, StateInUse
 from chaoslab.live.cluster.health import Deadlines, probe, wait_healthy, wait_until
 from chaoslab.live.cluster.kubelets import HostKubelets, Kubelets, NetnsKubelets
 from chaoslab.live.cluster.procs import ProcRecord, alive, gone, stop
-from chaoslab.live.cluster.state import ClusterState, default_state_dir
+from chaoslab.live.cluster.state import ClusterState, default_state_dir, move_logs
 
 __all__ = ["ComponentStatus", "LocalCluster"]
 
@@ -428,6 +428,7 @@ class LocalCluster:
             return notes
         # state.json first: once it is gone, down, the reaper and status see no cluster
         self.state.path.unlink(missing_ok=True)
+        move_logs(self.layout.dir / "dataplane", self.layout.logs / "dataplane")
         for entry in self.state.dir.iterdir():
             if entry != self.layout.logs:
                 _remove(entry)

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chaoslab.live.cluster.procs import alive, start_time
-from chaoslab.live.cluster.state import DATAPLANE_LINK, read_dataplane_link
+from chaoslab.live.cluster.state import DATAPLANE_LINK, dataplane_logs_dir, read_dataplane_link
 
 __all__ = ["linked_dataplane_down", "main", "reap", "remove_dataplane", "start_reaper"]
 
@@ -114,17 +114,17 @@ def linked_dataplane_down(
         return []
     if owner is not None and not link.owned_by(*owner):
         return []  # another drill's data plane now
-    notes = remove_dataplane(link.dir)
+    notes = remove_dataplane(link.dir, dataplane_logs_dir(cluster_dir, link.dir))
     (cluster_dir / DATAPLANE_LINK).unlink(missing_ok=True)
     return notes
 
 
-def remove_dataplane(d: Path) -> list[str]:
+def remove_dataplane(d: Path, logs_to: Path | None = None) -> list[str]:
     """Take the data plane in ``d`` down (if one is recorded there) and remove the drill's
     temporary folder holding it (only a folder named as a drill names it: a damaged link
-    must not remove anything else)."""
+    must not remove anything else), its components' logs moved to ``logs_to`` first."""
     from chaoslab.live.cluster.dataplane import DataPlane, DataPlaneError
-    from chaoslab.live.cluster.state import DataPlaneLink
+    from chaoslab.live.cluster.state import DataPlaneLink, move_logs
 
     notes: list[str] = []
     if (d / "state.json").exists():
@@ -136,6 +136,8 @@ def remove_dataplane(d: Path) -> list[str]:
     if tmp is None:
         notes.append(f"{d}: not a drill's data plane folder, kept")
     elif tmp.exists():
+        if logs_to is not None and move_logs(d, logs_to):
+            notes.append(f"data plane logs kept in {logs_to}")
         shutil.rmtree(tmp, ignore_errors=True)
         notes.append(f"removed data plane {d}")
     return notes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -27,8 +28,10 @@ __all__ = [
     "ClusterState",
     "DataPlaneLink",
     "atomic_write",
+    "dataplane_logs_dir",
     "default_state_dir",
     "drill_state_dir",
+    "move_logs",
     "prune_drill_dirs",
     "read_dataplane_link",
     "write_dataplane_link",
@@ -65,8 +68,6 @@ def prune_drill_dirs(root: Path | None = None, keep: int = KEEP_DRILL_LOGS) -> l
     ``down(keep_logs=True)`` leaves) in ``root`` but the newest ``keep`` (by modification
     time). A folder holding a ``state.json`` (a cluster up, or coming up) is never touched;
     the removed folders are returned."""
-    import shutil
-
     root = Path(os.environ.get("CHAOSLAB_CLUSTER_STATE", str(STATE_ROOT))) if root is None else root
     try:
         dirs = [d for d in root.iterdir() if d.name.startswith("drill-") and d.is_dir()]
@@ -110,6 +111,23 @@ class DataPlaneLink:
         if self.dir.name == "dp" and self.dir.parent.name.startswith(DATAPLANE_TMP_PREFIX):
             return self.dir.parent
         return None
+
+
+def dataplane_logs_dir(cluster_dir: Path, dp_dir: Path) -> Path:
+    """Where the logs of the drill's data plane ``dp_dir`` stay once it is down: in the
+    cluster's logs folder (kept by ``down`` as the components' are), one folder per data
+    plane, named by the drill's temporary folder."""
+    tmp = DataPlaneLink(dp_dir).tmp
+    return cluster_dir / "logs" / f"dataplane-{(tmp or dp_dir).name}"
+
+
+def move_logs(src: Path, dest: Path) -> list[Path]:
+    """Move the logs (``*.log``) of ``src`` into ``dest``; the moved files' new paths."""
+    moved = []
+    for log in sorted(src.glob("*.log")):
+        dest.mkdir(parents=True, exist_ok=True)
+        moved.append(Path(shutil.move(str(log), str(dest / log.name))))
+    return moved
 
 
 def write_dataplane_link(cluster_dir: Path, dp_dir: Path, owner: int | None = None) -> None:

@@ -154,13 +154,19 @@ class LocalSession:
 def cluster_meta(session: LocalSession) -> dict[str, Any]:
     """Where the run's cluster lives and where its components' logs stay (a drill's own
     cluster: kept after it goes down, the newest 10 such folders; an attached one: until
-    ``chaoslab cluster down --purge``), for the run folder's ``meta.json``."""
+    ``chaoslab cluster down --purge``), and those of the data plane the drill built (in
+    the cluster's logs folder), for the run folder's ``meta.json``."""
+    from chaoslab.live.cluster.state import dataplane_logs_dir
+
     c = session.cluster
-    return {
+    meta: dict[str, Any] = {
         "state": str(c.state.dir),
         "logs": str(c.layout.logs),
         "brought_up_by_drill": session.owned_cluster,
     }
+    if session.owned_dataplane:  # its components' logs, moved there when it goes down
+        meta["dataplane_logs"] = str(dataplane_logs_dir(c.state.dir, session.dataplane_dir))
+    return meta
 
 
 def refresh(cluster: LocalCluster) -> None:
@@ -244,14 +250,17 @@ def _dataplane(
     if (cluster.layout.dir / "dataplane" / "state.json").exists():
         return cluster.layout.dir / "dataplane", False, None
     link = read_dataplane_link(cluster.state.dir)
-    if link is not None and (link.owner is None or link.owner_alive()):
-        if (link.dir / "state.json").exists():
-            return link.dir, False, None  # another drill's (or an unowned one): shared
-        if link.owner_alive():
-            raise LocalClusterError(
-                f"{cluster.state.dir}: drill pid {link.owner} is building a data plane "
-                f"on this cluster ({link.dir}); run after it"
-            )
+    if link is not None and link.owner_alive() and link.owner != os.getpid():
+        # not shared: its owner takes it down when it ends, and the faults of one drill
+        # would hit the other's measurement
+        what = "owns" if (link.dir / "state.json").exists() else "is building"
+        raise LocalClusterError(
+            f"{cluster.state.dir}: drill pid {link.owner} {what} the data plane of this "
+            f"cluster ({link.dir}) and takes it down when it ends; run after it"
+        )
+    live = link is not None and (link.owner is None or link.owner_alive())
+    if link is not None and live and (link.dir / "state.json").exists():
+        return link.dir, False, None  # this process's other session's, or unowned: shared
     linked_dataplane_down(cluster.state.dir)  # what a killed drill left, if anything
     reaper = None if owned_cluster else start_dataplane_reaper(cluster.state.dir)
     try:
@@ -279,9 +288,13 @@ def _dataplane_down(cluster_dir: Path, d: Path) -> list[str]:
     """Take down the data plane this session built in ``d``, remove its folder and the
     cluster's link to it (if the link still names it)."""
     from chaoslab.live.cluster.reaper import remove_dataplane
-    from chaoslab.live.cluster.state import DATAPLANE_LINK, read_dataplane_link
+    from chaoslab.live.cluster.state import (
+        DATAPLANE_LINK,
+        dataplane_logs_dir,
+        read_dataplane_link,
+    )
 
-    notes = remove_dataplane(d)
+    notes = remove_dataplane(d, dataplane_logs_dir(cluster_dir, d))
     link = read_dataplane_link(cluster_dir)
     if link is not None and link.dir == d:
         (cluster_dir / DATAPLANE_LINK).unlink(missing_ok=True)
