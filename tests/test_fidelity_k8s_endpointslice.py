@@ -76,9 +76,10 @@ def test_a_short_lag_delays_nothing() -> None:
 
 
 def test_changes_far_apart_are_not_delayed() -> None:
-    """The replacement's container takes 1 s to start: its sync comes long after the
-    informer has seen the removal (lag 100 ms)."""
-    m = _delete({**QUICK, LAG: "100ms", "pod.container_start_time": "1s"})
+    """The replacement's image takes 1 s to pull: its sync comes long after the informer
+    has seen the removal (lag 100 ms). (Not the app's start-up: without a probe the pod is
+    Ready once its process runs.)"""
+    m = _delete({**QUICK, LAG: "100ms", "pod.image_pull_time": "1s"})
     assert m["replacement.ready"] > 1.0
     assert m["endpoints.added"] == pytest.approx(m["replacement.ready"] + 2 * R)
     assert m["endpoints.removed"] == pytest.approx(2 * R)

@@ -269,9 +269,14 @@ def _refusal(cell: Any) -> str:
     spec = cell.cluster
     if spec.app_kind != "Deployment" or spec.anti_affinity == "required":
         return "the fast engine covers Deployments without required anti-affinity"
-    if kind == "pod-delete" and not ps["pod.readiness_probe"]:
-        # the replacement's Ready and the old pod's exit would often share one slice sync
-        return "pod-delete without a readiness probe (Ready and exit race for one slice sync)"
+    if kind in ("pod-delete", "node-crash") and not ps["pod.readiness_probe"]:
+        # the replacement is Ready once the kubelet sees its process, before its app
+        # listens: its endpoint refuses connections for a while, a state the tables lack
+        # (and under pod-delete its Ready and the old pod's exit race for one slice sync)
+        return (
+            f"{kind} without a readiness probe (the replacement's endpoint is Ready before "
+            "its app listens and refuses connections: not in this closed form)"
+        )
     if kind == "pod-kill":
         return _crash_refusal(ps["fault.crash_count"])
     if kind == "node-crash":

@@ -156,9 +156,10 @@ def probed_ready(
     container whose process started at ``t_start`` and whose app listens at ``t_serving``:
     the probe runs at ``seen`` and every period from then, and counts once
     initialDelaySeconds have passed since the process start (`chaoslab.mechanisms.kubelet`);
-    without a probe, at ``t_serving``."""
+    without a probe, at ``seen``: a running container without a probe worker is ready,
+    whether or not its app listens yet."""
     if not d.flag("pod.readiness_probe"):
-        return t_serving
+        return seen
     period = d("probe.period_seconds")
     due = np.maximum(np.maximum(seen, t_serving), t_start + d("probe.initial_delay_seconds"))
     first = next_tick(seen, period, due)

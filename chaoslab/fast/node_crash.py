@@ -13,6 +13,10 @@
          it running (`chaoslab.fast.common.new_pod_ready`): replacement.ready
       -> endpoints.added
     LB check of the dead target: U(0, interval) + (fall - 1) x gap + timeout: lb.marked_down
+
+Only with a readiness probe: without one the replacement is Ready when the kubelet sees
+its process, before its app listens, and its endpoint refuses connections until then; the
+table has no such state, so `chaoslab.fast.plan` hands those cells to SimPy with a note.
 """
 
 from __future__ import annotations

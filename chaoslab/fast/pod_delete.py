@@ -17,8 +17,10 @@ runs at its process start, before its app listens, and its Ready write comes a p
 period later, long after the old pod's exit; before 1.36 an app up by the next relist is
 Ready then (13 % of the 1.32 trials before the old pod is gone). The replacement's endpoint
 is not in the table: it reaches a kube-proxy before the removal in 0.07 % of the 1.32
-nodeport-direct trials. Without a readiness probe the updates race for one sync: not
-covered.
+nodeport-direct trials. Without a readiness probe not covered: the replacement is Ready
+once the kubelet sees its process, before its app listens (its endpoint refuses
+connections meanwhile, a state the table lacks), and its Ready and the old pod's exit race
+for one slice sync.
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ Covers:
   ``pkg/kubelet/prober/prober_manager.go`` lines 344-370, ``worker.go`` lines 186-201 and
   235-243): the grid runs from that sync, as after a restart in place. A probe counts
   once ``initialDelaySeconds`` have passed since the process start (``worker.go`` lines
-  330-333: ``state.running.startedAt``, not the app's start-up);
+  330-333: ``state.running.startedAt``, not the app's start-up). Without a probe a running
+  container is ready (``prober_manager.go`` lines 354-362: no worker -> ready), so a new
+  pod's Ready rides in the status write of the sync that sees its process running,
+  before its app listens (``kubelet_pods.go`` lines 1969, 2012; ``status/generate.go``
+  lines 127-141): until then its endpoint refuses connections (a live node's reset);
 - crash (SIGKILL of the main process): refused at once; PLEG relist (1 s) notices it ->
   pod NotReady, always (that sync sets the death's status before the runtime restarts the
   container: ``kubelet.go`` lines 2135, 2267); the status manager's one writer sends the
@@ -82,6 +86,8 @@ class Kubelet:
         # pod -> (sent, lands) of its last status write (status_manager.go Start: syncPod
         # and syncBatch share one goroutine, which sends the latest cached status)
         self._writes: dict[str, tuple[float, float]] = {}
+        # pod -> the container epoch whose seen sync could not write its unprobed Ready
+        self._ready_missed: dict[str, int] = {}
 
     def _api(self) -> float:
         return self.trial.p.draw("kube_controller_manager.controller_reaction")
@@ -135,6 +141,11 @@ class Kubelet:
             self.trial.at(lands, self._restart_reported, pod)
             if not self.readiness_probe:
                 self.trial.at(lands, self._set_ready, pod, epoch, False)
+        elif not self.readiness_probe:
+            # a new container without a probe worker is ready once running: the sync that
+            # sees it running writes Ready, before its app listens (prober_manager.go
+            # UpdatePodStatus lines 354-362; kubelet_pods.go lines 1969, 2012)
+            self.trial.at(seen - self.trial.now, self._ready_unprobed, pod, epoch)
         due = max(seen, self.trial.now + self.initial_delay)  # delay from the process start
         self.trial.at(start_up, self._container_running, pod, epoch, due, in_place)
 
@@ -166,13 +177,26 @@ class Kubelet:
         if pod.deleting:
             return
         if not self.readiness_probe:
-            if not in_place:  # in place, the restart's write carries Ready
-                self._report_ready(pod, epoch)
+            if not in_place and self._ready_missed.get(pod.name) == epoch:
+                self._report_ready(pod, epoch)  # the seen sync could not write it
             return
         # the first probe of the grid from the seen sync that finds the app listening
         first = next_tick(pod.probe_phase, self.probe_period, max(self.trial.now, due))
         ready_at = first + (self.success_threshold - 1) * self.probe_period
         self.trial.at(ready_at - self.trial.now, self._report_ready, pod, epoch)
+
+    def _ready_unprobed(self, pod: Pod, epoch: int) -> None:
+        """The sync that sees a new container running, without a readiness probe: its
+        status (Ready) goes out through the one writer, whether or not the app listens."""
+        if epoch != pod.epoch or pod.gone or pod.deleting or not self._can_act(pod.node):
+            return
+        node = pod.node
+        if node is None or not node.net_up or not self.cluster.cp.api_up:
+            # written once the app runs, else by reconcile() / api_back()
+            self._ready_missed[pod.name] = epoch
+            return
+        lands = self._write(pod, self.trial.now) - self.trial.now
+        self.trial.at(lands, self._set_ready, pod, epoch, False)
 
     def _report_ready(self, pod: Pod, epoch: int) -> None:
         if epoch != pod.epoch or not pod.running or pod.deleting:
