@@ -71,7 +71,10 @@ def drill(
     if experiment is None:
         fail("give an experiment file (or --recover RUN_DIR)")
     try:
-        plans = plan_drill(experiment, kubeconfig=kubeconfig, context=context)
+        # plan-time progress (the calibration's) goes where the drill's own lines go
+        plans = plan_drill(
+            experiment, kubeconfig=kubeconfig, context=context, log=typer.echo, out=out
+        )
     except KeyboardInterrupt:
         fail("interrupted while planning; nothing was injected", 130)
     for plan in plans:

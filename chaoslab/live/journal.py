@@ -195,11 +195,12 @@ def owner() -> dict[str, Any]:
 
 
 def owner_alive(path: Path) -> bool:
-    """The process that last started writing this journal (its latest run.start or
-    recover.start) still runs; False for a journal that names none."""
+    """The process that last started writing this journal (its latest run.start,
+    recover.start or calibrate.start: `chaoslab.live.k8s.calibrate`) still runs; False for
+    a journal that names none."""
     last: dict[str, Any] = {}
     for e in read_journal(path):
-        if e["event"] in ("run.start", "recover.start"):
+        if e["event"] in ("run.start", "recover.start", "calibrate.start"):
             last = e
     pid, start = last.get("pid"), last.get("pid_start")
     if not isinstance(pid, int) or not isinstance(start, int):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import yaml
 
 import chaoslab.live.k8s.calibrate as calib
 from chaoslab.cli import main
+from chaoslab.live.journal import pending_undo
 from chaoslab.live.k8s.calibrate import ANNOTATION
 from chaoslab.live.k8s.drill import plan_drill
 from chaoslab.params import ParamSet
@@ -120,7 +123,8 @@ def test_api_error_midway_removes_annotation_and_fails_in_one_line(
     err = capsys.readouterr().err.strip()
     assert "injected failure 500" in err and "\n" not in err
     assert _annotated(env) == [] and len(_node_patches(env)) == 5
-    assert not (env.tmp / "results").exists()  # nothing was injected
+    # nothing was injected, and the calibration's journal folder went with the annotation
+    assert list((env.tmp / "results").rglob("*")) == []
 
 
 def test_interrupt_midway_removes_annotation(make_env, monkeypatch) -> None:
@@ -162,3 +166,151 @@ def test_unknown_calibration_name_is_one_line_error(make_env, capsys) -> None:
 
 def _line_of(path: Path, text: str) -> int:
     return next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if text in ln)
+
+
+# ---------------------------------------------------------------- the journal (kill -9)
+
+#: ``chaoslab drill EXP --out OUT`` (a dry run: it plans, so it calibrates), SIGKILLed by
+#: itself after the third round trip: the annotation is on the node, and nothing in the
+#: process ran after it (no finally, no flush of a buffered stdout)
+_KILLED_DRILL = """
+import os, signal, sys
+import chaoslab.live.k8s.calibrate as calib
+from chaoslab.cli import main
+real, done = calib._round_trip, [0]
+def round_trip(*args):
+    done[0] += 1
+    if done[0] > 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args)
+calib._round_trip = round_trip
+sys.exit(main(["drill", sys.argv[1], "--out", sys.argv[2]]))
+"""
+
+
+def _killed_calibration(env: Env, exp: Path, out: Path) -> tuple[Path, str]:
+    """Run `_KILLED_DRILL` (stdout a pipe, so buffered unless flushed); the calibration
+    folder it left, and its stdout."""
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_DRILL, str(exp), str(out)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len(_annotated(env)) == 1  # left on the node by the killed process
+    (folder,) = out.glob("*/*-calibrate-*")
+    return folder, proc.stdout
+
+
+def _calibrate_folders(out: Path) -> list[Path]:
+    return sorted(out.glob("*/*-calibrate-*"))
+
+
+def test_killed_calibration_is_journaled_and_recover_removes_the_annotation(
+    make_env, capsys
+) -> None:
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    out = env.tmp / "results"
+    folder, _ = _killed_calibration(env, exp, out)
+    (step,) = pending_undo(folder / "journal.jsonl")
+    (node,) = _annotated(env)
+    assert step.step == {
+        "op": calib.UNDO_OP,
+        "node": node,
+        "annotation": ANNOTATION,
+        "previous": None,
+    }
+    assert main(["drill", "--recover", str(folder)]) == 0
+    assert "rollback complete" in capsys.readouterr().out
+    assert _annotated(env) == []
+    assert pending_undo(folder / "journal.jsonl") == []
+
+
+def test_a_drill_after_a_killed_calibration_is_refused_until_recovered(make_env, capsys) -> None:
+    # a drill that does not calibrate finds the dead drill's undo step, as for a fault
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    out = env.tmp / "results"
+    folder, _ = _killed_calibration(env, exp, out)
+    plain = env.experiment(POD_DELETE)
+    capsys.readouterr()
+    assert main(["drill", str(plain), "--yes", "--out", str(out)]) == 1
+    said = capsys.readouterr().out
+    assert f"{folder}: an earlier drill of this target left 1 undo step(s)" in said
+    assert f"chaoslab drill --recover {folder}" in said
+
+
+def test_next_calibration_puts_back_what_a_killed_one_left(make_env, capsys) -> None:
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    out = env.tmp / "results"
+    folder, _ = _killed_calibration(env, exp, out)
+    (plan,) = plan_drill(exp, out=out)
+    assert len(plan.calibration[0].samples) == 5
+    assert f"annotation {ANNOTATION} that a killed drill left ({folder})" in capsys.readouterr().out
+    assert _annotated(env) == []
+    assert _calibrate_folders(out) == []  # the dead one's and its own
+
+
+def test_normal_run_leaves_no_calibration_journal(make_env) -> None:
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    out = env.tmp / "results"
+    assert main(["drill", str(exp), "--yes", "--out", str(out)]) == 0
+    assert _calibrate_folders(out) == []
+    assert pending_undo(env.only_run() / "journal.jsonl") == []
+    assert _annotated(env) == []
+
+
+def test_annotation_held_before_is_put_back(make_env) -> None:
+    # the undo restores the value the node had, which need not be "absent"
+    env = make_env()
+    for name in ("worker-1", "worker-2"):
+        node = env.cluster.get("nodes", "", name)
+        assert node is not None
+        node["metadata"].setdefault("annotations", {})[ANNOTATION] = "an operator's"
+        env.cluster.put("nodes", node)
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    (plan,) = plan_drill(exp, out=env.tmp / "results")
+    node = env.cluster.get("nodes", "", plan.calibration[0].node)
+    assert node is not None
+    assert node["metadata"]["annotations"][ANNOTATION] == "an operator's"
+
+
+# ---------------------------------------------------------------- the CLI's log
+
+
+def test_cli_shows_the_calibration_progress_as_it_happens(make_env) -> None:
+    # the CLI's log lines are flushed when written (typer.echo), also into a pipe: the
+    # killed drill's stdout has the line that announced the round trips it died in
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    _, said = _killed_calibration(env, exp, env.tmp / "results")
+    assert said.startswith("calibrating controller_reaction: 5 round trips (PATCH")
+
+
+def test_cli_dry_run_shows_the_calibration_result(make_env, capsys) -> None:
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    assert main(["drill", str(exp), "--out", str(env.tmp / "results")]) == 0
+    said = capsys.readouterr().out
+    assert "calibrating controller_reaction: 5 round trips ... median" in said
+    assert "dry run: nothing was injected" in said
+
+
+def test_failed_put_back_keeps_the_journal_for_recover(make_env, monkeypatch, capsys) -> None:
+    # the 4th round trip and the restore after it both meet a 500: the step stays pending
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    out = env.tmp / "results"
+    _fail_after(monkeypatch, 3, lambda: env.cluster.fail("PATCH", "/nodes/", 500, 2))
+    assert main(["drill", str(exp), "--out", str(out)]) != 0
+    (folder,) = _calibrate_folders(out)
+    assert f"run: chaoslab drill --recover {folder}" in capsys.readouterr().out
+    assert len(_annotated(env)) == 1
+    assert main(["drill", "--recover", str(folder)]) == 0
+    assert _annotated(env) == [] and pending_undo(folder / "journal.jsonl") == []

@@ -41,7 +41,13 @@ from chaoslab.live.engine import DrillContext, DrillOutcome, Observed, slow_thre
 from chaoslab.live.engine import recover as engine_recover
 from chaoslab.live.engine import run_drill as engine_run
 from chaoslab.live.journal import Journal, UndoStep
-from chaoslab.live.k8s.calibrate import Calibration, calibrate
+from chaoslab.live.k8s.calibrate import (
+    UNDO_OP,
+    Calibration,
+    JournalPlace,
+    calibrate,
+    undo_annotation,
+)
 from chaoslab.live.k8s.discover import Discovery, discover, node_info, pod_ready
 from chaoslab.live.k8s.inject import (
     DrillRefused,
@@ -180,11 +186,13 @@ def plan_drill(
     context: str | None = None,
     session: Any = None,
     log: Callable[[str], None] = print,
+    out: Path | None = None,
 ) -> list[DrillPlan]:
     """One plan per fault with a ``live:`` key: what was found, what the model predicts.
     With ``live.cluster: local`` the plans run on a `LocalSession`: ``session`` when given
     (its owner closes it), else one opened here and closed by `run_drill`. ``live.calibrate``
-    is measured once, by the first plan, and used by all (`chaoslab.live.k8s.calibrate`)."""
+    is measured once, by the first plan, and used by all (`chaoslab.live.k8s.calibrate`),
+    journaled in a folder under ``out`` (the results folder) when given."""
     exp = load_experiment(path)
     exp.validate()
     faults = live_faults(exp)
@@ -192,7 +200,7 @@ def plan_drill(
     specs = [live_spec(exp, i) for i in faults]
     first = specs[0] if specs else None
     if first is None or first.cluster != "local":
-        return _plans(exp, faults, kubeconfig, context, log)
+        return _plans(exp, faults, kubeconfig, context, log, out)
     # the control plane on this machine: up (or attached), its data plane, the drill's
     # ServiceAccount; released by run_drill, or at exit after a dry run
     from chaoslab.live.cluster.target import LocalSession
@@ -201,7 +209,7 @@ def plan_drill(
         session = LocalSession.open(exp, first)
         session.close_after_run = True
     try:
-        plans = _plans(exp, faults, str(session.kubeconfig), None, log)
+        plans = _plans(exp, faults, str(session.kubeconfig), None, log, out)
     except BaseException:
         if session.close_after_run:
             session.close()
@@ -217,11 +225,14 @@ def _plans(
     kubeconfig: str | None,
     context: str | None,
     log: Callable[[str], None],
+    out: Path | None = None,
 ) -> list[DrillPlan]:
     plans: list[DrillPlan] = []
     for i in faults:
         cal = plans[0].calibration if plans else None
-        plans.append(_plan(exp, i, kubeconfig=kubeconfig, context=context, log=log, calibrated=cal))
+        plans.append(
+            _plan(exp, i, kubeconfig=kubeconfig, context=context, log=log, calibrated=cal, out=out)
+        )
     return plans
 
 
@@ -263,6 +274,7 @@ def _plan(
     context: str | None,
     log: Callable[[str], None] = print,
     calibrated: list[Calibration] | None = None,
+    out: Path | None = None,
 ) -> DrillPlan:
     import chaoslab
     from chaoslab.params import ParamSet, profile
@@ -284,7 +296,10 @@ def _plan(
         # the drill plays the operator who force-deletes the lost node's pods
         overrides["cluster.force_delete_after"] = f"{spec.fault.out_of_service_after:g}s"
     if calibrated is None:
-        calibrated = calibrate(kube, spec, disc, log, server_timeout=_WATCH_SERVER_TIMEOUT)
+        place = None if out is None else _journal_place(exp, i, spec, kubeconfig, out)
+        calibrated = calibrate(
+            kube, spec, disc, log, server_timeout=_WATCH_SERVER_TIMEOUT, place=place
+        )
     for cal in calibrated:
         # measured on this cluster: wins over the profile and the experiment file
         overrides[cal.key] = cal.override
@@ -317,6 +332,13 @@ def _plan(
     plan.calibration = list(calibrated)
     plan.lines = _plan_lines(plan, notes + [c.line() for c in calibrated])
     return plan
+
+
+def _journal_place(
+    exp: Experiment, i: int, spec: LiveSpec, kubeconfig: str | None, out: Path
+) -> JournalPlace:
+    """Where the calibration journals its annotation (what --recover needs to undo it)."""
+    return JournalPlace(Path(out), exp.slug(), live_data(exp, i), kubeconfig or spec.kubeconfig)
 
 
 def _plan_lines(plan: DrillPlan, notes: list[str]) -> list[str]:
@@ -686,6 +708,8 @@ def rollback(
 def _undo(
     kube: Kube | None, journal: Journal, spec: LiveSpec, step: UndoStep, log: Callable[[str], None]
 ) -> bool:
+    if step.step.get("op") == UNDO_OP:  # a calibration's annotation (its own folder)
+        return undo_annotation(kube, journal, step, log)
     return run_undo(
         kube, journal, step, node_ready_timeout=spec.limits.node_return, poll=spec.poll, log=log
     )
