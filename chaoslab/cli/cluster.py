@@ -164,14 +164,17 @@ def down(
 
 
 def _purge_logs(d: Path) -> None:
-    """Remove what ``down`` kept of a cluster (a folder holding only ``logs``), nothing else."""
+    """Remove what ``down`` kept of a cluster (a folder holding only ``logs`` and earlier
+    clusters' ``logs.N``), nothing else."""
     import shutil
 
+    from chaoslab.live.cluster.state import is_rotated_logs
+
     try:
-        entries = sorted(p.name for p in d.iterdir())
+        entries = sorted(d.iterdir())
     except OSError:
         entries = []
-    if entries != ["logs"]:
+    if d / "logs" not in entries or not all(p == d / "logs" or is_rotated_logs(p) for p in entries):
         console.print(f"nothing to do: no cluster nor kept logs in {d}")
         return
     shutil.rmtree(d)

@@ -28,7 +28,7 @@ import pytest
 from chaoslab.live.cluster import target
 from chaoslab.live.cluster.dataplane import DataPlane, DataPlaneError, NodeNet
 from chaoslab.live.cluster.local import LocalCluster, _claim
-from chaoslab.live.cluster.procs import alive, spawn, start_time
+from chaoslab.live.cluster.procs import alive, start_time
 from chaoslab.live.cluster.reaper import linked_dataplane_down
 from chaoslab.live.cluster.state import (
     DATAPLANE_LINK,
@@ -291,14 +291,14 @@ def chaoslab(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _recorded_cluster(d: Path) -> int:
+def _recorded_cluster(d: Path, says: str = "why it failed") -> int:
     """A cluster as ``cluster up`` records one: a running process (not a control-plane
-    component, so ``status`` probes nothing) and its log. Its PID."""
+    component, so ``status`` probes nothing) and its log, once it wrote ``says``. Its PID."""
     state = _claim(d, "t")
     state.ports = {p: 1 for p in ("etcd-metrics", "apiserver", "controller-manager", "scheduler")}
-    code = "print('why it failed', flush=True); import time; time.sleep(600)"
-    rec = spawn("sleeper", [sys.executable, "-c", code], d / "logs" / "sleeper.log")
-    state.record(rec)
+    code = f"print({says!r}, flush=True); import time; time.sleep(600)"
+    rec = state.spawn("sleeper", [sys.executable, "-c", code], d / "logs" / "sleeper.log")
+    _wait("the sleeper's line", lambda: says in (d / "logs" / "sleeper.log").read_text())
     return rec.pid
 
 
@@ -389,6 +389,51 @@ def test_down_purge_removes_the_logs_too_and_then_the_kept_logs_folder(tmp_path:
             if c is not None:
                 c.down()
     assert not any(alive(p, None) for p in pids)
+
+
+def test_a_new_cluster_moves_the_earlier_ones_logs_aside_keeping_the_newest_three(
+    tmp_path: Path,
+) -> None:
+    """Five clusters in turn in one folder, each taken down with its logs kept: the last
+    one's log holds only its own line, the three before it are in logs.1..3 (newest first),
+    the oldest is gone; down --purge then removes the folder."""
+    d = tmp_path / "up"
+    pids = []
+    try:
+        for i in range(5):
+            pids.append(_recorded_cluster(d, f"cluster {i}"))
+            cluster = LocalCluster.load(d)
+            assert cluster is not None
+            if i:
+                assert cluster.state.info["earlier_logs"] == str(d.resolve() / "logs.1")
+            cluster.down(keep_logs=True)
+    finally:
+        c = LocalCluster.load(d)
+        if c is not None:
+            c.down()
+    assert not any(alive(p, None) for p in pids)
+    assert sorted(p.name for p in d.iterdir()) == ["logs", "logs.1", "logs.2", "logs.3"]
+    said = {f: (d / f / "sleeper.log").read_text() for f in ("logs", "logs.1", "logs.2", "logs.3")}
+    assert said == {
+        "logs": "cluster 4\n",
+        "logs.1": "cluster 3\n",
+        "logs.2": "cluster 2\n",
+        "logs.3": "cluster 1\n",
+    }
+    r = chaoslab("cluster", "down", "--state", str(d), "--purge")
+    assert r.returncode == 0 and not d.exists(), r.stdout
+
+
+def test_the_reapers_log_in_a_new_folder_is_not_taken_for_an_earlier_clusters(
+    tmp_path: Path,
+) -> None:
+    """A drill starts its reaper (logging to logs/reaper.log) before its cluster's up."""
+    d = tmp_path / "drill"
+    (d / "logs").mkdir(parents=True)
+    (d / "logs" / "reaper.log").write_text("")
+    state = _claim(d, "t")
+    assert "earlier_logs" not in state.info
+    assert sorted(p.name for p in d.iterdir()) == ["logs", "state.json"]
 
 
 def test_purge_removes_no_folder_that_is_not_a_clusters_kept_logs(tmp_path: Path) -> None:

@@ -28,7 +28,13 @@ from chaoslab.live.cluster.errors import ClusterError, StateInUse
 from chaoslab.live.cluster.health import Deadlines, probe, wait_healthy, wait_until
 from chaoslab.live.cluster.kubelets import HostKubelets, Kubelets, NetnsKubelets
 from chaoslab.live.cluster.procs import ProcRecord, alive, gone, stop
-from chaoslab.live.cluster.state import ClusterState, default_state_dir, move_logs
+from chaoslab.live.cluster.state import (
+    ClusterState,
+    default_state_dir,
+    is_rotated_logs,
+    move_logs,
+    rotate_logs,
+)
 
 __all__ = ["ComponentStatus", "LocalCluster"]
 
@@ -77,14 +83,17 @@ class LocalCluster:
         state = _claim(state_dir, name)
         layout = Layout(state_dir, free_ports(), build, config)
         state.ports = dict(layout.ports)
-        state.info = {"versions": build.versions | kwok.versions, "config": config.source}
+        state.info |= {"versions": build.versions | kwok.versions, "config": config.source}
         state.info["timers"] = config.timers.sources
         state.info["restart_backoff_s"] = list(config.timers.restart_backoff_s)
         state.info["dataplane"] = dataplane_available() if dataplane is None else dataplane
         state.save()
         cluster = cls(state, layout, deadlines or Deadlines())
+        say = log or (lambda _m: None)
+        if "earlier_logs" in state.info:
+            say(f"an earlier cluster's logs moved to {state.info['earlier_logs']}")
         try:
-            cluster._start(kwok, log or (lambda _m: None))
+            cluster._start(kwok, say)
         except BaseException:
             # stop what runs but keep the folder: the error names a log file inside it
             if not keep_failed:
@@ -422,7 +431,8 @@ class LocalCluster:
         if still:
             names = ", ".join(f"{p.name} (pid {p.pid})" for p in still)
             raise ClusterError(f"{self.state.dir}: could not stop {names}; state kept")
-        if not keep_logs or not self.layout.logs.is_dir():
+        kept = [e for e in self.state.dir.iterdir() if self._is_log_folder(e)]
+        if not keep_logs or not kept:
             shutil.rmtree(self.state.dir, ignore_errors=True)
             notes.append(f"removed {self.state.dir}")
             return notes
@@ -430,10 +440,14 @@ class LocalCluster:
         self.state.path.unlink(missing_ok=True)
         move_logs(self.layout.dir / "dataplane", self.layout.logs / "dataplane")
         for entry in self.state.dir.iterdir():
-            if entry != self.layout.logs:
+            if entry not in kept:
                 _remove(entry)
         notes.append(f"removed {self.state.dir} but its logs ({self.layout.logs})")
         return notes
+
+    def _is_log_folder(self, entry: Path) -> bool:
+        """``logs/`` or an earlier cluster's ``logs.N`` (`rotate_logs`)."""
+        return (entry == self.layout.logs and entry.is_dir()) or is_rotated_logs(entry)
 
 
 def _remove(path: Path) -> None:
@@ -472,6 +486,10 @@ def _claim(state_dir: Path, name: str) -> ClusterState:
             f"run `chaoslab cluster down --state {state_dir}` first"
         ) from None
     os.close(fd)
+    # ours now: an earlier cluster's kept logs move aside before a component appends to them
+    rotated = rotate_logs(state_dir)
+    if rotated is not None:
+        state.info["earlier_logs"] = str(rotated)
     state.save()
     return state
 

@@ -31,9 +31,11 @@ __all__ = [
     "dataplane_logs_dir",
     "default_state_dir",
     "drill_state_dir",
+    "is_rotated_logs",
     "move_logs",
     "prune_drill_dirs",
     "read_dataplane_link",
+    "rotate_logs",
     "write_dataplane_link",
 ]
 
@@ -48,6 +50,12 @@ DATAPLANE_LINK = "drill-dataplane"
 DATAPLANE_TMP_PREFIX = "dpd"
 #: how many log-only drill folders (kept logs, no cluster) `prune_drill_dirs` leaves
 KEEP_DRILL_LOGS = 10
+#: how many earlier clusters' log folders (``logs.1`` the newest) a new ``up`` in the same
+#: state folder keeps (`rotate_logs`)
+KEEP_LOG_ROTATIONS = 3
+#: what an owner writes into ``logs/`` before its cluster's ``up`` (a drill's reaper, in a
+#: new folder): not an earlier cluster's
+OWNER_LOGS = frozenset({"reaper.log"})
 
 
 def default_state_dir(name: str) -> Path:
@@ -111,6 +119,33 @@ class DataPlaneLink:
         if self.dir.name == "dp" and self.dir.parent.name.startswith(DATAPLANE_TMP_PREFIX):
             return self.dir.parent
         return None
+
+
+def rotate_logs(state_dir: Path, keep: int = KEEP_LOG_ROTATIONS) -> Path | None:
+    """Move the logs an earlier cluster left in ``state_dir`` (``logs/``, kept by its
+    ``down``) to ``logs.1``, shifting older ones up and dropping those beyond ``keep``: a
+    new cluster's components would append to them. Where they went (None: none there)."""
+    logs = state_dir / "logs"
+    try:
+        if {p.name for p in logs.iterdir()} <= OWNER_LOGS:
+            return None
+    except OSError:
+        return None
+    if keep < 1:
+        shutil.rmtree(logs)
+        return None
+    shutil.rmtree(state_dir / f"logs.{keep}", ignore_errors=True)
+    for i in range(keep - 1, 0, -1):
+        if (state_dir / f"logs.{i}").is_dir():
+            (state_dir / f"logs.{i}").rename(state_dir / f"logs.{i + 1}")
+    logs.rename(state_dir / "logs.1")
+    return state_dir / "logs.1"
+
+
+def is_rotated_logs(path: Path) -> bool:
+    """``logs.N``: an earlier cluster's logs (`rotate_logs`)."""
+    head, _, n = path.name.partition(".")
+    return head == "logs" and n.isdigit() and path.is_dir()
 
 
 def dataplane_logs_dir(cluster_dir: Path, dp_dir: Path) -> Path:
