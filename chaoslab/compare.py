@@ -43,7 +43,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from chaoslab.errors import UserError
-from chaoslab.outage import OutageMetrics, probed_metrics, service_recovered
+from chaoslab.outage import (
+    PROBE_MILESTONES,
+    OutageMetrics,
+    milestone_column,
+    probed_trial,
+    service_recovered,
+)
 from chaoslab.results import (
     AVAILABILITY_COLUMNS,
     FORMAT_VERSION,
@@ -228,15 +234,16 @@ def as_probed(
 ) -> pd.DataFrame:
     """The predicted trials as ``prober`` would have measured them: each trial's a(t) is
     sampled by the prober and turned into metrics the way live probes are
-    (`chaoslab.outage.probed_metrics`). A dip shorter than the probe spacing is then seen
-    as often as the prober really catches one; milestones keep their exact times. Trials
+    (`chaoslab.outage.probed_trial`). A dip shorter than the probe spacing is then seen
+    as often as the prober really catches one; the probe milestones (``probe.*``) are the
+    probe train's, as measured; the other milestones keep their exact times. Trials
     without a stored a(t) are returned as they are."""
     if trials.empty or "a_t" not in trials.columns:
         return trials
     rng = np.random.default_rng(seed)
     out = trials.copy()
     rows = [
-        probed_metrics(
+        probed_trial(
             list(t),
             list(v),
             horizon,
@@ -249,9 +256,11 @@ def as_probed(
     ]
     for col in (f.name for f in fields(OutageMetrics)):
         if col in out.columns:
-            out[col] = [getattr(m, col) for m in rows]
+            out[col] = [getattr(m, col) for m, _ in rows]
     if "at_service_recovered" in out.columns:
-        out["at_service_recovered"] = [service_recovered(m) for m in rows]
+        out["at_service_recovered"] = [service_recovered(m) for m, _ in rows]
+    for name in PROBE_MILESTONES:
+        out[milestone_column(name)] = [ms.get(name, math.nan) for _, ms in rows]
     return out
 
 

@@ -41,6 +41,12 @@ A live run estimates a(t) from probes (`availability_from_probes`) and then uses
 function, so a prediction and a measurement are comparable by construction. A prober sees
 a(t) only at its probes: `probed_metrics` puts the same prober on a predicted a(t) (its
 rate, its bins), so a 1 ms dip counts as often as the prober would really catch it.
+
+The probe milestones (`probe_milestones`, ``PROBE_MILESTONES``) are defined by the probes
+alone: the send time of the first and of the last new-connection probe sent at or after
+the fault that failed. A probe is stamped when it is sent (`chaoslab.live.probe`), so a
+black-holed probe that fails only at its timeout has the same stamp as a refused one. A
+prediction applies the same function to the probe train `probe_train` puts on a(t).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ import numpy.typing as npt
 
 __all__ = [
     "LATENCY_COLUMNS",
+    "PROBE_MILESTONES",
     "BaseLatency",
     "OutageMetrics",
     "SlowClasses",
@@ -68,7 +75,10 @@ __all__ = [
     "metrics",
     "milestone_column",
     "no_latency_metrics",
+    "probe_milestones",
+    "probe_train",
     "probed_metrics",
+    "probed_trial",
     "service_recovered",
     "slow_seconds",
     "trial_row",
@@ -80,6 +90,11 @@ EPS = 1e-9
 LATENCY_COLUMNS = ("slow_s", "p99_latency_s")
 #: ((share of all new requests, extra delay in seconds), ...): requests that succeed late
 SlowClasses = tuple[tuple[float, float], ...]
+#: the milestones a prober records (`probe_milestones`), with what each one means
+PROBE_MILESTONES = {
+    "probe.first_failed": "the first new-connection probe sent after the fault that failed",
+    "probe.last_failed": "the last new-connection probe that failed",
+}
 #: base-latency samples drawn (from a private stream) to tabulate a distribution's CDF
 _BASE_SAMPLES = 4096
 
@@ -171,6 +186,68 @@ def availability_from_probes(
     return np.asarray(out_t), np.asarray(out_a)
 
 
+def probe_milestones(
+    t: np.ndarray, ok: np.ndarray, *, t_fault: float, horizon: float | None = None
+) -> dict[str, float]:
+    """``probe.first_failed`` and ``probe.last_failed`` from new-connection probes: the send
+    times ``t`` (any clock) of the first and last failed probe (``ok`` False) sent at or
+    after ``t_fault`` (and before ``t_fault + horizon``), relative to the fault. Empty when
+    none failed: a prober that saw nothing fail has no such milestones."""
+    rel = np.asarray(t, dtype=float) - t_fault
+    keep = (rel >= 0) & ~np.asarray(ok, dtype=bool)
+    if horizon is not None:
+        keep &= rel < horizon
+    bad = rel[keep]
+    if bad.size == 0:
+        return {}
+    return {"probe.first_failed": float(bad.min()), "probe.last_failed": float(bad.max())}
+
+
+def probe_train(
+    times: Sequence[float],
+    values: Sequence[float],
+    horizon: float,
+    *,
+    rate_hz: float,
+    probers: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The send times on [0, horizon) and outcomes of a live prober's new-connection
+    probes on the availability ``times``/``values``.
+
+    ``probers`` probers at ``rate_hz`` each interleave, as `chaoslab.live.probe` starts
+    them, into one grid of spacing 1 / (rate_hz * probers) whose phase against the fault
+    is uniform (a prober starts before the fault, at no instant tied to it); a probe sent
+    at t succeeds with probability a(t)."""
+    step = 1.0 / (rate_hz * max(probers, 1))
+    sends = (rng.random() + np.arange(math.ceil(horizon / step))) * step
+    sends = sends[sends < horizon]
+    idx = np.searchsorted(np.asarray(times, dtype=float), sends, side="right") - 1
+    a = np.where(idx >= 0, np.asarray(values, dtype=float)[np.maximum(idx, 0)], 1.0)
+    return sends, rng.random(sends.size) < a
+
+
+def probed_trial(
+    times: Sequence[float],
+    values: Sequence[float],
+    horizon: float,
+    *,
+    rate_hz: float,
+    probers: int,
+    bin_s: float,
+    rng: np.random.Generator,
+) -> tuple[OutageMetrics, dict[str, float]]:
+    """The metrics and probe milestones a live prober would measure on the availability
+    ``times``/``values``: `probe_train`'s probes through `availability_from_probes` with
+    ``bin_s`` bins and `metrics`, and through `probe_milestones`, exactly as a live run's
+    probes are."""
+    if len(times) == 0:
+        return metrics(times, values, horizon), {}
+    sends, ok = probe_train(times, values, horizon, rate_hz=rate_hz, probers=probers, rng=rng)
+    ts, vs = availability_from_probes(sends, ok, t_fault=0.0, bin_s=bin_s, horizon=horizon)
+    return metrics(list(ts), list(vs), horizon), probe_milestones(sends, ok, t_fault=0.0)
+
+
 def probed_metrics(
     times: Sequence[float],
     values: Sequence[float],
@@ -181,24 +258,10 @@ def probed_metrics(
     bin_s: float,
     rng: np.random.Generator,
 ) -> OutageMetrics:
-    """The metrics a live prober would measure on the availability ``times``/``values``.
-
-    ``probers`` probers each send ``rate_hz`` new requests per second, at independent
-    random phases, from the fault to the horizon; a request sent at t succeeds with
-    probability a(t). The outcomes go through `availability_from_probes` with ``bin_s``
-    bins and then `metrics`, exactly as a live run's probes do.
-    """
-    if len(times) == 0:
-        return metrics(times, values, horizon)
-    step = 1.0 / rate_hz
-    base = np.arange(0.0, horizon, step)
-    sends = np.concatenate([base + step * rng.random() for _ in range(probers)])
-    sends = sends[sends < horizon]
-    idx = np.searchsorted(np.asarray(times, dtype=float), sends, side="right") - 1
-    a = np.where(idx >= 0, np.asarray(values, dtype=float)[np.maximum(idx, 0)], 1.0)
-    ok = rng.random(sends.size) < a
-    ts, vs = availability_from_probes(sends, ok, t_fault=0.0, bin_s=bin_s, horizon=horizon)
-    return metrics(list(ts), list(vs), horizon)
+    """The metrics of `probed_trial` (what a live prober measures on a(t))."""
+    return probed_trial(
+        times, values, horizon, rate_hz=rate_hz, probers=probers, bin_s=bin_s, rng=rng
+    )[0]
 
 
 def milestone_column(name: str) -> str:

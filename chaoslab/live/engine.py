@@ -64,7 +64,15 @@ from chaoslab.live.journal import (
     pending_undo,
 )
 from chaoslab.live.probe import connection_fates
-from chaoslab.outage import availability_from_probes, latency_from_probes, metrics, trial_row
+from chaoslab.outage import (
+    PROBE_MILESTONES,
+    availability_from_probes,
+    latency_from_probes,
+    metrics,
+    milestone_column,
+    probe_milestones,
+    trial_row,
+)
 from chaoslab.results import (
     MILESTONE_COLUMNS,
     ProberInfo,
@@ -256,6 +264,7 @@ def _row(target: DrillTarget, fault: DrillFault, trial: int, obs: Observed, t0: 
     probes, horizon = obs.probes, obs.horizon
     new = probes[probes["kind"] == "new"] if "kind" in probes.columns else probes
     nan = (float("nan"), float("nan"))
+    probed: dict[str, float] = {}
     if new.empty or horizon <= 0:
         times, values = [], []
         conn = lat = nan
@@ -263,6 +272,7 @@ def _row(target: DrillTarget, fault: DrillFault, trial: int, obs: Observed, t0: 
         ok = (new["outcome"] == "ok").to_numpy()
         t, bin_s = new["t"].to_numpy(), target.prober.bin_s
         ts, vs = availability_from_probes(t, ok, t_fault=t0, bin_s=bin_s, horizon=horizon)
+        probed = probe_milestones(t, ok, t_fault=t0, horizon=horizon)
         times, values = list(ts), list(vs)
         conn = connection_fates(probes, t0, horizon)
         recovery = metrics(times, values, horizon).recovery_s
@@ -279,10 +289,22 @@ def _row(target: DrillTarget, fault: DrillFault, trial: int, obs: Observed, t0: 
             horizon,
             connections=conn,
             latency=lat,
-            milestones=obs.milestones,
-            milestone_names=target.milestone_names,
+            milestones={**probed, **obs.milestones},
+            milestone_names=[*target.milestone_names, *PROBE_MILESTONES],
         ),
     }
+
+
+def _probe_rows(row: dict[str, Any], key: dict[str, Any]) -> list[dict[str, Any]]:
+    """milestones.parquet rows of the milestones the probes define (``service.recovered``,
+    ``probe.*``: `chaoslab.outage`), for those the trial has."""
+    out = []
+    for name in ("service.recovered", *PROBE_MILESTONES):
+        t = row[milestone_column(name)]
+        if t == t:  # not NaN
+            detail = "chaoslab.outage" if name == "service.recovered" else "new-connection probes"
+            out.append({**key, "milestone": name, "t": t, "source": "probes", "detail": detail})
+    return out
 
 
 def _trial(ctx: DrillContext, target: DrillTarget, fault: DrillFault, i: int) -> TrialResult:
@@ -320,18 +342,7 @@ def _trial(ctx: DrillContext, target: DrillTarget, fault: DrillFault, i: int) ->
     ms = [
         {"design": target.design, "fault": fault.name, "trial": i, **m} for m in obs.milestone_rows
     ]
-    if row["at_service_recovered"] == row["at_service_recovered"]:  # not NaN
-        ms.append(
-            {
-                "design": target.design,
-                "fault": fault.name,
-                "trial": i,
-                "milestone": "service.recovered",
-                "t": row["recovery_s"],
-                "source": "probes",
-                "detail": "chaoslab.outage",
-            }
-        )
+    ms += _probe_rows(row, {"design": target.design, "fault": fault.name, "trial": i})
     log(
         f"{fault.name} #{i + 1} on {victim}: recovery {row['recovery_s']:.3g} s, downtime "
         f"{row['downtime_s']:.3g} s, lost {row['lost_s']:.3g} s, milestones {len(ms)}"

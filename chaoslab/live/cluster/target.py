@@ -20,7 +20,9 @@ cluster (one trial loop in `chaoslab.live.engine`, the observation and injection
   not counted);
 - milestones beyond the API's: ``proxy.synced`` (the probed nodes' kube-proxy rules, read
   with ``iptables-save`` in their namespaces, no longer DNAT to a faulted pod),
-  ``probe.first_failed`` and ``probe.last_failed``.
+  ``probe.first_failed`` and ``probe.last_failed`` (taken from the probes by
+  `chaoslab.live.engine` for every target, predicted by putting the same prober on the
+  model's a(t), `chaoslab.compare.as_probed`: one definition, `chaoslab.outage.probe_milestones`).
 """
 
 from __future__ import annotations
@@ -45,10 +47,9 @@ from urllib.parse import urlsplit, urlunsplit
 from chaoslab.errors import LiveError, UserError
 from chaoslab.live.cluster.hooks import ENV_STATE, LocalClusterError, main
 from chaoslab.live.k8s.drill import KubeTarget
+from chaoslab.outage import PROBE_MILESTONES
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from chaoslab.experiment import Experiment
     from chaoslab.live.cluster.dataplane import DataPlane
     from chaoslab.live.cluster.local import LocalCluster
@@ -65,11 +66,6 @@ TOKEN_SECONDS = 6 * 3600
 #: how often the probed nodes' NAT rules are read for ``proxy.synced`` (iptables-save in a
 #: namespace costs a fork and a table dump: 10 reads a second keep one core mostly free)
 RULES_INTERVAL = 0.1
-#: milestones of the local target beyond the model's: the probes' first and last failure
-PROBE_MILESTONES = {
-    "probe.first_failed": "the first new-connection probe after the fault that failed",
-    "probe.last_failed": "the last new-connection probe that failed",
-}
 _REPO = Path(__file__).resolve().parents[3]
 
 
@@ -641,8 +637,6 @@ class LocalClusterTarget(KubeTarget):
                 self._milestone(out, "proxy.synced", rw.t - t0, "iptables-save", rw.detail)
             elif rw.error:
                 out.info["rules_error"] = rw.error
-        for name, t in _probe_milestones(out.probes, t0).items():
-            self._milestone(out, name, t, "probes", "new-connection probes")
         return out
 
     @staticmethod
@@ -658,37 +652,6 @@ class LocalClusterTarget(KubeTarget):
         ok = bool(super().restore(plan, victim))
         refresh(self.session.cluster)
         return ok
-
-    def predict(self, plan: DrillPlan) -> pd.DataFrame | str:
-        pred = super().predict(plan)
-        if isinstance(pred, str) or "a_t" not in pred.columns:
-            return pred
-        first = [_first_below(t, v) for t, v in zip(pred["a_t"], pred["a_v"], strict=True)]
-        return pred.assign(
-            at_probe_first_failed=first,
-            at_probe_last_failed=[
-                r if math.isfinite(f) else math.nan
-                for f, r in zip(first, pred["recovery_s"], strict=True)
-            ],
-        )
-
-
-def _first_below(ts: Any, vs: Any) -> float:
-    """When a(t) first drops below 1 (NaN: never)."""
-    return next((float(t) for t, v in zip(ts, vs, strict=False) if v < 1.0), math.nan)
-
-
-def _probe_milestones(probes: pd.DataFrame, t0: float) -> dict[str, float]:
-    if probes.empty or "outcome" not in probes.columns:
-        return {}
-    new = probes[(probes["kind"] == "new") & (probes["t"] >= t0)]
-    bad = new[new["outcome"] != "ok"]
-    if bad.empty:
-        return {}
-    return {
-        "probe.first_failed": float(bad["t"].min() - t0),
-        "probe.last_failed": float(bad["t"].max() - t0),
-    }
 
 
 def _fault_at(output: str) -> float | None:
