@@ -1,5 +1,7 @@
-"""``chaoslab show RUN_DIR``: a run's metadata line and its summary, as a table that fits
-the screen, a design x fault pivot of one metric, Markdown, CSV or JSON."""
+"""``chaoslab show RUN_DIR``: a run's metadata line, the values it ran with instead of the
+catalogue (meta.json's ``overrides``, with where each came from: ``--set``, or a drill's
+``calibration``), and its summary, as a table that fits the screen, a design x fault pivot
+of one metric, Markdown, CSV or JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 
     from chaoslab.cli.views import Filters, Summary
 
-__all__ = ["meta_line", "read_meta", "show_command"]
+__all__ = ["meta_line", "override_lines", "read_meta", "show_command"]
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
@@ -41,6 +43,7 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
 _SHAPES: dict[str, type | tuple[type, ...]] = {
     "sweep": dict,
     "overrides": dict,
+    "calibration": dict,
     "profiles": (list, str),
     "status": str,
     "n_trials": int,
@@ -60,6 +63,43 @@ def meta_line(run_dir: Path, meta: dict[str, Any], trials: int) -> str:
         f"{_text(meta.get('status'))}, {trials} trials, seed {_text(meta.get('seed'))}, "
         f"profiles {_text(meta.get('profiles'))}"
     )
+
+
+def override_lines(meta: dict[str, Any], width: int) -> list[str]:
+    """One line per override (folded to ``width``): name = value, from where."""
+    cals = {
+        c.get("param"): c for c in (meta.get("calibration") or {}).values() if isinstance(c, dict)
+    }
+    lines = []
+    for key, value in (meta.get("overrides") or {}).items():
+        text = f"override {key} = {_value(str(value))}, from {_origin(meta, cals.get(key))}"
+        first, *rest = fold(text, width) if len(text) <= width else fold(text, width - 2)
+        lines += [first, *(f"  {ln}" for ln in rest)]
+    return lines
+
+
+def _value(text: str) -> str:
+    """An override as it reads on a line: measured samples by their count."""
+    if text.startswith("empirical(") and text.endswith(")"):
+        return f"empirical of {text.count(',') + 1} samples"
+    return text
+
+
+def _origin(meta: dict[str, Any], cal: dict[str, Any] | None) -> str:
+    if cal is not None:
+        return (
+            f"calibration: {cal.get('samples', '?')} round trips on node {cal.get('node', '?')}, "
+            f"median {_ms(cal.get('median_s'))}, p95 {_ms(cal.get('p95_s'))} "
+            f"({cal.get('file', 'calibration.csv')})"
+        )
+    return "--set" if meta.get("mode") == "simulate" else "the run's meta.json"
+
+
+def _ms(seconds: object) -> str:
+    """Seconds as milliseconds, 3 digits (no numpy: show's default path imports none)."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return "?"
+    return f"{seconds * 1000:.3g} ms"
 
 
 def show_command(
@@ -86,7 +126,7 @@ def show_command(
     else:
         rows = _rows(run_dir, meta, filters)
         n, text = _trials(values(rows, "trials")), summary_text(rows, width)
-    print("\n".join(fold(meta_line(run_dir, meta, n), width)))
+    print("\n".join(fold(meta_line(run_dir, meta, n), width) + override_lines(meta, width)))
     print(text)
 
 
