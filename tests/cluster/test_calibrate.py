@@ -19,10 +19,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import chaoslab.live.k8s.calibrate as calib
 from chaoslab.experiment import load_experiment
 from chaoslab.live.cluster.target import LocalSession
+from chaoslab.live.journal import pending_undo
 from chaoslab.live.k8s.calibrate import ANNOTATION
-from chaoslab.live.k8s.drill import plan_drill, run_drill
+from chaoslab.live.k8s.drill import plan_drill, recover, run_drill
 from chaoslab.params.dists import Empirical, parse_value
 
 pytestmark = pytest.mark.cluster
@@ -60,8 +62,9 @@ def test_drill_predicts_with_the_measured_reaction(
     calibrated: Path, session: Any, local_cluster: Any, tmp_path: Path
 ) -> None:
     lines: list[str] = []
-    plans = plan_drill(calibrated, session=session, log=lines.append)
-    res = run_drill(plans, out=tmp_path / "results", log=lines.append)
+    out = tmp_path / "results"
+    plans = plan_drill(calibrated, session=session, log=lines.append, out=out)
+    res = run_drill(plans, out=out, log=lines.append)
     assert res.status == "complete", res.reason
     cal = pd.read_csv(res.path / "calibration.csv")
     assert len(cal) == 30 and (cal["name"] == "controller_reaction").all()
@@ -75,11 +78,39 @@ def test_drill_predicts_with_the_measured_reaction(
     assert any("calibrating controller_reaction: 30 round trips" in ln for ln in lines)
     print(next(ln for ln in lines if "median" in ln))  # the numbers docs/ quotes
     _check_annotation_gone(local_cluster)
+    assert list(out.glob("*/*-calibrate-*")) == []  # its journal went with the annotation
 
 
-def _check_annotation_gone(local_cluster: Any) -> None:
+def test_recover_puts_back_the_annotation_of_a_killed_calibration(
+    calibrated: Path,
+    session: Any,
+    local_cluster: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # no put-back at the end: what a kill -9 after the last PATCH leaves (the annotation
+    # on the node, the journaled step pending); --recover undoes it as the drill's identity
+    monkeypatch.setattr(calib, "_put_back", lambda *args: None)
+    out = tmp_path / "results"
+    plan_drill(calibrated, session=session, log=lambda _: None, out=out)
+    (folder,) = out.glob("*/*-calibrate-*")
+    assert len(pending_undo(folder / "journal.jsonl")) == 1
+    assert _annotated(local_cluster)
+    assert recover(folder, log=lambda _: None)
+    _check_annotation_gone(local_cluster)
+
+
+def _annotated(local_cluster: Any) -> list[str]:
+    """Nodes that carry the calibration annotation (read as the cluster's admin)."""
     from kubernetes import client
 
     core = client.CoreV1Api(local_cluster.admin_client())
-    for node in core.list_node().items:
-        assert ANNOTATION not in (node.metadata.annotations or {}), node.metadata.name
+    return [
+        node.metadata.name
+        for node in core.list_node().items
+        if ANNOTATION in (node.metadata.annotations or {})
+    ]
+
+
+def _check_annotation_gone(local_cluster: Any) -> None:
+    assert _annotated(local_cluster) == []
