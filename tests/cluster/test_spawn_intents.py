@@ -116,6 +116,7 @@ def test_down_stops_a_cluster_process_whose_starter_was_killed_before_saving_it(
     assert cluster is not None
     assert cluster.state.processes == [] and list(cluster.state.intents.values()) == ["sleeper"]
     assert alive(*children[0])  # nothing records its PID: without the mark it would stay
+    assert [(r.name, r.pid, r.running) for r in cluster.status()] == [("sleeper", pid, True)]
     notes = cluster.down(keep_logs=True)
     assert f"stopped sleeper (pid {pid})" in notes
     assert not alive(*children[0])

@@ -350,8 +350,9 @@ class LocalCluster:
     # ------------------------------------------------------------------ status / down
     def status(self) -> list[ComponentStatus]:
         """Each recorded process: running, and healthy by its endpoint (kwok: its Node
-        Ready). A process replaced by a restart is not listed."""
-        latest = {p.name: p for p in self.state.processes}
+        Ready). A process replaced by a restart is not listed; one started but never recorded
+        (its starter killed in between) is, found by its mark."""
+        latest = {p.name: p for p in [*self.state.processes, *self.state.unrecorded()]}
         rows = [self._component_status(p) for p in latest.values()]
         rows += self._dataplane_status()
         ready = self._nodes_ready() if any(r.name.startswith("kwok-") for r in rows) else {}
