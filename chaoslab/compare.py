@@ -532,7 +532,9 @@ def _comparable(
         return matched, []
     # compare like with like: a dip shorter than the probe spacing counts as often as the
     # lab's prober catches one
-    probed = [(as_probed(p, prober, float(horizon)), m, lab) for p, m, lab in matched.pairs]
+    # the prober's phases drawn as the drill drew them: from the measured run's seed
+    seed = int(_meta(measured).get("seed") or 0)
+    probed = [(as_probed(p, prober, float(horizon), seed), m, lab) for p, m, lab in matched.pairs]
     note = f"predicted metrics as the measured run's prober sees them ({prober.text()})"
     return _Matched(probed, [], matched.p, matched.m), [note]
 

@@ -1046,10 +1046,8 @@ def _writer(plans: list[DrillPlan], out: Path) -> RunWriter:
     writer.write_text("live.json", live + "\n")
     writer.write_text("plan.txt", "\n".join(ln for p in plans for ln in p.lines) + "\n")
     writer.write_text("discovery.json", _discovery_json(plan))
-    preds = [
-        p.prediction.drop(columns=[c for c in ("a_t", "a_v") if c in p.prediction.columns])
-        for p in plans
-    ]
+    # with the model's a(t) (a_t/a_v): compare puts the run's prober on it, as predict does
+    preds = [p.prediction for p in plans]
     writer.add_table("prediction.parquet", pd.concat(preds, ignore_index=True))
     if plan.calibration:
         rows = [r for c in plan.calibration for r in c.rows()]
