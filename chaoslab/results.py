@@ -61,6 +61,7 @@ from chaoslab.errors import ChaoslabError, UserError
 from chaoslab.outage import latency_summary
 
 __all__ = [
+    "CALIBRATION_MODE",
     "FORMAT_VERSION",
     "KEY_COLUMNS",
     "LIVE_TABLES",
@@ -79,6 +80,7 @@ __all__ = [
     "atomic_write_chunks",
     "atomic_write_parquet",
     "atomic_write_text",
+    "calibration_journal",
     "environment_meta",
     "inferred_sweep_columns",
     "live_table",
@@ -92,6 +94,9 @@ __all__ = [
 FORMAT_VERSION = 2
 #: versions `load_run` reads (2 only adds declared live tables to 1)
 READABLE_VERSIONS = (1, 2)
+#: meta.json's mode of a calibration's journal folder (chaoslab.live.k8s.calibrate): it
+#: lies beside the runs under ``--out`` and holds an undo step, not trials
+CALIBRATION_MODE = "calibrate"
 
 #: columns identifying a cell (plus one column per swept parameter, named by its key)
 KEY_COLUMNS = ("design", "fault", "target")
@@ -708,6 +713,15 @@ class Run:
         return pd.read_csv(p) if name.endswith(".csv") else pd.read_parquet(p)
 
 
+def calibration_journal(path: Path, meta: dict[str, Any]) -> str:
+    """One line saying a calibration's journal folder is not a run, and how it goes."""
+    return (
+        f"{path}: not a run but the journal of a calibration (live.calibrate's annotation "
+        f"on node {meta.get('node', '?')}); it is deleted once the annotation is back; if "
+        f"its drill is gone, 'chaoslab drill --recover {path}' puts the annotation back"
+    )
+
+
 def load_run(path: str | Path) -> Run:
     """Read a run folder written by `RunWriter` (complete or partial)."""
     p = Path(path)
@@ -718,6 +732,8 @@ def load_run(path: str | Path) -> Run:
         meta = json.loads(meta_path.read_text())
     except ValueError as e:
         raise RunFormatError(f"{meta_path}: unreadable ({e})") from None
+    if isinstance(meta, dict) and meta.get("mode") == CALIBRATION_MODE:
+        raise RunFormatError(calibration_journal(p, meta))
     version = meta.get("format_version")
     if version not in READABLE_VERSIONS:
         readable = ", ".join(map(str, READABLE_VERSIONS))

@@ -74,6 +74,7 @@ from chaoslab.outage import (
     trial_row,
 )
 from chaoslab.results import (
+    CALIBRATION_MODE,
     MILESTONE_COLUMNS,
     ProberInfo,
     Run,
@@ -91,6 +92,7 @@ __all__ = [
     "SignalGuard",
     "TrialResult",
     "left_injected",
+    "left_line",
     "recover",
     "run_drill",
 ]
@@ -524,13 +526,14 @@ def _meta(run: Path) -> dict[str, Any]:
 def left_injected(run_dir: Path, meta: dict[str, Any], kind: str) -> str:
     """One line naming an earlier drill of the same target, a run folder beside
     ``run_dir`` (under the same ``--out``), whose journal still has undo steps while no
-    process works on it (killed, or its rollback failed): its fault may still be injected,
-    and a drill on top of it would measure both. "" when there is none."""
+    process works on it (killed, or its rollback failed): its fault may still be injected
+    (or its calibration's annotation still be on a node), and a drill on top of it would
+    measure both (`left_line`). "" when there is none."""
     here, out = Path(run_dir), Path(run_dir).parent.parent
     me = _target_id(meta)
     for path in sorted(out.glob(f"*/*/{JOURNAL_NAME}")):
-        run = path.parent
-        if run == here or _target_id(_meta(run)) != me:
+        run, theirs = path.parent, _meta(path.parent)
+        if run == here or _target_id(theirs) != me:
             continue
         try:
             steps = pending_undo(path)
@@ -538,14 +541,29 @@ def left_injected(run_dir: Path, meta: dict[str, Any], kind: str) -> str:
                 continue
         except (OSError, JournalError):
             continue  # not a journal chaoslab can act on: --recover says so for it
-        cmd = "chaoslab lab drill --recover" if kind == "lab" else "chaoslab drill --recover"
-        return (
-            f"{run}: an earlier drill of this target left {len(steps)} undo step(s) not done "
-            f"(stopped before its rollback ended): its fault may still be injected; run "
-            f"'{cmd} {run}' first, or move that folder out of {out} if the target was put "
-            "right by hand"
-        )
+        return left_line(run, theirs, steps, kind)
     return ""
+
+
+def left_line(run: Path, meta: dict[str, Any], steps: Sequence[UndoStep], kind: str) -> str:
+    """`left_injected`'s line for ``run``: an earlier drill's fault, or the annotation of
+    an earlier drill's calibration (``live.calibrate``, a folder of its own)."""
+    cmd = "chaoslab lab drill --recover" if kind == "lab" else "chaoslab drill --recover"
+    if meta.get("mode") == CALIBRATION_MODE:
+        what = "a calibration of an earlier drill of this target"
+        s = steps[0].step
+        left = (
+            f"its annotation {s.get('annotation', '?')} may still be on node "
+            f"{s.get('node') or meta.get('node', '?')}"
+        )
+        cmd = "chaoslab drill --recover"  # calibrations are Kubernetes drills' only
+    else:
+        what, left = "an earlier drill of this target", "its fault may still be injected"
+    return (
+        f"{run}: {what} left {len(steps)} undo step(s) not done (stopped before its "
+        f"rollback ended): {left}; run '{cmd} {run}' first, or move that folder out of "
+        f"{run.parent.parent} if the target was put right by hand"
+    )
 
 
 def recover(run_dir: Path, undo: Callable[[UndoStep], bool], *, log: Log = print) -> bool:

@@ -18,11 +18,13 @@ import yaml
 
 import chaoslab.live.k8s.calibrate as calib
 from chaoslab.cli import main
-from chaoslab.live.journal import pending_undo
+from chaoslab.live.engine import left_line
+from chaoslab.live.journal import UndoStep, pending_undo
 from chaoslab.live.k8s.calibrate import ANNOTATION
 from chaoslab.live.k8s.drill import plan_drill
 from chaoslab.params import ParamSet
 from chaoslab.params.dists import Empirical, parse_value
+from chaoslab.results import CALIBRATION_MODE, RunFormatError, load_run
 
 from .conftest import Env
 from .fakeapi import Timing
@@ -240,8 +242,54 @@ def test_a_drill_after_a_killed_calibration_is_refused_until_recovered(make_env,
     capsys.readouterr()
     assert main(["drill", str(plain), "--yes", "--out", str(out)]) == 1
     said = capsys.readouterr().out
-    assert f"{folder}: an earlier drill of this target left 1 undo step(s)" in said
+    (node,) = _annotated(env)
+    assert f"{folder}: a calibration of an earlier drill of this target left 1 undo step" in said
+    assert f"its annotation {ANNOTATION} may still be on node {node}" in said
+    assert "its fault may still be injected" not in said
     assert f"chaoslab drill --recover {folder}" in said
+
+
+def test_left_line_names_a_fault_or_a_calibrations_annotation(tmp_path: Path) -> None:
+    """One builder for both leftovers: a drill's run folder (its fault may still be
+    injected) and a calibration's folder (its annotation may still be on the node), each
+    naming the command that finishes it."""
+    out = tmp_path / "results"
+    fault_run, cal_run = out / "exp" / "t-live-a", out / "exp" / "t-calibrate-b"
+    cut = UndoStep("1", {"op": "uncordon", "node": "worker-2"})
+    put_back = UndoStep("1", {"op": calib.UNDO_OP, "node": "worker-1", "annotation": ANNOTATION})
+    fault = left_line(fault_run, {"mode": "live"}, [cut], "kubernetes")
+    cal = left_line(cal_run, {"mode": CALIBRATION_MODE, "node": "worker-1"}, [put_back], "lab")
+    assert fault == (
+        f"{fault_run}: an earlier drill of this target left 1 undo step(s) not done (stopped "
+        f"before its rollback ended): its fault may still be injected; run 'chaoslab drill "
+        f"--recover {fault_run}' first, or move that folder out of {out} if the target was "
+        "put right by hand"
+    )
+    assert cal == (
+        f"{cal_run}: a calibration of an earlier drill of this target left 1 undo step(s) not "
+        f"done (stopped before its rollback ended): its annotation {ANNOTATION} may still be "
+        f"on node worker-1; run 'chaoslab drill --recover {cal_run}' first, or move that "
+        f"folder out of {out} if the target was put right by hand"
+    )
+
+
+def test_show_of_a_calibration_folder_says_what_it_is(make_env, capsys) -> None:
+    """``chaoslab show`` (and every reader through `load_run`) on a killed calibration's
+    folder: one line, exit 2 (bad input), saying it is a calibration's journal, not a run,
+    naming the node and ``chaoslab drill --recover DIR`` (was "results format version
+    None")."""
+    env = make_env()
+    exp = env.experiment(POD_DELETE, calibrate=["controller_reaction"], calibrate_samples=5)
+    folder, _ = _killed_calibration(env, exp, env.tmp / "results")
+    (node,) = _annotated(env)
+    capsys.readouterr()
+    assert main(["show", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "format version" not in err
+    assert err.startswith(f"error: {folder}: not a run but the journal of a calibration")
+    assert f"on node {node}" in err and f"'chaoslab drill --recover {folder}'" in err
+    with pytest.raises(RunFormatError, match="journal of a calibration"):
+        load_run(folder)
 
 
 def test_next_calibration_puts_back_what_a_killed_one_left(make_env, capsys) -> None:

@@ -51,7 +51,7 @@ from chaoslab.live.k8s.kube import Kube, KubeError
 from chaoslab.live.k8s.observe import Observation, Watcher
 from chaoslab.live.k8s.spec import LiveSpec
 from chaoslab.params.dists import Empirical, format_seconds
-from chaoslab.results import atomic_write_text, new_run_dir
+from chaoslab.results import CALIBRATION_MODE, atomic_write_text, new_run_dir
 
 __all__ = [
     "ANNOTATION",
@@ -74,8 +74,9 @@ PARAMS = {"controller_reaction": "kube_controller_manager.controller_reaction"}
 _RETRY_FACTOR = 2
 #: the journal's undo step that puts the annotation back (`undo_annotation`)
 UNDO_OP = "restore-annotation"
-#: the calibration folder's mode in its name and meta.json (`new_run_dir`)
-_MODE = "calibrate"
+#: the calibration folder's mode in its name and meta.json (`new_run_dir`; run readers
+#: know it: `chaoslab.results.calibration_journal`)
+_MODE = CALIBRATION_MODE
 
 
 @dataclass(frozen=True)
