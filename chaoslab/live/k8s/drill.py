@@ -17,7 +17,8 @@ happens. `run_drill` then runs the trials through the one drill engine
 5. roll back (always: normal end, exception, Ctrl-C, SIGTERM), then cool down.
 
 Beside the engine's tables the run folder has ``observations.parquet``, ``live.json`` (what
-``--recover`` reads), ``plan.txt``, ``discovery.json`` and ``prediction.parquet``.
+``--recover`` reads), ``plan.txt``, ``discovery.json`` and ``prediction.parquet`` (the
+model's trials with their a(t), which ``chaoslab compare`` puts the run's prober on).
 """
 
 from __future__ import annotations
