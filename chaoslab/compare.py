@@ -264,6 +264,15 @@ def as_probed(
     return out
 
 
+def probe_seed(meta: Mapping[str, Any], measured: pd.DataFrame) -> int:
+    """The seed a drill drew its prober's phases on the model's a(t) with, for the fault
+    of these measured trials: the fault's own seed where the run records one per fault
+    (``fault_seeds``: a lab drill), else the run's seed (was 0 before it was recorded)."""
+    per_fault = meta.get("fault_seeds") or {}
+    fault = str(measured["fault"].iloc[0]) if "fault" in measured and len(measured) else ""
+    return int(per_fault.get(fault, meta.get("seed") or 0))
+
+
 def stored_prediction(run: Run) -> Run | None:
     """The prediction a live run stored beside its measurements, as a run (or None)."""
     p = Path(run.path) / "prediction.parquet"
@@ -532,9 +541,10 @@ def _comparable(
         return matched, []
     # compare like with like: a dip shorter than the probe spacing counts as often as the
     # lab's prober catches one
-    # the prober's phases drawn as the drill drew them: from the measured run's seed
-    seed = int(_meta(measured).get("seed") or 0)
-    probed = [(as_probed(p, prober, float(horizon), seed), m, lab) for p, m, lab in matched.pairs]
+    probed = [
+        (as_probed(p, prober, float(horizon), probe_seed(_meta(measured), m)), m, lab)
+        for p, m, lab in matched.pairs
+    ]
     note = f"predicted metrics as the measured run's prober sees them ({prober.text()})"
     return _Matched(probed, [], matched.p, matched.m), [note]
 

@@ -431,3 +431,83 @@ def test_lab_prediction_uses_the_files_model_cluster(path: Path, tmp_path: Path)
         "spread": app["spread"],
     }
     assert doc["designs"] == [exp.model.lab.design]
+
+
+TWO_FAULTS = BASE.replace(
+    "  - {kind: link-down, target: vip-holder, duration: inf}\n",
+    "  - {kind: link-down, target: vip-holder, duration: inf}\n"
+    "  - {kind: link-down, target: vip-holder, duration: 500ms}\n",
+).replace("horizon: 5s\n", "horizon: 5s\ntrials: 300\nseed: 3\n")
+
+
+def _rootless_lab(exp: Experiment):  # type: ignore[no-untyped-def]
+    """The lab target with its daemons replaced by a fixed probe record: every trial sees
+    the first second after the fault fail. What the engine writes (the run folder, the
+    prediction, comparison.csv) is the lab drill's own."""
+    from chaoslab.live.lab.drill import LabTarget
+
+    class Rootless(LabTarget):
+        def open(self, ctx):  # type: ignore[no-untyped-def]
+            self.ctx = ctx
+
+        def preflight(self, fault, trial):  # type: ignore[no-untyped-def]
+            pass
+
+        def choose(self, fault, trial):  # type: ignore[no-untyped-def]
+            return "n1"
+
+        def inject(self, fault, victim):  # type: ignore[no-untyped-def]
+            return 100.0
+
+        def observe(self, fault, victim, t0):  # type: ignore[no-untyped-def]
+            return Observed(_probes(0.0, 1.0, 1.0, t0), self.exp.horizon)
+
+        def restore(self, fault, victim):  # type: ignore[no-untyped-def]
+            return True
+
+        def close(self):  # type: ignore[no-untyped-def]
+            return []
+
+        def undo(self, step):  # type: ignore[no-untyped-def]
+            return False
+
+    target = Rootless(exp, trials=2, prefix=None)
+    target.cooldown = 0.0
+    return target
+
+
+def test_a_two_fault_lab_run_compared_again_gives_its_comparison(tmp_path: Path) -> None:
+    """Fault i's prober phases are drawn with its own seed (seed + i); meta.json records
+    them, so `compare` of the stored prediction against the run has comparison.csv's
+    predicted p5/p50/p95 for both faults' probe milestones (the second fault's differed
+    while compare drew every fault's phases with the run's seed)."""
+    from chaoslab.compare import compare, stored_prediction
+    from chaoslab.live.engine import run_drill
+    from chaoslab.live.lab.drill import fault_seeds, lab_run_meta
+    from chaoslab.results import RunWriter, load_run, new_run_dir
+
+    exp = _load(tmp_path, TWO_FAULTS)
+    target = _rootless_lab(exp)
+    writer = RunWriter(
+        new_run_dir(tmp_path / "results", exp.slug(), "live"),
+        mode="live",
+        target="lab",
+        meta=lab_run_meta(target),
+    )
+    outcome = run_drill(target, writer, log=lambda s: None)
+    assert outcome.status == "complete"
+    run = load_run(outcome.run.path)
+    assert run.meta["fault_seeds"] == fault_seeds(exp) and len(set(fault_seeds(exp).values())) == 2
+    pred = stored_prediction(run)
+    assert pred is not None
+    keys = ["fault", "metric"]
+    again = compare(pred, run).cells.set_index(keys)
+    drill = pd.read_csv(run.path / "comparison.csv").set_index(keys)
+    band = ["predicted_p5", "predicted_p50", "predicted_p95"]
+    for fault in fault_seeds(exp):
+        for metric in ("at_probe_first_failed", "at_probe_last_failed"):
+            first = drill.loc[(fault, metric), band].astype(float).tolist()
+            assert again.loc[(fault, metric), band].astype(float).tolist() == first, (
+                fault,
+                metric,
+            )

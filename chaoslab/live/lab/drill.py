@@ -303,6 +303,7 @@ class LabTarget:
 
         exp = self.exp
         i = next(j for j, f in enumerate(exp.lab_faults()) if f.name == fault.name)
+        seed = fault_seeds(exp)[fault.name]
         try:
             pred = chaoslab.simulate(
                 self.design,
@@ -310,7 +311,7 @@ class LabTarget:
                 profile=exp.profiles or None,
                 params=exp.fault_overrides(i),
                 trials=exp.model.trials,
-                seed=exp.model.seed + i,
+                seed=seed,
                 horizon=exp.horizon,
                 cluster=exp.cluster_spec(),
             )
@@ -319,7 +320,15 @@ class LabTarget:
             return f"model: {type(exc).__name__}: {first}"
         # the model's a(t) sampled by the same prober, so a dip shorter than the probe
         # spacing counts as often as the lab can catch one
-        return as_probed(pred, self.prober, exp.horizon, seed=exp.model.seed + i)
+        return as_probed(pred, self.prober, exp.horizon, seed=seed)
+
+
+def fault_seeds(exp: Experiment) -> dict[str, int]:
+    """Each fault's seed, by its name: of its model trials and of the prober's phases
+    put on their a(t). Fault i draws with the experiment's seed + i, so the faults'
+    predictions are independent; meta.json records them (``fault_seeds``) so that
+    `chaoslab.compare` draws the same phases when the run is compared again."""
+    return {f.name: exp.model.seed + i for i, f in enumerate(exp.lab_faults())}
 
 
 def lab_undo(step: UndoStep, done: Callable[..., None] | None) -> bool:
@@ -371,6 +380,23 @@ def refuse_if_recorded(name: str) -> None:
         )
 
 
+def lab_run_meta(target: LabTarget) -> dict[str, Any]:
+    """What a lab drill's meta.json records beyond the writer's own fields."""
+    exp, spec = target.exp, target.spec
+    return {
+        "experiment": exp.path,
+        "title": exp.model.title,
+        "design": spec.design,
+        "profiles": exp.profiles,
+        "params": exp.overrides(),
+        "seed": exp.model.seed,
+        "fault_seeds": fault_seeds(exp),
+        "horizon_s": exp.horizon,
+        "prober": target.prober.as_meta(),
+        "lab": spec.model_dump(mode="json"),
+    }
+
+
 def run_lab_drill(
     exp: Experiment,
     *,
@@ -387,17 +413,7 @@ def run_lab_drill(
         new_run_dir(out or Path("results"), exp.slug(), "live"),
         mode="live",
         target="lab",
-        meta={
-            "experiment": exp.path,
-            "title": exp.model.title,
-            "design": spec.design,
-            "profiles": exp.profiles,
-            "params": exp.overrides(),
-            "seed": exp.model.seed,
-            "horizon_s": exp.horizon,
-            "prober": target.prober.as_meta(),
-            "lab": spec.model_dump(mode="json"),
-        },
+        meta=lab_run_meta(target),
     )
     writer.write_text("experiment.yaml", exp.effective_yaml())
     return run_drill(target, writer, log=log)
