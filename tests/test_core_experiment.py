@@ -325,7 +325,7 @@ def test_every_problem_of_every_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_usage_errors_are_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    for args in (["run"], ["compare", "/tmp"], ["no-such-command"], ["run", "--trials", "x"]):
+    for args in (["run"], ["compare"], ["no-such-command"], ["run", "--trials", "x"]):
         code, _, err = run_cli(args, capsys)
         assert code == 2, args
         assert "Traceback" not in err and "Error" in err

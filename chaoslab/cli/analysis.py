@@ -105,8 +105,22 @@ def report(
 
 @user_errors
 def compare_cmd(
-    pred_run: Annotated[Path, typer.Argument(help="The predicted (simulated) run folder.")],
-    meas_run: Annotated[Path, typer.Argument(help="The measured (live) run folder.")],
+    pred_run: Annotated[
+        Path,
+        typer.Argument(
+            help="The predicted run folder (a simulation), or a live run's "
+            "prediction.parquet; alone, a live run folder: its stored prediction against its "
+            "measurements.",
+            show_default=False,
+        ),
+    ],
+    meas_run: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The measured (live) run folder (default: PRED_RUN, a live run folder).",
+            show_default=False,
+        ),
+    ] = None,
     select: Annotated[
         list[str] | None,
         typer.Option(help="KEY=VALUE: the sweep point of the prediction to use (repeatable)."),
@@ -128,15 +142,19 @@ def compare_cmd(
     ] = None,
 ) -> None:
     """Coverage of the predicted p5-p95, quantile ranks, KS statistic, milestone errors;
-    exit 1 when an expectation of the experiment's expect: block is not met."""
-    from chaoslab.compare import compare
-    from chaoslab.results import load_run
+    exit 1 when an expectation of the experiment's expect: block is not met.
 
-    pred, meas = load_run(pred_run), load_run(meas_run)
+    'chaoslab compare RUN' with one live run (or 'chaoslab compare RUN/prediction.parquet
+    RUN', or the run twice) compares the prediction the drill stored with its measured
+    trials, through the drill's prober and seeds: the predicted p5/p50/p95 of its
+    comparison.csv."""
+    from chaoslab.compare import compare
+
+    pred, meas = _sides(pred_run, meas_run)
     exp = _gate_experiment(experiment, junit, meas, pred)
     c = compare(pred, meas, select=_parse_select(select))
-    _print_comparison(c, f"{meas_run} measured vs {pred_run} predicted")
-    for p in c.write(out or Path(meas_run) / "compare"):
+    _print_comparison(c, f"{meas.path} measured vs {pred.path} predicted")
+    for p in c.write(out or Path(meas.path) / "compare"):
         console.print(f"wrote {p}", markup=False, highlight=False)
     if exp is not None:
         from chaoslab.cli.runcmd import gate
@@ -144,6 +162,31 @@ def compare_cmd(
         code = gate(exp, "compare", c.cells, junit)
         if code:
             raise typer.Exit(code)
+
+
+def _sides(pred_path: Path, meas_path: Path | None) -> tuple[Any, Any]:
+    """The predicted and measured runs of ``compare``. A live run's own folder (alone,
+    twice, or its prediction.parquet) stands for the prediction it stored beside its
+    trials (`chaoslab.compare.stored_prediction`): its measured trials are no prediction."""
+    from chaoslab.compare import stored_prediction
+    from chaoslab.results import load_run
+
+    own = pred_path.name == "prediction.parquet" and pred_path.is_file()
+    folder = pred_path.parent if own else pred_path
+    meas = load_run(meas_path if meas_path is not None else folder)
+    same = folder.resolve() == Path(meas.path).resolve()
+    if not own and not same:
+        return load_run(folder), meas  # two runs: a simulation (or a baseline) and a run
+    source = meas if same else load_run(folder)
+    pred = stored_prediction(source) if source.meta.get("mode") == "live" else None
+    if pred is None and same and not own and meas_path is not None:
+        return meas, meas  # a simulation twice: compared with itself, as always
+    if pred is None:
+        fail(
+            f"{folder}: not a live run with a stored prediction (prediction.parquet); "
+            "give the predicted run and the measured run: chaoslab compare PRED_RUN MEAS_RUN"
+        )
+    return pred, meas
 
 
 def _gate_experiment(path: Path | None, junit: Path | None, *runs: Any) -> Any:

@@ -58,3 +58,36 @@ def test_stored_prediction_compares_like_the_drill(make_env, seed: int) -> None:
         again = cells.loc[metric, _BAND].astype(float).to_numpy()
         first = drill.loc[metric, _BAND].astype(float).to_numpy()
         assert again.tolist() == pytest.approx(first.tolist()), metric
+
+
+def test_compare_cli_of_a_live_run_alone_gives_its_comparison(make_env) -> None:
+    """``chaoslab compare RUN`` (and ``RUN/prediction.parquet RUN``, and ``RUN RUN``)
+    compares the drill's stored prediction with its trials: cells.csv has comparison.csv's
+    predicted p5/p50/p95 for the probe milestones and the probed recovery and downtime
+    (``RUN RUN`` compared the measured trials with themselves, and ``prediction.parquet``
+    was refused for want of a meta.json)."""
+    env = make_env()
+    run_dir = _node_crash_drill(env, 7)
+    drill = pd.read_csv(run_dir / "comparison.csv").set_index("metric")
+    forms = {
+        "alone": [str(run_dir)],
+        "parquet": [str(run_dir / "prediction.parquet"), str(run_dir)],
+        "twice": [str(run_dir), str(run_dir)],
+    }
+    for form, args in forms.items():
+        out = env.tmp / f"compare-{form}"
+        assert main(["compare", *args, "--out", str(out)]) == 0, form
+        cells = pd.read_csv(out / "cells.csv").set_index("metric")
+        for metric in _PROBED:
+            again = cells.loc[metric, _BAND].astype(float).tolist()
+            assert again == drill.loc[metric, _BAND].astype(float).tolist(), (form, metric)
+
+
+def test_compare_cli_of_a_folder_without_a_prediction_is_one_line(tmp_path: Path, capsys) -> None:
+    """One argument that is no live run with a stored prediction: one line, exit 2."""
+    from chaoslab.results import RunWriter
+
+    RunWriter(tmp_path / "sim", meta={"seed": 0}).release()
+    assert main(["compare", str(tmp_path / "sim")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a live run with a stored prediction" in err[0], err
