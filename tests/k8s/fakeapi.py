@@ -35,6 +35,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -1237,6 +1238,12 @@ class _ApiServer(ThreadingHTTPServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
         return self.ctx.wrap_socket(sock, server_side=True), addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, ssl.SSLError)):
+            return  # a client that went away mid-request (a drill SIGKILLed by a test)
+        super().handle_error(request, client_address)
 
 
 class _ControlHandler(BaseHTTPRequestHandler):
