@@ -5,20 +5,29 @@ server on 127.0.0.1 and get no node IP. With the data plane
 (:mod:`chaoslab.live.cluster.dataplane`) each runs inside its node's network namespace,
 reaches the API server through that namespace's bridge (so a partition cuts it off like a
 real kubelet) and reports the namespace's address as the node's InternalIP.
+
+Before a kwok starts again its node's Lease is deleted (:func:`forget_lease`): a kwok
+that finds its Lease in neither its informer cache nor the API takes the node at once, as a
+restarted kubelet, which reads its Lease from the API first, renews it at once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from chaoslab.live.cluster.errors import ComponentFailed
+from chaoslab.live.cluster.health import Deadlines
 from chaoslab.live.cluster.procs import ProcRecord, alive, stop
 
-__all__ = ["HostKubelets", "Kubelets", "NetnsKubelets"]
+__all__ = ["HostKubelets", "Kubelets", "NetnsKubelets", "forget_lease"]
+
+#: where a node's heartbeat Lease lives (k8s.io/api core/v1 NamespaceNodeLease)
+NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 
 class Kubelets(Protocol):
@@ -40,6 +49,55 @@ def _home(state_dir: Path, node: str) -> dict[str, str]:
     return {"HOME": str(home)}
 
 
+def _is_kwok(argv: list[str]) -> bool:
+    # a hollow node runs kubemark's real kubelet, whose lease controller needs no help
+    return bool(argv) and Path(argv[0]).name == "kwok"
+
+
+def forget_lease(state_dir: Path, node: str) -> bool:
+    """Delete ``node``'s Lease (as the cluster's admin) before its kwok starts again; True
+    if there was one.
+
+    A restarted kwok looks its Lease up in its own informer cache, which it does not wait
+    to fill: on a miss it creates the Lease, gets AlreadyExists and tries again one renew
+    interval later, and writes the node's status only once it holds the Lease; on a hit it
+    still takes the Lease only once it expired, its holder identity being new with each
+    process (sigs.k8s.io/kwok v0.8.0 pkg/kwok/controllers/node_lease_controller.go
+    sync 178-226, tryAcquireOrRenew 305-318; controller.go Identity 643-650). A kubelet
+    GETs its Lease from the API and renews it at once, as holder of its own node's name
+    (k8s.io/component-helpers v0.37.2 apimachinery/lease/controller.go ensureLease
+    223-245). With no Lease anywhere, kwok's create succeeds at once. The node lifecycle
+    controller reads a missing Lease as no renewal: it goes by the node's status alone
+    (k8s.io/kubernetes v1.37.2 pkg/controller/nodelifecycle tryUpdateNodeHealth).
+    """
+    from kubernetes import client
+    from kubernetes import config as kconfig
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        api = kconfig.new_client_from_config(config_file=str(state_dir / "admin.kubeconfig"))
+        with api:
+            client.CoordinationV1Api(api).delete_namespaced_lease(
+                node, NODE_LEASE_NAMESPACE, _request_timeout=Deadlines().stop
+            )
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        _warn(node, f"{e.status} {e.reason}")
+        return False
+    except (HTTPError, OSError, ConfigException) as e:  # no API: start kwok anyway
+        _warn(node, f"{type(e).__name__}: {e}")
+        return False
+    return True
+
+
+def _warn(node: str, why: str) -> None:
+    # kwok still starts: it renews one renew interval late, as without the deletion
+    print(f"kwok-{node}: could not delete its Lease ({why})", file=sys.stderr, flush=True)
+
+
 class HostKubelets:
     """kwok on host loopback, recorded through ``spawn`` (the cluster's state)."""
 
@@ -54,6 +112,8 @@ class HostKubelets:
         return recs[-1] if recs else None
 
     def start(self, node: str, argv: list[str]) -> None:
+        if self._latest(node) is not None and _is_kwok(argv):  # a restart
+            forget_lease(self.state_dir, node)
         self._spawn(f"kwok-{node}", argv, dict(os.environ, **_home(self.state_dir, node)))
 
     def stop(self, node: str, grace: float) -> None:
@@ -82,6 +142,8 @@ class NetnsKubelets:
         self.state_dir, self.dp = state_dir, dataplane
 
     def start(self, node: str, argv: list[str]) -> None:
+        if self.argv(node) is not None and _is_kwok(argv):  # a restart
+            forget_lease(self.state_dir, node)
         self.dp.spawn_in_node(node, f"kwok-{node}", argv, env=_home(self.state_dir, node))
 
     def stop(self, node: str, grace: float) -> None:
