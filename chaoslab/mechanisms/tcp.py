@@ -120,8 +120,9 @@ def _cohort(
             break  # a decision changed: the rest is decided (DNAT'd, reset, failed)
         a = _value(times, values, t + r)
         if a > best + EPS:
-            if w > 0:
-                out += _split(w * (a - best), r, t + r, slow, timeout)
+            share = w * (a - best)
+            if share > 0:  # a weight of a few denormals underflows to no request at all
+                out += _split(share, r, t + r, slow, timeout)
             best = a
     return tuple(out)
 
